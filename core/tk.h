@@ -1,0 +1,128 @@
+/* core/tk.h -- shared helpers for every module of the toolkit (prefix tk_).
+ *
+ * Errors: functions return int (0 ok, negative TK_E* code) or NULL, and set a
+ * thread-local message with tk_error(). Only main() prints and exits.
+ */
+#ifndef TK_H
+#define TK_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- errors ---------------------------------------------------------------- */
+enum {
+  TK_OK = 0,
+  TK_EINVAL = -1,   /* bad argument or option */
+  TK_EIO = -2,      /* operating-system or library I/O failure */
+  TK_ENOMEM = -3,   /* allocation failed */
+  TK_EFORMAT = -4,  /* a file's content is malformed or of another format */
+  TK_ENOTFOUND = -5,/* a named thing does not exist */
+  TK_ERANGE = -6,   /* a value is out of its allowed range (NaN, huge dims) */
+  TK_EBUSY = -7,    /* resource locked by someone else */
+  TK_EVERSION = -8, /* format version not supported */
+  TK_EINTR = -9,    /* interrupted by the user */
+};
+
+#define TK_ERRMSG_MAX 1024
+
+/* Set the thread-local message (printf format) and return code. */
+int tk_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prefix the current message with "prefix: " and return code (for adding context). */
+int tk_error_wrap(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *tk_errmsg(void);   /* the message, "" if none */
+void tk_error_clear(void);
+const char *tk_strerror(int code); /* short name for a code */
+
+/* ---- logging --------------------------------------------------------------- */
+typedef enum { TK_LOG_DEBUG = 0, TK_LOG_INFO = 1, TK_LOG_WARN = 2, TK_LOG_ERROR = 3, TK_LOG_OFF = 4 } tkLogLevel;
+void tk_log_set_level(tkLogLevel level);   /* default INFO, or from env TK_LOG=debug|info|warn|error|off */
+tkLogLevel tk_log_level(void);
+void tk_log(tkLogLevel level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define tk_debug(...) tk_log(TK_LOG_DEBUG, __VA_ARGS__)
+#define tk_info(...) tk_log(TK_LOG_INFO, __VA_ARGS__)
+#define tk_warn(...) tk_log(TK_LOG_WARN, __VA_ARGS__)
+/* Print "prog: <message>" for the current error to stderr (used by main()). */
+void tk_die_msg(const char *prog);
+
+/* ---- monotonic clock and loop pacing -------------------------------------- */
+int64_t tk_now_ns(void);                 /* CLOCK_MONOTONIC, nanoseconds */
+double tk_now_s(void);                   /* CLOCK_MONOTONIC, seconds */
+void tk_sleep_until_ns(int64_t deadline_ns); /* absolute deadline, EINTR-safe */
+
+/* Fixed-rate loop on absolute deadlines: no drift, missed deadlines counted. */
+typedef struct {
+  int64_t period_ns;   /* loop period, ns */
+  int64_t start_ns;    /* time of tk_pacer_start, ns */
+  int64_t next_ns;     /* next absolute deadline, ns */
+  int64_t ticks;       /* completed waits */
+  int64_t missed;      /* waits that found the deadline already passed */
+  int64_t last_late_ns;/* lateness of the last wake-up vs its deadline, ns */
+} tkPacer;
+void tk_pacer_start(tkPacer *p, double hz);
+/* Sleep until the next deadline; returns 1 if it was already missed (the
+ * schedule then skips ahead to the next future deadline), else 0. */
+int tk_pacer_wait(tkPacer *p);
+double tk_pacer_rate(const tkPacer *p);  /* achieved ticks per second so far */
+
+/* ---- seeded RNG (xoshiro256**, seeded through splitmix64) ------------------ */
+typedef struct { uint64_t s[4]; } tkRng;
+void tk_rng_seed(tkRng *r, uint64_t seed);
+uint64_t tk_rng_u64(tkRng *r);
+double tk_rng_uniform(tkRng *r);             /* [0,1) */
+double tk_rng_range(tkRng *r, double lo, double hi);
+double tk_rng_normal(tkRng *r);              /* standard normal */
+uint64_t tk_rng_below(tkRng *r, uint64_t n); /* uniform in [0,n), unbiased; n>0 */
+void tk_rng_shuffle(tkRng *r, int64_t *v, int64_t n);
+/* Independent stream for worker i (jump-free: reseeds from (seed, i)). */
+void tk_rng_fork(const tkRng *parent, uint64_t stream, tkRng *child);
+
+/* ---- progress bar ------------------------------------------------------------ */
+typedef struct {
+  const char *label;
+  int64_t total;
+  int64_t done;
+  double t0, last_draw;
+  int enabled;   /* draws only to a terminal unless forced */
+  char extra[160];
+} tkProgress;
+void tk_progress_begin(tkProgress *p, const char *label, int64_t total);
+void tk_progress_update(tkProgress *p, int64_t done, const char *extra_fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void tk_progress_end(tkProgress *p);
+
+/* ---- files ------------------------------------------------------------------ */
+/* fsync the directory containing path (after a rename). */
+int tk_fsync_dir_of(const char *path);
+/* Copy a file (copy_file_range, falling back to read/write), then fsync dst. */
+int tk_copy_file(const char *src, const char *dst);
+int tk_file_exists(const char *path);
+int64_t tk_file_size(const char *path); /* <0 on error */
+/* Read a whole file into a NUL-terminated malloc'd buffer. */
+int tk_read_text(const char *path, char **out, size_t *len);
+
+/* ---- JSON helpers over cJSON (opaque to avoid leaking cJSON into headers) --- */
+struct cJSON;
+int tk_json_load(const char *path, struct cJSON **out); /* error names file and position */
+double tk_json_num(const struct cJSON *obj, const char *key, double dflt);
+const char *tk_json_str(const struct cJSON *obj, const char *key, const char *dflt);
+
+/* ---- small utils ------------------------------------------------------------ */
+#define TK_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define TK_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define TK_MAX(a, b) ((a) > (b) ? (a) : (b))
+/* snprintf into a fixed buffer; returns TK_ERANGE on truncation. */
+int tk_snprintf(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Parse helpers for CLIs: whole-string number parses; return TK_EINVAL otherwise. */
+int tk_parse_i64(const char *s, int64_t *out);
+int tk_parse_f64(const char *s, double *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,169 @@
+/* core/tk_file.c -- durable file helpers: fsync of directories, file copy, whole-file reads. */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "tk.h"
+
+int tk_fsync_dir_of(const char *path) {
+  char buf[4096];
+  if (tk_snprintf(buf, sizeof buf, "%s", path)) return TK_ERANGE;
+  const char *dir = dirname(buf);
+  int fd = open(dir, O_RDONLY | O_DIRECTORY);
+  if (fd < 0) return tk_error(TK_EIO, "open directory %s: %s", dir, strerror(errno));
+  int rc = fsync(fd);
+  int e = errno;
+  close(fd);
+  if (rc) return tk_error(TK_EIO, "fsync directory %s: %s", dir, strerror(e));
+  return 0;
+}
+
+int tk_file_exists(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0;
+}
+
+int64_t tk_file_size(const char *path) {
+  struct stat st;
+  if (stat(path, &st)) return tk_error(TK_EIO, "stat %s: %s", path, strerror(errno));
+  return (int64_t)st.st_size;
+}
+
+int tk_copy_file(const char *src, const char *dst) {
+  int in = open(src, O_RDONLY);
+  if (in < 0) return tk_error(TK_EIO, "open %s: %s", src, strerror(errno));
+  int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (out < 0) {
+    int e = errno;
+    close(in);
+    return tk_error(TK_EIO, "create %s: %s", dst, strerror(e));
+  }
+  struct stat st;
+  int rc = 0;
+  if (fstat(in, &st)) {
+    rc = tk_error(TK_EIO, "stat %s: %s", src, strerror(errno));
+    goto done;
+  }
+  off_t left = st.st_size;
+  int use_cfr = 1;
+  while (left > 0) {
+    ssize_t n = -1;
+    if (use_cfr) {
+      n = copy_file_range(in, NULL, out, NULL, (size_t)TK_MIN(left, (off_t)1 << 30), 0);
+      if (n < 0 && (errno == EXDEV || errno == ENOSYS || errno == EINVAL || errno == EOPNOTSUPP)) {
+        use_cfr = 0;
+        continue;
+      }
+    } else {
+      static _Thread_local char buf[1 << 16];
+      ssize_t r = read(in, buf, sizeof buf);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) {
+        rc = tk_error(TK_EIO, "read %s: %s", src, r < 0 ? strerror(errno) : "unexpected end of file");
+        goto done;
+      }
+      ssize_t off = 0;
+      while (off < r) {
+        ssize_t w = write(out, buf + off, (size_t)(r - off));
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) {
+          rc = tk_error(TK_EIO, "write %s: %s", dst, strerror(errno));
+          goto done;
+        }
+        off += w;
+      }
+      n = r;
+    }
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      rc = tk_error(TK_EIO, "copy %s to %s: %s", src, dst, strerror(errno));
+      goto done;
+    }
+    if (n == 0) {
+      rc = tk_error(TK_EIO, "copy %s to %s: source shrank while copying", src, dst);
+      goto done;
+    }
+    left -= n;
+  }
+  if (fsync(out)) rc = tk_error(TK_EIO, "fsync %s: %s", dst, strerror(errno));
+done:
+  close(in);
+  if (close(out) && !rc) rc = tk_error(TK_EIO, "close %s: %s", dst, strerror(errno));
+  return rc;
+}
+
+int tk_read_text(const char *path, char **out, size_t *len) {
+  *out = NULL;
+  FILE *f = fopen(path, "rb");
+  if (!f) return tk_error(TK_EIO, "open %s: %s", path, strerror(errno));
+  size_t cap = 4096, n = 0;
+  char *buf = malloc(cap);
+  if (!buf) {
+    fclose(f);
+    return tk_error(TK_ENOMEM, "read %s: out of memory", path);
+  }
+  for (;;) {
+    if (n + 4096 + 1 > cap) {
+      if (cap > ((size_t)1 << 30)) {
+        free(buf);
+        fclose(f);
+        return tk_error(TK_ERANGE, "read %s: file larger than 1 GiB", path);
+      }
+      char *nb = realloc(buf, cap * 2);
+      if (!nb) {
+        free(buf);
+        fclose(f);
+        return tk_error(TK_ENOMEM, "read %s: out of memory", path);
+      }
+      buf = nb;
+      cap *= 2;
+    }
+    size_t r = fread(buf + n, 1, 4096, f);
+    n += r;
+    if (r < 4096) break;
+  }
+  int err = ferror(f);
+  fclose(f);
+  if (err) {
+    free(buf);
+    return tk_error(TK_EIO, "read %s: read error", path);
+  }
+  buf[n] = 0;
+  *out = buf;
+  if (len) *len = n;
+  return 0;
+}
+
+int tk_json_load(const char *path, cJSON **out) {
+  char *text;
+  size_t n;
+  *out = NULL;
+  int rc = tk_read_text(path, &text, &n);
+  if (rc) return rc;
+  const char *end = NULL;
+  cJSON *j = cJSON_ParseWithLengthOpts(text, n, &end, 0);
+  if (!j) {
+    size_t off = end ? (size_t)(end - text) : 0;
+    free(text);
+    return tk_error(TK_EFORMAT, "%s: invalid JSON near byte %zu", path, off);
+  }
+  free(text);
+  *out = j;
+  return 0;
+}
+
+double tk_json_num(const cJSON *obj, const char *key, double dflt) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+  return cJSON_IsNumber(v) ? v->valuedouble : dflt;
+}
+
+const char *tk_json_str(const cJSON *obj, const char *key, const char *dflt) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+  return cJSON_IsString(v) ? v->valuestring : dflt;
+}

@@ -1,0 +1,216 @@
+/* dataset/ds.h -- demonstration datasets in robomimic's HDF5 layout (prefix ds_).
+ *
+ * Layout (readable by robomimic and plain h5py):
+ *   data                      attrs: total (int64), env_args (JSON str), demokit_format, demokit_version
+ *   data/demo_<i>             attrs: num_samples, success, task, seed, operator, device, control_hz,
+ *                                    missed_deadlines, model_file (optional), ep_meta (optional JSON)
+ *     actions    (N,A) float64      rewards (N,) float64     dones (N,) uint8
+ *     states     (N,S) float64      timestamps (N,) float64 (seconds, measured)
+ *     interventions (N,) uint8      obs/<key> (N,...)        next_obs/<key> (N,...)
+ *   mask/<name>               1-D fixed-length strings naming demos (train/valid/...)
+ *
+ * Crash safety: every episode streams into its own file in <path>.staging/ and is committed
+ * by close + fsync + rename there. Committed episodes are merged ("published") into <path>
+ * by copy + append + fsync + rename, so <path> is always a complete file. A crash loses at
+ * most the open episode; ds_recover() (run by ds_writer_open too) publishes what a crash left.
+ */
+#ifndef DS_H
+#define DS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DS_FORMAT_NAME "demokit.dataset"
+#define DS_FORMAT_VERSION 1
+#define DS_MAX_KEYS 32      /* observation keys per dataset */
+#define DS_NAME_MAX 64      /* key, task, device names */
+#define DS_MAX_RANK 3       /* per-step rank of an observation (image: H,W,C) */
+
+typedef enum { DS_F32 = 0, DS_F64 = 1, DS_U8 = 2 } dsDtype;
+size_t ds_dtype_size(dsDtype t);
+const char *ds_dtype_name(dsDtype t);
+
+typedef struct {
+  char name[DS_NAME_MAX];     /* robomimic name, e.g. robot0_eef_pos, agentview_image */
+  dsDtype dtype;              /* storage and input type */
+  int rank;                   /* per-step rank, 1..3 */
+  int64_t shape[DS_MAX_RANK]; /* per-step shape */
+} dsKeySpec;
+
+typedef struct {
+  int action_dim;             /* A */
+  int state_dim;              /* S, 0 = no states stored */
+  int nkeys;
+  dsKeySpec keys[DS_MAX_KEYS];
+} dsSchema;
+
+int64_t ds_key_elems(const dsKeySpec *k);   /* elements per step */
+int ds_key_is_image(const dsKeySpec *k);    /* uint8 rank-3 */
+/* Add a key; returns its index or a negative error. */
+int ds_schema_add(dsSchema *s, const char *name, dsDtype t, int rank, const int64_t *shape);
+int ds_schema_find(const dsSchema *s, const char *name); /* index or -1 */
+/* 0 if equal; otherwise TK_EFORMAT with a message describing the first difference. */
+int ds_schema_compare(const dsSchema *a, const dsSchema *b);
+
+/* ---- writer ----------------------------------------------------------------- */
+typedef enum { DS_SUCCESS = 0, DS_FAILURE = 1, DS_DISCARD = 2 } dsOutcome;
+
+typedef struct dsWriter dsWriter;
+
+typedef struct {
+  dsSchema schema;
+  const char *env_name;        /* task name, stored in env_args.env_name */
+  int env_type;                /* robomimic env type in env_args.type (default 4: demokit) */
+  const char *env_kwargs_json; /* JSON object for env_args.env_kwargs (default "{}") */
+  int store_next_obs;          /* default 1 */
+  int image_gzip;              /* gzip level for uint8 image keys, 0..9 (default 4) */
+  int lowdim_gzip;             /* gzip level for everything else, 0..9 (default 0) */
+  int block_steps;             /* steps handed to the writer thread at once (default 64) */
+  /* Publishing: after each commit, merge staged episodes into the main file when
+   * staged_bytes >= publish_ratio * main_file_bytes (amortized linear cost);
+   * 0 = after every episode, <0 = only at close and ds_writer_publish. Default 0.125. */
+  double publish_ratio;
+  /* Called on the writer thread once an episode is durable (committed). */
+  void (*on_commit)(int64_t demo_index, dsOutcome outcome, int64_t num_samples, void *user);
+  void *user;
+} dsWriterOpts;
+
+typedef struct {
+  const char *task;            /* attr task */
+  int64_t seed;                /* attr seed */
+  const char *operator_name;   /* attr operator */
+  const char *device;          /* attr device (gamepad, keyboard, spacemouse, scripted, ...) */
+  double control_hz;           /* attr control_hz (nominal) */
+  const char *model_file;      /* attr model_file: MJCF XML text, optional */
+  const char *ep_meta_json;    /* attr ep_meta, optional */
+} dsEpisodeInfo;
+
+typedef struct {
+  const void *obs[DS_MAX_KEYS]; /* one step of each key, in the key's dtype */
+  const double *action;         /* A */
+  double reward;
+  int done;
+  const double *state;          /* S (NULL if state_dim is 0) */
+  double timestamp;             /* seconds, measured */
+  int intervention;             /* 1 where a human took over from a policy */
+} dsStep;
+
+void ds_writer_default(dsWriterOpts *o);
+/* Create path, or append to it if it exists (schema and env must match). Runs ds_recover
+ * first when a previous session left staged episodes. Takes an exclusive lock. */
+int ds_writer_open(const char *path, const dsWriterOpts *o, dsWriter **out);
+/* Starts an episode; *demo_index gets the index it will have (demo_<i>). */
+int ds_writer_begin(dsWriter *w, const dsEpisodeInfo *info, int64_t *demo_index);
+/* Copies the step; never waits for the disk. */
+int ds_writer_add_step(dsWriter *w, const dsStep *step);
+/* Ends the episode. final_obs (may be NULL: repeats the last obs) is next_obs of the last
+ * step. Returns at once; the episode is durable when ds_writer_committed() counts it. */
+int ds_writer_end(dsWriter *w, dsOutcome outcome, const void *const *final_obs, int64_t missed_deadlines);
+int64_t ds_writer_committed(dsWriter *w);  /* episodes committed (durable) so far */
+int ds_writer_sync(dsWriter *w);           /* wait until every ended episode is committed */
+int ds_writer_publish(dsWriter *w);        /* sync, then merge staged episodes into the file */
+const char *ds_writer_path(const dsWriter *w);
+int64_t ds_writer_next_index(const dsWriter *w);
+/* Sync, publish, stop the thread, free. Returns the first error seen. NULL is fine. */
+int ds_writer_close(dsWriter *w);
+
+/* Publish what a crash left in <path>.staging (drops unfinished episodes). *published
+ * (optional) gets the number of episodes merged. */
+int ds_recover(const char *path, int *published, int *dropped);
+/* Number of committed episodes waiting in <path>.staging (0 if none). */
+int ds_staged_count(const char *path);
+
+/* ---- reader ----------------------------------------------------------------- */
+typedef struct dsFile dsFile;
+
+typedef struct {
+  char name[32];                /* demo_<index> */
+  int64_t index;
+  int64_t num_samples;
+  int success;                  /* 1, 0, or -1 when the file does not say */
+  char task[DS_NAME_MAX];
+  char operator_name[DS_NAME_MAX];
+  char device[DS_NAME_MAX];
+  int64_t seed;                 /* -1 when absent */
+  double control_hz;            /* 0 when absent */
+  int64_t missed_deadlines;     /* -1 when absent */
+  int has_states, has_timestamps, has_interventions, has_next_obs, has_rewards, has_dones;
+} dsDemoInfo;
+
+typedef struct {
+  int64_t num_samples;
+  double *actions;              /* N x A */
+  double *rewards;              /* N (zeros if absent) */
+  uint8_t *dones;               /* N (zeros if absent) */
+  double *states;               /* N x S or NULL */
+  double *timestamps;           /* N or NULL */
+  uint8_t *interventions;       /* N or NULL */
+  void *obs[DS_MAX_KEYS];       /* N x key elems, in the schema's dtype */
+  void *next_obs[DS_MAX_KEYS];  /* same, or NULL */
+} dsEpisode;
+
+enum {
+  DS_OPEN_NO_VALUE_CHECK = 1,   /* skip the NaN/Inf scan of float data on open */
+};
+
+/* Open read-only and validate; on failure the message names file, demo and dataset. */
+int ds_open(const char *path, int flags, dsFile **out);
+void ds_close(dsFile *f);
+const char *ds_path(const dsFile *f);
+int ds_num_demos(const dsFile *f);
+const dsDemoInfo *ds_demo(const dsFile *f, int i);   /* sorted by index */
+int ds_find_demo(const dsFile *f, const char *name); /* position or -1 */
+const dsSchema *ds_schema(const dsFile *f);
+const char *ds_env_name(const dsFile *f);
+const char *ds_env_args(const dsFile *f);            /* the JSON text */
+int64_t ds_total_samples(const dsFile *f);
+int ds_is_native(const dsFile *f);                   /* written by this toolkit */
+int ds_num_masks(const dsFile *f);
+const char *ds_mask_name(const dsFile *f, int m);
+/* Demo positions named by a mask (malloc'd). */
+int ds_mask(const dsFile *f, const char *name, int **pos, int *n);
+
+int ds_read_episode(dsFile *f, int i, dsEpisode *out);
+void ds_episode_free(dsEpisode *e);
+
+/* Loading for training: chosen obs keys (low-dim) concatenated into float32 rows. */
+typedef struct {
+  const char *const *obs_keys;  /* NULL = every non-image key, sorted by name */
+  int nobs_keys;
+  const char *filter_key;       /* mask name, NULL = all demos */
+  int load_next_obs;            /* also fill next_obs */
+} dsLoadOpts;
+
+typedef struct {
+  int64_t n;                    /* samples */
+  int obs_dim, act_dim;
+  int ndemos;
+  float *obs;                   /* n x obs_dim */
+  float *next_obs;              /* n x obs_dim or NULL */
+  float *actions;               /* n x act_dim */
+  float *rewards;               /* n */
+  uint8_t *dones;               /* n */
+  int64_t *demo_start;          /* ndemos + 1 offsets into the rows */
+  int *demo_pos;                /* ndemos: position of each demo in the file */
+  int nkeys;
+  char (*key_names)[DS_NAME_MAX]; /* nkeys names in column order */
+  int *key_offset;              /* nkeys + 1 column offsets */
+  void *block_;                 /* the single allocation behind the arrays */
+} dsLoaded;
+
+int ds_load(dsFile *f, const dsLoadOpts *o, dsLoaded *out);
+void ds_loaded_free(dsLoaded *l);
+
+/* ---- validation ------------------------------------------------------------- */
+/* Check everything and call report() once per problem (one line each). Returns the number
+ * of problems (0 = valid) or a negative error when the file could not be examined at all. */
+int ds_validate(const char *path, void (*report)(const char *line, void *user), void *user);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
