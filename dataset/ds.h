@@ -175,6 +175,9 @@ const char *ds_mask_name(const dsFile *f, int m);
 int ds_mask(const dsFile *f, const char *name, int **pos, int *n);
 
 int ds_read_episode(dsFile *f, int i, dsEpisode *out);
+/* Read one per-step dataset of demo i ("actions", "timestamps", "obs/<key>", ...) as float64
+ * into out (num_samples x columns); *cols (optional) gets the columns. */
+int ds_read_column(dsFile *f, int i, const char *dataset, double *out, int64_t capacity, int64_t *cols);
 void ds_episode_free(dsEpisode *e);
 
 /* Loading for training: chosen obs keys (low-dim) concatenated into float32 rows. */
@@ -209,6 +212,48 @@ void ds_loaded_free(dsLoaded *l);
 /* Check everything and call report() once per problem (one line each). Returns the number
  * of problems (0 = valid) or a negative error when the file could not be examined at all. */
 int ds_validate(const char *path, void (*report)(const char *line, void *user), void *user);
+
+/* ---- editing (every command writes a temp file and renames; inputs are untouched
+ * unless out is NULL, which means "replace the input", still through temp + rename) ---- */
+/* Merge datasets into out, renumbering demos 0.. in input order; masks are carried over
+ * (renamed demos). Refuses different tasks or schemas, naming both sides. */
+int ds_merge(const char *const *inputs, int n, const char *out);
+/* Write mask/train and mask/valid (valid_frac of the demos, at least one of each when
+ * there are two or more demos), chosen with seed. */
+int ds_split(const char *path, double valid_frac, uint64_t seed, const char *out);
+typedef struct {
+  int success_only;           /* keep demos with success == 1 */
+  int64_t min_len, max_len;   /* keep num_samples in [min_len, max_len]; max_len <= 0: no bound */
+  const char *mask_name;      /* non-NULL: write mask/<name> listing the kept demos instead of copying */
+} dsFilterOpts;
+int ds_filter(const char *path, const dsFilterOpts *o, const char *out, int *kept);
+/* Remove the named demos (names as demo_<i>). */
+int ds_delete(const char *path, const char *const *demos, int n, const char *out);
+/* Keep steps [start, end) of one demo (end <= 0: to the end). */
+int ds_trim(const char *path, const char *demo, int64_t start, int64_t end, const char *out);
+/* Convert to another layout: "minari" or "d4rl" (REFERENCE.md). */
+int ds_convert(const char *path, const char *to, const char *out);
+
+/* ---- synthetic recordings (tests, benchmarks, the first-minute demo) ----
+ * A point end effector driven toward a random goal by a noisy proportional controller,
+ * recorded through the real writer: obs robot0_eef_pos (3), goal_pos (3), robot0_eef_vel (3),
+ * optional agentview_image (PX,PX,3) drawing the point and the goal; 7-D actions
+ * (xyz deltas, zero rotation, gripper); states (6). Success: within 0.05 of the goal. */
+typedef struct {
+  int demos, steps, image_px;
+  uint64_t seed;
+  const char *task;       /* env name, default "synth_reach" */
+  double noise;           /* action noise, default 0.3 */
+  double publish_ratio;   /* writer option, default as ds_writer_default */
+  int lowdim_gzip;
+} dsSynthOpts;
+typedef struct {
+  int demos, successes;
+  int64_t steps;
+  double seconds;         /* wall time from open to close */
+} dsSynthResult;
+void ds_synth_default(dsSynthOpts *o);
+int ds_synth(const char *path, const dsSynthOpts *o, dsSynthResult *r);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,265 @@
+/* dataset/ds_h5.c -- HDF5 helpers: quiet errors with messages, attributes, extendible datasets. */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ds_internal.h"
+
+static pthread_once_t h5_once = PTHREAD_ONCE_INIT;
+static void h5_init_once(void) { H5open(); }
+
+void ds_h5_init(void) {
+  pthread_once(&h5_once, h5_init_once);
+  /* the automatic printer is per thread in thread-safe builds: turn it off here too */
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+static _Thread_local char h5_msg[512];
+
+static herr_t walk_cb(unsigned n, const H5E_error2_t *e, void *data) {
+  (void)n;
+  (void)data;
+  if (e->desc && e->desc[0]) snprintf(h5_msg, sizeof h5_msg, "%s", e->desc);
+  return 0;
+}
+
+const char *ds_h5_errmsg(void) {
+  h5_msg[0] = 0;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, walk_cb, NULL);
+  H5Eclear2(H5E_DEFAULT);
+  return h5_msg;
+}
+
+int ds_h5_fail(int code, const char *fmt, ...) {
+  char what[TK_ERRMSG_MAX];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  const char *m = ds_h5_errmsg();
+  if (m[0]) return tk_error(code, "%s: %s", what, m);
+  return tk_error(code, "%s", what);
+}
+
+size_t ds_dtype_size(dsDtype t) { return t == DS_F64 ? 8 : t == DS_F32 ? 4 : 1; }
+const char *ds_dtype_name(dsDtype t) { return t == DS_F64 ? "float64" : t == DS_F32 ? "float32" : "uint8"; }
+
+hid_t ds_h5_memtype(dsDtype t) {
+  return t == DS_F64 ? H5T_NATIVE_DOUBLE : t == DS_F32 ? H5T_NATIVE_FLOAT : H5T_NATIVE_UINT8;
+}
+
+int ds_h5_dtype_of(hid_t type, dsDtype *out) {
+  H5T_class_t c = H5Tget_class(type);
+  size_t sz = H5Tget_size(type);
+  if (c == H5T_FLOAT && sz == 8) *out = DS_F64;
+  else if (c == H5T_FLOAT && sz == 4) *out = DS_F32;
+  else if (c == H5T_INTEGER && sz == 1 && H5Tget_sign(type) == H5T_SGN_NONE) *out = DS_U8;
+  else return TK_EFORMAT;
+  return 0;
+}
+
+/* ---- attributes ---- */
+static int attr_write(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const void *v) {
+  if (H5Aexists(obj, name) > 0 && H5Adelete(obj, name) < 0) return ds_h5_fail(TK_EIO, "replace attribute %s", name);
+  hid_t sp = H5Screate(H5S_SCALAR);
+  hid_t a = H5Acreate2(obj, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT);
+  int rc = 0;
+  if (a < 0 || H5Awrite(a, mtype, v) < 0) rc = ds_h5_fail(TK_EIO, "write attribute %s", name);
+  if (a >= 0) H5Aclose(a);
+  H5Sclose(sp);
+  return rc;
+}
+
+int ds_attr_write_i64(hid_t obj, const char *name, int64_t v) {
+  return attr_write(obj, name, H5T_STD_I64LE, H5T_NATIVE_INT64, &v);
+}
+int ds_attr_write_f64(hid_t obj, const char *name, double v) {
+  return attr_write(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v);
+}
+int ds_attr_write_str(hid_t obj, const char *name, const char *s) {
+  /* variable-length UTF-8 string: what h5py writes for a Python str */
+  hid_t t = H5Tcopy(H5T_C_S1);
+  H5Tset_size(t, H5T_VARIABLE);
+  H5Tset_cset(t, H5T_CSET_UTF8);
+  int rc = attr_write(obj, name, t, t, &s);
+  H5Tclose(t);
+  return rc;
+}
+
+int ds_attr_exists(hid_t obj, const char *name) { return H5Aexists(obj, name) > 0; }
+
+static hid_t attr_open_scalar(hid_t obj, const char *name, int *rc) {
+  if (H5Aexists(obj, name) <= 0) {
+    H5Eclear2(H5E_DEFAULT);
+    *rc = TK_ENOTFOUND;
+    return -1;
+  }
+  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+  if (a < 0) {
+    *rc = TK_EFORMAT;
+    return -1;
+  }
+  hid_t sp = H5Aget_space(a);
+  hssize_t np = H5Sget_simple_extent_npoints(sp);
+  H5Sclose(sp);
+  if (np != 1) {
+    H5Aclose(a);
+    *rc = TK_EFORMAT;
+    return -1;
+  }
+  *rc = 0;
+  return a;
+}
+
+int ds_attr_read_i64(hid_t obj, const char *name, int64_t *v) {
+  int rc;
+  hid_t a = attr_open_scalar(obj, name, &rc);
+  if (a < 0) return rc;
+  hid_t t = H5Aget_type(a);
+  H5T_class_t c = H5Tget_class(t);
+  rc = 0;
+  if (c == H5T_INTEGER) {
+    if (H5Aread(a, H5T_NATIVE_INT64, v) < 0) rc = TK_EFORMAT;
+  } else if (c == H5T_FLOAT) {
+    double d;
+    if (H5Aread(a, H5T_NATIVE_DOUBLE, &d) < 0 || d != d || d < -9.2e18 || d > 9.2e18 || d != (double)(int64_t)d)
+      rc = TK_EFORMAT;
+    else
+      *v = (int64_t)d;
+  } else {
+    rc = TK_EFORMAT;
+  }
+  H5Tclose(t);
+  H5Aclose(a);
+  H5Eclear2(H5E_DEFAULT);
+  return rc;
+}
+
+int ds_attr_read_f64(hid_t obj, const char *name, double *v) {
+  int rc;
+  hid_t a = attr_open_scalar(obj, name, &rc);
+  if (a < 0) return rc;
+  hid_t t = H5Aget_type(a);
+  H5T_class_t c = H5Tget_class(t);
+  rc = (c == H5T_INTEGER || c == H5T_FLOAT) && H5Aread(a, H5T_NATIVE_DOUBLE, v) >= 0 ? 0 : TK_EFORMAT;
+  H5Tclose(t);
+  H5Aclose(a);
+  H5Eclear2(H5E_DEFAULT);
+  return rc;
+}
+
+int ds_attr_read_str(hid_t obj, const char *name, char **out) {
+  *out = NULL;
+  int rc;
+  hid_t a = attr_open_scalar(obj, name, &rc);
+  if (a < 0) return rc;
+  hid_t t = H5Aget_type(a);
+  rc = TK_EFORMAT;
+  if (H5Tget_class(t) == H5T_STRING) {
+    if (H5Tis_variable_str(t) > 0) {
+      hid_t m = H5Tcopy(H5T_C_S1);
+      H5Tset_size(m, H5T_VARIABLE);
+      H5Tset_cset(m, H5Tget_cset(t));
+      char *s = NULL;
+      if (H5Aread(a, m, &s) >= 0 && s) {
+        *out = strdup(s);
+        H5free_memory(s);
+        rc = *out ? 0 : TK_ENOMEM;
+      }
+      H5Tclose(m);
+    } else {
+      size_t sz = H5Tget_size(t);
+      if (sz < ((size_t)64 << 20)) {
+        char *s = calloc(sz + 1, 1);
+        hid_t m = H5Tcopy(t);
+        if (s && H5Aread(a, m, s) >= 0) {
+          *out = s;
+          rc = 0;
+        } else {
+          free(s);
+        }
+        H5Tclose(m);
+      }
+    }
+  }
+  H5Tclose(t);
+  H5Aclose(a);
+  H5Eclear2(H5E_DEFAULT);
+  return rc;
+}
+
+int ds_parse_demo_name(const char *name, int64_t *index) {
+  if (strncmp(name, "demo_", 5) != 0) return -1;
+  const char *p = name + 5;
+  if (!*p || strlen(p) > 18) return -1;
+  int64_t v = 0;
+  for (; *p; p++) {
+    if (*p < '0' || *p > '9') return -1;
+    v = v * 10 + (*p - '0');
+  }
+  *index = v;
+  return 0;
+}
+
+/* ---- extendible datasets ---- */
+hid_t ds_create_ext(hid_t loc, const char *name, dsDtype t, int rank, const int64_t *shape, int gzip,
+                    int64_t chunk_rows) {
+  hsize_t dims[DS_MAX_RANK + 1], maxd[DS_MAX_RANK + 1], chunk[DS_MAX_RANK + 1];
+  dims[0] = 0;
+  maxd[0] = H5S_UNLIMITED;
+  chunk[0] = (hsize_t)chunk_rows;
+  for (int i = 0; i < rank; i++) dims[i + 1] = maxd[i + 1] = chunk[i + 1] = (hsize_t)shape[i];
+  hid_t sp = H5Screate_simple(rank + 1, dims, maxd);
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  H5Pset_chunk(dcpl, rank + 1, chunk);
+  if (gzip > 0) {
+    if (t != DS_U8) H5Pset_shuffle(dcpl);
+    H5Pset_deflate(dcpl, (unsigned)gzip);
+  }
+  H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+  hid_t ft = t == DS_F64 ? H5T_IEEE_F64LE : t == DS_F32 ? H5T_IEEE_F32LE : H5T_STD_U8LE;
+  hid_t d = H5Dcreate2(loc, name, ft, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  H5Pclose(dcpl);
+  H5Sclose(sp);
+  if (d < 0) ds_h5_fail(TK_EIO, "create dataset %s", name);
+  return d;
+}
+
+int ds_append_rows(hid_t dset, dsDtype t, int rank, const int64_t *shape, int64_t at, int64_t n, const void *buf) {
+  if (n <= 0) return 0;
+  hsize_t dims[DS_MAX_RANK + 1], start[DS_MAX_RANK + 1], count[DS_MAX_RANK + 1];
+  dims[0] = (hsize_t)(at + n);
+  start[0] = (hsize_t)at;
+  count[0] = (hsize_t)n;
+  for (int i = 0; i < rank; i++) {
+    dims[i + 1] = count[i + 1] = (hsize_t)shape[i];
+    start[i + 1] = 0;
+  }
+  if (H5Dset_extent(dset, dims) < 0) return ds_h5_fail(TK_EIO, "extend dataset");
+  hid_t fs = H5Dget_space(dset);
+  H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
+  hid_t ms = H5Screate_simple(rank + 1, count, NULL);
+  herr_t e = H5Dwrite(dset, ds_h5_memtype(t), ms, fs, H5P_DEFAULT, buf);
+  H5Sclose(ms);
+  H5Sclose(fs);
+  if (e < 0) return ds_h5_fail(TK_EIO, "write rows");
+  return 0;
+}
+
+int ds_write_data_attrs(hid_t data, const char *env_name, int env_type, const char *env_kwargs_json) {
+  char *args = NULL;
+  const char *kw = env_kwargs_json && env_kwargs_json[0] ? env_kwargs_json : "{}";
+  size_t need = strlen(kw) + strlen(env_name) * 2 + 128;
+  args = malloc(need);
+  if (!args) return tk_error(TK_ENOMEM, "out of memory");
+  /* env_name is validated to [A-Za-z0-9_.-] by the writer, so no escaping is needed */
+  snprintf(args, need, "{\"env_name\": \"%s\", \"type\": %d, \"env_kwargs\": %s, \"env_version\": \"demokit-%d\"}",
+           env_name, env_type, kw, DS_FORMAT_VERSION);
+  int rc = ds_attr_write_str(data, "env_args", args);
+  free(args);
+  if (!rc) rc = ds_attr_write_i64(data, "total", 0);
+  if (!rc) rc = ds_attr_write_str(data, "demokit_format", DS_FORMAT_NAME);
+  if (!rc) rc = ds_attr_write_i64(data, "demokit_version", DS_FORMAT_VERSION);
+  return rc;
+}

@@ -1,0 +1,82 @@
+/* dataset/ds_internal.h -- shared internals of the dataset module (not a public header). */
+#ifndef DS_INTERNAL_H
+#define DS_INTERNAL_H
+
+#include <hdf5.h>
+
+#include "ds.h"
+#include "tk.h"
+
+#define DS_STAGING_SUFFIX ".staging"
+
+/* One list of the per-step arrays besides observations: X(name, dtype, hdf5 memtype, columns-from-schema).
+ * Used by the writer (datasets to create and append) and the reader (datasets to read). */
+#define DS_STEP_FIELDS(X)                                                 \
+  X(actions, DS_F64, 2)       /* (N,A) normalized action in [-1,1] */     \
+  X(rewards, DS_F64, 1)       /* (N,) reward */                           \
+  X(dones, DS_U8, 1)          /* (N,) 1 at the end of a trajectory */     \
+  X(states, DS_F64, 2)        /* (N,S) flat simulator state */            \
+  X(timestamps, DS_F64, 1)    /* (N,) seconds, measured */                \
+  X(interventions, DS_U8, 1)  /* (N,) 1 where a human took over */
+
+enum {
+#define X(n, t, r) DS_FIELD_##n,
+  DS_STEP_FIELDS(X)
+#undef X
+  DS_NFIELDS
+};
+typedef struct {
+  const char *name;
+  dsDtype dtype;
+  int rank; /* 1: (N,), 2: (N, cols) */
+} dsFieldDesc;
+extern const dsFieldDesc ds_fields[DS_NFIELDS];
+/* Columns of a rank-2 field under a schema (A for actions, S for states), 1 for rank 1. */
+int64_t ds_field_cols(int field, const dsSchema *s);
+
+/* Silence HDF5's automatic error printing (once per process and thread). */
+void ds_h5_init(void);
+/* The innermost message on HDF5's error stack, "" if none. */
+const char *ds_h5_errmsg(void);
+/* Set a tk error "what: <hdf5 message>" and return code. */
+int ds_h5_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+hid_t ds_h5_memtype(dsDtype t);
+int ds_h5_dtype_of(hid_t type, dsDtype *out); /* 0 or TK_EFORMAT */
+
+/* attributes */
+int ds_attr_write_i64(hid_t obj, const char *name, int64_t v);
+int ds_attr_write_f64(hid_t obj, const char *name, double v);
+int ds_attr_write_str(hid_t obj, const char *name, const char *s);
+int ds_attr_exists(hid_t obj, const char *name);
+/* 0 ok, TK_ENOTFOUND absent, TK_EFORMAT wrong type/shape. */
+int ds_attr_read_i64(hid_t obj, const char *name, int64_t *v);
+int ds_attr_read_f64(hid_t obj, const char *name, double *v);
+/* malloc'd string (fixed or variable length). */
+int ds_attr_read_str(hid_t obj, const char *name, char **out);
+
+/* Parse "demo_<int>" -> index; returns 0 or -1 when the name is not of that form. */
+int ds_parse_demo_name(const char *name, int64_t *index);
+
+/* Create an extendible (0, shape...) chunked dataset. */
+hid_t ds_create_ext(hid_t loc, const char *name, dsDtype t, int rank, const int64_t *shape, int gzip,
+                    int64_t chunk_rows);
+/* Append n rows (each row_elems elements) at row `at`. */
+int ds_append_rows(hid_t dset, dsDtype t, int rank, const int64_t *shape, int64_t at, int64_t n, const void *buf);
+
+/* Write data-group attrs for a new file. */
+int ds_write_data_attrs(hid_t data, const char *env_name, int env_type, const char *env_kwargs_json);
+
+/* Staging: list committed episode files "demo_<k>.h5" in dir (sorted by k). */
+typedef struct {
+  int64_t index;
+  char path[4096];
+} dsStaged;
+int ds_staging_dir(const char *path, char *dir, size_t n);
+int ds_staging_list(const char *dir, dsStaged **out, int *n, int *ntmp_removed, int remove_tmp);
+/* Merge staged episodes into path (copy + append + fsync + rename), then remove them. */
+int ds_publish_staged(const char *path, const char *dir, int *published);
+/* Exclusive lock on the staging dir; returns fd or negative error. */
+int ds_staging_lock(const char *dir, const char *path);
+
+#endif

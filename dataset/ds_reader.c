@@ -1,0 +1,1019 @@
+/* dataset/ds_reader.c -- read-only access with validation on open, episode reads, and the
+ * training loader. Every problem is one line naming the file, the demo and the dataset. */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "ds_internal.h"
+
+#define MAX_ROWS ((int64_t)1 << 36)      /* samples in one demo */
+#define MAX_BYTES ((int64_t)1 << 40)     /* logical bytes of one dataset */
+
+struct dsFile {
+  char path[4096];
+  hid_t file, data;
+  int ndemos;
+  dsDemoInfo *demos;
+  dsSchema schema;
+  char env_name[DS_NAME_MAX];
+  char *env_args;
+  int64_t total;
+  int native;
+  int nmasks;
+  char (*mask_names)[DS_NAME_MAX];
+  int **mask_pos;
+  int *mask_n;
+};
+
+/* ---- problem collection ---- */
+typedef struct {
+  const char *path;
+  int count;
+  int first_only;  /* ds_open: stop at the first problem */
+  void (*report)(const char *line, void *user);
+  void *user;
+} vctx;
+
+static void problem(vctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void problem(vctx *c, const char *fmt, ...) {
+  char msg[TK_ERRMSG_MAX - 64];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  c->count++;
+  if (c->count == 1) tk_error(TK_EFORMAT, "%s: %s", c->path, msg);
+  if (c->report) {
+    char line[TK_ERRMSG_MAX];
+    snprintf(line, sizeof line, "%s: %s", c->path, msg);
+    c->report(line, c->user);
+  }
+}
+#define STOP(c) ((c)->first_only && (c)->count > 0)
+
+/* ---- dataset inspection ---- */
+typedef struct {
+  int exists;
+  int rank;
+  hsize_t dims[8];
+  dsDtype dtype;
+  int dtype_ok;
+  H5T_class_t cls;
+  size_t tsize;
+} dinfo;
+
+static int is_dataset(hid_t loc, const char *name) {
+  if (H5Lexists(loc, name, H5P_DEFAULT) <= 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return 0;
+  }
+  H5O_info_t oi;
+  if (H5Oget_info_by_name2(loc, name, &oi, H5O_INFO_BASIC, H5P_DEFAULT) < 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return -1;
+  }
+  return oi.type == H5O_TYPE_DATASET ? 1 : oi.type == H5O_TYPE_GROUP ? 2 : -1;
+}
+
+static int inspect(hid_t loc, const char *name, dinfo *di) {
+  memset(di, 0, sizeof *di);
+  hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
+  if (d < 0) return -1;
+  di->exists = 1;
+  hid_t sp = H5Dget_space(d);
+  int r = H5Sget_simple_extent_ndims(sp);
+  if (r < 0 || r > 8) r = -1;
+  else H5Sget_simple_extent_dims(sp, di->dims, NULL);
+  di->rank = r;
+  H5Sclose(sp);
+  hid_t t = H5Dget_type(d);
+  di->cls = H5Tget_class(t);
+  di->tsize = H5Tget_size(t);
+  di->dtype_ok = ds_h5_dtype_of(t, &di->dtype) == 0;
+  H5Tclose(t);
+  /* refuse declared extents with no storage behind them (huge dims from an unwritten dataset) */
+  int64_t elems = 1;
+  for (int i = 0; i < r; i++) {
+    if (di->dims[i] > (hsize_t)MAX_BYTES) elems = MAX_BYTES + 1;
+    else elems = elems * (int64_t)di->dims[i] > MAX_BYTES ? MAX_BYTES + 1 : elems * (int64_t)di->dims[i];
+  }
+  if (elems > 0 && r > 0 && elems <= MAX_BYTES) {
+    /* every chunk a reader would touch must exist: declared extents with no storage behind
+     * them read as fill values (a huge-dims file, or an unwritten dataset) */
+    hid_t dcpl = H5Dget_create_plist(d);
+    H5D_layout_t lay = H5Pget_layout(dcpl);
+    int missing = 0;
+    if (lay == H5D_CHUNKED) {
+      hsize_t cd[8];
+      int cr = H5Pget_chunk(dcpl, 8, cd);
+      uint64_t need = 1;
+      for (int i = 0; i < cr && i < r; i++) need *= (di->dims[i] + cd[i] - 1) / (cd[i] ? cd[i] : 1);
+      hid_t sp2 = H5Dget_space(d);
+      hsize_t have = 0;
+      if (H5Dget_num_chunks(d, sp2, &have) < 0 || have < need) missing = 1;
+      H5Sclose(sp2);
+    } else if (lay == H5D_CONTIGUOUS) {
+      missing = H5Dget_storage_size(d) < (hsize_t)elems * di->tsize;
+    }
+    H5Pclose(dcpl);
+    if (missing) {
+      H5Dclose(d);
+      H5Eclear2(H5E_DEFAULT);
+      return -2;
+    }
+  }
+  H5Dclose(d);
+  if (elems > MAX_BYTES) return -3;
+  return 0;
+}
+
+static const char *cls_name(const dinfo *di) {
+  switch (di->cls) {
+  case H5T_INTEGER: return di->tsize == 1 ? "int8" : "integer";
+  case H5T_FLOAT: return "float";
+  case H5T_STRING: return "string";
+  default: return "non-numeric";
+  }
+}
+
+/* Scan float data for NaN/Inf in row blocks; returns the first bad row or -1. */
+static int64_t scan_finite(hid_t loc, const char *name, int64_t rows, int64_t cols, int64_t *badcol, int *isnan_out) {
+  hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
+  if (d < 0) return -2;
+  int64_t block = TK_MAX(1, (1 << 18) / TK_MAX(cols, 1));
+  double *buf = malloc((size_t)(block * cols) * sizeof(double));
+  if (!buf) {
+    H5Dclose(d);
+    return -2;
+  }
+  hid_t fs = H5Dget_space(d);
+  int rank = H5Sget_simple_extent_ndims(fs);
+  hsize_t dims[8];
+  H5Sget_simple_extent_dims(fs, dims, NULL);
+  int64_t bad = -1;
+  for (int64_t r0 = 0; r0 < rows && bad < 0; r0 += block) {
+    int64_t n = TK_MIN(block, rows - r0);
+    hsize_t start[8] = {0}, count[8];
+    start[0] = (hsize_t)r0;
+    count[0] = (hsize_t)n;
+    for (int i = 1; i < rank; i++) count[i] = dims[i];
+    H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
+    hsize_t mcount = (hsize_t)(n * cols);
+    hid_t ms = H5Screate_simple(1, &mcount, NULL);
+    herr_t e = H5Dread(d, H5T_NATIVE_DOUBLE, ms, fs, H5P_DEFAULT, buf);
+    H5Sclose(ms);
+    if (e < 0) {
+      bad = -2;
+      break;
+    }
+    for (int64_t i = 0; i < n * cols; i++)
+      if (!isfinite(buf[i])) {
+        bad = r0 + i / cols;
+        *badcol = i % cols;
+        *isnan_out = isnan(buf[i]);
+        break;
+      }
+  }
+  H5Sclose(fs);
+  free(buf);
+  H5Dclose(d);
+  H5Eclear2(H5E_DEFAULT);
+  return bad;
+}
+
+/* Check one per-step dataset. want_rank: exact rank, or 0 for 2..4 (observations). */
+static int check_step_dataset(vctx *c, hid_t g, const char *demo, const char *prefix, const char *name, int64_t N,
+                              int want_rank, int allow_int, int value_check, dinfo *out) {
+  dinfo di;
+  int rc = inspect(g, name, &di);
+  if (out) *out = di;
+  if (rc == -1) {
+    problem(c, "%s/%s%s: cannot be read as a dataset: %s", demo, prefix, name, ds_h5_errmsg());
+    return -1;
+  }
+  if (rc == -2) {
+    problem(c, "%s/%s%s: declared shape has no data written behind it", demo, prefix, name);
+    return -1;
+  }
+  if (rc == -3) {
+    problem(c, "%s/%s%s: implausibly large shape", demo, prefix, name);
+    return -1;
+  }
+  if (di.rank < 1) {
+    problem(c, "%s/%s%s: scalar, expected rank %d", demo, prefix, name, want_rank ? want_rank : 2);
+    return -1;
+  }
+  if (want_rank ? di.rank != want_rank : (di.rank < 2 || di.rank > 4)) {
+    if (want_rank) problem(c, "%s/%s%s: rank %d, expected %d", demo, prefix, name, di.rank, want_rank);
+    else problem(c, "%s/%s%s: rank %d, expected 2 to 4", demo, prefix, name, di.rank);
+    return -1;
+  }
+  if ((int64_t)di.dims[0] != N) {
+    problem(c, "%s/%s%s: %lld rows but num_samples is %lld", demo, prefix, name, (long long)di.dims[0], (long long)N);
+    return -1;
+  }
+  int numeric = di.cls == H5T_FLOAT || (allow_int && di.cls == H5T_INTEGER && di.tsize <= 8);
+  if (!numeric) {
+    problem(c, "%s/%s%s: dtype %s (%zu bytes) not supported", demo, prefix, name, cls_name(&di), di.tsize);
+    return -1;
+  }
+  int64_t elems = 1;
+  for (int i = 1; i < di.rank; i++) elems *= (int64_t)di.dims[i];
+  if (elems > (1 << 26) || (di.rank > 1 && elems < 1)) {
+    problem(c, "%s/%s%s: %lld elements per step is out of range", demo, prefix, name, (long long)elems);
+    return -1;
+  }
+  if (value_check && di.cls == H5T_FLOAT && N > 0) {
+    int64_t col = 0;
+    int isn = 0;
+    int64_t bad = scan_finite(g, name, N, elems, &col, &isn);
+    if (bad == -2) {
+      problem(c, "%s/%s%s: read failed: %s", demo, prefix, name, ds_h5_errmsg());
+      return -1;
+    }
+    if (bad >= 0) {
+      problem(c, "%s/%s%s: %s at step %lld, element %lld", demo, prefix, name, isn ? "NaN" : "Inf", (long long)bad,
+              (long long)col);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static int cmp_demo(const void *a, const void *b) {
+  int64_t x = ((const dsDemoInfo *)a)->index, y = ((const dsDemoInfo *)b)->index;
+  return x < y ? -1 : x > y;
+}
+
+typedef struct {
+  char **names;
+  int n, cap;
+} nameList;
+
+static herr_t collect_cb(hid_t g, const char *name, const H5L_info_t *info, void *data) {
+  (void)g;
+  (void)info;
+  nameList *l = data;
+  if (l->n == l->cap) {
+    int nc = l->cap ? l->cap * 2 : 64;
+    char **nn = realloc(l->names, (size_t)nc * sizeof *nn);
+    if (!nn) return -1;
+    l->names = nn;
+    l->cap = nc;
+  }
+  l->names[l->n] = strdup(name);
+  if (!l->names[l->n]) return -1;
+  l->n++;
+  return 0;
+}
+
+static void names_free(nameList *l) {
+  for (int i = 0; i < l->n; i++) free(l->names[i]);
+  free(l->names);
+  memset(l, 0, sizeof *l);
+}
+
+static int list_children(hid_t g, nameList *l) {
+  memset(l, 0, sizeof *l);
+  hsize_t idx = 0;
+  if (H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, collect_cb, l) < 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return -1;
+  }
+  return 0;
+}
+
+static void str_attr(hid_t g, const char *name, char *dst, size_t n) {
+  char *s = NULL;
+  dst[0] = 0;
+  if (ds_attr_read_str(g, name, &s) == 0) {
+    snprintf(dst, n, "%s", s);
+    free(s);
+  }
+}
+
+/* Check one demo and derive its schema. */
+static void check_demo(vctx *c, hid_t data, const char *name, dsDemoInfo *di, dsSchema *sch, int value_check) {
+  hid_t g = H5Gopen2(data, name, H5P_DEFAULT);
+  if (g < 0) {
+    problem(c, "%s: cannot open group: %s", name, ds_h5_errmsg());
+    return;
+  }
+  memset(sch, 0, sizeof *sch);
+  int64_t N = -1;
+  int rc = ds_attr_read_i64(g, "num_samples", &N);
+  if (rc == TK_ENOTFOUND) problem(c, "%s: attribute num_samples missing", name);
+  else if (rc) problem(c, "%s: attribute num_samples is not an integer", name);
+  else if (N < 0 || N > MAX_ROWS) problem(c, "%s: num_samples %lld out of range", name, (long long)N);
+  if (STOP(c) || N < 0 || N > MAX_ROWS) goto out;
+  di->num_samples = N;
+  int64_t v;
+  di->success = ds_attr_read_i64(g, "success", &v) == 0 ? (v != 0) : -1;
+  di->seed = ds_attr_read_i64(g, "seed", &v) == 0 ? v : -1;
+  di->missed_deadlines = ds_attr_read_i64(g, "missed_deadlines", &v) == 0 ? v : -1;
+  double hz;
+  di->control_hz = ds_attr_read_f64(g, "control_hz", &hz) == 0 ? hz : 0;
+  str_attr(g, "task", di->task, sizeof di->task);
+  str_attr(g, "operator", di->operator_name, sizeof di->operator_name);
+  str_attr(g, "device", di->device, sizeof di->device);
+
+  /* per-step fields */
+  int kind = is_dataset(g, "actions");
+  if (kind != 1) {
+    problem(c, "%s/actions: %s", name, kind == 0 ? "missing" : "not a dataset");
+    goto out;
+  }
+  dinfo d;
+  if (check_step_dataset(c, g, name, "", "actions", N, 2, 0, value_check, &d)) goto out;
+  if (d.dims[1] < 1 || d.dims[1] > 4096) {
+    problem(c, "%s/actions: %llu columns is out of range", name, (unsigned long long)d.dims[1]);
+    goto out;
+  }
+  sch->action_dim = (int)d.dims[1];
+  for (int f = 1; f < DS_NFIELDS; f++) {
+    const char *fn = ds_fields[f].name;
+    kind = is_dataset(g, fn);
+    if (kind == 0) continue;
+    if (kind != 1) {
+      problem(c, "%s/%s: not a dataset", name, fn);
+      goto out;
+    }
+    int want = ds_fields[f].rank;
+    /* h5py users often store rewards/dones as (N,1) */
+    if (want == 1) {
+      dinfo t;
+      if (inspect(g, fn, &t) == 0 && t.rank == 2 && t.dims[1] == 1) want = 2;
+    }
+    if (check_step_dataset(c, g, name, "", fn, N, want, ds_fields[f].dtype == DS_U8 || f == DS_FIELD_rewards,
+                           value_check, &d))
+      goto out;
+    if (f == DS_FIELD_states) {
+      if (d.dims[1] < 1 || d.dims[1] > (1 << 20)) {
+        problem(c, "%s/states: %llu columns is out of range", name, (unsigned long long)d.dims[1]);
+        goto out;
+      }
+      sch->state_dim = (int)d.dims[1];
+      di->has_states = 1;
+    }
+    if (f == DS_FIELD_rewards) di->has_rewards = 1;
+    if (f == DS_FIELD_dones) di->has_dones = 1;
+    if (f == DS_FIELD_timestamps) di->has_timestamps = 1;
+    if (f == DS_FIELD_interventions) di->has_interventions = 1;
+  }
+
+  /* observations */
+  kind = is_dataset(g, "obs");
+  if (kind != 2) {
+    problem(c, "%s/obs: %s", name, kind == 0 ? "group missing" : "is not a group");
+    goto out;
+  }
+  for (int pass = 0; pass < 2; pass++) {
+    const char *gname = pass ? "next_obs" : "obs";
+    kind = is_dataset(g, gname);
+    if (pass && kind == 0) break;
+    if (pass && kind != 2) {
+      problem(c, "%s/next_obs: is not a group", name);
+      goto out;
+    }
+    hid_t og = H5Gopen2(g, gname, H5P_DEFAULT);
+    if (og < 0) {
+      problem(c, "%s/%s: cannot open: %s", name, gname, ds_h5_errmsg());
+      goto out;
+    }
+    nameList keys;
+    if (list_children(og, &keys)) {
+      problem(c, "%s/%s: cannot list keys", name, gname);
+      H5Gclose(og);
+      goto out;
+    }
+    char prefix[32];
+    snprintf(prefix, sizeof prefix, "%s/", gname);
+    for (int k = 0; k < keys.n && !STOP(c); k++) {
+      const char *kn = keys.names[k];
+      if (is_dataset(og, kn) != 1) {
+        problem(c, "%s/%s%s: not a dataset", name, prefix, kn);
+        break;
+      }
+      if (check_step_dataset(c, og, name, prefix, kn, N, 0, 1, value_check, &d)) break;
+      int img = d.rank == 4;
+      if (img && !(d.dtype_ok && d.dtype == DS_U8)) {
+        problem(c, "%s/%s%s: image (rank 4) of dtype %s, expected uint8", name, prefix, kn, cls_name(&d));
+        break;
+      }
+      if (!d.dtype_ok) {
+        /* integer low-dim observations are read as float64 */
+        if (d.cls == H5T_INTEGER) d.dtype = DS_F64;
+        else {
+          problem(c, "%s/%s%s: dtype not supported", name, prefix, kn);
+          break;
+        }
+      }
+      int64_t shape[DS_MAX_RANK];
+      for (int i = 1; i < d.rank; i++) shape[i - 1] = (int64_t)d.dims[i];
+      if (!pass) {
+        if (strlen(kn) >= DS_NAME_MAX) {
+          problem(c, "%s/obs/%s: key name too long", name, kn);
+          break;
+        }
+        if (ds_schema_add(sch, kn, d.dtype, d.rank - 1, shape) < 0) {
+          problem(c, "%s/obs/%s: %s", name, kn, tk_errmsg());
+          break;
+        }
+      } else {
+        int j = ds_schema_find(sch, kn);
+        int same = j >= 0 && sch->keys[j].dtype == d.dtype && sch->keys[j].rank == d.rank - 1;
+        for (int i = 0; same && i < d.rank - 1; i++) same = sch->keys[j].shape[i] == shape[i];
+        if (!same) {
+          problem(c, "%s/next_obs/%s: %s", name, kn, j < 0 ? "has no obs/ counterpart" : "shape or dtype differs from obs/");
+          break;
+        }
+      }
+    }
+    if (pass && !STOP(c) && keys.n != sch->nkeys) problem(c, "%s/next_obs: keys differ from obs/", name);
+    if (pass && !STOP(c)) di->has_next_obs = 1;
+    names_free(&keys);
+    H5Gclose(og);
+    if (STOP(c)) goto out;
+  }
+out:
+  H5Gclose(g);
+  H5Eclear2(H5E_DEFAULT);
+}
+
+static void check_masks(vctx *c, dsFile *f) {
+  int kind = is_dataset(f->file, "mask");
+  if (kind == 0) return;
+  if (kind != 2) {
+    problem(c, "mask: is not a group");
+    return;
+  }
+  hid_t mg = H5Gopen2(f->file, "mask", H5P_DEFAULT);
+  nameList names;
+  if (mg < 0 || list_children(mg, &names)) {
+    problem(c, "mask: cannot list");
+    if (mg >= 0) H5Gclose(mg);
+    return;
+  }
+  f->mask_names = calloc((size_t)names.n + 1, sizeof *f->mask_names);
+  f->mask_pos = calloc((size_t)names.n + 1, sizeof *f->mask_pos);
+  f->mask_n = calloc((size_t)names.n + 1, sizeof *f->mask_n);
+  if (!f->mask_names || !f->mask_pos || !f->mask_n) {
+    problem(c, "mask: out of memory");
+    goto done;
+  }
+  for (int m = 0; m < names.n && !STOP(c); m++) {
+    const char *mn = names.names[m];
+    dinfo di;
+    if (is_dataset(mg, mn) != 1 || inspect(mg, mn, &di) != 0) {
+      problem(c, "mask/%s: not a readable dataset", mn);
+      break;
+    }
+    if (di.rank != 1) {
+      problem(c, "mask/%s: rank %d, expected a 1-D array of demo names", mn, di.rank);
+      break;
+    }
+    if (di.cls != H5T_STRING) {
+      problem(c, "mask/%s: holds %s values, expected demo names (strings)", mn, cls_name(&di));
+      break;
+    }
+    int64_t n = (int64_t)di.dims[0];
+    if (n > 10000000) {
+      problem(c, "mask/%s: %lld entries is implausible", mn, (long long)n);
+      break;
+    }
+    hid_t d = H5Dopen2(mg, mn, H5P_DEFAULT);
+    hid_t ft = H5Dget_type(d);
+    int vlen = H5Tis_variable_str(ft) > 0;
+    size_t sz = vlen ? sizeof(char *) : H5Tget_size(ft);
+    hid_t mt = H5Tcopy(H5T_C_S1);
+    if (vlen) H5Tset_size(mt, H5T_VARIABLE);
+    else H5Tset_size(mt, sz + 1);
+    size_t stride = vlen ? sizeof(char *) : sz + 1;
+    char *buf = calloc((size_t)TK_MAX(n, 1), stride);
+    int *pos = malloc(sizeof(int) * (size_t)TK_MAX(n, 1));
+    if (!buf || !pos || (n > 0 && H5Dread(d, mt, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)) {
+      problem(c, "mask/%s: cannot read: %s", mn, ds_h5_errmsg());
+      free(buf);
+      free(pos);
+      H5Tclose(mt);
+      H5Tclose(ft);
+      H5Dclose(d);
+      break;
+    }
+    for (int64_t i = 0; i < n; i++) {
+      const char *s = vlen ? ((char **)buf)[i] : buf + (size_t)i * stride;
+      int p = s ? ds_find_demo(f, s) : -1;
+      if (p < 0 && !STOP(c)) problem(c, "mask/%s: names %s, which is not a demo in the file", mn, s ? s : "(null)");
+      pos[i] = p;
+    }
+    if (vlen && n > 0) {
+      hid_t sp = H5Dget_space(d);
+      H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, buf);
+      H5Sclose(sp);
+    }
+    free(buf);
+    H5Tclose(mt);
+    H5Tclose(ft);
+    H5Dclose(d);
+    snprintf(f->mask_names[f->nmasks], DS_NAME_MAX, "%s", mn);
+    f->mask_pos[f->nmasks] = pos;
+    f->mask_n[f->nmasks] = (int)n;
+    f->nmasks++;
+  }
+done:
+  names_free(&names);
+  H5Gclose(mg);
+}
+
+static int check_file(dsFile *f, vctx *c, int flags) {
+  int value_check = !(flags & DS_OPEN_NO_VALUE_CHECK);
+  htri_t is = H5Fis_hdf5(f->path);
+  if (is <= 0) {
+    FILE *fp = fopen(f->path, "rb");
+    if (!fp) {
+      problem(c, "cannot open: %s", strerror(errno));
+      return -1;
+    }
+    fclose(fp);
+    H5Eclear2(H5E_DEFAULT);
+    problem(c, "not an HDF5 file (no HDF5 signature)");
+    return -1;
+  }
+  f->file = H5Fopen(f->path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (f->file < 0) {
+    problem(c, "cannot open as HDF5 (truncated or damaged?): %s", ds_h5_errmsg());
+    return -1;
+  }
+  int kind = is_dataset(f->file, "data");
+  if (kind != 2) {
+    problem(c, "data: %s", kind == 0 ? "group missing (not a robomimic-layout dataset)" : "is not a group");
+    return -1;
+  }
+  f->data = H5Gopen2(f->file, "data", H5P_DEFAULT);
+  if (f->data < 0) {
+    problem(c, "data: cannot open: %s", ds_h5_errmsg());
+    return -1;
+  }
+  /* format name and version */
+  char *fmt = NULL;
+  int rc = ds_attr_read_str(f->data, "demokit_format", &fmt);
+  if (rc == 0) {
+    if (strcmp(fmt, DS_FORMAT_NAME)) problem(c, "data: demokit_format is '%s', expected '%s'", fmt, DS_FORMAT_NAME);
+    free(fmt);
+    f->native = 1;
+    int64_t ver;
+    rc = ds_attr_read_i64(f->data, "demokit_version", &ver);
+    if (rc) problem(c, "data: demokit_version missing or not an integer");
+    else if (ver > DS_FORMAT_VERSION || ver < 1)
+      problem(c, "data: format version %lld is not supported (this build reads version 1 to %d)", (long long)ver,
+              DS_FORMAT_VERSION);
+  } else if (rc == TK_EFORMAT) {
+    problem(c, "data: demokit_format is not a string");
+  }
+  if (STOP(c)) return -1;
+  /* env_args */
+  char *args = NULL;
+  rc = ds_attr_read_str(f->data, "env_args", &args);
+  if (rc == TK_ENOTFOUND) problem(c, "data: attribute env_args missing (robomimic requires it)");
+  else if (rc) problem(c, "data: attribute env_args is not a string");
+  else {
+    cJSON *j = cJSON_Parse(args);
+    if (!j) problem(c, "data: env_args is not valid JSON");
+    else if (!cJSON_IsObject(j)) problem(c, "data: env_args is not a JSON object");
+    else {
+      const cJSON *en = cJSON_GetObjectItemCaseSensitive(j, "env_name");
+      if (!cJSON_IsString(en)) problem(c, "data: env_args has no env_name string");
+      else snprintf(f->env_name, sizeof f->env_name, "%s", en->valuestring);
+      const cJSON *ty = cJSON_GetObjectItemCaseSensitive(j, "type");
+      if (ty && !cJSON_IsNumber(ty)) problem(c, "data: env_args.type is not a number");
+      const cJSON *kw = cJSON_GetObjectItemCaseSensitive(j, "env_kwargs");
+      if (kw && !cJSON_IsObject(kw)) problem(c, "data: env_args.env_kwargs is not an object");
+    }
+    cJSON_Delete(j);
+    f->env_args = args;
+    args = NULL;
+  }
+  free(args);
+  if (STOP(c)) return -1;
+
+  /* demos */
+  nameList names;
+  if (list_children(f->data, &names)) {
+    problem(c, "data: cannot list children: %s", ds_h5_errmsg());
+    return -1;
+  }
+  f->demos = calloc((size_t)names.n + 1, sizeof *f->demos);
+  if (!f->demos) {
+    names_free(&names);
+    problem(c, "out of memory");
+    return -1;
+  }
+  int first_schema = 1;
+  int64_t sum = 0;
+  for (int i = 0; i < names.n && !STOP(c); i++) {
+    const char *nm = names.names[i];
+    int64_t idx;
+    if (ds_parse_demo_name(nm, &idx) || strlen(nm) >= sizeof f->demos[0].name) {
+      problem(c, "data/%s: child name is not demo_<int>", nm);
+      continue;
+    }
+    if (is_dataset(f->data, nm) != 2) {
+      problem(c, "data/%s: is not a group", nm);
+      continue;
+    }
+    dsDemoInfo *di = &f->demos[f->ndemos];
+    memset(di, 0, sizeof *di);
+    snprintf(di->name, sizeof di->name, "%s", nm);
+    di->index = idx;
+    dsSchema s;
+    int before = c->count;
+    check_demo(c, f->data, nm, di, &s, value_check);
+    if (c->count != before) continue;
+    if (first_schema) {
+      f->schema = s;
+      first_schema = 0;
+    } else if (ds_schema_compare(&f->schema, &s)) {
+      problem(c, "%s: differs from %s: %s", nm, f->demos[0].name, tk_errmsg());
+      continue;
+    }
+    sum += di->num_samples;
+    f->ndemos++;
+  }
+  names_free(&names);
+  if (STOP(c)) return -1;
+  qsort(f->demos, (size_t)f->ndemos, sizeof *f->demos, cmp_demo);
+  for (int i = 1; i < f->ndemos; i++)
+    if (f->demos[i].index == f->demos[i - 1].index)
+      problem(c, "data: %s and %s have the same index", f->demos[i - 1].name, f->demos[i].name);
+  f->total = sum;
+  int64_t total;
+  rc = ds_attr_read_i64(f->data, "total", &total);
+  if (rc == TK_EFORMAT) problem(c, "data: attribute total is not an integer");
+  else if (rc == 0 && total != sum && c->count == 0)
+    problem(c, "data: attribute total is %lld but the demos' num_samples add up to %lld", (long long)total, (long long)sum);
+  if (STOP(c)) return -1;
+  check_masks(c, f);
+  return c->count ? -1 : 0;
+}
+
+static dsFile *file_new(const char *path) {
+  dsFile *f = calloc(1, sizeof *f);
+  if (!f) return NULL;
+  snprintf(f->path, sizeof f->path, "%s", path);
+  f->file = f->data = -1;
+  return f;
+}
+
+void ds_close(dsFile *f) {
+  if (!f) return;
+  if (f->data >= 0) H5Gclose(f->data);
+  if (f->file >= 0) H5Fclose(f->file);
+  for (int m = 0; m < f->nmasks; m++) free(f->mask_pos[m]);
+  free(f->mask_pos);
+  free(f->mask_n);
+  free(f->mask_names);
+  free(f->demos);
+  free(f->env_args);
+  free(f);
+}
+
+int ds_open(const char *path, int flags, dsFile **out) {
+  *out = NULL;
+  ds_h5_init();
+  dsFile *f = file_new(path);
+  if (!f) return tk_error(TK_ENOMEM, "out of memory");
+  vctx c = {.path = path, .first_only = 1};
+  if (check_file(f, &c, flags)) {
+    char msg[TK_ERRMSG_MAX];
+    snprintf(msg, sizeof msg, "%s", tk_errmsg());
+    ds_close(f);
+    H5Eclear2(H5E_DEFAULT);
+    int code = TK_EFORMAT;
+    if (strstr(msg, "format version")) code = TK_EVERSION;
+    return tk_error(code, "%s", msg);
+  }
+  int staged = ds_staged_count(path);
+  if (staged > 0)
+    tk_warn("%s: %d committed episode(s) wait in %s%s (a writer is running, or run `dataset recover %s`)", path, staged,
+            path, DS_STAGING_SUFFIX, path);
+  *out = f;
+  return 0;
+}
+
+int ds_validate(const char *path, void (*report)(const char *line, void *user), void *user) {
+  ds_h5_init();
+  dsFile *f = file_new(path);
+  if (!f) return tk_error(TK_ENOMEM, "out of memory");
+  vctx c = {.path = path, .first_only = 0, .report = report, .user = user};
+  check_file(f, &c, 0);
+  ds_close(f);
+  H5Eclear2(H5E_DEFAULT);
+  return c.count;
+}
+
+/* ---- accessors ---- */
+const char *ds_path(const dsFile *f) { return f->path; }
+int ds_num_demos(const dsFile *f) { return f->ndemos; }
+const dsDemoInfo *ds_demo(const dsFile *f, int i) { return i >= 0 && i < f->ndemos ? &f->demos[i] : NULL; }
+const dsSchema *ds_schema(const dsFile *f) { return &f->schema; }
+const char *ds_env_name(const dsFile *f) { return f->env_name; }
+const char *ds_env_args(const dsFile *f) { return f->env_args ? f->env_args : ""; }
+int64_t ds_total_samples(const dsFile *f) { return f->total; }
+int ds_is_native(const dsFile *f) { return f->native; }
+int ds_num_masks(const dsFile *f) { return f->nmasks; }
+const char *ds_mask_name(const dsFile *f, int m) { return m >= 0 && m < f->nmasks ? f->mask_names[m] : NULL; }
+
+int ds_find_demo(const dsFile *f, const char *name) {
+  int64_t idx;
+  if (ds_parse_demo_name(name, &idx)) return -1;
+  int lo = 0, hi = f->ndemos - 1;
+  while (lo <= hi) {
+    int mid = (lo + hi) / 2;
+    if (f->demos[mid].index == idx) return strcmp(f->demos[mid].name, name) == 0 ? mid : -1;
+    if (f->demos[mid].index < idx) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -1;
+}
+
+int ds_mask(const dsFile *f, const char *name, int **pos, int *n) {
+  for (int m = 0; m < f->nmasks; m++)
+    if (!strcmp(f->mask_names[m], name)) {
+      *n = f->mask_n[m];
+      *pos = malloc(sizeof(int) * (size_t)TK_MAX(*n, 1));
+      if (!*pos) return tk_error(TK_ENOMEM, "out of memory");
+      memcpy(*pos, f->mask_pos[m], sizeof(int) * (size_t)*n);
+      return 0;
+    }
+  char have[512] = "";
+  size_t off = 0;
+  for (int m = 0; m < f->nmasks && off < sizeof have; m++)
+    off += (size_t)snprintf(have + off, sizeof have - off, "%s%s", m ? ", " : "", f->mask_names[m]);
+  return tk_error(TK_ENOTFOUND, "%s: no mask '%s' (masks: %s)", f->path, name, f->nmasks ? have : "none");
+}
+
+/* ---- reading ---- */
+static int read_all(hid_t g, const char *name, hid_t memtype, void *buf, const char *path, const char *demo) {
+  hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
+  if (d < 0) return ds_h5_fail(TK_EFORMAT, "%s: %s/%s: open", path, demo, name);
+  herr_t e = H5Dread(d, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+  H5Dclose(d);
+  if (e < 0) return ds_h5_fail(TK_EIO, "%s: %s/%s: read", path, demo, name);
+  return 0;
+}
+
+void ds_episode_free(dsEpisode *e) {
+  if (!e) return;
+  free(e->actions);
+  free(e->rewards);
+  free(e->dones);
+  free(e->states);
+  free(e->timestamps);
+  free(e->interventions);
+  for (int k = 0; k < DS_MAX_KEYS; k++) {
+    free(e->obs[k]);
+    free(e->next_obs[k]);
+  }
+  memset(e, 0, sizeof *e);
+}
+
+int ds_read_episode(dsFile *f, int i, dsEpisode *e) {
+  memset(e, 0, sizeof *e);
+  const dsDemoInfo *di = ds_demo(f, i);
+  if (!di) return tk_error(TK_EINVAL, "%s: no demo at position %d (%d demos)", f->path, i, f->ndemos);
+  const dsSchema *s = &f->schema;
+  int64_t N = di->num_samples;
+  size_t n1 = (size_t)TK_MAX(N, 1);
+  hid_t g = H5Gopen2(f->data, di->name, H5P_DEFAULT);
+  if (g < 0) return ds_h5_fail(TK_EFORMAT, "%s: %s: open", f->path, di->name);
+  int rc = 0;
+  e->num_samples = N;
+  e->actions = malloc(n1 * (size_t)s->action_dim * sizeof(double));
+  e->rewards = calloc(n1, sizeof(double));
+  e->dones = calloc(n1, 1);
+  if (!e->actions || !e->rewards || !e->dones) rc = tk_error(TK_ENOMEM, "out of memory");
+  if (!rc && N > 0) rc = read_all(g, "actions", H5T_NATIVE_DOUBLE, e->actions, f->path, di->name);
+  if (!rc && N > 0 && di->has_rewards) rc = read_all(g, "rewards", H5T_NATIVE_DOUBLE, e->rewards, f->path, di->name);
+  if (!rc && N > 0 && di->has_dones) rc = read_all(g, "dones", H5T_NATIVE_UINT8, e->dones, f->path, di->name);
+  if (!rc && di->has_states) {
+    e->states = malloc(n1 * (size_t)s->state_dim * sizeof(double));
+    if (!e->states) rc = tk_error(TK_ENOMEM, "out of memory");
+    else if (N > 0) rc = read_all(g, "states", H5T_NATIVE_DOUBLE, e->states, f->path, di->name);
+  }
+  if (!rc && di->has_timestamps) {
+    e->timestamps = malloc(n1 * sizeof(double));
+    if (!e->timestamps) rc = tk_error(TK_ENOMEM, "out of memory");
+    else if (N > 0) rc = read_all(g, "timestamps", H5T_NATIVE_DOUBLE, e->timestamps, f->path, di->name);
+  }
+  if (!rc && di->has_interventions) {
+    e->interventions = malloc(n1);
+    if (!e->interventions) rc = tk_error(TK_ENOMEM, "out of memory");
+    else if (N > 0) rc = read_all(g, "interventions", H5T_NATIVE_UINT8, e->interventions, f->path, di->name);
+  }
+  for (int k = 0; k < s->nkeys && !rc; k++) {
+    const dsKeySpec *key = &s->keys[k];
+    size_t bytes = n1 * (size_t)ds_key_elems(key) * ds_dtype_size(key->dtype);
+    char nm[DS_NAME_MAX + 16];
+    e->obs[k] = malloc(bytes);
+    if (!e->obs[k]) rc = tk_error(TK_ENOMEM, "%s: %s: out of memory for obs/%s", f->path, di->name, key->name);
+    snprintf(nm, sizeof nm, "obs/%s", key->name);
+    if (!rc && N > 0) rc = read_all(g, nm, ds_h5_memtype(key->dtype), e->obs[k], f->path, di->name);
+    if (!rc && di->has_next_obs) {
+      e->next_obs[k] = malloc(bytes);
+      if (!e->next_obs[k]) rc = tk_error(TK_ENOMEM, "out of memory");
+      snprintf(nm, sizeof nm, "next_obs/%s", key->name);
+      if (!rc && N > 0) rc = read_all(g, nm, ds_h5_memtype(key->dtype), e->next_obs[k], f->path, di->name);
+    }
+  }
+  H5Gclose(g);
+  if (rc) ds_episode_free(e);
+  return rc;
+}
+
+int ds_read_column(dsFile *f, int i, const char *dataset, double *out, int64_t capacity, int64_t *cols) {
+  const dsDemoInfo *di = ds_demo(f, i);
+  if (!di) return tk_error(TK_EINVAL, "%s: no demo at position %d (%d demos)", f->path, i, f->ndemos);
+  hid_t g = H5Gopen2(f->data, di->name, H5P_DEFAULT);
+  if (g < 0) return ds_h5_fail(TK_EFORMAT, "%s: %s: open", f->path, di->name);
+  dinfo d;
+  int rc = 0;
+  if (is_dataset(g, dataset) != 1 || inspect(g, dataset, &d) != 0) {
+    H5Gclose(g);
+    H5Eclear2(H5E_DEFAULT);
+    return tk_error(TK_ENOTFOUND, "%s: %s/%s: no such dataset", f->path, di->name, dataset);
+  }
+  int64_t c = 1;
+  for (int k = 1; k < d.rank; k++) c *= (int64_t)d.dims[k];
+  if (cols) *cols = c;
+  if ((int64_t)d.dims[0] * c > capacity)
+    rc = tk_error(TK_ERANGE, "%s: %s/%s: %lld values do not fit in %lld", f->path, di->name, dataset,
+                  (long long)((int64_t)d.dims[0] * c), (long long)capacity);
+  else if (d.dims[0] > 0)
+    rc = read_all(g, dataset, H5T_NATIVE_DOUBLE, out, f->path, di->name);
+  H5Gclose(g);
+  return rc;
+}
+
+/* ---- training loader ---- */
+static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+void ds_loaded_free(dsLoaded *l) {
+  if (!l) return;
+  free(l->block_);
+  memset(l, 0, sizeof *l);
+}
+
+int ds_load(dsFile *f, const dsLoadOpts *o, dsLoaded *out) {
+  memset(out, 0, sizeof *out);
+  const dsSchema *s = &f->schema;
+  dsLoadOpts dflt = {0};
+  if (!o) o = &dflt;
+  /* choose keys */
+  const char *keys[DS_MAX_KEYS];
+  int nk = 0;
+  if (o->obs_keys && o->nobs_keys > 0) {
+    for (int i = 0; i < o->nobs_keys; i++) {
+      int j = ds_schema_find(s, o->obs_keys[i]);
+      if (j < 0) {
+        char have[1024] = "";
+        size_t off = 0;
+        for (int k = 0; k < s->nkeys && off < sizeof have; k++)
+          off += (size_t)snprintf(have + off, sizeof have - off, "%s%s", k ? ", " : "", s->keys[k].name);
+        return tk_error(TK_ENOTFOUND, "%s: observation key '%s' not in the file (it has: %s)", f->path, o->obs_keys[i],
+                        s->nkeys ? have : "none");
+      }
+      if (ds_key_is_image(&s->keys[j]))
+        return tk_error(TK_EINVAL, "%s: observation key '%s' is an image; low-dim keys only here", f->path, o->obs_keys[i]);
+      if (nk >= DS_MAX_KEYS) return tk_error(TK_ERANGE, "too many keys");
+      keys[nk++] = s->keys[j].name;
+    }
+  } else {
+    for (int k = 0; k < s->nkeys; k++)
+      if (!ds_key_is_image(&s->keys[k])) keys[nk++] = s->keys[k].name;
+    qsort(keys, (size_t)nk, sizeof keys[0], cmp_str);
+  }
+  /* choose demos */
+  int *pos = NULL, nd = 0;
+  if (o->filter_key && o->filter_key[0]) {
+    int rc = ds_mask(f, o->filter_key, &pos, &nd);
+    if (rc) return rc;
+  } else {
+    nd = f->ndemos;
+    pos = malloc(sizeof(int) * (size_t)TK_MAX(nd, 1));
+    if (!pos) return tk_error(TK_ENOMEM, "out of memory");
+    for (int i = 0; i < nd; i++) pos[i] = i;
+  }
+  int64_t N = 0, maxN = 0;
+  for (int i = 0; i < nd; i++) {
+    N += f->demos[pos[i]].num_samples;
+    maxN = TK_MAX(maxN, f->demos[pos[i]].num_samples);
+  }
+  int obs_dim = 0, kidx[DS_MAX_KEYS], kdim[DS_MAX_KEYS];
+  for (int i = 0; i < nk; i++) {
+    kidx[i] = ds_schema_find(s, keys[i]);
+    kdim[i] = (int)ds_key_elems(&s->keys[kidx[i]]);
+    obs_dim += kdim[i];
+  }
+  int A = s->action_dim;
+  int want_next = o->load_next_obs;
+  if (want_next)
+    for (int i = 0; i < nd; i++)
+      if (!f->demos[pos[i]].has_next_obs) {
+        free(pos);
+        return tk_error(TK_ENOTFOUND, "%s: %s has no next_obs", f->path, f->demos[pos[i]].name);
+      }
+  /* one allocation (llm.c style): sizes first, then point into the block */
+  size_t sz[9] = {
+      (size_t)N * (size_t)obs_dim * 4, want_next ? (size_t)N * (size_t)obs_dim * 4 : 0, (size_t)N * (size_t)A * 4,
+      (size_t)N * 4, (size_t)N, (size_t)(nd + 1) * 8, (size_t)TK_MAX(nd, 1) * 4, (size_t)TK_MAX(nk, 1) * DS_NAME_MAX,
+      (size_t)(nk + 1) * 4};
+  size_t total = 0;
+  for (int i = 0; i < 9; i++) total += (sz[i] + 63) & ~(size_t)63;
+  uint8_t *mem = aligned_alloc(64, total + 64);
+  size_t tmp_elems = (size_t)TK_MAX(maxN, 1) * (size_t)TK_MAX(obs_dim, A);
+  float *tmp = malloc(tmp_elems * sizeof(float));
+  if (!mem || !tmp) {
+    free(mem);
+    free(tmp);
+    free(pos);
+    return tk_error(TK_ENOMEM, "%s: out of memory loading %lld samples", f->path, (long long)N);
+  }
+  void *ptr[9];
+  uint8_t *p = mem;
+  for (int i = 0; i < 9; i++) {
+    ptr[i] = p;
+    p += (sz[i] + 63) & ~(size_t)63;
+  }
+  out->block_ = mem;
+  out->obs = ptr[0];
+  out->next_obs = want_next ? ptr[1] : NULL;
+  out->actions = ptr[2];
+  out->rewards = ptr[3];
+  out->dones = ptr[4];
+  out->demo_start = ptr[5];
+  out->demo_pos = ptr[6];
+  out->key_names = ptr[7];
+  out->key_offset = ptr[8];
+  out->n = N;
+  out->obs_dim = obs_dim;
+  out->act_dim = A;
+  out->ndemos = nd;
+  out->nkeys = nk;
+  out->key_offset[0] = 0;
+  for (int i = 0; i < nk; i++) {
+    snprintf(out->key_names[i], DS_NAME_MAX, "%s", keys[i]);
+    out->key_offset[i + 1] = out->key_offset[i] + kdim[i];
+  }
+  int rc = 0;
+  int64_t row = 0;
+  for (int di = 0; di < nd && !rc; di++) {
+    const dsDemoInfo *dm = &f->demos[pos[di]];
+    int64_t n = dm->num_samples;
+    out->demo_start[di] = row;
+    out->demo_pos[di] = pos[di];
+    if (n == 0) continue;
+    hid_t g = H5Gopen2(f->data, dm->name, H5P_DEFAULT);
+    if (g < 0) {
+      rc = ds_h5_fail(TK_EFORMAT, "%s: %s: open", f->path, dm->name);
+      break;
+    }
+    rc = read_all(g, "actions", H5T_NATIVE_FLOAT, out->actions + row * A, f->path, dm->name);
+    if (!rc && dm->has_rewards) rc = read_all(g, "rewards", H5T_NATIVE_FLOAT, out->rewards + row, f->path, dm->name);
+    else if (!rc) memset(out->rewards + row, 0, (size_t)n * 4);
+    if (!rc && dm->has_dones) rc = read_all(g, "dones", H5T_NATIVE_UINT8, out->dones + row, f->path, dm->name);
+    else if (!rc) memset(out->dones + row, 0, (size_t)n);
+    for (int pass = 0; pass < (want_next ? 2 : 1) && !rc; pass++) {
+      float *dst = pass ? out->next_obs : out->obs;
+      for (int k = 0; k < nk && !rc; k++) {
+        char nm[DS_NAME_MAX + 16];
+        snprintf(nm, sizeof nm, "%s/%s", pass ? "next_obs" : "obs", keys[k]);
+        int d = kdim[k], off = out->key_offset[k];
+        if (nk == 1) {
+          rc = read_all(g, nm, H5T_NATIVE_FLOAT, dst + row * obs_dim, f->path, dm->name);
+          continue;
+        }
+        rc = read_all(g, nm, H5T_NATIVE_FLOAT, tmp, f->path, dm->name);
+        if (rc) break;
+        float *o0 = dst + row * obs_dim + off;
+        for (int64_t t = 0; t < n; t++) memcpy(o0 + t * obs_dim, tmp + t * d, (size_t)d * 4);
+      }
+    }
+    H5Gclose(g);
+    /* the values are used for training: refuse NaN/Inf here even when open skipped the scan */
+    for (int64_t i = 0; !rc && i < n * A; i++)
+      if (!isfinite(out->actions[row * A + i]))
+        rc = tk_error(TK_ERANGE, "%s: %s/actions: NaN or Inf at step %lld", f->path, dm->name, (long long)(i / A));
+    for (int64_t i = 0; !rc && i < n * obs_dim; i++)
+      if (!isfinite(out->obs[row * obs_dim + i]))
+        rc = tk_error(TK_ERANGE, "%s: %s/obs: NaN or Inf at step %lld", f->path, dm->name, (long long)(i / obs_dim));
+    row += n;
+  }
+  if (!rc) out->demo_start[nd] = row;
+  free(tmp);
+  free(pos);
+  if (rc) ds_loaded_free(out);
+  return rc;
+}
