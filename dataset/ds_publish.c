@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -131,6 +133,30 @@ int ds_publish_staged(const char *path, const char *dir, int *published) {
   char tmp[4200];
   snprintf(tmp, sizeof tmp, "%s.publish.tmp", path);
   unlink(tmp);
+  /* HDF5 1.10.8 can crash inside H5Ocopy when a write fails half-way (seen with EFBIG), so
+   * check room first: the new file needs at most the old one plus every staged episode. */
+  {
+    int64_t need = tk_file_exists(path) ? tk_file_size(path) : 0;
+    for (int i = 0; i < n; i++) need += tk_file_size(v[i].path);
+    need += need / 16 + (1 << 20); /* metadata and slack */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && (uint64_t)need > (uint64_t)rl.rlim_cur) {
+      rc = tk_error(TK_EIO, "%s: publish needs a file of about %lld bytes but the file size limit is %llu; "
+                    "committed episodes stay safe in %s", path, (long long)need, (unsigned long long)rl.rlim_cur, dir);
+      goto out;
+    }
+    struct statvfs vfs;
+    char dirbuf[4200];
+    snprintf(dirbuf, sizeof dirbuf, "%s", tmp);
+    char *slash = strrchr(dirbuf, '/');
+    if (slash) *slash = 0;
+    else snprintf(dirbuf, sizeof dirbuf, ".");
+    if (statvfs(dirbuf[0] ? dirbuf : "/", &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < (uint64_t)need) {
+      rc = tk_error(TK_EIO, "%s: publish needs about %lld bytes free but the disk has %llu; committed episodes stay "
+                    "safe in %s", path, (long long)need, (unsigned long long)vfs.f_bavail * vfs.f_frsize, dir);
+      goto out;
+    }
+  }
   /* start from the current file, or from the first episode file (a valid 1-demo dataset) */
   const char *base = tk_file_exists(path) ? path : v[0].path;
   if ((rc = tk_copy_file(base, tmp))) {

@@ -164,24 +164,26 @@ static int sticky_error(dsWriter *w) {
 }
 
 /* ---- writer thread: one episode file ---- */
-static void ep_close_handles(dsEpFile *ep) {
+/* Close everything; returns -1 if any close failed (HDF5 flushes caches on close, so a
+ * write error such as a full disk often shows up only here). */
+static int ep_close_handles(dsEpFile *ep) {
+  int bad = 0;
   for (int f = 0; f < DS_NFIELDS; f++)
-    if (ep->d[f] > 0) H5Dclose(ep->d[f]);
+    if (ep->d[f] > 0) bad |= H5Dclose(ep->d[f]) < 0;
   for (int k = 0; k < DS_MAX_KEYS; k++) {
-    if (ep->o[k] > 0) H5Dclose(ep->o[k]);
-    if (ep->no[k] > 0) H5Dclose(ep->no[k]);
+    if (ep->o[k] > 0) bad |= H5Dclose(ep->o[k]) < 0;
+    if (ep->no[k] > 0) bad |= H5Dclose(ep->no[k]) < 0;
   }
-  if (ep->obsg > 0) H5Gclose(ep->obsg);
-  if (ep->nobsg > 0) H5Gclose(ep->nobsg);
-  if (ep->demo > 0) H5Gclose(ep->demo);
-  if (ep->data > 0) H5Gclose(ep->data);
-  int rc = 0;
-  if (ep->file > 0) rc = H5Fclose(ep->file);
-  (void)rc;
+  if (ep->obsg > 0) bad |= H5Gclose(ep->obsg) < 0;
+  if (ep->nobsg > 0) bad |= H5Gclose(ep->nobsg) < 0;
+  if (ep->demo > 0) bad |= H5Gclose(ep->demo) < 0;
+  if (ep->data > 0) bad |= H5Gclose(ep->data) < 0;
+  if (ep->file > 0) bad |= H5Fclose(ep->file) < 0;
   memset(ep->d, 0, sizeof ep->d);
   memset(ep->o, 0, sizeof ep->o);
   memset(ep->no, 0, sizeof ep->no);
   ep->file = ep->data = ep->demo = ep->obsg = ep->nobsg = 0;
+  return bad ? -1 : 0;
 }
 
 static void ep_abort(dsWriter *w) {
@@ -308,7 +310,7 @@ static int ep_end(dsWriter *w, dsBlock *b) {
   if (!rc) rc = ds_attr_write_i64(ep->demo, "missed_deadlines", b->missed);
   if (!rc) rc = ds_attr_write_i64(ep->data, "total", ep->rows);
   if (rc) return tk_error_wrap(rc, "%s", ep->tmp);
-  ep_close_handles(ep);
+  if (ep_close_handles(ep)) return ds_h5_fail(TK_EIO, "%s: close (data not fully written)", ep->tmp);
   /* commit: the data is on disk before the name says so */
   if ((rc = fsync_path(ep->tmp))) return rc;
   if (rename(ep->tmp, ep->fin)) return tk_error(TK_EIO, "rename %s: %s", ep->tmp, strerror(errno));

@@ -28,7 +28,7 @@ static inline const char *tt_build(const char *rel) {
   static _Thread_local int k;
   k ^= 1;
   const char *b = getenv("DK_BUILD");
-  snprintf(buf[k], sizeof buf[k], "%s/%s", b ? b : ".", rel);
+  snprintf(buf[k], sizeof buf[k], "%s/%s", b ? b : DK_BUILD_DEFAULT, rel);
   return buf[k];
 }
 static inline const char *tt_src(const char *rel) {
@@ -36,7 +36,7 @@ static inline const char *tt_src(const char *rel) {
   static _Thread_local int k;
   k ^= 1;
   const char *b = getenv("DK_SRC");
-  snprintf(buf[k], sizeof buf[k], "%s/%s", b ? b : "..", rel);
+  snprintf(buf[k], sizeof buf[k], "%s/%s", b ? b : DK_SRC_DEFAULT, rel);
   return buf[k];
 }
 

@@ -1,0 +1,259 @@
+/* Writer: round trip, numbering, outcomes, appends, refusals, locking, write errors. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include "gen.h"
+#include "tt.h"
+
+static char *path_in(const char *dir, const char *name) {
+  static _Thread_local char buf[4][4200];
+  static _Thread_local int k;
+  k = (k + 1) % 4;
+  snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+  return buf[k];
+}
+
+static void record(dsWriter *w, int64_t want_index, int px, dsOutcome out) {
+  int64_t idx = -1;
+  dsEpisodeInfo info = {.task = "gen_task", .seed = 11, .operator_name = "tester", .device = "scripted", .control_hz = 20};
+  cr_assert_eq(ds_writer_begin(w, &info, &idx), 0, "%s", tk_errmsg());
+  cr_assert_eq(idx, want_index);
+  cr_assert_eq(gen_record(w, idx, px, out), 0, "%s", tk_errmsg());
+}
+
+static void verify_all(const char *p, int px, int expect_demos) {
+  dsFile *f;
+  cr_assert_eq(ds_open(p, 0, &f), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_num_demos(f), expect_demos);
+  char msg[256];
+  for (int i = 0; i < ds_num_demos(f); i++) cr_assert_eq(gen_verify(f, i, px, msg, sizeof msg), 0, "%s", msg);
+  ds_close(f);
+}
+
+static int64_t commits[64];
+static int ncommits;
+static void on_commit(int64_t idx, dsOutcome o, int64_t n, void *u) {
+  (void)o;
+  (void)n;
+  (void)u;
+  commits[ncommits++] = idx;
+}
+
+Test(writer, round_trip_outcomes_and_discard) {
+  const char *p = path_in(tt_tmpdir(), "d.h5");
+  dsWriterOpts o;
+  genOpts g = {.image_px = 16, .publish_ratio = 0.125};
+  gen_schema(&o, &g);
+  o.on_commit = on_commit;
+  ncommits = 0;
+  dsWriter *w;
+  cr_assert_eq(ds_writer_open(p, &o, &w), 0, "%s", tk_errmsg());
+  record(w, 0, 16, DS_SUCCESS);
+  record(w, 1, 16, DS_FAILURE);
+  record(w, 2, 16, DS_DISCARD);   /* never written; its index is reused */
+  record(w, 2, 16, DS_SUCCESS);
+  cr_assert_eq(ds_writer_sync(w), 0);
+  cr_assert_eq(ds_writer_committed(w), 3);
+  cr_assert_eq(ds_writer_close(w), 0, "%s", tk_errmsg());
+  cr_assert_eq(ncommits, 3);
+  cr_assert_eq(commits[2], 2);
+  verify_all(p, 16, 3);
+  dsFile *f;
+  cr_assert_eq(ds_open(p, 0, &f), 0);
+  cr_assert_eq(ds_demo(f, 0)->success, 1);
+  cr_assert_eq(ds_demo(f, 1)->success, 0);
+  cr_assert_str_eq(ds_demo(f, 1)->operator_name, "tester");
+  cr_assert_str_eq(ds_demo(f, 1)->device, "scripted");
+  cr_assert_float_eq(ds_demo(f, 1)->control_hz, 20.0, 1e-12);
+  cr_assert_eq(ds_demo(f, 1)->seed, 11);
+  cr_assert(ds_is_native(f));
+  cr_assert_str_eq(ds_env_name(f), "gen_task");
+  cr_assert_eq(ds_total_samples(f), gen_len(0) + gen_len(1) + gen_len(2));
+  ds_close(f);
+  struct stat st;
+  cr_assert_neq(stat(path_in(tt_tmpdir(), "x"), &st), 0);
+  char sd[4300];
+  snprintf(sd, sizeof sd, "%s.staging", p);
+  cr_assert_neq(stat(sd, &st), 0, "a clean close leaves no staging folder");
+}
+
+Test(writer, publishes_every_episode_when_ratio_zero) {
+  const char *p = path_in(tt_tmpdir(), "d.h5");
+  dsWriterOpts o;
+  genOpts g = {.image_px = 0, .publish_ratio = 0};
+  gen_schema(&o, &g);
+  dsWriter *w;
+  cr_assert_eq(ds_writer_open(p, &o, &w), 0, "%s", tk_errmsg());
+  for (int i = 0; i < 3; i++) {
+    record(w, i, 0, DS_SUCCESS);
+    cr_assert_eq(ds_writer_sync(w), 0);
+    /* while the writer is still open, the main file already holds every committed episode */
+    verify_all(p, 0, i + 1);
+  }
+  cr_assert_eq(ds_writer_close(w), 0);
+}
+
+Test(writer, append_continues_numbering) {
+  const char *p = path_in(tt_tmpdir(), "d.h5");
+  dsWriterOpts o;
+  gen_schema(&o, NULL);
+  dsWriter *w;
+  cr_assert_eq(ds_writer_open(p, &o, &w), 0);
+  record(w, 0, 0, DS_SUCCESS);
+  record(w, 1, 0, DS_SUCCESS);
+  cr_assert_eq(ds_writer_close(w), 0);
+  cr_assert_eq(ds_writer_open(p, &o, &w), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_writer_next_index(w), 2);
+  record(w, 2, 0, DS_FAILURE);
+  cr_assert_eq(ds_writer_close(w), 0);
+  verify_all(p, 0, 3);
+}
+
+Test(writer, refuses_other_task_and_schema) {
+  const char *p = path_in(tt_tmpdir(), "d.h5");
+  dsWriterOpts o;
+  gen_schema(&o, NULL);
+  dsWriter *w;
+  cr_assert_eq(ds_writer_open(p, &o, &w), 0);
+  record(w, 0, 0, DS_SUCCESS);
+  cr_assert_eq(ds_writer_close(w), 0);
+
+  dsWriterOpts o2 = o;
+  o2.env_name = "other_task";
+  cr_assert_neq(ds_writer_open(p, &o2, &w), 0);
+  cr_assert(strstr(tk_errmsg(), "gen_task") && strstr(tk_errmsg(), "other_task"), "%s", tk_errmsg());
+
+  dsWriterOpts o3 = o;
+  int64_t four[1] = {4};
+  ds_schema_add(&o3.schema, "extra", DS_F64, 1, four);
+  cr_assert_neq(ds_writer_open(p, &o3, &w), 0);
+  cr_assert(strstr(tk_errmsg(), "extra"), "%s", tk_errmsg());
+
+  dsWriterOpts o4 = o;
+  o4.schema.action_dim = 6;
+  cr_assert_neq(ds_writer_open(p, &o4, &w), 0);
+  cr_assert(strstr(tk_errmsg(), "action size"), "%s", tk_errmsg());
+  verify_all(p, 0, 1);
+}
+
+Test(writer, refuses_bad_steps_and_keeps_going) {
+  const char *p = path_in(tt_tmpdir(), "d.h5");
+  dsWriterOpts o;
+  gen_schema(&o, NULL);
+  dsWriter *w;
+  cr_assert_eq(ds_writer_open(p, &o, &w), 0);
+  int64_t idx;
+  cr_assert_eq(ds_writer_begin(w, NULL, &idx), 0);
+  double act[GEN_A] = {0}, st[GEN_S] = {0}, pos[3] = {0};
+  dsStep s = {.action = act, .state = st};
+  s.obs[0] = pos;
+  act[2] = NAN;
+  cr_assert_eq(ds_writer_add_step(w, &s), TK_ERANGE);
+  cr_assert(strstr(tk_errmsg(), "action[2]"), "%s", tk_errmsg());
+  act[2] = 1.5;
+  cr_assert_eq(ds_writer_add_step(w, &s), TK_ERANGE);
+  act[2] = 0.5;
+  s.obs[0] = NULL;
+  cr_assert_eq(ds_writer_add_step(w, &s), TK_EINVAL);
+  cr_assert(strstr(tk_errmsg(), "robot0_eef_pos"), "%s", tk_errmsg());
+  s.obs[0] = pos;
+  cr_assert_eq(ds_writer_add_step(w, &s), 0);
+  cr_assert_eq(ds_writer_end(w, DS_SUCCESS, NULL, 0), 0);
+  /* an episode with no steps is not recorded */
+  cr_assert_eq(ds_writer_begin(w, NULL, &idx), 0);
+  cr_assert_eq(idx, 1);
+  cr_assert_eq(ds_writer_end(w, DS_SUCCESS, NULL, 0), 0);
+  cr_assert_eq(ds_writer_close(w), 0, "%s", tk_errmsg());
+  dsFile *f;
+  cr_assert_eq(ds_open(p, 0, &f), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_num_demos(f), 1);
+  cr_assert_eq(ds_demo(f, 0)->num_samples, 1);
+  ds_close(f);
+}
+
+Test(writer, second_writer_is_refused) {
+  const char *p = path_in(tt_tmpdir(), "d.h5");
+  dsWriterOpts o;
+  gen_schema(&o, NULL);
+  dsWriter *w, *w2;
+  cr_assert_eq(ds_writer_open(p, &o, &w), 0);
+  cr_assert_eq(ds_writer_open(p, &o, &w2), TK_EBUSY);
+  cr_assert(strstr(tk_errmsg(), "another process"), "%s", tk_errmsg());
+  record(w, 0, 0, DS_SUCCESS);
+  cr_assert_eq(ds_writer_close(w), 0);
+  verify_all(p, 0, 1);
+}
+
+Test(writer, bad_options_are_refused) {
+  dsWriterOpts o;
+  gen_schema(&o, NULL);
+  dsWriter *w;
+  o.env_name = "bad name/with slash";
+  cr_assert_eq(ds_writer_open("/tmp/never.h5", &o, &w), TK_EINVAL);
+  cr_assert(strstr(tk_errmsg(), "task name"), "%s", tk_errmsg());
+  gen_schema(&o, NULL);
+  o.schema.action_dim = 0;
+  cr_assert_eq(ds_writer_open("/tmp/never.h5", &o, &w), TK_EINVAL);
+  cr_assert_eq(ds_writer_close(NULL), 0);
+}
+
+/* A write error (here: the file size limit) is reported with the file's name, and every
+ * episode committed before it stays intact. */
+Test(writer, file_size_limit_names_file_and_keeps_earlier_episodes) {
+  const char *d = tt_tmpdir();
+  const char *p = path_in(d, "d.h5");
+  int fds[2];
+  cr_assert_eq(pipe(fds), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    dsWriterOpts o;
+    genOpts g = {.image_px = 64, .publish_ratio = -1};
+    gen_schema(&o, &g);
+    dsWriter *w;
+    if (ds_writer_open(p, &o, &w)) _exit(10);
+    int64_t idx;
+    if (ds_writer_begin(w, NULL, &idx) || gen_record(w, idx, 64, DS_SUCCESS) || ds_writer_publish(w)) {
+      const char *m = tk_errmsg();
+      if (write(fds[1], m, strlen(m)) < 0) _exit(12);
+      _exit(11);
+    }
+    struct stat st;
+    stat(p, &st);
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit rl = {(rlim_t)st.st_size + 100000, (rlim_t)st.st_size + 100000};
+    setrlimit(RLIMIT_FSIZE, &rl);
+    int rc = 0;
+    for (int i = 0; i < 20 && !rc; i++) {
+      rc = ds_writer_begin(w, NULL, &idx);
+      if (!rc) rc = gen_record(w, idx, 64, DS_SUCCESS);
+      if (!rc) rc = ds_writer_sync(w);
+    }
+    if (!rc) rc = ds_writer_close(w);
+    else ds_writer_close(w);
+    const char *m = tk_errmsg();
+    if (write(fds[1], m, strlen(m)) < 0) _exit(12);
+    _exit(rc ? 0 : 13);
+  }
+  close(fds[1]);
+  char msg[2048] = {0};
+  ssize_t n = read(fds[0], msg, sizeof msg - 1);
+  (void)n;
+  close(fds[0]);
+  int status;
+  waitpid(pid, &status, 0);
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d, message: %s", status, msg);
+  printf("write error reported: %s\n", msg);
+  cr_assert(strstr(msg, ".h5"), "the message names the file: %s", msg);
+  /* whatever committed is intact: recover publishes it, the rest is absent, never half */
+  int pub = 0, drop = 0;
+  cr_assert_eq(ds_recover(p, &pub, &drop), 0, "%s", tk_errmsg());
+  dsFile *f;
+  cr_assert_eq(ds_open(p, 0, &f), 0, "%s", tk_errmsg());
+  cr_assert_geq(ds_num_demos(f), 1);
+  char why[256];
+  for (int i = 0; i < ds_num_demos(f); i++) cr_assert_eq(gen_verify(f, i, 64, why, sizeof why), 0, "%s", why);
+  ds_close(f);
+}
