@@ -17,7 +17,10 @@ import argparse
 import json
 import os
 import re
+import select
+import signal
 import sys
+import time
 
 try:
     import numpy as np
@@ -113,15 +116,24 @@ class Checker:
         self.ref_states = None       # (dim, demo)
         self.ref_keys = None         # (frozenset, demo)
         self.ref_keyspec = {}        # key -> (per-step shape, dtype, demo)
-        self.demo_keys = {}          # demo -> set of obs keys
-        self.demo_obs_specs = {}     # demo -> {key: (shape, dtype)}
+        self.demo_names = set()
+        self.out = None              # progress/problem stream when run in a child process
 
     def p(self, where, msg):
-        self.problems.append("%s: %s" % (where, msg))
+        line = "%s: %s" % (where, msg)
+        self.problems.append(line)
+        if self.out:
+            self.out.write("P " + line.replace("\n", " ") + "\n")
+
+    def note(self, where):
+        """Say what is being read (so a hang or crash in libhdf5 can be located)."""
+        if self.out:
+            self.out.write("W " + where.replace("\n", " ") + "\n")
 
     # ---- generic access -----------------------------------------------------------
     def get(self, grp, name, where):
         """Child object or None (reporting a read failure)."""
+        self.note(where)
         try:
             if name not in grp:
                 return None
@@ -136,6 +148,7 @@ class Checker:
 
     def get_attr(self, obj, name, where):
         """(present, value); a read failure is reported and counts as present-but-bad."""
+        self.note("%s attribute %s" % (where, name))
         try:
             if name not in obj.attrs:
                 return False, None
@@ -198,6 +211,7 @@ class Checker:
         row = max(1, dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64)))
         step = max(1, BLOCK_BYTES // row)
         for s in range(0, n, step):
+            self.note("%s rows %d.." % (where, s))
             try:
                 a = ds[s:min(n, s + step)]
             except Exception as e:
@@ -324,7 +338,6 @@ class Checker:
                 self.p("data/%s" % seen[idx][-1], "duplicate demo index %d (data/%s)"
                        % (idx, ", data/".join(seen[idx])))
         demos.sort()
-        self.demo_names = set()
         total = 0
         for idx, name in demos:
             where = "data/%s" % name
@@ -601,6 +614,7 @@ class Checker:
         step = max(1, BLOCK_BYTES // row)
         for s in range(0, N - 1, step):
             e = min(N - 1, s + step)
+            self.note("%s/next_obs/%s rows %d.." % (where, k, s))
             try:
                 a = ods[s + 1:e + 1]
                 b = nds[s:e]
@@ -779,6 +793,8 @@ def main(argv):
     ap.add_argument("--expect-demos", type=int, default=None, metavar="N")
     ap.add_argument("--expect-images", type=parse_image_spec, action="append", default=[], metavar="KEY:H:W")
     ap.add_argument("--native", action="store_true")
+    ap.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                    help="give up when reading makes no progress for this long (0: never; default 60)")
     args = ap.parse_args(argv)  # exits 2 on usage errors
     if args.expect_demos is not None and args.expect_demos < 0:
         usage_error("--expect-demos must be >= 0")
@@ -788,13 +804,27 @@ def main(argv):
         usage_error("%s: is a directory" % args.file)
 
     ck = Checker(args.native, args.expect_demos, args.expect_images)
+    problems, result = run_guarded(lambda out: check_path(ck, args.file, out), args.timeout)
+    if problems or result is None:
+        for line in problems or ["file: checker produced no result"]:
+            print(line)
+        return 1
+    print("h5_check ok demos=%d samples=%d" % result)
+    return 0
+
+
+def check_path(ck, path, out):
+    """Runs in the child: writes P/W lines and finally 'R <demos> <total>'."""
+    ck.out = out
     f = None
+    ck.note("file (open swmr=True libver=latest)")
     try:
-        f = h5py.File(args.file, "r", swmr=True, libver="latest")
+        f = h5py.File(path, "r", swmr=True, libver="latest")
     except Exception as e:
         ck.p("file", "cannot open as HDF5 the way robomimic does (swmr=True, libver=latest): %s" % exc_text(e))
+    ck.note("file (plain open)")
     try:
-        with h5py.File(args.file, "r") as f2:
+        with h5py.File(path, "r") as f2:
             list(f2.keys())
     except Exception as e:
         ck.p("file", "cannot open as HDF5 with plain h5py.File(path, 'r'): %s" % exc_text(e))
@@ -808,12 +838,71 @@ def main(argv):
                 f.close()
             except Exception:
                 pass
-    if ck.problems:
-        for line in ck.problems:
-            print(line)
-        return 1
-    print("h5_check ok demos=%d samples=%d" % (ck.ndemos, ck.total))
-    return 0
+    out.write("R %d %d\n" % (ck.ndemos, ck.total))
+
+
+def run_guarded(fn, timeout):
+    """Run fn(stream) in a forked child so that a libhdf5 crash or hang on a corrupt file
+    becomes a reported problem. timeout: seconds without progress before giving up (0: never).
+    Returns (problems, (ndemos, total) or None)."""
+    rfd, wfd = os.pipe()
+    sys.stdout.flush()
+    pid = os.fork()
+    if pid == 0:
+        os.close(rfd)
+        code = 0
+        try:
+            with os.fdopen(wfd, "w", buffering=1) as out:
+                try:
+                    fn(out)
+                except BaseException as e:
+                    out.write("P file: unexpected error while checking: %s: %s\n" % (type(e).__name__, exc_text(e)))
+        except BaseException:
+            code = 3
+        os._exit(code)
+    os.close(wfd)
+    problems, result, where = [], None, "file"
+    buf = b""
+    timed_out = False
+    deadline = time.monotonic() + timeout if timeout > 0 else None
+    while True:
+        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+        ready, _, _ = select.select([rfd], [], [], wait)
+        if not ready:
+            timed_out = True
+            break
+        chunk = os.read(rfd, 65536)
+        if not chunk:
+            break
+        if deadline is not None:
+            deadline = time.monotonic() + timeout
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        for raw in lines:
+            line = raw.decode("utf-8", "replace")
+            tag, _, rest = line.partition(" ")
+            if tag == "P":
+                problems.append(rest)
+            elif tag == "W":
+                where = rest
+            elif tag == "R":
+                a, b = rest.split()
+                result = (int(a), int(b))
+    os.close(rfd)
+    if timed_out:
+        os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    if timed_out:
+        problems.append("%s: no progress for %gs while reading it (libhdf5 hang on corrupt metadata?)"
+                        % (where, timeout))
+        result = None
+    elif os.WIFSIGNALED(status):
+        problems.append("%s: libhdf5 crashed (signal %d) while reading it (corrupt file?)"
+                        % (where, os.WTERMSIG(status)))
+        result = None
+    elif os.WEXITSTATUS(status) != 0 and not problems:
+        problems.append("file: checker child exited with status %d" % os.WEXITSTATUS(status))
+    return problems, result
 
 
 if __name__ == "__main__":
