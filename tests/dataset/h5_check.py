@@ -606,8 +606,8 @@ class Checker:
         return ok
 
     def check_shift(self, o, n, where, k):
-        (shape, dtype, ods, ook), (_, _, nds, nok) = o, n
-        if not (ook and nok) or shape[0] < 2:
+        (shape, dtype, ods, ook), (nshape, ndtype, nds, nok) = o, n
+        if not (ook and nok) or shape != nshape or dtype != ndtype or shape[0] < 2:
             return
         N = shape[0]
         row = max(1, dtype.itemsize * int(np.prod(shape[1:], dtype=np.int64)))
@@ -620,6 +620,9 @@ class Checker:
                 b = nds[s:e]
             except Exception as ex:
                 self.p(where + "/next_obs/" + k, "cannot read: %s" % exc_text(ex))
+                return
+            if a.shape != b.shape:
+                self.p(where + "/next_obs/" + k, "read %s rows but obs gave %s" % (b.shape, a.shape))
                 return
             if not np.array_equal(a, b):
                 neq = np.nonzero(~np.all((a == b).reshape(a.shape[0], -1), axis=1))[0]

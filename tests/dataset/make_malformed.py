@@ -272,7 +272,7 @@ def variants():
         ("actions_nan.h5", "valid", mut_nan(d1 + "/actions"), "nan"),
         ("actions_inf.h5", "valid", mut_nan(d1 + "/actions", val=np.inf), "inf"),
         ("actions_out_of_range.h5", "valid", mut_nan(d1 + "/actions", val=1.5), "actions"),
-        ("action_dims_differ.h5", "valid", lambda f: replace(f[d2], "actions", f[d2 + "/actions"][:, :6]), "actions"),
+        ("action_dims_differ.h5", "valid", lambda f: replace(f[d2], "actions", f[d2 + "/actions"][:, :6]), "actions|action size|action dim"),
         # rewards, dones, states
         ("rewards_nan.h5", "valid", mut_nan(d0 + "/rewards", row=7), "nan"),
         ("rewards_2d.h5", "valid", lambda f: replace(f[d0], "rewards", f[d0 + "/rewards"][()][:, None]), "rewards"),
@@ -351,7 +351,8 @@ def raw_variants(valid_bytes):
         ("trunc_half.h5", valid_bytes[:n // 2], OPEN_WORDS),
         ("trunc_minus10.h5", valid_bytes[:n - 10], OPEN_WORDS),
         ("text_file.h5", b"this is not an HDF5 file\n" * 40, OPEN_WORDS),
-        ("random_with_signature.h5", sig + rng.integers(0, 256, size=8192, dtype=np.uint8).tobytes(),
+        # superblock version 0 so the parser goes past the version byte into random fields
+        ("random_with_signature.h5", sig + b"\x00" + rng.integers(0, 256, size=8192, dtype=np.uint8).tobytes(),
          OPEN_WORDS + "|superblock"),
         ("bad_superblock_version.h5", bytes(bad_sb), OPEN_WORDS + "|superblock|version"),
     ]
