@@ -389,6 +389,9 @@ int main(int argc, char **argv) {
     fputs(USAGE, argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
+  /* a damaged file can send libhdf5 into a loop: give up with a message instead of hanging */
+  const char *tmo = getenv("DK_OPEN_TIMEOUT");
+  ds_set_open_timeout(tmo ? atof(tmo) : 30.0);
   const char *cmd = argv[1];
   int n = argc - 2;
   char **a = argv + 2;

@@ -208,6 +208,13 @@ typedef struct {
 int ds_load(dsFile *f, const dsLoadOpts *o, dsLoaded *out);
 void ds_loaded_free(dsLoaded *l);
 
+/* Some damage sends libhdf5 1.10 into an endless loop (a corrupted global heap behind a
+ * variable-length string, for one). With a timeout > 0, ds_open and ds_validate run a
+ * watchdog: if reading makes no progress for that many seconds it prints one line naming
+ * the file and the object being read, and ends the process with status 1. For command-line
+ * programs (the library cannot get control back from inside HDF5). Default 0: off. */
+void ds_set_open_timeout(double seconds);
+
 /* ---- validation ------------------------------------------------------------- */
 /* Check everything and call report() once per problem (one line each). Returns the number
  * of problems (0 = valid) or a negative error when the file could not be examined at all. */

@@ -226,6 +226,36 @@ hid_t ds_create_ext(hid_t loc, const char *name, dsDtype t, int rank, const int6
   return d;
 }
 
+int ds_write_whole(hid_t loc, const char *name, dsDtype t, int rank, const int64_t *shape, int64_t n, const void *buf,
+                   int gzip) {
+  hsize_t dims[DS_MAX_RANK + 1], chunk[DS_MAX_RANK + 1];
+  dims[0] = (hsize_t)n;
+  size_t row = ds_dtype_size(t);
+  for (int i = 0; i < rank; i++) {
+    dims[i + 1] = chunk[i + 1] = (hsize_t)shape[i];
+    row *= (size_t)shape[i];
+  }
+  hid_t sp = H5Screate_simple(rank + 1, dims, NULL);
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  if (gzip > 0 && n > 0) {
+    int64_t cr = (int64_t)((256 * 1024) / (row ? row : 1));
+    chunk[0] = (hsize_t)TK_MAX(1, TK_MIN(n, TK_MIN(4096, cr)));
+    H5Pset_chunk(dcpl, rank + 1, chunk);
+    if (t != DS_U8) H5Pset_shuffle(dcpl);
+    H5Pset_deflate(dcpl, (unsigned)gzip);
+  }
+  hid_t ft = t == DS_F64 ? H5T_IEEE_F64LE : t == DS_F32 ? H5T_IEEE_F32LE : H5T_STD_U8LE;
+  hid_t d = H5Dcreate2(loc, name, ft, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  H5Pclose(dcpl);
+  H5Sclose(sp);
+  if (d < 0) return ds_h5_fail(TK_EIO, "create dataset %s", name);
+  int rc = 0;
+  if (n > 0 && H5Dwrite(d, ds_h5_memtype(t), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
+    rc = ds_h5_fail(TK_EIO, "write dataset %s", name);
+  if (H5Dclose(d) < 0 && !rc) rc = ds_h5_fail(TK_EIO, "close dataset %s", name);
+  return rc;
+}
+
 int ds_append_rows(hid_t dset, dsDtype t, int rank, const int64_t *shape, int64_t at, int64_t n, const void *buf) {
   if (n <= 0) return 0;
   hsize_t dims[DS_MAX_RANK + 1], start[DS_MAX_RANK + 1], count[DS_MAX_RANK + 1];

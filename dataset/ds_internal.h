@@ -61,6 +61,9 @@ int ds_parse_demo_name(const char *name, int64_t *index);
 /* Create an extendible (0, shape...) chunked dataset. */
 hid_t ds_create_ext(hid_t loc, const char *name, dsDtype t, int rank, const int64_t *shape, int gzip,
                     int64_t chunk_rows);
+/* Create a (N, shape...) dataset and write all of it: contiguous, or chunked when gzip > 0. */
+int ds_write_whole(hid_t loc, const char *name, dsDtype t, int rank, const int64_t *shape, int64_t n, const void *buf,
+                   int gzip);
 /* Append n rows (each row_elems elements) at row `at`. */
 int ds_append_rows(hid_t dset, dsDtype t, int rank, const int64_t *shape, int64_t at, int64_t n, const void *buf);
 

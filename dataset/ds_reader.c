@@ -2,6 +2,10 @@
  * training loader. Every problem is one line naming the file, the demo and the dataset. */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <time.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,11 +32,96 @@ struct dsFile {
   int *mask_n;
 };
 
+/* ---- watchdog against HDF5 loops on damaged files ---- */
+static double wd_timeout;
+static pthread_mutex_t wd_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t wd_progress;
+static char wd_path[4096], wd_what[512];
+
+void ds_set_open_timeout(double seconds) { wd_timeout = seconds; }
+
+static void progress(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void progress(const char *path, const char *fmt, ...) {
+  if (wd_timeout <= 0) return;
+  pthread_mutex_lock(&wd_mu);
+  wd_progress++;
+  if (path[0]) snprintf(wd_path, sizeof wd_path, "%s", path);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(wd_what, sizeof wd_what, fmt, ap);
+  va_end(ap);
+  pthread_mutex_unlock(&wd_mu);
+}
+
+typedef struct {
+  pthread_t th;
+  int running;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int stop;
+} watchdog;
+
+static void *wd_main(void *arg) {
+  watchdog *w = arg;
+  uint64_t last = UINT64_MAX;
+  double since = tk_now_s();
+  pthread_mutex_lock(&w->mu);
+  while (!w->stop) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 200000000;
+    if (ts.tv_nsec >= 1000000000) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000;
+    }
+    pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+    if (w->stop) break;
+    pthread_mutex_lock(&wd_mu);
+    uint64_t p = wd_progress;
+    char what[512], where[4096];
+    memcpy(what, wd_what, sizeof what);
+    memcpy(where, wd_path, sizeof where);
+    pthread_mutex_unlock(&wd_mu);
+    if (p != last) {
+      last = p;
+      since = tk_now_s();
+    } else if (tk_now_s() - since > wd_timeout) {
+      fprintf(stderr, "%s: no progress for %.0f s while reading %s: the file is damaged in a way the HDF5 library "
+                      "does not detect (it loops); giving up\n", where, wd_timeout, what);
+      fflush(stderr);
+      _exit(1);
+    }
+  }
+  pthread_mutex_unlock(&w->mu);
+  return NULL;
+}
+
+static void wd_start(watchdog *w) {
+  memset(w, 0, sizeof *w);
+  if (wd_timeout <= 0) return;
+  pthread_mutex_init(&w->mu, NULL);
+  pthread_cond_init(&w->cv, NULL);
+  w->running = pthread_create(&w->th, NULL, wd_main, w) == 0;
+}
+
+static void wd_stop(watchdog *w) {
+  if (!w->running) return;
+  pthread_mutex_lock(&w->mu);
+  w->stop = 1;
+  pthread_cond_signal(&w->cv);
+  pthread_mutex_unlock(&w->mu);
+  pthread_join(w->th, NULL);
+  pthread_mutex_destroy(&w->mu);
+  pthread_cond_destroy(&w->cv);
+}
+
 /* ---- problem collection ---- */
 typedef struct {
   const char *path;
   int count;
   int first_only;  /* ds_open: stop at the first problem */
+  int native;      /* written by this toolkit: the strict rules apply */
+  int value_check;
   void (*report)(const char *line, void *user);
   void *user;
 } vctx;
@@ -78,10 +167,17 @@ static int is_dataset(hid_t loc, const char *name) {
   return oi.type == H5O_TYPE_DATASET ? 1 : oi.type == H5O_TYPE_GROUP ? 2 : -1;
 }
 
-static int inspect(hid_t loc, const char *name, dinfo *di) {
+/* Open and describe a dataset; *keep (optional) receives the open id on success. */
+static int inspect_keep(hid_t loc, const char *name, dinfo *di, hid_t *keep);
+static int inspect(hid_t loc, const char *name, dinfo *di) { return inspect_keep(loc, name, di, NULL); }
+static int inspect_keep(hid_t loc, const char *name, dinfo *di, hid_t *keep) {
   memset(di, 0, sizeof *di);
+  progress("", "dataset %s", name);
   hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
-  if (d < 0) return -1;
+  if (d < 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return -1;
+  }
   di->exists = 1;
   hid_t sp = H5Dget_space(d);
   int r = H5Sget_simple_extent_ndims(sp);
@@ -125,8 +221,12 @@ static int inspect(hid_t loc, const char *name, dinfo *di) {
       return -2;
     }
   }
-  H5Dclose(d);
-  if (elems > MAX_BYTES) return -3;
+  if (elems > MAX_BYTES) {
+    H5Dclose(d);
+    return -3;
+  }
+  if (keep) *keep = d;
+  else H5Dclose(d);
   return 0;
 }
 
@@ -140,15 +240,10 @@ static const char *cls_name(const dinfo *di) {
 }
 
 /* Scan float data for NaN/Inf in row blocks; returns the first bad row or -1. */
-static int64_t scan_finite(hid_t loc, const char *name, int64_t rows, int64_t cols, int64_t *badcol, int *isnan_out) {
-  hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
-  if (d < 0) return -2;
+static int64_t scan_finite(hid_t d, int64_t rows, int64_t cols, int64_t *badcol, int *isnan_out) {
   int64_t block = TK_MAX(1, (1 << 18) / TK_MAX(cols, 1));
   double *buf = malloc((size_t)(block * cols) * sizeof(double));
-  if (!buf) {
-    H5Dclose(d);
-    return -2;
-  }
+  if (!buf) return -2;
   hid_t fs = H5Dget_space(d);
   int rank = H5Sget_simple_extent_ndims(fs);
   hsize_t dims[8];
@@ -156,6 +251,7 @@ static int64_t scan_finite(hid_t loc, const char *name, int64_t rows, int64_t co
   int64_t bad = -1;
   for (int64_t r0 = 0; r0 < rows && bad < 0; r0 += block) {
     int64_t n = TK_MIN(block, rows - r0);
+    progress("", "values at row %lld", (long long)r0);
     hsize_t start[8] = {0}, count[8];
     start[0] = (hsize_t)r0;
     count[0] = (hsize_t)n;
@@ -179,19 +275,21 @@ static int64_t scan_finite(hid_t loc, const char *name, int64_t rows, int64_t co
   }
   H5Sclose(fs);
   free(buf);
-  H5Dclose(d);
   H5Eclear2(H5E_DEFAULT);
   return bad;
 }
 
-/* Check one per-step dataset. want_rank: exact rank, or 0 for 2..4 (observations). */
+/* Check one per-step dataset. want_rank: exact rank, or 0 for 2..4 (observations); rank-1
+ * fields may also be (N,1), as h5py users often store rewards and dones. */
 static int check_step_dataset(vctx *c, hid_t g, const char *demo, const char *prefix, const char *name, int64_t N,
                               int want_rank, int allow_int, int value_check, dinfo *out) {
   dinfo di;
-  int rc = inspect(g, name, &di);
+  hid_t d = -1;
+  int rc = inspect_keep(g, name, &di, &d);
   if (out) *out = di;
   if (rc == -1) {
-    problem(c, "%s/%s%s: cannot be read as a dataset: %s", demo, prefix, name, ds_h5_errmsg());
+    int kind = is_dataset(g, name);
+    problem(c, "%s/%s%s: %s", demo, prefix, name, kind == 0 ? "missing" : kind == 2 ? "is a group, not a dataset" : "cannot be read as a dataset");
     return -1;
   }
   if (rc == -2) {
@@ -202,45 +300,51 @@ static int check_step_dataset(vctx *c, hid_t g, const char *demo, const char *pr
     problem(c, "%s/%s%s: implausibly large shape", demo, prefix, name);
     return -1;
   }
+  int ret = -1;
+  if (want_rank == 1 && di.rank == 2 && di.dims[1] == 1) want_rank = 2;
   if (di.rank < 1) {
     problem(c, "%s/%s%s: scalar, expected rank %d", demo, prefix, name, want_rank ? want_rank : 2);
-    return -1;
+    goto done;
   }
   if (want_rank ? di.rank != want_rank : (di.rank < 2 || di.rank > 4)) {
     if (want_rank) problem(c, "%s/%s%s: rank %d, expected %d", demo, prefix, name, di.rank, want_rank);
     else problem(c, "%s/%s%s: rank %d, expected 2 to 4", demo, prefix, name, di.rank);
-    return -1;
+    goto done;
   }
   if ((int64_t)di.dims[0] != N) {
     problem(c, "%s/%s%s: %lld rows but num_samples is %lld", demo, prefix, name, (long long)di.dims[0], (long long)N);
-    return -1;
+    goto done;
   }
   int numeric = di.cls == H5T_FLOAT || (allow_int && di.cls == H5T_INTEGER && di.tsize <= 8);
   if (!numeric) {
     problem(c, "%s/%s%s: dtype %s (%zu bytes) not supported", demo, prefix, name, cls_name(&di), di.tsize);
-    return -1;
+    goto done;
   }
   int64_t elems = 1;
   for (int i = 1; i < di.rank; i++) elems *= (int64_t)di.dims[i];
   if (elems > (1 << 26) || (di.rank > 1 && elems < 1)) {
     problem(c, "%s/%s%s: %lld elements per step is out of range", demo, prefix, name, (long long)elems);
-    return -1;
+    goto done;
   }
   if (value_check && di.cls == H5T_FLOAT && N > 0) {
     int64_t col = 0;
     int isn = 0;
-    int64_t bad = scan_finite(g, name, N, elems, &col, &isn);
+    int64_t bad = scan_finite(d, N, elems, &col, &isn);
     if (bad == -2) {
       problem(c, "%s/%s%s: read failed: %s", demo, prefix, name, ds_h5_errmsg());
-      return -1;
+      goto done;
     }
     if (bad >= 0) {
       problem(c, "%s/%s%s: %s at step %lld, element %lld", demo, prefix, name, isn ? "NaN" : "Inf", (long long)bad,
               (long long)col);
-      return -1;
+      goto done;
     }
   }
-  return 0;
+  ret = 0;
+done:
+  H5Dclose(d);
+  if (out) *out = di;
+  return ret;
 }
 
 static int cmp_demo(const void *a, const void *b) {
@@ -295,11 +399,116 @@ static void str_attr(hid_t g, const char *name, char *dst, size_t n) {
   }
 }
 
+/* Optional attrs every file may have, and the ones our own files must have. */
+static void check_demo_attrs(vctx *c, hid_t g, const char *name) {
+  progress(c->path, "attributes of data/%s", name);
+  char *str = NULL;
+  int rc = ds_attr_read_str(g, "model_file", &str);
+  if (rc == TK_EFORMAT) problem(c, "%s: attribute model_file is not a string", name);
+  free(str);
+  str = NULL;
+  rc = ds_attr_read_str(g, "ep_meta", &str);
+  if (rc == TK_EFORMAT) problem(c, "%s: attribute ep_meta is not a string", name);
+  else if (rc == 0) {
+    cJSON *j = cJSON_Parse(str);
+    if (!cJSON_IsObject(j)) problem(c, "%s: attribute ep_meta is not a JSON object", name);
+    cJSON_Delete(j);
+  }
+  free(str);
+  if (!c->native) return;
+  int64_t v;
+  double x;
+  rc = ds_attr_read_i64(g, "success", &v);
+  if (rc) problem(c, "%s: attribute success %s", name, rc == TK_ENOTFOUND ? "missing" : "is not an integer");
+  else if (v != 0 && v != 1) problem(c, "%s: attribute success is %lld, expected 0 or 1", name, (long long)v);
+  rc = ds_attr_read_str(g, "task", &str);
+  if (rc) problem(c, "%s: attribute task %s", name, rc == TK_ENOTFOUND ? "missing" : "is not a string");
+  free(str);
+  rc = ds_attr_read_f64(g, "control_hz", &x);
+  if (rc || !(x > 0) || !isfinite(x)) problem(c, "%s: attribute control_hz missing or not a positive number", name);
+  rc = ds_attr_read_i64(g, "missed_deadlines", &v);
+  if (rc || v < 0) problem(c, "%s: attribute missed_deadlines missing or negative", name);
+}
+
+/* Read a small per-step dataset fully as float64 (malloc'd). */
+static double *read_doubles(hid_t g, const char *nm, int64_t count) {
+  double *b = malloc(sizeof(double) * (size_t)TK_MAX(count, 1));
+  hid_t d = H5Dopen2(g, nm, H5P_DEFAULT);
+  if (!b || d < 0 || H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, b) < 0) {
+    free(b);
+    b = NULL;
+  }
+  if (d >= 0) H5Dclose(d);
+  H5Eclear2(H5E_DEFAULT);
+  return b;
+}
+
+/* Value rules: dones and interventions are 0/1; our own files also keep actions in [-1,1],
+ * timestamps non-decreasing, and next_obs equal to obs shifted by one step. */
+static void check_demo_values(vctx *c, hid_t g, const char *name, const dsDemoInfo *di, const dsSchema *sch) {
+  int64_t N = di->num_samples;
+  const char *flags[2] = {"dones", "interventions"};
+  int present[2] = {di->has_dones, di->has_interventions};
+  for (int i = 0; i < 2 && !STOP(c); i++) {
+    if (!present[i]) continue;
+    double *b = read_doubles(g, flags[i], N);
+    if (!b) {
+      problem(c, "%s/%s: read failed", name, flags[i]);
+      continue;
+    }
+    for (int64_t t = 0; t < N; t++)
+      if (b[t] != 0 && b[t] != 1) {
+        problem(c, "%s/%s: value %g at step %lld, expected 0 or 1", name, flags[i], b[t], (long long)t);
+        break;
+      }
+    free(b);
+  }
+  if (!c->native || STOP(c)) return;
+  double *a = read_doubles(g, "actions", N * sch->action_dim);
+  if (a) {
+    for (int64_t i = 0; i < N * sch->action_dim; i++)
+      if (a[i] < -1.000001 || a[i] > 1.000001) {
+        problem(c, "%s/actions: %g at step %lld is outside [-1,1]", name, a[i], (long long)(i / sch->action_dim));
+        break;
+      }
+    free(a);
+  }
+  if (di->has_timestamps && !STOP(c)) {
+    double *ts = read_doubles(g, "timestamps", N);
+    for (int64_t t = 1; ts && t < N; t++)
+      if (ts[t] < ts[t - 1]) {
+        problem(c, "%s/timestamps: decrease at step %lld", name, (long long)t);
+        break;
+      }
+    free(ts);
+  }
+  if (!di->has_next_obs) return;
+  for (int k = 0; k < sch->nkeys && !STOP(c); k++) {
+    const dsKeySpec *key = &sch->keys[k];
+    if (ds_key_is_image(key)) continue; /* frames are large; the low-dim keys tell the same story */
+    int64_t e = ds_key_elems(key);
+    char on[DS_NAME_MAX + 16], nn[DS_NAME_MAX + 16];
+    snprintf(on, sizeof on, "obs/%s", key->name);
+    snprintf(nn, sizeof nn, "next_obs/%s", key->name);
+    double *o = read_doubles(g, on, N * e), *no = read_doubles(g, nn, N * e);
+    if (o && no)
+      for (int64_t t = 0; t + 1 < N; t++)
+        if (memcmp(no + t * e, o + (t + 1) * e, (size_t)e * sizeof(double))) {
+          problem(c, "%s/next_obs/%s: step %lld is not obs step %lld", name, key->name, (long long)t, (long long)t + 1);
+          break;
+        }
+    free(o);
+    free(no);
+  }
+}
+
 /* Check one demo and derive its schema. */
 static void check_demo(vctx *c, hid_t data, const char *name, dsDemoInfo *di, dsSchema *sch, int value_check) {
+  progress(c->path, "data/%s", name);
   hid_t g = H5Gopen2(data, name, H5P_DEFAULT);
   if (g < 0) {
-    problem(c, "%s: cannot open group: %s", name, ds_h5_errmsg());
+    int kind = is_dataset(data, name);
+    problem(c, "data/%s: %s", name, kind == 1 ? "is not a group" : "cannot be opened as a group");
     return;
   }
   memset(sch, 0, sizeof *sch);
@@ -310,6 +519,12 @@ static void check_demo(vctx *c, hid_t data, const char *name, dsDemoInfo *di, ds
   else if (N < 0 || N > MAX_ROWS) problem(c, "%s: num_samples %lld out of range", name, (long long)N);
   if (STOP(c) || N < 0 || N > MAX_ROWS) goto out;
   di->num_samples = N;
+  if (N == 0) {
+    problem(c, "%s: num_samples is 0 (an empty demo)", name);
+    goto out;
+  }
+  check_demo_attrs(c, g, name);
+  if (STOP(c)) goto out;
   int64_t v;
   di->success = ds_attr_read_i64(g, "success", &v) == 0 ? (v != 0) : -1;
   di->seed = ds_attr_read_i64(g, "seed", &v) == 0 ? v : -1;
@@ -320,12 +535,20 @@ static void check_demo(vctx *c, hid_t data, const char *name, dsDemoInfo *di, ds
   str_attr(g, "operator", di->operator_name, sizeof di->operator_name);
   str_attr(g, "device", di->device, sizeof di->device);
 
-  /* per-step fields */
-  int kind = is_dataset(g, "actions");
-  if (kind != 1) {
-    problem(c, "%s/actions: %s", name, kind == 0 ? "missing" : "not a dataset");
+  /* per-step fields: one listing of the demo group says which optional ones exist */
+  nameList kids;
+  if (list_children(g, &kids)) {
+    problem(c, "%s: cannot list its members", name);
     goto out;
   }
+  int has[DS_NFIELDS] = {0}, has_obs = 0, has_next = 0;
+  for (int i = 0; i < kids.n; i++) {
+    for (int f = 0; f < DS_NFIELDS; f++)
+      if (!strcmp(kids.names[i], ds_fields[f].name)) has[f] = 1;
+    if (!strcmp(kids.names[i], "obs")) has_obs = 1;
+    if (!strcmp(kids.names[i], "next_obs")) has_next = 1;
+  }
+  names_free(&kids);
   dinfo d;
   if (check_step_dataset(c, g, name, "", "actions", N, 2, 0, value_check, &d)) goto out;
   if (d.dims[1] < 1 || d.dims[1] > 4096) {
@@ -335,19 +558,8 @@ static void check_demo(vctx *c, hid_t data, const char *name, dsDemoInfo *di, ds
   sch->action_dim = (int)d.dims[1];
   for (int f = 1; f < DS_NFIELDS; f++) {
     const char *fn = ds_fields[f].name;
-    kind = is_dataset(g, fn);
-    if (kind == 0) continue;
-    if (kind != 1) {
-      problem(c, "%s/%s: not a dataset", name, fn);
-      goto out;
-    }
-    int want = ds_fields[f].rank;
-    /* h5py users often store rewards/dones as (N,1) */
-    if (want == 1) {
-      dinfo t;
-      if (inspect(g, fn, &t) == 0 && t.rank == 2 && t.dims[1] == 1) want = 2;
-    }
-    if (check_step_dataset(c, g, name, "", fn, N, want, ds_fields[f].dtype == DS_U8 || f == DS_FIELD_rewards,
+    if (!has[f]) continue;
+    if (check_step_dataset(c, g, name, "", fn, N, ds_fields[f].rank, ds_fields[f].dtype == DS_U8 || f == DS_FIELD_rewards,
                            value_check, &d))
       goto out;
     if (f == DS_FIELD_states) {
@@ -365,22 +577,17 @@ static void check_demo(vctx *c, hid_t data, const char *name, dsDemoInfo *di, ds
   }
 
   /* observations */
-  kind = is_dataset(g, "obs");
-  if (kind != 2) {
-    problem(c, "%s/obs: %s", name, kind == 0 ? "group missing" : "is not a group");
+  if (!has_obs) {
+    problem(c, "%s/obs: group missing", name);
     goto out;
   }
   for (int pass = 0; pass < 2; pass++) {
     const char *gname = pass ? "next_obs" : "obs";
-    kind = is_dataset(g, gname);
-    if (pass && kind == 0) break;
-    if (pass && kind != 2) {
-      problem(c, "%s/next_obs: is not a group", name);
-      goto out;
-    }
+    if (pass && !has_next) break;
     hid_t og = H5Gopen2(g, gname, H5P_DEFAULT);
     if (og < 0) {
-      problem(c, "%s/%s: cannot open: %s", name, gname, ds_h5_errmsg());
+      int kind = is_dataset(g, gname);
+      problem(c, "%s/%s: %s", name, gname, kind == 1 ? "is not a group" : "cannot be opened");
       goto out;
     }
     nameList keys;
@@ -393,14 +600,14 @@ static void check_demo(vctx *c, hid_t data, const char *name, dsDemoInfo *di, ds
     snprintf(prefix, sizeof prefix, "%s/", gname);
     for (int k = 0; k < keys.n && !STOP(c); k++) {
       const char *kn = keys.names[k];
-      if (is_dataset(og, kn) != 1) {
-        problem(c, "%s/%s%s: not a dataset", name, prefix, kn);
-        break;
-      }
       if (check_step_dataset(c, og, name, prefix, kn, N, 0, 1, value_check, &d)) break;
       int img = d.rank == 4;
       if (img && !(d.dtype_ok && d.dtype == DS_U8)) {
         problem(c, "%s/%s%s: image (rank 4) of dtype %s, expected uint8", name, prefix, kn, cls_name(&d));
+        break;
+      }
+      if (img && d.dims[3] != 3) {
+        problem(c, "%s/%s%s: image with %llu channels, expected 3 (RGB)", name, prefix, kn, (unsigned long long)d.dims[3]);
         break;
       }
       if (!d.dtype_ok) {
@@ -434,9 +641,22 @@ static void check_demo(vctx *c, hid_t data, const char *name, dsDemoInfo *di, ds
     }
     if (pass && !STOP(c) && keys.n != sch->nkeys) problem(c, "%s/next_obs: keys differ from obs/", name);
     if (pass && !STOP(c)) di->has_next_obs = 1;
+    if (c->native && !pass && !di->has_states && !STOP(c)) problem(c, "%s/states: missing", name);
+    if (c->native && !pass && di->has_states && !STOP(c)) {
+      dinfo st;
+      if (inspect(g, "states", &st) == 0 && !(st.dtype_ok && st.dtype == DS_F64))
+        problem(c, "%s/states: stored as %s, expected float64", name, cls_name(&st));
+    }
+    if (c->native && !pass && !STOP(c) && (!di->has_timestamps || !di->has_interventions))
+      problem(c, "%s/%s: missing", name, di->has_timestamps ? "interventions" : "timestamps");
     names_free(&keys);
     H5Gclose(og);
     if (STOP(c)) goto out;
+  }
+  if (value_check && !STOP(c)) {
+    int before = c->count;
+    check_demo_values(c, g, name, di, sch);
+    (void)before;
   }
 out:
   H5Gclose(g);
@@ -444,6 +664,7 @@ out:
 }
 
 static void check_masks(vctx *c, dsFile *f) {
+  progress(c->path, "mask");
   int kind = is_dataset(f->file, "mask");
   if (kind == 0) return;
   if (kind != 2) {
@@ -530,6 +751,7 @@ done:
 
 static int check_file(dsFile *f, vctx *c, int flags) {
   int value_check = !(flags & DS_OPEN_NO_VALUE_CHECK);
+  progress(f->path, "superblock");
   htri_t is = H5Fis_hdf5(f->path);
   if (is <= 0) {
     FILE *fp = fopen(f->path, "rb");
@@ -564,6 +786,7 @@ static int check_file(dsFile *f, vctx *c, int flags) {
     if (strcmp(fmt, DS_FORMAT_NAME)) problem(c, "data: demokit_format is '%s', expected '%s'", fmt, DS_FORMAT_NAME);
     free(fmt);
     f->native = 1;
+    c->native = 1;
     int64_t ver;
     rc = ds_attr_read_i64(f->data, "demokit_version", &ver);
     if (rc) problem(c, "data: demokit_version missing or not an integer");
@@ -575,6 +798,7 @@ static int check_file(dsFile *f, vctx *c, int flags) {
   }
   if (STOP(c)) return -1;
   /* env_args */
+  progress(f->path, "data attribute env_args");
   char *args = NULL;
   rc = ds_attr_read_str(f->data, "env_args", &args);
   if (rc == TK_ENOTFOUND) problem(c, "data: attribute env_args missing (robomimic requires it)");
@@ -605,6 +829,7 @@ static int check_file(dsFile *f, vctx *c, int flags) {
     problem(c, "data: cannot list children: %s", ds_h5_errmsg());
     return -1;
   }
+  progress(f->path, "the list of demos");
   f->demos = calloc((size_t)names.n + 1, sizeof *f->demos);
   if (!f->demos) {
     names_free(&names);
@@ -620,10 +845,6 @@ static int check_file(dsFile *f, vctx *c, int flags) {
       problem(c, "data/%s: child name is not demo_<int>", nm);
       continue;
     }
-    if (is_dataset(f->data, nm) != 2) {
-      problem(c, "data/%s: is not a group", nm);
-      continue;
-    }
     dsDemoInfo *di = &f->demos[f->ndemos];
     memset(di, 0, sizeof *di);
     snprintf(di->name, sizeof di->name, "%s", nm);
@@ -631,7 +852,10 @@ static int check_file(dsFile *f, vctx *c, int flags) {
     dsSchema s;
     int before = c->count;
     check_demo(c, f->data, nm, di, &s, value_check);
-    if (c->count != before) continue;
+    if (c->count != before) {
+      f->ndemos++; /* reported already; keep its name so masks naming it stay quiet */
+      continue;
+    }
     if (first_schema) {
       f->schema = s;
       first_schema = 0;
@@ -686,7 +910,11 @@ int ds_open(const char *path, int flags, dsFile **out) {
   dsFile *f = file_new(path);
   if (!f) return tk_error(TK_ENOMEM, "out of memory");
   vctx c = {.path = path, .first_only = 1};
-  if (check_file(f, &c, flags)) {
+  watchdog wd;
+  wd_start(&wd);
+  int bad = check_file(f, &c, flags);
+  wd_stop(&wd);
+  if (bad) {
     char msg[TK_ERRMSG_MAX];
     snprintf(msg, sizeof msg, "%s", tk_errmsg());
     ds_close(f);
@@ -708,7 +936,10 @@ int ds_validate(const char *path, void (*report)(const char *line, void *user), 
   dsFile *f = file_new(path);
   if (!f) return tk_error(TK_ENOMEM, "out of memory");
   vctx c = {.path = path, .first_only = 0, .report = report, .user = user};
+  watchdog wd;
+  wd_start(&wd);
   check_file(f, &c, 0);
+  wd_stop(&wd);
   ds_close(f);
   H5Eclear2(H5E_DEFAULT);
   return c.count;
@@ -858,6 +1089,40 @@ int ds_read_column(dsFile *f, int i, const char *dataset, double *out, int64_t c
 }
 
 /* ---- training loader ---- */
+/* Read a whole float dataset as float32. HDF5's own conversion allocates a large buffer on
+ * every read; read the stored type into scratch and convert here instead. */
+static int read_f32(hid_t g, const char *name, float *out, int64_t count, double **scratch, int64_t *scap,
+                    const char *path, const char *demo) {
+  hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
+  if (d < 0) return ds_h5_fail(TK_EFORMAT, "%s: %s/%s: open", path, demo, name);
+  hid_t t = H5Dget_type(d);
+  int is_f32 = H5Tget_class(t) == H5T_FLOAT && H5Tget_size(t) == 4;
+  int is_f64 = H5Tget_class(t) == H5T_FLOAT && H5Tget_size(t) == 8;
+  H5Tclose(t);
+  herr_t e;
+  if (is_f32) {
+    e = H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out);
+  } else if (is_f64) {
+    if (count > *scap) {
+      double *n = realloc(*scratch, (size_t)count * sizeof(double));
+      if (!n) {
+        H5Dclose(d);
+        return tk_error(TK_ENOMEM, "out of memory");
+      }
+      *scratch = n;
+      *scap = count;
+    }
+    e = H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, *scratch);
+    if (e >= 0)
+      for (int64_t i = 0; i < count; i++) out[i] = (float)(*scratch)[i];
+  } else {
+    e = H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out); /* integers: let HDF5 convert */
+  }
+  H5Dclose(d);
+  if (e < 0) return ds_h5_fail(TK_EIO, "%s: %s/%s: read", path, demo, name);
+  return 0;
+}
+
 static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
 void ds_loaded_free(dsLoaded *l) {
@@ -968,7 +1233,8 @@ int ds_load(dsFile *f, const dsLoadOpts *o, dsLoaded *out) {
     out->key_offset[i + 1] = out->key_offset[i] + kdim[i];
   }
   int rc = 0;
-  int64_t row = 0;
+  int64_t row = 0, scap = 0;
+  double *scratch = NULL;
   for (int di = 0; di < nd && !rc; di++) {
     const dsDemoInfo *dm = &f->demos[pos[di]];
     int64_t n = dm->num_samples;
@@ -980,8 +1246,8 @@ int ds_load(dsFile *f, const dsLoadOpts *o, dsLoaded *out) {
       rc = ds_h5_fail(TK_EFORMAT, "%s: %s: open", f->path, dm->name);
       break;
     }
-    rc = read_all(g, "actions", H5T_NATIVE_FLOAT, out->actions + row * A, f->path, dm->name);
-    if (!rc && dm->has_rewards) rc = read_all(g, "rewards", H5T_NATIVE_FLOAT, out->rewards + row, f->path, dm->name);
+    rc = read_f32(g, "actions", out->actions + row * A, n * A, &scratch, &scap, f->path, dm->name);
+    if (!rc && dm->has_rewards) rc = read_f32(g, "rewards", out->rewards + row, n, &scratch, &scap, f->path, dm->name);
     else if (!rc) memset(out->rewards + row, 0, (size_t)n * 4);
     if (!rc && dm->has_dones) rc = read_all(g, "dones", H5T_NATIVE_UINT8, out->dones + row, f->path, dm->name);
     else if (!rc) memset(out->dones + row, 0, (size_t)n);
@@ -992,10 +1258,10 @@ int ds_load(dsFile *f, const dsLoadOpts *o, dsLoaded *out) {
         snprintf(nm, sizeof nm, "%s/%s", pass ? "next_obs" : "obs", keys[k]);
         int d = kdim[k], off = out->key_offset[k];
         if (nk == 1) {
-          rc = read_all(g, nm, H5T_NATIVE_FLOAT, dst + row * obs_dim, f->path, dm->name);
+          rc = read_f32(g, nm, dst + row * obs_dim, n * d, &scratch, &scap, f->path, dm->name);
           continue;
         }
-        rc = read_all(g, nm, H5T_NATIVE_FLOAT, tmp, f->path, dm->name);
+        rc = read_f32(g, nm, tmp, n * d, &scratch, &scap, f->path, dm->name);
         if (rc) break;
         float *o0 = dst + row * obs_dim + off;
         for (int64_t t = 0; t < n; t++) memcpy(o0 + t * obs_dim, tmp + t * d, (size_t)d * 4);
@@ -1012,6 +1278,7 @@ int ds_load(dsFile *f, const dsLoadOpts *o, dsLoaded *out) {
     row += n;
   }
   if (!rc) out->demo_start[nd] = row;
+  free(scratch);
   free(tmp);
   free(pos);
   if (rc) ds_loaded_free(out);

@@ -1,9 +1,12 @@
 /* dataset/ds_writer.c -- the crash-safe episode writer.
  *
- * The control thread copies steps into blocks; a writer thread streams each episode into
- * <path>.staging/demo_<i>.h5.tmp, and on end commits it (close, fsync, rename to demo_<i>.h5,
- * fsync the directory). Committed episodes are then published into <path> (ds_publish.c).
- * HDF5 is touched by the writer thread only (Debian's libhdf5 serializes every call anyway).
+ * Three stages, so no stage waits on the one after it:
+ *  1. the control thread copies steps into blocks (no disk, no HDF5);
+ *  2. the writer thread turns an episode into <path>.staging/demo_<i>.h5.tmp: camera frames
+ *     are streamed as they arrive (chunked per frame), low-dim data is gathered in memory
+ *     and written once at the end as contiguous datasets (one write each; fast to read);
+ *  3. the committer thread makes it durable (fsync, rename to demo_<i>.h5, fsync the
+ *     directory), reports it, and publishes committed episodes into <path> (ds_publish.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,15 +38,27 @@ typedef struct dsBlock {
 } dsBlock;
 
 typedef struct {
+  uint8_t *p;
+  size_t len, cap; /* bytes */
+} dsBuf;
+
+typedef struct {
   int open;
   int64_t index;
   hid_t file, data, demo, obsg, nobsg;
-  hid_t d[DS_NFIELDS];
-  hid_t o[DS_MAX_KEYS], no[DS_MAX_KEYS];
-  int64_t rows, nrows;        /* rows in the step datasets, rows in next_obs */
-  uint8_t last_done;
+  hid_t o[DS_MAX_KEYS], no[DS_MAX_KEYS]; /* streamed keys only */
+  int64_t rows, nrows;        /* steps so far, rows in streamed next_obs */
+  dsBuf fb[DS_NFIELDS];       /* gathered per-step fields */
+  dsBuf kb[DS_MAX_KEYS];      /* gathered low-dim keys (one spare row for the final obs) */
   char tmp[4096], fin[4096];
 } dsEpFile;
+
+typedef struct dsCommit {
+  struct dsCommit *next;
+  int64_t demo_index, rows;
+  dsOutcome outcome;
+  char tmp[4096], fin[4096];
+} dsCommit;
 
 struct dsWriter {
   char path[4096], dir[4096];
@@ -69,10 +84,18 @@ struct dsWriter {
   char errmsg[TK_ERRMSG_MAX];
   pthread_t th;
   int th_started;
+  /* committer thread, under mu */
+  pthread_cond_t cv_commit;
+  dsCommit *chead, *ctail;
+  int64_t cqueued, cdone;
+  pthread_t cth;
+  int cth_started;
   /* writer thread */
   dsEpFile ep;
   uint8_t *last_obs[DS_MAX_KEYS];
   void *last_obs_mem;
+  int streamed[DS_MAX_KEYS];  /* 1: key streamed to disk as it arrives (camera frames) */
+  /* committer thread */
   int64_t staged_bytes;
 };
 
@@ -164,12 +187,24 @@ static int sticky_error(dsWriter *w) {
 }
 
 /* ---- writer thread: one episode file ---- */
+static int buf_append(dsBuf *b, const void *src, size_t n) {
+  if (b->len + n > b->cap) {
+    size_t nc = b->cap ? b->cap : 4096;
+    while (nc < b->len + n) nc *= 2;
+    uint8_t *np = realloc(b->p, nc);
+    if (!np) return tk_error(TK_ENOMEM, "out of memory gathering an episode (%zu bytes)", nc);
+    b->p = np;
+    b->cap = nc;
+  }
+  memcpy(b->p + b->len, src, n);
+  b->len += n;
+  return 0;
+}
+
 /* Close everything; returns -1 if any close failed (HDF5 flushes caches on close, so a
  * write error such as a full disk often shows up only here). */
 static int ep_close_handles(dsEpFile *ep) {
   int bad = 0;
-  for (int f = 0; f < DS_NFIELDS; f++)
-    if (ep->d[f] > 0) bad |= H5Dclose(ep->d[f]) < 0;
   for (int k = 0; k < DS_MAX_KEYS; k++) {
     if (ep->o[k] > 0) bad |= H5Dclose(ep->o[k]) < 0;
     if (ep->no[k] > 0) bad |= H5Dclose(ep->no[k]) < 0;
@@ -179,7 +214,6 @@ static int ep_close_handles(dsEpFile *ep) {
   if (ep->demo > 0) bad |= H5Gclose(ep->demo) < 0;
   if (ep->data > 0) bad |= H5Gclose(ep->data) < 0;
   if (ep->file > 0) bad |= H5Fclose(ep->file) < 0;
-  memset(ep->d, 0, sizeof ep->d);
   memset(ep->o, 0, sizeof ep->o);
   memset(ep->no, 0, sizeof ep->no);
   ep->file = ep->data = ep->demo = ep->obsg = ep->nobsg = 0;
@@ -194,15 +228,18 @@ static void ep_abort(dsWriter *w) {
   ep->open = 0;
 }
 
-static int64_t chunk_rows_for(size_t row_bytes) {
-  int64_t r = (int64_t)((256 * 1024) / (row_bytes ? row_bytes : 1));
-  return TK_MAX(1, TK_MIN(256, r));
-}
-
 static int ep_begin(dsWriter *w, const dsBlock *b) {
   dsEpFile *ep = &w->ep;
   const dsSchema *s = &w->o.schema;
+  /* keep the gathering buffers from the last episode: no reallocation in steady state */
+  dsBuf fb[DS_NFIELDS], kb[DS_MAX_KEYS];
+  memcpy(fb, ep->fb, sizeof fb);
+  memcpy(kb, ep->kb, sizeof kb);
   memset(ep, 0, sizeof *ep);
+  memcpy(ep->fb, fb, sizeof fb);
+  memcpy(ep->kb, kb, sizeof kb);
+  for (int f = 0; f < DS_NFIELDS; f++) ep->fb[f].len = 0;
+  for (int k = 0; k < DS_MAX_KEYS; k++) ep->kb[k].len = 0;
   ep->index = b->demo_index;
   snprintf(ep->fin, sizeof ep->fin, "%s/demo_%lld.h5", w->dir, (long long)b->demo_index);
   snprintf(ep->tmp, sizeof ep->tmp, "%s.tmp", ep->fin);
@@ -217,13 +254,6 @@ static int ep_begin(dsWriter *w, const dsBlock *b) {
   if (rc) return tk_error_wrap(rc, "%s", ep->tmp);
   ep->demo = H5Gcreate2(ep->data, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   if (ep->demo < 0) return ds_h5_fail(TK_EIO, "%s: create group %s", ep->tmp, name);
-  for (int f = 0; f < DS_NFIELDS; f++) {
-    int64_t cols = ds_field_cols(f, s);
-    if (cols == 0) continue; /* no states */
-    ep->d[f] = ds_create_ext(ep->demo, ds_fields[f].name, ds_fields[f].dtype, ds_fields[f].rank - 1, &cols,
-                             w->o.lowdim_gzip, chunk_rows_for(w->field_row[f]));
-    if (ep->d[f] < 0) return tk_error_wrap(TK_EIO, "%s", ep->tmp);
-  }
   ep->obsg = H5Gcreate2(ep->demo, "obs", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   if (ep->obsg < 0) return ds_h5_fail(TK_EIO, "%s: create group obs", ep->tmp);
   if (w->o.store_next_obs) {
@@ -231,14 +261,13 @@ static int ep_begin(dsWriter *w, const dsBlock *b) {
     if (ep->nobsg < 0) return ds_h5_fail(TK_EIO, "%s: create group next_obs", ep->tmp);
   }
   for (int k = 0; k < s->nkeys; k++) {
+    if (!w->streamed[k]) continue;
     const dsKeySpec *key = &s->keys[k];
-    int img = ds_key_is_image(key);
-    int gz = img ? w->o.image_gzip : w->o.lowdim_gzip;
-    int64_t cr = img ? 1 : chunk_rows_for(w->obs_row[k]);
-    ep->o[k] = ds_create_ext(ep->obsg, key->name, key->dtype, key->rank, key->shape, gz, cr);
+    int gz = ds_key_is_image(key) ? w->o.image_gzip : w->o.lowdim_gzip;
+    ep->o[k] = ds_create_ext(ep->obsg, key->name, key->dtype, key->rank, key->shape, gz, 1);
     if (ep->o[k] < 0) return tk_error_wrap(TK_EIO, "%s: obs", ep->tmp);
     if (w->o.store_next_obs) {
-      ep->no[k] = ds_create_ext(ep->nobsg, key->name, key->dtype, key->rank, key->shape, gz, cr);
+      ep->no[k] = ds_create_ext(ep->nobsg, key->name, key->dtype, key->rank, key->shape, gz, 1);
       if (ep->no[k] < 0) return tk_error_wrap(TK_EIO, "%s: next_obs", ep->tmp);
     }
   }
@@ -258,15 +287,16 @@ static int ep_write(dsWriter *w, dsBlock *b) {
   dsEpFile *ep = &w->ep;
   const dsSchema *s = &w->o.schema;
   if (b->n == 0) return 0;
-  for (int f = 0; f < DS_NFIELDS; f++) {
-    if (!ep->d[f]) continue;
-    int64_t cols = ds_field_cols(f, s);
-    int rc = ds_append_rows(ep->d[f], ds_fields[f].dtype, ds_fields[f].rank - 1, &cols, ep->rows, b->n, b->field[f]);
-    if (rc) return tk_error_wrap(rc, "%s: %s", ep->tmp, ds_fields[f].name);
-  }
-  for (int k = 0; k < s->nkeys; k++) {
+  int rc = 0;
+  for (int f = 0; f < DS_NFIELDS && !rc; f++)
+    if (w->field_row[f]) rc = buf_append(&ep->fb[f], b->field[f], (size_t)b->n * w->field_row[f]);
+  for (int k = 0; k < s->nkeys && !rc; k++) {
     const dsKeySpec *key = &s->keys[k];
-    int rc = ds_append_rows(ep->o[k], key->dtype, key->rank, key->shape, ep->rows, b->n, b->obs[k]);
+    if (!w->streamed[k]) {
+      rc = buf_append(&ep->kb[k], b->obs[k], (size_t)b->n * w->obs_row[k]);
+      continue;
+    }
+    rc = ds_append_rows(ep->o[k], key->dtype, key->rank, key->shape, ep->rows, b->n, b->obs[k]);
     if (rc) return tk_error_wrap(rc, "%s: obs/%s", ep->tmp, key->name);
     if (w->o.store_next_obs) {
       /* next_obs lags one row: the first row of the episode is nobody's next_obs */
@@ -277,18 +307,9 @@ static int ep_write(dsWriter *w, dsBlock *b) {
     }
     memcpy(w->last_obs[k], b->obs[k] + (size_t)(b->n - 1) * w->obs_row[k], w->obs_row[k]);
   }
+  if (rc) return tk_error_wrap(rc, "%s", ep->tmp);
   if (w->o.store_next_obs) ep->nrows += b->n - (ep->rows == 0 ? 1 : 0);
   ep->rows += b->n;
-  return 0;
-}
-
-static int fsync_path(const char *p) {
-  int fd = open(p, O_RDONLY);
-  if (fd < 0) return tk_error(TK_EIO, "open %s: %s", p, strerror(errno));
-  int rc = fsync(fd);
-  int e = errno;
-  close(fd);
-  if (rc) return tk_error(TK_EIO, "fsync %s: %s", p, strerror(e));
   return 0;
 }
 
@@ -296,39 +317,53 @@ static int ep_end(dsWriter *w, dsBlock *b) {
   dsEpFile *ep = &w->ep;
   const dsSchema *s = &w->o.schema;
   int rc = 0;
-  if (w->o.store_next_obs) {
-    for (int k = 0; k < s->nkeys; k++) {
-      const dsKeySpec *key = &s->keys[k];
-      const void *row = b->final_obs_valid ? b->obs[k] + (size_t)b->cap * w->obs_row[k] : w->last_obs[k];
-      rc = ds_append_rows(ep->no[k], key->dtype, key->rank, key->shape, ep->nrows, 1, row);
-      if (rc) return tk_error_wrap(rc, "%s: next_obs/%s", ep->tmp, key->name);
-    }
-    ep->nrows++;
+  int64_t N = ep->rows;
+  /* gathered per-step fields: one contiguous dataset each */
+  for (int f = 0; f < DS_NFIELDS && !rc; f++) {
+    int64_t cols = ds_field_cols(f, s);
+    if (cols == 0) continue; /* no states */
+    rc = ds_write_whole(ep->demo, ds_fields[f].name, ds_fields[f].dtype, ds_fields[f].rank - 1, &cols, N, ep->fb[f].p,
+                        w->o.lowdim_gzip);
+    if (rc) return tk_error_wrap(rc, "%s", ep->tmp);
   }
-  rc = ds_attr_write_i64(ep->demo, "num_samples", ep->rows);
+  for (int k = 0; k < s->nkeys; k++) {
+    const dsKeySpec *key = &s->keys[k];
+    const void *final = b->final_obs_valid ? b->obs[k] + (size_t)b->cap * w->obs_row[k] : NULL;
+    if (w->streamed[k]) {
+      if (!w->o.store_next_obs) continue;
+      rc = ds_append_rows(ep->no[k], key->dtype, key->rank, key->shape, ep->nrows, 1, final ? final : w->last_obs[k]);
+      if (rc) return tk_error_wrap(rc, "%s: next_obs/%s", ep->tmp, key->name);
+      continue;
+    }
+    dsBuf *kb = &ep->kb[k];
+    rc = ds_write_whole(ep->obsg, key->name, key->dtype, key->rank, key->shape, N, kb->p, w->o.lowdim_gzip);
+    if (rc) return tk_error_wrap(rc, "%s: obs", ep->tmp);
+    if (w->o.store_next_obs) {
+      /* next_obs = obs shifted by one, then the final observation (or the last one again) */
+      rc = buf_append(kb, final ? final : kb->p + (size_t)(N - 1) * w->obs_row[k], w->obs_row[k]);
+      if (!rc)
+        rc = ds_write_whole(ep->nobsg, key->name, key->dtype, key->rank, key->shape, N, kb->p + w->obs_row[k],
+                            w->o.lowdim_gzip);
+      if (rc) return tk_error_wrap(rc, "%s: next_obs", ep->tmp);
+    }
+  }
+  if (w->o.store_next_obs) ep->nrows++;
+  rc = ds_attr_write_i64(ep->demo, "num_samples", N);
   if (!rc) rc = ds_attr_write_i64(ep->demo, "success", b->outcome == DS_SUCCESS);
   if (!rc) rc = ds_attr_write_i64(ep->demo, "missed_deadlines", b->missed);
-  if (!rc) rc = ds_attr_write_i64(ep->data, "total", ep->rows);
+  if (!rc) rc = ds_attr_write_i64(ep->data, "total", N);
   if (rc) return tk_error_wrap(rc, "%s", ep->tmp);
   if (ep_close_handles(ep)) return ds_h5_fail(TK_EIO, "%s: close (data not fully written)", ep->tmp);
-  /* commit: the data is on disk before the name says so */
-  if ((rc = fsync_path(ep->tmp))) return rc;
-  if (rename(ep->tmp, ep->fin)) return tk_error(TK_EIO, "rename %s: %s", ep->tmp, strerror(errno));
-  ep->open = 0;
-  if ((rc = tk_fsync_dir_of(ep->fin))) return rc;
   return 0;
 }
 
-static int maybe_publish(dsWriter *w) {
-  if (w->o.publish_ratio < 0) return 0;
-  struct stat st;
-  int64_t main_bytes = stat(w->path, &st) == 0 ? (int64_t)st.st_size : 0;
-  if (main_bytes > 0 && (double)w->staged_bytes < w->o.publish_ratio * (double)main_bytes) return 0;
-  pthread_mutex_lock(&w->pub_mu);
-  int rc = ds_publish_staged(w->path, w->dir, NULL);
-  pthread_mutex_unlock(&w->pub_mu);
-  if (!rc) w->staged_bytes = 0;
-  return rc;
+static void set_error(dsWriter *w, int rc) {
+  pthread_mutex_lock(&w->mu);
+  if (!w->err) {
+    w->err = rc;
+    snprintf(w->errmsg, sizeof w->errmsg, "%s", tk_errmsg());
+  }
+  pthread_mutex_unlock(&w->mu);
 }
 
 static int process_block(dsWriter *w, dsBlock *b) {
@@ -342,17 +377,25 @@ static int process_block(dsWriter *w, dsBlock *b) {
   if (b->end && b->n > 0) b->field[DS_FIELD_dones][b->n - 1] = 1; /* end of the trajectory */
   if ((rc = ep_write(w, b))) return rc;
   if (!b->end) return 0;
-  char fin[4096];
-  snprintf(fin, sizeof fin, "%s", w->ep.fin);
-  int64_t rows = w->ep.rows;
   if ((rc = ep_end(w, b))) return rc;
-  struct stat st;
-  if (stat(fin, &st) == 0) w->staged_bytes += (int64_t)st.st_size;
+  /* hand the closed file to the committer; the next episode starts at once */
+  dsCommit *c = malloc(sizeof *c);
+  if (!c) return tk_error(TK_ENOMEM, "out of memory");
+  memset(c, 0, sizeof *c);
+  c->demo_index = b->demo_index;
+  c->rows = w->ep.rows;
+  c->outcome = b->outcome;
+  snprintf(c->tmp, sizeof c->tmp, "%s", w->ep.tmp);
+  snprintf(c->fin, sizeof c->fin, "%s", w->ep.fin);
+  w->ep.open = 0;
   pthread_mutex_lock(&w->mu);
-  w->committed++;
+  if (w->ctail) w->ctail->next = c;
+  else w->chead = c;
+  w->ctail = c;
+  w->cqueued++;
+  pthread_cond_signal(&w->cv_commit);
   pthread_mutex_unlock(&w->mu);
-  if (w->o.on_commit) w->o.on_commit(b->demo_index, b->outcome, rows, w->o.user);
-  return maybe_publish(w);
+  return 0;
 }
 
 static void *writer_main(void *arg) {
@@ -370,13 +413,79 @@ static void *writer_main(void *arg) {
     int rc = 0;
     if (!failed) rc = process_block(w, b);
     if (rc || failed) ep_abort(w);
+    if (rc) set_error(w, rc);
     pthread_mutex_lock(&w->mu);
-    if (rc && !w->err) {
-      w->err = rc;
-      snprintf(w->errmsg, sizeof w->errmsg, "%s", tk_errmsg());
-    }
     block_put_locked(w, b);
     w->processed++;
+    pthread_cond_broadcast(&w->cv_done);
+  }
+  w->stop = 2; /* tells the committer that nothing more will come */
+  pthread_cond_broadcast(&w->cv_commit);
+  pthread_mutex_unlock(&w->mu);
+  for (int f = 0; f < DS_NFIELDS; f++) free(w->ep.fb[f].p);
+  for (int k = 0; k < DS_MAX_KEYS; k++) free(w->ep.kb[k].p);
+  return NULL;
+}
+
+/* ---- committer thread ---- */
+static int fsync_path(const char *p) {
+  int fd = open(p, O_RDONLY);
+  if (fd < 0) return tk_error(TK_EIO, "open %s: %s", p, strerror(errno));
+  int rc = fsync(fd);
+  int e = errno;
+  close(fd);
+  if (rc) return tk_error(TK_EIO, "fsync %s: %s", p, strerror(e));
+  return 0;
+}
+
+static int maybe_publish(dsWriter *w) {
+  if (w->o.publish_ratio < 0) return 0;
+  struct stat st;
+  int64_t main_bytes = stat(w->path, &st) == 0 ? (int64_t)st.st_size : 0;
+  if (main_bytes > 0 && (double)w->staged_bytes < w->o.publish_ratio * (double)main_bytes) return 0;
+  pthread_mutex_lock(&w->pub_mu);
+  int rc = ds_publish_staged(w->path, w->dir, NULL);
+  pthread_mutex_unlock(&w->pub_mu);
+  if (!rc) w->staged_bytes = 0;
+  return rc;
+}
+
+static int commit_one(dsWriter *w, dsCommit *c) {
+  int rc;
+  /* the data is on disk before the name says so */
+  if ((rc = fsync_path(c->tmp))) return rc;
+  if (rename(c->tmp, c->fin)) return tk_error(TK_EIO, "rename %s: %s", c->tmp, strerror(errno));
+  if ((rc = tk_fsync_dir_of(c->fin))) return rc;
+  struct stat st;
+  if (stat(c->fin, &st) == 0) w->staged_bytes += (int64_t)st.st_size;
+  pthread_mutex_lock(&w->mu);
+  w->committed++;
+  pthread_mutex_unlock(&w->mu);
+  if (w->o.on_commit) w->o.on_commit(c->demo_index, c->outcome, c->rows, w->o.user);
+  return maybe_publish(w);
+}
+
+static void *committer_main(void *arg) {
+  dsWriter *w = arg;
+  ds_h5_init();
+  pthread_mutex_lock(&w->mu);
+  for (;;) {
+    while (!w->chead && w->stop != 2) pthread_cond_wait(&w->cv_commit, &w->mu);
+    if (!w->chead) break;
+    dsCommit *c = w->chead;
+    w->chead = c->next;
+    if (!w->chead) w->ctail = NULL;
+    int failed = w->err;
+    pthread_mutex_unlock(&w->mu);
+    (void)failed; /* a closed, complete episode is committed even after a later error */
+    int rc = commit_one(w, c);
+    if (rc) {
+      unlink(c->tmp);
+      set_error(w, rc);
+    }
+    free(c);
+    pthread_mutex_lock(&w->mu);
+    w->cdone++;
     pthread_cond_broadcast(&w->cv_done);
   }
   pthread_mutex_unlock(&w->mu);
@@ -395,6 +504,13 @@ static int valid_env_name(const char *s) {
 
 static void writer_free(dsWriter *w) {
   if (!w) return;
+  if (w->cth_started) { /* only on a failed open: the writer thread never ran */
+    pthread_mutex_lock(&w->mu);
+    w->stop = 2;
+    pthread_cond_broadcast(&w->cv_commit);
+    pthread_mutex_unlock(&w->mu);
+    pthread_join(w->cth, NULL);
+  }
   while (w->pool) {
     dsBlock *b = w->pool;
     w->pool = b->next;
@@ -412,6 +528,7 @@ static void writer_free(dsWriter *w) {
   pthread_mutex_destroy(&w->pub_mu);
   pthread_cond_destroy(&w->cv_work);
   pthread_cond_destroy(&w->cv_done);
+  pthread_cond_destroy(&w->cv_commit);
   free(w);
 }
 
@@ -435,6 +552,7 @@ int ds_writer_open(const char *path, const dsWriterOpts *o, dsWriter **out) {
   pthread_mutex_init(&w->pub_mu, NULL);
   pthread_cond_init(&w->cv_work, NULL);
   pthread_cond_init(&w->cv_done, NULL);
+  pthread_cond_init(&w->cv_commit, NULL);
   w->o = *o;
   if (w->o.block_steps < 1) w->o.block_steps = 64;
   snprintf(w->env_name, sizeof w->env_name, "%s", o->env_name);
@@ -501,6 +619,8 @@ int ds_writer_open(const char *path, const dsWriterOpts *o, dsWriter **out) {
     }
     w->obs_row[k] = (size_t)ds_key_elems(&s->keys[k]) * ds_dtype_size(s->keys[k].dtype);
     obs_total += w->obs_row[k];
+    /* large rows (camera frames) go to disk as they come; small ones are gathered */
+    w->streamed[k] = ds_key_is_image(&s->keys[k]) || w->obs_row[k] >= 4096;
   }
   row_total += obs_total;
   /* a block holds at most ~8 MiB so camera frames do not pile up in memory */
@@ -524,6 +644,11 @@ int ds_writer_open(const char *path, const dsWriterOpts *o, dsWriter **out) {
     b->next = w->pool;
     w->pool = b;
   }
+  if (pthread_create(&w->cth, NULL, committer_main, w)) {
+    rc = tk_error(TK_EIO, "start committer thread: %s", strerror(errno));
+    goto fail;
+  }
+  w->cth_started = 1;
   if (pthread_create(&w->th, NULL, writer_main, w)) {
     rc = tk_error(TK_EIO, "start writer thread: %s", strerror(errno));
     goto fail;
@@ -643,7 +768,7 @@ int64_t ds_writer_committed(dsWriter *w) {
 
 int ds_writer_sync(dsWriter *w) {
   pthread_mutex_lock(&w->mu);
-  while (w->processed < w->enqueued) pthread_cond_wait(&w->cv_done, &w->mu);
+  while (w->processed < w->enqueued || w->cdone < w->cqueued) pthread_cond_wait(&w->cv_done, &w->mu);
   pthread_mutex_unlock(&w->mu);
   return sticky_error(w);
 }
@@ -668,6 +793,10 @@ int ds_writer_close(dsWriter *w) {
     pthread_mutex_unlock(&w->mu);
     pthread_join(w->th, NULL);
     w->th_started = 0;
+  }
+  if (w->cth_started) {
+    pthread_join(w->cth, NULL); /* the writer thread's exit tells it to finish the queue */
+    w->cth_started = 0;
   }
   rc = sticky_error(w);
   char saved[TK_ERRMSG_MAX];

@@ -1,0 +1,883 @@
+/* Editing commands: merge, split, filter, delete, trim, convert. Results are reopened with
+ * ds_open and compared value by value with the inputs; converted files and mask dtypes are read
+ * back with h5py; inputs must keep their bytes; failures must leave no temp file. */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <math.h>
+#include <sys/stat.h>
+
+#include "ds.h"
+#include "tk.h"
+#include "tt.h"
+
+/* ---- helpers ---- */
+/* dir/name in one of 64 rotating buffers (enough for every path one test holds). */
+static const char *pj(const char *dir, const char *name) {
+  static _Thread_local char buf[64][4200];
+  static _Thread_local int k;
+  k = (k + 1) % 64;
+  snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+  return buf[k];
+}
+
+static int exists(const char *p) {
+  struct stat st;
+  return stat(p, &st) == 0;
+}
+
+static uint64_t checksum(const char *path) {
+  FILE *f = fopen(path, "rb");
+  cr_assert_not_null(f, "open %s", path);
+  uint64_t h = 1469598103934665603ULL;
+  unsigned char buf[1 << 16];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+    for (size_t i = 0; i < n; i++)
+      h = (h ^ buf[i]) * 1099511628211ULL;
+  fclose(f);
+  return h;
+}
+
+/* No temp file of any kind (nor a staging folder) left in dir. */
+static void assert_no_tmp(const char *dir) {
+  DIR *d = opendir(dir);
+  cr_assert_not_null(d, "open %s", dir);
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    cr_assert(!strstr(e->d_name, ".tmp"), "temp file %s left in %s", e->d_name, dir);
+    cr_assert(!strstr(e->d_name, ".staging"), "staging folder %s left in %s", e->d_name, dir);
+  }
+  closedir(d);
+}
+
+static void synth(const char *path, int demos, int steps, int px, uint64_t seed, const char *task, int gzip) {
+  dsSynthOpts o;
+  ds_synth_default(&o);
+  o.demos = demos;
+  o.steps = steps;
+  o.image_px = px;
+  o.seed = seed;
+  o.lowdim_gzip = gzip;
+  if (task) o.task = task;
+  dsSynthResult r;
+  cr_assert_eq(ds_synth(path, &o, &r), 0, "synth %s: %s", path, tk_errmsg());
+}
+
+/* Demos of known lengths (8 + 3i) and outcomes (success for even i), through the writer. */
+static int64_t mixed_len(int e) { return 8 + 3 * e; }
+static void write_mixed2(const char *path, int n, int px, int with_aux) {
+  dsWriterOpts o;
+  ds_writer_default(&o);
+  o.env_name = "mixed_task";
+  o.schema.action_dim = 3;
+  o.schema.state_dim = 2;
+  int64_t three[1] = {3}, two[1] = {2}, sh[3] = {px, px, 3};
+  ds_schema_add(&o.schema, "pos", DS_F64, 1, three);
+  if (with_aux) ds_schema_add(&o.schema, "aux", DS_F32, 1, two);
+  if (px) ds_schema_add(&o.schema, "cam_image", DS_U8, 3, sh);
+  dsWriter *w;
+  cr_assert_eq(ds_writer_open(path, &o, &w), 0, "%s", tk_errmsg());
+  uint8_t *img = px ? malloc((size_t)px * px * 3) : NULL;
+  for (int e = 0; e < n; e++) {
+    dsEpisodeInfo info = {
+        .task = "mixed_task", .seed = e, .operator_name = "t", .device = "scripted", .control_hz = 10};
+    cr_assert_eq(ds_writer_begin(w, &info, NULL), 0, "%s", tk_errmsg());
+    double act[3], st[2], pos[3];
+    float aux[2];
+    int64_t T = mixed_len(e);
+    for (int64_t t = 0; t <= T; t++) {
+      for (int j = 0; j < 3; j++)
+        pos[j] = e + 0.01 * (double)t + j;
+      for (int j = 0; j < 2; j++)
+        aux[j] = (float)(e * 10 + t) + 0.5f * (float)j;
+      for (int i = 0; i < px * px * 3; i++)
+        img[i] = (uint8_t)((e * 31 + t * 7 + i) & 255);
+      const void *obs[3] = {pos, with_aux ? (const void *)aux : img, img};
+      if (t == T) {
+        cr_assert_eq(ds_writer_end(w, e % 2 == 0 ? DS_SUCCESS : DS_FAILURE, obs, 0), 0, "%s", tk_errmsg());
+        break;
+      }
+      for (int j = 0; j < 3; j++)
+        act[j] = sin(e + 0.1 * (double)t + j);
+      for (int j = 0; j < 2; j++)
+        st[j] = e * 100 + (double)t + j;
+      dsStep s = {.action = act,
+                  .state = st,
+                  .reward = 0.5 * (double)t,
+                  .done = 0,
+                  .timestamp = 0.1 * (double)t,
+                  .intervention = t % 3 == 0};
+      for (int k = 0; k < 3; k++)
+        s.obs[k] = obs[k];
+      cr_assert_eq(ds_writer_add_step(w, &s), 0, "%s", tk_errmsg());
+    }
+  }
+  cr_assert_eq(ds_writer_close(w), 0, "%s", tk_errmsg());
+  free(img);
+}
+static void write_mixed(const char *path, int n, int px) { write_mixed2(path, n, px, 1); }
+
+static dsFile *open_ok(const char *path) {
+  dsFile *f = NULL;
+  cr_assert_eq(ds_open(path, 0, &f), 0, "open %s: %s", path, tk_errmsg());
+  return f;
+}
+
+#define CMP(field, bytes)                                                                                    \
+  do {                                                                                                       \
+    if ((ea.field == NULL) != (eb.field == NULL))                                                            \
+      bad = snprintf(msg, mn, #field ": present on one side only");                                          \
+    else if (ea.field &&                                                                                     \
+             memcmp((const char *)ea.field + (size_t)off * (bytes), eb.field, (size_t)n * (bytes)))          \
+      bad = snprintf(msg, mn, #field " differs");                                                            \
+  } while (0)
+
+/* Demo ib of b must equal steps [off, off + its length) of demo ia of a, field by field. */
+static int same_slice(dsFile *a, int ia, int64_t off, dsFile *b, int ib, char *msg, size_t mn) {
+  dsEpisode ea, eb;
+  if (ds_read_episode(a, ia, &ea)) return snprintf(msg, mn, "read a: %s", tk_errmsg());
+  if (ds_read_episode(b, ib, &eb)) {
+    ds_episode_free(&ea);
+    return snprintf(msg, mn, "read b: %s", tk_errmsg());
+  }
+  const dsSchema *sa = ds_schema(a), *sb = ds_schema(b);
+  int64_t n = eb.num_samples;
+  int bad = 0;
+  if (off + n > ea.num_samples)
+    bad = snprintf(msg, mn, "slice [%lld,%lld) beyond %lld steps", (long long)off, (long long)(off + n),
+                   (long long)ea.num_samples);
+  if (!bad && ds_schema_compare(sa, sb)) bad = snprintf(msg, mn, "schema: %s", tk_errmsg());
+  if (!bad) CMP(actions, sizeof(double) * (size_t)sa->action_dim);
+  if (!bad) CMP(rewards, sizeof(double));
+  if (!bad) CMP(dones, 1);
+  if (!bad) CMP(states, sizeof(double) * (size_t)sa->state_dim);
+  if (!bad) CMP(timestamps, sizeof(double));
+  if (!bad) CMP(interventions, 1);
+  for (int k = 0; k < sa->nkeys && !bad; k++) {
+    int kb = ds_schema_find(sb, sa->keys[k].name);
+    size_t row = (size_t)ds_key_elems(&sa->keys[k]) * ds_dtype_size(sa->keys[k].dtype);
+    if (memcmp((char *)ea.obs[k] + (size_t)off * row, eb.obs[kb], (size_t)n * row))
+      bad = snprintf(msg, mn, "obs/%s differs", sa->keys[k].name);
+    else if ((ea.next_obs[k] == NULL) != (eb.next_obs[kb] == NULL))
+      bad = snprintf(msg, mn, "next_obs/%s on one side only", sa->keys[k].name);
+    else if (ea.next_obs[k] &&
+             memcmp((char *)ea.next_obs[k] + (size_t)off * row, eb.next_obs[kb], (size_t)n * row))
+      bad = snprintf(msg, mn, "next_obs/%s differs", sa->keys[k].name);
+  }
+  ds_episode_free(&ea);
+  ds_episode_free(&eb);
+  return bad;
+}
+
+static void assert_same_slice(dsFile *a, int ia, int64_t off, dsFile *b, int ib) {
+  char msg[512] = "";
+  cr_assert_eq(same_slice(a, ia, off, b, ib, msg, sizeof msg), 0, "%s %s vs %s %s: %s", ds_path(a),
+               ds_demo(a, ia)->name, ds_path(b), ds_demo(b, ib)->name, msg);
+}
+
+/* Mask as a comma-joined list of demo names (in stored order). */
+static const char *mask_str(dsFile *f, const char *name) {
+  static _Thread_local char buf[4][4096];
+  static _Thread_local int k;
+  k = (k + 1) % 4;
+  int *pos = NULL, n = 0;
+  cr_assert_eq(ds_mask(f, name, &pos, &n), 0, "%s", tk_errmsg());
+  size_t off = 0;
+  buf[k][0] = 0;
+  for (int i = 0; i < n; i++)
+    off +=
+        (size_t)snprintf(buf[k] + off, sizeof buf[k] - off, "%s%s", i ? "," : "", ds_demo(f, pos[i])->name);
+  free(pos);
+  return buf[k];
+}
+
+static const char *python(void) {
+  const char *p = getenv("PYTHON");
+  return p && p[0] ? p : "/usr/bin/python3";
+}
+
+static const char *h5_check(void) {
+  if (getenv("DK_SRC")) return tt_src("tests/dataset/h5_check.py");
+  static const char *cand[] = {"tests/dataset/h5_check.py", "../tests/dataset/h5_check.py"};
+  for (size_t i = 0; i < TK_ARRAY_LEN(cand); i++)
+    if (exists(cand[i])) return cand[i];
+  return cand[0];
+}
+
+/* The robomimic-style outside reader accepts the file. */
+static void assert_h5_check(const char *path, int demos) {
+  char *out = NULL;
+  int st = tt_run(&out, "%s %s %s --native --expect-demos %d", python(), h5_check(), path, demos);
+  cr_assert_eq(st, 0, "h5_check %s: %s", path, out ? out : "");
+  free(out);
+}
+
+/* Run a Python snippet (written to dir) with args; returns its output, asserts exit 0. */
+static char *run_py(const char *dir, const char *name, const char *code, const char *args) {
+  const char *sp = pj(dir, name);
+  FILE *f = fopen(sp, "w");
+  cr_assert_not_null(f);
+  fputs(code, f);
+  fclose(f);
+  char *out = NULL;
+  int st = tt_run(&out, "%s %s %s", python(), sp, args);
+  cr_assert_eq(st, 0, "%s %s failed (%d): %s", name, args, st, out ? out : "");
+  return out;
+}
+
+static const char *PY_MASKS =
+    "import sys, h5py\n"
+    "f = h5py.File(sys.argv[1], 'r')\n"
+    "for k in sorted(f['mask']):\n"
+    "    d = f['mask'][k]\n"
+    "    if d.dtype.kind != 'S' or d.ndim != 1:\n"
+    "        print('FAIL mask/%s dtype %s ndim %d' % (k, d.dtype, d.ndim)); sys.exit(1)\n"
+    "    names = sorted(e.decode('utf-8') for e in d[:])\n" /* what robomimic does */
+    "    print('%s=%s' % (k, ','.join(names)))\n";
+
+/* ---- merge ---- */
+Test(edit, merge_renumbers_copies_values_and_merges_masks) {
+  const char *dir = tt_tmpdir();
+  const char *a = pj(dir, "a.h5"), *b = pj(dir, "b.h5"), *m = pj(dir, "m.h5");
+  synth(a, 3, 20, 8, 1, "reach", 0);
+  synth(b, 2, 20, 8, 2, "reach", 0);
+  cr_assert_eq(ds_split(a, 0.34, 5, NULL), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_split(b, 0.5, 6, NULL), 0, "%s", tk_errmsg());
+  dsFilterOpts fo = {.mask_name = "only_b"};
+  cr_assert_eq(ds_filter(b, &fo, NULL, NULL), 0, "%s", tk_errmsg());
+  uint64_t ca = checksum(a), cb = checksum(b);
+  const char *in[2] = {a, b};
+  cr_assert_eq(ds_merge(in, 2, m), 0, "%s", tk_errmsg());
+  cr_assert_eq(checksum(a), ca, "input a changed");
+  cr_assert_eq(checksum(b), cb, "input b changed");
+  assert_no_tmp(dir);
+
+  dsFile *fa = open_ok(a), *fb = open_ok(b), *fm = open_ok(m);
+  cr_assert_eq(ds_num_demos(fm), 5);
+  cr_assert_eq(ds_total_samples(fm), ds_total_samples(fa) + ds_total_samples(fb));
+  cr_assert_str_eq(ds_env_name(fm), "reach");
+  cr_assert_str_eq(ds_env_args(fm), ds_env_args(fa));
+  cr_assert(ds_is_native(fm));
+  for (int i = 0; i < 5; i++) {
+    char want[32];
+    snprintf(want, sizeof want, "demo_%d", i);
+    cr_assert_str_eq(ds_demo(fm, i)->name, want);
+    dsFile *src = i < 3 ? fa : fb;
+    int si = i < 3 ? i : i - 3;
+    cr_assert_eq(ds_demo(fm, i)->seed, ds_demo(src, si)->seed, "attributes travel with the demo");
+    assert_same_slice(src, si, 0, fm, i);
+  }
+  /* masks of the same name are merged, entries renamed: b's demo_j is demo_(3+j) now */
+  char want[512];
+  for (int q = 0; q < 2; q++) {
+    const char *mn = q ? "valid" : "train";
+    int *pa, na, *pb, nb;
+    cr_assert_eq(ds_mask(fa, mn, &pa, &na), 0);
+    cr_assert_eq(ds_mask(fb, mn, &pb, &nb), 0);
+    size_t off = 0;
+    want[0] = 0;
+    for (int i = 0; i < na; i++)
+      off += (size_t)snprintf(want + off, sizeof want - off, "%sdemo_%d", off ? "," : "", pa[i]);
+    for (int i = 0; i < nb; i++)
+      off += (size_t)snprintf(want + off, sizeof want - off, "%sdemo_%d", off ? "," : "", 3 + pb[i]);
+    cr_assert_str_eq(mask_str(fm, mn), want, "mask %s", mn);
+    free(pa);
+    free(pb);
+  }
+  cr_assert_str_eq(mask_str(fm, "only_b"), "demo_3,demo_4", "a mask of one input keeps its renamed demos");
+  cr_assert_eq(ds_num_masks(fm), 3);
+  ds_close(fa);
+  ds_close(fb);
+  ds_close(fm);
+  assert_h5_check(m, 5);
+  char *out = run_py(dir, "masks.py", PY_MASKS, m);
+  cr_assert(strstr(out, "only_b=demo_3,demo_4"), "%s", out);
+  free(out);
+}
+
+Test(edit, merge_refuses_other_task_naming_both_files) {
+  const char *dir = tt_tmpdir();
+  const char *a = pj(dir, "a.h5"), *b = pj(dir, "b.h5"), *m = pj(dir, "m.h5");
+  synth(a, 2, 10, 0, 1, "task_one", 0);
+  synth(b, 2, 10, 0, 2, "task_two", 0);
+  uint64_t ca = checksum(a), cb = checksum(b);
+  const char *in[2] = {a, b};
+  int rc = ds_merge(in, 2, m);
+  cr_assert_eq(rc, TK_EFORMAT, "rc %d: %s", rc, tk_errmsg());
+  const char *e = tk_errmsg();
+  cr_assert(strstr(e, a) && strstr(e, b) && strstr(e, "task_one") && strstr(e, "task_two"), "%s", e);
+  cr_assert(!exists(m));
+  assert_no_tmp(dir);
+  cr_assert_eq(checksum(a), ca);
+  cr_assert_eq(checksum(b), cb);
+}
+
+Test(edit, merge_refuses_other_schema_naming_both_files) {
+  const char *dir = tt_tmpdir();
+  const char *a = pj(dir, "a.h5"), *b = pj(dir, "b.h5"), *c = pj(dir, "c.h5"), *m = pj(dir, "m.h5");
+  synth(a, 2, 10, 8, 1, NULL, 0);
+  synth(b, 2, 10, 0, 2, NULL, 0);  /* no image key */
+  synth(c, 2, 10, 16, 3, NULL, 0); /* image of another size */
+  const char *in[3] = {a, a, b};
+  cr_assert_eq(ds_merge(in, 3, m), TK_EFORMAT);
+  const char *e = tk_errmsg();
+  cr_assert(strstr(e, a) && strstr(e, b) && strstr(e, "agentview_image"), "%s", e);
+  const char *in2[2] = {a, c};
+  cr_assert_eq(ds_merge(in2, 2, m), TK_EFORMAT);
+  e = tk_errmsg();
+  cr_assert(strstr(e, a) && strstr(e, c) && strstr(e, "8,8,3") && strstr(e, "16,16,3"), "%s", e);
+  cr_assert(!exists(m));
+  assert_no_tmp(dir);
+}
+
+/* ---- split ---- */
+Test(edit, split_is_deterministic_sized_and_replaces_masks) {
+  const char *dir = tt_tmpdir();
+  const char *p = pj(dir, "d.h5"), *s1 = pj(dir, "s1.h5"), *s2 = pj(dir, "s2.h5"), *s3 = pj(dir, "s3.h5");
+  synth(p, 10, 8, 0, 1, NULL, 0);
+  uint64_t c = checksum(p);
+  cr_assert_eq(ds_split(p, 0.3, 7, s1), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_split(p, 0.3, 7, s2), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_split(p, 0.3, 8, s3), 0, "%s", tk_errmsg());
+  cr_assert_eq(checksum(p), c, "input changed");
+  assert_no_tmp(dir);
+  dsFile *f1 = open_ok(s1), *f2 = open_ok(s2), *f3 = open_ok(s3), *fp = open_ok(p);
+  cr_assert_eq(ds_num_masks(fp), 0);
+  cr_assert_eq(ds_num_masks(f1), 2);
+  cr_assert_str_eq(mask_str(f1, "valid"), mask_str(f2, "valid"), "same seed, same split");
+  cr_assert_str_eq(mask_str(f1, "train"), mask_str(f2, "train"));
+  cr_assert_str_neq(mask_str(f1, "valid"), mask_str(f3, "valid"), "another seed, another split");
+  int *tv, nt, *vv, nv;
+  cr_assert_eq(ds_mask(f1, "train", &tv, &nt), 0);
+  cr_assert_eq(ds_mask(f1, "valid", &vv, &nv), 0);
+  cr_assert_eq(nv, 3, "round(0.3 * 10) valid demos");
+  cr_assert_eq(nt, 7);
+  int seen[10] = {0};
+  for (int i = 0; i < nt; i++)
+    seen[tv[i]]++;
+  for (int i = 0; i < nv; i++)
+    seen[vv[i]]++;
+  for (int i = 0; i < 10; i++)
+    cr_assert_eq(seen[i], 1, "demo %d in %d masks", i, seen[i]);
+  free(tv);
+  free(vv);
+  /* the demos themselves are untouched */
+  cr_assert_eq(ds_num_demos(f1), 10);
+  for (int i = 0; i < 10; i++)
+    assert_same_slice(fp, i, 0, f1, i);
+  ds_close(f2);
+  ds_close(f3);
+  ds_close(fp);
+
+  /* clamping: at least one of each */
+  cr_assert_eq(ds_split(p, 0.0, 1, s2), 0, "%s", tk_errmsg());
+  f2 = open_ok(s2);
+  cr_assert_eq(ds_mask(f2, "valid", &vv, &nv), 0);
+  cr_assert_eq(nv, 1);
+  free(vv);
+  ds_close(f2);
+  cr_assert_eq(ds_split(p, 1.0, 1, s2), 0, "%s", tk_errmsg());
+  f2 = open_ok(s2);
+  cr_assert_eq(ds_mask(f2, "train", &tv, &nt), 0);
+  cr_assert_eq(nt, 1);
+  free(tv);
+  ds_close(f2);
+  cr_assert_neq(ds_split(p, NAN, 1, s2), 0);
+  cr_assert_neq(ds_split(p, 1.5, 1, s2), 0);
+
+  /* splitting again in place replaces the masks (no duplicates, new content) */
+  char before[4096];
+  snprintf(before, sizeof before, "%s", mask_str(f1, "valid"));
+  ds_close(f1);
+  cr_assert_eq(ds_split(s1, 0.5, 99, NULL), 0, "%s", tk_errmsg());
+  assert_no_tmp(dir);
+  f1 = open_ok(s1);
+  cr_assert_eq(ds_num_masks(f1), 2);
+  cr_assert_eq(ds_mask(f1, "valid", &vv, &nv), 0);
+  cr_assert_eq(nv, 5);
+  free(vv);
+  ds_close(f1);
+  char *out = run_py(dir, "masks.py", PY_MASKS, s1);
+  cr_assert(strstr(out, "train=") && strstr(out, "valid="), "%s", out);
+  free(out);
+  assert_h5_check(s1, 10);
+}
+
+Test(edit, split_accepts_h5py_variable_length_masks) {
+  const char *dir = tt_tmpdir();
+  const char *p = pj(dir, "d.h5"), *s = pj(dir, "s.h5");
+  synth(p, 4, 8, 0, 1, NULL, 0);
+  char *out = run_py(dir, "vlen.py",
+                     "import sys, h5py\n"
+                     "f = h5py.File(sys.argv[1], 'r+')\n"
+                     "g = f.create_group('mask')\n"
+                     "dt = h5py.string_dtype()\n"
+                     "g.create_dataset('train', data=['demo_0', 'demo_1'], dtype=dt)\n"
+                     "g.create_dataset('extra', data=['demo_3', 'demo_2'], dtype=dt)\n"
+                     "assert h5py.check_string_dtype(g['extra'].dtype).length is None\n",
+                     p);
+  free(out);
+  dsFile *f = open_ok(p);
+  cr_assert_str_eq(mask_str(f, "extra"), "demo_3,demo_2");
+  ds_close(f);
+  uint64_t c = checksum(p);
+  cr_assert_eq(ds_split(p, 0.25, 3, s), 0, "%s", tk_errmsg());
+  cr_assert_eq(checksum(p), c);
+  f = open_ok(s);
+  cr_assert_eq(ds_num_masks(f), 3);
+  cr_assert_str_eq(mask_str(f, "extra"), "demo_3,demo_2", "other masks are kept");
+  int *pos, n;
+  cr_assert_eq(ds_mask(f, "valid", &pos, &n), 0);
+  cr_assert_eq(n, 1);
+  free(pos);
+  ds_close(f);
+  out = run_py(dir, "masks.py", PY_MASKS, s);
+  cr_assert(strstr(out, "extra=demo_2,demo_3"), "%s", out);
+  free(out);
+  assert_h5_check(s, 4);
+}
+
+/* ---- filter ---- */
+Test(edit, filter_by_success_and_length) {
+  const char *dir = tt_tmpdir();
+  const char *p = pj(dir, "d.h5"), *o1 = pj(dir, "succ.h5"), *o2 = pj(dir, "len.h5"),
+             *o3 = pj(dir, "mask.h5");
+  write_mixed(p, 6, 0);
+  cr_assert_eq(ds_split(p, 0.5, 4, NULL), 0, "%s", tk_errmsg());
+  uint64_t c = checksum(p);
+  dsFile *fp = open_ok(p);
+
+  int kept = -1;
+  dsFilterOpts so = {.success_only = 1};
+  cr_assert_eq(ds_filter(p, &so, o1, &kept), 0, "%s", tk_errmsg());
+  cr_assert_eq(kept, 3);
+  dsFile *f = open_ok(o1);
+  cr_assert_eq(ds_num_demos(f), 3);
+  int64_t tot = 0;
+  for (int i = 0; i < 3; i++) {
+    char want[32];
+    snprintf(want, sizeof want, "demo_%d", 2 * i);
+    cr_assert_str_eq(ds_demo(f, i)->name, want, "names are kept");
+    cr_assert_eq(ds_demo(f, i)->success, 1);
+    assert_same_slice(fp, 2 * i, 0, f, i);
+    tot += mixed_len(2 * i);
+  }
+  cr_assert_eq(ds_total_samples(f), tot);
+  /* masks restricted to the kept demos */
+  for (int q = 0; q < 2; q++) {
+    const char *mn = q ? "valid" : "train";
+    int *pos, n;
+    cr_assert_eq(ds_mask(fp, mn, &pos, &n), 0);
+    char want[256] = "";
+    size_t off = 0;
+    for (int i = 0; i < n; i++)
+      if (ds_demo(fp, pos[i])->success == 1)
+        off += (size_t)snprintf(want + off, sizeof want - off, "%s%s", off ? "," : "",
+                                ds_demo(fp, pos[i])->name);
+    free(pos);
+    cr_assert_str_eq(mask_str(f, mn), want, "mask %s", mn);
+  }
+  ds_close(f);
+  assert_h5_check(o1, 3);
+
+  dsFilterOpts lo = {.min_len = 12, .max_len = 20}; /* lengths 8 11 14 17 20 23 */
+  cr_assert_eq(ds_filter(p, &lo, o2, &kept), 0, "%s", tk_errmsg());
+  cr_assert_eq(kept, 3);
+  f = open_ok(o2);
+  cr_assert_eq(ds_num_demos(f), 3);
+  for (int i = 0; i < 3; i++) {
+    cr_assert_eq(ds_demo(f, i)->num_samples, mixed_len(i + 2));
+    assert_same_slice(fp, i + 2, 0, f, i);
+  }
+  ds_close(f);
+
+  dsFilterOpts mo = {.success_only = 1, .min_len = 10, .mask_name = "good"};
+  cr_assert_eq(ds_filter(p, &mo, o3, &kept), 0, "%s", tk_errmsg());
+  cr_assert_eq(kept, 2);
+  f = open_ok(o3);
+  cr_assert_eq(ds_num_demos(f), 6, "mask mode copies every demo");
+  cr_assert_str_eq(mask_str(f, "good"), "demo_2,demo_4");
+  cr_assert_str_eq(mask_str(f, "train"), mask_str(fp, "train"));
+  for (int i = 0; i < 6; i++)
+    assert_same_slice(fp, i, 0, f, i);
+  ds_close(f);
+
+  dsFilterOpts bad = {.mask_name = "a/b"};
+  cr_assert_eq(ds_filter(p, &bad, o3, &kept), TK_EINVAL);
+  dsFilterOpts bad2 = {.min_len = 10, .max_len = 5};
+  cr_assert_eq(ds_filter(p, &bad2, o3, &kept), TK_EINVAL);
+  ds_close(fp);
+  cr_assert_eq(checksum(p), c, "input changed");
+  assert_no_tmp(dir);
+}
+
+/* ---- delete ---- */
+Test(edit, delete_removes_demos_and_their_mask_entries) {
+  const char *dir = tt_tmpdir();
+  const char *p = pj(dir, "d.h5"), *o = pj(dir, "o.h5");
+  synth(p, 5, 12, 8, 3, NULL, 0);
+  cr_assert_eq(ds_split(p, 0.4, 1, NULL), 0, "%s", tk_errmsg());
+  uint64_t c = checksum(p);
+  const char *del[2] = {"demo_1", "demo_3"};
+  cr_assert_eq(ds_delete(p, del, 2, o), 0, "%s", tk_errmsg());
+  cr_assert_eq(checksum(p), c);
+  dsFile *fp = open_ok(p), *f = open_ok(o);
+  cr_assert_eq(ds_num_demos(f), 3);
+  const int left[3] = {0, 2, 4};
+  for (int i = 0; i < 3; i++) {
+    cr_assert_str_eq(ds_demo(f, i)->name, ds_demo(fp, left[i])->name);
+    assert_same_slice(fp, left[i], 0, f, i);
+  }
+  cr_assert_eq(ds_total_samples(f), 36);
+  int total = 0;
+  for (int q = 0; q < 2; q++) {
+    const char *s = mask_str(f, q ? "valid" : "train");
+    cr_assert(!strstr(s, "demo_1") && !strstr(s, "demo_3"), "%s", s);
+    int *pos, n;
+    cr_assert_eq(ds_mask(f, q ? "valid" : "train", &pos, &n), 0);
+    total += n;
+    free(pos);
+  }
+  cr_assert_eq(total, 3, "every remaining demo is still in one mask");
+  ds_close(f);
+  assert_h5_check(o, 3);
+
+  /* a missing name: error names it, nothing written */
+  const char *o2 = pj(dir, "o2.h5");
+  const char *del2[2] = {"demo_0", "demo_9"};
+  int rc = ds_delete(p, del2, 2, o2);
+  cr_assert_eq(rc, TK_ENOTFOUND, "%s", tk_errmsg());
+  cr_assert(strstr(tk_errmsg(), "demo_9") && strstr(tk_errmsg(), p), "%s", tk_errmsg());
+  cr_assert(!exists(o2));
+
+  /* in place: the file is replaced through temp + rename */
+  ds_close(fp);
+  const char *del3[1] = {"demo_4"};
+  cr_assert_eq(ds_delete(p, del3, 1, NULL), 0, "%s", tk_errmsg());
+  cr_assert_neq(checksum(p), c);
+  f = open_ok(p);
+  cr_assert_eq(ds_num_demos(f), 4);
+  cr_assert_eq(ds_find_demo(f, "demo_4"), -1);
+  ds_close(f);
+  assert_no_tmp(dir);
+}
+
+/* ---- trim ---- */
+static char *PY_LAYOUT = "import sys, h5py\n"
+                         "f = h5py.File(sys.argv[1], 'r')\n"
+                         "for p in sys.argv[2:]:\n"
+                         "    d = f[p]\n"
+                         "    print('%s %s %s %s %s' % (p, d.shape, d.chunks, d.compression, d.dtype))\n";
+
+Test(edit, trim_slices_every_step_dataset_and_keeps_layout) {
+  const char *dir = tt_tmpdir();
+  const char *p = pj(dir, "d.h5"), *o = pj(dir, "o.h5"), *o2 = pj(dir, "o2.h5");
+  synth(p, 3, 20, 8, 5, NULL, 3);
+  uint64_t c = checksum(p);
+  cr_assert_eq(ds_trim(p, "demo_1", 5, 15, o), 0, "%s", tk_errmsg());
+  cr_assert_eq(checksum(p), c);
+  dsFile *fp = open_ok(p), *f = open_ok(o);
+  cr_assert_eq(ds_num_demos(f), 3);
+  cr_assert_eq(ds_demo(f, 1)->num_samples, 10);
+  cr_assert_eq(ds_total_samples(f), 50);
+  assert_same_slice(fp, 1, 5, f, 1);
+  assert_same_slice(fp, 0, 0, f, 0);
+  assert_same_slice(fp, 2, 0, f, 2);
+  cr_assert_eq(ds_demo(f, 1)->seed, ds_demo(fp, 1)->seed);
+  cr_assert_str_eq(ds_demo(f, 1)->operator_name, ds_demo(fp, 1)->operator_name);
+  ds_close(f);
+  assert_h5_check(o, 3);
+  char args[4096];
+  snprintf(args, sizeof args,
+           "%s data/demo_1/actions data/demo_1/obs/agentview_image data/demo_1/next_obs/goal_pos "
+           "data/demo_1/timestamps",
+           o);
+  char *out = run_py(dir, "layout.py", PY_LAYOUT, args);
+  cr_assert(strstr(out, "data/demo_1/actions (10, 7) (10, 7) gzip float64"),
+            "chunk rows clipped, gzip kept: %s", out);
+  cr_assert(strstr(out, "data/demo_1/obs/agentview_image (10, 8, 8, 3) (1, 8, 8, 3) gzip uint8"), "%s", out);
+  cr_assert(strstr(out, "data/demo_1/next_obs/goal_pos (10, 3) (10, 3) gzip float64"), "%s", out);
+  cr_assert(strstr(out, "data/demo_1/timestamps (10,) (10,) gzip float64"), "%s", out);
+  free(out);
+
+  /* end <= 0: to the end */
+  cr_assert_eq(ds_trim(p, "demo_2", 12, 0, o2), 0, "%s", tk_errmsg());
+  f = open_ok(o2);
+  cr_assert_eq(ds_demo(f, 2)->num_samples, 8);
+  assert_same_slice(fp, 2, 12, f, 2);
+  ds_close(f);
+
+  /* refusals: nothing written, message names the file */
+  const char *o3 = pj(dir, "o3.h5");
+  struct {
+    const char *demo;
+    int64_t s, e;
+    int rc;
+  } bad[] = {{"demo_1", 5, 5, TK_EINVAL},     {"demo_1", 7, 3, TK_EINVAL},  {"demo_1", 0, 21, TK_ERANGE},
+             {"demo_1", -1, 4, TK_ERANGE},    {"demo_1", 20, 0, TK_ERANGE}, {"demo_7", 0, 3, TK_ENOTFOUND},
+             {"nonsense", 0, 3, TK_ENOTFOUND}};
+  for (size_t i = 0; i < TK_ARRAY_LEN(bad); i++) {
+    int rc = ds_trim(p, bad[i].demo, bad[i].s, bad[i].e, o3);
+    cr_assert_eq(rc, bad[i].rc, "case %zu: rc %d: %s", i, rc, tk_errmsg());
+    cr_assert(strstr(tk_errmsg(), p), "case %zu: %s", i, tk_errmsg());
+    cr_assert(!exists(o3));
+  }
+  ds_close(fp);
+  cr_assert_eq(checksum(p), c);
+  assert_no_tmp(dir);
+}
+
+/* ---- convert ---- */
+static const char *PY_MINARI =
+    "import sys, os, json, h5py, numpy as np\n"
+    "def check(c, m):\n"
+    "    if not c:\n"
+    "        print('FAIL', m); sys.exit(1)\n"
+    "m = h5py.File(sys.argv[1], 'r'); s = h5py.File(sys.argv[2], 'r')\n"
+    "demos = sorted(s['data'].keys(), key=lambda n: int(n[5:]))\n"
+    "o0 = s['data'][demos[0]]['obs']\n"
+    "keys = sorted(k for k in o0 if o0[k].ndim == 2)\n"
+    "imgs = sorted(k for k in o0 if o0[k].ndim == 4)\n"
+    "check(m.attrs['total_episodes'] == len(demos), 'total_episodes')\n"
+    "check(sorted(k for k in m) == sorted('episode_%d' % i for i in range(len(demos))), 'episode names')\n"
+    "tot = 0; ntrunc = 0\n"
+    "for i, dn in enumerate(demos):\n"
+    "    d = s['data'][dn]; e = m['episode_%d' % i]; T = int(d.attrs['num_samples']); tot += T\n"
+    "    check(e.attrs['id'] == i and e.attrs['total_steps'] == T, 'episode attrs')\n"
+    "    obs = e['observations']\n"
+    "    if len(keys) == 1:\n"
+    "        check(isinstance(obs, h5py.Dataset), 'one key: a dataset'); obs = {keys[0]: obs}\n"
+    "    else:\n"
+    "        check(isinstance(obs, h5py.Group) and sorted(obs.keys()) == keys, 'obs keys %s' % list(obs))\n"
+    "    for k in keys:\n"
+    "        o = obs[k]; src = d['obs'][k]\n"
+    "        check(o.shape == (T + 1,) + src.shape[1:] and o.dtype == src.dtype, '%s shape %s' % (k, "
+    "o.shape))\n"
+    "        check(np.array_equal(o[:T], src[:]), k + ' rows')\n"
+    "        check(np.array_equal(o[T], d['next_obs'][k][T - 1]), k + ' final row')\n"
+    "    A = d['actions'].shape[1]\n"
+    "    check(e['actions'].shape == (T, A) and np.array_equal(e['actions'][:], d['actions'][:]), "
+    "'actions')\n"
+    "    check(e['rewards'].shape == (T,) and np.array_equal(e['rewards'][:], d['rewards'][:]), 'rewards')\n"
+    "    for n in ('terminations', 'truncations'):\n"
+    "        check(e[n].dtype == np.bool_ and e[n].shape == (T,), n + ' dtype %s' % e[n].dtype)\n"
+    "    check(np.array_equal(e['terminations'][:], d['dones'][:] != 0), 'terminations')\n"
+    "    tr = np.zeros(T, bool); tr[-1] = int(d.attrs['success']) != 1\n"
+    "    check(np.array_equal(e['truncations'][:], tr), 'truncations')\n"
+    "    ntrunc += int(tr.sum())\n"
+    "check(m.attrs['total_steps'] == tot, 'total_steps')\n"
+    "check(m.attrs['skipped_image_keys'] == ','.join(imgs), 'skipped %r' % m.attrs['skipped_image_keys'])\n"
+    "md = json.load(open(sys.argv[1] + '.metadata.json'))\n"
+    "check(md['total_episodes'] == len(demos) and md['total_steps'] == tot, 'metadata totals')\n"
+    "check(md['env_name'] == json.loads(s['data'].attrs['env_args'])['env_name'], 'metadata env')\n"
+    "check(os.path.samefile(md['source'], sys.argv[2]), 'metadata source')\n"
+    "check(md['dataset_id'].startswith('demokit/'), 'dataset_id')\n"
+    "print('minari ok episodes=%d steps=%d truncated=%d keys=%s' % (len(demos), tot, ntrunc, "
+    "','.join(keys)))\n";
+
+Test(edit, convert_minari_reads_back_with_h5py) {
+  const char *dir = tt_tmpdir();
+  const char *p = pj(dir, "d.h5"), *o = pj(dir, "minari.h5"), *s = pj(dir, "s.h5"),
+             *o2 = pj(dir, "minari1.h5");
+  write_mixed(p, 5, 8);
+  uint64_t c = checksum(p);
+  cr_assert_eq(ds_convert(p, "minari", o), 0, "%s", tk_errmsg());
+  cr_assert_eq(checksum(p), c);
+  cr_assert(exists(pj(dir, "minari.h5.metadata.json")));
+  assert_no_tmp(dir);
+  char args[8400];
+  snprintf(args, sizeof args, "%s %s", o, p);
+  char *out = run_py(dir, "minari.py", PY_MINARI, args);
+  cr_assert(strstr(out, "minari ok episodes=5 steps=70 truncated=2 keys=aux,pos"), "%s", out);
+  free(out);
+  /* a single low-dim key: observations is one dataset */
+  write_mixed2(s, 3, 8, 0);
+  cr_assert_eq(ds_convert(s, "minari", o2), 0, "%s", tk_errmsg());
+  snprintf(args, sizeof args, "%s %s", o2, s);
+  out = run_py(dir, "minari.py", PY_MINARI, args);
+  cr_assert(strstr(out, "minari ok episodes=3 steps=33 truncated=1 keys=pos"), "%s", out);
+  free(out);
+}
+
+static const char *PY_D4RL =
+    "import sys, h5py, numpy as np\n"
+    "def check(c, m):\n"
+    "    if not c:\n"
+    "        print('FAIL', m); sys.exit(1)\n"
+    "x = h5py.File(sys.argv[1], 'r'); s = h5py.File(sys.argv[2], 'r')\n"
+    "demos = sorted(s['data'].keys(), key=lambda n: int(n[5:]))\n"
+    "o0 = s['data'][demos[0]]['obs']\n"
+    "keys = sorted(k for k in o0 if o0[k].ndim == 2)\n"
+    "cat = lambda g, d: np.concatenate([np.hstack([s['data'][n][g][k][:].astype(np.float32) for k in keys]) "
+    "for n in "
+    "d])\n"
+    "obs = cat('obs', demos); nobs = cat('next_obs', demos)\n"
+    "act = np.concatenate([s['data'][n]['actions'][:] for n in demos]).astype(np.float32)\n"
+    "rew = np.concatenate([s['data'][n]['rewards'][:] for n in demos]).astype(np.float32)\n"
+    "dones = np.concatenate([s['data'][n]['dones'][:] for n in demos]) != 0\n"
+    "tout = np.zeros(len(dones), bool); r = 0\n"
+    "for n in demos:\n"
+    "    T = s['data'][n].attrs['num_samples']; r += T; tout[r - 1] = s['data'][n]['dones'][T - 1] == 0\n"
+    "N = len(dones)\n"
+    "for n, ref in (('observations', obs), ('next_observations', nobs), ('actions', act), ('rewards', "
+    "rew)):\n"
+    "    check(x[n].dtype == np.float32 and x[n].shape == ref.shape, '%s %s %s' % (n, x[n].dtype, "
+    "x[n].shape))\n"
+    "    check(np.array_equal(x[n][:], ref), n + ' values')\n"
+    "for n, ref in (('terminals', dones), ('timeouts', tout)):\n"
+    "    check(x[n].dtype == np.bool_ and x[n].shape == (N,), n + ' dtype %s' % x[n].dtype)\n"
+    "    check(np.array_equal(x[n][:], ref), n + ' values')\n"
+    "check([str(k) for k in x.attrs['obs_keys']] == keys, 'obs_keys %r' % x.attrs['obs_keys'])\n"
+    "print('d4rl ok N=%d obs_dim=%d timeouts=%d terminals=%d' % (N, obs.shape[1], tout.sum(), "
+    "dones.sum()))\n";
+
+Test(edit, convert_d4rl_reads_back_with_h5py) {
+  const char *dir = tt_tmpdir();
+  const char *p = pj(dir, "d.h5"), *q = pj(dir, "q.h5"), *o = pj(dir, "d4rl.h5");
+  write_mixed(p, 4, 8);
+  /* a demo that ends without terminating (dones[-1] == 0), as h5py-written files may have */
+  char args[8400];
+  snprintf(args, sizeof args, "%s %s", p, q);
+  char *out = run_py(dir, "untimeout.py",
+                     "import sys, shutil, h5py\n"
+                     "shutil.copyfile(sys.argv[1], sys.argv[2])\n"
+                     "with h5py.File(sys.argv[2], 'r+') as f:\n"
+                     "    d = f['data/demo_1/dones']; d[-1] = 0\n",
+                     args);
+  free(out);
+  uint64_t c = checksum(q);
+  cr_assert_eq(ds_convert(q, "d4rl", o), 0, "%s", tk_errmsg());
+  cr_assert_eq(checksum(q), c);
+  assert_no_tmp(dir);
+  snprintf(args, sizeof args, "%s %s", o, q);
+  out = run_py(dir, "d4rl.py", PY_D4RL, args);
+  /* lengths 8 11 14 17; obs aux(2) + pos(3); writer marks dones at every demo end but demo_1's */
+  cr_assert(strstr(out, "d4rl ok N=50 obs_dim=5 timeouts=1 terminals=3"), "%s", out);
+  free(out);
+}
+
+Test(edit, convert_refusals) {
+  const char *dir = tt_tmpdir();
+  const char *p = pj(dir, "d.h5");
+  synth(p, 2, 8, 0, 1, NULL, 0);
+  uint64_t c = checksum(p);
+  cr_assert_eq(ds_convert(p, "rlds", pj(dir, "o.h5")), TK_EINVAL);
+  cr_assert(strstr(tk_errmsg(), "rlds"), "%s", tk_errmsg());
+  cr_assert_eq(ds_convert(p, "d4rl", p), TK_EINVAL, "the output may not be the input");
+  cr_assert(strstr(tk_errmsg(), p), "%s", tk_errmsg());
+  cr_assert_eq(ds_convert(p, "d4rl", NULL), TK_EINVAL);
+  cr_assert_eq(checksum(p), c);
+  cr_assert(!exists(pj(dir, "o.h5")));
+  assert_no_tmp(dir);
+}
+
+/* ---- failures ---- */
+typedef enum { C_MERGE, C_SPLIT, C_FILTER, C_DELETE, C_TRIM, C_MINARI, C_D4RL, C_N } cmdId;
+static const char *cmd_name[C_N] = {"merge", "split", "filter", "delete", "trim", "convert", "convert"};
+
+static int run_cmd(cmdId c, const char *in, const char *out) {
+  const char *ins[2] = {in, in};
+  const char *del[1] = {"demo_0"};
+  dsFilterOpts fo = {.success_only = 1};
+  switch (c) {
+  case C_MERGE: return ds_merge(ins, 2, out);
+  case C_SPLIT: return ds_split(in, 0.5, 1, out);
+  case C_FILTER: return ds_filter(in, &fo, out, NULL);
+  case C_DELETE: return ds_delete(in, del, 1, out);
+  case C_TRIM: return ds_trim(in, "demo_0", 1, 4, out);
+  case C_MINARI: return ds_convert(in, "minari", out);
+  case C_D4RL: return ds_convert(in, "d4rl", out);
+  default: return 0;
+  }
+}
+
+Test(edit, failures_name_the_file_and_leave_no_temp_file) {
+  const char *dir = tt_tmpdir();
+  const char *p = pj(dir, "d.h5"), *bad = pj(dir, "bad.h5"), *isdir = pj(dir, "isdir.h5");
+  synth(p, 3, 10, 8, 1, NULL, 0);
+  FILE *f = fopen(bad, "w");
+  cr_assert_not_null(f);
+  fputs("this is not an HDF5 file\n", f);
+  fclose(f);
+  cr_assert_eq(mkdir(isdir, 0755), 0);
+  uint64_t c = checksum(p);
+  char missing[4200];
+  snprintf(missing, sizeof missing, "%s/no/such/dir/o.h5", dir);
+  const char *o = pj(dir, "o.h5");
+  for (int k = 0; k < C_N; k++) {
+    cmdId id = (cmdId)k;
+    /* the output directory does not exist */
+    int rc = run_cmd(id, p, missing);
+    cr_assert_lt(rc, 0, "%s into a missing directory", cmd_name[k]);
+    cr_assert(strstr(tk_errmsg(), missing) && strstr(tk_errmsg(), cmd_name[k]) &&
+                  strstr(tk_errmsg(), "create"),
+              "%s: %s", cmd_name[k], tk_errmsg());
+    /* the input is not a dataset */
+    rc = run_cmd(id, bad, o);
+    cr_assert_lt(rc, 0, "%s of a bad input", cmd_name[k]);
+    cr_assert(strstr(tk_errmsg(), bad) && strstr(tk_errmsg(), "not an HDF5 file"), "%s: %s", cmd_name[k],
+              tk_errmsg());
+    cr_assert(!exists(o), "%s wrote an output for a bad input", cmd_name[k]);
+    /* the last step fails (the destination is a directory): the temp file goes away */
+    rc = run_cmd(id, p, isdir);
+    cr_assert_lt(rc, 0, "%s onto a directory", cmd_name[k]);
+    cr_assert(strstr(tk_errmsg(), isdir) && strstr(tk_errmsg(), "rename"), "%s: %s", cmd_name[k],
+              tk_errmsg());
+    struct stat st;
+    cr_assert(stat(isdir, &st) == 0 && S_ISDIR(st.st_mode));
+    assert_no_tmp(dir);
+    cr_assert_eq(checksum(p), c, "%s changed its input", cmd_name[k]);
+  }
+  cr_assert(!exists(pj(dir, "isdir.h5.metadata.json")));
+  /* a leftover temp file from an interrupted run does not block the next run */
+  f = fopen(pj(dir, "o.h5.tmp"), "w");
+  cr_assert_not_null(f);
+  fputs("stale", f);
+  fclose(f);
+  cr_assert_eq(ds_split(p, 0.5, 1, o), 0, "%s", tk_errmsg());
+  assert_no_tmp(dir);
+  dsFile *fo = open_ok(o);
+  cr_assert_eq(ds_num_masks(fo), 2);
+  ds_close(fo);
+}
+
+/* Replacing a file a writer publishes into would lose the episodes it publishes meanwhile. */
+Test(edit, refuses_to_replace_a_file_a_writer_records_into) {
+  const char *dir = tt_tmpdir();
+  const char *p = pj(dir, "d.h5"), *o = pj(dir, "copy.h5");
+  dsWriterOpts wo;
+  ds_writer_default(&wo);
+  wo.env_name = "lock_task";
+  wo.schema.action_dim = 2;
+  wo.publish_ratio = 0; /* the main file holds every committed episode */
+  int64_t three[1] = {3};
+  ds_schema_add(&wo.schema, "pos", DS_F64, 1, three);
+  dsWriter *w;
+  cr_assert_eq(ds_writer_open(p, &wo, &w), 0, "%s", tk_errmsg());
+  for (int e = 0; e < 3; e++) {
+    cr_assert_eq(ds_writer_begin(w, NULL, NULL), 0, "%s", tk_errmsg());
+    double act[2] = {0.1 * e, -0.2}, pos[3] = {1, 2, 3};
+    for (int t = 0; t < 5; t++) {
+      dsStep st = {.action = act, .timestamp = 0.1 * t};
+      st.obs[0] = pos;
+      cr_assert_eq(ds_writer_add_step(w, &st), 0, "%s", tk_errmsg());
+    }
+    cr_assert_eq(ds_writer_end(w, DS_SUCCESS, NULL, 0), 0, "%s", tk_errmsg());
+  }
+  cr_assert_eq(ds_writer_sync(w), 0, "%s", tk_errmsg());
+  uint64_t c = checksum(p);
+  cr_assert_eq(ds_split(p, 0.5, 1, NULL), TK_EBUSY, "%s", tk_errmsg());
+  cr_assert(strstr(tk_errmsg(), p) && strstr(tk_errmsg(), "writer"), "%s", tk_errmsg());
+  const char *del[1] = {"demo_0"};
+  cr_assert_eq(ds_delete(p, del, 1, NULL), TK_EBUSY, "%s", tk_errmsg());
+  cr_assert_eq(ds_trim(p, "demo_0", 1, 3, NULL), TK_EBUSY, "%s", tk_errmsg());
+  /* reading it into another file is fine meanwhile */
+  cr_assert_eq(ds_split(p, 0.5, 1, o), 0, "%s", tk_errmsg());
+  cr_assert_eq(checksum(p), c);
+  cr_assert_eq(ds_writer_close(w), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_delete(p, del, 1, NULL), 0, "%s", tk_errmsg());
+  dsFile *f = open_ok(p);
+  cr_assert_eq(ds_num_demos(f), 2);
+  ds_close(f);
+  assert_no_tmp(dir);
+}
