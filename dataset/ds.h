@@ -70,10 +70,14 @@ typedef struct {
   int image_gzip;              /* gzip level for uint8 image keys, 0..9 (default 4) */
   int lowdim_gzip;             /* gzip level for everything else, 0..9 (default 0) */
   int block_steps;             /* steps handed to the writer thread at once (default 64) */
-  /* Publishing: after each commit, merge staged episodes into the main file when
-   * staged_bytes >= publish_ratio * main_file_bytes (amortized linear cost);
-   * 0 = after every episode, <0 = only at close and ds_writer_publish. Default 0.125. */
+  /* Publishing (merging committed episodes into the main file by copy + append + rename):
+   * after a commit, when staged bytes >= publish_ratio * main file bytes (so the copying
+   * stays linear in the data: default 1.0), or when publish_interval_s seconds have passed
+   * since the last publish (default 30: slow, human-paced sessions see their episodes in
+   * the main file soon). publish_ratio 0 = after every episode; < 0 = only at close and
+   * ds_writer_publish. */
   double publish_ratio;
+  double publish_interval_s;
   /* Called on the writer thread once an episode is durable (committed). */
   void (*on_commit)(int64_t demo_index, dsOutcome outcome, int64_t num_samples, void *user);
   void *user;
@@ -251,7 +255,7 @@ typedef struct {
   uint64_t seed;
   const char *task;       /* env name, default "synth_reach" */
   double noise;           /* action noise, default 0.3 */
-  double publish_ratio;   /* writer option, default as ds_writer_default */
+  double publish_ratio;   /* writer option, default as ds_writer_default (1.0) */
   int lowdim_gzip;
 } dsSynthOpts;
 typedef struct {

@@ -28,6 +28,17 @@ const char *ds_h5_errmsg(void) {
   h5_msg[0] = 0;
   H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, walk_cb, NULL);
   H5Eclear2(H5E_DEFAULT);
+  /* low-level write errors carry a timestamp, addresses and a newline: keep the OS reason */
+  const char *em = strstr(h5_msg, "error message = '");
+  if (em && strstr(h5_msg, "file write failed")) {
+    char reason[128];
+    snprintf(reason, sizeof reason, "%s", em + 17);
+    char *q = strchr(reason, '\'');
+    if (q) *q = 0;
+    snprintf(h5_msg, sizeof h5_msg, "file write failed: %s", reason);
+  }
+  for (char *p = h5_msg; *p; p++)
+    if (*p == '\n' || *p == '\r') *p = ' ';
   return h5_msg;
 }
 

@@ -12,7 +12,7 @@ void ds_synth_default(dsSynthOpts *o) {
   o->seed = 1;
   o->task = "synth_reach";
   o->noise = 0.3;
-  o->publish_ratio = 0.125;
+  o->publish_ratio = 1.0;
 }
 
 static double clamp1(double x) { return x < -1 ? -1 : x > 1 ? 1 : x; }

@@ -97,6 +97,7 @@ struct dsWriter {
   int streamed[DS_MAX_KEYS];  /* 1: key streamed to disk as it arrives (camera frames) */
   /* committer thread */
   int64_t staged_bytes;
+  double last_publish;
 };
 
 static const int ENV_TYPE_DEMOKIT = 4;
@@ -109,7 +110,8 @@ void ds_writer_default(dsWriterOpts *o) {
   o->image_gzip = 4;
   o->lowdim_gzip = 0;
   o->block_steps = 64;
-  o->publish_ratio = 0.125;
+  o->publish_ratio = 1.0;
+  o->publish_interval_s = 30.0;
 }
 
 const char *ds_writer_path(const dsWriter *w) { return w->path; }
@@ -442,50 +444,70 @@ static int maybe_publish(dsWriter *w) {
   if (w->o.publish_ratio < 0) return 0;
   struct stat st;
   int64_t main_bytes = stat(w->path, &st) == 0 ? (int64_t)st.st_size : 0;
-  if (main_bytes > 0 && (double)w->staged_bytes < w->o.publish_ratio * (double)main_bytes) return 0;
+  int due = main_bytes == 0 || (double)w->staged_bytes >= w->o.publish_ratio * (double)main_bytes ||
+            (w->o.publish_interval_s > 0 && tk_now_s() - w->last_publish >= w->o.publish_interval_s);
+  if (!due) return 0;
   pthread_mutex_lock(&w->pub_mu);
   int rc = ds_publish_staged(w->path, w->dir, NULL);
   pthread_mutex_unlock(&w->pub_mu);
-  if (!rc) w->staged_bytes = 0;
+  if (!rc) {
+    w->staged_bytes = 0;
+    w->last_publish = tk_now_s();
+  }
   return rc;
 }
 
-static int commit_one(dsWriter *w, dsCommit *c) {
-  int rc;
-  /* the data is on disk before the name says so */
-  if ((rc = fsync_path(c->tmp))) return rc;
-  if (rename(c->tmp, c->fin)) return tk_error(TK_EIO, "rename %s: %s", c->tmp, strerror(errno));
-  if ((rc = tk_fsync_dir_of(c->fin))) return rc;
-  struct stat st;
-  if (stat(c->fin, &st) == 0) w->staged_bytes += (int64_t)st.st_size;
-  pthread_mutex_lock(&w->mu);
-  w->committed++;
-  pthread_mutex_unlock(&w->mu);
-  if (w->o.on_commit) w->o.on_commit(c->demo_index, c->outcome, c->rows, w->o.user);
+/* Make a batch of closed episode files durable: the data is on disk before the names say
+ * so. One episode: fsync it. Several (the writer got ahead): one syncfs for all of them. */
+static int commit_batch(dsWriter *w, dsCommit **v, int n) {
+  int rc = 0;
+  if (n == 1) {
+    if ((rc = fsync_path(v[0]->tmp))) return rc;
+  } else {
+    int fd = open(w->dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return tk_error(TK_EIO, "open %s: %s", w->dir, strerror(errno));
+    int e = syncfs(fd) ? errno : 0;
+    close(fd);
+    if (e) return tk_error(TK_EIO, "syncfs %s: %s", w->dir, strerror(e));
+  }
+  for (int i = 0; i < n; i++)
+    if (rename(v[i]->tmp, v[i]->fin)) return tk_error(TK_EIO, "rename %s: %s", v[i]->tmp, strerror(errno));
+  if ((rc = tk_fsync_dir_of(v[0]->fin))) return rc;
+  for (int i = 0; i < n; i++) {
+    struct stat st;
+    if (stat(v[i]->fin, &st) == 0) w->staged_bytes += (int64_t)st.st_size;
+    pthread_mutex_lock(&w->mu);
+    w->committed++;
+    pthread_mutex_unlock(&w->mu);
+    if (w->o.on_commit) w->o.on_commit(v[i]->demo_index, v[i]->outcome, v[i]->rows, w->o.user);
+  }
   return maybe_publish(w);
 }
 
 static void *committer_main(void *arg) {
   dsWriter *w = arg;
   ds_h5_init();
+  dsCommit *batch[64];
   pthread_mutex_lock(&w->mu);
   for (;;) {
     while (!w->chead && w->stop != 2) pthread_cond_wait(&w->cv_commit, &w->mu);
     if (!w->chead) break;
-    dsCommit *c = w->chead;
-    w->chead = c->next;
-    if (!w->chead) w->ctail = NULL;
-    int failed = w->err;
-    pthread_mutex_unlock(&w->mu);
-    (void)failed; /* a closed, complete episode is committed even after a later error */
-    int rc = commit_one(w, c);
-    if (rc) {
-      unlink(c->tmp);
-      set_error(w, rc);
+    int n = 0;
+    while (w->chead && n < 64) {
+      batch[n++] = w->chead;
+      w->chead = w->chead->next;
     }
-    free(c);
+    if (!w->chead) w->ctail = NULL;
+    pthread_mutex_unlock(&w->mu);
+    /* a closed, complete episode is committed even after a later error elsewhere */
+    int rc = commit_batch(w, batch, n);
+    if (rc) set_error(w, rc);
+    for (int i = 0; i < n; i++) {
+      if (rc) unlink(batch[i]->tmp);
+      free(batch[i]);
+    }
     pthread_mutex_lock(&w->mu);
-    w->cdone++;
+    w->cdone += n;
     pthread_cond_broadcast(&w->cv_done);
   }
   pthread_mutex_unlock(&w->mu);
@@ -654,6 +676,7 @@ int ds_writer_open(const char *path, const dsWriterOpts *o, dsWriter **out) {
     goto fail;
   }
   w->th_started = 1;
+  w->last_publish = tk_now_s();
   *out = w;
   return 0;
 fail:
@@ -665,18 +688,20 @@ int ds_writer_begin(dsWriter *w, const dsEpisodeInfo *info, int64_t *demo_index)
   int rc = sticky_error(w);
   if (rc) return rc;
   if (w->in_episode) return tk_error(TK_EINVAL, "%s: an episode is already open", w->path);
+  if (!info || !(info->control_hz > 0) || !isfinite(info->control_hz))
+    return tk_error(TK_EINVAL, "%s: begin episode: control_hz (the nominal control rate) must be > 0", w->path);
   dsBlock *b = block_get(w);
   if (!b) return tk_error(TK_ENOMEM, "out of memory");
   b->begin = 1;
   b->demo_index = w->next_index;
   b->t0 = 0;
-  snprintf(b->task, sizeof b->task, "%s", info && info->task ? info->task : w->env_name);
-  snprintf(b->operator_name, sizeof b->operator_name, "%s", info && info->operator_name ? info->operator_name : "");
-  snprintf(b->device, sizeof b->device, "%s", info && info->device ? info->device : "");
-  b->seed = info ? info->seed : 0;
-  b->control_hz = info ? info->control_hz : 0;
-  if (info && info->model_file) b->model_file = strdup(info->model_file);
-  if (info && info->ep_meta_json) b->ep_meta = strdup(info->ep_meta_json);
+  snprintf(b->task, sizeof b->task, "%s", info->task ? info->task : w->env_name);
+  snprintf(b->operator_name, sizeof b->operator_name, "%s", info->operator_name ? info->operator_name : "");
+  snprintf(b->device, sizeof b->device, "%s", info->device ? info->device : "");
+  b->seed = info->seed;
+  b->control_hz = info->control_hz;
+  if (info->model_file) b->model_file = strdup(info->model_file);
+  if (info->ep_meta_json) b->ep_meta = strdup(info->ep_meta_json);
   w->cur = b;
   w->in_episode = 1;
   w->ep_steps = 0;

@@ -19,6 +19,8 @@ static inline double gen_state(int64_t ep, int64_t t, int j) { return (double)ep
 static inline double gen_pos(int64_t ep, int64_t t, int j) { return cos(0.1 * (double)ep + 0.01 * (double)t * (j + 1)); }
 static inline uint8_t gen_px(int64_t ep, int64_t t, int64_t i) { return (uint8_t)((ep * 31 + t * 7 + i * 13 + (i >> 7)) & 255); }
 
+static const dsEpisodeInfo gen_info = {.task = "gen_task", .operator_name = "gen", .device = "scripted", .control_hz = 20};
+
 typedef struct {
   int image_px; /* 0: low-dim only */
   double publish_ratio;

@@ -103,7 +103,7 @@ Test(reader, native_load_matches_episodes) {
   cr_assert_eq(ds_writer_open(p, &o, &w), 0);
   for (int i = 0; i < 4; i++) {
     int64_t idx;
-    cr_assert_eq(ds_writer_begin(w, NULL, &idx), 0);
+    cr_assert_eq(ds_writer_begin(w, &gen_info, &idx), 0);
     cr_assert_eq(gen_record(w, idx, 0, DS_SUCCESS), 0);
   }
   cr_assert_eq(ds_writer_close(w), 0);

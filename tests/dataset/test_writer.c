@@ -145,7 +145,9 @@ Test(writer, refuses_bad_steps_and_keeps_going) {
   dsWriter *w;
   cr_assert_eq(ds_writer_open(p, &o, &w), 0);
   int64_t idx;
-  cr_assert_eq(ds_writer_begin(w, NULL, &idx), 0);
+  cr_assert_eq(ds_writer_begin(w, NULL, &idx), TK_EINVAL, "no control rate, no episode");
+  cr_assert(strstr(tk_errmsg(), "control_hz"), "%s", tk_errmsg());
+  cr_assert_eq(ds_writer_begin(w, &gen_info, &idx), 0);
   double act[GEN_A] = {0}, st[GEN_S] = {0}, pos[3] = {0};
   dsStep s = {.action = act, .state = st};
   s.obs[0] = pos;
@@ -162,7 +164,7 @@ Test(writer, refuses_bad_steps_and_keeps_going) {
   cr_assert_eq(ds_writer_add_step(w, &s), 0);
   cr_assert_eq(ds_writer_end(w, DS_SUCCESS, NULL, 0), 0);
   /* an episode with no steps is not recorded */
-  cr_assert_eq(ds_writer_begin(w, NULL, &idx), 0);
+  cr_assert_eq(ds_writer_begin(w, &gen_info, &idx), 0);
   cr_assert_eq(idx, 1);
   cr_assert_eq(ds_writer_end(w, DS_SUCCESS, NULL, 0), 0);
   cr_assert_eq(ds_writer_close(w), 0, "%s", tk_errmsg());
@@ -215,7 +217,7 @@ Test(writer, file_size_limit_names_file_and_keeps_earlier_episodes) {
     dsWriter *w;
     if (ds_writer_open(p, &o, &w)) _exit(10);
     int64_t idx;
-    if (ds_writer_begin(w, NULL, &idx) || gen_record(w, idx, 64, DS_SUCCESS) || ds_writer_publish(w)) {
+    if (ds_writer_begin(w, &gen_info, &idx) || gen_record(w, idx, 64, DS_SUCCESS) || ds_writer_publish(w)) {
       const char *m = tk_errmsg();
       if (write(fds[1], m, strlen(m)) < 0) _exit(12);
       _exit(11);
@@ -227,7 +229,7 @@ Test(writer, file_size_limit_names_file_and_keeps_earlier_episodes) {
     setrlimit(RLIMIT_FSIZE, &rl);
     int rc = 0;
     for (int i = 0; i < 20 && !rc; i++) {
-      rc = ds_writer_begin(w, NULL, &idx);
+      rc = ds_writer_begin(w, &gen_info, &idx);
       if (!rc) rc = gen_record(w, idx, 64, DS_SUCCESS);
       if (!rc) rc = ds_writer_sync(w);
     }
