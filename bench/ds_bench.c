@@ -147,7 +147,8 @@ int main(int argc, char **argv) {
   qsort(ts_v, 5, sizeof(double), cmp_d);
   qsort(ts_n, 5, sizeof(double), cmp_d);
   double mbps_v = payload / ts_v[2] / 1e6, mbps_n = payload / ts_n[2] / 1e6;
-  printf("loader_payload_bytes=%.0f\nloader_validated_MBps_median=%.1f\nloader_MBps_median=%.1f\n", payload, mbps_v, mbps_n);
+  printf("loader_payload_bytes=%.0f\nloader_open_structure_load_s_median=%.4f\nloader_open_full_validation_load_s_median=%.4f\n"
+         "loader_MBps_median=%.1f\nloader_validated_MBps_median=%.1f\n", payload, ts_n[2], ts_v[2], mbps_n, mbps_v);
 
   /* the h5py anchor on the same file */
   char script[4300];
@@ -161,18 +162,20 @@ int main(int argc, char **argv) {
   snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' '%s' --repeats 5 2>/dev/null", script, p1);
   FILE *pp = popen(cmd, "r");
   char line[4096] = {0};
-  double h5py_mbps = 0;
+  double h5py_s = 0;
   while (pp && fgets(line, sizeof line, pp)) {
-    char *m = strstr(line, "MBps_median=");
-    if (m) h5py_mbps = atof(m + 12);
+    char *m = strstr(line, "read_s_median=");
+    if (m) h5py_s = atof(m + 14);
   }
   if (pp) pclose(pp);
-  if (h5py_mbps <= 0) {
+  if (h5py_s <= 0) {
     printf("h5py_anchor=failed\n");
     return 0;
   }
-  printf("h5py_MBps_median=%.1f\nloader_vs_h5py=%.2f\nloader_validated_vs_h5py=%.2f\n", h5py_mbps, mbps_n / h5py_mbps,
-         mbps_v / h5py_mbps);
+  /* compared by time on the same file: the anchor keeps float64 (its MB/s counts 8-byte
+   * values) while we deliver float32, so MB/s figures are not comparable */
+  printf("h5py_read_s_median=%.4f\nloader_speedup_vs_h5py=%.2f\nloader_validated_speedup_vs_h5py=%.2f\n", h5py_s,
+         h5py_s / ts_n[2], h5py_s / ts_v[2]);
   unlink(p2);
   return 0;
 }

@@ -231,9 +231,9 @@ hid_t ds_create_ext(hid_t loc, const char *name, dsDtype t, int rank, const int6
   H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
   hid_t ft = t == DS_F64 ? H5T_IEEE_F64LE : t == DS_F32 ? H5T_IEEE_F32LE : H5T_STD_U8LE;
   hid_t d = H5Dcreate2(loc, name, ft, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  if (d < 0) ds_h5_fail(TK_EIO, "create dataset %s", name); /* before the closes clear the error stack */
   H5Pclose(dcpl);
   H5Sclose(sp);
-  if (d < 0) ds_h5_fail(TK_EIO, "create dataset %s", name);
   return d;
 }
 
@@ -257,10 +257,10 @@ int ds_write_whole(hid_t loc, const char *name, dsDtype t, int rank, const int64
   }
   hid_t ft = t == DS_F64 ? H5T_IEEE_F64LE : t == DS_F32 ? H5T_IEEE_F32LE : H5T_STD_U8LE;
   hid_t d = H5Dcreate2(loc, name, ft, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+  int rc = d < 0 ? ds_h5_fail(TK_EIO, "create dataset %s", name) : 0; /* before the closes clear the stack */
   H5Pclose(dcpl);
   H5Sclose(sp);
-  if (d < 0) return ds_h5_fail(TK_EIO, "create dataset %s", name);
-  int rc = 0;
+  if (rc) return rc;
   if (n > 0 && H5Dwrite(d, ds_h5_memtype(t), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
     rc = ds_h5_fail(TK_EIO, "write dataset %s", name);
   if (H5Dclose(d) < 0 && !rc) rc = ds_h5_fail(TK_EIO, "close dataset %s", name);
@@ -282,10 +282,10 @@ int ds_append_rows(hid_t dset, dsDtype t, int rank, const int64_t *shape, int64_
   H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
   hid_t ms = H5Screate_simple(rank + 1, count, NULL);
   herr_t e = H5Dwrite(dset, ds_h5_memtype(t), ms, fs, H5P_DEFAULT, buf);
+  int rc = e < 0 ? ds_h5_fail(TK_EIO, "write rows") : 0;
   H5Sclose(ms);
   H5Sclose(fs);
-  if (e < 0) return ds_h5_fail(TK_EIO, "write rows");
-  return 0;
+  return rc;
 }
 
 int ds_write_data_attrs(hid_t data, const char *env_name, int env_type, const char *env_kwargs_json) {

@@ -97,7 +97,6 @@ int ds_synth(const char *path, const dsSynthOpts *so, dsSynthResult *res) {
       }
       success = sqrt(d2) < 0.05;
       st.reward = success ? 1.0 : -sqrt(d2);
-      st.done = success;
       if ((rc = ds_writer_add_step(w, &st))) break;
       res->steps++;
     }

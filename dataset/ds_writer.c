@@ -376,7 +376,8 @@ static int process_block(dsWriter *w, dsBlock *b) {
     ep_abort(w);
     return 0;
   }
-  if (b->end && b->n > 0) b->field[DS_FIELD_dones][b->n - 1] = 1; /* end of the trajectory */
+  /* a successful end is a terminal state; a failure or a stop at the horizon is a truncation */
+  if (b->end && b->n > 0 && b->outcome == DS_SUCCESS) b->field[DS_FIELD_dones][b->n - 1] = 1;
   if ((rc = ep_write(w, b))) return rc;
   if (!b->end) return 0;
   if ((rc = ep_end(w, b))) return rc;

@@ -86,7 +86,7 @@ static inline int gen_verify(dsFile *f, int i, int image_px, char *msg, size_t m
       if (((double *)e.next_obs[kp])[t * 3 + j] != gen_pos(ep, t + 1, j)) bad = snprintf(msg, msgn, "%s: next_obs %lld", d->name, (long long)t);
     }
     if (e.rewards[t] != (double)t * 0.5) bad = snprintf(msg, msgn, "%s: reward %lld", d->name, (long long)t);
-    if (e.dones[t] != (t == n - 1)) bad = snprintf(msg, msgn, "%s: done %lld", d->name, (long long)t);
+    if (e.dones[t] != (t == n - 1 && d->success == 1)) bad = snprintf(msg, msgn, "%s: done %lld", d->name, (long long)t);
     if (!e.timestamps || e.timestamps[t] != 0.05 * (double)t) bad = snprintf(msg, msgn, "%s: timestamp %lld", d->name, (long long)t);
     if (!e.interventions || e.interventions[t] != (t / 10) % 2) bad = snprintf(msg, msgn, "%s: intervention %lld", d->name, (long long)t);
     if (image_px && !bad) {

@@ -751,8 +751,9 @@ Test(edit, convert_d4rl_reads_back_with_h5py) {
   assert_no_tmp(dir);
   snprintf(args, sizeof args, "%s %s", o, q);
   out = run_py(dir, "d4rl.py", PY_D4RL, args);
-  /* lengths 8 11 14 17; obs aux(2) + pos(3); writer marks dones at every demo end but demo_1's */
-  cr_assert(strstr(out, "d4rl ok N=50 obs_dim=5 timeouts=1 terminals=3"), "%s", out);
+  /* lengths 8 11 14 17; obs aux(2) + pos(3). The writer marks dones only where a demo ends in
+   * success (demos 0 and 2 here; demo 1's end was cleared above): 2 terminals, 2 timeouts */
+  cr_assert(strstr(out, "d4rl ok N=50 obs_dim=5 timeouts=2 terminals=2"), "%s", out);
   free(out);
 }
 
@@ -849,16 +850,19 @@ Test(edit, refuses_to_replace_a_file_a_writer_records_into) {
   ds_writer_default(&wo);
   wo.env_name = "lock_task";
   wo.schema.action_dim = 2;
+  wo.schema.state_dim = 1;
   wo.publish_ratio = 0; /* the main file holds every committed episode */
   int64_t three[1] = {3};
   ds_schema_add(&wo.schema, "pos", DS_F64, 1, three);
   dsWriter *w;
   cr_assert_eq(ds_writer_open(p, &wo, &w), 0, "%s", tk_errmsg());
   for (int e = 0; e < 3; e++) {
-    cr_assert_eq(ds_writer_begin(w, NULL, NULL), 0, "%s", tk_errmsg());
-    double act[2] = {0.1 * e, -0.2}, pos[3] = {1, 2, 3};
+    dsEpisodeInfo info = {
+        .task = "lock_task", .seed = e, .operator_name = "t", .device = "scripted", .control_hz = 10};
+    cr_assert_eq(ds_writer_begin(w, &info, NULL), 0, "%s", tk_errmsg());
+    double act[2] = {0.1 * e, -0.2}, pos[3] = {1, 2, 3}, state[1] = {e};
     for (int t = 0; t < 5; t++) {
-      dsStep st = {.action = act, .timestamp = 0.1 * t};
+      dsStep st = {.action = act, .state = state, .timestamp = 0.1 * t};
       st.obs[0] = pos;
       cr_assert_eq(ds_writer_add_step(w, &st), 0, "%s", tk_errmsg());
     }
