@@ -1,0 +1,154 @@
+/* The `dataset` program end to end: each command as a user types it. */
+#include <criterion/criterion.h>
+
+#include "ds.h"
+#include "tk.h"
+#include "tt.h"
+
+static const char *bin(void) { return tt_build("dataset/dataset"); }
+static const char *py(void) { return getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3"; }
+
+static char *run_ok(const char *fmt, const char *a, const char *b) {
+  char cmd[8192], *out = NULL;
+  snprintf(cmd, sizeof cmd, fmt, a, b);
+  int rc = tt_run(&out, "%s", cmd);
+  cr_assert_eq(rc, 0, "%s -> exit %d: %s", cmd, rc, out);
+  return out;
+}
+
+static int demos_in(const char *p) {
+  dsFile *f;
+  cr_assert_eq(ds_open(p, 0, &f), 0, "%s", tk_errmsg());
+  int n = ds_num_demos(f);
+  ds_close(f);
+  return n;
+}
+
+Test(cli, synth_info_validate_split_check) {
+  const char *d = tt_tmpdir();
+  char p[4200], cmd[8400];
+  snprintf(p, sizeof p, "%s/s.h5", d);
+  snprintf(cmd, sizeof cmd, "%s synth %%s --demos 12 --steps 40 --image 16 --seed 3%%s", bin());
+  free(run_ok(cmd, p, ""));
+  snprintf(cmd, sizeof cmd, "%s info %%s%%s", bin());
+  char *out = run_ok(cmd, p, "");
+  cr_assert(strstr(out, "demos: 12") && strstr(out, "steps: 480") && strstr(out, "agentview_image") &&
+                strstr(out, "success:") && strstr(out, "recorded rate") && strstr(out, "action_dim: 7"),
+            "%s", out);
+  free(out);
+  snprintf(cmd, sizeof cmd, "%s validate %%s%%s", bin());
+  out = run_ok(cmd, p, "");
+  cr_assert(strstr(out, "valid"), "%s", out);
+  free(out);
+  snprintf(cmd, sizeof cmd, "%s split %%s --valid 0.25 --seed 1 --in-place%%s", bin());
+  free(run_ok(cmd, p, ""));
+  snprintf(cmd, sizeof cmd, "%s %s %%s --native --expect-demos 12%%s", py(), tt_src("tests/dataset/h5_check.py"));
+  free(run_ok(cmd, p, ""));
+  dsFile *f;
+  cr_assert_eq(ds_open(p, 0, &f), 0);
+  int *pos, n;
+  cr_assert_eq(ds_mask(f, "valid", &pos, &n), 0);
+  cr_assert_eq(n, 3);
+  free(pos);
+  ds_close(f);
+}
+
+Test(cli, merge_filter_delete_trim_convert) {
+  const char *d = tt_tmpdir();
+  char a[4200], b[4200], m[4200], cmd[8400];
+  snprintf(a, sizeof a, "%s/a.h5", d);
+  snprintf(b, sizeof b, "%s/b.h5", d);
+  snprintf(m, sizeof m, "%s/m.h5", d);
+  snprintf(cmd, sizeof cmd, "%s synth %%s --demos 4 --steps 20%%s", bin());
+  free(run_ok(cmd, a, ""));
+  snprintf(cmd, sizeof cmd, "%s synth %%s --demos 3 --steps 25 --seed 9%%s", bin());
+  free(run_ok(cmd, b, ""));
+  snprintf(cmd, sizeof cmd, "%s merge %s %%s -o %%s", bin(), a);
+  free(run_ok(cmd, b, m));
+  cr_assert_eq(demos_in(m), 7);
+  char f2[4200];
+  snprintf(f2, sizeof f2, "%s/f.h5", d);
+  snprintf(cmd, sizeof cmd, "%s filter %%s --min-len 21 -o %%s", bin());
+  free(run_ok(cmd, m, f2));
+  cr_assert_eq(demos_in(f2), 3, "only the 25-step demos are at least 21 long");
+  snprintf(cmd, sizeof cmd, "%s delete %%s demo_0 demo_6 -o %%s", bin());
+  free(run_ok(cmd, m, f2));
+  cr_assert_eq(demos_in(f2), 5);
+  snprintf(cmd, sizeof cmd, "%s trim %%s demo_1 --start 5 --end 15 -o %%s", bin());
+  free(run_ok(cmd, m, f2));
+  dsFile *f;
+  cr_assert_eq(ds_open(f2, 0, &f), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_demo(f, 1)->num_samples, 10);
+  ds_close(f);
+  char c[4200];
+  snprintf(c, sizeof c, "%s/c.h5", d);
+  snprintf(cmd, sizeof cmd, "%s convert %%s --to d4rl -o %%s", bin());
+  free(run_ok(cmd, m, c));
+  snprintf(cmd, sizeof cmd, "%s -c \"import h5py,sys; f=h5py.File(sys.argv[1]); print(f['observations'].shape)\" %%s%%s", py());
+  char *out = run_ok(cmd, c, "");
+  cr_assert(strstr(out, "(155, 9)"), "4x20 + 3x25 steps, 9 low-dim columns: %s", out);
+  free(out);
+}
+
+Test(cli, refusals_and_usage) {
+  const char *d = tt_tmpdir();
+  char *out = NULL;
+  int rc = tt_run(&out, "%s", bin());
+  cr_assert_eq(rc, 2);
+  free(out);
+  rc = tt_run(&out, "%s --help", bin());
+  cr_assert_eq(rc, 0);
+  cr_assert(strstr(out, "recover") && strstr(out, "convert"), "%s", out);
+  free(out);
+  rc = tt_run(&out, "%s frobnicate x", bin());
+  cr_assert_eq(rc, 2);
+  cr_assert(strstr(out, "frobnicate"), "%s", out);
+  free(out);
+  rc = tt_run(&out, "%s info %s/none.h5", bin(), d);
+  cr_assert_eq(rc, 1);
+  cr_assert(strstr(out, "none.h5"), "%s", out);
+  free(out);
+  rc = tt_run(&out, "%s split %s/none.h5 --valid 0.1", bin(), d);
+  cr_assert_eq(rc, 2, "split without -o or --in-place is a usage error: %s", out);
+  free(out);
+  char a[4200], b[4200];
+  snprintf(a, sizeof a, "%s/a.h5", d);
+  snprintf(b, sizeof b, "%s/b.h5", d);
+  free(run_ok("%s synth %s --demos 2 --steps 5 --task one", bin(), a));
+  free(run_ok("%s synth %s --demos 2 --steps 5 --task two", bin(), b));
+  rc = tt_run(&out, "%s merge %s %s -o %s/m.h5", bin(), a, b, d);
+  cr_assert_eq(rc, 1);
+  cr_assert(strstr(out, "one") && strstr(out, "two"), "names both tasks: %s", out);
+  free(out);
+}
+
+/* What a crash leaves (a committed episode in staging, an unfinished one) is repaired by
+ * `dataset recover`; validate says so before. */
+Test(cli, recover_after_crash) {
+  const char *d = tt_tmpdir();
+  char p[4200], cmd[8400];
+  snprintf(p, sizeof p, "%s/r.h5", d);
+  free(run_ok("%s synth %s --demos 3 --steps 10", bin(), p));
+  /* simulate a crashed session: one committed episode file, one unfinished */
+  char *out = NULL;
+  char script[4300];
+  snprintf(script, sizeof script, "%s/rename.py", d);
+  FILE *sf = fopen(script, "w");
+  fputs("import sys, h5py\nwith h5py.File(sys.argv[1], 'a') as f:\n    f['data'].move('demo_0', 'demo_3')\n", sf);
+  fclose(sf);
+  int rc = tt_run(&out, "mkdir -p %s.staging && %s synth %s/one.h5 --demos 1 --steps 7 && %s %s %s/one.h5 && "
+                        "mv %s/one.h5 %s.staging/demo_3.h5 && head -c 1000 %s.staging/demo_3.h5 > %s.staging/demo_4.h5.tmp",
+                  p, bin(), d, py(), script, d, d, p, p, p);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  snprintf(cmd, sizeof cmd, "%s validate %%s%%s", bin());
+  out = run_ok(cmd, p, "");
+  cr_assert(strstr(out, "recover"), "validate mentions the staged episodes: %s", out);
+  free(out);
+  snprintf(cmd, sizeof cmd, "%s recover %%s%%s", bin());
+  out = run_ok(cmd, p, "");
+  cr_assert(strstr(out, "1 committed episode(s) published, 1 unfinished"), "%s", out);
+  free(out);
+  cr_assert_eq(demos_in(p), 4);
+  cr_assert_eq(ds_staged_count(p), 0);
+}
