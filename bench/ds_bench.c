@@ -26,15 +26,18 @@ static void schema(dsWriterOpts *o, int cams) {
   o->env_name = "bench";
   o->schema.action_dim = 7;
   o->schema.state_dim = 32;
-  const char *names[] = {"robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "robot0_joint_pos", "object"};
+  const char *names[] = {"robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos", "robot0_joint_pos",
+                         "object"};
   int64_t dims[] = {3, 4, 2, 7, 10};
-  for (int k = 0; k < 5; k++) ds_schema_add(&o->schema, names[k], DS_F64, 1, &dims[k]);
+  for (int k = 0; k < 5; k++)
+    ds_schema_add(&o->schema, names[k], DS_F64, 1, &dims[k]);
   int64_t img[3] = {84, 84, 3};
   if (cams > 0) ds_schema_add(&o->schema, "agentview_image", DS_U8, 3, img);
   if (cams > 1) ds_schema_add(&o->schema, "robot0_eye_in_hand_image", DS_U8, 3, img);
 }
 
-static int write_file(const char *path, const benchCfg *c, double *steps_per_s, double *add_ns_mean, double *add_ns_p99) {
+static int write_file(const char *path, const benchCfg *c, double *steps_per_s, double *add_ns_mean,
+                      double *add_ns_p99) {
   dsWriterOpts o;
   schema(&o, c->cams);
   char cmd[4300];
@@ -42,7 +45,8 @@ static int write_file(const char *path, const benchCfg *c, double *steps_per_s, 
   if (system(cmd)) return tk_error(TK_EIO, "cannot clear %s", path);
   double act[7], st[32], lo[5][10];
   uint8_t *img = malloc(84 * 84 * 3);
-  for (int i = 0; i < 84 * 84 * 3; i++) img[i] = (uint8_t)((i * 7) ^ (i >> 5));
+  for (int i = 0; i < 84 * 84 * 3; i++)
+    img[i] = (uint8_t)((i * 7) ^ (i >> 5));
   tkRng r;
   tk_rng_seed(&r, 1);
   double *lat = malloc(sizeof(double) * (size_t)c->demos * (size_t)c->steps);
@@ -55,14 +59,19 @@ static int write_file(const char *path, const benchCfg *c, double *steps_per_s, 
     dsEpisodeInfo info = {.task = "bench", .seed = e, .device = "bench", .control_hz = 20};
     rc = ds_writer_begin(w, &info, NULL);
     for (int t = 0; t < c->steps && !rc; t++) {
-      for (int j = 0; j < 7; j++) act[j] = tk_rng_uniform(&r) * 2 - 1;
-      for (int j = 0; j < 32; j++) st[j] = t + j;
+      for (int j = 0; j < 7; j++)
+        act[j] = tk_rng_uniform(&r) * 2 - 1;
+      for (int j = 0; j < 32; j++)
+        st[j] = t + j;
       for (int k = 0; k < 5; k++)
-        for (int j = 0; j < 10; j++) lo[k][j] = t * 0.01 + j;
+        for (int j = 0; j < 10; j++)
+          lo[k][j] = t * 0.01 + j;
       img[t % 1000] = (uint8_t)t;
       dsStep s = {.action = act, .state = st, .reward = 0, .timestamp = t * 0.05};
-      for (int k = 0; k < 5; k++) s.obs[k] = lo[k];
-      for (int k = 0; k < c->cams; k++) s.obs[5 + k] = img;
+      for (int k = 0; k < 5; k++)
+        s.obs[k] = lo[k];
+      for (int k = 0; k < c->cams; k++)
+        s.obs[5 + k] = img;
       int64_t a = tk_now_ns();
       rc = ds_writer_add_step(w, &s);
       lat[nl++] = (double)(tk_now_ns() - a);
@@ -74,7 +83,8 @@ static int write_file(const char *path, const benchCfg *c, double *steps_per_s, 
   double el = tk_now_s() - t0;
   *steps_per_s = (double)c->demos * c->steps / el;
   double sum = 0;
-  for (int64_t i = 0; i < nl; i++) sum += lat[i];
+  for (int64_t i = 0; i < nl; i++)
+    sum += lat[i];
   *add_ns_mean = nl ? sum / (double)nl : 0;
   qsort(lat, (size_t)nl, sizeof(double), cmp_d);
   *add_ns_p99 = nl ? lat[(int64_t)(0.99 * (double)(nl - 1))] : 0;
@@ -102,10 +112,14 @@ int main(int argc, char **argv) {
   const char *anchors = NULL;
   benchCfg lowdim = {.demos = 200, .steps = 500, .cams = 0};
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--dir") && i + 1 < argc) dir = argv[++i];
-    else if (!strcmp(argv[i], "--demos") && i + 1 < argc) lowdim.demos = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--steps") && i + 1 < argc) lowdim.steps = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--anchors") && i + 1 < argc) anchors = argv[++i];
+    if (!strcmp(argv[i], "--dir") && i + 1 < argc)
+      dir = argv[++i];
+    else if (!strcmp(argv[i], "--demos") && i + 1 < argc)
+      lowdim.demos = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--steps") && i + 1 < argc)
+      lowdim.steps = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--anchors") && i + 1 < argc)
+      anchors = argv[++i];
     else {
       fprintf(stderr, "usage: ds_bench [--dir DIR] [--demos N] [--steps T] [--anchors DIR]\n");
       return 2;
@@ -119,7 +133,8 @@ int main(int argc, char **argv) {
     tk_die_msg("ds_bench");
     return 1;
   }
-  printf("writer_lowdim_steps=%d\nwriter_lowdim_steps_per_s=%.0f\nwriter_add_step_ns_mean=%.0f\nwriter_add_step_ns_p99=%.0f\n",
+  printf("writer_lowdim_steps=%d\nwriter_lowdim_steps_per_s=%.0f\nwriter_add_step_ns_mean=%.0f\nwriter_add_"
+         "step_ns_p99=%.0f\n",
          lowdim.demos * lowdim.steps, sps, mean, p99);
   benchCfg cams = {.demos = 20, .steps = 200, .cams = 2};
   if (write_file(p2, &cams, &sps, &mean, &p99)) {
@@ -147,13 +162,17 @@ int main(int argc, char **argv) {
   qsort(ts_v, 5, sizeof(double), cmp_d);
   qsort(ts_n, 5, sizeof(double), cmp_d);
   double mbps_v = payload / ts_v[2] / 1e6, mbps_n = payload / ts_n[2] / 1e6;
-  printf("loader_payload_bytes=%.0f\nloader_open_structure_load_s_median=%.4f\nloader_open_full_validation_load_s_median=%.4f\n"
-         "loader_MBps_median=%.1f\nloader_validated_MBps_median=%.1f\n", payload, ts_n[2], ts_v[2], mbps_n, mbps_v);
+  printf("loader_payload_bytes=%.0f\nloader_open_structure_load_s_median=%.4f\nloader_open_full_validation_"
+         "load_s_median=%.4f\n"
+         "loader_MBps_median=%.1f\nloader_validated_MBps_median=%.1f\n",
+         payload, ts_n[2], ts_v[2], mbps_n, mbps_v);
 
   /* the h5py anchor on the same file */
   char script[4300];
-  if (anchors) snprintf(script, sizeof script, "%s/h5_read_bench.py", anchors);
-  else snprintf(script, sizeof script, "%s/../shared/anchors/h5_read_bench.py", DK_SRC_ROOT);
+  if (anchors)
+    snprintf(script, sizeof script, "%s/h5_read_bench.py", anchors);
+  else
+    snprintf(script, sizeof script, "%s/../shared/anchors/h5_read_bench.py", DK_SRC_ROOT);
   if (!tk_file_exists(script)) {
     printf("h5py_anchor=missing (%s)\n", script);
     return 0;
@@ -174,8 +193,8 @@ int main(int argc, char **argv) {
   }
   /* compared by time on the same file: the anchor keeps float64 (its MB/s counts 8-byte
    * values) while we deliver float32, so MB/s figures are not comparable */
-  printf("h5py_read_s_median=%.4f\nloader_speedup_vs_h5py=%.2f\nloader_validated_speedup_vs_h5py=%.2f\n", h5py_s,
-         h5py_s / ts_n[2], h5py_s / ts_v[2]);
+  printf("h5py_read_s_median=%.4f\nloader_speedup_vs_h5py=%.2f\nloader_validated_speedup_vs_h5py=%.2f\n",
+         h5py_s, h5py_s / ts_n[2], h5py_s / ts_v[2]);
   unlink(p2);
   return 0;
 }

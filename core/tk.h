@@ -18,15 +18,15 @@ extern "C" {
 /* ---- errors ---------------------------------------------------------------- */
 enum {
   TK_OK = 0,
-  TK_EINVAL = -1,   /* bad argument or option */
-  TK_EIO = -2,      /* operating-system or library I/O failure */
-  TK_ENOMEM = -3,   /* allocation failed */
-  TK_EFORMAT = -4,  /* a file's content is malformed or of another format */
-  TK_ENOTFOUND = -5,/* a named thing does not exist */
-  TK_ERANGE = -6,   /* a value is out of its allowed range (NaN, huge dims) */
-  TK_EBUSY = -7,    /* resource locked by someone else */
-  TK_EVERSION = -8, /* format version not supported */
-  TK_EINTR = -9,    /* interrupted by the user */
+  TK_EINVAL = -1,    /* bad argument or option */
+  TK_EIO = -2,       /* operating-system or library I/O failure */
+  TK_ENOMEM = -3,    /* allocation failed */
+  TK_EFORMAT = -4,   /* a file's content is malformed or of another format */
+  TK_ENOTFOUND = -5, /* a named thing does not exist */
+  TK_ERANGE = -6,    /* a value is out of its allowed range (NaN, huge dims) */
+  TK_EBUSY = -7,     /* resource locked by someone else */
+  TK_EVERSION = -8,  /* format version not supported */
+  TK_EINTR = -9,     /* interrupted by the user */
 };
 
 #define TK_ERRMSG_MAX 1024
@@ -35,13 +35,19 @@ enum {
 int tk_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prefix the current message with "prefix: " and return code (for adding context). */
 int tk_error_wrap(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-const char *tk_errmsg(void);   /* the message, "" if none */
+const char *tk_errmsg(void); /* the message, "" if none */
 void tk_error_clear(void);
 const char *tk_strerror(int code); /* short name for a code */
 
 /* ---- logging --------------------------------------------------------------- */
-typedef enum { TK_LOG_DEBUG = 0, TK_LOG_INFO = 1, TK_LOG_WARN = 2, TK_LOG_ERROR = 3, TK_LOG_OFF = 4 } tkLogLevel;
-void tk_log_set_level(tkLogLevel level);   /* default INFO, or from env TK_LOG=debug|info|warn|error|off */
+typedef enum {
+  TK_LOG_DEBUG = 0,
+  TK_LOG_INFO = 1,
+  TK_LOG_WARN = 2,
+  TK_LOG_ERROR = 3,
+  TK_LOG_OFF = 4
+} tkLogLevel;
+void tk_log_set_level(tkLogLevel level); /* default INFO, or from env TK_LOG=debug|info|warn|error|off */
 tkLogLevel tk_log_level(void);
 void tk_log(tkLogLevel level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #define tk_debug(...) tk_log(TK_LOG_DEBUG, __VA_ARGS__)
@@ -51,30 +57,32 @@ void tk_log(tkLogLevel level, const char *fmt, ...) __attribute__((format(printf
 void tk_die_msg(const char *prog);
 
 /* ---- monotonic clock and loop pacing -------------------------------------- */
-int64_t tk_now_ns(void);                 /* CLOCK_MONOTONIC, nanoseconds */
-double tk_now_s(void);                   /* CLOCK_MONOTONIC, seconds */
+int64_t tk_now_ns(void);                     /* CLOCK_MONOTONIC, nanoseconds */
+double tk_now_s(void);                       /* CLOCK_MONOTONIC, seconds */
 void tk_sleep_until_ns(int64_t deadline_ns); /* absolute deadline, EINTR-safe */
 
 /* Fixed-rate loop on absolute deadlines: no drift, missed deadlines counted. */
 typedef struct {
-  int64_t period_ns;   /* loop period, ns */
-  int64_t start_ns;    /* time of tk_pacer_start, ns */
-  int64_t next_ns;     /* next absolute deadline, ns */
-  int64_t ticks;       /* completed waits */
-  int64_t missed;      /* waits that found the deadline already passed */
-  int64_t last_late_ns;/* lateness of the last wake-up vs its deadline, ns */
+  int64_t period_ns;    /* loop period, ns */
+  int64_t start_ns;     /* time of tk_pacer_start, ns */
+  int64_t next_ns;      /* next absolute deadline, ns */
+  int64_t ticks;        /* completed waits */
+  int64_t missed;       /* waits that found the deadline already passed */
+  int64_t last_late_ns; /* lateness of the last wake-up vs its deadline, ns */
 } tkPacer;
 void tk_pacer_start(tkPacer *p, double hz);
 /* Sleep until the next deadline; returns 1 if it was already missed (the
  * schedule then skips ahead to the next future deadline), else 0. */
 int tk_pacer_wait(tkPacer *p);
-double tk_pacer_rate(const tkPacer *p);  /* achieved ticks per second so far */
+double tk_pacer_rate(const tkPacer *p); /* achieved ticks per second so far */
 
 /* ---- seeded RNG (xoshiro256**, seeded through splitmix64) ------------------ */
-typedef struct { uint64_t s[4]; } tkRng;
+typedef struct {
+  uint64_t s[4];
+} tkRng;
 void tk_rng_seed(tkRng *r, uint64_t seed);
 uint64_t tk_rng_u64(tkRng *r);
-double tk_rng_uniform(tkRng *r);             /* [0,1) */
+double tk_rng_uniform(tkRng *r); /* [0,1) */
 double tk_rng_range(tkRng *r, double lo, double hi);
 double tk_rng_normal(tkRng *r);              /* standard normal */
 uint64_t tk_rng_below(tkRng *r, uint64_t n); /* uniform in [0,n), unbiased; n>0 */
@@ -88,7 +96,7 @@ typedef struct {
   int64_t total;
   int64_t done;
   double t0, last_draw;
-  int enabled;   /* draws only to a terminal unless forced */
+  int enabled; /* draws only to a terminal unless forced */
   char extra[160];
 } tkProgress;
 void tk_progress_begin(tkProgress *p, const char *label, int64_t total);

@@ -55,11 +55,16 @@ static void tk_log_init(void) {
   const char *e = getenv("TK_LOG");
   tk_level = TK_LOG_INFO;
   if (!e) return;
-  if (!strcasecmp(e, "debug")) tk_level = TK_LOG_DEBUG;
-  else if (!strcasecmp(e, "info")) tk_level = TK_LOG_INFO;
-  else if (!strcasecmp(e, "warn")) tk_level = TK_LOG_WARN;
-  else if (!strcasecmp(e, "error")) tk_level = TK_LOG_ERROR;
-  else if (!strcasecmp(e, "off")) tk_level = TK_LOG_OFF;
+  if (!strcasecmp(e, "debug"))
+    tk_level = TK_LOG_DEBUG;
+  else if (!strcasecmp(e, "info"))
+    tk_level = TK_LOG_INFO;
+  else if (!strcasecmp(e, "warn"))
+    tk_level = TK_LOG_WARN;
+  else if (!strcasecmp(e, "error"))
+    tk_level = TK_LOG_ERROR;
+  else if (!strcasecmp(e, "off"))
+    tk_level = TK_LOG_OFF;
 }
 
 void tk_log_set_level(tkLogLevel level) { tk_level = (int)level; }
@@ -82,9 +87,7 @@ void tk_log(tkLogLevel level, const char *fmt, ...) {
     fprintf(stderr, "%s: %s\n", names[level], line);
 }
 
-void tk_die_msg(const char *prog) {
-  fprintf(stderr, "%s: %s\n", prog, tk_msg[0] ? tk_msg : "unknown error");
-}
+void tk_die_msg(const char *prog) { fprintf(stderr, "%s: %s\n", prog, tk_msg[0] ? tk_msg : "unknown error"); }
 
 int tk_snprintf(char *buf, size_t n, const char *fmt, ...) {
   va_list ap;

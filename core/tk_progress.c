@@ -21,7 +21,8 @@ static void draw(tkProgress *p, int final) {
   if (frac > 1) frac = 1;
   char bar[31];
   int fill = (int)(frac * 30);
-  for (int i = 0; i < 30; i++) bar[i] = i < fill ? '#' : '.';
+  for (int i = 0; i < 30; i++)
+    bar[i] = i < fill ? '#' : '.';
   bar[30] = 0;
   double eta = rate > 0 && p->total > p->done ? (double)(p->total - p->done) / rate : 0;
   fprintf(stderr, "\r%s [%s] %lld/%lld %.0f/s eta %.0fs %s\033[K%s", p->label ? p->label : "", bar,

@@ -53,7 +53,8 @@ static int cmd_info(int argc, char **argv) {
   const dsSchema *s = ds_schema(f);
   int nd = ds_num_demos(f);
   printf("file: %s\n", argv[0]);
-  printf("format: %s\n", ds_is_native(f) ? DS_FORMAT_NAME " v1" : "robomimic layout (written by another tool)");
+  printf("format: %s\n",
+         ds_is_native(f) ? DS_FORMAT_NAME " v1" : "robomimic layout (written by another tool)");
   printf("task: %s\n", ds_env_name(f));
   printf("env_args: %s\n", ds_env_args(f));
   printf("demos: %d\nsteps: %lld\n", nd, (long long)ds_total_samples(f));
@@ -69,22 +70,27 @@ static int cmd_info(int argc, char **argv) {
         succ += d->success;
       }
     }
-    printf("length: min %lld, mean %.1f, max %lld\n", (long long)mn, (double)ds_total_samples(f) / nd, (long long)mx);
-    if (known) printf("success: %d/%d (%.1f%%)\n", succ, known, 100.0 * succ / known);
-    else printf("success: not recorded\n");
+    printf("length: min %lld, mean %.1f, max %lld\n", (long long)mn, (double)ds_total_samples(f) / nd,
+           (long long)mx);
+    if (known)
+      printf("success: %d/%d (%.1f%%)\n", succ, known, 100.0 * succ / known);
+    else
+      printf("success: not recorded\n");
   }
   printf("action_dim: %d\nstate_dim: %d\n", s->action_dim, s->state_dim);
   printf("obs keys:\n");
   for (int k = 0; k < s->nkeys; k++) {
     const dsKeySpec *key = &s->keys[k];
     printf("  %-28s %s (", key->name, ds_dtype_name(key->dtype));
-    for (int i = 0; i < key->rank; i++) printf(i ? ",%lld" : "%lld", (long long)key->shape[i]);
+    for (int i = 0; i < key->rank; i++)
+      printf(i ? ",%lld" : "%lld", (long long)key->shape[i]);
     printf(")%s\n", ds_key_is_image(key) ? " image" : "");
   }
   /* action statistics and recorded rate */
   int A = s->action_dim;
   int64_t maxn = 0;
-  for (int i = 0; i < nd; i++) maxn = TK_MAX(maxn, ds_demo(f, i)->num_samples);
+  for (int i = 0; i < nd; i++)
+    maxn = TK_MAX(maxn, ds_demo(f, i)->num_samples);
   double *buf = malloc((size_t)TK_MAX(maxn * A, 1) * sizeof(double));
   double *mean = calloc((size_t)A, sizeof(double)), *m2 = calloc((size_t)A, sizeof(double));
   double *amin = malloc((size_t)A * sizeof(double)), *amax = malloc((size_t)A * sizeof(double));
@@ -131,7 +137,9 @@ static int cmd_info(int argc, char **argv) {
       printf("  [%d] %8.4f %8.4f %8.4f %8.4f\n", j, mean[j], sqrt(m2[j] / (double)cnt), amin[j], amax[j]);
   }
   if (hz_n) printf("control rate: %.2f Hz nominal\n", hz_sum / (double)hz_n);
-  if (dt_n > 0 && dt_sum > 0) printf("recorded rate: %.2f Hz measured, %lld missed deadlines\n", (double)dt_n / dt_sum, (long long)missed);
+  if (dt_n > 0 && dt_sum > 0)
+    printf("recorded rate: %.2f Hz measured, %lld missed deadlines\n", (double)dt_n / dt_sum,
+           (long long)missed);
   if (ds_num_masks(f)) {
     printf("masks:\n");
     for (int m = 0; m < ds_num_masks(f); m++) {
@@ -170,7 +178,8 @@ static int cmd_validate(int argc, char **argv) {
       bad = 1;
     } else {
       int st = ds_staged_count(argv[i]);
-      printf("%s: valid%s\n", argv[i], st ? " (committed episodes wait in the staging folder: run dataset recover)" : "");
+      printf("%s: valid%s\n", argv[i],
+             st ? " (committed episodes wait in the staging folder: run dataset recover)" : "");
     }
   }
   return bad;
@@ -251,8 +260,10 @@ static int cmd_split(int argc, char **argv) {
       if (num_arg(&i, argc, argv, &valid)) return 2;
     } else if (!strcmp(argv[i], "--seed")) {
       if (num_arg(&i, argc, argv, &seed)) return 2;
-    } else if (argv[i][0] == '-') return usage_error("split: unknown option %s", argv[i]);
-    else if (o.npos < 256) o.pos[o.npos++] = argv[i];
+    } else if (argv[i][0] == '-')
+      return usage_error("split: unknown option %s", argv[i]);
+    else if (o.npos < 256)
+      o.pos[o.npos++] = argv[i];
   }
   if (o.npos != 1) return usage_error("split takes one FILE%s", "");
   if (!(valid > 0 && valid < 1)) return usage_error("split: --valid must be a fraction in (0,1)%s", "");
@@ -270,7 +281,8 @@ static int cmd_filter(int argc, char **argv) {
     int t = take_out(&o, &i, argc, argv);
     if (t < 0) return usage_error("-o needs a file%s", "");
     if (t) continue;
-    if (!strcmp(argv[i], "--success-only")) fo.success_only = 1;
+    if (!strcmp(argv[i], "--success-only"))
+      fo.success_only = 1;
     else if (!strcmp(argv[i], "--min-len")) {
       if (num_arg(&i, argc, argv, &v)) return 2;
       fo.min_len = (int64_t)v;
@@ -280,8 +292,10 @@ static int cmd_filter(int argc, char **argv) {
     } else if (!strcmp(argv[i], "--mask")) {
       if (i + 1 >= argc) return usage_error("--mask needs a name%s", "");
       fo.mask_name = argv[++i];
-    } else if (argv[i][0] == '-') return usage_error("filter: unknown option %s", argv[i]);
-    else if (o.npos < 256) o.pos[o.npos++] = argv[i];
+    } else if (argv[i][0] == '-')
+      return usage_error("filter: unknown option %s", argv[i]);
+    else if (o.npos < 256)
+      o.pos[o.npos++] = argv[i];
   }
   if (o.npos != 1) return usage_error("filter takes one FILE%s", "");
   if (need_out(&o, "filter")) return 2;
@@ -319,8 +333,10 @@ static int cmd_trim(int argc, char **argv) {
       if (num_arg(&i, argc, argv, &start)) return 2;
     } else if (!strcmp(argv[i], "--end")) {
       if (num_arg(&i, argc, argv, &end)) return 2;
-    } else if (argv[i][0] == '-') return usage_error("trim: unknown option %s", argv[i]);
-    else if (o.npos < 256) o.pos[o.npos++] = argv[i];
+    } else if (argv[i][0] == '-')
+      return usage_error("trim: unknown option %s", argv[i]);
+    else if (o.npos < 256)
+      o.pos[o.npos++] = argv[i];
   }
   if (o.npos != 2) return usage_error("trim takes FILE and DEMO%s", "");
   if (need_out(&o, "trim")) return 2;
@@ -339,8 +355,10 @@ static int cmd_convert(int argc, char **argv) {
     if (!strcmp(argv[i], "--to")) {
       if (i + 1 >= argc) return usage_error("--to needs minari or d4rl%s", "");
       to = argv[++i];
-    } else if (argv[i][0] == '-') return usage_error("convert: unknown option %s", argv[i]);
-    else if (o.npos < 256) o.pos[o.npos++] = argv[i];
+    } else if (argv[i][0] == '-')
+      return usage_error("convert: unknown option %s", argv[i]);
+    else if (o.npos < 256)
+      o.pos[o.npos++] = argv[i];
   }
   if (o.npos != 1) return usage_error("convert takes one FILE%s", "");
   if (!to) return usage_error("convert: give --to minari|d4rl%s", "");
@@ -371,16 +389,20 @@ static int cmd_synth(int argc, char **argv) {
     } else if (!strcmp(argv[i], "--task")) {
       if (i + 1 >= argc) return usage_error("--task needs a name%s", "");
       so.task = argv[++i];
-    } else if (argv[i][0] == '-') return usage_error("synth: unknown option %s", argv[i]);
-    else if (!out) out = argv[i];
-    else return usage_error("synth takes one OUT file%s", "");
+    } else if (argv[i][0] == '-')
+      return usage_error("synth: unknown option %s", argv[i]);
+    else if (!out)
+      out = argv[i];
+    else
+      return usage_error("synth takes one OUT file%s", "");
   }
   if (!out) return usage_error("synth needs an OUT file%s", "");
   if (so.demos < 1 || so.steps < 1 || so.image_px < 0 || so.image_px > 1024)
     return usage_error("synth: --demos and --steps must be >= 1, --image 0..1024%s", "");
   dsSynthResult r;
   if (ds_synth(out, &so, &r)) return fail();
-  printf("%s: recorded %d demos (%d successful), %lld steps\n", out, r.demos, r.successes, (long long)r.steps);
+  printf("%s: recorded %d demos (%d successful), %lld steps\n", out, r.demos, r.successes,
+         (long long)r.steps);
   return 0;
 }
 

@@ -26,9 +26,9 @@ extern "C" {
 
 #define DS_FORMAT_NAME "demokit.dataset"
 #define DS_FORMAT_VERSION 1
-#define DS_MAX_KEYS 32      /* observation keys per dataset */
-#define DS_NAME_MAX 64      /* key, task, device names */
-#define DS_MAX_RANK 3       /* per-step rank of an observation (image: H,W,C) */
+#define DS_MAX_KEYS 32 /* observation keys per dataset */
+#define DS_NAME_MAX 64 /* key, task, device names */
+#define DS_MAX_RANK 3  /* per-step rank of an observation (image: H,W,C) */
 
 typedef enum { DS_F32 = 0, DS_F64 = 1, DS_U8 = 2 } dsDtype;
 size_t ds_dtype_size(dsDtype t);
@@ -42,14 +42,14 @@ typedef struct {
 } dsKeySpec;
 
 typedef struct {
-  int action_dim;             /* A */
-  int state_dim;              /* S, 0 = no states stored */
+  int action_dim; /* A */
+  int state_dim;  /* S, 0 = no states stored */
   int nkeys;
   dsKeySpec keys[DS_MAX_KEYS];
 } dsSchema;
 
-int64_t ds_key_elems(const dsKeySpec *k);   /* elements per step */
-int ds_key_is_image(const dsKeySpec *k);    /* uint8 rank-3 */
+int64_t ds_key_elems(const dsKeySpec *k); /* elements per step */
+int ds_key_is_image(const dsKeySpec *k);  /* uint8 rank-3 */
 /* Add a key; returns its index or a negative error. */
 int ds_schema_add(dsSchema *s, const char *name, dsDtype t, int rank, const int64_t *shape);
 int ds_schema_find(const dsSchema *s, const char *name); /* index or -1 */
@@ -84,13 +84,13 @@ typedef struct {
 } dsWriterOpts;
 
 typedef struct {
-  const char *task;            /* attr task */
-  int64_t seed;                /* attr seed */
-  const char *operator_name;   /* attr operator */
-  const char *device;          /* attr device (gamepad, keyboard, spacemouse, scripted, ...) */
-  double control_hz;           /* attr control_hz (nominal) */
-  const char *model_file;      /* attr model_file: MJCF XML text, optional */
-  const char *ep_meta_json;    /* attr ep_meta, optional */
+  const char *task;          /* attr task */
+  int64_t seed;              /* attr seed */
+  const char *operator_name; /* attr operator */
+  const char *device;        /* attr device (gamepad, keyboard, spacemouse, scripted, ...) */
+  double control_hz;         /* attr control_hz (nominal) */
+  const char *model_file;    /* attr model_file: MJCF XML text, optional */
+  const char *ep_meta_json;  /* attr ep_meta, optional */
 } dsEpisodeInfo;
 
 typedef struct {
@@ -98,9 +98,9 @@ typedef struct {
   const double *action;         /* A */
   double reward;
   int done;
-  const double *state;          /* S (NULL if state_dim is 0) */
-  double timestamp;             /* seconds, measured */
-  int intervention;             /* 1 where a human took over from a policy */
+  const double *state; /* S (NULL if state_dim is 0) */
+  double timestamp;    /* seconds, measured */
+  int intervention;    /* 1 where a human took over from a policy */
 } dsStep;
 
 void ds_writer_default(dsWriterOpts *o);
@@ -114,9 +114,9 @@ int ds_writer_add_step(dsWriter *w, const dsStep *step);
 /* Ends the episode. final_obs (may be NULL: repeats the last obs) is next_obs of the last
  * step. Returns at once; the episode is durable when ds_writer_committed() counts it. */
 int ds_writer_end(dsWriter *w, dsOutcome outcome, const void *const *final_obs, int64_t missed_deadlines);
-int64_t ds_writer_committed(dsWriter *w);  /* episodes committed (durable) so far */
-int ds_writer_sync(dsWriter *w);           /* wait until every ended episode is committed */
-int ds_writer_publish(dsWriter *w);        /* sync, then merge staged episodes into the file */
+int64_t ds_writer_committed(dsWriter *w); /* episodes committed (durable) so far */
+int ds_writer_sync(dsWriter *w);          /* wait until every ended episode is committed */
+int ds_writer_publish(dsWriter *w);       /* sync, then merge staged episodes into the file */
 const char *ds_writer_path(const dsWriter *w);
 int64_t ds_writer_next_index(const dsWriter *w);
 /* Sync, publish, stop the thread, free. Returns the first error seen. NULL is fine. */
@@ -132,33 +132,33 @@ int ds_staged_count(const char *path);
 typedef struct dsFile dsFile;
 
 typedef struct {
-  char name[32];                /* demo_<index> */
+  char name[32]; /* demo_<index> */
   int64_t index;
   int64_t num_samples;
-  int success;                  /* 1, 0, or -1 when the file does not say */
+  int success; /* 1, 0, or -1 when the file does not say */
   char task[DS_NAME_MAX];
   char operator_name[DS_NAME_MAX];
   char device[DS_NAME_MAX];
-  int64_t seed;                 /* -1 when absent */
-  double control_hz;            /* 0 when absent */
-  int64_t missed_deadlines;     /* -1 when absent */
+  int64_t seed;             /* -1 when absent */
+  double control_hz;        /* 0 when absent */
+  int64_t missed_deadlines; /* -1 when absent */
   int has_states, has_timestamps, has_interventions, has_next_obs, has_rewards, has_dones;
 } dsDemoInfo;
 
 typedef struct {
   int64_t num_samples;
-  double *actions;              /* N x A */
-  double *rewards;              /* N (zeros if absent) */
-  uint8_t *dones;               /* N (zeros if absent) */
-  double *states;               /* N x S or NULL */
-  double *timestamps;           /* N or NULL */
-  uint8_t *interventions;       /* N or NULL */
-  void *obs[DS_MAX_KEYS];       /* N x key elems, in the schema's dtype */
-  void *next_obs[DS_MAX_KEYS];  /* same, or NULL */
+  double *actions;             /* N x A */
+  double *rewards;             /* N (zeros if absent) */
+  uint8_t *dones;              /* N (zeros if absent) */
+  double *states;              /* N x S or NULL */
+  double *timestamps;          /* N or NULL */
+  uint8_t *interventions;      /* N or NULL */
+  void *obs[DS_MAX_KEYS];      /* N x key elems, in the schema's dtype */
+  void *next_obs[DS_MAX_KEYS]; /* same, or NULL */
 } dsEpisode;
 
 enum {
-  DS_OPEN_NO_VALUE_CHECK = 1,   /* skip the NaN/Inf scan of float data on open */
+  DS_OPEN_NO_VALUE_CHECK = 1, /* skip the NaN/Inf scan of float data on open */
 };
 
 /* Open read-only and validate; on failure the message names file, demo and dataset. */
@@ -170,9 +170,9 @@ const dsDemoInfo *ds_demo(const dsFile *f, int i);   /* sorted by index */
 int ds_find_demo(const dsFile *f, const char *name); /* position or -1 */
 const dsSchema *ds_schema(const dsFile *f);
 const char *ds_env_name(const dsFile *f);
-const char *ds_env_args(const dsFile *f);            /* the JSON text */
+const char *ds_env_args(const dsFile *f); /* the JSON text */
 int64_t ds_total_samples(const dsFile *f);
-int ds_is_native(const dsFile *f);                   /* written by this toolkit */
+int ds_is_native(const dsFile *f); /* written by this toolkit */
 int ds_num_masks(const dsFile *f);
 const char *ds_mask_name(const dsFile *f, int m);
 /* Demo positions named by a mask (malloc'd). */
@@ -186,27 +186,27 @@ void ds_episode_free(dsEpisode *e);
 
 /* Loading for training: chosen obs keys (low-dim) concatenated into float32 rows. */
 typedef struct {
-  const char *const *obs_keys;  /* NULL = every non-image key, sorted by name */
+  const char *const *obs_keys; /* NULL = every non-image key, sorted by name */
   int nobs_keys;
-  const char *filter_key;       /* mask name, NULL = all demos */
-  int load_next_obs;            /* also fill next_obs */
+  const char *filter_key; /* mask name, NULL = all demos */
+  int load_next_obs;      /* also fill next_obs */
 } dsLoadOpts;
 
 typedef struct {
-  int64_t n;                    /* samples */
+  int64_t n; /* samples */
   int obs_dim, act_dim;
   int ndemos;
-  float *obs;                   /* n x obs_dim */
-  float *next_obs;              /* n x obs_dim or NULL */
-  float *actions;               /* n x act_dim */
-  float *rewards;               /* n */
-  uint8_t *dones;               /* n */
-  int64_t *demo_start;          /* ndemos + 1 offsets into the rows */
-  int *demo_pos;                /* ndemos: position of each demo in the file */
+  float *obs;          /* n x obs_dim */
+  float *next_obs;     /* n x obs_dim or NULL */
+  float *actions;      /* n x act_dim */
+  float *rewards;      /* n */
+  uint8_t *dones;      /* n */
+  int64_t *demo_start; /* ndemos + 1 offsets into the rows */
+  int *demo_pos;       /* ndemos: position of each demo in the file */
   int nkeys;
   char (*key_names)[DS_NAME_MAX]; /* nkeys names in column order */
-  int *key_offset;              /* nkeys + 1 column offsets */
-  void *block_;                 /* the single allocation behind the arrays */
+  int *key_offset;                /* nkeys + 1 column offsets */
+  void *block_;                   /* the single allocation behind the arrays */
 } dsLoaded;
 
 int ds_load(dsFile *f, const dsLoadOpts *o, dsLoaded *out);
@@ -233,9 +233,9 @@ int ds_merge(const char *const *inputs, int n, const char *out);
  * there are two or more demos), chosen with seed. */
 int ds_split(const char *path, double valid_frac, uint64_t seed, const char *out);
 typedef struct {
-  int success_only;           /* keep demos with success == 1 */
-  int64_t min_len, max_len;   /* keep num_samples in [min_len, max_len]; max_len <= 0: no bound */
-  const char *mask_name;      /* non-NULL: write mask/<name> listing the kept demos instead of copying */
+  int success_only;         /* keep demos with success == 1 */
+  int64_t min_len, max_len; /* keep num_samples in [min_len, max_len]; max_len <= 0: no bound */
+  const char *mask_name;    /* non-NULL: write mask/<name> listing the kept demos instead of copying */
 } dsFilterOpts;
 int ds_filter(const char *path, const dsFilterOpts *o, const char *out, int *kept);
 /* Remove the named demos (names as demo_<i>). */
@@ -253,15 +253,15 @@ int ds_convert(const char *path, const char *to, const char *out);
 typedef struct {
   int demos, steps, image_px;
   uint64_t seed;
-  const char *task;       /* env name, default "synth_reach" */
-  double noise;           /* action noise, default 0.3 */
-  double publish_ratio;   /* writer option, default as ds_writer_default (1.0) */
+  const char *task;     /* env name, default "synth_reach" */
+  double noise;         /* action noise, default 0.3 */
+  double publish_ratio; /* writer option, default as ds_writer_default (1.0) */
   int lowdim_gzip;
 } dsSynthOpts;
 typedef struct {
   int demos, successes;
   int64_t steps;
-  double seconds;         /* wall time from open to close */
+  double seconds; /* wall time from open to close */
 } dsSynthResult;
 void ds_synth_default(dsSynthOpts *o);
 int ds_synth(const char *path, const dsSynthOpts *o, dsSynthResult *r);

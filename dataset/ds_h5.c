@@ -63,16 +63,21 @@ hid_t ds_h5_memtype(dsDtype t) {
 int ds_h5_dtype_of(hid_t type, dsDtype *out) {
   H5T_class_t c = H5Tget_class(type);
   size_t sz = H5Tget_size(type);
-  if (c == H5T_FLOAT && sz == 8) *out = DS_F64;
-  else if (c == H5T_FLOAT && sz == 4) *out = DS_F32;
-  else if (c == H5T_INTEGER && sz == 1 && H5Tget_sign(type) == H5T_SGN_NONE) *out = DS_U8;
-  else return TK_EFORMAT;
+  if (c == H5T_FLOAT && sz == 8)
+    *out = DS_F64;
+  else if (c == H5T_FLOAT && sz == 4)
+    *out = DS_F32;
+  else if (c == H5T_INTEGER && sz == 1 && H5Tget_sign(type) == H5T_SGN_NONE)
+    *out = DS_U8;
+  else
+    return TK_EFORMAT;
   return 0;
 }
 
 /* ---- attributes ---- */
 static int attr_write(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const void *v) {
-  if (H5Aexists(obj, name) > 0 && H5Adelete(obj, name) < 0) return ds_h5_fail(TK_EIO, "replace attribute %s", name);
+  if (H5Aexists(obj, name) > 0 && H5Adelete(obj, name) < 0)
+    return ds_h5_fail(TK_EIO, "replace attribute %s", name);
   hid_t sp = H5Screate(H5S_SCALAR);
   hid_t a = H5Acreate2(obj, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT);
   int rc = 0;
@@ -134,7 +139,8 @@ int ds_attr_read_i64(hid_t obj, const char *name, int64_t *v) {
     if (H5Aread(a, H5T_NATIVE_INT64, v) < 0) rc = TK_EFORMAT;
   } else if (c == H5T_FLOAT) {
     double d;
-    if (H5Aread(a, H5T_NATIVE_DOUBLE, &d) < 0 || d != d || d < -9.2e18 || d > 9.2e18 || d != (double)(int64_t)d)
+    if (H5Aread(a, H5T_NATIVE_DOUBLE, &d) < 0 || d != d || d < -9.2e18 || d > 9.2e18 ||
+        d != (double)(int64_t)d)
       rc = TK_EFORMAT;
     else
       *v = (int64_t)d;
@@ -220,7 +226,8 @@ hid_t ds_create_ext(hid_t loc, const char *name, dsDtype t, int rank, const int6
   dims[0] = 0;
   maxd[0] = H5S_UNLIMITED;
   chunk[0] = (hsize_t)chunk_rows;
-  for (int i = 0; i < rank; i++) dims[i + 1] = maxd[i + 1] = chunk[i + 1] = (hsize_t)shape[i];
+  for (int i = 0; i < rank; i++)
+    dims[i + 1] = maxd[i + 1] = chunk[i + 1] = (hsize_t)shape[i];
   hid_t sp = H5Screate_simple(rank + 1, dims, maxd);
   hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
   H5Pset_chunk(dcpl, rank + 1, chunk);
@@ -237,8 +244,8 @@ hid_t ds_create_ext(hid_t loc, const char *name, dsDtype t, int rank, const int6
   return d;
 }
 
-int ds_write_whole(hid_t loc, const char *name, dsDtype t, int rank, const int64_t *shape, int64_t n, const void *buf,
-                   int gzip) {
+int ds_write_whole(hid_t loc, const char *name, dsDtype t, int rank, const int64_t *shape, int64_t n,
+                   const void *buf, int gzip) {
   hsize_t dims[DS_MAX_RANK + 1], chunk[DS_MAX_RANK + 1];
   dims[0] = (hsize_t)n;
   size_t row = ds_dtype_size(t);
@@ -267,7 +274,8 @@ int ds_write_whole(hid_t loc, const char *name, dsDtype t, int rank, const int64
   return rc;
 }
 
-int ds_append_rows(hid_t dset, dsDtype t, int rank, const int64_t *shape, int64_t at, int64_t n, const void *buf) {
+int ds_append_rows(hid_t dset, dsDtype t, int rank, const int64_t *shape, int64_t at, int64_t n,
+                   const void *buf) {
   if (n <= 0) return 0;
   hsize_t dims[DS_MAX_RANK + 1], start[DS_MAX_RANK + 1], count[DS_MAX_RANK + 1];
   dims[0] = (hsize_t)(at + n);
@@ -295,7 +303,8 @@ int ds_write_data_attrs(hid_t data, const char *env_name, int env_type, const ch
   args = malloc(need);
   if (!args) return tk_error(TK_ENOMEM, "out of memory");
   /* env_name is validated to [A-Za-z0-9_.-] by the writer, so no escaping is needed */
-  snprintf(args, need, "{\"env_name\": \"%s\", \"type\": %d, \"env_kwargs\": %s, \"env_version\": \"demokit-%d\"}",
+  snprintf(args, need,
+           "{\"env_name\": \"%s\", \"type\": %d, \"env_kwargs\": %s, \"env_version\": \"demokit-%d\"}",
            env_name, env_type, kw, DS_FORMAT_VERSION);
   int rc = ds_attr_write_str(data, "env_args", args);
   free(args);

@@ -11,19 +11,19 @@
 
 /* One list of the per-step arrays besides observations: X(name, dtype, hdf5 memtype, columns-from-schema).
  * Used by the writer (datasets to create and append) and the reader (datasets to read). */
-#define DS_STEP_FIELDS(X)                                                 \
-  X(actions, DS_F64, 2)       /* (N,A) normalized action in [-1,1] */     \
-  X(rewards, DS_F64, 1)       /* (N,) reward */                           \
-  X(dones, DS_U8, 1)          /* (N,) 1 at the end of a trajectory */     \
-  X(states, DS_F64, 2)        /* (N,S) flat simulator state */            \
-  X(timestamps, DS_F64, 1)    /* (N,) seconds, measured */                \
-  X(interventions, DS_U8, 1)  /* (N,) 1 where a human took over */
+#define DS_STEP_FIELDS(X)                                                                                    \
+  X(actions, DS_F64, 2)      /* (N,A) normalized action in [-1,1] */                                         \
+  X(rewards, DS_F64, 1)      /* (N,) reward */                                                               \
+  X(dones, DS_U8, 1)         /* (N,) 1 at the end of a trajectory */                                         \
+  X(states, DS_F64, 2)       /* (N,S) flat simulator state */                                                \
+  X(timestamps, DS_F64, 1)   /* (N,) seconds, measured */                                                    \
+  X(interventions, DS_U8, 1) /* (N,) 1 where a human took over */
 
 enum {
 #define X(n, t, r) DS_FIELD_##n,
   DS_STEP_FIELDS(X)
 #undef X
-  DS_NFIELDS
+      DS_NFIELDS
 };
 typedef struct {
   const char *name;
@@ -62,10 +62,11 @@ int ds_parse_demo_name(const char *name, int64_t *index);
 hid_t ds_create_ext(hid_t loc, const char *name, dsDtype t, int rank, const int64_t *shape, int gzip,
                     int64_t chunk_rows);
 /* Create a (N, shape...) dataset and write all of it: contiguous, or chunked when gzip > 0. */
-int ds_write_whole(hid_t loc, const char *name, dsDtype t, int rank, const int64_t *shape, int64_t n, const void *buf,
-                   int gzip);
+int ds_write_whole(hid_t loc, const char *name, dsDtype t, int rank, const int64_t *shape, int64_t n,
+                   const void *buf, int gzip);
 /* Append n rows (each row_elems elements) at row `at`. */
-int ds_append_rows(hid_t dset, dsDtype t, int rank, const int64_t *shape, int64_t at, int64_t n, const void *buf);
+int ds_append_rows(hid_t dset, dsDtype t, int rank, const int64_t *shape, int64_t at, int64_t n,
+                   const void *buf);
 
 /* Write data-group attrs for a new file. */
 int ds_write_data_attrs(hid_t data, const char *env_name, int env_type, const char *env_kwargs_json);

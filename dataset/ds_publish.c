@@ -26,7 +26,8 @@ int ds_staging_lock(const char *dir, const char *path) {
   if (flock(fd, LOCK_EX | LOCK_NB)) {
     int e = errno;
     close(fd);
-    if (e == EWOULDBLOCK) return tk_error(TK_EBUSY, "%s: another process is writing this dataset (lock %s)", path, lock);
+    if (e == EWOULDBLOCK)
+      return tk_error(TK_EBUSY, "%s: another process is writing this dataset (lock %s)", path, lock);
     return tk_error(TK_EIO, "%s: lock %s: %s", path, lock, strerror(e));
   }
   return fd;
@@ -114,8 +115,10 @@ static herr_t sum_cb(hid_t g, const char *name, const H5L_info_t *info, void *da
   int64_t idx, ns = 0;
   if (ds_parse_demo_name(name, &idx)) return 0;
   hid_t d = H5Gopen2(g, name, H5P_DEFAULT);
-  if (d < 0 || ds_attr_read_i64(d, "num_samples", &ns) || ns < 0) c->bad = 1;
-  else c->total += ns;
+  if (d < 0 || ds_attr_read_i64(d, "num_samples", &ns) || ns < 0)
+    c->bad = 1;
+  else
+    c->total += ns;
   if (d >= 0) H5Gclose(d);
   return 0;
 }
@@ -137,23 +140,32 @@ int ds_publish_staged(const char *path, const char *dir, int *published) {
    * check room first: the new file needs at most the old one plus every staged episode. */
   {
     int64_t need = tk_file_exists(path) ? tk_file_size(path) : 0;
-    for (int i = 0; i < n; i++) need += tk_file_size(v[i].path);
+    for (int i = 0; i < n; i++)
+      need += tk_file_size(v[i].path);
     need += need / 16 + (1 << 20); /* metadata and slack */
     struct rlimit rl;
-    if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && (uint64_t)need > (uint64_t)rl.rlim_cur) {
-      rc = tk_error(TK_EIO, "%s: publish needs a file of about %lld bytes but the file size limit is %llu; "
-                    "committed episodes stay safe in %s", path, (long long)need, (unsigned long long)rl.rlim_cur, dir);
+    if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        (uint64_t)need > (uint64_t)rl.rlim_cur) {
+      rc = tk_error(TK_EIO,
+                    "%s: publish needs a file of about %lld bytes but the file size limit is %llu; "
+                    "committed episodes stay safe in %s",
+                    path, (long long)need, (unsigned long long)rl.rlim_cur, dir);
       goto out;
     }
     struct statvfs vfs;
     char dirbuf[4200];
     snprintf(dirbuf, sizeof dirbuf, "%s", tmp);
     char *slash = strrchr(dirbuf, '/');
-    if (slash) *slash = 0;
-    else snprintf(dirbuf, sizeof dirbuf, ".");
-    if (statvfs(dirbuf[0] ? dirbuf : "/", &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < (uint64_t)need) {
-      rc = tk_error(TK_EIO, "%s: publish needs about %lld bytes free but the disk has %llu; committed episodes stay "
-                    "safe in %s", path, (long long)need, (unsigned long long)vfs.f_bavail * vfs.f_frsize, dir);
+    if (slash)
+      *slash = 0;
+    else
+      snprintf(dirbuf, sizeof dirbuf, ".");
+    if (statvfs(dirbuf[0] ? dirbuf : "/", &vfs) == 0 &&
+        (uint64_t)vfs.f_bavail * vfs.f_frsize < (uint64_t)need) {
+      rc = tk_error(TK_EIO,
+                    "%s: publish needs about %lld bytes free but the disk has %llu; committed episodes stay "
+                    "safe in %s",
+                    path, (long long)need, (unsigned long long)vfs.f_bavail * vfs.f_frsize, dir);
       goto out;
     }
   }
@@ -217,7 +229,8 @@ int ds_publish_staged(const char *path, const char *dir, int *published) {
   }
   if ((rc = tk_fsync_dir_of(path))) goto out;
   /* the main file now holds every staged episode: drop the staged copies */
-  for (int i = 0; i < n; i++) unlink(v[i].path);
+  for (int i = 0; i < n; i++)
+    unlink(v[i].path);
   tk_fsync_dir_of(v[0].path);
   if (published) *published = added;
   goto out;

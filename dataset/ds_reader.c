@@ -13,8 +13,8 @@
 
 #include "ds_internal.h"
 
-#define MAX_ROWS ((int64_t)1 << 36)      /* samples in one demo */
-#define MAX_BYTES ((int64_t)1 << 40)     /* logical bytes of one dataset */
+#define MAX_ROWS ((int64_t)1 << 36)  /* samples in one demo */
+#define MAX_BYTES ((int64_t)1 << 40) /* logical bytes of one dataset */
 
 struct dsFile {
   char path[4096];
@@ -86,8 +86,10 @@ static void *wd_main(void *arg) {
       last = p;
       since = tk_now_s();
     } else if (tk_now_s() - since > wd_timeout) {
-      fprintf(stderr, "%s: no progress for %.0f s while reading %s: the file is damaged in a way the HDF5 library "
-                      "does not detect (it loops); giving up\n", where, wd_timeout, what);
+      fprintf(stderr,
+              "%s: no progress for %.0f s while reading %s: the file is damaged in a way the HDF5 library "
+              "does not detect (it loops); giving up\n",
+              where, wd_timeout, what);
       fflush(stderr);
       _exit(1);
     }
@@ -119,8 +121,8 @@ static void wd_stop(watchdog *w) {
 typedef struct {
   const char *path;
   int count;
-  int first_only;  /* ds_open: stop at the first problem */
-  int native;      /* written by this toolkit: the strict rules apply */
+  int first_only; /* ds_open: stop at the first problem */
+  int native;     /* written by this toolkit: the strict rules apply */
   int value_check;
   void (*report)(const char *line, void *user);
   void *user;
@@ -181,8 +183,10 @@ static int inspect_keep(hid_t loc, const char *name, dinfo *di, hid_t *keep) {
   di->exists = 1;
   hid_t sp = H5Dget_space(d);
   int r = H5Sget_simple_extent_ndims(sp);
-  if (r < 0 || r > 8) r = -1;
-  else H5Sget_simple_extent_dims(sp, di->dims, NULL);
+  if (r < 0 || r > 8)
+    r = -1;
+  else
+    H5Sget_simple_extent_dims(sp, di->dims, NULL);
   di->rank = r;
   H5Sclose(sp);
   hid_t t = H5Dget_type(d);
@@ -193,8 +197,10 @@ static int inspect_keep(hid_t loc, const char *name, dinfo *di, hid_t *keep) {
   /* refuse declared extents with no storage behind them (huge dims from an unwritten dataset) */
   int64_t elems = 1;
   for (int i = 0; i < r; i++) {
-    if (di->dims[i] > (hsize_t)MAX_BYTES) elems = MAX_BYTES + 1;
-    else elems = elems * (int64_t)di->dims[i] > MAX_BYTES ? MAX_BYTES + 1 : elems * (int64_t)di->dims[i];
+    if (di->dims[i] > (hsize_t)MAX_BYTES)
+      elems = MAX_BYTES + 1;
+    else
+      elems = elems * (int64_t)di->dims[i] > MAX_BYTES ? MAX_BYTES + 1 : elems * (int64_t)di->dims[i];
   }
   if (elems > 0 && r > 0 && elems <= MAX_BYTES) {
     /* every chunk a reader would touch must exist: declared extents with no storage behind
@@ -206,7 +212,8 @@ static int inspect_keep(hid_t loc, const char *name, dinfo *di, hid_t *keep) {
       hsize_t cd[8];
       int cr = H5Pget_chunk(dcpl, 8, cd);
       uint64_t need = 1;
-      for (int i = 0; i < cr && i < r; i++) need *= (di->dims[i] + cd[i] - 1) / (cd[i] ? cd[i] : 1);
+      for (int i = 0; i < cr && i < r; i++)
+        need *= (di->dims[i] + cd[i] - 1) / (cd[i] ? cd[i] : 1);
       hid_t sp2 = H5Dget_space(d);
       hsize_t have = 0;
       if (H5Dget_num_chunks(d, sp2, &have) < 0 || have < need) missing = 1;
@@ -225,8 +232,10 @@ static int inspect_keep(hid_t loc, const char *name, dinfo *di, hid_t *keep) {
     H5Dclose(d);
     return -3;
   }
-  if (keep) *keep = d;
-  else H5Dclose(d);
+  if (keep)
+    *keep = d;
+  else
+    H5Dclose(d);
   return 0;
 }
 
@@ -255,7 +264,8 @@ static int64_t scan_finite(hid_t d, int64_t rows, int64_t cols, int64_t *badcol,
     hsize_t start[8] = {0}, count[8];
     start[0] = (hsize_t)r0;
     count[0] = (hsize_t)n;
-    for (int i = 1; i < rank; i++) count[i] = dims[i];
+    for (int i = 1; i < rank; i++)
+      count[i] = dims[i];
     H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
     hsize_t mcount = (hsize_t)(n * cols);
     hid_t ms = H5Screate_simple(1, &mcount, NULL);
@@ -281,15 +291,18 @@ static int64_t scan_finite(hid_t d, int64_t rows, int64_t cols, int64_t *badcol,
 
 /* Check one per-step dataset. want_rank: exact rank, or 0 for 2..4 (observations); rank-1
  * fields may also be (N,1), as h5py users often store rewards and dones. */
-static int check_step_dataset(vctx *c, hid_t g, const char *demo, const char *prefix, const char *name, int64_t N,
-                              int want_rank, int allow_int, int value_check, dinfo *out) {
+static int check_step_dataset(vctx *c, hid_t g, const char *demo, const char *prefix, const char *name,
+                              int64_t N, int want_rank, int allow_int, int value_check, dinfo *out) {
   dinfo di;
   hid_t d = -1;
   int rc = inspect_keep(g, name, &di, &d);
   if (out) *out = di;
   if (rc == -1) {
     int kind = is_dataset(g, name);
-    problem(c, "%s/%s%s: %s", demo, prefix, name, kind == 0 ? "missing" : kind == 2 ? "is a group, not a dataset" : "cannot be read as a dataset");
+    problem(c, "%s/%s%s: %s", demo, prefix, name,
+            kind == 0   ? "missing"
+            : kind == 2 ? "is a group, not a dataset"
+                        : "cannot be read as a dataset");
     return -1;
   }
   if (rc == -2) {
@@ -307,12 +320,15 @@ static int check_step_dataset(vctx *c, hid_t g, const char *demo, const char *pr
     goto done;
   }
   if (want_rank ? di.rank != want_rank : (di.rank < 2 || di.rank > 4)) {
-    if (want_rank) problem(c, "%s/%s%s: rank %d, expected %d", demo, prefix, name, di.rank, want_rank);
-    else problem(c, "%s/%s%s: rank %d, expected 2 to 4", demo, prefix, name, di.rank);
+    if (want_rank)
+      problem(c, "%s/%s%s: rank %d, expected %d", demo, prefix, name, di.rank, want_rank);
+    else
+      problem(c, "%s/%s%s: rank %d, expected 2 to 4", demo, prefix, name, di.rank);
     goto done;
   }
   if ((int64_t)di.dims[0] != N) {
-    problem(c, "%s/%s%s: %lld rows but num_samples is %lld", demo, prefix, name, (long long)di.dims[0], (long long)N);
+    problem(c, "%s/%s%s: %lld rows but num_samples is %lld", demo, prefix, name, (long long)di.dims[0],
+            (long long)N);
     goto done;
   }
   int numeric = di.cls == H5T_FLOAT || (allow_int && di.cls == H5T_INTEGER && di.tsize <= 8);
@@ -321,7 +337,8 @@ static int check_step_dataset(vctx *c, hid_t g, const char *demo, const char *pr
     goto done;
   }
   int64_t elems = 1;
-  for (int i = 1; i < di.rank; i++) elems *= (int64_t)di.dims[i];
+  for (int i = 1; i < di.rank; i++)
+    elems *= (int64_t)di.dims[i];
   if (elems > (1 << 26) || (di.rank > 1 && elems < 1)) {
     problem(c, "%s/%s%s: %lld elements per step is out of range", demo, prefix, name, (long long)elems);
     goto done;
@@ -335,8 +352,8 @@ static int check_step_dataset(vctx *c, hid_t g, const char *demo, const char *pr
       goto done;
     }
     if (bad >= 0) {
-      problem(c, "%s/%s%s: %s at step %lld, element %lld", demo, prefix, name, isn ? "NaN" : "Inf", (long long)bad,
-              (long long)col);
+      problem(c, "%s/%s%s: %s at step %lld, element %lld", demo, prefix, name, isn ? "NaN" : "Inf",
+              (long long)bad, (long long)col);
       goto done;
     }
   }
@@ -375,7 +392,8 @@ static herr_t collect_cb(hid_t g, const char *name, const H5L_info_t *info, void
 }
 
 static void names_free(nameList *l) {
-  for (int i = 0; i < l->n; i++) free(l->names[i]);
+  for (int i = 0; i < l->n; i++)
+    free(l->names[i]);
   free(l->names);
   memset(l, 0, sizeof *l);
 }
@@ -408,7 +426,8 @@ static void check_demo_attrs(vctx *c, hid_t g, const char *name) {
   free(str);
   str = NULL;
   rc = ds_attr_read_str(g, "ep_meta", &str);
-  if (rc == TK_EFORMAT) problem(c, "%s: attribute ep_meta is not a string", name);
+  if (rc == TK_EFORMAT)
+    problem(c, "%s: attribute ep_meta is not a string", name);
   else if (rc == 0) {
     cJSON *j = cJSON_Parse(str);
     if (!cJSON_IsObject(j)) problem(c, "%s: attribute ep_meta is not a JSON object", name);
@@ -419,13 +438,16 @@ static void check_demo_attrs(vctx *c, hid_t g, const char *name) {
   int64_t v;
   double x;
   rc = ds_attr_read_i64(g, "success", &v);
-  if (rc) problem(c, "%s: attribute success %s", name, rc == TK_ENOTFOUND ? "missing" : "is not an integer");
-  else if (v != 0 && v != 1) problem(c, "%s: attribute success is %lld, expected 0 or 1", name, (long long)v);
+  if (rc)
+    problem(c, "%s: attribute success %s", name, rc == TK_ENOTFOUND ? "missing" : "is not an integer");
+  else if (v != 0 && v != 1)
+    problem(c, "%s: attribute success is %lld, expected 0 or 1", name, (long long)v);
   rc = ds_attr_read_str(g, "task", &str);
   if (rc) problem(c, "%s: attribute task %s", name, rc == TK_ENOTFOUND ? "missing" : "is not a string");
   free(str);
   rc = ds_attr_read_f64(g, "control_hz", &x);
-  if (rc || !(x > 0) || !isfinite(x)) problem(c, "%s: attribute control_hz missing or not a positive number", name);
+  if (rc || !(x > 0) || !isfinite(x))
+    problem(c, "%s: attribute control_hz missing or not a positive number", name);
   rc = ds_attr_read_i64(g, "missed_deadlines", &v);
   if (rc || v < 0) problem(c, "%s: attribute missed_deadlines missing or negative", name);
 }
@@ -468,7 +490,8 @@ static void check_demo_values(vctx *c, hid_t g, const char *name, const dsDemoIn
   if (a) {
     for (int64_t i = 0; i < N * sch->action_dim; i++)
       if (a[i] < -1.000001 || a[i] > 1.000001) {
-        problem(c, "%s/actions: %g at step %lld is outside [-1,1]", name, a[i], (long long)(i / sch->action_dim));
+        problem(c, "%s/actions: %g at step %lld is outside [-1,1]", name, a[i],
+                (long long)(i / sch->action_dim));
         break;
       }
     free(a);
@@ -494,7 +517,8 @@ static void check_demo_values(vctx *c, hid_t g, const char *name, const dsDemoIn
     if (o && no)
       for (int64_t t = 0; t + 1 < N; t++)
         if (memcmp(no + t * e, o + (t + 1) * e, (size_t)e * sizeof(double))) {
-          problem(c, "%s/next_obs/%s: step %lld is not obs step %lld", name, key->name, (long long)t, (long long)t + 1);
+          problem(c, "%s/next_obs/%s: step %lld is not obs step %lld", name, key->name, (long long)t,
+                  (long long)t + 1);
           break;
         }
     free(o);
@@ -503,7 +527,8 @@ static void check_demo_values(vctx *c, hid_t g, const char *name, const dsDemoIn
 }
 
 /* Check one demo and derive its schema. */
-static void check_demo(vctx *c, hid_t data, const char *name, dsDemoInfo *di, dsSchema *sch, int value_check) {
+static void check_demo(vctx *c, hid_t data, const char *name, dsDemoInfo *di, dsSchema *sch,
+                       int value_check) {
   progress(c->path, "data/%s", name);
   hid_t g = H5Gopen2(data, name, H5P_DEFAULT);
   if (g < 0) {
@@ -514,9 +539,12 @@ static void check_demo(vctx *c, hid_t data, const char *name, dsDemoInfo *di, ds
   memset(sch, 0, sizeof *sch);
   int64_t N = -1;
   int rc = ds_attr_read_i64(g, "num_samples", &N);
-  if (rc == TK_ENOTFOUND) problem(c, "%s: attribute num_samples missing", name);
-  else if (rc) problem(c, "%s: attribute num_samples is not an integer", name);
-  else if (N < 0 || N > MAX_ROWS) problem(c, "%s: num_samples %lld out of range", name, (long long)N);
+  if (rc == TK_ENOTFOUND)
+    problem(c, "%s: attribute num_samples missing", name);
+  else if (rc)
+    problem(c, "%s: attribute num_samples is not an integer", name);
+  else if (N < 0 || N > MAX_ROWS)
+    problem(c, "%s: num_samples %lld out of range", name, (long long)N);
   if (STOP(c) || N < 0 || N > MAX_ROWS) goto out;
   di->num_samples = N;
   if (N == 0) {
@@ -559,8 +587,8 @@ static void check_demo(vctx *c, hid_t data, const char *name, dsDemoInfo *di, ds
   for (int f = 1; f < DS_NFIELDS; f++) {
     const char *fn = ds_fields[f].name;
     if (!has[f]) continue;
-    if (check_step_dataset(c, g, name, "", fn, N, ds_fields[f].rank, ds_fields[f].dtype == DS_U8 || f == DS_FIELD_rewards,
-                           value_check, &d))
+    if (check_step_dataset(c, g, name, "", fn, N, ds_fields[f].rank,
+                           ds_fields[f].dtype == DS_U8 || f == DS_FIELD_rewards, value_check, &d))
       goto out;
     if (f == DS_FIELD_states) {
       if (d.dims[1] < 1 || d.dims[1] > (1 << 20)) {
@@ -607,19 +635,22 @@ static void check_demo(vctx *c, hid_t data, const char *name, dsDemoInfo *di, ds
         break;
       }
       if (img && d.dims[3] != 3) {
-        problem(c, "%s/%s%s: image with %llu channels, expected 3 (RGB)", name, prefix, kn, (unsigned long long)d.dims[3]);
+        problem(c, "%s/%s%s: image with %llu channels, expected 3 (RGB)", name, prefix, kn,
+                (unsigned long long)d.dims[3]);
         break;
       }
       if (!d.dtype_ok) {
         /* integer low-dim observations are read as float64 */
-        if (d.cls == H5T_INTEGER) d.dtype = DS_F64;
+        if (d.cls == H5T_INTEGER)
+          d.dtype = DS_F64;
         else {
           problem(c, "%s/%s%s: dtype not supported", name, prefix, kn);
           break;
         }
       }
       int64_t shape[DS_MAX_RANK];
-      for (int i = 1; i < d.rank; i++) shape[i - 1] = (int64_t)d.dims[i];
+      for (int i = 1; i < d.rank; i++)
+        shape[i - 1] = (int64_t)d.dims[i];
       if (!pass) {
         if (strlen(kn) >= DS_NAME_MAX) {
           problem(c, "%s/obs/%s: key name too long", name, kn);
@@ -632,9 +663,11 @@ static void check_demo(vctx *c, hid_t data, const char *name, dsDemoInfo *di, ds
       } else {
         int j = ds_schema_find(sch, kn);
         int same = j >= 0 && sch->keys[j].dtype == d.dtype && sch->keys[j].rank == d.rank - 1;
-        for (int i = 0; same && i < d.rank - 1; i++) same = sch->keys[j].shape[i] == shape[i];
+        for (int i = 0; same && i < d.rank - 1; i++)
+          same = sch->keys[j].shape[i] == shape[i];
         if (!same) {
-          problem(c, "%s/next_obs/%s: %s", name, kn, j < 0 ? "has no obs/ counterpart" : "shape or dtype differs from obs/");
+          problem(c, "%s/next_obs/%s: %s", name, kn,
+                  j < 0 ? "has no obs/ counterpart" : "shape or dtype differs from obs/");
           break;
         }
       }
@@ -709,8 +742,10 @@ static void check_masks(vctx *c, dsFile *f) {
     int vlen = H5Tis_variable_str(ft) > 0;
     size_t sz = vlen ? sizeof(char *) : H5Tget_size(ft);
     hid_t mt = H5Tcopy(H5T_C_S1);
-    if (vlen) H5Tset_size(mt, H5T_VARIABLE);
-    else H5Tset_size(mt, sz + 1);
+    if (vlen)
+      H5Tset_size(mt, H5T_VARIABLE);
+    else
+      H5Tset_size(mt, sz + 1);
     size_t stride = vlen ? sizeof(char *) : sz + 1;
     char *buf = calloc((size_t)TK_MAX(n, 1), stride);
     int *pos = malloc(sizeof(int) * (size_t)TK_MAX(n, 1));
@@ -726,7 +761,8 @@ static void check_masks(vctx *c, dsFile *f) {
     for (int64_t i = 0; i < n; i++) {
       const char *s = vlen ? ((char **)buf)[i] : buf + (size_t)i * stride;
       int p = s ? ds_find_demo(f, s) : -1;
-      if (p < 0 && !STOP(c)) problem(c, "mask/%s: names %s, which is not a demo in the file", mn, s ? s : "(null)");
+      if (p < 0 && !STOP(c))
+        problem(c, "mask/%s: names %s, which is not a demo in the file", mn, s ? s : "(null)");
       pos[i] = p;
     }
     if (vlen && n > 0) {
@@ -787,16 +823,18 @@ static int check_file(dsFile *f, vctx *c, int flags) {
   char *fmt = NULL;
   int rc = ds_attr_read_str(f->data, "demokit_format", &fmt);
   if (rc == 0) {
-    if (strcmp(fmt, DS_FORMAT_NAME)) problem(c, "data: demokit_format is '%s', expected '%s'", fmt, DS_FORMAT_NAME);
+    if (strcmp(fmt, DS_FORMAT_NAME))
+      problem(c, "data: demokit_format is '%s', expected '%s'", fmt, DS_FORMAT_NAME);
     free(fmt);
     f->native = 1;
     c->native = 1;
     int64_t ver;
     rc = ds_attr_read_i64(f->data, "demokit_version", &ver);
-    if (rc) problem(c, "data: demokit_version missing or not an integer");
+    if (rc)
+      problem(c, "data: demokit_version missing or not an integer");
     else if (ver > DS_FORMAT_VERSION || ver < 1)
-      problem(c, "data: format version %lld is not supported (this build reads version 1 to %d)", (long long)ver,
-              DS_FORMAT_VERSION);
+      problem(c, "data: format version %lld is not supported (this build reads version 1 to %d)",
+              (long long)ver, DS_FORMAT_VERSION);
   } else if (rc == TK_EFORMAT) {
     problem(c, "data: demokit_format is not a string");
   }
@@ -805,16 +843,22 @@ static int check_file(dsFile *f, vctx *c, int flags) {
   progress(f->path, "data attribute env_args");
   char *args = NULL;
   rc = ds_attr_read_str(f->data, "env_args", &args);
-  if (rc == TK_ENOTFOUND) problem(c, "data: attribute env_args missing (robomimic requires it)");
-  else if (rc) problem(c, "data: attribute env_args is not a string");
+  if (rc == TK_ENOTFOUND)
+    problem(c, "data: attribute env_args missing (robomimic requires it)");
+  else if (rc)
+    problem(c, "data: attribute env_args is not a string");
   else {
     cJSON *j = cJSON_Parse(args);
-    if (!j) problem(c, "data: env_args is not valid JSON");
-    else if (!cJSON_IsObject(j)) problem(c, "data: env_args is not a JSON object");
+    if (!j)
+      problem(c, "data: env_args is not valid JSON");
+    else if (!cJSON_IsObject(j))
+      problem(c, "data: env_args is not a JSON object");
     else {
       const cJSON *en = cJSON_GetObjectItemCaseSensitive(j, "env_name");
-      if (!cJSON_IsString(en)) problem(c, "data: env_args has no env_name string");
-      else snprintf(f->env_name, sizeof f->env_name, "%s", en->valuestring);
+      if (!cJSON_IsString(en))
+        problem(c, "data: env_args has no env_name string");
+      else
+        snprintf(f->env_name, sizeof f->env_name, "%s", en->valuestring);
       const cJSON *ty = cJSON_GetObjectItemCaseSensitive(j, "type");
       if (ty && !cJSON_IsNumber(ty)) problem(c, "data: env_args.type is not a number");
       const cJSON *kw = cJSON_GetObjectItemCaseSensitive(j, "env_kwargs");
@@ -879,9 +923,11 @@ static int check_file(dsFile *f, vctx *c, int flags) {
   f->total = sum;
   int64_t total;
   rc = ds_attr_read_i64(f->data, "total", &total);
-  if (rc == TK_EFORMAT) problem(c, "data: attribute total is not an integer");
+  if (rc == TK_EFORMAT)
+    problem(c, "data: attribute total is not an integer");
   else if (rc == 0 && total != sum && c->count == 0)
-    problem(c, "data: attribute total is %lld but the demos' num_samples add up to %lld", (long long)total, (long long)sum);
+    problem(c, "data: attribute total is %lld but the demos' num_samples add up to %lld", (long long)total,
+            (long long)sum);
   if (STOP(c)) return -1;
   check_masks(c, f);
   return c->count ? -1 : 0;
@@ -899,7 +945,8 @@ void ds_close(dsFile *f) {
   if (!f) return;
   if (f->data >= 0) H5Gclose(f->data);
   if (f->file >= 0) H5Fclose(f->file);
-  for (int m = 0; m < f->nmasks; m++) free(f->mask_pos[m]);
+  for (int m = 0; m < f->nmasks; m++)
+    free(f->mask_pos[m]);
   free(f->mask_pos);
   free(f->mask_n);
   free(f->mask_names);
@@ -929,8 +976,8 @@ int ds_open(const char *path, int flags, dsFile **out) {
   }
   int staged = ds_staged_count(path);
   if (staged > 0)
-    tk_warn("%s: %d committed episode(s) wait in %s%s (a writer is running, or run `dataset recover %s`)", path, staged,
-            path, DS_STAGING_SUFFIX, path);
+    tk_warn("%s: %d committed episode(s) wait in %s%s (a writer is running, or run `dataset recover %s`)",
+            path, staged, path, DS_STAGING_SUFFIX, path);
   *out = f;
   return 0;
 }
@@ -968,8 +1015,10 @@ int ds_find_demo(const dsFile *f, const char *name) {
   while (lo <= hi) {
     int mid = (lo + hi) / 2;
     if (f->demos[mid].index == idx) return strcmp(f->demos[mid].name, name) == 0 ? mid : -1;
-    if (f->demos[mid].index < idx) lo = mid + 1;
-    else hi = mid - 1;
+    if (f->demos[mid].index < idx)
+      lo = mid + 1;
+    else
+      hi = mid - 1;
   }
   return -1;
 }
@@ -1031,29 +1080,37 @@ int ds_read_episode(dsFile *f, int i, dsEpisode *e) {
   e->dones = calloc(n1, 1);
   if (!e->actions || !e->rewards || !e->dones) rc = tk_error(TK_ENOMEM, "out of memory");
   if (!rc && N > 0) rc = read_all(g, "actions", H5T_NATIVE_DOUBLE, e->actions, f->path, di->name);
-  if (!rc && N > 0 && di->has_rewards) rc = read_all(g, "rewards", H5T_NATIVE_DOUBLE, e->rewards, f->path, di->name);
+  if (!rc && N > 0 && di->has_rewards)
+    rc = read_all(g, "rewards", H5T_NATIVE_DOUBLE, e->rewards, f->path, di->name);
   if (!rc && N > 0 && di->has_dones) rc = read_all(g, "dones", H5T_NATIVE_UINT8, e->dones, f->path, di->name);
   if (!rc && di->has_states) {
     e->states = malloc(n1 * (size_t)s->state_dim * sizeof(double));
-    if (!e->states) rc = tk_error(TK_ENOMEM, "out of memory");
-    else if (N > 0) rc = read_all(g, "states", H5T_NATIVE_DOUBLE, e->states, f->path, di->name);
+    if (!e->states)
+      rc = tk_error(TK_ENOMEM, "out of memory");
+    else if (N > 0)
+      rc = read_all(g, "states", H5T_NATIVE_DOUBLE, e->states, f->path, di->name);
   }
   if (!rc && di->has_timestamps) {
     e->timestamps = malloc(n1 * sizeof(double));
-    if (!e->timestamps) rc = tk_error(TK_ENOMEM, "out of memory");
-    else if (N > 0) rc = read_all(g, "timestamps", H5T_NATIVE_DOUBLE, e->timestamps, f->path, di->name);
+    if (!e->timestamps)
+      rc = tk_error(TK_ENOMEM, "out of memory");
+    else if (N > 0)
+      rc = read_all(g, "timestamps", H5T_NATIVE_DOUBLE, e->timestamps, f->path, di->name);
   }
   if (!rc && di->has_interventions) {
     e->interventions = malloc(n1);
-    if (!e->interventions) rc = tk_error(TK_ENOMEM, "out of memory");
-    else if (N > 0) rc = read_all(g, "interventions", H5T_NATIVE_UINT8, e->interventions, f->path, di->name);
+    if (!e->interventions)
+      rc = tk_error(TK_ENOMEM, "out of memory");
+    else if (N > 0)
+      rc = read_all(g, "interventions", H5T_NATIVE_UINT8, e->interventions, f->path, di->name);
   }
   for (int k = 0; k < s->nkeys && !rc; k++) {
     const dsKeySpec *key = &s->keys[k];
     size_t bytes = n1 * (size_t)ds_key_elems(key) * ds_dtype_size(key->dtype);
     char nm[DS_NAME_MAX + 16];
     e->obs[k] = malloc(bytes);
-    if (!e->obs[k]) rc = tk_error(TK_ENOMEM, "%s: %s: out of memory for obs/%s", f->path, di->name, key->name);
+    if (!e->obs[k])
+      rc = tk_error(TK_ENOMEM, "%s: %s: out of memory for obs/%s", f->path, di->name, key->name);
     snprintf(nm, sizeof nm, "obs/%s", key->name);
     if (!rc && N > 0) rc = read_all(g, nm, ds_h5_memtype(key->dtype), e->obs[k], f->path, di->name);
     if (!rc && di->has_next_obs) {
@@ -1081,7 +1138,8 @@ int ds_read_column(dsFile *f, int i, const char *dataset, double *out, int64_t c
     return tk_error(TK_ENOTFOUND, "%s: %s/%s: no such dataset", f->path, di->name, dataset);
   }
   int64_t c = 1;
-  for (int k = 1; k < d.rank; k++) c *= (int64_t)d.dims[k];
+  for (int k = 1; k < d.rank; k++)
+    c *= (int64_t)d.dims[k];
   if (cols) *cols = c;
   if ((int64_t)d.dims[0] * c > capacity)
     rc = tk_error(TK_ERANGE, "%s: %s/%s: %lld values do not fit in %lld", f->path, di->name, dataset,
@@ -1118,7 +1176,8 @@ static int read_f32(hid_t g, const char *name, float *out, int64_t count, double
     }
     e = H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, *scratch);
     if (e >= 0)
-      for (int64_t i = 0; i < count; i++) out[i] = (float)(*scratch)[i];
+      for (int64_t i = 0; i < count; i++)
+        out[i] = (float)(*scratch)[i];
   } else {
     e = H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out); /* integers: let HDF5 convert */
   }
@@ -1127,7 +1186,9 @@ static int read_f32(hid_t g, const char *name, float *out, int64_t count, double
   return 0;
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
 
 void ds_loaded_free(dsLoaded *l) {
   if (!l) return;
@@ -1151,11 +1212,12 @@ int ds_load(dsFile *f, const dsLoadOpts *o, dsLoaded *out) {
         size_t off = 0;
         for (int k = 0; k < s->nkeys && off < sizeof have; k++)
           off += (size_t)snprintf(have + off, sizeof have - off, "%s%s", k ? ", " : "", s->keys[k].name);
-        return tk_error(TK_ENOTFOUND, "%s: observation key '%s' not in the file (it has: %s)", f->path, o->obs_keys[i],
-                        s->nkeys ? have : "none");
+        return tk_error(TK_ENOTFOUND, "%s: observation key '%s' not in the file (it has: %s)", f->path,
+                        o->obs_keys[i], s->nkeys ? have : "none");
       }
       if (ds_key_is_image(&s->keys[j]))
-        return tk_error(TK_EINVAL, "%s: observation key '%s' is an image; low-dim keys only here", f->path, o->obs_keys[i]);
+        return tk_error(TK_EINVAL, "%s: observation key '%s' is an image; low-dim keys only here", f->path,
+                        o->obs_keys[i]);
       if (nk >= DS_MAX_KEYS) return tk_error(TK_ERANGE, "too many keys");
       keys[nk++] = s->keys[j].name;
     }
@@ -1173,7 +1235,8 @@ int ds_load(dsFile *f, const dsLoadOpts *o, dsLoaded *out) {
     nd = f->ndemos;
     pos = malloc(sizeof(int) * (size_t)TK_MAX(nd, 1));
     if (!pos) return tk_error(TK_ENOMEM, "out of memory");
-    for (int i = 0; i < nd; i++) pos[i] = i;
+    for (int i = 0; i < nd; i++)
+      pos[i] = i;
   }
   int64_t N = 0, maxN = 0;
   for (int i = 0; i < nd; i++) {
@@ -1195,12 +1258,18 @@ int ds_load(dsFile *f, const dsLoadOpts *o, dsLoaded *out) {
         return tk_error(TK_ENOTFOUND, "%s: %s has no next_obs", f->path, f->demos[pos[i]].name);
       }
   /* one allocation (llm.c style): sizes first, then point into the block */
-  size_t sz[9] = {
-      (size_t)N * (size_t)obs_dim * 4, want_next ? (size_t)N * (size_t)obs_dim * 4 : 0, (size_t)N * (size_t)A * 4,
-      (size_t)N * 4, (size_t)N, (size_t)(nd + 1) * 8, (size_t)TK_MAX(nd, 1) * 4, (size_t)TK_MAX(nk, 1) * DS_NAME_MAX,
-      (size_t)(nk + 1) * 4};
+  size_t sz[9] = {(size_t)N * (size_t)obs_dim * 4,
+                  want_next ? (size_t)N * (size_t)obs_dim * 4 : 0,
+                  (size_t)N * (size_t)A * 4,
+                  (size_t)N * 4,
+                  (size_t)N,
+                  (size_t)(nd + 1) * 8,
+                  (size_t)TK_MAX(nd, 1) * 4,
+                  (size_t)TK_MAX(nk, 1) * DS_NAME_MAX,
+                  (size_t)(nk + 1) * 4};
   size_t total = 0;
-  for (int i = 0; i < 9; i++) total += (sz[i] + 63) & ~(size_t)63;
+  for (int i = 0; i < 9; i++)
+    total += (sz[i] + 63) & ~(size_t)63;
   uint8_t *mem = aligned_alloc(64, total + 64);
   size_t tmp_elems = (size_t)TK_MAX(maxN, 1) * (size_t)TK_MAX(obs_dim, A);
   float *tmp = malloc(tmp_elems * sizeof(float));
@@ -1251,10 +1320,14 @@ int ds_load(dsFile *f, const dsLoadOpts *o, dsLoaded *out) {
       break;
     }
     rc = read_f32(g, "actions", out->actions + row * A, n * A, &scratch, &scap, f->path, dm->name);
-    if (!rc && dm->has_rewards) rc = read_f32(g, "rewards", out->rewards + row, n, &scratch, &scap, f->path, dm->name);
-    else if (!rc) memset(out->rewards + row, 0, (size_t)n * 4);
-    if (!rc && dm->has_dones) rc = read_all(g, "dones", H5T_NATIVE_UINT8, out->dones + row, f->path, dm->name);
-    else if (!rc) memset(out->dones + row, 0, (size_t)n);
+    if (!rc && dm->has_rewards)
+      rc = read_f32(g, "rewards", out->rewards + row, n, &scratch, &scap, f->path, dm->name);
+    else if (!rc)
+      memset(out->rewards + row, 0, (size_t)n * 4);
+    if (!rc && dm->has_dones)
+      rc = read_all(g, "dones", H5T_NATIVE_UINT8, out->dones + row, f->path, dm->name);
+    else if (!rc)
+      memset(out->dones + row, 0, (size_t)n);
     for (int pass = 0; pass < (want_next ? 2 : 1) && !rc; pass++) {
       float *dst = pass ? out->next_obs : out->obs;
       for (int k = 0; k < nk && !rc; k++) {
@@ -1268,17 +1341,20 @@ int ds_load(dsFile *f, const dsLoadOpts *o, dsLoaded *out) {
         rc = read_f32(g, nm, tmp, n * d, &scratch, &scap, f->path, dm->name);
         if (rc) break;
         float *o0 = dst + row * obs_dim + off;
-        for (int64_t t = 0; t < n; t++) memcpy(o0 + t * obs_dim, tmp + t * d, (size_t)d * 4);
+        for (int64_t t = 0; t < n; t++)
+          memcpy(o0 + t * obs_dim, tmp + t * d, (size_t)d * 4);
       }
     }
     H5Gclose(g);
     /* the values are used for training: refuse NaN/Inf here even when open skipped the scan */
     for (int64_t i = 0; !rc && i < n * A; i++)
       if (!isfinite(out->actions[row * A + i]))
-        rc = tk_error(TK_ERANGE, "%s: %s/actions: NaN or Inf at step %lld", f->path, dm->name, (long long)(i / A));
+        rc = tk_error(TK_ERANGE, "%s: %s/actions: NaN or Inf at step %lld", f->path, dm->name,
+                      (long long)(i / A));
     for (int64_t i = 0; !rc && i < n * obs_dim; i++)
       if (!isfinite(out->obs[row * obs_dim + i]))
-        rc = tk_error(TK_ERANGE, "%s: %s/obs: NaN or Inf at step %lld", f->path, dm->name, (long long)(i / obs_dim));
+        rc = tk_error(TK_ERANGE, "%s: %s/obs: NaN or Inf at step %lld", f->path, dm->name,
+                      (long long)(i / obs_dim));
     row += n;
   }
   if (!rc) out->demo_start[nd] = row;

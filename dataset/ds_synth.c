@@ -72,13 +72,17 @@ int ds_synth(const char *path, const dsSynthOpts *so, dsSynthResult *res) {
       p[i] = tk_rng_range(&rng, -0.8, 0.8);
       g[i] = tk_rng_range(&rng, -0.8, 0.8);
     }
-    dsEpisodeInfo info = {.task = o.env_name, .seed = (int64_t)(so->seed * 1000 + (uint64_t)e), .operator_name = "synth",
-                          .device = "scripted", .control_hz = 1.0 / dt};
+    dsEpisodeInfo info = {.task = o.env_name,
+                          .seed = (int64_t)(so->seed * 1000 + (uint64_t)e),
+                          .operator_name = "synth",
+                          .device = "scripted",
+                          .control_hz = 1.0 / dt};
     if ((rc = ds_writer_begin(w, &info, NULL))) break;
     int success = 0;
     for (int t = 0; t < so->steps; t++) {
       double act[7] = {0};
-      for (int i = 0; i < 3; i++) act[i] = clamp1((g[i] - p[i]) * 4 + so->noise * tk_rng_normal(&rng) * 0.3);
+      for (int i = 0; i < 3; i++)
+        act[i] = clamp1((g[i] - p[i]) * 4 + so->noise * tk_rng_normal(&rng) * 0.3);
       act[6] = -1;
       memcpy(state, p, sizeof p);
       memcpy(state + 3, v, sizeof v);

@@ -23,12 +23,12 @@
 typedef struct dsBlock {
   struct dsBlock *next;
   int64_t demo_index;
-  int begin, end;             /* first / last block of an episode */
+  int begin, end; /* first / last block of an episode */
   dsOutcome outcome;
-  int64_t missed;             /* missed deadlines (end block) */
-  int final_obs_valid;        /* obs row `cap` holds the final observation */
-  int64_t t0;                 /* episode step of row 0 */
-  int64_t n, cap;             /* rows used, rows available */
+  int64_t missed;      /* missed deadlines (end block) */
+  int final_obs_valid; /* obs row `cap` holds the final observation */
+  int64_t t0;          /* episode step of row 0 */
+  int64_t n, cap;      /* rows used, rows available */
   char task[DS_NAME_MAX], operator_name[DS_NAME_MAX], device[DS_NAME_MAX];
   int64_t seed;
   double control_hz;
@@ -47,9 +47,9 @@ typedef struct {
   int64_t index;
   hid_t file, data, demo, obsg, nobsg;
   hid_t o[DS_MAX_KEYS], no[DS_MAX_KEYS]; /* streamed keys only */
-  int64_t rows, nrows;        /* steps so far, rows in streamed next_obs */
-  dsBuf fb[DS_NFIELDS];       /* gathered per-step fields */
-  dsBuf kb[DS_MAX_KEYS];      /* gathered low-dim keys (one spare row for the final obs) */
+  int64_t rows, nrows;                   /* steps so far, rows in streamed next_obs */
+  dsBuf fb[DS_NFIELDS];                  /* gathered per-step fields */
+  dsBuf kb[DS_MAX_KEYS];                 /* gathered low-dim keys (one spare row for the final obs) */
   char tmp[4096], fin[4096];
 } dsEpFile;
 
@@ -94,7 +94,7 @@ struct dsWriter {
   dsEpFile ep;
   uint8_t *last_obs[DS_MAX_KEYS];
   void *last_obs_mem;
-  int streamed[DS_MAX_KEYS];  /* 1: key streamed to disk as it arrives (camera frames) */
+  int streamed[DS_MAX_KEYS]; /* 1: key streamed to disk as it arrives (camera frames) */
   /* committer thread */
   int64_t staged_bytes;
   double last_publish;
@@ -120,8 +120,10 @@ int64_t ds_writer_next_index(const dsWriter *w) { return w->next_index; }
 /* ---- blocks ---- */
 static dsBlock *block_new(dsWriter *w) {
   size_t total = 0;
-  for (int f = 0; f < DS_NFIELDS; f++) total += (w->field_row[f] * (size_t)w->block_cap + 63) & ~(size_t)63;
-  for (int k = 0; k < w->o.schema.nkeys; k++) total += (w->obs_row[k] * (size_t)(w->block_cap + 1) + 63) & ~(size_t)63;
+  for (int f = 0; f < DS_NFIELDS; f++)
+    total += (w->field_row[f] * (size_t)w->block_cap + 63) & ~(size_t)63;
+  for (int k = 0; k < w->o.schema.nkeys; k++)
+    total += (w->obs_row[k] * (size_t)(w->block_cap + 1) + 63) & ~(size_t)63;
   size_t head = (sizeof(dsBlock) + 63) & ~(size_t)63;
   uint8_t *mem = aligned_alloc(64, head + total + 64);
   if (!mem) return NULL;
@@ -170,8 +172,10 @@ static void block_put_locked(dsWriter *w, dsBlock *b) {
 static void enqueue(dsWriter *w, dsBlock *b) {
   b->next = NULL;
   pthread_mutex_lock(&w->mu);
-  if (w->qtail) w->qtail->next = b;
-  else w->qhead = b;
+  if (w->qtail)
+    w->qtail->next = b;
+  else
+    w->qhead = b;
   w->qtail = b;
   w->enqueued++;
   pthread_cond_signal(&w->cv_work);
@@ -192,7 +196,8 @@ static int sticky_error(dsWriter *w) {
 static int buf_append(dsBuf *b, const void *src, size_t n) {
   if (b->len + n > b->cap) {
     size_t nc = b->cap ? b->cap : 4096;
-    while (nc < b->len + n) nc *= 2;
+    while (nc < b->len + n)
+      nc *= 2;
     uint8_t *np = realloc(b->p, nc);
     if (!np) return tk_error(TK_ENOMEM, "out of memory gathering an episode (%zu bytes)", nc);
     b->p = np;
@@ -240,8 +245,10 @@ static int ep_begin(dsWriter *w, const dsBlock *b) {
   memset(ep, 0, sizeof *ep);
   memcpy(ep->fb, fb, sizeof fb);
   memcpy(ep->kb, kb, sizeof kb);
-  for (int f = 0; f < DS_NFIELDS; f++) ep->fb[f].len = 0;
-  for (int k = 0; k < DS_MAX_KEYS; k++) ep->kb[k].len = 0;
+  for (int f = 0; f < DS_NFIELDS; f++)
+    ep->fb[f].len = 0;
+  for (int k = 0; k < DS_MAX_KEYS; k++)
+    ep->kb[k].len = 0;
   ep->index = b->demo_index;
   snprintf(ep->fin, sizeof ep->fin, "%s/demo_%lld.h5", w->dir, (long long)b->demo_index);
   snprintf(ep->tmp, sizeof ep->tmp, "%s.tmp", ep->fin);
@@ -324,8 +331,8 @@ static int ep_end(dsWriter *w, dsBlock *b) {
   for (int f = 0; f < DS_NFIELDS && !rc; f++) {
     int64_t cols = ds_field_cols(f, s);
     if (cols == 0) continue; /* no states */
-    rc = ds_write_whole(ep->demo, ds_fields[f].name, ds_fields[f].dtype, ds_fields[f].rank - 1, &cols, N, ep->fb[f].p,
-                        w->o.lowdim_gzip);
+    rc = ds_write_whole(ep->demo, ds_fields[f].name, ds_fields[f].dtype, ds_fields[f].rank - 1, &cols, N,
+                        ep->fb[f].p, w->o.lowdim_gzip);
     if (rc) return tk_error_wrap(rc, "%s", ep->tmp);
   }
   for (int k = 0; k < s->nkeys; k++) {
@@ -333,7 +340,8 @@ static int ep_end(dsWriter *w, dsBlock *b) {
     const void *final = b->final_obs_valid ? b->obs[k] + (size_t)b->cap * w->obs_row[k] : NULL;
     if (w->streamed[k]) {
       if (!w->o.store_next_obs) continue;
-      rc = ds_append_rows(ep->no[k], key->dtype, key->rank, key->shape, ep->nrows, 1, final ? final : w->last_obs[k]);
+      rc = ds_append_rows(ep->no[k], key->dtype, key->rank, key->shape, ep->nrows, 1,
+                          final ? final : w->last_obs[k]);
       if (rc) return tk_error_wrap(rc, "%s: next_obs/%s", ep->tmp, key->name);
       continue;
     }
@@ -392,8 +400,10 @@ static int process_block(dsWriter *w, dsBlock *b) {
   snprintf(c->fin, sizeof c->fin, "%s", w->ep.fin);
   w->ep.open = 0;
   pthread_mutex_lock(&w->mu);
-  if (w->ctail) w->ctail->next = c;
-  else w->chead = c;
+  if (w->ctail)
+    w->ctail->next = c;
+  else
+    w->chead = c;
   w->ctail = c;
   w->cqueued++;
   pthread_cond_signal(&w->cv_commit);
@@ -406,7 +416,8 @@ static void *writer_main(void *arg) {
   ds_h5_init();
   pthread_mutex_lock(&w->mu);
   for (;;) {
-    while (!w->qhead && !w->stop) pthread_cond_wait(&w->cv_work, &w->mu);
+    while (!w->qhead && !w->stop)
+      pthread_cond_wait(&w->cv_work, &w->mu);
     if (!w->qhead) break;
     dsBlock *b = w->qhead;
     w->qhead = b->next;
@@ -425,8 +436,10 @@ static void *writer_main(void *arg) {
   w->stop = 2; /* tells the committer that nothing more will come */
   pthread_cond_broadcast(&w->cv_commit);
   pthread_mutex_unlock(&w->mu);
-  for (int f = 0; f < DS_NFIELDS; f++) free(w->ep.fb[f].p);
-  for (int k = 0; k < DS_MAX_KEYS; k++) free(w->ep.kb[k].p);
+  for (int f = 0; f < DS_NFIELDS; f++)
+    free(w->ep.fb[f].p);
+  for (int k = 0; k < DS_MAX_KEYS; k++)
+    free(w->ep.kb[k].p);
   return NULL;
 }
 
@@ -491,7 +504,8 @@ static void *committer_main(void *arg) {
   dsCommit *batch[64];
   pthread_mutex_lock(&w->mu);
   for (;;) {
-    while (!w->chead && w->stop != 2) pthread_cond_wait(&w->cv_commit, &w->mu);
+    while (!w->chead && w->stop != 2)
+      pthread_cond_wait(&w->cv_commit, &w->mu);
     if (!w->chead) break;
     int n = 0;
     while (w->chead && n < 64) {
@@ -562,9 +576,12 @@ int ds_writer_open(const char *path, const dsWriterOpts *o, dsWriter **out) {
   if (!valid_env_name(o->env_name))
     return tk_error(TK_EINVAL, "%s: task name '%s' must be 1-63 characters of [A-Za-z0-9_.-]", path,
                     o->env_name ? o->env_name : "");
-  if (s->action_dim < 1 || s->action_dim > 4096) return tk_error(TK_EINVAL, "%s: action size %d out of range", path, s->action_dim);
-  if (s->state_dim < 0 || s->state_dim > (1 << 20)) return tk_error(TK_EINVAL, "%s: state size %d out of range", path, s->state_dim);
-  if (s->nkeys < 0 || s->nkeys > DS_MAX_KEYS) return tk_error(TK_EINVAL, "%s: %d observation keys", path, s->nkeys);
+  if (s->action_dim < 1 || s->action_dim > 4096)
+    return tk_error(TK_EINVAL, "%s: action size %d out of range", path, s->action_dim);
+  if (s->state_dim < 0 || s->state_dim > (1 << 20))
+    return tk_error(TK_EINVAL, "%s: state size %d out of range", path, s->state_dim);
+  if (s->nkeys < 0 || s->nkeys > DS_MAX_KEYS)
+    return tk_error(TK_EINVAL, "%s: %d observation keys", path, s->nkeys);
   if (o->image_gzip < 0 || o->image_gzip > 9 || o->lowdim_gzip < 0 || o->lowdim_gzip > 9)
     return tk_error(TK_EINVAL, "%s: gzip level must be 0..9", path);
 
@@ -605,8 +622,8 @@ int ds_writer_open(const char *path, const dsWriterOpts *o, dsWriter **out) {
   free(list);
   if ((rc = ds_publish_staged(path, w->dir, &published))) goto fail;
   if (dropped || published)
-    tk_warn("%s: recovered after an earlier crash: %d committed episode(s) published, %d unfinished dropped", path,
-            published, dropped);
+    tk_warn("%s: recovered after an earlier crash: %d committed episode(s) published, %d unfinished dropped",
+            path, published, dropped);
 
   if (tk_file_exists(path)) {
     dsFile *f = NULL;
@@ -647,7 +664,8 @@ int ds_writer_open(const char *path, const dsWriterOpts *o, dsWriter **out) {
   }
   row_total += obs_total;
   /* a block holds at most ~8 MiB so camera frames do not pile up in memory */
-  w->block_cap = TK_MAX(1, TK_MIN((int64_t)w->o.block_steps, (int64_t)((8u << 20) / (row_total ? row_total : 1))));
+  w->block_cap =
+      TK_MAX(1, TK_MIN((int64_t)w->o.block_steps, (int64_t)((8u << 20) / (row_total ? row_total : 1))));
   w->last_obs_mem = calloc(1, obs_total + 1);
   if (!w->last_obs_mem) {
     rc = tk_error(TK_ENOMEM, "out of memory");
@@ -690,7 +708,8 @@ int ds_writer_begin(dsWriter *w, const dsEpisodeInfo *info, int64_t *demo_index)
   if (rc) return rc;
   if (w->in_episode) return tk_error(TK_EINVAL, "%s: an episode is already open", w->path);
   if (!info || !(info->control_hz > 0) || !isfinite(info->control_hz))
-    return tk_error(TK_EINVAL, "%s: begin episode: control_hz (the nominal control rate) must be > 0", w->path);
+    return tk_error(TK_EINVAL, "%s: begin episode: control_hz (the nominal control rate) must be > 0",
+                    w->path);
   dsBlock *b = block_get(w);
   if (!b) return tk_error(TK_ENOMEM, "out of memory");
   b->begin = 1;
@@ -739,14 +758,17 @@ int ds_writer_add_step(dsWriter *w, const dsStep *st) {
     w->cur = b = nb;
   }
   int64_t r = b->n;
-  memcpy(b->field[DS_FIELD_actions] + (size_t)r * w->field_row[DS_FIELD_actions], st->action, w->field_row[DS_FIELD_actions]);
+  memcpy(b->field[DS_FIELD_actions] + (size_t)r * w->field_row[DS_FIELD_actions], st->action,
+         w->field_row[DS_FIELD_actions]);
   ((double *)b->field[DS_FIELD_rewards])[r] = st->reward;
   b->field[DS_FIELD_dones][r] = st->done ? 1 : 0;
   if (s->state_dim > 0)
-    memcpy(b->field[DS_FIELD_states] + (size_t)r * w->field_row[DS_FIELD_states], st->state, w->field_row[DS_FIELD_states]);
+    memcpy(b->field[DS_FIELD_states] + (size_t)r * w->field_row[DS_FIELD_states], st->state,
+           w->field_row[DS_FIELD_states]);
   ((double *)b->field[DS_FIELD_timestamps])[r] = st->timestamp;
   b->field[DS_FIELD_interventions][r] = st->intervention ? 1 : 0;
-  for (int k = 0; k < s->nkeys; k++) memcpy(b->obs[k] + (size_t)r * w->obs_row[k], st->obs[k], w->obs_row[k]);
+  for (int k = 0; k < s->nkeys; k++)
+    memcpy(b->obs[k] + (size_t)r * w->obs_row[k], st->obs[k], w->obs_row[k]);
   b->n++;
   w->ep_steps++;
   return 0;
@@ -774,9 +796,11 @@ int ds_writer_end(dsWriter *w, dsOutcome outcome, const void *const *final_obs, 
   if (final_obs) {
     const dsSchema *s = &w->o.schema;
     int ok = 1;
-    for (int k = 0; k < s->nkeys; k++) ok = ok && final_obs[k];
+    for (int k = 0; k < s->nkeys; k++)
+      ok = ok && final_obs[k];
     if (ok) {
-      for (int k = 0; k < s->nkeys; k++) memcpy(b->obs[k] + (size_t)b->cap * w->obs_row[k], final_obs[k], w->obs_row[k]);
+      for (int k = 0; k < s->nkeys; k++)
+        memcpy(b->obs[k] + (size_t)b->cap * w->obs_row[k], final_obs[k], w->obs_row[k]);
       b->final_obs_valid = 1;
     }
   }
@@ -794,7 +818,8 @@ int64_t ds_writer_committed(dsWriter *w) {
 
 int ds_writer_sync(dsWriter *w) {
   pthread_mutex_lock(&w->mu);
-  while (w->processed < w->enqueued || w->cdone < w->cqueued) pthread_cond_wait(&w->cv_done, &w->mu);
+  while (w->processed < w->enqueued || w->cdone < w->cqueued)
+    pthread_cond_wait(&w->cv_done, &w->mu);
   pthread_mutex_unlock(&w->mu);
   return sticky_error(w);
 }
@@ -835,8 +860,10 @@ int ds_writer_close(dsWriter *w) {
     unlink(lock);
     rmdir(w->dir); /* fails harmlessly when something is left */
   }
-  if (rc) tk_error(rc, "%s", saved);
-  else rc = prc;
+  if (rc)
+    tk_error(rc, "%s", saved);
+  else
+    rc = prc;
   writer_free(w);
   return rc;
 }

@@ -11,7 +11,8 @@ Test(file, copy_is_exact) {
   snprintf(a, sizeof a, "%s/a.bin", d);
   snprintf(b, sizeof b, "%s/b.bin", d);
   FILE *f = fopen(a, "wb");
-  for (int i = 0; i < 300000; i++) fputc((i * 131) & 255, f);
+  for (int i = 0; i < 300000; i++)
+    fputc((i * 131) & 255, f);
   fclose(f);
   cr_assert_eq(tk_copy_file(a, b), 0, "%s", tk_errmsg());
   char *x, *y;

@@ -42,7 +42,8 @@ Test(cli, synth_info_validate_split_check) {
   free(out);
   snprintf(cmd, sizeof cmd, "%s split %%s --valid 0.25 --seed 1 --in-place%%s", bin());
   free(run_ok(cmd, p, ""));
-  snprintf(cmd, sizeof cmd, "%s %s %%s --native --expect-demos 12%%s", py(), tt_src("tests/dataset/h5_check.py"));
+  snprintf(cmd, sizeof cmd, "%s %s %%s --native --expect-demos 12%%s", py(),
+           tt_src("tests/dataset/h5_check.py"));
   free(run_ok(cmd, p, ""));
   dsFile *f;
   cr_assert_eq(ds_open(p, 0, &f), 0);
@@ -84,7 +85,9 @@ Test(cli, merge_filter_delete_trim_convert) {
   snprintf(c, sizeof c, "%s/c.h5", d);
   snprintf(cmd, sizeof cmd, "%s convert %%s --to d4rl -o %%s", bin());
   free(run_ok(cmd, m, c));
-  snprintf(cmd, sizeof cmd, "%s -c \"import h5py,sys; f=h5py.File(sys.argv[1]); print(f['observations'].shape)\" %%s%%s", py());
+  snprintf(cmd, sizeof cmd,
+           "%s -c \"import h5py,sys; f=h5py.File(sys.argv[1]); print(f['observations'].shape)\" %%s%%s",
+           py());
   char *out = run_ok(cmd, c, "");
   cr_assert(strstr(out, "(155, 9)"), "4x20 + 3x25 steps, 9 low-dim columns: %s", out);
   free(out);
@@ -134,11 +137,14 @@ Test(cli, recover_after_crash) {
   char script[4300];
   snprintf(script, sizeof script, "%s/rename.py", d);
   FILE *sf = fopen(script, "w");
-  fputs("import sys, h5py\nwith h5py.File(sys.argv[1], 'a') as f:\n    f['data'].move('demo_0', 'demo_3')\n", sf);
+  fputs("import sys, h5py\nwith h5py.File(sys.argv[1], 'a') as f:\n    f['data'].move('demo_0', 'demo_3')\n",
+        sf);
   fclose(sf);
-  int rc = tt_run(&out, "mkdir -p %s.staging && %s synth %s/one.h5 --demos 1 --steps 7 && %s %s %s/one.h5 && "
-                        "mv %s/one.h5 %s.staging/demo_3.h5 && head -c 1000 %s.staging/demo_3.h5 > %s.staging/demo_4.h5.tmp",
-                  p, bin(), d, py(), script, d, d, p, p, p);
+  int rc = tt_run(
+      &out,
+      "mkdir -p %s.staging && %s synth %s/one.h5 --demos 1 --steps 7 && %s %s %s/one.h5 && "
+      "mv %s/one.h5 %s.staging/demo_3.h5 && head -c 1000 %s.staging/demo_3.h5 > %s.staging/demo_4.h5.tmp",
+      p, bin(), d, py(), script, d, d, p, p, p);
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
   snprintf(cmd, sizeof cmd, "%s validate %%s%%s", bin());

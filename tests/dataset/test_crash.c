@@ -45,7 +45,8 @@ static void child(const char *p, int px, double ratio, int fd) {
     }
     /* a teleop loop is paced; keep the backlog as short as a fast operator's would be */
     if (out != DS_DISCARD) ended++;
-    while (ds_writer_committed(w) + 2 < ended) usleep(200);
+    while (ds_writer_committed(w) + 2 < ended)
+      usleep(200);
   }
 }
 
@@ -89,9 +90,11 @@ static void crash_loop(int px, double ratio, int iters_default) {
     kill(pid, SIGKILL);
     int status;
     waitpid(pid, &status, 0);
-    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "iteration %d: the writer ended by itself (status %d)", it, status);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+              "iteration %d: the writer ended by itself (status %d)", it, status);
     int64_t idx;
-    while (read(fds[0], &idx, sizeof idx) == sizeof idx) committed[ncommitted++] = idx;
+    while (read(fds[0], &idx, sizeof idx) == sizeof idx)
+      committed[ncommitted++] = idx;
     close(fds[0]);
     mid_episode += count_suffix(staging, ".h5.tmp") > 0;
     mid_publish += tk_file_exists(ptmp);
@@ -100,7 +103,8 @@ static void crash_loop(int px, double ratio, int iters_default) {
      * NaN scan) right after the kill, before any repair */
     if (tk_file_exists(p)) {
       dsFile *f;
-      cr_assert_eq(ds_open(p, 0, &f), 0, "iteration %d: file does not open after SIGKILL: %s", it, tk_errmsg());
+      cr_assert_eq(ds_open(p, 0, &f), 0, "iteration %d: file does not open after SIGKILL: %s", it,
+                   tk_errmsg());
       ds_close(f);
       opened_before_recover++;
     }
@@ -125,10 +129,12 @@ static void crash_loop(int px, double ratio, int iters_default) {
     char why[256];
     dsFile *f;
     cr_assert_eq(ds_open(p, 0, &f), 0, "%s", tk_errmsg());
-    for (int i = 0; i < ds_num_demos(f); i++) cr_assert_eq(gen_verify(f, i, px, why, sizeof why), 0, "final: %s", why);
+    for (int i = 0; i < ds_num_demos(f); i++)
+      cr_assert_eq(gen_verify(f, i, px, why, sizeof why), 0, "final: %s", why);
     ds_close(f);
   }
-  printf("crash test (images %d, publish ratio %.3f): %d kills, %d committed episodes verified, killed mid-episode %d times, "
+  printf("crash test (images %d, publish ratio %.3f): %d kills, %d committed episodes verified, killed "
+         "mid-episode %d times, "
          "mid-publish %d times, file opened before recovery %d times\n",
          px, ratio, iters, ncommitted, mid_episode, mid_publish, opened_before_recover);
   cr_assert_gt(ncommitted, 0, "no episode committed in %d runs: the test exercised nothing", iters);

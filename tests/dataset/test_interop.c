@@ -14,8 +14,12 @@ static void write_gen(const char *p, int demos, int px) {
   gen_schema(&o, &g);
   dsWriter *w;
   cr_assert_eq(ds_writer_open(p, &o, &w), 0, "%s", tk_errmsg());
-  dsEpisodeInfo info = {.task = "gen_task", .operator_name = "interop", .device = "scripted", .control_hz = 20,
-                        .model_file = "<mujoco model=\"x\"/>", .ep_meta_json = "{\"lang\": \"pick the cube\"}"};
+  dsEpisodeInfo info = {.task = "gen_task",
+                        .operator_name = "interop",
+                        .device = "scripted",
+                        .control_hz = 20,
+                        .model_file = "<mujoco model=\"x\"/>",
+                        .ep_meta_json = "{\"lang\": \"pick the cube\"}"};
   for (int i = 0; i < demos; i++) {
     int64_t idx;
     info.seed = i;
@@ -35,12 +39,13 @@ Test(interop, h5py_reads_every_field_lowdim) {
   cr_assert(strstr(out, "h5_check ok demos=6"), "%s", out);
   free(out);
   /* values, not just shapes: h5py sees what the generator wrote */
-  rc = tt_run(&out,
-              "%s -c \"import h5py, numpy as np; f=h5py.File('%s','r',swmr=True,libver='latest'); d=f['data/demo_4'];"
-              "t=np.arange(d.attrs['num_samples'])[:,None]; j=np.arange(7)[None,:];"
-              "print(float(np.abs(d['actions'][()]-np.sin(0.37*4+0.05*t+j)).max()), int(d.attrs['success']), "
-              "d.attrs['ep_meta'], d.attrs['model_file'])\"",
-              py(), p);
+  rc = tt_run(
+      &out,
+      "%s -c \"import h5py, numpy as np; f=h5py.File('%s','r',swmr=True,libver='latest'); d=f['data/demo_4'];"
+      "t=np.arange(d.attrs['num_samples'])[:,None]; j=np.arange(7)[None,:];"
+      "print(float(np.abs(d['actions'][()]-np.sin(0.37*4+0.05*t+j)).max()), int(d.attrs['success']), "
+      "d.attrs['ep_meta'], d.attrs['model_file'])\"",
+      py(), p);
   cr_assert_eq(rc, 0, "%s", out);
   double diff = atof(out);
   printf("h5py action max difference %g; %s", diff, out);
@@ -80,7 +85,9 @@ Test(interop, checker_and_validator_catch_damage) {
   snprintf(p, sizeof p, "%s/broken.h5", tt_tmpdir());
   write_gen(p, 3, 0);
   char *out = NULL;
-  int rc = tt_run(&out, "%s -c \"import h5py; f=h5py.File('%s','a'); del f['data/demo_1'].attrs['num_samples']\"", py(), p);
+  int rc =
+      tt_run(&out, "%s -c \"import h5py; f=h5py.File('%s','a'); del f['data/demo_1'].attrs['num_samples']\"",
+             py(), p);
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
   rc = tt_run(&out, "%s %s %s --native", py(), tt_src("tests/dataset/h5_check.py"), p);

@@ -47,7 +47,8 @@ static int load_manifest(const char *dir, entry *e, int max) {
 static int has_word(const char *msg, const char *words) {
   char low[4096], w[256];
   size_t i;
-  for (i = 0; msg[i] && i < sizeof low - 1; i++) low[i] = (char)(msg[i] >= 'A' && msg[i] <= 'Z' ? msg[i] + 32 : msg[i]);
+  for (i = 0; msg[i] && i < sizeof low - 1; i++)
+    low[i] = (char)(msg[i] >= 'A' && msg[i] <= 'Z' ? msg[i] + 32 : msg[i]);
   low[i] = 0;
   snprintf(w, sizeof w, "%s", words);
   for (char *tok = strtok(w, "|"); tok; tok = strtok(NULL, "|"))
@@ -77,7 +78,8 @@ Test(malformed, library_refuses_with_a_named_problem, .timeout = 600) {
       cr_assert_neq(rc, 0, "%s: opened, but it is malformed (%s)", e[i].file, e[i].words);
       const char *m = tk_errmsg();
       cr_assert(strstr(m, e[i].file), "%s: message does not name the file: %s", e[i].file, m);
-      cr_assert(has_word(m, e[i].words), "%s: message does not name the problem (%s): %s", e[i].file, e[i].words, m);
+      cr_assert(has_word(m, e[i].words), "%s: message does not name the problem (%s): %s", e[i].file,
+                e[i].words, m);
       cr_assert_null(strchr(m, '\n'), "%s: message is not one line", e[i].file);
       cr_assert(vrc > 0 && problems == vrc, "%s: validate found %d problems", e[i].file, vrc);
     } else {
@@ -102,12 +104,16 @@ Test(malformed, cli_exits_nonzero_with_one_line, .timeout = 600) {
     if (strcmp(e[i].status, "invalid")) continue;
     for (int cmd = 0; cmd < 2; cmd++) {
       char *out = NULL;
-      int rc = tt_run(&out, "%s %s %s/%s", tt_build("dataset/dataset"), cmd ? "info" : "validate", dir, e[i].file);
-      cr_assert(rc == 1, "%s %s: exit %d (a crash is 128+signal): %s", cmd ? "info" : "validate", e[i].file, rc, out);
-      cr_assert(has_word(out, e[i].words), "%s: output does not name the problem (%s): %s", e[i].file, e[i].words, out);
+      int rc =
+          tt_run(&out, "%s %s %s/%s", tt_build("dataset/dataset"), cmd ? "info" : "validate", dir, e[i].file);
+      cr_assert(rc == 1, "%s %s: exit %d (a crash is 128+signal): %s", cmd ? "info" : "validate", e[i].file,
+                rc, out);
+      cr_assert(has_word(out, e[i].words), "%s: output does not name the problem (%s): %s", e[i].file,
+                e[i].words, out);
       if (cmd == 1) {
         size_t lines = 0;
-        for (char *q = out; *q; q++) lines += *q == '\n';
+        for (char *q = out; *q; q++)
+          lines += *q == '\n';
         cr_assert_eq(lines, 1, "info %s printed %zu lines: %s", e[i].file, lines, out);
       }
       free(out);
@@ -126,7 +132,8 @@ Test(malformed, hdf5_loop_becomes_a_message, .timeout = 120) {
                   getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3", dir, dir);
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
-  rc = tt_run(&out, "DK_OPEN_TIMEOUT=2 timeout 100 %s validate %s/heap_loop.h5", tt_build("dataset/dataset"), dir);
+  rc = tt_run(&out, "DK_OPEN_TIMEOUT=2 timeout 100 %s validate %s/heap_loop.h5", tt_build("dataset/dataset"),
+              dir);
   cr_assert_eq(rc, 1, "exit %d: %s", rc, out);
   cr_assert(strstr(out, "heap_loop.h5") && strstr(out, "no progress") && strstr(out, "env_args"), "%s", out);
   free(out);

@@ -10,7 +10,8 @@ static const char *foreign(int fixed_masks) {
   static _Thread_local char p[4200];
   snprintf(p, sizeof p, "%s/foreign.h5", tt_tmpdir());
   char *out = NULL;
-  int rc = tt_run(&out, "%s %s %s %s", py(), tt_src("tests/dataset/make_foreign.py"), p, fixed_masks ? "--fixed-masks" : "");
+  int rc = tt_run(&out, "%s %s %s %s", py(), tt_src("tests/dataset/make_foreign.py"), p,
+                  fixed_masks ? "--fixed-masks" : "");
   cr_assert_eq(rc, 0, "make_foreign.py: %s", out);
   free(out);
   return p;
@@ -51,9 +52,12 @@ static void check_foreign(const char *p) {
     int d = demos[di];
     for (int64_t t = 0; t < L.demo_start[di + 1] - L.demo_start[di]; t++) {
       int64_t r = L.demo_start[di] + t;
-      for (int j = 0; j < 7; j++) maxdiff = fmax(maxdiff, fabs(L.actions[r * 7 + j] - f_action(d, t, j)));
-      for (int j = 0; j < 3; j++) maxdiff = fmax(maxdiff, fabs(L.obs[r * 7 + j] - (float)(d + t / 1000.0 + j / 10.0)));
-      for (int j = 0; j < 4; j++) maxdiff = fmax(maxdiff, fabs(L.obs[r * 7 + 3 + j] - (float)(-(d + t / 100.0) * (j + 1))));
+      for (int j = 0; j < 7; j++)
+        maxdiff = fmax(maxdiff, fabs(L.actions[r * 7 + j] - f_action(d, t, j)));
+      for (int j = 0; j < 3; j++)
+        maxdiff = fmax(maxdiff, fabs(L.obs[r * 7 + j] - (float)(d + t / 1000.0 + j / 10.0)));
+      for (int j = 0; j < 4; j++)
+        maxdiff = fmax(maxdiff, fabs(L.obs[r * 7 + 3 + j] - (float)(-(d + t / 100.0) * (j + 1))));
       maxdiff = fmax(maxdiff, fabs(L.rewards[r] - t / 10.0));
       cr_assert_eq(L.dones[r], t == L.demo_start[di + 1] - L.demo_start[di] - 1);
     }
@@ -82,7 +86,8 @@ Test(reader, load_errors_name_the_keys) {
   dsLoadOpts lo = {.obs_keys = keys, .nobs_keys = 2};
   dsLoaded L;
   cr_assert_eq(ds_load(f, &lo, &L), TK_ENOTFOUND);
-  cr_assert(strstr(tk_errmsg(), "nope") && strstr(tk_errmsg(), "joint") && strstr(tk_errmsg(), "img"), "%s", tk_errmsg());
+  cr_assert(strstr(tk_errmsg(), "nope") && strstr(tk_errmsg(), "joint") && strstr(tk_errmsg(), "img"), "%s",
+            tk_errmsg());
   const char *ik[] = {"img"};
   lo.obs_keys = ik;
   lo.nobs_keys = 1;
@@ -114,7 +119,8 @@ Test(reader, native_load_matches_episodes) {
   dsLoaded L;
   cr_assert_eq(ds_load(f, &lo, &L), 0, "%s", tk_errmsg());
   int64_t total = 0;
-  for (int d = 0; d < 4; d++) total += gen_len(d);
+  for (int d = 0; d < 4; d++)
+    total += gen_len(d);
   cr_assert_eq(L.n, total);
   for (int d = 0; d < 4; d++) {
     cr_assert_eq(L.demo_start[d + 1] - L.demo_start[d], gen_len(d));
@@ -124,7 +130,8 @@ Test(reader, native_load_matches_episodes) {
         cr_assert_eq(L.obs[r * 3 + j], (float)gen_pos(d, t, j));
         cr_assert_eq(L.next_obs[r * 3 + j], (float)gen_pos(d, t + 1, j));
       }
-      for (int j = 0; j < GEN_A; j++) cr_assert_eq(L.actions[r * GEN_A + j], (float)gen_action(d, t, j));
+      for (int j = 0; j < GEN_A; j++)
+        cr_assert_eq(L.actions[r * GEN_A + j], (float)gen_action(d, t, j));
     }
   }
   ds_loaded_free(&L);

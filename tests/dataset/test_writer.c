@@ -17,7 +17,8 @@ static char *path_in(const char *dir, const char *name) {
 
 static void record(dsWriter *w, int64_t want_index, int px, dsOutcome out) {
   int64_t idx = -1;
-  dsEpisodeInfo info = {.task = "gen_task", .seed = 11, .operator_name = "tester", .device = "scripted", .control_hz = 20};
+  dsEpisodeInfo info = {
+      .task = "gen_task", .seed = 11, .operator_name = "tester", .device = "scripted", .control_hz = 20};
   cr_assert_eq(ds_writer_begin(w, &info, &idx), 0, "%s", tk_errmsg());
   cr_assert_eq(idx, want_index);
   cr_assert_eq(gen_record(w, idx, px, out), 0, "%s", tk_errmsg());
@@ -28,7 +29,8 @@ static void verify_all(const char *p, int px, int expect_demos) {
   cr_assert_eq(ds_open(p, 0, &f), 0, "%s", tk_errmsg());
   cr_assert_eq(ds_num_demos(f), expect_demos);
   char msg[256];
-  for (int i = 0; i < ds_num_demos(f); i++) cr_assert_eq(gen_verify(f, i, px, msg, sizeof msg), 0, "%s", msg);
+  for (int i = 0; i < ds_num_demos(f); i++)
+    cr_assert_eq(gen_verify(f, i, px, msg, sizeof msg), 0, "%s", msg);
   ds_close(f);
 }
 
@@ -52,7 +54,7 @@ Test(writer, round_trip_outcomes_and_discard) {
   cr_assert_eq(ds_writer_open(p, &o, &w), 0, "%s", tk_errmsg());
   record(w, 0, 16, DS_SUCCESS);
   record(w, 1, 16, DS_FAILURE);
-  record(w, 2, 16, DS_DISCARD);   /* never written; its index is reused */
+  record(w, 2, 16, DS_DISCARD); /* never written; its index is reused */
   record(w, 2, 16, DS_SUCCESS);
   cr_assert_eq(ds_writer_sync(w), 0);
   cr_assert_eq(ds_writer_committed(w), 3);
@@ -233,8 +235,10 @@ Test(writer, file_size_limit_names_file_and_keeps_earlier_episodes) {
       if (!rc) rc = gen_record(w, idx, 64, DS_SUCCESS);
       if (!rc) rc = ds_writer_sync(w);
     }
-    if (!rc) rc = ds_writer_close(w);
-    else ds_writer_close(w);
+    if (!rc)
+      rc = ds_writer_close(w);
+    else
+      ds_writer_close(w);
     const char *m = tk_errmsg();
     if (write(fds[1], m, strlen(m)) < 0) _exit(12);
     _exit(rc ? 0 : 13);
@@ -256,6 +260,7 @@ Test(writer, file_size_limit_names_file_and_keeps_earlier_episodes) {
   cr_assert_eq(ds_open(p, 0, &f), 0, "%s", tk_errmsg());
   cr_assert_geq(ds_num_demos(f), 1);
   char why[256];
-  for (int i = 0; i < ds_num_demos(f); i++) cr_assert_eq(gen_verify(f, i, 64, why, sizeof why), 0, "%s", why);
+  for (int i = 0; i < ds_num_demos(f); i++)
+    cr_assert_eq(gen_verify(f, i, 64, why, sizeof why), 0, "%s", why);
   ds_close(f);
 }
