@@ -107,6 +107,10 @@ void tk_progress_end(tkProgress *p);
 /* ---- files ------------------------------------------------------------------ */
 /* fsync the directory containing path (after a rename). */
 int tk_fsync_dir_of(const char *path);
+/* fsync a file by name. */
+int tk_fsync_file(const char *path);
+/* The durable replace: fsync tmp, rename it to dst, fsync dst's directory. */
+int tk_durable_rename(const char *tmp, const char *dst);
 /* Copy a file (copy_file_range, falling back to read/write), then fsync dst. */
 int tk_copy_file(const char *src, const char *dst);
 int tk_file_exists(const char *path);

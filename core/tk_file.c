@@ -24,6 +24,23 @@ int tk_fsync_dir_of(const char *path) {
   return 0;
 }
 
+int tk_fsync_file(const char *path) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return tk_error(TK_EIO, "fsync %s: open: %s", path, strerror(errno));
+  int rc = fsync(fd);
+  int e = errno;
+  close(fd);
+  if (rc) return tk_error(TK_EIO, "fsync %s: %s", path, strerror(e));
+  return 0;
+}
+
+int tk_durable_rename(const char *tmp, const char *dst) {
+  int rc = tk_fsync_file(tmp);
+  if (rc) return rc;
+  if (rename(tmp, dst)) return tk_error(TK_EIO, "rename %s to %s: %s", tmp, dst, strerror(errno));
+  return tk_fsync_dir_of(dst);
+}
+
 int tk_file_exists(const char *path) {
   struct stat st;
   return stat(path, &st) == 0;

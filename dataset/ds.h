@@ -249,7 +249,8 @@ int ds_convert(const char *path, const char *to, const char *out);
  * A point end effector driven toward a random goal by a noisy proportional controller,
  * recorded through the real writer: obs robot0_eef_pos (3), goal_pos (3), robot0_eef_vel (3),
  * optional agentview_image (PX,PX,3) drawing the point and the goal; 7-D actions
- * (xyz deltas, zero rotation, gripper); states (6). Success: within 0.05 of the goal. */
+ * (xyz deltas, zero rotation, gripper); states (6). Success: within 0.05 of the goal.
+ * Not paced: timestamps are nominal (step / 20 Hz); device attr "synthetic". */
 typedef struct {
   int demos, steps, image_px;
   uint64_t seed;

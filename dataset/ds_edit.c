@@ -23,52 +23,9 @@
 
 #define ED_BLOCK_BYTES ((size_t)8 << 20) /* bytes per read/write when slicing a dataset */
 
-/* ---- string lists ---- */
-typedef struct {
-  char **v;
-  int n, cap;
-} strList;
-
-static int sl_push(strList *l, const char *s) {
-  if (l->n == l->cap) {
-    int nc = l->cap ? l->cap * 2 : 16;
-    char **nv = realloc(l->v, (size_t)nc * sizeof *nv);
-    if (!nv) return tk_error(TK_ENOMEM, "out of memory");
-    l->v = nv;
-    l->cap = nc;
-  }
-  if (!(l->v[l->n] = strdup(s))) return tk_error(TK_ENOMEM, "out of memory");
-  l->n++;
-  return 0;
-}
-
-static void sl_free(strList *l) {
-  for (int i = 0; i < l->n; i++)
-    free(l->v[i]);
-  free(l->v);
-  memset(l, 0, sizeof *l);
-}
-
-static int sl_find(const strList *l, const char *s) {
-  for (int i = 0; i < l->n; i++)
-    if (!strcmp(l->v[i], s)) return i;
-  return -1;
-}
-
-static herr_t list_cb(hid_t g, const char *name, const H5L_info_t *info, void *data) {
-  (void)g;
-  (void)info;
-  return sl_push(data, name) ? -1 : 0;
-}
-
-/* Names of the links in group g (sorted by name). */
-static int list_links(hid_t g, const char *where, strList *out) {
-  memset(out, 0, sizeof *out);
-  hsize_t idx = 0;
-  if (H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, list_cb, out) < 0) {
-    sl_free(out);
-    return ds_h5_fail(TK_EIO, "list %s", where);
-  }
+/* Names of the links in group g (sorted by name); the error names `where`. */
+static int list_links(hid_t g, const char *where, dsNames *out) {
+  if (ds_list_links(g, out) < 0) return ds_h5_fail(TK_EIO, "list %s", where);
   return 0;
 }
 
@@ -246,22 +203,12 @@ static int out_create(edOut *o) {
   return rc ? out_abort(o, rc) : 0;
 }
 
-static int fsync_file(const char *p) {
-  int fd = open(p, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return tk_error(TK_EIO, "fsync %s: open: %s", p, strerror(errno));
-  int rc = fsync(fd);
-  int e = errno;
-  close(fd);
-  if (rc) return tk_error(TK_EIO, "fsync %s: %s", p, strerror(e));
-  return 0;
-}
-
 /* Close, fsync, rename over dest, fsync the directory, unlock. */
 static int out_commit(edOut *o) {
   hid_t f = o->file;
   o->file = -1;
   if (H5Fclose(f) < 0) return out_abort(o, ds_h5_fail(TK_EIO, "close %s", o->tmp));
-  int rc = fsync_file(o->tmp);
+  int rc = tk_fsync_file(o->tmp);
   if (rc) return out_abort(o, rc);
   if (rename(o->tmp, o->dest))
     return out_abort(o, tk_error(TK_EIO, "rename %s to %s: %s", o->tmp, o->dest, strerror(errno)));
@@ -446,7 +393,7 @@ out:
 /* Rebuild group sg into dg: datasets with N rows (per-step data: actions, rewards, dones, states,
  * timestamps, interventions, obs/<key>, next_obs/<key>, ...) are sliced, everything else copied. */
 static int trim_group(hid_t sg, hid_t dg, int64_t N, int64_t t0, int64_t n, const char *where, int depth) {
-  strList names;
+  dsNames names;
   int rc = list_links(sg, where, &names);
   if (rc) return rc;
   for (int i = 0; i < names.n && !rc; i++) {
@@ -493,7 +440,7 @@ static int trim_group(hid_t sg, hid_t dg, int64_t N, int64_t t0, int64_t n, cons
     else
       rc = copy_link(sg, dg, nm, where);
   }
-  sl_free(&names);
+  ds_names_free(&names);
   return rc;
 }
 
@@ -575,12 +522,12 @@ static int rebuild(edIn *in, edOut *o, const edPlan *p) {
   hid_t root = H5Gopen2(o->file, "/", H5P_DEFAULT), data = -1;
   if (root < 0) return ds_h5_fail(TK_EIO, "open root group of %s", o->tmp);
   int rc = copy_attrs(in->root, root, NULL, "root attributes");
-  strList links = {0};
+  dsNames links = {0};
   if (!rc) rc = list_links(in->root, "/", &links);
   for (int i = 0; i < links.n && !rc; i++)
     if (strcmp(links.v[i], "data") && strcmp(links.v[i], "mask"))
       rc = copy_link(in->root, root, links.v[i], "");
-  sl_free(&links);
+  ds_names_free(&links);
   if (!rc && (data = H5Gcreate2(root, "data", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0)
     rc = ds_h5_fail(TK_EIO, "create group data");
   if (!rc) rc = copy_attrs(in->data, data, "total", "data");
@@ -637,10 +584,11 @@ static int merge_build(edIn *in, int n, edOut *o) {
   if (!rc) rc = ds_attr_write_i64(data, "total", total);
   /* masks: one per name; entries renamed to the new demo names (position p of input i is
    * demo_<base_i + p>, base_i = demos in the inputs before i) */
-  strList mnames = {0}, entries = {0};
+  dsNames mnames = {0}, entries = {0};
   for (int i = 0; i < n && !rc; i++)
     for (int m = 0; m < ds_num_masks(in[i].f) && !rc; m++)
-      if (sl_find(&mnames, ds_mask_name(in[i].f, m)) < 0) rc = sl_push(&mnames, ds_mask_name(in[i].f, m));
+      if (ds_names_find(&mnames, ds_mask_name(in[i].f, m)) < 0)
+        rc = ds_names_push(&mnames, ds_mask_name(in[i].f, m));
   if (!rc && mnames.n > 0 && (mg = H5Gcreate2(root, "mask", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0)
     rc = ds_h5_fail(TK_EIO, "create group mask");
   for (int m = 0; m < mnames.n && !rc; m++) {
@@ -655,16 +603,16 @@ static int merge_build(edIn *in, int n, edOut *o) {
         for (int e = 0; e < np && !rc; e++) {
           char name[48];
           snprintf(name, sizeof name, "demo_%lld", (long long)(base + pos[e]));
-          rc = sl_push(&entries, name);
+          rc = ds_names_push(&entries, name);
         }
         free(pos);
       }
       base += ds_num_demos(in[i].f);
     }
     if (!rc) rc = write_mask(mg, mnames.v[m], (const char *const *)entries.v, entries.n);
-    sl_free(&entries);
+    ds_names_free(&entries);
   }
-  sl_free(&mnames);
+  ds_names_free(&mnames);
   if (mg >= 0) H5Gclose(mg);
   if (data >= 0) H5Gclose(data);
   if (root >= 0) H5Gclose(root);

@@ -206,6 +206,48 @@ int ds_attr_read_str(hid_t obj, const char *name, char **out) {
   return rc;
 }
 
+int ds_names_push(dsNames *l, const char *s) {
+  if (l->n == l->cap) {
+    int nc = l->cap ? l->cap * 2 : 16;
+    char **nv = realloc(l->v, (size_t)nc * sizeof *nv);
+    if (!nv) return tk_error(TK_ENOMEM, "out of memory");
+    l->v = nv;
+    l->cap = nc;
+  }
+  if (!(l->v[l->n] = strdup(s))) return tk_error(TK_ENOMEM, "out of memory");
+  l->n++;
+  return 0;
+}
+
+void ds_names_free(dsNames *l) {
+  for (int i = 0; i < l->n; i++)
+    free(l->v[i]);
+  free(l->v);
+  memset(l, 0, sizeof *l);
+}
+
+int ds_names_find(const dsNames *l, const char *s) {
+  for (int i = 0; i < l->n; i++)
+    if (!strcmp(l->v[i], s)) return i;
+  return -1;
+}
+
+static herr_t names_cb(hid_t g, const char *name, const H5L_info_t *info, void *data) {
+  (void)g;
+  (void)info;
+  return ds_names_push(data, name) ? -1 : 0;
+}
+
+int ds_list_links(hid_t g, dsNames *out) {
+  memset(out, 0, sizeof *out);
+  hsize_t idx = 0;
+  if (H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, names_cb, out) < 0) {
+    ds_names_free(out);
+    return -1;
+  }
+  return 0;
+}
+
 int ds_parse_demo_name(const char *name, int64_t *index) {
   if (strncmp(name, "demo_", 5) != 0) return -1;
   const char *p = name + 5;

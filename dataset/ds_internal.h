@@ -55,6 +55,17 @@ int ds_attr_read_f64(hid_t obj, const char *name, double *v);
 /* malloc'd string (fixed or variable length). */
 int ds_attr_read_str(hid_t obj, const char *name, char **out);
 
+/* A growable list of names (malloc'd strings). */
+typedef struct {
+  char **v;
+  int n, cap;
+} dsNames;
+int ds_names_push(dsNames *l, const char *s);
+void ds_names_free(dsNames *l);
+int ds_names_find(const dsNames *l, const char *s); /* index or -1 */
+/* The link names of group g, sorted by name; -1 (and an empty list) on failure. */
+int ds_list_links(hid_t g, dsNames *out);
+
 /* Parse "demo_<int>" -> index; returns 0 or -1 when the name is not of that form. */
 int ds_parse_demo_name(const char *name, int64_t *index);
 

@@ -214,20 +214,10 @@ int ds_publish_staged(const char *path, const char *dir, int *published) {
   H5Gclose(data);
   if (H5Fclose(f) < 0 && !rc) rc = ds_h5_fail(TK_EIO, "%s: publish: close %s", path, tmp);
   if (rc) goto out_unlink;
-  {
-    int fd = open(tmp, O_RDONLY);
-    if (fd < 0 || fsync(fd)) {
-      rc = tk_error(TK_EIO, "%s: publish: fsync %s: %s", path, tmp, strerror(errno));
-      if (fd >= 0) close(fd);
-      goto out_unlink;
-    }
-    close(fd);
-  }
-  if (rename(tmp, path)) {
-    rc = tk_error(TK_EIO, "%s: publish: rename %s: %s", path, tmp, strerror(errno));
+  if ((rc = tk_durable_rename(tmp, path))) {
+    tk_error_wrap(rc, "%s: publish", path);
     goto out_unlink;
   }
-  if ((rc = tk_fsync_dir_of(path))) goto out;
   /* the main file now holds every staged episode: drop the staged copies */
   for (int i = 0; i < n; i++)
     unlink(v[i].path);

@@ -369,45 +369,6 @@ static int cmp_demo(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-typedef struct {
-  char **names;
-  int n, cap;
-} nameList;
-
-static herr_t collect_cb(hid_t g, const char *name, const H5L_info_t *info, void *data) {
-  (void)g;
-  (void)info;
-  nameList *l = data;
-  if (l->n == l->cap) {
-    int nc = l->cap ? l->cap * 2 : 64;
-    char **nn = realloc(l->names, (size_t)nc * sizeof *nn);
-    if (!nn) return -1;
-    l->names = nn;
-    l->cap = nc;
-  }
-  l->names[l->n] = strdup(name);
-  if (!l->names[l->n]) return -1;
-  l->n++;
-  return 0;
-}
-
-static void names_free(nameList *l) {
-  for (int i = 0; i < l->n; i++)
-    free(l->names[i]);
-  free(l->names);
-  memset(l, 0, sizeof *l);
-}
-
-static int list_children(hid_t g, nameList *l) {
-  memset(l, 0, sizeof *l);
-  hsize_t idx = 0;
-  if (H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, collect_cb, l) < 0) {
-    H5Eclear2(H5E_DEFAULT);
-    return -1;
-  }
-  return 0;
-}
-
 static void str_attr(hid_t g, const char *name, char *dst, size_t n) {
   char *s = NULL;
   dst[0] = 0;
@@ -564,19 +525,19 @@ static void check_demo(vctx *c, hid_t data, const char *name, dsDemoInfo *di, ds
   str_attr(g, "device", di->device, sizeof di->device);
 
   /* per-step fields: one listing of the demo group says which optional ones exist */
-  nameList kids;
-  if (list_children(g, &kids)) {
+  dsNames kids;
+  if (ds_list_links(g, &kids)) {
     problem(c, "%s: cannot list its members", name);
     goto out;
   }
   int has[DS_NFIELDS] = {0}, has_obs = 0, has_next = 0;
   for (int i = 0; i < kids.n; i++) {
     for (int f = 0; f < DS_NFIELDS; f++)
-      if (!strcmp(kids.names[i], ds_fields[f].name)) has[f] = 1;
-    if (!strcmp(kids.names[i], "obs")) has_obs = 1;
-    if (!strcmp(kids.names[i], "next_obs")) has_next = 1;
+      if (!strcmp(kids.v[i], ds_fields[f].name)) has[f] = 1;
+    if (!strcmp(kids.v[i], "obs")) has_obs = 1;
+    if (!strcmp(kids.v[i], "next_obs")) has_next = 1;
   }
-  names_free(&kids);
+  ds_names_free(&kids);
   dinfo d;
   if (check_step_dataset(c, g, name, "", "actions", N, 2, 0, value_check, &d)) goto out;
   if (d.dims[1] < 1 || d.dims[1] > 4096) {
@@ -618,8 +579,8 @@ static void check_demo(vctx *c, hid_t data, const char *name, dsDemoInfo *di, ds
       problem(c, "%s/%s: %s", name, gname, kind == 1 ? "is not a group" : "cannot be opened");
       goto out;
     }
-    nameList keys;
-    if (list_children(og, &keys)) {
+    dsNames keys;
+    if (ds_list_links(og, &keys)) {
       problem(c, "%s/%s: cannot list keys", name, gname);
       H5Gclose(og);
       goto out;
@@ -627,7 +588,7 @@ static void check_demo(vctx *c, hid_t data, const char *name, dsDemoInfo *di, ds
     char prefix[32];
     snprintf(prefix, sizeof prefix, "%s/", gname);
     for (int k = 0; k < keys.n && !STOP(c); k++) {
-      const char *kn = keys.names[k];
+      const char *kn = keys.v[k];
       if (check_step_dataset(c, og, name, prefix, kn, N, 0, 1, value_check, &d)) break;
       int img = d.rank == 4;
       if (img && !(d.dtype_ok && d.dtype == DS_U8)) {
@@ -681,7 +642,7 @@ static void check_demo(vctx *c, hid_t data, const char *name, dsDemoInfo *di, ds
     }
     if (c->native && !pass && !STOP(c) && (!di->has_timestamps || !di->has_interventions))
       problem(c, "%s/%s: missing", name, di->has_timestamps ? "interventions" : "timestamps");
-    names_free(&keys);
+    ds_names_free(&keys);
     H5Gclose(og);
     if (STOP(c)) goto out;
   }
@@ -704,8 +665,8 @@ static void check_masks(vctx *c, dsFile *f) {
     return;
   }
   hid_t mg = H5Gopen2(f->file, "mask", H5P_DEFAULT);
-  nameList names;
-  if (mg < 0 || list_children(mg, &names)) {
+  dsNames names;
+  if (mg < 0 || ds_list_links(mg, &names)) {
     problem(c, "mask: cannot list");
     if (mg >= 0) H5Gclose(mg);
     return;
@@ -718,7 +679,7 @@ static void check_masks(vctx *c, dsFile *f) {
     goto done;
   }
   for (int m = 0; m < names.n && !STOP(c); m++) {
-    const char *mn = names.names[m];
+    const char *mn = names.v[m];
     dinfo di;
     if (is_dataset(mg, mn) != 1 || inspect(mg, mn, &di) != 0) {
       problem(c, "mask/%s: not a readable dataset", mn);
@@ -780,7 +741,7 @@ static void check_masks(vctx *c, dsFile *f) {
     f->nmasks++;
   }
 done:
-  names_free(&names);
+  ds_names_free(&names);
   H5Gclose(mg);
 }
 
@@ -872,22 +833,22 @@ static int check_file(dsFile *f, vctx *c, int flags) {
   if (STOP(c)) return -1;
 
   /* demos */
-  nameList names;
-  if (list_children(f->data, &names)) {
+  dsNames names;
+  if (ds_list_links(f->data, &names)) {
     problem(c, "data: cannot list children: %s", ds_h5_errmsg());
     return -1;
   }
   progress(f->path, "the list of demos");
   f->demos = calloc((size_t)names.n + 1, sizeof *f->demos);
   if (!f->demos) {
-    names_free(&names);
+    ds_names_free(&names);
     problem(c, "out of memory");
     return -1;
   }
   int first_schema = 1;
   int64_t sum = 0;
   for (int i = 0; i < names.n && !STOP(c); i++) {
-    const char *nm = names.names[i];
+    const char *nm = names.v[i];
     int64_t idx;
     if (ds_parse_demo_name(nm, &idx) || strlen(nm) >= sizeof f->demos[0].name) {
       problem(c, "data/%s: child name is not demo_<int>", nm);
@@ -914,7 +875,7 @@ static int check_file(dsFile *f, vctx *c, int flags) {
     sum += di->num_samples;
     f->ndemos++;
   }
-  names_free(&names);
+  ds_names_free(&names);
   if (STOP(c)) return -1;
   qsort(f->demos, (size_t)f->ndemos, sizeof *f->demos, cmp_demo);
   for (int i = 1; i < f->ndemos; i++)

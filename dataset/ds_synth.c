@@ -75,7 +75,7 @@ int ds_synth(const char *path, const dsSynthOpts *so, dsSynthResult *res) {
     dsEpisodeInfo info = {.task = o.env_name,
                           .seed = (int64_t)(so->seed * 1000 + (uint64_t)e),
                           .operator_name = "synth",
-                          .device = "scripted",
+                          .device = "synthetic",
                           .control_hz = 1.0 / dt};
     if ((rc = ds_writer_begin(w, &info, NULL))) break;
     int success = 0;

@@ -444,16 +444,6 @@ static void *writer_main(void *arg) {
 }
 
 /* ---- committer thread ---- */
-static int fsync_path(const char *p) {
-  int fd = open(p, O_RDONLY);
-  if (fd < 0) return tk_error(TK_EIO, "open %s: %s", p, strerror(errno));
-  int rc = fsync(fd);
-  int e = errno;
-  close(fd);
-  if (rc) return tk_error(TK_EIO, "fsync %s: %s", p, strerror(e));
-  return 0;
-}
-
 static int maybe_publish(dsWriter *w) {
   if (w->o.publish_ratio < 0) return 0;
   struct stat st;
@@ -476,7 +466,7 @@ static int maybe_publish(dsWriter *w) {
 static int commit_batch(dsWriter *w, dsCommit **v, int n) {
   int rc = 0;
   if (n == 1) {
-    if ((rc = fsync_path(v[0]->tmp))) return rc;
+    if ((rc = tk_fsync_file(v[0]->tmp))) return rc;
   } else {
     int fd = open(w->dir, O_RDONLY | O_DIRECTORY);
     if (fd < 0) return tk_error(TK_EIO, "open %s: %s", w->dir, strerror(errno));
