@@ -1,6 +1,7 @@
 /* dataset/ds_reader.c -- read-only access with validation on open, episode reads, and the
  * training loader. Every problem is one line naming the file, the demo and the dataset. */
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -16,8 +17,18 @@
 #define MAX_ROWS ((int64_t)1 << 36)  /* samples in one demo */
 #define MAX_BYTES ((int64_t)1 << 40) /* logical bytes of one dataset */
 
+/* Where a demo's per-step datasets sit in the file, when they are plain contiguous bytes:
+ * the loader then reads them with pread, without HDF5. Slots: fields, obs keys, next_obs keys. */
+#define NSLOTS (DS_NFIELDS + 2 * DS_MAX_KEYS)
+typedef struct dsLoc {
+  int64_t off; /* -1: read through HDF5 */
+  int kind;
+} dsLoc;
+
 struct dsFile {
   char path[4096];
+  int rawfd;
+  dsLoc *locs; /* ndemos x NSLOTS, same order as demos */
   hid_t file, data;
   int ndemos;
   dsDemoInfo *demos;
@@ -124,6 +135,8 @@ typedef struct {
   int first_only; /* ds_open: stop at the first problem */
   int native;     /* written by this toolkit: the strict rules apply */
   int value_check;
+  struct dsLoc *loc; /* where the current demo's datasets are, for the loader */
+  int rawfd;         /* the file opened plainly, for reading contiguous data without HDF5 */
   void (*report)(const char *line, void *user);
   void *user;
 } vctx;
@@ -154,7 +167,11 @@ typedef struct {
   int dtype_ok;
   H5T_class_t cls;
   size_t tsize;
+  int64_t raw_off; /* file offset of contiguous, unfiltered little-endian data (else -1) */
+  int raw_kind;    /* RAW_F32, RAW_F64, RAW_U8, or 0 */
 } dinfo;
+
+enum { RAW_NONE = 0, RAW_F32 = 1, RAW_F64 = 2, RAW_U8 = 3 };
 
 static int is_dataset(hid_t loc, const char *name) {
   if (H5Lexists(loc, name, H5P_DEFAULT) <= 0) {
@@ -193,6 +210,12 @@ static int inspect_keep(hid_t loc, const char *name, dinfo *di, hid_t *keep) {
   di->cls = H5Tget_class(t);
   di->tsize = H5Tget_size(t);
   di->dtype_ok = ds_h5_dtype_of(t, &di->dtype) == 0;
+  di->raw_off = -1;
+  if (H5Tget_order(t) == H5T_ORDER_LE || di->tsize == 1)
+    di->raw_kind = di->cls == H5T_FLOAT && di->tsize == 4   ? RAW_F32
+                   : di->cls == H5T_FLOAT && di->tsize == 8 ? RAW_F64
+                   : di->dtype_ok && di->dtype == DS_U8     ? RAW_U8
+                                                            : RAW_NONE;
   H5Tclose(t);
   /* refuse declared extents with no storage behind them (huge dims from an unwritten dataset) */
   int64_t elems = 1;
@@ -219,7 +242,14 @@ static int inspect_keep(hid_t loc, const char *name, dinfo *di, hid_t *keep) {
       if (H5Dget_num_chunks(d, sp2, &have) < 0 || have < need) missing = 1;
       H5Sclose(sp2);
     } else if (lay == H5D_CONTIGUOUS) {
-      missing = H5Dget_storage_size(d) < (hsize_t)elems * di->tsize;
+      hsize_t have = H5Dget_storage_size(d);
+      missing = have < (hsize_t)elems * di->tsize;
+      /* plain bytes at a known place: the loader may read them without HDF5 */
+      if (!missing && have == (hsize_t)elems * di->tsize && H5Pget_nfilters(dcpl) == 0 &&
+          H5Pget_external_count(dcpl) == 0) {
+        haddr_t off = H5Dget_offset(d);
+        if (off != HADDR_UNDEF) di->raw_off = (int64_t)off;
+      }
     }
     H5Pclose(dcpl);
     if (missing) {
@@ -249,6 +279,41 @@ static const char *cls_name(const dinfo *di) {
 }
 
 /* Scan float data for NaN/Inf in row blocks; returns the first bad row or -1. */
+/* The same scan over plain bytes at a known file offset (float32 or float64, little-endian). */
+static int64_t scan_finite_raw(int fd, int64_t off, int kind, int64_t rows, int64_t cols, int64_t *badcol,
+                               int *isnan_out) {
+  size_t esz = kind == RAW_F64 ? 8 : 4;
+  int64_t block = TK_MAX(1, (1 << 18) / TK_MAX(cols, 1));
+  uint8_t *buf = malloc((size_t)(block * cols) * esz);
+  if (!buf) return -2;
+  int64_t bad = -1;
+  for (int64_t r0 = 0; r0 < rows && bad < 0; r0 += block) {
+    int64_t n = TK_MIN(block, rows - r0);
+    progress("", "values at row %lld", (long long)r0);
+    size_t bytes = (size_t)(n * cols) * esz, done = 0;
+    while (done < bytes) {
+      ssize_t r = pread(fd, buf + done, bytes - done, (off_t)(off + (r0 * cols) * (int64_t)esz + (int64_t)done));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) {
+        free(buf);
+        return -2;
+      }
+      done += (size_t)r;
+    }
+    for (int64_t i = 0; i < n * cols; i++) {
+      double v = kind == RAW_F64 ? ((double *)buf)[i] : (double)((float *)buf)[i];
+      if (!isfinite(v)) {
+        bad = r0 + i / cols;
+        *badcol = i % cols;
+        *isnan_out = isnan(v);
+        break;
+      }
+    }
+  }
+  free(buf);
+  return bad;
+}
+
 static int64_t scan_finite(hid_t d, int64_t rows, int64_t cols, int64_t *badcol, int *isnan_out) {
   int64_t block = TK_MAX(1, (1 << 18) / TK_MAX(cols, 1));
   double *buf = malloc((size_t)(block * cols) * sizeof(double));
@@ -292,7 +357,7 @@ static int64_t scan_finite(hid_t d, int64_t rows, int64_t cols, int64_t *badcol,
 /* Check one per-step dataset. want_rank: exact rank, or 0 for 2..4 (observations); rank-1
  * fields may also be (N,1), as h5py users often store rewards and dones. */
 static int check_step_dataset(vctx *c, hid_t g, const char *demo, const char *prefix, const char *name,
-                              int64_t N, int want_rank, int allow_int, int value_check, dinfo *out) {
+                              int64_t N, int want_rank, int allow_int, int value_check, dinfo *out, int slot) {
   dinfo di;
   hid_t d = -1;
   int rc = inspect_keep(g, name, &di, &d);
@@ -346,7 +411,9 @@ static int check_step_dataset(vctx *c, hid_t g, const char *demo, const char *pr
   if (value_check && di.cls == H5T_FLOAT && N > 0) {
     int64_t col = 0;
     int isn = 0;
-    int64_t bad = scan_finite(d, N, elems, &col, &isn);
+    int64_t bad = c->rawfd >= 0 && di.raw_off >= 0 && (di.raw_kind == RAW_F32 || di.raw_kind == RAW_F64)
+                      ? scan_finite_raw(c->rawfd, di.raw_off, di.raw_kind, N, elems, &col, &isn)
+                      : scan_finite(d, N, elems, &col, &isn);
     if (bad == -2) {
       problem(c, "%s/%s%s: read failed: %s", demo, prefix, name, ds_h5_errmsg());
       goto done;
@@ -358,6 +425,10 @@ static int check_step_dataset(vctx *c, hid_t g, const char *demo, const char *pr
     }
   }
   ret = 0;
+  if (c->loc && slot >= 0 && slot < NSLOTS && di.raw_off >= 0 && di.raw_kind != RAW_NONE) {
+    c->loc[slot].off = di.raw_off;
+    c->loc[slot].kind = di.raw_kind;
+  }
 done:
   H5Dclose(d);
   if (out) *out = di;
@@ -369,17 +440,39 @@ static int cmp_demo(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-static void str_attr(hid_t g, const char *name, char *dst, size_t n) {
+/* The per-demo attributes, read once: what dsDemoInfo reports, and how each read went. */
+typedef struct {
+  int rc_success, rc_task, rc_hz, rc_missed; /* 0, TK_ENOTFOUND or TK_EFORMAT */
+  int64_t success_raw;
+} attrReads;
+
+static void str_attr_rc(hid_t g, const char *name, char *dst, size_t n, int *rc) {
   char *s = NULL;
   dst[0] = 0;
-  if (ds_attr_read_str(g, name, &s) == 0) {
-    snprintf(dst, n, "%s", s);
-    free(s);
-  }
+  *rc = ds_attr_read_str(g, name, &s);
+  if (*rc == 0) snprintf(dst, n, "%s", s);
+  free(s);
+}
+
+static void read_demo_attrs(hid_t g, dsDemoInfo *di, attrReads *a) {
+  int64_t v;
+  double hz;
+  a->rc_success = ds_attr_read_i64(g, "success", &v);
+  a->success_raw = a->rc_success == 0 ? v : 0;
+  di->success = a->rc_success == 0 ? (v != 0) : -1;
+  di->seed = ds_attr_read_i64(g, "seed", &v) == 0 ? v : -1;
+  a->rc_missed = ds_attr_read_i64(g, "missed_deadlines", &v);
+  di->missed_deadlines = a->rc_missed == 0 ? v : -1;
+  a->rc_hz = ds_attr_read_f64(g, "control_hz", &hz);
+  di->control_hz = a->rc_hz == 0 ? hz : 0;
+  str_attr_rc(g, "task", di->task, sizeof di->task, &a->rc_task);
+  int ignore;
+  str_attr_rc(g, "operator", di->operator_name, sizeof di->operator_name, &ignore);
+  str_attr_rc(g, "device", di->device, sizeof di->device, &ignore);
 }
 
 /* Optional attrs every file may have, and the ones our own files must have. */
-static void check_demo_attrs(vctx *c, hid_t g, const char *name) {
+static void check_demo_attrs(vctx *c, hid_t g, const char *name, const dsDemoInfo *di, const attrReads *a) {
   progress(c->path, "attributes of data/%s", name);
   char *str = NULL;
   int rc = ds_attr_read_str(g, "model_file", &str);
@@ -396,28 +489,45 @@ static void check_demo_attrs(vctx *c, hid_t g, const char *name) {
   }
   free(str);
   if (!c->native) return;
-  int64_t v;
-  double x;
-  rc = ds_attr_read_i64(g, "success", &v);
-  if (rc)
-    problem(c, "%s: attribute success %s", name, rc == TK_ENOTFOUND ? "missing" : "is not an integer");
-  else if (v != 0 && v != 1)
-    problem(c, "%s: attribute success is %lld, expected 0 or 1", name, (long long)v);
-  rc = ds_attr_read_str(g, "task", &str);
-  if (rc) problem(c, "%s: attribute task %s", name, rc == TK_ENOTFOUND ? "missing" : "is not a string");
-  free(str);
-  rc = ds_attr_read_f64(g, "control_hz", &x);
-  if (rc || !(x > 0) || !isfinite(x))
+  if (a->rc_success)
+    problem(c, "%s: attribute success %s", name, a->rc_success == TK_ENOTFOUND ? "missing" : "is not an integer");
+  else if (a->success_raw != 0 && a->success_raw != 1)
+    problem(c, "%s: attribute success is %lld, expected 0 or 1", name, (long long)a->success_raw);
+  if (a->rc_task) problem(c, "%s: attribute task %s", name, a->rc_task == TK_ENOTFOUND ? "missing" : "is not a string");
+  if (a->rc_hz || !(di->control_hz > 0) || !isfinite(di->control_hz))
     problem(c, "%s: attribute control_hz missing or not a positive number", name);
-  rc = ds_attr_read_i64(g, "missed_deadlines", &v);
-  if (rc || v < 0) problem(c, "%s: attribute missed_deadlines missing or negative", name);
+  if (a->rc_missed || di->missed_deadlines < 0)
+    problem(c, "%s: attribute missed_deadlines missing or negative", name);
 }
 
-/* Read a small per-step dataset fully as float64 (malloc'd). */
-static double *read_doubles(hid_t g, const char *nm, int64_t count) {
+/* Read a per-step dataset fully as float64 (malloc'd): from the plain bytes when the demo's
+ * location table has them, else through HDF5. NULL on failure. */
+static double *read_doubles(vctx *c, hid_t g, const char *nm, int64_t count, int slot) {
   double *b = malloc(sizeof(double) * (size_t)TK_MAX(count, 1));
+  if (!b) return NULL;
+  const dsLoc *l = c->loc && slot >= 0 ? &c->loc[slot] : NULL;
+  if (c->rawfd >= 0 && l && l->off >= 0 && l->kind != RAW_NONE) {
+    size_t esz = l->kind == RAW_F64 ? 8 : l->kind == RAW_F32 ? 4 : 1, bytes = (size_t)count * esz;
+    uint8_t *raw = l->kind == RAW_F64 ? (uint8_t *)b : malloc(bytes + 1);
+    size_t done = 0;
+    while (raw && done < bytes) {
+      ssize_t r = pread(c->rawfd, raw + done, bytes - done, (off_t)(l->off + (int64_t)done));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      done += (size_t)r;
+    }
+    int ok = raw && done == bytes;
+    if (ok && l->kind == RAW_F32)
+      for (int64_t i = 0; i < count; i++) b[i] = ((float *)raw)[i];
+    if (ok && l->kind == RAW_U8)
+      for (int64_t i = 0; i < count; i++) b[i] = raw[i];
+    if ((uint8_t *)b != raw) free(raw);
+    if (ok) return b;
+    free(b);
+    return NULL;
+  }
   hid_t d = H5Dopen2(g, nm, H5P_DEFAULT);
-  if (!b || d < 0 || H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, b) < 0) {
+  if (d < 0 || H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, b) < 0) {
     free(b);
     b = NULL;
   }
@@ -434,7 +544,7 @@ static void check_demo_values(vctx *c, hid_t g, const char *name, const dsDemoIn
   int present[2] = {di->has_dones, di->has_interventions};
   for (int i = 0; i < 2 && !STOP(c); i++) {
     if (!present[i]) continue;
-    double *b = read_doubles(g, flags[i], N);
+    double *b = read_doubles(c, g, flags[i], N, i ? DS_FIELD_interventions : DS_FIELD_dones);
     if (!b) {
       problem(c, "%s/%s: read failed", name, flags[i]);
       continue;
@@ -447,7 +557,7 @@ static void check_demo_values(vctx *c, hid_t g, const char *name, const dsDemoIn
     free(b);
   }
   if (!c->native || STOP(c)) return;
-  double *a = read_doubles(g, "actions", N * sch->action_dim);
+  double *a = read_doubles(c, g, "actions", N * sch->action_dim, DS_FIELD_actions);
   if (a) {
     for (int64_t i = 0; i < N * sch->action_dim; i++)
       if (a[i] < -1.000001 || a[i] > 1.000001) {
@@ -458,7 +568,7 @@ static void check_demo_values(vctx *c, hid_t g, const char *name, const dsDemoIn
     free(a);
   }
   if (di->has_timestamps && !STOP(c)) {
-    double *ts = read_doubles(g, "timestamps", N);
+    double *ts = read_doubles(c, g, "timestamps", N, DS_FIELD_timestamps);
     for (int64_t t = 1; ts && t < N; t++)
       if (ts[t] < ts[t - 1]) {
         problem(c, "%s/timestamps: decrease at step %lld", name, (long long)t);
@@ -474,7 +584,8 @@ static void check_demo_values(vctx *c, hid_t g, const char *name, const dsDemoIn
     char on[DS_NAME_MAX + 16], nn[DS_NAME_MAX + 16];
     snprintf(on, sizeof on, "obs/%s", key->name);
     snprintf(nn, sizeof nn, "next_obs/%s", key->name);
-    double *o = read_doubles(g, on, N * e), *no = read_doubles(g, nn, N * e);
+    double *o = read_doubles(c, g, on, N * e, DS_NFIELDS + k);
+    double *no = read_doubles(c, g, nn, N * e, DS_NFIELDS + DS_MAX_KEYS + k);
     if (o && no)
       for (int64_t t = 0; t + 1 < N; t++)
         if (memcmp(no + t * e, o + (t + 1) * e, (size_t)e * sizeof(double))) {
@@ -512,17 +623,10 @@ static void check_demo(vctx *c, hid_t data, const char *name, dsDemoInfo *di, ds
     problem(c, "%s: num_samples is 0 (an empty demo)", name);
     goto out;
   }
-  check_demo_attrs(c, g, name);
+  attrReads ar;
+  read_demo_attrs(g, di, &ar);
+  check_demo_attrs(c, g, name, di, &ar);
   if (STOP(c)) goto out;
-  int64_t v;
-  di->success = ds_attr_read_i64(g, "success", &v) == 0 ? (v != 0) : -1;
-  di->seed = ds_attr_read_i64(g, "seed", &v) == 0 ? v : -1;
-  di->missed_deadlines = ds_attr_read_i64(g, "missed_deadlines", &v) == 0 ? v : -1;
-  double hz;
-  di->control_hz = ds_attr_read_f64(g, "control_hz", &hz) == 0 ? hz : 0;
-  str_attr(g, "task", di->task, sizeof di->task);
-  str_attr(g, "operator", di->operator_name, sizeof di->operator_name);
-  str_attr(g, "device", di->device, sizeof di->device);
 
   /* per-step fields: one listing of the demo group says which optional ones exist */
   dsNames kids;
@@ -539,7 +643,7 @@ static void check_demo(vctx *c, hid_t data, const char *name, dsDemoInfo *di, ds
   }
   ds_names_free(&kids);
   dinfo d;
-  if (check_step_dataset(c, g, name, "", "actions", N, 2, 0, value_check, &d)) goto out;
+  if (check_step_dataset(c, g, name, "", "actions", N, 2, 0, value_check, &d, DS_FIELD_actions)) goto out;
   if (d.dims[1] < 1 || d.dims[1] > 4096) {
     problem(c, "%s/actions: %llu columns is out of range", name, (unsigned long long)d.dims[1]);
     goto out;
@@ -549,7 +653,7 @@ static void check_demo(vctx *c, hid_t data, const char *name, dsDemoInfo *di, ds
     const char *fn = ds_fields[f].name;
     if (!has[f]) continue;
     if (check_step_dataset(c, g, name, "", fn, N, ds_fields[f].rank,
-                           ds_fields[f].dtype == DS_U8 || f == DS_FIELD_rewards, value_check, &d))
+                           ds_fields[f].dtype == DS_U8 || f == DS_FIELD_rewards, value_check, &d, f))
       goto out;
     if (f == DS_FIELD_states) {
       if (d.dims[1] < 1 || d.dims[1] > (1 << 20)) {
@@ -589,7 +693,10 @@ static void check_demo(vctx *c, hid_t data, const char *name, dsDemoInfo *di, ds
     snprintf(prefix, sizeof prefix, "%s/", gname);
     for (int k = 0; k < keys.n && !STOP(c); k++) {
       const char *kn = keys.v[k];
-      if (check_step_dataset(c, og, name, prefix, kn, N, 0, 1, value_check, &d)) break;
+      /* slot: the key's index in this demo's schema (keys come sorted by name in every demo) */
+      int kslot = pass ? ds_schema_find(sch, kn) : sch->nkeys;
+      if (kslot >= 0) kslot += DS_NFIELDS + (pass ? DS_MAX_KEYS : 0);
+      if (check_step_dataset(c, og, name, prefix, kn, N, 0, 1, value_check, &d, kslot)) break;
       int img = d.rank == 4;
       if (img && !(d.dtype_ok && d.dtype == DS_U8)) {
         problem(c, "%s/%s%s: image (rank 4) of dtype %s, expected uint8", name, prefix, kn, cls_name(&d));
@@ -840,6 +947,12 @@ static int check_file(dsFile *f, vctx *c, int flags) {
   }
   progress(f->path, "the list of demos");
   f->demos = calloc((size_t)names.n + 1, sizeof *f->demos);
+  f->locs = malloc(((size_t)names.n + 1) * NSLOTS * sizeof *f->locs);
+  if (!f->locs) {
+    ds_names_free(&names);
+    problem(c, "out of memory");
+    return -1;
+  }
   if (!f->demos) {
     ds_names_free(&names);
     problem(c, "out of memory");
@@ -860,7 +973,10 @@ static int check_file(dsFile *f, vctx *c, int flags) {
     di->index = idx;
     dsSchema s;
     int before = c->count;
+    c->loc = f->locs + (size_t)f->ndemos * NSLOTS;
+    for (int k = 0; k < NSLOTS; k++) c->loc[k] = (dsLoc){-1, RAW_NONE};
     check_demo(c, f->data, nm, di, &s, value_check);
+    c->loc = NULL;
     if (c->count != before) {
       f->ndemos++; /* reported already; keep its name so masks naming it stay quiet */
       continue;
@@ -877,7 +993,36 @@ static int check_file(dsFile *f, vctx *c, int flags) {
   }
   ds_names_free(&names);
   if (STOP(c)) return -1;
-  qsort(f->demos, (size_t)f->ndemos, sizeof *f->demos, cmp_demo);
+  /* sort demos by index, and their dataset locations with them */
+  {
+    int nd = f->ndemos;
+    dsDemoInfo *sd = malloc(sizeof *sd * (size_t)(nd + 1));
+    dsLoc *sl = malloc(sizeof *sl * (size_t)(nd + 1) * NSLOTS);
+    int *ord = malloc(sizeof *ord * (size_t)(nd + 1));
+    if (!sd || !sl || !ord) {
+      free(sd);
+      free(sl);
+      free(ord);
+      problem(c, "out of memory");
+      return -1;
+    }
+    for (int i = 0; i < nd; i++) ord[i] = i;
+    for (int i = 1; i < nd; i++) /* insertion sort is fine: files list demos nearly sorted */
+      for (int j = i; j > 0 && cmp_demo(&f->demos[ord[j - 1]], &f->demos[ord[j]]) > 0; j--) {
+        int t = ord[j];
+        ord[j] = ord[j - 1];
+        ord[j - 1] = t;
+      }
+    for (int i = 0; i < nd; i++) {
+      sd[i] = f->demos[ord[i]];
+      memcpy(sl + (size_t)i * NSLOTS, f->locs + (size_t)ord[i] * NSLOTS, sizeof *sl * NSLOTS);
+    }
+    free(f->demos);
+    free(f->locs);
+    free(ord);
+    f->demos = sd;
+    f->locs = sl;
+  }
   for (int i = 1; i < f->ndemos; i++)
     if (f->demos[i].index == f->demos[i - 1].index)
       problem(c, "data: %s and %s have the same index", f->demos[i - 1].name, f->demos[i].name);
@@ -899,6 +1044,7 @@ static dsFile *file_new(const char *path) {
   if (!f) return NULL;
   snprintf(f->path, sizeof f->path, "%s", path);
   f->file = f->data = -1;
+  f->rawfd = -1;
   return f;
 }
 
@@ -906,6 +1052,8 @@ void ds_close(dsFile *f) {
   if (!f) return;
   if (f->data >= 0) H5Gclose(f->data);
   if (f->file >= 0) H5Fclose(f->file);
+  if (f->rawfd >= 0) close(f->rawfd);
+  free(f->locs);
   for (int m = 0; m < f->nmasks; m++)
     free(f->mask_pos[m]);
   free(f->mask_pos);
@@ -922,6 +1070,8 @@ int ds_open(const char *path, int flags, dsFile **out) {
   dsFile *f = file_new(path);
   if (!f) return tk_error(TK_ENOMEM, "out of memory");
   vctx c = {.path = path, .first_only = 1};
+  f->rawfd = open(path, O_RDONLY | O_CLOEXEC); /* -1 is fine: HDF5 then reads everything */
+  c.rawfd = f->rawfd;
   watchdog wd;
   wd_start(&wd);
   int bad = check_file(f, &c, flags);
@@ -948,6 +1098,8 @@ int ds_validate(const char *path, void (*report)(const char *line, void *user), 
   dsFile *f = file_new(path);
   if (!f) return tk_error(TK_ENOMEM, "out of memory");
   vctx c = {.path = path, .first_only = 0, .report = report, .user = user};
+  f->rawfd = open(path, O_RDONLY | O_CLOEXEC);
+  c.rawfd = f->rawfd;
   watchdog wd;
   wd_start(&wd);
   check_file(f, &c, 0);
@@ -1147,6 +1299,40 @@ static int read_f32(hid_t g, const char *name, float *out, int64_t count, double
   return 0;
 }
 
+/* Read count values of a demo's dataset into float32: straight from the file's bytes when
+ * validation found them contiguous and unfiltered, else through HDF5. */
+static int load_f32(dsFile *f, int pos, int slot, hid_t *g, const char *name, float *out, int64_t count,
+                    double **scratch, int64_t *scap) {
+  const dsLoc *l = &f->locs[(size_t)pos * NSLOTS + slot];
+  const dsDemoInfo *dm = &f->demos[pos];
+  if (f->rawfd >= 0 && l->off >= 0 && (l->kind == RAW_F32 || l->kind == RAW_F64)) {
+    size_t bytes = (size_t)count * (l->kind == RAW_F64 ? 8 : 4);
+    void *dst = out;
+    if (l->kind == RAW_F64) {
+      if (count > *scap) {
+        double *n = realloc(*scratch, (size_t)count * sizeof(double));
+        if (!n) return tk_error(TK_ENOMEM, "out of memory");
+        *scratch = n;
+        *scap = count;
+      }
+      dst = *scratch;
+    }
+    size_t done = 0;
+    while (done < bytes) {
+      ssize_t r = pread(f->rawfd, (char *)dst + done, bytes - done, (off_t)(l->off + (int64_t)done));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) return tk_error(TK_EIO, "%s: %s/%s: read: %s", f->path, dm->name, name, r < 0 ? strerror(errno) : "file shrank");
+      done += (size_t)r;
+    }
+    if (l->kind == RAW_F64)
+      for (int64_t i = 0; i < count; i++) out[i] = (float)(*scratch)[i];
+    return 0;
+  }
+  if (*g < 0 && (*g = H5Gopen2(f->data, dm->name, H5P_DEFAULT)) < 0)
+    return ds_h5_fail(TK_EFORMAT, "%s: %s: open", f->path, dm->name);
+  return read_f32(*g, name, out, count, scratch, scap, f->path, dm->name);
+}
+
 static int cmp_str(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
@@ -1275,19 +1461,23 @@ int ds_load(dsFile *f, const dsLoadOpts *o, dsLoaded *out) {
     out->demo_start[di] = row;
     out->demo_pos[di] = pos[di];
     if (n == 0) continue;
-    hid_t g = H5Gopen2(f->data, dm->name, H5P_DEFAULT);
-    if (g < 0) {
-      rc = ds_h5_fail(TK_EFORMAT, "%s: %s: open", f->path, dm->name);
-      break;
-    }
-    rc = read_f32(g, "actions", out->actions + row * A, n * A, &scratch, &scap, f->path, dm->name);
+    hid_t g = -1; /* opened only if something must go through HDF5 */
+    int p = pos[di];
+    rc = load_f32(f, p, DS_FIELD_actions, &g, "actions", out->actions + row * A, n * A, &scratch, &scap);
     if (!rc && dm->has_rewards)
-      rc = read_f32(g, "rewards", out->rewards + row, n, &scratch, &scap, f->path, dm->name);
+      rc = load_f32(f, p, DS_FIELD_rewards, &g, "rewards", out->rewards + row, n, &scratch, &scap);
     else if (!rc)
       memset(out->rewards + row, 0, (size_t)n * 4);
-    if (!rc && dm->has_dones)
-      rc = read_all(g, "dones", H5T_NATIVE_UINT8, out->dones + row, f->path, dm->name);
-    else if (!rc)
+    if (!rc && dm->has_dones) {
+      const dsLoc *l = &f->locs[(size_t)p * NSLOTS + DS_FIELD_dones];
+      if (f->rawfd >= 0 && l->off >= 0 && l->kind == RAW_U8 && pread(f->rawfd, out->dones + row, (size_t)n, l->off) == n) {
+      } else {
+        if (g < 0 && (g = H5Gopen2(f->data, dm->name, H5P_DEFAULT)) < 0)
+          rc = ds_h5_fail(TK_EFORMAT, "%s: %s: open", f->path, dm->name);
+        else
+          rc = read_all(g, "dones", H5T_NATIVE_UINT8, out->dones + row, f->path, dm->name);
+      }
+    } else if (!rc)
       memset(out->dones + row, 0, (size_t)n);
     for (int pass = 0; pass < (want_next ? 2 : 1) && !rc; pass++) {
       float *dst = pass ? out->next_obs : out->obs;
@@ -1295,18 +1485,18 @@ int ds_load(dsFile *f, const dsLoadOpts *o, dsLoaded *out) {
         char nm[DS_NAME_MAX + 16];
         snprintf(nm, sizeof nm, "%s/%s", pass ? "next_obs" : "obs", keys[k]);
         int d = kdim[k], off = out->key_offset[k];
+        int slot = DS_NFIELDS + (pass ? DS_MAX_KEYS : 0) + kidx[k];
         if (nk == 1) {
-          rc = read_f32(g, nm, dst + row * obs_dim, n * d, &scratch, &scap, f->path, dm->name);
+          rc = load_f32(f, p, slot, &g, nm, dst + row * obs_dim, n * d, &scratch, &scap);
           continue;
         }
-        rc = read_f32(g, nm, tmp, n * d, &scratch, &scap, f->path, dm->name);
+        rc = load_f32(f, p, slot, &g, nm, tmp, n * d, &scratch, &scap);
         if (rc) break;
         float *o0 = dst + row * obs_dim + off;
-        for (int64_t t = 0; t < n; t++)
-          memcpy(o0 + t * obs_dim, tmp + t * d, (size_t)d * 4);
+        for (int64_t t = 0; t < n; t++) memcpy(o0 + t * obs_dim, tmp + t * d, (size_t)d * 4);
       }
     }
-    H5Gclose(g);
+    if (g >= 0) H5Gclose(g);
     /* the values are used for training: refuse NaN/Inf here even when open skipped the scan */
     for (int64_t i = 0; !rc && i < n * A; i++)
       if (!isfinite(out->actions[row * A + i]))
