@@ -292,7 +292,8 @@ static int64_t scan_finite_raw(int fd, int64_t off, int kind, int64_t rows, int6
     progress("", "values at row %lld", (long long)r0);
     size_t bytes = (size_t)(n * cols) * esz, done = 0;
     while (done < bytes) {
-      ssize_t r = pread(fd, buf + done, bytes - done, (off_t)(off + (r0 * cols) * (int64_t)esz + (int64_t)done));
+      ssize_t r =
+          pread(fd, buf + done, bytes - done, (off_t)(off + (r0 * cols) * (int64_t)esz + (int64_t)done));
       if (r < 0 && errno == EINTR) continue;
       if (r <= 0) {
         free(buf);
@@ -357,7 +358,8 @@ static int64_t scan_finite(hid_t d, int64_t rows, int64_t cols, int64_t *badcol,
 /* Check one per-step dataset. want_rank: exact rank, or 0 for 2..4 (observations); rank-1
  * fields may also be (N,1), as h5py users often store rewards and dones. */
 static int check_step_dataset(vctx *c, hid_t g, const char *demo, const char *prefix, const char *name,
-                              int64_t N, int want_rank, int allow_int, int value_check, dinfo *out, int slot) {
+                              int64_t N, int want_rank, int allow_int, int value_check, dinfo *out,
+                              int slot) {
   dinfo di;
   hid_t d = -1;
   int rc = inspect_keep(g, name, &di, &d);
@@ -490,10 +492,12 @@ static void check_demo_attrs(vctx *c, hid_t g, const char *name, const dsDemoInf
   free(str);
   if (!c->native) return;
   if (a->rc_success)
-    problem(c, "%s: attribute success %s", name, a->rc_success == TK_ENOTFOUND ? "missing" : "is not an integer");
+    problem(c, "%s: attribute success %s", name,
+            a->rc_success == TK_ENOTFOUND ? "missing" : "is not an integer");
   else if (a->success_raw != 0 && a->success_raw != 1)
     problem(c, "%s: attribute success is %lld, expected 0 or 1", name, (long long)a->success_raw);
-  if (a->rc_task) problem(c, "%s: attribute task %s", name, a->rc_task == TK_ENOTFOUND ? "missing" : "is not a string");
+  if (a->rc_task)
+    problem(c, "%s: attribute task %s", name, a->rc_task == TK_ENOTFOUND ? "missing" : "is not a string");
   if (a->rc_hz || !(di->control_hz > 0) || !isfinite(di->control_hz))
     problem(c, "%s: attribute control_hz missing or not a positive number", name);
   if (a->rc_missed || di->missed_deadlines < 0)
@@ -518,9 +522,11 @@ static double *read_doubles(vctx *c, hid_t g, const char *nm, int64_t count, int
     }
     int ok = raw && done == bytes;
     if (ok && l->kind == RAW_F32)
-      for (int64_t i = 0; i < count; i++) b[i] = ((float *)raw)[i];
+      for (int64_t i = 0; i < count; i++)
+        b[i] = ((float *)raw)[i];
     if (ok && l->kind == RAW_U8)
-      for (int64_t i = 0; i < count; i++) b[i] = raw[i];
+      for (int64_t i = 0; i < count; i++)
+        b[i] = raw[i];
     if ((uint8_t *)b != raw) free(raw);
     if (ok) return b;
     free(b);
@@ -974,7 +980,8 @@ static int check_file(dsFile *f, vctx *c, int flags) {
     dsSchema s;
     int before = c->count;
     c->loc = f->locs + (size_t)f->ndemos * NSLOTS;
-    for (int k = 0; k < NSLOTS; k++) c->loc[k] = (dsLoc){-1, RAW_NONE};
+    for (int k = 0; k < NSLOTS; k++)
+      c->loc[k] = (dsLoc){-1, RAW_NONE};
     check_demo(c, f->data, nm, di, &s, value_check);
     c->loc = NULL;
     if (c->count != before) {
@@ -1006,7 +1013,8 @@ static int check_file(dsFile *f, vctx *c, int flags) {
       problem(c, "out of memory");
       return -1;
     }
-    for (int i = 0; i < nd; i++) ord[i] = i;
+    for (int i = 0; i < nd; i++)
+      ord[i] = i;
     for (int i = 1; i < nd; i++) /* insertion sort is fine: files list demos nearly sorted */
       for (int j = i; j > 0 && cmp_demo(&f->demos[ord[j - 1]], &f->demos[ord[j]]) > 0; j--) {
         int t = ord[j];
@@ -1321,11 +1329,14 @@ static int load_f32(dsFile *f, int pos, int slot, hid_t *g, const char *name, fl
     while (done < bytes) {
       ssize_t r = pread(f->rawfd, (char *)dst + done, bytes - done, (off_t)(l->off + (int64_t)done));
       if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) return tk_error(TK_EIO, "%s: %s/%s: read: %s", f->path, dm->name, name, r < 0 ? strerror(errno) : "file shrank");
+      if (r <= 0)
+        return tk_error(TK_EIO, "%s: %s/%s: read: %s", f->path, dm->name, name,
+                        r < 0 ? strerror(errno) : "file shrank");
       done += (size_t)r;
     }
     if (l->kind == RAW_F64)
-      for (int64_t i = 0; i < count; i++) out[i] = (float)(*scratch)[i];
+      for (int64_t i = 0; i < count; i++)
+        out[i] = (float)(*scratch)[i];
     return 0;
   }
   if (*g < 0 && (*g = H5Gopen2(f->data, dm->name, H5P_DEFAULT)) < 0)
@@ -1470,7 +1481,8 @@ int ds_load(dsFile *f, const dsLoadOpts *o, dsLoaded *out) {
       memset(out->rewards + row, 0, (size_t)n * 4);
     if (!rc && dm->has_dones) {
       const dsLoc *l = &f->locs[(size_t)p * NSLOTS + DS_FIELD_dones];
-      if (f->rawfd >= 0 && l->off >= 0 && l->kind == RAW_U8 && pread(f->rawfd, out->dones + row, (size_t)n, l->off) == n) {
+      if (f->rawfd >= 0 && l->off >= 0 && l->kind == RAW_U8 &&
+          pread(f->rawfd, out->dones + row, (size_t)n, l->off) == n) {
       } else {
         if (g < 0 && (g = H5Gopen2(f->data, dm->name, H5P_DEFAULT)) < 0)
           rc = ds_h5_fail(TK_EFORMAT, "%s: %s: open", f->path, dm->name);
@@ -1493,7 +1505,8 @@ int ds_load(dsFile *f, const dsLoadOpts *o, dsLoaded *out) {
         rc = load_f32(f, p, slot, &g, nm, tmp, n * d, &scratch, &scap);
         if (rc) break;
         float *o0 = dst + row * obs_dim + off;
-        for (int64_t t = 0; t < n; t++) memcpy(o0 + t * obs_dim, tmp + t * d, (size_t)d * 4);
+        for (int64_t t = 0; t < n; t++)
+          memcpy(o0 + t * obs_dim, tmp + t * d, (size_t)d * 4);
       }
     }
     if (g >= 0) H5Gclose(g);

@@ -264,3 +264,67 @@ Test(writer, file_size_limit_names_file_and_keeps_earlier_episodes) {
     cr_assert_eq(gen_verify(f, i, 64, why, sizeof why), 0, "%s", why);
   ds_close(f);
 }
+
+/* A full disk (a real 3 MB tmpfs): the error names the file, and everything committed
+ * before it stays intact: the main file opens, and each staged episode is a whole dataset. */
+static char tfs[4200];
+static void umount_tfs(void) {
+  if (tfs[0]) {
+    char cmd[4300];
+    snprintf(cmd, sizeof cmd, "umount %s", tfs);
+    if (system(cmd)) fprintf(stderr, "could not unmount %s\n", tfs);
+  }
+}
+
+Test(writer, disk_full_names_file_and_keeps_committed, .fini = umount_tfs) {
+  snprintf(tfs, sizeof tfs, "%s", tt_tmpdir());
+  char *out = NULL;
+  int rc = tt_run(&out, "mount -t tmpfs -o size=3m tmpfs %s", tfs);
+  cr_assert_eq(rc, 0, "this test needs root to mount a small tmpfs: %s", out);
+  free(out);
+  const char *p = path_in(tfs, "d.h5");
+  dsWriterOpts o;
+  genOpts g = {.image_px = 64, .publish_ratio = 1.0};
+  gen_schema(&o, &g);
+  dsWriter *w;
+  cr_assert_eq(ds_writer_open(p, &o, &w), 0, "%s", tk_errmsg());
+  int64_t idx;
+  rc = 0;
+  int episodes = 0;
+  for (int i = 0; i < 200 && !rc; i++) {
+    rc = ds_writer_begin(w, &gen_info, &idx);
+    if (!rc) rc = gen_record(w, idx, 64, DS_SUCCESS);
+    if (!rc) rc = ds_writer_sync(w);
+    if (!rc) episodes++;
+  }
+  char msg[2048];
+  snprintf(msg, sizeof msg, "%s", tk_errmsg());
+  int64_t committed = ds_writer_committed(w);
+  ds_writer_close(w);
+  printf("disk full after %d episodes (%lld committed): %s\n", episodes, (long long)committed, msg);
+  cr_assert_neq(rc, 0, "a 3 MB disk never filled up");
+  cr_assert(strstr(msg, tfs), "the message names the file: %s", msg);
+  cr_assert_gt(committed, 0);
+  /* the main file, if published, is whole; staged episodes are whole one-demo datasets */
+  int seen = 0;
+  char why[256];
+  if (tk_file_exists(p)) {
+    dsFile *f;
+    cr_assert_eq(ds_open(p, 0, &f), 0, "%s", tk_errmsg());
+    for (int i = 0; i < ds_num_demos(f); i++)
+      cr_assert_eq(gen_verify(f, i, 64, why, sizeof why), 0, "%s", why);
+    seen += ds_num_demos(f);
+    ds_close(f);
+  }
+  for (int64_t k = 0; k < committed + 2; k++) {
+    char sp[4400];
+    snprintf(sp, sizeof sp, "%s.staging/demo_%lld.h5", p, (long long)k);
+    if (!tk_file_exists(sp)) continue;
+    dsFile *f;
+    cr_assert_eq(ds_open(sp, 0, &f), 0, "%s", tk_errmsg());
+    cr_assert_eq(gen_verify(f, 0, 64, why, sizeof why), 0, "%s", why);
+    ds_close(f);
+    seen++;
+  }
+  cr_assert_geq(seen, committed, "every committed episode is either in the main file or staged");
+}
