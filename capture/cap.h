@@ -1,0 +1,142 @@
+/* capture/cap.h -- environments behind one interface (prefix cap_): built-in MuJoCo
+ * manipulation tasks, a user's own MJCF scene, and (later) USB robots; cameras; scripted
+ * operators that stand in for a human.
+ *
+ * One capModel per process (MuJoCo's mj_loadXML takes a global lock and calls srand: load
+ * once), shared read-only by any number of capEnv, each with its own simulation data, safe
+ * to step from different threads. Nothing here knows about storage.
+ */
+#ifndef CAP_H
+#define CAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CAP_NAME_MAX 64
+#define CAP_MAX_OBS 16
+#define CAP_MAX_CAMS 4
+#define CAP_MAX_ACT 32
+
+typedef struct capModel capModel;
+typedef struct capEnv capEnv;
+
+typedef enum { CAP_F64 = 0, CAP_U8 = 1 } capDtype;
+
+typedef enum {
+  CAP_ACT_EEF = 0,   /* 7: end-effector dx dy dz (world), drx dry drz, gripper (-1 open .. 1 closed) */
+  CAP_ACT_JOINT = 1, /* njoints + 1: joint position deltas, gripper */
+} capActionMode;
+
+typedef struct {
+  char name[CAP_NAME_MAX]; /* camera in the MJCF: agentview, eye_in_hand */
+  int width, height;
+} capCamera;
+
+typedef struct {
+  const char *task;       /* "reach", "push", "lift"; NULL when model_path is given */
+  const char *model_path; /* a user's MJCF: free play over its actuators, no reward */
+  double control_hz;      /* default 20 */
+  capActionMode action_mode;
+  int sparse_reward; /* 0: dense shaped reward (default), 1: 1 on success else 0 */
+  int horizon;       /* steps; 0: the task's default */
+  int ncams;         /* cameras rendered into observations (off unless asked for) */
+  capCamera cams[CAP_MAX_CAMS];
+} capOpts;
+
+typedef struct {
+  char name[CAP_NAME_MAX]; /* robomimic names: robot0_eef_pos, object, agentview_image, ... */
+  capDtype dtype;          /* CAP_F64 low-dim, CAP_U8 images (H,W,3) */
+  int rank;
+  int shape[3];
+} capObsSpec;
+
+typedef struct {
+  char task[CAP_NAME_MAX]; /* task name, or "free" for a user's scene */
+  int action_dim;
+  double action_low, action_high; /* -1, 1 */
+  capActionMode action_mode;
+  double control_hz;
+  double physics_dt; /* seconds per physics step (0.002 for built-in tasks) */
+  int horizon;
+  int state_dim; /* flat float64 state (get/set) */
+  int has_reward;
+  int nobs;
+  capObsSpec obs[CAP_MAX_OBS];
+} capSpec;
+
+/* One observation: pointers into the env's own buffers, valid until its next step/reset. */
+typedef struct {
+  int n;
+  const void *v[CAP_MAX_OBS]; /* per capSpec.obs, double* or uint8_t* */
+} capObs;
+
+enum {                         /* capStep.flags */
+       CAP_FLAG_CLIPPED = 1,   /* an action value was outside [-1,1] and was clipped */
+       CAP_FLAG_NONFINITE = 2, /* an action value was NaN/Inf and was replaced by 0 */
+       CAP_FLAG_UNSTABLE = 4,  /* the simulator diverged (NaN state or MuJoCo warning): episode over */
+};
+
+typedef struct {
+  capObs obs;
+  double reward;
+  int success;    /* the task's criterion holds now */
+  int terminated; /* success or instability: the episode cannot continue */
+  int truncated;  /* the horizon was reached */
+  int flags;      /* CAP_FLAG_* for this step */
+} capStep;
+
+void cap_opts_default(capOpts *o);
+/* Load the task's model (or the user's MJCF); errors name the file and give MuJoCo's message;
+ * an unknown task lists the known ones. Thread-safe. */
+int cap_model_load(const capOpts *o, capModel **out);
+void cap_model_free(capModel *m);
+const capSpec *cap_spec(const capModel *m);
+const char *cap_task_names(void); /* "reach, push, lift" */
+/* The MJCF text the model came from (for the dataset's model_file attr). */
+const char *cap_model_xml(const capModel *m);
+
+int cap_env_make(const capModel *m, capEnv **out);
+void cap_env_free(capEnv *e);
+const capModel *cap_env_model(const capEnv *e);
+/* Reset with a seed: object and goal placement come from it. */
+int cap_env_reset(capEnv *e, uint64_t seed, capObs *obs);
+/* Step with an action in [-1,1]^action_dim (clipped / NaN replaced, counted in flags). */
+int cap_env_step(capEnv *e, const double *action, capStep *out);
+int64_t cap_env_steps(const capEnv *e);           /* steps since reset */
+int64_t cap_env_action_warnings(const capEnv *e); /* clipped or non-finite actions since reset */
+/* Full state as one flat float64 vector (simulation + controller + task): setting a state
+ * reproduces the observation and the future exactly. */
+int cap_env_get_state(const capEnv *e, double *state);
+int cap_env_set_state(capEnv *e, const double *state, capObs *obs);
+/* Current observation again (recomputed, cameras rendered). */
+int cap_env_observe(capEnv *e, capObs *obs);
+/* Render a named camera to RGB (rows top-down), no display needed. */
+int cap_env_render(capEnv *e, const char *camera, int width, int height, uint8_t *rgb);
+/* Task geometry for experts and tests: end effector, object, goal (world, m). */
+void cap_env_eef_pos(const capEnv *e, double pos[3]);
+void cap_env_eef_quat(const capEnv *e, double quat[4]);
+int cap_env_object_pos(const capEnv *e, double pos[3]); /* TK_ENOTFOUND without an object */
+void cap_env_goal_pos(const capEnv *e, double pos[3]);
+double cap_env_gripper(const capEnv *e); /* 0 open .. 1 closed (finger opening) */
+
+/* ---- scripted operators ---- */
+/* A scripted expert per task, stateful across one episode. noise 0: clean; 0.5: human-like
+ * (hesitation, overshoot, a wrong first grasp, occasional failure). */
+typedef struct capExpert capExpert;
+int cap_expert_make(const capModel *m, double noise, uint64_t seed, capExpert **out);
+void cap_expert_free(capExpert *x);
+void cap_expert_reset(capExpert *x, uint64_t seed);
+/* Direct-action form (for RL tests and pipelines). */
+int cap_expert_act(capExpert *x, const capEnv *e, double *action);
+
+/* The gamepad-like form (stick and trigger values that the teleop mapping turns into an
+ * action) arrives with the teleop console, issue [3/8], which defines that mapping. */
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,341 @@
+/* capture/cap_model.c -- loading a task (embedded MJCF) or a user's scene once per process,
+ * finding the ids the controller needs, and describing the environment (capSpec). */
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cap_internal.h"
+
+static pthread_mutex_t mj_lock = PTHREAD_MUTEX_INITIALIZER;
+void cap_mujoco_lock(void) { pthread_mutex_lock(&mj_lock); }
+void cap_mujoco_unlock(void) { pthread_mutex_unlock(&mj_lock); }
+
+static void quiet_warning(const char *msg) { tk_debug("MuJoCo: %s", msg); }
+static void fatal_error(const char *msg) {
+  /* MuJoCo cannot continue after mju_error; say so in one line instead of its default */
+  fprintf(stderr, "MuJoCo fatal error: %s\n", msg);
+  fflush(stderr);
+  _exit(1);
+}
+
+static const struct {
+  const char *name;
+  capTask task;
+  int horizon;
+} tasks[] = {
+    {"reach", TASK_REACH, 100},
+    {"push", TASK_PUSH, 200},
+    {"lift", TASK_LIFT, 150},
+};
+
+const char *cap_task_names(void) { return "reach, push, lift"; }
+
+void cap_opts_default(capOpts *o) {
+  memset(o, 0, sizeof *o);
+  o->task = "lift";
+  o->control_hz = 20;
+  o->action_mode = CAP_ACT_EEF;
+}
+
+/* Load an embedded task file through MuJoCo's virtual file system (includes resolve there). */
+static mjModel *load_embedded(const char *file, char *err, int nerr) {
+  mjVFS *vfs = malloc(sizeof *vfs);
+  if (!vfs) {
+    snprintf(err, (size_t)nerr, "out of memory");
+    return NULL;
+  }
+  mj_defaultVFS(vfs);
+  for (int i = 0; i < cap_n_embedded_models; i++) {
+    int n = (int)strlen(cap_embedded_models[i].text);
+    if (mj_makeEmptyFileVFS(vfs, cap_embedded_models[i].name, n) != 0) {
+      snprintf(err, (size_t)nerr, "model file table full");
+      mj_deleteVFS(vfs);
+      free(vfs);
+      return NULL;
+    }
+    int k = mj_findFileVFS(vfs, cap_embedded_models[i].name);
+    memcpy(vfs->filedata[k], cap_embedded_models[i].text, (size_t)n);
+  }
+  mjModel *m = mj_loadXML(file, vfs, err, nerr);
+  mj_deleteVFS(vfs);
+  free(vfs);
+  return m;
+}
+
+/* The model as one MJCF text (includes flattened), for the dataset's model_file attr. */
+static char *save_xml(const mjModel *m) {
+  char tmpl[] = "/tmp/demokit-model-XXXXXX";
+  int fd = mkstemp(tmpl);
+  if (fd < 0) return NULL;
+  close(fd);
+  char err[512] = "";
+  char *text = NULL;
+  if (mj_saveLastXML(tmpl, m, err, sizeof err)) tk_read_text(tmpl, &text, NULL);
+  unlink(tmpl);
+  return text;
+}
+
+static int id_of(const mjModel *m, int type, const char *name) { return mj_name2id(m, type, name); }
+
+static int find_ids(capModel *cm) {
+  const mjModel *m = cm->m;
+  cm->site_eef = id_of(m, mjOBJ_SITE, "grip_site");
+  cm->body_cube = id_of(m, mjOBJ_BODY, "cube");
+  cm->jnt_cube = cm->body_cube >= 0 && m->body_jntnum[cm->body_cube] > 0 ? m->body_jntadr[cm->body_cube] : -1;
+  int mb = id_of(m, mjOBJ_BODY, cm->task == TASK_REACH ? "target" : "goal");
+  cm->mocap_goal = mb >= 0 ? m->body_mocapid[mb] : -1;
+  cm->key_home = id_of(m, mjOBJ_KEY, "home");
+  cm->act_gripper = id_of(m, mjOBJ_ACTUATOR, "act_gripper");
+  const char *missing = NULL;
+  if (cm->site_eef < 0) missing = "site grip_site";
+  if (cm->key_home < 0) missing = "keyframe home";
+  if (cm->act_gripper < 0) missing = "actuator act_gripper";
+  if ((cm->task == TASK_PUSH || cm->task == TASK_LIFT) && cm->jnt_cube < 0)
+    missing = "body cube with a free joint";
+  if ((cm->task == TASK_REACH || cm->task == TASK_PUSH) && cm->mocap_goal < 0)
+    missing = "mocap body target/goal";
+  for (int i = 0; i < CAP_ARM_DOF && !missing; i++) {
+    char jn[16], an[16];
+    snprintf(jn, sizeof jn, "joint%d", i + 1);
+    snprintf(an, sizeof an, "act%d", i + 1);
+    int j = id_of(m, mjOBJ_JOINT, jn), a = id_of(m, mjOBJ_ACTUATOR, an);
+    if (j < 0 || a < 0) {
+      missing = "arm joints joint1..joint7 and actuators act1..act7";
+      break;
+    }
+    cm->arm_jnt[i] = j;
+    cm->arm_qadr[i] = m->jnt_qposadr[j];
+    cm->arm_dadr[i] = m->jnt_dofadr[j];
+    cm->arm_act[i] = a;
+    cm->arm_lo[i] = m->jnt_range[2 * j];
+    cm->arm_hi[i] = m->jnt_range[2 * j + 1];
+  }
+  const char *fingers[2] = {"finger_left", "finger_right"};
+  for (int i = 0; i < 2 && !missing; i++) {
+    int j = id_of(m, mjOBJ_JOINT, fingers[i]);
+    if (j < 0) {
+      missing = "finger joints finger_left and finger_right";
+      break;
+    }
+    cm->finger_qadr[i] = m->jnt_qposadr[j];
+    cm->finger_dadr[i] = m->jnt_dofadr[j];
+  }
+  if (missing) return tk_error(TK_EFORMAT, "task model %s lacks %s", cm->spec.task, missing);
+  cm->narm = CAP_ARM_DOF;
+  /* gripper: open is what the home keyframe commands; closed is the other end of the range */
+  double lo = m->actuator_ctrlrange[2 * cm->act_gripper], hi = m->actuator_ctrlrange[2 * cm->act_gripper + 1];
+  double home = m->key_ctrl[cm->key_home * m->nu + cm->act_gripper];
+  cm->grip_open = home;
+  cm->grip_closed = fabs(home - lo) > fabs(home - hi) ? lo : hi;
+  cm->finger_open = m->key_qpos[cm->key_home * m->nq + cm->finger_qadr[0]];
+  int fj = mj_name2id(m, mjOBJ_JOINT, "finger_left");
+  double flo = m->jnt_range[2 * fj], fhi = m->jnt_range[2 * fj + 1];
+  cm->finger_closed = fabs(cm->finger_open - flo) > fabs(cm->finger_open - fhi) ? flo : fhi;
+  return 0;
+}
+
+static void add_obs(capModel *cm, const char *name, capDtype t, int rank, int s0, int s1, int s2) {
+  capSpec *s = &cm->spec;
+  capObsSpec *o = &s->obs[s->nobs];
+  snprintf(o->name, sizeof o->name, "%s", name);
+  o->dtype = t;
+  o->rank = rank;
+  o->shape[0] = s0;
+  o->shape[1] = s1;
+  o->shape[2] = s2;
+  if (t == CAP_F64) {
+    cm->obs_off[s->nobs] = cm->nlow;
+    cm->nlow += s0;
+  } else {
+    cm->obs_off[s->nobs] = s->nobs; /* images keep their own buffers */
+  }
+  s->nobs++;
+}
+
+static int object_dim(capTask t) {
+  return t == TASK_REACH ? 6 : t == TASK_PUSH ? 16 : t == TASK_LIFT ? 10 : 0;
+}
+
+static void build_spec(capModel *cm) {
+  capSpec *s = &cm->spec;
+  const mjModel *m = cm->m;
+  s->control_hz = cm->opts.control_hz;
+  s->physics_dt = m->opt.timestep;
+  s->action_low = -1;
+  s->action_high = 1;
+  s->action_mode = cm->opts.action_mode;
+  s->has_reward = cm->task != TASK_FREE;
+  if (cm->task == TASK_FREE) {
+    s->action_dim = m->nu;
+    add_obs(cm, "qpos", CAP_F64, 1, m->nq, 0, 0);
+    add_obs(cm, "qvel", CAP_F64, 1, m->nv, 0, 0);
+  } else {
+    s->action_dim = cm->opts.action_mode == CAP_ACT_JOINT ? CAP_ARM_DOF + 1 : 7;
+    add_obs(cm, "robot0_eef_pos", CAP_F64, 1, 3, 0, 0);
+    add_obs(cm, "robot0_eef_quat", CAP_F64, 1, 4, 0, 0);
+    add_obs(cm, "robot0_gripper_qpos", CAP_F64, 1, 2, 0, 0);
+    add_obs(cm, "robot0_joint_pos", CAP_F64, 1, CAP_ARM_DOF, 0, 0);
+    add_obs(cm, "robot0_joint_vel", CAP_F64, 1, CAP_ARM_DOF, 0, 0);
+    add_obs(cm, "object", CAP_F64, 1, object_dim(cm->task), 0, 0);
+  }
+  for (int c = 0; c < cm->opts.ncams; c++) {
+    char key[CAP_NAME_MAX + 16];
+    const char *cn = cm->opts.cams[c].name;
+    snprintf(key, sizeof key, "%s%s_image", strcmp(cn, "eye_in_hand") ? "" : "robot0_", cn);
+    add_obs(cm, key, CAP_U8, 3, cm->opts.cams[c].height, cm->opts.cams[c].width, 3);
+  }
+  /* state: time, qpos, qvel, act, qacc_warmstart, mocap pos/quat, ctrl, task */
+  int k = 0;
+  cm->st_time = k;
+  k += 1;
+  cm->st_qpos = k;
+  k += m->nq;
+  cm->st_qvel = k;
+  k += m->nv;
+  cm->st_act = k;
+  k += m->na;
+  cm->st_warm = k;
+  k += m->nv;
+  cm->st_mpos = k;
+  k += 3 * m->nmocap;
+  cm->st_mquat = k;
+  k += 4 * m->nmocap;
+  cm->st_ctrl = k;
+  k += m->nu;
+  cm->st_task = k;
+  k += CAP_TASK_STATE;
+  s->state_dim = k;
+}
+
+int cap_model_load(const capOpts *o, capModel **out) {
+  *out = NULL;
+  capOpts dflt;
+  cap_opts_default(&dflt);
+  if (!o) o = &dflt;
+  if (!(o->control_hz > 0 && o->control_hz <= 1000))
+    return tk_error(TK_EINVAL, "control rate %g Hz is out of range (0, 1000]", o->control_hz);
+  if (o->ncams < 0 || o->ncams > CAP_MAX_CAMS) return tk_error(TK_EINVAL, "at most %d cameras", CAP_MAX_CAMS);
+  for (int c = 0; c < o->ncams; c++)
+    if (o->cams[c].width < 8 || o->cams[c].height < 8 || o->cams[c].width > 640 || o->cams[c].height > 480)
+      return tk_error(TK_EINVAL, "camera %s: size %dx%d not in 8x8..640x480", o->cams[c].name,
+                      o->cams[c].width, o->cams[c].height);
+  capModel *cm = calloc(1, sizeof *cm);
+  if (!cm) return tk_error(TK_ENOMEM, "out of memory");
+  cm->opts = *o;
+  cm->opts.task = NULL;
+  cm->opts.model_path = NULL;
+  char err[1024] = "";
+  int rc = 0;
+  mju_user_warning = quiet_warning;
+  mju_user_error = fatal_error;
+  if (o->model_path) {
+    cm->task = TASK_FREE;
+    snprintf(cm->spec.task, sizeof cm->spec.task, "free");
+    cap_mujoco_lock();
+    cm->m = mj_loadXML(o->model_path, NULL, err, sizeof err);
+    if (cm->m) cm->xml = save_xml(cm->m);
+    cap_mujoco_unlock();
+    if (!cm->m) {
+      rc = tk_error(TK_EFORMAT, "%s: MuJoCo cannot load it: %s", o->model_path,
+                    err[0] ? err : "unknown error");
+      goto fail;
+    }
+    if (cm->m->nu < 1) {
+      rc = tk_error(TK_EFORMAT, "%s: the model has no actuators to drive", o->model_path);
+      goto fail;
+    }
+    if (cm->m->nu > CAP_MAX_ACT) {
+      rc = tk_error(TK_EFORMAT, "%s: %d actuators (at most %d)", o->model_path, cm->m->nu, CAP_MAX_ACT);
+      goto fail;
+    }
+    cm->site_eef = cm->body_cube = cm->jnt_cube = cm->mocap_goal = cm->act_gripper = -1;
+    cm->key_home = -1;
+    cm->cfg.horizon = o->horizon > 0 ? o->horizon : 1000;
+  } else {
+    const char *t = o->task ? o->task : "lift";
+    int ti = -1;
+    for (int i = 0; i < (int)TK_ARRAY_LEN(tasks); i++)
+      if (!strcmp(t, tasks[i].name)) ti = i;
+    if (ti < 0) {
+      rc = tk_error(TK_ENOTFOUND, "unknown task '%s' (known tasks: %s)", t, cap_task_names());
+      goto fail;
+    }
+    cm->task = tasks[ti].task;
+    snprintf(cm->spec.task, sizeof cm->spec.task, "%s", t);
+    char file[64];
+    snprintf(file, sizeof file, "%s.xml", t);
+    cap_mujoco_lock();
+    cm->m = load_embedded(file, err, sizeof err);
+    if (cm->m) cm->xml = save_xml(cm->m);
+    cap_mujoco_unlock();
+    if (!cm->m) {
+      rc = tk_error(TK_EFORMAT, "built-in model %s: MuJoCo cannot load it: %s", file, err);
+      goto fail;
+    }
+    if ((rc = find_ids(cm))) goto fail;
+    cm->cfg.horizon = o->horizon > 0 ? o->horizon : tasks[ti].horizon;
+    cm->cfg.success_dist = 0.05;
+    cm->cfg.lift_height = 0.04;
+    /* geometry from the model: table top height, cube size */
+    int tg = mj_name2id(cm->m, mjOBJ_GEOM, "table_top");
+    if (tg < 0) {
+      rc = tk_error(TK_EFORMAT, "built-in model %s lacks geom table_top", file);
+      goto fail;
+    }
+    cm->cfg.table_z = cm->m->geom_pos[3 * tg + 2] + cm->m->geom_size[3 * tg + 2];
+    if (cm->body_cube >= 0) {
+      int cg = cm->m->body_geomadr[cm->body_cube];
+      cm->cfg.cube_half = cm->m->geom_size[3 * cg];
+    }
+    /* where objects and goals are placed: in front of the arm, within its comfortable reach */
+    cm->cfg.x_lo = -0.05;
+    cm->cfg.x_hi = 0.25;
+    cm->cfg.y_lo = -0.25;
+    cm->cfg.y_hi = 0.25;
+    if (cm->task == TASK_PUSH) {
+      /* pushing needs room behind the cube, and the arm cannot reach close to its base */
+      cm->cfg.x_lo = 0.03;
+      cm->cfg.x_hi = 0.22;
+      cm->cfg.y_lo = -0.20;
+      cm->cfg.y_hi = 0.20;
+    }
+    for (int i = 0; i < CAP_ARM_DOF; i++)
+      cm->arm_home[i] = cm->m->key_qpos[cm->key_home * cm->m->nq + cm->arm_qadr[i]];
+  }
+  for (int c = 0; c < o->ncams; c++) {
+    cm->cam_id[c] = mj_name2id(cm->m, mjOBJ_CAMERA, o->cams[c].name);
+    if (cm->cam_id[c] < 0) {
+      char have[512] = "";
+      size_t off = 0;
+      for (int i = 0; i < cm->m->ncam && off < sizeof have; i++)
+        off += (size_t)snprintf(have + off, sizeof have - off, "%s%s", i ? ", " : "",
+                                mj_id2name(cm->m, mjOBJ_CAMERA, i));
+      rc = tk_error(TK_ENOTFOUND, "no camera '%s' in the model (cameras: %s)", o->cams[c].name,
+                    cm->m->ncam ? have : "none");
+      goto fail;
+    }
+  }
+  double period = 1.0 / o->control_hz;
+  cm->nsub = (int)(period / cm->m->opt.timestep + 0.5);
+  if (cm->nsub < 1) cm->nsub = 1;
+  cm->spec.horizon = cm->cfg.horizon;
+  build_spec(cm);
+  *out = cm;
+  return 0;
+fail:
+  cap_model_free(cm);
+  return rc;
+}
+
+void cap_model_free(capModel *cm) {
+  if (!cm) return;
+  if (cm->m) mj_deleteModel(cm->m);
+  free(cm->xml);
+  free(cm);
+}
+
+const capSpec *cap_spec(const capModel *m) { return &m->spec; }
+const char *cap_model_xml(const capModel *m) { return m->xml ? m->xml : ""; }
