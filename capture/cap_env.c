@@ -459,11 +459,16 @@ int cap_env_step(capEnv *e, const double *action, capStep *out) {
   out->flags = sanitize(e, action, a, cm->spec.action_dim);
   apply_action(e, a);
   for (int k = 0; k < cm->nsub; k++) {
-    /* gravity compensation on the arm, as a real arm's controller provides */
+    /* step1 computes the bias forces of the current state; gravity compensation on the arm
+     * (as a real arm's controller provides) uses them; step2 integrates */
+    mj_step1(m, d);
     for (int i = 0; i < cm->narm; i++)
       d->qfrc_applied[cm->arm_dadr[i]] = d->qfrc_bias[cm->arm_dadr[i]];
-    mj_step(m, d);
+    mj_step2(m, d);
   }
+  /* positions of bodies and sites for the new state (mj_step leaves them one substep behind):
+   * observations are then a function of the state alone, as after set_state */
+  mj_kinematics(m, d);
   e->steps++;
   int stable = check_stable(e);
   if (!stable) {
@@ -527,6 +532,8 @@ int cap_env_set_state(capEnv *e, const double *s, capObs *obs) {
   mj_forward(m, d);
   return cap_env_observe(e, obs);
 }
+/* note: mj_forward's extra results (forces, contacts) are recomputed by the next step's
+ * mj_step1 from the restored state, so the future matches the recorded run bit for bit */
 
 /* ---- cameras ---- */
 int cap_env_render(capEnv *e, const char *camera, int width, int height, uint8_t *rgb) {

@@ -22,6 +22,7 @@ struct capExpert {
   int gives_up_at;     /* step at which this operator gives up (0: never) */
   int misjudge;        /* this episode the operator misjudges the target (depth, position, height) */
   double off[3];       /* ... by this much */
+  double low[3];       /* push: where the fingertip goes down, fixed when the descent starts */
   int steps;
 };
 
@@ -181,7 +182,7 @@ int cap_expert_act(capExpert *x, const capEnv *e, double *a) {
     /* push along the cube-to-goal line from behind the cube */
     double dx = goal[0] - cube[0], dy = goal[1] - cube[1], L = sqrt(dx * dx + dy * dy);
     double ux = L > 1e-6 ? dx / L : 1, uy = L > 1e-6 ? dy / L : 0;
-    double back = cm->cfg.cube_half + 0.035;
+    double back = cm->cfg.cube_half + 0.05;
     double behind[3] = {cube[0] - ux * back, cube[1] - uy * back, cube[2] + hover};
     double low[3] = {behind[0], behind[1], cube[2]};
     keep_down(e, a);
@@ -194,10 +195,11 @@ int cap_expert_act(capExpert *x, const capEnv *e, double *a) {
       if (dist(eef, behind, 2) < 0.012) {
         x->ph = PH_LOWER;
         x->wait = 0;
+        memcpy(x->low, low, sizeof x->low); /* go straight down here, even if the cube moves */
       }
     } else if (x->ph == PH_LOWER) {
-      toward(x, eef, low, 0.5, a);
-      if (fabs(eef[2] - low[2]) < 0.01 || x->wait > 30) {
+      toward(x, eef, x->low, 0.5, a);
+      if (fabs(eef[2] - x->low[2]) < 0.01 || x->wait > 30) {
         x->ph = PH_PUSH;
         x->wait = 0;
       }
@@ -205,7 +207,7 @@ int cap_expert_act(capExpert *x, const capEnv *e, double *a) {
       /* push along the line at a speed that falls with the distance left (a cube shoved at
        * full speed slides past the goal), steering the fingertip back onto the line */
       double left = L - cm->cfg.success_dist * 0.3;
-      double speed = clampd(left * 3.0, 0.0, 0.35) * x->gain;
+      double speed = clampd(left * 3.0, 0.0, 0.3) * x->gain;
       double nx = -uy, ny = ux, side = nx * rx + ny * ry;
       a[0] = clampd(ux * speed - side * nx * 3.0, -1, 1);
       a[1] = clampd(uy * speed - side * ny * 3.0, -1, 1);
