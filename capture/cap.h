@@ -133,8 +133,47 @@ void cap_expert_reset(capExpert *x, uint64_t seed);
 /* Direct-action form (for RL tests and pipelines). */
 int cap_expert_act(capExpert *x, const capEnv *e, double *action);
 
-/* The gamepad-like form (stick and trigger values that the teleop mapping turns into an
- * action) arrives with the teleop console, issue [3/8], which defines that mapping. */
+/* ---- gamepad mapping (shared by real pads, virtual pads and the scripted operator) ---- */
+enum { CAP_AX_LX = 0, CAP_AX_LY, CAP_AX_RX, CAP_AX_RY, CAP_AX_LT, CAP_AX_RT, CAP_NAXES };
+enum {                         /* capPadState.buttons bits, named after SDL's game-controller buttons */
+       CAP_BTN_A = 1 << 0,     /* end as success */
+       CAP_BTN_B = 1 << 1,     /* end as failure */
+       CAP_BTN_X = 1 << 2,     /* discard and re-record */
+       CAP_BTN_Y = 1 << 3,     /* reset */
+       CAP_BTN_BACK = 1 << 4,  /* quit */
+       CAP_BTN_START = 1 << 6, /* start / pause */
+       CAP_BTN_LB = 1 << 9,    /* gripper open */
+       CAP_BTN_RB = 1 << 10,   /* gripper close */
+};
+
+/* What the operator's hands do this tick. Axes in [-1,1] with up = +1 (SDL's y axes are
+ * inverted before they get here), triggers in [0,1]. */
+typedef struct {
+  double axis[CAP_NAXES];
+  unsigned buttons;
+} capPadState;
+
+/* Which axis drives each end-effector action component, with sign, and the feel. */
+typedef struct {
+  int src[6]; /* per action component dx dy dz drx dry drz: a CAP_AX_* or -1 */
+  double sign[6];
+  double deadzone;    /* fraction of the stick's travel ignored around the centre (0.1) */
+  double sensitivity; /* action per unit of stick past the dead zone (1.0) */
+} capPadMap;
+
+/* Default layout, as the teleop HUD shows it: the agentview camera looks at the robot, so
+ * left stick right = world +y (image right), left stick up = away from the camera (-x);
+ * right stick up = +z, right stick right = yaw clockwise seen from above; bumpers latch the
+ * gripper (RB close, LB open); A success, B failure, X discard, Y reset, Start pause. */
+void cap_pad_map_default(capPadMap *m);
+/* Turn pad state into a 7-D end-effector action. *gripper carries the latched gripper
+ * command between calls (-1 open, 1 closed); start it at -1. */
+void cap_pad_to_action(const capPadMap *m, const capPadState *p, double *gripper, double *action);
+
+/* The scripted operator as a person with a pad: the stick deflections and buttons that,
+ * through the map, produce what cap_expert_act would; A when the task has held for a
+ * moment, B when this operator gives up. */
+int cap_expert_pad(capExpert *x, const capEnv *e, const capPadMap *m, capPadState *p);
 
 #ifdef __cplusplus
 }

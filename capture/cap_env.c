@@ -188,6 +188,8 @@ static int success_now(const capEnv *e) {
   }
 }
 
+int cap_env_success(const capEnv *e) { return success_now(e); }
+
 /* Dense rewards shaped like robosuite's (reaching, then the task), 1 at success. */
 static double reward_now(const capEnv *e, int success) {
   const capModel *cm = e->cm;

@@ -24,6 +24,7 @@ struct capExpert {
   double off[3];       /* ... by this much */
   double low[3];       /* push: where the fingertip goes down, fixed when the descent starts */
   int steps;
+  int held; /* steps the task's success has held */
 };
 
 int cap_expert_make(const capModel *m, double noise, uint64_t seed, capExpert **out) {
@@ -46,7 +47,7 @@ void cap_expert_free(capExpert *x) { free(x); }
 void cap_expert_reset(capExpert *x, uint64_t seed) {
   tk_rng_seed(&x->rng, seed ^ 0x5DEECE66DULL);
   x->ph = x->cm->task == TASK_PUSH ? PH_BEHIND : PH_APPROACH;
-  x->wait = x->hesitate = x->attempts = x->steps = 0;
+  x->wait = x->hesitate = x->attempts = x->steps = x->held = 0;
   double n = x->noise;
   x->gain = 1.0 + n * tk_rng_range(&x->rng, 0.0, 1.5);
   /* the wrong first grasp: off by 2-3.5 cm, more often with more noise */
@@ -225,5 +226,19 @@ int cap_expert_act(capExpert *x, const capEnv *e, double *a) {
   /* shaky hands */
   for (int i = 0; i < 3; i++)
     a[i] = clampd(a[i] + n * 0.3 * tk_rng_normal(&x->rng), -1, 1);
+  return 0;
+}
+
+int cap_expert_wants_end(capExpert *x, const capEnv *e, int *success) {
+  x->held = cap_env_success(e) ? x->held + 1 : 0;
+  if (x->held >= 5) {
+    *success = 1;
+    return 1;
+  }
+  /* a person gives up a while after they stop trying, or when time is nearly out */
+  if ((x->gives_up_at && x->steps >= x->gives_up_at + 10) || x->steps >= (int)(0.9 * x->cm->cfg.horizon)) {
+    *success = 0;
+    return 1;
+  }
   return 0;
 }

@@ -433,3 +433,34 @@ Test(env, threads_share_one_model) {
     cr_assert_eq(memcmp(seq[i].final, par[i].final, sizeof seq[i].final), 0);
   cap_model_free(m);
 }
+
+Test(env, joint_mode_and_sparse_reward) {
+  capOpts o;
+  cap_opts_default(&o);
+  o.task = "reach";
+  o.action_mode = CAP_ACT_JOINT;
+  o.sparse_reward = 1;
+  capModel *m;
+  cr_assert_eq(cap_model_load(&o, &m), 0, "%s", tk_errmsg());
+  cr_assert_eq(cap_spec(m)->action_dim, 8);
+  capEnv *e;
+  cap_env_make(m, &e);
+  capObs ob;
+  cap_env_reset(e, 3, &ob);
+  double q0 = ((const double *)ob.v[3])[0];
+  capStep st;
+  for (int t = 0; t < 5; t++) {
+    double a[8] = {0.5, 0, 0, 0, 0, 0, 0, -1}; /* joint1 +0.05 rad per step */
+    cap_env_step(e, a, &st);
+    cr_assert(st.reward == 0.0 || st.reward == 1.0, "sparse reward is 0 or 1, got %g", st.reward);
+  }
+  for (int t = 0; t < 10; t++) {
+    double a[8] = {0, 0, 0, 0, 0, 0, 0, -1};
+    cap_env_step(e, a, &st);
+  }
+  double q1 = ((const double *)st.obs.v[3])[0];
+  printf("joint1 moved %.4f rad for 0.25 commanded\n", q1 - q0);
+  cr_assert_float_eq(q1 - q0, 0.25, 0.02);
+  cap_env_free(e);
+  cap_model_free(m);
+}
