@@ -170,6 +170,60 @@ void cap_pad_map_default(capPadMap *m);
  * command between calls (-1 open, 1 closed); start it at -1. */
 void cap_pad_to_action(const capPadMap *m, const capPadState *p, double *gripper, double *action);
 
+/* ---- input devices: one vtable per backend (as SDL's joystick drivers) ---- */
+/* What a device says this tick. Pads fill pad (axes and buttons); six-degree-of-freedom
+ * devices (SpaceMouse) fill motion and pad.buttons. */
+typedef struct {
+  int six_dof;      /* 1: motion[] is the device's reading */
+  capPadState pad;  /* axes (pads) and buttons (every device, CAP_BTN_* meanings) */
+  double motion[6]; /* six-dof: x y z (translation) and rx ry rz (rotation), each in [-1,1],
+                       the device's own frame: x right, y forward (away from the user), z up */
+} capInputState;
+
+typedef struct capInput capInput;
+typedef struct {
+  const char *name; /* "gamepad", "keyboard", "spacemouse", "scripted", "replay" */
+  /* arg: backend-specific (a device index, a file). Errors name the device. */
+  int (*open)(capInput *in, const char *arg);
+  /* The latest (latched) state; *connected becomes 0 while the device is unplugged, and
+   * the state is then all zero. Never blocks. */
+  int (*poll)(capInput *in, capInputState *st, int *connected);
+  void (*rumble)(capInput *in, double strength, int ms); /* may be NULL */
+  void (*close)(capInput *in);
+} capInputDriver;
+
+struct capInput {
+  const capInputDriver *drv;
+  void *impl;     /* the backend's own state */
+  char desc[128]; /* what the HUD shows: "Xbox Controller", "SpaceMouse Compact", ... */
+};
+
+/* Open a device by kind ("gamepad", "keyboard", "spacemouse", "replay"; arg as the backend
+ * takes it). Unknown kinds list the known ones. */
+int cap_input_open(const char *kind, const char *arg, capInput **out);
+int cap_input_poll(capInput *in, capInputState *st, int *connected);
+void cap_input_rumble(capInput *in, double strength, int ms);
+void cap_input_close(capInput *in);
+/* Backends that live in other files or need extra libraries register themselves. */
+void cap_input_register(const capInputDriver *drv);
+
+/* A virtual game controller (an SDL virtual joystick): what the scripted operator's hands
+ * do goes in here and comes out of the "gamepad" backend exactly as a real pad's would. */
+typedef struct capVpad capVpad;
+int cap_vpad_make(capVpad **out);
+int cap_vpad_set(capVpad *v, const capPadState *p);
+int cap_vpad_unplug(capVpad *v); /* as if the cable were pulled */
+int cap_vpad_plug(capVpad *v);
+int cap_vpad_attached(const capVpad *v);
+int cap_vpad_rumbles(const capVpad *v); /* rumble requests the pad received */
+void cap_vpad_free(capVpad *v);
+
+/* Raw input recording (replay it with the "replay" device). */
+typedef struct capInputRecorder capInputRecorder;
+int cap_input_record_open(const char *path, const char *device, capInputRecorder **out);
+int cap_input_record(capInputRecorder *r, const capInputState *st, int connected);
+int cap_input_record_close(capInputRecorder *r);
+
 /* The scripted operator as a person with a pad: the stick deflections and buttons that,
  * through the map, produce what cap_expert_act would; A when the task has held for a
  * moment, B when this operator gives up. */

@@ -1,0 +1,464 @@
+/* teleop/tel_console.c -- the console: one loop paced on absolute deadlines; each tick reads
+ * the device, maps it to an action, runs the episode state machine, steps the environment
+ * and hands the step to the dataset writer (whose thread does the HDF5 work).
+ *
+ * States: idle -(Start)-> recording -(A: success | B: failure | X: discard | auto-end |
+ * max length)-> reset -> idle. Start while recording pauses. The device going away while
+ * recording: the action is zero (hold) from that tick, one held step is recorded, and the
+ * episode waits (unplugged) until the device is back. Y resets the scene (discarding an open
+ * episode); Back quits (an open episode is kept as a failure: nothing recorded is lost). */
+#include <SDL2/SDL.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ds.h"
+#include "tel.h"
+#include "tk.h"
+
+struct telConsole {
+  const telOpts *o;
+  telState state;
+  int64_t ticks, ep_steps;
+  capVpad *vpad;
+};
+
+telState tel_state(const telConsole *c) { return c->state; }
+int64_t tel_ticks(const telConsole *c) { return c->ticks; }
+int64_t tel_episode_steps(const telConsole *c) { return c->ep_steps; }
+capVpad *tel_vpad(telConsole *c) { return c->vpad; }
+
+void tel_opts_default(telOpts *o) {
+  memset(o, 0, sizeof *o);
+  o->task = "lift";
+  o->device = "gamepad";
+  o->image_gzip = 4;
+}
+
+const char *tel_legend(const char *device) {
+  if (device && (!strcmp(device, "spacemouse")))
+    return "SpaceMouse: push/tilt the cap to move and turn | left button: gripper | right button: success";
+  if (device && !strcmp(device, "keyboard"))
+    return "W/S A/D R/F move | Z/X T/G C/V turn | Space gripper | Enter success | Backspace failure | "
+           "Delete discard | Home reset | P start/pause | Esc quit";
+  return "left stick: move x/y | right stick: up/down, yaw | RB close / LB open gripper | A success | "
+         "B failure | X discard | Y reset | Start start/pause | Back quit";
+}
+
+/* ---- pad remapping from JSON ---- */
+static int axis_by_name(const char *s, int *ax, double *sign) {
+  *sign = 1;
+  if (*s == '-') {
+    *sign = -1;
+    s++;
+  }
+  const char *names[CAP_NAXES] = {"left_x", "left_y", "right_x", "right_y", "left_trigger", "right_trigger"};
+  for (int i = 0; i < CAP_NAXES; i++)
+    if (!strcmp(s, names[i])) {
+      *ax = i;
+      return 0;
+    }
+  if (!strcmp(s, "none")) {
+    *ax = -1;
+    *sign = 0;
+    return 0;
+  }
+  return -1;
+}
+
+static int load_map(const char *path, capPadMap *m) {
+  cJSON *j;
+  int rc = tk_json_load(path, &j);
+  if (rc) return rc;
+  const char *keys[6] = {"dx", "dy", "dz", "drx", "dry", "drz"};
+  for (int i = 0; i < 6 && !rc; i++) {
+    const char *v = tk_json_str(j, keys[i], NULL);
+    if (!v) continue;
+    if (axis_by_name(v, &m->src[i], &m->sign[i]))
+      rc = tk_error(TK_EFORMAT,
+                    "%s: %s: '%s' is not an axis (left_x, left_y, right_x, right_y, left_trigger, "
+                    "right_trigger, none; a leading - flips it)",
+                    path, keys[i], v);
+  }
+  double dz = tk_json_num(j, "deadzone", m->deadzone), sens = tk_json_num(j, "sensitivity", m->sensitivity);
+  if (!rc && !(dz >= 0 && dz < 0.9)) rc = tk_error(TK_EFORMAT, "%s: deadzone %g not in [0,0.9)", path, dz);
+  if (!rc && !(sens > 0 && sens <= 10))
+    rc = tk_error(TK_EFORMAT, "%s: sensitivity %g not in (0,10]", path, sens);
+  m->deadzone = dz;
+  m->sensitivity = sens;
+  cJSON_Delete(j);
+  return rc;
+}
+
+/* Six-dof devices report in their own frame (x right, y away from the user, z up). The user
+ * looks at the scene through the agentview camera, which faces the robot: image right is
+ * world +y and "away" is world -x. */
+static void six_dof_action(const capInputState *st, double *gripper, double *a) {
+  a[0] = -st->motion[1];
+  a[1] = st->motion[0];
+  a[2] = st->motion[2];
+  a[3] = -st->motion[4];
+  a[4] = st->motion[3];
+  a[5] = st->motion[5];
+  for (int i = 0; i < 6; i++)
+    a[i] = fmax(-1, fmin(1, a[i]));
+  a[6] = *gripper;
+}
+
+/* ---- the dataset schema from the environment's spec ---- */
+static void on_commit(int64_t idx, dsOutcome out, int64_t n, void *user);
+
+static int writer_open(const telOpts *o, const capModel *m, void *run, dsWriter **w) {
+  const capSpec *s = cap_spec(m);
+  dsWriterOpts wo;
+  ds_writer_default(&wo);
+  wo.env_name = s->task;
+  wo.image_gzip = o->image_gzip;
+  wo.schema.action_dim = s->action_dim;
+  wo.schema.state_dim = s->state_dim;
+  for (int k = 0; k < s->nobs; k++) {
+    const capObsSpec *c = &s->obs[k];
+    int64_t shape[3] = {c->shape[0], c->shape[1], c->shape[2]};
+    if (ds_schema_add(&wo.schema, c->name, c->dtype == CAP_U8 ? DS_U8 : DS_F64, c->rank, shape) < 0)
+      return tk_error_wrap(TK_EINVAL, "dataset schema");
+  }
+  char kw[1024];
+  size_t off = (size_t)snprintf(kw, sizeof kw, "{\"control_hz\": %g, \"action_mode\": \"%s\", \"cameras\": [",
+                                s->control_hz, s->action_mode == CAP_ACT_JOINT ? "joint" : "eef");
+  for (int c = 0; c < o->ncams && off < sizeof kw; c++)
+    off += (size_t)snprintf(kw + off, sizeof kw - off, "%s\"%s:%dx%d\"", c ? ", " : "", o->cams[c].name,
+                            o->cams[c].width, o->cams[c].height);
+  if (off < sizeof kw) snprintf(kw + off, sizeof kw - off, "]}");
+  wo.env_kwargs_json = kw;
+  wo.on_commit = on_commit;
+  wo.user = run;
+  return ds_writer_open(o->out, &wo, w);
+}
+
+static int cmp_d(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* ---- the run ---- */
+typedef struct {
+  const telOpts *o;
+  capModel *model;
+  capEnv *env;
+  capInput *in;
+  capExpert *expert;
+  capInputRecorder *rec;
+  dsWriter *w;
+  const capSpec *spec;
+  capPadMap map;
+  double gripper;
+  /* current observation and state, copied (the env's buffers change when it steps) */
+  uint8_t *obs_mem;
+  void *obs[CAP_MAX_OBS];
+  size_t obs_bytes[CAP_MAX_OBS];
+  double *state;
+  uint64_t next_seed;
+  uint64_t ep_seed;
+  double ep_t0;
+  int64_t ep_missed;
+  int success_held;
+  unsigned prev_buttons;
+  telStats *st;
+  telConsole con;
+  int scripted_start_phase;
+} telRun;
+
+static void copy_obs(telRun *r, const capObs *o) {
+  for (int k = 0; k < r->spec->nobs; k++)
+    memcpy(r->obs[k], o->v[k], r->obs_bytes[k]);
+}
+
+static int reset_scene(telRun *r) {
+  capObs o;
+  r->ep_seed = r->next_seed++;
+  int rc = cap_env_reset(r->env, r->ep_seed, &o);
+  if (rc) return rc;
+  copy_obs(r, &o);
+  cap_env_get_state(r->env, r->state);
+  if (r->expert) cap_expert_reset(r->expert, r->ep_seed);
+  r->gripper = -1;
+  r->success_held = 0;
+  return 0;
+}
+
+static int begin_episode(telRun *r) {
+  const telOpts *o = r->o;
+  const char *opname = o->operator_name ? o->operator_name : getenv("USER");
+  dsEpisodeInfo info = {.task = r->spec->task,
+                        .seed = (int64_t)r->ep_seed,
+                        .operator_name = opname ? opname : "",
+                        .device = o->device,
+                        .control_hz = r->spec->control_hz,
+                        .model_file = cap_model_xml(r->model)};
+  int64_t idx;
+  int rc = ds_writer_begin(r->w, &info, &idx);
+  if (rc) return rc;
+  r->ep_t0 = tk_now_s();
+  r->ep_missed = 0;
+  r->con.ep_steps = 0;
+  r->con.state = TEL_RECORDING;
+  if (!o->quiet) printf("recording demo_%lld (seed %llu)\n", (long long)idx, (unsigned long long)r->ep_seed);
+  fflush(stdout);
+  return 0;
+}
+
+static int end_episode(telRun *r, dsOutcome out, const char *why) {
+  const void *fin[CAP_MAX_OBS];
+  for (int k = 0; k < r->spec->nobs; k++)
+    fin[k] = r->obs[k];
+  int rc = ds_writer_end(r->w, out, fin, r->ep_missed);
+  if (out == DS_SUCCESS)
+    r->st->success++;
+  else if (out == DS_FAILURE)
+    r->st->failure++;
+  else
+    r->st->discarded++;
+  cap_input_rumble(r->in,
+                   out == DS_SUCCESS   ? 0.4
+                   : out == DS_FAILURE ? 0.8
+                                       : 0.2,
+                   out == DS_SUCCESS ? 150 : 400);
+  if (!r->o->quiet)
+    printf("ended: %s (%s, %lld steps, %lld missed deadlines)\n",
+           out == DS_SUCCESS   ? "success"
+           : out == DS_FAILURE ? "failure"
+                               : "discarded",
+           why, (long long)r->con.ep_steps, (long long)r->ep_missed);
+  fflush(stdout);
+  r->con.state = TEL_IDLE;
+  if (rc) return rc;
+  return reset_scene(r);
+}
+
+static int record_step(telRun *r, const double *action) {
+  capStep s;
+  double t = tk_now_s() - r->ep_t0;
+  int rc = cap_env_step(r->env, action, &s);
+  if (rc) return rc;
+  dsStep d = {.action = action, .reward = s.reward, .done = 0, .state = r->state, .timestamp = t};
+  for (int k = 0; k < r->spec->nobs; k++)
+    d.obs[k] = r->obs[k];
+  /* out-of-range values were clipped by the environment: record what it executed */
+  double clipped[CAP_MAX_ACT];
+  for (int i = 0; i < r->spec->action_dim; i++)
+    clipped[i] = isfinite(action[i]) ? fmax(-1, fmin(1, action[i])) : 0;
+  d.action = clipped;
+  if ((rc = ds_writer_add_step(r->w, &d))) return rc;
+  copy_obs(r, &s.obs);
+  cap_env_get_state(r->env, r->state);
+  r->con.ep_steps++;
+  r->st->steps++;
+  r->success_held = s.success ? r->success_held + 1 : 0;
+  int max = r->o->max_steps > 0 ? r->o->max_steps : r->spec->horizon;
+  if (s.flags & CAP_FLAG_UNSTABLE) return end_episode(r, DS_FAILURE, "the simulation diverged");
+  if (r->o->auto_end > 0 && r->success_held >= r->o->auto_end) return end_episode(r, DS_SUCCESS, "auto-end");
+  if (max > 0 && r->con.ep_steps >= max)
+    return end_episode(r, s.success ? DS_SUCCESS : DS_FAILURE, "maximum length");
+  return 0;
+}
+
+/* The scripted operator's hands: press Start when idle, otherwise do the task. */
+static void scripted_hands(telRun *r) {
+  capPadState p;
+  memset(&p, 0, sizeof p);
+  if (r->con.state == TEL_IDLE) {
+    /* press and release Start */
+    r->scripted_start_phase ^= 1;
+    if (r->scripted_start_phase) p.buttons = CAP_BTN_START;
+  } else if (r->con.state == TEL_RECORDING) {
+    cap_expert_pad(r->expert, r->env, &r->map, &p);
+  }
+  cap_vpad_set(r->con.vpad, &p);
+}
+
+static void on_commit(int64_t idx, dsOutcome out, int64_t n, void *user) {
+  telRun *r = user;
+  (void)out;
+  __atomic_add_fetch(&r->st->committed, 1, __ATOMIC_SEQ_CST);
+  if (!r->o->quiet) {
+    printf("committed demo_%lld (%lld steps)\n", (long long)idx, (long long)n);
+    fflush(stdout);
+  }
+}
+
+static int setup(telRun *r) {
+  const telOpts *o = r->o;
+  capOpts co;
+  cap_opts_default(&co);
+  co.task = o->model_path ? NULL : o->task;
+  co.model_path = o->model_path;
+  if (o->rate > 0) co.control_hz = o->rate;
+  co.ncams = o->ncams;
+  memcpy(co.cams, o->cams, sizeof co.cams);
+  int rc = cap_model_load(&co, &r->model);
+  if (rc) return rc;
+  r->spec = cap_spec(r->model);
+  if ((rc = cap_env_make(r->model, &r->env))) return rc;
+  cap_pad_map_default(&r->map);
+  if (o->map_json && (rc = load_map(o->map_json, &r->map))) return rc;
+  if (o->mappings && SDL_GameControllerAddMappingsFromFile(o->mappings) < 0)
+    return tk_error(TK_EFORMAT, "%s: SDL cannot read the controller mappings: %s", o->mappings,
+                    SDL_GetError());
+  if (!strcmp(o->device, "scripted")) {
+    if (r->spec->has_reward == 0)
+      return tk_error(TK_EINVAL, "the scripted operator needs a built-in task, not a free scene");
+    if ((rc = cap_vpad_make(&r->con.vpad))) return rc;
+    if ((rc = cap_expert_make(r->model, o->noise, o->seed, &r->expert))) return rc;
+    char idx[16] = "";
+    for (int i = 0; i < SDL_NumJoysticks(); i++)
+      if (SDL_JoystickIsVirtual(i)) snprintf(idx, sizeof idx, "%d", i);
+    if ((rc = cap_input_open("gamepad", idx, &r->in))) return rc;
+  } else {
+    if ((rc = cap_input_open(o->device, o->device_arg, &r->in))) return rc;
+  }
+  if (o->record_input && (rc = cap_input_record_open(o->record_input, o->device, &r->rec))) return rc;
+  /* buffers for the current observation and state */
+  size_t total = 0;
+  for (int k = 0; k < r->spec->nobs; k++) {
+    const capObsSpec *c = &r->spec->obs[k];
+    size_t n = c->dtype == CAP_F64 ? 8 : 1;
+    for (int i = 0; i < c->rank; i++)
+      n *= (size_t)c->shape[i];
+    r->obs_bytes[k] = n;
+    total += (n + 63) & ~(size_t)63;
+  }
+  r->obs_mem = aligned_alloc(64, total + 64);
+  r->state = malloc(sizeof(double) * (size_t)r->spec->state_dim);
+  if (!r->obs_mem || !r->state) return tk_error(TK_ENOMEM, "out of memory");
+  uint8_t *p = r->obs_mem;
+  for (int k = 0; k < r->spec->nobs; k++) {
+    r->obs[k] = p;
+    p += (r->obs_bytes[k] + 63) & ~(size_t)63;
+  }
+  if ((rc = writer_open(o, r->model, r, &r->w))) return rc;
+  r->next_seed = o->seed + (uint64_t)ds_writer_next_index(r->w); /* appending continues the seeds too */
+  return reset_scene(r);
+}
+
+int tel_run(const telOpts *o, telStats *stats) {
+  telStats dummy;
+  if (!stats) stats = &dummy;
+  memset(stats, 0, sizeof *stats);
+  if (!o->out) return tk_error(TK_EINVAL, "no output dataset (--out FILE.h5)");
+  telRun r;
+  memset(&r, 0, sizeof r);
+  r.o = o;
+  r.st = stats;
+  r.con.o = o;
+  int rc = setup(&r);
+  if (rc) goto done;
+  int64_t cap_ticks = o->max_ticks;
+  double *late = malloc(sizeof(double) * 100000);
+  int64_t nlate = 0;
+  tkPacer pacer;
+  tk_pacer_start(&pacer, r.spec->control_hz);
+  int episodes_done = 0;
+  r.con.state = TEL_IDLE;
+  while (r.con.state != TEL_QUIT && !rc) {
+    if (cap_ticks > 0 && r.con.ticks >= cap_ticks) break;
+    if (o->on_tick) o->on_tick(&r.con, o->user);
+    SDL_Event ev;
+    while (SDL_PollEvent(&ev))
+      if (ev.type == SDL_QUIT) r.con.state = TEL_QUIT;
+    if (r.expert) scripted_hands(&r);
+    capInputState in;
+    int connected;
+    if ((rc = cap_input_poll(r.in, &in, &connected))) break;
+    if (r.rec && (rc = cap_input_record(r.rec, &in, connected))) break;
+    unsigned pressed = in.pad.buttons & ~r.prev_buttons;
+    r.prev_buttons = in.pad.buttons;
+    double a[CAP_MAX_ACT] = {0};
+    if (connected) {
+      if (in.six_dof) {
+        if (pressed & CAP_BTN_RB) r.gripper = -r.gripper; /* a six-dof device's button toggles */
+        six_dof_action(&in, &r.gripper, a);
+      } else {
+        cap_pad_to_action(&r.map, &in.pad, &r.gripper, a);
+      }
+    } else {
+      a[r.spec->action_dim - 1] = r.gripper; /* hold: no motion, the gripper as it was */
+    }
+    /* the state machine */
+    telState s = r.con.state;
+    if (s == TEL_RECORDING && !connected) {
+      rc = record_step(&r, a); /* this tick holds still; then the episode waits for the device */
+      if (!rc && r.con.state == TEL_RECORDING) r.con.state = TEL_UNPLUGGED;
+      if (!o->quiet) printf("device unplugged: holding, episode paused\n");
+    } else if (s == TEL_UNPLUGGED) {
+      if (connected) {
+        r.con.state = TEL_RECORDING;
+        if (!o->quiet) printf("device back: resuming\n");
+      }
+    } else if (pressed & CAP_BTN_BACK) {
+      if (s == TEL_RECORDING || s == TEL_PAUSED) rc = end_episode(&r, DS_FAILURE, "quit");
+      r.con.state = TEL_QUIT;
+    } else if (s == TEL_IDLE) {
+      if (pressed & CAP_BTN_Y)
+        rc = reset_scene(&r);
+      else if (pressed & CAP_BTN_START)
+        rc = begin_episode(&r);
+    } else if (s == TEL_PAUSED) {
+      if (pressed & CAP_BTN_START)
+        r.con.state = TEL_RECORDING;
+      else if (pressed & CAP_BTN_A)
+        rc = end_episode(&r, DS_SUCCESS, "operator");
+      else if (pressed & CAP_BTN_B)
+        rc = end_episode(&r, DS_FAILURE, "operator");
+      else if (pressed & (CAP_BTN_X | CAP_BTN_Y))
+        rc = end_episode(&r, DS_DISCARD, "operator");
+    } else if (s == TEL_RECORDING) {
+      if (pressed & CAP_BTN_A)
+        rc = end_episode(&r, DS_SUCCESS, "operator");
+      else if (pressed & CAP_BTN_B)
+        rc = end_episode(&r, DS_FAILURE, "operator");
+      else if (pressed & (CAP_BTN_X | CAP_BTN_Y))
+        rc = end_episode(&r, DS_DISCARD, "operator");
+      else if (pressed & CAP_BTN_START)
+        r.con.state = TEL_PAUSED;
+      else
+        rc = record_step(&r, a);
+    }
+    if (s != TEL_IDLE && r.con.state == TEL_IDLE) {
+      episodes_done = stats->success + stats->failure;
+      if (o->episodes > 0 && episodes_done >= o->episodes) r.con.state = TEL_QUIT;
+    }
+    r.con.ticks++;
+    int missed = tk_pacer_wait(&pacer);
+    if (missed && (r.con.state == TEL_RECORDING)) r.ep_missed++;
+    if (late && nlate < 100000) late[nlate++] = (double)pacer.last_late_ns * 1e-6;
+  }
+  stats->ticks = r.con.ticks;
+  stats->missed = pacer.missed;
+  stats->rate = tk_pacer_rate(&pacer);
+  if (late && nlate) {
+    qsort(late, (size_t)nlate, sizeof(double), cmp_d);
+    stats->jitter_p99_ms = late[(int64_t)(0.99 * (double)(nlate - 1))];
+  }
+  free(late);
+done:;
+  char saved[TK_ERRMSG_MAX];
+  snprintf(saved, sizeof saved, "%s", tk_errmsg());
+  int crc = ds_writer_close(r.w); /* publishes; an open episode (none when quitting normally) is dropped */
+  if (!rc && crc)
+    rc = crc;
+  else if (rc)
+    tk_error(rc, "%s", saved);
+  if (r.rec) {
+    int rrc = cap_input_record_close(r.rec);
+    if (!rc) rc = rrc;
+  }
+  cap_input_close(r.in);
+  cap_vpad_free(r.con.vpad);
+  cap_expert_free(r.expert);
+  cap_env_free(r.env);
+  cap_model_free(r.model);
+  free(r.obs_mem);
+  free(r.state);
+  return rc;
+}

@@ -1,0 +1,191 @@
+/* teleop/tel_main.c -- the `teleop` command. */
+#include <SDL2/SDL.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tel.h"
+#include "tk.h"
+
+static void usage(FILE *f) {
+  fprintf(
+      f,
+      "usage: teleop (--task NAME | --model scene.xml) --out FILE.h5 [options]\n"
+      "\n"
+      "Drive a simulated robot and record demonstrations. Every finished episode is durable\n"
+      "in FILE.h5 the moment it ends (crash-safe; see the README's data section).\n"
+      "\n"
+      "  --task NAME          built-in task: reach, push, lift (default lift)\n"
+      "  --model FILE.xml     your own MJCF scene (free play over its actuators, no reward)\n"
+      "  --out FILE.h5        dataset; an existing one is appended to (same task and schema)\n"
+      "  --device KIND        gamepad (default), keyboard, spacemouse, scripted, replay\n"
+      "  --device-arg ARG     pad index, VID:PID, or the input file for replay\n"
+      "  --episodes N         stop after N kept episodes (default: until quit)\n"
+      "  --headless           no window\n"
+      "  --camera NAME:WxH    record a camera (agentview, eye_in_hand), repeatable\n"
+      "  --rate HZ            control rate (default the task's, 20)\n"
+      "  --seed S             first episode's seed (default 0)\n"
+      "  --noise X            scripted operator's human-likeness, 0..1 (default 0)\n"
+      "  --auto-end N         end as success once the task's success held N steps\n"
+      "  --max-steps N        end an episode at this length (default the task's horizon)\n"
+      "  --operator NAME      stored with each demo (default $USER)\n"
+      "  --mappings FILE      SDL gamecontrollerdb.txt for unusual pads\n"
+      "  --map FILE.json      remap pad axes: {\"dx\": \"-left_y\", \"dy\": \"left_x\", \"dz\": "
+      "\"right_y\",\n"
+      "                       \"drz\": \"-right_x\", \"deadzone\": 0.1, \"sensitivity\": 1.0}\n"
+      "  --record-input FILE  also write the raw device input (replay: --device replay --device-arg FILE)\n"
+      "  --image-gzip L       gzip level for camera frames, 0..9 (default 4)\n"
+      "  --quiet              no per-episode lines\n"
+      "\n"
+      "Gamepad: %s\n"
+      "Keyboard: %s\n"
+      "SpaceMouse: %s\n",
+      tel_legend("gamepad"), tel_legend("keyboard"), tel_legend("spacemouse"));
+}
+
+static volatile sig_atomic_t got_sigint;
+static void on_sigint(int s) {
+  (void)s;
+  got_sigint = 1;
+}
+
+static void sigint_hook(telConsole *c, void *user) {
+  (void)c;
+  (void)user;
+  if (got_sigint) {
+    SDL_Event ev = {.type = SDL_QUIT};
+    SDL_PushEvent(&ev);
+  }
+}
+
+static int parse_camera(const char *s, capCamera *c) {
+  const char *colon = strchr(s, ':');
+  int w, h;
+  if (!colon || (size_t)(colon - s) >= sizeof c->name || sscanf(colon + 1, "%dx%d", &w, &h) != 2) return -1;
+  memset(c, 0, sizeof *c);
+  memcpy(c->name, s, (size_t)(colon - s));
+  c->width = w;
+  c->height = h;
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  telOpts o;
+  tel_opts_default(&o);
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    double x;
+#define NEED()                                                                                               \
+  do {                                                                                                       \
+    if (!v) {                                                                                                \
+      fprintf(stderr, "teleop: %s needs a value\n", a);                                                      \
+      return 2;                                                                                              \
+    }                                                                                                        \
+    i++;                                                                                                     \
+  } while (0)
+#define NUM(lo, hi)                                                                                          \
+  do {                                                                                                       \
+    NEED();                                                                                                  \
+    if (tk_parse_f64(v, &x) || x < (lo) || x > (hi)) {                                                       \
+      fprintf(stderr, "teleop: %s %s: expected a number in [%g, %g]\n", a, v, (double)(lo), (double)(hi));   \
+      return 2;                                                                                              \
+    }                                                                                                        \
+  } while (0)
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      usage(stdout);
+      return 0;
+    } else if (!strcmp(a, "--task")) {
+      NEED();
+      o.task = v;
+    } else if (!strcmp(a, "--model")) {
+      NEED();
+      o.model_path = v;
+    } else if (!strcmp(a, "--out")) {
+      NEED();
+      o.out = v;
+    } else if (!strcmp(a, "--device")) {
+      NEED();
+      o.device = v;
+    } else if (!strcmp(a, "--device-arg")) {
+      NEED();
+      o.device_arg = v;
+    } else if (!strcmp(a, "--operator")) {
+      NEED();
+      o.operator_name = v;
+    } else if (!strcmp(a, "--mappings")) {
+      NEED();
+      o.mappings = v;
+    } else if (!strcmp(a, "--map")) {
+      NEED();
+      o.map_json = v;
+    } else if (!strcmp(a, "--record-input")) {
+      NEED();
+      o.record_input = v;
+    } else if (!strcmp(a, "--episodes")) {
+      NUM(0, 1e9);
+      o.episodes = (int)x;
+    } else if (!strcmp(a, "--rate")) {
+      NUM(1, 1000);
+      o.rate = x;
+    } else if (!strcmp(a, "--seed")) {
+      NUM(0, 1e15);
+      o.seed = (uint64_t)x;
+    } else if (!strcmp(a, "--noise")) {
+      NUM(0, 1);
+      o.noise = x;
+    } else if (!strcmp(a, "--auto-end")) {
+      NUM(0, 1e6);
+      o.auto_end = (int)x;
+    } else if (!strcmp(a, "--max-steps")) {
+      NUM(0, 1e9);
+      o.max_steps = (int)x;
+    } else if (!strcmp(a, "--image-gzip")) {
+      NUM(0, 9);
+      o.image_gzip = (int)x;
+    } else if (!strcmp(a, "--camera")) {
+      NEED();
+      if (o.ncams >= CAP_MAX_CAMS || parse_camera(v, &o.cams[o.ncams])) {
+        fprintf(stderr, "teleop: --camera %s: expected NAME:WxH (at most %d cameras)\n", v, CAP_MAX_CAMS);
+        return 2;
+      }
+      o.ncams++;
+    } else if (!strcmp(a, "--headless")) {
+      o.headless = 1;
+    } else if (!strcmp(a, "--quiet")) {
+      o.quiet = 1;
+    } else {
+      fprintf(stderr, "teleop: unknown option %s (see teleop --help)\n", a);
+      return 2;
+    }
+  }
+  if (!o.out) {
+    fprintf(stderr, "teleop: --out FILE.h5 is required (see teleop --help)\n");
+    return 2;
+  }
+  if (!o.headless) {
+    fprintf(stderr, "teleop: the console window is not built yet: run with --headless\n");
+    return 2;
+  }
+  /* a virtual pad's input only arrives with background events allowed (REFERENCE.md) */
+  SDL_SetHint(SDL_HINT_JOYSTICK_ALLOW_BACKGROUND_EVENTS, "1");
+  if (o.headless && !getenv("SDL_VIDEODRIVER")) setenv("SDL_VIDEODRIVER", "dummy", 1);
+  if (SDL_Init(SDL_INIT_JOYSTICK | SDL_INIT_GAMECONTROLLER | SDL_INIT_EVENTS) < 0) {
+    fprintf(stderr, "teleop: SDL: %s\n", SDL_GetError());
+    return 1;
+  }
+  signal(SIGINT, on_sigint);
+  o.on_tick = sigint_hook;
+  telStats st;
+  int rc = tel_run(&o, &st);
+  SDL_Quit();
+  if (rc) {
+    tk_die_msg("teleop");
+    return 1;
+  }
+  printf("teleop: %d success, %d failure, %d discarded; %lld committed to %s; %.1f Hz achieved, %lld missed "
+         "deadlines, p99 lateness %.2f ms\n",
+         st.success, st.failure, st.discarded, (long long)st.committed, o.out, st.rate, (long long)st.missed,
+         st.jitter_p99_ms);
+  return 0;
+}

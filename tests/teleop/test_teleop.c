@@ -1,0 +1,284 @@
+/* The teleop console, headless: the scripted operator through a virtual pad, recording,
+ * unplugging, appending, input record/replay, refusals, and SIGKILL at random instants. */
+#include <SDL2/SDL.h>
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <string.h>
+
+#include "ds.h"
+#include "tel.h"
+#include "tk.h"
+#include "tt.h"
+
+static const char *teleop(void) { return tt_build("teleop/teleop"); }
+static const char *dataset(void) { return tt_build("dataset/dataset"); }
+static const char *py(void) { return getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3"; }
+
+static void sdl_up(void) {
+  SDL_SetHint(SDL_HINT_JOYSTICK_ALLOW_BACKGROUND_EVENTS, "1");
+  setenv("SDL_VIDEODRIVER", "dummy", 1);
+  cr_assert_eq(SDL_Init(SDL_INIT_JOYSTICK | SDL_INIT_GAMECONTROLLER | SDL_INIT_EVENTS), 0, "%s",
+               SDL_GetError());
+}
+
+/* The acceptance run: 10 lift episodes with an 84x84 camera through the real binary. */
+Test(teleop, scripted_pad_records_ten_lift_episodes, .timeout = 300) {
+  char p[4200];
+  snprintf(p, sizeof p, "%s/demos.h5", tt_tmpdir());
+  char *out = NULL;
+  int rc =
+      tt_run(&out,
+             "%s --task lift --device scripted --headless --episodes 10 --camera agentview:84x84 --noise 0.3 "
+             "--seed 100 --out %s",
+             teleop(), p);
+  cr_assert_eq(rc, 0, "%s", out);
+  int ok = 0, fail = 0;
+  cr_assert(sscanf(strstr(out, "teleop: "), "teleop: %d success, %d failure", &ok, &fail) == 2, "%s", out);
+  printf("%s", strstr(out, "teleop: "));
+  free(out);
+  cr_assert_eq(ok + fail, 10);
+  rc = tt_run(&out, "%s validate %s", dataset(), p);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  rc = tt_run(&out, "%s %s %s --native --expect-demos 10 --expect-images agentview_image:84:84", py(),
+              tt_src("tests/dataset/h5_check.py"), p);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  /* the file's success flags are the operator's presses of A and B */
+  dsFile *f;
+  cr_assert_eq(ds_open(p, 0, &f), 0, "%s", tk_errmsg());
+  int flagged = 0;
+  for (int i = 0; i < ds_num_demos(f); i++) {
+    flagged += ds_demo(f, i)->success == 1;
+    cr_assert_str_eq(ds_demo(f, i)->device, "scripted");
+    cr_assert_float_eq(ds_demo(f, i)->control_hz, 20.0, 1e-9);
+  }
+  cr_assert_eq(flagged, ok, "dataset says %d successes, the operator pressed A %d times", flagged, ok);
+  /* measured timestamps at the control rate */
+  double ts[1000];
+  int64_t n = ds_demo(f, 0)->num_samples;
+  cr_assert_eq(ds_read_column(f, 0, "timestamps", ts, 1000, NULL), 0);
+  double dt = (ts[n - 1] - ts[0]) / (double)(n - 1);
+  printf("mean step interval %.4f s\n", dt);
+  cr_assert_float_eq(dt, 0.05, 0.005);
+  ds_close(f);
+}
+
+/* Unplug mid-episode: the action is zero from that tick, the episode waits, and resumes
+ * when the pad comes back. */
+typedef struct {
+  int64_t unplug_at;
+  int64_t unplugged_ticks;
+  int64_t replug_after;
+  int done;
+} unplugPlan;
+
+static void unplug_hook(telConsole *c, void *user) {
+  unplugPlan *u = user;
+  capVpad *v = tel_vpad(c);
+  if (!u->done && tel_state(c) == TEL_RECORDING && tel_episode_steps(c) == u->unplug_at &&
+      cap_vpad_attached(v)) {
+    cr_assert_eq(cap_vpad_unplug(v), 0, "%s", tk_errmsg());
+  } else if (!cap_vpad_attached(v)) {
+    if (++u->unplugged_ticks >= u->replug_after) {
+      cr_assert_eq(cap_vpad_plug(v), 0, "%s", tk_errmsg());
+      u->done = 1;
+    }
+  }
+}
+
+Test(teleop, unplug_holds_pauses_and_resumes, .timeout = 120) {
+  sdl_up();
+  char p[4200];
+  snprintf(p, sizeof p, "%s/u.h5", tt_tmpdir());
+  unplugPlan u = {.unplug_at = 8, .replug_after = 10};
+  telOpts o;
+  tel_opts_default(&o);
+  o.task = "lift"; /* long enough to unplug in the middle */
+  o.device = "scripted";
+  o.headless = 1;
+  o.out = p;
+  o.episodes = 1;
+  o.quiet = 1;
+  o.on_tick = unplug_hook;
+  o.user = &u;
+  telStats st;
+  cr_assert_eq(tel_run(&o, &st), 0, "%s", tk_errmsg());
+  cr_assert(u.done, "the pad was never unplugged");
+  dsFile *f;
+  cr_assert_eq(ds_open(p, 0, &f), 0, "%s", tk_errmsg());
+  dsEpisode e;
+  cr_assert_eq(ds_read_episode(f, 0, &e), 0);
+  int64_t k = u.unplug_at; /* the step recorded on the tick the pad vanished */
+  cr_assert_gt(e.num_samples, k + 2);
+  for (int i = 0; i < 6; i++)
+    cr_assert_eq(e.actions[k * 7 + i], 0.0, "step %lld action[%d] after the unplug", (long long)k, i);
+  cr_assert_eq(e.actions[k * 7 + 6], e.actions[(k - 1) * 7 + 6], "the gripper holds as it was");
+  double gap = e.timestamps[k + 1] - e.timestamps[k];
+  printf("unplugged for %lld ticks: gap between steps %lld and %lld is %.3f s\n",
+         (long long)u.unplugged_ticks, (long long)k, (long long)k + 1, gap);
+  cr_assert_gt(gap, 0.05 * (double)(u.replug_after - 1), "the episode waited while the pad was gone");
+  int moving = 0;
+  for (int64_t t = k + 1; t < e.num_samples; t++)
+    for (int i = 0; i < 3; i++)
+      moving |= e.actions[t * 7 + i] != 0;
+  cr_assert(moving, "after re-plugging the operator drives again");
+  ds_episode_free(&e);
+  ds_close(f);
+  SDL_Quit();
+}
+
+Test(teleop, appending_continues_and_other_tasks_are_refused, .timeout = 120) {
+  char p[4200];
+  snprintf(p, sizeof p, "%s/a.h5", tt_tmpdir());
+  char *out = NULL;
+  for (int run = 0; run < 2; run++) {
+    int rc = tt_run(&out, "%s --task reach --device scripted --headless --episodes 2 --quiet --out %s",
+                    teleop(), p);
+    cr_assert_eq(rc, 0, "%s", out);
+    free(out);
+  }
+  dsFile *f;
+  cr_assert_eq(ds_open(p, 0, &f), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_num_demos(f), 4);
+  for (int i = 0; i < 4; i++) {
+    cr_assert_eq(ds_demo(f, i)->index, i);
+    cr_assert_eq(ds_demo(f, i)->seed, i, "seeds continue across sessions");
+  }
+  ds_close(f);
+  int rc = tt_run(&out, "%s --task push --device scripted --headless --episodes 1 --out %s", teleop(), p);
+  cr_assert_eq(rc, 1, "%s", out);
+  cr_assert(strstr(out, "reach") && strstr(out, "push"), "names both tasks: %s", out);
+  free(out);
+}
+
+/* Raw input recorded in one session and replayed in another gives the same demos. */
+Test(teleop, recorded_input_replays_to_the_same_demo, .timeout = 120) {
+  const char *d = tt_tmpdir();
+  char *out = NULL;
+  int rc = tt_run(&out,
+                  "%s --task lift --device scripted --headless --episodes 1 --quiet --record-input %s/in.bin "
+                  "--out %s/a.h5",
+                  teleop(), d, d);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  rc = tt_run(&out, "%s --task lift --device replay --device-arg %s/in.bin --headless --quiet --out %s/b.h5",
+              teleop(), d, d);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  char pa[4200], pb[4200];
+  snprintf(pa, sizeof pa, "%s/a.h5", d);
+  snprintf(pb, sizeof pb, "%s/b.h5", d);
+  dsFile *fa, *fb;
+  cr_assert_eq(ds_open(pa, 0, &fa), 0);
+  cr_assert_eq(ds_open(pb, 0, &fb), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_num_demos(fb), 1);
+  dsEpisode ea, eb;
+  ds_read_episode(fa, 0, &ea);
+  ds_read_episode(fb, 0, &eb);
+  cr_assert_eq(ea.num_samples, eb.num_samples);
+  cr_assert_eq(memcmp(ea.actions, eb.actions, sizeof(double) * 7 * (size_t)ea.num_samples), 0);
+  int S = ds_schema(fa)->state_dim;
+  cr_assert_eq(memcmp(ea.states, eb.states, sizeof(double) * (size_t)S * (size_t)ea.num_samples), 0);
+  cr_assert_eq(ds_demo(fb, 0)->success, ds_demo(fa, 0)->success);
+  ds_episode_free(&ea);
+  ds_episode_free(&eb);
+  ds_close(fa);
+  ds_close(fb);
+}
+
+Test(teleop, refusals) {
+  char *out = NULL;
+  int rc = tt_run(&out, "%s --task lift --headless --device theremin --out /tmp/never.h5", teleop());
+  cr_assert_eq(rc, 1, "%s", out);
+  cr_assert(strstr(out, "theremin") && strstr(out, "gamepad"), "%s", out);
+  free(out);
+  rc = tt_run(&out, "%s --task lift --headless --camera agentview --out /tmp/never.h5", teleop());
+  cr_assert_eq(rc, 2, "%s", out);
+  free(out);
+  rc = tt_run(&out, "%s --task lift --headless", teleop());
+  cr_assert_eq(rc, 2, "%s", out);
+  cr_assert(strstr(out, "--out"), "%s", out);
+  free(out);
+  rc = tt_run(&out, "%s --task juggle --headless --device scripted --out /tmp/never.h5", teleop());
+  cr_assert_eq(rc, 1, "%s", out);
+  cr_assert(strstr(out, "juggle") && strstr(out, "lift"), "%s", out);
+  free(out);
+  rc = tt_run(&out, "%s --help", teleop());
+  cr_assert_eq(rc, 0);
+  cr_assert(strstr(out, "RB close") && strstr(out, "Start"), "--help shows the controls: %s", out);
+  free(out);
+}
+
+/* SIGKILL of teleop at random instants: every episode it reported committed is in the file
+ * after recovery, whole and valid. DK_TELEOP_KILLS sets the count (tests/teleop/kill_soak.sh
+ * runs 50+). */
+Test(teleop, sigkill_keeps_committed_episodes, .timeout = 600) {
+  const char *env = getenv("DK_TELEOP_KILLS");
+  int kills = env ? atoi(env) : 10;
+  const char *d = tt_tmpdir();
+  char p[4200];
+  snprintf(p, sizeof p, "%s/k.h5", d);
+  tkRng rng;
+  tk_rng_seed(&rng, (uint64_t)time(NULL));
+  int64_t committed_total = 0;
+  static int64_t expect_len[100000];
+  for (int i = 0; i < 100000; i++)
+    expect_len[i] = -1;
+  for (int k = 0; k < kills; k++) {
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+      dup2(fds[1], 1);
+      close(fds[0]);
+      execl(teleop(), "teleop", "--task", "reach", "--device", "scripted", "--headless", "--rate", "100",
+            "--camera", "agentview:32x32", "--out", p, (char *)NULL);
+      _exit(127);
+    }
+    close(fds[1]);
+    usleep((useconds_t)(200000 + tk_rng_below(&rng, 2500000)));
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+    cr_assert(WIFSIGNALED(status), "kill %d: teleop ended by itself (status %d)", k, status);
+    /* read what it said it committed */
+    char buf[65536];
+    ssize_t n, len = 0;
+    while ((n = read(fds[0], buf + len, sizeof buf - 1 - (size_t)len)) > 0)
+      len += n;
+    buf[len] = 0;
+    close(fds[0]);
+    for (char *q = strstr(buf, "committed demo_"); q; q = strstr(q + 1, "committed demo_")) {
+      long long idx, steps;
+      if (sscanf(q, "committed demo_%lld (%lld steps)", &idx, &steps) == 2 && idx < 100000) {
+        expect_len[idx] = steps;
+        committed_total++;
+      }
+    }
+    char *out = NULL;
+    int rc = tt_run(&out, "%s recover %s", dataset(), p);
+    cr_assert_eq(rc, 0, "kill %d: recover: %s", k, out);
+    free(out);
+    if (!tk_file_exists(p)) continue;
+    dsFile *f;
+    cr_assert_eq(ds_open(p, 0, &f), 0, "kill %d: %s", k, tk_errmsg());
+    for (int i = 0; i < 100000; i++) {
+      if (expect_len[i] < 0) continue;
+      char name[32];
+      snprintf(name, sizeof name, "demo_%d", i);
+      int pos = ds_find_demo(f, name);
+      cr_assert_geq(pos, 0, "kill %d: committed %s is missing", k, name);
+      cr_assert_eq(ds_demo(f, pos)->num_samples, expect_len[i], "kill %d: %s has the wrong length", k, name);
+    }
+    ds_close(f);
+  }
+  printf("%d kills of teleop, %lld committed episodes all present after recovery\n", kills,
+         (long long)committed_total);
+  cr_assert_gt(committed_total, 0);
+  char *out = NULL;
+  cr_assert_eq(tt_run(&out, "%s validate %s", dataset(), p), 0, "%s", out);
+  free(out);
+}
