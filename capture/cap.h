@@ -116,6 +116,11 @@ int cap_env_set_state(capEnv *e, const double *state, capObs *obs);
 int cap_env_observe(capEnv *e, capObs *obs);
 /* Render a named camera to RGB (rows top-down), no display needed. */
 int cap_env_render(capEnv *e, const char *camera, int width, int height, uint8_t *rgb);
+/* The simulator behind a model / an environment, for windows that draw the scene: a
+ * `const mjModel *` and an `mjData *` (opaque here so this header needs no MuJoCo). */
+const void *cap_model_mujoco(const capModel *m);
+void *cap_env_mujoco_data(capEnv *e);
+
 /* Task geometry for experts and tests: end effector, object, goal (world, m). */
 void cap_env_eef_pos(const capEnv *e, double pos[3]);
 void cap_env_eef_quat(const capEnv *e, double quat[4]);
@@ -204,6 +209,8 @@ int cap_input_open(const char *kind, const char *arg, capInput **out);
 int cap_input_poll(capInput *in, capInputState *st, int *connected);
 void cap_input_rumble(capInput *in, double strength, int ms);
 void cap_input_close(capInput *in);
+/* The keyboard backend's keys, "key\tmeaning" per line (for the HUD and --help). */
+const char *cap_keyboard_legend(void);
 /* Backends that live in other files or need extra libraries register themselves. */
 void cap_input_register(const capInputDriver *drv);
 

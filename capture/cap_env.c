@@ -547,3 +547,5 @@ int cap_env_render(capEnv *e, const char *camera, int width, int height, uint8_t
   }
   return cap_render_camera(e->render, e->cm->m, e->d, camera, width, height, rgb);
 }
+
+void *cap_env_mujoco_data(capEnv *e) { return e->d; }

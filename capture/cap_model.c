@@ -339,3 +339,5 @@ void cap_model_free(capModel *cm) {
 
 const capSpec *cap_spec(const capModel *m) { return &m->spec; }
 const char *cap_model_xml(const capModel *m) { return m->xml ? m->xml : ""; }
+
+const void *cap_model_mujoco(const capModel *m) { return m->m; }

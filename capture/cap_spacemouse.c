@@ -387,12 +387,16 @@ static int sm_setup(smImpl *s, libusb_device *dev, const smDevice *d) {
   int desc_len = 0;
   int rc = sm_find_interface(s, dev, &desc_len);
   if (rc < 0) goto fail;
-  /* the kernel's usbhid driver holds the interface: libusb detaches it on claim and
-   * attaches it again on release (close) */
-  r = libusb_set_auto_detach_kernel_driver(s->h, 1);
-  if (r < 0 && r != LIBUSB_ERROR_NOT_SUPPORTED) {
-    rc = sm_usb_error(TK_EIO, d, dev, "enabling kernel-driver auto-detach", r);
-    goto fail;
+  /* The kernel's usbhid driver holds the interface: with auto-detach libusb detaches it on
+   * claim and attaches it again on release (close). Only asked for when a driver is bound:
+   * with none, libusb's detach expects the kernel's ENODATA, and an emulated usbfs (umockdev
+   * 0.17 answers USBDEVFS_IOCTL with ENOTTY) would make the claim fail. */
+  if (libusb_kernel_driver_active(s->h, s->iface) == 1) {
+    r = libusb_set_auto_detach_kernel_driver(s->h, 1);
+    if (r < 0 && r != LIBUSB_ERROR_NOT_SUPPORTED) {
+      rc = sm_usb_error(TK_EIO, d, dev, "enabling kernel-driver auto-detach", r);
+      goto fail;
+    }
   }
   r = libusb_claim_interface(s->h, s->iface);
   if (r == LIBUSB_ERROR_ACCESS) {

@@ -12,7 +12,7 @@ PKGS=(
   libhdf5-dev hdf5-tools libcjson-dev libcriterion-dev
   python3-h5py python3-numpy
   libsdl2-dev libusb-1.0-0-dev libopenblas-dev libmujoco-dev libcairo2-dev
-  xvfb xauth libgl1-mesa-dri libegl-dev libegl-mesa0 libgl-dev libosmesa6-dev
+  xvfb xauth libxtst6 libx11-dev libgl1-mesa-dri libegl-dev libegl-mesa0 libgl-dev libosmesa6-dev
   umockdev libumockdev-dev libopenmpi-dev openmpi-bin
 )
 

@@ -13,8 +13,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cairo.h>
+#include <mujoco/mujoco.h>
+
 #include "ds.h"
 #include "tel.h"
+#include "tel_window.h"
 #include "tk.h"
 
 struct telConsole {
@@ -167,6 +171,14 @@ typedef struct {
   telStats *st;
   telConsole con;
   int scripted_start_phase;
+  telWindow *win;
+  double draw_cost; /* s, running estimate of one window draw */
+  int draws;        /* frames drawn */
+  int64_t last_draw_tick;
+  int64_t last_saved; /* index of the last committed demo (set by the writer thread) */
+  char message[160];
+  int message_tone;
+  double last_action[CAP_MAX_ACT];
 } telRun;
 
 static void copy_obs(telRun *r, const capObs *o) {
@@ -231,6 +243,12 @@ static int end_episode(telRun *r, dsOutcome out, const char *why) {
                                : "discarded",
            why, (long long)r->con.ep_steps, (long long)r->ep_missed);
   fflush(stdout);
+  snprintf(r->message, sizeof r->message, "ended: %s (%s)",
+           out == DS_SUCCESS   ? "success"
+           : out == DS_FAILURE ? "failure"
+                               : "discarded",
+           why);
+  r->message_tone = out == DS_SUCCESS ? TEL_TONE_GOOD : out == DS_FAILURE ? TEL_TONE_BAD : TEL_TONE_INFO;
   r->con.state = TEL_IDLE;
   if (rc) return rc;
   return reset_scene(r);
@@ -281,10 +299,85 @@ static void on_commit(int64_t idx, dsOutcome out, int64_t n, void *user) {
   telRun *r = user;
   (void)out;
   __atomic_add_fetch(&r->st->committed, 1, __ATOMIC_SEQ_CST);
+  __atomic_store_n(&r->last_saved, idx, __ATOMIC_SEQ_CST);
   if (!r->o->quiet) {
     printf("committed demo_%lld (%lld steps)\n", (long long)idx, (long long)n);
     fflush(stdout);
   }
+}
+
+static const char *state_text(const telRun *r, int *tone) {
+  switch (r->con.state) {
+  case TEL_RECORDING: *tone = TEL_TONE_REC; return "recording";
+  case TEL_PAUSED: *tone = TEL_TONE_WARN; return "paused (Start resumes)";
+  case TEL_UNPLUGGED: *tone = TEL_TONE_WARN; return "paused: device unplugged";
+  default: *tone = TEL_TONE_IDLE; return "idle (Start records)";
+  }
+}
+
+static int draw(telRun *r, double rate, int64_t missed) {
+  telHud h;
+  memset(&h, 0, sizeof h);
+  h.state = state_text(r, &h.tone);
+  h.n_success = r->st->success;
+  h.n_failure = r->st->failure;
+  h.n_discarded = r->st->discarded;
+  h.episode = (int)ds_writer_next_index(r->w);
+  int open_episode =
+      r->con.state == TEL_RECORDING || r->con.state == TEL_PAUSED || r->con.state == TEL_UNPLUGGED;
+  h.episode_time = open_episode ? tk_now_s() - r->ep_t0 : 0;
+  h.rate_hz = rate;
+  h.target_hz = r->spec->control_hz;
+  h.missed = missed;
+  h.device = r->in ? r->in->desc : "";
+  h.action = r->last_action;
+  h.action_dim = r->spec->action_dim;
+  h.legend = !strcmp(r->o->device, "keyboard") ? cap_keyboard_legend() : tel_legend(r->o->device);
+  int64_t saved = __atomic_load_n(&r->last_saved, __ATOMIC_SEQ_CST);
+  char msg[200];
+  if (r->message[0]) {
+    snprintf(msg, sizeof msg, "%s%s", r->message, saved >= 0 ? "" : "");
+    h.message = msg;
+    h.message_tone = r->message_tone;
+  }
+  if (saved >= 0 && !r->message[0]) {
+    snprintf(msg, sizeof msg, "saved demo_%lld", (long long)saved);
+    h.message = msg;
+    h.message_tone = TEL_TONE_GOOD;
+  }
+  double t0 = tk_now_s();
+  int rc = tel_window_draw(r->win, cap_model_mujoco(r->model), cap_env_mujoco_data(r->env), &h);
+  double dt = tk_now_s() - t0;
+  /* the first frame pays for shader and buffer setup: it says nothing about the next ones */
+  if (r->draws++ > 0) r->draw_cost = r->draw_cost > 0 ? 0.8 * r->draw_cost + 0.2 * dt : dt;
+  r->last_draw_tick = r->con.ticks;
+  return rc;
+}
+
+static int save_png(telWindow *w, const char *path) {
+  int W, H;
+  if (tel_window_screenshot(w, NULL, 0, &W, &H)) return tk_error_wrap(TK_EINVAL, "%s: screenshot", path);
+  uint8_t *rgb = malloc((size_t)W * (size_t)H * 3);
+  if (!rgb) return tk_error(TK_ENOMEM, "out of memory");
+  int rc = tel_window_screenshot(w, rgb, (size_t)W * (size_t)H * 3, &W, &H);
+  cairo_surface_t *s = rc ? NULL : cairo_image_surface_create(CAIRO_FORMAT_RGB24, W, H);
+  if (s) {
+    cairo_surface_flush(s);
+    uint8_t *px = cairo_image_surface_get_data(s);
+    int stride = cairo_image_surface_get_stride(s);
+    for (int y = 0; y < H; y++)
+      for (int x = 0; x < W; x++) {
+        const uint8_t *p = rgb + ((size_t)y * (size_t)W + (size_t)x) * 3;
+        uint32_t v = (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
+        memcpy(px + (size_t)y * (size_t)stride + (size_t)x * 4, &v, 4);
+      }
+    cairo_surface_mark_dirty(s);
+    if (cairo_surface_write_to_png(s, path) != CAIRO_STATUS_SUCCESS)
+      rc = tk_error(TK_EIO, "%s: cannot write the PNG", path);
+    cairo_surface_destroy(s);
+  }
+  free(rgb);
+  return rc;
 }
 
 static int setup(telRun *r) {
@@ -336,6 +429,17 @@ static int setup(telRun *r) {
     r->obs[k] = p;
     p += (r->obs_bytes[k] + 63) & ~(size_t)63;
   }
+  if (!o->headless) {
+    char title[160];
+    snprintf(title, sizeof title, "demokit teleop: %s -> %s", r->spec->task, o->out);
+    rc = tel_window_open(cap_model_mujoco(r->model), o->win_width > 0 ? o->win_width : 1280,
+                         o->win_height > 0 ? o->win_height : 720, title, &r->win);
+    if (rc) return tk_error_wrap(rc, "console window (run with --headless where there is no display)");
+    /* the operator sees the scene the way the default mapping assumes: through agentview */
+    if (r->spec->has_reward) tel_window_camera(r->win, "agentview");
+  } else if (!strcmp(o->device, "keyboard")) {
+    return tk_error(TK_EINVAL, "keyboard input comes from the console window: drop --headless");
+  }
   if ((rc = writer_open(o, r->model, r, &r->w))) return rc;
   r->next_seed = o->seed + (uint64_t)ds_writer_next_index(r->w); /* appending continues the seeds too */
   return reset_scene(r);
@@ -351,6 +455,7 @@ int tel_run(const telOpts *o, telStats *stats) {
   r.o = o;
   r.st = stats;
   r.con.o = o;
+  r.last_saved = -1;
   int rc = setup(&r);
   if (rc) goto done;
   int64_t cap_ticks = o->max_ticks;
@@ -364,8 +469,10 @@ int tel_run(const telOpts *o, telStats *stats) {
     if (cap_ticks > 0 && r.con.ticks >= cap_ticks) break;
     if (o->on_tick) o->on_tick(&r.con, o->user);
     SDL_Event ev;
-    while (SDL_PollEvent(&ev))
+    while (SDL_PollEvent(&ev)) {
       if (ev.type == SDL_QUIT) r.con.state = TEL_QUIT;
+      if (r.win && tel_window_events(r.win, &ev)) r.con.state = TEL_QUIT;
+    }
     if (r.expert) scripted_hands(&r);
     capInputState in;
     int connected;
@@ -384,6 +491,8 @@ int tel_run(const telOpts *o, telStats *stats) {
     } else {
       a[r.spec->action_dim - 1] = r.gripper; /* hold: no motion, the gripper as it was */
     }
+    memcpy(r.last_action, a, sizeof r.last_action);
+    if (pressed) r.message[0] = 0; /* a new command: the old message has been read */
     /* the state machine */
     telState s = r.con.state;
     if (s == TEL_RECORDING && !connected) {
@@ -429,6 +538,14 @@ int tel_run(const telOpts *o, telStats *stats) {
       if (o->episodes > 0 && episodes_done >= o->episodes) r.con.state = TEL_QUIT;
     }
     r.con.ticks++;
+    /* the window is drawn when the tick has room for it, so the control loop keeps its rate;
+     * on a machine without a GPU that is not every tick, but at least every 5th (4 fps at
+     * 20 Hz) so the operator always sees the scene */
+    if (r.win && !rc) {
+      double slack = (double)(pacer.next_ns - tk_now_ns()) * 1e-9;
+      if (slack > 1.3 * r.draw_cost || r.con.ticks - r.last_draw_tick >= 5)
+        rc = draw(&r, tk_pacer_rate(&pacer), r.ep_missed);
+    }
     int missed = tk_pacer_wait(&pacer);
     if (missed && (r.con.state == TEL_RECORDING)) r.ep_missed++;
     if (late && nlate < 100000) late[nlate++] = (double)pacer.last_late_ns * 1e-6;
@@ -442,6 +559,7 @@ int tel_run(const telOpts *o, telStats *stats) {
   }
   free(late);
 done:;
+  if (r.win && o->screenshot && !rc) rc = save_png(r.win, o->screenshot);
   char saved[TK_ERRMSG_MAX];
   snprintf(saved, sizeof saved, "%s", tk_errmsg());
   int crc = ds_writer_close(r.w); /* publishes; an open episode (none when quitting normally) is dropped */
@@ -453,6 +571,7 @@ done:;
     int rrc = cap_input_record_close(r.rec);
     if (!rc) rc = rrc;
   }
+  tel_window_close(r.win);
   cap_input_close(r.in);
   cap_vpad_free(r.con.vpad);
   cap_expert_free(r.expert);

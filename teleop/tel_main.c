@@ -150,6 +150,9 @@ int main(int argc, char **argv) {
         return 2;
       }
       o.ncams++;
+    } else if (!strcmp(a, "--screenshot")) {
+      NEED();
+      o.screenshot = v;
     } else if (!strcmp(a, "--headless")) {
       o.headless = 1;
     } else if (!strcmp(a, "--quiet")) {
@@ -163,15 +166,14 @@ int main(int argc, char **argv) {
     fprintf(stderr, "teleop: --out FILE.h5 is required (see teleop --help)\n");
     return 2;
   }
-  if (!o.headless) {
-    fprintf(stderr, "teleop: the console window is not built yet: run with --headless\n");
-    return 2;
-  }
+
   /* a virtual pad's input only arrives with background events allowed (REFERENCE.md) */
   SDL_SetHint(SDL_HINT_JOYSTICK_ALLOW_BACKGROUND_EVENTS, "1");
   if (o.headless && !getenv("SDL_VIDEODRIVER")) setenv("SDL_VIDEODRIVER", "dummy", 1);
-  if (SDL_Init(SDL_INIT_JOYSTICK | SDL_INIT_GAMECONTROLLER | SDL_INIT_EVENTS) < 0) {
-    fprintf(stderr, "teleop: SDL: %s\n", SDL_GetError());
+  if (SDL_Init(SDL_INIT_JOYSTICK | SDL_INIT_GAMECONTROLLER | SDL_INIT_EVENTS |
+               (o.headless ? 0 : SDL_INIT_VIDEO)) < 0) {
+    fprintf(stderr, "teleop: SDL: %s%s\n", SDL_GetError(),
+            o.headless ? "" : " (no display? run with --headless)");
     return 1;
   }
   signal(SIGINT, on_sigint);

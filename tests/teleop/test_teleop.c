@@ -63,7 +63,8 @@ Test(teleop, scripted_pad_records_ten_lift_episodes, .timeout = 300) {
   double dt = (ts[n - 1] - ts[0]) / (double)(n - 1);
   printf("mean step interval %.4f s\n", dt);
   /* the loop never runs ahead of its deadlines (a slow machine may fall behind: no upper bound) */
-  for (int64_t t = 1; t < n; t++) cr_assert_gt(ts[t], ts[t - 1]);
+  for (int64_t t = 1; t < n; t++)
+    cr_assert_gt(ts[t], ts[t - 1]);
   cr_assert_geq(dt, 0.05 * 0.98);
   ds_close(f);
 }
@@ -283,4 +284,53 @@ Test(teleop, sigkill_keeps_committed_episodes, .timeout = 600) {
   char *out = NULL;
   cr_assert_eq(tt_run(&out, "%s validate %s", dataset(), p), 0, "%s", out);
   free(out);
+}
+
+/* With a window (under Xvfb): a screenshot of the console shows the scene and the HUD. */
+#include <cairo.h>
+Test(teleop, window_screenshot_shows_scene_and_hud, .timeout = 180) {
+  const char *d = tt_tmpdir();
+  char *out = NULL;
+  int rc =
+      tt_run(&out,
+             "xvfb-run -a -s '-screen 0 1280x720x24' %s --task lift --device scripted --episodes 1 --quiet "
+             "--screenshot %s/shot.png --out %s/w.h5",
+             teleop(), d, d);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  char png[4200];
+  snprintf(png, sizeof png, "%s/shot.png", d);
+  cairo_surface_t *s = cairo_image_surface_create_from_png(png);
+  cr_assert_eq(cairo_surface_status(s), CAIRO_STATUS_SUCCESS, "no PNG at %s", png);
+  int W = cairo_image_surface_get_width(s), H = cairo_image_surface_get_height(s),
+      stride = cairo_image_surface_get_stride(s);
+  const uint8_t *px = cairo_image_surface_get_data(s);
+  cr_assert_eq(W, 1280);
+  cr_assert_eq(H, 720);
+  /* the scene: many distinct colours across the middle of the image */
+  int seen[64] = {0}, distinct = 0;
+  for (int y = H / 3; y < 2 * H / 3; y += 7)
+    for (int x = W / 3; x < 2 * W / 3; x += 7) {
+      uint32_t v;
+      memcpy(&v, px + y * stride + x * 4, 4);
+      int bucket = (int)(((v >> 18) & 3) << 4 | ((v >> 10) & 3) << 2 | ((v >> 2) & 3));
+      if (!seen[bucket]++) distinct++;
+    }
+  printf("screenshot %dx%d: %d colour buckets in the scene region\n", W, H, distinct);
+  cr_assert_geq(distinct, 4, "the scene looks blank");
+  /* the HUD: the state banner at the top left has light text on a solid block, so that region
+   * holds both very dark-or-saturated and very light pixels */
+  int light = 0, dark = 0;
+  for (int y = 15; y < 80; y++)
+    for (int x = 15; x < 250; x++) {
+      uint32_t v;
+      memcpy(&v, px + y * stride + x * 4, 4);
+      int lum = (int)(((v >> 16) & 255) + ((v >> 8) & 255) + (v & 255)) / 3;
+      light += lum > 200;
+      dark += lum < 120;
+    }
+  printf("HUD banner region: %d light, %d dark pixels\n", light, dark);
+  cr_assert_gt(light, 200, "no HUD text");
+  cr_assert_gt(dark, 2000, "no HUD banner");
+  cairo_surface_destroy(s);
 }

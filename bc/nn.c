@@ -1,0 +1,450 @@
+/* bc/nn.c -- architecture (validation, JSON), allocation, initialization, named tensors, threads. */
+#include <cblas.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn_internal.h"
+
+/* ---- architecture ------------------------------------------------------------------------------ */
+
+void nn_arch_default(nnArch *a) {
+  memset(a, 0, sizeof *a);
+  a->n_hidden = 2;
+  a->hidden[0] = a->hidden[1] = 256;
+  a->activation = NN_RELU;
+  a->head = NN_HEAD_MSE;
+  a->gmm_modes = 5;
+  a->gmm_min_std = 1e-4;
+  a->log_std_min = -5;
+  a->log_std_max = 2;
+}
+
+const char *nn_activation_name(nnActivation a) {
+  switch (a) {
+  case NN_RELU: return "relu";
+  case NN_ELU: return "elu";
+  case NN_TANH: return "tanh";
+  }
+  return "?";
+}
+
+const char *nn_head_name(nnHead h) {
+  switch (h) {
+  case NN_HEAD_MSE: return "mse";
+  case NN_HEAD_GAUSSIAN: return "gaussian";
+  case NN_HEAD_GMM: return "gmm";
+  }
+  return "?";
+}
+
+int nn_arch_out_dim(const nnArch *a) {
+  switch (a->head) {
+  case NN_HEAD_MSE: return a->act_dim;
+  case NN_HEAD_GAUSSIAN: return 2 * a->act_dim;
+  case NN_HEAD_GMM: return a->gmm_modes * (2 * a->act_dim + 1);
+  }
+  return 0;
+}
+
+int nn_arch_validate(const nnArch *a) {
+  if (!a) return tk_error(TK_EINVAL, "nn arch: NULL");
+  if (a->obs_dim < 1 || a->obs_dim > NN_MAX_DIM)
+    return tk_error(TK_ERANGE, "nn arch: obs_dim %d not in 1..%d", a->obs_dim, NN_MAX_DIM);
+  if (a->act_dim < 1 || a->act_dim > NN_MAX_DIM)
+    return tk_error(TK_ERANGE, "nn arch: act_dim %d not in 1..%d", a->act_dim, NN_MAX_DIM);
+  if (a->n_hidden < 0 || a->n_hidden > NN_MAX_HIDDEN)
+    return tk_error(TK_ERANGE, "nn arch: %d hidden layers, at most %d", a->n_hidden, NN_MAX_HIDDEN);
+  for (int i = 0; i < a->n_hidden; i++)
+    if (a->hidden[i] < 1 || a->hidden[i] > NN_MAX_DIM)
+      return tk_error(TK_ERANGE, "nn arch: hidden[%d] = %d not in 1..%d", i, a->hidden[i], NN_MAX_DIM);
+  if ((unsigned)a->activation > NN_TANH)
+    return tk_error(TK_EINVAL, "nn arch: unknown activation %d", (int)a->activation);
+  if ((unsigned)a->head > NN_HEAD_GMM) return tk_error(TK_EINVAL, "nn arch: unknown head %d", (int)a->head);
+  if (a->layer_norm != 0 && a->layer_norm != 1)
+    return tk_error(TK_EINVAL, "nn arch: layer_norm must be 0 or 1, not %d", a->layer_norm);
+  if (a->tanh != 0 && a->tanh != 1) return tk_error(TK_EINVAL, "nn arch: tanh must be 0 or 1, not %d", a->tanh);
+  if (a->head == NN_HEAD_GMM) {
+    if (a->gmm_modes < 1 || a->gmm_modes > NN_MAX_MODES)
+      return tk_error(TK_ERANGE, "nn arch: gmm_modes %d not in 1..%d", a->gmm_modes, NN_MAX_MODES);
+    if (!(a->gmm_min_std > 0 && a->gmm_min_std < 1e3))
+      return tk_error(TK_ERANGE, "nn arch: gmm_min_std %g must be in (0, 1000)", a->gmm_min_std);
+    if ((int64_t)a->gmm_modes * (2 * a->act_dim + 1) > NN_MAX_DIM)
+      return tk_error(TK_ERANGE, "nn arch: GMM output %d x (2 x %d + 1) is wider than %d", a->gmm_modes,
+                      a->act_dim, NN_MAX_DIM);
+  }
+  if (a->head == NN_HEAD_GAUSSIAN) {
+    if (!(a->log_std_min >= -20 && a->log_std_max <= 10 && a->log_std_min < a->log_std_max))
+      return tk_error(TK_ERANGE, "nn arch: log-std range [%g, %g] must satisfy -20 <= min < max <= 10",
+                      a->log_std_min, a->log_std_max);
+    if (2 * a->act_dim > NN_MAX_DIM) return tk_error(TK_ERANGE, "nn arch: act_dim %d too large", a->act_dim);
+  }
+  return 0;
+}
+
+int nn_arch_to_json(const nnArch *a, char **json) {
+  if (!json) return tk_error(TK_EINVAL, "nn_arch_to_json: NULL output");
+  *json = NULL;
+  int rc = nn_arch_validate(a);
+  if (rc) return rc;
+  cJSON *o = cJSON_CreateObject();
+  if (!o) return tk_error(TK_ENOMEM, "nn_arch_to_json: out of memory");
+  int ok = 1;
+  ok &= cJSON_AddStringToObject(o, "format", NN_ARCH_FORMAT) != NULL;
+  ok &= cJSON_AddNumberToObject(o, "version", NN_ARCH_VERSION) != NULL;
+  ok &= cJSON_AddNumberToObject(o, "obs_dim", a->obs_dim) != NULL;
+  ok &= cJSON_AddNumberToObject(o, "act_dim", a->act_dim) != NULL;
+  cJSON *h = cJSON_AddArrayToObject(o, "hidden");
+  ok &= h != NULL;
+  for (int i = 0; ok && i < a->n_hidden; i++) {
+    cJSON *n = cJSON_CreateNumber(a->hidden[i]);
+    ok &= n != NULL && cJSON_AddItemToArray(h, n);
+  }
+  ok &= cJSON_AddStringToObject(o, "activation", nn_activation_name(a->activation)) != NULL;
+  ok &= cJSON_AddBoolToObject(o, "layer_norm", a->layer_norm) != NULL;
+  ok &= cJSON_AddStringToObject(o, "head", nn_head_name(a->head)) != NULL;
+  ok &= cJSON_AddBoolToObject(o, "tanh", a->tanh) != NULL;
+  ok &= cJSON_AddNumberToObject(o, "gmm_modes", a->gmm_modes) != NULL;
+  ok &= cJSON_AddNumberToObject(o, "gmm_min_std", a->gmm_min_std) != NULL;
+  ok &= cJSON_AddNumberToObject(o, "log_std_min", a->log_std_min) != NULL;
+  ok &= cJSON_AddNumberToObject(o, "log_std_max", a->log_std_max) != NULL;
+  char *s = ok ? cJSON_PrintUnformatted(o) : NULL;
+  cJSON_Delete(o);
+  if (!s) return tk_error(TK_ENOMEM, "nn_arch_to_json: out of memory");
+  *json = s;
+  return 0;
+}
+
+static int json_int(const cJSON *v, const char *key, int lo, int hi, int *out) {
+  if (!cJSON_IsNumber(v)) return tk_error(TK_EFORMAT, "nn arch JSON: \"%s\" must be a number", key);
+  double d = v->valuedouble;
+  if (d != floor(d) || d < lo || d > hi)
+    return tk_error(TK_ERANGE, "nn arch JSON: \"%s\" = %g must be an integer in %d..%d", key, d, lo, hi);
+  *out = (int)d;
+  return 0;
+}
+
+static int json_bool(const cJSON *v, const char *key, int *out) {
+  if (cJSON_IsBool(v)) {
+    *out = cJSON_IsTrue(v);
+    return 0;
+  }
+  if (cJSON_IsNumber(v) && (v->valuedouble == 0 || v->valuedouble == 1)) {
+    *out = (int)v->valuedouble;
+    return 0;
+  }
+  return tk_error(TK_EFORMAT, "nn arch JSON: \"%s\" must be true or false", key);
+}
+
+static int json_num(const cJSON *v, const char *key, double *out) {
+  if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+    return tk_error(TK_EFORMAT, "nn arch JSON: \"%s\" must be a finite number", key);
+  *out = v->valuedouble;
+  return 0;
+}
+
+static int parse_arch(const cJSON *root, nnArch *a) {
+  if (!cJSON_IsObject(root)) return tk_error(TK_EFORMAT, "nn arch JSON: top level must be an object");
+  const char *fmt = tk_json_str(root, "format", NULL);
+  if (!fmt) return tk_error(TK_EFORMAT, "nn arch JSON: missing \"format\" (want \"%s\")", NN_ARCH_FORMAT);
+  if (strcmp(fmt, NN_ARCH_FORMAT))
+    return tk_error(TK_EFORMAT, "nn arch JSON: format \"%s\" is not \"%s\"", fmt, NN_ARCH_FORMAT);
+  const cJSON *ver = cJSON_GetObjectItemCaseSensitive(root, "version");
+  if (!cJSON_IsNumber(ver)) return tk_error(TK_EFORMAT, "nn arch JSON: missing numeric \"version\"");
+  if (ver->valuedouble != NN_ARCH_VERSION)
+    return tk_error(TK_EVERSION, "nn arch JSON: version %g not supported (this build reads %d)", ver->valuedouble,
+                    NN_ARCH_VERSION);
+  static const char *required[] = {"obs_dim", "act_dim", "hidden", "head"};
+  for (size_t i = 0; i < TK_ARRAY_LEN(required); i++)
+    if (!cJSON_GetObjectItemCaseSensitive(root, required[i]))
+      return tk_error(TK_EFORMAT, "nn arch JSON: missing \"%s\"", required[i]);
+  int rc = 0;
+  const cJSON *v;
+  cJSON_ArrayForEach(v, root) {
+    const char *k = v->string;
+    if (!strcmp(k, "format") || !strcmp(k, "version")) continue;
+    if (!strcmp(k, "obs_dim")) rc = json_int(v, k, 1, NN_MAX_DIM, &a->obs_dim);
+    else if (!strcmp(k, "act_dim")) rc = json_int(v, k, 1, NN_MAX_DIM, &a->act_dim);
+    else if (!strcmp(k, "hidden")) {
+      if (!cJSON_IsArray(v)) return tk_error(TK_EFORMAT, "nn arch JSON: \"hidden\" must be an array of widths");
+      int n = cJSON_GetArraySize(v);
+      if (n > NN_MAX_HIDDEN)
+        return tk_error(TK_ERANGE, "nn arch JSON: %d hidden layers, at most %d", n, NN_MAX_HIDDEN);
+      a->n_hidden = n;
+      for (int i = 0; i < n && !rc; i++)
+        rc = json_int(cJSON_GetArrayItem(v, i), "hidden[]", 1, NN_MAX_DIM, &a->hidden[i]);
+    } else if (!strcmp(k, "activation") || !strcmp(k, "head")) {
+      if (!cJSON_IsString(v)) return tk_error(TK_EFORMAT, "nn arch JSON: \"%s\" must be a string", k);
+      const char *s = v->valuestring;
+      int found = 0;
+      if (k[0] == 'a') {
+        for (int i = 0; i <= NN_TANH && !found; i++)
+          if (!strcmp(s, nn_activation_name((nnActivation)i))) a->activation = (nnActivation)i, found = 1;
+        if (!found) return tk_error(TK_EFORMAT, "nn arch JSON: activation \"%s\" is not relu, elu or tanh", s);
+      } else {
+        for (int i = 0; i <= NN_HEAD_GMM && !found; i++)
+          if (!strcmp(s, nn_head_name((nnHead)i))) a->head = (nnHead)i, found = 1;
+        if (!found) return tk_error(TK_EFORMAT, "nn arch JSON: head \"%s\" is not mse, gaussian or gmm", s);
+      }
+    } else if (!strcmp(k, "layer_norm")) rc = json_bool(v, k, &a->layer_norm);
+    else if (!strcmp(k, "tanh")) rc = json_bool(v, k, &a->tanh);
+    else if (!strcmp(k, "gmm_modes")) rc = json_int(v, k, 1, NN_MAX_MODES, &a->gmm_modes);
+    else if (!strcmp(k, "gmm_min_std")) rc = json_num(v, k, &a->gmm_min_std);
+    else if (!strcmp(k, "log_std_min")) rc = json_num(v, k, &a->log_std_min);
+    else if (!strcmp(k, "log_std_max")) rc = json_num(v, k, &a->log_std_max);
+    else return tk_error(TK_EFORMAT, "nn arch JSON: unknown key \"%s\"", k);
+    if (rc) return rc;
+  }
+  return nn_arch_validate(a);
+}
+
+int nn_arch_from_json(const char *json, nnArch *out) {
+  if (!json || !out) return tk_error(TK_EINVAL, "nn_arch_from_json: NULL argument");
+  const char *end = NULL;
+  cJSON *root = cJSON_ParseWithOpts(json, &end, 1);
+  if (!root) {
+    size_t off = end ? (size_t)(end - json) : 0;
+    return tk_error(TK_EFORMAT, "nn arch JSON: invalid JSON near byte %zu", off);
+  }
+  nnArch a;
+  nn_arch_default(&a);
+  int rc = parse_arch(root, &a);
+  cJSON_Delete(root);
+  if (!rc) *out = a;
+  return rc;
+}
+
+/* ---- allocation and initialization ------------------------------------------------------------- */
+
+static int g_threads = 0;
+
+void nn_set_threads(int n) {
+  if (n < 1) n = 1;
+  g_threads = n;
+  openblas_set_num_threads(n);
+}
+
+int nn_get_threads(void) { return g_threads > 0 ? g_threads : openblas_get_num_threads(); }
+
+static void add_tensor(nnNet *net, int64_t *off, const char *fmt, int l, int ndim, int64_t d0, int64_t d1) {
+  nnTensor *t = &net->tensors[net->n_tensors++];
+  snprintf(t->name, sizeof t->name, fmt, l);
+  t->ndim = ndim;
+  t->shape[0] = d0;
+  t->shape[1] = ndim == 2 ? d1 : 0;
+  t->numel = ndim == 2 ? d0 * d1 : d0;
+  t->offset = *off;
+  *off += nn_round_up(t->numel);
+}
+
+nnNet *nn_make(const nnArch *arch, uint64_t seed) {
+  if (nn_arch_validate(arch)) return NULL;
+  nnNet *net = calloc(1, sizeof *net);
+  if (!net) {
+    tk_error(TK_ENOMEM, "nn_make: out of memory");
+    return NULL;
+  }
+  net->arch = *arch;
+  net->n_linear = arch->n_hidden + 1;
+  net->dims[0] = arch->obs_dim;
+  for (int i = 0; i < arch->n_hidden; i++)
+    net->dims[i + 1] = arch->hidden[i];
+  net->out_dim = nn_arch_out_dim(arch);
+  net->dims[net->n_linear] = net->out_dim;
+  net->max_width = 0;
+  for (int i = 0; i <= net->n_linear; i++)
+    net->max_width = TK_MAX(net->max_width, net->dims[i]);
+
+  /* size first: tensors in parameter order, each section padded to 64 bytes */
+  int64_t off = 0;
+  for (int l = 0; l < net->n_linear; l++) {
+    add_tensor(net, &off, "l%d.weight", l, 2, net->dims[l + 1], net->dims[l]);
+    add_tensor(net, &off, "l%d.bias", l, 1, net->dims[l + 1], 0);
+    if (arch->layer_norm && l < arch->n_hidden) {
+      add_tensor(net, &off, "ln%d.gain", l, 1, net->dims[l + 1], 0);
+      add_tensor(net, &off, "ln%d.bias", l, 1, net->dims[l + 1], 0);
+    }
+  }
+  net->n_params = off;
+  size_t bytes = (size_t)off * 4 * sizeof(float);
+  net->block_ = aligned_alloc(64, bytes);
+  if (!net->block_) {
+    tk_error(TK_ENOMEM, "nn_make: cannot allocate %zu bytes for %lld parameters", bytes, (long long)off);
+    nn_free(net);
+    return NULL;
+  }
+  memset(net->block_, 0, bytes);
+  net->params = net->block_;
+  net->grads = net->params + off;
+  net->adam_m = net->grads + off;
+  net->adam_v = net->adam_m + off;
+  int ti = 0;
+  for (int l = 0; l < net->n_linear; l++) {
+    nnLayer *L = &net->layer[l];
+    for (int k = 0; k < ((arch->layer_norm && l < arch->n_hidden) ? 4 : 2); k++) {
+      nnTensor *t = &net->tensors[ti++];
+      t->data = net->params + t->offset;
+      t->grad = net->grads + t->offset;
+      float **p = k == 0 ? &L->w : k == 1 ? &L->b : k == 2 ? &L->gain : &L->beta;
+      float **g = k == 0 ? &L->dw : k == 1 ? &L->db : k == 2 ? &L->dgain : &L->dbeta;
+      *p = t->data;
+      *g = t->grad;
+    }
+  }
+  nn_init(net, seed);
+  return net;
+}
+
+void nn_free(nnNet *net) {
+  if (!net) return;
+  free(net->block_);
+  free(net);
+}
+
+void nn_init(nnNet *net, uint64_t seed) {
+  tkRng r;
+  tk_rng_seed(&r, seed);
+  memset(net->params, 0, (size_t)net->n_params * 4 * sizeof(float));
+  for (int l = 0; l < net->n_linear; l++) {
+    nnLayer *L = &net->layer[l];
+    int in = net->dims[l], out = net->dims[l + 1];
+    /* torch.nn.Linear.reset_parameters: kaiming_uniform_(a=sqrt(5)) -> bound 1/sqrt(fan_in); bias same */
+    double bound = 1.0 / sqrt((double)in);
+    for (int64_t i = 0; i < (int64_t)out * in; i++)
+      L->w[i] = (float)tk_rng_range(&r, -bound, bound);
+    for (int i = 0; i < out; i++)
+      L->b[i] = (float)tk_rng_range(&r, -bound, bound);
+    if (L->gain)
+      for (int i = 0; i < out; i++)
+        L->gain[i] = 1.0f;
+  }
+  net->adam_t = 0;
+}
+
+const nnTensor *nn_tensor_find(const nnNet *net, const char *name) {
+  if (!net || !name) return NULL;
+  for (int i = 0; i < net->n_tensors; i++)
+    if (!strcmp(net->tensors[i].name, name)) return &net->tensors[i];
+  return NULL;
+}
+
+int nn_tensor_load(nnNet *net, const char *name, int ndim, const int64_t *shape, const float *data) {
+  if (!net || !name || !shape || !data) return tk_error(TK_EINVAL, "nn_tensor_load: NULL argument");
+  const nnTensor *t = nn_tensor_find(net, name);
+  if (!t) return tk_error(TK_ENOTFOUND, "nn: no tensor named \"%s\" in this network", name);
+  if (ndim != t->ndim || shape[0] != t->shape[0] || (ndim == 2 && shape[1] != t->shape[1])) {
+    char have[64], want[64];
+    if (t->ndim == 2) snprintf(want, sizeof want, "[%lld, %lld]", (long long)t->shape[0], (long long)t->shape[1]);
+    else snprintf(want, sizeof want, "[%lld]", (long long)t->shape[0]);
+    if (ndim == 2) snprintf(have, sizeof have, "[%lld, %lld]", (long long)shape[0], (long long)shape[1]);
+    else if (ndim == 1) snprintf(have, sizeof have, "[%lld]", (long long)shape[0]);
+    else snprintf(have, sizeof have, "(%d dims)", ndim);
+    return tk_error(TK_EFORMAT, "nn: tensor \"%s\" has shape %s, the network expects %s", name, have, want);
+  }
+  for (int64_t i = 0; i < t->numel; i++)
+    if (!isfinite(data[i]))
+      return tk_error(TK_ERANGE, "nn: tensor \"%s\" element %lld is not finite", name, (long long)i);
+  memcpy(t->data, data, (size_t)t->numel * sizeof(float));
+  return 0;
+}
+
+static int same_arch(const nnNet *a, const nnNet *b) {
+  if (a->n_params != b->n_params || a->n_linear != b->n_linear || a->arch.layer_norm != b->arch.layer_norm)
+    return 0;
+  for (int i = 0; i <= a->n_linear; i++)
+    if (a->dims[i] != b->dims[i]) return 0;
+  return 1;
+}
+
+int nn_copy_params(nnNet *dst, const nnNet *src) {
+  if (!dst || !src) return tk_error(TK_EINVAL, "nn_copy_params: NULL network");
+  if (!same_arch(dst, src)) return tk_error(TK_EINVAL, "nn_copy_params: architectures differ");
+  memcpy(dst->params, src->params, (size_t)src->n_params * sizeof(float));
+  return 0;
+}
+
+int nn_polyak(nnNet *dst, const nnNet *src, float tau) {
+  if (!dst || !src) return tk_error(TK_EINVAL, "nn_polyak: NULL network");
+  if (!same_arch(dst, src)) return tk_error(TK_EINVAL, "nn_polyak: architectures differ");
+  if (!(tau >= 0 && tau <= 1)) return tk_error(TK_ERANGE, "nn_polyak: tau %g not in [0, 1]", (double)tau);
+  float *d = dst->params;
+  const float *s = src->params;
+  for (int64_t i = 0; i < dst->n_params; i++)
+    d[i] += tau * (s[i] - d[i]);
+  return 0;
+}
+
+/* ---- work -------------------------------------------------------------------------------------- */
+
+nnWork *nn_work_make(const nnNet *net, int max_batch) {
+  if (!net) {
+    tk_error(TK_EINVAL, "nn_work_make: NULL network");
+    return NULL;
+  }
+  if (max_batch < 1 || max_batch > (1 << 24)) {
+    tk_error(TK_ERANGE, "nn_work_make: max_batch %d not in 1..%d", max_batch, 1 << 24);
+    return NULL;
+  }
+  nnWork *w = calloc(1, sizeof *w);
+  if (!w) {
+    tk_error(TK_ENOMEM, "nn_work_make: out of memory");
+    return NULL;
+  }
+  w->max_batch = max_batch;
+  w->out_dim = net->out_dim;
+  w->n_params = net->n_params;
+  const nnArch *a = &net->arch;
+  int64_t B = max_batch, A = a->act_dim;
+  /* size first, then point: two passes over the same list */
+  for (int pass = 0; pass < 2; pass++) {
+    int64_t off = 0;
+    float *base = w->block_;
+#define TAKE(ptr, n)                                                                                         \
+  do {                                                                                                       \
+    if (pass) (ptr) = base + off;                                                                            \
+    off += nn_round_up(n);                                                                                   \
+  } while (0)
+    for (int l = 0; l < a->n_hidden; l++) {
+      TAKE(w->h[l], B * net->dims[l + 1]);
+      if (a->layer_norm) {
+        TAKE(w->xhat[l], B * net->dims[l + 1]);
+        TAKE(w->rstd[l], B);
+      }
+    }
+    TAKE(w->out, B * net->out_dim);
+    TAKE(w->dout, B * net->out_dim);
+    TAKE(w->dbuf[0], B * net->max_width);
+    TAKE(w->dbuf[1], B * net->max_width);
+    TAKE(w->act, B * A);
+    TAKE(w->eps, B * A);
+    TAKE(w->logp, B);
+#undef TAKE
+    if (!pass) {
+      size_t bytes = (size_t)off * sizeof(float);
+      w->block_ = aligned_alloc(64, bytes);
+      if (!w->block_) {
+        tk_error(TK_ENOMEM, "nn_work_make: cannot allocate %zu bytes for batch %d", bytes, max_batch);
+        nn_work_free(w);
+        return NULL;
+      }
+      memset(w->block_, 0, bytes);
+    }
+  }
+  return w;
+}
+
+void nn_work_free(nnWork *w) {
+  if (!w) return;
+  free(w->block_);
+  free(w);
+}
+
+int nn_check_batch(const nnNet *net, const nnWork *w, const float *x, int B) {
+  if (!net || !w || !x) return tk_error(TK_EINVAL, "nn: NULL network, work or input");
+  if (w->out_dim != net->out_dim || w->n_params != net->n_params)
+    return tk_error(TK_EINVAL, "nn: the work was made for another network");
+  if (B < 1 || B > w->max_batch)
+    return tk_error(TK_ERANGE, "nn: batch %d not in 1..%d (the work's max_batch)", B, w->max_batch);
+  return 0;
+}

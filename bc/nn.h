@@ -1,0 +1,234 @@
+/* bc/nn.h -- small float32 networks for behavior cloning and SAC, on OpenBLAS (prefix nn_).
+ *
+ * Networks are MLPs: [Linear (+LayerNorm) + activation] x hidden layers + Linear output, with a head
+ * that turns the output into actions and a loss:
+ *   MSE       output = action (optionally tanh-bounded); loss = mean squared error over batch and dims
+ *             (torch.nn.MSELoss).
+ *   GAUSSIAN  tanh-squashed diagonal Gaussian (SAC's actor). Output = [mu (A), raw log-std (A)];
+ *             log_std = lo + (hi - lo) * (tanh(raw) + 1) / 2 (a smooth clamp to [lo, hi] that keeps
+ *             gradients); a = tanh(mu + std * eps). BC loss = mean NLL of the dataset action clipped to
+ *             +-(1 - 1e-6), with the tanh correction log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)).
+ *   GMM       robomimic's mixture: K modes; output = [means (K x A), raw std (K x A), logits (K)];
+ *             mean = tanh(raw mean) if arch.tanh (robomimic tanh_means); std = softplus(raw) + min_std
+ *             (robomimic, min_std 1e-4; softplus computed as max(x,0) + log1p(exp(-|x|))); loss = mean
+ *             NLL via log-sum-exp. Deterministic action: mean of the mode with the largest logit.
+ *
+ * Layout: row-major float32, activations batch-major [B, dim]; Linear weights are [out, in] as
+ * torch.nn.Linear (y = x W^T + b). Every matrix product is an OpenBLAS cblas_sgemm.
+ *
+ * Memory: nn_make() allocates parameters, gradients and the Adam moments as one block (four equal
+ * sections); nn_work_make() allocates every activation and scratch buffer for up to max_batch rows as
+ * one block. Nothing allocates after that (forward, loss, backward, step, sampling).
+ *
+ * Threads and determinism: nn_set_threads(n) sets OpenBLAS's thread count (process-wide). With the same
+ * seed, data and thread count, results are bit-identical: OpenBLAS 0.3.21 sgemm splits work over M/N only
+ * (never the K reduction) and picks its thread split from the shapes, and every reduction here runs in
+ * a fixed order. Results may differ in the last bits between different thread counts.
+ *
+ * Errors: int functions return 0 or a negative TK_E* code with tk_error() set; constructors return
+ * NULL with tk_error() set. The work object remembers what the last call computed: nn_backward()
+ * after anything other than nn_loss() is TK_EINVAL, and so on.
+ *
+ * Not here: input/output normalization (the trainer does it), the LSTM (BC-RNN) -- not done.
+ */
+#ifndef NN_H
+#define NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tk.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define NN_MAX_HIDDEN 8                       /* hidden layers at most */
+#define NN_MAX_DIM 65536                      /* any layer width / input / action size at most */
+#define NN_MAX_MODES 64                       /* GMM modes at most */
+#define NN_MAX_TENSORS (4 * NN_MAX_HIDDEN + 2) /* weight, bias (+ gain, bias of LayerNorm) per layer */
+#define NN_NAME_MAX 24
+#define NN_ARCH_FORMAT "demokit.nn_arch" /* "format" key of the JSON form */
+#define NN_ARCH_VERSION 1                /* "version" key of the JSON form */
+
+typedef enum { NN_RELU = 0, NN_ELU = 1, NN_TANH = 2 } nnActivation; /* ELU with alpha 1 */
+typedef enum { NN_HEAD_MSE = 0, NN_HEAD_GAUSSIAN = 1, NN_HEAD_GMM = 2 } nnHead;
+
+/* Architecture; everything needed to rebuild a network (saved as JSON next to the weights). */
+typedef struct {
+  int obs_dim;                /* network input size (observation, or observation+action for a critic) */
+  int act_dim;                /* action size A */
+  int n_hidden;               /* hidden layers, 0..NN_MAX_HIDDEN */
+  int hidden[NN_MAX_HIDDEN];  /* their widths */
+  nnActivation activation;    /* of every hidden layer */
+  int layer_norm;             /* 1: LayerNorm (eps 1e-5, learnable gain/bias) after each hidden Linear */
+  nnHead head;                /* output head */
+  int tanh;                   /* MSE: tanh on the output; GMM: tanh on the mode means; GAUSSIAN: ignored */
+  int gmm_modes;              /* GMM: K, 1..NN_MAX_MODES (default 5) */
+  double gmm_min_std;         /* GMM: std = softplus(raw) + min_std (default 1e-4) */
+  double log_std_min;         /* GAUSSIAN: log-std range (default -5, 2) */
+  double log_std_max;
+} nnArch;
+
+/* Defaults: hidden 256,256 ReLU, no LayerNorm, MSE, tanh off, K 5, min_std 1e-4, log-std [-5, 2].
+ * obs_dim and act_dim are left 0 and must be set. */
+void nn_arch_default(nnArch *a);
+int nn_arch_validate(const nnArch *a);   /* TK_EINVAL/TK_ERANGE with a message naming the field */
+int nn_arch_out_dim(const nnArch *a);    /* MLP output width: A, 2A, or K(2A+1) */
+const char *nn_activation_name(nnActivation a); /* "relu", "elu", "tanh" */
+const char *nn_head_name(nnHead h);             /* "mse", "gaussian", "gmm" */
+/* JSON form: {"format":"demokit.nn_arch","version":1,"obs_dim":..,"act_dim":..,"hidden":[..],
+ * "activation":"relu","layer_norm":false,"head":"gmm","tanh":true,"gmm_modes":5,"gmm_min_std":1e-4,
+ * "log_std_min":-5,"log_std_max":2}. *json is malloc'd (free()). */
+int nn_arch_to_json(const nnArch *a, char **json);
+/* Parses and validates; format, version, obs_dim, act_dim, hidden and head are required, the others
+ * default as nn_arch_default; unknown keys are errors (they are typos). */
+int nn_arch_from_json(const char *json, nnArch *a);
+
+/* A named parameter tensor: views into the network's blocks. */
+typedef struct {
+  char name[NN_NAME_MAX]; /* "l0.weight", "l0.bias", "ln0.gain", "ln0.bias", ..., "l<n_hidden>.weight" */
+  int ndim;               /* 2 for weights, 1 for vectors */
+  int64_t shape[2];       /* weights [out, in] (torch nn.Linear layout), vectors [n] */
+  int64_t numel;
+  int64_t offset;         /* in floats, into each of params/grads/adam_m/adam_v */
+  float *data;            /* params + offset */
+  float *grad;            /* grads + offset */
+} nnTensor;
+
+typedef struct {
+  float *w, *b;         /* Linear weight [out, in], bias [out] */
+  float *gain, *beta;   /* LayerNorm gain, bias [out] (hidden layers with layer_norm only, else NULL) */
+  float *dw, *db;       /* their gradients */
+  float *dgain, *dbeta;
+} nnLayer;
+
+typedef struct {
+  nnArch arch;
+  int n_linear;                     /* n_hidden + 1 */
+  int dims[NN_MAX_HIDDEN + 2];      /* dims[0] = obs_dim, dims[i+1] = width of Linear i's output */
+  int out_dim;                      /* dims[n_linear] */
+  int max_width;                    /* max of dims[] */
+  int64_t n_params;                 /* floats in each of the four sections */
+  float *params;                    /* all parameters (n_params) */
+  float *grads;                     /* gradients, same layout (n_params) */
+  float *adam_m, *adam_v;           /* Adam first/second moments, same layout (n_params) */
+  int64_t adam_t;                   /* Adam steps taken */
+  int n_tensors;
+  nnTensor tensors[NN_MAX_TENSORS]; /* named views, in parameter order */
+  nnLayer layer[NN_MAX_HIDDEN + 1];
+  void *block_;                     /* the one allocation */
+} nnNet;
+
+/* Activations and scratch for batches of up to max_batch rows. One per thread using the network. */
+typedef struct {
+  int max_batch;
+  int out_dim;                     /* of the network it was made for (checked on use) */
+  int64_t n_params;                /* of the network it was made for (checked on use) */
+  int batch;                       /* rows of the last forward */
+  int stage;                       /* internal: what the last call computed */
+  const float *x;                  /* input of the last forward (borrowed: keep it alive until backward) */
+  float *h[NN_MAX_HIDDEN];         /* hidden-layer outputs after activation [B, hidden[l]] */
+  float *xhat[NN_MAX_HIDDEN];      /* LayerNorm-normalized pre-activations [B, hidden[l]] (LN only) */
+  float *rstd[NN_MAX_HIDDEN];      /* LayerNorm 1/sqrt(var + eps) per row [B] (LN only) */
+  float *out;                      /* network output [B, out_dim] */
+  float *dout;                     /* dLoss/dout [B, out_dim] */
+  float *dbuf[2];                  /* backward ping-pong [B, max_width] */
+  float *act;                      /* head: last actions [B, A] */
+  float *eps;                      /* head: last noise [B, A] */
+  float *logp;                     /* head: last per-sample log-probs [B] */
+  void *block_;
+} nnWork;
+
+/* ---- lifecycle and introspection ------------------------------------------------------------ */
+/* Validates arch, allocates, initializes like torch.nn.Linear (weights and biases uniform in
+ * +-1/sqrt(fan_in), i.e. kaiming_uniform(a=sqrt(5)); LayerNorm gain 1, bias 0) from tk_rng seeded
+ * with seed; gradients and Adam state zero. */
+nnNet *nn_make(const nnArch *arch, uint64_t seed);
+void nn_free(nnNet *net);                    /* NULL-safe */
+void nn_init(nnNet *net, uint64_t seed);     /* re-initialize parameters; zero grads and Adam state */
+const nnTensor *nn_tensor_find(const nnNet *net, const char *name); /* NULL if none */
+/* Copy data into the named tensor after checking its shape. */
+int nn_tensor_load(nnNet *net, const char *name, int ndim, const int64_t *shape, const float *data);
+int nn_copy_params(nnNet *dst, const nnNet *src);     /* same architecture required */
+int nn_polyak(nnNet *dst, const nnNet *src, float tau); /* dst = (1 - tau) dst + tau src (target nets) */
+void nn_set_threads(int n);                           /* openblas_set_num_threads(n), n >= 1 */
+int nn_get_threads(void);
+
+nnWork *nn_work_make(const nnNet *net, int max_batch);
+void nn_work_free(nnWork *w); /* NULL-safe */
+
+/* ---- forward, losses, backward ---------------------------------------------------------------- */
+/* MLP forward of x [B, obs_dim]; the output is w->out [B, out_dim]. */
+int nn_forward(const nnNet *net, nnWork *w, const float *x, int B);
+/* Forward and the head's loss against dataset actions y [B, A] (mean over the batch); dLoss/dout is
+ * kept in w->dout for nn_backward. A non-finite loss is returned with TK_ERANGE. */
+int nn_loss(const nnNet *net, nnWork *w, const float *x, const float *y, int B, float *loss);
+/* Backpropagate the last nn_loss: gradients ADD to net->grads (call nn_zero_grad first). */
+int nn_backward(nnNet *net, nnWork *w);
+/* Backpropagate a given dLoss/dout [B, out_dim] after nn_forward (or any call that ran it): parameter
+ * gradients are added if param_grads, dLoss/dx [B, obs_dim] is written to dx if not NULL (a critic's
+ * dQ/daction for the actor update). */
+int nn_backward_out(nnNet *net, nnWork *w, const float *dout, float *dx, int param_grads);
+
+/* Deterministic actions [B, A]: MSE output (tanh'd if arch.tanh), GAUSSIAN tanh(mu), GMM the mean of
+ * the mode with the largest logit. */
+int nn_act(const nnNet *net, nnWork *w, const float *x, int B, float *act);
+/* Sampled actions: GAUSSIAN tanh(mu + std eps); GMM a mode drawn from softmax(logits), then
+ * mean + std eps (no squashing, as robomimic); MSE has no noise (same as nn_act). */
+int nn_sample(const nnNet *net, nnWork *w, const float *x, int B, tkRng *rng, float *act);
+/* Per-sample log-density of actions a [B, A] (GAUSSIAN with the tanh correction and a clipped to
+ * +-(1-1e-6); GMM mixture density). TK_EINVAL for the MSE head. */
+int nn_log_prob(const nnNet *net, nnWork *w, const float *x, const float *a, int B, float *logp);
+
+/* ---- SAC: tanh-Gaussian reparameterized sampling ---------------------------------------------- */
+/* a = tanh(mu + std eps) for given noise eps [B, A]; act [B, A] and logp [B] out (either may be NULL;
+ * w->act and w->logp hold them too). */
+int nn_gauss_sample(const nnNet *net, nnWork *w, const float *x, int B, const float *eps, float *act,
+                    float *logp);
+/* After nn_gauss_sample: given dLoss/dact [B, A] and dLoss/dlogp [B] per sample (either may be NULL
+ * for zero; no averaging is applied -- pass 1/B factors yourself), backpropagate through the
+ * reparameterized sample and ADD the parameter gradients. */
+int nn_gauss_backward(nnNet *net, nnWork *w, const float *dact, const float *dlogp);
+
+/* ---- optimizer ------------------------------------------------------------------------------- */
+typedef struct {
+  double lr;           /* 1e-4 (robomimic BC) */
+  double beta1, beta2; /* 0.9, 0.999 */
+  double eps;          /* 1e-8 */
+  double weight_decay; /* 0; decoupled (AdamW, torch.optim.AdamW formula p -= lr*wd*p), Linear weights only */
+  double clip_norm;    /* 0 = off; else global-norm clipping as torch.nn.utils.clip_grad_norm_ */
+} nnAdamOpts;
+void nn_adam_default(nnAdamOpts *o);
+void nn_zero_grad(nnNet *net);
+double nn_grad_norm(const nnNet *net);             /* global L2 norm of all gradients */
+double nn_clip_grad(nnNet *net, double max_norm); /* scale by max_norm/(norm+1e-6) if norm > max_norm;
+                                                     returns the norm before clipping */
+/* One Adam step from net->grads (clipping first if o->clip_norm > 0; *grad_norm gets the pre-clip
+ * norm if not NULL). Bias-corrected exactly as torch.optim.Adam/AdamW. */
+int nn_adam_step(nnNet *net, const nnAdamOpts *o, double *grad_norm);
+void nn_adam_reset(nnNet *net); /* zero moments and step count */
+/* zero_grad + loss + backward + (clip +) Adam step: one BC training step. */
+int nn_train_step(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *x, const float *y, int B,
+                  float *loss, double *grad_norm);
+
+/* ---- data-parallel training step ------------------------------------------------------------ */
+/* A team of `threads` threads (the caller plus threads-1 workers it starts) for nn_team_train_step:
+ * the batch is split into row blocks, each thread runs forward, loss and backward of its block with
+ * its own work and gradient block, the gradients are summed in a fixed order (thread 0 + 1 + ...),
+ * and the Adam update is split by parameter ranges. OpenBLAS must run single-threaded inside the team
+ * (nn_team_make calls nn_set_threads(1)); on small layers this beats OpenBLAS's own threading (see
+ * bench/bc_bench.c). Same seed, data and team size -> bit-identical results; a different team size
+ * sums in another order. Workers spin briefly between steps, then sleep. One team per network. */
+typedef struct nnTeam nnTeam;
+nnTeam *nn_team_make(const nnNet *net, int max_batch, int threads);
+void nn_team_free(nnTeam *t); /* joins the workers; NULL-safe */
+int nn_team_threads(const nnTeam *t);
+/* Same contract as nn_train_step. */
+int nn_team_train_step(nnNet *net, nnTeam *t, const nnAdamOpts *o, const float *x, const float *y, int B,
+                       float *loss, double *grad_norm);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

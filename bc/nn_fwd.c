@@ -1,0 +1,543 @@
+/* bc/nn_fwd.c -- MLP forward/backward (sgemm + fused bias/LayerNorm/activation passes) and the heads. */
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "nn_internal.h"
+
+#define LOG_2PI 1.8378770664093453
+#define LOG_2 0.6931471805599453
+
+/* ---- elementwise pieces ------------------------------------------------------------------------ */
+
+/* z[B, n] = act(z + b), in place: bias and activation in one pass over the GEMM output */
+NN_CLONES static void bias_act(float *restrict z, const float *restrict b, int B, int n, nnActivation act) {
+  for (int i = 0; i < B; i++) {
+    float *restrict r = z + (size_t)i * n;
+    switch (act) {
+    case NN_RELU:
+      for (int j = 0; j < n; j++) {
+        float v = r[j] + b[j];
+        r[j] = v > 0.0f ? v : 0.0f;
+      }
+      break;
+    case NN_ELU:
+      for (int j = 0; j < n; j++) {
+        float v = r[j] + b[j];
+        r[j] = v > 0.0f ? v : expm1f(v);
+      }
+      break;
+    case NN_TANH:
+      for (int j = 0; j < n; j++)
+        r[j] = tanhf(r[j] + b[j]);
+      break;
+    }
+  }
+}
+
+/* LayerNorm over each row of z + b (pre-activation), then gain/bias and the activation:
+ * xhat = (v - mean) * rstd (kept for backward, in place of z), h = act(xhat * g + beta) */
+NN_CLONES static void ln_act(float *restrict z, const float *restrict b, const float *restrict g, const float *restrict beta,
+                   float *restrict rstd, float *restrict h, int B, int n, nnActivation act) {
+  for (int i = 0; i < B; i++) {
+    float *restrict r = z + (size_t)i * n;
+    float *restrict o = h + (size_t)i * n;
+    float s = 0;
+    for (int j = 0; j < n; j++) {
+      r[j] += b[j];
+      s += r[j];
+    }
+    float mean = s / (float)n, s2 = 0;
+    for (int j = 0; j < n; j++) {
+      float d = r[j] - mean;
+      s2 += d * d;
+    }
+    float rs = 1.0f / sqrtf(s2 / (float)n + NN_LN_EPS);
+    rstd[i] = rs;
+    for (int j = 0; j < n; j++) {
+      r[j] = (r[j] - mean) * rs;
+      o[j] = r[j] * g[j] + beta[j];
+    }
+  }
+  for (int i = 0; i < B; i++) {
+    float *restrict o = h + (size_t)i * n;
+    switch (act) {
+    case NN_RELU:
+      for (int j = 0; j < n; j++)
+        o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+      break;
+    case NN_ELU:
+      for (int j = 0; j < n; j++)
+        o[j] = o[j] > 0.0f ? o[j] : expm1f(o[j]);
+      break;
+    case NN_TANH:
+      for (int j = 0; j < n; j++)
+        o[j] = tanhf(o[j]);
+      break;
+    }
+  }
+}
+
+/* d[B, n] *= act'(.) written through the activation's output h: ReLU 1[h>0], ELU h>0 ? 1 : h+1,
+ * tanh 1-h^2 */
+NN_CLONES static void act_backward(float *restrict d, const float *restrict h, int B, int n, nnActivation act) {
+  size_t N = (size_t)B * n;
+  switch (act) {
+  case NN_RELU:
+    for (size_t i = 0; i < N; i++)
+      d[i] = h[i] > 0.0f ? d[i] : 0.0f;
+    break;
+  case NN_ELU:
+    for (size_t i = 0; i < N; i++)
+      d[i] *= h[i] > 0.0f ? 1.0f : h[i] + 1.0f;
+    break;
+  case NN_TANH:
+    for (size_t i = 0; i < N; i++)
+      d[i] *= 1.0f - h[i] * h[i];
+    break;
+  }
+}
+
+/* LayerNorm backward in place: d holds dL/dy (y = xhat*g + beta) and becomes dL/dz;
+ * dgain += sum dy*xhat, dbeta += sum dy (if param_grads) */
+NN_CLONES static void ln_backward(float *restrict d, const float *restrict xhat, const float *restrict rstd,
+                        const float *restrict g, float *restrict dgain, float *restrict dbeta, int B, int n,
+                        int param_grads) {
+  for (int i = 0; i < B; i++) {
+    float *restrict r = d + (size_t)i * n;
+    const float *restrict x = xhat + (size_t)i * n;
+    if (param_grads)
+      for (int j = 0; j < n; j++) {
+        dgain[j] += r[j] * x[j];
+        dbeta[j] += r[j];
+      }
+    float s1 = 0, s2 = 0;
+    for (int j = 0; j < n; j++) {
+      float dx = r[j] * g[j];
+      s1 += dx;
+      s2 += dx * x[j];
+    }
+    float m1 = s1 / (float)n, m2 = s2 / (float)n, rs = rstd[i];
+    for (int j = 0; j < n; j++)
+      r[j] = rs * (r[j] * g[j] - m1 - x[j] * m2);
+  }
+}
+
+/* db[n] += column sums of d[B, n] */
+NN_CLONES static void col_sum_add(float *restrict db, const float *restrict d, int B, int n) {
+  for (int i = 0; i < B; i++) {
+    const float *restrict r = d + (size_t)i * n;
+    for (int j = 0; j < n; j++)
+      db[j] += r[j];
+  }
+}
+
+NN_CLONES static void add_bias(float *restrict z, const float *restrict b, int B, int n) {
+  for (int i = 0; i < B; i++) {
+    float *restrict r = z + (size_t)i * n;
+    for (int j = 0; j < n; j++)
+      r[j] += b[j];
+  }
+}
+
+/* ---- MLP --------------------------------------------------------------------------------------- */
+
+int nn_forward(const nnNet *net, nnWork *w, const float *x, int B) {
+  int rc = nn_check_batch(net, w, x, B);
+  if (rc) return rc;
+  const nnArch *a = &net->arch;
+  w->x = x;
+  w->batch = B;
+  const float *in = x;
+  for (int l = 0; l < net->n_linear; l++) {
+    const nnLayer *L = &net->layer[l];
+    int n_in = net->dims[l], n_out = net->dims[l + 1];
+    int last = l == net->n_linear - 1;
+    float *z = last ? w->out : a->layer_norm ? w->xhat[l] : w->h[l];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, n_out, n_in, 1.0f, in, n_in, L->w, n_in, 0.0f, z,
+                n_out);
+    if (last) {
+      add_bias(z, L->b, B, n_out);
+    } else if (a->layer_norm) {
+      ln_act(z, L->b, L->gain, L->beta, w->rstd[l], w->h[l], B, n_out, a->activation);
+    } else {
+      bias_act(z, L->b, B, n_out, a->activation);
+    }
+    in = last ? NULL : w->h[l];
+  }
+  w->stage = NN_STAGE_FORWARD;
+  return 0;
+}
+
+void nn_mlp_backward(const nnNet *net, nnWork *w, const float *dout, float *dx, float *grads, int accumulate) {
+  const nnArch *a = &net->arch;
+  int B = w->batch, pp = 0;
+  const float *d = dout;
+  for (int l = net->n_linear - 1; l >= 0; l--) {
+    const nnLayer *L = &net->layer[l];
+    int n_in = net->dims[l], n_out = net->dims[l + 1];
+    const float *in = l ? w->h[l - 1] : w->x;
+    if (grads) {
+      float *dw = grads + (L->dw - net->grads), *db = grads + (L->db - net->grads);
+      /* dW[out, in] (+)= d^T in: beta 1 accumulates into the gradient block, 0 overwrites it */
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n_out, n_in, B, 1.0f, d, n_out, in, n_in,
+                  accumulate ? 1.0f : 0.0f, dw, n_in);
+      if (!accumulate) memset(db, 0, sizeof(float) * (size_t)n_out);
+      col_sum_add(db, d, B, n_out);
+    }
+    if (l == 0) {
+      if (dx)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, n_in, n_out, 1.0f, d, n_out, L->w, n_in, 0.0f, dx,
+                    n_in);
+      break;
+    }
+    float *dp = w->dbuf[pp];
+    pp ^= 1;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, n_in, n_out, 1.0f, d, n_out, L->w, n_in, 0.0f, dp,
+                n_in);
+    act_backward(dp, w->h[l - 1], B, n_in, a->activation);
+    if (a->layer_norm) {
+      const nnLayer *P = &net->layer[l - 1];
+      float *dg = NULL, *dbe = NULL;
+      if (grads) {
+        dg = grads + (P->dgain - net->grads);
+        dbe = grads + (P->dbeta - net->grads);
+        if (!accumulate) {
+          memset(dg, 0, sizeof(float) * (size_t)n_in);
+          memset(dbe, 0, sizeof(float) * (size_t)n_in);
+        }
+      }
+      ln_backward(dp, w->xhat[l - 1], w->rstd[l - 1], P->gain, dg, dbe, B, n_in, grads != NULL);
+    }
+    d = dp;
+  }
+}
+
+int nn_check_work(const nnNet *net, const nnWork *w) {
+  if (!net || !w) return tk_error(TK_EINVAL, "nn: NULL network or work");
+  if (w->out_dim != net->out_dim || w->n_params != net->n_params)
+    return tk_error(TK_EINVAL, "nn: the work was made for another network");
+  return 0;
+}
+
+int nn_backward_out(nnNet *net, nnWork *w, const float *dout, float *dx, int param_grads) {
+  int rc = nn_check_work(net, w);
+  if (rc) return rc;
+  if (!dout) return tk_error(TK_EINVAL, "nn_backward_out: NULL dout");
+  if (w->stage == NN_STAGE_NONE) return tk_error(TK_EINVAL, "nn_backward_out: no forward pass to differentiate");
+  nn_mlp_backward(net, w, dout, dx, param_grads ? net->grads : NULL, 1);
+  return 0;
+}
+
+int nn_backward(nnNet *net, nnWork *w) {
+  int rc = nn_check_work(net, w);
+  if (rc) return rc;
+  if (w->stage != NN_STAGE_LOSS) return tk_error(TK_EINVAL, "nn_backward: call nn_loss first");
+  nn_mlp_backward(net, w, w->dout, NULL, net->grads, 1);
+  return 0;
+}
+
+/* ---- head math (double precision: B x A elements, cheap next to the GEMMs) ---------------------- */
+
+static inline double softplus(double x) { return (x > 0 ? x : 0) + log1p(exp(-fabs(x))); }
+static inline double sigmoid(double x) {
+  if (x >= 0) return 1 / (1 + exp(-x));
+  double e = exp(x);
+  return e / (1 + e);
+}
+/* log(1 - tanh(u)^2), stable for large |u| */
+static inline double log1m_tanh2(double u) { return 2 * (LOG_2 - u - softplus(-2 * u)); }
+static inline double clip_act(double y) { return y > NN_ACT_CLIP ? NN_ACT_CLIP : y < -NN_ACT_CLIP ? -NN_ACT_CLIP : y; }
+
+/* Gaussian smooth clamp: log_std = lo + (hi - lo)(tanh(raw) + 1)/2; *dls = d log_std / d raw */
+static inline double gauss_log_std(const nnArch *a, double raw, double *dls) {
+  double t = tanh(raw), half = 0.5 * (a->log_std_max - a->log_std_min);
+  if (dls) *dls = half * (1 - t * t);
+  return a->log_std_min + half * (t + 1);
+}
+
+/* GMM per-mode, per-dim parameters from raw outputs */
+static inline double gmm_mean(const nnArch *a, double raw) { return a->tanh ? tanh(raw) : raw; }
+static inline double gmm_std(const nnArch *a, double raw) { return softplus(raw) + a->gmm_min_std; }
+
+/* log softmax of the K logits into lp[K] */
+static void log_softmax(const float *logits, int K, double *lp) {
+  double mx = logits[0];
+  for (int k = 1; k < K; k++)
+    mx = logits[k] > mx ? logits[k] : mx;
+  double s = 0;
+  for (int k = 0; k < K; k++)
+    s += exp(logits[k] - mx);
+  double lse = mx + log(s);
+  for (int k = 0; k < K; k++)
+    lp[k] = logits[k] - lse;
+}
+
+static double logsumexp(const double *c, int K) {
+  double mx = c[0];
+  for (int k = 1; k < K; k++)
+    mx = c[k] > mx ? c[k] : mx;
+  if (!isfinite(mx)) return mx;
+  double s = 0;
+  for (int k = 0; k < K; k++)
+    s += exp(c[k] - mx);
+  return mx + log(s);
+}
+
+/* GMM: per-mode log(pi_k N_k(y)) into c[K], returns log p(y) */
+static double gmm_logp_row(const nnArch *a, const float *o, const float *y, double *c) {
+  int K = a->gmm_modes, A = a->act_dim;
+  const float *m = o, *s = o + K * A, *lg = o + 2 * K * A;
+  log_softmax(lg, K, c);
+  for (int k = 0; k < K; k++) {
+    double ln = 0;
+    for (int j = 0; j < A; j++) {
+      double sd = gmm_std(a, s[k * A + j]), z = (y[j] - gmm_mean(a, m[k * A + j])) / sd;
+      ln += -0.5 * z * z - log(sd) - 0.5 * LOG_2PI;
+    }
+    c[k] += ln;
+  }
+  return logsumexp(c, K);
+}
+
+/* Gaussian: log p(y) of a (clipped) action row */
+static double gauss_logp_row(const nnArch *a, const float *o, const float *y) {
+  int A = a->act_dim;
+  double lp = 0;
+  for (int j = 0; j < A; j++) {
+    double yc = clip_act(y[j]), u = atanh(yc), ls = gauss_log_std(a, o[A + j], NULL);
+    double z = (u - o[j]) * exp(-ls);
+    lp += -0.5 * z * z - ls - 0.5 * LOG_2PI - (log1p(-yc) + log1p(yc));
+  }
+  return lp;
+}
+
+/* ---- losses ------------------------------------------------------------------------------------ */
+
+/* MSE: per-row loss mean_j e^2; dout = 2 e / (A B_total) (times 1 - t^2 through tanh) */
+NN_CLONES static double mse_rows(const float *restrict out, const float *restrict y, float *restrict dout, size_t N,
+                                 float scale) {
+  float acc[8] = {0}; /* 8 float lanes (vectorizes, fixed order), then double */
+  size_t i = 0;
+  for (; i + 8 <= N; i += 8)
+    for (int k = 0; k < 8; k++) {
+      float e = out[i + k] - y[i + k];
+      acc[k] += e * e;
+      dout[i + k] = scale * e;
+    }
+  double total = 0;
+  for (; i < N; i++) {
+    float e = out[i] - y[i];
+    total += (double)e * e;
+    dout[i] = scale * e;
+  }
+  for (int k = 0; k < 8; k++)
+    total += acc[k];
+  return total;
+}
+
+double nn_head_loss(const nnNet *net, nnWork *w, const float *y, int B, int B_total) {
+  const nnArch *a = &net->arch;
+  int A = a->act_dim, D = net->out_dim;
+  double total = 0;
+  switch (a->head) {
+  case NN_HEAD_MSE: {
+    float scale = 2.0f / ((float)B_total * (float)A);
+    size_t N = (size_t)B * A;
+    if (a->tanh) {
+      for (size_t i = 0; i < N; i++) {
+        float t = tanhf(w->out[i]), e = t - y[i];
+        total += (double)e * e;
+        w->dout[i] = scale * e * (1.0f - t * t);
+      }
+    } else {
+      total = mse_rows(w->out, y, w->dout, N, scale);
+    }
+    total /= A;
+    break;
+  }
+  case NN_HEAD_GAUSSIAN:
+    for (int i = 0; i < B; i++) {
+      const float *o = w->out + (size_t)i * D, *yr = y + (size_t)i * A;
+      float *d = w->dout + (size_t)i * D;
+      for (int j = 0; j < A; j++) {
+        double dls_draw, yc = clip_act(yr[j]), u = atanh(yc), ls = gauss_log_std(a, o[A + j], &dls_draw);
+        double istd = exp(-ls), z = (u - o[j]) * istd;
+        total += 0.5 * z * z + ls + 0.5 * LOG_2PI + (log1p(-yc) + log1p(yc));
+        /* d(-log p)/dmu = -z/std, d(-log p)/dlog_std = 1 - z^2 */
+        d[j] = (float)(-z * istd / B_total);
+        d[A + j] = (float)((1 - z * z) * dls_draw / B_total);
+      }
+    }
+    break;
+  case NN_HEAD_GMM: {
+    int K = a->gmm_modes;
+    double c[NN_MAX_MODES], lpi[NN_MAX_MODES];
+    for (int i = 0; i < B; i++) {
+      const float *o = w->out + (size_t)i * D, *yr = y + (size_t)i * A;
+      float *d = w->dout + (size_t)i * D;
+      double lp = gmm_logp_row(a, o, yr, c);
+      total -= lp;
+      log_softmax(o + 2 * K * A, K, lpi);
+      for (int k = 0; k < K; k++) {
+        double r = isfinite(lp) ? exp(c[k] - lp) : 0; /* posterior responsibility of mode k */
+        d[2 * K * A + k] = (float)((exp(lpi[k]) - r) / B_total);
+        for (int j = 0; j < A; j++) {
+          int q = k * A + j;
+          double rm = o[q], rs = o[K * A + q], m = gmm_mean(a, rm), sd = gmm_std(a, rs), z = (yr[j] - m) / sd;
+          double dm = -r * z / sd, dsd = r * (1 - z * z) / sd;
+          d[q] = (float)(dm * (a->tanh ? 1 - m * m : 1) / B_total);
+          d[K * A + q] = (float)(dsd * sigmoid(rs) / B_total);
+        }
+      }
+    }
+    break;
+  }
+  }
+  return total;
+}
+
+int nn_loss(const nnNet *net, nnWork *w, const float *x, const float *y, int B, float *loss) {
+  if (!y || !loss) return tk_error(TK_EINVAL, "nn_loss: NULL target or loss");
+  int rc = nn_forward(net, w, x, B);
+  if (rc) return rc;
+  double total = nn_head_loss(net, w, y, B, B) / B;
+  *loss = (float)total;
+  w->stage = NN_STAGE_LOSS;
+  if (!isfinite(total)) return tk_error(TK_ERANGE, "nn_loss: loss is not finite (%g)", total);
+  return 0;
+}
+
+/* ---- actions ----------------------------------------------------------------------------------- */
+
+int nn_act(const nnNet *net, nnWork *w, const float *x, int B, float *act) {
+  if (!act) return tk_error(TK_EINVAL, "nn_act: NULL output");
+  int rc = nn_forward(net, w, x, B);
+  if (rc) return rc;
+  const nnArch *a = &net->arch;
+  int A = a->act_dim, D = net->out_dim;
+  for (int i = 0; i < B; i++) {
+    const float *o = w->out + (size_t)i * D;
+    float *r = act + (size_t)i * A;
+    switch (a->head) {
+    case NN_HEAD_MSE:
+      for (int j = 0; j < A; j++)
+        r[j] = a->tanh ? tanhf(o[j]) : o[j];
+      break;
+    case NN_HEAD_GAUSSIAN:
+      for (int j = 0; j < A; j++)
+        r[j] = tanhf(o[j]);
+      break;
+    case NN_HEAD_GMM: {
+      int K = a->gmm_modes, best = 0;
+      const float *lg = o + 2 * K * A;
+      for (int k = 1; k < K; k++)
+        if (lg[k] > lg[best]) best = k;
+      for (int j = 0; j < A; j++)
+        r[j] = (float)gmm_mean(a, o[best * A + j]);
+      break;
+    }
+    }
+  }
+  return 0;
+}
+
+int nn_sample(const nnNet *net, nnWork *w, const float *x, int B, tkRng *rng, float *act) {
+  if (!act || !rng) return tk_error(TK_EINVAL, "nn_sample: NULL rng or output");
+  const nnArch *a = &net->arch;
+  if (a->head == NN_HEAD_MSE) return nn_act(net, w, x, B, act);
+  int A = a->act_dim, D = net->out_dim;
+  if (a->head == NN_HEAD_GAUSSIAN) {
+    int rc = nn_check_batch(net, w, x, B);
+    if (rc) return rc;
+    for (size_t i = 0; i < (size_t)B * A; i++)
+      w->eps[i] = (float)tk_rng_normal(rng);
+    return nn_gauss_sample(net, w, x, B, w->eps, act, NULL);
+  }
+  int rc = nn_forward(net, w, x, B);
+  if (rc) return rc;
+  int K = a->gmm_modes;
+  double lp[NN_MAX_MODES];
+  for (int i = 0; i < B; i++) {
+    const float *o = w->out + (size_t)i * D;
+    log_softmax(o + 2 * K * A, K, lp);
+    double u = tk_rng_uniform(rng), cum = 0;
+    int k = 0;
+    for (; k < K - 1; k++) {
+      cum += exp(lp[k]);
+      if (u < cum) break;
+    }
+    for (int j = 0; j < A; j++)
+      act[(size_t)i * A + j] =
+          (float)(gmm_mean(a, o[k * A + j]) + gmm_std(a, o[K * A + k * A + j]) * tk_rng_normal(rng));
+  }
+  return 0;
+}
+
+int nn_log_prob(const nnNet *net, nnWork *w, const float *x, const float *act, int B, float *logp) {
+  if (!act || !logp) return tk_error(TK_EINVAL, "nn_log_prob: NULL action or output");
+  if (net && net->arch.head == NN_HEAD_MSE) return tk_error(TK_EINVAL, "nn_log_prob: the MSE head has no density");
+  int rc = nn_forward(net, w, x, B);
+  if (rc) return rc;
+  const nnArch *a = &net->arch;
+  int A = a->act_dim, D = net->out_dim;
+  double c[NN_MAX_MODES];
+  for (int i = 0; i < B; i++) {
+    const float *o = w->out + (size_t)i * D, *y = act + (size_t)i * A;
+    logp[i] = (float)(a->head == NN_HEAD_GMM ? gmm_logp_row(a, o, y, c) : gauss_logp_row(a, o, y));
+  }
+  return 0;
+}
+
+/* ---- SAC: reparameterized tanh-Gaussian ---------------------------------------------------------- */
+
+int nn_gauss_sample(const nnNet *net, nnWork *w, const float *x, int B, const float *eps, float *act,
+                    float *logp) {
+  if (!eps) return tk_error(TK_EINVAL, "nn_gauss_sample: NULL noise");
+  if (net && net->arch.head != NN_HEAD_GAUSSIAN)
+    return tk_error(TK_EINVAL, "nn_gauss_sample: the network's head is %s, not gaussian", nn_head_name(net->arch.head));
+  int rc = nn_forward(net, w, x, B);
+  if (rc) return rc;
+  const nnArch *a = &net->arch;
+  int A = a->act_dim, D = net->out_dim;
+  if (eps != w->eps) memcpy(w->eps, eps, sizeof(float) * (size_t)B * A);
+  for (int i = 0; i < B; i++) {
+    const float *o = w->out + (size_t)i * D, *e = w->eps + (size_t)i * A;
+    float *ar = w->act + (size_t)i * A;
+    double lp = 0;
+    for (int j = 0; j < A; j++) {
+      double ls = gauss_log_std(a, o[A + j], NULL), u = o[j] + exp(ls) * e[j];
+      ar[j] = (float)tanh(u);
+      lp += -0.5 * (double)e[j] * e[j] - ls - 0.5 * LOG_2PI - log1m_tanh2(u);
+    }
+    w->logp[i] = (float)lp;
+  }
+  if (act) memcpy(act, w->act, sizeof(float) * (size_t)B * A);
+  if (logp) memcpy(logp, w->logp, sizeof(float) * (size_t)B);
+  w->stage = NN_STAGE_SAMPLE;
+  return 0;
+}
+
+int nn_gauss_backward(nnNet *net, nnWork *w, const float *dact, const float *dlogp) {
+  int rc = nn_check_work(net, w);
+  if (rc) return rc;
+  if (w->stage != NN_STAGE_SAMPLE) return tk_error(TK_EINVAL, "nn_gauss_backward: call nn_gauss_sample first");
+  const nnArch *a = &net->arch;
+  int A = a->act_dim, D = net->out_dim, B = w->batch;
+  for (int i = 0; i < B; i++) {
+    const float *o = w->out + (size_t)i * D, *e = w->eps + (size_t)i * A;
+    float *d = w->dout + (size_t)i * D;
+    double gl = dlogp ? dlogp[i] : 0;
+    for (int j = 0; j < A; j++) {
+      double dls_draw, ls = gauss_log_std(a, o[A + j], &dls_draw), sd = exp(ls), u = o[j] + sd * e[j];
+      /* a = tanh(u): da/du = 1 - tanh^2 = exp(log1m_tanh2) (accurate when tanh rounds to 1);
+       * logp = sum(-eps^2/2 - ls - log(2pi)/2 - log(1 - tanh(u)^2)): dlogp/du = 2 tanh(u), dlogp/dls = -1 */
+      double ga = dact ? dact[(size_t)i * A + j] : 0;
+      double du = ga * exp(log1m_tanh2(u)) + gl * 2 * tanh(u);
+      d[j] = (float)du;
+      d[A + j] = (float)((du * sd * e[j] - gl) * dls_draw);
+    }
+  }
+  nn_mlp_backward(net, w, w->dout, NULL, net->grads, 1);
+  return 0;
+}

@@ -1,0 +1,139 @@
+/* bc/nn_opt.c -- gradients (zero, norm, clip), Adam/AdamW, the fused BC training step. */
+#include <math.h>
+#include <string.h>
+
+#include "nn_internal.h"
+
+void nn_adam_default(nnAdamOpts *o) {
+  o->lr = 1e-4;
+  o->beta1 = 0.9;
+  o->beta2 = 0.999;
+  o->eps = 1e-8;
+  o->weight_decay = 0;
+  o->clip_norm = 0;
+}
+
+void nn_zero_grad(nnNet *net) {
+  if (net) memset(net->grads, 0, (size_t)net->n_params * sizeof(float));
+}
+
+/* sum of squares: 16 float lanes (vectorizes, fixed order), combined in double */
+NN_CLONES double nn_sum_sq(const float *restrict g, int64_t n) {
+  float acc[16] = {0};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int k = 0; k < 16; k++)
+      acc[k] += g[i + k] * g[i + k];
+  double s = 0;
+  for (; i < n; i++)
+    s += (double)g[i] * g[i];
+  for (int k = 0; k < 16; k++)
+    s += acc[k];
+  return s;
+}
+
+double nn_grad_norm(const nnNet *net) { return net ? sqrt(nn_sum_sq(net->grads, net->n_params)) : 0; }
+
+NN_CLONES static void scale_range(float *restrict g, int64_t n, float s) {
+  for (int64_t i = 0; i < n; i++)
+    g[i] *= s;
+}
+
+double nn_clip_grad(nnNet *net, double max_norm) {
+  if (!net) return 0;
+  double norm = nn_grad_norm(net);
+  if (max_norm > 0 && norm > max_norm) scale_range(net->grads, net->n_params, (float)(max_norm / (norm + 1e-6)));
+  return norm; /* the scale is torch.nn.utils.clip_grad_norm_'s max_norm / (norm + 1e-6) */
+}
+
+void nn_adam_reset(nnNet *net) {
+  if (!net) return;
+  memset(net->adam_m, 0, (size_t)net->n_params * 2 * sizeof(float));
+  net->adam_t = 0;
+}
+
+int nn_adam_check(const nnAdamOpts *o) {
+  if (!o) return tk_error(TK_EINVAL, "nn adam: NULL options");
+  if (!(o->lr >= 0 && o->lr < 1e3)) return tk_error(TK_ERANGE, "nn adam: lr %g out of range", o->lr);
+  if (!(o->beta1 >= 0 && o->beta1 < 1 && o->beta2 >= 0 && o->beta2 < 1))
+    return tk_error(TK_ERANGE, "nn adam: betas (%g, %g) must be in [0, 1)", o->beta1, o->beta2);
+  if (!(o->eps > 0)) return tk_error(TK_ERANGE, "nn adam: eps %g must be > 0", o->eps);
+  if (!(o->weight_decay >= 0 && o->lr * o->weight_decay < 1))
+    return tk_error(TK_ERANGE, "nn adam: weight_decay %g must be >= 0 with lr*weight_decay < 1", o->weight_decay);
+  if (!(o->clip_norm >= 0)) return tk_error(TK_ERANGE, "nn adam: clip_norm %g < 0", o->clip_norm);
+  return 0;
+}
+
+/* The update of n elements, torch.optim.Adam arithmetic:
+ *   m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= (lr/bc1) m / (sqrt(v)/sqrt(bc2) + eps)
+ * with AdamW's p *= 1 - lr*wd first when decay applies (decay = 1 otherwise). */
+NN_CLONES static void adam_range(float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
+                                 int64_t n, float gs, float b1, float b2, float step, float ibc2s, float eps,
+                                 float decay) {
+  float c1 = 1.0f - b1, c2 = 1.0f - b2;
+  for (int64_t i = 0; i < n; i++) {
+    float gi = g[i] * gs;
+    float mi = b1 * m[i] + c1 * gi;
+    float vi = b2 * v[i] + c2 * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = p[i] * decay - step * mi / (sqrtf(vi) * ibc2s + eps);
+  }
+}
+
+int nn_adam_prepare(nnNet *net, const nnAdamOpts *o, nnAdamK *k) {
+  net->adam_t++;
+  double t = (double)net->adam_t;
+  double bc1 = 1 - pow(o->beta1, t), bc2 = 1 - pow(o->beta2, t);
+  k->b1 = (float)o->beta1;
+  k->b2 = (float)o->beta2;
+  k->step = (float)(o->lr / bc1);
+  k->ibc2s = (float)(1 / sqrt(bc2));
+  k->eps = (float)o->eps;
+  k->decay = (float)(1 - o->lr * o->weight_decay);
+  return 0;
+}
+
+/* params [lo, hi): decoupled weight decay on Linear weights only (not biases, not LayerNorm) */
+void nn_adam_span(nnNet *net, const nnAdamK *k, int64_t lo, int64_t hi, float gs) {
+  for (int i = 0; i < net->n_tensors; i++) {
+    const nnTensor *T = &net->tensors[i];
+    int64_t a = TK_MAX(lo, T->offset), b = TK_MIN(hi, T->offset + T->numel);
+    if (a >= b) continue;
+    adam_range(net->params + a, net->grads + a, net->adam_m + a, net->adam_v + a, b - a, gs, k->b1, k->b2, k->step,
+               k->ibc2s, k->eps, T->ndim == 2 ? k->decay : 1.0f);
+  }
+}
+
+int nn_adam_step(nnNet *net, const nnAdamOpts *o, double *grad_norm) {
+  if (!net) return tk_error(TK_EINVAL, "nn_adam_step: NULL network");
+  int rc = nn_adam_check(o);
+  if (rc) return rc;
+  float gs = 1.0f;
+  if (o->clip_norm > 0 || grad_norm) {
+    double norm = nn_grad_norm(net);
+    if (grad_norm) *grad_norm = norm;
+    if (!isfinite(norm)) return tk_error(TK_ERANGE, "nn_adam_step: gradient norm is not finite");
+    if (o->clip_norm > 0 && norm > o->clip_norm) gs = (float)(o->clip_norm / (norm + 1e-6));
+  }
+  nnAdamK k;
+  nn_adam_prepare(net, o, &k);
+  nn_adam_span(net, &k, 0, net->n_params, gs);
+  return 0;
+}
+
+int nn_train_step(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *x, const float *y, int B, float *loss,
+                  double *grad_norm) {
+  int rc = nn_adam_check(o);
+  if (rc) return rc;
+  if (!y) return tk_error(TK_EINVAL, "nn_train_step: NULL target");
+  rc = nn_forward(net, w, x, B);
+  if (rc) return rc;
+  double total = nn_head_loss(net, w, y, B, B) / B;
+  if (loss) *loss = (float)total;
+  w->stage = NN_STAGE_LOSS;
+  if (!isfinite(total)) return tk_error(TK_ERANGE, "nn_train_step: loss is not finite (%g)", total);
+  /* gradients overwrite the block (sgemm beta 0): the zero_grad is free */
+  nn_mlp_backward(net, w, w->dout, NULL, net->grads, 0);
+  return nn_adam_step(net, o, grad_norm);
+}

@@ -1,0 +1,516 @@
+/* capture/servo/srv_sim.c -- a simulated servo bus on a pseudo-terminal.
+ *
+ * A chain of n servos (ids 1..n) with a control table each: the X-series subset (Dynamixel
+ * Protocol 2.0) or the STS3215 one (Feetech). A thread owns the pty master: it parses the
+ * requests the program under test writes to the slave (/dev/pts/N, opened like /dev/ttyUSB0),
+ * executes them on the tables, records every command, and writes the status packets back.
+ * Positions follow a first-order response toward Goal_Position while torque is on,
+ * integrated exactly (x += (goal - x)(1 - exp(-dt/tau))) whenever a request arrives.
+ *
+ * Faults: dropped replies (the servo executes, the status never comes: timeouts), corrupt
+ * CRC/checksum, the hardware-error bits, and unplug: the thread closes the master, the kernel
+ * hangs the slave up as it does a pulled USB-serial adapter (reads see EOF/POLLHUP, writes
+ * EIO, the /dev/pts node goes away).
+ *
+ * The thread also keeps a descriptor of the slave open, so the master does not see hang-ups
+ * while the program reopens the port, and puts the slave in raw mode before handing out its
+ * path (no echo: with echo on, a status would come back to the servos as a request).
+ *
+ * Dynamixel access rules (e-manual): EEPROM (0..63) writable only with torque off, model and
+ * firmware (0..6) and the present-state block (120..147) read-only: access error (7); Goal
+ * Position outside the position limits (48, 52): data limit error (6), ignored. Feetech: no
+ * error codes for these, read-only writes are ignored.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "srv.h"
+
+enum { SIM_TABLE = 256, SIM_MAX_SERVOS = 252, SIM_OUT = 8192 };
+
+typedef struct {
+  uint8_t table[SIM_TABLE];
+  double pos;      /* ticks */
+  unsigned faults; /* SRV_FAULT_* */
+} simServo;
+
+struct srvSim {
+  srvKind kind;
+  const srvCodec *codec;
+  int n;
+  simServo *servo; /* n of them */
+  int master, slave_keep, wake[2];
+  pthread_t thread;
+  int thread_live;
+  atomic_int stop, unplug;
+  pthread_mutex_t mu; /* servo, log, tau, t_last, bad */
+  double tau;         /* s */
+  int64_t t_last;     /* ns of the last dynamics update */
+  srvSimCmd *log;     /* ring of SRV_SIM_LOG */
+  uint64_t nlog, bad;
+  char path[128];
+  /* thread-only */
+  srvParser parser;
+  srvPacket req;
+  uint8_t out[SIM_OUT];
+  size_t nout;
+};
+
+/* ---- control tables ---- */
+static void put(srvSim *sim, simServo *s, srvRegId reg, int32_t v) {
+  const srvReg *r = srv_reg(sim->kind, reg);
+  if (srv_encode(sim->kind, v, s->table + r->addr, r->len)) { /* out of range: saturate */
+    int32_t lim = r->len == 1 ? 255 : r->len == 2 ? 32767 : INT32_MAX;
+    srv_encode(sim->kind, v < 0 ? (r->len == 1 ? 0 : -lim) : lim, s->table + r->addr, r->len);
+  }
+}
+static int32_t get(const srvSim *sim, const simServo *s, srvRegId reg) {
+  const srvReg *r = srv_reg(sim->kind, reg);
+  return srv_decode(sim->kind, s->table + r->addr, r->len);
+}
+static void put_at(srvSim *sim, simServo *s, uint16_t addr, int len, int32_t v) {
+  srv_encode(sim->kind, v, s->table + addr, len);
+}
+
+static void init_servo(srvSim *sim, simServo *s, int id) {
+  memset(s, 0, sizeof *s);
+  s->pos = 2048 + 100 * id;
+  if (sim->kind == SRV_DXL) {
+    put(sim, s, SRV_REG_MODEL, 1060); /* XL430-W250 */
+    s->table[6] = 45;                 /* firmware */
+    s->table[8] = 3;                  /* baud: 1 Mbps */
+    s->table[9] = 250;                /* return delay: 500 us */
+    s->table[11] = 3;                 /* operating mode: position */
+    put_at(sim, s, 48, 4, 4095);      /* max position limit */
+    put_at(sim, s, 52, 4, 0);         /* min position limit */
+    s->table[68] = 2;                 /* status return level: all */
+    put_at(sim, s, 144, 2, 120);      /* input voltage, 0.1 V */
+    s->table[146] = 30;               /* temperature, C */
+  } else {
+    s->table[0] = 3; /* firmware 3.10 */
+    s->table[1] = 10;
+    put(sim, s, SRV_REG_MODEL, 777); /* STS3215 */
+    s->table[6] = 0;                 /* baud: 1 Mbps */
+    put_at(sim, s, 11, 2, 4095);     /* max angle limit */
+    s->table[62] = 120;              /* voltage, 0.1 V */
+    s->table[63] = 30;               /* temperature, C */
+  }
+  put(sim, s, SRV_REG_ID, id);
+  put(sim, s, SRV_REG_GOAL_POSITION, (int32_t)s->pos);
+  put(sim, s, SRV_REG_PRESENT_POSITION, (int32_t)s->pos);
+}
+
+static simServo *find(srvSim *sim, int id) {
+  for (int i = 0; i < sim->n; i++)
+    if (get(sim, &sim->servo[i], SRV_REG_ID) == id) return &sim->servo[i];
+  return NULL;
+}
+
+/* Advance every servo to now (caller holds mu). */
+static void advance(srvSim *sim, int64_t now) {
+  const double dt = (double)(now - sim->t_last) / 1e9;
+  if (dt <= 0) return;
+  sim->t_last = now;
+  const double a = exp(-dt / (sim->tau > 1e-6 ? sim->tau : 1e-6));
+  for (int i = 0; i < sim->n; i++) {
+    simServo *s = &sim->servo[i];
+    const int torque = get(sim, s, SRV_REG_TORQUE_ENABLE) != 0;
+    const double goal = get(sim, s, SRV_REG_GOAL_POSITION);
+    const double old = s->pos;
+    if (torque) s->pos = goal + (s->pos - goal) * a;
+    const double vel = (s->pos - old) / dt; /* ticks/s */
+    const double err = torque ? goal - s->pos : 0;
+    put(sim, s, SRV_REG_PRESENT_POSITION, (int32_t)lround(s->pos));
+    if (sim->kind == SRV_DXL) {
+      put(sim, s, SRV_REG_PRESENT_VELOCITY, (int32_t)lround(vel / 4096.0 * 60.0 / 0.229));
+      put(sim, s, SRV_REG_PRESENT_CURRENT, (int32_t)lround(fmax(-1193, fmin(1193, 0.5 * err))));
+      put(sim, s, SRV_REG_HW_ERROR, s->faults & SRV_FAULT_HWERR ? 0x04 : 0); /* overheating */
+    } else {
+      put(sim, s, SRV_REG_PRESENT_VELOCITY, (int32_t)lround(vel));
+      put(sim, s, SRV_REG_PRESENT_CURRENT, (int32_t)lround(fmax(-500, fmin(500, 0.2 * err))));
+      put(sim, s, SRV_REG_HW_ERROR, s->faults & SRV_FAULT_HWERR ? SRV_FTS_ERR_OVERHEAT : 0);
+    }
+    put(sim, s, SRV_REG_MOVING, torque && fabs(goal - s->pos) >= 1.0);
+  }
+}
+
+static void record(srvSim *sim, uint8_t id, uint8_t inst, uint16_t addr, uint16_t len, const uint8_t *data,
+                   int64_t t) {
+  srvSimCmd *c = &sim->log[sim->nlog % SRV_SIM_LOG];
+  c->t_ns = t;
+  c->id = id;
+  c->inst = inst;
+  c->addr = addr;
+  c->len = len;
+  c->value = 0;
+  if (data && len) {
+    int k = len >= 4 ? 4 : len >= 2 ? 2 : 1;
+    c->value = srv_decode(sim->kind, data, k);
+  }
+  sim->nlog++;
+}
+
+/* ---- replies ---- */
+static uint8_t status_err(const srvSim *sim, const simServo *s, uint8_t err) {
+  if (s->faults & SRV_FAULT_HWERR) err |= sim->kind == SRV_DXL ? SRV_DXL_ALERT : SRV_FTS_ERR_OVERHEAT;
+  return err;
+}
+
+static void reply(srvSim *sim, const simServo *s, uint8_t err, const uint8_t *data, size_t n) {
+  if (s->faults & SRV_FAULT_DROP) return;
+  if (sim->kind != SRV_DXL) err = 0; /* Feetech has no error numbers, only flags */
+  const uint8_t id = (uint8_t)get(sim, s, SRV_REG_ID);
+  int k = sim->codec->status(sim->out + sim->nout, sizeof sim->out - sim->nout, id, status_err(sim, s, err), data, n);
+  if (k < 0) return;
+  if (s->faults & SRV_FAULT_CRC) sim->out[sim->nout + (size_t)k - 1] ^= 0x5A;
+  sim->nout += (size_t)k;
+}
+
+/* 0 or a Dynamixel error number. */
+static uint8_t check_access(const srvSim *sim, const simServo *s, unsigned addr, unsigned len, int write) {
+  if (!len || addr + len > SIM_TABLE) return SRV_DXL_ERR_ACCESS;
+  if (!write || sim->kind != SRV_DXL) return 0;
+  const int torque = s->table[64] != 0;
+  if (addr < 7 || (addr < 148 && addr + len > 120)) return SRV_DXL_ERR_ACCESS; /* read-only */
+  if (addr < 64 && torque) return SRV_DXL_ERR_ACCESS;                         /* EEPROM locked */
+  return 0;
+}
+
+/* Apply a write; returns the Dynamixel error (0 ok). */
+static uint8_t do_write(srvSim *sim, simServo *s, unsigned addr, const uint8_t *data, unsigned len) {
+  uint8_t e = check_access(sim, s, addr, len, 1);
+  if (e) return e;
+  if (sim->kind == SRV_FTS && addr < 71 && addr + len > 56) return 0; /* read-only block: ignored */
+  const srvReg *g = srv_reg(sim->kind, SRV_REG_GOAL_POSITION);
+  if (sim->kind == SRV_DXL && addr <= g->addr && addr + len >= (unsigned)g->addr + g->len) {
+    int32_t v = srv_decode(sim->kind, data + (g->addr - addr), g->len);
+    if (v > srv_decode(sim->kind, s->table + 48, 4) || v < srv_decode(sim->kind, s->table + 52, 4))
+      return SRV_DXL_ERR_LIMIT;
+  }
+  memcpy(s->table + addr, data, len);
+  const srvReg *id = srv_reg(sim->kind, SRV_REG_ID);
+  if (s->table[id->addr] > (sim->kind == SRV_DXL ? SRV_DXL_MAX_ID : SRV_FTS_MAX_ID)) s->table[id->addr] = 1;
+  return 0;
+}
+
+static unsigned param16(const srvSim *sim, const uint8_t *p, int which) {
+  return sim->codec->addr_bytes == 2 ? (unsigned)(p[2 * which] | p[2 * which + 1] << 8) : p[which];
+}
+
+static void handle(srvSim *sim, const srvPacket *rq, int64_t t) {
+  const int ab = sim->codec->addr_bytes;
+  const int bcast = rq->id == SRV_BROADCAST;
+  const int dxl = sim->kind == SRV_DXL;
+  simServo *s = bcast ? NULL : find(sim, rq->id);
+  advance(sim, t);
+  switch (rq->inst) {
+  case SRV_PING:
+    for (int i = 0; i < sim->n; i++) {
+      simServo *x = bcast ? &sim->servo[i] : s;
+      if (!x) break;
+      const uint8_t id = (uint8_t)get(sim, x, SRV_REG_ID);
+      record(sim, id, SRV_PING, 0, 0, NULL, t);
+      uint8_t info[3];
+      info[0] = x->table[0];
+      info[1] = x->table[1];
+      info[2] = x->table[6];
+      reply(sim, x, 0, info, dxl ? 3 : 0);
+      if (!bcast) break;
+    }
+    return;
+  case SRV_READ: {
+    if (!s) return;
+    if (rq->nparams != 2 * ab) {
+      record(sim, rq->id, SRV_READ, 0, 0, NULL, t);
+      if (dxl) reply(sim, s, SRV_DXL_ERR_LENGTH, NULL, 0);
+      return;
+    }
+    const unsigned addr = param16(sim, rq->params, 0), len = param16(sim, rq->params, 1);
+    record(sim, rq->id, SRV_READ, (uint16_t)addr, (uint16_t)len, NULL, t);
+    uint8_t e = check_access(sim, s, addr, len, 0);
+    if (e) {
+      if (dxl) reply(sim, s, e, NULL, 0);
+      return;
+    }
+    reply(sim, s, 0, s->table + addr, len);
+    return;
+  }
+  case SRV_WRITE: {
+    if (rq->nparams < ab + 1) {
+      record(sim, rq->id, SRV_WRITE, 0, 0, NULL, t);
+      if (s && dxl) reply(sim, s, SRV_DXL_ERR_LENGTH, NULL, 0);
+      return;
+    }
+    const unsigned addr = param16(sim, rq->params, 0), len = rq->nparams - (unsigned)ab;
+    const uint8_t *data = rq->params + ab;
+    for (int i = 0; i < sim->n; i++) {
+      simServo *x = bcast ? &sim->servo[i] : s;
+      if (!x) break;
+      record(sim, (uint8_t)get(sim, x, SRV_REG_ID), SRV_WRITE, (uint16_t)addr, (uint16_t)len, data, t);
+      uint8_t e = do_write(sim, x, addr, data, len);
+      if (!bcast) reply(sim, x, e, NULL, 0);
+      if (!bcast) break;
+    }
+    advance(sim, t); /* refresh derived registers (moving, errors) */
+    return;
+  }
+  case SRV_SYNC_READ: {
+    if (rq->nparams < 2 * ab + 1) {
+      sim->bad++;
+      return;
+    }
+    const unsigned addr = param16(sim, rq->params, 0), len = param16(sim, rq->params, 1);
+    for (int i = 2 * ab; i < rq->nparams; i++) {
+      simServo *x = find(sim, rq->params[i]);
+      record(sim, rq->params[i], SRV_SYNC_READ, (uint16_t)addr, (uint16_t)len, NULL, t);
+      if (!x) continue;
+      uint8_t e = check_access(sim, x, addr, len, 0);
+      if (e)
+        reply(sim, x, dxl ? e : 0, NULL, 0);
+      else
+        reply(sim, x, 0, x->table + addr, len);
+    }
+    return;
+  }
+  case SRV_SYNC_WRITE: {
+    if (rq->nparams < 2 * ab) {
+      sim->bad++;
+      return;
+    }
+    const unsigned addr = param16(sim, rq->params, 0), len = param16(sim, rq->params, 1);
+    if (!len || (rq->nparams - 2 * ab) % (len + 1)) {
+      sim->bad++;
+      return;
+    }
+    for (unsigned k = 2 * (unsigned)ab; k + len + 1 <= rq->nparams; k += len + 1) {
+      const uint8_t *data = rq->params + k + 1;
+      record(sim, rq->params[k], SRV_SYNC_WRITE, (uint16_t)addr, (uint16_t)len, data, t);
+      simServo *x = find(sim, rq->params[k]);
+      if (x) do_write(sim, x, addr, data, len);
+    }
+    advance(sim, t);
+    return;
+  }
+  default:
+    record(sim, rq->id, rq->inst, 0, 0, NULL, t);
+    if (s && dxl) reply(sim, s, SRV_DXL_ERR_INSTRUCTION, NULL, 0);
+    return;
+  }
+}
+
+/* ---- serving thread ---- */
+static void send_out(srvSim *sim) {
+  size_t done = 0;
+  while (done < sim->nout) {
+    ssize_t w = write(sim->master, sim->out + done, sim->nout - done);
+    if (w > 0) {
+      done += (size_t)w;
+      continue;
+    }
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0 && errno == EAGAIN) {
+      struct pollfd pf = {.fd = sim->master, .events = POLLOUT};
+      if (poll(&pf, 1, 100) > 0) continue;
+    }
+    break; /* nobody reads: the bytes are lost, as on a wire */
+  }
+  sim->nout = 0;
+}
+
+static void *serve(void *arg) {
+  srvSim *sim = arg;
+  while (!atomic_load(&sim->stop) && !atomic_load(&sim->unplug)) {
+    struct pollfd pf[2] = {{.fd = sim->master, .events = POLLIN}, {.fd = sim->wake[0], .events = POLLIN}};
+    int r = poll(pf, 2, 100);
+    if (r < 0 && errno != EINTR) break;
+    if (r <= 0) continue;
+    if (pf[1].revents) {
+      char junk[16];
+      while (read(sim->wake[0], junk, sizeof junk) > 0) {
+      }
+      continue;
+    }
+    if (pf[0].revents & POLLIN) {
+      size_t room;
+      uint8_t *tail = srv_parser_tail(&sim->parser, &room);
+      ssize_t k = read(sim->master, tail, room);
+      if (k > 0) {
+        srv_parser_commit(&sim->parser, (size_t)k);
+        const int64_t t = tk_now_ns();
+        int rc;
+        while ((rc = srv_parse(&sim->parser, NULL, 0, NULL, &sim->req)) != 0) {
+          pthread_mutex_lock(&sim->mu);
+          if (rc == 1)
+            handle(sim, &sim->req, t);
+          else
+            sim->bad++;
+          pthread_mutex_unlock(&sim->mu);
+        }
+        send_out(sim);
+        continue;
+      }
+    }
+    if (pf[0].revents & (POLLHUP | POLLERR)) usleep(2000); /* no slave open (cannot happen: we hold one) */
+  }
+  if (atomic_load(&sim->unplug)) { /* pull the adapter: the slave end hangs up */
+    close(sim->slave_keep);
+    close(sim->master);
+    sim->slave_keep = sim->master = -1;
+  }
+  return NULL;
+}
+
+/* ---- API ---- */
+int srv_sim_start(srvKind kind, int n, srvSim **out) {
+  *out = NULL;
+  if (n < 1 || n > SIM_MAX_SERVOS) return tk_error(TK_EINVAL, "servo simulator: %d servos (1..%d)", n, SIM_MAX_SERVOS);
+  srvSim *sim = calloc(1, sizeof *sim);
+  if (!sim) return tk_error(TK_ENOMEM, "out of memory");
+  sim->master = sim->slave_keep = sim->wake[0] = sim->wake[1] = -1;
+  sim->kind = kind;
+  sim->codec = srv_codec(kind);
+  sim->n = n;
+  sim->tau = 0.05;
+  pthread_mutex_init(&sim->mu, NULL);
+  srv_parser_init(&sim->parser, kind, SRV_REQUEST);
+  sim->servo = calloc((size_t)n, sizeof *sim->servo);
+  sim->log = calloc(SRV_SIM_LOG, sizeof *sim->log);
+  if (!sim->servo || !sim->log) {
+    srv_sim_stop(sim);
+    return tk_error(TK_ENOMEM, "out of memory");
+  }
+  for (int i = 0; i < n; i++) init_servo(sim, &sim->servo[i], i + 1);
+  sim->t_last = tk_now_ns();
+  int rc = 0;
+  const char *step = "posix_openpt";
+  sim->master = posix_openpt(O_RDWR | O_NOCTTY);
+  if (sim->master < 0) goto os_fail;
+  step = "grantpt";
+  if (grantpt(sim->master) < 0) goto os_fail;
+  step = "unlockpt";
+  if (unlockpt(sim->master) < 0) goto os_fail;
+  step = "ptsname";
+  if (ptsname_r(sim->master, sim->path, sizeof sim->path)) goto os_fail;
+  step = "open slave";
+  sim->slave_keep = open(sim->path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (sim->slave_keep < 0) goto os_fail;
+  struct termios t;
+  step = "tcgetattr";
+  if (tcgetattr(sim->slave_keep, &t) < 0) goto os_fail;
+  cfmakeraw(&t);
+  step = "tcsetattr";
+  if (tcsetattr(sim->slave_keep, TCSANOW, &t) < 0) goto os_fail;
+  step = "fcntl";
+  if (fcntl(sim->master, F_SETFL, fcntl(sim->master, F_GETFL) | O_NONBLOCK) < 0 ||
+      fcntl(sim->master, F_SETFD, FD_CLOEXEC) < 0)
+    goto os_fail;
+  step = "pipe";
+  if (pipe2(sim->wake, O_CLOEXEC | O_NONBLOCK) < 0) goto os_fail;
+  rc = pthread_create(&sim->thread, NULL, serve, sim);
+  if (rc) {
+    errno = rc;
+    step = "pthread_create";
+    goto os_fail;
+  }
+  sim->thread_live = 1;
+  *out = sim;
+  return 0;
+os_fail:
+  rc = tk_error(TK_EIO, "servo simulator: %s: %s", step, strerror(errno));
+  srv_sim_stop(sim);
+  return rc;
+}
+
+const char *srv_sim_path(const srvSim *sim) { return sim->path; }
+
+void srv_sim_set_tau(srvSim *sim, double tau_s) {
+  pthread_mutex_lock(&sim->mu);
+  advance(sim, tk_now_ns());
+  sim->tau = tau_s > 0 ? tau_s : 0.05;
+  pthread_mutex_unlock(&sim->mu);
+}
+
+int srv_sim_set_fault(srvSim *sim, int id, unsigned faults) {
+  int hit = 0;
+  pthread_mutex_lock(&sim->mu);
+  for (int i = 0; i < sim->n; i++)
+    if (id == 0 || get(sim, &sim->servo[i], SRV_REG_ID) == id) {
+      sim->servo[i].faults = faults;
+      hit++;
+    }
+  advance(sim, tk_now_ns());
+  pthread_mutex_unlock(&sim->mu);
+  return hit ? 0 : tk_error(TK_ENOTFOUND, "servo simulator: no servo with id %d", id);
+}
+
+static void join(srvSim *sim) {
+  if (!sim->thread_live) return;
+  if (sim->wake[1] >= 0) {
+    ssize_t w = write(sim->wake[1], "x", 1);
+    (void)w;
+  }
+  pthread_join(sim->thread, NULL);
+  sim->thread_live = 0;
+}
+
+void srv_sim_unplug(srvSim *sim) {
+  if (!sim) return;
+  atomic_store(&sim->unplug, 1);
+  join(sim);
+}
+
+uint64_t srv_sim_ncommands(srvSim *sim) {
+  pthread_mutex_lock(&sim->mu);
+  uint64_t n = sim->nlog;
+  pthread_mutex_unlock(&sim->mu);
+  return n;
+}
+
+size_t srv_sim_commands(srvSim *sim, uint64_t first, srvSimCmd *out, size_t max) {
+  size_t k = 0;
+  pthread_mutex_lock(&sim->mu);
+  if (sim->nlog > SRV_SIM_LOG && first < sim->nlog - SRV_SIM_LOG) first = sim->nlog - SRV_SIM_LOG;
+  for (uint64_t i = first; i < sim->nlog && k < max; i++) out[k++] = sim->log[i % SRV_SIM_LOG];
+  pthread_mutex_unlock(&sim->mu);
+  return k;
+}
+
+uint64_t srv_sim_bad_requests(srvSim *sim) {
+  pthread_mutex_lock(&sim->mu);
+  uint64_t n = sim->bad;
+  pthread_mutex_unlock(&sim->mu);
+  return n;
+}
+
+int srv_sim_peek(srvSim *sim, uint8_t id, srvRegId reg, int32_t *value) {
+  if (!srv_reg(sim->kind, reg)) return tk_error(TK_EINVAL, "servo register %d unknown", (int)reg);
+  pthread_mutex_lock(&sim->mu);
+  advance(sim, tk_now_ns());
+  simServo *s = find(sim, id);
+  if (s) *value = get(sim, s, reg);
+  pthread_mutex_unlock(&sim->mu);
+  return s ? 0 : tk_error(TK_ENOTFOUND, "servo simulator: no servo with id %u", id);
+}
+
+void srv_sim_stop(srvSim *sim) {
+  if (!sim) return;
+  atomic_store(&sim->stop, 1);
+  join(sim);
+  if (sim->slave_keep >= 0) close(sim->slave_keep);
+  if (sim->master >= 0) close(sim->master);
+  for (int i = 0; i < 2; i++)
+    if (sim->wake[i] >= 0) close(sim->wake[i]);
+  pthread_mutex_destroy(&sim->mu);
+  free(sim->servo);
+  free(sim->log);
+  free(sim);
+}
