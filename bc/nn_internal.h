@@ -37,7 +37,8 @@ double nn_head_loss(const nnNet *net, nnWork *w, const float *y, int B, int B_to
  * gets dLoss/dinput if not NULL. */
 void nn_mlp_backward(const nnNet *net, nnWork *w, const float *dout, float *dx, float *grads, int accumulate);
 
-/* Adam constants of one step (after counting it) and the update of params [lo, hi) */
+/* Adam constants of the next step (step adam_t + 1; the caller increments adam_t after applying it)
+ * and the update of params [lo, hi) */
 typedef struct {
   float b1, b2, step, ibc2s, eps, decay;
 } nnAdamK;

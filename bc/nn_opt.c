@@ -82,8 +82,7 @@ NN_CLONES static void adam_range(float *restrict p, const float *restrict g, flo
 }
 
 int nn_adam_prepare(nnNet *net, const nnAdamOpts *o, nnAdamK *k) {
-  net->adam_t++;
-  double t = (double)net->adam_t;
+  double t = (double)(net->adam_t + 1); /* the caller counts the step once it is applied */
   double bc1 = 1 - pow(o->beta1, t), bc2 = 1 - pow(o->beta2, t);
   k->b1 = (float)o->beta1;
   k->b2 = (float)o->beta2;
@@ -119,6 +118,7 @@ int nn_adam_step(nnNet *net, const nnAdamOpts *o, double *grad_norm) {
   nnAdamK k;
   nn_adam_prepare(net, o, &k);
   nn_adam_span(net, &k, 0, net->n_params, gs);
+  net->adam_t++;
   return 0;
 }
 

@@ -49,17 +49,20 @@ static double gemm_flops(int B, const int *dims, int n) {
   return f;
 }
 
-static int run(const float *obs, const float *act, int B, int threads, runResult *res) {
-  nn_set_threads(threads);
+/* team = 0: nn_train_step with OpenBLAS at `threads`; team = 1: nn_team_train_step over `threads` threads
+ * (data-parallel, OpenBLAS at 1) */
+static int run(const float *obs, const float *act, int B, int threads, int team, runResult *res) {
+  nn_set_threads(team ? 1 : threads);
   nnArch a;
   nn_arch_default(&a);
   a.obs_dim = OBS;
   a.act_dim = ACT;
   nnNet *net = nn_make(&a, 0);
   nnWork *w = net ? nn_work_make(net, B) : NULL;
+  nnTeam *tm = net && team ? nn_team_make(net, B, threads) : NULL;
   float *xb = malloc(sizeof(float) * (size_t)B * OBS), *yb = malloc(sizeof(float) * (size_t)B * ACT);
-  if (!net || !w || !xb || !yb) {
-    nn_free(net), nn_work_free(w), free(xb), free(yb);
+  if (!net || !w || (team && !tm) || !xb || !yb) {
+    nn_free(net), nn_work_free(w), nn_team_free(tm), free(xb), free(yb);
     return TK_ENOMEM;
   }
   nnAdamOpts o;
@@ -75,7 +78,8 @@ static int run(const float *obs, const float *act, int B, int threads, runResult
       memcpy(xb + (size_t)i * OBS, obs + k * OBS, sizeof(float) * OBS);                                      \
       memcpy(yb + (size_t)i * ACT, act + k * ACT, sizeof(float) * ACT);                                      \
     }                                                                                                        \
-    rc = nn_train_step(net, w, &o, xb, yb, B, &loss, NULL);                                                  \
+    rc = tm ? nn_team_train_step(net, tm, &o, xb, yb, B, &loss, NULL)                                        \
+            : nn_train_step(net, w, &o, xb, yb, B, &loss, NULL);                                             \
   } while (0)
   for (int s = 0; s < 100 && !rc; s++) {
     STEP();
@@ -96,6 +100,7 @@ static int run(const float *obs, const float *act, int B, int threads, runResult
   }
 #undef STEP
   res->loss_last = loss;
+  nn_team_free(tm);
   nn_free(net);
   nn_work_free(w);
   free(xb);
@@ -172,22 +177,23 @@ int main(int argc, char **argv) {
   const int batches[2] = {256, 100};
   double ours_best[2] = {0, 0};
   for (int bi = 0; bi < 2; bi++)
-    for (int ti = 0; ti < ntl; ti++) {
-      runResult res;
-      int rc = run(obs, act, batches[bi], tl[ti], &res);
-      if (rc) {
-        fprintf(stderr, "bc_bench: %s\n", tk_errmsg());
-        return 1;
+    for (int ti = 0; ti < ntl; ti++)
+      for (int team = 0; team < (tl[ti] > 1 ? 2 : 1); team++) {
+        runResult res;
+        int rc = run(obs, act, batches[bi], tl[ti], team, &res);
+        if (rc) {
+          fprintf(stderr, "bc_bench: %s\n", tk_errmsg());
+          return 1;
+        }
+        char p[64];
+        snprintf(p, sizeof p, "nn_b%d_t%d%s", batches[bi], tl[ti], tl[ti] == 1 ? "" : team ? "_team" : "_blas");
+        printf("%s_samples_per_s=%.0f\n%s_samples_per_s_best=%.0f\n%s_us_per_step=%.1f\n%s_gemm_gflops=%.1f\n"
+               "%s_loss_first=%.4f\n%s_loss_after=%.4f\n",
+               p, res.sps_median, p, res.sps_best, p, res.us_per_step, p, res.gflops_median, p, res.loss_first, p,
+               res.loss_last);
+        fflush(stdout);
+        if (res.sps_median > ours_best[bi]) ours_best[bi] = res.sps_median;
       }
-      char p[64];
-      snprintf(p, sizeof p, "nn_b%d_t%d", batches[bi], tl[ti]);
-      printf("%s_samples_per_s=%.0f\n%s_samples_per_s_best=%.0f\n%s_us_per_step=%.1f\n%s_gemm_gflops=%.1f\n"
-             "%s_loss_first=%.4f\n%s_loss_after=%.4f\n",
-             p, res.sps_median, p, res.sps_best, p, res.us_per_step, p, res.gflops_median, p, res.loss_first, p,
-             res.loss_last);
-      fflush(stdout);
-      if (res.sps_median > ours_best[bi]) ours_best[bi] = res.sps_median;
-    }
   for (int bi = 0; bi < 2; bi++)
     printf("nn_b%d_best_samples_per_s=%.0f\n", batches[bi], ours_best[bi]);
   free(obs);

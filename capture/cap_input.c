@@ -13,6 +13,7 @@
 
 #include "cap_internal.h"
 #include "cap_keyboard.h"
+#include "cap_spacemouse.h"
 
 /* ---- registry ---- */
 extern const capInputDriver cap_gamepad_driver, cap_replay_driver;
@@ -33,7 +34,7 @@ int cap_input_open(const char *kind, const char *arg, capInput **out) {
   for (int i = 0; i < n_extra && !drv; i++)
     if (!strcmp(extra_drivers[i]->name, kind)) drv = extra_drivers[i];
   if (!drv) {
-    char have[256] = "gamepad, keyboard, replay";
+    char have[256] = "gamepad, keyboard, spacemouse, replay";
     for (int i = 0; i < n_extra; i++) {
       strncat(have, ", ", sizeof have - strlen(have) - 1);
       strncat(have, extra_drivers[i]->name, sizeof have - strlen(have) - 1);

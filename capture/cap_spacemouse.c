@@ -344,11 +344,12 @@ static int sm_find_interface(smImpl *s, libusb_device *dev, int *desc_len) {
   int r = libusb_get_active_config_descriptor(dev, &cfg);
   if (r < 0) return sm_usb_error(TK_EIO, s->dev, dev, "reading the configuration descriptor", r);
   int ok = 0;
+  *desc_len = 0;
   for (int i = 0; i < cfg->bNumInterfaces && !ok; i++) {
     if (cfg->interface[i].num_altsetting < 1) continue;
     const struct libusb_interface_descriptor *alt = &cfg->interface[i].altsetting[0];
     if (alt->bInterfaceClass != LIBUSB_CLASS_HID) continue;
-    for (int e = 0; e < alt->bNumEndpoints; e++) {
+    for (int e = 0; e < alt->bNumEndpoints && !ok; e++) {
       const struct libusb_endpoint_descriptor *ep = &alt->endpoint[e];
       if ((ep->bEndpointAddress & LIBUSB_ENDPOINT_IN) &&
           (ep->bmAttributes & 3) == LIBUSB_TRANSFER_TYPE_INTERRUPT) {
@@ -356,12 +357,10 @@ static int sm_find_interface(smImpl *s, libusb_device *dev, int *desc_len) {
         s->ep_in = ep->bEndpointAddress;
         s->ep_len = ep->wMaxPacketSize ? ep->wMaxPacketSize : 64;
         ok = 1;
-        break;
       }
     }
-    *desc_len = 0;
-    for (int k = 0; ok && k + 9 <= alt->extra_length;
-         k += alt->extra[k] ? alt->extra[k] : alt->extra_length) {
+    /* HID descriptor: bLength, 0x21, bcdHID, country, count, then 0x22 and its length */
+    for (int k = 0; ok && k + 9 <= alt->extra_length && alt->extra[k] >= 2; k += alt->extra[k]) {
       const unsigned char *x = alt->extra + k;
       if (x[1] == 0x21 && x[0] >= 9 && x[6] == 0x22) {
         *desc_len = x[7] | x[8] << 8;
