@@ -238,11 +238,11 @@ static void add_tensor(nnNet *net, int64_t *off, const char *fmt, int l, int ndi
   *off += nn_round_up(t->numel);
 }
 
-nnNet *nn_make(const nnArch *arch, uint64_t seed) {
+nnNet *nn_net_make(const nnArch *arch, uint64_t seed) {
   if (nn_arch_validate(arch)) return NULL;
   nnNet *net = calloc(1, sizeof *net);
   if (!net) {
-    tk_error(TK_ENOMEM, "nn_make: out of memory");
+    tk_error(TK_ENOMEM, "nn_net_make: out of memory");
     return NULL;
   }
   net->arch = *arch;
@@ -270,8 +270,8 @@ nnNet *nn_make(const nnArch *arch, uint64_t seed) {
   size_t bytes = (size_t)off * 4 * sizeof(float);
   net->block_ = aligned_alloc(64, bytes);
   if (!net->block_) {
-    tk_error(TK_ENOMEM, "nn_make: cannot allocate %zu bytes for %lld parameters", bytes, (long long)off);
-    nn_free(net);
+    tk_error(TK_ENOMEM, "nn_net_make: cannot allocate %zu bytes for %lld parameters", bytes, (long long)off);
+    nn_net_free(net);
     return NULL;
   }
   memset(net->block_, 0, bytes);
@@ -292,17 +292,17 @@ nnNet *nn_make(const nnArch *arch, uint64_t seed) {
       *g = t->grad;
     }
   }
-  nn_init(net, seed);
+  nn_net_init(net, seed);
   return net;
 }
 
-void nn_free(nnNet *net) {
+void nn_net_free(nnNet *net) {
   if (!net) return;
   free(net->block_);
   free(net);
 }
 
-void nn_init(nnNet *net, uint64_t seed) {
+void nn_net_init(nnNet *net, uint64_t seed) {
   tkRng r;
   tk_rng_seed(&r, seed);
   memset(net->params, 0, (size_t)net->n_params * 4 * sizeof(float));

@@ -16,7 +16,7 @@
  * Layout: row-major float32, activations batch-major [B, dim]; Linear weights are [out, in] as
  * torch.nn.Linear (y = x W^T + b). Every matrix product is an OpenBLAS cblas_sgemm.
  *
- * Memory: nn_make() allocates parameters, gradients and the Adam moments as one block (four equal
+ * Memory: nn_net_make() allocates parameters, gradients and the Adam moments as one block (four equal
  * sections); nn_work_make() allocates every activation and scratch buffer for up to max_batch rows as
  * one block. Nothing allocates after that (forward, loss, backward, step, sampling).
  *
@@ -141,12 +141,14 @@ typedef struct {
 } nnWork;
 
 /* ---- lifecycle and introspection ------------------------------------------------------------ */
+/* (Not nn_make/nn_free/nn_init: libnanomsg, which Criterion links, exports nn_free and nn_init, and an
+ * executable's definitions would interpose them. Every other nn_ name here is checked against it.) */
 /* Validates arch, allocates, initializes like torch.nn.Linear (weights and biases uniform in
  * +-1/sqrt(fan_in), i.e. kaiming_uniform(a=sqrt(5)); LayerNorm gain 1, bias 0) from tk_rng seeded
  * with seed; gradients and Adam state zero. */
-nnNet *nn_make(const nnArch *arch, uint64_t seed);
-void nn_free(nnNet *net);                    /* NULL-safe */
-void nn_init(nnNet *net, uint64_t seed);     /* re-initialize parameters; zero grads and Adam state */
+nnNet *nn_net_make(const nnArch *arch, uint64_t seed);
+void nn_net_free(nnNet *net);                    /* NULL-safe */
+void nn_net_init(nnNet *net, uint64_t seed);     /* re-initialize parameters; zero grads and Adam state */
 const nnTensor *nn_tensor_find(const nnNet *net, const char *name); /* NULL if none */
 /* Copy data into the named tensor after checking its shape. */
 int nn_tensor_load(nnNet *net, const char *name, int ndim, const int64_t *shape, const float *data);

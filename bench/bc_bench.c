@@ -57,12 +57,12 @@ static int run(const float *obs, const float *act, int B, int threads, int team,
   nn_arch_default(&a);
   a.obs_dim = OBS;
   a.act_dim = ACT;
-  nnNet *net = nn_make(&a, 0);
+  nnNet *net = nn_net_make(&a, 0);
   nnWork *w = net ? nn_work_make(net, B) : NULL;
   nnTeam *tm = net && team ? nn_team_make(net, B, threads) : NULL;
   float *xb = malloc(sizeof(float) * (size_t)B * OBS), *yb = malloc(sizeof(float) * (size_t)B * ACT);
   if (!net || !w || (team && !tm) || !xb || !yb) {
-    nn_free(net), nn_work_free(w), nn_team_free(tm), free(xb), free(yb);
+    nn_net_free(net), nn_work_free(w), nn_team_free(tm), free(xb), free(yb);
     return TK_ENOMEM;
   }
   nnAdamOpts o;
@@ -101,7 +101,7 @@ static int run(const float *obs, const float *act, int B, int threads, int team,
 #undef STEP
   res->loss_last = loss;
   nn_team_free(tm);
-  nn_free(net);
+  nn_net_free(net);
   nn_work_free(w);
   free(xb);
   free(yb);

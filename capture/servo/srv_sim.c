@@ -165,10 +165,11 @@ static uint8_t status_err(const srvSim *sim, const simServo *s, uint8_t err) {
   return err;
 }
 
-static void reply(srvSim *sim, const simServo *s, uint8_t err, const uint8_t *data, size_t n) {
+/* The status of servo s, under the id the request used (a servo whose ID register was just
+ * written answers that write under its old id). */
+static void reply(srvSim *sim, const simServo *s, uint8_t id, uint8_t err, const uint8_t *data, size_t n) {
   if (s->faults & SRV_FAULT_DROP) return;
   if (sim->kind != SRV_DXL) err = 0; /* Feetech has no error numbers, only flags */
-  const uint8_t id = (uint8_t)get(sim, s, SRV_REG_ID);
   int k = sim->codec->status(sim->out + sim->nout, sizeof sim->out - sim->nout, id, status_err(sim, s, err), data, n);
   if (k < 0) return;
   if (s->faults & SRV_FAULT_CRC) sim->out[sim->nout + (size_t)k - 1] ^= 0x5A;
@@ -214,6 +215,7 @@ static void handle(srvSim *sim, const srvPacket *rq, int64_t t) {
   advance(sim, t);
   switch (rq->inst) {
   case SRV_PING:
+    if (!bcast && !s) record(sim, rq->id, SRV_PING, 0, 0, NULL, t); /* nobody there: no answer */
     for (int i = 0; i < sim->n; i++) {
       simServo *x = bcast ? &sim->servo[i] : s;
       if (!x) break;
@@ -223,42 +225,43 @@ static void handle(srvSim *sim, const srvPacket *rq, int64_t t) {
       info[0] = x->table[0];
       info[1] = x->table[1];
       info[2] = x->table[6];
-      reply(sim, x, 0, info, dxl ? 3 : 0);
+      reply(sim, x, id, 0, info, dxl ? 3 : 0);
       if (!bcast) break;
     }
     return;
   case SRV_READ: {
-    if (!s) return;
     if (rq->nparams != 2 * ab) {
       record(sim, rq->id, SRV_READ, 0, 0, NULL, t);
-      if (dxl) reply(sim, s, SRV_DXL_ERR_LENGTH, NULL, 0);
+      if (s && dxl) reply(sim, s, rq->id, SRV_DXL_ERR_LENGTH, NULL, 0);
       return;
     }
     const unsigned addr = param16(sim, rq->params, 0), len = param16(sim, rq->params, 1);
     record(sim, rq->id, SRV_READ, (uint16_t)addr, (uint16_t)len, NULL, t);
+    if (!s) return;
     uint8_t e = check_access(sim, s, addr, len, 0);
     if (e) {
-      if (dxl) reply(sim, s, e, NULL, 0);
+      if (dxl) reply(sim, s, rq->id, e, NULL, 0);
       return;
     }
-    reply(sim, s, 0, s->table + addr, len);
+    reply(sim, s, rq->id, 0, s->table + addr, len);
     return;
   }
   case SRV_WRITE: {
     if (rq->nparams < ab + 1) {
       record(sim, rq->id, SRV_WRITE, 0, 0, NULL, t);
-      if (s && dxl) reply(sim, s, SRV_DXL_ERR_LENGTH, NULL, 0);
+      if (s && dxl) reply(sim, s, rq->id, SRV_DXL_ERR_LENGTH, NULL, 0);
       return;
     }
     const unsigned addr = param16(sim, rq->params, 0), len = rq->nparams - (unsigned)ab;
     const uint8_t *data = rq->params + ab;
-    for (int i = 0; i < sim->n; i++) {
-      simServo *x = bcast ? &sim->servo[i] : s;
-      if (!x) break;
-      record(sim, (uint8_t)get(sim, x, SRV_REG_ID), SRV_WRITE, (uint16_t)addr, (uint16_t)len, data, t);
-      uint8_t e = do_write(sim, x, addr, data, len);
-      if (!bcast) reply(sim, x, e, NULL, 0);
-      if (!bcast) break;
+    if (!bcast) {
+      record(sim, rq->id, SRV_WRITE, (uint16_t)addr, (uint16_t)len, data, t);
+      if (s) reply(sim, s, rq->id, do_write(sim, s, addr, data, len), NULL, 0);
+    } else {
+      for (int i = 0; i < sim->n; i++) {
+        record(sim, (uint8_t)get(sim, &sim->servo[i], SRV_REG_ID), SRV_WRITE, (uint16_t)addr, (uint16_t)len, data, t);
+        do_write(sim, &sim->servo[i], addr, data, len);
+      }
     }
     advance(sim, t); /* refresh derived registers (moving, errors) */
     return;
@@ -275,9 +278,9 @@ static void handle(srvSim *sim, const srvPacket *rq, int64_t t) {
       if (!x) continue;
       uint8_t e = check_access(sim, x, addr, len, 0);
       if (e)
-        reply(sim, x, dxl ? e : 0, NULL, 0);
+        reply(sim, x, rq->params[i], e, NULL, 0);
       else
-        reply(sim, x, 0, x->table + addr, len);
+        reply(sim, x, rq->params[i], 0, x->table + addr, len);
     }
     return;
   }
@@ -302,7 +305,7 @@ static void handle(srvSim *sim, const srvPacket *rq, int64_t t) {
   }
   default:
     record(sim, rq->id, rq->inst, 0, 0, NULL, t);
-    if (s && dxl) reply(sim, s, SRV_DXL_ERR_INSTRUCTION, NULL, 0);
+    if (s && dxl) reply(sim, s, rq->id, SRV_DXL_ERR_INSTRUCTION, NULL, 0);
     return;
   }
 }

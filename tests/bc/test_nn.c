@@ -26,8 +26,8 @@ static nnArch arch(int obs, int act, int n_hidden, const int *hidden, nnActivati
 }
 
 static nnNet *make(const nnArch *a, uint64_t seed) {
-  nnNet *n = nn_make(a, seed);
-  cr_assert(n, "nn_make: %s", tk_errmsg());
+  nnNet *n = nn_net_make(a, seed);
+  cr_assert(n, "nn_net_make: %s", tk_errmsg());
   return n;
 }
 
@@ -64,6 +64,50 @@ typedef struct {
   const float *eps;
 } fdCtx;
 
+/* The heads' losses recomputed here in double from the network output: an independent implementation
+ * of the formulas (the FD reference), compared with nn_loss's value too. */
+static double ref_loss(const nnNet *net, const float *out, const float *y, int B) {
+  const nnArch *a = &net->arch;
+  int A = a->act_dim, D = net->out_dim, K = a->gmm_modes;
+  double L = 0;
+  for (int i = 0; i < B; i++) {
+    const float *o = out + (size_t)i * D, *yr = y + (size_t)i * A;
+    if (a->head == NN_HEAD_MSE) {
+      for (int j = 0; j < A; j++) {
+        double p = a->tanh ? tanh(o[j]) : o[j];
+        L += (p - yr[j]) * (p - yr[j]) / A;
+      }
+    } else if (a->head == NN_HEAD_GAUSSIAN) {
+      for (int j = 0; j < A; j++) {
+        double yc = fmin(fmax(yr[j], -0.999999), 0.999999), u = atanh(yc);
+        double ls = a->log_std_min + (a->log_std_max - a->log_std_min) * (tanh(o[A + j]) + 1) / 2;
+        double z = (u - o[j]) / exp(ls);
+        L -= -0.5 * z * z - ls - 0.5 * log(2 * M_PI) - log(1 - yc * yc);
+      }
+    } else {
+      double lw = -INFINITY, c[64];
+      for (int k = 0; k < K; k++) {
+        double lg = o[2 * K * A + k];
+        lw = lw > lg ? lw + log1p(exp(lg - lw)) : lg + log1p(exp(lw - lg)); /* logsumexp of the logits */
+      }
+      double mx = -INFINITY, s = 0;
+      for (int k = 0; k < K; k++) {
+        c[k] = o[2 * K * A + k] - lw;
+        for (int j = 0; j < A; j++) {
+          double m = a->tanh ? tanh(o[k * A + j]) : o[k * A + j];
+          double sd = log1p(exp(o[K * A + k * A + j])) + a->gmm_min_std, z = (yr[j] - m) / sd;
+          c[k] += -0.5 * z * z - log(sd) - 0.5 * log(2 * M_PI);
+        }
+        mx = fmax(mx, c[k]);
+      }
+      for (int k = 0; k < K; k++)
+        s += exp(c[k] - mx);
+      L -= mx + log(s);
+    }
+  }
+  return L / B;
+}
+
 static double eval(nnNet *net, nnWork *w, const fdCtx *c) {
   double L = 0;
   int A = net->arch.act_dim;
@@ -74,7 +118,8 @@ static double eval(nnNet *net, nnWork *w, const fdCtx *c) {
   } else if (c->kind == LOSS) {
     float l;
     cr_assert_eq(nn_loss(net, w, c->x, c->y, c->B, &l), 0, "%s", tk_errmsg());
-    L = l;
+    L = ref_loss(net, w->out, c->y, c->B);
+    cr_assert_float_eq(l, L, 1e-5 * fabs(L) + 1e-6, "nn_loss %.8g vs reference %.8g", l, L);
   } else {
     cr_assert_eq(nn_gauss_sample(net, w, c->x, c->B, c->eps, NULL, NULL), 0, "%s", tk_errmsg());
     for (int i = 0; i < c->B; i++) {
@@ -170,7 +215,7 @@ static fdStat probe_check(const nnArch *a, uint64_t seed, int B, double h, int64
   free(x);
   free(R);
   nn_work_free(w);
-  nn_free(net);
+  nn_net_free(net);
   return s;
 }
 
@@ -218,7 +263,7 @@ static fdStat loss_check(const nnArch *a, uint64_t seed, int B, const float *y_f
   free(x);
   free(y);
   nn_work_free(w);
-  nn_free(net);
+  nn_net_free(net);
   return s;
 }
 
@@ -263,7 +308,7 @@ Test(fd, gaussian_sample_backward) {
   c.Rl = zero;
   report("gaussian sample (d act only)", fd_check(net, w, &c, 1e-2, 0, -1));
   nn_work_free(w);
-  nn_free(net);
+  nn_net_free(net);
 }
 
 Test(fd, gmm_head) {
@@ -332,7 +377,7 @@ Test(train, toy_regression_loss_drops_10x) {
   free(X);
   free(Y);
   nn_work_free(w);
-  nn_free(net);
+  nn_net_free(net);
 }
 
 Test(train, backward_accumulates_and_train_step_matches_manual_steps) {
@@ -364,8 +409,8 @@ Test(train, backward_accumulates_and_train_step_matches_manual_steps) {
   }
   cr_assert_eq(memcmp(n1->params, n2->params, sizeof(float) * (size_t)n1->n_params), 0);
   nn_work_free(w);
-  nn_free(n1);
-  nn_free(n2);
+  nn_net_free(n1);
+  nn_net_free(n2);
 }
 
 Test(adam, matches_hand_computed_update) {
@@ -401,7 +446,7 @@ Test(adam, matches_hand_computed_update) {
     }
     printf("adam (weight_decay %.1f): max |ours - hand| over 4 steps = %.2e\n", o.weight_decay, maxd);
     cr_assert_eq(net->adam_t, 4);
-    nn_free(net);
+    nn_net_free(net);
   }
 }
 
@@ -431,7 +476,7 @@ Test(adam, clipping_caps_the_global_norm) {
   cr_assert_eq(nn_adam_step(net, &o, &gn), 0);
   cr_assert_float_eq(gn, n1, 1e-6);
   cr_assert_float_eq(net->adam_m[2], 0.1f * net->grads[2] * (float)(0.5 / (n1 + 1e-6)), 1e-7);
-  nn_free(net);
+  nn_net_free(net);
 }
 
 /* ---- determinism ----------------------------------------------------------------------------------- */
@@ -459,15 +504,15 @@ Test(determinism, same_seed_same_weights_and_training) {
   nnNet *n1 = make(&a, 42), *n2 = make(&a, 42), *n3 = make(&a, 43);
   cr_assert_eq(memcmp(n1->params, n2->params, sizeof(float) * (size_t)n1->n_params), 0);
   cr_assert_neq(memcmp(n1->params, n3->params, sizeof(float) * (size_t)n1->n_params), 0);
-  /* nn_init reproduces nn_make */
-  nn_init(n3, 42);
+  /* nn_net_init reproduces nn_net_make */
+  nn_net_init(n3, 42);
   cr_assert_eq(memcmp(n1->params, n3->params, sizeof(float) * (size_t)n1->n_params), 0);
   nnWork *w = work(n1, 64);
   float l1[30], l2[30];
   for (int threads = 1; threads <= 2; threads++) {
     nn_set_threads(threads);
-    nn_init(n1, 42);
-    nn_init(n2, 42);
+    nn_net_init(n1, 42);
+    nn_net_init(n2, 42);
     train_n(n1, w, NULL, 30, l1);
     train_n(n2, w, NULL, 30, l2);
     cr_assert_eq(memcmp(l1, l2, sizeof l1), 0, "openblas threads %d: losses differ", threads);
@@ -477,17 +522,17 @@ Test(determinism, same_seed_same_weights_and_training) {
   for (int threads = 1; threads <= 3; threads++) {
     nnTeam *t = nn_team_make(n1, 64, threads);
     cr_assert(t, "%s", tk_errmsg());
-    nn_init(n1, 42);
-    nn_init(n2, 42);
+    nn_net_init(n1, 42);
+    nn_net_init(n2, 42);
     train_n(n1, NULL, t, 30, l1);
     train_n(n2, NULL, t, 30, l2);
     cr_assert_eq(memcmp(n1->params, n2->params, sizeof(float) * (size_t)n1->n_params), 0);
     if (threads == 1) {
-      nn_init(n2, 42);
+      nn_net_init(n2, 42);
       train_n(n2, w, NULL, 30, l2);
       cr_assert_eq(memcmp(n1->params, n2->params, sizeof(float) * (size_t)n1->n_params), 0);
     } else {
-      nn_init(n2, 42);
+      nn_net_init(n2, 42);
       train_n(n2, w, NULL, 30, l2);
       double md = 0;
       for (int s = 0; s < 30; s++)
@@ -498,9 +543,9 @@ Test(determinism, same_seed_same_weights_and_training) {
     nn_team_free(t);
   }
   nn_work_free(w);
-  nn_free(n1);
-  nn_free(n2);
-  nn_free(n3);
+  nn_net_free(n1);
+  nn_net_free(n2);
+  nn_net_free(n3);
 }
 
 /* ---- heads ------------------------------------------------------------------------------------------ */
@@ -551,7 +596,7 @@ Test(gmm, picks_the_right_mode_on_a_bimodal_problem) {
   cr_assert_float_eq(up / 1000.0, 0.7, 0.06);
   cr_assert_gt(near, 900);
   nn_work_free(w);
-  nn_free(net);
+  nn_net_free(net);
 }
 
 Test(gaussian, tanh_log_prob_is_a_density) {
@@ -559,9 +604,12 @@ Test(gaussian, tanh_log_prob_is_a_density) {
   const int h[1] = {4};
   nnArch a = arch(2, 1, 1, h, NN_TANH, 0, NN_HEAD_GAUSSIAN);
   nnNet *net = make(&a, 10);
-  const nnTensor *b = nn_tensor_find(net, "l1.bias");
-  b->data[0] = 0.6f;  /* mu around 0.6 */
-  b->data[1] = 0.5f;  /* raw log-std -> log_std around 0 */
+  /* mu around 0.6; log-std exactly -0.3 (its output row zeroed, raw = atanh((ls + 5)/3.5 - 1)) */
+  const nnTensor *b = nn_tensor_find(net, "l1.bias"), *W = nn_tensor_find(net, "l1.weight");
+  b->data[0] = 0.6f;
+  b->data[1] = (float)atanh(4.7 / 3.5 - 1);
+  for (int k = 0; k < 4; k++)
+    W->data[4 + k] = 0;
   int N = 20001;
   nnWork *w = work(net, N);
   float *x = malloc(sizeof(float) * 2 * N), *act = malloc(sizeof(float) * N), *lp = malloc(sizeof(float) * N);
@@ -610,7 +658,7 @@ Test(gaussian, tanh_log_prob_is_a_density) {
   free(act);
   free(lp);
   nn_work_free(w);
-  nn_free(net);
+  nn_net_free(net);
 }
 
 Test(gaussian, bc_training_learns_the_mean_and_sac_sampling_runs) {
@@ -651,7 +699,7 @@ Test(gaussian, bc_training_learns_the_mean_and_sac_sampling_runs) {
     m += ar[2 * i] / 64;
   cr_assert_float_eq(m, act[0], 0.05);
   nn_work_free(w);
-  nn_free(net);
+  nn_net_free(net);
 }
 
 /* ---- architecture JSON, tensors, errors ------------------------------------------------------------- */
@@ -770,10 +818,10 @@ Test(tensors, names_shapes_load_copy_and_init) {
   c.hidden[1] = 9;
   nnNet *diff = make(&c, 1);
   cr_assert_eq(nn_copy_params(diff, net), TK_EINVAL);
-  nn_free(diff);
-  nn_free(other);
-  nn_free(net);
-  nn_free(NULL);
+  nn_net_free(diff);
+  nn_net_free(other);
+  nn_net_free(net);
+  nn_net_free(NULL);
   nn_work_free(NULL);
   nn_team_free(NULL);
 }
@@ -820,14 +868,14 @@ Test(errors, bad_calls_are_refused_with_messages) {
   o.lr = -1;
   cr_assert_eq(nn_adam_step(net, &o, NULL), TK_ERANGE);
   a.n_hidden = NN_MAX_HIDDEN + 1;
-  cr_assert_null(nn_make(&a, 1));
+  cr_assert_null(nn_net_make(&a, 1));
   cr_assert(strstr(tk_errmsg(), "hidden layers"), "%s", tk_errmsg());
   cr_assert_null(nn_work_make(net, 0));
   nn_work_free(w);
   nn_work_free(w2);
   nn_work_free(gw);
-  nn_free(net);
-  nn_free(gnet);
+  nn_net_free(net);
+  nn_net_free(gnet);
 }
 
 /* ---- nothing allocates in the loop ------------------------------------------------------------------ */
@@ -865,6 +913,6 @@ Test(memory, no_allocation_in_forward_backward_step) {
   nn_team_free(t);
   nn_work_free(w);
   nn_work_free(wg);
-  nn_free(net);
-  nn_free(gm);
+  nn_net_free(net);
+  nn_net_free(gm);
 }

@@ -654,11 +654,12 @@ static void ping_and_read(srvKind kind) {
     if (log[i].inst == SRV_PING) pings++;
     if (log[i].inst == SRV_READ) {
       reads++;
-      cr_assert_eq(log[i].addr, srv_reg(kind, SRV_REG_PRESENT_POSITION)->addr);
+      cr_assert(log[i].addr == srv_reg(kind, SRV_REG_PRESENT_POSITION)->addr ||
+                log[i].addr == srv_reg(kind, SRV_REG_MODEL)->addr);
     }
     if (i) cr_assert_geq(log[i].t_ns, log[i - 1].t_ns);
   }
-  cr_assert_eq(pings, 4 + 1, "pings recorded: %d (id 9 is not a servo: no record)", pings);
+  cr_assert_eq(pings, 4 + 1, "pings recorded: %d (the one to id 9 too, though nobody answers)", pings);
   cr_assert_eq(reads, kind == SRV_DXL ? 4 : 8, "reads recorded: %d",
                reads); /* Feetech ping reads the model */
   cr_assert_eq(srv_sim_bad_requests(r.sim), 0);
