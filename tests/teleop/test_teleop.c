@@ -291,11 +291,15 @@ Test(teleop, sigkill_keeps_committed_episodes, .timeout = 600) {
 Test(teleop, window_screenshot_shows_scene_and_hud, .timeout = 180) {
   const char *d = tt_tmpdir();
   char *out = NULL;
-  int rc =
-      tt_run(&out,
-             "xvfb-run -a -s '-screen 0 1280x720x24' %s --task lift --device scripted --episodes 1 --quiet "
-             "--screenshot %s/shot.png --out %s/w.h5",
-             teleop(), d, d);
+  /* Leak checking is off for this one process: with a window, D-Bus (SDL video) and the
+   * Mesa driver (unloaded at exit, so its frames have no names) leak at exit. Our own code
+   * is leak-checked in the headless runs above and in test_window, which keeps the driver
+   * loaded. */
+  int rc = tt_run(
+      &out,
+      "ASAN_OPTIONS=\"$ASAN_OPTIONS:detect_leaks=0\" xvfb-run -a -s '-screen 0 1280x720x24' %s --task lift "
+      "--device scripted --episodes 1 --quiet --screenshot %s/shot.png --out %s/w.h5",
+      teleop(), d, d);
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
   char png[4200];
