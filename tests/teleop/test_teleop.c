@@ -338,3 +338,28 @@ Test(teleop, window_screenshot_shows_scene_and_hud, .timeout = 180) {
   cr_assert_gt(dark, 2000, "no HUD banner");
   cairo_surface_destroy(s);
 }
+
+/* The pad rumbles when an episode ends (the virtual pad counts the requests it gets). */
+static void count_rumbles(telConsole *c, void *user) { *(int *)user = cap_vpad_rumbles(tel_vpad(c)); }
+
+Test(teleop, rumble_on_episode_end, .timeout = 120) {
+  sdl_up();
+  char p[4200];
+  snprintf(p, sizeof p, "%s/r.h5", tt_tmpdir());
+  int rumbles = 0;
+  telOpts o;
+  tel_opts_default(&o);
+  o.task = "reach";
+  o.device = "scripted";
+  o.headless = 1;
+  o.out = p;
+  o.episodes = 2;
+  o.quiet = 1;
+  o.on_tick = count_rumbles;
+  o.user = &rumbles;
+  telStats st;
+  cr_assert_eq(tel_run(&o, &st), 0, "%s", tk_errmsg());
+  printf("rumbles seen before the last tick: %d\n", rumbles);
+  cr_assert_geq(rumbles, 1, "the first episode's end made the pad rumble");
+  SDL_Quit();
+}
