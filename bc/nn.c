@@ -64,7 +64,8 @@ int nn_arch_validate(const nnArch *a) {
   if ((unsigned)a->head > NN_HEAD_GMM) return tk_error(TK_EINVAL, "nn arch: unknown head %d", (int)a->head);
   if (a->layer_norm != 0 && a->layer_norm != 1)
     return tk_error(TK_EINVAL, "nn arch: layer_norm must be 0 or 1, not %d", a->layer_norm);
-  if (a->tanh != 0 && a->tanh != 1) return tk_error(TK_EINVAL, "nn arch: tanh must be 0 or 1, not %d", a->tanh);
+  if (a->tanh != 0 && a->tanh != 1)
+    return tk_error(TK_EINVAL, "nn arch: tanh must be 0 or 1, not %d", a->tanh);
   if (a->head == NN_HEAD_GMM) {
     if (a->gmm_modes < 1 || a->gmm_modes > NN_MAX_MODES)
       return tk_error(TK_ERANGE, "nn arch: gmm_modes %d not in 1..%d", a->gmm_modes, NN_MAX_MODES);
@@ -153,8 +154,8 @@ static int parse_arch(const cJSON *root, nnArch *a) {
   const cJSON *ver = cJSON_GetObjectItemCaseSensitive(root, "version");
   if (!cJSON_IsNumber(ver)) return tk_error(TK_EFORMAT, "nn arch JSON: missing numeric \"version\"");
   if (ver->valuedouble != NN_ARCH_VERSION)
-    return tk_error(TK_EVERSION, "nn arch JSON: version %g not supported (this build reads %d)", ver->valuedouble,
-                    NN_ARCH_VERSION);
+    return tk_error(TK_EVERSION, "nn arch JSON: version %g not supported (this build reads %d)",
+                    ver->valuedouble, NN_ARCH_VERSION);
   static const char *required[] = {"obs_dim", "act_dim", "hidden", "head"};
   for (size_t i = 0; i < TK_ARRAY_LEN(required); i++)
     if (!cJSON_GetObjectItemCaseSensitive(root, required[i]))
@@ -164,10 +165,13 @@ static int parse_arch(const cJSON *root, nnArch *a) {
   cJSON_ArrayForEach(v, root) {
     const char *k = v->string;
     if (!strcmp(k, "format") || !strcmp(k, "version")) continue;
-    if (!strcmp(k, "obs_dim")) rc = json_int(v, k, 1, NN_MAX_DIM, &a->obs_dim);
-    else if (!strcmp(k, "act_dim")) rc = json_int(v, k, 1, NN_MAX_DIM, &a->act_dim);
+    if (!strcmp(k, "obs_dim"))
+      rc = json_int(v, k, 1, NN_MAX_DIM, &a->obs_dim);
+    else if (!strcmp(k, "act_dim"))
+      rc = json_int(v, k, 1, NN_MAX_DIM, &a->act_dim);
     else if (!strcmp(k, "hidden")) {
-      if (!cJSON_IsArray(v)) return tk_error(TK_EFORMAT, "nn arch JSON: \"hidden\" must be an array of widths");
+      if (!cJSON_IsArray(v))
+        return tk_error(TK_EFORMAT, "nn arch JSON: \"hidden\" must be an array of widths");
       int n = cJSON_GetArraySize(v);
       if (n > NN_MAX_HIDDEN)
         return tk_error(TK_ERANGE, "nn arch JSON: %d hidden layers, at most %d", n, NN_MAX_HIDDEN);
@@ -181,19 +185,27 @@ static int parse_arch(const cJSON *root, nnArch *a) {
       if (k[0] == 'a') {
         for (int i = 0; i <= NN_TANH && !found; i++)
           if (!strcmp(s, nn_activation_name((nnActivation)i))) a->activation = (nnActivation)i, found = 1;
-        if (!found) return tk_error(TK_EFORMAT, "nn arch JSON: activation \"%s\" is not relu, elu or tanh", s);
+        if (!found)
+          return tk_error(TK_EFORMAT, "nn arch JSON: activation \"%s\" is not relu, elu or tanh", s);
       } else {
         for (int i = 0; i <= NN_HEAD_GMM && !found; i++)
           if (!strcmp(s, nn_head_name((nnHead)i))) a->head = (nnHead)i, found = 1;
         if (!found) return tk_error(TK_EFORMAT, "nn arch JSON: head \"%s\" is not mse, gaussian or gmm", s);
       }
-    } else if (!strcmp(k, "layer_norm")) rc = json_bool(v, k, &a->layer_norm);
-    else if (!strcmp(k, "tanh")) rc = json_bool(v, k, &a->tanh);
-    else if (!strcmp(k, "gmm_modes")) rc = json_int(v, k, 1, NN_MAX_MODES, &a->gmm_modes);
-    else if (!strcmp(k, "gmm_min_std")) rc = json_num(v, k, &a->gmm_min_std);
-    else if (!strcmp(k, "log_std_min")) rc = json_num(v, k, &a->log_std_min);
-    else if (!strcmp(k, "log_std_max")) rc = json_num(v, k, &a->log_std_max);
-    else return tk_error(TK_EFORMAT, "nn arch JSON: unknown key \"%s\"", k);
+    } else if (!strcmp(k, "layer_norm"))
+      rc = json_bool(v, k, &a->layer_norm);
+    else if (!strcmp(k, "tanh"))
+      rc = json_bool(v, k, &a->tanh);
+    else if (!strcmp(k, "gmm_modes"))
+      rc = json_int(v, k, 1, NN_MAX_MODES, &a->gmm_modes);
+    else if (!strcmp(k, "gmm_min_std"))
+      rc = json_num(v, k, &a->gmm_min_std);
+    else if (!strcmp(k, "log_std_min"))
+      rc = json_num(v, k, &a->log_std_min);
+    else if (!strcmp(k, "log_std_max"))
+      rc = json_num(v, k, &a->log_std_max);
+    else
+      return tk_error(TK_EFORMAT, "nn arch JSON: unknown key \"%s\"", k);
     if (rc) return rc;
   }
   return nn_arch_validate(a);
@@ -335,11 +347,16 @@ int nn_tensor_load(nnNet *net, const char *name, int ndim, const int64_t *shape,
   if (!t) return tk_error(TK_ENOTFOUND, "nn: no tensor named \"%s\" in this network", name);
   if (ndim != t->ndim || shape[0] != t->shape[0] || (ndim == 2 && shape[1] != t->shape[1])) {
     char have[64], want[64];
-    if (t->ndim == 2) snprintf(want, sizeof want, "[%lld, %lld]", (long long)t->shape[0], (long long)t->shape[1]);
-    else snprintf(want, sizeof want, "[%lld]", (long long)t->shape[0]);
-    if (ndim == 2) snprintf(have, sizeof have, "[%lld, %lld]", (long long)shape[0], (long long)shape[1]);
-    else if (ndim == 1) snprintf(have, sizeof have, "[%lld]", (long long)shape[0]);
-    else snprintf(have, sizeof have, "(%d dims)", ndim);
+    if (t->ndim == 2)
+      snprintf(want, sizeof want, "[%lld, %lld]", (long long)t->shape[0], (long long)t->shape[1]);
+    else
+      snprintf(want, sizeof want, "[%lld]", (long long)t->shape[0]);
+    if (ndim == 2)
+      snprintf(have, sizeof have, "[%lld, %lld]", (long long)shape[0], (long long)shape[1]);
+    else if (ndim == 1)
+      snprintf(have, sizeof have, "[%lld]", (long long)shape[0]);
+    else
+      snprintf(have, sizeof have, "(%d dims)", ndim);
     return tk_error(TK_EFORMAT, "nn: tensor \"%s\" has shape %s, the network expects %s", name, have, want);
   }
   for (int64_t i = 0; i < t->numel; i++)

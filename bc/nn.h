@@ -43,9 +43,9 @@
 extern "C" {
 #endif
 
-#define NN_MAX_HIDDEN 8                       /* hidden layers at most */
-#define NN_MAX_DIM 65536                      /* any layer width / input / action size at most */
-#define NN_MAX_MODES 64                       /* GMM modes at most */
+#define NN_MAX_HIDDEN 8                        /* hidden layers at most */
+#define NN_MAX_DIM 65536                       /* any layer width / input / action size at most */
+#define NN_MAX_MODES 64                        /* GMM modes at most */
 #define NN_MAX_TENSORS (4 * NN_MAX_HIDDEN + 2) /* weight, bias (+ gain, bias of LayerNorm) per layer */
 #define NN_NAME_MAX 24
 #define NN_ARCH_FORMAT "demokit.nn_arch" /* "format" key of the JSON form */
@@ -56,25 +56,25 @@ typedef enum { NN_HEAD_MSE = 0, NN_HEAD_GAUSSIAN = 1, NN_HEAD_GMM = 2 } nnHead;
 
 /* Architecture; everything needed to rebuild a network (saved as JSON next to the weights). */
 typedef struct {
-  int obs_dim;                /* network input size (observation, or observation+action for a critic) */
-  int act_dim;                /* action size A */
-  int n_hidden;               /* hidden layers, 0..NN_MAX_HIDDEN */
-  int hidden[NN_MAX_HIDDEN];  /* their widths */
-  nnActivation activation;    /* of every hidden layer */
-  int layer_norm;             /* 1: LayerNorm (eps 1e-5, learnable gain/bias) after each hidden Linear */
-  nnHead head;                /* output head */
-  int tanh;                   /* MSE: tanh on the output; GMM: tanh on the mode means; GAUSSIAN: ignored */
-  int gmm_modes;              /* GMM: K, 1..NN_MAX_MODES (default 5) */
-  double gmm_min_std;         /* GMM: std = softplus(raw) + min_std (default 1e-4) */
-  double log_std_min;         /* GAUSSIAN: log-std range (default -5, 2) */
+  int obs_dim;               /* network input size (observation, or observation+action for a critic) */
+  int act_dim;               /* action size A */
+  int n_hidden;              /* hidden layers, 0..NN_MAX_HIDDEN */
+  int hidden[NN_MAX_HIDDEN]; /* their widths */
+  nnActivation activation;   /* of every hidden layer */
+  int layer_norm;            /* 1: LayerNorm (eps 1e-5, learnable gain/bias) after each hidden Linear */
+  nnHead head;               /* output head */
+  int tanh;                  /* MSE: tanh on the output; GMM: tanh on the mode means; GAUSSIAN: ignored */
+  int gmm_modes;             /* GMM: K, 1..NN_MAX_MODES (default 5) */
+  double gmm_min_std;        /* GMM: std = softplus(raw) + min_std (default 1e-4) */
+  double log_std_min;        /* GAUSSIAN: log-std range (default -5, 2) */
   double log_std_max;
 } nnArch;
 
 /* Defaults: hidden 256,256 ReLU, no LayerNorm, MSE, tanh off, K 5, min_std 1e-4, log-std [-5, 2].
  * obs_dim and act_dim are left 0 and must be set. */
 void nn_arch_default(nnArch *a);
-int nn_arch_validate(const nnArch *a);   /* TK_EINVAL/TK_ERANGE with a message naming the field */
-int nn_arch_out_dim(const nnArch *a);    /* MLP output width: A, 2A, or K(2A+1) */
+int nn_arch_validate(const nnArch *a);          /* TK_EINVAL/TK_ERANGE with a message naming the field */
+int nn_arch_out_dim(const nnArch *a);           /* MLP output width: A, 2A, or K(2A+1) */
 const char *nn_activation_name(nnActivation a); /* "relu", "elu", "tanh" */
 const char *nn_head_name(nnHead h);             /* "mse", "gaussian", "gmm" */
 /* JSON form: {"format":"demokit.nn_arch","version":1,"obs_dim":..,"act_dim":..,"hidden":[..],
@@ -91,52 +91,52 @@ typedef struct {
   int ndim;               /* 2 for weights, 1 for vectors */
   int64_t shape[2];       /* weights [out, in] (torch nn.Linear layout), vectors [n] */
   int64_t numel;
-  int64_t offset;         /* in floats, into each of params/grads/adam_m/adam_v */
-  float *data;            /* params + offset */
-  float *grad;            /* grads + offset */
+  int64_t offset; /* in floats, into each of params/grads/adam_m/adam_v */
+  float *data;    /* params + offset */
+  float *grad;    /* grads + offset */
 } nnTensor;
 
 typedef struct {
-  float *w, *b;         /* Linear weight [out, in], bias [out] */
-  float *gain, *beta;   /* LayerNorm gain, bias [out] (hidden layers with layer_norm only, else NULL) */
-  float *dw, *db;       /* their gradients */
+  float *w, *b;       /* Linear weight [out, in], bias [out] */
+  float *gain, *beta; /* LayerNorm gain, bias [out] (hidden layers with layer_norm only, else NULL) */
+  float *dw, *db;     /* their gradients */
   float *dgain, *dbeta;
 } nnLayer;
 
 typedef struct {
   nnArch arch;
-  int n_linear;                     /* n_hidden + 1 */
-  int dims[NN_MAX_HIDDEN + 2];      /* dims[0] = obs_dim, dims[i+1] = width of Linear i's output */
-  int out_dim;                      /* dims[n_linear] */
-  int max_width;                    /* max of dims[] */
-  int64_t n_params;                 /* floats in each of the four sections */
-  float *params;                    /* all parameters (n_params) */
-  float *grads;                     /* gradients, same layout (n_params) */
-  float *adam_m, *adam_v;           /* Adam first/second moments, same layout (n_params) */
-  int64_t adam_t;                   /* Adam steps taken */
+  int n_linear;                /* n_hidden + 1 */
+  int dims[NN_MAX_HIDDEN + 2]; /* dims[0] = obs_dim, dims[i+1] = width of Linear i's output */
+  int out_dim;                 /* dims[n_linear] */
+  int max_width;               /* max of dims[] */
+  int64_t n_params;            /* floats in each of the four sections */
+  float *params;               /* all parameters (n_params) */
+  float *grads;                /* gradients, same layout (n_params) */
+  float *adam_m, *adam_v;      /* Adam first/second moments, same layout (n_params) */
+  int64_t adam_t;              /* Adam steps taken */
   int n_tensors;
   nnTensor tensors[NN_MAX_TENSORS]; /* named views, in parameter order */
   nnLayer layer[NN_MAX_HIDDEN + 1];
-  void *block_;                     /* the one allocation */
+  void *block_; /* the one allocation */
 } nnNet;
 
 /* Activations and scratch for batches of up to max_batch rows. One per thread using the network. */
 typedef struct {
   int max_batch;
-  int out_dim;                     /* of the network it was made for (checked on use) */
-  int64_t n_params;                /* of the network it was made for (checked on use) */
-  int batch;                       /* rows of the last forward */
-  int stage;                       /* internal: what the last call computed */
-  const float *x;                  /* input of the last forward (borrowed: keep it alive until backward) */
-  float *h[NN_MAX_HIDDEN];         /* hidden-layer outputs after activation [B, hidden[l]] */
-  float *xhat[NN_MAX_HIDDEN];      /* LayerNorm-normalized pre-activations [B, hidden[l]] (LN only) */
-  float *rstd[NN_MAX_HIDDEN];      /* LayerNorm 1/sqrt(var + eps) per row [B] (LN only) */
-  float *out;                      /* network output [B, out_dim] */
-  float *dout;                     /* dLoss/dout [B, out_dim] */
-  float *dbuf[2];                  /* backward ping-pong [B, max_width] */
-  float *act;                      /* head: last actions [B, A] */
-  float *eps;                      /* head: last noise [B, A] */
-  float *logp;                     /* head: last per-sample log-probs [B] */
+  int out_dim;                /* of the network it was made for (checked on use) */
+  int64_t n_params;           /* of the network it was made for (checked on use) */
+  int batch;                  /* rows of the last forward */
+  int stage;                  /* internal: what the last call computed */
+  const float *x;             /* input of the last forward (borrowed: keep it alive until backward) */
+  float *h[NN_MAX_HIDDEN];    /* hidden-layer outputs after activation [B, hidden[l]] */
+  float *xhat[NN_MAX_HIDDEN]; /* LayerNorm-normalized pre-activations [B, hidden[l]] (LN only) */
+  float *rstd[NN_MAX_HIDDEN]; /* LayerNorm 1/sqrt(var + eps) per row [B] (LN only) */
+  float *out;                 /* network output [B, out_dim] */
+  float *dout;                /* dLoss/dout [B, out_dim] */
+  float *dbuf[2];             /* backward ping-pong [B, max_width] */
+  float *act;                 /* head: last actions [B, A] */
+  float *eps;                 /* head: last noise [B, A] */
+  float *logp;                /* head: last per-sample log-probs [B] */
   void *block_;
 } nnWork;
 
@@ -147,14 +147,14 @@ typedef struct {
  * +-1/sqrt(fan_in), i.e. kaiming_uniform(a=sqrt(5)); LayerNorm gain 1, bias 0) from tk_rng seeded
  * with seed; gradients and Adam state zero. */
 nnNet *nn_net_make(const nnArch *arch, uint64_t seed);
-void nn_net_free(nnNet *net);                    /* NULL-safe */
-void nn_net_init(nnNet *net, uint64_t seed);     /* re-initialize parameters; zero grads and Adam state */
+void nn_net_free(nnNet *net);                /* NULL-safe */
+void nn_net_init(nnNet *net, uint64_t seed); /* re-initialize parameters; zero grads and Adam state */
 const nnTensor *nn_tensor_find(const nnNet *net, const char *name); /* NULL if none */
 /* Copy data into the named tensor after checking its shape. */
 int nn_tensor_load(nnNet *net, const char *name, int ndim, const int64_t *shape, const float *data);
-int nn_copy_params(nnNet *dst, const nnNet *src);     /* same architecture required */
+int nn_copy_params(nnNet *dst, const nnNet *src);       /* same architecture required */
 int nn_polyak(nnNet *dst, const nnNet *src, float tau); /* dst = (1 - tau) dst + tau src (target nets) */
-void nn_set_threads(int n);                           /* openblas_set_num_threads(n), n >= 1 */
+void nn_set_threads(int n);                             /* openblas_set_num_threads(n), n >= 1 */
 int nn_get_threads(void);
 
 nnWork *nn_work_make(const nnNet *net, int max_batch);
@@ -203,7 +203,7 @@ typedef struct {
 } nnAdamOpts;
 void nn_adam_default(nnAdamOpts *o);
 void nn_zero_grad(nnNet *net);
-double nn_grad_norm(const nnNet *net);             /* global L2 norm of all gradients */
+double nn_grad_norm(const nnNet *net);            /* global L2 norm of all gradients */
 double nn_clip_grad(nnNet *net, double max_norm); /* scale by max_norm/(norm+1e-6) if norm > max_norm;
                                                      returns the norm before clipping */
 /* One Adam step from net->grads (clipping first if o->clip_norm > 0; *grad_norm gets the pre-clip

@@ -1,6 +1,7 @@
 /* bc/nn_fwd.c -- MLP forward/backward (sgemm + fused bias/LayerNorm/activation passes) and the heads. */
 #include <cblas.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "nn_internal.h"
@@ -10,6 +11,50 @@
 
 /* ---- elementwise pieces ------------------------------------------------------------------------ */
 
+/* expm1 for x <= 0 in plain float arithmetic, so the activation loops vectorize (libm's expm1f/tanhf
+ * are scalar calls that made an ELU or tanh step 2.5x a ReLU step). x = n ln2 + r with |r| <= ln2/2
+ * (Cody-Waite split of ln2), expm1(r) by its Taylor polynomial to r^7 (truncation < 1e-8 relative),
+ * expm1(x) = 2^n expm1(r) + (2^n - 1); within 2 ulp of expm1 over [-87, 0], -1 below (checked in
+ * tests/bc/test_nn.c). Selects are done on the bits: float selects feeding a float->int conversion
+ * keep GCC 12 from vectorizing the AVX2 clone. */
+typedef union {
+  float f;
+  int32_t i;
+  uint32_t u;
+} nnBits;
+
+static inline float expm1_neg(float x) {
+  nnBits c = {.f = x};
+  c.u = c.u > 0xC2AE0000u ? 0xC2AE0000u : c.u; /* max(x, -87) for x <= 0: more negative = larger bits */
+  x = c.f;
+  int32_t n = (int32_t)(x * 1.44269504f - 0.5f); /* truncation toward 0 of a negative: nearest */
+  float fn = (float)n;
+  float r = (x - fn * 0.693359375f) - fn * -2.12194440e-4f;
+  float p =
+      r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 +
+                                                                    r * (1.0f / 720 + r * (1.0f / 5040)))))));
+  nnBits sc = {.i = (n + 127) << 23}; /* 2^n, n >= -126 */
+  return sc.f * p + (sc.f - 1.0f);
+}
+
+/* tanh(x) = -t / (t + 2) with t = expm1(-2|x|), sign restored: accurate for small |x| too */
+static inline float tanh_fast(float x) {
+  float t = expm1_neg(-2.0f * fabsf(x));
+  return copysignf(-t / (t + 2.0f), x);
+}
+
+/* ELU (alpha 1): v > 0 ? v : expm1(v), NaN kept */
+static inline float elu(float v) {
+  nnBits a = {.f = v}, m0 = {.i = a.i & (a.i >> 31)}; /* min(v, 0) */
+  nnBits e = {.f = expm1_neg(m0.f)};
+  int32_t neg = a.i >> 31;
+  a.i = (e.i & neg) | (a.i & ~neg);
+  return a.f;
+}
+
+float nn_expm1_neg(float x) { return expm1_neg(x); }
+float nn_tanh(float x) { return tanh_fast(x); }
+
 /* z[B, n] = act(z + b), in place: bias and activation in one pass over the GEMM output */
 NN_CLONES static void bias_act(float *restrict z, const float *restrict b, int B, int n, nnActivation act) {
   for (int i = 0; i < B; i++) {
@@ -18,18 +63,17 @@ NN_CLONES static void bias_act(float *restrict z, const float *restrict b, int B
     case NN_RELU:
       for (int j = 0; j < n; j++) {
         float v = r[j] + b[j];
-        r[j] = v > 0.0f ? v : 0.0f;
+        r[j] = v <= 0.0f ? 0.0f : v; /* NaN kept */
       }
       break;
     case NN_ELU:
       for (int j = 0; j < n; j++) {
-        float v = r[j] + b[j];
-        r[j] = v > 0.0f ? v : expm1f(v);
+        r[j] = elu(r[j] + b[j]);
       }
       break;
     case NN_TANH:
       for (int j = 0; j < n; j++)
-        r[j] = tanhf(r[j] + b[j]);
+        r[j] = tanh_fast(r[j] + b[j]);
       break;
     }
   }
@@ -37,21 +81,34 @@ NN_CLONES static void bias_act(float *restrict z, const float *restrict b, int B
 
 /* LayerNorm over each row of z + b (pre-activation), then gain/bias and the activation:
  * xhat = (v - mean) * rstd (kept for backward, in place of z), h = act(xhat * g + beta) */
-NN_CLONES static void ln_act(float *restrict z, const float *restrict b, const float *restrict g, const float *restrict beta,
-                   float *restrict rstd, float *restrict h, int B, int n, nnActivation act) {
+NN_CLONES static void ln_act(float *restrict z, const float *restrict b, const float *restrict g,
+                             const float *restrict beta, float *restrict rstd, float *restrict h, int B,
+                             int n, nnActivation act) {
   for (int i = 0; i < B; i++) {
     float *restrict r = z + (size_t)i * n;
     float *restrict o = h + (size_t)i * n;
-    float s = 0;
-    for (int j = 0; j < n; j++) {
+    /* row sums in 8 float lanes: vectorizes, fixed order */
+    float acc[8] = {0}, s = 0, s2 = 0;
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+      for (int k = 0; k < 8; k++) {
+        r[j + k] += b[j + k];
+        acc[k] += r[j + k];
+      }
+    for (; j < n; j++) {
       r[j] += b[j];
       s += r[j];
     }
-    float mean = s / (float)n, s2 = 0;
-    for (int j = 0; j < n; j++) {
-      float d = r[j] - mean;
-      s2 += d * d;
-    }
+    for (int k = 0; k < 8; k++)
+      s += acc[k], acc[k] = 0;
+    float mean = s / (float)n;
+    for (j = 0; j + 8 <= n; j += 8)
+      for (int k = 0; k < 8; k++)
+        acc[k] += (r[j + k] - mean) * (r[j + k] - mean);
+    for (; j < n; j++)
+      s2 += (r[j] - mean) * (r[j] - mean);
+    for (int k = 0; k < 8; k++)
+      s2 += acc[k];
     float rs = 1.0f / sqrtf(s2 / (float)n + NN_LN_EPS);
     rstd[i] = rs;
     for (int j = 0; j < n; j++) {
@@ -64,15 +121,15 @@ NN_CLONES static void ln_act(float *restrict z, const float *restrict b, const f
     switch (act) {
     case NN_RELU:
       for (int j = 0; j < n; j++)
-        o[j] = o[j] > 0.0f ? o[j] : 0.0f;
+        o[j] = o[j] <= 0.0f ? 0.0f : o[j];
       break;
     case NN_ELU:
       for (int j = 0; j < n; j++)
-        o[j] = o[j] > 0.0f ? o[j] : expm1f(o[j]);
+        o[j] = elu(o[j]);
       break;
     case NN_TANH:
       for (int j = 0; j < n; j++)
-        o[j] = tanhf(o[j]);
+        o[j] = tanh_fast(o[j]);
       break;
     }
   }
@@ -80,7 +137,8 @@ NN_CLONES static void ln_act(float *restrict z, const float *restrict b, const f
 
 /* d[B, n] *= act'(.) written through the activation's output h: ReLU 1[h>0], ELU h>0 ? 1 : h+1,
  * tanh 1-h^2 */
-NN_CLONES static void act_backward(float *restrict d, const float *restrict h, int B, int n, nnActivation act) {
+NN_CLONES static void act_backward(float *restrict d, const float *restrict h, int B, int n,
+                                   nnActivation act) {
   size_t N = (size_t)B * n;
   switch (act) {
   case NN_RELU:
@@ -88,8 +146,13 @@ NN_CLONES static void act_backward(float *restrict d, const float *restrict h, i
       d[i] = h[i] > 0.0f ? d[i] : 0.0f;
     break;
   case NN_ELU:
-    for (size_t i = 0; i < N; i++)
-      d[i] *= h[i] > 0.0f ? 1.0f : h[i] + 1.0f;
+    for (size_t i = 0; i < N; i++) {
+      /* factor h > 0 ? 1 : h + 1, selected on the bits (a float select here becomes a branch) */
+      nnBits one = {.f = 1.0f}, e1 = {.f = h[i] + 1.0f}, f;
+      int32_t pos = -(int32_t)(h[i] > 0.0f);
+      f.i = (one.i & pos) | (e1.i & ~pos);
+      d[i] *= f.f;
+    }
     break;
   case NN_TANH:
     for (size_t i = 0; i < N; i++)
@@ -101,8 +164,8 @@ NN_CLONES static void act_backward(float *restrict d, const float *restrict h, i
 /* LayerNorm backward in place: d holds dL/dy (y = xhat*g + beta) and becomes dL/dz;
  * dgain += sum dy*xhat, dbeta += sum dy (if param_grads) */
 NN_CLONES static void ln_backward(float *restrict d, const float *restrict xhat, const float *restrict rstd,
-                        const float *restrict g, float *restrict dgain, float *restrict dbeta, int B, int n,
-                        int param_grads) {
+                                  const float *restrict g, float *restrict dgain, float *restrict dbeta,
+                                  int B, int n, int param_grads) {
   for (int i = 0; i < B; i++) {
     float *restrict r = d + (size_t)i * n;
     const float *restrict x = xhat + (size_t)i * n;
@@ -111,14 +174,23 @@ NN_CLONES static void ln_backward(float *restrict d, const float *restrict xhat,
         dgain[j] += r[j] * x[j];
         dbeta[j] += r[j];
       }
-    float s1 = 0, s2 = 0;
-    for (int j = 0; j < n; j++) {
+    float a1[8] = {0}, a2[8] = {0}, s1 = 0, s2 = 0; /* 8 float lanes, fixed order */
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+      for (int k = 0; k < 8; k++) {
+        float dx = r[j + k] * g[j + k];
+        a1[k] += dx;
+        a2[k] += dx * x[j + k];
+      }
+    for (; j < n; j++) {
       float dx = r[j] * g[j];
       s1 += dx;
       s2 += dx * x[j];
     }
+    for (int k = 0; k < 8; k++)
+      s1 += a1[k], s2 += a2[k];
     float m1 = s1 / (float)n, m2 = s2 / (float)n, rs = rstd[i];
-    for (int j = 0; j < n; j++)
+    for (j = 0; j < n; j++)
       r[j] = rs * (r[j] * g[j] - m1 - x[j] * m2);
   }
 }
@@ -169,7 +241,8 @@ int nn_forward(const nnNet *net, nnWork *w, const float *x, int B) {
   return 0;
 }
 
-void nn_mlp_backward(const nnNet *net, nnWork *w, const float *dout, float *dx, float *grads, int accumulate) {
+void nn_mlp_backward(const nnNet *net, nnWork *w, const float *dout, float *dx, float *grads,
+                     int accumulate) {
   const nnArch *a = &net->arch;
   int B = w->batch, pp = 0;
   const float *d = dout;
@@ -187,14 +260,14 @@ void nn_mlp_backward(const nnNet *net, nnWork *w, const float *dout, float *dx, 
     }
     if (l == 0) {
       if (dx)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, n_in, n_out, 1.0f, d, n_out, L->w, n_in, 0.0f, dx,
-                    n_in);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, n_in, n_out, 1.0f, d, n_out, L->w, n_in,
+                    0.0f, dx, n_in);
       break;
     }
     float *dp = w->dbuf[pp];
     pp ^= 1;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, n_in, n_out, 1.0f, d, n_out, L->w, n_in, 0.0f, dp,
-                n_in);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, n_in, n_out, 1.0f, d, n_out, L->w, n_in, 0.0f,
+                dp, n_in);
     act_backward(dp, w->h[l - 1], B, n_in, a->activation);
     if (a->layer_norm) {
       const nnLayer *P = &net->layer[l - 1];
@@ -224,7 +297,8 @@ int nn_backward_out(nnNet *net, nnWork *w, const float *dout, float *dx, int par
   int rc = nn_check_work(net, w);
   if (rc) return rc;
   if (!dout) return tk_error(TK_EINVAL, "nn_backward_out: NULL dout");
-  if (w->stage == NN_STAGE_NONE) return tk_error(TK_EINVAL, "nn_backward_out: no forward pass to differentiate");
+  if (w->stage == NN_STAGE_NONE)
+    return tk_error(TK_EINVAL, "nn_backward_out: no forward pass to differentiate");
   nn_mlp_backward(net, w, dout, dx, param_grads ? net->grads : NULL, 1);
   return 0;
 }
@@ -247,7 +321,9 @@ static inline double sigmoid(double x) {
 }
 /* log(1 - tanh(u)^2), stable for large |u| */
 static inline double log1m_tanh2(double u) { return 2 * (LOG_2 - u - softplus(-2 * u)); }
-static inline double clip_act(double y) { return y > NN_ACT_CLIP ? NN_ACT_CLIP : y < -NN_ACT_CLIP ? -NN_ACT_CLIP : y; }
+static inline double clip_act(double y) {
+  return y > NN_ACT_CLIP ? NN_ACT_CLIP : y < -NN_ACT_CLIP ? -NN_ACT_CLIP : y;
+}
 
 /* Gaussian smooth clamp: log_std = lo + (hi - lo)(tanh(raw) + 1)/2; *dls = d log_std / d raw */
 static inline double gauss_log_std(const nnArch *a, double raw, double *dls) {
@@ -315,8 +391,8 @@ static double gauss_logp_row(const nnArch *a, const float *o, const float *y) {
 /* ---- losses ------------------------------------------------------------------------------------ */
 
 /* MSE: per-row loss mean_j e^2; dout = 2 e / (A B_total) (times 1 - t^2 through tanh) */
-NN_CLONES static double mse_rows(const float *restrict out, const float *restrict y, float *restrict dout, size_t N,
-                                 float scale) {
+NN_CLONES static double mse_rows(const float *restrict out, const float *restrict y, float *restrict dout,
+                                 size_t N, float scale) {
   float acc[8] = {0}; /* 8 float lanes (vectorizes, fixed order), then double */
   size_t i = 0;
   for (; i + 8 <= N; i += 8)
@@ -476,7 +552,8 @@ int nn_sample(const nnNet *net, nnWork *w, const float *x, int B, tkRng *rng, fl
 
 int nn_log_prob(const nnNet *net, nnWork *w, const float *x, const float *act, int B, float *logp) {
   if (!act || !logp) return tk_error(TK_EINVAL, "nn_log_prob: NULL action or output");
-  if (net && net->arch.head == NN_HEAD_MSE) return tk_error(TK_EINVAL, "nn_log_prob: the MSE head has no density");
+  if (net && net->arch.head == NN_HEAD_MSE)
+    return tk_error(TK_EINVAL, "nn_log_prob: the MSE head has no density");
   int rc = nn_forward(net, w, x, B);
   if (rc) return rc;
   const nnArch *a = &net->arch;
@@ -495,7 +572,8 @@ int nn_gauss_sample(const nnNet *net, nnWork *w, const float *x, int B, const fl
                     float *logp) {
   if (!eps) return tk_error(TK_EINVAL, "nn_gauss_sample: NULL noise");
   if (net && net->arch.head != NN_HEAD_GAUSSIAN)
-    return tk_error(TK_EINVAL, "nn_gauss_sample: the network's head is %s, not gaussian", nn_head_name(net->arch.head));
+    return tk_error(TK_EINVAL, "nn_gauss_sample: the network's head is %s, not gaussian",
+                    nn_head_name(net->arch.head));
   int rc = nn_forward(net, w, x, B);
   if (rc) return rc;
   const nnArch *a = &net->arch;
@@ -521,7 +599,8 @@ int nn_gauss_sample(const nnNet *net, nnWork *w, const float *x, int B, const fl
 int nn_gauss_backward(nnNet *net, nnWork *w, const float *dact, const float *dlogp) {
   int rc = nn_check_work(net, w);
   if (rc) return rc;
-  if (w->stage != NN_STAGE_SAMPLE) return tk_error(TK_EINVAL, "nn_gauss_backward: call nn_gauss_sample first");
+  if (w->stage != NN_STAGE_SAMPLE)
+    return tk_error(TK_EINVAL, "nn_gauss_backward: call nn_gauss_sample first");
   const nnArch *a = &net->arch;
   int A = a->act_dim, D = net->out_dim, B = w->batch;
   for (int i = 0; i < B; i++) {

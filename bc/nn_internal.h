@@ -27,6 +27,10 @@ static inline int64_t nn_round_up(int64_t n) { return (n + NN_ALIGN - 1) / NN_AL
 #define NN_CLONES
 #endif
 
+/* the activations' float kernels (exported for the accuracy test) */
+float nn_expm1_neg(float x); /* expm1 for x <= 0 */
+float nn_tanh(float x);
+
 int nn_check_batch(const nnNet *net, const nnWork *w, const float *x, int B);
 int nn_check_work(const nnNet *net, const nnWork *w);
 /* The head's loss on the rows of the last forward against y [B, A]: returns the SUM of per-row losses

@@ -42,7 +42,8 @@ NN_CLONES static void scale_range(float *restrict g, int64_t n, float s) {
 double nn_clip_grad(nnNet *net, double max_norm) {
   if (!net) return 0;
   double norm = nn_grad_norm(net);
-  if (max_norm > 0 && norm > max_norm) scale_range(net->grads, net->n_params, (float)(max_norm / (norm + 1e-6)));
+  if (max_norm > 0 && norm > max_norm)
+    scale_range(net->grads, net->n_params, (float)(max_norm / (norm + 1e-6)));
   return norm; /* the scale is torch.nn.utils.clip_grad_norm_'s max_norm / (norm + 1e-6) */
 }
 
@@ -59,7 +60,8 @@ int nn_adam_check(const nnAdamOpts *o) {
     return tk_error(TK_ERANGE, "nn adam: betas (%g, %g) must be in [0, 1)", o->beta1, o->beta2);
   if (!(o->eps > 0)) return tk_error(TK_ERANGE, "nn adam: eps %g must be > 0", o->eps);
   if (!(o->weight_decay >= 0 && o->lr * o->weight_decay < 1))
-    return tk_error(TK_ERANGE, "nn adam: weight_decay %g must be >= 0 with lr*weight_decay < 1", o->weight_decay);
+    return tk_error(TK_ERANGE, "nn adam: weight_decay %g must be >= 0 with lr*weight_decay < 1",
+                    o->weight_decay);
   if (!(o->clip_norm >= 0)) return tk_error(TK_ERANGE, "nn adam: clip_norm %g < 0", o->clip_norm);
   return 0;
 }
@@ -67,9 +69,9 @@ int nn_adam_check(const nnAdamOpts *o) {
 /* The update of n elements, torch.optim.Adam arithmetic:
  *   m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= (lr/bc1) m / (sqrt(v)/sqrt(bc2) + eps)
  * with AdamW's p *= 1 - lr*wd first when decay applies (decay = 1 otherwise). */
-NN_CLONES static void adam_range(float *restrict p, const float *restrict g, float *restrict m, float *restrict v,
-                                 int64_t n, float gs, float b1, float b2, float step, float ibc2s, float eps,
-                                 float decay) {
+NN_CLONES static void adam_range(float *restrict p, const float *restrict g, float *restrict m,
+                                 float *restrict v, int64_t n, float gs, float b1, float b2, float step,
+                                 float ibc2s, float eps, float decay) {
   float c1 = 1.0f - b1, c2 = 1.0f - b2;
   for (int64_t i = 0; i < n; i++) {
     float gi = g[i] * gs;
@@ -99,8 +101,8 @@ void nn_adam_span(nnNet *net, const nnAdamK *k, int64_t lo, int64_t hi, float gs
     const nnTensor *T = &net->tensors[i];
     int64_t a = TK_MAX(lo, T->offset), b = TK_MIN(hi, T->offset + T->numel);
     if (a >= b) continue;
-    adam_range(net->params + a, net->grads + a, net->adam_m + a, net->adam_v + a, b - a, gs, k->b1, k->b2, k->step,
-               k->ibc2s, k->eps, T->ndim == 2 ? k->decay : 1.0f);
+    adam_range(net->params + a, net->grads + a, net->adam_m + a, net->adam_v + a, b - a, gs, k->b1, k->b2,
+               k->step, k->ibc2s, k->eps, T->ndim == 2 ? k->decay : 1.0f);
   }
 }
 
@@ -122,8 +124,8 @@ int nn_adam_step(nnNet *net, const nnAdamOpts *o, double *grad_norm) {
   return 0;
 }
 
-int nn_train_step(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *x, const float *y, int B, float *loss,
-                  double *grad_norm) {
+int nn_train_step(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *x, const float *y, int B,
+                  float *loss, double *grad_norm) {
   int rc = nn_adam_check(o);
   if (rc) return rc;
   if (!y) return tk_error(TK_EINVAL, "nn_train_step: NULL target");

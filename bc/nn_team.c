@@ -24,21 +24,21 @@ struct nnTeam {
   int max_batch;
   int64_t n_params;
   int out_dim;
-  nnWork *w[NN_TEAM_MAX];   /* one per thread, ceil(max_batch / threads) rows */
-  float *gblock;            /* gradients of threads 1.. ((threads-1) x n_params), one allocation */
+  nnWork *w[NN_TEAM_MAX]; /* one per thread, ceil(max_batch / threads) rows */
+  float *gblock;          /* gradients of threads 1.. ((threads-1) x n_params), one allocation */
   pthread_t th[NN_TEAM_MAX];
-  int started;              /* workers running */
-  int main_sense;           /* barrier sense of the calling thread */
+  int started;    /* workers running */
+  int main_sense; /* barrier sense of the calling thread */
   /* the current step (written by the caller before the generation bump) */
   nnNet *net;
   const float *x, *y;
-  int B, nact;              /* batch rows; threads with rows */
+  int B, nact; /* batch rows; threads with rows */
   int need_norm;
   double clip_norm;
   nnAdamK k;
   double loss_part[NN_TEAM_MAX], sq_part[NN_TEAM_MAX];
-  double loss, norm;        /* results */
-  int updated;              /* 1 if the Adam update ran */
+  double loss, norm; /* results */
+  int updated;       /* 1 if the Adam update ran */
   /* synchronization */
   _Alignas(64) atomic_uint gen;
   _Alignas(64) atomic_int bar_count;
@@ -59,8 +59,10 @@ static void barrier(nnTeam *T, int *sense) {
   }
   unsigned spins = 0;
   while (atomic_load(&T->bar_sense) != s) {
-    if (++spins > 2000) sched_yield(); /* the other thread may be descheduled: give the cpu back */
-    else cpu_relax();
+    if (++spins > 2000)
+      sched_yield(); /* the other thread may be descheduled: give the cpu back */
+    else
+      cpu_relax();
   }
 }
 
@@ -245,7 +247,8 @@ int nn_team_train_step(nnNet *net, nnTeam *T, const nnAdamOpts *o, const float *
   if (T->n_params != net->n_params || T->out_dim != net->out_dim)
     return tk_error(TK_EINVAL, "nn_team_train_step: the team was made for another network");
   if (B < 1 || B > T->max_batch)
-    return tk_error(TK_ERANGE, "nn_team_train_step: batch %d not in 1..%d (the team's max_batch)", B, T->max_batch);
+    return tk_error(TK_ERANGE, "nn_team_train_step: batch %d not in 1..%d (the team's max_batch)", B,
+                    T->max_batch);
   int rc = nn_adam_check(o);
   if (rc) return rc;
   T->net = net;

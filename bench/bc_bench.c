@@ -71,7 +71,7 @@ static int run(const float *obs, const float *act, int B, int threads, int team,
   tk_rng_seed(&r, 1);
   float loss = 0;
   int rc = 0;
-#define STEP()                                                                                                \
+#define STEP()                                                                                               \
   do {                                                                                                       \
     for (int i = 0; i < B; i++) {                                                                            \
       size_t k = (size_t)tk_rng_below(&r, N_DATA);                                                           \
@@ -143,18 +143,25 @@ int main(int argc, char **argv) {
   const char *anchors = NULL, *tmp = "/tmp";
   int no_anchors = 0, tl[8] = {1, 2}, ntl = 2;
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--seconds") && i + 1 < argc) g_seconds = atof(argv[++i]);
-    else if (!strcmp(argv[i], "--repeats") && i + 1 < argc) g_repeats = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--no-anchors")) no_anchors = 1;
-    else if (!strcmp(argv[i], "--anchors") && i + 1 < argc) anchors = argv[++i];
-    else if (!strcmp(argv[i], "--tmp") && i + 1 < argc) tmp = argv[++i];
+    if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
+      g_seconds = atof(argv[++i]);
+    else if (!strcmp(argv[i], "--repeats") && i + 1 < argc)
+      g_repeats = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--no-anchors"))
+      no_anchors = 1;
+    else if (!strcmp(argv[i], "--anchors") && i + 1 < argc)
+      anchors = argv[++i];
+    else if (!strcmp(argv[i], "--tmp") && i + 1 < argc)
+      tmp = argv[++i];
     else if (!strcmp(argv[i], "--threads") && i + 1 < argc) {
       ntl = 0;
       for (char *s = strtok(argv[++i], ","); s && ntl < 8; s = strtok(NULL, ","))
         tl[ntl++] = atoi(s);
     } else {
-      fprintf(stderr, "usage: %s [--seconds S] [--repeats R] [--threads 1,2] [--no-anchors] [--anchors DIR] "
-                      "[--tmp DIR]\n", argv[0]);
+      fprintf(stderr,
+              "usage: %s [--seconds S] [--repeats R] [--threads 1,2] [--no-anchors] [--anchors DIR] "
+              "[--tmp DIR]\n",
+              argv[0]);
       return 2;
     }
   }
@@ -163,7 +170,8 @@ int main(int argc, char **argv) {
   snprintf(adir, sizeof adir, "%s", anchors ? anchors : DK_SRC_ROOT "/../shared/anchors");
 
   /* data as the torch anchor: obs ~ N(0,1), actions tanh(N(0,1)) */
-  float *obs = malloc(sizeof(float) * (size_t)N_DATA * OBS), *act = malloc(sizeof(float) * (size_t)N_DATA * ACT);
+  float *obs = malloc(sizeof(float) * (size_t)N_DATA * OBS),
+        *act = malloc(sizeof(float) * (size_t)N_DATA * ACT);
   if (!obs || !act) return 1;
   tkRng r;
   tk_rng_seed(&r, 0);
@@ -175,7 +183,7 @@ int main(int argc, char **argv) {
   printf("model=mlp_32_256_256_7_relu_mse_adam n=%d seconds_per_window=%.2f repeats=%d\n", N_DATA, g_seconds,
          g_repeats);
   const int batches[2] = {256, 100};
-  double ours_best[2] = {0, 0};
+  double ours_best[2] = {0, 0}, t1_sps[2] = {0, 0};
   for (int bi = 0; bi < 2; bi++)
     for (int ti = 0; ti < ntl; ti++)
       for (int team = 0; team < (tl[ti] > 1 ? 2 : 1); team++) {
@@ -186,13 +194,17 @@ int main(int argc, char **argv) {
           return 1;
         }
         char p[64];
-        snprintf(p, sizeof p, "nn_b%d_t%d%s", batches[bi], tl[ti], tl[ti] == 1 ? "" : team ? "_team" : "_blas");
+        snprintf(p, sizeof p, "nn_b%d_t%d%s", batches[bi], tl[ti],
+                 tl[ti] == 1 ? ""
+                 : team      ? "_team"
+                             : "_blas");
         printf("%s_samples_per_s=%.0f\n%s_samples_per_s_best=%.0f\n%s_us_per_step=%.1f\n%s_gemm_gflops=%.1f\n"
                "%s_loss_first=%.4f\n%s_loss_after=%.4f\n",
-               p, res.sps_median, p, res.sps_best, p, res.us_per_step, p, res.gflops_median, p, res.loss_first, p,
-               res.loss_last);
+               p, res.sps_median, p, res.sps_best, p, res.us_per_step, p, res.gflops_median, p,
+               res.loss_first, p, res.loss_last);
         fflush(stdout);
         if (res.sps_median > ours_best[bi]) ours_best[bi] = res.sps_median;
+        if (tl[ti] == 1) t1_sps[bi] = res.sps_median;
       }
   for (int bi = 0; bi < 2; bi++)
     printf("nn_b%d_best_samples_per_s=%.0f\n", batches[bi], ours_best[bi]);
@@ -204,8 +216,7 @@ int main(int argc, char **argv) {
   char script[4200], cmd[9000];
   snprintf(script, sizeof script, "%s/torch_bc_baseline.py", adir);
   double torch_best[2] = {0, 0};
-  int have_torch = tk_file_exists(script) &&
-                   !system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1");
+  int have_torch = tk_file_exists(script) && !system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1");
   if (!have_torch) {
     printf("torch_anchor=missing\n");
   } else {
@@ -217,9 +228,13 @@ int main(int argc, char **argv) {
                "2>/dev/null",
                script, cfg[c][1], cfg[c][0], g_seconds, g_repeats);
       double v = run_value(cmd, "samples_per_s", "torch_bc", NULL, 0);
-      printf("torch_b%d_t1_blas%d_samples_per_s=%s%.0f\n", cfg[c][0], cfg[c][1], v < 0 ? "failed:" : "", v);
-      fflush(stdout);
       int bi = cfg[c][0] == 256 ? 0 : 1;
+      if (v > 0)
+        printf("torch_b%d_t1_blas%d_samples_per_s=%.0f\nratio_nn_best_over_torch_b%d_t1_blas%d=%.2f\n",
+               cfg[c][0], cfg[c][1], v, cfg[c][0], cfg[c][1], ours_best[bi] / v);
+      else
+        printf("torch_b%d_t1_blas%d_samples_per_s=failed\n", cfg[c][0], cfg[c][1]);
+      fflush(stdout);
       if (v > torch_best[bi]) torch_best[bi] = v;
     }
     for (int bi = 0; bi < 2; bi++)
@@ -251,12 +266,15 @@ int main(int argc, char **argv) {
   FILE *p = popen(cmd, "r");
   char line[4096];
   while (p && fgets(line, sizeof line, p)) {
-    char *b = strstr(line, "batch="), *t = strstr(line, "threads="), *v = strstr(line, "gemm_only_samples_per_s_median="),
-         *g = strstr(line, "gflops_median=");
-    if (!strncmp(line, "mlp_step ", 9) && b && t && v && g)
-      printf("sgemm_peak_b%d_t%d_gemm_only_samples_per_s=%.0f\nsgemm_peak_b%d_t%d_gflops=%.1f\n", atoi(b + 6),
-             atoi(t + 8), atof(v + 31), atoi(b + 6), atoi(t + 8), atof(g + 14));
-    else if (!strncmp(line, "sgemm shape=256x256.256x256 ", 28) && t && g)
+    char *b = strstr(line, "batch="), *t = strstr(line, "threads="),
+         *v = strstr(line, "gemm_only_samples_per_s_median="), *g = strstr(line, "gflops_median=");
+    if (!strncmp(line, "mlp_step ", 9) && b && t && v && g) {
+      int bb = atoi(b + 6), tt = atoi(t + 8);
+      printf("sgemm_peak_b%d_t%d_gemm_only_samples_per_s=%.0f\nsgemm_peak_b%d_t%d_gflops=%.1f\n", bb, tt,
+             atof(v + 31), bb, tt, atof(g + 14));
+      if (tt == 1 && (bb == 256 || bb == 100))
+        printf("nn_b%d_t1_fraction_of_gemm_only_bound=%.2f\n", bb, t1_sps[bb == 256 ? 0 : 1] / atof(v + 31));
+    } else if (!strncmp(line, "sgemm shape=256x256.256x256 ", 28) && t && g)
       printf("sgemm_peak_256cube_t%d_gflops=%.1f\n", atoi(t + 8), atof(g + 14));
     else if (!strncmp(line, "fma_peak ", 9) && t && (g = strstr(line, "gflops_best=")))
       printf("sgemm_peak_fma_t%d_gflops=%.1f\n", atoi(t + 8), atof(g + 12));

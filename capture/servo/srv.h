@@ -112,9 +112,9 @@ int32_t srv_sm_decode(uint32_t raw, int bit);
 /* ---- packets and the stream parser ---- */
 typedef struct {
   uint8_t id;
-  uint8_t inst;      /* requests: the instruction; Dynamixel status: SRV_DXL_STATUS; Feetech status: 0 */
-  uint8_t error;     /* status error byte (0 in requests) */
-  uint16_t nparams;  /* <= SRV_MAX_PARAMS */
+  uint8_t inst;     /* requests: the instruction; Dynamixel status: SRV_DXL_STATUS; Feetech status: 0 */
+  uint8_t error;    /* status error byte (0 in requests) */
+  uint16_t nparams; /* <= SRV_MAX_PARAMS */
   uint8_t params[SRV_MAX_PARAMS]; /* destuffed parameters (status: the data, after the error byte) */
 } srvPacket;
 
@@ -133,10 +133,10 @@ typedef enum {
 typedef struct {
   srvKind kind;
   srvDir dir;
-  size_t n;              /* bytes held in buf */
-  uint64_t skipped;      /* bytes dropped while looking for a header */
-  uint64_t bad;          /* malformed candidates dropped */
-  srvParseErr last_err;  /* reason for the last one */
+  size_t n;                 /* bytes held in buf */
+  uint64_t skipped;         /* bytes dropped while looking for a header */
+  uint64_t bad;             /* malformed candidates dropped */
+  srvParseErr last_err;     /* reason for the last one */
   uint8_t buf[SRV_RAW_MAX]; /* the current candidate (plus what follows it) */
 } srvParser;
 

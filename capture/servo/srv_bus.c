@@ -11,7 +11,7 @@ struct srvBus {
   srvKind kind;
   const srvCodec *codec;
   srvSerial *ser;
-  int64_t timeout_us; /* per status packet; 0: automatic */
+  int64_t timeout_us;   /* per status packet; 0: automatic */
   int64_t auto_base_us; /* automatic: latency timers + margin, without the bytes' time */
   int low_latency;
   srvFail fail;
@@ -93,7 +93,8 @@ static int check_status(srvBus *b, const char *what) {
   b->servo_err[b->st.id] = b->st.error;
   if (srv_error_failed(b->kind, b->st.error)) {
     b->fail = SRV_FAIL_SERVO;
-    return tk_error(TK_EIO, "%s: servo %u: %s", what, b->st.id, srv_error_str(b->kind, b->st.error, e, sizeof e));
+    return tk_error(TK_EIO, "%s: servo %u: %s", what, b->st.id,
+                    srv_error_str(b->kind, b->st.error, e, sizeof e));
   }
   return 0;
 }
@@ -132,8 +133,8 @@ int srv_bus_read(srvBus *b, uint8_t id, uint16_t addr, uint16_t len, uint8_t *da
   if (rc) return rc;
   if (b->st.nparams != len) {
     b->fail = SRV_FAIL_CORRUPT;
-    return tk_error(TK_EFORMAT, "read id %u: %u bytes answered for a %u-byte read at %u", id, b->st.nparams, len,
-                    addr);
+    return tk_error(TK_EFORMAT, "read id %u: %u bytes answered for a %u-byte read at %u", id, b->st.nparams,
+                    len, addr);
   }
   memcpy(data, b->st.params, len);
   return 0;
@@ -219,7 +220,8 @@ int srv_bus_sync_read(srvBus *b, uint16_t addr, uint16_t len, const uint8_t *ids
       if (!failed++) {
         char e[96];
         snprintf(why, sizeof why, "id %u: %s", b->st.id,
-                 b->st.nparams != len ? "wrong data length" : srv_error_str(b->kind, b->st.error, e, sizeof e));
+                 b->st.nparams != len ? "wrong data length"
+                                      : srv_error_str(b->kind, b->st.error, e, sizeof e));
       }
       continue;
     }
@@ -233,11 +235,12 @@ int srv_bus_sync_read(srvBus *b, uint16_t addr, uint16_t len, const uint8_t *ids
   char missing[512] = "";
   size_t m = 0;
   for (int i = 0; i < n; i++)
-    if (!got[ids[i]] && m < sizeof missing - 8) m += (size_t)snprintf(missing + m, sizeof missing - m, " %u", ids[i]);
+    if (!got[ids[i]] && m < sizeof missing - 8)
+      m += (size_t)snprintf(missing + m, sizeof missing - m, " %u", ids[i]);
   if (corrupt) {
     b->fail = SRV_FAIL_CORRUPT;
-    return tk_error(TK_EFORMAT, "sync read: %d of %d answers, %d malformed (%s)%s%s", have - failed, n, corrupt, why,
-                    m ? "; missing:" : "", missing);
+    return tk_error(TK_EFORMAT, "sync read: %d of %d answers, %d malformed (%s)%s%s", have - failed, n,
+                    corrupt, why, m ? "; missing:" : "", missing);
   }
   if (failed) {
     b->fail = SRV_FAIL_SERVO;
@@ -247,7 +250,8 @@ int srv_bus_sync_read(srvBus *b, uint16_t addr, uint16_t len, const uint8_t *ids
   return tk_error(TK_EIO, "%s: sync read: timeout, no status from id%s", srv_serial_path(b->ser), missing);
 }
 
-int srv_bus_sync_write(srvBus *b, uint16_t addr, uint16_t len, const uint8_t *ids, int n, const uint8_t *data) {
+int srv_bus_sync_write(srvBus *b, uint16_t addr, uint16_t len, const uint8_t *ids, int n,
+                       const uint8_t *data) {
   int rc = b->codec->sync_write(b->tx, sizeof b->tx, addr, len, ids, n, data);
   if (rc < 0) return rc;
   rc = srv_serial_write(b->ser, b->tx, (size_t)rc);
@@ -258,7 +262,8 @@ int srv_bus_sync_write(srvBus *b, uint16_t addr, uint16_t len, const uint8_t *id
 int srv_bus_sync_read_reg(srvBus *b, srvRegId reg, const uint8_t *ids, int n, int32_t *values, uint8_t *ok) {
   const srvReg *r = srv_reg(b->kind, reg);
   if (!r) return tk_error(TK_EINVAL, "servo register %d unknown", (int)reg);
-  if (n < 1 || n > SRV_BUS_MAX_SERVOS) return tk_error(TK_EINVAL, "sync read: %d servos (1..%d)", n, SRV_BUS_MAX_SERVOS);
+  if (n < 1 || n > SRV_BUS_MAX_SERVOS)
+    return tk_error(TK_EINVAL, "sync read: %d servos (1..%d)", n, SRV_BUS_MAX_SERVOS);
   uint8_t okk[SRV_BUS_MAX_SERVOS] = {0};
   int rc = srv_bus_sync_read(b, r->addr, r->len, ids, n, b->scratch, okk);
   for (int i = 0; i < n; i++)
@@ -270,7 +275,8 @@ int srv_bus_sync_read_reg(srvBus *b, srvRegId reg, const uint8_t *ids, int n, in
 int srv_bus_sync_write_reg(srvBus *b, srvRegId reg, const uint8_t *ids, int n, const int32_t *values) {
   const srvReg *r = srv_reg(b->kind, reg);
   if (!r) return tk_error(TK_EINVAL, "servo register %d unknown", (int)reg);
-  if (n < 1 || n > SRV_BUS_MAX_SERVOS) return tk_error(TK_EINVAL, "sync write: %d servos (1..%d)", n, SRV_BUS_MAX_SERVOS);
+  if (n < 1 || n > SRV_BUS_MAX_SERVOS)
+    return tk_error(TK_EINVAL, "sync write: %d servos (1..%d)", n, SRV_BUS_MAX_SERVOS);
   for (int i = 0; i < n; i++) {
     int rc = srv_encode(b->kind, values[i], b->scratch + (size_t)i * r->len, r->len);
     if (rc) return tk_error_wrap(rc, "%s of id %u", r->name, ids[i]);

@@ -155,7 +155,8 @@ int srv_encode(srvKind kind, int32_t v, uint8_t *p, int len) {
       int rc = srv_sm_encode(v, 15, &raw);
       if (rc) return rc;
     } else {
-      if (v < -32768 || v > 0xFFFF) return tk_error(TK_ERANGE, "value %d does not fit a 2-byte register", (int)v);
+      if (v < -32768 || v > 0xFFFF)
+        return tk_error(TK_ERANGE, "value %d does not fit a 2-byte register", (int)v);
       raw = (uint32_t)v & 0xFFFF;
     }
     p[0] = (uint8_t)(raw & 0xFF);
@@ -164,7 +165,8 @@ int srv_encode(srvKind kind, int32_t v, uint8_t *p, int len) {
   }
   if (len == 4) {
     raw = (uint32_t)v;
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(raw >> (8 * i));
+    for (int i = 0; i < 4; i++)
+      p[i] = (uint8_t)(raw >> (8 * i));
     return 0;
   }
   return tk_error(TK_EINVAL, "register of %d bytes (1, 2 or 4)", len);
@@ -185,13 +187,21 @@ int32_t srv_decode(srvKind kind, const uint8_t *p, int len) {
 
 /* ---- error bytes ---- */
 const char *srv_error_str(srvKind kind, uint8_t err, char *buf, size_t n) {
-  static const char *dxl_num[8] = {"",           "result fail",  "instruction error", "CRC error",
-                                   "data range error", "data length error", "data limit error", "access error"};
+  static const char *dxl_num[8] = {"",
+                                   "result fail",
+                                   "instruction error",
+                                   "CRC error",
+                                   "data range error",
+                                   "data length error",
+                                   "data limit error",
+                                   "access error"};
   static const struct {
     uint8_t bit;
     const char *name;
-  } fts_bits[] = {{SRV_FTS_ERR_VOLTAGE, "voltage"},   {SRV_FTS_ERR_ANGLE, "angle sensor"},
-                  {SRV_FTS_ERR_OVERHEAT, "overheat"}, {SRV_FTS_ERR_CURRENT, "overcurrent"},
+  } fts_bits[] = {{SRV_FTS_ERR_VOLTAGE, "voltage"},
+                  {SRV_FTS_ERR_ANGLE, "angle sensor"},
+                  {SRV_FTS_ERR_OVERHEAT, "overheat"},
+                  {SRV_FTS_ERR_CURRENT, "overcurrent"},
                   {SRV_FTS_ERR_OVERLOAD, "overload"}};
   if (!n) return buf;
   buf[0] = 0;

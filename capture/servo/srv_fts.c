@@ -14,7 +14,8 @@
 
 uint8_t srv_fts_checksum(const uint8_t *pkt, size_t n) {
   unsigned sum = 0;
-  for (size_t i = 2; i < n; i++) sum += pkt[i];
+  for (size_t i = 2; i < n; i++)
+    sum += pkt[i];
   return (uint8_t)(~sum & 0xFF);
 }
 
@@ -23,10 +24,12 @@ static int fts_build(uint8_t *out, size_t cap, uint8_t id, uint8_t b, int status
                      size_t n) {
   if (!out || (n && !params)) return tk_error(TK_EINVAL, "feetech packet: no buffer or no parameters");
   if (id > SRV_FTS_MAX_ID && !(!status && id == SRV_BROADCAST))
-    return tk_error(TK_EINVAL, "feetech packet: id %u not allowed (0..253%s)", id, status ? "" : " or 254 broadcast");
+    return tk_error(TK_EINVAL, "feetech packet: id %u not allowed (0..253%s)", id,
+                    status ? "" : " or 254 broadcast");
   if (n + 2 > SRV_FTS_MAX_LEN)
     return tk_error(TK_ERANGE, "feetech packet: %zu parameters (max %d)", n, SRV_FTS_MAX_LEN - 2);
-  if (cap < n + 6) return tk_error(TK_ERANGE, "feetech packet: %zu parameters do not fit a %zu-byte buffer", n, cap);
+  if (cap < n + 6)
+    return tk_error(TK_ERANGE, "feetech packet: %zu parameters do not fit a %zu-byte buffer", n, cap);
   out[0] = 0xFF;
   out[1] = 0xFF;
   out[2] = id;
@@ -46,7 +49,9 @@ int srv_fts_status(uint8_t *out, size_t cap, uint8_t id, uint8_t err, const uint
   return fts_build(out, cap, id, err, 1, params, n);
 }
 
-int srv_fts_ping(uint8_t *out, size_t cap, uint8_t id) { return fts_build(out, cap, id, SRV_PING, 0, NULL, 0); }
+int srv_fts_ping(uint8_t *out, size_t cap, uint8_t id) {
+  return fts_build(out, cap, id, SRV_PING, 0, NULL, 0);
+}
 
 static int check_byte(const char *what, const char *name, unsigned v) {
   if (v > 0xFF) return tk_error(TK_ERANGE, "feetech %s: %s %u does not fit one byte", what, name, v);
@@ -78,7 +83,8 @@ int srv_fts_write(uint8_t *out, size_t cap, uint8_t id, uint16_t addr, const uin
 static int check_ids(const char *what, const uint8_t *ids, int n) {
   if (!ids || n < 1) return tk_error(TK_EINVAL, "feetech %s: no servo ids", what);
   for (int i = 0; i < n; i++)
-    if (ids[i] > SRV_FTS_MAX_ID) return tk_error(TK_EINVAL, "feetech %s: id %u not allowed (0..253)", what, ids[i]);
+    if (ids[i] > SRV_FTS_MAX_ID)
+      return tk_error(TK_EINVAL, "feetech %s: id %u not allowed (0..253)", what, ids[i]);
   return 0;
 }
 
@@ -89,7 +95,8 @@ int srv_fts_sync_read(uint8_t *out, size_t cap, uint16_t addr, uint16_t len, con
   if (rc) return rc;
   if (!len) return tk_error(TK_EINVAL, "feetech sync read: zero length");
   uint8_t prm[SRV_FTS_MAX_LEN];
-  if ((size_t)n + 2 + 2 > SRV_FTS_MAX_LEN) return tk_error(TK_ERANGE, "feetech sync read: %d servos is too many", n);
+  if ((size_t)n + 2 + 2 > SRV_FTS_MAX_LEN)
+    return tk_error(TK_ERANGE, "feetech sync read: %d servos is too many", n);
   prm[0] = (uint8_t)addr;
   prm[1] = (uint8_t)len;
   memcpy(prm + 2, ids, (size_t)n);
@@ -126,8 +133,8 @@ int srv_fts_extract(srvParser *p, srvPacket *out) {
   int found = 0;
   while (i + 1 < n) {
     if (b[i] == 0xFF && b[i + 1] == 0xFF) {
-      if (i + 2 >= n) break;       /* FF FF at the end: wait for the id */
-      if (b[i + 2] != 0xFF) {      /* FF FF FF ...: the header starts one later */
+      if (i + 2 >= n) break;  /* FF FF at the end: wait for the id */
+      if (b[i + 2] != 0xFF) { /* FF FF FF ...: the header starts one later */
         found = 1;
         break;
       }
@@ -148,7 +155,8 @@ int srv_fts_extract(srvParser *p, srvPacket *out) {
   const uint8_t id = b[2];
   const size_t len = b[3];
   if (id > SRV_FTS_MAX_ID && (status || id != SRV_BROADCAST))
-    return srv_parser_reject(p, SRV_PE_ID, 1, "feetech %s: id %u not allowed", status ? "status" : "request", id);
+    return srv_parser_reject(p, SRV_PE_ID, 1, "feetech %s: id %u not allowed", status ? "status" : "request",
+                             id);
   if (len < 2 || len > SRV_FTS_MAX_LEN)
     return srv_parser_reject(p, SRV_PE_LENGTH, 1, "feetech %s from id %u: bad length %zu (2..%d)",
                              status ? "status" : "request", id, len, SRV_FTS_MAX_LEN);
@@ -161,8 +169,8 @@ int srv_fts_extract(srvParser *p, srvPacket *out) {
                              status ? "status" : "request", id, b[total - 1], want);
   if (status && (b[4] & 0x80))
     return srv_parser_reject(p, SRV_PE_KIND, total,
-                             "feetech: expected a status from id %u, got error byte 0x%02X (an instruction?)", id,
-                             b[4]);
+                             "feetech: expected a status from id %u, got error byte 0x%02X (an instruction?)",
+                             id, b[4]);
   out->id = id;
   out->inst = status ? 0 : b[4];
   out->error = status ? b[4] : 0;

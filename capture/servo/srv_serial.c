@@ -61,8 +61,10 @@ int srv_serial_open(const char *path, int baud, srvSerial **out) {
   if (baud <= 0) return tk_error(TK_EINVAL, "serial %s: bad baud rate %d", path, baud);
   int fd = open(path, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0)
-    return tk_error(errno == ENOENT ? TK_ENOTFOUND : errno == EBUSY ? TK_EBUSY : TK_EIO, "open %s: %s", path,
-                    strerror(errno));
+    return tk_error(errno == ENOENT  ? TK_ENOTFOUND
+                    : errno == EBUSY ? TK_EBUSY
+                                     : TK_EIO,
+                    "open %s: %s", path, strerror(errno));
   struct termios t;
   if (!isatty(fd) || tcgetattr(fd, &t) < 0) {
     int e = errno;
@@ -157,7 +159,8 @@ srvFail srv_serial_last_fail(const srvSerial *s) { return s->fail; }
 static int wait_fd(int fd, short events, int64_t timeout_us, short *rev) {
   if (timeout_us < 0) timeout_us = 0;
   struct pollfd pf = {.fd = fd, .events = events};
-  struct timespec ts = {.tv_sec = (time_t)(timeout_us / 1000000), .tv_nsec = (long)(timeout_us % 1000000) * 1000};
+  struct timespec ts = {.tv_sec = (time_t)(timeout_us / 1000000),
+                        .tv_nsec = (long)(timeout_us % 1000000) * 1000};
   int r = ppoll(&pf, 1, &ts, NULL);
   if (r < 0) return errno == EINTR ? 0 : -errno;
   *rev = pf.revents;
@@ -167,7 +170,8 @@ static int wait_fd(int fd, short events, int64_t timeout_us, short *rev) {
 int srv_serial_write(srvSerial *s, const uint8_t *buf, size_t n) {
   if (!s->connected) return fail(s, SRV_FAIL_HANGUP, TK_EIO, "write");
   /* generous: a write only waits when the driver's buffer is full */
-  const int64_t deadline = tk_now_ns() + 100000000 + (int64_t)n * 10 * 1000000000 / (s->baud > 0 ? s->baud : 9600);
+  const int64_t deadline =
+      tk_now_ns() + 100000000 + (int64_t)n * 10 * 1000000000 / (s->baud > 0 ? s->baud : 9600);
   size_t done = 0;
   while (done < n) {
     ssize_t w = write(s->fd, buf + done, n - done);

@@ -170,7 +170,8 @@ static uint8_t status_err(const srvSim *sim, const simServo *s, uint8_t err) {
 static void reply(srvSim *sim, const simServo *s, uint8_t id, uint8_t err, const uint8_t *data, size_t n) {
   if (s->faults & SRV_FAULT_DROP) return;
   if (sim->kind != SRV_DXL) err = 0; /* Feetech has no error numbers, only flags */
-  int k = sim->codec->status(sim->out + sim->nout, sizeof sim->out - sim->nout, id, status_err(sim, s, err), data, n);
+  int k = sim->codec->status(sim->out + sim->nout, sizeof sim->out - sim->nout, id, status_err(sim, s, err),
+                             data, n);
   if (k < 0) return;
   if (s->faults & SRV_FAULT_CRC) sim->out[sim->nout + (size_t)k - 1] ^= 0x5A;
   sim->nout += (size_t)k;
@@ -182,7 +183,7 @@ static uint8_t check_access(const srvSim *sim, const simServo *s, unsigned addr,
   if (!write || sim->kind != SRV_DXL) return 0;
   const int torque = s->table[64] != 0;
   if (addr < 7 || (addr < 148 && addr + len > 120)) return SRV_DXL_ERR_ACCESS; /* read-only */
-  if (addr < 64 && torque) return SRV_DXL_ERR_ACCESS;                         /* EEPROM locked */
+  if (addr < 64 && torque) return SRV_DXL_ERR_ACCESS;                          /* EEPROM locked */
   return 0;
 }
 
@@ -259,7 +260,8 @@ static void handle(srvSim *sim, const srvPacket *rq, int64_t t) {
       if (s) reply(sim, s, rq->id, do_write(sim, s, addr, data, len), NULL, 0);
     } else {
       for (int i = 0; i < sim->n; i++) {
-        record(sim, (uint8_t)get(sim, &sim->servo[i], SRV_REG_ID), SRV_WRITE, (uint16_t)addr, (uint16_t)len, data, t);
+        record(sim, (uint8_t)get(sim, &sim->servo[i], SRV_REG_ID), SRV_WRITE, (uint16_t)addr, (uint16_t)len,
+               data, t);
         do_write(sim, &sim->servo[i], addr, data, len);
       }
     }
@@ -375,7 +377,8 @@ static void *serve(void *arg) {
 /* ---- API ---- */
 int srv_sim_start(srvKind kind, int n, srvSim **out) {
   *out = NULL;
-  if (n < 1 || n > SIM_MAX_SERVOS) return tk_error(TK_EINVAL, "servo simulator: %d servos (1..%d)", n, SIM_MAX_SERVOS);
+  if (n < 1 || n > SIM_MAX_SERVOS)
+    return tk_error(TK_EINVAL, "servo simulator: %d servos (1..%d)", n, SIM_MAX_SERVOS);
   srvSim *sim = calloc(1, sizeof *sim);
   if (!sim) return tk_error(TK_ENOMEM, "out of memory");
   sim->master = sim->slave_keep = sim->wake[0] = sim->wake[1] = -1;
@@ -391,7 +394,8 @@ int srv_sim_start(srvKind kind, int n, srvSim **out) {
     srv_sim_stop(sim);
     return tk_error(TK_ENOMEM, "out of memory");
   }
-  for (int i = 0; i < n; i++) init_servo(sim, &sim->servo[i], i + 1);
+  for (int i = 0; i < n; i++)
+    init_servo(sim, &sim->servo[i], i + 1);
   sim->t_last = tk_now_ns();
   int rc = 0;
   const char *step = "posix_openpt";
@@ -482,7 +486,8 @@ size_t srv_sim_commands(srvSim *sim, uint64_t first, srvSimCmd *out, size_t max)
   size_t k = 0;
   pthread_mutex_lock(&sim->mu);
   if (sim->nlog > SRV_SIM_LOG && first < sim->nlog - SRV_SIM_LOG) first = sim->nlog - SRV_SIM_LOG;
-  for (uint64_t i = first; i < sim->nlog && k < max; i++) out[k++] = sim->log[i % SRV_SIM_LOG];
+  for (uint64_t i = first; i < sim->nlog && k < max; i++)
+    out[k++] = sim->log[i % SRV_SIM_LOG];
   pthread_mutex_unlock(&sim->mu);
   return k;
 }

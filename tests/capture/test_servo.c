@@ -16,9 +16,13 @@
 
 #include "srv.h"
 #include "tk.h"
-#include "tt.h"
 
 /* ---- helpers ---- */
+/* Timeouts must fire at the configured time: not before, and not later than this (scheduling
+ * on a loaded machine; typically under 1 ms here). Calls that should succeed get a generous
+ * timeout (RELAXED_US) so a loaded machine does not turn them into timeouts. */
+#define LATE_MS 50.0
+#define RELAXED_US 500000
 static void expect_bytes(const uint8_t *got, int n, const uint8_t *want, size_t wn, const char *what) {
   cr_assert_eq((size_t)n, wn, "%s: %d bytes, want %zu (%s)", what, n, wn, n < 0 ? tk_errmsg() : "");
   for (size_t i = 0; i < wn; i++)
@@ -549,7 +553,7 @@ Test(servo_serial, recv_split_garbage_and_leftovers) {
   cr_assert_eq(srv_serial_last_fail(s), SRV_FAIL_TIMEOUT);
   cr_assert(strstr(tk_errmsg(), "timeout"), "%s", tk_errmsg());
   double ms = (double)(tk_now_ns() - t0) / 1e6;
-  cr_assert(ms >= 29.0 && ms < 30.0 + 25.0, "timeout after %.1f ms, configured 30", ms);
+  cr_assert(ms >= 29.9 && ms < 30.0 + LATE_MS, "timeout after %.1f ms, configured 30", ms);
   /* the rest arrives, followed by a second packet in the same write */
   uint8_t rest[64];
   memcpy(rest, raw + 6, (size_t)n - 6);
@@ -629,6 +633,7 @@ static void ping_and_read(srvKind kind) {
   cr_assert_eq(srv_bus_low_latency(r.bus), 0, "a pty has no low-latency mode");
   cr_assert_eq(srv_bus_timeout_us(r.bus), 34000, "automatic timeout: 2 x 16 ms + 2 ms, got %lld",
                (long long)srv_bus_timeout_us(r.bus));
+  srv_bus_set_timeout_us(r.bus, RELAXED_US);
   for (uint8_t id = 1; id <= 4; id++) {
     uint16_t model = 0;
     cr_assert_eq(srv_bus_ping(r.bus, id, &model), 0, "%s ping %u: %s", kname(kind), id, tk_errmsg());
@@ -644,7 +649,7 @@ static void ping_and_read(srvKind kind) {
   double ms = (double)(tk_now_ns() - t0) / 1e6;
   cr_assert_eq(srv_bus_last_fail(r.bus), SRV_FAIL_TIMEOUT);
   cr_assert(strstr(tk_errmsg(), "timeout") && strstr(tk_errmsg(), "ping id 9"), "%s", tk_errmsg());
-  cr_assert(ms >= 14.9 && ms < 15.0 + 25.0, "timeout after %.1f ms, configured 15", ms);
+  cr_assert(ms >= 14.9 && ms < 15.0 + LATE_MS, "timeout after %.1f ms, configured 15", ms);
   /* every request was recorded */
   srvSimCmd log[64];
   size_t n = srv_sim_commands(r.sim, 0, log, 64);
@@ -670,7 +675,7 @@ Test(servo_sim, fts_ping_and_read) { ping_and_read(SRV_FTS); }
 
 static void sync_converge(srvKind kind) {
   rig r;
-  rig_up(&r, kind, 4, 20000);
+  rig_up(&r, kind, 4, RELAXED_US);
   const uint8_t ids[4] = {1, 2, 3, 4};
   const int32_t goal[4] = {1000, 1500, 2500, 3000};
   const int32_t ones[4] = {1, 1, 1, 1};
@@ -743,16 +748,18 @@ static void fault_drop(srvKind kind) {
   rig_up(&r, kind, 3, 20000);
   cr_assert_eq(srv_sim_set_fault(r.sim, 2, SRV_FAULT_DROP), 0);
   int32_t v;
-  for (int rep = 0; rep < 3; rep++) {
+  for (int rep = 0; rep < 3; rep++) { /* 20 ms */
     int64_t t0 = tk_now_ns();
     cr_assert_eq(srv_bus_read_reg(r.bus, 2, SRV_REG_PRESENT_POSITION, &v), TK_EIO);
     double ms = (double)(tk_now_ns() - t0) / 1e6;
     cr_assert_eq(srv_bus_last_fail(r.bus), SRV_FAIL_TIMEOUT);
     cr_assert(strstr(tk_errmsg(), "timeout"), "%s", tk_errmsg());
-    cr_assert(ms >= 19.9 && ms < 20.0 + 25.0, "%s: timeout after %.1f ms, configured 20", kname(kind), ms);
+    cr_assert(ms >= 19.9 && ms < 20.0 + LATE_MS, "%s: timeout after %.1f ms, configured 20", kname(kind), ms);
   }
+  srv_bus_set_timeout_us(r.bus, RELAXED_US);
   cr_assert_eq(srv_bus_read_reg(r.bus, 1, SRV_REG_PRESENT_POSITION, &v), 0, "%s", tk_errmsg());
   /* the write reaches servo 2 (it executes, only the answer is lost) */
+  srv_bus_set_timeout_us(r.bus, 20000);
   cr_assert_eq(srv_bus_write_reg(r.bus, 2, SRV_REG_TORQUE_ENABLE, 1), TK_EIO);
   int32_t torque;
   cr_assert_eq(srv_sim_peek(r.sim, 2, SRV_REG_TORQUE_ENABLE, &torque), 0);
@@ -761,7 +768,11 @@ static void fault_drop(srvKind kind) {
   const uint8_t ids[3] = {1, 2, 3};
   int32_t pos[3] = {-1, -1, -1};
   uint8_t ok[3];
+  srv_bus_set_timeout_us(r.bus, 200000); /* the answering servos get their time */
+  int64_t t0 = tk_now_ns();
   cr_assert_eq(srv_bus_sync_read_reg(r.bus, SRV_REG_PRESENT_POSITION, ids, 3, pos, ok), TK_EIO);
+  double ms = (double)(tk_now_ns() - t0) / 1e6;
+  cr_assert(ms >= 199.9 && ms < 200.0 + LATE_MS, "sync read gave up after %.1f ms, configured 200", ms);
   cr_assert_eq(srv_bus_last_fail(r.bus), SRV_FAIL_TIMEOUT);
   cr_assert(strstr(tk_errmsg(), "no status from id 2"), "%s", tk_errmsg());
   cr_assert(ok[0] && !ok[1] && ok[2]);
@@ -778,7 +789,7 @@ Test(servo_sim, fts_dropped_replies_time_out) { fault_drop(SRV_FTS); }
 
 static void fault_crc(srvKind kind) {
   rig r;
-  rig_up(&r, kind, 3, 20000);
+  rig_up(&r, kind, 3, RELAXED_US);
   cr_assert_eq(srv_sim_set_fault(r.sim, 3, SRV_FAULT_CRC), 0);
   int32_t v;
   int64_t t0 = tk_now_ns();
@@ -787,7 +798,8 @@ static void fault_crc(srvKind kind) {
   cr_assert_eq(srv_bus_last_fail(r.bus), SRV_FAIL_CORRUPT);
   cr_assert(strstr(tk_errmsg(), kind == SRV_DXL ? "bad CRC" : "bad checksum"), "%s", tk_errmsg());
   cr_assert(strstr(tk_errmsg(), "id 3"), "%s", tk_errmsg());
-  cr_assert_lt(ms, 15.0, "a corrupt answer is reported at once, not at the timeout (%.1f ms)", ms);
+  cr_assert_lt(ms, RELAXED_US / 2000.0, "a corrupt answer is reported at once, not at the timeout (%.1f ms)",
+               ms);
   cr_assert_eq(srv_bus_ping(r.bus, 3, NULL), TK_EFORMAT);
   /* sync read: the corrupt one is reported, the others delivered */
   const uint8_t ids[3] = {1, 2, 3};
@@ -807,7 +819,7 @@ Test(servo_sim, fts_corrupt_checksum_is_reported) { fault_crc(SRV_FTS); }
 
 static void fault_hwerr(srvKind kind) {
   rig r;
-  rig_up(&r, kind, 2, 20000);
+  rig_up(&r, kind, 2, RELAXED_US);
   cr_assert_eq(srv_sim_set_fault(r.sim, 1, SRV_FAULT_HWERR), 0);
   int32_t v;
   /* a warning, not a failure: the read succeeds and the error byte is kept */
@@ -828,7 +840,7 @@ Test(servo_sim, fts_hardware_error_bits) { fault_hwerr(SRV_FTS); }
 
 Test(servo_sim, dxl_servo_error_numbers) {
   rig r;
-  rig_up(&r, SRV_DXL, 1, 20000);
+  rig_up(&r, SRV_DXL, 1, RELAXED_US);
   /* Present_Position is read-only: access error */
   cr_assert_eq(srv_bus_write_reg(r.bus, 1, SRV_REG_PRESENT_POSITION, 5), TK_EIO);
   cr_assert_eq(srv_bus_last_fail(r.bus), SRV_FAIL_SERVO);
@@ -847,7 +859,9 @@ Test(servo_sim, dxl_servo_error_numbers) {
   cr_assert_eq(srv_bus_write_reg(r.bus, 1, SRV_REG_TORQUE_ENABLE, 0), 0);
   cr_assert_eq(srv_bus_write_reg(r.bus, 1, SRV_REG_ID, 7), 0, "%s", tk_errmsg());
   cr_assert_eq(srv_bus_ping(r.bus, 7, NULL), 0, "%s", tk_errmsg());
+  srv_bus_set_timeout_us(r.bus, 20000);
   cr_assert_eq(srv_bus_ping(r.bus, 1, NULL), TK_EIO);
+  srv_bus_set_timeout_us(r.bus, RELAXED_US);
   /* reading past the control table */
   uint8_t d[8];
   cr_assert_eq(srv_bus_read(r.bus, 7, 252, 8, d), TK_EIO);
@@ -857,7 +871,7 @@ Test(servo_sim, dxl_servo_error_numbers) {
 
 static void unplug(srvKind kind) {
   rig r;
-  rig_up(&r, kind, 2, 50000);
+  rig_up(&r, kind, 2, RELAXED_US);
   int32_t v;
   cr_assert_eq(srv_bus_read_reg(r.bus, 1, SRV_REG_PRESENT_POSITION, &v), 0, "%s", tk_errmsg());
   char path[128];
@@ -870,11 +884,11 @@ static void unplug(srvKind kind) {
   cr_assert_eq(srv_bus_last_fail(r.bus), SRV_FAIL_HANGUP, "fail %d: %s", srv_bus_last_fail(r.bus),
                tk_errmsg());
   cr_assert(strstr(tk_errmsg(), "hung up"), "%s", tk_errmsg());
-  cr_assert_lt(ms, 25.0, "an unplug is seen at once, not after the 50 ms timeout (%.1f ms)", ms);
+  cr_assert_lt(ms, RELAXED_US / 2000.0, "an unplug is seen at once, not at the timeout (%.1f ms)", ms);
   cr_assert_eq(srv_serial_connected(srv_bus_serial(r.bus)), 0);
   /* and stays seen, without touching the port */
   const uint8_t ids[2] = {1, 2};
-  int32_t pos[2];
+  int32_t pos[2] = {2048, 2048};
   cr_assert_eq(srv_bus_sync_read_reg(r.bus, SRV_REG_PRESENT_POSITION, ids, 2, pos, NULL), TK_EIO);
   cr_assert_eq(srv_bus_last_fail(r.bus), SRV_FAIL_HANGUP);
   cr_assert_eq(srv_bus_sync_write_reg(r.bus, SRV_REG_GOAL_POSITION, ids, 2, pos), TK_EIO);
@@ -893,7 +907,7 @@ Test(servo_sim, fts_unplug_is_a_hangup) { unplug(SRV_FTS); }
 
 Test(servo_sim, garbage_requests_are_counted_and_survived) {
   rig r;
-  rig_up(&r, SRV_DXL, 2, 20000);
+  rig_up(&r, SRV_DXL, 2, RELAXED_US);
   srvSerial *s = srv_bus_serial(r.bus);
   /* a request with a bad CRC, then noise, then a real request */
   uint8_t raw[32];

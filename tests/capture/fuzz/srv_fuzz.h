@@ -22,16 +22,19 @@
 enum { SRV_FUZZ_MAX_EVENTS = 256 };
 
 typedef struct {
-  int n;                                /* events recorded (capped) */
-  int total;                            /* events seen */
+  int n;                             /* events recorded (capped) */
+  int total;                         /* events seen */
   uint64_t sig[SRV_FUZZ_MAX_EVENTS]; /* per event: a packet's hash, or the rejection reason */
 } srvFuzzTrace;
 
 static inline uint64_t srv_fuzz_hash(const srvPacket *pk) {
   uint64_t h = 1469598103934665603ull; /* FNV-1a */
-  const uint8_t head[5] = {pk->id, pk->inst, pk->error, (uint8_t)(pk->nparams & 0xFF), (uint8_t)(pk->nparams >> 8)};
-  for (size_t i = 0; i < sizeof head; i++) h = (h ^ head[i]) * 1099511628211ull;
-  for (size_t i = 0; i < pk->nparams; i++) h = (h ^ pk->params[i]) * 1099511628211ull;
+  const uint8_t head[5] = {pk->id, pk->inst, pk->error, (uint8_t)(pk->nparams & 0xFF),
+                           (uint8_t)(pk->nparams >> 8)};
+  for (size_t i = 0; i < sizeof head; i++)
+    h = (h ^ head[i]) * 1099511628211ull;
+  for (size_t i = 0; i < pk->nparams; i++)
+    h = (h ^ pk->params[i]) * 1099511628211ull;
   return h | 1; /* odd: never equal to a rejection code */
 }
 
@@ -61,8 +64,8 @@ static inline int srv_fuzz_roundtrip(const srvPacket *pk, srvKind kind, srvDir d
 }
 
 /* Feed data[0..size) in chunks (chunk == 0: all at once); record the events. */
-static inline int srv_fuzz_feed(srvKind kind, srvDir dir, const uint8_t *data, size_t size, unsigned chunk_seed,
-                                int chunked, srvFuzzTrace *t, int *packets) {
+static inline int srv_fuzz_feed(srvKind kind, srvDir dir, const uint8_t *data, size_t size,
+                                unsigned chunk_seed, int chunked, srvFuzzTrace *t, int *packets) {
   static _Thread_local srvParser p;
   static _Thread_local srvPacket pk;
   srv_parser_init(&p, kind, dir);
