@@ -47,7 +47,8 @@ typedef struct {
   float b1, b2, step, ibc2s, eps, decay;
 } nnAdamK;
 int nn_adam_prepare(nnNet *net, const nnAdamOpts *o, nnAdamK *k);
-void nn_adam_span(nnNet *net, const nnAdamK *k, int64_t lo, int64_t hi, float gscale);
+/* g2 (NULL or a block laid out as grads): update with grads + g2 (unscaled) and store that sum in grads */
+void nn_adam_span(nnNet *net, const nnAdamK *k, int64_t lo, int64_t hi, float gscale, const float *g2);
 int nn_adam_check(const nnAdamOpts *o);
 double nn_sum_sq(const float *g, int64_t n);
 

@@ -83,6 +83,22 @@ NN_CLONES static void adam_range(float *restrict p, const float *restrict g, flo
   }
 }
 
+/* the same with the gradient g + g2 (a data-parallel partial sum folded in), stored back to g */
+NN_CLONES static void adam_range2(float *restrict p, float *restrict g, const float *restrict g2,
+                                  float *restrict m, float *restrict v, int64_t n, float b1, float b2,
+                                  float step, float ibc2s, float eps, float decay) {
+  float c1 = 1.0f - b1, c2 = 1.0f - b2;
+  for (int64_t i = 0; i < n; i++) {
+    float gi = g[i] + g2[i];
+    g[i] = gi;
+    float mi = b1 * m[i] + c1 * gi;
+    float vi = b2 * v[i] + c2 * gi * gi;
+    m[i] = mi;
+    v[i] = vi;
+    p[i] = p[i] * decay - step * mi / (sqrtf(vi) * ibc2s + eps);
+  }
+}
+
 int nn_adam_prepare(nnNet *net, const nnAdamOpts *o, nnAdamK *k) {
   double t = (double)(net->adam_t + 1); /* the caller counts the step once it is applied */
   double bc1 = 1 - pow(o->beta1, t), bc2 = 1 - pow(o->beta2, t);
@@ -96,13 +112,18 @@ int nn_adam_prepare(nnNet *net, const nnAdamOpts *o, nnAdamK *k) {
 }
 
 /* params [lo, hi): decoupled weight decay on Linear weights only (not biases, not LayerNorm) */
-void nn_adam_span(nnNet *net, const nnAdamK *k, int64_t lo, int64_t hi, float gs) {
+void nn_adam_span(nnNet *net, const nnAdamK *k, int64_t lo, int64_t hi, float gs, const float *g2) {
   for (int i = 0; i < net->n_tensors; i++) {
     const nnTensor *T = &net->tensors[i];
     int64_t a = TK_MAX(lo, T->offset), b = TK_MIN(hi, T->offset + T->numel);
     if (a >= b) continue;
-    adam_range(net->params + a, net->grads + a, net->adam_m + a, net->adam_v + a, b - a, gs, k->b1, k->b2,
-               k->step, k->ibc2s, k->eps, T->ndim == 2 ? k->decay : 1.0f);
+    float decay = T->ndim == 2 ? k->decay : 1.0f;
+    if (g2)
+      adam_range2(net->params + a, net->grads + a, g2 + a, net->adam_m + a, net->adam_v + a, b - a, k->b1,
+                  k->b2, k->step, k->ibc2s, k->eps, decay);
+    else
+      adam_range(net->params + a, net->grads + a, net->adam_m + a, net->adam_v + a, b - a, gs, k->b1, k->b2,
+                 k->step, k->ibc2s, k->eps, decay);
   }
 }
 
@@ -119,7 +140,7 @@ int nn_adam_step(nnNet *net, const nnAdamOpts *o, double *grad_norm) {
   }
   nnAdamK k;
   nn_adam_prepare(net, o, &k);
-  nn_adam_span(net, &k, 0, net->n_params, gs);
+  nn_adam_span(net, &k, 0, net->n_params, gs, NULL);
   net->adam_t++;
   return 0;
 }

@@ -99,8 +99,11 @@ static void step_body(nnTeam *T, int id, int *sense) {
   int64_t lo, hi;
   chunk(T, id, &lo, &hi);
   if (isfinite(loss)) {
-    for (int i = 1; i < n; i++)
+    /* g0 + g1 + ... in this order; without a norm to take, the last term is folded into the Adam pass */
+    int fold = !T->need_norm && n > 1;
+    for (int i = 1; i < n - fold; i++)
       add_into(net->grads + lo, T->gblock + (size_t)(i - 1) * (size_t)T->n_params + lo, hi - lo);
+    const float *g2 = fold ? T->gblock + (size_t)(n - 2) * (size_t)T->n_params : NULL;
     float gs = 1.0f;
     int ok = 1;
     double norm = 0;
@@ -114,7 +117,7 @@ static void step_body(nnTeam *T, int id, int *sense) {
       ok = isfinite(norm);
       if (T->clip_norm > 0 && norm > T->clip_norm) gs = (float)(T->clip_norm / (norm + 1e-6));
     }
-    if (ok) nn_adam_span(net, &T->k, lo, hi, gs);
+    if (ok) nn_adam_span(net, &T->k, lo, hi, gs, g2);
     if (id == 0) {
       T->norm = norm;
       T->updated = ok;

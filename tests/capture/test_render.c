@@ -12,6 +12,7 @@
 #include "cap_render.h"
 #include "tk.h"
 #include "tt.h"
+#include "tt_mujoco.h"
 
 /* Sanitizer builds only (the runtimes read these hooks; plain builds ignore them):
  * - Mesa's OSMesa never frees the framebuffer records it makes in OSMesaMakeCurrent (three
@@ -44,29 +45,7 @@ static const char scene_xml[] =
     "  </worldbody>\n"
     "</mujoco>\n";
 
-/* MuJoCo's default mju_error prints and then waits for Enter: fail fast instead. */
-static void mj_fatal(const char *msg) {
-  fprintf(stderr, "MuJoCo fatal error: %s\n", msg);
-  abort();
-}
-
-static mjModel *load_scene(void) {
-  mju_user_error = mj_fatal;
-  char path[4200], err[512] = "";
-  snprintf(path, sizeof path, "%s/scene.xml", tt_tmpdir());
-  FILE *f = fopen(path, "w");
-  cr_assert(f, "cannot write %s", path);
-  fputs(scene_xml, f);
-  fclose(f);
-  mjModel *m = mj_loadXML(path, NULL, err, sizeof err);
-  cr_assert(m, "mj_loadXML: %s", err);
-  return m;
-}
-
-static void set_box_x(const mjModel *m, mjData *d, double x) {
-  d->qpos[0] = x; /* freejoint: x y z, quaternion */
-  mj_forward(m, d);
-}
+static mjModel *load_scene(void) { return tt_load_mjcf(scene_xml); }
 
 static double mean_green(const uint8_t *rgb, int w, int y0, int y1) {
   double s = 0;
@@ -95,9 +74,9 @@ static void check_two_frames(int w, int h) {
   capRender *r = NULL;
   cr_assert_eq(cap_render_make(m, 640, 480, &r), 0, "%s", tk_errmsg());
   uint8_t *a = malloc((size_t)w * h * 3), *b = malloc((size_t)w * h * 3);
-  set_box_x(m, d, 0);
+  tt_set_box_x(m, d, 0);
   cr_assert_eq(cap_render_camera(r, m, d, "agentview", w, h, a), 0, "%s", tk_errmsg());
-  set_box_x(m, d, 0.4);
+  tt_set_box_x(m, d, 0.4);
   cr_assert_eq(cap_render_camera(r, m, d, "agentview", w, h, b), 0, "%s", tk_errmsg());
 
   int uniform = 1;
@@ -204,7 +183,7 @@ static void *work(void *arg) {
   mjData *d = mj_makeData(k->m);
   k->rc = k->r ? 0 : cap_render_make(k->m, k->w, k->h, &k->r);
   for (int i = 0; i < k->frames && !k->rc; i++) {
-    set_box_x(k->m, d, 0.3 * i / k->frames); /* the same states in every worker */
+    tt_set_box_x(k->m, d, 0.3 * i / k->frames); /* the same states in every worker */
     k->rc = cap_render_camera(k->r, k->m, d, "agentview", k->w, k->h, k->img);
   }
   if (k->rc) snprintf(k->msg, sizeof k->msg, "%s", tk_errmsg());
@@ -250,7 +229,7 @@ Test(render, renderer_moves_between_threads) {
     cr_assert_eq(k.rc, 0, "round %d: %s", round, k.msg);
   }
   mjData *d = mj_makeData(m);
-  set_box_x(m, d, 0.3 * 4 / 5); /* the worker's last state */
+  tt_set_box_x(m, d, 0.3 * 4 / 5); /* the worker's last state */
   cr_assert_eq(cap_render_camera(r, m, d, "agentview", 64, 64, ref), 0, "%s", tk_errmsg());
   cr_assert_eq(memcmp(ref, img, sizeof ref), 0, "same state, different image on another thread");
   cap_render_free(r);

@@ -37,6 +37,7 @@
 #include "tel_window.h"
 #include "tk.h"
 #include "tt.h"
+#include "tt_mujoco.h"
 
 /* Sanitizer builds only (plain builds ignore these hooks):
  * - GCC 12's LeakSanitizer and Mesa's dynamic TLS: see tests/capture/test_render.c.
@@ -136,28 +137,7 @@ static const char scene_xml[] =
     "  </worldbody>\n"
     "</mujoco>\n";
 
-static void mj_fatal(const char *msg) {
-  fprintf(stderr, "MuJoCo fatal error: %s\n", msg);
-  abort();
-}
-
-static mjModel *load_scene(void) {
-  mju_user_error = mj_fatal;
-  char path[4200], err[512] = "";
-  snprintf(path, sizeof path, "%s/scene.xml", tt_tmpdir());
-  FILE *f = fopen(path, "w");
-  cr_assert(f, "cannot write %s", path);
-  fputs(scene_xml, f);
-  fclose(f);
-  mjModel *m = mj_loadXML(path, NULL, err, sizeof err);
-  cr_assert(m, "mj_loadXML: %s", err);
-  return m;
-}
-
-static void set_box_x(const mjModel *m, mjData *d, double x) {
-  d->qpos[0] = x;
-  mj_forward(m, d);
-}
+static mjModel *load_scene(void) { return tt_load_mjcf(scene_xml); }
 
 static int pin_one(struct dl_phdr_info *info, size_t size, void *user) {
   (void)size, (void)user;
@@ -328,7 +308,7 @@ Test(window, draw_hud_screenshot, .timeout = 120) {
   const char *force = getenv("SDL_VIDEO_X11_FORCE_EGL"); /* the environment may override us */
   cr_assert_str_eq(tel_window_gl_api(w), force && force[0] == '0' ? "glx" : "egl");
   pump(w);
-  set_box_x(m, d, 0);
+  tt_set_box_x(m, d, 0);
   cr_assert_eq(tel_window_draw(w, m, d, NULL), 0, "%s", tk_errmsg());
   shot bare = take(w);
   cr_assert_eq(bare.w, 1280);
@@ -370,7 +350,7 @@ Test(window, draw_hud_screenshot, .timeout = 120) {
   if (extra && extra[0]) cr_assert_eq(write_png(extra, &hud), 0, "cannot write %s", extra);
   cr_log_info("screenshot: %s", path);
 
-  set_box_x(m, d, 0.5);
+  tt_set_box_x(m, d, 0.5);
   cr_assert_eq(tel_window_draw(w, m, d, &h), 0, "%s", tk_errmsg());
   shot moved = take(w);
   long scene = diff_px(&hud, &moved, 300, 200, 980, 560);
@@ -534,7 +514,7 @@ static void window_and_env(int env_first) {
   sdl_up();
   mjModel *m = load_scene();
   mjData *d = mj_makeData(m);
-  set_box_x(m, d, 0.2);
+  tt_set_box_x(m, d, 0.2);
   capOpts o;
   cap_opts_default(&o);
   o.task = "reach";
