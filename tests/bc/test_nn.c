@@ -671,6 +671,63 @@ Test(determinism, same_seed_same_weights_and_training) {
   nn_net_free(n3);
 }
 
+Test(team, batches_smaller_than_the_team_and_clipping) {
+  const int h[1] = {16};
+  nnArch a = arch(3, 2, 1, h, NN_TANH, 1, NN_HEAD_MSE);
+  nnNet *n1 = make(&a, 5), *n2 = make(&a, 5);
+  nnWork *w = work(n1, 8);
+  nnTeam *t = nn_team_make(n1, 8, 3);
+  cr_assert(t, "%s", tk_errmsg());
+  cr_assert_eq(nn_team_threads(t), 3);
+  float x[24], y[16], l1, l2;
+  tkRng r;
+  tk_rng_seed(&r, 6);
+  fill(x, 24, &r, -1, 1);
+  fill(y, 16, &r, -1, 1);
+  nnAdamOpts o;
+  nn_adam_default(&o);
+  o.clip_norm = 0.01; /* clips every step */
+  for (int B = 1; B <= 8; B++) {
+    double g1, g2;
+    cr_assert_eq(nn_team_train_step(n1, t, &o, x, y, B, &l1, &g1), 0, "%s", tk_errmsg());
+    cr_assert_eq(nn_train_step(n2, w, &o, x, y, B, &l2, &g2), 0, "%s", tk_errmsg());
+    cr_assert_float_eq(l1, l2, 1e-6, "batch %d: loss %g vs %g", B, l1, l2);
+    cr_assert_float_eq(g1, g2, 1e-5 * g2, "batch %d: grad norm %g vs %g", B, g1, g2);
+  }
+  double md = 0;
+  for (int64_t i = 0; i < n1->n_params; i++)
+    md = fmax(md, fabs(n1->params[i] - n2->params[i]));
+  printf("team of 3 on batches 1..8 with clipping: max |param difference| to one thread %.2e\n", md);
+  cr_assert_lt(md, 1e-6);
+  cr_assert_eq(n1->adam_t, 8);
+  nn_team_free(t);
+  nn_work_free(w);
+  nn_net_free(n1);
+  nn_net_free(n2);
+}
+
+Test(backward, input_gradient_without_parameter_gradients) {
+  /* a critic's dQ/d(input) for the actor update: param_grads 0 leaves the gradient block alone */
+  const int h[2] = {8, 8};
+  nnArch a = arch(5, 1, 2, h, NN_RELU, 1, NN_HEAD_MSE);
+  nnNet *net = make(&a, 9);
+  nnWork *w = work(net, 4);
+  float x[20], dq[4] = {1, -1, 0.5f, 2}, dx1[20], dx2[20];
+  tkRng r;
+  tk_rng_seed(&r, 10);
+  fill(x, 20, &r, -1, 1);
+  nn_zero_grad(net);
+  cr_assert_eq(nn_forward(net, w, x, 4), 0);
+  cr_assert_eq(nn_backward_out(net, w, dq, dx1, 0), 0);
+  for (int64_t i = 0; i < net->n_params; i++)
+    cr_assert_eq(net->grads[i], 0.0f);
+  cr_assert_eq(nn_backward_out(net, w, dq, dx2, 1), 0);
+  cr_assert_eq(memcmp(dx1, dx2, sizeof dx1), 0);
+  cr_assert_gt(nn_grad_norm(net), 0);
+  nn_work_free(w);
+  nn_net_free(net);
+}
+
 /* ---- heads ------------------------------------------------------------------------------------------ */
 
 Test(gmm, picks_the_right_mode_on_a_bimodal_problem) {
