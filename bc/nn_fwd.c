@@ -24,8 +24,10 @@ typedef union {
 } nnBits;
 
 static inline float expm1_neg(float x) {
-  nnBits c = {.f = x};
-  c.u = c.u > 0xC2AE0000u ? 0xC2AE0000u : c.u; /* max(x, -87) for x <= 0: more negative = larger bits */
+  nnBits in = {.f = x}, c = in;
+  uint32_t nan = -(uint32_t)((in.u & 0x7fffffffu) > 0x7f800000u); /* all ones for a NaN */
+  c.u = c.u > 0xC2AE0000u ? 0xC2AE0000u : c.u; /* x < -87 (bits larger for x <= 0) -> -87 */
+  c.u = c.u < 0x80000000u ? 0u : c.u;          /* x >= +0 -> 0 (outside the domain) */
   x = c.f;
   int32_t n = (int32_t)(x * 1.44269504f - 0.5f); /* truncation toward 0 of a negative: nearest */
   float fn = (float)n;
@@ -33,8 +35,10 @@ static inline float expm1_neg(float x) {
   float p =
       r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 +
                                                                     r * (1.0f / 720 + r * (1.0f / 5040)))))));
-  nnBits sc = {.i = (n + 127) << 23}; /* 2^n, n >= -126 */
-  return sc.f * p + (sc.f - 1.0f);
+  nnBits sc = {.u = (uint32_t)(n + 127) << 23}; /* 2^n, n >= -126 */
+  nnBits res = {.f = sc.f * p + (sc.f - 1.0f)};
+  res.u = (res.u & ~nan) | (in.u & nan); /* NaN in, NaN out */
+  return res.f;
 }
 
 /* tanh(x) = -t / (t + 2) with t = expm1(-2|x|), sign restored: accurate for small |x| too */

@@ -728,6 +728,44 @@ Test(backward, input_gradient_without_parameter_gradients) {
   nn_net_free(net);
 }
 
+/* the benchmark's network at batch 256, where OpenBLAS really splits the GEMMs over 2 threads */
+static void train_big(int threads, float *params, float *losses) {
+  nn_set_threads(threads);
+  nnArch a = arch(32, 7, 0, NULL, NN_RELU, 0, NN_HEAD_MSE);
+  a.n_hidden = 2;
+  a.hidden[0] = a.hidden[1] = 256;
+  nnNet *net = make(&a, 77);
+  nnWork *w = work(net, 256);
+  float *x = malloc(sizeof(float) * 256 * 32), *y = malloc(sizeof(float) * 256 * 7);
+  tkRng r;
+  tk_rng_seed(&r, 78);
+  nnAdamOpts o;
+  nn_adam_default(&o);
+  for (int s = 0; s < 20; s++) {
+    fill(x, 256 * 32, &r, -2, 2);
+    fill(y, 256 * 7, &r, -1, 1);
+    cr_assert_eq(nn_train_step(net, w, &o, x, y, 256, &losses[s], NULL), 0, "%s", tk_errmsg());
+  }
+  memcpy(params, net->params, sizeof(float) * (size_t)net->n_params);
+  free(x);
+  free(y);
+  nn_work_free(w);
+  nn_net_free(net);
+}
+
+Test(determinism, openblas_threads_same_bits) {
+  static float p[3][80000];
+  float l[3][20];
+  train_big(2, p[0], l[0]);
+  train_big(2, p[1], l[1]);
+  train_big(1, p[2], l[2]);
+  cr_assert_eq(memcmp(p[0], p[1], sizeof p[0]), 0, "OpenBLAS 2 threads: two runs differ");
+  cr_assert_eq(memcmp(l[0], l[1], sizeof l[0]), 0);
+  /* observed with OpenBLAS 0.3.21 (no K split), not promised */
+  printf("32-256-256-7, batch 256, 20 steps: OpenBLAS 1 vs 2 threads bit-identical: %s\n",
+         memcmp(p[0], p[2], sizeof p[0]) ? "no" : "yes");
+}
+
 /* ---- heads ------------------------------------------------------------------------------------------ */
 
 Test(gmm, picks_the_right_mode_on_a_bimodal_problem) {
