@@ -760,9 +760,7 @@ static void check_demo(vctx *c, hid_t data, const char *name, dsDemoInfo *di, ds
     if (STOP(c)) goto out;
   }
   if (value_check && !STOP(c)) {
-    int before = c->count;
     check_demo_values(c, g, name, di, sch);
-    (void)before;
   }
 out:
   H5Gclose(g);

@@ -334,13 +334,11 @@ static int draw(telRun *r, double rate, int64_t missed) {
   h.action_dim = r->spec->action_dim;
   h.legend = !strcmp(r->o->device, "keyboard") ? cap_keyboard_legend() : tel_legend(r->o->device);
   int64_t saved = __atomic_load_n(&r->last_saved, __ATOMIC_SEQ_CST);
-  char msg[200];
-  if (r->message[0]) {
-    snprintf(msg, sizeof msg, "%s%s", r->message, saved >= 0 ? "" : "");
-    h.message = msg;
+  char msg[64];
+  if (r->message[0]) { /* the HUD copies its strings: the run's own buffer can be shown as is */
+    h.message = r->message;
     h.message_tone = r->message_tone;
-  }
-  if (saved >= 0 && !r->message[0]) {
+  } else if (saved >= 0) {
     snprintf(msg, sizeof msg, "saved demo_%lld", (long long)saved);
     h.message = msg;
     h.message_tone = TEL_TONE_GOOD;
