@@ -235,6 +235,9 @@ int cap_input_record_close(capInputRecorder *r);
  * through the map, produce what cap_expert_act would; A when the task has held for a
  * moment, B when this operator gives up. */
 int cap_expert_pad(capExpert *x, const capEnv *e, const capPadMap *m, capPadState *p);
+/* Whether the scripted operator would end the episode now (success held for a few steps, or it
+ * gives up); *success says which. Call once per step (it counts how long success has held). */
+int cap_expert_wants_end(capExpert *x, const capEnv *e, int *success);
 
 #ifdef __cplusplus
 }

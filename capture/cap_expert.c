@@ -142,17 +142,16 @@ int cap_expert_act(capExpert *x, const capEnv *e, double *a) {
     }
     keep_down(e, a);
     a[5] = clampd(yaw_error(e) * 3, -1, 1);
-    if (x->ph == PH_APPROACH) {
-      double above[3] = {tgt[0], tgt[1], cube[2] + hover};
-      toward(x, eef, above, 0.6, a);
-      if (dist(eef, above, 2) < 0.01 && fabs(eef[2] - above[2]) < 0.02 && fabs(yaw_error(e)) < 0.1) {
-        x->ph = PH_DESCEND;
-        x->wait = 0;
-      }
-    } else if (x->ph == PH_DESCEND) {
-      double at[3] = {tgt[0], tgt[1], cube[2]};
-      toward(x, eef, at, 0.5, a);
-      if (fabs(eef[2] - at[2]) < 0.008 || x->wait > 40) {
+    if (x->ph == PH_APPROACH || x->ph == PH_DESCEND) {
+      /* one funnel, as people do it: come down as the hand lines up over the cube, so the
+       * action is a smooth function of where the hand is (no hover-then-descend switch that
+       * a policy without memory could not see) */
+      double xy = dist(eef, tgt, 2), yaw = fabs(yaw_error(e));
+      double s = clampd((xy - 0.006) / 0.03, 0, 1);
+      s = fmax(s, clampd((yaw - 0.25) / 0.2, 0, 1)); /* fingers close on a cube turned up to ~15 deg */
+      double at[3] = {tgt[0], tgt[1], cube[2] + hover * s};
+      toward(x, eef, at, 0.6, a);
+      if ((fabs(eef[2] - cube[2]) < 0.008 && xy < 0.012) || x->wait > 60) {
         x->ph = PH_CLOSE;
         x->wait = 0;
       }

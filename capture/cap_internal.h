@@ -70,9 +70,6 @@ struct capEnv {
 
 /* The task's success criterion holds now. */
 int cap_env_success(const capEnv *e);
-/* The operator would end the episode now: *success 1 (A: the task held for a moment) or 0
- * (B: this operator gives up). Call once per step. */
-int cap_expert_wants_end(capExpert *x, const capEnv *e, int *success);
 
 /* mj_loadXML and mj_saveLastXML share global state: every load goes through this lock. */
 void cap_mujoco_lock(void);
