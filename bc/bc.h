@@ -1,0 +1,174 @@
+/* bc/bc.h -- policies, behavior-cloning training and rollout evaluation (prefix bc_).
+ *
+ * A policy is a network (nn.h) plus everything needed to use it on raw observations: the observation
+ * keys it reads (in order) and their sizes, observation normalization (z-score), action scaling, and the
+ * task it was made for. RL (rl_finetune/) writes its policies in the same file format, so bc-eval, the
+ * viewer and teleop's intervention mode read both.
+ *
+ * policy.h5 (HDF5, readable with h5py; see bc/README.md):
+ *   /                 attrs  format = "demokit.policy" (string), version = 1 (int),
+ *                            arch = nn_arch JSON (string), obs_keys = JSON list of names (string),
+ *                            obs_dims = JSON list of sizes (string), task = "lift" or "" (string),
+ *                            control_hz (double), algo = "bc" | "sac" | "ppo" (string),
+ *                            info = JSON object of training facts (string, free-form)
+ *   /normalization/obs_mean    float32 [obs_dim]   x = (obs - obs_mean) / obs_std
+ *   /normalization/obs_std     float32 [obs_dim]   (every value > 0)
+ *   /normalization/act_offset  float32 [act_dim]   action = act_offset + act_scale * net_action
+ *   /normalization/act_scale   float32 [act_dim]   (every value > 0)
+ *   /weights/<tensor name>     float32, the nn tensor shapes (l0.weight [out, in], l0.bias [out], ln0.gain,...)
+ * The network's input is the normalized observation (keys concatenated in obs_keys order); its
+ * deterministic action (nn_act) is mapped through act_offset/act_scale.
+ *
+ * Loading validates everything (format, version, arch, keys against dims, every tensor's presence, rank,
+ * shape and finiteness, the statistics) and names the file and the problem in one line.
+ */
+#ifndef BC_H
+#define BC_H
+
+#include <stdint.h>
+
+#include "cap.h"
+#include "ds.h"
+#include "nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BC_POLICY_FORMAT "demokit.policy"
+#define BC_POLICY_VERSION 1
+#define BC_MAX_KEYS 16
+#define BC_KEY_MAX 64
+
+typedef struct {
+  nnArch arch;
+  nnNet *net;
+  int nkeys;
+  char keys[BC_MAX_KEYS][BC_KEY_MAX];
+  int key_dim[BC_MAX_KEYS];
+  int obs_dim, act_dim;
+  float *obs_mean, *obs_std;    /* [obs_dim] */
+  float *act_offset, *act_scale; /* [act_dim] */
+  char task[BC_KEY_MAX];         /* "" when unknown (a foreign dataset's env) */
+  double control_hz;             /* 0 when unknown */
+  char algo[16];                 /* "bc", "sac", "ppo" */
+  char *info;                    /* JSON object text (malloc'd), "{}" when none */
+} bcPolicy;
+
+/* A policy with identity statistics and a freshly initialized network (seeded). keys/dims give the
+ * observation layout; their sum must equal arch->obs_dim. */
+bcPolicy *bc_policy_make(const nnArch *arch, int nkeys, const char *const *keys, const int *dims, uint64_t seed);
+void bc_policy_free(bcPolicy *p); /* NULL-safe */
+/* Deep copy (network parameters included, Adam state not). */
+bcPolicy *bc_policy_clone(const bcPolicy *p);
+int bc_policy_set_info(bcPolicy *p, const char *json); /* replaces info; json must be an object */
+/* Write atomically (temp file, fsync, rename, directory fsync). */
+int bc_policy_save(const bcPolicy *p, const char *path);
+/* Read and validate; NULL with tk_error() naming the file and the problem. */
+bcPolicy *bc_policy_load(const char *path);
+
+/* Deterministic actions for B raw observations: obs [B, obs_dim] float32 (keys concatenated) ->
+ * act [B, act_dim] (float64, environment units). w must be made for p->net with max_batch >= B;
+ * scratch must hold B * (obs_dim + act_dim) floats. */
+int bc_policy_act(const bcPolicy *p, nnWork *w, const float *obs, int B, float *scratch, double *act);
+
+/* ---- binding a policy to an environment ------------------------------------------------------- */
+/* Where each policy key lives in an environment's observations. */
+typedef struct {
+  int nkeys;
+  int obs_index[BC_MAX_KEYS]; /* index into capSpec.obs */
+  int dim[BC_MAX_KEYS];
+  int obs_dim;
+} bcBinding;
+/* Check that the policy fits the model's task: every key present, low-dim, same size, and the same
+ * action size. On a mismatch the message lists both sides. */
+int bc_bind(const bcPolicy *p, const capModel *m, bcBinding *b);
+/* Gather the bound keys of an observation (capObs) into obs_dim floats. */
+void bc_gather(const bcBinding *b, const void *cap_obs, float *out);
+
+/* Dataset writer options for recording an environment's observations (every key of its spec,
+ * states, the robomimic env_args with the cameras listed): kw is a buffer for the env_kwargs JSON
+ * that wo points into. Used by teleop and by rollouts saved as datasets. */
+int bc_writer_opts(const capModel *m, int ncams, const capCamera *cams, dsWriterOpts *wo, char *kw, size_t kwn);
+
+/* ---- rollouts ----------------------------------------------------------------------------------- */
+typedef struct {
+  int episodes;     /* 50 */
+  uint64_t seed;    /* episode i resets with seed + i */
+  int workers;      /* threads, each with its own environment (default: online cores) */
+  int horizon;      /* 0: the task's */
+  const char *save; /* not NULL: write the rollouts to this dataset (robomimic layout) */
+  int quiet;        /* no progress bar */
+} bcEvalOpts;
+
+typedef struct {
+  int episodes;
+  int successes;
+  double success_rate;
+  double mean_return, mean_length;
+  double *returns;  /* [episodes] (malloc'd; bc_eval_result_free) */
+  int *lengths;     /* [episodes] */
+  uint8_t *success; /* [episodes] */
+  double seconds;
+  int64_t env_steps;
+} bcEvalResult;
+
+void bc_eval_default(bcEvalOpts *o);
+/* Roll the policy out (deterministic actions) on m's task; an episode succeeds when the task's
+ * success criterion holds (it ends there). */
+int bc_evaluate(const bcPolicy *p, const capModel *m, const bcEvalOpts *o, bcEvalResult *r);
+void bc_eval_result_free(bcEvalResult *r);
+
+/* ---- training --------------------------------------------------------------------------------- */
+typedef struct {
+  const char *dataset;           /* robomimic-layout HDF5 (ours or another tool's) */
+  const char *out;               /* policy file (default "policy.h5") */
+  const char *metrics_prefix;    /* "<prefix>.csv", "<prefix>_loss.png", "<prefix>_success.png";
+                                    NULL: the out path without ".h5" */
+  const char *const *obs_keys;   /* NULL: robomimic's low-dim keys when present, else every low-dim key */
+  int nobs_keys;
+  const char *filter_key;        /* training demos: this mask (default: every demo not in the validation set) */
+  double valid_frac;             /* validation demos when the file has no mask/valid (default 0.1) */
+  int include_failures;          /* also train on demos marked success=0 (default 0) */
+  int epochs;                    /* passes over the training samples (default 200) */
+  int batch;                     /* 100 (robomimic) */
+  nnAdamOpts adam;               /* lr 1e-4 (robomimic), no weight decay, no clipping */
+  nnArch arch;                   /* obs_dim/act_dim are filled in; hidden 1024,1024 (robomimic), MSE head with tanh
+                                    (robomimic's bc.json default; GMM 5 modes is --head gmm) */
+  double obs_std_floor;          /* normalization: std = max(std, floor) (default 0.1: dimensions that
+                                    barely vary in the demos must not be blown up at rollout time) */
+  uint64_t seed;                 /* initialization, split, shuffling */
+  int threads;                   /* training team (default online cores) */
+  int eval_every;                /* epochs between rollouts (0 = none; default 20) */
+  int eval_episodes;             /* rollouts each time (default 20) */
+  int quiet;
+} bcTrainOpts;
+
+typedef struct {
+  int epochs_run;
+  int64_t steps;                 /* gradient steps */
+  int64_t train_samples, valid_samples;
+  int train_demos, valid_demos, skipped_failures;
+  double final_train_loss, final_valid_loss; /* valid NaN when there is no validation split */
+  int best_epoch;                /* epoch of the saved policy */
+  double best_success;           /* its rollout success rate, NaN without rollouts */
+  int evaluated;                 /* rollouts were run */
+  double samples_per_s;          /* training throughput */
+  double seconds;
+  int stopped_nan;               /* training stopped on a non-finite loss */
+} bcTrainResult;
+
+void bc_train_default(bcTrainOpts *o);
+/* Train, evaluate, and save the best policy to o->out, with the metrics CSV and PNG plots. */
+int bc_train(const bcTrainOpts *o, bcTrainResult *r);
+
+/* Seeds for held-out evaluation: well away from the seeds teleop and the scripted operator record
+ * with (0, 1, 2, ...), so evaluation never replays a training demo's initial state. */
+#define BC_EVAL_SEED_BASE 1000000000ull
+/* Seeds for rollouts that choose the best epoch during training (not the ones bc-eval reports on). */
+#define BC_SELECT_SEED_BASE 2000000000ull
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,481 @@
+/* bc/bc_train.c -- behavior cloning: load, split, normalize, train, evaluate by rollouts, save the best. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bc.h"
+#include "tk_plot.h"
+
+void bc_train_default(bcTrainOpts *o) {
+  memset(o, 0, sizeof *o);
+  o->out = "policy.h5";
+  o->valid_frac = 0.1;
+  o->epochs = 200;
+  o->batch = 100;
+  nn_adam_default(&o->adam);
+  o->adam.lr = 1e-4;
+  nn_arch_default(&o->arch);
+  o->arch.n_hidden = 2;
+  o->arch.hidden[0] = o->arch.hidden[1] = 1024;
+  o->arch.head = NN_HEAD_MSE; /* robomimic's bc.json: GMM off by default */
+  o->arch.tanh = 1;
+  o->obs_std_floor = 0.1;
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  o->threads = n > 0 ? (int)n : 1;
+  o->eval_every = 20;
+  o->eval_episodes = 20;
+}
+
+/* robomimic's low-dim observation keys for its manipulation tasks */
+static const char *const robomimic_keys[] = {"object", "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos"};
+
+static int choose_keys(dsFile *f, const bcTrainOpts *o, const char **keys, int *nk) {
+  const dsSchema *s = ds_schema(f);
+  if (o->obs_keys && o->nobs_keys > 0) {
+    if (o->nobs_keys > BC_MAX_KEYS) return tk_error(TK_ERANGE, "%d observation keys (at most %d)", o->nobs_keys, BC_MAX_KEYS);
+    for (int i = 0; i < o->nobs_keys; i++)
+      keys[i] = o->obs_keys[i];
+    *nk = o->nobs_keys;
+    return 0; /* ds_load checks them and lists what the file has */
+  }
+  int all = 1;
+  for (size_t i = 0; i < TK_ARRAY_LEN(robomimic_keys); i++)
+    if (ds_schema_find(s, robomimic_keys[i]) < 0) all = 0;
+  *nk = 0;
+  if (all) {
+    for (size_t i = 0; i < TK_ARRAY_LEN(robomimic_keys); i++)
+      keys[(*nk)++] = robomimic_keys[i];
+    return 0;
+  }
+  for (int k = 0; k < s->nkeys && *nk < BC_MAX_KEYS; k++)
+    if (!ds_key_is_image(&s->keys[k])) keys[(*nk)++] = s->keys[k].name;
+  if (*nk == 0) return tk_error(TK_EINVAL, "%s: no low-dim observation keys to train on", ds_path(f));
+  return 0;
+}
+
+/* Which loaded demos train and which validate: 1 train, 2 valid, 0 neither. */
+static int assign_demos(dsFile *f, const dsLoaded *L, const bcTrainOpts *o, uint8_t *role, bcTrainResult *r) {
+  int nd = L->ndemos;
+  int *vpos = NULL, nv = 0, *tpos = NULL, nt = 0, rc = 0;
+  int has_valid = 0;
+  for (int m = 0; m < ds_num_masks(f); m++)
+    if (!strcmp(ds_mask_name(f, m), "valid")) has_valid = 1;
+  if (has_valid && (rc = ds_mask(f, "valid", &vpos, &nv))) return rc;
+  if (o->filter_key && o->filter_key[0] && (rc = ds_mask(f, o->filter_key, &tpos, &nt))) {
+    free(vpos);
+    return rc;
+  }
+  for (int i = 0; i < nd; i++) {
+    int pos = L->demo_pos[i];
+    int in_valid = 0, in_train = !tpos;
+    for (int j = 0; j < nv; j++)
+      if (vpos[j] == pos) in_valid = 1;
+    for (int j = 0; j < nt; j++)
+      if (tpos[j] == pos) in_train = 1;
+    role[i] = in_valid ? 2 : in_train ? 1 : 0;
+  }
+  free(vpos);
+  free(tpos);
+  if (!has_valid && o->valid_frac > 0) { /* a seeded split of the training demos */
+    int64_t idx[4096];
+    int n = 0;
+    for (int i = 0; i < nd && n < (int)TK_ARRAY_LEN(idx); i++)
+      if (role[i] == 1) idx[n++] = i;
+    int nvalid = (int)floor(o->valid_frac * n + 0.5);
+    if (n >= 2 && nvalid < 1) nvalid = 1;
+    if (nvalid >= n) nvalid = n - 1;
+    tkRng rng;
+    tk_rng_seed(&rng, o->seed ^ 0x5eed5011ull);
+    tk_rng_shuffle(&rng, idx, n);
+    for (int i = 0; i < nvalid; i++)
+      role[idx[i]] = 2;
+  }
+  for (int i = 0; i < nd; i++) {
+    const dsDemoInfo *d = ds_demo(f, L->demo_pos[i]);
+    if (role[i] && d->success == 0 && !o->include_failures) {
+      role[i] = 0;
+      r->skipped_failures++;
+    }
+    if (role[i] == 1) r->train_demos++;
+    if (role[i] == 2) r->valid_demos++;
+  }
+  if (r->train_demos == 0)
+    return tk_error(TK_EINVAL, "%s: no training demos left (%d demos, %d marked as failures%s)", ds_path(f), nd,
+                    r->skipped_failures, r->skipped_failures ? "; --include-failures trains on them" : "");
+  return 0;
+}
+
+/* Rows of the demos with a role, as int64 indices into L. */
+static int64_t *rows_of(const dsLoaded *L, const uint8_t *role, int want, int64_t *n) {
+  *n = 0;
+  for (int i = 0; i < L->ndemos; i++)
+    if (role[i] == want) *n += L->demo_start[i + 1] - L->demo_start[i];
+  int64_t *v = malloc(sizeof(int64_t) * (size_t)TK_MAX(*n, 1));
+  if (!v) return NULL;
+  int64_t k = 0;
+  for (int i = 0; i < L->ndemos; i++)
+    if (role[i] == want)
+      for (int64_t j = L->demo_start[i]; j < L->demo_start[i + 1]; j++)
+        v[k++] = j;
+  return v;
+}
+
+/* Statistics from the training rows; x and y are replaced by their normalized values. */
+static void normalize(bcPolicy *p, dsLoaded *L, const int64_t *rows, int64_t n, double floor_std) {
+  const int D = L->obs_dim, A = L->act_dim;
+  for (int i = 0; i < D; i++) {
+    double s = 0, s2 = 0;
+    for (int64_t k = 0; k < n; k++)
+      s += L->obs[rows[k] * D + i];
+    double mean = s / (double)n;
+    for (int64_t k = 0; k < n; k++) {
+      double d = L->obs[rows[k] * D + i] - mean;
+      s2 += d * d;
+    }
+    p->obs_mean[i] = (float)mean;
+    p->obs_std[i] = (float)fmax(sqrt(s2 / (double)n), floor_std);
+  }
+  /* actions: robomimic's are in [-1, 1] already and stay as they are; otherwise min-max to [-1, 1]
+   * with a 5% margin, so tanh-bounded heads can reach every recorded action */
+  float lo = INFINITY, hi = -INFINITY;
+  for (int64_t k = 0; k < n; k++)
+    for (int i = 0; i < A; i++) {
+      lo = fminf(lo, L->actions[rows[k] * A + i]);
+      hi = fmaxf(hi, L->actions[rows[k] * A + i]);
+    }
+  int bounded = lo >= -1.0f && hi <= 1.0f;
+  for (int i = 0; i < A; i++) {
+    if (bounded) {
+      p->act_offset[i] = 0;
+      p->act_scale[i] = 1;
+      continue;
+    }
+    float l = INFINITY, h = -INFINITY;
+    for (int64_t k = 0; k < n; k++) {
+      l = fminf(l, L->actions[rows[k] * A + i]);
+      h = fmaxf(h, L->actions[rows[k] * A + i]);
+    }
+    p->act_offset[i] = 0.5f * (l + h);
+    p->act_scale[i] = fmaxf(0.5f * (h - l) * 1.05f, 1e-3f);
+  }
+  for (int64_t k = 0; k < L->n; k++) {
+    for (int i = 0; i < D; i++)
+      L->obs[k * D + i] = (L->obs[k * D + i] - p->obs_mean[i]) / p->obs_std[i];
+    for (int i = 0; i < A; i++)
+      L->actions[k * A + i] = (L->actions[k * A + i] - p->act_offset[i]) / p->act_scale[i];
+  }
+}
+
+static void gather(const dsLoaded *L, const int64_t *rows, int n, float *x, float *y) {
+  const int D = L->obs_dim, A = L->act_dim;
+  for (int b = 0; b < n; b++) {
+    memcpy(x + (size_t)b * D, L->obs + rows[b] * D, sizeof(float) * (size_t)D);
+    memcpy(y + (size_t)b * A, L->actions + rows[b] * A, sizeof(float) * (size_t)A);
+  }
+}
+
+/* Mean loss over rows (in chunks of the work's batch). */
+static double mean_loss(const bcPolicy *p, nnWork *w, const dsLoaded *L, const int64_t *rows, int64_t n, float *x,
+                        float *y) {
+  double sum = 0;
+  for (int64_t k = 0; k < n; k += w->max_batch) {
+    int b = (int)TK_MIN(w->max_batch, n - k);
+    gather(L, rows + k, b, x, y);
+    float l;
+    if (nn_loss(p->net, w, x, y, b, &l)) return NAN;
+    sum += (double)l * b;
+  }
+  return sum / (double)n;
+}
+
+typedef struct {
+  int n, cap;
+  double *epoch, *train, *valid, *succ_epoch, *succ;
+  int nsucc;
+} curves;
+
+static int curves_push(curves *c, double ep, double tr, double va) {
+  if (c->n == c->cap) {
+    int cap = c->cap ? 2 * c->cap : 64;
+    double *a = realloc(c->epoch, sizeof(double) * (size_t)cap * 5);
+    if (!a) return tk_error(TK_ENOMEM, "out of memory");
+    /* one block: epoch | train | valid | succ_epoch | succ, each cap long */
+    if (c->cap)
+      for (int s = 4; s >= 1; s--)
+        memmove(a + (size_t)s * cap, a + (size_t)s * c->cap, sizeof(double) * (size_t)c->cap);
+    c->epoch = a;
+    c->train = a + cap;
+    c->valid = a + 2 * cap;
+    c->succ_epoch = a + 3 * cap;
+    c->succ = a + 4 * cap;
+    c->cap = cap;
+  }
+  c->epoch[c->n] = ep;
+  c->train[c->n] = tr;
+  c->valid[c->n] = va;
+  c->n++;
+  return 0;
+}
+
+static void write_plots(const curves *c, const char *prefix, const char *title) {
+  char path[4200];
+  tkSeries s[2] = {{"train", c->epoch, c->train, c->n}, {"validation", c->epoch, c->valid, c->n}};
+  tkPlotOpts po = {.title = title, .xlabel = "epoch", .ylabel = "loss"};
+  snprintf(path, sizeof path, "%s_loss.png", prefix);
+  if (tk_plot_png(path, &po, s, 2)) tk_log(TK_LOG_WARN, "%s", tk_errmsg());
+  if (c->nsucc > 0) {
+    tkSeries ss = {"success rate", c->succ_epoch, c->succ, c->nsucc};
+    tkPlotOpts so = {.title = title, .xlabel = "epoch", .ylabel = "success rate", .ymin = 0, .ymax = 1, .fixed_y = 1};
+    snprintf(path, sizeof path, "%s_success.png", prefix);
+    if (tk_plot_png(path, &so, &ss, 1)) tk_log(TK_LOG_WARN, "%s", tk_errmsg());
+  }
+}
+
+static char *info_json(const bcTrainOpts *o, const bcTrainResult *r, int epoch, double success) {
+  cJSON *j = cJSON_CreateObject();
+  cJSON_AddStringToObject(j, "trainer", "bc-train");
+  cJSON_AddStringToObject(j, "dataset", o->dataset);
+  cJSON_AddNumberToObject(j, "epoch", epoch);
+  cJSON_AddNumberToObject(j, "epochs", o->epochs);
+  cJSON_AddNumberToObject(j, "batch", o->batch);
+  cJSON_AddNumberToObject(j, "lr", o->adam.lr);
+  cJSON_AddNumberToObject(j, "seed", (double)o->seed);
+  cJSON_AddNumberToObject(j, "threads", o->threads);
+  cJSON_AddNumberToObject(j, "train_demos", r->train_demos);
+  cJSON_AddNumberToObject(j, "valid_demos", r->valid_demos);
+  cJSON_AddNumberToObject(j, "skipped_failures", r->skipped_failures);
+  cJSON_AddStringToObject(j, "selection", isnan(success) ? "last epoch" : "rollout success");
+  if (!isnan(success)) cJSON_AddNumberToObject(j, "selection_success", success);
+  char *s = cJSON_PrintUnformatted(j);
+  cJSON_Delete(j);
+  return s;
+}
+
+int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
+  memset(r, 0, sizeof *r);
+  r->final_valid_loss = NAN;
+  r->best_success = NAN;
+  if (o->epochs < 1 || o->batch < 1) return tk_error(TK_EINVAL, "epochs and batch must be at least 1");
+  dsFile *f = NULL;
+  int rc = ds_open(o->dataset, 0, &f);
+  if (rc) return rc;
+  const char *keys[BC_MAX_KEYS];
+  int nk = 0;
+  dsLoaded L = {0};
+  bcPolicy *p = NULL;
+  capModel *model = NULL;
+  nnTeam *team = NULL;
+  nnWork *vw = NULL;
+  int64_t *train = NULL, *valid = NULL, ntrain = 0, nvalid = 0;
+  float *x = NULL, *y = NULL;
+  uint8_t *role = NULL;
+  float *last_good = NULL;
+  curves cv = {0};
+  char prefix[4096];
+  if (o->metrics_prefix)
+    snprintf(prefix, sizeof prefix, "%s", o->metrics_prefix);
+  else {
+    snprintf(prefix, sizeof prefix, "%s", o->out);
+    size_t n = strlen(prefix);
+    if (n > 3 && !strcmp(prefix + n - 3, ".h5")) prefix[n - 3] = 0;
+  }
+  FILE *csv = NULL;
+
+  if ((rc = choose_keys(f, o, keys, &nk))) goto done;
+  dsLoadOpts lo = {.obs_keys = keys, .nobs_keys = nk};
+  if ((rc = ds_load(f, &lo, &L))) goto done;
+  if (!(role = calloc((size_t)TK_MAX(L.ndemos, 1), 1))) {
+    rc = tk_error(TK_ENOMEM, "out of memory");
+    goto done;
+  }
+  if ((rc = assign_demos(f, &L, o, role, r))) goto done;
+  train = rows_of(&L, role, 1, &ntrain);
+  valid = rows_of(&L, role, 2, &nvalid);
+  if (!train || !valid) {
+    rc = tk_error(TK_ENOMEM, "out of memory");
+    goto done;
+  }
+  r->train_samples = ntrain;
+  r->valid_samples = nvalid;
+
+  nnArch arch = o->arch;
+  arch.obs_dim = L.obs_dim;
+  arch.act_dim = L.act_dim;
+  {
+    int dims[BC_MAX_KEYS];
+    const char *names[BC_MAX_KEYS];
+    for (int i = 0; i < L.nkeys; i++) {
+      names[i] = L.key_names[i];
+      dims[i] = L.key_offset[i + 1] - L.key_offset[i];
+    }
+    if (!(p = bc_policy_make(&arch, L.nkeys, names, dims, o->seed))) {
+      rc = tk_error_wrap(TK_EINVAL, "bc-train");
+      goto done;
+    }
+  }
+  normalize(p, &L, train, ntrain, o->obs_std_floor);
+  const char *task = ds_env_name(f);
+  snprintf(p->task, sizeof p->task, "%s", task ? task : "");
+  if (ds_num_demos(f) > 0) p->control_hz = ds_demo(f, 0)->control_hz;
+
+  /* rollouts when the dataset's task is one of ours */
+  int can_eval = 0;
+  if (o->eval_every > 0 && o->eval_episodes > 0 && task && strstr(cap_task_names(), task) && task[0]) {
+    capOpts co;
+    cap_opts_default(&co);
+    co.task = task;
+    if (cap_model_load(&co, &model) == 0 && bc_bind(p, model, &(bcBinding){0}) == 0) can_eval = 1;
+    else if (!o->quiet)
+      fprintf(stderr, "bc-train: no rollouts: %s\n", tk_errmsg());
+  } else if (!o->quiet && o->eval_every > 0) {
+    fprintf(stderr, "bc-train: task '%s' is not a built-in task (%s): no rollouts; the last epoch is saved\n",
+            task ? task : "", cap_task_names());
+  }
+
+  int B = o->batch;
+  int threads = TK_MAX(1, o->threads);
+  if (!(team = nn_team_make(p->net, B, threads)) || !(vw = nn_work_make(p->net, 256))) {
+    rc = tk_error_wrap(TK_ENOMEM, "bc-train");
+    goto done;
+  }
+  int64_t xb = TK_MAX(B, 256);
+  x = malloc(sizeof(float) * (size_t)(xb * L.obs_dim));
+  y = malloc(sizeof(float) * (size_t)(xb * L.act_dim));
+  last_good = malloc(sizeof(float) * (size_t)p->net->n_params);
+  if (!x || !y || !last_good) {
+    rc = tk_error(TK_ENOMEM, "out of memory");
+    goto done;
+  }
+  char csv_path[4200];
+  snprintf(csv_path, sizeof csv_path, "%s.csv", prefix);
+  if (!(csv = fopen(csv_path, "w"))) {
+    rc = tk_error(TK_EIO, "%s: cannot write the metrics file", csv_path);
+    goto done;
+  }
+  fprintf(csv, "epoch,step,train_loss,valid_loss,success_rate,mean_return,samples_per_s,seconds\n");
+
+  if (!o->quiet)
+    printf("bc-train: %s: %d train demos (%lld samples), %d validation demos (%lld samples), %d failures "
+           "skipped; obs %d (%d keys), actions %d; %s head, hidden %d layers; %d threads\n",
+           o->dataset, r->train_demos, (long long)ntrain, r->valid_demos, (long long)nvalid, r->skipped_failures,
+           L.obs_dim, L.nkeys, L.act_dim, nn_head_name(arch.head), arch.n_hidden, threads);
+
+  tkRng rng;
+  tk_rng_seed(&rng, o->seed + 1);
+  int64_t steps_per_epoch = (ntrain + B - 1) / B;
+  tkProgress prog = {0};
+  if (!o->quiet) tk_progress_begin(&prog, "epochs", o->epochs);
+  double t_train = 0, t0 = tk_now_s();
+  int64_t samples = 0;
+  double best = -1;
+  for (int ep = 1; ep <= o->epochs && !rc; ep++) {
+    tk_rng_shuffle(&rng, train, ntrain);
+    double sum = 0;
+    double te = tk_now_s();
+    memcpy(last_good, p->net->params, sizeof(float) * (size_t)p->net->n_params);
+    for (int64_t s = 0; s < steps_per_epoch; s++) {
+      int64_t k0 = s * B;
+      int b = (int)TK_MIN(B, ntrain - k0);
+      gather(&L, train + k0, b, x, y);
+      float loss;
+      if (nn_team_train_step(p->net, team, &o->adam, x, y, b, &loss, NULL)) {
+        /* parameters were not updated by the failed step; go back to the epoch's start to be safe */
+        memcpy(p->net->params, last_good, sizeof(float) * (size_t)p->net->n_params);
+        r->stopped_nan = 1;
+        fprintf(stderr,
+                "bc-train: the loss became %g at epoch %d, step %lld (batch %lld of the epoch, rows %lld..%lld of the "
+                "shuffled training set): stopping; %s keeps the last good policy\n",
+                (double)loss, ep, (long long)(r->steps + 1), (long long)(s + 1), (long long)k0,
+                (long long)(k0 + b - 1), o->out);
+        break;
+      }
+      sum += (double)loss * b;
+      samples += b;
+      r->steps++;
+    }
+    t_train += tk_now_s() - te;
+    if (r->stopped_nan) break;
+    r->epochs_run = ep;
+    r->final_train_loss = sum / (double)ntrain;
+    r->final_valid_loss = nvalid ? mean_loss(p, vw, &L, valid, nvalid, x, y) : NAN;
+    if ((rc = curves_push(&cv, ep, r->final_train_loss, r->final_valid_loss))) break;
+    double succ = NAN, ret = NAN;
+    int eval_now = can_eval && (ep % o->eval_every == 0 || ep == o->epochs);
+    if (eval_now) {
+      bcEvalOpts eo;
+      bc_eval_default(&eo);
+      eo.episodes = o->eval_episodes;
+      eo.seed = BC_SELECT_SEED_BASE;
+      eo.workers = threads;
+      eo.quiet = 1;
+      bcEvalResult er;
+      if ((rc = bc_evaluate(p, model, &eo, &er))) break;
+      succ = er.success_rate;
+      ret = er.mean_return;
+      bc_eval_result_free(&er);
+      cv.succ_epoch[cv.nsucc] = ep;
+      cv.succ[cv.nsucc++] = succ;
+      r->evaluated = 1;
+      /* best by success rate; ties go to the later epoch (more training, same success) */
+      if (succ >= best) {
+        best = succ;
+        r->best_epoch = ep;
+        r->best_success = succ;
+        char *info = info_json(o, r, ep, succ);
+        if (info) bc_policy_set_info(p, info);
+        free(info);
+        if ((rc = bc_policy_save(p, o->out))) break;
+      }
+    } else if (!can_eval && ep == o->epochs) {
+      r->best_epoch = ep;
+      char *info = info_json(o, r, ep, NAN);
+      if (info) bc_policy_set_info(p, info);
+      free(info);
+      if ((rc = bc_policy_save(p, o->out))) break;
+    }
+    double sps = t_train > 0 ? (double)samples / t_train : 0;
+    fprintf(csv, "%d,%lld,%.6g,%.6g,%.4g,%.6g,%.1f,%.2f\n", ep, (long long)r->steps, r->final_train_loss,
+            r->final_valid_loss, succ, ret, sps, tk_now_s() - t0);
+    fflush(csv);
+    if (!o->quiet) {
+      char sbuf[48] = "";
+      if (!isnan(best) && best >= 0) snprintf(sbuf, sizeof sbuf, " best success %.0f%% (ep %d)", 100 * best, r->best_epoch);
+      tk_progress_update(&prog, ep, "loss %.4g valid %.4g %.0f samples/s%s", r->final_train_loss, r->final_valid_loss,
+                         sps, sbuf);
+      if (eval_now && !prog.enabled)
+        printf("epoch %d: loss %.4g, valid %.4g, success %.0f%% (%d rollouts)\n", ep, r->final_train_loss,
+               r->final_valid_loss, 100 * succ, o->eval_episodes);
+    }
+  }
+  if (!o->quiet) tk_progress_end(&prog);
+  /* a non-finite loss before anything was saved: save the last good parameters */
+  if (!rc && r->stopped_nan && r->best_epoch == 0) {
+    r->best_epoch = r->epochs_run;
+    char *info = info_json(o, r, r->epochs_run, NAN);
+    if (info) bc_policy_set_info(p, info);
+    free(info);
+    rc = bc_policy_save(p, o->out);
+  }
+  r->seconds = tk_now_s() - t0;
+  r->samples_per_s = t_train > 0 ? (double)samples / t_train : 0;
+  if (!rc) write_plots(&cv, prefix, o->dataset);
+done:
+  if (csv) fclose(csv);
+  free(cv.epoch);
+  free(last_good);
+  free(x);
+  free(y);
+  free(role);
+  free(train);
+  free(valid);
+  nn_work_free(vw);
+  nn_team_free(team);
+  cap_model_free(model);
+  bc_policy_free(p);
+  ds_loaded_free(&L);
+  ds_close(f);
+  return rc;
+}
