@@ -36,6 +36,10 @@ typedef struct {
   int ncams;
   capCamera cams[CAP_MAX_CAMS];
   double rate;               /* control rate, Hz (default: the task's 20 Hz) */
+  int fast;                  /* scripted/replay devices: run ticks back to back, unpaced (data generation) */
+  const char *policy;        /* intervention mode: this policy file drives; the operator holds a button to take over */
+  int takeover_after;        /* scripted operator with a policy: take over after this many steps without success
+                                (0: 40% of the horizon) */
   uint64_t seed;             /* first episode's seed; each reset takes the next */
   double noise;              /* scripted operator */
   int auto_end;              /* end as success once the task's success has held this many steps (0: off) */
@@ -58,6 +62,7 @@ typedef struct {
   double rate;                     /* achieved loop rate, Hz */
   double jitter_p99_ms;            /* 99th percentile of wake-up lateness */
   int64_t steps;                   /* recorded steps */
+  int64_t intervention_steps;      /* of them, steps the operator drove while a policy was loaded */
 } telStats;
 
 void tel_opts_default(telOpts *o);

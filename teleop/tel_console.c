@@ -17,6 +17,7 @@
 #include <mujoco/mujoco.h>
 
 #include "ds.h"
+#include "bc.h"
 #include "tel.h"
 #include "tel_window.h"
 #include "tk.h"
@@ -179,6 +180,12 @@ typedef struct {
   char message[160];
   int message_tone;
   double last_action[CAP_MAX_ACT];
+  /* intervention mode */
+  bcPolicy *pol;
+  nnWork *pol_work;
+  bcBinding pol_bind;
+  float *pol_buf; /* observation and scratch for the policy */
+  int takeover;   /* the operator drives this tick */
 } telRun;
 
 static void copy_obs(telRun *r, const capObs *o) {
@@ -254,12 +261,18 @@ static int end_episode(telRun *r, dsOutcome out, const char *why) {
   return reset_scene(r);
 }
 
-static int record_step(telRun *r, const double *action) {
+static int record_step(telRun *r, const double *action, int intervention) {
   capStep s;
   double t = tk_now_s() - r->ep_t0;
   int rc = cap_env_step(r->env, action, &s);
   if (rc) return rc;
-  dsStep d = {.action = action, .reward = s.reward, .done = 0, .state = r->state, .timestamp = t};
+  dsStep d = {.action = action,
+              .reward = s.reward,
+              .done = 0,
+              .state = r->state,
+              .timestamp = t,
+              .intervention = intervention};
+  if (intervention) r->st->intervention_steps++;
   for (int k = 0; k < r->spec->nobs; k++)
     d.obs[k] = r->obs[k];
   /* out-of-range values were clipped by the environment: record what it executed */
@@ -281,6 +294,30 @@ static int record_step(telRun *r, const double *action) {
   return 0;
 }
 
+/* The policy's action for the current observation (intervention mode). */
+static int policy_action(telRun *r, double *a) {
+  capObs o = {.n = r->spec->nobs};
+  for (int k = 0; k < r->spec->nobs; k++)
+    o.v[k] = r->obs[k];
+  bc_gather(&r->pol_bind, &o, r->pol_buf);
+  int rc = bc_policy_act(r->pol, r->pol_work, r->pol_buf, 1, r->pol_buf + r->pol->obs_dim, a);
+  if (rc) return tk_error_wrap(rc, "%s: policy action", r->o->policy);
+  for (int i = 0; i < r->spec->action_dim; i++)
+    a[i] = isfinite(a[i]) ? fmax(-1, fmin(1, a[i])) : 0;
+  return 0;
+}
+
+static int policy_open(telRun *r) {
+  const telOpts *o = r->o;
+  if (!(r->pol = bc_policy_load(o->policy))) return tk_error_wrap(TK_EFORMAT, "--policy");
+  int rc = bc_bind(r->pol, r->model, &r->pol_bind);
+  if (rc) return tk_error_wrap(rc, "%s", o->policy);
+  r->pol_work = nn_work_make(r->pol->net, 1);
+  r->pol_buf = malloc(sizeof(float) * (size_t)(2 * r->pol->obs_dim + r->pol->act_dim));
+  if (!r->pol_work || !r->pol_buf) return tk_error(TK_ENOMEM, "out of memory");
+  return 0;
+}
+
 /* The scripted operator's hands: press Start when idle, otherwise do the task. */
 static void scripted_hands(telRun *r) {
   capPadState p;
@@ -290,7 +327,14 @@ static void scripted_hands(telRun *r) {
     r->scripted_start_phase ^= 1;
     if (r->scripted_start_phase) p.buttons = CAP_BTN_START;
   } else if (r->con.state == TEL_RECORDING) {
-    cap_expert_pad(r->expert, r->env, &r->map, &p);
+    int after = r->o->takeover_after > 0 ? r->o->takeover_after : (int)(0.4 * r->spec->horizon);
+    if (!r->pol || r->con.ep_steps >= after) { /* with a policy: watch, then take over */
+      cap_expert_pad(r->expert, r->env, &r->map, &p);
+      if (r->pol) p.axis[CAP_AX_LT] = 1;
+    } else {
+      int success;
+      if (cap_expert_wants_end(r->expert, r->env, &success)) p.buttons = success ? CAP_BTN_A : CAP_BTN_B;
+    }
   }
   cap_vpad_set(r->con.vpad, &p);
 }
@@ -308,7 +352,9 @@ static void on_commit(int64_t idx, dsOutcome out, int64_t n, void *user) {
 
 static const char *state_text(const telRun *r, int *tone) {
   switch (r->con.state) {
-  case TEL_RECORDING: *tone = TEL_TONE_REC; return "recording";
+  case TEL_RECORDING:
+    *tone = r->pol && r->takeover ? TEL_TONE_INFO : TEL_TONE_REC;
+    return !r->pol ? "recording" : r->takeover ? "recording: operator took over" : "recording: policy driving";
   case TEL_PAUSED: *tone = TEL_TONE_WARN; return "paused (Start resumes)";
   case TEL_UNPLUGGED: *tone = TEL_TONE_WARN; return "paused: device unplugged";
   default: *tone = TEL_TONE_IDLE; return "idle (Start records)";
@@ -380,6 +426,8 @@ static int save_png(telWindow *w, const char *path) {
 
 static int setup(telRun *r) {
   const telOpts *o = r->o;
+  if (o->fast && strcmp(o->device, "scripted") && strcmp(o->device, "replay"))
+    return tk_error(TK_EINVAL, "--fast is for the scripted and replay devices (a person needs the real rate)");
   capOpts co;
   cap_opts_default(&co);
   co.task = o->model_path ? NULL : o->task;
@@ -438,6 +486,7 @@ static int setup(telRun *r) {
   } else if (!strcmp(o->device, "keyboard")) {
     return tk_error(TK_EINVAL, "keyboard input comes from the console window: drop --headless");
   }
+  if (o->policy && (rc = policy_open(r))) return rc; /* before the dataset: a refusal writes nothing */
   if ((rc = writer_open(o, r->model, r, &r->w))) return rc;
   r->next_seed = o->seed + (uint64_t)ds_writer_next_index(r->w); /* appending continues the seeds too */
   return reset_scene(r);
@@ -460,7 +509,7 @@ int tel_run(const telOpts *o, telStats *stats) {
   double *late = malloc(sizeof(double) * 100000);
   int64_t nlate = 0;
   tkPacer pacer;
-  tk_pacer_start(&pacer, r.spec->control_hz);
+  tk_pacer_start(&pacer, o->fast ? 0 : r.spec->control_hz);
   int episodes_done = 0;
   r.con.state = TEL_IDLE;
   while (r.con.state != TEL_QUIT && !rc) {
@@ -489,12 +538,24 @@ int tel_run(const telOpts *o, telStats *stats) {
     } else {
       a[r.spec->action_dim - 1] = r.gripper; /* hold: no motion, the gripper as it was */
     }
+    if (r.pol && r.con.state == TEL_RECORDING && connected) {
+      /* intervention mode: the policy drives unless the operator holds the takeover control
+       * (left trigger on a pad, any motion on a six-dof device or the keyboard) */
+      double m = 0;
+      for (int i = 0; i < 6; i++)
+        m = fmax(m, fabs(in.motion[i]));
+      r.takeover = in.six_dof ? m > 0.05 : in.pad.axis[CAP_AX_LT] > 0.5;
+      if (!r.takeover) {
+        if ((rc = policy_action(&r, a))) break;
+        r.gripper = a[r.spec->action_dim - 1] > 0 ? 1 : -1; /* a takeover starts from the policy's grip */
+      }
+    }
     memcpy(r.last_action, a, sizeof r.last_action);
     if (pressed) r.message[0] = 0; /* a new command: the old message has been read */
     /* the state machine */
     telState s = r.con.state;
     if (s == TEL_RECORDING && !connected) {
-      rc = record_step(&r, a); /* this tick holds still; then the episode waits for the device */
+      rc = record_step(&r, a, r.pol != NULL); /* this tick holds still; then the episode waits for the device */
       if (!rc && r.con.state == TEL_RECORDING) r.con.state = TEL_UNPLUGGED;
       if (!o->quiet) printf("device unplugged: holding, episode paused\n");
     } else if (s == TEL_UNPLUGGED) {
@@ -529,7 +590,7 @@ int tel_run(const telOpts *o, telStats *stats) {
       else if (pressed & CAP_BTN_START)
         r.con.state = TEL_PAUSED;
       else
-        rc = record_step(&r, a);
+        rc = record_step(&r, a, r.pol && r.takeover);
     }
     if (s != TEL_IDLE && r.con.state == TEL_IDLE) {
       episodes_done = stats->success + stats->failure;
@@ -575,6 +636,9 @@ done:;
   cap_expert_free(r.expert);
   cap_env_free(r.env);
   cap_model_free(r.model);
+  bc_policy_free(r.pol);
+  nn_work_free(r.pol_work);
+  free(r.pol_buf);
   free(r.obs_mem);
   free(r.state);
   return rc;

@@ -22,6 +22,13 @@ static void usage(FILE *f) {
       "  --device-arg ARG     pad index, VID:PID, or the input file for replay\n"
       "  --episodes N         stop after N kept episodes (default: until quit)\n"
       "  --headless           no window\n"
+      "  --policy P.h5        intervention mode: the policy drives while recording; hold the left\n"
+      "                       trigger (pad) or move (SpaceMouse, keyboard) to take over; those steps\n"
+      "                       are flagged in the dataset's interventions\n"
+      "  --takeover-after N   scripted operator with --policy: take over after N steps (default 40%%\n"
+      "                       of the task's horizon)\n"
+      "  --fast               scripted and replay devices: run as fast as the machine can, unpaced\n"
+      "                       (generating data; the recorded timestamps are then wall-clock, not 1/rate)\n"
       "  --camera NAME:WxH    record a camera (agentview, eye_in_hand), repeatable\n"
       "  --rate HZ            control rate (default the task's, 20)\n"
       "  --seed S             first episode's seed (default 0)\n"
@@ -155,6 +162,14 @@ int main(int argc, char **argv) {
       o.screenshot = v;
     } else if (!strcmp(a, "--headless")) {
       o.headless = 1;
+    } else if (!strcmp(a, "--policy")) {
+      NEED();
+      o.policy = v;
+    } else if (!strcmp(a, "--takeover-after")) {
+      NUM(1, 1e9);
+      o.takeover_after = (int)x;
+    } else if (!strcmp(a, "--fast")) {
+      o.fast = 1;
     } else if (!strcmp(a, "--quiet")) {
       o.quiet = 1;
     } else {
@@ -189,5 +204,9 @@ int main(int argc, char **argv) {
          "deadlines, p99 lateness %.2f ms\n",
          st.success, st.failure, st.discarded, (long long)st.committed, o.out, st.rate, (long long)st.missed,
          st.jitter_p99_ms);
+  if (o.policy)
+    printf("teleop: %s drove %lld of %lld steps; the operator took over for %lld (flagged in interventions)\n",
+           o.policy, (long long)(st.steps - st.intervention_steps), (long long)st.steps,
+           (long long)st.intervention_steps);
   return 0;
 }

@@ -7,6 +7,7 @@
 #include <time.h>
 #include <string.h>
 
+#include "bc.h"
 #include "ds.h"
 #include "tel.h"
 #include "tk.h"
@@ -361,5 +362,98 @@ Test(teleop, rumble_on_episode_end, .timeout = 120) {
   cr_assert_eq(tel_run(&o, &st), 0, "%s", tk_errmsg());
   printf("rumbles seen before the last tick: %d\n", rumbles);
   cr_assert_geq(rumbles, 1, "the first episode's end made the pad rumble");
+  SDL_Quit();
+}
+
+/* Intervention mode: a policy drives; the scripted operator takes over after 20 steps. The steps the
+ * policy drove carry exactly the policy's actions for the recorded observations; the rest are flagged. */
+Test(teleop, policy_drives_and_takeovers_are_flagged, .timeout = 120) {
+  sdl_up();
+  const char *d = tt_tmpdir();
+  char pol[4200], p[4200];
+  snprintf(pol, sizeof pol, "%s/pol.h5", d);
+  snprintf(p, sizeof p, "%s/iv.h5", d);
+  const char *keys[] = {"object", "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos"};
+  int dims[] = {10, 3, 4, 2};
+  nnArch a;
+  nn_arch_default(&a);
+  a.obs_dim = 19;
+  a.act_dim = 7;
+  a.n_hidden = 1;
+  a.hidden[0] = 32;
+  a.tanh = 1;
+  bcPolicy *pl = bc_policy_make(&a, 4, keys, dims, 7);
+  cr_assert(pl, "%s", tk_errmsg());
+  snprintf(pl->task, sizeof pl->task, "lift");
+  cr_assert_eq(bc_policy_save(pl, pol), 0, "%s", tk_errmsg());
+  telOpts o;
+  tel_opts_default(&o);
+  o.task = "lift";
+  o.device = "scripted";
+  o.headless = 1;
+  o.fast = 1;
+  o.out = p;
+  o.episodes = 2;
+  o.quiet = 1;
+  o.policy = pol;
+  o.takeover_after = 20;
+  telStats st;
+  cr_assert_eq(tel_run(&o, &st), 0, "%s", tk_errmsg());
+  cr_assert_gt(st.intervention_steps, 0);
+  dsFile *f;
+  cr_assert_eq(ds_open(p, 0, &f), 0, "%s", tk_errmsg());
+  const dsSchema *s = ds_schema(f);
+  int kidx[4];
+  for (int k = 0; k < 4; k++)
+    cr_assert_geq(kidx[k] = ds_schema_find(s, keys[k]), 0);
+  nnWork *w = nn_work_make(pl->net, 1);
+  float x[19], scratch[19 + 7];
+  int64_t flagged = 0;
+  for (int i = 0; i < ds_num_demos(f); i++) {
+    dsEpisode e;
+    cr_assert_eq(ds_read_episode(f, i, &e), 0, "%s", tk_errmsg());
+    cr_assert(e.interventions, "intervention flags are stored");
+    for (int64_t t = 0; t < e.num_samples; t++) {
+      if (t >= 20) {
+        cr_assert_eq(e.interventions[t], 1, "demo %d step %lld: the operator drove", i, (long long)t);
+        flagged++;
+        continue;
+      }
+      cr_assert_eq(e.interventions[t], 0, "demo %d step %lld: the policy drove", i, (long long)t);
+      int c = 0;
+      for (int k = 0; k < 4; k++)
+        for (int j = 0; j < dims[k]; j++)
+          x[c++] = (float)((const double *)e.obs[kidx[k]])[t * dims[k] + j];
+      double act[7];
+      cr_assert_eq(bc_policy_act(pl, w, x, 1, scratch, act), 0);
+      for (int j = 0; j < 7; j++) {
+        double want = act[j];
+        want = want > 1 ? 1 : want < -1 ? -1 : want;
+        cr_assert_float_eq(e.actions[t * 7 + j], want, 1e-9, "demo %d step %lld action %d: %g, policy %g", i,
+                           (long long)t, j, e.actions[t * 7 + j], want);
+      }
+    }
+    ds_episode_free(&e);
+  }
+  cr_assert_eq(flagged, st.intervention_steps);
+  nn_work_free(w);
+  ds_close(f);
+
+  /* a policy for other observations is refused before anything is written */
+  char bad[4200], p2[4200];
+  snprintf(bad, sizeof bad, "%s/bad.h5", d);
+  snprintf(p2, sizeof p2, "%s/never.h5", d);
+  const char *bkeys[] = {"object", "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos"};
+  int bdims[] = {16, 3, 4, 2}; /* push's object size */
+  a.obs_dim = 25;
+  bcPolicy *bp = bc_policy_make(&a, 4, bkeys, bdims, 7);
+  cr_assert_eq(bc_policy_save(bp, bad), 0, "%s", tk_errmsg());
+  o.policy = bad;
+  o.out = p2;
+  cr_assert_neq(tel_run(&o, &st), 0);
+  cr_assert(strstr(tk_errmsg(), "object(16)") && strstr(tk_errmsg(), "object(10)"), "%s", tk_errmsg());
+  cr_assert(!tk_file_exists(p2), "nothing written on a refusal");
+  bc_policy_free(bp);
+  bc_policy_free(pl);
   SDL_Quit();
 }
