@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
 # scripts/demo.sh -- set everything up and run the main job headless on the default task (lift).
-# Today (issues [1/8]..[3/8]): the scripted operator drives a virtual gamepad through the real
-# teleop console (the same code path a person's pad takes), recording demonstrations with an
-# 84x84 camera into a crash-safe dataset; then info, validate, a train/valid split and an outside
-# reader's check (h5py, opened as robomimic opens it).
-# Later issues extend it: -> BC -> short RL fine-tune -> summary and PNG plots.
+# The scripted operator drives a virtual gamepad through the real teleop console (the same code
+# path a person's pad takes), recording demonstrations with an 84x84 camera into a crash-safe
+# dataset: 10 at the real 20 Hz, then more unpaced (--fast) to make 50. Then info, validate, a
+# train/valid split and an outside reader's check (h5py, opened as robomimic opens it); then
+# behavior cloning (bc-train: rollouts choose the best epoch) and bc-eval on 50 held-out seeds,
+# with the loss and success curves as PNG.
+# Later issues extend it: -> short RL fine-tune -> comparison plot.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 OUT=${OUT:-out}
-EPISODES=${EPISODES:-10}
+EPISODES=${EPISODES:-10}  # at the real rate
+TOTAL=${TOTAL:-50}        # demos in all (the rest recorded unpaced)
+EPOCHS=${EPOCHS:-200}
 mkdir -p "$OUT"
 rm -rf "$OUT/demos.h5" "$OUT/demos.h5.staging"
 B=build
 echo "== teleop: the scripted operator records $EPISODES lift demos through a virtual pad (20 Hz, 84x84 camera)"
 $B/teleop/teleop --task lift --device scripted --headless --episodes "$EPISODES" --noise 0.3 \
   --camera agentview:84x84 --operator scripted --out "$OUT/demos.h5"
+if [ "$TOTAL" -gt "$EPISODES" ]; then
+  echo "== teleop --fast: $((TOTAL - EPISODES)) more demos, unpaced, appended"
+  $B/teleop/teleop --task lift --device scripted --headless --episodes "$((TOTAL - EPISODES))" --noise 0.3 \
+    --camera agentview:84x84 --operator scripted --fast --quiet --out "$OUT/demos.h5"
+fi
 echo "== dataset info"
 $B/dataset/dataset info "$OUT/demos.h5"
 echo "== dataset validate"
@@ -23,7 +32,14 @@ $B/dataset/dataset validate "$OUT/demos.h5"
 echo "== dataset split --valid 0.2"
 $B/dataset/dataset split "$OUT/demos.h5" --valid 0.2 --seed 0 --in-place
 echo "== outside reader: h5py, opened as robomimic opens it"
-/usr/bin/python3 tests/dataset/h5_check.py "$OUT/demos.h5" --native --expect-demos "$EPISODES" \
+/usr/bin/python3 tests/dataset/h5_check.py "$OUT/demos.h5" --native --expect-demos "$TOTAL" \
   --expect-images agentview_image:84:84
+echo "== bc-train: behavior cloning (robomimic defaults; rollouts every 20 epochs pick the best)"
+rm -f "$OUT/policy.h5"
+$B/bc/bc-train "$OUT/demos.h5" -o "$OUT/policy.h5" --epochs "$EPOCHS" --filter-key train
+echo "== bc-eval: 50 held-out seeds"
+$B/bc/bc-eval "$OUT/policy.h5" --episodes 50 --json | tee "$OUT/bc_eval.json"
 echo "== summary"
 echo "dataset: $OUT/demos.h5 ($(du -h "$OUT/demos.h5" | cut -f1))"
+echo "policy: $OUT/policy.h5; metrics $OUT/policy.csv; plots $OUT/policy_loss.png $OUT/policy_success.png"
+/usr/bin/python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print('bc-eval: success %d/%d (%.0f%%), mean length %.1f' % (r['successes'], r['episodes'], 100*r['success_rate'], r['mean_length']))" "$OUT/bc_eval.json"

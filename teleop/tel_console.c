@@ -115,27 +115,11 @@ static void six_dof_action(const capInputState *st, double *gripper, double *a) 
 static void on_commit(int64_t idx, dsOutcome out, int64_t n, void *user);
 
 static int writer_open(const telOpts *o, const capModel *m, void *run, dsWriter **w) {
-  const capSpec *s = cap_spec(m);
   dsWriterOpts wo;
-  ds_writer_default(&wo);
-  wo.env_name = s->task;
-  wo.image_gzip = o->image_gzip;
-  wo.schema.action_dim = s->action_dim;
-  wo.schema.state_dim = s->state_dim;
-  for (int k = 0; k < s->nobs; k++) {
-    const capObsSpec *c = &s->obs[k];
-    int64_t shape[3] = {c->shape[0], c->shape[1], c->shape[2]};
-    if (ds_schema_add(&wo.schema, c->name, c->dtype == CAP_U8 ? DS_U8 : DS_F64, c->rank, shape) < 0)
-      return tk_error_wrap(TK_EINVAL, "dataset schema");
-  }
   char kw[1024];
-  size_t off = (size_t)snprintf(kw, sizeof kw, "{\"control_hz\": %g, \"action_mode\": \"%s\", \"cameras\": [",
-                                s->control_hz, s->action_mode == CAP_ACT_JOINT ? "joint" : "eef");
-  for (int c = 0; c < o->ncams && off < sizeof kw; c++)
-    off += (size_t)snprintf(kw + off, sizeof kw - off, "%s\"%s:%dx%d\"", c ? ", " : "", o->cams[c].name,
-                            o->cams[c].width, o->cams[c].height);
-  if (off < sizeof kw) snprintf(kw + off, sizeof kw - off, "]}");
-  wo.env_kwargs_json = kw;
+  int rc = bc_writer_opts(m, o->ncams, o->cams, &wo, kw, sizeof kw);
+  if (rc) return rc;
+  wo.image_gzip = o->image_gzip;
   wo.on_commit = on_commit;
   wo.user = run;
   return ds_writer_open(o->out, &wo, w);
