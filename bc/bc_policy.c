@@ -195,13 +195,13 @@ static int read_exact(hid_t g, const char *group, const char *name, int ndim, co
   hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
   if (d < 0) return ds_h5_fail(TK_EFORMAT, "%s: /%s/%s is not a dataset", path, group, name);
   hid_t sp = H5Dget_space(d), t = H5Dget_type(d);
-  hsize_t dims[8] = {0};
+  hsize_t dims[H5S_MAX_RANK] = {0};
   int r = H5Sget_simple_extent_ndims(sp);
+  if (r < 0 || H5Sget_simple_extent_dims(sp, dims, NULL) < 0) r = -1; /* dims of any rank, for the message */
   int rc = 0;
   if (H5Tget_class(t) != H5T_FLOAT)
     rc = tk_error(TK_EFORMAT, "%s: /%s/%s is not floating point", path, group, name);
-  else if (r != ndim || H5Sget_simple_extent_dims(sp, dims, NULL) < 0 || (hsize_t)shape[0] != dims[0] ||
-           (ndim == 2 && (hsize_t)shape[1] != dims[1])) {
+  else if (r != ndim || (hsize_t)shape[0] != dims[0] || (ndim == 2 && (hsize_t)shape[1] != dims[1])) {
     char want[64], got[64] = "?";
     snprintf(want, sizeof want, ndim == 2 ? "(%lld, %lld)" : "(%lld,)", (long long)shape[0],
              (long long)(ndim == 2 ? shape[1] : 0));
@@ -247,8 +247,8 @@ static int parse_keys(const char *ks, const char *ds, const char *path, int *n, 
     cJSON *ki = cJSON_GetArrayItem(k, i), *di = cJSON_GetArrayItem(d, i);
     if (!cJSON_IsString(ki) || !ki->valuestring[0] || strlen(ki->valuestring) >= BC_KEY_MAX)
       rc = tk_error(TK_EFORMAT, "%s: obs_keys[%d] is not a key name", path, i);
-    else if (!cJSON_IsNumber(di) || di->valuedouble != (int)di->valuedouble || di->valuedouble < 1 ||
-             di->valuedouble > NN_MAX_DIM)
+    else if (!cJSON_IsNumber(di) || !(di->valuedouble >= 1 && di->valuedouble <= NN_MAX_DIM) ||
+             di->valuedouble != (int)di->valuedouble)
       rc = tk_error(TK_EFORMAT, "%s: obs_dims[%d] is not a size", path, i);
     else {
       snprintf(keys[i], BC_KEY_MAX, "%s", ki->valuestring);

@@ -1,0 +1,297 @@
+#!/usr/bin/env python3
+"""policy_forward.py -- a standalone reference reader for demokit policy files (policy.h5).
+
+Needs only h5py and numpy. Copy it anywhere: it does not import demokit.
+
+    python3 policy_forward.py POLICY.h5                 check the file, print a summary
+    python3 policy_forward.py POLICY.h5 OBS OUT         also compute deterministic actions
+
+OBS is either a .npy array or a raw little-endian float32 file holding observations [B, obs_dim]
+(the policy's obs_keys concatenated in order; a raw file's B is its size / (4 obs_dim)).
+OUT receives the actions [B, act_dim] in float64: a .npy file if the name ends in ".npy", otherwise
+raw little-endian float64. On success the last line printed starts with "policy_forward ok"; on a
+malformed file the script prints "policy_forward: <file>: <problem>" to stderr and exits with 1.
+
+The file layout (bc/bc.h, bc/README.md):
+  /                 attrs  format = "demokit.policy", version = 1, arch = network JSON, obs_keys = JSON
+                           list of names, obs_dims = JSON list of sizes, task, control_hz, algo, info
+  /normalization/obs_mean, obs_std      float32 [obs_dim]   x = (obs - obs_mean) / obs_std
+  /normalization/act_offset, act_scale  float32 [act_dim]   action = act_offset + act_scale * a
+  /weights/l<i>.weight [out, in], l<i>.bias [out]           Linear layers (y = x W^T + b, torch layout)
+  /weights/ln<i>.gain, ln<i>.bias [out]                     LayerNorm of hidden layer i (layer_norm only)
+
+The network (computed here in float64; the C library computes in float32):
+  for each hidden layer i:  z = x W_i^T + b_i
+                            if layer_norm: z = (z - mean(z)) / sqrt(var(z) + 1e-5) * gain_i + bias_i
+                                           (mean/var over the row, biased variance)
+                            x = act(z)   act = relu | elu (alpha 1) | tanh
+  output:                   o = x W_n^T + b_n          (n = number of hidden layers)
+The deterministic action a from the output o (A = act_dim):
+  mse       a = o (tanh(o) if arch "tanh")                      o has A values
+  gaussian  a = tanh(mu), o = [mu (A), raw log-std (A)]
+  gmm       o = [means (K*A, mode-major), raw std (K*A), logits (K)]; k = argmax logits (the first
+            on ties); a = means[k] (tanh(means[k]) if arch "tanh")
+"""
+import json
+import math
+import sys
+
+import h5py
+import numpy as np
+
+FORMAT = "demokit.policy"
+VERSION = 1
+ARCH_FORMAT = "demokit.nn_arch"
+ARCH_VERSION = 1
+LN_EPS = 1e-5
+ACTIVATIONS = ("relu", "elu", "tanh")
+HEADS = ("mse", "gaussian", "gmm")
+ARCH_KEYS = ("format", "version", "obs_dim", "act_dim", "hidden", "activation", "layer_norm", "head", "tanh",
+             "gmm_modes", "gmm_min_std", "log_std_min", "log_std_max")
+
+
+class PolicyError(Exception):
+    pass
+
+
+def _str_attr(f, name):
+    if name not in f.attrs:
+        raise PolicyError("attribute '%s' is missing" % name)
+    v = f.attrs[name]
+    if isinstance(v, np.ndarray) and v.shape == ():
+        v = v[()]
+    if isinstance(v, (bytes, np.bytes_)):
+        v = v.decode("utf-8")
+    if not isinstance(v, str):
+        raise PolicyError("attribute '%s' is not a string" % name)
+    return v
+
+
+def _json_attr(f, name):
+    s = _str_attr(f, name)
+    try:
+        return json.loads(s)
+    except ValueError as e:
+        raise PolicyError("attribute '%s' is not valid JSON (%s)" % (name, e))
+
+
+def _int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_arch(arch):
+    """The fields this reader uses, validated; defaults as nn_arch_default."""
+    if not isinstance(arch, dict):
+        raise PolicyError("attribute 'arch' is not a JSON object")
+    if arch.get("format") != ARCH_FORMAT:
+        raise PolicyError("arch format %r is not %r" % (arch.get("format"), ARCH_FORMAT))
+    if arch.get("version") != ARCH_VERSION:
+        raise PolicyError("arch version %r is not %d" % (arch.get("version"), ARCH_VERSION))
+    for k in ("obs_dim", "act_dim", "hidden", "head"):
+        if k not in arch:
+            raise PolicyError("arch has no %r" % k)
+    for k in arch:
+        if k not in ARCH_KEYS:  # the C reader refuses unknown keys too: they are typos
+            raise PolicyError("arch has an unknown key %r" % k)
+    a = {
+        "obs_dim": arch["obs_dim"],
+        "act_dim": arch["act_dim"],
+        "hidden": arch["hidden"],
+        "activation": arch.get("activation", "relu"),
+        "layer_norm": bool(arch.get("layer_norm", False)),
+        "head": arch["head"],
+        "tanh": bool(arch.get("tanh", False)),
+        "gmm_modes": arch.get("gmm_modes", 5),
+    }
+    if not (_int(a["obs_dim"]) and a["obs_dim"] >= 1 and _int(a["act_dim"]) and a["act_dim"] >= 1):
+        raise PolicyError("arch obs_dim/act_dim are not sizes")
+    if not isinstance(a["hidden"], list) or not all(_int(h) and h >= 1 for h in a["hidden"]):
+        raise PolicyError("arch hidden is not a list of sizes")
+    if a["activation"] not in ACTIVATIONS:
+        raise PolicyError("arch activation %r is not one of %s" % (a["activation"], ACTIVATIONS))
+    if a["head"] not in HEADS:
+        raise PolicyError("arch head %r is not one of %s" % (a["head"], HEADS))
+    if not (_int(a["gmm_modes"]) and a["gmm_modes"] >= 1):
+        raise PolicyError("arch gmm_modes is not a count")
+    return a
+
+
+def out_dim(a):
+    A = a["act_dim"]
+    return {"mse": A, "gaussian": 2 * A, "gmm": a["gmm_modes"] * (2 * A + 1)}[a["head"]]
+
+
+def tensor_shapes(a):
+    """Every tensor of the architecture, in the C library's order: name -> shape."""
+    dims = [a["obs_dim"]] + list(a["hidden"]) + [out_dim(a)]
+    shapes = {}
+    for i in range(len(dims) - 1):
+        shapes["l%d.weight" % i] = (dims[i + 1], dims[i])
+        shapes["l%d.bias" % i] = (dims[i + 1],)
+        if a["layer_norm"] and i < len(dims) - 2:
+            shapes["ln%d.gain" % i] = (dims[i + 1],)
+            shapes["ln%d.bias" % i] = (dims[i + 1],)
+    return shapes
+
+
+def _read(g, group, name, shape):
+    if name not in g:
+        raise PolicyError("/%s/%s is missing" % (group, name))
+    d = g[name]
+    if not isinstance(d, h5py.Dataset) or d.dtype.kind != "f":
+        raise PolicyError("/%s/%s is not a floating-point dataset" % (group, name))
+    if d.shape != tuple(shape):
+        raise PolicyError("/%s/%s has shape %s, the architecture needs %s" % (group, name, d.shape, tuple(shape)))
+    v = d[()].astype(np.float64)
+    if not np.all(np.isfinite(v)):
+        raise PolicyError("/%s/%s has a non-finite value" % (group, name))
+    return v
+
+
+def load(path):
+    """Read and check a policy file; returns a dict with arch, keys, dims, stats, weights, attrs."""
+    if not h5py.is_hdf5(path):
+        raise PolicyError("not an HDF5 file")
+    with h5py.File(path, "r") as f:
+        fmt = _str_attr(f, "format")
+        if fmt != FORMAT:
+            raise PolicyError("not a policy file (format %r, expected %r)" % (fmt, FORMAT))
+        if "version" not in f.attrs:
+            raise PolicyError("attribute 'version' is missing")
+        version = f.attrs["version"]
+        if not isinstance(version, (int, np.integer)) or int(version) != VERSION:
+            raise PolicyError("policy format version %r; this reader reads version %d" % (version, VERSION))
+        arch = _check_arch(_json_attr(f, "arch"))
+        keys, dims = _json_attr(f, "obs_keys"), _json_attr(f, "obs_dims")
+        if not isinstance(keys, list) or not isinstance(dims, list):
+            raise PolicyError("obs_keys and obs_dims must be JSON lists")
+        if len(keys) != len(dims) or not keys:
+            raise PolicyError("%d obs_keys but %d obs_dims" % (len(keys), len(dims)))
+        if not all(isinstance(k, str) and k for k in keys):
+            raise PolicyError("obs_keys are not all key names")
+        if not all(_int(d) and d >= 1 for d in dims):
+            raise PolicyError("obs_dims are not all sizes")
+        if sum(dims) != arch["obs_dim"]:
+            raise PolicyError("observation keys add up to %d values but the network takes %d"
+                              % (sum(dims), arch["obs_dim"]))
+        attrs = {"task": _str_attr(f, "task"), "algo": _str_attr(f, "algo")}
+        attrs["info"] = _json_attr(f, "info") if "info" in f.attrs else {}
+        if not isinstance(attrs["info"], dict):
+            raise PolicyError("attribute 'info' is not a JSON object")
+        if "control_hz" not in f.attrs:
+            raise PolicyError("attribute 'control_hz' is missing")
+        attrs["control_hz"] = float(f.attrs["control_hz"])
+        if not (math.isfinite(attrs["control_hz"]) and attrs["control_hz"] >= 0):
+            raise PolicyError("control_hz %g is not a rate" % attrs["control_hz"])
+
+        if "normalization" not in f:
+            raise PolicyError("group /normalization is missing")
+        n = f["normalization"]
+        D, A = arch["obs_dim"], arch["act_dim"]
+        stats = {k: _read(n, "normalization", k, (D,)) for k in ("obs_mean", "obs_std")}
+        stats.update({k: _read(n, "normalization", k, (A,)) for k in ("act_offset", "act_scale")})
+        for k in ("obs_std", "act_scale"):
+            bad = np.nonzero(~(stats[k] > 0))[0]
+            if bad.size:
+                raise PolicyError("/normalization/%s[%d] = %g, must be > 0" % (k, bad[0], stats[k][bad[0]]))
+
+        if "weights" not in f:
+            raise PolicyError("group /weights is missing")
+        w = f["weights"]
+        shapes = tensor_shapes(arch)
+        weights = {name: _read(w, "weights", name, shape) for name, shape in shapes.items()}
+        for name in w:
+            if name not in shapes:
+                raise PolicyError("/weights/%s is not a tensor of the architecture in 'arch'" % name)
+    return {"arch": arch, "keys": keys, "dims": dims, "stats": stats, "weights": weights, "attrs": attrs}
+
+
+def _activation(name, z):
+    if name == "relu":
+        return np.maximum(z, 0.0)
+    if name == "elu":
+        return np.where(z > 0, z, np.expm1(np.minimum(z, 0.0)))
+    return np.tanh(z)
+
+
+def network_output(p, x):
+    """MLP output [B, out_dim] for normalized inputs x [B, obs_dim] (float64)."""
+    a, w = p["arch"], p["weights"]
+    n_hidden = len(a["hidden"])
+    for i in range(n_hidden):
+        z = x @ w["l%d.weight" % i].T + w["l%d.bias" % i]
+        if a["layer_norm"]:
+            mean = z.mean(axis=1, keepdims=True)
+            var = ((z - mean) ** 2).mean(axis=1, keepdims=True)
+            z = (z - mean) / np.sqrt(var + LN_EPS) * w["ln%d.gain" % i] + w["ln%d.bias" % i]
+        x = _activation(a["activation"], z)
+    return x @ w["l%d.weight" % n_hidden].T + w["l%d.bias" % n_hidden]
+
+
+def net_action(p, o):
+    """The head's deterministic action [B, A] from the output o [B, out_dim]."""
+    a = p["arch"]
+    A = a["act_dim"]
+    if a["head"] == "mse":
+        return np.tanh(o) if a["tanh"] else o
+    if a["head"] == "gaussian":
+        return np.tanh(o[:, :A])
+    K = a["gmm_modes"]
+    means = o[:, : K * A].reshape(-1, K, A)
+    best = np.argmax(o[:, 2 * K * A :], axis=1)  # the first of equal maxima, as the C loop
+    m = means[np.arange(o.shape[0]), best]
+    return np.tanh(m) if a["tanh"] else m
+
+
+def act(p, obs):
+    """Environment actions [B, act_dim] (float64) for raw observations obs [B, obs_dim]."""
+    s = p["stats"]
+    x = (np.asarray(obs, dtype=np.float64) - s["obs_mean"]) / s["obs_std"]
+    return s["act_offset"] + s["act_scale"] * net_action(p, network_output(p, x))
+
+
+def _read_obs(path, obs_dim):
+    if path.endswith(".npy"):
+        obs = np.load(path)
+    else:
+        obs = np.fromfile(path, dtype="<f4")
+        if obs.size % obs_dim:
+            raise PolicyError("%s: %d floats is not a multiple of obs_dim %d" % (path, obs.size, obs_dim))
+        obs = obs.reshape(-1, obs_dim)
+    if obs.ndim != 2 or obs.shape[1] != obs_dim:
+        raise PolicyError("%s: observations of shape %s, the policy takes [B, %d]" % (path, obs.shape, obs_dim))
+    return obs
+
+
+def main(argv):
+    if len(argv) not in (2, 4):
+        sys.stderr.write(__doc__)
+        return 2
+    path = argv[1]
+    try:
+        p = load(path)
+    except (PolicyError, OSError) as e:
+        sys.stderr.write("policy_forward: %s: %s\n" % (path, e))
+        return 1
+    a = p["arch"]
+    summary = "obs_dim=%d act_dim=%d hidden=%s activation=%s layer_norm=%d head=%s tanh=%d" % (
+        a["obs_dim"], a["act_dim"], a["hidden"], a["activation"], a["layer_norm"], a["head"], a["tanh"])
+    if len(argv) == 4:
+        try:
+            obs = _read_obs(argv[2], a["obs_dim"])
+        except (PolicyError, OSError, ValueError) as e:
+            sys.stderr.write("policy_forward: %s\n" % e)
+            return 1
+        out = act(p, obs)
+        if argv[3].endswith(".npy"):
+            np.save(argv[3], out)
+        else:
+            out.astype("<f8").tofile(argv[3])
+        summary += " B=%d" % obs.shape[0]
+    print("policy_forward ok %s keys=%s task=%s algo=%s" % (
+        summary, ",".join("%s(%d)" % kd for kd in zip(p["keys"], p["dims"])), p["attrs"]["task"], p["attrs"]["algo"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
