@@ -135,6 +135,7 @@ typedef struct {
   nnAdamOpts adam;               /* lr 1e-4 (robomimic), no weight decay, no clipping */
   nnArch arch;                   /* obs_dim/act_dim are filled in; hidden 1024,1024 (robomimic), MSE head with tanh
                                     (robomimic's bc.json default; GMM 5 modes is --head gmm) */
+  double obs_noise;              /* training batches: Gaussian noise of this std on the normalized observations */
   double obs_std_floor;          /* normalization: std = max(std, floor) (default 0.1: dimensions that
                                     barely vary in the demos must not be blown up at rollout time) */
   uint64_t seed;                 /* initialization, split, shuffling */

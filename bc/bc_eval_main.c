@@ -95,7 +95,7 @@ int main(int argc, char **argv) {
   capModel *m = NULL;
   bcEvalResult r;
   int rc = cap_model_load(&co, &m);
-  if (!rc && (rc = bc_evaluate(p, m, &eo, &r))) tk_error_wrap(rc, "%s", path);
+  if (rc || (rc = bc_evaluate(p, m, &eo, &r))) tk_error_wrap(rc, "%s", path);
   if (rc) {
     tk_die_msg("bc-eval");
   } else {
@@ -118,7 +118,7 @@ int main(int argc, char **argv) {
              path, task, r.successes, r.episodes, 100 * r.success_rate, r.mean_return, rs, r.mean_length, ls,
              (unsigned long long)eo.seed, (unsigned long long)(eo.seed + (uint64_t)r.episodes - 1),
              (long long)r.env_steps, r.seconds);
-    if (eo.save) printf("bc-eval: rollouts saved to %s\n", eo.save);
+    if (eo.save && !json) printf("bc-eval: rollouts saved to %s\n", eo.save);
     bc_eval_result_free(&r);
   }
   cap_model_free(m);

@@ -172,6 +172,10 @@ static int save_to(const bcPolicy *p, const char *tmp) {
 
 int bc_policy_save(const bcPolicy *p, const char *path) {
   ds_h5_init();
+  /* a file that could not be loaded back is never written */
+  for (int64_t i = 0; i < p->net->n_params; i++)
+    if (!isfinite(p->net->params[i]))
+      return tk_error(TK_ERANGE, "%s: policy not saved: parameter %lld is not finite", path, (long long)i);
   char tmp[4200];
   snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
   int rc = save_to(p, tmp);

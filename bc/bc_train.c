@@ -1,5 +1,6 @@
 /* bc/bc_train.c -- behavior cloning: load, split, normalize, train, evaluate by rollouts, save the best. */
 #include <cjson/cJSON.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,16 @@ void bc_train_default(bcTrainOpts *o) {
   o->threads = n > 0 ? (int)n : 1;
   o->eval_every = 20;
   o->eval_episodes = 20;
+}
+
+/* One of the names in cap_task_names() ("reach, push, lift"), exactly. */
+static int is_builtin_task(const char *task) {
+  if (!task || !task[0]) return 0;
+  const char *s = cap_task_names();
+  size_t n = strlen(task);
+  for (const char *p = s; (p = strstr(p, task)); p += n)
+    if ((p == s || p[-1] == ' ' || p[-1] == ',') && (p[n] == 0 || p[n] == ',')) return 1;
+  return 0;
 }
 
 /* robomimic's low-dim observation keys for its manipulation tasks */
@@ -123,8 +134,10 @@ static int64_t *rows_of(const dsLoaded *L, const uint8_t *role, int want, int64_
   return v;
 }
 
-/* Statistics from the training rows; x and y are replaced by their normalized values. */
-static void normalize(bcPolicy *p, dsLoaded *L, const int64_t *rows, int64_t n, double floor_std) {
+/* Statistics from the training rows; x and y are replaced by their normalized values. The arithmetic
+ * is in double: float32 values near FLT_MAX overflow in (l + h), (h - l) or (x - mean) otherwise, and a
+ * statistic that does not fit a float is refused (the policy file could not be loaded). */
+static int normalize(bcPolicy *p, dsLoaded *L, const int64_t *rows, int64_t n, double floor_std, const char *path) {
   const int D = L->obs_dim, A = L->act_dim;
   for (int i = 0; i < D; i++) {
     double s = 0, s2 = 0;
@@ -135,8 +148,11 @@ static void normalize(bcPolicy *p, dsLoaded *L, const int64_t *rows, int64_t n, 
       double d = L->obs[rows[k] * D + i] - mean;
       s2 += d * d;
     }
+    double sd = fmax(sqrt(s2 / (double)n), floor_std);
+    if (!(fabs(mean) <= FLT_MAX && sd <= FLT_MAX))
+      return tk_error(TK_ERANGE, "%s: observation column %d: mean %g, std %g do not fit float32", path, i, mean, sd);
     p->obs_mean[i] = (float)mean;
-    p->obs_std[i] = (float)fmax(sqrt(s2 / (double)n), floor_std);
+    p->obs_std[i] = (float)sd;
   }
   /* actions: robomimic's are in [-1, 1] already and stay as they are; otherwise min-max to [-1, 1]
    * with a 5% margin, so tanh-bounded heads can reach every recorded action */
@@ -153,20 +169,24 @@ static void normalize(bcPolicy *p, dsLoaded *L, const int64_t *rows, int64_t n, 
       p->act_scale[i] = 1;
       continue;
     }
-    float l = INFINITY, h = -INFINITY;
+    double l = INFINITY, h = -INFINITY;
     for (int64_t k = 0; k < n; k++) {
-      l = fminf(l, L->actions[rows[k] * A + i]);
-      h = fmaxf(h, L->actions[rows[k] * A + i]);
+      l = fmin(l, L->actions[rows[k] * A + i]);
+      h = fmax(h, L->actions[rows[k] * A + i]);
     }
-    p->act_offset[i] = 0.5f * (l + h);
-    p->act_scale[i] = fmaxf(0.5f * (h - l) * 1.05f, 1e-3f);
+    double off = 0.5 * (l + h), sc = fmax(0.5 * (h - l) * 1.05, 1e-3);
+    if (!(fabs(off) <= FLT_MAX && sc <= FLT_MAX))
+      return tk_error(TK_ERANGE, "%s: action %d spans [%g, %g], too wide to normalize in float32", path, i, l, h);
+    p->act_offset[i] = (float)off;
+    p->act_scale[i] = (float)sc;
   }
   for (int64_t k = 0; k < L->n; k++) {
     for (int i = 0; i < D; i++)
-      L->obs[k * D + i] = (L->obs[k * D + i] - p->obs_mean[i]) / p->obs_std[i];
+      L->obs[k * D + i] = (float)(((double)L->obs[k * D + i] - p->obs_mean[i]) / p->obs_std[i]);
     for (int i = 0; i < A; i++)
-      L->actions[k * A + i] = (L->actions[k * A + i] - p->act_offset[i]) / p->act_scale[i];
+      L->actions[k * A + i] = (float)(((double)L->actions[k * A + i] - p->act_offset[i]) / p->act_scale[i]);
   }
+  return 0;
 }
 
 static void gather(const dsLoaded *L, const int64_t *rows, int n, float *x, float *y) {
@@ -316,14 +336,14 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
       goto done;
     }
   }
-  normalize(p, &L, train, ntrain, o->obs_std_floor);
+  if ((rc = normalize(p, &L, train, ntrain, o->obs_std_floor, o->dataset))) goto done;
   const char *task = ds_env_name(f);
   snprintf(p->task, sizeof p->task, "%s", task ? task : "");
   if (ds_num_demos(f) > 0) p->control_hz = ds_demo(f, 0)->control_hz;
 
   /* rollouts when the dataset's task is one of ours */
   int can_eval = 0;
-  if (o->eval_every > 0 && o->eval_episodes > 0 && task && strstr(cap_task_names(), task) && task[0]) {
+  if (o->eval_every > 0 && o->eval_episodes > 0 && is_builtin_task(task)) {
     capOpts co;
     cap_opts_default(&co);
     co.task = task;
@@ -380,15 +400,19 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
       int64_t k0 = s * B;
       int b = (int)TK_MIN(B, ntrain - k0);
       gather(&L, train + k0, b, x, y);
+      if (o->obs_noise > 0)
+        for (int64_t i = 0; i < (int64_t)b * L.obs_dim; i++)
+          x[i] += (float)(o->obs_noise * tk_rng_normal(&rng));
       float loss;
-      if (nn_team_train_step(p->net, team, &o->adam, x, y, b, &loss, NULL)) {
+      double gnorm = NAN; /* asking for the norm makes the team refuse a step with non-finite gradients */
+      if (nn_team_train_step(p->net, team, &o->adam, x, y, b, &loss, &gnorm)) {
         /* parameters were not updated by the failed step; go back to the epoch's start to be safe */
         memcpy(p->net->params, last_good, sizeof(float) * (size_t)p->net->n_params);
         r->stopped_nan = 1;
         fprintf(stderr,
-                "bc-train: the loss became %g at epoch %d, step %lld (batch %lld of the epoch, rows %lld..%lld of the "
-                "shuffled training set): stopping; %s keeps the last good policy\n",
-                (double)loss, ep, (long long)(r->steps + 1), (long long)(s + 1), (long long)k0,
+                "bc-train: the loss became %g (gradient norm %g) at epoch %d, step %lld (batch %lld of the epoch, rows "
+                "%lld..%lld of the shuffled training set): stopping; %s keeps the last good policy\n",
+                (double)loss, gnorm, ep, (long long)(r->steps + 1), (long long)(s + 1), (long long)k0,
                 (long long)(k0 + b - 1), o->out);
         break;
       }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "bc.h"
+#include "tk_plot.h"
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -34,6 +35,8 @@ static void usage(FILE *f) {
           "  --head mse|gaussian|gmm      output head (default mse with tanh, robomimic's default; gmm has\n"
           "                         5 modes and tanh means, robomimic's choice for human data)\n"
           "  --gmm-modes K          (default 5)\n"
+          "  --obs-noise S          Gaussian noise (std S, in normalized units) on the training observations\n"
+          "                         (default 0)\n"
           "  --obs-std-floor S      observation normalization: std = max(std, S) (default 0.1)\n"
           "  --seed S               initialization, split and shuffling (default 0)\n"
           "  --threads T            training threads (default: online cores); same seed and threads,\n"
@@ -136,6 +139,8 @@ static int set_opt(cliState *c, const char *name_in, const char *v) {
     if (!(rc = num(name, v, 1, NN_MAX_MODES, &x))) o->arch.gmm_modes = (int)x;
   } else if (!strcmp(name, "valid-frac")) {
     if (!(rc = num(name, v, 0, 0.9, &x))) o->valid_frac = x;
+  } else if (!strcmp(name, "obs-noise")) {
+    if (!(rc = num(name, v, 0, 10, &x))) o->obs_noise = x;
   } else if (!strcmp(name, "obs-std-floor")) {
     if (!(rc = num(name, v, 1e-8, 1e6, &x))) o->obs_std_floor = x;
   } else if (!strcmp(name, "seed")) {
@@ -254,5 +259,6 @@ int main(int argc, char **argv) {
   free(c.keys_buf);
   for (int i = 0; i < c.nstrs; i++)
     free(c.strs[i]);
+  tk_plot_cleanup(); /* cairo's and fontconfig's font caches (the plots), which leak checkers report */
   return rc ? 1 : (r.stopped_nan ? 1 : 0);
 }
