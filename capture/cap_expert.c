@@ -1,3 +1,5 @@
+
+
 /* capture/cap_expert.c -- scripted operators: a proportional "expert" per task that drives
  * the end-effector action the way a competent operator would. noise adds what people do:
  * hesitation, jittery hands, overshoot, a wrong first grasp, and now and then giving up. */
@@ -184,39 +186,30 @@ int cap_expert_act(capExpert *x, const capEnv *e, double *a) {
     double ux = L > 1e-6 ? dx / L : 1, uy = L > 1e-6 ? dy / L : 0;
     double back = cm->cfg.cube_half + 0.05;
     double behind[3] = {cube[0] - ux * back, cube[1] - uy * back, cube[2] + hover};
-    double low[3] = {behind[0], behind[1], cube[2]};
     keep_down(e, a);
     a[6] = 1; /* a closed gripper pushes better */
-    /* how far the fingertip is off the pushing line */
+    /* where the fingertip is relative to the pushing line: what to do follows from that alone
+     * (no phases), so a policy that sees the same state can learn the same action */
     double rx = eef[0] - cube[0], ry = eef[1] - cube[1];
-    double lateral = fabs(-uy * rx + ux * ry), along = ux * rx + uy * ry;
-    if (x->ph == PH_BEHIND) {
-      toward(x, eef, behind, 0.6, a);
-      if (dist(eef, behind, 2) < 0.012) {
-        x->ph = PH_LOWER;
-        x->wait = 0;
-        memcpy(x->low, low, sizeof x->low); /* go straight down here, even if the cube moves */
-      }
-    } else if (x->ph == PH_LOWER) {
-      toward(x, eef, x->low, 0.5, a);
-      if (fabs(eef[2] - x->low[2]) < 0.01 || x->wait > 30) {
-        x->ph = PH_PUSH;
-        x->wait = 0;
-      }
-    } else {
+    double nx = -uy, ny = ux, side = nx * rx + ny * ry, along = ux * rx + uy * ry;
+    double height = eef[2] - cube[2];
+    int in_lane = fabs(side) < 0.025 && along < -cm->cfg.cube_half * 0.5 && along > -back - 0.03 && height < 0.02;
+    if (in_lane) {
       /* push along the line at a speed that falls with the distance left (a cube shoved at
        * full speed slides past the goal), steering the fingertip back onto the line */
       double left = L - cm->cfg.success_dist * 0.3;
       double speed = clampd(left * 3.0, 0.0, 0.3) * x->gain;
-      double nx = -uy, ny = ux, side = nx * rx + ny * ry;
       a[0] = clampd(ux * speed - side * nx * 3.0, -1, 1);
       a[1] = clampd(uy * speed - side * ny * 3.0, -1, 1);
       a[2] = clampd((cube[2] - eef[2]) * 10, -1, 1);
       if (left <= 0) a[0] = a[1] = 0; /* close enough: let it settle */
-      if (lateral > 0.03 || along > -cm->cfg.cube_half * 0.5) {
-        x->ph = PH_BEHIND; /* lost the cube: go around again */
-        x->wait = 0;
-      }
+    } else {
+      /* get behind the cube: high while away from the spot, coming down as the hand gets there
+       * (only close to it, so the fingers never come down on the cube) */
+      double xy = dist(eef, behind, 2);
+      double s = clampd((xy - 0.006) / 0.02, 0, 1);
+      double at[3] = {behind[0], behind[1], cube[2] + hover * s};
+      toward(x, eef, at, 0.6, a);
     }
     break;
   }
