@@ -6,7 +6,8 @@
 # train/valid split and an outside reader's check (h5py, opened as robomimic opens it); then
 # behavior cloning (bc-train: rollouts choose the best epoch) and bc-eval on 50 held-out seeds,
 # with the loss and success curves as PNG.
-# Later issues extend it: -> short RL fine-tune -> comparison plot.
+# Then a short RL fine-tune (SAC from the policy and the demos) beside the same algorithm from
+# scratch, with the comparison plot.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -14,6 +15,7 @@ OUT=${OUT:-out}
 EPISODES=${EPISODES:-10}  # at the real rate
 TOTAL=${TOTAL:-50}        # demos in all (the rest recorded unpaced)
 EPOCHS=${EPOCHS:-200}
+RL_STEPS=${RL_STEPS:-3000}
 mkdir -p "$OUT"
 rm -rf "$OUT/demos.h5" "$OUT/demos.h5.staging"
 B=build
@@ -34,12 +36,21 @@ $B/dataset/dataset split "$OUT/demos.h5" --valid 0.2 --seed 0 --in-place
 echo "== outside reader: h5py, opened as robomimic opens it"
 /usr/bin/python3 tests/dataset/h5_check.py "$OUT/demos.h5" --native --expect-demos "$TOTAL" \
   --expect-images agentview_image:84:84
-echo "== bc-train: behavior cloning (robomimic defaults; rollouts every 20 epochs pick the best)"
+echo "== bc-train: behavior cloning (robomimic's settings but 256-256 wide: the RL actor below starts"
+echo "   from this network, and a 1024-wide one makes each RL update ~10x slower on two cores)"
 rm -f "$OUT/policy.h5"
-$B/bc/bc-train "$OUT/demos.h5" -o "$OUT/policy.h5" --epochs "$EPOCHS" --filter-key train
+$B/bc/bc-train "$OUT/demos.h5" -o "$OUT/policy.h5" --epochs "$EPOCHS" --filter-key train --hidden 256,256
 echo "== bc-eval: 50 held-out seeds"
 $B/bc/bc-eval "$OUT/policy.h5" --episodes 50 --json | tee "$OUT/bc_eval.json"
+echo "== rl-finetune --compare: a short SAC fine-tune from the policy and the demos, then the same"
+echo "   algorithm from scratch, $RL_STEPS env steps each"
+rm -f "$OUT/ft.h5" "$OUT/ft_scratch.h5" "$OUT/ft_compare.csv" "$OUT/ft_compare.png"
+$B/rl_finetune/rl-finetune --policy "$OUT/policy.h5" --demos "$OUT/demos.h5" --steps "$RL_STEPS" \
+  --eval-every "$((RL_STEPS / 3))" --eval-episodes 20 --actor-delay "$((RL_STEPS / 3))" --compare --quiet \
+  --out "$OUT/ft.h5" | tee "$OUT/rl_summary.txt"
 echo "== summary"
 echo "dataset: $OUT/demos.h5 ($(du -h "$OUT/demos.h5" | cut -f1))"
 echo "policy: $OUT/policy.h5; metrics $OUT/policy.csv; plots $OUT/policy_loss.png $OUT/policy_success.png"
 /usr/bin/python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print('bc-eval: success %d/%d (%.0f%%), mean length %.1f' % (r['successes'], r['episodes'], 100*r['success_rate'], r['mean_length']))" "$OUT/bc_eval.json"
+echo "fine-tune: $OUT/ft.h5; comparison $OUT/ft_compare.csv $OUT/ft_compare.png"
+grep '^compare:' "$OUT/rl_summary.txt" | head -1

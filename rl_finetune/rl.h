@@ -1,0 +1,83 @@
+/* rl_finetune/rl.h -- RL fine-tuning from a BC policy and its demos (prefix rl_).
+ *
+ * SAC in the RLPD style: the actor is a tanh-Gaussian policy that starts from the BC policy (an MSE
+ * head with tanh becomes the Gaussian's mean exactly; a Gaussian head is taken as is), the critics are
+ * an ensemble of LayerNorm MLPs whose TD target uses the minimum of two members drawn at random, each
+ * batch is half demos and half online data, and the critics are warmed up on the demos before the
+ * actor moves so the BC policy is not unlearned at the start. Rewards are sparse: 1 when the task
+ * succeeds, which ends the episode (demos: 1 on the last step of a successful demo).
+ *
+ * Workers are threads, each with its own environment; every iteration each worker takes one step with
+ * the current actor (in parallel), the transitions are stored in worker order, and the learner makes
+ * `utd` updates per environment step. With one worker a seed reproduces a run bit for bit.
+ */
+#ifndef RL_H
+#define RL_H
+
+#include <stdint.h>
+
+#include "bc.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+  const char *task;     /* built-in task (default: the policy's) */
+  const char *policy;   /* BC policy to start from (NULL: from scratch) */
+  const char *demos;    /* demos for the demo half of each batch (NULL: none) */
+  const char *out;      /* best policy (policy.h5 format, algo "sac") */
+  const char *metrics;  /* CSV of evaluations (NULL: none) */
+  const char *label;    /* name of this run in messages and the CSV ("finetune", "scratch") */
+  int64_t steps;        /* environment steps (default 100000) */
+  int workers;          /* default: online cores */
+  uint64_t seed;
+  int ensemble;         /* critics (default 2: a 2-core machine; RLPD uses 10) */
+  int utd;              /* updates per environment step (default 1) */
+  int batch;            /* 256 */
+  int hidden;           /* critic (and scratch actor) width, two layers (256) */
+  double critic_lr;     /* 3e-4 */
+  double actor_lr;      /* 1e-4 from a BC policy, 3e-4 from scratch (0: that default) */
+  double gamma;         /* 0.99 */
+  double tau;           /* 0.005 */
+  double init_alpha;    /* entropy temperature at the start (1e-3: with sparse rewards a larger one
+                           outweighs the task and unlearns the BC policy) */
+  double alpha_lr;      /* temperature learning rate (3e-4; 0 = fixed at init_alpha) */
+  double init_std;      /* the BC actor's starting std (0.2) */
+  int critic_warmup;    /* critic-only updates on the demos before acting (default 2000 with demos) */
+  int64_t actor_delay;  /* from a policy: env steps of critic-only learning on the BC actor's own data before
+                           the actor moves (default 5000) */
+  double q_coef;        /* actor: weight of Q, normalized by mean |Q| as TD3+BC (2.5) */
+  double bc_weight;     /* actor anchor: + w ||a - a_demo||^2 on demo rows and + w ||a - a_bc(s)||^2 on
+                           online rows (a_bc: the starting policy, frozen); w halves every */
+  double bc_halflife;   /* bc_halflife updates (DAPG-style decaying demo term; defaults 1.0 and 20000) */
+  int64_t random_steps; /* from scratch: uniform random actions for the first steps (5000) */
+  int64_t eval_every;   /* environment steps between evaluations (5000) */
+  int eval_episodes;    /* held-out seeds per evaluation (50) */
+  double target;        /* success rate that counts as arrived (0.95) */
+  int stop_at_target;   /* end the run once the target is reached (default 1) */
+  int quiet;
+  volatile int *interrupt; /* set to 1 (by a signal handler) to stop after the current iteration */
+} rlOpts;
+
+typedef struct {
+  int64_t env_steps, updates;
+  int64_t steps_to_target; /* env steps at the first evaluation at or above the target; -1: never */
+  double best_success;     /* best evaluation success rate */
+  int64_t best_step;
+  double initial_success;  /* evaluation before any RL step */
+  double seconds;
+  double env_steps_per_s, updates_per_s;
+  int n_evals;
+  int64_t eval_step[512];
+  double eval_success[512];
+  int diverged; /* stopped on a non-finite loss or parameter */
+} rlResult;
+
+void rl_opts_default(rlOpts *o);
+int rl_run(const rlOpts *o, rlResult *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

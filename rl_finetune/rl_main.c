@@ -1,0 +1,258 @@
+/* rl_finetune/rl_main.c -- the `rl-finetune` command. */
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rl.h"
+#include "tk_plot.h"
+
+static volatile int interrupted;
+static void on_sigint(int sig) {
+  (void)sig;
+  interrupted = 1;
+}
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: rl-finetune --policy BC.h5 --demos DEMOS.h5 [--task NAME] [options]\n"
+          "       rl-finetune --scratch --task NAME [options]\n"
+          "\n"
+          "RL fine-tuning (SAC, RLPD-style) that starts from a BC policy and its demos, and measures what that\n"
+          "saves: --compare runs the same algorithm from scratch beside it and reports the env steps each\n"
+          "needed to reach the target success rate.\n"
+          "\n"
+          "  --policy FILE        BC policy to start from (bc-train's; heads mse with tanh, or gaussian)\n"
+          "  --demos FILE         demonstrations: half of every batch (failures and interventions included)\n"
+          "  --task NAME          task (default: the policy's)\n"
+          "  --algo sac           the algorithm (sac; ppo is not implemented yet)\n"
+          "  --steps N            environment steps (default 100000)\n"
+          "  --workers N          environment worker threads (default: online cores); 1 reproduces a run\n"
+          "  --seed S             (default 0)\n"
+          "  --out FILE           best policy, policy.h5 format (default ft.h5); bc-eval and teleop read it\n"
+          "  --metrics FILE       evaluations as CSV (default: OUT without .h5 + .csv)\n"
+          "  --scratch            no BC start and no demos (the same algorithm)\n"
+          "  --compare            fine-tune, then scratch with the same budget and seed: OUT_compare.csv,\n"
+          "                       OUT_compare.png (success against env steps) and a summary line\n"
+          "  --ensemble E         critics (default 2, sized for a 2-core machine; RLPD uses 10)\n"
+          "  --utd U              updates per environment step (default 1)\n"
+          "  --batch B            (default 256: half demos, half online)\n"
+          "  --hidden W           critic width, two layers with LayerNorm (default 256)\n"
+          "  --critic-lr LR       (default 3e-4)\n"
+          "  --actor-lr LR        (default 1e-4 from a policy, 3e-4 from scratch)\n"
+          "  --critic-warmup N    critic updates on the demos before the actor moves (default 2000)\n"
+          "  --actor-delay N       from a policy: env steps of critic-only learning before the actor moves\n"
+          "                        (default 5000)\n"
+          "  --q-coef C            actor: weight of Q, normalized by mean |Q| as TD3+BC (default 2.5)\n"
+          "  --bc-weight W         actor anchor: ||a - a_demo||^2 on demo rows, ||a - a_bc(s)||^2 on online\n"
+          "                        rows (the starting policy, frozen) (default 1)\n"
+          "  --bc-halflife N       updates over which that weight halves (default 20000)\n"
+          "  --alpha-lr LR         temperature learning rate (default 3e-4; 0 keeps it fixed)\n"
+          "  --init-alpha A        starting entropy temperature (default 0.001; auto-tuned to entropy -A)\n"
+          "  --eval-every N       env steps between evaluations (default 5000)\n"
+          "  --eval-episodes M    held-out seeds per evaluation (default 50)\n"
+          "  --target X           success rate that counts as arrived (default 0.95)\n"
+          "  --no-stop            keep training after reaching the target\n"
+          "  --quiet\n"
+          "\n"
+          "Ctrl-C stops after the current step; the best policy so far is already saved.\n"
+          "Exit status: 0 done, 1 error (one line naming the file and the problem), 2 usage.\n");
+}
+
+static void strip_h5(const char *path, char *out, size_t n) {
+  snprintf(out, n, "%s", path);
+  size_t l = strlen(out);
+  if (l > 3 && !strcmp(out + l - 3, ".h5")) out[l - 3] = 0;
+}
+
+static void summary_line(const char *label, const rlResult *r, const rlOpts *o) {
+  if (r->steps_to_target >= 0)
+    printf("%s: reached %.0f%% success after %lld env steps (start %.0f%%, best %.0f%%)\n", label, 100 * o->target,
+           (long long)r->steps_to_target, 100 * r->initial_success, 100 * r->best_success);
+  else
+    printf("%s: did not reach %.0f%% within %lld env steps (start %.0f%%, best %.0f%% at %lld)\n", label,
+           100 * o->target, (long long)r->env_steps, 100 * r->initial_success, 100 * r->best_success,
+           (long long)r->best_step);
+  printf("%s: %.0f env steps/s, %.0f updates/s, %.1f s\n", label, r->env_steps_per_s, r->updates_per_s, r->seconds);
+}
+
+int main(int argc, char **argv) {
+  rlOpts o;
+  rl_opts_default(&o);
+  int compare = 0, scratch = 0;
+  const char *metrics = NULL;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    double x = 0;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      usage(stdout);
+      return 0;
+    } else if (!strcmp(a, "--compare")) {
+      compare = 1;
+    } else if (!strcmp(a, "--scratch")) {
+      scratch = 1;
+    } else if (!strcmp(a, "--no-stop")) {
+      o.stop_at_target = 0;
+    } else if (!strcmp(a, "--quiet")) {
+      o.quiet = 1;
+    } else if (!v) {
+      fprintf(stderr, "rl-finetune: %s needs a value (or is unknown)\n", a);
+      return 2;
+    } else if (!strcmp(a, "--policy") || !strcmp(a, "--demos") || !strcmp(a, "--task") || !strcmp(a, "--out") ||
+               !strcmp(a, "--metrics") || !strcmp(a, "--algo") || !strcmp(a, "--resume")) {
+      i++;
+      if (!strcmp(a, "--policy")) o.policy = v;
+      if (!strcmp(a, "--demos")) o.demos = v;
+      if (!strcmp(a, "--task")) o.task = v;
+      if (!strcmp(a, "--out")) o.out = v;
+      if (!strcmp(a, "--metrics")) metrics = v;
+      if (!strcmp(a, "--algo") && strcmp(v, "sac")) {
+        fprintf(stderr, "rl-finetune: --algo %s: only sac is implemented so far (ppo is planned)\n", v);
+        return 2;
+      }
+      if (!strcmp(a, "--resume")) {
+        fprintf(stderr, "rl-finetune: --resume: checkpoints are not implemented yet\n");
+        return 2;
+      }
+    } else {
+      struct {
+        const char *name;
+        double lo, hi;
+      } nums[] = {{"--steps", 1, 1e9},        {"--workers", 1, 64},         {"--seed", 0, 1e15},
+                  {"--ensemble", 1, 16},      {"--utd", 1, 100},            {"--batch", 2, 65536},
+                  {"--hidden", 1, 65536},     {"--critic-lr", 1e-9, 1},     {"--actor-lr", 1e-9, 1},
+                  {"--critic-warmup", 0, 1e7}, {"--eval-every", 1, 1e9},    {"--eval-episodes", 1, 10000},
+                  {"--target", 0, 1},         {"--bc-weight", 0, 1e6},      {"--bc-halflife", 1, 1e12},
+                  {"--init-alpha", 1e-9, 10},   {"--actor-delay", 0, 1e9},
+                  {"--alpha-lr", 0, 1},         {"--q-coef", 0, 1e6}};
+      int k = -1;
+      for (int j = 0; j < (int)TK_ARRAY_LEN(nums); j++)
+        if (!strcmp(a, nums[j].name)) k = j;
+      if (k < 0) {
+        fprintf(stderr, "rl-finetune: unknown option %s\n", a);
+        usage(stderr);
+        return 2;
+      }
+      if (tk_parse_f64(v, &x) || x < nums[k].lo || x > nums[k].hi) {
+        fprintf(stderr, "rl-finetune: %s %s: expected a number in [%g, %g]\n", a, v, nums[k].lo, nums[k].hi);
+        return 2;
+      }
+      i++;
+      switch (k) {
+      case 0: o.steps = (int64_t)x; break;
+      case 1: o.workers = (int)x; break;
+      case 2: o.seed = (uint64_t)x; break;
+      case 3: o.ensemble = (int)x; break;
+      case 4: o.utd = (int)x; break;
+      case 5: o.batch = (int)x; break;
+      case 6: o.hidden = (int)x; break;
+      case 7: o.critic_lr = x; break;
+      case 8: o.actor_lr = x; break;
+      case 9: o.critic_warmup = (int)x; break;
+      case 10: o.eval_every = (int64_t)x; break;
+      case 11: o.eval_episodes = (int)x; break;
+      case 12: o.target = x; break;
+      case 13: o.bc_weight = x; break;
+      case 14: o.bc_halflife = x; break;
+      case 15: o.init_alpha = x; break;
+      case 16: o.actor_delay = (int64_t)x; break;
+      case 17: o.alpha_lr = x; break;
+      case 18: o.q_coef = x; break;
+      }
+    }
+  }
+  if (!scratch && !o.policy) {
+    fprintf(stderr, "rl-finetune: --policy is needed (or --scratch)\n");
+    usage(stderr);
+    return 2;
+  }
+  if (scratch && compare) {
+    fprintf(stderr, "rl-finetune: --compare runs the scratch run itself; drop --scratch\n");
+    return 2;
+  }
+  if (scratch && !o.task) {
+    fprintf(stderr, "rl-finetune: --scratch needs --task (%s)\n", cap_task_names());
+    return 2;
+  }
+  const char *to = getenv("DK_OPEN_TIMEOUT");
+  ds_set_open_timeout(to ? atof(to) : 30);
+  signal(SIGINT, on_sigint);
+  o.interrupt = &interrupted;
+  char stem[4096], csv[4200], scratch_out[4200], png[4200];
+  strip_h5(o.out, stem, sizeof stem);
+  snprintf(csv, sizeof csv, "%s%s", stem, compare ? "_compare.csv" : ".csv");
+  o.metrics = metrics ? metrics : csv;
+  if (compare) remove(o.metrics); /* one comparison per file */
+  rlResult r, rs;
+  int rc;
+  if (scratch) {
+    o.label = "scratch";
+    o.demos = NULL;
+    const char *p = o.policy;
+    o.policy = NULL;
+    rc = rl_run(&o, &r);
+    o.policy = p;
+  } else {
+    rc = rl_run(&o, &r);
+  }
+  if (rc) {
+    tk_die_msg("rl-finetune");
+    tk_plot_cleanup();
+    return 1;
+  }
+  if (!o.quiet || compare) summary_line(o.label, &r, &o);
+  if (compare && !interrupted) {
+    rlOpts so = o;
+    so.label = "scratch";
+    so.policy = NULL;
+    so.demos = NULL;
+    /* the scratch run uses the fine-tuned run's task */
+    if (!so.task) {
+      bcPolicy *p = bc_policy_load(o.policy);
+      static char task[BC_KEY_MAX];
+      if (p) snprintf(task, sizeof task, "%s", p->task);
+      bc_policy_free(p);
+      so.task = task;
+    }
+    snprintf(scratch_out, sizeof scratch_out, "%s_scratch.h5", stem);
+    so.out = scratch_out;
+    if ((rc = rl_run(&so, &rs))) {
+      tk_die_msg("rl-finetune");
+      tk_plot_cleanup();
+      return 1;
+    }
+    summary_line("scratch", &rs, &so);
+    double fx[512], fy[512], sx[512], sy[512];
+    for (int i = 0; i < r.n_evals; i++) {
+      fx[i] = (double)r.eval_step[i];
+      fy[i] = r.eval_success[i];
+    }
+    for (int i = 0; i < rs.n_evals; i++) {
+      sx[i] = (double)rs.eval_step[i];
+      sy[i] = rs.eval_success[i];
+    }
+    tkSeries s[2] = {{"fine-tune from BC + demos", fx, fy, r.n_evals}, {"scratch", sx, sy, rs.n_evals}};
+    char title[256];
+    snprintf(title, sizeof title, "SAC on %s: success rate on %d held-out seeds", so.task, o.eval_episodes);
+    tkPlotOpts po = {.title = title, .xlabel = "environment steps", .ylabel = "success rate", .ymin = 0,
+                     .ymax = 1, .fixed_y = 1};
+    snprintf(png, sizeof png, "%s_compare.png", stem);
+    if (tk_plot_png(png, &po, s, 2)) tk_die_msg("rl-finetune");
+    if (r.steps_to_target >= 0 && rs.steps_to_target >= 0)
+      printf("compare: %.0f%% success after %lld env steps fine-tuned, %lld from scratch: %.1fx fewer samples\n",
+             100 * o.target, (long long)r.steps_to_target, (long long)rs.steps_to_target,
+             (double)rs.steps_to_target / (double)TK_MAX(r.steps_to_target, 1));
+    else if (r.steps_to_target >= 0)
+      printf("compare: %.0f%% success after %lld env steps fine-tuned; scratch never arrived within %lld "
+             "(ratio > %.1fx)\n",
+             100 * o.target, (long long)r.steps_to_target, (long long)rs.env_steps,
+             (double)rs.env_steps / (double)TK_MAX(r.steps_to_target, 1));
+    else
+      printf("compare: neither run reached %.0f%% within %lld env steps (best: fine-tune %.0f%%, scratch %.0f%%)\n",
+             100 * o.target, (long long)o.steps, 100 * r.best_success, 100 * rs.best_success);
+    printf("compare: %s, %s\n", o.metrics, png);
+  }
+  tk_plot_cleanup();
+  return interrupted ? 130 : 0;
+}

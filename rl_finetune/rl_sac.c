@@ -1,0 +1,721 @@
+/* rl_finetune/rl_sac.c -- SAC from a BC policy and its demos (RLPD-style), parallel environment workers. */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rl.h"
+
+void rl_opts_default(rlOpts *o) {
+  memset(o, 0, sizeof *o);
+  o->out = "ft.h5";
+  o->label = "finetune";
+  o->steps = 100000;
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  o->workers = n > 0 ? (int)n : 1;
+  o->ensemble = 2;
+  o->utd = 1;
+  o->batch = 256;
+  o->hidden = 256;
+  o->critic_lr = 3e-4;
+  o->gamma = 0.99;
+  o->tau = 0.005;
+  o->init_alpha = 1e-3;
+  o->alpha_lr = 3e-4;
+  o->bc_weight = 1.0;
+  o->q_coef = 2.5;
+  o->actor_delay = 5000;
+  o->bc_halflife = 20000;
+  o->init_std = 0.2;
+  o->critic_warmup = 2000;
+  o->random_steps = 5000;
+  o->eval_every = 5000;
+  o->eval_episodes = 50;
+  o->target = 0.95;
+  o->stop_at_target = 1;
+}
+
+/* ---- replay buffers ------------------------------------------------------------------------------ */
+typedef struct {
+  int64_t cap, n;
+  int D, A;
+  float *s, *a, *r, *s2;
+  uint8_t *d;
+} rlBuf;
+
+static int buf_make(rlBuf *b, int64_t cap, int D, int A) {
+  memset(b, 0, sizeof *b);
+  b->cap = cap;
+  b->D = D;
+  b->A = A;
+  b->s = malloc(sizeof(float) * (size_t)(cap * D));
+  b->s2 = malloc(sizeof(float) * (size_t)(cap * D));
+  b->a = malloc(sizeof(float) * (size_t)(cap * A));
+  b->r = malloc(sizeof(float) * (size_t)cap);
+  b->d = malloc((size_t)cap);
+  if (!b->s || !b->s2 || !b->a || !b->r || !b->d) return tk_error(TK_ENOMEM, "out of memory (replay buffer of %lld)", (long long)cap);
+  return 0;
+}
+
+static void buf_free(rlBuf *b) {
+  free(b->s);
+  free(b->s2);
+  free(b->a);
+  free(b->r);
+  free(b->d);
+}
+
+static void buf_push(rlBuf *b, const float *s, const float *a, float r, const float *s2, int d) {
+  int64_t i = b->n < b->cap ? b->n++ : (int64_t)(b->n % b->cap); /* full: overwrite (never at our sizes) */
+  memcpy(b->s + i * b->D, s, sizeof(float) * (size_t)b->D);
+  memcpy(b->s2 + i * b->D, s2, sizeof(float) * (size_t)b->D);
+  memcpy(b->a + i * b->A, a, sizeof(float) * (size_t)b->A);
+  b->r[i] = r;
+  b->d[i] = (uint8_t)d;
+}
+
+/* ---- the learner --------------------------------------------------------------------------------- */
+#define RL_MAX_ENSEMBLE 16
+#define RL_MAX_WORKERS 64
+
+typedef struct rlRun rlRun;
+
+typedef struct {
+  rlRun *run;
+  int id;
+  capEnv *env;
+  nnWork *w;
+  tkRng rng;
+  capObs obs;
+  float *s, *s2, *a, *raw; /* normalized obs, next obs, action (normalized), raw gathered obs */
+  int64_t episodes, ep_len;
+  uint64_t seed_base;
+  int rc;
+  char err[TK_ERRMSG_MAX];
+  float reward;
+  int done;
+} rlWorker;
+
+struct rlRun {
+  const rlOpts *o;
+  capModel *model;
+  const capSpec *spec;
+  bcBinding bind;
+  bcPolicy *actor;
+  nnWork *aw;
+  nnNet *q[RL_MAX_ENSEMBLE], *qt[RL_MAX_ENSEMBLE];
+  nnWork *qw;
+  nnAdamOpts qopt, aopt;
+  double log_alpha, alpha_m, alpha_v;
+  int64_t alpha_t;
+  double target_entropy;
+  tkRng rng;
+  rlBuf demo, online;
+  int D, A, B;
+  float *bs, *ba, *br, *bs2, *x, *y, *eps, *act, *logp, *dact, *dlogp, *dout, *dx, *qa, *qb;
+  uint8_t *bd;
+  /* workers */
+  int nw;
+  rlWorker wk[RL_MAX_WORKERS];
+  pthread_t th[RL_MAX_WORKERS];
+  pthread_barrier_t go, done;
+  int quit;
+  int threads_started; /* the barriers exist and workers 1.. run */
+  int64_t updates;
+  int random_actions;
+  bcPolicy *bc; /* the starting policy, frozen (anchor) */
+  nnWork *bw;
+  float *qa_act;
+};
+
+static float *falloc(size_t n) { return malloc(sizeof(float) * (n ? n : 1)); }
+
+/* The actor: a tanh-Gaussian policy with the BC policy's layers (or fresh ones). */
+static bcPolicy *make_actor(const rlOpts *o, const bcPolicy *bc, const capSpec *spec, const bcPolicy *stats) {
+  nnArch a;
+  if (bc) {
+    a = bc->arch;
+    if (a.head == NN_HEAD_GMM) {
+      tk_error(TK_EINVAL, "%s: a GMM policy cannot start SAC's Gaussian actor; train with --head mse or gaussian",
+               o->policy);
+      return NULL;
+    }
+    if (a.head == NN_HEAD_MSE && !a.tanh) {
+      tk_error(TK_EINVAL, "%s: an MSE policy without tanh cannot start the tanh-Gaussian actor", o->policy);
+      return NULL;
+    }
+    a.head = NN_HEAD_GAUSSIAN;
+  } else {
+    nn_arch_default(&a);
+    a.obs_dim = stats->obs_dim;
+    a.act_dim = spec->action_dim;
+    a.n_hidden = 2;
+    a.hidden[0] = a.hidden[1] = o->hidden;
+    a.head = NN_HEAD_GAUSSIAN;
+  }
+  const bcPolicy *src = bc ? bc : stats;
+  const char *keys[BC_MAX_KEYS];
+  for (int i = 0; i < src->nkeys; i++)
+    keys[i] = src->keys[i];
+  bcPolicy *p = bc_policy_make(&a, src->nkeys, keys, src->key_dim, o->seed ^ 0xac70ull);
+  if (!p) return NULL;
+  memcpy(p->obs_mean, src->obs_mean, sizeof(float) * (size_t)src->obs_dim);
+  memcpy(p->obs_std, src->obs_std, sizeof(float) * (size_t)src->obs_dim);
+  memcpy(p->act_offset, src->act_offset, sizeof(float) * (size_t)src->act_dim);
+  memcpy(p->act_scale, src->act_scale, sizeof(float) * (size_t)src->act_dim);
+  snprintf(p->task, sizeof p->task, "%s", spec->task);
+  p->control_hz = spec->control_hz;
+  snprintf(p->algo, sizeof p->algo, "sac");
+  if (bc) {
+    /* copy every layer; the output layer's first A rows are the mean (MSE-tanh: the same action), the
+     * log-std rows get zero weights and a bias that gives init_std */
+    const nnNet *s = bc->net;
+    nnNet *d = p->net;
+    int A = a.act_dim;
+    for (int l = 0; l < s->n_linear; l++) {
+      const nnLayer *sl = &s->layer[l];
+      nnLayer *dl = &d->layer[l];
+      int in = s->dims[l], out = s->dims[l + 1];
+      if (l < s->n_linear - 1) {
+        memcpy(dl->w, sl->w, sizeof(float) * (size_t)in * (size_t)out);
+        memcpy(dl->b, sl->b, sizeof(float) * (size_t)out);
+        if (sl->gain) {
+          memcpy(dl->gain, sl->gain, sizeof(float) * (size_t)out);
+          memcpy(dl->beta, sl->beta, sizeof(float) * (size_t)out);
+        }
+      } else {
+        int rows = bc->arch.head == NN_HEAD_GAUSSIAN ? 2 * A : A;
+        memcpy(dl->w, sl->w, sizeof(float) * (size_t)in * (size_t)rows);
+        memcpy(dl->b, sl->b, sizeof(float) * (size_t)rows);
+        if (rows == A) {
+          /* log_std = lo + (hi - lo) (tanh(raw) + 1) / 2  ->  raw = atanh(2 (log_std - lo) / (hi - lo) - 1) */
+          double ls = log(o->init_std), lo = a.log_std_min, hi = a.log_std_max;
+          double raw = atanh(fmax(-0.999, fmin(0.999, 2 * (ls - lo) / (hi - lo) - 1)));
+          memset(dl->w + (size_t)A * in, 0, sizeof(float) * (size_t)A * (size_t)in);
+          for (int i = 0; i < A; i++)
+            dl->b[A + i] = (float)raw;
+        }
+      }
+    }
+  }
+  return p;
+}
+
+static int critic_arch(const rlRun *R, nnArch *c) {
+  nn_arch_default(c);
+  c->obs_dim = R->D + R->A;
+  c->act_dim = 1;
+  c->n_hidden = 2;
+  c->hidden[0] = c->hidden[1] = R->o->hidden;
+  c->layer_norm = 1;
+  c->head = NN_HEAD_MSE;
+  c->tanh = 0;
+  return nn_arch_validate(c);
+}
+
+static void normalize_obs(const bcPolicy *p, const float *raw, float *s) {
+  for (int i = 0; i < p->obs_dim; i++)
+    s[i] = (raw[i] - p->obs_mean[i]) / p->obs_std[i];
+}
+
+/* Load the demos into the demo buffer: normalized with the actor's statistics, sparse rewards. */
+static int load_demos(rlRun *R) {
+  const rlOpts *o = R->o;
+  dsFile *f = NULL;
+  int rc = ds_open(o->demos, 0, &f);
+  if (rc) return rc;
+  const char *env = ds_env_name(f);
+  if (!env || strcmp(env, R->spec->task)) {
+    rc = tk_error(TK_EINVAL, "%s: demos of task '%s', but this run is on task '%s'", o->demos, env ? env : "?",
+                  R->spec->task);
+    ds_close(f);
+    return rc;
+  }
+  const char *keys[BC_MAX_KEYS];
+  for (int i = 0; i < R->actor->nkeys; i++)
+    keys[i] = R->actor->keys[i];
+  dsLoadOpts lo = {.obs_keys = keys, .nobs_keys = R->actor->nkeys, .load_next_obs = 1};
+  dsLoaded L;
+  if ((rc = ds_load(f, &lo, &L))) {
+    ds_close(f);
+    return rc;
+  }
+  if (L.obs_dim != R->D || L.act_dim != R->A) {
+    rc = tk_error(TK_EINVAL, "%s: observations %d and actions %d, the policy takes %d and %d", o->demos, L.obs_dim,
+                  L.act_dim, R->D, R->A);
+  } else if (!(rc = buf_make(&R->demo, TK_MAX(L.n, 1), R->D, R->A))) {
+    float *s = falloc((size_t)R->D), *s2 = falloc((size_t)R->D), *a = falloc((size_t)R->A);
+    for (int64_t k = 0; s && s2 && a && k < L.n; k++) {
+      normalize_obs(R->actor, L.obs + k * R->D, s);
+      normalize_obs(R->actor, L.next_obs + k * R->D, s2);
+      for (int i = 0; i < R->A; i++) {
+        double v = (L.actions[k * R->A + i] - R->actor->act_offset[i]) / R->actor->act_scale[i];
+        a[i] = (float)fmax(-1 + 1e-6, fmin(1 - 1e-6, v));
+      }
+      buf_push(&R->demo, s, a, L.dones[k] ? 1.0f : 0.0f, s2, L.dones[k]);
+    }
+    if (!s || !s2 || !a) rc = tk_error(TK_ENOMEM, "out of memory");
+    free(s);
+    free(s2);
+    free(a);
+  }
+  ds_loaded_free(&L);
+  ds_close(f);
+  return rc;
+}
+
+/* A batch: half demos, half online (all online without demos, all demos before any online data). */
+static void sample(rlRun *R) {
+  int B = R->B, nd = R->demo.n > 0 ? (R->online.n > 0 ? B / 2 : B) : 0;
+  for (int b = 0; b < B; b++) {
+    const rlBuf *src = b < nd ? &R->demo : &R->online;
+    int64_t i = (int64_t)tk_rng_below(&R->rng, (uint64_t)src->n);
+    memcpy(R->bs + (size_t)b * R->D, src->s + i * R->D, sizeof(float) * (size_t)R->D);
+    memcpy(R->bs2 + (size_t)b * R->D, src->s2 + i * R->D, sizeof(float) * (size_t)R->D);
+    memcpy(R->ba + (size_t)b * R->A, src->a + i * R->A, sizeof(float) * (size_t)R->A);
+    R->br[b] = src->r[i];
+    R->bd[b] = src->d[i];
+  }
+}
+
+static void concat(const rlRun *R, const float *s, const float *a, float *x) {
+  for (int b = 0; b < R->B; b++) {
+    memcpy(x + (size_t)b * (R->D + R->A), s + (size_t)b * R->D, sizeof(float) * (size_t)R->D);
+    memcpy(x + (size_t)b * (R->D + R->A) + R->D, a + (size_t)b * R->A, sizeof(float) * (size_t)R->A);
+  }
+}
+
+static void normals(tkRng *rng, float *v, int n) {
+  for (int i = 0; i < n; i++)
+    v[i] = (float)tk_rng_normal(rng);
+}
+
+static int update_critics(rlRun *R) {
+  const int B = R->B, E = R->o->ensemble;
+  double alpha = exp(R->log_alpha);
+  normals(&R->rng, R->eps, B * R->A);
+  int rc = nn_gauss_sample(R->actor->net, R->aw, R->bs2, B, R->eps, R->act, R->logp);
+  if (rc) return rc;
+  concat(R, R->bs2, R->act, R->x);
+  int i = 0, j = E > 1 ? 1 : 0;
+  if (E > 2) { /* two distinct members at random (RLPD) */
+    i = (int)tk_rng_below(&R->rng, (uint64_t)E);
+    j = (int)tk_rng_below(&R->rng, (uint64_t)(E - 1));
+    if (j >= i) j++;
+  }
+  if ((rc = nn_forward(R->qt[i], R->qw, R->x, B))) return rc;
+  memcpy(R->qa, R->qw->out, sizeof(float) * (size_t)B);
+  if ((rc = nn_forward(R->qt[j], R->qw, R->x, B))) return rc;
+  memcpy(R->qb, R->qw->out, sizeof(float) * (size_t)B);
+  for (int b = 0; b < B; b++) {
+    double next = fmin(R->qa[b], R->qb[b]) - alpha * R->logp[b];
+    R->y[b] = (float)(R->br[b] + R->o->gamma * (R->bd[b] ? 0.0 : next));
+  }
+  concat(R, R->bs, R->ba, R->x);
+  for (int e = 0; e < E; e++) {
+    float loss;
+    double gn;
+    if ((rc = nn_train_step(R->q[e], R->qw, &R->qopt, R->x, R->y, B, &loss, &gn)))
+      return tk_error_wrap(rc, "critic %d", e);
+    nn_polyak(R->qt[e], R->q[e], (float)R->o->tau);
+  }
+  return 0;
+}
+
+static int update_actor(rlRun *R) {
+  const int B = R->B, E = R->o->ensemble, D = R->D, A = R->A;
+  double alpha = exp(R->log_alpha);
+  normals(&R->rng, R->eps, B * A);
+  int rc = nn_gauss_sample(R->actor->net, R->aw, R->bs, B, R->eps, R->act, R->logp);
+  if (rc) return rc;
+  concat(R, R->bs, R->act, R->x);
+  memset(R->dact, 0, sizeof(float) * (size_t)(B * A));
+  for (int b = 0; b < B; b++)
+    R->dout[b] = -1.0f / (float)(B * E); /* loss = mean_b (alpha logp - lambda mean_e Q_e) + anchor */
+  double qabs = 0;
+  for (int e = 0; e < E; e++) {
+    if ((rc = nn_forward(R->q[e], R->qw, R->x, B))) return rc;
+    for (int b = 0; b < B; b++)
+      qabs += fabs(R->qw->out[b]) / (B * E);
+    if ((rc = nn_backward_out(R->q[e], R->qw, R->dout, R->dx, 0))) return rc;
+    for (int b = 0; b < B; b++)
+      for (int k = 0; k < A; k++)
+        R->dact[b * A + k] += R->dx[(size_t)b * (D + A) + D + k];
+  }
+  /* TD3+BC's normalization: the Q term has the same weight whatever the scale of Q */
+  double lambda = R->o->q_coef / fmax(qabs, 1e-2);
+  for (int i = 0; i < B * A; i++)
+    R->dact[i] = (float)(R->dact[i] * lambda);
+  /* the decaying anchor: demo rows (the first nd) toward the demo's action, online rows toward what
+   * the BC policy does there, so the actor leaves BC only where the critic is sure */
+  int nd = R->demo.n > 0 ? (R->online.n > 0 ? B / 2 : B) : 0;
+  double w = R->o->bc_weight * pow(0.5, (double)R->updates / fmax(R->o->bc_halflife, 1));
+  if (w > 1e-6 && R->bc) {
+    if (nd < B && (rc = nn_act(R->bc->net, R->bw, R->bs + (size_t)nd * D, B - nd, R->qa_act + (size_t)nd * A)))
+      return rc;
+    for (int b = 0; b < B; b++) {
+      const float *t = b < nd ? R->ba + (size_t)b * A : R->qa_act + (size_t)b * A;
+      for (int k = 0; k < A; k++)
+        R->dact[b * A + k] += (float)(2 * w * (R->act[b * A + k] - t[k]) / (B * A));
+    }
+  }
+  double mean_logp = 0;
+  for (int b = 0; b < B; b++) {
+    R->dlogp[b] = (float)(alpha / B);
+    mean_logp += R->logp[b] / B;
+  }
+  nn_zero_grad(R->actor->net);
+  if ((rc = nn_gauss_backward(R->actor->net, R->aw, R->dact, R->dlogp))) return rc;
+  double gn;
+  if ((rc = nn_adam_step(R->actor->net, &R->aopt, &gn))) return tk_error_wrap(rc, "actor");
+  /* temperature: loss = -log_alpha (logp + target entropy), Adam on the scalar */
+  double g = -(mean_logp + R->target_entropy);
+  R->alpha_t++;
+  R->alpha_m = 0.9 * R->alpha_m + 0.1 * g;
+  R->alpha_v = 0.999 * R->alpha_v + 0.001 * g * g;
+  double mh = R->alpha_m / (1 - pow(0.9, (double)R->alpha_t)), vh = R->alpha_v / (1 - pow(0.999, (double)R->alpha_t));
+  R->log_alpha -= R->o->alpha_lr * mh / (sqrt(vh) + 1e-8);
+  return 0;
+}
+
+/* ---- workers ------------------------------------------------------------------------------------- */
+static int worker_reset(rlWorker *w) {
+  uint64_t seed = w->seed_base + (uint64_t)w->episodes++;
+  w->ep_len = 0;
+  int rc = cap_env_reset(w->env, seed, &w->obs);
+  if (rc) return rc;
+  bc_gather(&w->run->bind, &w->obs, w->raw);
+  normalize_obs(w->run->actor, w->raw, w->s);
+  return 0;
+}
+
+/* One environment step with the current actor; the transition is left in the worker. */
+static int worker_step(rlWorker *w) {
+  rlRun *R = w->run;
+  const int A = R->A;
+  if (R->random_actions) {
+    for (int i = 0; i < A; i++)
+      w->a[i] = (float)tk_rng_range(&w->rng, -1, 1);
+  } else {
+    float eps[CAP_MAX_ACT];
+    normals(&w->rng, eps, A);
+    int rc = nn_gauss_sample(R->actor->net, w->w, w->s, 1, eps, w->a, NULL);
+    if (rc) return rc;
+  }
+  double act[CAP_MAX_ACT];
+  for (int i = 0; i < A; i++)
+    act[i] = fmax(-1, fmin(1, R->actor->act_offset[i] + R->actor->act_scale[i] * w->a[i]));
+  capStep st;
+  int rc = cap_env_step(w->env, act, &st);
+  if (rc) return rc;
+  w->ep_len++;
+  bc_gather(&R->bind, &st.obs, w->raw);
+  normalize_obs(R->actor, w->raw, w->s2);
+  w->reward = st.success ? 1.0f : 0.0f;
+  w->done = st.success || st.terminated;
+  return 0;
+}
+
+static void *worker_main(void *arg) {
+  rlWorker *w = arg;
+  rlRun *R = w->run;
+  for (;;) {
+    pthread_barrier_wait(&R->go);
+    if (R->quit) break;
+    if (!w->rc && (w->rc = worker_step(w))) snprintf(w->err, sizeof w->err, "%s", tk_errmsg());
+    pthread_barrier_wait(&R->done);
+  }
+  return NULL;
+}
+
+/* All workers take one step in parallel (worker 0 on this thread); transitions stored in worker order. */
+static int step_all(rlRun *R, int horizon) {
+  if (R->nw > 1) pthread_barrier_wait(&R->go);
+  rlWorker *w0 = &R->wk[0];
+  if (!w0->rc && (w0->rc = worker_step(w0))) snprintf(w0->err, sizeof w0->err, "%s", tk_errmsg());
+  if (R->nw > 1) pthread_barrier_wait(&R->done);
+  for (int i = 0; i < R->nw; i++) {
+    rlWorker *w = &R->wk[i];
+    if (w->rc) return tk_error(w->rc, "worker %d: %s", i, w->err);
+    buf_push(&R->online, w->s, w->a, w->reward, w->s2, w->done);
+    if (w->done || w->ep_len >= horizon) {
+      int rc = worker_reset(w);
+      if (rc) return rc;
+    } else {
+      memcpy(w->s, w->s2, sizeof(float) * (size_t)R->D);
+    }
+  }
+  return 0;
+}
+
+/* ---- the run -------------------------------------------------------------------------------------- */
+static int evaluate(rlRun *R, rlResult *res, int64_t step, FILE *csv, double t0) {
+  const rlOpts *o = R->o;
+  bcEvalOpts eo;
+  bc_eval_default(&eo);
+  eo.episodes = o->eval_episodes;
+  eo.seed = BC_SELECT_SEED_BASE;
+  eo.workers = R->nw;
+  eo.quiet = 1;
+  bcEvalResult er;
+  int rc = bc_evaluate(R->actor, R->model, &eo, &er);
+  if (rc) return rc;
+  double s = er.success_rate;
+  if (res->n_evals < (int)TK_ARRAY_LEN(res->eval_step)) {
+    res->eval_step[res->n_evals] = step;
+    res->eval_success[res->n_evals++] = s;
+  }
+  if (step == 0) res->initial_success = s;
+  if (csv) {
+    fprintf(csv, "%s,%lld,%.4f,%.4f,%lld,%.1f,%.4g\n", o->label, (long long)step, s, er.mean_return,
+            (long long)res->updates, tk_now_s() - t0, exp(R->log_alpha));
+    fflush(csv);
+  }
+  if (s > res->best_success || res->best_step < 0) {
+    res->best_success = s;
+    res->best_step = step;
+    char info[512];
+    snprintf(info, sizeof info,
+             "{\"trainer\": \"rl-finetune\", \"algo\": \"sac\", \"run\": \"%s\", \"env_steps\": %lld, "
+             "\"selection_success\": %.4f, \"from_policy\": %s%s%s, \"seed\": %llu}",
+             o->label, (long long)step, s, o->policy ? "\"" : "", o->policy ? o->policy : "null", o->policy ? "\"" : "",
+             (unsigned long long)o->seed);
+    bc_policy_set_info(R->actor, info);
+    if (o->out && (rc = bc_policy_save(R->actor, o->out))) return rc;
+  }
+  if (s >= o->target && res->steps_to_target < 0) res->steps_to_target = step;
+  if (!o->quiet)
+    printf("%s: %lld env steps: success %.0f%% (%d held-out seeds), alpha %.3g\n", o->label, (long long)step,
+           100 * s, o->eval_episodes, exp(R->log_alpha));
+  bc_eval_result_free(&er);
+  return 0;
+}
+
+static void run_free(rlRun *R) {
+  if (R->threads_started) {
+    R->quit = 1;
+    pthread_barrier_wait(&R->go);
+    for (int i = 1; i < R->nw; i++)
+      pthread_join(R->th[i], NULL);
+    pthread_barrier_destroy(&R->go);
+    pthread_barrier_destroy(&R->done);
+  }
+  for (int i = 0; i < R->nw; i++) {
+    rlWorker *w = &R->wk[i];
+    cap_env_free(w->env);
+    nn_work_free(w->w);
+    free(w->s);
+  }
+  for (int e = 0; e < RL_MAX_ENSEMBLE; e++) {
+    nn_net_free(R->q[e]);
+    nn_net_free(R->qt[e]);
+  }
+  nn_work_free(R->qw);
+  nn_work_free(R->aw);
+  bc_policy_free(R->actor);
+  bc_policy_free(R->bc);
+  nn_work_free(R->bw);
+  free(R->qa_act);
+  buf_free(&R->demo);
+  buf_free(&R->online);
+  float *bufs[] = {R->bs, R->ba, R->br, R->bs2, R->x, R->y, R->eps, R->act, R->logp, R->dact, R->dlogp, R->dout, R->dx, R->qa, R->qb};
+  for (size_t i = 0; i < TK_ARRAY_LEN(bufs); i++)
+    free(bufs[i]);
+  free(R->bd);
+  cap_model_free(R->model);
+}
+
+int rl_run(const rlOpts *o, rlResult *res) {
+  memset(res, 0, sizeof *res);
+  res->steps_to_target = -1;
+  res->best_step = -1;
+  res->best_success = -1;
+  if (o->ensemble < 1 || o->ensemble > RL_MAX_ENSEMBLE)
+    return tk_error(TK_ERANGE, "--ensemble %d: 1..%d", o->ensemble, RL_MAX_ENSEMBLE);
+  if (o->workers < 1 || o->workers > RL_MAX_WORKERS) return tk_error(TK_ERANGE, "--workers %d: 1..%d", o->workers, RL_MAX_WORKERS);
+  rlRun *R = calloc(1, sizeof *R);
+  if (!R) return tk_error(TK_ENOMEM, "out of memory");
+  R->o = o;
+  bcPolicy *bc = NULL, *stats = NULL;
+  int rc = 0;
+  if (o->policy && !(bc = bc_policy_load(o->policy))) rc = tk_error_wrap(TK_EFORMAT, "--policy");
+  const char *task = o->task ? o->task : bc ? bc->task : NULL;
+  if (!rc && (!task || !task[0])) rc = tk_error(TK_EINVAL, "no task: pass --task (%s)", cap_task_names());
+  capOpts co;
+  cap_opts_default(&co);
+  co.task = task;
+  if (!rc) rc = cap_model_load(&co, &R->model);
+  if (!rc) R->spec = cap_spec(R->model);
+  if (!rc && !bc) { /* from scratch: robomimic's low-dim keys of the task, identity statistics */
+    const char *want[] = {"object", "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos"};
+    const char *keys[4];
+    int dims[4], n = 0, D = 0;
+    for (int i = 0; i < 4; i++)
+      for (int k = 0; k < R->spec->nobs; k++)
+        if (!strcmp(R->spec->obs[k].name, want[i])) {
+          keys[n] = want[i];
+          dims[n++] = R->spec->obs[k].shape[0];
+          D += R->spec->obs[k].shape[0];
+        }
+    nnArch a;
+    nn_arch_default(&a);
+    a.obs_dim = D;
+    a.act_dim = R->spec->action_dim;
+    if (!(stats = bc_policy_make(&a, n, keys, dims, 0))) rc = tk_error_wrap(TK_EINVAL, "scratch actor");
+  }
+  if (!rc && !(R->actor = make_actor(o, bc, R->spec, stats))) rc = tk_error_wrap(TK_EINVAL, "actor");
+  if (!rc && (rc = bc_bind(R->actor, R->model, &R->bind))) rc = tk_error_wrap(rc, "%s", o->policy ? o->policy : "actor");
+  bc_policy_free(bc);
+  bc_policy_free(stats);
+  if (rc) goto fail;
+  if (o->policy && (!(R->bc = bc_policy_clone(R->actor)) || !(R->bw = nn_work_make(R->bc->net, o->batch)))) {
+    rc = tk_error_wrap(TK_ENOMEM, "anchor policy");
+    goto fail;
+  }
+  R->qa_act = falloc((size_t)o->batch * (size_t)R->actor->act_dim);
+  R->D = R->actor->obs_dim;
+  R->A = R->actor->act_dim;
+  R->B = o->batch;
+  R->nw = o->workers;
+  tk_rng_seed(&R->rng, o->seed * 0x9E3779B97F4A7C15ull + 17);
+  R->log_alpha = log(o->init_alpha);
+  R->target_entropy = -R->A;
+  nn_adam_default(&R->qopt);
+  R->qopt.lr = o->critic_lr;
+  nn_adam_default(&R->aopt);
+  R->aopt.lr = o->actor_lr > 0 ? o->actor_lr : o->policy ? 1e-4 : 3e-4;
+  nnArch ca;
+  if ((rc = critic_arch(R, &ca))) goto fail;
+  for (int e = 0; e < o->ensemble; e++) {
+    if (!(R->q[e] = nn_net_make(&ca, o->seed * 131 + (uint64_t)e + 1)) || !(R->qt[e] = nn_net_make(&ca, 0))) {
+      rc = tk_error_wrap(TK_ENOMEM, "critics");
+      goto fail;
+    }
+    nn_copy_params(R->qt[e], R->q[e]);
+  }
+  int B = R->B, D = R->D, A = R->A;
+  R->qw = nn_work_make(R->q[0], B);
+  R->aw = nn_work_make(R->actor->net, B);
+  R->bs = falloc((size_t)B * D);
+  R->bs2 = falloc((size_t)B * D);
+  R->ba = falloc((size_t)B * A);
+  R->br = falloc((size_t)B);
+  R->bd = malloc((size_t)B);
+  R->x = falloc((size_t)B * (D + A));
+  R->dx = falloc((size_t)B * (D + A));
+  R->y = falloc((size_t)B);
+  R->eps = falloc((size_t)B * A);
+  R->act = falloc((size_t)B * A);
+  R->dact = falloc((size_t)B * A);
+  R->logp = falloc((size_t)B);
+  R->dlogp = falloc((size_t)B);
+  R->dout = falloc((size_t)B);
+  R->qa = falloc((size_t)B);
+  R->qb = falloc((size_t)B);
+  if (!R->qw || !R->aw || !R->bs || !R->bs2 || !R->ba || !R->br || !R->bd || !R->x || !R->dx || !R->y || !R->eps ||
+      !R->act || !R->dact || !R->logp || !R->dlogp || !R->dout || !R->qa || !R->qb) {
+    rc = tk_error(TK_ENOMEM, "out of memory");
+    goto fail;
+  }
+  if (o->demos && (rc = load_demos(R))) goto fail;
+  if ((rc = buf_make(&R->online, o->steps + R->nw, D, A))) goto fail;
+  nn_set_threads(1);
+  /* workers */
+  for (int i = 0; i < R->nw; i++) {
+    rlWorker *w = &R->wk[i];
+    w->run = R;
+    w->id = i;
+    tk_rng_fork(&R->rng, 1000 + (uint64_t)i, &w->rng);
+    w->seed_base = 3000000000ull + (uint64_t)i * 10000000ull + o->seed * 100000ull;
+    w->s = falloc((size_t)(3 * D + A));
+    if (!w->s) {
+      rc = tk_error(TK_ENOMEM, "out of memory");
+      goto fail;
+    }
+    w->s2 = w->s + D;
+    w->raw = w->s2 + D;
+    w->a = w->raw + D;
+    if ((rc = cap_env_make(R->model, &w->env)) || !(w->w = nn_work_make(R->actor->net, 1)) ||
+        (rc = worker_reset(w))) {
+      if (!rc) rc = tk_error_wrap(TK_ENOMEM, "worker");
+      goto fail;
+    }
+  }
+  if (R->nw > 1) {
+    pthread_barrier_init(&R->go, NULL, (unsigned)R->nw);
+    pthread_barrier_init(&R->done, NULL, (unsigned)R->nw);
+    for (int i = 1; i < R->nw; i++)
+      pthread_create(&R->th[i], NULL, worker_main, &R->wk[i]);
+    R->threads_started = 1;
+  }
+  FILE *csv = NULL;
+  if (o->metrics) {
+    int exists = tk_file_exists(o->metrics);
+    csv = fopen(o->metrics, "a");
+    if (!csv) {
+      rc = tk_error(TK_EIO, "%s: cannot write the metrics file", o->metrics);
+      goto fail;
+    }
+    if (!exists) fprintf(csv, "run,env_steps,success_rate,mean_return,updates,seconds,alpha\n");
+  }
+  double t0 = tk_now_s();
+  /* critic warm-up on the demos, with the actor fixed */
+  if (R->demo.n > 0 && o->critic_warmup > 0) {
+    if (!o->quiet) printf("%s: warming the critics up on %lld demo transitions (%d updates)\n", o->label,
+                          (long long)R->demo.n, o->critic_warmup);
+    for (int u = 0; u < o->critic_warmup && !rc; u++) {
+      sample(R);
+      rc = update_critics(R);
+    }
+    if (rc) goto fail_csv;
+  }
+  if ((rc = evaluate(R, res, 0, csv, t0))) goto fail_csv;
+  int horizon = R->spec->horizon;
+  tkProgress prog = {0};
+  if (!o->quiet) tk_progress_begin(&prog, o->label, o->steps);
+  double t_loop = tk_now_s();
+  int64_t next_eval = o->eval_every;
+  while (res->env_steps < o->steps) {
+    if (o->interrupt && *o->interrupt) break;
+    if (o->stop_at_target && res->steps_to_target >= 0) break;
+    R->random_actions = !o->policy && res->env_steps < o->random_steps;
+    if ((rc = step_all(R, horizon))) break;
+    res->env_steps += R->nw;
+    if (R->online.n >= B / 2 || R->demo.n > 0) {
+      for (int u = 0; u < o->utd * R->nw && !rc; u++) {
+        sample(R);
+        rc = update_critics(R);
+        if (!rc && (!o->policy || res->env_steps > o->actor_delay)) rc = update_actor(R);
+        res->updates = ++R->updates;
+      }
+      if (rc) {
+        res->diverged = 1;
+        rc = tk_error_wrap(rc, "%s: training diverged at %lld env steps, %lld updates; %s keeps the best policy so far",
+                           o->label, (long long)res->env_steps, (long long)res->updates, o->out ? o->out : "-");
+        break;
+      }
+    }
+    if (res->env_steps >= next_eval) {
+      next_eval += o->eval_every;
+      if ((rc = evaluate(R, res, res->env_steps, csv, t0))) break;
+    }
+    if (!o->quiet) {
+      double el = tk_now_s() - t_loop;
+      tk_progress_update(&prog, res->env_steps, "%.0f env steps/s, %.0f updates/s, best %.0f%%",
+                         el > 0 ? res->env_steps / el : 0, el > 0 ? res->updates / el : 0, 100 * res->best_success);
+    }
+  }
+  if (!o->quiet) tk_progress_end(&prog);
+  double el = tk_now_s() - t_loop;
+  res->env_steps_per_s = el > 0 ? res->env_steps / el : 0;
+  res->updates_per_s = el > 0 ? res->updates / el : 0;
+  res->seconds = tk_now_s() - t0;
+fail_csv:
+  if (csv) fclose(csv);
+fail:
+  run_free(R);
+  free(R);
+  return rc;
+}
