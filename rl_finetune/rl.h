@@ -46,8 +46,12 @@ typedef struct {
   double init_std;      /* the BC actor's starting std (0.2) */
   int critic_warmup;    /* critic-only updates on the demos before acting (default 2000 with demos) */
   int64_t actor_delay;  /* from a policy: env steps of critic-only learning on the BC actor's own data before
-                           the actor moves (default 5000) */
-  double q_coef;        /* actor: weight of Q, normalized by mean |Q| as TD3+BC (2.5) */
+                           the actor moves (default 2500) */
+  double q_coef;        /* actor: weight of Q, normalized by mean |Q| as TD3+BC (0.1: with sparse rewards
+                           |Q| is small and TD3+BC's 2.5 lets the critic's errors unlearn the policy) */
+  double actor_eps;     /* the actor's Adam epsilon (1e-3): with torch's 1e-8, Adam turns even vanishing
+                           but consistent gradients into full-size steps on every weight of a row, and the
+                           BC policy drifts away while nothing asks it to */
   double bc_weight;     /* actor anchor: + w ||a - a_demo||^2 on demo rows and + w ||a - a_bc(s)||^2 on
                            online rows (a_bc: the starting policy, frozen); w halves every */
   double bc_halflife;   /* bc_halflife updates (DAPG-style decaying demo term; defaults 1.0 and 20000) */

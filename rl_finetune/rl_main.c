@@ -43,8 +43,9 @@ static void usage(FILE *f) {
           "  --actor-lr LR        (default 1e-4 from a policy, 3e-4 from scratch)\n"
           "  --critic-warmup N    critic updates on the demos before the actor moves (default 2000)\n"
           "  --actor-delay N       from a policy: env steps of critic-only learning before the actor moves\n"
-          "                        (default 5000)\n"
-          "  --q-coef C            actor: weight of Q, normalized by mean |Q| as TD3+BC (default 2.5)\n"
+          "                        (default 2500)\n"
+          "  --q-coef C            actor: weight of Q, normalized by mean |Q| as TD3+BC (default 0.1)\n"
+          "  --actor-eps E         the actor's Adam epsilon (default 1e-3, so that tiny gradients stay tiny)\n"
           "  --bc-weight W         actor anchor: ||a - a_demo||^2 on demo rows, ||a - a_bc(s)||^2 on online\n"
           "                        rows (the starting policy, frozen) (default 1)\n"
           "  --bc-halflife N       updates over which that weight halves (default 20000)\n"
@@ -125,7 +126,8 @@ int main(int argc, char **argv) {
                   {"--critic-warmup", 0, 1e7}, {"--eval-every", 1, 1e9},    {"--eval-episodes", 1, 10000},
                   {"--target", 0, 1},         {"--bc-weight", 0, 1e6},      {"--bc-halflife", 1, 1e12},
                   {"--init-alpha", 1e-9, 10},   {"--actor-delay", 0, 1e9},
-                  {"--alpha-lr", 0, 1},         {"--q-coef", 0, 1e6}};
+                  {"--alpha-lr", 0, 1},         {"--q-coef", 0, 1e6},
+                  {"--actor-eps", 1e-12, 1}};
       int k = -1;
       for (int j = 0; j < (int)TK_ARRAY_LEN(nums); j++)
         if (!strcmp(a, nums[j].name)) k = j;
@@ -159,6 +161,7 @@ int main(int argc, char **argv) {
       case 16: o.actor_delay = (int64_t)x; break;
       case 17: o.alpha_lr = x; break;
       case 18: o.q_coef = x; break;
+      case 19: o.actor_eps = x; break;
       }
     }
   }
@@ -238,7 +241,11 @@ int main(int argc, char **argv) {
     tkPlotOpts po = {.title = title, .xlabel = "environment steps", .ylabel = "success rate", .ymin = 0,
                      .ymax = 1, .fixed_y = 1};
     snprintf(png, sizeof png, "%s_compare.png", stem);
-    if (tk_plot_png(png, &po, s, 2)) tk_die_msg("rl-finetune");
+    if (tk_plot_png(png, &po, s, 2)) {
+      tk_die_msg("rl-finetune");
+      tk_plot_cleanup();
+      return 1;
+    }
     if (r.steps_to_target >= 0 && rs.steps_to_target >= 0)
       printf("compare: %.0f%% success after %lld env steps fine-tuned, %lld from scratch: %.1fx fewer samples\n",
              100 * o.target, (long long)r.steps_to_target, (long long)rs.steps_to_target,

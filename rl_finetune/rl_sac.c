@@ -1,4 +1,5 @@
 /* rl_finetune/rl_sac.c -- SAC from a BC policy and its demos (RLPD-style), parallel environment workers. */
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -25,8 +26,9 @@ void rl_opts_default(rlOpts *o) {
   o->init_alpha = 1e-3;
   o->alpha_lr = 3e-4;
   o->bc_weight = 1.0;
-  o->q_coef = 2.5;
-  o->actor_delay = 5000;
+  o->q_coef = 0.1;
+  o->actor_eps = 1e-3;
+  o->actor_delay = 2500;
   o->bc_halflife = 20000;
   o->init_std = 0.2;
   o->critic_warmup = 2000;
@@ -473,23 +475,31 @@ static int evaluate(rlRun *R, rlResult *res, int64_t step, FILE *csv, double t0)
             (long long)res->updates, tk_now_s() - t0, exp(R->log_alpha));
     fflush(csv);
   }
+  bc_eval_result_free(&er); /* before any return below */
   if (s > res->best_success || res->best_step < 0) {
     res->best_success = s;
     res->best_step = step;
-    char info[512];
-    snprintf(info, sizeof info,
-             "{\"trainer\": \"rl-finetune\", \"algo\": \"sac\", \"run\": \"%s\", \"env_steps\": %lld, "
-             "\"selection_success\": %.4f, \"from_policy\": %s%s%s, \"seed\": %llu}",
-             o->label, (long long)step, s, o->policy ? "\"" : "", o->policy ? o->policy : "null", o->policy ? "\"" : "",
-             (unsigned long long)o->seed);
-    bc_policy_set_info(R->actor, info);
+    /* cJSON escapes the path and label (a '"' or '\\' in them made the hand-built JSON invalid, and the
+     * unchecked bc_policy_set_info left info "{}") */
+    cJSON *j = cJSON_CreateObject();
+    char *info = NULL;
+    if (j && cJSON_AddStringToObject(j, "trainer", "rl-finetune") && cJSON_AddStringToObject(j, "algo", "sac") &&
+        cJSON_AddStringToObject(j, "run", o->label) && cJSON_AddNumberToObject(j, "env_steps", (double)step) &&
+        cJSON_AddNumberToObject(j, "selection_success", s) &&
+        (o->policy ? cJSON_AddStringToObject(j, "from_policy", o->policy) != NULL
+                   : cJSON_AddNullToObject(j, "from_policy") != NULL) &&
+        cJSON_AddNumberToObject(j, "seed", (double)o->seed))
+      info = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    rc = info ? bc_policy_set_info(R->actor, info) : tk_error(TK_ENOMEM, "out of memory (policy info)");
+    free(info);
+    if (rc) return rc;
     if (o->out && (rc = bc_policy_save(R->actor, o->out))) return rc;
   }
   if (s >= o->target && res->steps_to_target < 0) res->steps_to_target = step;
   if (!o->quiet)
     printf("%s: %lld env steps: success %.0f%% (%d held-out seeds), alpha %.3g\n", o->label, (long long)step,
            100 * s, o->eval_episodes, exp(R->log_alpha));
-  bc_eval_result_free(&er);
   return 0;
 }
 
@@ -586,6 +596,7 @@ int rl_run(const rlOpts *o, rlResult *res) {
   R->qopt.lr = o->critic_lr;
   nn_adam_default(&R->aopt);
   R->aopt.lr = o->actor_lr > 0 ? o->actor_lr : o->policy ? 1e-4 : 3e-4;
+  R->aopt.eps = o->actor_eps;
   nnArch ca;
   if ((rc = critic_arch(R, &ca))) goto fail;
   for (int e = 0; e < o->ensemble; e++) {
