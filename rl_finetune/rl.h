@@ -60,6 +60,8 @@ typedef struct {
   int eval_episodes;    /* held-out seeds per evaluation (50) */
   double target;        /* success rate that counts as arrived (0.95) */
   int stop_at_target;   /* end the run once the target is reached (default 1) */
+  const char *checkpoint; /* write a checkpoint here after every evaluation and at the end (NULL: none) */
+  const char *resume;     /* go on from this checkpoint (same options as the run that wrote it) */
   int quiet;
   volatile int *interrupt; /* set to 1 (by a signal handler) to stop after the current iteration */
 } rlOpts;

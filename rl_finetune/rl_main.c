@@ -1,9 +1,11 @@
 /* rl_finetune/rl_main.c -- the `rl-finetune` command. */
+#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "rl.h"
 #include "tk_plot.h"
@@ -33,6 +35,8 @@ static void usage(FILE *f) {
           "  --out FILE           best policy, policy.h5 format (default ft.h5); bc-eval and teleop read it\n"
           "  --metrics FILE       evaluations as CSV (default: OUT without .h5 + .csv)\n"
           "  --scratch            no BC start and no demos (the same algorithm)\n"
+          "  --resume DIR         go on from DIR/checkpoint.h5 (written after every evaluation, at the end\n"
+          "                       and on Ctrl-C into OUT_run/; same options as the run that wrote it)\n"
           "  --compare            fine-tune, then scratch with the same budget and seed: OUT_compare.csv,\n"
           "                       OUT_compare.png (success against env steps) and a summary line\n"
           "  --ensemble E         critics (default 2, sized for a 2-core machine; RLPD uses 10)\n"
@@ -57,7 +61,7 @@ static void usage(FILE *f) {
           "  --no-stop            keep training after reaching the target\n"
           "  --quiet\n"
           "\n"
-          "Ctrl-C stops after the current step; the best policy so far is already saved.\n"
+          "Ctrl-C stops after the current step and writes a checkpoint; the best policy so far is already saved.\n"
           "Exit status: 0 done, 1 error (one line naming the file and the problem), 2 usage.\n");
 }
 
@@ -82,6 +86,7 @@ int main(int argc, char **argv) {
   rlOpts o;
   rl_opts_default(&o);
   int compare = 0, scratch = 0;
+  const char *resume_dir = NULL;
   const char *metrics = NULL;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -112,10 +117,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "rl-finetune: --algo %s: only sac is implemented so far (ppo is planned)\n", v);
         return 2;
       }
-      if (!strcmp(a, "--resume")) {
-        fprintf(stderr, "rl-finetune: --resume: checkpoints are not implemented yet\n");
-        return 2;
-      }
+      if (!strcmp(a, "--resume")) resume_dir = v;
     } else {
       struct {
         const char *name;
@@ -178,6 +180,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "rl-finetune: --scratch needs --task (%s)\n", cap_task_names());
     return 2;
   }
+  if (resume_dir && compare) {
+    fprintf(stderr, "rl-finetune: --resume goes on with one run; resume the fine-tune or the scratch run by itself\n");
+    return 2;
+  }
   const char *to = getenv("DK_OPEN_TIMEOUT");
   ds_set_open_timeout(to ? atof(to) : 30);
   signal(SIGINT, on_sigint);
@@ -186,6 +192,17 @@ int main(int argc, char **argv) {
   strip_h5(o.out, stem, sizeof stem);
   snprintf(csv, sizeof csv, "%s%s", stem, compare ? "_compare.csv" : ".csv");
   o.metrics = metrics ? metrics : csv;
+  /* the run directory holds the checkpoint: OUT_run/ (OUT_scratch_run/ for --compare's scratch run) */
+  char run_dir[4200], ckpt[4300], scratch_dir[4200], scratch_ckpt[4300];
+  snprintf(run_dir, sizeof run_dir, "%s", resume_dir ? resume_dir : "");
+  if (!resume_dir) snprintf(run_dir, sizeof run_dir, "%s%s_run", stem, scratch ? "_scratch" : "");
+  if (!resume_dir && mkdir(run_dir, 0777) && errno != EEXIST) {
+    fprintf(stderr, "rl-finetune: %s: cannot create the run directory: %s\n", run_dir, strerror(errno));
+    return 1;
+  }
+  snprintf(ckpt, sizeof ckpt, "%s/checkpoint.h5", run_dir);
+  o.checkpoint = ckpt;
+  if (resume_dir) o.resume = ckpt;
   if (compare) remove(o.metrics); /* one comparison per file */
   rlResult r, rs;
   int rc;
@@ -220,6 +237,14 @@ int main(int argc, char **argv) {
     }
     snprintf(scratch_out, sizeof scratch_out, "%s_scratch.h5", stem);
     so.out = scratch_out;
+    snprintf(scratch_dir, sizeof scratch_dir, "%s_scratch_run", stem);
+    if (mkdir(scratch_dir, 0777) && errno != EEXIST) {
+      fprintf(stderr, "rl-finetune: %s: cannot create the run directory: %s\n", scratch_dir, strerror(errno));
+      return 1;
+    }
+    snprintf(scratch_ckpt, sizeof scratch_ckpt, "%s/checkpoint.h5", scratch_dir);
+    so.checkpoint = scratch_ckpt;
+    so.resume = NULL;
     if ((rc = rl_run(&so, &rs))) {
       tk_die_msg("rl-finetune");
       tk_plot_cleanup();

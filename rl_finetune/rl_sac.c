@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ds_internal.h"
 #include "rl.h"
 
 void rl_opts_default(rlOpts *o) {
@@ -452,6 +453,217 @@ static int step_all(rlRun *R, int horizon) {
   return 0;
 }
 
+/* ---- checkpoints --------------------------------------------------------------------------------- */
+#define RL_CKPT_FORMAT "demokit.rl_checkpoint"
+
+static int put_f32(hid_t g, const char *name, const float *v, int64_t n) {
+  return ds_write_whole(g, name, DS_F32, 0, NULL, n, v, 0);
+}
+
+static int put_net(hid_t f, const char *name, const nnNet *net) {
+  hid_t g = H5Gcreate2(f, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  if (g < 0) return ds_h5_fail(TK_EIO, "checkpoint: group %s", name);
+  int rc = put_f32(g, "params", net->params, net->n_params);
+  if (!rc) rc = put_f32(g, "adam_m", net->adam_m, net->n_params);
+  if (!rc) rc = put_f32(g, "adam_v", net->adam_v, net->n_params);
+  if (!rc) rc = ds_attr_write_i64(g, "adam_t", net->adam_t);
+  H5Gclose(g);
+  return rc;
+}
+
+/* Read n floats of exactly that length. */
+static int get_f32(hid_t g, const char *name, float *v, int64_t n, const char *path) {
+  hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
+  if (d < 0) return ds_h5_fail(TK_EFORMAT, "%s: %s is missing", path, name);
+  hid_t sp = H5Dget_space(d);
+  hssize_t np = H5Sget_simple_extent_npoints(sp);
+  int rc = 0;
+  if (np != n)
+    rc = tk_error(TK_EFORMAT, "%s: %s has %lld values, this run needs %lld (other options than the run that wrote it?)",
+                  path, name, (long long)np, (long long)n);
+  else if (n > 0 && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0)
+    rc = ds_h5_fail(TK_EFORMAT, "%s: %s cannot be read", path, name);
+  H5Sclose(sp);
+  H5Dclose(d);
+  return rc;
+}
+
+static int get_net(hid_t f, const char *name, nnNet *net, const char *path) {
+  hid_t g = H5Gopen2(f, name, H5P_DEFAULT);
+  if (g < 0) return ds_h5_fail(TK_EFORMAT, "%s: group %s is missing", path, name);
+  int rc = get_f32(g, "params", net->params, net->n_params, path);
+  if (!rc) rc = get_f32(g, "adam_m", net->adam_m, net->n_params, path);
+  if (!rc) rc = get_f32(g, "adam_v", net->adam_v, net->n_params, path);
+  if (!rc && ds_attr_read_i64(g, "adam_t", &net->adam_t)) rc = tk_error(TK_EFORMAT, "%s: %s/adam_t", path, name);
+  for (int64_t i = 0; !rc && i < net->n_params; i++)
+    if (!isfinite(net->params[i])) rc = tk_error(TK_EFORMAT, "%s: %s has a non-finite parameter", path, name);
+  H5Gclose(g);
+  return rc;
+}
+
+/* Everything a run needs to go on: networks with their Adam moments, temperature, RNG streams,
+ * counters, the evaluation history and the online replay buffer. Written to a temp file and renamed. */
+static int ckpt_save(rlRun *R, const rlResult *res, int64_t next_eval, const char *path) {
+  ds_h5_init();
+  char tmp[4200], name[32];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (f < 0) return ds_h5_fail(TK_EIO, "%s: cannot create the checkpoint", tmp);
+  int rc = ds_attr_write_str(f, "format", RL_CKPT_FORMAT) || ds_attr_write_i64(f, "version", 1) ||
+                   ds_attr_write_str(f, "task", R->spec->task) || ds_attr_write_i64(f, "env_steps", res->env_steps) ||
+                   ds_attr_write_i64(f, "updates", R->updates) || ds_attr_write_i64(f, "next_eval", next_eval) ||
+                   ds_attr_write_i64(f, "best_step", res->best_step) ||
+                   ds_attr_write_i64(f, "steps_to_target", res->steps_to_target) ||
+                   ds_attr_write_f64(f, "best_success", res->best_success) ||
+                   ds_attr_write_f64(f, "initial_success", res->initial_success) ||
+                   ds_attr_write_f64(f, "log_alpha", R->log_alpha) || ds_attr_write_f64(f, "alpha_m", R->alpha_m) ||
+                   ds_attr_write_f64(f, "alpha_v", R->alpha_v) || ds_attr_write_i64(f, "alpha_t", R->alpha_t) ||
+                   ds_attr_write_i64(f, "workers", R->nw)
+               ? ds_h5_fail(TK_EIO, "%s: checkpoint attributes", tmp)
+               : 0;
+  if (!rc) rc = put_net(f, "actor", R->actor->net);
+  for (int e = 0; !rc && e < R->o->ensemble; e++) {
+    snprintf(name, sizeof name, "critic%d", e);
+    rc = put_net(f, name, R->q[e]);
+    snprintf(name, sizeof name, "target%d", e);
+    if (!rc) rc = put_net(f, name, R->qt[e]);
+  }
+  /* RNG streams: the learner's, then each worker's, as raw bytes */
+  uint8_t rng[(1 + RL_MAX_WORKERS) * sizeof(tkRng)];
+  memcpy(rng, &R->rng, sizeof(tkRng));
+  for (int i = 0; i < R->nw; i++)
+    memcpy(rng + (1 + i) * sizeof(tkRng), &R->wk[i].rng, sizeof(tkRng));
+  if (!rc) rc = ds_write_whole(f, "rng", DS_U8, 0, NULL, (int64_t)((1 + R->nw) * sizeof(tkRng)), rng, 0);
+  double ev[2 * 512];
+  for (int i = 0; i < res->n_evals; i++) {
+    ev[2 * i] = (double)res->eval_step[i];
+    ev[2 * i + 1] = res->eval_success[i];
+  }
+  int64_t two = 2;
+  if (!rc) rc = ds_write_whole(f, "evals", DS_F64, 1, &two, res->n_evals, ev, 0);
+  hid_t g = rc ? -1 : H5Gcreate2(f, "online", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  if (!rc && g < 0) rc = ds_h5_fail(TK_EIO, "%s: group online", tmp);
+  const rlBuf *b = &R->online;
+  if (!rc) rc = put_f32(g, "s", b->s, b->n * b->D);
+  if (!rc) rc = put_f32(g, "s2", b->s2, b->n * b->D);
+  if (!rc) rc = put_f32(g, "a", b->a, b->n * b->A);
+  if (!rc) rc = put_f32(g, "r", b->r, b->n);
+  if (!rc) rc = ds_write_whole(g, "d", DS_U8, 0, NULL, b->n, b->d, 0);
+  if (g >= 0) H5Gclose(g);
+  if (H5Fclose(f) < 0 && !rc) rc = ds_h5_fail(TK_EIO, "%s: close", tmp);
+  if (!rc) rc = tk_fsync_file(tmp);
+  if (!rc) rc = tk_durable_rename(tmp, path);
+  if (rc) {
+    remove(tmp);
+    return tk_error_wrap(rc, "%s: checkpoint not written", path);
+  }
+  return 0;
+}
+
+static int ckpt_load(rlRun *R, rlResult *res, int64_t *next_eval, const char *path) {
+  ds_h5_init();
+  if (!tk_file_exists(path)) return tk_error(TK_ENOTFOUND, "%s: no checkpoint to resume from", path);
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (f < 0) return ds_h5_fail(TK_EFORMAT, "%s: not a checkpoint", path);
+  char *fmt = NULL, *task = NULL, name[32];
+  int64_t version = 0, workers = 0, upd = 0;
+  int rc = 0;
+  if (ds_attr_read_str(f, "format", &fmt) || strcmp(fmt, RL_CKPT_FORMAT) || ds_attr_read_i64(f, "version", &version) ||
+      version != 1)
+    rc = tk_error(TK_EFORMAT, "%s: not an rl-finetune checkpoint (version 1)", path);
+  if (!rc && (ds_attr_read_str(f, "task", &task) || strcmp(task, R->spec->task)))
+    rc = tk_error(TK_EINVAL, "%s: a checkpoint of task '%s', this run is on '%s'", path, task ? task : "?",
+                  R->spec->task);
+  if (!rc && (ds_attr_read_i64(f, "env_steps", &res->env_steps) || ds_attr_read_i64(f, "updates", &upd) ||
+              ds_attr_read_i64(f, "next_eval", next_eval) || ds_attr_read_i64(f, "best_step", &res->best_step) ||
+              ds_attr_read_i64(f, "steps_to_target", &res->steps_to_target) ||
+              ds_attr_read_f64(f, "best_success", &res->best_success) ||
+              ds_attr_read_f64(f, "initial_success", &res->initial_success) ||
+              ds_attr_read_f64(f, "log_alpha", &R->log_alpha) || ds_attr_read_f64(f, "alpha_m", &R->alpha_m) ||
+              ds_attr_read_f64(f, "alpha_v", &R->alpha_v) || ds_attr_read_i64(f, "alpha_t", &R->alpha_t) ||
+              ds_attr_read_i64(f, "workers", &workers)))
+    rc = tk_error(TK_EFORMAT, "%s: a counter attribute is missing or malformed", path);
+  R->updates = res->updates = upd;
+  if (!rc) rc = get_net(f, "actor", R->actor->net, path);
+  for (int e = 0; !rc && e < R->o->ensemble; e++) {
+    snprintf(name, sizeof name, "critic%d", e);
+    rc = get_net(f, name, R->q[e], path);
+    snprintf(name, sizeof name, "target%d", e);
+    if (!rc) rc = get_net(f, name, R->qt[e], path);
+  }
+  snprintf(name, sizeof name, "critic%d", R->o->ensemble);
+  if (!rc && H5Lexists(f, name, H5P_DEFAULT) > 0)
+    rc = tk_error(TK_EINVAL, "%s: written with a larger --ensemble than %d", path, R->o->ensemble);
+  H5Eclear2(H5E_DEFAULT);
+  /* RNG streams (workers beyond the saved ones keep their fresh streams) */
+  uint8_t rng[(1 + RL_MAX_WORKERS) * sizeof(tkRng)];
+  hid_t d = rc ? -1 : H5Dopen2(f, "rng", H5P_DEFAULT);
+  if (!rc && d < 0) rc = ds_h5_fail(TK_EFORMAT, "%s: rng is missing", path);
+  if (d >= 0) {
+    hid_t sp = H5Dget_space(d);
+    hssize_t np = H5Sget_simple_extent_npoints(sp);
+    if (np != (hssize_t)((1 + workers) * sizeof(tkRng)) || workers < 1 || workers > RL_MAX_WORKERS ||
+        H5Dread(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, rng) < 0)
+      rc = tk_error(TK_EFORMAT, "%s: rng is malformed", path);
+    H5Sclose(sp);
+    H5Dclose(d);
+  }
+  if (!rc) {
+    memcpy(&R->rng, rng, sizeof(tkRng));
+    for (int i = 0; i < R->nw && i < workers; i++)
+      memcpy(&R->wk[i].rng, rng + (1 + i) * sizeof(tkRng), sizeof(tkRng));
+  }
+  /* evaluation history */
+  d = rc ? -1 : H5Dopen2(f, "evals", H5P_DEFAULT);
+  if (d >= 0) {
+    double ev[2 * 512];
+    hid_t sp = H5Dget_space(d);
+    hssize_t np = H5Sget_simple_extent_npoints(sp);
+    if (np < 0 || np > 2 * 512 || np % 2 || (np && H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, ev) < 0))
+      rc = tk_error(TK_EFORMAT, "%s: evals is malformed", path);
+    for (int i = 0; !rc && i < np / 2; i++) {
+      res->eval_step[i] = (int64_t)ev[2 * i];
+      res->eval_success[i] = ev[2 * i + 1];
+    }
+    if (!rc) res->n_evals = (int)(np / 2);
+    H5Sclose(sp);
+    H5Dclose(d);
+  }
+  /* the online buffer */
+  hid_t g = rc ? -1 : H5Gopen2(f, "online", H5P_DEFAULT);
+  if (!rc && g < 0) rc = ds_h5_fail(TK_EFORMAT, "%s: online is missing", path);
+  if (g >= 0) {
+    rlBuf *b = &R->online;
+    hid_t rd = H5Dopen2(g, "r", H5P_DEFAULT);
+    hssize_t n = -1;
+    if (rd >= 0) {
+      hid_t sp = H5Dget_space(rd);
+      n = H5Sget_simple_extent_npoints(sp);
+      H5Sclose(sp);
+      H5Dclose(rd);
+    }
+    if (n < 0 || n > b->cap)
+      rc = tk_error(TK_EFORMAT, "%s: the replay buffer (%lld) does not fit this run's --steps", path, (long long)n);
+    if (!rc) rc = get_f32(g, "s", b->s, n * b->D, path);
+    if (!rc) rc = get_f32(g, "s2", b->s2, n * b->D, path);
+    if (!rc) rc = get_f32(g, "a", b->a, n * b->A, path);
+    if (!rc) rc = get_f32(g, "r", b->r, n, path);
+    if (!rc) {
+      hid_t dd = H5Dopen2(g, "d", H5P_DEFAULT);
+      if (dd < 0 || (n > 0 && H5Dread(dd, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, b->d) < 0))
+        rc = tk_error(TK_EFORMAT, "%s: online/d cannot be read", path);
+      if (dd >= 0) H5Dclose(dd);
+    }
+    if (!rc) b->n = n;
+    H5Gclose(g);
+  }
+  H5Eclear2(H5E_DEFAULT);
+  H5Fclose(f);
+  free(fmt);
+  free(task);
+  return rc;
+}
+
 /* ---- the run -------------------------------------------------------------------------------------- */
 static int evaluate(rlRun *R, rlResult *res, int64_t step, FILE *csv, double t0) {
   const rlOpts *o = R->o;
@@ -672,8 +884,17 @@ int rl_run(const rlOpts *o, rlResult *res) {
     if (!exists) fprintf(csv, "run,env_steps,success_rate,mean_return,updates,seconds,alpha\n");
   }
   double t0 = tk_now_s();
+  int64_t next_eval = o->eval_every;
+  int resumed = 0;
+  if (o->resume) {
+    if ((rc = ckpt_load(R, res, &next_eval, o->resume))) goto fail_csv;
+    resumed = 1;
+    if (!o->quiet)
+      printf("%s: resumed from %s at %lld env steps, %lld updates (best %.0f%% at %lld)\n", o->label, o->resume,
+             (long long)res->env_steps, (long long)res->updates, 100 * res->best_success, (long long)res->best_step);
+  }
   /* critic warm-up on the demos, with the actor fixed */
-  if (R->demo.n > 0 && o->critic_warmup > 0) {
+  if (!resumed && R->demo.n > 0 && o->critic_warmup > 0) {
     if (!o->quiet) printf("%s: warming the critics up on %lld demo transitions (%d updates)\n", o->label,
                           (long long)R->demo.n, o->critic_warmup);
     for (int u = 0; u < o->critic_warmup && !rc; u++) {
@@ -682,12 +903,12 @@ int rl_run(const rlOpts *o, rlResult *res) {
     }
     if (rc) goto fail_csv;
   }
-  if ((rc = evaluate(R, res, 0, csv, t0))) goto fail_csv;
+  if (!resumed && (rc = evaluate(R, res, 0, csv, t0))) goto fail_csv;
   int horizon = R->spec->horizon;
   tkProgress prog = {0};
   if (!o->quiet) tk_progress_begin(&prog, o->label, o->steps);
   double t_loop = tk_now_s();
-  int64_t next_eval = o->eval_every;
+  int64_t steps0 = res->env_steps, updates0 = res->updates;
   while (res->env_steps < o->steps) {
     if (o->interrupt && *o->interrupt) break;
     if (o->stop_at_target && res->steps_to_target >= 0) break;
@@ -711,17 +932,21 @@ int rl_run(const rlOpts *o, rlResult *res) {
     if (res->env_steps >= next_eval) {
       next_eval += o->eval_every;
       if ((rc = evaluate(R, res, res->env_steps, csv, t0))) break;
+      if (o->checkpoint && (rc = ckpt_save(R, res, next_eval, o->checkpoint))) break;
     }
     if (!o->quiet) {
       double el = tk_now_s() - t_loop;
       tk_progress_update(&prog, res->env_steps, "%.0f env steps/s, %.0f updates/s, best %.0f%%",
-                         el > 0 ? res->env_steps / el : 0, el > 0 ? res->updates / el : 0, 100 * res->best_success);
+                         el > 0 ? (res->env_steps - steps0) / el : 0, el > 0 ? (res->updates - updates0) / el : 0,
+                         100 * res->best_success);
     }
   }
   if (!o->quiet) tk_progress_end(&prog);
+  if (!rc && o->checkpoint && (rc = ckpt_save(R, res, next_eval, o->checkpoint))) goto fail_csv;
+  if (!rc && o->checkpoint && !o->quiet) printf("%s: checkpoint %s\n", o->label, o->checkpoint);
   double el = tk_now_s() - t_loop;
-  res->env_steps_per_s = el > 0 ? res->env_steps / el : 0;
-  res->updates_per_s = el > 0 ? res->updates / el : 0;
+  res->env_steps_per_s = el > 0 ? (res->env_steps - steps0) / el : 0;
+  res->updates_per_s = el > 0 ? (res->updates - updates0) / el : 0;
   res->seconds = tk_now_s() - t0;
 fail_csv:
   if (csv) fclose(csv);
