@@ -11,6 +11,7 @@
 #include "ds.h"
 #include "tk.h"
 #include "tt.h"
+#include "tt_cli.h"
 
 static const char *train_bin(void) { return tt_build("bc/bc-train"); }
 static const char *eval_bin(void) { return tt_build("bc/bc-eval"); }
@@ -19,65 +20,7 @@ static const char *dataset_bin(void) { return tt_build("dataset/dataset"); }
 static const char *py(void) { return getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3"; }
 
 /* ---- helpers ----------------------------------------------------------------------------------- */
-/* Buffers live until the test ends (the suite's fini), so a failed assertion leaks nothing. */
-static char *pool[512];
-static int npool;
-static char *keep(char *s) {
-  if (s && npool < (int)TK_ARRAY_LEN(pool)) pool[npool++] = s;
-  return s;
-}
-static void pool_free(void) {
-  for (int i = 0; i < npool; i++)
-    free(pool[i]);
-  npool = 0;
-}
-TestSuite(bc_cli, .fini = pool_free);
-
-static char *slurp(const char *path, size_t *n) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
-  size_t cap = 4096, len = 0, r;
-  char *b = malloc(cap);
-  while (b && (r = fread(b + len, 1, cap - len - 1, f)) > 0) {
-    len += r;
-    if (cap - len < 1024) b = realloc(b, cap *= 2);
-  }
-  fclose(f);
-  if (b) b[len] = 0;
-  if (n) *n = len;
-  return keep(b);
-}
-
-static long file_size(const char *path) {
-  struct stat st;
-  return stat(path, &st) ? -1 : (long)st.st_size;
-}
-
-/* Run a shell command with stdout and stderr captured apart (files under dir); returns the exit
- * status like tt_run. *out and *err belong to the pool. */
-static int run2(const char *dir, char **out, char **err, const char *fmt, ...) {
-  static int seq;
-  char cmd[8192], po[4200], pe[4200];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(cmd, sizeof cmd, fmt, ap);
-  va_end(ap);
-  seq++;
-  snprintf(po, sizeof po, "%s/.stdout.%d", dir, seq);
-  snprintf(pe, sizeof pe, "%s/.stderr.%d", dir, seq);
-  int rc = tt_run(NULL, "%s >%s 2>%s", cmd, po, pe);
-  *out = slurp(po, NULL);
-  *err = slurp(pe, NULL);
-  cr_assert(*out && *err, "cannot read the output of %s", cmd);
-  return rc;
-}
-
-static int count_lines(const char *s) {
-  int n = 0;
-  for (; *s; s++)
-    n += *s == '\n';
-  return n;
-}
+TestSuite(bc_cli, .fini = tt_pool_free);
 
 /* A lift recording by the scripted operator (unpaced). */
 static void record(const char *path, int episodes, double noise, int seed) {

@@ -1,0 +1,75 @@
+/* tests/common/tt_cli.h -- helpers for end-to-end suites that drive the real binaries: a pool of
+ * buffers freed when the suite ends (so a failed assertion leaks nothing), whole-file reads, and
+ * commands with stdout and stderr captured apart. Include after criterion.h and tt.h; each suite
+ * declares TestSuite(name, .fini = tt_pool_free). */
+#ifndef TT_CLI_H
+#define TT_CLI_H
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+static void *tt_pool[512];
+static int tt_npool;
+
+/* Keep a malloc'd buffer until the suite ends; returns it. */
+static inline void *keep(void *s) {
+  if (s && tt_npool < (int)(sizeof tt_pool / sizeof tt_pool[0])) tt_pool[tt_npool++] = s;
+  return s;
+}
+
+static inline void tt_pool_free(void) {
+  for (int i = 0; i < tt_npool; i++)
+    free(tt_pool[i]);
+  tt_npool = 0;
+}
+
+/* A whole file, NUL-terminated (pooled); NULL if it cannot be read. */
+static inline char *slurp(const char *path, size_t *n) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  size_t cap = 4096, len = 0, r;
+  char *b = malloc(cap);
+  while (b && (r = fread(b + len, 1, cap - len - 1, f)) > 0) {
+    len += r;
+    if (cap - len < 1024) b = realloc(b, cap *= 2);
+  }
+  fclose(f);
+  if (b) b[len] = 0;
+  if (n) *n = len;
+  return keep(b);
+}
+
+static inline long file_size(const char *path) {
+  struct stat st;
+  return stat(path, &st) ? -1 : (long)st.st_size;
+}
+
+/* Run a shell command with stdout and stderr captured apart (files under dir); returns the exit
+ * status like tt_run. *out and *err belong to the pool. */
+static inline int run2(const char *dir, char **out, char **err, const char *fmt, ...) {
+  static int seq;
+  char cmd[8192], po[4200], pe[4200];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(cmd, sizeof cmd, fmt, ap);
+  va_end(ap);
+  seq++;
+  snprintf(po, sizeof po, "%s/.stdout.%d", dir, seq);
+  snprintf(pe, sizeof pe, "%s/.stderr.%d", dir, seq);
+  int rc = tt_run(NULL, "%s >%s 2>%s", cmd, po, pe);
+  *out = slurp(po, NULL);
+  *err = slurp(pe, NULL);
+  cr_assert(*out && *err, "cannot read the output of %s", cmd);
+  return rc;
+}
+
+static inline int count_lines(const char *s) {
+  int n = 0;
+  for (; *s; s++)
+    n += *s == '\n';
+  return n;
+}
+
+#endif
