@@ -84,6 +84,10 @@ static void buf_push(rlBuf *b, const float *s, const float *a, float r, const fl
 #define RL_MAX_WORKERS 64
 
 typedef struct rlRun rlRun;
+typedef struct {
+  rlRun *run;
+  int id;
+} rlTeamArg;
 
 typedef struct {
   rlRun *run;
@@ -109,7 +113,6 @@ struct rlRun {
   bcPolicy *actor;
   nnWork *aw;
   nnNet *q[RL_MAX_ENSEMBLE], *qt[RL_MAX_ENSEMBLE];
-  nnWork *qw;
   nnAdamOpts qopt, aopt;
   double log_alpha, alpha_m, alpha_v;
   int64_t alpha_t;
@@ -117,7 +120,7 @@ struct rlRun {
   tkRng rng;
   rlBuf demo, online;
   int D, A, B;
-  float *bs, *ba, *br, *bs2, *x, *y, *eps, *act, *logp, *dact, *dlogp, *dout, *dx, *qa, *qb;
+  float *bs, *ba, *br, *bs2, *x, *y, *eps, *act, *logp, *dact, *dlogp, *dout, *qa, *qb;
   uint8_t *bd;
   /* workers */
   int nw;
@@ -128,6 +131,18 @@ struct rlRun {
   int threads_started; /* the barriers exist and workers 1.. run */
   int64_t updates;
   int random_actions;
+  /* the learner's critic work split over T threads (critic e on thread e % T; thread 0 is the caller) */
+  int T;
+  pthread_t lth[RL_MAX_ENSEMBLE];
+  rlTeamArg larg[RL_MAX_ENSEMBLE];
+  pthread_barrier_t lgo, ldone;
+  int ljob, lquit, lstarted;
+  int li, lj;                               /* JOB_TARGET: the two target members */
+  nnWork *lw[RL_MAX_ENSEMBLE];              /* per thread */
+  float *ldx[RL_MAX_ENSEMBLE], *ldact[RL_MAX_ENSEMBLE];
+  double lqabs[RL_MAX_ENSEMBLE];
+  int lrc[RL_MAX_ENSEMBLE];
+  char lerr[RL_MAX_ENSEMBLE][256];
   bcPolicy *bc; /* the starting policy, frozen (anchor) */
   nnWork *bw;
   float *qa_act;
@@ -295,6 +310,64 @@ static void normals(tkRng *rng, float *v, int n) {
     v[i] = (float)tk_rng_normal(rng);
 }
 
+enum { JOB_TARGET = 1, JOB_TRAIN = 2, JOB_ACTOR_Q = 3 };
+
+/* Thread k's share of a learner job. */
+static int team_job(rlRun *R, int k) {
+  const int B = R->B, E = R->o->ensemble, D = R->D, A = R->A;
+  nnWork *w = R->lw[k];
+  int rc = 0;
+  if (R->ljob == JOB_TARGET) {
+    /* member li on thread 0, lj on thread 1 (or 0 when alone) */
+    if (k == 0 && (rc = nn_forward(R->qt[R->li], w, R->x, B)) == 0)
+      memcpy(R->qa, w->out, sizeof(float) * (size_t)B);
+    if (!rc && k == (R->T > 1 ? 1 : 0) && (rc = nn_forward(R->qt[R->lj], w, R->x, B)) == 0)
+      memcpy(R->qb, w->out, sizeof(float) * (size_t)B);
+  } else if (R->ljob == JOB_TRAIN) {
+    for (int e = k; e < E && !rc; e += R->T) {
+      float loss;
+      double gn;
+      if ((rc = nn_train_step(R->q[e], w, &R->qopt, R->x, R->y, B, &loss, &gn))) rc = tk_error_wrap(rc, "critic %d", e);
+      else nn_polyak(R->qt[e], R->q[e], (float)R->o->tau);
+    }
+  } else if (R->ljob == JOB_ACTOR_Q) {
+    R->lqabs[k] = 0;
+    memset(R->ldact[k], 0, sizeof(float) * (size_t)(B * A));
+    for (int e = k; e < E && !rc; e += R->T) {
+      if ((rc = nn_forward(R->q[e], w, R->x, B))) break;
+      for (int b = 0; b < B; b++)
+        R->lqabs[k] += fabs(w->out[b]) / (B * E);
+      if ((rc = nn_backward_out(R->q[e], w, R->dout, R->ldx[k], 0))) break;
+      for (int b = 0; b < B; b++)
+        for (int n = 0; n < A; n++)
+          R->ldact[k][b * A + n] += R->ldx[k][(size_t)b * (D + A) + D + n];
+    }
+  }
+  return rc;
+}
+
+static void *team_main(void *arg) {
+  rlRun *R = ((rlTeamArg *)arg)->run;
+  int k = ((rlTeamArg *)arg)->id;
+  for (;;) {
+    pthread_barrier_wait(&R->lgo);
+    if (R->lquit) break;
+    if ((R->lrc[k] = team_job(R, k))) snprintf(R->lerr[k], sizeof R->lerr[k], "%s", tk_errmsg());
+    pthread_barrier_wait(&R->ldone);
+  }
+  return NULL;
+}
+
+static int team_run(rlRun *R, int job) {
+  R->ljob = job;
+  if (R->T > 1) pthread_barrier_wait(&R->lgo);
+  if ((R->lrc[0] = team_job(R, 0))) snprintf(R->lerr[0], sizeof R->lerr[0], "%s", tk_errmsg());
+  if (R->T > 1) pthread_barrier_wait(&R->ldone);
+  for (int k = 0; k < R->T; k++)
+    if (R->lrc[k]) return tk_error(R->lrc[k], "%s", R->lerr[k]);
+  return 0;
+}
+
 static int update_critics(rlRun *R) {
   const int B = R->B, E = R->o->ensemble;
   double alpha = exp(R->log_alpha);
@@ -308,23 +381,15 @@ static int update_critics(rlRun *R) {
     j = (int)tk_rng_below(&R->rng, (uint64_t)(E - 1));
     if (j >= i) j++;
   }
-  if ((rc = nn_forward(R->qt[i], R->qw, R->x, B))) return rc;
-  memcpy(R->qa, R->qw->out, sizeof(float) * (size_t)B);
-  if ((rc = nn_forward(R->qt[j], R->qw, R->x, B))) return rc;
-  memcpy(R->qb, R->qw->out, sizeof(float) * (size_t)B);
+  R->li = i;
+  R->lj = j;
+  if ((rc = team_run(R, JOB_TARGET))) return rc;
   for (int b = 0; b < B; b++) {
     double next = fmin(R->qa[b], R->qb[b]) - alpha * R->logp[b];
     R->y[b] = (float)(R->br[b] + R->o->gamma * (R->bd[b] ? 0.0 : next));
   }
   concat(R, R->bs, R->ba, R->x);
-  for (int e = 0; e < E; e++) {
-    float loss;
-    double gn;
-    if ((rc = nn_train_step(R->q[e], R->qw, &R->qopt, R->x, R->y, B, &loss, &gn)))
-      return tk_error_wrap(rc, "critic %d", e);
-    nn_polyak(R->qt[e], R->q[e], (float)R->o->tau);
-  }
-  return 0;
+  return team_run(R, JOB_TRAIN);
 }
 
 static int update_actor(rlRun *R) {
@@ -337,15 +402,12 @@ static int update_actor(rlRun *R) {
   memset(R->dact, 0, sizeof(float) * (size_t)(B * A));
   for (int b = 0; b < B; b++)
     R->dout[b] = -1.0f / (float)(B * E); /* loss = mean_b (alpha logp - lambda mean_e Q_e) + anchor */
+  if ((rc = team_run(R, JOB_ACTOR_Q))) return rc;
   double qabs = 0;
-  for (int e = 0; e < E; e++) {
-    if ((rc = nn_forward(R->q[e], R->qw, R->x, B))) return rc;
-    for (int b = 0; b < B; b++)
-      qabs += fabs(R->qw->out[b]) / (B * E);
-    if ((rc = nn_backward_out(R->q[e], R->qw, R->dout, R->dx, 0))) return rc;
-    for (int b = 0; b < B; b++)
-      for (int k = 0; k < A; k++)
-        R->dact[b * A + k] += R->dx[(size_t)b * (D + A) + D + k];
+  for (int k = 0; k < R->T; k++) { /* a fixed order: the same bits for the same thread count */
+    qabs += R->lqabs[k];
+    for (int n = 0; n < B * A; n++)
+      R->dact[n] += R->ldact[k][n];
   }
   /* TD3+BC's normalization: the Q term has the same weight whatever the scale of Q */
   double lambda = R->o->q_coef / fmax(qabs, 1e-2);
@@ -734,7 +796,19 @@ static void run_free(rlRun *R) {
     nn_net_free(R->q[e]);
     nn_net_free(R->qt[e]);
   }
-  nn_work_free(R->qw);
+  if (R->lstarted) {
+    R->lquit = 1;
+    pthread_barrier_wait(&R->lgo);
+    for (int k = 1; k < R->T; k++)
+      pthread_join(R->lth[k], NULL);
+    pthread_barrier_destroy(&R->lgo);
+    pthread_barrier_destroy(&R->ldone);
+  }
+  for (int k = 0; k < RL_MAX_ENSEMBLE; k++) {
+    nn_work_free(R->lw[k]);
+    free(R->ldx[k]);
+    free(R->ldact[k]);
+  }
   nn_work_free(R->aw);
   bc_policy_free(R->actor);
   bc_policy_free(R->bc);
@@ -742,7 +816,7 @@ static void run_free(rlRun *R) {
   free(R->qa_act);
   buf_free(&R->demo);
   buf_free(&R->online);
-  float *bufs[] = {R->bs, R->ba, R->br, R->bs2, R->x, R->y, R->eps, R->act, R->logp, R->dact, R->dlogp, R->dout, R->dx, R->qa, R->qb};
+  float *bufs[] = {R->bs, R->ba, R->br, R->bs2, R->x, R->y, R->eps, R->act, R->logp, R->dact, R->dlogp, R->dout, R->qa, R->qb};
   for (size_t i = 0; i < TK_ARRAY_LEN(bufs); i++)
     free(bufs[i]);
   free(R->bd);
@@ -819,7 +893,27 @@ int rl_run(const rlOpts *o, rlResult *res) {
     nn_copy_params(R->qt[e], R->q[e]);
   }
   int B = R->B, D = R->D, A = R->A;
-  R->qw = nn_work_make(R->q[0], B);
+  /* the learner's threads: as many as there are workers (cores), at most one per critic */
+  R->T = TK_MAX(1, TK_MIN(R->nw, o->ensemble));
+  for (int k = 0; k < R->T; k++) {
+    R->lw[k] = nn_work_make(R->q[0], B);
+    R->ldx[k] = falloc((size_t)B * (D + A));
+    R->ldact[k] = falloc((size_t)B * A);
+    if (!R->lw[k] || !R->ldx[k] || !R->ldact[k]) {
+      rc = tk_error(TK_ENOMEM, "out of memory");
+      goto fail;
+    }
+  }
+  if (R->T > 1) {
+    pthread_barrier_init(&R->lgo, NULL, (unsigned)R->T);
+    pthread_barrier_init(&R->ldone, NULL, (unsigned)R->T);
+    for (int k = 1; k < R->T; k++) {
+      R->larg[k].run = R;
+      R->larg[k].id = k;
+      pthread_create(&R->lth[k], NULL, team_main, &R->larg[k]);
+    }
+    R->lstarted = 1;
+  }
   R->aw = nn_work_make(R->actor->net, B);
   R->bs = falloc((size_t)B * D);
   R->bs2 = falloc((size_t)B * D);
@@ -827,7 +921,6 @@ int rl_run(const rlOpts *o, rlResult *res) {
   R->br = falloc((size_t)B);
   R->bd = malloc((size_t)B);
   R->x = falloc((size_t)B * (D + A));
-  R->dx = falloc((size_t)B * (D + A));
   R->y = falloc((size_t)B);
   R->eps = falloc((size_t)B * A);
   R->act = falloc((size_t)B * A);
@@ -837,7 +930,7 @@ int rl_run(const rlOpts *o, rlResult *res) {
   R->dout = falloc((size_t)B);
   R->qa = falloc((size_t)B);
   R->qb = falloc((size_t)B);
-  if (!R->qw || !R->aw || !R->bs || !R->bs2 || !R->ba || !R->br || !R->bd || !R->x || !R->dx || !R->y || !R->eps ||
+  if (!R->aw || !R->bs || !R->bs2 || !R->ba || !R->br || !R->bd || !R->x || !R->y || !R->eps ||
       !R->act || !R->dact || !R->logp || !R->dlogp || !R->dout || !R->qa || !R->qb) {
     rc = tk_error(TK_ENOMEM, "out of memory");
     goto fail;
