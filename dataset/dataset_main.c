@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "ds.h"
+
+int cmd_replay(int argc, char **argv); /* ds_replay.c */
 #include "tk.h"
 
 static const char *USAGE =
@@ -27,6 +29,10 @@ static const char *USAGE =
     "                                 keep steps [T0, T1) of one demo\n"
     "  convert FILE --to minari|d4rl -o OUT\n"
     "                                 write the data in another layout\n"
+    "  replay --check FILE [--tolerance T]\n"
+    "                                 re-run each demo's actions from its first state in the simulator\n"
+    "                                 and report the largest divergence from the recorded states\n"
+    "                                 (exit 1 above T, default 1e-9: replays are exact)\n"
     "  synth OUT [--demos N] [--steps T] [--image PX] [--seed S] [--task NAME]\n"
     "                                 record a synthetic point-reaching dataset through the writer\n"
     "\n"
@@ -432,5 +438,6 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "trim")) return cmd_trim(n, a);
   if (!strcmp(cmd, "convert")) return cmd_convert(n, a);
   if (!strcmp(cmd, "synth")) return cmd_synth(n, a);
+  if (!strcmp(cmd, "replay")) return cmd_replay(n, a);
   return usage_error("unknown command '%s'", cmd);
 }

@@ -158,3 +158,43 @@ Test(cli, recover_after_crash) {
   cr_assert_eq(demos_in(p), 4);
   cr_assert_eq(ds_staged_count(p), 0);
 }
+
+/* replay --check: a fresh teleop recording replays within the tolerance; a tampered state is found and
+ * named; a file of a task we do not simulate is refused with a message. */
+Test(cli, replay_check, .timeout = 120) {
+  const char *d = tt_tmpdir();
+  char p[4200], t[4200], x[4200];
+  snprintf(p, sizeof p, "%s/rec.h5", d);
+  snprintf(t, sizeof t, "%s/tampered.h5", d);
+  snprintf(x, sizeof x, "%s/synth.h5", d);
+  char *out = NULL;
+  int rc = tt_run(&out, "%s --task lift --device scripted --headless --episodes 4 --noise 0.3 --fast --quiet --out %s",
+                  tt_build("teleop/teleop"), p);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  rc = tt_run(&out, "%s replay --check %s", bin(), p);
+  cr_assert_eq(rc, 0, "%s", out);
+  cr_assert(strstr(out, "replay: 4 demos, 0 above the tolerance"), "%s", out);
+  printf("%s", out);
+  free(out);
+  /* change one recorded state in the middle of demo_1 */
+  rc = tt_run(&out,
+              "cp %s %s && %s -c \"import h5py; f = h5py.File('%s', 'r+'); s = f['data/demo_1/states']; "
+              "v = s[5]; v[3] += 0.01; s[5] = v\"",
+              p, t, py(), t);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  rc = tt_run(&out, "%s replay --check %s", bin(), t);
+  cr_assert_eq(rc, 1, "%s", out);
+  cr_assert(strstr(out, "demo_1:") && strstr(out, "above the tolerance") && strstr(out, "step 5, state element 3"),
+            "%s", out);
+  free(out);
+  /* the synthetic point-reaching task is not one of the simulator's */
+  rc = tt_run(&out, "%s synth %s --demos 2 --steps 10", bin(), x);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  rc = tt_run(&out, "%s replay --check %s", bin(), x);
+  cr_assert_eq(rc, 1, "%s", out);
+  cr_assert(strstr(out, x) && strstr(out, "not a built-in"), "%s", out);
+  free(out);
+}
