@@ -15,8 +15,8 @@
  *   /normalization/obs_std     float32 [obs_dim]   (every value > 0)
  *   /normalization/act_offset  float32 [act_dim]   action = act_offset + act_scale * net_action
  *   /normalization/act_scale   float32 [act_dim]   (every value > 0)
- *   /weights/<tensor name>     float32, the nn tensor shapes (l0.weight [out, in], l0.bias [out], ln0.gain,...)
- * The network's input is the normalized observation (keys concatenated in obs_keys order); its
+ *   /weights/<tensor name>     float32, the nn tensor shapes (l0.weight [out, in], l0.bias [out],
+ * ln0.gain,...) The network's input is the normalized observation (keys concatenated in obs_keys order); its
  * deterministic action (nn_act) is mapped through act_offset/act_scale.
  *
  * Loading validates everything (format, version, arch, keys against dims, every tensor's presence, rank,
@@ -47,7 +47,7 @@ typedef struct {
   char keys[BC_MAX_KEYS][BC_KEY_MAX];
   int key_dim[BC_MAX_KEYS];
   int obs_dim, act_dim;
-  float *obs_mean, *obs_std;    /* [obs_dim] */
+  float *obs_mean, *obs_std;     /* [obs_dim] */
   float *act_offset, *act_scale; /* [act_dim] */
   char task[BC_KEY_MAX];         /* "" when unknown (a foreign dataset's env) */
   double control_hz;             /* 0 when unknown */
@@ -57,7 +57,8 @@ typedef struct {
 
 /* A policy with identity statistics and a freshly initialized network (seeded). keys/dims give the
  * observation layout; their sum must equal arch->obs_dim. */
-bcPolicy *bc_policy_make(const nnArch *arch, int nkeys, const char *const *keys, const int *dims, uint64_t seed);
+bcPolicy *bc_policy_make(const nnArch *arch, int nkeys, const char *const *keys, const int *dims,
+                         uint64_t seed);
 void bc_policy_free(bcPolicy *p); /* NULL-safe */
 /* Deep copy (network parameters included, Adam state not). */
 bcPolicy *bc_policy_clone(const bcPolicy *p);
@@ -89,7 +90,8 @@ void bc_gather(const bcBinding *b, const void *cap_obs, float *out);
 /* Dataset writer options for recording an environment's observations (every key of its spec,
  * states, the robomimic env_args with the cameras listed): kw is a buffer for the env_kwargs JSON
  * that wo points into. Used by teleop and by rollouts saved as datasets. */
-int bc_writer_opts(const capModel *m, int ncams, const capCamera *cams, dsWriterOpts *wo, char *kw, size_t kwn);
+int bc_writer_opts(const capModel *m, int ncams, const capCamera *cams, dsWriterOpts *wo, char *kw,
+                   size_t kwn);
 
 /* ---- rollouts ----------------------------------------------------------------------------------- */
 typedef struct {
@@ -121,42 +123,42 @@ void bc_eval_result_free(bcEvalResult *r);
 
 /* ---- training --------------------------------------------------------------------------------- */
 typedef struct {
-  const char *dataset;           /* robomimic-layout HDF5 (ours or another tool's) */
-  const char *out;               /* policy file (default "policy.h5") */
-  const char *metrics_prefix;    /* "<prefix>.csv", "<prefix>_loss.png", "<prefix>_success.png";
-                                    NULL: the out path without ".h5" */
-  const char *const *obs_keys;   /* NULL: robomimic's low-dim keys when present, else every low-dim key */
+  const char *dataset;         /* robomimic-layout HDF5 (ours or another tool's) */
+  const char *out;             /* policy file (default "policy.h5") */
+  const char *metrics_prefix;  /* "<prefix>.csv", "<prefix>_loss.png", "<prefix>_success.png";
+                                  NULL: the out path without ".h5" */
+  const char *const *obs_keys; /* NULL: robomimic's low-dim keys when present, else every low-dim key */
   int nobs_keys;
-  const char *filter_key;        /* training demos: this mask (default: every demo not in the validation set) */
-  double valid_frac;             /* validation demos when the file has no mask/valid (default 0.1) */
-  int include_failures;          /* also train on demos marked success=0 (default 0) */
-  int epochs;                    /* passes over the training samples (default 200) */
-  int batch;                     /* 100 (robomimic) */
-  nnAdamOpts adam;               /* lr 1e-4 (robomimic), no weight decay, no clipping */
-  nnArch arch;                   /* obs_dim/act_dim are filled in; hidden 1024,1024 (robomimic), MSE head with tanh
-                                    (robomimic's bc.json default; GMM 5 modes is --head gmm) */
-  double obs_noise;              /* training batches: Gaussian noise of this std on the normalized observations */
-  double obs_std_floor;          /* normalization: std = max(std, floor) (default 0.1: dimensions that
-                                    barely vary in the demos must not be blown up at rollout time) */
-  uint64_t seed;                 /* initialization, split, shuffling */
-  int threads;                   /* training team (default online cores) */
-  int eval_every;                /* epochs between rollouts (0 = none; default 20) */
-  int eval_episodes;             /* rollouts each time (default 20) */
+  const char *filter_key; /* training demos: this mask (default: every demo not in the validation set) */
+  double valid_frac;      /* validation demos when the file has no mask/valid (default 0.1) */
+  int include_failures;   /* also train on demos marked success=0 (default 0) */
+  int epochs;             /* passes over the training samples (default 200) */
+  int batch;              /* 100 (robomimic) */
+  nnAdamOpts adam;        /* lr 1e-4 (robomimic), no weight decay, no clipping */
+  nnArch arch;            /* obs_dim/act_dim are filled in; hidden 1024,1024 (robomimic), MSE head with tanh
+                             (robomimic's bc.json default; GMM 5 modes is --head gmm) */
+  double obs_noise;       /* training batches: Gaussian noise of this std on the normalized observations */
+  double obs_std_floor;   /* normalization: std = max(std, floor) (default 0.1: dimensions that
+                             barely vary in the demos must not be blown up at rollout time) */
+  uint64_t seed;          /* initialization, split, shuffling */
+  int threads;            /* training team (default online cores) */
+  int eval_every;         /* epochs between rollouts (0 = none; default 20) */
+  int eval_episodes;      /* rollouts each time (default 20) */
   int quiet;
 } bcTrainOpts;
 
 typedef struct {
   int epochs_run;
-  int64_t steps;                 /* gradient steps */
+  int64_t steps; /* gradient steps */
   int64_t train_samples, valid_samples;
   int train_demos, valid_demos, skipped_failures;
   double final_train_loss, final_valid_loss; /* valid NaN when there is no validation split */
-  int best_epoch;                /* epoch of the saved policy */
-  double best_success;           /* its rollout success rate, NaN without rollouts */
-  int evaluated;                 /* rollouts were run */
-  double samples_per_s;          /* training throughput */
+  int best_epoch;                            /* epoch of the saved policy */
+  double best_success;                       /* its rollout success rate, NaN without rollouts */
+  int evaluated;                             /* rollouts were run */
+  double samples_per_s;                      /* training throughput */
   double seconds;
-  int stopped_nan;               /* training stopped on a non-finite loss */
+  int stopped_nan; /* training stopped on a non-finite loss */
 } bcTrainResult;
 
 void bc_train_default(bcTrainOpts *o);

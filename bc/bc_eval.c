@@ -23,7 +23,8 @@ static void list_spec(const capSpec *s, char *buf, size_t n) {
   buf[0] = 0;
   for (int k = 0, first = 1; k < s->nobs && off < n; k++) {
     if (s->obs[k].dtype != CAP_F64) continue;
-    off += (size_t)snprintf(buf + off, n - off, "%s%s(%d)", first ? "" : ", ", s->obs[k].name, s->obs[k].shape[0]);
+    off += (size_t)snprintf(buf + off, n - off, "%s%s(%d)", first ? "" : ", ", s->obs[k].name,
+                            s->obs[k].shape[0]);
     first = 0;
   }
 }
@@ -44,7 +45,8 @@ int bc_bind(const bcPolicy *p, const capModel *m, bcBinding *b) {
     if (found < 0 || dim != p->key_dim[i]) {
       list_policy(p, want, sizeof want);
       list_spec(s, have, sizeof have);
-      return tk_error(TK_EINVAL, "the policy's observations do not fit task '%s': the policy reads %s; the task has %s",
+      return tk_error(TK_EINVAL,
+                      "the policy's observations do not fit task '%s': the policy reads %s; the task has %s",
                       s->task, want, have);
     }
     b->obs_index[i] = found;
@@ -65,7 +67,8 @@ void bc_gather(const bcBinding *b, const void *cap_obs, float *out) {
 }
 
 /* ---- dataset options for an environment's observations --------------------------------------- */
-int bc_writer_opts(const capModel *m, int ncams, const capCamera *cams, dsWriterOpts *wo, char *kw, size_t kwn) {
+int bc_writer_opts(const capModel *m, int ncams, const capCamera *cams, dsWriterOpts *wo, char *kw,
+                   size_t kwn) {
   const capSpec *s = cap_spec(m);
   ds_writer_default(wo);
   wo->env_name = s->task;
@@ -139,8 +142,8 @@ static int trace_push(evalTrace *t, const capSpec *s, const capObs *o, const dou
   uint8_t *row = t->obs + (size_t)t->n * t->obs_bytes;
   for (int k = 0; k < s->nobs; k++) {
     const capObsSpec *c = &s->obs[k];
-    size_t bytes = (c->dtype == CAP_U8 ? 1 : 8) * (size_t)c->shape[0] * (size_t)(c->rank > 1 ? c->shape[1] : 1) *
-                   (size_t)(c->rank > 2 ? c->shape[2] : 1);
+    size_t bytes = (c->dtype == CAP_U8 ? 1 : 8) * (size_t)c->shape[0] *
+                   (size_t)(c->rank > 1 ? c->shape[1] : 1) * (size_t)(c->rank > 2 ? c->shape[2] : 1);
     memcpy(row, o->v[k], bytes);
     row += bytes;
   }
@@ -155,8 +158,8 @@ static size_t obs_row_bytes(const capSpec *s, size_t *key_bytes) {
   size_t total = 0;
   for (int k = 0; k < s->nobs; k++) {
     const capObsSpec *c = &s->obs[k];
-    key_bytes[k] = (c->dtype == CAP_U8 ? 1 : 8) * (size_t)c->shape[0] * (size_t)(c->rank > 1 ? c->shape[1] : 1) *
-                   (size_t)(c->rank > 2 ? c->shape[2] : 1);
+    key_bytes[k] = (c->dtype == CAP_U8 ? 1 : 8) * (size_t)c->shape[0] *
+                   (size_t)(c->rank > 1 ? c->shape[1] : 1) * (size_t)(c->rank > 2 ? c->shape[2] : 1);
     total += key_bytes[k];
   }
   return total;

@@ -7,24 +7,25 @@
 #include "bc.h"
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: bc-eval POLICY.h5 [--task NAME] [--episodes 50] [--seed S] [--workers N] [--save ROLLOUTS.h5]\n"
-          "\n"
-          "Roll a policy out on held-out seeds and report its success rate, returns and lengths.\n"
-          "Works on every policy file (bc-train's and rl-finetune's).\n"
-          "\n"
-          "  --task NAME        task (default: the one the policy was trained for)\n"
-          "  --episodes N       episodes (default 50)\n"
-          "  --seed S           episode i starts from seed S + i (default %llu: apart from the seeds\n"
-          "                     demos are recorded with, and from bc-train's selection rollouts)\n"
-          "  --workers N        parallel workers, each with its own simulation (default: online cores)\n"
-          "  --horizon H        steps per episode (default: the task's)\n"
-          "  --save FILE.h5     also write the rollouts as a dataset (the viewer replays it)\n"
-          "  --json             print the result as one JSON object\n"
-          "  --quiet            no progress bar\n"
-          "\n"
-          "Exit status: 0 evaluated, 1 error (one line naming the file and the problem), 2 usage.\n",
-          (unsigned long long)BC_EVAL_SEED_BASE);
+  fprintf(
+      f,
+      "usage: bc-eval POLICY.h5 [--task NAME] [--episodes 50] [--seed S] [--workers N] [--save ROLLOUTS.h5]\n"
+      "\n"
+      "Roll a policy out on held-out seeds and report its success rate, returns and lengths.\n"
+      "Works on every policy file (bc-train's and rl-finetune's).\n"
+      "\n"
+      "  --task NAME        task (default: the one the policy was trained for)\n"
+      "  --episodes N       episodes (default 50)\n"
+      "  --seed S           episode i starts from seed S + i (default %llu: apart from the seeds\n"
+      "                     demos are recorded with, and from bc-train's selection rollouts)\n"
+      "  --workers N        parallel workers, each with its own simulation (default: online cores)\n"
+      "  --horizon H        steps per episode (default: the task's)\n"
+      "  --save FILE.h5     also write the rollouts as a dataset (the viewer replays it)\n"
+      "  --json             print the result as one JSON object\n"
+      "  --quiet            no progress bar\n"
+      "\n"
+      "Exit status: 0 evaluated, 1 error (one line naming the file and the problem), 2 usage.\n",
+      (unsigned long long)BC_EVAL_SEED_BASE);
 }
 
 int main(int argc, char **argv) {
@@ -107,7 +108,8 @@ int main(int argc, char **argv) {
     ls = r.episodes > 1 ? sqrt(ls / (r.episodes - 1)) : 0;
     rs = r.episodes > 1 ? sqrt(rs / (r.episodes - 1)) : 0;
     if (json)
-      printf("{\"policy\": \"%s\", \"task\": \"%s\", \"episodes\": %d, \"successes\": %d, \"success_rate\": %.4f, "
+      printf("{\"policy\": \"%s\", \"task\": \"%s\", \"episodes\": %d, \"successes\": %d, \"success_rate\": "
+             "%.4f, "
              "\"mean_return\": %.4f, \"std_return\": %.4f, \"mean_length\": %.2f, \"std_length\": %.2f, "
              "\"seed\": %llu, \"env_steps\": %lld, \"seconds\": %.2f}\n",
              path, task, r.episodes, r.successes, r.success_rate, r.mean_return, rs, r.mean_length, ls,

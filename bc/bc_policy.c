@@ -117,7 +117,8 @@ int bc_policy_act(const bcPolicy *p, nnWork *w, const float *obs, int B, float *
   if (rc) return rc;
   for (int b = 0; b < B; b++)
     for (int i = 0; i < A; i++)
-      act[(size_t)b * A + i] = (double)p->act_offset[i] + (double)p->act_scale[i] * (double)a[(size_t)b * A + i];
+      act[(size_t)b * A + i] =
+          (double)p->act_offset[i] + (double)p->act_scale[i] * (double)a[(size_t)b * A + i];
   return 0;
 }
 
@@ -142,11 +143,11 @@ static int save_to(const bcPolicy *p, const char *tmp) {
   int rc = nn_arch_to_json(&p->arch, &arch);
   if (!rc && (!keys || !dims)) rc = tk_error(TK_ENOMEM, "out of memory");
   if (!rc)
-    rc = ds_attr_write_str(f, "format", BC_POLICY_FORMAT) || ds_attr_write_i64(f, "version", BC_POLICY_VERSION) ||
-                 ds_attr_write_str(f, "arch", arch) || ds_attr_write_str(f, "obs_keys", keys) ||
-                 ds_attr_write_str(f, "obs_dims", dims) || ds_attr_write_str(f, "task", p->task) ||
-                 ds_attr_write_f64(f, "control_hz", p->control_hz) || ds_attr_write_str(f, "algo", p->algo) ||
-                 ds_attr_write_str(f, "info", p->info)
+    rc = ds_attr_write_str(f, "format", BC_POLICY_FORMAT) ||
+                 ds_attr_write_i64(f, "version", BC_POLICY_VERSION) || ds_attr_write_str(f, "arch", arch) ||
+                 ds_attr_write_str(f, "obs_keys", keys) || ds_attr_write_str(f, "obs_dims", dims) ||
+                 ds_attr_write_str(f, "task", p->task) || ds_attr_write_f64(f, "control_hz", p->control_hz) ||
+                 ds_attr_write_str(f, "algo", p->algo) || ds_attr_write_str(f, "info", p->info)
              ? ds_h5_fail(TK_EIO, "%s: cannot write attributes", tmp)
              : 0;
   free(arch);
@@ -190,8 +191,8 @@ int bc_policy_save(const bcPolicy *p, const char *path) {
 
 /* ---- loading --------------------------------------------------------------------------------- */
 /* Read a float dataset of exactly the given shape; every value finite. */
-static int read_exact(hid_t g, const char *group, const char *name, int ndim, const int64_t *shape, float *out,
-                      const char *path) {
+static int read_exact(hid_t g, const char *group, const char *name, int ndim, const int64_t *shape,
+                      float *out, const char *path) {
   if (H5Lexists(g, name, H5P_DEFAULT) <= 0) {
     H5Eclear2(H5E_DEFAULT);
     return tk_error(TK_EFORMAT, "%s: /%s/%s is missing", path, group, name);
@@ -210,9 +211,11 @@ static int read_exact(hid_t g, const char *group, const char *name, int ndim, co
     snprintf(want, sizeof want, ndim == 2 ? "(%lld, %lld)" : "(%lld,)", (long long)shape[0],
              (long long)(ndim == 2 ? shape[1] : 0));
     if (r == 1) snprintf(got, sizeof got, "(%llu,)", (unsigned long long)dims[0]);
-    if (r == 2) snprintf(got, sizeof got, "(%llu, %llu)", (unsigned long long)dims[0], (unsigned long long)dims[1]);
+    if (r == 2)
+      snprintf(got, sizeof got, "(%llu, %llu)", (unsigned long long)dims[0], (unsigned long long)dims[1]);
     if (r < 1 || r > 2) snprintf(got, sizeof got, "rank %d", r);
-    rc = tk_error(TK_EFORMAT, "%s: /%s/%s has shape %s, the architecture needs %s", path, group, name, got, want);
+    rc = tk_error(TK_EFORMAT, "%s: /%s/%s has shape %s, the architecture needs %s", path, group, name, got,
+                  want);
   } else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
     rc = ds_h5_fail(TK_EFORMAT, "%s: /%s/%s cannot be read", path, group, name);
   } else {
@@ -239,14 +242,15 @@ static int read_str_attr(hid_t f, const char *name, char **out, const char *path
 }
 
 /* obs_keys / obs_dims: JSON lists of the same length. */
-static int parse_keys(const char *ks, const char *ds, const char *path, int *n, char (*keys)[BC_KEY_MAX], int *dims) {
+static int parse_keys(const char *ks, const char *ds, const char *path, int *n, char (*keys)[BC_KEY_MAX],
+                      int *dims) {
   cJSON *k = cJSON_Parse(ks), *d = cJSON_Parse(ds);
   int rc = 0;
   if (!cJSON_IsArray(k) || !cJSON_IsArray(d))
     rc = tk_error(TK_EFORMAT, "%s: obs_keys and obs_dims must be JSON lists", path);
   else if ((*n = cJSON_GetArraySize(k)) != cJSON_GetArraySize(d) || *n < 1 || *n > BC_MAX_KEYS)
-    rc = tk_error(TK_EFORMAT, "%s: %d obs_keys but %d obs_dims (1..%d keys allowed)", path, cJSON_GetArraySize(k),
-                  cJSON_GetArraySize(d), BC_MAX_KEYS);
+    rc = tk_error(TK_EFORMAT, "%s: %d obs_keys but %d obs_dims (1..%d keys allowed)", path,
+                  cJSON_GetArraySize(k), cJSON_GetArraySize(d), BC_MAX_KEYS);
   for (int i = 0; !rc && i < *n; i++) {
     cJSON *ki = cJSON_GetArrayItem(k, i), *di = cJSON_GetArrayItem(d, i);
     if (!cJSON_IsString(ki) || !ki->valuestring[0] || strlen(ki->valuestring) >= BC_KEY_MAX)
@@ -271,7 +275,8 @@ static bcPolicy *load_from(hid_t f, const char *path) {
   nnArch arch;
   int rc = read_str_attr(f, "format", &fmt, path);
   if (!rc && strcmp(fmt, BC_POLICY_FORMAT))
-    rc = tk_error(TK_EFORMAT, "%s: not a policy file (format '%s', expected '%s')", path, fmt, BC_POLICY_FORMAT);
+    rc = tk_error(TK_EFORMAT, "%s: not a policy file (format '%s', expected '%s')", path, fmt,
+                  BC_POLICY_FORMAT);
   if (!rc && ds_attr_read_i64(f, "version", &version))
     rc = tk_error(TK_EFORMAT, "%s: attribute 'version' is missing or not an integer", path);
   if (!rc && version != BC_POLICY_VERSION)
@@ -306,7 +311,8 @@ static bcPolicy *load_from(hid_t f, const char *path) {
     rc = tk_error(TK_EFORMAT, "%s: attribute 'control_hz' is missing or not a number", path);
   if (!rc && (!isfinite(p->control_hz) || p->control_hz < 0))
     rc = tk_error(TK_EFORMAT, "%s: control_hz %g is not a rate", path, p->control_hz);
-  if (!rc && info && bc_policy_set_info(p, info)) rc = tk_error(TK_EFORMAT, "%s: attribute 'info' is not a JSON object", path);
+  if (!rc && info && bc_policy_set_info(p, info))
+    rc = tk_error(TK_EFORMAT, "%s: attribute 'info' is not a JSON object", path);
   /* statistics */
   if (!rc) {
     hid_t g = H5Gopen2(f, "normalization", H5P_DEFAULT);
@@ -321,7 +327,8 @@ static bcPolicy *load_from(hid_t f, const char *path) {
         rc = tk_error(TK_EFORMAT, "%s: /normalization/obs_std[%d] = %g, must be > 0", path, i, p->obs_std[i]);
     for (int i = 0; !rc && i < p->act_dim; i++)
       if (!(p->act_scale[i] > 0))
-        rc = tk_error(TK_EFORMAT, "%s: /normalization/act_scale[%d] = %g, must be > 0", path, i, p->act_scale[i]);
+        rc = tk_error(TK_EFORMAT, "%s: /normalization/act_scale[%d] = %g, must be > 0", path, i,
+                      p->act_scale[i]);
     if (g >= 0) H5Gclose(g);
   }
   /* weights */

@@ -41,12 +41,14 @@ static int is_builtin_task(const char *task) {
 }
 
 /* robomimic's low-dim observation keys for its manipulation tasks */
-static const char *const robomimic_keys[] = {"object", "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos"};
+static const char *const robomimic_keys[] = {"object", "robot0_eef_pos", "robot0_eef_quat",
+                                             "robot0_gripper_qpos"};
 
 static int choose_keys(dsFile *f, const bcTrainOpts *o, const char **keys, int *nk) {
   const dsSchema *s = ds_schema(f);
   if (o->obs_keys && o->nobs_keys > 0) {
-    if (o->nobs_keys > BC_MAX_KEYS) return tk_error(TK_ERANGE, "%d observation keys (at most %d)", o->nobs_keys, BC_MAX_KEYS);
+    if (o->nobs_keys > BC_MAX_KEYS)
+      return tk_error(TK_ERANGE, "%d observation keys (at most %d)", o->nobs_keys, BC_MAX_KEYS);
     for (int i = 0; i < o->nobs_keys; i++)
       keys[i] = o->obs_keys[i];
     *nk = o->nobs_keys;
@@ -114,8 +116,9 @@ static int assign_demos(dsFile *f, const dsLoaded *L, const bcTrainOpts *o, uint
     if (role[i] == 2) r->valid_demos++;
   }
   if (r->train_demos == 0)
-    return tk_error(TK_EINVAL, "%s: no training demos left (%d demos, %d marked as failures%s)", ds_path(f), nd,
-                    r->skipped_failures, r->skipped_failures ? "; --include-failures trains on them" : "");
+    return tk_error(TK_EINVAL, "%s: no training demos left (%d demos, %d marked as failures%s)", ds_path(f),
+                    nd, r->skipped_failures,
+                    r->skipped_failures ? "; --include-failures trains on them" : "");
   return 0;
 }
 
@@ -137,7 +140,8 @@ static int64_t *rows_of(const dsLoaded *L, const uint8_t *role, int want, int64_
 /* Statistics from the training rows; x and y are replaced by their normalized values. The arithmetic
  * is in double: float32 values near FLT_MAX overflow in (l + h), (h - l) or (x - mean) otherwise, and a
  * statistic that does not fit a float is refused (the policy file could not be loaded). */
-static int normalize(bcPolicy *p, dsLoaded *L, const int64_t *rows, int64_t n, double floor_std, const char *path) {
+static int normalize(bcPolicy *p, dsLoaded *L, const int64_t *rows, int64_t n, double floor_std,
+                     const char *path) {
   const int D = L->obs_dim, A = L->act_dim;
   for (int i = 0; i < D; i++) {
     double s = 0, s2 = 0;
@@ -150,7 +154,8 @@ static int normalize(bcPolicy *p, dsLoaded *L, const int64_t *rows, int64_t n, d
     }
     double sd = fmax(sqrt(s2 / (double)n), floor_std);
     if (!(fabs(mean) <= FLT_MAX && sd <= FLT_MAX))
-      return tk_error(TK_ERANGE, "%s: observation column %d: mean %g, std %g do not fit float32", path, i, mean, sd);
+      return tk_error(TK_ERANGE, "%s: observation column %d: mean %g, std %g do not fit float32", path, i,
+                      mean, sd);
     p->obs_mean[i] = (float)mean;
     p->obs_std[i] = (float)sd;
   }
@@ -176,7 +181,8 @@ static int normalize(bcPolicy *p, dsLoaded *L, const int64_t *rows, int64_t n, d
     }
     double off = 0.5 * (l + h), sc = fmax(0.5 * (h - l) * 1.05, 1e-3);
     if (!(fabs(off) <= FLT_MAX && sc <= FLT_MAX))
-      return tk_error(TK_ERANGE, "%s: action %d spans [%g, %g], too wide to normalize in float32", path, i, l, h);
+      return tk_error(TK_ERANGE, "%s: action %d spans [%g, %g], too wide to normalize in float32", path, i, l,
+                      h);
     p->act_offset[i] = (float)off;
     p->act_scale[i] = (float)sc;
   }
@@ -198,8 +204,8 @@ static void gather(const dsLoaded *L, const int64_t *rows, int n, float *x, floa
 }
 
 /* Mean loss over rows (in chunks of the work's batch). */
-static double mean_loss(const bcPolicy *p, nnWork *w, const dsLoaded *L, const int64_t *rows, int64_t n, float *x,
-                        float *y) {
+static double mean_loss(const bcPolicy *p, nnWork *w, const dsLoaded *L, const int64_t *rows, int64_t n,
+                        float *x, float *y) {
   double sum = 0;
   for (int64_t k = 0; k < n; k += w->max_batch) {
     int b = (int)TK_MIN(w->max_batch, n - k);
@@ -248,7 +254,8 @@ static void write_plots(const curves *c, const char *prefix, const char *title) 
   if (tk_plot_png(path, &po, s, 2)) tk_log(TK_LOG_WARN, "%s", tk_errmsg());
   if (c->nsucc > 0) {
     tkSeries ss = {"success rate", c->succ_epoch, c->succ, c->nsucc};
-    tkPlotOpts so = {.title = title, .xlabel = "epoch", .ylabel = "success rate", .ymin = 0, .ymax = 1, .fixed_y = 1};
+    tkPlotOpts so = {
+        .title = title, .xlabel = "epoch", .ylabel = "success rate", .ymin = 0, .ymax = 1, .fixed_y = 1};
     snprintf(path, sizeof path, "%s_success.png", prefix);
     if (tk_plot_png(path, &so, &ss, 1)) tk_log(TK_LOG_WARN, "%s", tk_errmsg());
   }
@@ -347,7 +354,8 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
     capOpts co;
     cap_opts_default(&co);
     co.task = task;
-    if (cap_model_load(&co, &model) == 0 && bc_bind(p, model, &(bcBinding){0}) == 0) can_eval = 1;
+    if (cap_model_load(&co, &model) == 0 && bc_bind(p, model, &(bcBinding){0}) == 0)
+      can_eval = 1;
     else if (!o->quiet)
       fprintf(stderr, "bc-train: no rollouts: %s\n", tk_errmsg());
   } else if (!o->quiet && o->eval_every > 0) {
@@ -380,8 +388,9 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
   if (!o->quiet)
     printf("bc-train: %s: %d train demos (%lld samples), %d validation demos (%lld samples), %d failures "
            "skipped; obs %d (%d keys), actions %d; %s head, hidden %d layers; %d threads\n",
-           o->dataset, r->train_demos, (long long)ntrain, r->valid_demos, (long long)nvalid, r->skipped_failures,
-           L.obs_dim, L.nkeys, L.act_dim, nn_head_name(arch.head), arch.n_hidden, threads);
+           o->dataset, r->train_demos, (long long)ntrain, r->valid_demos, (long long)nvalid,
+           r->skipped_failures, L.obs_dim, L.nkeys, L.act_dim, nn_head_name(arch.head), arch.n_hidden,
+           threads);
 
   tkRng rng;
   tk_rng_seed(&rng, o->seed + 1);
@@ -410,7 +419,8 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
         memcpy(p->net->params, last_good, sizeof(float) * (size_t)p->net->n_params);
         r->stopped_nan = 1;
         fprintf(stderr,
-                "bc-train: the loss became %g (gradient norm %g) at epoch %d, step %lld (batch %lld of the epoch, rows "
+                "bc-train: the loss became %g (gradient norm %g) at epoch %d, step %lld (batch %lld of the "
+                "epoch, rows "
                 "%lld..%lld of the shuffled training set): stopping; %s keeps the last good policy\n",
                 (double)loss, gnorm, ep, (long long)(r->steps + 1), (long long)(s + 1), (long long)k0,
                 (long long)(k0 + b - 1), o->out);
@@ -466,9 +476,10 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
     fflush(csv);
     if (!o->quiet) {
       char sbuf[48] = "";
-      if (!isnan(best) && best >= 0) snprintf(sbuf, sizeof sbuf, " best success %.0f%% (ep %d)", 100 * best, r->best_epoch);
-      tk_progress_update(&prog, ep, "loss %.4g valid %.4g %.0f samples/s%s", r->final_train_loss, r->final_valid_loss,
-                         sps, sbuf);
+      if (!isnan(best) && best >= 0)
+        snprintf(sbuf, sizeof sbuf, " best success %.0f%% (ep %d)", 100 * best, r->best_epoch);
+      tk_progress_update(&prog, ep, "loss %.4g valid %.4g %.0f samples/s%s", r->final_train_loss,
+                         r->final_valid_loss, sps, sbuf);
       if (eval_now && !prog.enabled)
         printf("epoch %d: loss %.4g, valid %.4g, success %.0f%% (%d rollouts)\n", ep, r->final_train_loss,
                r->final_valid_loss, 100 * succ, o->eval_episodes);

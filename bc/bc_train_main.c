@@ -9,46 +9,47 @@
 #include "tk_plot.h"
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: bc-train DATASET.h5 [-o policy.h5] [options]\n"
-          "\n"
-          "Behavior cloning on a robomimic-layout dataset (ours or another tool's). Trains an MLP policy,\n"
-          "measures success by rollouts when the dataset's task is a built-in one, and saves the epoch\n"
-          "with the best rollout success (else the last epoch) as a policy file, with metrics next to it.\n"
-          "\n"
-          "  -o, --out FILE         policy file (default policy.h5)\n"
-          "  --config FILE.json     options as a JSON object (keys as the long options below, with '_'\n"
-          "                         for '-', e.g. {\"epochs\": 300, \"hidden\": [512, 512]}); flags override it\n"
-          "  --obs-keys a,b,...     observation keys (default robomimic's: object, robot0_eef_pos,\n"
-          "                         robot0_eef_quat, robot0_gripper_qpos when present, else every low-dim key)\n"
-          "  --filter-key NAME      train on the demos of mask/NAME (default: every demo not in mask/valid)\n"
-          "  --valid-frac F         validation demos when the file has no mask/valid (default 0.1)\n"
-          "  --include-failures     also train on demos marked success=0 (default: skipped)\n"
-          "  --epochs N             passes over the training samples (default 200)\n"
-          "  --batch B              minibatch (default 100, robomimic's)\n"
-          "  --lr LR                Adam learning rate (default 1e-4, robomimic's)\n"
-          "  --weight-decay W       AdamW decoupled weight decay (default 0)\n"
-          "  --clip-norm C          gradient global-norm clipping (default 0 = off)\n"
-          "  --hidden W,W,...       hidden layer widths (default 1024,1024, robomimic's)\n"
-          "  --activation relu|elu|tanh   (default relu)\n"
-          "  --layer-norm           LayerNorm after each hidden layer\n"
-          "  --head mse|gaussian|gmm      output head (default mse with tanh, robomimic's default; gmm has\n"
-          "                         5 modes and tanh means, robomimic's choice for human data)\n"
-          "  --gmm-modes K          (default 5)\n"
-          "  --obs-noise S          Gaussian noise (std S, in normalized units) on the training observations\n"
-          "                         (default 0)\n"
-          "  --obs-std-floor S      observation normalization: std = max(std, S) (default 0.1)\n"
-          "  --seed S               initialization, split and shuffling (default 0)\n"
-          "  --threads T            training threads (default: online cores); same seed and threads,\n"
-          "                         same policy bit for bit\n"
-          "  --eval-every K         rollouts every K epochs and at the last (default 20; 0 = none)\n"
-          "  --eval-episodes M      rollouts each time (default 20; seeds 2000000000+, apart from\n"
-          "                         bc-eval's held-out seeds)\n"
-          "  --metrics PREFIX       PREFIX.csv, PREFIX_loss.png, PREFIX_success.png (default: the policy\n"
-          "                         path without .h5)\n"
-          "  --quiet                no progress output\n"
-          "\n"
-          "Exit status: 0 trained and saved, 1 error (one line naming the file and the problem), 2 usage.\n");
+  fprintf(
+      f,
+      "usage: bc-train DATASET.h5 [-o policy.h5] [options]\n"
+      "\n"
+      "Behavior cloning on a robomimic-layout dataset (ours or another tool's). Trains an MLP policy,\n"
+      "measures success by rollouts when the dataset's task is a built-in one, and saves the epoch\n"
+      "with the best rollout success (else the last epoch) as a policy file, with metrics next to it.\n"
+      "\n"
+      "  -o, --out FILE         policy file (default policy.h5)\n"
+      "  --config FILE.json     options as a JSON object (keys as the long options below, with '_'\n"
+      "                         for '-', e.g. {\"epochs\": 300, \"hidden\": [512, 512]}); flags override it\n"
+      "  --obs-keys a,b,...     observation keys (default robomimic's: object, robot0_eef_pos,\n"
+      "                         robot0_eef_quat, robot0_gripper_qpos when present, else every low-dim key)\n"
+      "  --filter-key NAME      train on the demos of mask/NAME (default: every demo not in mask/valid)\n"
+      "  --valid-frac F         validation demos when the file has no mask/valid (default 0.1)\n"
+      "  --include-failures     also train on demos marked success=0 (default: skipped)\n"
+      "  --epochs N             passes over the training samples (default 200)\n"
+      "  --batch B              minibatch (default 100, robomimic's)\n"
+      "  --lr LR                Adam learning rate (default 1e-4, robomimic's)\n"
+      "  --weight-decay W       AdamW decoupled weight decay (default 0)\n"
+      "  --clip-norm C          gradient global-norm clipping (default 0 = off)\n"
+      "  --hidden W,W,...       hidden layer widths (default 1024,1024, robomimic's)\n"
+      "  --activation relu|elu|tanh   (default relu)\n"
+      "  --layer-norm           LayerNorm after each hidden layer\n"
+      "  --head mse|gaussian|gmm      output head (default mse with tanh, robomimic's default; gmm has\n"
+      "                         5 modes and tanh means, robomimic's choice for human data)\n"
+      "  --gmm-modes K          (default 5)\n"
+      "  --obs-noise S          Gaussian noise (std S, in normalized units) on the training observations\n"
+      "                         (default 0)\n"
+      "  --obs-std-floor S      observation normalization: std = max(std, S) (default 0.1)\n"
+      "  --seed S               initialization, split and shuffling (default 0)\n"
+      "  --threads T            training threads (default: online cores); same seed and threads,\n"
+      "                         same policy bit for bit\n"
+      "  --eval-every K         rollouts every K epochs and at the last (default 20; 0 = none)\n"
+      "  --eval-episodes M      rollouts each time (default 20; seeds 2000000000+, apart from\n"
+      "                         bc-eval's held-out seeds)\n"
+      "  --metrics PREFIX       PREFIX.csv, PREFIX_loss.png, PREFIX_success.png (default: the policy\n"
+      "                         path without .h5)\n"
+      "  --quiet                no progress output\n"
+      "\n"
+      "Exit status: 0 trained and saved, 1 error (one line naming the file and the problem), 2 usage.\n");
 }
 
 typedef struct {
@@ -81,16 +82,20 @@ static int set_opt(cliState *c, const char *name_in, const char *v) {
   int rc = 0;
   if (!strcmp(name, "include-failures") || !strcmp(name, "layer-norm") || !strcmp(name, "quiet")) {
     int on = !v || !strcmp(v, "true") || !strcmp(v, "1");
-    if (v && !on && strcmp(v, "false") && strcmp(v, "0")) return tk_error(TK_EINVAL, "--%s: expected true or false", name);
+    if (v && !on && strcmp(v, "false") && strcmp(v, "0"))
+      return tk_error(TK_EINVAL, "--%s: expected true or false", name);
     if (name[0] == 'i') o->include_failures = on;
     if (name[0] == 'l') o->arch.layer_norm = on;
     if (name[0] == 'q') o->quiet = on;
     return 0;
   }
   if (!v) return tk_error(TK_EINVAL, "--%s needs a value", name);
-  if (!strcmp(name, "out") || !strcmp(name, "o")) o->out = keep(c, v);
-  else if (!strcmp(name, "metrics")) o->metrics_prefix = keep(c, v);
-  else if (!strcmp(name, "filter-key")) o->filter_key = keep(c, v);
+  if (!strcmp(name, "out") || !strcmp(name, "o"))
+    o->out = keep(c, v);
+  else if (!strcmp(name, "metrics"))
+    o->metrics_prefix = keep(c, v);
+  else if (!strcmp(name, "filter-key"))
+    o->filter_key = keep(c, v);
   else if (!strcmp(name, "obs-keys")) {
     free(c->keys_buf);
     c->keys_buf = strdup(v);
@@ -116,15 +121,23 @@ static int set_opt(cliState *c, const char *name_in, const char *v) {
     if (!n) return tk_error(TK_EINVAL, "--hidden: no widths given");
     o->arch.n_hidden = n;
   } else if (!strcmp(name, "head")) {
-    if (!strcmp(v, "mse")) o->arch.head = NN_HEAD_MSE, o->arch.tanh = 1;
-    else if (!strcmp(v, "gaussian")) o->arch.head = NN_HEAD_GAUSSIAN;
-    else if (!strcmp(v, "gmm")) o->arch.head = NN_HEAD_GMM, o->arch.tanh = 1;
-    else return tk_error(TK_EINVAL, "--head %s: expected mse, gaussian or gmm", v);
+    if (!strcmp(v, "mse"))
+      o->arch.head = NN_HEAD_MSE, o->arch.tanh = 1;
+    else if (!strcmp(v, "gaussian"))
+      o->arch.head = NN_HEAD_GAUSSIAN;
+    else if (!strcmp(v, "gmm"))
+      o->arch.head = NN_HEAD_GMM, o->arch.tanh = 1;
+    else
+      return tk_error(TK_EINVAL, "--head %s: expected mse, gaussian or gmm", v);
   } else if (!strcmp(name, "activation")) {
-    if (!strcmp(v, "relu")) o->arch.activation = NN_RELU;
-    else if (!strcmp(v, "elu")) o->arch.activation = NN_ELU;
-    else if (!strcmp(v, "tanh")) o->arch.activation = NN_TANH;
-    else return tk_error(TK_EINVAL, "--activation %s: expected relu, elu or tanh", v);
+    if (!strcmp(v, "relu"))
+      o->arch.activation = NN_RELU;
+    else if (!strcmp(v, "elu"))
+      o->arch.activation = NN_ELU;
+    else if (!strcmp(v, "tanh"))
+      o->arch.activation = NN_TANH;
+    else
+      return tk_error(TK_EINVAL, "--activation %s: expected relu, elu or tanh", v);
   } else if (!strcmp(name, "epochs")) {
     if (!(rc = num(name, v, 1, 1e7, &x))) o->epochs = (int)x;
   } else if (!strcmp(name, "batch")) {
@@ -176,9 +189,12 @@ static int load_config(cliState *c, const char *path) {
     else if (cJSON_IsArray(it)) {
       size_t off = 0;
       for (cJSON *e = it->child; e && off < sizeof v; e = e->next) {
-        if (cJSON_IsNumber(e)) off += (size_t)snprintf(v + off, sizeof v - off, "%s%d", off ? "," : "", e->valueint);
-        else if (cJSON_IsString(e)) off += (size_t)snprintf(v + off, sizeof v - off, "%s%s", off ? "," : "", e->valuestring);
-        else rc = tk_error(TK_EFORMAT, "%s: \"%s\": list items must be numbers or strings", path, it->string);
+        if (cJSON_IsNumber(e))
+          off += (size_t)snprintf(v + off, sizeof v - off, "%s%d", off ? "," : "", e->valueint);
+        else if (cJSON_IsString(e))
+          off += (size_t)snprintf(v + off, sizeof v - off, "%s%s", off ? "," : "", e->valuestring);
+        else
+          rc = tk_error(TK_EFORMAT, "%s: \"%s\": list items must be numbers or strings", path, it->string);
       }
     } else {
       rc = tk_error(TK_EFORMAT, "%s: \"%s\": unsupported value", path, it->string);
@@ -248,11 +264,12 @@ int main(int argc, char **argv) {
   if (rc) {
     tk_die_msg("bc-train");
   } else if (!c.o.quiet) {
-    printf("bc-train: %d epochs, %lld steps, %.0f samples/s, %.1f s; final loss %.4g, validation %.4g\n", r.epochs_run,
-           (long long)r.steps, r.samples_per_s, r.seconds, r.final_train_loss, r.final_valid_loss);
+    printf("bc-train: %d epochs, %lld steps, %.0f samples/s, %.1f s; final loss %.4g, validation %.4g\n",
+           r.epochs_run, (long long)r.steps, r.samples_per_s, r.seconds, r.final_train_loss,
+           r.final_valid_loss);
     if (r.evaluated)
-      printf("bc-train: saved %s: epoch %d, rollout success %.0f%% on %d selection seeds\n", c.o.out, r.best_epoch,
-             100 * r.best_success, c.o.eval_episodes);
+      printf("bc-train: saved %s: epoch %d, rollout success %.0f%% on %d selection seeds\n", c.o.out,
+             r.best_epoch, 100 * r.best_success, c.o.eval_episodes);
     else
       printf("bc-train: saved %s: epoch %d (no rollouts)\n", c.o.out, r.best_epoch);
   }

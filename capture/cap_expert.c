@@ -193,7 +193,8 @@ int cap_expert_act(capExpert *x, const capEnv *e, double *a) {
     double rx = eef[0] - cube[0], ry = eef[1] - cube[1];
     double nx = -uy, ny = ux, side = nx * rx + ny * ry, along = ux * rx + uy * ry;
     double height = eef[2] - cube[2];
-    int in_lane = fabs(side) < 0.025 && along < -cm->cfg.cube_half * 0.5 && along > -back - 0.03 && height < 0.02;
+    int in_lane =
+        fabs(side) < 0.025 && along < -cm->cfg.cube_half * 0.5 && along > -back - 0.03 && height < 0.02;
     if (in_lane) {
       /* push along the line at a speed that falls with the distance left (a cube shoved at
        * full speed slides past the goal), steering the fingertip back onto the line */

@@ -136,8 +136,8 @@ int cmd_replay(int argc, char **argv) {
   if (rc) {
     tk_die_msg("dataset");
   } else {
-    printf("replay: %d demos, %d above the tolerance %g, %d skipped; largest divergence %.3g\n", ds_num_demos(f), bad,
-           tol, skipped, worst);
+    printf("replay: %d demos, %d above the tolerance %g, %d skipped; largest divergence %.3g\n",
+           ds_num_demos(f), bad, tol, skipped, worst);
   }
   cap_env_free(env);
   cap_model_free(m);

@@ -23,14 +23,14 @@ extern "C" {
 #endif
 
 typedef struct {
-  const char *task;     /* built-in task (default: the policy's) */
-  const char *policy;   /* BC policy to start from (NULL: from scratch) */
-  const char *demos;    /* demos for the demo half of each batch (NULL: none) */
-  const char *out;      /* best policy (policy.h5 format, algo "sac") */
-  const char *metrics;  /* CSV of evaluations (NULL: none) */
-  const char *label;    /* name of this run in messages and the CSV ("finetune", "scratch") */
-  int64_t steps;        /* environment steps (default 100000) */
-  int workers;          /* default: online cores */
+  const char *task;    /* built-in task (default: the policy's) */
+  const char *policy;  /* BC policy to start from (NULL: from scratch) */
+  const char *demos;   /* demos for the demo half of each batch (NULL: none) */
+  const char *out;     /* best policy (policy.h5 format, algo "sac") */
+  const char *metrics; /* CSV of evaluations (NULL: none) */
+  const char *label;   /* name of this run in messages and the CSV ("finetune", "scratch") */
+  int64_t steps;       /* environment steps (default 100000) */
+  int workers;         /* default: online cores */
   uint64_t seed;
   int ensemble;         /* critics (default 2: a 2-core machine; RLPD uses 10) */
   int utd;              /* updates per environment step (default 1) */
@@ -71,7 +71,7 @@ typedef struct {
   int64_t steps_to_target; /* env steps at the first evaluation at or above the target; -1: never */
   double best_success;     /* best evaluation success rate */
   int64_t best_step;
-  double initial_success;  /* evaluation before any RL step */
+  double initial_success; /* evaluation before any RL step */
   double seconds;
   double env_steps_per_s, updates_per_s;
   int n_evals;

@@ -17,52 +17,54 @@ static void on_sigint(int sig) {
 }
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: rl-finetune --policy BC.h5 --demos DEMOS.h5 [--task NAME] [options]\n"
-          "       rl-finetune --scratch --task NAME [options]\n"
-          "\n"
-          "RL fine-tuning (SAC, RLPD-style) that starts from a BC policy and its demos, and measures what that\n"
-          "saves: --compare runs the same algorithm from scratch beside it and reports the env steps each\n"
-          "needed to reach the target success rate.\n"
-          "\n"
-          "  --policy FILE        BC policy to start from (bc-train's; heads mse with tanh, or gaussian)\n"
-          "  --demos FILE         demonstrations: half of every batch (failures and interventions included)\n"
-          "  --task NAME          task (default: the policy's)\n"
-          "  --algo sac           the algorithm (sac; ppo is not implemented yet)\n"
-          "  --steps N            environment steps (default 100000)\n"
-          "  --workers N          environment worker threads (default: online cores); 1 reproduces a run\n"
-          "  --seed S             (default 0)\n"
-          "  --out FILE           best policy, policy.h5 format (default ft.h5); bc-eval and teleop read it\n"
-          "  --metrics FILE       evaluations as CSV (default: OUT without .h5 + .csv)\n"
-          "  --scratch            no BC start and no demos (the same algorithm)\n"
-          "  --resume DIR         go on from DIR/checkpoint.h5 (written after every evaluation, at the end\n"
-          "                       and on Ctrl-C into OUT_run/; same options as the run that wrote it)\n"
-          "  --compare            fine-tune, then scratch with the same budget and seed: OUT_compare.csv,\n"
-          "                       OUT_compare.png (success against env steps) and a summary line\n"
-          "  --ensemble E         critics (default 2, sized for a 2-core machine; RLPD uses 10)\n"
-          "  --utd U              updates per environment step (default 1)\n"
-          "  --batch B            (default 256: half demos, half online)\n"
-          "  --hidden W           critic width, two layers with LayerNorm (default 256)\n"
-          "  --critic-lr LR       (default 3e-4)\n"
-          "  --actor-lr LR        (default 1e-4 from a policy, 3e-4 from scratch)\n"
-          "  --critic-warmup N    critic updates on the demos before the actor moves (default 2000)\n"
-          "  --actor-delay N       from a policy: env steps of critic-only learning before the actor moves\n"
-          "                        (default 2500)\n"
-          "  --q-coef C            actor: weight of Q, normalized by mean |Q| as TD3+BC (default 0.1)\n"
-          "  --actor-eps E         the actor's Adam epsilon (default 1e-3, so that tiny gradients stay tiny)\n"
-          "  --bc-weight W         actor anchor: ||a - a_demo||^2 on demo rows, ||a - a_bc(s)||^2 on online\n"
-          "                        rows (the starting policy, frozen) (default 1)\n"
-          "  --bc-halflife N       updates over which that weight halves (default 20000)\n"
-          "  --alpha-lr LR         temperature learning rate (default 3e-4; 0 keeps it fixed)\n"
-          "  --init-alpha A        starting entropy temperature (default 0.001; auto-tuned to entropy -A)\n"
-          "  --eval-every N       env steps between evaluations (default 5000)\n"
-          "  --eval-episodes M    held-out seeds per evaluation (default 50)\n"
-          "  --target X           success rate that counts as arrived (default 0.95)\n"
-          "  --no-stop            keep training after reaching the target\n"
-          "  --quiet\n"
-          "\n"
-          "Ctrl-C stops after the current step and writes a checkpoint; the best policy so far is already saved.\n"
-          "Exit status: 0 done, 1 error (one line naming the file and the problem), 2 usage.\n");
+  fprintf(
+      f,
+      "usage: rl-finetune --policy BC.h5 --demos DEMOS.h5 [--task NAME] [options]\n"
+      "       rl-finetune --scratch --task NAME [options]\n"
+      "\n"
+      "RL fine-tuning (SAC, RLPD-style) that starts from a BC policy and its demos, and measures what that\n"
+      "saves: --compare runs the same algorithm from scratch beside it and reports the env steps each\n"
+      "needed to reach the target success rate.\n"
+      "\n"
+      "  --policy FILE        BC policy to start from (bc-train's; heads mse with tanh, or gaussian)\n"
+      "  --demos FILE         demonstrations: half of every batch (failures and interventions included)\n"
+      "  --task NAME          task (default: the policy's)\n"
+      "  --algo sac           the algorithm (sac; ppo is not implemented yet)\n"
+      "  --steps N            environment steps (default 100000)\n"
+      "  --workers N          environment worker threads (default: online cores); 1 reproduces a run\n"
+      "  --seed S             (default 0)\n"
+      "  --out FILE           best policy, policy.h5 format (default ft.h5); bc-eval and teleop read it\n"
+      "  --metrics FILE       evaluations as CSV (default: OUT without .h5 + .csv)\n"
+      "  --scratch            no BC start and no demos (the same algorithm)\n"
+      "  --resume DIR         go on from DIR/checkpoint.h5 (written after every evaluation, at the end\n"
+      "                       and on Ctrl-C into OUT_run/; same options as the run that wrote it)\n"
+      "  --compare            fine-tune, then scratch with the same budget and seed: OUT_compare.csv,\n"
+      "                       OUT_compare.png (success against env steps) and a summary line\n"
+      "  --ensemble E         critics (default 2, sized for a 2-core machine; RLPD uses 10)\n"
+      "  --utd U              updates per environment step (default 1)\n"
+      "  --batch B            (default 256: half demos, half online)\n"
+      "  --hidden W           critic width, two layers with LayerNorm (default 256)\n"
+      "  --critic-lr LR       (default 3e-4)\n"
+      "  --actor-lr LR        (default 1e-4 from a policy, 3e-4 from scratch)\n"
+      "  --critic-warmup N    critic updates on the demos before the actor moves (default 2000)\n"
+      "  --actor-delay N       from a policy: env steps of critic-only learning before the actor moves\n"
+      "                        (default 2500)\n"
+      "  --q-coef C            actor: weight of Q, normalized by mean |Q| as TD3+BC (default 0.1)\n"
+      "  --actor-eps E         the actor's Adam epsilon (default 1e-3, so that tiny gradients stay tiny)\n"
+      "  --bc-weight W         actor anchor: ||a - a_demo||^2 on demo rows, ||a - a_bc(s)||^2 on online\n"
+      "                        rows (the starting policy, frozen) (default 1)\n"
+      "  --bc-halflife N       updates over which that weight halves (default 20000)\n"
+      "  --alpha-lr LR         temperature learning rate (default 3e-4; 0 keeps it fixed)\n"
+      "  --init-alpha A        starting entropy temperature (default 0.001; auto-tuned to entropy -A)\n"
+      "  --eval-every N       env steps between evaluations (default 5000)\n"
+      "  --eval-episodes M    held-out seeds per evaluation (default 50)\n"
+      "  --target X           success rate that counts as arrived (default 0.95)\n"
+      "  --no-stop            keep training after reaching the target\n"
+      "  --quiet\n"
+      "\n"
+      "Ctrl-C stops after the current step and writes a checkpoint; the best policy so far is already "
+      "saved.\n"
+      "Exit status: 0 done, 1 error (one line naming the file and the problem), 2 usage.\n");
 }
 
 static void strip_h5(const char *path, char *out, size_t n) {
@@ -73,13 +75,14 @@ static void strip_h5(const char *path, char *out, size_t n) {
 
 static void summary_line(const char *label, const rlResult *r, const rlOpts *o) {
   if (r->steps_to_target >= 0)
-    printf("%s: reached %.0f%% success after %lld env steps (start %.0f%%, best %.0f%%)\n", label, 100 * o->target,
-           (long long)r->steps_to_target, 100 * r->initial_success, 100 * r->best_success);
+    printf("%s: reached %.0f%% success after %lld env steps (start %.0f%%, best %.0f%%)\n", label,
+           100 * o->target, (long long)r->steps_to_target, 100 * r->initial_success, 100 * r->best_success);
   else
     printf("%s: did not reach %.0f%% within %lld env steps (start %.0f%%, best %.0f%% at %lld)\n", label,
            100 * o->target, (long long)r->env_steps, 100 * r->initial_success, 100 * r->best_success,
            (long long)r->best_step);
-  printf("%s: %.0f env steps/s, %.0f updates/s, %.1f s\n", label, r->env_steps_per_s, r->updates_per_s, r->seconds);
+  printf("%s: %.0f env steps/s, %.0f updates/s, %.1f s\n", label, r->env_steps_per_s, r->updates_per_s,
+         r->seconds);
 }
 
 int main(int argc, char **argv) {
@@ -105,8 +108,9 @@ int main(int argc, char **argv) {
     } else if (!v) {
       fprintf(stderr, "rl-finetune: %s needs a value (or is unknown)\n", a);
       return 2;
-    } else if (!strcmp(a, "--policy") || !strcmp(a, "--demos") || !strcmp(a, "--task") || !strcmp(a, "--out") ||
-               !strcmp(a, "--metrics") || !strcmp(a, "--algo") || !strcmp(a, "--resume")) {
+    } else if (!strcmp(a, "--policy") || !strcmp(a, "--demos") || !strcmp(a, "--task") ||
+               !strcmp(a, "--out") || !strcmp(a, "--metrics") || !strcmp(a, "--algo") ||
+               !strcmp(a, "--resume")) {
       i++;
       if (!strcmp(a, "--policy")) o.policy = v;
       if (!strcmp(a, "--demos")) o.demos = v;
@@ -122,14 +126,13 @@ int main(int argc, char **argv) {
       struct {
         const char *name;
         double lo, hi;
-      } nums[] = {{"--steps", 1, 1e9},        {"--workers", 1, 64},         {"--seed", 0, 1e15},
-                  {"--ensemble", 1, 16},      {"--utd", 1, 100},            {"--batch", 2, 65536},
-                  {"--hidden", 1, 65536},     {"--critic-lr", 1e-9, 1},     {"--actor-lr", 1e-9, 1},
-                  {"--critic-warmup", 0, 1e7}, {"--eval-every", 1, 1e9},    {"--eval-episodes", 1, 10000},
-                  {"--target", 0, 1},         {"--bc-weight", 0, 1e6},      {"--bc-halflife", 1, 1e12},
-                  {"--init-alpha", 1e-9, 10},   {"--actor-delay", 0, 1e9},
-                  {"--alpha-lr", 0, 1},         {"--q-coef", 0, 1e6},
-                  {"--actor-eps", 1e-12, 1}};
+      } nums[] = {{"--steps", 1, 1e9},         {"--workers", 1, 64},      {"--seed", 0, 1e15},
+                  {"--ensemble", 1, 16},       {"--utd", 1, 100},         {"--batch", 2, 65536},
+                  {"--hidden", 1, 65536},      {"--critic-lr", 1e-9, 1},  {"--actor-lr", 1e-9, 1},
+                  {"--critic-warmup", 0, 1e7}, {"--eval-every", 1, 1e9},  {"--eval-episodes", 1, 10000},
+                  {"--target", 0, 1},          {"--bc-weight", 0, 1e6},   {"--bc-halflife", 1, 1e12},
+                  {"--init-alpha", 1e-9, 10},  {"--actor-delay", 0, 1e9}, {"--alpha-lr", 0, 1},
+                  {"--q-coef", 0, 1e6},        {"--actor-eps", 1e-12, 1}};
       int k = -1;
       for (int j = 0; j < (int)TK_ARRAY_LEN(nums); j++)
         if (!strcmp(a, nums[j].name)) k = j;
@@ -181,7 +184,9 @@ int main(int argc, char **argv) {
     return 2;
   }
   if (resume_dir && compare) {
-    fprintf(stderr, "rl-finetune: --resume goes on with one run; resume the fine-tune or the scratch run by itself\n");
+    fprintf(
+        stderr,
+        "rl-finetune: --resume goes on with one run; resume the fine-tune or the scratch run by itself\n");
     return 2;
   }
   const char *to = getenv("DK_OPEN_TIMEOUT");
@@ -263,8 +268,12 @@ int main(int argc, char **argv) {
     tkSeries s[2] = {{"fine-tune from BC + demos", fx, fy, r.n_evals}, {"scratch", sx, sy, rs.n_evals}};
     char title[256];
     snprintf(title, sizeof title, "SAC on %s: success rate on %d held-out seeds", so.task, o.eval_episodes);
-    tkPlotOpts po = {.title = title, .xlabel = "environment steps", .ylabel = "success rate", .ymin = 0,
-                     .ymax = 1, .fixed_y = 1};
+    tkPlotOpts po = {.title = title,
+                     .xlabel = "environment steps",
+                     .ylabel = "success rate",
+                     .ymin = 0,
+                     .ymax = 1,
+                     .fixed_y = 1};
     snprintf(png, sizeof png, "%s_compare.png", stem);
     if (tk_plot_png(png, &po, s, 2)) {
       tk_die_msg("rl-finetune");
@@ -272,16 +281,18 @@ int main(int argc, char **argv) {
       return 1;
     }
     if (r.steps_to_target >= 0 && rs.steps_to_target >= 0)
-      printf("compare: %.0f%% success after %lld env steps fine-tuned, %lld from scratch: %.1fx fewer samples\n",
-             100 * o.target, (long long)r.steps_to_target, (long long)rs.steps_to_target,
-             (double)rs.steps_to_target / (double)TK_MAX(r.steps_to_target, 1));
+      printf(
+          "compare: %.0f%% success after %lld env steps fine-tuned, %lld from scratch: %.1fx fewer samples\n",
+          100 * o.target, (long long)r.steps_to_target, (long long)rs.steps_to_target,
+          (double)rs.steps_to_target / (double)TK_MAX(r.steps_to_target, 1));
     else if (r.steps_to_target >= 0)
       printf("compare: %.0f%% success after %lld env steps fine-tuned; scratch never arrived within %lld "
              "(ratio > %.1fx)\n",
              100 * o.target, (long long)r.steps_to_target, (long long)rs.env_steps,
              (double)rs.env_steps / (double)TK_MAX(r.steps_to_target, 1));
     else
-      printf("compare: neither run reached %.0f%% within %lld env steps (best: fine-tune %.0f%%, scratch %.0f%%)\n",
+      printf("compare: neither run reached %.0f%% within %lld env steps (best: fine-tune %.0f%%, scratch "
+             "%.0f%%)\n",
              100 * o.target, (long long)o.steps, 100 * r.best_success, 100 * rs.best_success);
     printf("compare: %s, %s\n", o.metrics, png);
   }

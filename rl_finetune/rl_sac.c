@@ -58,7 +58,8 @@ static int buf_make(rlBuf *b, int64_t cap, int D, int A) {
   b->a = malloc(sizeof(float) * (size_t)(cap * A));
   b->r = malloc(sizeof(float) * (size_t)cap);
   b->d = malloc((size_t)cap);
-  if (!b->s || !b->s2 || !b->a || !b->r || !b->d) return tk_error(TK_ENOMEM, "out of memory (replay buffer of %lld)", (long long)cap);
+  if (!b->s || !b->s2 || !b->a || !b->r || !b->d)
+    return tk_error(TK_ENOMEM, "out of memory (replay buffer of %lld)", (long long)cap);
   return 0;
 }
 
@@ -137,8 +138,8 @@ struct rlRun {
   rlTeamArg larg[RL_MAX_ENSEMBLE];
   pthread_barrier_t lgo, ldone;
   int ljob, lquit, lstarted;
-  int li, lj;                               /* JOB_TARGET: the two target members */
-  nnWork *lw[RL_MAX_ENSEMBLE];              /* per thread */
+  int li, lj;                  /* JOB_TARGET: the two target members */
+  nnWork *lw[RL_MAX_ENSEMBLE]; /* per thread */
   float *ldx[RL_MAX_ENSEMBLE], *ldact[RL_MAX_ENSEMBLE];
   double lqabs[RL_MAX_ENSEMBLE];
   int lrc[RL_MAX_ENSEMBLE];
@@ -156,7 +157,8 @@ static bcPolicy *make_actor(const rlOpts *o, const bcPolicy *bc, const capSpec *
   if (bc) {
     a = bc->arch;
     if (a.head == NN_HEAD_GMM) {
-      tk_error(TK_EINVAL, "%s: a GMM policy cannot start SAC's Gaussian actor; train with --head mse or gaussian",
+      tk_error(TK_EINVAL,
+               "%s: a GMM policy cannot start SAC's Gaussian actor; train with --head mse or gaussian",
                o->policy);
       return NULL;
     }
@@ -208,7 +210,8 @@ static bcPolicy *make_actor(const rlOpts *o, const bcPolicy *bc, const capSpec *
         memcpy(dl->w, sl->w, sizeof(float) * (size_t)in * (size_t)rows);
         memcpy(dl->b, sl->b, sizeof(float) * (size_t)rows);
         if (rows == A) {
-          /* log_std = lo + (hi - lo) (tanh(raw) + 1) / 2  ->  raw = atanh(2 (log_std - lo) / (hi - lo) - 1) */
+          /* log_std = lo + (hi - lo) (tanh(raw) + 1) / 2  ->  raw = atanh(2 (log_std - lo) / (hi - lo) - 1)
+           */
           double ls = log(o->init_std), lo = a.log_std_min, hi = a.log_std_max;
           double raw = atanh(fmax(-0.999, fmin(0.999, 2 * (ls - lo) / (hi - lo) - 1)));
           memset(dl->w + (size_t)A * in, 0, sizeof(float) * (size_t)A * (size_t)in);
@@ -246,8 +249,8 @@ static int load_demos(rlRun *R) {
   if (rc) return rc;
   const char *env = ds_env_name(f);
   if (!env || strcmp(env, R->spec->task)) {
-    rc = tk_error(TK_EINVAL, "%s: demos of task '%s', but this run is on task '%s'", o->demos, env ? env : "?",
-                  R->spec->task);
+    rc = tk_error(TK_EINVAL, "%s: demos of task '%s', but this run is on task '%s'", o->demos,
+                  env ? env : "?", R->spec->task);
     ds_close(f);
     return rc;
   }
@@ -261,8 +264,8 @@ static int load_demos(rlRun *R) {
     return rc;
   }
   if (L.obs_dim != R->D || L.act_dim != R->A) {
-    rc = tk_error(TK_EINVAL, "%s: observations %d and actions %d, the policy takes %d and %d", o->demos, L.obs_dim,
-                  L.act_dim, R->D, R->A);
+    rc = tk_error(TK_EINVAL, "%s: observations %d and actions %d, the policy takes %d and %d", o->demos,
+                  L.obs_dim, L.act_dim, R->D, R->A);
   } else if (!(rc = buf_make(&R->demo, TK_MAX(L.n, 1), R->D, R->A))) {
     float *s = falloc((size_t)R->D), *s2 = falloc((size_t)R->D), *a = falloc((size_t)R->A);
     for (int64_t k = 0; s && s2 && a && k < L.n; k++) {
@@ -327,8 +330,10 @@ static int team_job(rlRun *R, int k) {
     for (int e = k; e < E && !rc; e += R->T) {
       float loss;
       double gn;
-      if ((rc = nn_train_step(R->q[e], w, &R->qopt, R->x, R->y, B, &loss, &gn))) rc = tk_error_wrap(rc, "critic %d", e);
-      else nn_polyak(R->qt[e], R->q[e], (float)R->o->tau);
+      if ((rc = nn_train_step(R->q[e], w, &R->qopt, R->x, R->y, B, &loss, &gn)))
+        rc = tk_error_wrap(rc, "critic %d", e);
+      else
+        nn_polyak(R->qt[e], R->q[e], (float)R->o->tau);
     }
   } else if (R->ljob == JOB_ACTOR_Q) {
     R->lqabs[k] = 0;
@@ -418,7 +423,8 @@ static int update_actor(rlRun *R) {
   int nd = R->demo.n > 0 ? (R->online.n > 0 ? B / 2 : B) : 0;
   double w = R->o->bc_weight * pow(0.5, (double)R->updates / fmax(R->o->bc_halflife, 1));
   if (w > 1e-6 && R->bc) {
-    if (nd < B && (rc = nn_act(R->bc->net, R->bw, R->bs + (size_t)nd * D, B - nd, R->qa_act + (size_t)nd * A)))
+    if (nd < B &&
+        (rc = nn_act(R->bc->net, R->bw, R->bs + (size_t)nd * D, B - nd, R->qa_act + (size_t)nd * A)))
       return rc;
     for (int b = 0; b < B; b++) {
       const float *t = b < nd ? R->ba + (size_t)b * A : R->qa_act + (size_t)b * A;
@@ -440,7 +446,8 @@ static int update_actor(rlRun *R) {
   R->alpha_t++;
   R->alpha_m = 0.9 * R->alpha_m + 0.1 * g;
   R->alpha_v = 0.999 * R->alpha_v + 0.001 * g * g;
-  double mh = R->alpha_m / (1 - pow(0.9, (double)R->alpha_t)), vh = R->alpha_v / (1 - pow(0.999, (double)R->alpha_t));
+  double mh = R->alpha_m / (1 - pow(0.9, (double)R->alpha_t)),
+         vh = R->alpha_v / (1 - pow(0.999, (double)R->alpha_t));
   R->log_alpha -= R->o->alpha_lr * mh / (sqrt(vh) + 1e-8);
   return 0;
 }
@@ -541,7 +548,8 @@ static int get_f32(hid_t g, const char *name, float *v, int64_t n, const char *p
   hssize_t np = H5Sget_simple_extent_npoints(sp);
   int rc = 0;
   if (np != n)
-    rc = tk_error(TK_EFORMAT, "%s: %s has %lld values, this run needs %lld (other options than the run that wrote it?)",
+    rc = tk_error(TK_EFORMAT,
+                  "%s: %s has %lld values, this run needs %lld (other options than the run that wrote it?)",
                   path, name, (long long)np, (long long)n);
   else if (n > 0 && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0)
     rc = ds_h5_fail(TK_EFORMAT, "%s: %s cannot be read", path, name);
@@ -556,7 +564,8 @@ static int get_net(hid_t f, const char *name, nnNet *net, const char *path) {
   int rc = get_f32(g, "params", net->params, net->n_params, path);
   if (!rc) rc = get_f32(g, "adam_m", net->adam_m, net->n_params, path);
   if (!rc) rc = get_f32(g, "adam_v", net->adam_v, net->n_params, path);
-  if (!rc && ds_attr_read_i64(g, "adam_t", &net->adam_t)) rc = tk_error(TK_EFORMAT, "%s: %s/adam_t", path, name);
+  if (!rc && ds_attr_read_i64(g, "adam_t", &net->adam_t))
+    rc = tk_error(TK_EFORMAT, "%s: %s/adam_t", path, name);
   for (int64_t i = 0; !rc && i < net->n_params; i++)
     if (!isfinite(net->params[i])) rc = tk_error(TK_EFORMAT, "%s: %s has a non-finite parameter", path, name);
   H5Gclose(g);
@@ -571,18 +580,20 @@ static int ckpt_save(rlRun *R, const rlResult *res, int64_t next_eval, const cha
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
   hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (f < 0) return ds_h5_fail(TK_EIO, "%s: cannot create the checkpoint", tmp);
-  int rc = ds_attr_write_str(f, "format", RL_CKPT_FORMAT) || ds_attr_write_i64(f, "version", 1) ||
-                   ds_attr_write_str(f, "task", R->spec->task) || ds_attr_write_i64(f, "env_steps", res->env_steps) ||
-                   ds_attr_write_i64(f, "updates", R->updates) || ds_attr_write_i64(f, "next_eval", next_eval) ||
-                   ds_attr_write_i64(f, "best_step", res->best_step) ||
-                   ds_attr_write_i64(f, "steps_to_target", res->steps_to_target) ||
-                   ds_attr_write_f64(f, "best_success", res->best_success) ||
-                   ds_attr_write_f64(f, "initial_success", res->initial_success) ||
-                   ds_attr_write_f64(f, "log_alpha", R->log_alpha) || ds_attr_write_f64(f, "alpha_m", R->alpha_m) ||
-                   ds_attr_write_f64(f, "alpha_v", R->alpha_v) || ds_attr_write_i64(f, "alpha_t", R->alpha_t) ||
-                   ds_attr_write_i64(f, "workers", R->nw)
-               ? ds_h5_fail(TK_EIO, "%s: checkpoint attributes", tmp)
-               : 0;
+  int rc =
+      ds_attr_write_str(f, "format", RL_CKPT_FORMAT) || ds_attr_write_i64(f, "version", 1) ||
+              ds_attr_write_str(f, "task", R->spec->task) ||
+              ds_attr_write_i64(f, "env_steps", res->env_steps) ||
+              ds_attr_write_i64(f, "updates", R->updates) || ds_attr_write_i64(f, "next_eval", next_eval) ||
+              ds_attr_write_i64(f, "best_step", res->best_step) ||
+              ds_attr_write_i64(f, "steps_to_target", res->steps_to_target) ||
+              ds_attr_write_f64(f, "best_success", res->best_success) ||
+              ds_attr_write_f64(f, "initial_success", res->initial_success) ||
+              ds_attr_write_f64(f, "log_alpha", R->log_alpha) ||
+              ds_attr_write_f64(f, "alpha_m", R->alpha_m) || ds_attr_write_f64(f, "alpha_v", R->alpha_v) ||
+              ds_attr_write_i64(f, "alpha_t", R->alpha_t) || ds_attr_write_i64(f, "workers", R->nw)
+          ? ds_h5_fail(TK_EIO, "%s: checkpoint attributes", tmp)
+          : 0;
   if (!rc) rc = put_net(f, "actor", R->actor->net);
   for (int e = 0; !rc && e < R->o->ensemble; e++) {
     snprintf(name, sizeof name, "critic%d", e);
@@ -630,20 +641,21 @@ static int ckpt_load(rlRun *R, rlResult *res, int64_t *next_eval, const char *pa
   char *fmt = NULL, *task = NULL, name[32];
   int64_t version = 0, workers = 0, upd = 0;
   int rc = 0;
-  if (ds_attr_read_str(f, "format", &fmt) || strcmp(fmt, RL_CKPT_FORMAT) || ds_attr_read_i64(f, "version", &version) ||
-      version != 1)
+  if (ds_attr_read_str(f, "format", &fmt) || strcmp(fmt, RL_CKPT_FORMAT) ||
+      ds_attr_read_i64(f, "version", &version) || version != 1)
     rc = tk_error(TK_EFORMAT, "%s: not an rl-finetune checkpoint (version 1)", path);
   if (!rc && (ds_attr_read_str(f, "task", &task) || strcmp(task, R->spec->task)))
     rc = tk_error(TK_EINVAL, "%s: a checkpoint of task '%s', this run is on '%s'", path, task ? task : "?",
                   R->spec->task);
-  if (!rc && (ds_attr_read_i64(f, "env_steps", &res->env_steps) || ds_attr_read_i64(f, "updates", &upd) ||
-              ds_attr_read_i64(f, "next_eval", next_eval) || ds_attr_read_i64(f, "best_step", &res->best_step) ||
-              ds_attr_read_i64(f, "steps_to_target", &res->steps_to_target) ||
-              ds_attr_read_f64(f, "best_success", &res->best_success) ||
-              ds_attr_read_f64(f, "initial_success", &res->initial_success) ||
-              ds_attr_read_f64(f, "log_alpha", &R->log_alpha) || ds_attr_read_f64(f, "alpha_m", &R->alpha_m) ||
-              ds_attr_read_f64(f, "alpha_v", &R->alpha_v) || ds_attr_read_i64(f, "alpha_t", &R->alpha_t) ||
-              ds_attr_read_i64(f, "workers", &workers)))
+  if (!rc &&
+      (ds_attr_read_i64(f, "env_steps", &res->env_steps) || ds_attr_read_i64(f, "updates", &upd) ||
+       ds_attr_read_i64(f, "next_eval", next_eval) || ds_attr_read_i64(f, "best_step", &res->best_step) ||
+       ds_attr_read_i64(f, "steps_to_target", &res->steps_to_target) ||
+       ds_attr_read_f64(f, "best_success", &res->best_success) ||
+       ds_attr_read_f64(f, "initial_success", &res->initial_success) ||
+       ds_attr_read_f64(f, "log_alpha", &R->log_alpha) || ds_attr_read_f64(f, "alpha_m", &R->alpha_m) ||
+       ds_attr_read_f64(f, "alpha_v", &R->alpha_v) || ds_attr_read_i64(f, "alpha_t", &R->alpha_t) ||
+       ds_attr_read_i64(f, "workers", &workers)))
     rc = tk_error(TK_EFORMAT, "%s: a counter attribute is missing or malformed", path);
   R->updates = res->updates = upd;
   if (!rc) rc = get_net(f, "actor", R->actor->net, path);
@@ -681,7 +693,8 @@ static int ckpt_load(rlRun *R, rlResult *res, int64_t *next_eval, const char *pa
     double ev[2 * 512];
     hid_t sp = H5Dget_space(d);
     hssize_t np = H5Sget_simple_extent_npoints(sp);
-    if (np < 0 || np > 2 * 512 || np % 2 || (np && H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, ev) < 0))
+    if (np < 0 || np > 2 * 512 || np % 2 ||
+        (np && H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, ev) < 0))
       rc = tk_error(TK_EFORMAT, "%s: evals is malformed", path);
     for (int i = 0; !rc && i < np / 2; i++) {
       res->eval_step[i] = (int64_t)ev[2 * i];
@@ -705,7 +718,8 @@ static int ckpt_load(rlRun *R, rlResult *res, int64_t *next_eval, const char *pa
       H5Dclose(rd);
     }
     if (n < 0 || n > b->cap)
-      rc = tk_error(TK_EFORMAT, "%s: the replay buffer (%lld) does not fit this run's --steps", path, (long long)n);
+      rc = tk_error(TK_EFORMAT, "%s: the replay buffer (%lld) does not fit this run's --steps", path,
+                    (long long)n);
     if (!rc) rc = get_f32(g, "s", b->s, n * b->D, path);
     if (!rc) rc = get_f32(g, "s2", b->s2, n * b->D, path);
     if (!rc) rc = get_f32(g, "a", b->a, n * b->A, path);
@@ -757,8 +771,9 @@ static int evaluate(rlRun *R, rlResult *res, int64_t step, FILE *csv, double t0)
      * unchecked bc_policy_set_info left info "{}") */
     cJSON *j = cJSON_CreateObject();
     char *info = NULL;
-    if (j && cJSON_AddStringToObject(j, "trainer", "rl-finetune") && cJSON_AddStringToObject(j, "algo", "sac") &&
-        cJSON_AddStringToObject(j, "run", o->label) && cJSON_AddNumberToObject(j, "env_steps", (double)step) &&
+    if (j && cJSON_AddStringToObject(j, "trainer", "rl-finetune") &&
+        cJSON_AddStringToObject(j, "algo", "sac") && cJSON_AddStringToObject(j, "run", o->label) &&
+        cJSON_AddNumberToObject(j, "env_steps", (double)step) &&
         cJSON_AddNumberToObject(j, "selection_success", s) &&
         (o->policy ? cJSON_AddStringToObject(j, "from_policy", o->policy) != NULL
                    : cJSON_AddNullToObject(j, "from_policy") != NULL) &&
@@ -816,7 +831,8 @@ static void run_free(rlRun *R) {
   free(R->qa_act);
   buf_free(&R->demo);
   buf_free(&R->online);
-  float *bufs[] = {R->bs, R->ba, R->br, R->bs2, R->x, R->y, R->eps, R->act, R->logp, R->dact, R->dlogp, R->dout, R->qa, R->qb};
+  float *bufs[] = {R->bs,  R->ba,   R->br,   R->bs2,   R->x,    R->y,  R->eps,
+                   R->act, R->logp, R->dact, R->dlogp, R->dout, R->qa, R->qb};
   for (size_t i = 0; i < TK_ARRAY_LEN(bufs); i++)
     free(bufs[i]);
   free(R->bd);
@@ -830,7 +846,8 @@ int rl_run(const rlOpts *o, rlResult *res) {
   res->best_success = -1;
   if (o->ensemble < 1 || o->ensemble > RL_MAX_ENSEMBLE)
     return tk_error(TK_ERANGE, "--ensemble %d: 1..%d", o->ensemble, RL_MAX_ENSEMBLE);
-  if (o->workers < 1 || o->workers > RL_MAX_WORKERS) return tk_error(TK_ERANGE, "--workers %d: 1..%d", o->workers, RL_MAX_WORKERS);
+  if (o->workers < 1 || o->workers > RL_MAX_WORKERS)
+    return tk_error(TK_ERANGE, "--workers %d: 1..%d", o->workers, RL_MAX_WORKERS);
   rlRun *R = calloc(1, sizeof *R);
   if (!R) return tk_error(TK_ENOMEM, "out of memory");
   R->o = o;
@@ -862,7 +879,8 @@ int rl_run(const rlOpts *o, rlResult *res) {
     if (!(stats = bc_policy_make(&a, n, keys, dims, 0))) rc = tk_error_wrap(TK_EINVAL, "scratch actor");
   }
   if (!rc && !(R->actor = make_actor(o, bc, R->spec, stats))) rc = tk_error_wrap(TK_EINVAL, "actor");
-  if (!rc && (rc = bc_bind(R->actor, R->model, &R->bind))) rc = tk_error_wrap(rc, "%s", o->policy ? o->policy : "actor");
+  if (!rc && (rc = bc_bind(R->actor, R->model, &R->bind)))
+    rc = tk_error_wrap(rc, "%s", o->policy ? o->policy : "actor");
   bc_policy_free(bc);
   bc_policy_free(stats);
   if (rc) goto fail;
@@ -930,8 +948,8 @@ int rl_run(const rlOpts *o, rlResult *res) {
   R->dout = falloc((size_t)B);
   R->qa = falloc((size_t)B);
   R->qb = falloc((size_t)B);
-  if (!R->aw || !R->bs || !R->bs2 || !R->ba || !R->br || !R->bd || !R->x || !R->y || !R->eps ||
-      !R->act || !R->dact || !R->logp || !R->dlogp || !R->dout || !R->qa || !R->qb) {
+  if (!R->aw || !R->bs || !R->bs2 || !R->ba || !R->br || !R->bd || !R->x || !R->y || !R->eps || !R->act ||
+      !R->dact || !R->logp || !R->dlogp || !R->dout || !R->qa || !R->qb) {
     rc = tk_error(TK_ENOMEM, "out of memory");
     goto fail;
   }
@@ -983,13 +1001,15 @@ int rl_run(const rlOpts *o, rlResult *res) {
     if ((rc = ckpt_load(R, res, &next_eval, o->resume))) goto fail_csv;
     resumed = 1;
     if (!o->quiet)
-      printf("%s: resumed from %s at %lld env steps, %lld updates (best %.0f%% at %lld)\n", o->label, o->resume,
-             (long long)res->env_steps, (long long)res->updates, 100 * res->best_success, (long long)res->best_step);
+      printf("%s: resumed from %s at %lld env steps, %lld updates (best %.0f%% at %lld)\n", o->label,
+             o->resume, (long long)res->env_steps, (long long)res->updates, 100 * res->best_success,
+             (long long)res->best_step);
   }
   /* critic warm-up on the demos, with the actor fixed */
   if (!resumed && R->demo.n > 0 && o->critic_warmup > 0) {
-    if (!o->quiet) printf("%s: warming the critics up on %lld demo transitions (%d updates)\n", o->label,
-                          (long long)R->demo.n, o->critic_warmup);
+    if (!o->quiet)
+      printf("%s: warming the critics up on %lld demo transitions (%d updates)\n", o->label,
+             (long long)R->demo.n, o->critic_warmup);
     for (int u = 0; u < o->critic_warmup && !rc; u++) {
       sample(R);
       rc = update_critics(R);
@@ -1017,8 +1037,9 @@ int rl_run(const rlOpts *o, rlResult *res) {
       }
       if (rc) {
         res->diverged = 1;
-        rc = tk_error_wrap(rc, "%s: training diverged at %lld env steps, %lld updates; %s keeps the best policy so far",
-                           o->label, (long long)res->env_steps, (long long)res->updates, o->out ? o->out : "-");
+        rc = tk_error_wrap(
+            rc, "%s: training diverged at %lld env steps, %lld updates; %s keeps the best policy so far",
+            o->label, (long long)res->env_steps, (long long)res->updates, o->out ? o->out : "-");
         break;
       }
     }
@@ -1030,8 +1051,8 @@ int rl_run(const rlOpts *o, rlResult *res) {
     if (!o->quiet) {
       double el = tk_now_s() - t_loop;
       tk_progress_update(&prog, res->env_steps, "%.0f env steps/s, %.0f updates/s, best %.0f%%",
-                         el > 0 ? (res->env_steps - steps0) / el : 0, el > 0 ? (res->updates - updates0) / el : 0,
-                         100 * res->best_success);
+                         el > 0 ? (res->env_steps - steps0) / el : 0,
+                         el > 0 ? (res->updates - updates0) / el : 0, 100 * res->best_success);
     }
   }
   if (!o->quiet) tk_progress_end(&prog);

@@ -35,19 +35,20 @@ typedef struct {
   int headless;
   int ncams;
   capCamera cams[CAP_MAX_CAMS];
-  double rate;               /* control rate, Hz (default: the task's 20 Hz) */
-  int fast;                  /* scripted/replay devices: run ticks back to back, unpaced (data generation) */
-  const char *policy;        /* intervention mode: this policy file drives; the operator holds a button to take over */
-  int takeover_after;        /* scripted operator with a policy: take over after this many steps without success
-                                (0: 40% of the horizon) */
-  uint64_t seed;             /* first episode's seed; each reset takes the next */
-  double noise;              /* scripted operator */
-  int auto_end;              /* end as success once the task's success has held this many steps (0: off) */
-  int max_steps;             /* end an episode at this length (0: the task's horizon) */
-  int64_t max_ticks;         /* stop the loop after this many ticks (0: no limit) */
-  int image_gzip;            /* camera frames in the dataset, gzip level (default 4) */
-  int quiet;                 /* no per-episode lines on stdout */
-  const char *screenshot;    /* save the window's last frame here (PNG) when the console ends */
+  double rate; /* control rate, Hz (default: the task's 20 Hz) */
+  int fast;    /* scripted/replay devices: run ticks back to back, unpaced (data generation) */
+  const char
+      *policy; /* intervention mode: this policy file drives; the operator holds a button to take over */
+  int takeover_after;     /* scripted operator with a policy: take over after this many steps without success
+                             (0: 40% of the horizon) */
+  uint64_t seed;          /* first episode's seed; each reset takes the next */
+  double noise;           /* scripted operator */
+  int auto_end;           /* end as success once the task's success has held this many steps (0: off) */
+  int max_steps;          /* end an episode at this length (0: the task's horizon) */
+  int64_t max_ticks;      /* stop the loop after this many ticks (0: no limit) */
+  int image_gzip;         /* camera frames in the dataset, gzip level (default 4) */
+  int quiet;              /* no per-episode lines on stdout */
+  const char *screenshot; /* save the window's last frame here (PNG) when the console ends */
   int win_width, win_height; /* window size (default 1280x720) */
   /* called once per loop tick, before input is read (tests drive unplugging from here) */
   void (*on_tick)(telConsole *c, void *user);

@@ -338,7 +338,9 @@ static const char *state_text(const telRun *r, int *tone) {
   switch (r->con.state) {
   case TEL_RECORDING:
     *tone = r->pol && r->takeover ? TEL_TONE_INFO : TEL_TONE_REC;
-    return !r->pol ? "recording" : r->takeover ? "recording: operator took over" : "recording: policy driving";
+    return !r->pol       ? "recording"
+           : r->takeover ? "recording: operator took over"
+                         : "recording: policy driving";
   case TEL_PAUSED: *tone = TEL_TONE_WARN; return "paused (Start resumes)";
   case TEL_UNPLUGGED: *tone = TEL_TONE_WARN; return "paused: device unplugged";
   default: *tone = TEL_TONE_IDLE; return "idle (Start records)";
@@ -411,7 +413,8 @@ static int save_png(telWindow *w, const char *path) {
 static int setup(telRun *r) {
   const telOpts *o = r->o;
   if (o->fast && strcmp(o->device, "scripted") && strcmp(o->device, "replay"))
-    return tk_error(TK_EINVAL, "--fast is for the scripted and replay devices (a person needs the real rate)");
+    return tk_error(TK_EINVAL,
+                    "--fast is for the scripted and replay devices (a person needs the real rate)");
   capOpts co;
   cap_opts_default(&co);
   co.task = o->model_path ? NULL : o->task;
@@ -539,7 +542,8 @@ int tel_run(const telOpts *o, telStats *stats) {
     /* the state machine */
     telState s = r.con.state;
     if (s == TEL_RECORDING && !connected) {
-      rc = record_step(&r, a, r.pol != NULL); /* this tick holds still; then the episode waits for the device */
+      rc = record_step(&r, a,
+                       r.pol != NULL); /* this tick holds still; then the episode waits for the device */
       if (!rc && r.con.state == TEL_RECORDING) r.con.state = TEL_UNPLUGGED;
       if (!o->quiet) printf("device unplugged: holding, episode paused\n");
     } else if (s == TEL_UNPLUGGED) {

@@ -205,8 +205,9 @@ int main(int argc, char **argv) {
          st.success, st.failure, st.discarded, (long long)st.committed, o.out, st.rate, (long long)st.missed,
          st.jitter_p99_ms);
   if (o.policy)
-    printf("teleop: %s drove %lld of %lld steps; the operator took over for %lld (flagged in interventions)\n",
-           o.policy, (long long)(st.steps - st.intervention_steps), (long long)st.steps,
-           (long long)st.intervention_steps);
+    printf(
+        "teleop: %s drove %lld of %lld steps; the operator took over for %lld (flagged in interventions)\n",
+        o.policy, (long long)(st.steps - st.intervention_steps), (long long)st.steps,
+        (long long)st.intervention_steps);
   return 0;
 }

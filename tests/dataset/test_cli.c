@@ -168,8 +168,9 @@ Test(cli, replay_check, .timeout = 120) {
   snprintf(t, sizeof t, "%s/tampered.h5", d);
   snprintf(x, sizeof x, "%s/synth.h5", d);
   char *out = NULL;
-  int rc = tt_run(&out, "%s --task lift --device scripted --headless --episodes 4 --noise 0.3 --fast --quiet --out %s",
-                  tt_build("teleop/teleop"), p);
+  int rc = tt_run(
+      &out, "%s --task lift --device scripted --headless --episodes 4 --noise 0.3 --fast --quiet --out %s",
+      tt_build("teleop/teleop"), p);
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
   rc = tt_run(&out, "%s replay --check %s", bin(), p);
@@ -186,7 +187,8 @@ Test(cli, replay_check, .timeout = 120) {
   free(out);
   rc = tt_run(&out, "%s replay --check %s", bin(), t);
   cr_assert_eq(rc, 1, "%s", out);
-  cr_assert(strstr(out, "demo_1:") && strstr(out, "above the tolerance") && strstr(out, "step 5, state element 3"),
+  cr_assert(strstr(out, "demo_1:") && strstr(out, "above the tolerance") &&
+                strstr(out, "step 5, state element 3"),
             "%s", out);
   free(out);
   /* the synthetic point-reaching task is not one of the simulator's */

@@ -636,8 +636,9 @@ Test(rl, checkpoint_and_resume, .timeout = 180) {
   snprintf(csv, sizeof csv, "%s/ck.csv", f.dir);
   snprintf(run_dir, sizeof run_dir, "%s/ck_run", f.dir);
   snprintf(ck, sizeof ck, "%s/checkpoint.h5", run_dir);
-  snprintf(args, sizeof args, "--policy %s --demos %s --out %s " SMALL " --actor-delay 100 --no-stop --seed 3",
-           f.bc, f.demos, ft);
+  snprintf(args, sizeof args,
+           "--policy %s --demos %s --out %s " SMALL " --actor-delay 100 --no-stop --seed 3", f.bc, f.demos,
+           ft);
   finetune_ok(f.dir, args);
   cr_assert(tk_file_exists(ck), "%s was written", ck);
   rlCsv a;
@@ -645,7 +646,8 @@ Test(rl, checkpoint_and_resume, .timeout = 180) {
   cr_assert_eq(a.n, 3);
   /* go on to 1200 steps */
   snprintf(args, sizeof args,
-           "--policy %s --demos %s --out %s --hidden 32 --batch 32 --steps 1200 --eval-every 300 --eval-episodes 4 "
+           "--policy %s --demos %s --out %s --hidden 32 --batch 32 --steps 1200 --eval-every 300 "
+           "--eval-episodes 4 "
            "--critic-warmup 50 --workers 2 --actor-delay 100 --no-stop --seed 3 --resume %s",
            f.bc, f.demos, ft, run_dir);
   finetune_ok(f.dir, args);
@@ -658,19 +660,20 @@ Test(rl, checkpoint_and_resume, .timeout = 180) {
   for (int i = 0; i < 3; i++)
     cr_assert_str_eq(a.line[i], b.line[i], "earlier rows untouched");
   char *out = NULL;
-  int rc = tt_run(&out, "%s -c \"import h5py; f = h5py.File('%s'); print(f.attrs['env_steps'], f['online/r'].shape[0])\"",
-                  getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3", ck);
+  int rc = tt_run(
+      &out, "%s -c \"import h5py; f = h5py.File('%s'); print(f.attrs['env_steps'], f['online/r'].shape[0])\"",
+      getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3", ck);
   cr_assert_eq(rc, 0, "%s", out);
   cr_assert(strstr(out, "1200 1200"), "checkpoint at 1200 env steps with 1200 transitions: %s", out);
   free(out);
   /* other options than the run that wrote it */
   snprintf(args, sizeof args,
-           "--policy %s --demos %s --out %s --hidden 64 --batch 32 --steps 1800 --workers 2 --resume %s", f.bc,
-           f.demos, ft, run_dir);
+           "--policy %s --demos %s --out %s --hidden 64 --batch 32 --steps 1800 --workers 2 --resume %s",
+           f.bc, f.demos, ft, run_dir);
   char *err = finetune_refused(f.dir, 1, args);
   cr_assert(strstr(err, "checkpoint.h5"), "names the checkpoint: %s", err);
-  snprintf(args, sizeof args, "--policy %s --demos %s --out %s " SMALL " --resume %s/nowhere", f.bc, f.demos, ft,
-           f.dir);
+  snprintf(args, sizeof args, "--policy %s --demos %s --out %s " SMALL " --resume %s/nowhere", f.bc, f.demos,
+           ft, f.dir);
   err = finetune_refused(f.dir, 1, args);
   cr_assert(strstr(err, "nowhere"), "names the missing checkpoint: %s", err);
 }
