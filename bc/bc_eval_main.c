@@ -1,4 +1,5 @@
 /* bc/bc_eval_main.c -- the `bc-eval` command. */
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,14 +108,25 @@ int main(int argc, char **argv) {
     }
     ls = r.episodes > 1 ? sqrt(ls / (r.episodes - 1)) : 0;
     rs = r.episodes > 1 ? sqrt(rs / (r.episodes - 1)) : 0;
-    if (json)
-      printf("{\"policy\": \"%s\", \"task\": \"%s\", \"episodes\": %d, \"successes\": %d, \"success_rate\": "
-             "%.4f, "
-             "\"mean_return\": %.4f, \"std_return\": %.4f, \"mean_length\": %.2f, \"std_length\": %.2f, "
-             "\"seed\": %llu, \"env_steps\": %lld, \"seconds\": %.2f}\n",
-             path, task, r.episodes, r.successes, r.success_rate, r.mean_return, rs, r.mean_length, ls,
-             (unsigned long long)eo.seed, (long long)r.env_steps, r.seconds);
-    else
+    if (json) {
+      cJSON *j = cJSON_CreateObject();
+      cJSON_AddStringToObject(j, "policy", path);
+      cJSON_AddStringToObject(j, "task", task);
+      cJSON_AddNumberToObject(j, "episodes", r.episodes);
+      cJSON_AddNumberToObject(j, "successes", r.successes);
+      cJSON_AddNumberToObject(j, "success_rate", r.success_rate);
+      cJSON_AddNumberToObject(j, "mean_return", r.mean_return);
+      cJSON_AddNumberToObject(j, "std_return", rs);
+      cJSON_AddNumberToObject(j, "mean_length", r.mean_length);
+      cJSON_AddNumberToObject(j, "std_length", ls);
+      cJSON_AddNumberToObject(j, "seed", (double)eo.seed);
+      cJSON_AddNumberToObject(j, "env_steps", (double)r.env_steps);
+      cJSON_AddNumberToObject(j, "seconds", r.seconds);
+      char *txt = cJSON_PrintUnformatted(j);
+      printf("%s\n", txt ? txt : "{}");
+      free(txt);
+      cJSON_Delete(j);
+    } else
       printf("bc-eval: %s on %s: success %d/%d (%.0f%%), return %.2f +- %.2f, length %.1f +- %.1f "
              "(seeds %llu..%llu; %lld env steps in %.1f s)\n",
              path, task, r.successes, r.episodes, 100 * r.success_rate, r.mean_return, rs, r.mean_length, ls,
