@@ -1,0 +1,134 @@
+/* The viewer's headless export end to end: frames of a fresh recording, a file without states, and
+ * files it must refuse. The scene is rendered offscreen (EGL surfaceless or OSMesa): no display. */
+#include <cairo.h>
+#include <criterion/criterion.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "tk.h"
+#include "tk_plot.h"
+#include "tt.h"
+
+TestSuite(viewer, .fini = tk_plot_cleanup);
+
+static const char *viewer(void) { return tt_build("viewer/viewer"); }
+
+typedef struct {
+  int w, h, stride;
+  uint8_t *data;
+  cairo_surface_t *s;
+} img;
+
+static void load(const char *path, img *im) {
+  im->s = cairo_image_surface_create_from_png(path);
+  cr_assert_eq(cairo_surface_status(im->s), CAIRO_STATUS_SUCCESS, "%s is not a PNG", path);
+  im->w = cairo_image_surface_get_width(im->s);
+  im->h = cairo_image_surface_get_height(im->s);
+  im->stride = cairo_image_surface_get_stride(im->s);
+  im->data = cairo_image_surface_get_data(im->s);
+}
+
+static uint32_t px(const img *im, int x, int y) {
+  return ((const uint32_t *)(im->data + (size_t)y * im->stride))[x] & 0xffffff;
+}
+
+/* distinct colours in a rectangle (capped) */
+static int colours(const img *im, int x0, int y0, int x1, int y1) {
+  uint32_t seen[64];
+  int n = 0;
+  for (int y = y0; y < y1; y++)
+    for (int x = x0; x < x1; x++) {
+      uint32_t p = px(im, x, y);
+      int k = 0;
+      while (k < n && seen[k] != p)
+        k++;
+      if (k == n && n < 64) seen[n++] = p;
+    }
+  return n;
+}
+
+static int count_colour(const img *im, int x0, int y0, int x1, int y1, uint32_t c) {
+  int n = 0;
+  for (int y = y0; y < y1; y++)
+    for (int x = x0; x < x1; x++)
+      n += px(im, x, y) == c;
+  return n;
+}
+
+Test(viewer, two_frames_of_a_recording, .timeout = 120) {
+  const char *d = tt_tmpdir();
+  char data[4200], a[4200], b[4200];
+  snprintf(data, sizeof data, "%s/d.h5", d);
+  snprintf(a, sizeof a, "%s/a.png", d);
+  snprintf(b, sizeof b, "%s/b.png", d);
+  char *out = NULL;
+  int rc = tt_run(&out,
+                  "%s --task lift --device scripted --headless --episodes 2 --noise 0.3 --fast --quiet "
+                  "--camera agentview:84x84 --out %s",
+                  tt_build("teleop/teleop"), data);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  rc = tt_run(&out, "%s %s --demo 1 --frame 0 --export %s && %s %s --demo 1 --frame -1 --export %s", viewer(),
+              data, a, viewer(), data, b);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  img ia, ib;
+  load(a, &ia);
+  load(b, &ib);
+  cr_assert_eq(ia.w, 1280);
+  cr_assert_eq(ia.h, 720);
+  /* the scene (top left) is a picture, not a fill, and it changed between the frames */
+  cr_assert_gt(colours(&ia, 0, 40, 640, 480), 20, "the scene is not uniform");
+  int diff = 0;
+  for (int y = 40; y < 480; y++)
+    for (int x = 0; x < 640; x++)
+      diff += px(&ia, x, y) != px(&ib, x, y);
+  cr_assert_gt(diff, 500, "the scene differs between the first and the last frame (%d pixels)", diff);
+  /* the recorded camera frame is shown right of the scene */
+  cr_assert_gt(colours(&ia, 650, 40, 950, 340), 5, "the recorded frame is there");
+  /* the plots: the action plot's first series colour, in the bottom left */
+  int c0 = count_colour(&ia, 0, 480, 640, 720, tk_plot_color(0));
+  cr_assert_gt(c0, 100, "the action plot's lines are drawn (%d pixels of its first colour)", c0);
+  int r0 = count_colour(&ia, 640, 480, 1280, 720, tk_plot_color(0));
+  cr_assert_gt(r0, 100, "the reward plot is drawn (%d pixels)", r0);
+  cairo_surface_destroy(ia.s);
+  cairo_surface_destroy(ib.s);
+}
+
+Test(viewer, refusals, .timeout = 60) {
+  const char *d = tt_tmpdir();
+  char bad[4200], png[4200];
+  snprintf(bad, sizeof bad, "%s/bad.h5", d);
+  snprintf(png, sizeof png, "%s/x.png", d);
+  FILE *f = fopen(bad, "w");
+  fputs("not hdf5 at all\n", f);
+  fclose(f);
+  char *out = NULL;
+  int rc = tt_run(&out, "%s %s --export %s", viewer(), bad, png);
+  cr_assert_eq(rc, 1, "%s", out);
+  cr_assert(strstr(out, bad), "names the file: %s", out);
+  cr_assert(!tk_file_exists(png));
+  free(out);
+  /* a synthetic dataset (no simulator behind it): plots only, and a frame out of range */
+  char syn[4200];
+  snprintf(syn, sizeof syn, "%s/syn.h5", d);
+  rc = tt_run(&out, "%s synth %s --demos 2 --steps 10", tt_build("dataset/dataset"), syn);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  rc = tt_run(&out, "%s %s --demo 0 --frame 3 --export %s", viewer(), syn, png);
+  cr_assert_eq(rc, 0, "%s", out);
+  cr_assert(strstr(out, "scene") || strstr(out, "no states"), "says why the scene is absent: %s", out);
+  free(out);
+  img im;
+  load(png, &im);
+  cr_assert_gt(count_colour(&im, 0, 480, 640, 720, tk_plot_color(0)), 50, "the plots are drawn");
+  cairo_surface_destroy(im.s);
+  rc = tt_run(&out, "%s %s --demo 0 --frame 99 --export %s", viewer(), syn, png);
+  cr_assert_eq(rc, 1, "%s", out);
+  cr_assert(strstr(out, "frame 99"), "%s", out);
+  free(out);
+  rc = tt_run(&out, "%s %s --demo 7 --export %s", viewer(), syn, png);
+  cr_assert_eq(rc, 1, "%s", out);
+  cr_assert(strstr(out, "demo_7"), "%s", out);
+  free(out);
+}

@@ -1,0 +1,122 @@
+/* viewer/viewer_main.c -- the `viewer` command (headless export today; the window comes next). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "tk_plot.h"
+#include "vw.h"
+
+static void usage(FILE *f) {
+  fprintf(
+      f,
+      "usage: viewer DATASET.h5 --demo N --frame T --export OUT.png\n"
+      "       viewer DATASET.h5 --demo N --export-all DIR\n"
+      "\n"
+      "Look at a recorded episode: the MuJoCo scene set exactly from the stored state (agentview camera),\n"
+      "the recorded camera frames, and the actions, rewards and interventions plotted over the episode\n"
+      "with a cursor at the frame, as one 1280x720 PNG. Files without states (other tools') get the\n"
+      "frames and plots, and a line saying why the scene is absent.\n"
+      "\n"
+      "  --demo N          demo_N (default: the first demo)\n"
+      "  --frame T         step (default 0; negative counts from the end)\n"
+      "  --export OUT.png  write that frame\n"
+      "  --export-all DIR  write every frame of the demo as DIR/frame_00000.png, ...\n"
+      "\n"
+      "The interactive window (play, scrub, orbit, episode list, watching a policy) is not written yet.\n"
+      "Exit status: 0 written, 1 error (one line naming the file and the problem), 2 usage.\n");
+}
+
+int main(int argc, char **argv) {
+  const char *path = NULL, *out = NULL, *dir = NULL;
+  long long demo = -1, frame = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    int64_t x;
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      usage(stdout);
+      return 0;
+    } else if (a[0] != '-' && !path) {
+      path = a;
+    } else if (!v) {
+      fprintf(stderr, "viewer: %s needs a value (or is unknown)\n", a);
+      return 2;
+    } else if (!strcmp(a, "--export")) {
+      out = argv[++i];
+    } else if (!strcmp(a, "--export-all")) {
+      dir = argv[++i];
+    } else if (!strcmp(a, "--demo") || !strcmp(a, "--frame")) {
+      if (tk_parse_i64(v, &x) || (!strcmp(a, "--demo") && x < 0)) {
+        fprintf(stderr, "viewer: %s %s: expected an integer%s\n", a, v, !strcmp(a, "--demo") ? " >= 0" : "");
+        return 2;
+      }
+      i++;
+      if (!strcmp(a, "--demo"))
+        demo = x;
+      else
+        frame = x;
+    } else {
+      fprintf(stderr, "viewer: unknown option %s\n", a);
+      usage(stderr);
+      return 2;
+    }
+  }
+  if (!path) {
+    usage(stderr);
+    return 2;
+  }
+  if (!out && !dir) {
+    fprintf(stderr,
+            "viewer: the interactive window is not written yet: use --export OUT.png or --export-all DIR\n");
+    return 2;
+  }
+  const char *tmo = getenv("DK_OPEN_TIMEOUT");
+  ds_set_open_timeout(tmo ? atof(tmo) : 30.0);
+  dsFile *f;
+  if (ds_open(path, 0, &f)) {
+    tk_die_msg("viewer");
+    return 1;
+  }
+  int pos = 0;
+  if (demo >= 0) {
+    char name[32];
+    snprintf(name, sizeof name, "demo_%lld", demo);
+    pos = ds_find_demo(f, name);
+    if (pos < 0) {
+      fprintf(stderr, "viewer: %s: no %s (%d demos)\n", path, name, ds_num_demos(f));
+      ds_close(f);
+      return 1;
+    }
+  } else if (ds_num_demos(f) == 0) {
+    fprintf(stderr, "viewer: %s: no demos\n", path);
+    ds_close(f);
+    return 1;
+  }
+  vwEpisode *v;
+  int rc = vw_episode_open(f, pos, &v);
+  if (!rc) {
+    if (vw_why_no_scene(v)) fprintf(stderr, "viewer: %s: %s\n", path, vw_why_no_scene(v));
+    int64_t n = vw_episode_length(v);
+    if (out) {
+      int64_t t = frame < 0 ? n + frame : frame;
+      rc = vw_export_png(v, t, out);
+      if (!rc) printf("viewer: %s\n", out);
+    }
+    if (!rc && dir) {
+      if (mkdir(dir, 0777) && errno != EEXIST)
+        rc = tk_error(TK_EIO, "%s: cannot create: %s", dir, strerror(errno));
+      char p[4200];
+      for (int64_t t = 0; !rc && t < n; t++) {
+        snprintf(p, sizeof p, "%s/frame_%05lld.png", dir, (long long)t);
+        rc = vw_export_png(v, t, p);
+      }
+      if (!rc) printf("viewer: %lld frames in %s\n", (long long)n, dir);
+    }
+    vw_episode_free(v);
+  }
+  if (rc) tk_die_msg("viewer");
+  ds_close(f);
+  tk_plot_cleanup();
+  return rc ? 1 : 0;
+}

@@ -1,0 +1,39 @@
+/* viewer/vw.h -- looking at episodes (prefix vw_): one frame of a demo as an image -- the scene set
+ * from the stored state, the recorded camera frames, and plots of the actions, rewards and
+ * interventions with a cursor at the frame. Used by the headless export and (later) the window.
+ */
+#ifndef VW_H
+#define VW_H
+
+#include <stdint.h>
+
+#include "cap.h"
+#include "ds.h"
+#include "tk.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VW_WIDTH 1280
+#define VW_HEIGHT 720
+
+typedef struct vwEpisode vwEpisode;
+
+/* Open demo `demo` (position in the file) for viewing: reads it, and when the file has states of a
+ * built-in task, makes a simulator to show the scene (otherwise *why_no_scene says why). */
+int vw_episode_open(dsFile *f, int demo, vwEpisode **out);
+void vw_episode_free(vwEpisode *v);
+int64_t vw_episode_length(const vwEpisode *v);
+const char *vw_why_no_scene(const vwEpisode *v); /* NULL when the scene is shown */
+
+/* Draw frame t (0..length-1) into an RGB24 buffer of VW_WIDTH x VW_HEIGHT (rows top-down, 3 bytes per
+ * pixel). */
+int vw_draw_frame(vwEpisode *v, int64_t t, uint8_t *rgb);
+/* The same, written as a PNG. */
+int vw_export_png(vwEpisode *v, int64_t t, const char *path);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,241 @@
+/* viewer/vw_frame.c -- one frame of an episode as an image: scene, recorded camera frames, plots. */
+#include <cairo.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tk_plot.h"
+#include "vw.h"
+
+#define SCENE_W 640
+#define SCENE_H 480
+
+struct vwEpisode {
+  dsFile *f;
+  int demo;
+  dsDemoInfo info;
+  dsEpisode e;
+  int S, A;
+  capModel *model;
+  capEnv *env;
+  char why[256];    /* why there is no scene ("" when there is one) */
+  double *x;        /* 0..N-1 */
+  double *act_cols; /* A columns of N */
+  double *reward;   /* N */
+  double *interv;   /* N, NaN when absent */
+  uint8_t *scene;   /* SCENE_W x SCENE_H x 3 */
+};
+
+int vw_episode_open(dsFile *f, int demo, vwEpisode **out) {
+  *out = NULL;
+  if (demo < 0 || demo >= ds_num_demos(f))
+    return tk_error(TK_ERANGE, "%s: no demo at position %d (%d demos)", ds_path(f), demo, ds_num_demos(f));
+  vwEpisode *v = calloc(1, sizeof *v);
+  if (!v) return tk_error(TK_ENOMEM, "out of memory");
+  v->f = f;
+  v->demo = demo;
+  v->info = *ds_demo(f, demo);
+  const dsSchema *sc = ds_schema(f);
+  v->S = sc->state_dim;
+  v->A = sc->action_dim;
+  int rc = ds_read_episode(f, demo, &v->e);
+  if (rc) {
+    free(v);
+    return rc;
+  }
+  int64_t N = v->e.num_samples;
+  v->x = malloc(sizeof(double) * (size_t)(N * (3 + v->A) + 1));
+  v->scene = malloc((size_t)SCENE_W * SCENE_H * 3);
+  if (!v->x || !v->scene) {
+    vw_episode_free(v);
+    return tk_error(TK_ENOMEM, "out of memory");
+  }
+  v->act_cols = v->x + N;
+  v->reward = v->act_cols + N * v->A;
+  v->interv = v->reward + N;
+  for (int64_t t = 0; t < N; t++) {
+    v->x[t] = (double)t;
+    for (int i = 0; i < v->A; i++)
+      v->act_cols[i * N + t] = v->e.actions[t * v->A + i];
+    v->reward[t] = v->e.rewards[t];
+    v->interv[t] = v->e.interventions ? v->e.interventions[t] : NAN;
+  }
+  /* the scene: stored states of one of our tasks */
+  const char *task = ds_env_name(f);
+  if (!v->e.states)
+    snprintf(v->why, sizeof v->why, "no states stored (a file from another tool?): plots and frames only");
+  else {
+    capOpts co;
+    cap_opts_default(&co);
+    co.task = task;
+    if (v->info.control_hz > 0) co.control_hz = v->info.control_hz;
+    if (!task || cap_model_load(&co, &v->model))
+      snprintf(v->why, sizeof v->why, "task '%s' is not a built-in one: no scene to set the states in",
+               task ? task : "");
+    else if (cap_spec(v->model)->state_dim != v->S)
+      snprintf(v->why, sizeof v->why, "states of %d values, task '%s' has %d: scene not shown", v->S, task,
+               cap_spec(v->model)->state_dim);
+    else if ((rc = cap_env_make(v->model, &v->env)))
+      snprintf(v->why, sizeof v->why, "no simulator: %s", tk_errmsg());
+  }
+  *out = v;
+  return 0;
+}
+
+void vw_episode_free(vwEpisode *v) {
+  if (!v) return;
+  cap_env_free(v->env);
+  cap_model_free(v->model);
+  ds_episode_free(&v->e);
+  free(v->x);
+  free(v->scene);
+  free(v);
+}
+
+int64_t vw_episode_length(const vwEpisode *v) { return v->e.num_samples; }
+const char *vw_why_no_scene(const vwEpisode *v) { return v->why[0] ? v->why : NULL; }
+
+static void text(cairo_t *cr, double x, double y, double size, const char *s) {
+  cairo_set_font_size(cr, size);
+  cairo_move_to(cr, x, y);
+  cairo_show_text(cr, s);
+}
+
+/* Paste RGB rows (w x h) into the surface at (x, y), scaled to (dw, dh). */
+static void paste_rgb(cairo_t *cr, const uint8_t *rgb, int w, int h, double x, double y, double dw,
+                      double dh) {
+  cairo_surface_t *img = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);
+  if (cairo_surface_status(img) != CAIRO_STATUS_SUCCESS) return;
+  cairo_surface_flush(img);
+  uint8_t *d = cairo_image_surface_get_data(img);
+  int stride = cairo_image_surface_get_stride(img);
+  for (int r = 0; r < h; r++)
+    for (int c = 0; c < w; c++) {
+      const uint8_t *p = rgb + ((size_t)r * w + c) * 3;
+      ((uint32_t *)(d + (size_t)r * stride))[c] = (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
+    }
+  cairo_surface_mark_dirty(img);
+  cairo_save(cr);
+  cairo_translate(cr, x, y);
+  cairo_scale(cr, dw / w, dh / h);
+  cairo_set_source_surface(cr, img, 0, 0);
+  cairo_pattern_set_filter(cairo_get_source(cr), CAIRO_FILTER_NEAREST);
+  cairo_paint(cr);
+  cairo_restore(cr);
+  cairo_surface_destroy(img);
+}
+
+static int draw(vwEpisode *v, int64_t t, cairo_surface_t *s) {
+  const int64_t N = v->e.num_samples;
+  if (t < 0 || t >= N)
+    return tk_error(TK_ERANGE, "%s: %s has %lld steps; frame %lld is outside 0..%lld", ds_path(v->f),
+                    v->info.name, (long long)N, (long long)t, (long long)(N - 1));
+  cairo_t *cr = cairo_create(s);
+  cairo_set_source_rgb(cr, 0.12, 0.12, 0.14);
+  cairo_paint(cr);
+  cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+  /* the scene */
+  int rc = 0;
+  if (v->env) {
+    capObs o;
+    if (!(rc = cap_env_set_state(v->env, v->e.states + t * v->S, &o)) &&
+        !(rc = cap_env_render(v->env, "agentview", SCENE_W, SCENE_H, v->scene)))
+      paste_rgb(cr, v->scene, SCENE_W, SCENE_H, 0, 0, SCENE_W, SCENE_H);
+  } else {
+    cairo_set_source_rgb(cr, 0.85, 0.75, 0.4);
+    text(cr, 20, SCENE_H / 2.0, 15, "scene not shown:");
+    text(cr, 20, SCENE_H / 2.0 + 22, 13, v->why);
+  }
+  /* what is shown, over the scene */
+  char head[256];
+  snprintf(head, sizeof head, "%s  step %lld / %lld  %s", v->info.name, (long long)t, (long long)N,
+           v->info.success == 1   ? "success"
+           : v->info.success == 0 ? "failure"
+                                  : "");
+  cairo_set_source_rgba(cr, 0, 0, 0, 0.55);
+  cairo_rectangle(cr, 0, 0, SCENE_W, 28);
+  cairo_fill(cr);
+  cairo_set_source_rgb(cr, 1, 1, 1);
+  text(cr, 10, 19, 15, head);
+  /* recorded camera frames, right of the scene */
+  const dsSchema *sc = ds_schema(v->f);
+  int nimg = 0;
+  for (int k = 0; k < sc->nkeys && nimg < 2; k++) {
+    const dsKeySpec *ks = &sc->keys[k];
+    if (!ds_key_is_image(ks) || !v->e.obs[k] || ks->shape[2] != 3) continue;
+    int h = (int)ks->shape[0], w = (int)ks->shape[1];
+    double box = 300, x = SCENE_W + 10 + nimg * (box + 10), y = 40;
+    const uint8_t *frame = (const uint8_t *)v->e.obs[k] + (size_t)t * (size_t)h * (size_t)w * 3;
+    double sc_ = fmin(box / w, box / h);
+    paste_rgb(cr, frame, w, h, x, y, w * sc_, h * sc_);
+    cairo_set_source_rgb(cr, 0.9, 0.9, 0.9);
+    text(cr, x, y - 8, 13, ks->name);
+    nimg++;
+  }
+  if (!nimg) {
+    cairo_set_source_rgb(cr, 0.6, 0.6, 0.6);
+    text(cr, SCENE_W + 20, 60, 13, "no camera frames recorded");
+  }
+  /* plots with a cursor at the frame */
+  static const char *const names7[] = {"dx", "dy", "dz", "drx", "dry", "drz", "grip"};
+  char anames[16][8];
+  tkSeries as[16];
+  int na = v->A < 16 ? v->A : 16;
+  for (int i = 0; i < na; i++) {
+    if (v->A == 7)
+      snprintf(anames[i], sizeof anames[i], "%s", names7[i]);
+    else
+      snprintf(anames[i], sizeof anames[i], "a%d", i);
+    as[i] = (tkSeries){anames[i], v->x, v->act_cols + (size_t)i * N, (int)N};
+  }
+  tkPlotOpts ao = {.title = "actions", .xlabel = "step", .ymin = -1.05, .ymax = 1.05, .fixed_y = 1};
+  cairo_set_source_rgb(cr, 1, 1, 1);
+  cairo_rectangle(cr, 0, SCENE_H, VW_WIDTH, VW_HEIGHT - SCENE_H);
+  cairo_fill(cr);
+  if (!rc) rc = tk_plot_draw(cr, 0, SCENE_H, VW_WIDTH / 2.0, VW_HEIGHT - SCENE_H, &ao, as, na, (double)t);
+  tkSeries rs[2] = {{"reward", v->x, v->reward, (int)N}, {"intervention", v->x, v->interv, (int)N}};
+  tkPlotOpts ro = {.title = "reward and interventions", .xlabel = "step"};
+  if (!rc)
+    rc = tk_plot_draw(cr, VW_WIDTH / 2.0, SCENE_H, VW_WIDTH / 2.0, VW_HEIGHT - SCENE_H, &ro, rs,
+                      v->e.interventions ? 2 : 1, (double)t);
+  cairo_destroy(cr);
+  cairo_surface_flush(s);
+  return rc;
+}
+
+int vw_draw_frame(vwEpisode *v, int64_t t, uint8_t *rgb) {
+  cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, VW_WIDTH, VW_HEIGHT);
+  if (cairo_surface_status(s) != CAIRO_STATUS_SUCCESS) return tk_error(TK_ENOMEM, "cairo surface");
+  int rc = draw(v, t, s);
+  if (!rc) {
+    const uint8_t *d = cairo_image_surface_get_data(s);
+    int stride = cairo_image_surface_get_stride(s);
+    for (int r = 0; r < VW_HEIGHT; r++)
+      for (int c = 0; c < VW_WIDTH; c++) {
+        uint32_t p = ((const uint32_t *)(d + (size_t)r * stride))[c];
+        uint8_t *o = rgb + ((size_t)r * VW_WIDTH + c) * 3;
+        o[0] = (uint8_t)(p >> 16);
+        o[1] = (uint8_t)(p >> 8);
+        o[2] = (uint8_t)p;
+      }
+  }
+  cairo_surface_destroy(s);
+  return rc;
+}
+
+int vw_export_png(vwEpisode *v, int64_t t, const char *path) {
+  cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, VW_WIDTH, VW_HEIGHT);
+  if (cairo_surface_status(s) != CAIRO_STATUS_SUCCESS) return tk_error(TK_ENOMEM, "cairo surface");
+  int rc = draw(v, t, s);
+  if (!rc) {
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (cairo_surface_write_to_png(s, tmp) != CAIRO_STATUS_SUCCESS || rename(tmp, path)) {
+      remove(tmp);
+      rc = tk_error(TK_EIO, "%s: cannot write the PNG", path);
+    }
+  }
+  cairo_surface_destroy(s);
+  return rc;
+}
