@@ -132,3 +132,38 @@ Test(viewer, refusals, .timeout = 60) {
   cr_assert(strstr(out, "demo_7"), "%s", out);
   free(out);
 }
+
+/* The dataset suite's corpus of malformed files (make_malformed.py): the viewer refuses each invalid
+ * one with one line naming it and exit 1, draws the valid ones, and never crashes. */
+Test(viewer, malformed_corpus, .timeout = 300) {
+  const char *d = tt_tmpdir();
+  char *out = NULL;
+  int rc = tt_run(&out, "%s %s %s", getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3",
+                  tt_src("tests/dataset/make_malformed.py"), d);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  char man[4300], line[1024];
+  snprintf(man, sizeof man, "%s/manifest.tsv", d);
+  FILE *f = fopen(man, "r");
+  cr_assert(f);
+  int n = 0, refused = 0;
+  while (fgets(line, sizeof line, f)) {
+    char *file = strtok(line, "\t\n"), *status = strtok(NULL, "\t\n");
+    if (!file || !status) continue;
+    char path[4300], png[4400];
+    snprintf(path, sizeof path, "%s/%s", d, file);
+    snprintf(png, sizeof png, "%s/%s.png", d, file);
+    rc = tt_run(&out, "DK_OPEN_TIMEOUT=10 %s %s --export %s", viewer(), path, png);
+    cr_assert(rc == 0 || rc == 1, "%s: exit %d (a crash?): %s", file, rc, out);
+    if (!strcmp(status, "invalid")) {
+      cr_assert_eq(rc, 1, "%s is invalid but the viewer drew it: %s", file, out);
+      cr_assert(strstr(out, file), "%s: the message names the file: %s", file, out);
+      refused++;
+    }
+    free(out);
+    n++;
+  }
+  fclose(f);
+  cr_assert_gt(n, 50);
+  printf("viewer: %d corpus files, %d invalid ones refused\n", n, refused);
+}
