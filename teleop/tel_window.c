@@ -87,6 +87,9 @@ struct telWindow {
   int drag; /* SDL_BUTTON_LEFT / SDL_BUTTON_RIGHT while dragging, else 0 */
   PFN_PixelStorei PixelStorei;
   hudFrame hud;
+  uint8_t *strip; /* telHud.strip_rgb as last drawn, rows bottom-up (GL's order) */
+  int strip_w, strip_h;
+  size_t strip_cap;
 };
 
 /* ---- GL context: current on entry, released on exit ---- */
@@ -241,6 +244,7 @@ void tel_window_close(telWindow *w) {
   if (w->ctx) SDL_GL_DeleteContext(w->ctx);
   if (w->win) SDL_DestroyWindow(w->win);
   if (w->scn_made) mjv_freeScene(&w->scn);
+  free(w->strip);
   free(w);
 }
 
@@ -538,7 +542,31 @@ static void hud_draw(telWindow *w, mjrRect vp, const hudFrame *f) {
 static void render_frame(telWindow *w, mjrRect vp) {
   mjr_setBuffer(mjFB_WINDOW, &w->con);
   mjr_render(vp, &w->scn, &w->con);
-  if (w->hud.on) hud_draw(w, vp, &w->hud);
+  int sh = 0;
+  if (w->strip_h > 0) {
+    sh = TK_MIN(w->strip_h, vp.height);
+    w->PixelStorei(GL_UNPACK_ALIGNMENT, 1);
+    mjr_drawPixels(w->strip, NULL, (mjrRect){vp.left, vp.bottom, TK_MIN(w->strip_w, vp.width), sh}, &w->con);
+  }
+  if (w->hud.on) hud_draw(w, (mjrRect){vp.left, vp.bottom + sh, vp.width, vp.height - sh}, &w->hud);
+}
+
+/* Keep a copy of the HUD's strip image, flipped to GL's bottom-up rows. */
+static int strip_capture(telWindow *w, const telHud *h) {
+  w->strip_w = w->strip_h = 0;
+  if (!h || !h->strip_rgb || h->strip_w <= 0 || h->strip_h <= 0) return 0;
+  size_t row = (size_t)h->strip_w * 3, need = row * (size_t)h->strip_h;
+  if (need > w->strip_cap) {
+    uint8_t *p = realloc(w->strip, need);
+    if (!p) return tk_error(TK_ENOMEM, "out of memory");
+    w->strip = p;
+    w->strip_cap = need;
+  }
+  for (int y = 0; y < h->strip_h; y++)
+    memcpy(w->strip + (size_t)(h->strip_h - 1 - y) * row, h->strip_rgb + (size_t)y * row, row);
+  w->strip_w = h->strip_w;
+  w->strip_h = h->strip_h;
+  return 0;
 }
 
 int tel_window_draw(telWindow *w, const mjModel *m, mjData *d, const telHud *hud) {
@@ -546,7 +574,8 @@ int tel_window_draw(telWindow *w, const mjModel *m, mjData *d, const telHud *hud
   if (m != w->m) return tk_error(TK_EINVAL, "tel_window_draw: the window was opened for another model");
   mjv_updateScene(m, d, &w->opt, &w->pert, &w->cam, mjCAT_ALL, &w->scn); /* no GL */
   hud_capture(&w->hud, hud);
-  int rc = ctx_on(w);
+  int rc = strip_capture(w, hud);
+  if (!rc) rc = ctx_on(w);
   if (rc) return rc;
   int dw = 0, dh = 0;
   SDL_GL_GetDrawableSize(w->win, &dw, &dh);

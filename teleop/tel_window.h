@@ -54,6 +54,10 @@ typedef struct {
   const char *legend;
   const char *message; /* one line at the bottom: errors, "saved demo_12" */
   int message_tone;    /* TEL_TONE_* */
+  /* An RGB image (rows top-down, strip_w x strip_h) drawn across the bottom of the window, under
+   * the rest of the HUD (the viewer's plots); copied at tel_window_draw. NULL: none. */
+  const uint8_t *strip_rgb;
+  int strip_w, strip_h;
 } telHud;
 
 /* Open a width x height window titled title, with an OpenGL context and MuJoCo's rendering

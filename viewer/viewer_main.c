@@ -9,27 +9,32 @@
 #include "vw.h"
 
 static void usage(FILE *f) {
-  fprintf(
-      f,
-      "usage: viewer DATASET.h5 --demo N --frame T --export OUT.png\n"
-      "       viewer DATASET.h5 --demo N --export-all DIR\n"
-      "\n"
-      "Look at a recorded episode: the MuJoCo scene set exactly from the stored state (agentview camera),\n"
-      "the recorded camera frames, and the actions, rewards and interventions plotted over the episode\n"
-      "with a cursor at the frame, as one 1280x720 PNG. Files without states (other tools') get the\n"
-      "frames and plots, and a line saying why the scene is absent.\n"
-      "\n"
-      "  --demo N          demo_N (default: the first demo)\n"
-      "  --frame T         step (default 0; negative counts from the end)\n"
-      "  --export OUT.png  write that frame\n"
-      "  --export-all DIR  write every frame of the demo as DIR/frame_00000.png, ...\n"
-      "\n"
-      "The interactive window (play, scrub, orbit, episode list, watching a policy) is not written yet.\n"
-      "Exit status: 0 written, 1 error (one line naming the file and the problem), 2 usage.\n");
+  fputs("usage: viewer DATASET.h5 [--demo N]                       the window\n"
+        "       viewer DATASET.h5 --demo N --frame T --export OUT.png  one frame, headless\n"
+        "       viewer DATASET.h5 --demo N --export-all DIR            every frame, headless\n"
+        "\n"
+        "Look at a recorded episode: the MuJoCo scene set exactly from the stored state (agentview camera),\n"
+        "the actions, rewards and interventions plotted over the episode with a cursor at the frame, and\n"
+        "(exports) the recorded camera frames. Files without states (other tools') export frames and\n"
+        "plots, with a line saying why the scene is absent.\n"
+        "\n"
+        "  --demo N          demo_N (default: the first demo)\n"
+        "  --frame T         step (default 0; negative counts from the end)\n"
+        "  --export OUT.png  write that frame as a 1280x720 PNG (no display needed)\n"
+        "  --export-all DIR  write every frame of the demo as DIR/frame_00000.png, ...\n"
+        "  --screenshot F    window: save the last frame shown to F when it closes\n"
+        "  --frames K        window: close after K frames (scripts and tests)\n"
+        "\n"
+        "Window keys: Space play/pause, Left/Right step, Up/Down speed, Home/End, N/P next/previous demo,\n"
+        "Q or Esc quit; drag to orbit (right button pans), wheel zooms. Watching a policy act (--policy)\n"
+        "is not written yet: bc-eval --save writes its rollouts as a dataset to view.\n"
+        "Exit status: 0 done, 1 error (one line naming the file and the problem), 2 usage.\n",
+        f);
 }
 
 int main(int argc, char **argv) {
-  const char *path = NULL, *out = NULL, *dir = NULL;
+  const char *path = NULL, *out = NULL, *dir = NULL, *shot = NULL;
+  int frames = 0;
   long long demo = -1, frame = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -46,6 +51,15 @@ int main(int argc, char **argv) {
       out = argv[++i];
     } else if (!strcmp(a, "--export-all")) {
       dir = argv[++i];
+    } else if (!strcmp(a, "--screenshot")) {
+      shot = argv[++i];
+    } else if (!strcmp(a, "--frames")) {
+      if (tk_parse_i64(v, &x) || x < 1) {
+        fprintf(stderr, "viewer: --frames %s: expected a count >= 1\n", v);
+        return 2;
+      }
+      i++;
+      frames = (int)x;
     } else if (!strcmp(a, "--demo") || !strcmp(a, "--frame")) {
       if (tk_parse_i64(v, &x) || (!strcmp(a, "--demo") && x < 0)) {
         fprintf(stderr, "viewer: %s %s: expected an integer%s\n", a, v, !strcmp(a, "--demo") ? " >= 0" : "");
@@ -64,11 +78,6 @@ int main(int argc, char **argv) {
   }
   if (!path) {
     usage(stderr);
-    return 2;
-  }
-  if (!out && !dir) {
-    fprintf(stderr,
-            "viewer: the interactive window is not written yet: use --export OUT.png or --export-all DIR\n");
     return 2;
   }
   const char *tmo = getenv("DK_OPEN_TIMEOUT");
@@ -92,6 +101,13 @@ int main(int argc, char **argv) {
     fprintf(stderr, "viewer: %s: no demos\n", path);
     ds_close(f);
     return 1;
+  }
+  if (!out && !dir) { /* the window */
+    int rc = vw_window_run(f, pos, shot, frames);
+    if (rc) tk_die_msg("viewer");
+    ds_close(f);
+    tk_plot_cleanup();
+    return rc ? 1 : 0;
   }
   vwEpisode *v;
   int rc = vw_episode_open(f, pos, &v);

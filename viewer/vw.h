@@ -32,6 +32,20 @@ const char *vw_why_no_scene(const vwEpisode *v); /* NULL when the scene is shown
 int vw_draw_frame(vwEpisode *v, int64_t t, uint8_t *rgb);
 /* The same, written as a PNG. */
 int vw_export_png(vwEpisode *v, int64_t t, const char *path);
+/* Only the plots (actions; reward and interventions) with the cursor at t, w x h RGB rows. */
+int vw_draw_plots(vwEpisode *v, int64_t t, int w, int h, uint8_t *rgb);
+/* Set the simulator to the stored state of frame t (TK_EINVAL without a scene). */
+int vw_set_scene(vwEpisode *v, int64_t t);
+capModel *vw_model(vwEpisode *v); /* NULL without a scene */
+capEnv *vw_env(vwEpisode *v);
+const dsDemoInfo *vw_info(const vwEpisode *v);
+const double *vw_action(const vwEpisode *v, int64_t t);
+/* Write RGB rows (w x h) as a PNG (temp file, rename). */
+int vw_write_png(const uint8_t *rgb, int w, int h, const char *path);
+
+/* The interactive window on demo position pos (needs a display and the scene). screenshot: save the
+ * last frame there when the window closes; frames > 0: close after that many frames (tests). */
+int vw_window_run(dsFile *f, int pos, const char *screenshot, int frames);
 
 #ifdef __cplusplus
 }

@@ -126,6 +126,33 @@ static void paste_rgb(cairo_t *cr, const uint8_t *rgb, int w, int h, double x, d
   cairo_surface_destroy(img);
 }
 
+/* The plots with a cursor at t, into the rectangle (x, y, w, h) of cr. */
+static int draw_plots(vwEpisode *v, int64_t t, cairo_t *cr, double x, double y, double w, double h) {
+  const int64_t N = v->e.num_samples;
+  int rc = 0;
+  /* plots with a cursor at the frame */
+  static const char *const names7[] = {"dx", "dy", "dz", "drx", "dry", "drz", "grip"};
+  char anames[16][8];
+  tkSeries as[16];
+  int na = v->A < 16 ? v->A : 16;
+  for (int i = 0; i < na; i++) {
+    if (v->A == 7)
+      snprintf(anames[i], sizeof anames[i], "%s", names7[i]);
+    else
+      snprintf(anames[i], sizeof anames[i], "a%d", i);
+    as[i] = (tkSeries){anames[i], v->x, v->act_cols + (size_t)i * N, (int)N};
+  }
+  tkPlotOpts ao = {.title = "actions", .xlabel = "step", .ymin = -1.05, .ymax = 1.05, .fixed_y = 1};
+  cairo_set_source_rgb(cr, 1, 1, 1);
+  cairo_rectangle(cr, x, y, w, h);
+  cairo_fill(cr);
+  if (!rc) rc = tk_plot_draw(cr, x, y, w / 2, h, &ao, as, na, (double)t);
+  tkSeries rs[2] = {{"reward", v->x, v->reward, (int)N}, {"intervention", v->x, v->interv, (int)N}};
+  tkPlotOpts ro = {.title = "reward and interventions", .xlabel = "step"};
+  if (!rc) rc = tk_plot_draw(cr, x + w / 2, y, w / 2, h, &ro, rs, v->e.interventions ? 2 : 1, (double)t);
+  return rc;
+}
+
 static int draw(vwEpisode *v, int64_t t, cairo_surface_t *s) {
   const int64_t N = v->e.num_samples;
   if (t < 0 || t >= N)
@@ -177,49 +204,19 @@ static int draw(vwEpisode *v, int64_t t, cairo_surface_t *s) {
     cairo_set_source_rgb(cr, 0.6, 0.6, 0.6);
     text(cr, SCENE_W + 20, 60, 13, "no camera frames recorded");
   }
-  /* plots with a cursor at the frame */
-  static const char *const names7[] = {"dx", "dy", "dz", "drx", "dry", "drz", "grip"};
-  char anames[16][8];
-  tkSeries as[16];
-  int na = v->A < 16 ? v->A : 16;
-  for (int i = 0; i < na; i++) {
-    if (v->A == 7)
-      snprintf(anames[i], sizeof anames[i], "%s", names7[i]);
-    else
-      snprintf(anames[i], sizeof anames[i], "a%d", i);
-    as[i] = (tkSeries){anames[i], v->x, v->act_cols + (size_t)i * N, (int)N};
-  }
-  tkPlotOpts ao = {.title = "actions", .xlabel = "step", .ymin = -1.05, .ymax = 1.05, .fixed_y = 1};
-  cairo_set_source_rgb(cr, 1, 1, 1);
-  cairo_rectangle(cr, 0, SCENE_H, VW_WIDTH, VW_HEIGHT - SCENE_H);
-  cairo_fill(cr);
-  if (!rc) rc = tk_plot_draw(cr, 0, SCENE_H, VW_WIDTH / 2.0, VW_HEIGHT - SCENE_H, &ao, as, na, (double)t);
-  tkSeries rs[2] = {{"reward", v->x, v->reward, (int)N}, {"intervention", v->x, v->interv, (int)N}};
-  tkPlotOpts ro = {.title = "reward and interventions", .xlabel = "step"};
-  if (!rc)
-    rc = tk_plot_draw(cr, VW_WIDTH / 2.0, SCENE_H, VW_WIDTH / 2.0, VW_HEIGHT - SCENE_H, &ro, rs,
-                      v->e.interventions ? 2 : 1, (double)t);
+  if (!rc) rc = draw_plots(v, t, cr, 0, SCENE_H, VW_WIDTH, VW_HEIGHT - SCENE_H);
   cairo_destroy(cr);
   cairo_surface_flush(s);
   return rc;
 }
 
+static void surface_rgb(cairo_surface_t *s, int w, int h, uint8_t *rgb);
+
 int vw_draw_frame(vwEpisode *v, int64_t t, uint8_t *rgb) {
   cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, VW_WIDTH, VW_HEIGHT);
   if (cairo_surface_status(s) != CAIRO_STATUS_SUCCESS) return tk_error(TK_ENOMEM, "cairo surface");
   int rc = draw(v, t, s);
-  if (!rc) {
-    const uint8_t *d = cairo_image_surface_get_data(s);
-    int stride = cairo_image_surface_get_stride(s);
-    for (int r = 0; r < VW_HEIGHT; r++)
-      for (int c = 0; c < VW_WIDTH; c++) {
-        uint32_t p = ((const uint32_t *)(d + (size_t)r * stride))[c];
-        uint8_t *o = rgb + ((size_t)r * VW_WIDTH + c) * 3;
-        o[0] = (uint8_t)(p >> 16);
-        o[1] = (uint8_t)(p >> 8);
-        o[2] = (uint8_t)p;
-      }
-  }
+  if (!rc) surface_rgb(s, VW_WIDTH, VW_HEIGHT, rgb);
   cairo_surface_destroy(s);
   return rc;
 }
@@ -235,6 +232,70 @@ int vw_export_png(vwEpisode *v, int64_t t, const char *path) {
       remove(tmp);
       rc = tk_error(TK_EIO, "%s: cannot write the PNG", path);
     }
+  }
+  cairo_surface_destroy(s);
+  return rc;
+}
+
+/* RGB24 cairo surface -> RGB rows */
+static void surface_rgb(cairo_surface_t *s, int w, int h, uint8_t *rgb) {
+  const uint8_t *d = cairo_image_surface_get_data(s);
+  int stride = cairo_image_surface_get_stride(s);
+  for (int r = 0; r < h; r++)
+    for (int c = 0; c < w; c++) {
+      uint32_t p = ((const uint32_t *)(d + (size_t)r * stride))[c];
+      uint8_t *o = rgb + ((size_t)r * w + c) * 3;
+      o[0] = (uint8_t)(p >> 16);
+      o[1] = (uint8_t)(p >> 8);
+      o[2] = (uint8_t)p;
+    }
+}
+
+int vw_draw_plots(vwEpisode *v, int64_t t, int w, int h, uint8_t *rgb) {
+  if (t < 0 || t >= v->e.num_samples)
+    return tk_error(TK_ERANGE, "frame %lld outside the episode", (long long)t);
+  cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);
+  if (cairo_surface_status(s) != CAIRO_STATUS_SUCCESS) return tk_error(TK_ENOMEM, "cairo surface");
+  cairo_t *cr = cairo_create(s);
+  int rc = draw_plots(v, t, cr, 0, 0, w, h);
+  cairo_destroy(cr);
+  cairo_surface_flush(s);
+  if (!rc) surface_rgb(s, w, h, rgb);
+  cairo_surface_destroy(s);
+  return rc;
+}
+
+int vw_set_scene(vwEpisode *v, int64_t t) {
+  if (!v->env) return tk_error(TK_EINVAL, "%s", v->why);
+  if (t < 0 || t >= v->e.num_samples)
+    return tk_error(TK_ERANGE, "frame %lld outside the episode", (long long)t);
+  capObs o;
+  return cap_env_set_state(v->env, v->e.states + t * v->S, &o);
+}
+
+capModel *vw_model(vwEpisode *v) { return v->model; }
+capEnv *vw_env(vwEpisode *v) { return v->env; }
+const dsDemoInfo *vw_info(const vwEpisode *v) { return &v->info; }
+const double *vw_action(const vwEpisode *v, int64_t t) { return v->e.actions + t * v->A; }
+
+int vw_write_png(const uint8_t *rgb, int w, int h, const char *path) {
+  cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);
+  if (cairo_surface_status(s) != CAIRO_STATUS_SUCCESS) return tk_error(TK_ENOMEM, "cairo surface");
+  cairo_surface_flush(s);
+  uint8_t *d = cairo_image_surface_get_data(s);
+  int stride = cairo_image_surface_get_stride(s);
+  for (int r = 0; r < h; r++)
+    for (int c = 0; c < w; c++) {
+      const uint8_t *p = rgb + ((size_t)r * w + c) * 3;
+      ((uint32_t *)(d + (size_t)r * stride))[c] = (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
+    }
+  cairo_surface_mark_dirty(s);
+  char tmp[4200];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  int rc = 0;
+  if (cairo_surface_write_to_png(s, tmp) != CAIRO_STATUS_SUCCESS || rename(tmp, path)) {
+    remove(tmp);
+    rc = tk_error(TK_EIO, "%s: cannot write the PNG", path);
   }
   cairo_surface_destroy(s);
   return rc;

@@ -167,3 +167,34 @@ Test(viewer, malformed_corpus, .timeout = 300) {
   cr_assert_gt(n, 50);
   printf("viewer: %d corpus files, %d invalid ones refused\n", n, refused);
 }
+
+/* The window under Xvfb: it plays the demo (to its last step), and its last frame shows the scene, the
+ * HUD and the plot strip along the bottom. */
+Test(viewer, window_plays_and_shows_plots, .timeout = 180) {
+  const char *d = tt_tmpdir();
+  char data[4200], shot[4200];
+  snprintf(data, sizeof data, "%s/d.h5", d);
+  snprintf(shot, sizeof shot, "%s/win.png", d);
+  char *out = NULL;
+  int rc = tt_run(
+      &out, "%s --task lift --device scripted --headless --episodes 1 --noise 0 --fast --quiet --out %s",
+      tt_build("teleop/teleop"), data);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  /* leak checking off for this process only: the X server's GL stack keeps its allocations */
+  rc = tt_run(
+      &out,
+      "ASAN_OPTIONS=\"$ASAN_OPTIONS:detect_leaks=0\" xvfb-run -a -s '-screen 0 1280x720x24' %s %s --demo 0 "
+      "--frames 120 --screenshot %s",
+      viewer(), data, shot);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  img im;
+  load(shot, &im);
+  cr_assert_eq(im.w, 1280);
+  cr_assert_gt(colours(&im, 0, 0, im.w, im.h - 200), 30, "the scene is a picture");
+  /* the plot strip: white background with the first series' colour in the action plot */
+  cr_assert_gt(count_colour(&im, 0, im.h - 200, 640, im.h, 0xffffff), 20000, "the strip's background");
+  cr_assert_gt(count_colour(&im, 0, im.h - 200, 640, im.h, tk_plot_color(0)), 50, "the action plot's lines");
+  cairo_surface_destroy(im.s);
+}

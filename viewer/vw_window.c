@@ -1,0 +1,151 @@
+/* viewer/vw_window.c -- the interactive viewer: the scene set from the stored states in teleop's
+ * window (mouse orbit, HUD), the plots as a strip along the bottom, keyboard playback controls. */
+#include <SDL2/SDL.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tel_window.h"
+#include "vw.h"
+
+#define STRIP_H 200
+
+static const char *LEGEND = "Space\tplay / pause\n"
+                            "Left / Right\tstep back / forward\n"
+                            "Up / Down\tfaster / slower\n"
+                            "Home / End\tfirst / last step\n"
+                            "N / P\tnext / previous demo\n"
+                            "drag / wheel\torbit, pan / zoom\n"
+                            "Q / Esc\tquit";
+
+int vw_window_run(dsFile *f, int pos, const char *screenshot, int frames) {
+  if (SDL_Init(SDL_INIT_VIDEO | SDL_INIT_EVENTS) < 0)
+    return tk_error(TK_EIO, "no display for the viewer window (%s): use --export", SDL_GetError());
+  vwEpisode *v = NULL;
+  telWindow *win = NULL;
+  uint8_t *strip = NULL;
+  int rc = vw_episode_open(f, pos, &v);
+  if (!rc && !vw_model(v))
+    rc = tk_error(TK_EINVAL, "%s: %s; --export draws the frames and plots", ds_path(f), vw_why_no_scene(v));
+  int W = 1280, H = 720;
+  if (!rc) {
+    char title[300];
+    snprintf(title, sizeof title, "demokit viewer: %s", ds_path(f));
+    rc = tel_window_open(cap_model_mujoco(vw_model(v)), W, H, title, &win);
+    if (!rc) tel_window_camera(win, "agentview");
+  }
+  if (!rc && !(strip = malloc((size_t)W * STRIP_H * 3))) rc = tk_error(TK_ENOMEM, "out of memory");
+  int ns = 0, nf = 0;
+  for (int i = 0; i < ds_num_demos(f); i++) {
+    ns += ds_demo(f, i)->success == 1;
+    nf += ds_demo(f, i)->success == 0;
+  }
+  double t = 0, speed = 1;
+  int playing = 1, quit = 0, drawn = 0;
+  int64_t last_t = -1;
+  double last = tk_now_s();
+  while (!rc && !quit) {
+    SDL_Event ev;
+    int next = 0;
+    while (SDL_PollEvent(&ev)) {
+      if (tel_window_events(win, &ev)) quit = 1;
+      if (ev.type != SDL_KEYDOWN) continue;
+      int64_t n = vw_episode_length(v);
+      switch (ev.key.keysym.sym) {
+      case SDLK_SPACE: playing = !playing; break;
+      case SDLK_RIGHT:
+        playing = 0;
+        t = fmin(n - 1, floor(t) + 1);
+        break;
+      case SDLK_LEFT:
+        playing = 0;
+        t = fmax(0, floor(t) - 1);
+        break;
+      case SDLK_UP: speed = fmin(16, speed * 2); break;
+      case SDLK_DOWN: speed = fmax(1.0 / 16, speed / 2); break;
+      case SDLK_HOME: t = 0; break;
+      case SDLK_END: t = n - 1; break;
+      case SDLK_n: next = 1; break;
+      case SDLK_p: next = -1; break;
+      case SDLK_q:
+      case SDLK_ESCAPE: quit = 1; break;
+      default: break;
+      }
+    }
+    if (next) { /* another demo of the same file: same task, same model */
+      int np = (pos + next + ds_num_demos(f)) % ds_num_demos(f);
+      vwEpisode *nv;
+      if ((rc = vw_episode_open(f, np, &nv))) break;
+      if (!vw_model(nv)) {
+        vw_episode_free(nv);
+      } else {
+        tel_window_close(win);
+        win = NULL;
+        vw_episode_free(v);
+        v = nv;
+        pos = np;
+        t = 0;
+        last_t = -1;
+        char title[300];
+        snprintf(title, sizeof title, "demokit viewer: %s", ds_path(f));
+        if ((rc = tel_window_open(cap_model_mujoco(vw_model(v)), W, H, title, &win))) break;
+        tel_window_camera(win, "agentview");
+      }
+    }
+    const dsDemoInfo *di = vw_info(v);
+    int64_t n = vw_episode_length(v);
+    double now = tk_now_s(), hz = di->control_hz > 0 ? di->control_hz : 20;
+    if (playing) t += (now - last) * hz * speed;
+    last = now;
+    if (t >= n - 1) {
+      t = n - 1;
+      playing = 0;
+    }
+    int64_t ti = (int64_t)t;
+    if (ti != last_t) {
+      if ((rc = vw_set_scene(v, ti)) || (rc = vw_draw_plots(v, ti, W, STRIP_H, strip))) break;
+      last_t = ti;
+    }
+    char state[64], msg[200];
+    snprintf(state, sizeof state, "%s x%g", playing ? "playing" : "paused", speed);
+    snprintf(msg, sizeof msg, "%s  step %lld / %lld  %s", di->name, (long long)ti, (long long)n,
+             di->success == 1   ? "success"
+             : di->success == 0 ? "failure"
+                                : "");
+    telHud h = {.state = state,
+                .tone = playing ? TEL_TONE_REC : TEL_TONE_IDLE,
+                .n_success = ns,
+                .n_failure = nf,
+                .episode = pos + 1,
+                .episode_time = ti / hz,
+                .rate_hz = hz * speed,
+                .device = ds_path(f),
+                .action = vw_action(v, ti),
+                .action_dim = ds_schema(f)->action_dim,
+                .legend = LEGEND,
+                .message = msg,
+                .message_tone = TEL_TONE_INFO,
+                .strip_rgb = strip,
+                .strip_w = W,
+                .strip_h = STRIP_H};
+    if ((rc = tel_window_draw(win, cap_model_mujoco(vw_model(v)), cap_env_mujoco_data(vw_env(v)), &h))) break;
+    drawn++;
+    if (frames > 0 && drawn >= frames) quit = 1;
+    SDL_Delay(15);
+  }
+  if (!rc && screenshot && win) {
+    int w = 0, hh = 0;
+    tel_window_screenshot(win, NULL, 0, &w, &hh);
+    uint8_t *rgb = malloc((size_t)w * hh * 3);
+    if (!rgb || (rc = tel_window_screenshot(win, rgb, (size_t)w * hh * 3, &w, &hh)) == 0) {
+      rc = rgb ? vw_write_png(rgb, w, hh, screenshot) : tk_error(TK_ENOMEM, "out of memory");
+    }
+    free(rgb);
+  }
+  free(strip);
+  tel_window_close(win);
+  vw_episode_free(v);
+  SDL_Quit();
+  return rc;
+}
