@@ -26,14 +26,18 @@ static void usage(FILE *f) {
         "  --frames K        window: close after K frames (scripts and tests)\n"
         "\n"
         "Window keys: Space play/pause, Left/Right step, Up/Down speed, Home/End, N/P next/previous demo,\n"
-        "Q or Esc quit; drag to orbit (right button pans), wheel zooms. Watching a policy act (--policy)\n"
-        "is not written yet: bc-eval --save writes its rollouts as a dataset to view.\n"
+        "Q or Esc quit; drag to orbit (right button pans), wheel zooms.\n"
+        "\n"
+        "       viewer --policy P.h5 [--task NAME] [--seed S]          watch a policy act live\n"
+        "A policy file (bc-train's or rl-finetune's) drives the task at its control rate, episode after\n"
+        "episode from seed S (default 1000000000, bc-eval's held-out seeds), its actions plotted below.\n"
         "Exit status: 0 done, 1 error (one line naming the file and the problem), 2 usage.\n",
         f);
 }
 
 int main(int argc, char **argv) {
-  const char *path = NULL, *out = NULL, *dir = NULL, *shot = NULL;
+  const char *path = NULL, *out = NULL, *dir = NULL, *shot = NULL, *policy = NULL, *task = NULL;
+  uint64_t seed = 1000000000ull; /* bc-eval's held-out seeds */
   int frames = 0;
   long long demo = -1, frame = 0;
   for (int i = 1; i < argc; i++) {
@@ -51,6 +55,17 @@ int main(int argc, char **argv) {
       out = argv[++i];
     } else if (!strcmp(a, "--export-all")) {
       dir = argv[++i];
+    } else if (!strcmp(a, "--policy")) {
+      policy = argv[++i];
+    } else if (!strcmp(a, "--task")) {
+      task = argv[++i];
+    } else if (!strcmp(a, "--seed")) {
+      if (tk_parse_i64(v, &x) || x < 0) {
+        fprintf(stderr, "viewer: --seed %s: expected an integer >= 0\n", v);
+        return 2;
+      }
+      i++;
+      seed = (uint64_t)x;
     } else if (!strcmp(a, "--screenshot")) {
       shot = argv[++i];
     } else if (!strcmp(a, "--frames")) {
@@ -75,6 +90,16 @@ int main(int argc, char **argv) {
       usage(stderr);
       return 2;
     }
+  }
+  if (policy) { /* watch a policy act live */
+    if (path || out || dir) {
+      fprintf(stderr, "viewer: --policy shows a policy acting live; it takes no dataset or export\n");
+      return 2;
+    }
+    int rc = vw_watch_policy(policy, task, seed, shot, frames);
+    if (rc) tk_die_msg("viewer");
+    tk_plot_cleanup();
+    return rc ? 1 : 0;
   }
   if (!path) {
     usage(stderr);

@@ -46,6 +46,9 @@ int vw_write_png(const uint8_t *rgb, int w, int h, const char *path);
 /* The interactive window on demo position pos (needs a display and the scene). screenshot: save the
  * last frame there when the window closes; frames > 0: close after that many frames (tests). */
 int vw_window_run(dsFile *f, int pos, const char *screenshot, int frames);
+/* Watch a policy file act on a task (NULL: the policy's) in the window, episode after episode from
+ * seed, seed + 1, ... (same screenshot/frames as vw_window_run). */
+int vw_watch_policy(const char *policy, const char *task, uint64_t seed, const char *screenshot, int frames);
 
 #ifdef __cplusplus
 }

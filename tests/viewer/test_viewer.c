@@ -198,3 +198,50 @@ Test(viewer, window_plays_and_shows_plots, .timeout = 180) {
   cr_assert_gt(count_colour(&im, 0, im.h - 200, 640, im.h, tk_plot_color(0)), 50, "the action plot's lines");
   cairo_surface_destroy(im.s);
 }
+
+/* Watching a policy: a small policy drives lift live under Xvfb; a policy for other observations is
+ * refused with both sides named. */
+#include "bc.h"
+Test(viewer, watch_a_policy, .timeout = 180) {
+  const char *d = tt_tmpdir();
+  char pol[4200], bad[4200], shot[4200];
+  snprintf(pol, sizeof pol, "%s/p.h5", d);
+  snprintf(bad, sizeof bad, "%s/bad.h5", d);
+  snprintf(shot, sizeof shot, "%s/pol.png", d);
+  const char *keys[] = {"object", "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos"};
+  int dims[] = {10, 3, 4, 2}, bdims[] = {16, 3, 4, 2};
+  nnArch a;
+  nn_arch_default(&a);
+  a.obs_dim = 19;
+  a.act_dim = 7;
+  a.n_hidden = 1;
+  a.hidden[0] = 16;
+  a.tanh = 1;
+  bcPolicy *p = bc_policy_make(&a, 4, keys, dims, 3);
+  cr_assert(p, "%s", tk_errmsg());
+  snprintf(p->task, sizeof p->task, "lift");
+  cr_assert_eq(bc_policy_save(p, pol), 0, "%s", tk_errmsg());
+  bc_policy_free(p);
+  a.obs_dim = 25;
+  p = bc_policy_make(&a, 4, keys, bdims, 3);
+  snprintf(p->task, sizeof p->task, "lift");
+  cr_assert_eq(bc_policy_save(p, bad), 0, "%s", tk_errmsg());
+  bc_policy_free(p);
+  char *out = NULL;
+  int rc = tt_run(
+      &out,
+      "ASAN_OPTIONS=\"$ASAN_OPTIONS:detect_leaks=0\" xvfb-run -a -s '-screen 0 1280x720x24' %s --policy %s "
+      "--frames 40 --screenshot %s",
+      viewer(), pol, shot);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  img im;
+  load(shot, &im);
+  cr_assert_gt(colours(&im, 0, 0, im.w, im.h - 200), 30, "the scene is a picture");
+  cr_assert_gt(count_colour(&im, 0, im.h - 200, im.w, im.h, tk_plot_color(0)), 20, "the actions are plotted");
+  cairo_surface_destroy(im.s);
+  rc = tt_run(&out, "%s --policy %s --frames 5", viewer(), bad);
+  cr_assert_eq(rc, 1, "%s", out);
+  cr_assert(strstr(out, "object(16)") && strstr(out, "object(10)"), "%s", out);
+  free(out);
+}
