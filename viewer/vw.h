@@ -32,8 +32,11 @@ const char *vw_why_no_scene(const vwEpisode *v); /* NULL when the scene is shown
 int vw_draw_frame(vwEpisode *v, int64_t t, uint8_t *rgb);
 /* The same, written as a PNG. */
 int vw_export_png(vwEpisode *v, int64_t t, const char *path);
-/* Only the plots (actions; reward and interventions) with the cursor at t, w x h RGB rows. */
+/* The strip the window shows: the recorded camera frames at t (if any), then the plots (actions;
+ * reward and interventions) with the cursor at t; w x h RGB rows. */
 int vw_draw_plots(vwEpisode *v, int64_t t, int w, int h, uint8_t *rgb);
+/* Where the plots start in that strip (after the camera frames), in pixels. */
+double vw_strip_plots_left(vwEpisode *v, int h);
 /* Set the simulator to the stored state of frame t (TK_EINVAL without a scene). */
 int vw_set_scene(vwEpisode *v, int64_t t);
 capModel *vw_model(vwEpisode *v); /* NULL without a scene */

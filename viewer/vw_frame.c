@@ -126,6 +126,26 @@ static void paste_rgb(cairo_t *cr, const uint8_t *rgb, int w, int h, double x, d
   cairo_surface_destroy(img);
 }
 
+/* Up to two recorded camera frames at frame t, in boxes of `box` pixels side by side from (x, y),
+ * each labelled with its key; returns how many were drawn. */
+static int draw_frames(vwEpisode *v, int64_t t, cairo_t *cr, double x, double y, double box, double grey) {
+  const dsSchema *sc = ds_schema(v->f);
+  int nimg = 0;
+  for (int k = 0; k < sc->nkeys && nimg < 2; k++) {
+    const dsKeySpec *ks = &sc->keys[k];
+    if (!ds_key_is_image(ks) || !v->e.obs[k] || ks->shape[2] != 3) continue;
+    int h = (int)ks->shape[0], w = (int)ks->shape[1];
+    double bx = x + nimg * (box + 10);
+    const uint8_t *frame = (const uint8_t *)v->e.obs[k] + (size_t)t * (size_t)h * (size_t)w * 3;
+    double sc_ = fmin(box / w, box / h);
+    paste_rgb(cr, frame, w, h, bx, y, w * sc_, h * sc_);
+    cairo_set_source_rgb(cr, grey, grey, grey);
+    text(cr, bx, y - 6, 12, ks->name);
+    nimg++;
+  }
+  return nimg;
+}
+
 /* The plots with a cursor at t, into the rectangle (x, y, w, h) of cr. */
 static int draw_plots(vwEpisode *v, int64_t t, cairo_t *cr, double x, double y, double w, double h) {
   const int64_t N = v->e.num_samples;
@@ -186,21 +206,7 @@ static int draw(vwEpisode *v, int64_t t, cairo_surface_t *s) {
   cairo_set_source_rgb(cr, 1, 1, 1);
   text(cr, 10, 19, 15, head);
   /* recorded camera frames, right of the scene */
-  const dsSchema *sc = ds_schema(v->f);
-  int nimg = 0;
-  for (int k = 0; k < sc->nkeys && nimg < 2; k++) {
-    const dsKeySpec *ks = &sc->keys[k];
-    if (!ds_key_is_image(ks) || !v->e.obs[k] || ks->shape[2] != 3) continue;
-    int h = (int)ks->shape[0], w = (int)ks->shape[1];
-    double box = 300, x = SCENE_W + 10 + nimg * (box + 10), y = 40;
-    const uint8_t *frame = (const uint8_t *)v->e.obs[k] + (size_t)t * (size_t)h * (size_t)w * 3;
-    double sc_ = fmin(box / w, box / h);
-    paste_rgb(cr, frame, w, h, x, y, w * sc_, h * sc_);
-    cairo_set_source_rgb(cr, 0.9, 0.9, 0.9);
-    text(cr, x, y - 8, 13, ks->name);
-    nimg++;
-  }
-  if (!nimg) {
+  if (!draw_frames(v, t, cr, SCENE_W + 10, 40, 300, 0.9)) {
     cairo_set_source_rgb(cr, 0.6, 0.6, 0.6);
     text(cr, SCENE_W + 20, 60, 13, "no camera frames recorded");
   }
@@ -257,7 +263,14 @@ int vw_draw_plots(vwEpisode *v, int64_t t, int w, int h, uint8_t *rgb) {
   cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);
   if (cairo_surface_status(s) != CAIRO_STATUS_SUCCESS) return tk_error(TK_ENOMEM, "cairo surface");
   cairo_t *cr = cairo_create(s);
-  int rc = draw_plots(v, t, cr, 0, 0, w, h);
+  cairo_set_source_rgb(cr, 1, 1, 1);
+  cairo_paint(cr);
+  cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+  /* the recorded camera frames first (when there are any), then the plots */
+  double box = h - 30;
+  int n = draw_frames(v, t, cr, 10, 22, box, 0.2);
+  double left = n ? 10 + n * (box + 10) : 0;
+  int rc = draw_plots(v, t, cr, left, 0, w - left, h);
   cairo_destroy(cr);
   cairo_surface_flush(s);
   if (!rc) surface_rgb(s, w, h, rgb);
@@ -299,4 +312,12 @@ int vw_write_png(const uint8_t *rgb, int w, int h, const char *path) {
   }
   cairo_surface_destroy(s);
   return rc;
+}
+
+double vw_strip_plots_left(vwEpisode *v, int h) {
+  const dsSchema *sc = ds_schema(v->f);
+  int n = 0;
+  for (int k = 0; k < sc->nkeys && n < 2; k++)
+    n += ds_key_is_image(&sc->keys[k]) && v->e.obs[k] && sc->keys[k].shape[2] == 3;
+  return n ? 10 + n * (h - 30 + 10) : 0;
 }

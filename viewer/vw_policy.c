@@ -136,7 +136,6 @@ int vw_watch_policy(const char *policy, const char *task, uint64_t seed, const c
                 .episode = episodes + 1,
                 .episode_time = t / spec->control_hz,
                 .rate_hz = spec->control_hz,
-                .device = policy,
                 .action = act,
                 .action_dim = A,
                 .legend = "Space\tpause\ndrag / wheel\torbit, pan / zoom\nQ / Esc\tquit",

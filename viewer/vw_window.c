@@ -42,13 +42,32 @@ int vw_window_run(dsFile *f, int pos, const char *screenshot, int frames) {
     nf += ds_demo(f, i)->success == 0;
   }
   double t = 0, speed = 1;
-  int playing = 1, quit = 0, drawn = 0;
+  int playing = 1, quit = 0, drawn = 0, scrubbing = 0;
+  double strip_left = vw_strip_plots_left(v, STRIP_H);
+  char legend[1024];
   int64_t last_t = -1;
   double last = tk_now_s();
   while (!rc && !quit) {
     SDL_Event ev;
     int next = 0;
     while (SDL_PollEvent(&ev)) {
+      /* the strip along the bottom is the timeline: click or drag there to scrub */
+      int ww = W, wh = H;
+      SDL_GetWindowSize(tel_window_sdl(win), &ww, &wh);
+      int mx = -1, my = -1;
+      if (ev.type == SDL_MOUSEBUTTONDOWN && ev.button.button == SDL_BUTTON_LEFT)
+        mx = ev.button.x, my = ev.button.y;
+      if (ev.type == SDL_MOUSEMOTION && (ev.motion.state & SDL_BUTTON_LMASK) && scrubbing)
+        mx = ev.motion.x, my = ev.motion.y;
+      if (ev.type == SDL_MOUSEBUTTONUP) scrubbing = 0;
+      if (mx >= 0 && (scrubbing || my >= wh - STRIP_H * wh / H)) {
+        int64_t n = vw_episode_length(v);
+        double left = strip_left * ww / W;
+        t = fmax(0, fmin(n - 1, (mx - left) / fmax(1, ww - left) * n));
+        playing = 0;
+        scrubbing = 1;
+        continue;
+      }
       if (tel_window_events(win, &ev)) quit = 1;
       if (ev.type != SDL_KEYDOWN) continue;
       int64_t n = vw_episode_length(v);
@@ -86,6 +105,7 @@ int vw_window_run(dsFile *f, int pos, const char *screenshot, int frames) {
         v = nv;
         pos = np;
         t = 0;
+        strip_left = vw_strip_plots_left(v, STRIP_H);
         last_t = -1;
         char title[300];
         snprintf(title, sizeof title, "demokit viewer: %s", ds_path(f));
@@ -107,6 +127,18 @@ int vw_window_run(dsFile *f, int pos, const char *screenshot, int frames) {
       if ((rc = vw_set_scene(v, ti)) || (rc = vw_draw_plots(v, ti, W, STRIP_H, strip))) break;
       last_t = ti;
     }
+    /* the keys, then the demos around this one with their outcome and length */
+    size_t off = (size_t)snprintf(legend, sizeof legend, "%s\n \t \n", LEGEND);
+    int nd = ds_num_demos(f), first = pos - 3 < 0 ? 0 : pos - 3;
+    for (int i = first; i < nd && i < first + 7 && off < sizeof legend; i++) {
+      const dsDemoInfo *e = ds_demo(f, i);
+      off += (size_t)snprintf(legend + off, sizeof legend - off, "%s%s\t%s, %lld steps\n",
+                              i == pos ? "> " : "", e->name,
+                              e->success == 1   ? "success"
+                              : e->success == 0 ? "failure"
+                                                : "?",
+                              (long long)e->num_samples);
+    }
     char state[64], msg[200];
     snprintf(state, sizeof state, "%s x%g", playing ? "playing" : "paused", speed);
     snprintf(msg, sizeof msg, "%s  step %lld / %lld  %s", di->name, (long long)ti, (long long)n,
@@ -120,10 +152,9 @@ int vw_window_run(dsFile *f, int pos, const char *screenshot, int frames) {
                 .episode = pos + 1,
                 .episode_time = ti / hz,
                 .rate_hz = hz * speed,
-                .device = ds_path(f),
                 .action = vw_action(v, ti),
                 .action_dim = ds_schema(f)->action_dim,
-                .legend = LEGEND,
+                .legend = legend,
                 .message = msg,
                 .message_tone = TEL_TONE_INFO,
                 .strip_rgb = strip,
