@@ -267,7 +267,8 @@ int main(int argc, char **argv) {
     }
     tkSeries s[2] = {{"fine-tune from BC + demos", fx, fy, r.n_evals}, {"scratch", sx, sy, rs.n_evals}};
     char title[256];
-    snprintf(title, sizeof title, "SAC on %s: success rate on %d held-out seeds", so.task, o.eval_episodes);
+    snprintf(title, sizeof title, "SAC on %s: success rate on %d evaluation seeds (2000000000+)", so.task,
+             o.eval_episodes);
     tkPlotOpts po = {.title = title,
                      .xlabel = "environment steps",
                      .ylabel = "success rate",

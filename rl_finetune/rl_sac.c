@@ -787,8 +787,8 @@ static int evaluate(rlRun *R, rlResult *res, int64_t step, FILE *csv, double t0)
   }
   if (s >= o->target && res->steps_to_target < 0) res->steps_to_target = step;
   if (!o->quiet)
-    printf("%s: %lld env steps: success %.0f%% (%d held-out seeds), alpha %.3g\n", o->label, (long long)step,
-           100 * s, o->eval_episodes, exp(R->log_alpha));
+    printf("%s: %lld env steps: success %.0f%% (%d evaluation seeds), alpha %.3g\n", o->label,
+           (long long)step, 100 * s, o->eval_episodes, exp(R->log_alpha));
   return 0;
 }
 
