@@ -22,6 +22,7 @@ static void usage(FILE *f) {
         "  --frame T         step (default 0; negative counts from the end)\n"
         "  --export OUT.png  write that frame as a 1280x720 PNG (no display needed)\n"
         "  --export-all DIR  write every frame of the demo as DIR/frame_00000.png, ...\n"
+        "  --plot-keys a,b   also plot these low-dim observation keys (at most 8 series)\n"
         "  --screenshot F    window: save the last frame shown to F when it closes\n"
         "  --frames K        window: close after K frames (scripts and tests)\n"
         "\n"
@@ -36,7 +37,8 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-  const char *path = NULL, *out = NULL, *dir = NULL, *shot = NULL, *policy = NULL, *task = NULL;
+  const char *path = NULL, *out = NULL, *dir = NULL, *shot = NULL, *policy = NULL, *task = NULL,
+             *plot_keys = NULL;
   uint64_t seed = 1000000000ull; /* bc-eval's held-out seeds */
   int frames = 0;
   long long demo = -1, frame = 0;
@@ -66,6 +68,8 @@ int main(int argc, char **argv) {
       }
       i++;
       seed = (uint64_t)x;
+    } else if (!strcmp(a, "--plot-keys")) {
+      plot_keys = argv[++i];
     } else if (!strcmp(a, "--screenshot")) {
       shot = argv[++i];
     } else if (!strcmp(a, "--frames")) {
@@ -128,7 +132,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   if (!out && !dir) { /* the window */
-    int rc = vw_window_run(f, pos, shot, frames);
+    int rc = vw_window_run(f, pos, plot_keys, shot, frames);
     if (rc) tk_die_msg("viewer");
     ds_close(f);
     tk_plot_cleanup();
@@ -136,6 +140,7 @@ int main(int argc, char **argv) {
   }
   vwEpisode *v;
   int rc = vw_episode_open(f, pos, &v);
+  if (!rc && (rc = vw_set_plot_keys(v, plot_keys))) vw_episode_free(v);
   if (!rc) {
     if (vw_why_no_scene(v)) fprintf(stderr, "viewer: %s: %s\n", path, vw_why_no_scene(v));
     int64_t n = vw_episode_length(v);

@@ -35,6 +35,9 @@ int vw_export_png(vwEpisode *v, int64_t t, const char *path);
 /* The strip the window shows: the recorded camera frames at t (if any), then the plots (actions;
  * reward and interventions) with the cursor at t; w x h RGB rows. */
 int vw_draw_plots(vwEpisode *v, int64_t t, int w, int h, uint8_t *rgb);
+/* Also plot these low-dim observation keys (comma-separated; at most 8 series in all). NULL/"": none.
+ * An unknown or image key is TK_ENOTFOUND with the keys the file has. */
+int vw_set_plot_keys(vwEpisode *v, const char *keys);
 /* Where the plots start in that strip (after the camera frames), in pixels. */
 double vw_strip_plots_left(vwEpisode *v, int h);
 /* Set the simulator to the stored state of frame t (TK_EINVAL without a scene). */
@@ -48,7 +51,7 @@ int vw_write_png(const uint8_t *rgb, int w, int h, const char *path);
 
 /* The interactive window on demo position pos (needs a display and the scene). screenshot: save the
  * last frame there when the window closes; frames > 0: close after that many frames (tests). */
-int vw_window_run(dsFile *f, int pos, const char *screenshot, int frames);
+int vw_window_run(dsFile *f, int pos, const char *plot_keys, const char *screenshot, int frames);
 /* Watch a policy file act on a task (NULL: the policy's) in the window, episode after episode from
  * seed, seed + 1, ... (same screenshot/frames as vw_window_run). */
 int vw_watch_policy(const char *policy, const char *task, uint64_t seed, const char *screenshot, int frames);

@@ -25,6 +25,10 @@ struct vwEpisode {
   double *reward;   /* N */
   double *interv;   /* N, NaN when absent */
   uint8_t *scene;   /* SCENE_W x SCENE_H x 3 */
+  /* chosen observation keys, plotted too (vw_set_plot_keys) */
+  int nobs;
+  char obs_names[8][DS_NAME_MAX + 8];
+  double *obs_cols; /* nobs columns of N */
 };
 
 int vw_episode_open(dsFile *f, int demo, vwEpisode **out) {
@@ -85,6 +89,7 @@ int vw_episode_open(dsFile *f, int demo, vwEpisode **out) {
 
 void vw_episode_free(vwEpisode *v) {
   if (!v) return;
+  free(v->obs_cols);
   cap_env_free(v->env);
   cap_model_free(v->model);
   ds_episode_free(&v->e);
@@ -166,7 +171,20 @@ static int draw_plots(vwEpisode *v, int64_t t, cairo_t *cr, double x, double y, 
   cairo_set_source_rgb(cr, 1, 1, 1);
   cairo_rectangle(cr, x, y, w, h);
   cairo_fill(cr);
-  if (!rc) rc = tk_plot_draw(cr, x, y, w / 2, h, &ao, as, na, (double)t);
+  if (!rc) rc = tk_plot_draw(cr, x, y, v->nobs > 0 ? w / 3 : w / 2, h, &ao, as, na, (double)t);
+  if (v->nobs > 0) { /* actions | chosen observations | reward and interventions */
+    double third = w / 3;
+    tkSeries os[8];
+    for (int i = 0; i < v->nobs; i++)
+      os[i] = (tkSeries){v->obs_names[i], v->x, v->obs_cols + (size_t)i * N, (int)N};
+    tkPlotOpts oo = {.title = "observations", .xlabel = "step"};
+    if (!rc) rc = tk_plot_draw(cr, x + third, y, third, h, &oo, os, v->nobs, (double)t);
+    tkSeries rs3[2] = {{"reward", v->x, v->reward, (int)N}, {"intervention", v->x, v->interv, (int)N}};
+    tkPlotOpts ro3 = {.title = "reward and interventions", .xlabel = "step"};
+    if (!rc)
+      rc = tk_plot_draw(cr, x + 2 * third, y, third, h, &ro3, rs3, v->e.interventions ? 2 : 1, (double)t);
+    return rc;
+  }
   tkSeries rs[2] = {{"reward", v->x, v->reward, (int)N}, {"intervention", v->x, v->interv, (int)N}};
   tkPlotOpts ro = {.title = "reward and interventions", .xlabel = "step"};
   if (!rc) rc = tk_plot_draw(cr, x + w / 2, y, w / 2, h, &ro, rs, v->e.interventions ? 2 : 1, (double)t);
@@ -320,4 +338,48 @@ double vw_strip_plots_left(vwEpisode *v, int h) {
   for (int k = 0; k < sc->nkeys && n < 2; k++)
     n += ds_key_is_image(&sc->keys[k]) && v->e.obs[k] && sc->keys[k].shape[2] == 3;
   return n ? 10 + n * (h - 30 + 10) : 0;
+}
+
+int vw_set_plot_keys(vwEpisode *v, const char *keys) {
+  free(v->obs_cols);
+  v->obs_cols = NULL;
+  v->nobs = 0;
+  if (!keys || !keys[0]) return 0;
+  const dsSchema *sc = ds_schema(v->f);
+  const int64_t N = v->e.num_samples;
+  char buf[1024];
+  snprintf(buf, sizeof buf, "%s", keys);
+  int k[8], nk = 0, nseries = 0;
+  for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    int j = ds_schema_find(sc, tok);
+    if (j < 0 || ds_key_is_image(&sc->keys[j]) || sc->keys[j].dtype == DS_U8) {
+      char have[1024] = "";
+      size_t off = 0;
+      for (int i = 0; i < sc->nkeys && off < sizeof have; i++)
+        if (!ds_key_is_image(&sc->keys[i]))
+          off += (size_t)snprintf(have + off, sizeof have - off, "%s%s", off ? ", " : "", sc->keys[i].name);
+      return tk_error(TK_ENOTFOUND, "%s: '%s' is not a low-dim observation key (it has: %s)", ds_path(v->f),
+                      tok, have);
+    }
+    if (nk < 8) k[nk++] = j;
+  }
+  for (int i = 0; i < nk; i++)
+    nseries += (int)ds_key_elems(&sc->keys[k[i]]);
+  nseries = nseries > 8 ? 8 : nseries;
+  v->obs_cols = malloc(sizeof(double) * (size_t)(nseries * N + 1));
+  if (!v->obs_cols) return tk_error(TK_ENOMEM, "out of memory");
+  for (int i = 0; i < nk && v->nobs < nseries; i++) {
+    const dsKeySpec *ks = &sc->keys[k[i]];
+    int64_t el = ds_key_elems(ks);
+    for (int64_t c = 0; c < el && v->nobs < nseries; c++) {
+      snprintf(v->obs_names[v->nobs], sizeof v->obs_names[v->nobs], el > 1 ? "%s[%lld]" : "%s", ks->name,
+               (long long)c);
+      double *col = v->obs_cols + (size_t)v->nobs * N;
+      for (int64_t t = 0; t < N; t++)
+        col[t] = ks->dtype == DS_F64 ? ((const double *)v->e.obs[k[i]])[t * el + c]
+                                     : (double)((const float *)v->e.obs[k[i]])[t * el + c];
+      v->nobs++;
+    }
+  }
+  return 0;
 }

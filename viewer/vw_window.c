@@ -19,13 +19,14 @@ static const char *LEGEND = "Space\tplay / pause\n"
                             "drag / wheel\torbit, pan / zoom\n"
                             "Q / Esc\tquit";
 
-int vw_window_run(dsFile *f, int pos, const char *screenshot, int frames) {
+int vw_window_run(dsFile *f, int pos, const char *plot_keys, const char *screenshot, int frames) {
   if (SDL_Init(SDL_INIT_VIDEO | SDL_INIT_EVENTS) < 0)
     return tk_error(TK_EIO, "no display for the viewer window (%s): use --export", SDL_GetError());
   vwEpisode *v = NULL;
   telWindow *win = NULL;
   uint8_t *strip = NULL;
   int rc = vw_episode_open(f, pos, &v);
+  if (!rc) rc = vw_set_plot_keys(v, plot_keys);
   if (!rc && !vw_model(v))
     rc = tk_error(TK_EINVAL, "%s: %s; --export draws the frames and plots", ds_path(f), vw_why_no_scene(v));
   int W = 1280, H = 720;
@@ -96,6 +97,10 @@ int vw_window_run(dsFile *f, int pos, const char *screenshot, int frames) {
       int np = (pos + next + ds_num_demos(f)) % ds_num_demos(f);
       vwEpisode *nv;
       if ((rc = vw_episode_open(f, np, &nv))) break;
+      if ((rc = vw_set_plot_keys(nv, plot_keys))) {
+        vw_episode_free(nv);
+        break;
+      }
       if (!vw_model(nv)) {
         vw_episode_free(nv);
       } else {

@@ -93,6 +93,20 @@ Test(viewer, two_frames_of_a_recording, .timeout = 120) {
   cr_assert_gt(r0, 100, "the reward plot is drawn (%d pixels)", r0);
   cairo_surface_destroy(ia.s);
   cairo_surface_destroy(ib.s);
+  /* chosen observation keys get a plot of their own (the middle third); unknown ones are listed */
+  char c[4200];
+  snprintf(c, sizeof c, "%s/c.png", d);
+  rc = tt_run(&out, "%s %s --demo 1 --frame 5 --plot-keys robot0_eef_pos --export %s", viewer(), data, c);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  img ic;
+  load(c, &ic);
+  cr_assert_gt(count_colour(&ic, 430, 480, 850, 720, tk_plot_color(0)), 50, "the observation plot is drawn");
+  cairo_surface_destroy(ic.s);
+  rc = tt_run(&out, "%s %s --plot-keys nope --export %s", viewer(), data, c);
+  cr_assert_eq(rc, 1, "%s", out);
+  cr_assert(strstr(out, "'nope'") && strstr(out, "robot0_eef_pos"), "%s", out);
+  free(out);
 }
 
 Test(viewer, refusals, .timeout = 60) {
