@@ -46,6 +46,8 @@ capModel *vw_model(vwEpisode *v); /* NULL without a scene */
 capEnv *vw_env(vwEpisode *v);
 const dsDemoInfo *vw_info(const vwEpisode *v);
 const double *vw_action(const vwEpisode *v, int64_t t);
+/* An RGB24 cairo surface (cairo_surface_t *) of w x h as RGB rows. */
+void vw_surface_rgb(void *surface, int w, int h, uint8_t *rgb);
 /* Write RGB rows (w x h) as a PNG (temp file, rename). */
 int vw_write_png(const uint8_t *rgb, int w, int h, const char *path);
 

@@ -107,11 +107,13 @@ static void text(cairo_t *cr, double x, double y, double size, const char *s) {
   cairo_show_text(cr, s);
 }
 
-/* Paste RGB rows (w x h) into the surface at (x, y), scaled to (dw, dh). */
-static void paste_rgb(cairo_t *cr, const uint8_t *rgb, int w, int h, double x, double y, double dw,
-                      double dh) {
+/* RGB rows (w x h) as a new RGB24 cairo surface (NULL when cairo cannot make one). */
+static cairo_surface_t *surface_from_rgb(const uint8_t *rgb, int w, int h) {
   cairo_surface_t *img = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);
-  if (cairo_surface_status(img) != CAIRO_STATUS_SUCCESS) return;
+  if (cairo_surface_status(img) != CAIRO_STATUS_SUCCESS) {
+    cairo_surface_destroy(img);
+    return NULL;
+  }
   cairo_surface_flush(img);
   uint8_t *d = cairo_image_surface_get_data(img);
   int stride = cairo_image_surface_get_stride(img);
@@ -121,6 +123,14 @@ static void paste_rgb(cairo_t *cr, const uint8_t *rgb, int w, int h, double x, d
       ((uint32_t *)(d + (size_t)r * stride))[c] = (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
     }
   cairo_surface_mark_dirty(img);
+  return img;
+}
+
+/* Paste RGB rows (w x h) into the surface at (x, y), scaled to (dw, dh). */
+static void paste_rgb(cairo_t *cr, const uint8_t *rgb, int w, int h, double x, double y, double dw,
+                      double dh) {
+  cairo_surface_t *img = surface_from_rgb(rgb, w, h);
+  if (!img) return;
   cairo_save(cr);
   cairo_translate(cr, x, y);
   cairo_scale(cr, dw / w, dh / h);
@@ -234,13 +244,11 @@ static int draw(vwEpisode *v, int64_t t, cairo_surface_t *s) {
   return rc;
 }
 
-static void surface_rgb(cairo_surface_t *s, int w, int h, uint8_t *rgb);
-
 int vw_draw_frame(vwEpisode *v, int64_t t, uint8_t *rgb) {
   cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, VW_WIDTH, VW_HEIGHT);
   if (cairo_surface_status(s) != CAIRO_STATUS_SUCCESS) return tk_error(TK_ENOMEM, "cairo surface");
   int rc = draw(v, t, s);
-  if (!rc) surface_rgb(s, VW_WIDTH, VW_HEIGHT, rgb);
+  if (!rc) vw_surface_rgb(s, VW_WIDTH, VW_HEIGHT, rgb);
   cairo_surface_destroy(s);
   return rc;
 }
@@ -261,8 +269,8 @@ int vw_export_png(vwEpisode *v, int64_t t, const char *path) {
   return rc;
 }
 
-/* RGB24 cairo surface -> RGB rows */
-static void surface_rgb(cairo_surface_t *s, int w, int h, uint8_t *rgb) {
+void vw_surface_rgb(void *surface, int w, int h, uint8_t *rgb) {
+  cairo_surface_t *s = surface;
   const uint8_t *d = cairo_image_surface_get_data(s);
   int stride = cairo_image_surface_get_stride(s);
   for (int r = 0; r < h; r++)
@@ -291,7 +299,7 @@ int vw_draw_plots(vwEpisode *v, int64_t t, int w, int h, uint8_t *rgb) {
   int rc = draw_plots(v, t, cr, left, 0, w - left, h);
   cairo_destroy(cr);
   cairo_surface_flush(s);
-  if (!rc) surface_rgb(s, w, h, rgb);
+  if (!rc) vw_surface_rgb(s, w, h, rgb);
   cairo_surface_destroy(s);
   return rc;
 }
@@ -310,17 +318,8 @@ const dsDemoInfo *vw_info(const vwEpisode *v) { return &v->info; }
 const double *vw_action(const vwEpisode *v, int64_t t) { return v->e.actions + t * v->A; }
 
 int vw_write_png(const uint8_t *rgb, int w, int h, const char *path) {
-  cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);
-  if (cairo_surface_status(s) != CAIRO_STATUS_SUCCESS) return tk_error(TK_ENOMEM, "cairo surface");
-  cairo_surface_flush(s);
-  uint8_t *d = cairo_image_surface_get_data(s);
-  int stride = cairo_image_surface_get_stride(s);
-  for (int r = 0; r < h; r++)
-    for (int c = 0; c < w; c++) {
-      const uint8_t *p = rgb + ((size_t)r * w + c) * 3;
-      ((uint32_t *)(d + (size_t)r * stride))[c] = (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
-    }
-  cairo_surface_mark_dirty(s);
+  cairo_surface_t *s = surface_from_rgb(rgb, w, h);
+  if (!s) return tk_error(TK_ENOMEM, "cairo surface");
   char tmp[4200];
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
   int rc = 0;

@@ -36,16 +36,7 @@ static int action_strip(int A, const double *cols, int cap, int n, int w, int h,
   int rc = tk_plot_draw(cr, 0, 0, w, h, &o, s, na, n > 0 ? n - 1 : NAN);
   cairo_destroy(cr);
   cairo_surface_flush(sf);
-  const uint8_t *d = cairo_image_surface_get_data(sf);
-  int stride = cairo_image_surface_get_stride(sf);
-  for (int r = 0; r < h; r++)
-    for (int c = 0; c < w; c++) {
-      uint32_t p = ((const uint32_t *)(d + (size_t)r * stride))[c];
-      uint8_t *o8 = rgb + ((size_t)r * w + c) * 3;
-      o8[0] = (uint8_t)(p >> 16);
-      o8[1] = (uint8_t)(p >> 8);
-      o8[2] = (uint8_t)p;
-    }
+  vw_surface_rgb(sf, w, h, rgb);
   cairo_surface_destroy(sf);
   return rc;
 }

@@ -162,20 +162,6 @@ static void check_run_rows(const rlCsv *c, const char *path, const char *run) {
   }
 }
 
-static void png_ok(const char *path) {
-  size_t n = 0;
-  char *b = slurp(path, &n);
-  cr_assert(b, "%s was not written", path);
-  static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-  cr_assert(n > 1000, "%s: only %zu bytes", path, n);
-  cr_assert_eq(memcmp(b, sig, 8), 0, "%s: no PNG signature", path);
-  cr_assert_eq(memcmp(b + 12, "IHDR", 4), 0, "%s: no IHDR chunk first", path);
-  const unsigned char *u = (const unsigned char *)b;
-  unsigned w = (unsigned)u[16] << 24 | (unsigned)u[17] << 16 | (unsigned)u[18] << 8 | u[19];
-  unsigned h = (unsigned)u[20] << 24 | (unsigned)u[21] << 16 | (unsigned)u[22] << 8 | u[23];
-  cr_assert(w >= 100 && h >= 100 && w < 10000 && h < 10000, "%s: %ux%u", path, w, h);
-  cr_assert(!memcmp(b + n - 8, "IEND", 4), "%s: does not end with the IEND chunk (truncated?)", path);
-}
 
 /* a file of demos and a BC policy trained on it, in dir */
 typedef struct {
