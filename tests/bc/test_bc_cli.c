@@ -115,7 +115,6 @@ static int best_epoch_of(const csvRows *c, double *best) {
   return ep;
 }
 
-
 static bcPolicy *load_policy(const char *path) {
   bcPolicy *p = bc_policy_load(path);
   cr_assert(p, "bc_policy_load: %s", tk_errmsg());

@@ -162,7 +162,6 @@ static void check_run_rows(const rlCsv *c, const char *path, const char *run) {
   }
 }
 
-
 /* a file of demos and a BC policy trained on it, in dir */
 typedef struct {
   char dir[4096], demos[4200], bc[4200];
