@@ -662,3 +662,40 @@ Test(rl, checkpoint_and_resume, .timeout = 180) {
   err = finetune_refused(f.dir, 1, args);
   cr_assert(strstr(err, "nowhere"), "names the missing checkpoint: %s", err);
 }
+
+/* Demos recorded in intervention mode (a policy drove, the operator took over: flagged steps, and
+ * failures among them) feed the fine-tune like any others. */
+Test(rl, demos_with_interventions_and_failures, .timeout = 180) {
+  fixture f;
+  make_fixture(&f, NULL);
+  char iv[4200], ft[4200], args[16384];
+  snprintf(iv, sizeof iv, "%s/iv.h5", f.dir);
+  snprintf(ft, sizeof ft, "%s/ivft.h5", f.dir);
+  char *out = NULL;
+  int rc = tt_run(
+      &out,
+      "%s --task lift --device scripted --headless --episodes 4 --noise 0.5 --fast --quiet --policy %s "
+      "--takeover-after 10 --out %s",
+      teleop_bin(), f.bc, iv);
+  keep(out);
+  cr_assert_eq(rc, 0, "teleop --policy: %s", out);
+  /* the recording has flagged steps */
+  dsFile *df;
+  cr_assert_eq(ds_open(iv, 0, &df), 0, "%s", tk_errmsg());
+  int64_t flagged = 0;
+  for (int i = 0; i < ds_num_demos(df); i++) {
+    dsEpisode e;
+    cr_assert_eq(ds_read_episode(df, i, &e), 0);
+    for (int64_t t = 0; e.interventions && t < e.num_samples; t++)
+      flagged += e.interventions[t];
+    ds_episode_free(&e);
+  }
+  ds_close(df);
+  cr_assert_gt(flagged, 0, "the operator took over somewhere");
+  snprintf(args, sizeof args, "--policy %s --demos %s --out %s " SMALL " --actor-delay 100 --no-stop", f.bc,
+           iv, ft);
+  finetune_ok(f.dir, args);
+  bcPolicy *p = load_policy(ft);
+  cr_assert_str_eq(p->algo, "sac");
+  bc_policy_free(p);
+}
