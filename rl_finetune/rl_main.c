@@ -8,12 +8,19 @@
 #include <sys/stat.h>
 
 #include "rl.h"
+#include "rl_mpi.h"
 #include "tk_plot.h"
 
 static volatile int interrupted;
 static void on_sigint(int sig) {
   (void)sig;
   interrupted = 1;
+}
+
+static void usage(FILE *f);
+static void usage_mpi(FILE *f) {
+  fprintf(f, "MPI: %s\n",
+          rl_mpi_built() ? "built with OpenMPI" : "not built (OpenMPI was not found at build time)");
 }
 
 static void usage(FILE *f) {
@@ -62,6 +69,10 @@ static void usage(FILE *f) {
       "  --no-stop            keep training after reaching the target\n"
       "  --quiet\n"
       "\n"
+      "Under mpirun (when built with OpenMPI): every rank runs its own workers and learner on its own\n"
+      "data; gradients are averaged over the ranks at every update, rank 0 evaluates and writes, and\n"
+      "--steps counts all ranks' env steps: mpirun -np K [--hostfile H] rl-finetune ...\n"
+      "\n"
       "Ctrl-C stops after the current step and writes a checkpoint; the best policy so far is already "
       "saved.\n"
       "Exit status: 0 done, 1 error (one line naming the file and the problem), 2 usage.\n");
@@ -85,7 +96,7 @@ static void summary_line(const char *label, const rlResult *r, const rlOpts *o) 
          r->seconds);
 }
 
-int main(int argc, char **argv) {
+static int run(int argc, char **argv) {
   rlOpts o;
   rl_opts_default(&o);
   int compare = 0, scratch = 0;
@@ -96,6 +107,7 @@ int main(int argc, char **argv) {
     double x = 0;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       usage(stdout);
+      usage_mpi(stdout);
       return 0;
     } else if (!strcmp(a, "--compare")) {
       compare = 1;
@@ -208,7 +220,7 @@ int main(int argc, char **argv) {
   snprintf(ckpt, sizeof ckpt, "%s/checkpoint.h5", run_dir);
   o.checkpoint = ckpt;
   if (resume_dir) o.resume = ckpt;
-  if (compare) remove(o.metrics); /* one comparison per file */
+  if (compare && rl_mpi_rank() == 0) remove(o.metrics); /* one comparison per file */
   rlResult r, rs;
   int rc;
   if (scratch) {
@@ -276,7 +288,7 @@ int main(int argc, char **argv) {
                      .ymax = 1,
                      .fixed_y = 1};
     snprintf(png, sizeof png, "%s_compare.png", stem);
-    if (tk_plot_png(png, &po, s, 2)) {
+    if (rl_mpi_rank() == 0 && tk_plot_png(png, &po, s, 2)) {
       tk_die_msg("rl-finetune");
       tk_plot_cleanup();
       return 1;
@@ -299,4 +311,13 @@ int main(int argc, char **argv) {
   }
   tk_plot_cleanup();
   return interrupted ? 130 : 0;
+}
+
+int main(int argc, char **argv) {
+  rl_mpi_init(&argc, &argv);
+  /* under mpirun, rank 0 speaks for the job (errors still come from every rank, on stderr) */
+  if (rl_mpi_rank() > 0 && !freopen("/dev/null", "w", stdout)) return 1;
+  int rc = run(argc, argv);
+  rl_mpi_finalize();
+  return rc;
 }

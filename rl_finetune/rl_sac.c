@@ -9,6 +9,7 @@
 
 #include "ds_internal.h"
 #include "rl.h"
+#include "rl_mpi.h"
 
 void rl_opts_default(rlOpts *o) {
   memset(o, 0, sizeof *o);
@@ -313,7 +314,7 @@ static void normals(tkRng *rng, float *v, int n) {
     v[i] = (float)tk_rng_normal(rng);
 }
 
-enum { JOB_TARGET = 1, JOB_TRAIN = 2, JOB_ACTOR_Q = 3 };
+enum { JOB_TARGET = 1, JOB_GRAD = 2, JOB_STEP = 4, JOB_ACTOR_Q = 3 };
 
 /* Thread k's share of a learner job. */
 static int team_job(rlRun *R, int k) {
@@ -326,11 +327,17 @@ static int team_job(rlRun *R, int k) {
       memcpy(R->qa, w->out, sizeof(float) * (size_t)B);
     if (!rc && k == (R->T > 1 ? 1 : 0) && (rc = nn_forward(R->qt[R->lj], w, R->x, B)) == 0)
       memcpy(R->qb, w->out, sizeof(float) * (size_t)B);
-  } else if (R->ljob == JOB_TRAIN) {
+  } else if (R->ljob == JOB_GRAD) { /* the critics' gradients (averaged over ranks before the step) */
     for (int e = k; e < E && !rc; e += R->T) {
       float loss;
+      nn_zero_grad(R->q[e]);
+      if ((rc = nn_loss(R->q[e], w, R->x, R->y, B, &loss)) || (rc = nn_backward(R->q[e], w)))
+        rc = tk_error_wrap(rc, "critic %d", e);
+    }
+  } else if (R->ljob == JOB_STEP) {
+    for (int e = k; e < E && !rc; e += R->T) {
       double gn;
-      if ((rc = nn_train_step(R->q[e], w, &R->qopt, R->x, R->y, B, &loss, &gn)))
+      if ((rc = nn_adam_step(R->q[e], &R->qopt, &gn)))
         rc = tk_error_wrap(rc, "critic %d", e);
       else
         nn_polyak(R->qt[e], R->q[e], (float)R->o->tau);
@@ -394,7 +401,11 @@ static int update_critics(rlRun *R) {
     R->y[b] = (float)(R->br[b] + R->o->gamma * (R->bd[b] ? 0.0 : next));
   }
   concat(R, R->bs, R->ba, R->x);
-  return team_run(R, JOB_TRAIN);
+  rc = team_run(R, JOB_GRAD);
+  if (rl_mpi_any(rc)) return rc ? rc : tk_error(TK_ERANGE, "another rank's critic loss is not finite");
+  for (int e = 0; e < E; e++)
+    rl_mpi_mean_f(R->q[e]->grads, R->q[e]->n_params);
+  return team_run(R, JOB_STEP);
 }
 
 static int update_actor(rlRun *R) {
@@ -438,11 +449,14 @@ static int update_actor(rlRun *R) {
     mean_logp += R->logp[b] / B;
   }
   nn_zero_grad(R->actor->net);
-  if ((rc = nn_gauss_backward(R->actor->net, R->aw, R->dact, R->dlogp))) return rc;
+  rc = nn_gauss_backward(R->actor->net, R->aw, R->dact, R->dlogp);
+  if (rl_mpi_any(rc)) return rc ? rc : tk_error(TK_ERANGE, "another rank's actor update failed");
+  rl_mpi_mean_f(R->actor->net->grads, R->actor->net->n_params);
   double gn;
   if ((rc = nn_adam_step(R->actor->net, &R->aopt, &gn))) return tk_error_wrap(rc, "actor");
   /* temperature: loss = -log_alpha (logp + target entropy), Adam on the scalar */
   double g = -(mean_logp + R->target_entropy);
+  rl_mpi_mean_d(&g, 1);
   R->alpha_t++;
   R->alpha_m = 0.9 * R->alpha_m + 0.1 * g;
   R->alpha_v = 0.999 * R->alpha_v + 0.001 * g * g;
@@ -792,6 +806,25 @@ static int evaluate(rlRun *R, rlResult *res, int64_t step, FILE *csv, double t0)
   return 0;
 }
 
+/* Rank 0 evaluates (and saves); every rank learns the outcome, and the parameters are checked for
+ * drift between ranks. */
+static int evaluate_all(rlRun *R, rlResult *res, int64_t step, FILE *csv, double t0) {
+  int rc = rl_mpi_rank() == 0 ? evaluate(R, res, step, csv, t0) : 0;
+  if (rl_mpi_size() < 2) return rc;
+  if (rl_mpi_any(rc)) return rc ? rc : tk_error(TK_EIO, "rank 0's evaluation failed");
+  double b[4] = {(double)res->steps_to_target, res->best_success, (double)res->best_step,
+                 res->initial_success};
+  rl_mpi_bcast_d(b, 4);
+  res->steps_to_target = (int64_t)b[0];
+  res->best_success = b[1];
+  res->best_step = (int64_t)b[2];
+  res->initial_success = b[3];
+  if (!rl_mpi_same(R->actor->net->params, R->actor->net->n_params))
+    return tk_error(TK_EINVAL, "the actor's parameters drifted apart between MPI ranks at %lld env steps",
+                    (long long)step);
+  return 0;
+}
+
 static void run_free(rlRun *R) {
   if (R->threads_started) {
     R->quit = 1;
@@ -848,6 +881,16 @@ int rl_run(const rlOpts *o, rlResult *res) {
     return tk_error(TK_ERANGE, "--ensemble %d: 1..%d", o->ensemble, RL_MAX_ENSEMBLE);
   if (o->workers < 1 || o->workers > RL_MAX_WORKERS)
     return tk_error(TK_ERANGE, "--workers %d: 1..%d", o->workers, RL_MAX_WORKERS);
+  /* MPI ranks: rank 0 alone evaluates and writes (policy, metrics, checkpoints) and prints */
+  const int rank = rl_mpi_rank(), nranks = rl_mpi_size();
+  rlOpts oc = *o;
+  if (rank > 0) {
+    oc.out = NULL;
+    oc.metrics = NULL;
+    oc.checkpoint = NULL;
+    oc.quiet = 1;
+  }
+  o = &oc;
   rlRun *R = calloc(1, sizeof *R);
   if (!R) return tk_error(TK_ENOMEM, "out of memory");
   R->o = o;
@@ -893,7 +936,7 @@ int rl_run(const rlOpts *o, rlResult *res) {
   R->A = R->actor->act_dim;
   R->B = o->batch;
   R->nw = o->workers;
-  tk_rng_seed(&R->rng, o->seed * 0x9E3779B97F4A7C15ull + 17);
+  tk_rng_seed(&R->rng, o->seed * 0x9E3779B97F4A7C15ull + 17 + (uint64_t)rank * 0x5851F42D4C957F2Dull);
   R->log_alpha = log(o->init_alpha);
   R->target_entropy = -R->A;
   nn_adam_default(&R->qopt);
@@ -908,8 +951,10 @@ int rl_run(const rlOpts *o, rlResult *res) {
       rc = tk_error_wrap(TK_ENOMEM, "critics");
       goto fail;
     }
+    rl_mpi_bcast_f(R->q[e]->params, R->q[e]->n_params); /* every rank starts from rank 0's networks */
     nn_copy_params(R->qt[e], R->q[e]);
   }
+  rl_mpi_bcast_f(R->actor->net->params, R->actor->net->n_params);
   int B = R->B, D = R->D, A = R->A;
   /* the learner's threads: as many as there are workers (cores), at most one per critic */
   R->T = TK_MAX(1, TK_MIN(R->nw, o->ensemble));
@@ -962,7 +1007,8 @@ int rl_run(const rlOpts *o, rlResult *res) {
     w->run = R;
     w->id = i;
     tk_rng_fork(&R->rng, 1000 + (uint64_t)i, &w->rng);
-    w->seed_base = 3000000000ull + (uint64_t)i * 10000000ull + o->seed * 100000ull;
+    w->seed_base =
+        3000000000ull + (uint64_t)i * 10000000ull + o->seed * 100000ull + (uint64_t)rank * 100000000000ull;
     w->s = falloc((size_t)(3 * D + A));
     if (!w->s) {
       rc = tk_error(TK_ENOMEM, "out of memory");
@@ -998,7 +1044,17 @@ int rl_run(const rlOpts *o, rlResult *res) {
   int64_t next_eval = o->eval_every;
   int resumed = 0;
   if (o->resume) {
-    if ((rc = ckpt_load(R, res, &next_eval, o->resume))) goto fail_csv;
+    rc = ckpt_load(R, res, &next_eval, o->resume);
+    if (rl_mpi_any(rc)) {
+      if (!rc) rc = tk_error(TK_EIO, "another rank could not load %s", o->resume);
+      goto fail_csv;
+    }
+    if (rank > 0) { /* the checkpoint holds rank 0's streams: the others go their own way from there */
+      tkRng base = R->rng;
+      tk_rng_fork(&base, 7000 + (uint64_t)rank, &R->rng);
+      for (int i = 0; i < R->nw; i++)
+        tk_rng_fork(&base, 8000 + (uint64_t)rank * 100 + (uint64_t)i, &R->wk[i].rng);
+    }
     resumed = 1;
     if (!o->quiet)
       printf("%s: resumed from %s at %lld env steps, %lld updates (best %.0f%% at %lld)\n", o->label,
@@ -1016,18 +1072,22 @@ int rl_run(const rlOpts *o, rlResult *res) {
     }
     if (rc) goto fail_csv;
   }
-  if (!resumed && (rc = evaluate(R, res, 0, csv, t0))) goto fail_csv;
+  if (!resumed && (rc = evaluate_all(R, res, 0, csv, t0))) goto fail_csv;
   int horizon = R->spec->horizon;
   tkProgress prog = {0};
   if (!o->quiet) tk_progress_begin(&prog, o->label, o->steps);
   double t_loop = tk_now_s();
   int64_t steps0 = res->env_steps, updates0 = res->updates;
   while (res->env_steps < o->steps) {
-    if (o->interrupt && *o->interrupt) break;
+    if (rl_mpi_any(o->interrupt && *o->interrupt)) break; /* every rank stops at the same step */
     if (o->stop_at_target && res->steps_to_target >= 0) break;
     R->random_actions = !o->policy && res->env_steps < o->random_steps;
-    if ((rc = step_all(R, horizon))) break;
-    res->env_steps += R->nw;
+    rc = step_all(R, horizon);
+    if (rl_mpi_any(rc)) {
+      if (!rc) rc = tk_error(TK_EIO, "another rank failed while stepping its environments");
+      break;
+    }
+    res->env_steps += (int64_t)R->nw * nranks;
     if (R->online.n >= B / 2 || R->demo.n > 0) {
       for (int u = 0; u < o->utd * R->nw && !rc; u++) {
         sample(R);
@@ -1045,7 +1105,7 @@ int rl_run(const rlOpts *o, rlResult *res) {
     }
     if (res->env_steps >= next_eval) {
       next_eval += o->eval_every;
-      if ((rc = evaluate(R, res, res->env_steps, csv, t0))) break;
+      if ((rc = evaluate_all(R, res, res->env_steps, csv, t0))) break;
       if (o->checkpoint && (rc = ckpt_save(R, res, next_eval, o->checkpoint))) break;
     }
     if (!o->quiet) {
@@ -1056,6 +1116,15 @@ int rl_run(const rlOpts *o, rlResult *res) {
     }
   }
   if (!o->quiet) tk_progress_end(&prog);
+  if (!rc && nranks > 1) {
+    int same = rl_mpi_same(R->actor->net->params, R->actor->net->n_params);
+    for (int e = 0; e < o->ensemble; e++)
+      same &= rl_mpi_same(R->q[e]->params, R->q[e]->n_params);
+    if (!same)
+      rc = tk_error(TK_EINVAL, "%s: the ranks' parameters differ at the end", o->label);
+    else if (rank == 0)
+      printf("%s: %d MPI ranks; actor and critic parameters identical on every rank\n", o->label, nranks);
+  }
   if (!rc && o->checkpoint && (rc = ckpt_save(R, res, next_eval, o->checkpoint))) goto fail_csv;
   if (!rc && o->checkpoint && !o->quiet) printf("%s: checkpoint %s\n", o->label, o->checkpoint);
   double el = tk_now_s() - t_loop;

@@ -699,3 +699,52 @@ Test(rl, demos_with_interventions_and_failures, .timeout = 180) {
   cr_assert_str_eq(p->algo, "sac");
   bc_policy_free(p);
 }
+
+/* ---- MPI ranks ----------------------------------------------------------------------------------- */
+static int built_with_mpi(void) {
+  char *out = NULL;
+  tt_run(&out, "%s --help", rl_bin());
+  int yes = out && strstr(out, "MPI: built with OpenMPI") != NULL;
+  free(out);
+  return yes;
+}
+
+/* mpirun -np 2: both ranks end with the same parameters (the run checks and says so), and the results
+ * are written once; mpirun -np 1 is the plain run bit for bit. */
+Test(rl, mpi_ranks, .timeout = 240) {
+  if (!built_with_mpi()) cr_skip_test("rl-finetune was built without OpenMPI");
+  fixture f;
+  make_fixture(&f, NULL);
+  char args[16384];
+  const char *mpirun =
+      "ASAN_OPTIONS=\"$ASAN_OPTIONS:detect_leaks=0\" mpirun --allow-run-as-root --oversubscribe";
+  snprintf(args, sizeof args,
+           "--policy %s --demos %s --hidden 32 --batch 32 --steps 600 --eval-every 300 --eval-episodes 4 "
+           "--critic-warmup 50 --workers 1 --actor-delay 100 --no-stop --seed 5",
+           f.bc, f.demos);
+  char *out, *err;
+  int rc = run2(f.dir, &out, &err, "%s -np 2 %s %s --out %s/m2.h5", mpirun, rl_bin(), args, f.dir);
+  cr_assert_eq(rc, 0, "mpirun -np 2: exit %d\nstdout: %s\nstderr: %s", rc, out, err);
+  cr_assert(strstr(out, "2 MPI ranks; actor and critic parameters identical on every rank"), "%s", out);
+  char csv[4300];
+  snprintf(csv, sizeof csv, "%s/m2.csv", f.dir);
+  rlCsv c;
+  csv_load(csv, &c);
+  cr_assert_eq(c.n, 3, "one row per evaluation, written once (got %d)", c.n);
+  cr_assert_eq(c.step[2], 600, "env steps count both ranks");
+  cr_assert_eq(c.updates[2], 300, "each rank made 300 updates of two ranks' averaged gradients");
+  /* one rank under mpirun is the plain run */
+  rc = run2(f.dir, &out, &err, "%s -np 1 %s %s --out %s/k1.h5", mpirun, rl_bin(), args, f.dir);
+  cr_assert_eq(rc, 0, "mpirun -np 1: %s %s", out, err);
+  rc = run2(f.dir, &out, &err, "%s %s --out %s/n1.h5", rl_bin(), args, f.dir);
+  cr_assert_eq(rc, 0, "%s %s", out, err);
+  rc =
+      run2(f.dir, &out, &err,
+           "%s -c \"import h5py, numpy as np; a = h5py.File('%s/k1_run/checkpoint.h5'); "
+           "b = h5py.File('%s/n1_run/checkpoint.h5'); "
+           "print(all(np.array_equal(a[g + '/params'][:], b[g + '/params'][:]) for g in ('actor', 'critic0', "
+           "'critic1')))\"",
+           getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3", f.dir, f.dir);
+  cr_assert_eq(rc, 0, "%s %s", out, err);
+  cr_assert(strstr(out, "True"), "the final networks of mpirun -np 1 and the plain run differ: %s", out);
+}
