@@ -180,8 +180,7 @@ int bc_policy_save(const bcPolicy *p, const char *path) {
   char tmp[4200];
   snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
   int rc = save_to(p, tmp);
-  if (!rc) rc = tk_fsync_file(tmp);
-  if (!rc) rc = tk_durable_rename(tmp, path);
+  if (!rc) rc = tk_durable_rename(tmp, path); /* fsyncs the file, renames, fsyncs the directory */
   if (rc) {
     unlink(tmp);
     return tk_error_wrap(rc, "%s: policy not saved", path);

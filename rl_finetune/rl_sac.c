@@ -638,8 +638,7 @@ static int ckpt_save(rlRun *R, const rlResult *res, int64_t next_eval, const cha
   if (!rc) rc = ds_write_whole(g, "d", DS_U8, 0, NULL, b->n, b->d, 0);
   if (g >= 0) H5Gclose(g);
   if (H5Fclose(f) < 0 && !rc) rc = ds_h5_fail(TK_EIO, "%s: close", tmp);
-  if (!rc) rc = tk_fsync_file(tmp);
-  if (!rc) rc = tk_durable_rename(tmp, path);
+  if (!rc) rc = tk_durable_rename(tmp, path); /* fsyncs the file, renames, fsyncs the directory */
   if (rc) {
     remove(tmp);
     return tk_error_wrap(rc, "%s: checkpoint not written", path);
