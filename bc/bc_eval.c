@@ -117,11 +117,12 @@ typedef struct {
 /* One episode's record, kept until it is written whole (so parallel episodes do not interleave). */
 typedef struct {
   int n, cap;
-  uint8_t *obs;   /* n rows of obs_bytes */
-  double *act;    /* n x A */
-  double *state;  /* n x S */
-  double *reward; /* n */
-  size_t obs_bytes;
+  uint8_t *obs;                  /* n rows of obs_bytes */
+  double *act;                   /* n x A */
+  double *state;                 /* n x S */
+  double *reward;                /* n */
+  size_t obs_bytes;              /* one row: every key */
+  size_t key_bytes[CAP_MAX_OBS]; /* each key's part of a row */
 } evalTrace;
 
 static int trace_push(evalTrace *t, const capSpec *s, const capObs *o, const double *state, const double *a,
@@ -141,11 +142,8 @@ static int trace_push(evalTrace *t, const capSpec *s, const capObs *o, const dou
   }
   uint8_t *row = t->obs + (size_t)t->n * t->obs_bytes;
   for (int k = 0; k < s->nobs; k++) {
-    const capObsSpec *c = &s->obs[k];
-    size_t bytes = (c->dtype == CAP_U8 ? 1 : 8) * (size_t)c->shape[0] *
-                   (size_t)(c->rank > 1 ? c->shape[1] : 1) * (size_t)(c->rank > 2 ? c->shape[2] : 1);
-    memcpy(row, o->v[k], bytes);
-    row += bytes;
+    memcpy(row, o->v[k], t->key_bytes[k]);
+    row += t->key_bytes[k];
   }
   memcpy(t->act + (size_t)t->n * s->action_dim, a, sizeof(double) * (size_t)s->action_dim);
   memcpy(t->state + (size_t)t->n * s->state_dim, state, sizeof(double) * (size_t)s->state_dim);
@@ -167,8 +165,6 @@ static size_t obs_row_bytes(const capSpec *s, size_t *key_bytes) {
 
 static int trace_write(evalShared *sh, const evalTrace *t, uint64_t seed, int success, const capObs *fin) {
   const capSpec *s = cap_spec(sh->m);
-  size_t kb[CAP_MAX_OBS];
-  obs_row_bytes(s, kb);
   dsEpisodeInfo info = {.task = s->task,
                         .seed = (int64_t)seed,
                         .operator_name = sh->p->algo,
@@ -185,7 +181,7 @@ static int trace_write(evalShared *sh, const evalTrace *t, uint64_t seed, int su
     const uint8_t *row = t->obs + (size_t)i * t->obs_bytes;
     for (int k = 0; k < s->nobs; k++) {
       d.obs[k] = row;
-      row += kb[k];
+      row += t->key_bytes[k];
     }
     rc = ds_writer_add_step(sh->w, &d);
   }
@@ -202,8 +198,7 @@ static void *eval_worker(void *arg) {
   float *obs = malloc(sizeof(float) * (size_t)(2 * p->obs_dim + p->act_dim));
   double *state = malloc(sizeof(double) * (size_t)TK_MAX(1, s->state_dim));
   evalTrace tr = {0};
-  size_t kb[CAP_MAX_OBS];
-  tr.obs_bytes = obs_row_bytes(s, kb);
+  tr.obs_bytes = obs_row_bytes(s, tr.key_bytes);
   int rc = (!w || !obs || !state) ? tk_error(TK_ENOMEM, "out of memory") : cap_env_make(sh->m, &env);
   int horizon = sh->o->horizon > 0 ? sh->o->horizon : s->horizon;
   while (!rc) {
