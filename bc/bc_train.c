@@ -161,31 +161,37 @@ static int normalize(bcPolicy *p, dsLoaded *L, const int64_t *rows, int64_t n, d
   }
   /* actions: robomimic's are in [-1, 1] already and stay as they are; otherwise min-max to [-1, 1]
    * with a 5% margin, so tanh-bounded heads can reach every recorded action */
-  float lo = INFINITY, hi = -INFINITY;
+  double *lo = malloc(sizeof(double) * 2 * (size_t)A), *hi = lo + A;
+  if (!lo) return tk_error(TK_ENOMEM, "out of memory");
+  for (int i = 0; i < A; i++) {
+    lo[i] = INFINITY;
+    hi[i] = -INFINITY;
+  }
   for (int64_t k = 0; k < n; k++)
     for (int i = 0; i < A; i++) {
-      lo = fminf(lo, L->actions[rows[k] * A + i]);
-      hi = fmaxf(hi, L->actions[rows[k] * A + i]);
+      lo[i] = fmin(lo[i], L->actions[rows[k] * A + i]);
+      hi[i] = fmax(hi[i], L->actions[rows[k] * A + i]);
     }
-  int bounded = lo >= -1.0f && hi <= 1.0f;
+  int bounded = 1;
+  for (int i = 0; i < A; i++)
+    bounded &= lo[i] >= -1.0 && hi[i] <= 1.0;
   for (int i = 0; i < A; i++) {
     if (bounded) {
       p->act_offset[i] = 0;
       p->act_scale[i] = 1;
       continue;
     }
-    double l = INFINITY, h = -INFINITY;
-    for (int64_t k = 0; k < n; k++) {
-      l = fmin(l, L->actions[rows[k] * A + i]);
-      h = fmax(h, L->actions[rows[k] * A + i]);
-    }
+    double l = lo[i], h = hi[i];
     double off = 0.5 * (l + h), sc = fmax(0.5 * (h - l) * 1.05, 1e-3);
-    if (!(fabs(off) <= FLT_MAX && sc <= FLT_MAX))
+    if (!(fabs(off) <= FLT_MAX && sc <= FLT_MAX)) {
+      free(lo);
       return tk_error(TK_ERANGE, "%s: action %d spans [%g, %g], too wide to normalize in float32", path, i, l,
                       h);
+    }
     p->act_offset[i] = (float)off;
     p->act_scale[i] = (float)sc;
   }
+  free(lo);
   for (int64_t k = 0; k < L->n; k++) {
     for (int i = 0; i < D; i++)
       L->obs[k * D + i] = (float)(((double)L->obs[k * D + i] - p->obs_mean[i]) / p->obs_std[i]);
