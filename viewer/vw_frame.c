@@ -161,27 +161,33 @@ static int draw_frames(vwEpisode *v, int64_t t, cairo_t *cr, double x, double y,
   return nimg;
 }
 
+int vw_plot_actions(void *cr, double x, double y, double w, double h, const char *title, int A,
+                    const double *cols, int64_t stride, const double *xs, int n, double cursor) {
+  static const char *const names7[] = {"dx", "dy", "dz", "drx", "dry", "drz", "grip"};
+  char names[16][8];
+  tkSeries s[16];
+  int na = A < 16 ? A : 16;
+  for (int i = 0; i < na; i++) {
+    if (A == 7)
+      snprintf(names[i], sizeof names[i], "%s", names7[i]);
+    else
+      snprintf(names[i], sizeof names[i], "a%d", i);
+    s[i] = (tkSeries){names[i], xs, cols + (size_t)i * (size_t)stride, n};
+  }
+  tkPlotOpts o = {.title = title, .xlabel = "step", .ymin = -1.05, .ymax = 1.05, .fixed_y = 1};
+  return tk_plot_draw(cr, x, y, w, h, &o, s, na, cursor);
+}
+
 /* The plots with a cursor at t, into the rectangle (x, y, w, h) of cr. */
 static int draw_plots(vwEpisode *v, int64_t t, cairo_t *cr, double x, double y, double w, double h) {
   const int64_t N = v->e.num_samples;
   int rc = 0;
-  /* plots with a cursor at the frame */
-  static const char *const names7[] = {"dx", "dy", "dz", "drx", "dry", "drz", "grip"};
-  char anames[16][8];
-  tkSeries as[16];
-  int na = v->A < 16 ? v->A : 16;
-  for (int i = 0; i < na; i++) {
-    if (v->A == 7)
-      snprintf(anames[i], sizeof anames[i], "%s", names7[i]);
-    else
-      snprintf(anames[i], sizeof anames[i], "a%d", i);
-    as[i] = (tkSeries){anames[i], v->x, v->act_cols + (size_t)i * N, (int)N};
-  }
-  tkPlotOpts ao = {.title = "actions", .xlabel = "step", .ymin = -1.05, .ymax = 1.05, .fixed_y = 1};
   cairo_set_source_rgb(cr, 1, 1, 1);
   cairo_rectangle(cr, x, y, w, h);
   cairo_fill(cr);
-  if (!rc) rc = tk_plot_draw(cr, x, y, v->nobs > 0 ? w / 3 : w / 2, h, &ao, as, na, (double)t);
+  if (!rc)
+    rc = vw_plot_actions(cr, x, y, v->nobs > 0 ? w / 3 : w / 2, h, "actions", v->A, v->act_cols, N, v->x,
+                         (int)N, (double)t);
   if (v->nobs > 0) { /* actions | chosen observations | reward and interventions */
     double third = w / 3;
     tkSeries os[8];

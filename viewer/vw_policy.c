@@ -9,7 +9,6 @@
 
 #include "bc.h"
 #include "tel_window.h"
-#include "tk_plot.h"
 #include "vw.h"
 
 #define STRIP_H 200
@@ -17,23 +16,12 @@
 /* The actions so far (A columns of cap) as a strip image. */
 static int action_strip(int A, const double *cols, int cap, int n, int w, int h, uint8_t *rgb,
                         const double *x) {
-  static const char *const names7[] = {"dx", "dy", "dz", "drx", "dry", "drz", "grip"};
-  char names[16][8];
-  tkSeries s[16];
-  int na = A < 16 ? A : 16;
-  for (int i = 0; i < na; i++) {
-    snprintf(names[i], sizeof names[i], "%s", A == 7 ? names7[i] : "a");
-    if (A != 7) snprintf(names[i], sizeof names[i], "a%d", i);
-    s[i] = (tkSeries){names[i], x, cols + (size_t)i * cap, n};
-  }
   cairo_surface_t *sf = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);
   if (cairo_surface_status(sf) != CAIRO_STATUS_SUCCESS) return tk_error(TK_ENOMEM, "cairo surface");
   cairo_t *cr = cairo_create(sf);
   cairo_set_source_rgb(cr, 1, 1, 1);
   cairo_paint(cr);
-  tkPlotOpts o = {
-      .title = "the policy's actions", .xlabel = "step", .ymin = -1.05, .ymax = 1.05, .fixed_y = 1};
-  int rc = tk_plot_draw(cr, 0, 0, w, h, &o, s, na, n > 0 ? n - 1 : NAN);
+  int rc = vw_plot_actions(cr, 0, 0, w, h, "the policy's actions", A, cols, cap, x, n, n > 0 ? n - 1 : NAN);
   cairo_destroy(cr);
   cairo_surface_flush(sf);
   vw_surface_rgb(sf, w, h, rgb);
@@ -139,15 +127,7 @@ int vw_watch_policy(const char *policy, const char *task, uint64_t seed, const c
     if (frames > 0 && ++drawn >= frames) quit = 1;
     SDL_Delay(10);
   }
-  if (!rc && screenshot && win) {
-    int ww = 0, hh = 0;
-    tel_window_screenshot(win, NULL, 0, &ww, &hh);
-    uint8_t *rgb = malloc((size_t)ww * hh * 3);
-    rc = !rgb ? tk_error(TK_ENOMEM, "out of memory")
-              : tel_window_screenshot(win, rgb, (size_t)ww * hh * 3, &ww, &hh);
-    if (!rc) rc = vw_write_png(rgb, ww, hh, screenshot);
-    free(rgb);
-  }
+  if (!rc && screenshot && win) rc = vw_save_screenshot(win, screenshot);
   if (!rc && episodes > 0) printf("viewer: %s: %d of %d episodes succeeded\n", policy, successes, episodes);
   free(buf);
   free(x);
