@@ -15,24 +15,11 @@
 
 static const char *train_bin(void) { return tt_build("bc/bc-train"); }
 static const char *eval_bin(void) { return tt_build("bc/bc-eval"); }
-static const char *teleop_bin(void) { return tt_build("teleop/teleop"); }
 static const char *dataset_bin(void) { return tt_build("dataset/dataset"); }
 static const char *py(void) { return getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3"; }
 
 /* ---- helpers ----------------------------------------------------------------------------------- */
 TestSuite(bc_cli, .fini = tt_pool_free);
-
-/* A lift recording by the scripted operator (unpaced). */
-static void record(const char *path, int episodes, double noise, int seed) {
-  char *out = NULL;
-  int rc =
-      tt_run(&out,
-             "%s --task lift --device scripted --headless --episodes %d --noise %g --seed %d --fast --out %s "
-             "--quiet",
-             teleop_bin(), episodes, noise, seed, path);
-  keep(out);
-  cr_assert_eq(rc, 0, "teleop: %s", out);
-}
 
 /* A robomimic-layout file written by h5py (tests/bc/make_robomimic.py) */
 static void make_robomimic(const char *path, const char *args) {
@@ -138,7 +125,7 @@ Test(bc_cli, train_then_eval_end_to_end, .timeout = 300) {
   snprintf(data, sizeof data, "%s/lift20.h5", d);
   snprintf(pol, sizeof pol, "%s/pol.h5", d);
   snprintf(roll, sizeof roll, "%s/rollouts.h5", d);
-  record(data, 20, 0.3, 0);
+  tt_record(data, "lift", 20, 0.3, 0, NULL);
 
   char *out, *err;
   int rc = run2(d, &out, &err,
@@ -238,7 +225,7 @@ Test(bc_cli, same_seed_same_weights, .timeout = 300) {
   const char *d = tt_tmpdir();
   char data[4200], args[8192], pa[4200], pb[4200], pc[4200], pd[4200], pe[4200];
   snprintf(data, sizeof data, "%s/lift.h5", d);
-  record(data, 10, 0.3, 5);
+  tt_record(data, "lift", 10, 0.3, 5, NULL);
   snprintf(pa, sizeof pa, "%s/a.h5", d);
   snprintf(pb, sizeof pb, "%s/b.h5", d);
   snprintf(pc, sizeof pc, "%s/c.h5", d);
@@ -278,7 +265,7 @@ Test(bc_cli, best_epoch_by_rollout_success, .timeout = 300) {
   char data[4200], pol[4200], path[4300], args[8192];
   snprintf(data, sizeof data, "%s/lift20.h5", d);
   snprintf(pol, sizeof pol, "%s/best.h5", d);
-  record(data, 20, 0.3, 0);
+  tt_record(data, "lift", 20, 0.3, 0, NULL);
   /* a setting that learns something in a few seconds, so success varies over the epochs */
   snprintf(
       args, sizeof args,
@@ -326,7 +313,7 @@ Test(bc_cli, obs_keys_missing_key, .timeout = 120) {
   char data[4200], pol[4200];
   snprintf(data, sizeof data, "%s/lift.h5", d);
   snprintf(pol, sizeof pol, "%s/k.h5", d);
-  record(data, 4, 0.3, 0);
+  tt_record(data, "lift", 4, 0.3, 0, NULL);
   char *out, *err;
   int rc = run2(d, &out, &err, "%s %s -o %s --obs-keys object,robot0_nope --epochs 1 --quiet", train_bin(),
                 data, pol);
@@ -366,7 +353,7 @@ Test(bc_cli, config_file, .timeout = 120) {
   snprintf(cfg, sizeof cfg, "%s/opts.json", d);
   snprintf(bad, sizeof bad, "%s/typo.json", d);
   snprintf(csv, sizeof csv, "%s/cfg.csv", d);
-  record(data, 6, 0.3, 0);
+  tt_record(data, "lift", 6, 0.3, 0, NULL);
   write_text(cfg, "{\"epochs\": 2, \"hidden\": [32], \"head\": \"mse\", \"eval_every\": 0, \"quiet\": true,\n"
                   " \"obs_keys\": [\"object\", \"robot0_eef_pos\"], \"lr\": 0.001, \"layer_norm\": true}\n");
   char args[8192];
@@ -486,7 +473,7 @@ Test(bc_cli, nan_loss_stops_and_keeps_last_good, .timeout = 300) {
   snprintf(data, sizeof data, "%s/lift.h5", d);
   snprintf(pol, sizeof pol, "%s/nan.h5", d);
   snprintf(csv, sizeof csv, "%s/nan.csv", d);
-  record(data, 10, 0.3, 0);
+  tt_record(data, "lift", 10, 0.3, 0, NULL);
 
   int ep;
   long long step, batch;
@@ -551,7 +538,7 @@ Test(bc_cli, eval_refuses_other_task_and_corrupt_files, .timeout = 120) {
   snprintf(pol, sizeof pol, "%s/lift_policy.h5", d);
   snprintf(junk, sizeof junk, "%s/junk.h5", d);
   snprintf(half, sizeof half, "%s/half.h5", d);
-  record(data, 4, 0.3, 0);
+  tt_record(data, "lift", 4, 0.3, 0, NULL);
   char args[8192];
   snprintf(args, sizeof args, "%s -o %s --hidden 16 --epochs 1 --eval-every 0 --quiet", data, pol);
   train_ok(d, args);

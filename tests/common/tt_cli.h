@@ -89,4 +89,23 @@ static inline void png_ok(const char *path) {
   cr_assert(!memcmp(b + n - 8, "IEND", 4), "%s: does not end with the IEND chunk (truncated?)", path);
 }
 
+/* Record demos through the real teleop binary with the scripted operator, unpaced; extra: more
+ * teleop options (NULL: none). */
+static inline void tt_record(const char *path, const char *task, int episodes, double noise, int seed,
+                             const char *extra) {
+  char *out = NULL, msg[1024];
+  int rc =
+      tt_run(&out,
+             "%s --task %s --device scripted --headless --episodes %d --noise %g --seed %d --fast --quiet %s "
+             "--out %s",
+             tt_build("teleop/teleop"), task, episodes, noise, seed, extra ? extra : "", path);
+  snprintf(msg, sizeof msg, "%s", out ? out : "");
+  free(out);
+  cr_assert_eq(rc, 0, "teleop: %s", msg);
+}
+
+/* Prefix of a command that runs a windowed program under a private X server; leak checking is off for
+ * that process only (the X server's GL stack keeps its allocations). */
+#define TT_XVFB "ASAN_OPTIONS=\"$ASAN_OPTIONS:detect_leaks=0\" xvfb-run -a -s '-screen 0 1280x720x24'"
+
 #endif

@@ -4,6 +4,7 @@
 #include "ds.h"
 #include "tk.h"
 #include "tt.h"
+#include "tt_cli.h"
 
 static const char *bin(void) { return tt_build("dataset/dataset"); }
 static const char *py(void) { return getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3"; }
@@ -167,12 +168,9 @@ Test(cli, replay_check, .timeout = 120) {
   snprintf(p, sizeof p, "%s/rec.h5", d);
   snprintf(t, sizeof t, "%s/tampered.h5", d);
   snprintf(x, sizeof x, "%s/synth.h5", d);
+  tt_record(p, "lift", 4, 0.3, 0, NULL);
   char *out = NULL;
-  int rc = tt_run(
-      &out, "%s --task lift --device scripted --headless --episodes 4 --noise 0.3 --fast --quiet --out %s",
-      tt_build("teleop/teleop"), p);
-  cr_assert_eq(rc, 0, "%s", out);
-  free(out);
+  int rc;
   rc = tt_run(&out, "%s replay --check %s", bin(), p);
   cr_assert_eq(rc, 0, "%s", out);
   cr_assert(strstr(out, "replay: 4 demos, 0 above the tolerance"), "%s", out);

@@ -18,7 +18,6 @@
 static const char *rl_bin(void) { return tt_build("rl_finetune/rl-finetune"); }
 static const char *train_bin(void) { return tt_build("bc/bc-train"); }
 static const char *eval_bin(void) { return tt_build("bc/bc-eval"); }
-static const char *teleop_bin(void) { return tt_build("teleop/teleop"); }
 
 /* the small setting of every run here (600 env steps, evaluations at 0, 300, 600; 2 workers whatever the
  * machine, so the evaluations fall on those steps) */
@@ -27,18 +26,6 @@ static const char *teleop_bin(void) { return tt_build("teleop/teleop"); }
 
 /* ---- helpers ----------------------------------------------------------------------------------- */
 TestSuite(rl, .fini = tt_pool_free);
-
-/* Demos by the scripted operator (unpaced). */
-static void record(const char *path, const char *task, int episodes, int seed) {
-  char *out = NULL;
-  int rc =
-      tt_run(&out,
-             "%s --task %s --device scripted --headless --episodes %d --noise 0.3 --seed %d --fast --out %s "
-             "--quiet",
-             teleop_bin(), task, episodes, seed, path);
-  keep(out);
-  cr_assert_eq(rc, 0, "teleop: %s", out);
-}
 
 /* A small BC policy (extra: more bc-train options). */
 static void train_bc(const char *dir, const char *data, const char *pol, const char *extra) {
@@ -171,7 +158,7 @@ static void make_fixture(fixture *f, const char *bc_extra) {
   snprintf(f->dir, sizeof f->dir, "%s", tt_tmpdir());
   snprintf(f->demos, sizeof f->demos, "%s/lift15.h5", f->dir);
   snprintf(f->bc, sizeof f->bc, "%s/bc.h5", f->dir);
-  record(f->demos, "lift", 15, 0);
+  tt_record(f->demos, "lift", 15, 0.3, 0, NULL);
   train_bc(f->dir, f->demos, f->bc, bc_extra);
 }
 
@@ -497,7 +484,7 @@ Test(rl, refusals, .timeout = 120) {
   snprintf(missing, sizeof missing, "%s/no_such_policy.h5", d);
   snprintf(out_p, sizeof out_p, "%s/refused.h5", d);
   snprintf(out_csv, sizeof out_csv, "%s/refused.csv", d);
-  record(push, "push", 3, 0);
+  tt_record(push, "push", 3, 0.3, 0, NULL);
   char *err;
 
   /* demos of another task: both tasks named (and the file) */
@@ -671,14 +658,9 @@ Test(rl, demos_with_interventions_and_failures, .timeout = 180) {
   char iv[4200], ft[4200], args[16384];
   snprintf(iv, sizeof iv, "%s/iv.h5", f.dir);
   snprintf(ft, sizeof ft, "%s/ivft.h5", f.dir);
-  char *out = NULL;
-  int rc = tt_run(
-      &out,
-      "%s --task lift --device scripted --headless --episodes 4 --noise 0.5 --fast --quiet --policy %s "
-      "--takeover-after 10 --out %s",
-      teleop_bin(), f.bc, iv);
-  keep(out);
-  cr_assert_eq(rc, 0, "teleop --policy: %s", out);
+  char extra[4400];
+  snprintf(extra, sizeof extra, "--policy %s --takeover-after 10", f.bc);
+  tt_record(iv, "lift", 4, 0.5, 0, extra);
   /* the recording has flagged steps */
   dsFile *df;
   cr_assert_eq(ds_open(iv, 0, &df), 0, "%s", tk_errmsg());

@@ -12,6 +12,7 @@
 #include "tel.h"
 #include "tk.h"
 #include "tt.h"
+#include "tt_cli.h"
 
 static const char *teleop(void) { return tt_build("teleop/teleop"); }
 static const char *dataset(void) { return tt_build("dataset/dataset"); }
@@ -296,11 +297,10 @@ Test(teleop, window_screenshot_shows_scene_and_hud, .timeout = 180) {
    * Mesa driver (unloaded at exit, so its frames have no names) leak at exit. Our own code
    * is leak-checked in the headless runs above and in test_window, which keeps the driver
    * loaded. */
-  int rc = tt_run(
-      &out,
-      "ASAN_OPTIONS=\"$ASAN_OPTIONS:detect_leaks=0\" xvfb-run -a -s '-screen 0 1280x720x24' %s --task lift "
-      "--device scripted --episodes 1 --quiet --screenshot %s/shot.png --out %s/w.h5",
-      teleop(), d, d);
+  int rc = tt_run(&out,
+                  TT_XVFB " %s --task lift "
+                          "--device scripted --episodes 1 --quiet --screenshot %s/shot.png --out %s/w.h5",
+                  teleop(), d, d);
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
   char png[4200];

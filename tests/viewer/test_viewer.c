@@ -8,6 +8,7 @@
 #include "tk.h"
 #include "tk_plot.h"
 #include "tt.h"
+#include "tt_cli.h"
 
 TestSuite(viewer, .fini = tk_plot_cleanup);
 
@@ -61,13 +62,9 @@ Test(viewer, two_frames_of_a_recording, .timeout = 120) {
   snprintf(data, sizeof data, "%s/d.h5", d);
   snprintf(a, sizeof a, "%s/a.png", d);
   snprintf(b, sizeof b, "%s/b.png", d);
+  tt_record(data, "lift", 2, 0.3, 0, "--camera agentview:84x84");
   char *out = NULL;
-  int rc = tt_run(&out,
-                  "%s --task lift --device scripted --headless --episodes 2 --noise 0.3 --fast --quiet "
-                  "--camera agentview:84x84 --out %s",
-                  tt_build("teleop/teleop"), data);
-  cr_assert_eq(rc, 0, "%s", out);
-  free(out);
+  int rc;
   rc = tt_run(&out, "%s %s --demo 1 --frame 0 --export %s && %s %s --demo 1 --frame -1 --export %s", viewer(),
               data, a, viewer(), data, b);
   cr_assert_eq(rc, 0, "%s", out);
@@ -189,18 +186,13 @@ Test(viewer, window_plays_and_shows_plots, .timeout = 180) {
   char data[4200], shot[4200];
   snprintf(data, sizeof data, "%s/d.h5", d);
   snprintf(shot, sizeof shot, "%s/win.png", d);
+  tt_record(data, "lift", 1, 0, 0, NULL);
   char *out = NULL;
-  int rc = tt_run(
-      &out, "%s --task lift --device scripted --headless --episodes 1 --noise 0 --fast --quiet --out %s",
-      tt_build("teleop/teleop"), data);
-  cr_assert_eq(rc, 0, "%s", out);
-  free(out);
-  /* leak checking off for this process only: the X server's GL stack keeps its allocations */
-  rc = tt_run(
-      &out,
-      "ASAN_OPTIONS=\"$ASAN_OPTIONS:detect_leaks=0\" xvfb-run -a -s '-screen 0 1280x720x24' %s %s --demo 0 "
-      "--frames 120 --screenshot %s",
-      viewer(), data, shot);
+  int rc;
+  rc = tt_run(&out,
+              TT_XVFB " %s %s --demo 0 "
+                      "--frames 120 --screenshot %s",
+              viewer(), data, shot);
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
   img im;
@@ -242,11 +234,10 @@ Test(viewer, watch_a_policy, .timeout = 180) {
   cr_assert_eq(bc_policy_save(p, bad), 0, "%s", tk_errmsg());
   bc_policy_free(p);
   char *out = NULL;
-  int rc = tt_run(
-      &out,
-      "ASAN_OPTIONS=\"$ASAN_OPTIONS:detect_leaks=0\" xvfb-run -a -s '-screen 0 1280x720x24' %s --policy %s "
-      "--frames 40 --screenshot %s",
-      viewer(), pol, shot);
+  int rc = tt_run(&out,
+                  TT_XVFB " %s --policy %s "
+                          "--frames 40 --screenshot %s",
+                  viewer(), pol, shot);
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
   img im;
