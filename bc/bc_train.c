@@ -223,33 +223,29 @@ static double mean_loss(const bcPolicy *p, nnWork *w, const dsLoaded *L, const i
   return sum / (double)n;
 }
 
+/* Per-epoch curves; the epoch count is known, so one block holds them all from the start. */
 typedef struct {
-  int n, cap;
-  double *epoch, *train, *valid, *succ_epoch, *succ;
+  int n;
+  double *epoch, *train, *valid, *succ_epoch, *succ; /* each `epochs` long */
   int nsucc;
 } curves;
 
-static int curves_push(curves *c, double ep, double tr, double va) {
-  if (c->n == c->cap) {
-    int cap = c->cap ? 2 * c->cap : 64;
-    double *a = realloc(c->epoch, sizeof(double) * (size_t)cap * 5);
-    if (!a) return tk_error(TK_ENOMEM, "out of memory");
-    /* one block: epoch | train | valid | succ_epoch | succ, each cap long */
-    if (c->cap)
-      for (int s = 4; s >= 1; s--)
-        memmove(a + (size_t)s * cap, a + (size_t)s * c->cap, sizeof(double) * (size_t)c->cap);
-    c->epoch = a;
-    c->train = a + cap;
-    c->valid = a + 2 * cap;
-    c->succ_epoch = a + 3 * cap;
-    c->succ = a + 4 * cap;
-    c->cap = cap;
-  }
+static int curves_make(curves *c, int epochs) {
+  double *a = malloc(sizeof(double) * 5 * (size_t)epochs);
+  if (!a) return tk_error(TK_ENOMEM, "out of memory");
+  c->epoch = a;
+  c->train = a + epochs;
+  c->valid = a + 2 * epochs;
+  c->succ_epoch = a + 3 * epochs;
+  c->succ = a + 4 * epochs;
+  return 0;
+}
+
+static void curves_push(curves *c, double ep, double tr, double va) {
   c->epoch[c->n] = ep;
   c->train[c->n] = tr;
   c->valid[c->n] = va;
   c->n++;
-  return 0;
 }
 
 static void write_plots(const curves *c, const char *prefix, const char *title) {
@@ -383,6 +379,7 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
     rc = tk_error(TK_ENOMEM, "out of memory");
     goto done;
   }
+  if ((rc = curves_make(&cv, o->epochs))) goto done;
   char csv_path[4200];
   snprintf(csv_path, sizeof csv_path, "%s.csv", prefix);
   if (!(csv = fopen(csv_path, "w"))) {
@@ -441,7 +438,7 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
     r->epochs_run = ep;
     r->final_train_loss = sum / (double)ntrain;
     r->final_valid_loss = nvalid ? mean_loss(p, vw, &L, valid, nvalid, x, y) : NAN;
-    if ((rc = curves_push(&cv, ep, r->final_train_loss, r->final_valid_loss))) break;
+    curves_push(&cv, ep, r->final_train_loss, r->final_valid_loss);
     double succ = NAN, ret = NAN;
     int eval_now = can_eval && (ep % o->eval_every == 0 || ep == o->epochs);
     if (eval_now) {
