@@ -68,6 +68,8 @@ int bc_policy_save(const bcPolicy *p, const char *path);
 /* Read and validate; NULL with tk_error() naming the file and the problem. */
 bcPolicy *bc_policy_load(const char *path);
 
+/* The network's input for B raw observations [B, obs_dim]: (obs - obs_mean) / obs_std. */
+void bc_policy_normalize(const bcPolicy *p, const float *obs, int B, float *out);
 /* Deterministic actions for B raw observations: obs [B, obs_dim] float32 (keys concatenated) ->
  * act [B, act_dim] (float64, environment units). w must be made for p->net with max_batch >= B;
  * scratch must hold B * (obs_dim + act_dim) floats. */

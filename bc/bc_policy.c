@@ -107,11 +107,16 @@ int bc_policy_set_info(bcPolicy *p, const char *json) {
   return 0;
 }
 
-int bc_policy_act(const bcPolicy *p, nnWork *w, const float *obs, int B, float *scratch, double *act) {
-  const int D = p->obs_dim, A = p->act_dim;
+void bc_policy_normalize(const bcPolicy *p, const float *obs, int B, float *out) {
+  const int D = p->obs_dim;
   for (int b = 0; b < B; b++)
     for (int i = 0; i < D; i++)
-      scratch[(size_t)b * D + i] = (obs[(size_t)b * D + i] - p->obs_mean[i]) / p->obs_std[i];
+      out[(size_t)b * D + i] = (obs[(size_t)b * D + i] - p->obs_mean[i]) / p->obs_std[i];
+}
+
+int bc_policy_act(const bcPolicy *p, nnWork *w, const float *obs, int B, float *scratch, double *act) {
+  const int D = p->obs_dim, A = p->act_dim;
+  bc_policy_normalize(p, obs, B, scratch);
   float *a = scratch + (size_t)B * D;
   int rc = nn_act(p->net, w, scratch, B, a);
   if (rc) return rc;

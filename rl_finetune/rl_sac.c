@@ -237,11 +237,6 @@ static int critic_arch(const rlRun *R, nnArch *c) {
   return nn_arch_validate(c);
 }
 
-static void normalize_obs(const bcPolicy *p, const float *raw, float *s) {
-  for (int i = 0; i < p->obs_dim; i++)
-    s[i] = (raw[i] - p->obs_mean[i]) / p->obs_std[i];
-}
-
 /* Load the demos into the demo buffer: normalized with the actor's statistics, sparse rewards. */
 static int load_demos(rlRun *R) {
   const rlOpts *o = R->o;
@@ -270,8 +265,8 @@ static int load_demos(rlRun *R) {
   } else if (!(rc = buf_make(&R->demo, TK_MAX(L.n, 1), R->D, R->A))) {
     float *s = falloc((size_t)R->D), *s2 = falloc((size_t)R->D), *a = falloc((size_t)R->A);
     for (int64_t k = 0; s && s2 && a && k < L.n; k++) {
-      normalize_obs(R->actor, L.obs + k * R->D, s);
-      normalize_obs(R->actor, L.next_obs + k * R->D, s2);
+      bc_policy_normalize(R->actor, L.obs + k * R->D, 1, s);
+      bc_policy_normalize(R->actor, L.next_obs + k * R->D, 1, s2);
       for (int i = 0; i < R->A; i++) {
         double v = (L.actions[k * R->A + i] - R->actor->act_offset[i]) / R->actor->act_scale[i];
         a[i] = (float)fmax(-1 + 1e-6, fmin(1 - 1e-6, v));
@@ -473,7 +468,7 @@ static int worker_reset(rlWorker *w) {
   int rc = cap_env_reset(w->env, seed, &w->obs);
   if (rc) return rc;
   bc_gather(&w->run->bind, &w->obs, w->raw);
-  normalize_obs(w->run->actor, w->raw, w->s);
+  bc_policy_normalize(w->run->actor, w->raw, 1, w->s);
   return 0;
 }
 
@@ -498,7 +493,7 @@ static int worker_step(rlWorker *w) {
   if (rc) return rc;
   w->ep_len++;
   bc_gather(&R->bind, &st.obs, w->raw);
-  normalize_obs(R->actor, w->raw, w->s2);
+  bc_policy_normalize(R->actor, w->raw, 1, w->s2);
   w->reward = st.success ? 1.0f : 0.0f;
   w->done = st.success || st.terminated;
   return 0;
