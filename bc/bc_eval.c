@@ -80,12 +80,26 @@ int bc_writer_opts(const capModel *m, int ncams, const capCamera *cams, dsWriter
     if (ds_schema_add(&wo->schema, c->name, c->dtype == CAP_U8 ? DS_U8 : DS_F64, c->rank, shape) < 0)
       return tk_error_wrap(TK_EINVAL, "dataset schema");
   }
-  size_t off = (size_t)snprintf(kw, kwn, "{\"control_hz\": %g, \"action_mode\": \"%s\", \"cameras\": [",
-                                s->control_hz, s->action_mode == CAP_ACT_JOINT ? "joint" : "eef");
+  size_t off =
+      (size_t)snprintf(kw, kwn, "{\"control_hz\": %g, \"action_mode\": \"%s\", \"cameras\": [", s->control_hz,
+                       s->action_mode == CAP_ACT_JOINT       ? "joint"
+                       : s->action_mode == CAP_ACT_JOINT_POS ? "joint_pos"
+                                                             : "eef");
   for (int c = 0; c < ncams && off < kwn; c++)
     off += (size_t)snprintf(kw + off, kwn - off, "%s\"%s:%dx%d\"", c ? ", " : "", cams[c].name, cams[c].width,
                             cams[c].height);
-  if (off < kwn) snprintf(kw + off, kwn - off, "]}");
+  if (off < kwn) off += (size_t)snprintf(kw + off, kwn - off, "]");
+  /* a robot's joints: what an action of -1 and 1 mean */
+  const char *names[CAP_MAX_ACT];
+  double lo[CAP_MAX_ACT], hi[CAP_MAX_ACT];
+  int nj = cap_model_joints(m, names, lo, hi);
+  if (nj && off < kwn) off += (size_t)snprintf(kw + off, kwn - off, ", \"joints\": [");
+  for (int j = 0; j < nj && off < kwn; j++)
+    off += (size_t)snprintf(kw + off, kwn - off, "%s{\"name\": \"%s\", \"min\": %.17g, \"max\": %.17g}",
+                            j ? ", " : "", names[j], lo[j], hi[j]);
+  if (nj && off < kwn) off += (size_t)snprintf(kw + off, kwn - off, "]");
+  if (off < kwn) snprintf(kw + off, kwn - off, "}");
+  if (off >= kwn) return tk_error(TK_ERANGE, "dataset env_kwargs: too long");
   wo->env_kwargs_json = kw;
   return 0;
 }

@@ -27,8 +27,9 @@ typedef struct capEnv capEnv;
 typedef enum { CAP_F64 = 0, CAP_U8 = 1 } capDtype;
 
 typedef enum {
-  CAP_ACT_EEF = 0,   /* 7: end-effector dx dy dz (world), drx dry drz, gripper (-1 open .. 1 closed) */
-  CAP_ACT_JOINT = 1, /* njoints + 1: joint position deltas, gripper */
+  CAP_ACT_EEF = 0,       /* 7: end-effector dx dy dz (world), drx dry drz, gripper (-1 open .. 1 closed) */
+  CAP_ACT_JOINT = 1,     /* njoints + 1: joint position deltas, gripper */
+  CAP_ACT_JOINT_POS = 2, /* njoints: absolute joint targets, -1 .. 1 across each joint's limits (robots) */
 } capActionMode;
 
 typedef struct {
@@ -45,6 +46,12 @@ typedef struct {
   int horizon;       /* steps; 0: the task's default */
   int ncams;         /* cameras rendered into observations (off unless asked for) */
   capCamera cams[CAP_MAX_CAMS];
+  /* A servo-bus robot instead of a simulation: "dxl:/dev/ttyUSB0" (Dynamixel Protocol 2.0),
+   * "fts:/dev/ttyUSB0" (Feetech STS), "simbus" / "simbus:fts" (a simulated chain of servos on a
+   * pty, run by this process). robot_config: its joints, calibration, limits and safety (JSON,
+   * see capture/README.md; optional for simbus). control_hz then comes from the file (50). */
+  const char *robot;
+  const char *robot_config;
 } capOpts;
 
 typedef struct {
@@ -78,6 +85,9 @@ enum {                         /* capStep.flags */
        CAP_FLAG_CLIPPED = 1,   /* an action value was outside [-1,1] and was clipped */
        CAP_FLAG_NONFINITE = 2, /* an action value was NaN/Inf and was replaced by 0 */
        CAP_FLAG_UNSTABLE = 4,  /* the simulator diverged (NaN state or MuJoCo warning): episode over */
+       CAP_FLAG_FAULT = 8, /* robot: bus error, timeout, unplug or servo alarm: now in the safe state, episode
+                              over (cap_env_fault says why; reset reconnects) */
+       CAP_FLAG_LIMITED = 16, /* robot: a target was cut to the joint limits or the maximum step */
 };
 
 typedef struct {
@@ -127,6 +137,40 @@ void cap_env_eef_quat(const capEnv *e, double quat[4]);
 int cap_env_object_pos(const capEnv *e, double pos[3]); /* TK_ENOTFOUND without an object */
 void cap_env_goal_pos(const capEnv *e, double pos[3]);
 double cap_env_gripper(const capEnv *e); /* 0 open .. 1 closed (finger opening) */
+
+/* ---- robots (cap_robot.c) ----
+ * Safety, always on: every command is clipped to the joint limits and to a maximum step from the
+ * last one; a watchdog thread holds position when commands stop arriving; a failed transaction
+ * (timeout, corrupt answer, unplugged adapter) or a servo alarm brings the arm to the safe state
+ * (hold or torque off, from the config) before the step returns, and the step says CAP_FLAG_FAULT. */
+int cap_model_is_robot(const capModel *m);
+const char *cap_env_fault(const capEnv *e);      /* NULL, or why the robot is in its safe state */
+int cap_env_torque(capEnv *e, int on);           /* robots: torque on (holding) / off (limp) */
+int64_t cap_env_watchdog_holds(const capEnv *e); /* times the watchdog held position */
+struct srvSim *cap_env_robot_sim(capEnv *e);     /* the simulated bus of "simbus" (NULL otherwise) */
+/* Joint positions in radians, the robot's order (robots; the last observation). */
+int cap_env_joint_pos(const capEnv *e, double *rad);
+/* The action that keeps the current targets (what "no input" means for absolute targets). */
+int cap_env_hold_action(const capEnv *e, double *action);
+/* A robot's joints: names and limits (rad); returns the count (0 for a simulated task). */
+int cap_model_joints(const capModel *m, const char **names, double *lo, double *hi);
+
+/* A leader arm as an input device (ALOHA / GELLO): its servos are limp and moved by hand; its
+ * joint angles, through its calibration, become the follower's targets. spec as capOpts.robot;
+ * config: the leader's JSON (joints by follower order: id, offset, direction; NULL for simbus:
+ * the follower's ids and calibration). */
+typedef struct capLeader capLeader;
+int cap_leader_open(const char *spec, const char *config, const capModel *follower, capLeader **out);
+void cap_leader_close(capLeader *l);
+/* The leader's joint angles in the follower's frame (radians). */
+int cap_leader_read(capLeader *l, double *rad);
+/* The follower's action for the leader's pose (CAP_ACT_JOINT_POS, clipped to [-1,1]). */
+int cap_leader_action(capLeader *l, double *action);
+/* Calibration: with both arms held in the same pose, set the leader's offsets so that it reads
+ * the follower's angles, and write the leader's JSON to out_path (durably). */
+int cap_leader_calibrate(capLeader *l, const double *follower_rad, const char *out_path);
+struct srvSim *cap_leader_sim(capLeader *l); /* the simulated leader of "simbus" (NULL otherwise) */
+const char *cap_leader_desc(const capLeader *l);
 
 /* ---- scripted operators ---- */
 /* A scripted expert per task, stateful across one episode. noise 0: clean; 0.5: human-like

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cap_internal.h"
+#include "cap_robot.h"
 #include "cap_render.h"
 
 #define MAX_DPOS 0.05 /* m per control step at full stick */
@@ -38,6 +39,15 @@ int cap_env_make(const capModel *cm, capEnv **out) {
   capEnv *e = calloc(1, sizeof *e);
   if (!e) return tk_error(TK_ENOMEM, "out of memory");
   e->cm = cm;
+  if (cm->robot) {
+    int rrc = cap_robot_env_make(e);
+    if (rrc) {
+      cap_env_free(e);
+      return rrc;
+    }
+    *out = e;
+    return 0;
+  }
   e->d = mj_makeData(cm->m);
   e->scratch = cm->narm ? mj_makeData(cm->m) : NULL;
   e->low = calloc((size_t)cm->nlow + 1, sizeof(double));
@@ -59,6 +69,7 @@ int cap_env_make(const capModel *cm, capEnv **out) {
 
 void cap_env_free(capEnv *e) {
   if (!e) return;
+  cap_robot_env_free(e);
   cap_render_free(e->render);
   if (e->d) mj_deleteData(e->d);
   if (e->scratch) mj_deleteData(e->scratch);
@@ -166,6 +177,7 @@ static void fill_obs(capEnv *e, capObs *obs) {
 }
 
 int cap_env_observe(capEnv *e, capObs *obs) {
+  if (e->robot) return cap_robot_observe(e, obs);
   int rc = render_cams(e);
   fill_obs(e, obs);
   return rc;
@@ -261,6 +273,7 @@ static void place(capEnv *e, uint64_t seed) {
 }
 
 int cap_env_reset(capEnv *e, uint64_t seed, capObs *obs) {
+  if (e->robot) return cap_robot_reset(e, obs); /* a real arm starts where it is */
   const capModel *cm = e->cm;
   mjData *d = e->d;
   if (cm->key_home >= 0)
@@ -452,6 +465,7 @@ static int check_stable(capEnv *e) {
 }
 
 int cap_env_step(capEnv *e, const double *action, capStep *out) {
+  if (e->robot) return cap_robot_step(e, action, out);
   const capModel *cm = e->cm;
   const mjModel *m = cm->m;
   mjData *d = e->d;
@@ -490,6 +504,7 @@ int cap_env_step(capEnv *e, const double *action, capStep *out) {
 
 /* ---- state ---- */
 int cap_env_get_state(const capEnv *e, double *s) {
+  if (e->robot) return cap_robot_get_state(e, s);
   const capModel *cm = e->cm;
   const mjModel *m = cm->m;
   const mjData *d = e->d;
@@ -511,6 +526,8 @@ int cap_env_get_state(const capEnv *e, double *s) {
 }
 
 int cap_env_set_state(capEnv *e, const double *s, capObs *obs) {
+  if (e->robot)
+    return tk_error(TK_EINVAL, "a real robot cannot be set to a recorded state (replay its actions)");
   const capModel *cm = e->cm;
   const mjModel *m = cm->m;
   mjData *d = e->d;
@@ -539,6 +556,7 @@ int cap_env_set_state(capEnv *e, const double *s, capObs *obs) {
 
 /* ---- cameras ---- */
 int cap_env_render(capEnv *e, const char *camera, int width, int height, uint8_t *rgb) {
+  if (e->robot) return tk_error(TK_EINVAL, "camera %s: robots have no rendered cameras", camera);
   if (!e->render) {
     int mw = TK_MAX(e->cm->m->vis.global.offwidth, width),
         mh = TK_MAX(e->cm->m->vis.global.offheight, height);

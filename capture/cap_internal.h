@@ -45,6 +45,7 @@ struct capModel {
   int nlow;                 /* doubles of low-dim observation */
   /* state layout */
   int st_time, st_qpos, st_qvel, st_act, st_warm, st_mpos, st_mquat, st_ctrl, st_task;
+  struct capRobotCfg *robot; /* a servo-bus robot (cap_robot.c): no MuJoCo model then */
 };
 
 /* Task state carried in the flat state vector after the simulator part. */
@@ -66,6 +67,7 @@ struct capEnv {
   uint8_t *img[CAP_MAX_CAMS];
   struct capRender *render;
   int unstable;
+  struct capRobot *robot; /* a servo-bus robot (cap_robot.c) */
 };
 
 /* The task's success criterion holds now. */

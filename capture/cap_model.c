@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cap_internal.h"
+#include "cap_robot.h"
 
 static pthread_mutex_t mj_lock = PTHREAD_MUTEX_INITIALIZER;
 void cap_mujoco_lock(void) { pthread_mutex_lock(&mj_lock); }
@@ -227,6 +228,17 @@ int cap_model_load(const capOpts *o, capModel **out) {
   cm->opts = *o;
   cm->opts.task = NULL;
   cm->opts.model_path = NULL;
+  if (o->robot) { /* a servo-bus arm: no simulation */
+    cm->opts.robot = cm->opts.robot_config = NULL;
+    int rrc = o->ncams ? tk_error(TK_EINVAL, "robot %s: cameras are not supported on robots yet", o->robot)
+                       : cap_robot_model_init(o, cm);
+    if (rrc) {
+      cap_model_free(cm);
+      return rrc;
+    }
+    *out = cm;
+    return 0;
+  }
   char err[1024] = "";
   int rc = 0;
   mju_user_warning = quiet_warning;
@@ -334,6 +346,7 @@ void cap_model_free(capModel *cm) {
   if (!cm) return;
   if (cm->m) mj_deleteModel(cm->m);
   free(cm->xml);
+  free(cm->robot);
   free(cm);
 }
 

@@ -114,6 +114,9 @@ int ds_writer_add_step(dsWriter *w, const dsStep *step);
 /* Ends the episode. final_obs (may be NULL: repeats the last obs) is next_obs of the last
  * step. Returns at once; the episode is durable when ds_writer_committed() counts it. */
 int ds_writer_end(dsWriter *w, dsOutcome outcome, const void *const *final_obs, int64_t missed_deadlines);
+/* The same, storing why (attr end_reason: "operator", "maximum length", "robot fault: ..."). */
+int ds_writer_end_why(dsWriter *w, dsOutcome outcome, const void *const *final_obs, int64_t missed_deadlines,
+                      const char *why);
 int64_t ds_writer_committed(dsWriter *w); /* episodes committed (durable) so far */
 int ds_writer_sync(dsWriter *w);          /* wait until every ended episode is committed */
 int ds_writer_publish(dsWriter *w);       /* sync, then merge staged episodes into the file */

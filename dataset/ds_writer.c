@@ -25,10 +25,11 @@ typedef struct dsBlock {
   int64_t demo_index;
   int begin, end; /* first / last block of an episode */
   dsOutcome outcome;
-  int64_t missed;      /* missed deadlines (end block) */
-  int final_obs_valid; /* obs row `cap` holds the final observation */
-  int64_t t0;          /* episode step of row 0 */
-  int64_t n, cap;      /* rows used, rows available */
+  int64_t missed;       /* missed deadlines (end block) */
+  char end_reason[160]; /* why the episode ended (end block; "" not stored) */
+  int final_obs_valid;  /* obs row `cap` holds the final observation */
+  int64_t t0;           /* episode step of row 0 */
+  int64_t n, cap;       /* rows used, rows available */
   char task[DS_NAME_MAX], operator_name[DS_NAME_MAX], device[DS_NAME_MAX];
   int64_t seed;
   double control_hz;
@@ -151,6 +152,7 @@ static void block_reset(dsBlock *b) {
   b->final_obs_valid = 0;
   b->n = 0;
   b->missed = 0;
+  b->end_reason[0] = 0;
 }
 
 static dsBlock *block_get(dsWriter *w) {
@@ -361,6 +363,7 @@ static int ep_end(dsWriter *w, dsBlock *b) {
   rc = ds_attr_write_i64(ep->demo, "num_samples", N);
   if (!rc) rc = ds_attr_write_i64(ep->demo, "success", b->outcome == DS_SUCCESS);
   if (!rc) rc = ds_attr_write_i64(ep->demo, "missed_deadlines", b->missed);
+  if (!rc && b->end_reason[0]) rc = ds_attr_write_str(ep->demo, "end_reason", b->end_reason);
   if (!rc) rc = ds_attr_write_i64(ep->data, "total", N);
   if (rc) return tk_error_wrap(rc, "%s", ep->tmp);
   if (ep_close_handles(ep)) return ds_h5_fail(TK_EIO, "%s: close (data not fully written)", ep->tmp);
@@ -765,6 +768,11 @@ int ds_writer_add_step(dsWriter *w, const dsStep *st) {
 }
 
 int ds_writer_end(dsWriter *w, dsOutcome outcome, const void *const *final_obs, int64_t missed_deadlines) {
+  return ds_writer_end_why(w, outcome, final_obs, missed_deadlines, NULL);
+}
+
+int ds_writer_end_why(dsWriter *w, dsOutcome outcome, const void *const *final_obs, int64_t missed_deadlines,
+                      const char *why) {
   if (!w->in_episode) return tk_error(TK_EINVAL, "%s: end outside an episode", w->path);
   dsBlock *b = w->cur;
   w->cur = NULL;
@@ -783,6 +791,7 @@ int ds_writer_end(dsWriter *w, dsOutcome outcome, const void *const *final_obs, 
   b->end = 1;
   b->outcome = outcome;
   b->missed = missed_deadlines;
+  snprintf(b->end_reason, sizeof b->end_reason, "%s", why ? why : "");
   if (final_obs) {
     const dsSchema *s = &w->o.schema;
     int ok = 1;

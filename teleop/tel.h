@@ -39,16 +39,23 @@ typedef struct {
   int fast;    /* scripted/replay devices: run ticks back to back, unpaced (data generation) */
   const char
       *policy; /* intervention mode: this policy file drives; the operator holds a button to take over */
-  int takeover_after;     /* scripted operator with a policy: take over after this many steps without success
-                             (0: 40% of the horizon) */
-  uint64_t seed;          /* first episode's seed; each reset takes the next */
-  double noise;           /* scripted operator */
-  int auto_end;           /* end as success once the task's success has held this many steps (0: off) */
-  int max_steps;          /* end an episode at this length (0: the task's horizon) */
-  int64_t max_ticks;      /* stop the loop after this many ticks (0: no limit) */
-  int image_gzip;         /* camera frames in the dataset, gzip level (default 4) */
-  int quiet;              /* no per-episode lines on stdout */
-  const char *screenshot; /* save the window's last frame here (PNG) when the console ends */
+  int takeover_after; /* scripted operator with a policy: take over after this many steps without success
+                         (0: 40% of the horizon) */
+  /* a servo-bus robot instead of a simulated task (capOpts.robot), driven by a leader arm */
+  const char *robot;         /* dxl:/dev/ttyUSB0, fts:/dev/ttyUSB0, simbus */
+  const char *robot_config;  /* the follower's joints, calibration, limits, safety (JSON) */
+  const char *leader;        /* the leader arm's port, same forms */
+  const char *leader_config; /* the leader's ids and calibration (JSON; simbus: optional) */
+  const char
+      *calibrate_leader;     /* write the leader's calibration here (both arms in the same pose), then stop */
+  uint64_t seed;             /* first episode's seed; each reset takes the next */
+  double noise;              /* scripted operator */
+  int auto_end;              /* end as success once the task's success has held this many steps (0: off) */
+  int max_steps;             /* end an episode at this length (0: the task's horizon) */
+  int64_t max_ticks;         /* stop the loop after this many ticks (0: no limit) */
+  int image_gzip;            /* camera frames in the dataset, gzip level (default 4) */
+  int quiet;                 /* no per-episode lines on stdout */
+  const char *screenshot;    /* save the window's last frame here (PNG) when the console ends */
   int win_width, win_height; /* window size (default 1280x720) */
   /* called once per loop tick, before input is read (tests drive unplugging from here) */
   void (*on_tick)(telConsole *c, void *user);

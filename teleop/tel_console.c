@@ -17,6 +17,7 @@
 #include <mujoco/mujoco.h>
 
 #include "ds.h"
+#include "srv.h"
 #include "bc.h"
 #include "tel.h"
 #include "tel_window.h"
@@ -116,7 +117,7 @@ static void on_commit(int64_t idx, dsOutcome out, int64_t n, void *user);
 
 static int writer_open(const telOpts *o, const capModel *m, void *run, dsWriter **w) {
   dsWriterOpts wo;
-  char kw[1024];
+  char kw[4096];
   int rc = bc_writer_opts(m, o->ncams, o->cams, &wo, kw, sizeof kw);
   if (rc) return rc;
   wo.image_gzip = o->image_gzip;
@@ -170,6 +171,11 @@ typedef struct {
   bcBinding pol_bind;
   float *pol_buf; /* observation and scratch for the policy */
   int takeover;   /* the operator drives this tick */
+  /* robots */
+  capLeader *leader;
+  int need_reset; /* a robot fault ended the episode: reset (torque on) only when the operator asks */
+  double leader_q0[CAP_MAX_ACT]; /* scripted operator: the leader's pose at the episode's start */
+  char ep_meta[512];
 } telRun;
 
 static void copy_obs(telRun *r, const capObs *o) {
@@ -185,8 +191,11 @@ static int reset_scene(telRun *r) {
   copy_obs(r, &o);
   cap_env_get_state(r->env, r->state);
   if (r->expert) cap_expert_reset(r->expert, r->ep_seed);
+  if (r->leader && cap_leader_sim(r->leader)) cap_leader_read(r->leader, r->leader_q0);
   r->gripper = -1;
   r->success_held = 0;
+  r->need_reset = 0;
+  if (cap_model_is_robot(r->model)) cap_env_hold_action(r->env, r->last_action);
   return 0;
 }
 
@@ -198,7 +207,8 @@ static int begin_episode(telRun *r) {
                         .operator_name = opname ? opname : "",
                         .device = o->device,
                         .control_hz = r->spec->control_hz,
-                        .model_file = cap_model_xml(r->model)};
+                        .model_file = cap_model_xml(r->model),
+                        .ep_meta_json = r->ep_meta[0] ? r->ep_meta : NULL};
   int64_t idx;
   int rc = ds_writer_begin(r->w, &info, &idx);
   if (rc) return rc;
@@ -215,7 +225,7 @@ static int end_episode(telRun *r, dsOutcome out, const char *why) {
   const void *fin[CAP_MAX_OBS];
   for (int k = 0; k < r->spec->nobs; k++)
     fin[k] = r->obs[k];
-  int rc = ds_writer_end(r->w, out, fin, r->ep_missed);
+  int rc = ds_writer_end_why(r->w, out, fin, r->ep_missed, why);
   if (out == DS_SUCCESS)
     r->st->success++;
   else if (out == DS_FAILURE)
@@ -242,6 +252,11 @@ static int end_episode(telRun *r, dsOutcome out, const char *why) {
   r->message_tone = out == DS_SUCCESS ? TEL_TONE_GOOD : out == DS_FAILURE ? TEL_TONE_BAD : TEL_TONE_INFO;
   r->con.state = TEL_IDLE;
   if (rc) return rc;
+  if (r->need_reset) { /* after a robot fault the arm stays safe until the operator resets */
+    snprintf(r->message, sizeof r->message, "robot fault: Start or Y resets (torque on where the arm is)");
+    r->message_tone = TEL_TONE_BAD;
+    return 0;
+  }
   return reset_scene(r);
 }
 
@@ -253,7 +268,7 @@ static int record_step(telRun *r, const double *action, int intervention) {
   dsStep d = {.action = action,
               .reward = s.reward,
               .done = 0,
-              .state = r->state,
+              .state = r->spec->state_dim ? r->state : NULL,
               .timestamp = t,
               .intervention = intervention};
   if (intervention) r->st->intervention_steps++;
@@ -272,6 +287,13 @@ static int record_step(telRun *r, const double *action, int intervention) {
   r->success_held = s.success ? r->success_held + 1 : 0;
   int max = r->o->max_steps > 0 ? r->o->max_steps : r->spec->horizon;
   if (s.flags & CAP_FLAG_UNSTABLE) return end_episode(r, DS_FAILURE, "the simulation diverged");
+  if (s.flags & CAP_FLAG_FAULT) { /* the robot is already in its safe state */
+    char why[300];
+    snprintf(why, sizeof why, "robot fault: %s", cap_env_fault(r->env));
+    if (!r->o->quiet) printf("%s: the robot is in its safe state\n", why);
+    r->need_reset = 1;
+    return end_episode(r, DS_FAILURE, why);
+  }
   if (r->o->auto_end > 0 && r->success_held >= r->o->auto_end) return end_episode(r, DS_SUCCESS, "auto-end");
   if (max > 0 && r->con.ep_steps >= max)
     return end_episode(r, s.success ? DS_SUCCESS : DS_FAILURE, "maximum length");
@@ -302,6 +324,22 @@ static int policy_open(telRun *r) {
   return 0;
 }
 
+/* The scripted operator on a robot: moves the simulated leader arm by hand, smooth motions
+ * around where it was at the episode's start, and presses A at the episode's length. */
+static void scripted_leader(telRun *r, capPadState *p) {
+  srvSim *sim = cap_leader_sim(r->leader);
+  double lo[CAP_MAX_ACT], hi[CAP_MAX_ACT];
+  int n = cap_model_joints(r->model, NULL, lo, hi);
+  double t = (double)r->con.ep_steps / r->spec->control_hz;
+  for (int i = 0; i < n; i++) {
+    double q = r->leader_q0[i] + 0.3 * sin(2 * M_PI * 0.3 * t + 0.9 * i) - 0.3 * sin(0.9 * i);
+    q = fmax(lo[i] + 0.05, fmin(hi[i] - 0.05, q));
+    srv_sim_move(sim, (uint8_t)(i + 1), (int32_t)lround(2048 + q * 4096 / (2 * M_PI)));
+  }
+  int len = r->o->max_steps > 0 ? r->o->max_steps : 100;
+  if (r->con.ep_steps >= len - 1) p->buttons = CAP_BTN_A;
+}
+
 /* The scripted operator's hands: press Start when idle, otherwise do the task. */
 static void scripted_hands(telRun *r) {
   capPadState p;
@@ -310,6 +348,8 @@ static void scripted_hands(telRun *r) {
     /* press and release Start */
     r->scripted_start_phase ^= 1;
     if (r->scripted_start_phase) p.buttons = CAP_BTN_START;
+  } else if (r->con.state == TEL_RECORDING && r->leader) {
+    scripted_leader(r, &p);
   } else if (r->con.state == TEL_RECORDING) {
     int after = r->o->takeover_after > 0 ? r->o->takeover_after : (int)(0.4 * r->spec->horizon);
     if (!r->pol || r->con.ep_steps >= after) { /* with a policy: watch, then take over */
@@ -415,10 +455,23 @@ static int setup(telRun *r) {
   if (o->fast && strcmp(o->device, "scripted") && strcmp(o->device, "replay"))
     return tk_error(TK_EINVAL,
                     "--fast is for the scripted and replay devices (a person needs the real rate)");
+  if (o->robot && o->fast) return tk_error(TK_EINVAL, "--fast: a robot moves in real time");
+  if (o->robot && !o->leader)
+    return tk_error(TK_EINVAL, "--robot needs --leader (the leader arm drives it; pads jog end effectors of "
+                               "simulated tasks only)");
+  if (o->leader && !o->robot) return tk_error(TK_EINVAL, "--leader drives a --robot");
+  if (o->robot && !strcmp(o->device, "keyboard"))
+    return tk_error(TK_EINVAL,
+                    "--robot runs without the window the keyboard needs: use a gamepad for the buttons");
+  if (o->robot && o->policy) return tk_error(TK_EINVAL, "--policy with --robot is not supported yet");
+  if (o->robot && !strcmp(o->device, "scripted") && (strncmp(o->leader, "simbus", 6) || o->leader_config))
+    return tk_error(TK_EINVAL, "the scripted operator moves a simulated leader arm: --leader simbus");
   capOpts co;
   cap_opts_default(&co);
   co.task = o->model_path ? NULL : o->task;
   co.model_path = o->model_path;
+  co.robot = o->robot;
+  co.robot_config = o->robot_config;
   if (o->rate > 0) co.control_hz = o->rate;
   co.ncams = o->ncams;
   memcpy(co.cams, o->cams, sizeof co.cams);
@@ -431,7 +484,29 @@ static int setup(telRun *r) {
   if (o->mappings && SDL_GameControllerAddMappingsFromFile(o->mappings) < 0)
     return tk_error(TK_EFORMAT, "%s: SDL cannot read the controller mappings: %s", o->mappings,
                     SDL_GetError());
-  if (!strcmp(o->device, "scripted")) {
+  if (o->leader) {
+    if ((rc = cap_leader_open(o->leader, o->leader_config, r->model, &r->leader))) return rc;
+    snprintf(r->ep_meta, sizeof r->ep_meta,
+             "{\"robot\": \"%s\", \"robot_config\": \"%s\", \"leader\": \"%s\"}", o->robot,
+             o->robot_config ? o->robot_config : "", cap_leader_desc(r->leader));
+  }
+  if (o->calibrate_leader) { /* both arms in the same pose: the follower holds, the leader is read */
+    capObs ob;
+    double q[CAP_MAX_ACT];
+    if (!r->leader) return tk_error(TK_EINVAL, "--calibrate-leader needs --robot and --leader");
+    if ((rc = cap_env_reset(r->env, 0, &ob)) || (rc = cap_env_joint_pos(r->env, q))) return rc;
+    if ((rc = cap_leader_calibrate(r->leader, q, o->calibrate_leader))) return rc;
+    printf("teleop: wrote the leader's calibration to %s (use it with --leader-config)\n",
+           o->calibrate_leader);
+    return 1; /* done: not an error */
+  }
+  if (o->robot && !strcmp(o->device, "scripted")) { /* buttons through a virtual pad, the leader by hand */
+    if ((rc = cap_vpad_make(&r->con.vpad))) return rc;
+    char idx[16] = "";
+    for (int i = 0; i < SDL_NumJoysticks(); i++)
+      if (SDL_JoystickIsVirtual(i)) snprintf(idx, sizeof idx, "%d", i);
+    if ((rc = cap_input_open("gamepad", idx, &r->in))) return rc;
+  } else if (!strcmp(o->device, "scripted")) {
     if (r->spec->has_reward == 0)
       return tk_error(TK_EINVAL, "the scripted operator needs a built-in task, not a free scene");
     if ((rc = cap_vpad_make(&r->con.vpad))) return rc;
@@ -455,14 +530,17 @@ static int setup(telRun *r) {
     total += (n + 63) & ~(size_t)63;
   }
   r->obs_mem = aligned_alloc(64, total + 64);
-  r->state = malloc(sizeof(double) * (size_t)r->spec->state_dim);
+  r->state = malloc(sizeof(double) * (size_t)(r->spec->state_dim + 1));
   if (!r->obs_mem || !r->state) return tk_error(TK_ENOMEM, "out of memory");
   uint8_t *p = r->obs_mem;
   for (int k = 0; k < r->spec->nobs; k++) {
     r->obs[k] = p;
     p += (r->obs_bytes[k] + 63) & ~(size_t)63;
   }
-  if (!o->headless) {
+  if (!o->headless && o->robot) {
+    tk_info("--robot: no scene to show; the console runs without its window (buttons from the %s)",
+            o->device);
+  } else if (!o->headless) {
     char title[160];
     snprintf(title, sizeof title, "demokit teleop: %s -> %s", r->spec->task, o->out);
     rc = tel_window_open(cap_model_mujoco(r->model), o->win_width > 0 ? o->win_width : 1280,
@@ -483,7 +561,7 @@ int tel_run(const telOpts *o, telStats *stats) {
   telStats dummy;
   if (!stats) stats = &dummy;
   memset(stats, 0, sizeof *stats);
-  if (!o->out) return tk_error(TK_EINVAL, "no output dataset (--out FILE.h5)");
+  if (!o->out && !o->calibrate_leader) return tk_error(TK_EINVAL, "no output dataset (--out FILE.h5)");
   telRun r;
   memset(&r, 0, sizeof r);
   r.o = o;
@@ -491,6 +569,10 @@ int tel_run(const telOpts *o, telStats *stats) {
   r.con.o = o;
   r.last_saved = -1;
   int rc = setup(&r);
+  if (rc == 1) { /* --calibrate-leader finished */
+    rc = 0;
+    goto done;
+  }
   if (rc) goto done;
   int64_t cap_ticks = o->max_ticks;
   double *late = malloc(sizeof(double) * 100000);
@@ -507,7 +589,7 @@ int tel_run(const telOpts *o, telStats *stats) {
       if (ev.type == SDL_QUIT) r.con.state = TEL_QUIT;
       if (r.win && tel_window_events(r.win, &ev)) r.con.state = TEL_QUIT;
     }
-    if (r.expert) scripted_hands(&r);
+    if (r.con.vpad) scripted_hands(&r);
     capInputState in;
     int connected;
     if ((rc = cap_input_poll(r.in, &in, &connected))) break;
@@ -524,6 +606,14 @@ int tel_run(const telOpts *o, telStats *stats) {
       }
     } else {
       a[r.spec->action_dim - 1] = r.gripper; /* hold: no motion, the gripper as it was */
+    }
+    if (r.leader) { /* the leader arm's pose is the follower's target; buttons come from the device */
+      if (!connected || cap_leader_action(r.leader, a)) {
+        if (connected && r.con.state == TEL_RECORDING && !o->quiet)
+          printf("leader arm: %s: holding\n", tk_errmsg());
+        connected = 0; /* hold: the follower keeps its targets */
+      }
+      if (!connected) cap_env_hold_action(r.env, a);
     }
     if (r.pol && r.con.state == TEL_RECORDING && connected) {
       /* intervention mode: the policy drives unless the operator holds the takeover control
@@ -550,6 +640,13 @@ int tel_run(const telOpts *o, telStats *stats) {
       if (connected) {
         r.con.state = TEL_RECORDING;
         if (!o->quiet) printf("device back: resuming\n");
+      } else if (pressed & CAP_BTN_BACK) { /* a leader arm can vanish while the pad still works */
+        rc = end_episode(&r, DS_FAILURE, "quit");
+        r.con.state = TEL_QUIT;
+      } else if (pressed & CAP_BTN_B) {
+        rc = end_episode(&r, DS_FAILURE, "operator");
+      } else if (pressed & CAP_BTN_X) {
+        rc = end_episode(&r, DS_DISCARD, "operator");
       }
     } else if (pressed & CAP_BTN_BACK) {
       if (s == TEL_RECORDING || s == TEL_PAUSED) rc = end_episode(&r, DS_FAILURE, "quit");
@@ -557,8 +654,10 @@ int tel_run(const telOpts *o, telStats *stats) {
     } else if (s == TEL_IDLE) {
       if (pressed & CAP_BTN_Y)
         rc = reset_scene(&r);
-      else if (pressed & CAP_BTN_START)
-        rc = begin_episode(&r);
+      else if (pressed & CAP_BTN_START) {
+        if (r.need_reset) rc = reset_scene(&r);
+        if (!rc) rc = begin_episode(&r);
+      }
     } else if (s == TEL_PAUSED) {
       if (pressed & CAP_BTN_START)
         r.con.state = TEL_RECORDING;
@@ -622,6 +721,7 @@ done:;
   cap_input_close(r.in);
   cap_vpad_free(r.con.vpad);
   cap_expert_free(r.expert);
+  cap_leader_close(r.leader);
   cap_env_free(r.env);
   cap_model_free(r.model);
   bc_policy_free(r.pol);

@@ -11,13 +11,24 @@ static void usage(FILE *f) {
   fprintf(
       f,
       "usage: teleop (--task NAME | --model scene.xml) --out FILE.h5 [options]\n"
+      "       teleop --robot PORT --robot-config arm.json --leader PORT [--leader-config leader.json]\n"
+      "              --out FILE.h5 [options]\n"
+      "       teleop --robot PORT --robot-config arm.json --leader PORT --calibrate-leader leader.json\n"
       "\n"
-      "Drive a simulated robot and record demonstrations. Every finished episode is durable\n"
+      "Drive a simulated or real robot and record demonstrations. Every finished episode is durable\n"
       "in FILE.h5 the moment it ends (crash-safe; see the README's data section).\n"
       "\n"
       "  --task NAME          built-in task: reach, push, lift (default lift)\n"
       "  --model FILE.xml     your own MJCF scene (free play over its actuators, no reward)\n"
       "  --out FILE.h5        dataset; an existing one is appended to (same task and schema)\n"
+      "  --robot PORT         a servo-bus arm instead of a simulated task: dxl:/dev/ttyUSB0 (Dynamixel\n"
+      "                       2.0), fts:/dev/ttyUSB0 (Feetech STS), simbus (simulated servos on a pty)\n"
+      "  --robot-config FILE  its joints, calibration, limits and safety (JSON; README: real hardware)\n"
+      "  --leader PORT        the leader arm whose pose the robot follows (same forms); the buttons\n"
+      "                       still come from --device (a gamepad; scripted with --leader simbus)\n"
+      "  --leader-config FILE the leader's ids and calibration (JSON)\n"
+      "  --calibrate-leader FILE  pose the leader like the follower, then run this: writes the\n"
+      "                       leader's calibration to FILE and exits\n"
       "  --device KIND        gamepad (default), keyboard, spacemouse, scripted, replay\n"
       "  --device-arg ARG     pad index, VID:PID, or the input file for replay\n"
       "  --episodes N         stop after N kept episodes (default: until quit)\n"
@@ -111,6 +122,21 @@ int main(int argc, char **argv) {
     } else if (!strcmp(a, "--out")) {
       NEED();
       o.out = v;
+    } else if (!strcmp(a, "--robot")) {
+      NEED();
+      o.robot = v;
+    } else if (!strcmp(a, "--robot-config")) {
+      NEED();
+      o.robot_config = v;
+    } else if (!strcmp(a, "--leader")) {
+      NEED();
+      o.leader = v;
+    } else if (!strcmp(a, "--leader-config")) {
+      NEED();
+      o.leader_config = v;
+    } else if (!strcmp(a, "--calibrate-leader")) {
+      NEED();
+      o.calibrate_leader = v;
     } else if (!strcmp(a, "--device")) {
       NEED();
       o.device = v;
@@ -177,7 +203,7 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-  if (!o.out) {
+  if (!o.out && !o.calibrate_leader) {
     fprintf(stderr, "teleop: --out FILE.h5 is required (see teleop --help)\n");
     return 2;
   }
@@ -200,6 +226,7 @@ int main(int argc, char **argv) {
     tk_die_msg("teleop");
     return 1;
   }
+  if (o.calibrate_leader) return 0;
   printf("teleop: %d success, %d failure, %d discarded; %lld committed to %s; %.1f Hz achieved, %lld missed "
          "deadlines, p99 lateness %.2f ms\n",
          st.success, st.failure, st.discarded, (long long)st.committed, o.out, st.rate, (long long)st.missed,

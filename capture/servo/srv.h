@@ -322,6 +322,9 @@ size_t srv_sim_commands(srvSim *sim, uint64_t first, srvSimCmd *out, size_t max)
 uint64_t srv_sim_bad_requests(srvSim *sim); /* malformed requests seen */
 /* A register of servo id straight from its control table (dynamics advanced to now). */
 int srv_sim_peek(srvSim *sim, uint8_t id, srvRegId reg, int32_t *value);
+/* A hand moves servo id to ticks (a leader arm's operator; the servo must have torque off, as
+ * a leader arm's servos do: with torque on the motor holds its goal, TK_EINVAL). */
+int srv_sim_move(srvSim *sim, uint8_t id, int32_t ticks);
 void srv_sim_stop(srvSim *sim); /* NULL fine */
 
 /* ---- internals shared by the codec files ---- */

@@ -509,6 +509,20 @@ int srv_sim_peek(srvSim *sim, uint8_t id, srvRegId reg, int32_t *value) {
   return s ? 0 : tk_error(TK_ENOTFOUND, "servo simulator: no servo with id %u", id);
 }
 
+int srv_sim_move(srvSim *sim, uint8_t id, int32_t ticks) {
+  pthread_mutex_lock(&sim->mu);
+  advance(sim, tk_now_ns());
+  simServo *s = find(sim, id);
+  int torque = s && get(sim, s, SRV_REG_TORQUE_ENABLE) != 0;
+  if (s && !torque) {
+    s->pos = ticks;
+    put(sim, s, SRV_REG_PRESENT_POSITION, ticks);
+  }
+  pthread_mutex_unlock(&sim->mu);
+  if (!s) return tk_error(TK_ENOTFOUND, "servo simulator: no servo with id %u", id);
+  return torque ? tk_error(TK_EINVAL, "servo simulator: servo %u has torque on: it holds its goal", id) : 0;
+}
+
 void srv_sim_stop(srvSim *sim) {
   if (!sim) return;
   atomic_store(&sim->stop, 1);

@@ -1,0 +1,771 @@
+/* capture/cap_robot.c -- a servo-bus arm (Dynamixel 2.0 or Feetech STS on a USB-serial adapter, or
+ * the simulated bus on a pty) behind cap_env, and a leader arm as an input device.
+ *
+ * Step: the action (-1..1 per joint, across its limits) becomes a target, which is cut to the
+ * maximum step from the last target and to the limits, in that order (so no command ever leaves
+ * the limits), then one sync write of the goals and one sync read of position, velocity and
+ * current (one block of registers). Any failed transaction, after read_retries more attempts
+ * within the step, or a servo alarm puts the robot in its safe state before the step returns:
+ * hold (goals = the last positions read, clipped to the limits) or torque off. An unplugged
+ * adapter cannot be told anything: the servos keep their last goal (a held position). The
+ * watchdog thread holds position when no step came for watchdog_s. Reset reconnects. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cap_internal.h"
+#include "cap_robot.h"
+
+/* ---- configuration ---- */
+int cap_robot_parse_port(const char *spec, capRobotCfg *c) {
+  if (!spec || !*spec)
+    return tk_error(TK_EINVAL, "robot: empty port (dxl:/dev/ttyUSB0, fts:/dev/ttyUSB0, simbus)");
+  c->simbus = 0;
+  c->port[0] = 0;
+  if (!strncmp(spec, "simbus", 6) && (spec[6] == 0 || spec[6] == ':')) {
+    c->simbus = 1;
+    c->kind = SRV_DXL;
+    if (spec[6] == ':' && srv_kind_parse(spec + 7, &c->kind))
+      return tk_error(TK_EINVAL, "robot '%s': simbus takes dxl or fts", spec);
+    return 0;
+  }
+  const char *colon = strchr(spec, ':');
+  char kind[16];
+  if (!colon || (size_t)(colon - spec) >= sizeof kind || !colon[1])
+    return tk_error(TK_EINVAL, "robot '%s': expected dxl:PORT, fts:PORT or simbus", spec);
+  memcpy(kind, spec, (size_t)(colon - spec));
+  kind[colon - spec] = 0;
+  if (srv_kind_parse(kind, &c->kind))
+    return tk_error(TK_EINVAL, "robot '%s': bus '%s' is not dxl (Dynamixel 2.0) or fts (Feetech STS)", spec,
+                    kind);
+  if (strlen(colon + 1) >= sizeof c->port) return tk_error(TK_EINVAL, "robot '%s': port path too long", spec);
+  snprintf(c->port, sizeof c->port, "%s", colon + 1);
+  return 0;
+}
+
+static void builtin_arm(capRobotCfg *c) {
+  static const char *names[6] = {"shoulder_pan", "shoulder_lift", "elbow_flex",
+                                 "wrist_flex",   "wrist_roll",    "gripper"};
+  snprintf(c->name, sizeof c->name, "simbus_arm");
+  c->n = 6;
+  for (int i = 0; i < 6; i++) {
+    capJoint *j = &c->j[i];
+    snprintf(j->name, sizeof j->name, "%s", names[i]);
+    j->id = i + 1;
+    j->offset = 2048;
+    j->direction = 1;
+    j->lo = i == 5 ? 0.0 : -1.5;
+    j->hi = 1.5;
+  }
+}
+
+static int num_field(const cJSON *o, const char *key, double dflt, double lo, double hi, const char *path,
+                     const char *where, double *out) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+  if (!v) {
+    if (isnan(dflt)) return tk_error(TK_EFORMAT, "%s: %s: '%s' is missing", path, where, key);
+    *out = dflt;
+    return 0;
+  }
+  if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+    return tk_error(TK_EFORMAT, "%s: %s: '%s' is not a number", path, where, key);
+  if (!(v->valuedouble >= lo && v->valuedouble <= hi))
+    return tk_error(TK_EFORMAT, "%s: %s: '%s' = %g is not in [%g, %g]", path, where, key, v->valuedouble, lo,
+                    hi);
+  *out = v->valuedouble;
+  return 0;
+}
+
+static int choice(const cJSON *o, const char *key, const char *dflt, const char *path, int *torque_off) {
+  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+  const char *s = v ? (cJSON_IsString(v) ? v->valuestring : "") : dflt;
+  if (!strcmp(s, "hold"))
+    *torque_off = 0;
+  else if (!strcmp(s, "torque_off"))
+    *torque_off = 1;
+  else
+    return tk_error(TK_EFORMAT, "%s: '%s' must be \"hold\" or \"torque_off\"", path, key);
+  return 0;
+}
+
+int cap_robot_cfg_load(const char *spec, const char *path, int leader, capRobotCfg *c) {
+  memset(c, 0, sizeof *c);
+  int rc = cap_robot_parse_port(spec, c);
+  if (rc) return rc;
+  c->baud = 1000000;
+  c->control_hz = 50;
+  c->max_step = 0.1;
+  c->watchdog_s = 0.1;
+  c->read_retries = 1;
+  c->exit_torque_off = 1;
+  if (!path) {
+    if (!c->simbus)
+      return tk_error(TK_EINVAL,
+                      "robot %s: a real arm needs its config (--robot-config arm.json: joints, "
+                      "calibration, limits)",
+                      spec);
+    builtin_arm(c);
+    return 0;
+  }
+  snprintf(c->config, sizeof c->config, "%s", path);
+  cJSON *j;
+  if ((rc = tk_json_load(path, &j))) return rc;
+  if (!cJSON_IsObject(j)) {
+    cJSON_Delete(j);
+    return tk_error(TK_EFORMAT, "%s: not a JSON object", path);
+  }
+  const char *name = tk_json_str(j, "name", leader ? "leader" : "robot");
+  snprintf(c->name, sizeof c->name, "%s", name);
+  double baud, hz, ms, wd, to, retries;
+  rc = num_field(j, "baud", 1000000, 9600, 4500000, path, "robot", &baud);
+  if (!rc) rc = num_field(j, "control_hz", 50, 1, 1000, path, "robot", &hz);
+  if (!rc) rc = num_field(j, "max_step", 0.1, 1e-4, 3.2, path, "robot", &ms);
+  if (!rc) rc = num_field(j, "watchdog_ms", 100, 5, 10000, path, "robot", &wd);
+  if (!rc) rc = num_field(j, "timeout_ms", 0, 0, 1000, path, "robot", &to);
+  if (!rc) rc = num_field(j, "read_retries", 1, 0, 5, path, "robot", &retries);
+  if (!rc) rc = choice(j, "on_fault", "hold", path, &c->fault_torque_off);
+  if (!rc) rc = choice(j, "on_exit", "torque_off", path, &c->exit_torque_off);
+  c->baud = (int)baud;
+  c->control_hz = hz;
+  c->max_step = ms;
+  c->watchdog_s = wd / 1000;
+  c->timeout_s = to / 1000;
+  c->read_retries = (int)retries;
+  const cJSON *joints = cJSON_GetObjectItemCaseSensitive(j, "joints");
+  if (!rc && (!cJSON_IsArray(joints) || cJSON_GetArraySize(joints) < 1))
+    rc = tk_error(TK_EFORMAT, "%s: 'joints' must be a non-empty array", path);
+  if (!rc && cJSON_GetArraySize(joints) > CAP_MAX_ACT)
+    rc = tk_error(TK_EFORMAT, "%s: at most %d joints", path, CAP_MAX_ACT);
+  int k = 0;
+  const cJSON *jt;
+  cJSON_ArrayForEach(jt, joints) {
+    if (rc) break;
+    capJoint *q = &c->j[k];
+    char where[48];
+    snprintf(where, sizeof where, "joints[%d]", k);
+    if (!cJSON_IsObject(jt)) {
+      rc = tk_error(TK_EFORMAT, "%s: %s is not an object", path, where);
+      break;
+    }
+    snprintf(q->name, sizeof q->name, "%s", tk_json_str(jt, "name", ""));
+    if (!q->name[0]) snprintf(q->name, sizeof q->name, "joint%d", k);
+    double id = 0, off = 0, dir = 1, lo = 0, hi = 0;
+    int maxid = c->kind == SRV_DXL ? SRV_DXL_MAX_ID : SRV_FTS_MAX_ID;
+    rc = num_field(jt, "id", NAN, 0, maxid, path, where, &id);
+    if (!rc) rc = num_field(jt, "offset", 2048, -65536, 65536, path, where, &off);
+    if (!rc) rc = num_field(jt, "direction", 1, -1, 1, path, where, &dir);
+    if (!rc && dir != 1 && dir != -1)
+      rc = tk_error(TK_EFORMAT, "%s: %s: 'direction' must be 1 or -1", path, where);
+    if (!rc && !leader) rc = num_field(jt, "min", NAN, -2 * M_PI, 2 * M_PI, path, where, &lo);
+    if (!rc && !leader) rc = num_field(jt, "max", NAN, -2 * M_PI, 2 * M_PI, path, where, &hi);
+    if (!rc && !leader && !(lo < hi))
+      rc = tk_error(TK_EFORMAT, "%s: %s (%s): min %g is not below max %g", path, where, q->name, lo, hi);
+    if (!rc && id != floor(id)) rc = tk_error(TK_EFORMAT, "%s: %s: 'id' must be an integer", path, where);
+    for (int p = 0; p < k && !rc; p++)
+      if (c->j[p].id == (int)id)
+        rc = tk_error(TK_EFORMAT, "%s: %s: id %d is also joint '%s'", path, where, (int)id, c->j[p].name);
+    q->id = (int)id;
+    q->offset = off;
+    q->direction = dir;
+    q->lo = lo;
+    q->hi = hi;
+    k++;
+  }
+  c->n = k;
+  cJSON_Delete(j);
+  return rc;
+}
+
+/* ---- the robot at run time ---- */
+typedef struct capRobot {
+  const capRobotCfg *c;
+  srvSim *sim; /* owned (simbus) */
+  srvBus *bus;
+  pthread_mutex_t mu; /* everything below, and the bus */
+  pthread_cond_t cv;
+  pthread_t wd;
+  int wd_live, stop;
+  int torque, held, faulted, connected;
+  int64_t last_cmd_ns, holds;
+  char fault[256];
+  uint8_t ids[CAP_MAX_ACT];
+  int32_t present[CAP_MAX_ACT]; /* ticks, last good read */
+  double target[CAP_MAX_ACT];   /* rad, last commanded */
+  double *low;                  /* obs: pos, vel, current (n each); state: pos, target */
+  uint16_t blk_addr, blk_len;   /* one sync read covering the three registers */
+  uint8_t *blk;
+} capRobot;
+
+static double ticks_to_rad(const capJoint *j, double t) {
+  return (t - j->offset) * j->direction / CAP_ROBOT_TICKS_PER_RAD;
+}
+static int32_t rad_to_ticks(const capJoint *j, double r) {
+  return (int32_t)lround(j->offset + j->direction * r * CAP_ROBOT_TICKS_PER_RAD);
+}
+static double clampd(double x, double lo, double hi) { return x < lo ? lo : x > hi ? hi : x; }
+
+/* A target in ticks that is inside the joint's limits whatever rounding does. */
+static int32_t safe_ticks(const capJoint *j, double rad) {
+  int32_t t = rad_to_ticks(j, clampd(rad, j->lo, j->hi));
+  double r = ticks_to_rad(j, t);
+  if (r < j->lo) t += (int32_t)j->direction;
+  if (r > j->hi) t -= (int32_t)j->direction;
+  return t;
+}
+
+int cap_robot_model_init(const capOpts *o, capModel *cm) {
+  capRobotCfg *c = calloc(1, sizeof *c);
+  if (!c) return tk_error(TK_ENOMEM, "out of memory");
+  cm->robot = c;
+  cm->site_eef = cm->body_cube = cm->jnt_cube = cm->mocap_goal = cm->key_home = -1;
+  cm->task = TASK_FREE;
+  int rc = cap_robot_cfg_load(o->robot, o->robot_config, 0, c);
+  if (rc) return rc;
+  capSpec *s = &cm->spec;
+  snprintf(s->task, sizeof s->task, "%s", c->name);
+  s->action_dim = c->n;
+  s->action_low = -1;
+  s->action_high = 1;
+  s->action_mode = CAP_ACT_JOINT_POS;
+  s->control_hz = c->control_hz;
+  s->physics_dt = 0;
+  s->horizon = o->horizon > 0 ? o->horizon : 0;
+  s->state_dim = 0; /* the dataset's states are a simulator's: a real arm has none to restore */
+  s->has_reward = 0;
+  const char *keys[3] = {"robot0_joint_pos", "robot0_joint_vel", "robot0_joint_current"};
+  s->nobs = 3;
+  for (int k = 0; k < 3; k++) {
+    snprintf(s->obs[k].name, sizeof s->obs[k].name, "%s", keys[k]);
+    s->obs[k].dtype = CAP_F64;
+    s->obs[k].rank = 1;
+    s->obs[k].shape[0] = c->n;
+  }
+  return 0;
+}
+
+int cap_model_is_robot(const capModel *m) { return m->robot != NULL; }
+
+static void set_fault(capRobot *r, const char *fmt, const char *detail) {
+  if (r->faulted) return;
+  r->faulted = 1;
+  snprintf(r->fault, sizeof r->fault, fmt, detail);
+}
+
+/* The safe state (caller holds mu). */
+static void safe_state(capRobot *r) {
+  const capRobotCfg *c = r->c;
+  if (!srv_serial_connected(srv_bus_serial(r->bus))) {
+    r->connected = 0;
+    return; /* nothing can be sent: the servos keep their last goal */
+  }
+  int32_t v[CAP_MAX_ACT];
+  if (c->fault_torque_off) {
+    for (int i = 0; i < c->n; i++)
+      v[i] = 0;
+    if (!srv_bus_sync_write_reg(r->bus, SRV_REG_TORQUE_ENABLE, r->ids, c->n, v)) r->torque = 0;
+  } else {
+    for (int i = 0; i < c->n; i++)
+      v[i] = safe_ticks(&c->j[i], ticks_to_rad(&c->j[i], r->present[i]));
+    srv_bus_sync_write_reg(r->bus, SRV_REG_GOAL_POSITION, r->ids, c->n, v);
+  }
+}
+
+/* One read of position, velocity and current for every joint, with retries (caller holds mu). */
+static int read_present(capRobot *r) {
+  const capRobotCfg *c = r->c;
+  const srvKind k = c->kind;
+  int rc = 0;
+  for (int attempt = 0; attempt <= c->read_retries; attempt++) {
+    rc = srv_bus_sync_read(r->bus, r->blk_addr, r->blk_len, r->ids, c->n, r->blk, NULL);
+    if (!rc || srv_bus_last_fail(r->bus) == SRV_FAIL_HANGUP) break;
+  }
+  if (rc) return rc;
+  const srvReg *pos = srv_reg(k, SRV_REG_PRESENT_POSITION), *vel = srv_reg(k, SRV_REG_PRESENT_VELOCITY),
+               *cur = srv_reg(k, SRV_REG_PRESENT_CURRENT);
+  /* Dynamixel 0.229 rpm and 2.69 mA per unit; Feetech steps/s and 6.5 mA */
+  const double vel_unit = k == SRV_DXL ? 0.229 * 2 * M_PI / 60 : 1.0 / CAP_ROBOT_TICKS_PER_RAD;
+  const double cur_unit = k == SRV_DXL ? 2.69e-3 : 6.5e-3;
+  for (int i = 0; i < c->n; i++) {
+    const uint8_t *b = r->blk + (size_t)i * r->blk_len;
+    const capJoint *j = &c->j[i];
+    r->present[i] = srv_decode(k, b + pos->addr - r->blk_addr, pos->len);
+    r->low[i] = ticks_to_rad(j, r->present[i]);
+    r->low[c->n + i] = srv_decode(k, b + vel->addr - r->blk_addr, vel->len) * vel_unit * j->direction;
+    r->low[2 * c->n + i] = srv_decode(k, b + cur->addr - r->blk_addr, cur->len) * cur_unit * j->direction;
+    uint8_t err = srv_bus_servo_error(r->bus, r->ids[i]);
+    if (err) {
+      char e[96], msg[160];
+      srv_error_str(k, err, e, sizeof e);
+      snprintf(msg, sizeof msg, "servo %d (%s) reports %s", r->ids[i], j->name, e);
+      return tk_error(TK_EIO, "%s", msg);
+    }
+  }
+  return 0;
+}
+
+static void fault_from_bus(capRobot *r, const char *what) {
+  char msg[200];
+  snprintf(msg, sizeof msg, "%s: %s", what, tk_errmsg());
+  set_fault(r, "%s", msg);
+  safe_state(r);
+}
+
+static void *watchdog(void *arg) {
+  capRobot *r = arg;
+  pthread_mutex_lock(&r->mu);
+  while (!r->stop) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + (int64_t)(r->c->watchdog_s * 0.25e9);
+    ts.tv_sec = ns / 1000000000;
+    ts.tv_nsec = ns % 1000000000;
+    pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+    if (r->stop) break;
+    if (r->faulted || !r->torque || r->held || !r->connected) continue;
+    if (tk_now_ns() - r->last_cmd_ns < (int64_t)(r->c->watchdog_s * 1e9)) continue;
+    /* commands stopped: hold where the arm is now */
+    if (read_present(r)) {
+      fault_from_bus(r, "watchdog");
+      continue;
+    }
+    int32_t v[CAP_MAX_ACT];
+    for (int i = 0; i < r->c->n; i++) {
+      r->target[i] = clampd(ticks_to_rad(&r->c->j[i], r->present[i]), r->c->j[i].lo, r->c->j[i].hi);
+      v[i] = safe_ticks(&r->c->j[i], r->target[i]);
+    }
+    if (srv_bus_sync_write_reg(r->bus, SRV_REG_GOAL_POSITION, r->ids, r->c->n, v)) {
+      fault_from_bus(r, "watchdog");
+      continue;
+    }
+    r->held = 1;
+    r->holds++;
+    tk_debug("robot: no command for %.0f ms: holding position", r->c->watchdog_s * 1e3);
+  }
+  pthread_mutex_unlock(&r->mu);
+  return NULL;
+}
+
+static int bus_open(capRobot *r) {
+  const capRobotCfg *c = r->c;
+  srvBusOpts bo;
+  srv_bus_default(&bo);
+  bo.kind = c->kind;
+  bo.baud = c->baud;
+  const char *port = c->simbus ? srv_sim_path(r->sim) : c->port;
+  int rc = srv_bus_open(&r->bus, port, &bo);
+  if (rc) return tk_error_wrap(rc, "robot %s", port);
+  /* a fault must be seen, and the safe state sent, within the control period: every attempt of a
+   * read (1 + read_retries) must time out within less than half of it */
+  const int64_t cap_us = (int64_t)(1e6 / c->control_hz / (2 * (1 + c->read_retries) + 1));
+  int64_t us = c->timeout_s > 0 ? (int64_t)(c->timeout_s * 1e6) : srv_bus_timeout_us(r->bus);
+  if (us > cap_us) {
+    if (c->timeout_s <= 0 && srv_serial_latency_timer_ms(srv_bus_serial(r->bus)) > 2)
+      tk_warn(
+          "robot %s: the adapter's latency timer is %d ms; at %g Hz set it to 1 ms (README: real hardware)",
+          port, srv_serial_latency_timer_ms(srv_bus_serial(r->bus)), c->control_hz);
+    us = cap_us;
+  }
+  srv_bus_set_timeout_us(r->bus, us);
+  r->connected = 1;
+  return 0;
+}
+
+int cap_robot_env_make(capEnv *e) {
+  const capRobotCfg *c = e->cm->robot;
+  capRobot *r = calloc(1, sizeof *r);
+  if (!r) return tk_error(TK_ENOMEM, "out of memory");
+  e->robot = r;
+  r->c = c;
+  pthread_mutex_init(&r->mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&r->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  for (int i = 0; i < c->n; i++)
+    r->ids[i] = (uint8_t)c->j[i].id;
+  /* the smallest block of registers holding position, velocity and current */
+  srvRegId regs[3] = {SRV_REG_PRESENT_POSITION, SRV_REG_PRESENT_VELOCITY, SRV_REG_PRESENT_CURRENT};
+  int lo = 1 << 16, hi = 0;
+  for (int k = 0; k < 3; k++) {
+    const srvReg *g = srv_reg(c->kind, regs[k]);
+    lo = TK_MIN(lo, g->addr);
+    hi = TK_MAX(hi, g->addr + g->len);
+  }
+  r->blk_addr = (uint16_t)lo;
+  r->blk_len = (uint16_t)(hi - lo);
+  r->blk = malloc((size_t)c->n * r->blk_len);
+  r->low = calloc((size_t)c->n * 3 + 1, sizeof(double));
+  if (!r->blk || !r->low) return tk_error(TK_ENOMEM, "out of memory");
+  int rc = 0;
+  if (c->simbus && (rc = srv_sim_start(c->kind, c->n, &r->sim))) return rc;
+  if ((rc = bus_open(r))) return rc;
+  if (pthread_create(&r->wd, NULL, watchdog, r))
+    return tk_error(TK_ENOMEM, "robot: cannot start the watchdog");
+  r->wd_live = 1;
+  return 0;
+}
+
+void cap_robot_env_free(capEnv *e) {
+  capRobot *r = e->robot;
+  if (!r) return;
+  if (r->wd_live) {
+    pthread_mutex_lock(&r->mu);
+    r->stop = 1;
+    pthread_cond_signal(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    pthread_join(r->wd, NULL);
+  }
+  if (r->bus && r->connected && srv_serial_connected(srv_bus_serial(r->bus)) && r->torque) {
+    int32_t v[CAP_MAX_ACT] = {0};
+    if (r->c->exit_torque_off)
+      srv_bus_sync_write_reg(r->bus, SRV_REG_TORQUE_ENABLE, r->ids, r->c->n, v);
+    else if (!read_present(r)) {
+      for (int i = 0; i < r->c->n; i++)
+        v[i] = safe_ticks(&r->c->j[i], ticks_to_rad(&r->c->j[i], r->present[i]));
+      srv_bus_sync_write_reg(r->bus, SRV_REG_GOAL_POSITION, r->ids, r->c->n, v);
+    }
+  }
+  srv_bus_free(r->bus);
+  srv_sim_stop(r->sim);
+  pthread_cond_destroy(&r->cv);
+  pthread_mutex_destroy(&r->mu);
+  free(r->blk);
+  free(r->low);
+  free(r);
+  e->robot = NULL;
+}
+
+static void fill(capRobot *r, capObs *obs) {
+  if (!obs) return;
+  int n = r->c->n;
+  obs->n = 3;
+  for (int k = 0; k < 3; k++)
+    obs->v[k] = r->low + (size_t)k * (size_t)n;
+}
+
+int cap_robot_reset(capEnv *e, capObs *obs) {
+  capRobot *r = e->robot;
+  const capRobotCfg *c = r->c;
+  const char *port = c->simbus ? srv_sim_path(r->sim) : c->port;
+  pthread_mutex_lock(&r->mu);
+  int rc = 0;
+  if (!r->connected || !srv_serial_connected(srv_bus_serial(r->bus))) { /* reconnect */
+    srv_bus_free(r->bus);
+    r->bus = NULL;
+    r->connected = 0;
+    rc = bus_open(r);
+  }
+  for (int i = 0; i < c->n && !rc; i++)
+    if ((rc = srv_bus_ping(r->bus, r->ids[i], NULL)))
+      rc = tk_error_wrap(rc, "robot %s: servo %d (%s) does not answer", port, r->ids[i], c->j[i].name);
+  if (!rc && (rc = read_present(r))) rc = tk_error_wrap(rc, "robot %s", port);
+  for (int i = 0; i < c->n && !rc; i++) {
+    const capJoint *j = &c->j[i];
+    double q = r->low[i], tol = 0.02;
+    if (q < j->lo - tol || q > j->hi + tol)
+      rc = tk_error(
+          TK_ERANGE,
+          "robot %s: joint %s is at %.3f rad, outside its limits [%.3f, %.3f]: move it inside by hand "
+          "(or fix the calibration in %s)",
+          port, j->name, q, j->lo, j->hi, c->config[0] ? c->config : "the config");
+    r->target[i] = clampd(q, j->lo, j->hi);
+  }
+  if (!rc) {
+    int32_t v[CAP_MAX_ACT];
+    for (int i = 0; i < c->n; i++)
+      v[i] = safe_ticks(&c->j[i], r->target[i]);
+    rc = srv_bus_sync_write_reg(r->bus, SRV_REG_GOAL_POSITION, r->ids, c->n, v);
+    for (int i = 0; i < c->n; i++)
+      v[i] = 1;
+    if (!rc) rc = srv_bus_sync_write_reg(r->bus, SRV_REG_TORQUE_ENABLE, r->ids, c->n, v);
+    if (rc) rc = tk_error_wrap(rc, "robot %s: torque on", port);
+  }
+  if (!rc) {
+    r->torque = 1;
+    r->faulted = 0;
+    r->fault[0] = 0;
+    r->held = 0;
+    r->last_cmd_ns = tk_now_ns();
+    e->steps = 0;
+    e->warnings = 0;
+  }
+  fill(r, obs);
+  pthread_mutex_unlock(&r->mu);
+  return rc;
+}
+
+int cap_robot_step(capEnv *e, const double *action, capStep *out) {
+  capRobot *r = e->robot;
+  const capRobotCfg *c = r->c;
+  memset(out, 0, sizeof *out);
+  pthread_mutex_lock(&r->mu);
+  if (!r->faulted) {
+    int32_t v[CAP_MAX_ACT];
+    for (int i = 0; i < c->n; i++) {
+      const capJoint *j = &c->j[i];
+      double a = action[i], t;
+      if (!isfinite(a)) {
+        out->flags |= CAP_FLAG_NONFINITE;
+        t = r->target[i]; /* a NaN means nothing: stay */
+      } else {
+        if (a < -1 || a > 1) out->flags |= CAP_FLAG_CLIPPED;
+        a = clampd(a, -1, 1);
+        t = j->lo + 0.5 * (a + 1) * (j->hi - j->lo);
+      }
+      double d = clampd(t - r->target[i], -c->max_step, c->max_step);
+      double t2 = clampd(r->target[i] + d, j->lo, j->hi);
+      if (fabs(t2 - t) > 1e-12) out->flags |= CAP_FLAG_LIMITED;
+      r->target[i] = t2;
+      v[i] = safe_ticks(j, t2);
+    }
+    if (out->flags & (CAP_FLAG_NONFINITE | CAP_FLAG_CLIPPED)) e->warnings++;
+    if (srv_bus_sync_write_reg(r->bus, SRV_REG_GOAL_POSITION, r->ids, c->n, v)) {
+      fault_from_bus(r, "sending goals");
+    } else {
+      r->last_cmd_ns = tk_now_ns();
+      r->held = 0;
+      if (read_present(r)) fault_from_bus(r, "reading positions");
+    }
+  }
+  if (r->faulted) {
+    out->flags |= CAP_FLAG_FAULT;
+    out->terminated = 1;
+  }
+  e->steps++;
+  out->truncated = e->cm->spec.horizon > 0 && e->steps >= e->cm->spec.horizon;
+  fill(r, &out->obs);
+  pthread_mutex_unlock(&r->mu);
+  return 0;
+}
+
+int cap_robot_get_state(const capEnv *e, double *s) {
+  (void)e; /* state_dim is 0: nothing to write */
+  (void)s;
+  return 0;
+}
+
+int cap_env_hold_action(const capEnv *e, double *action) {
+  capRobot *r = e->robot;
+  if (!r) return tk_error(TK_EINVAL, "hold action: not a robot");
+  pthread_mutex_lock(&r->mu);
+  for (int i = 0; i < r->c->n; i++) {
+    const capJoint *j = &r->c->j[i];
+    action[i] = clampd(2 * (r->target[i] - j->lo) / (j->hi - j->lo) - 1, -1, 1);
+  }
+  pthread_mutex_unlock(&r->mu);
+  return 0;
+}
+
+int cap_model_joints(const capModel *m, const char **names, double *lo, double *hi) {
+  const capRobotCfg *c = m->robot;
+  if (!c) return 0;
+  for (int i = 0; i < c->n; i++) {
+    if (names) names[i] = c->j[i].name;
+    if (lo) lo[i] = c->j[i].lo;
+    if (hi) hi[i] = c->j[i].hi;
+  }
+  return c->n;
+}
+
+int cap_robot_observe(capEnv *e, capObs *obs) {
+  capRobot *r = e->robot;
+  pthread_mutex_lock(&r->mu);
+  fill(r, obs);
+  pthread_mutex_unlock(&r->mu);
+  return 0;
+}
+
+const char *cap_env_fault(const capEnv *e) {
+  capRobot *r = e->robot;
+  if (!r) return NULL;
+  pthread_mutex_lock(&r->mu);
+  const char *f = r->faulted ? r->fault : NULL;
+  pthread_mutex_unlock(&r->mu);
+  return f;
+}
+
+int cap_env_torque(capEnv *e, int on) {
+  capRobot *r = e->robot;
+  if (!r) return tk_error(TK_EINVAL, "torque: not a robot");
+  pthread_mutex_lock(&r->mu);
+  int32_t v[CAP_MAX_ACT];
+  int rc = 0;
+  if (on) { /* hold where the arm is: never jump to an old goal */
+    rc = read_present(r);
+    for (int i = 0; i < r->c->n && !rc; i++) {
+      r->target[i] = clampd(ticks_to_rad(&r->c->j[i], r->present[i]), r->c->j[i].lo, r->c->j[i].hi);
+      v[i] = safe_ticks(&r->c->j[i], r->target[i]);
+    }
+    if (!rc) rc = srv_bus_sync_write_reg(r->bus, SRV_REG_GOAL_POSITION, r->ids, r->c->n, v);
+  }
+  for (int i = 0; i < r->c->n; i++)
+    v[i] = on ? 1 : 0;
+  if (!rc) rc = srv_bus_sync_write_reg(r->bus, SRV_REG_TORQUE_ENABLE, r->ids, r->c->n, v);
+  if (!rc) {
+    r->torque = on;
+    r->last_cmd_ns = tk_now_ns();
+  }
+  pthread_mutex_unlock(&r->mu);
+  return rc ? tk_error_wrap(rc, "robot: torque %s", on ? "on" : "off") : 0;
+}
+
+int64_t cap_env_watchdog_holds(const capEnv *e) {
+  capRobot *r = e->robot;
+  if (!r) return 0;
+  pthread_mutex_lock(&r->mu);
+  int64_t h = r->holds;
+  pthread_mutex_unlock(&r->mu);
+  return h;
+}
+
+struct srvSim *cap_env_robot_sim(capEnv *e) {
+  return e->robot ? e->robot->sim : NULL;
+}
+
+int cap_env_joint_pos(const capEnv *e, double *rad) {
+  capRobot *r = e->robot;
+  if (!r) return tk_error(TK_EINVAL, "joint positions: not a robot");
+  pthread_mutex_lock(&r->mu);
+  memcpy(rad, r->low, sizeof(double) * (size_t)r->c->n);
+  pthread_mutex_unlock(&r->mu);
+  return 0;
+}
+
+/* ---- the leader arm ---- */
+struct capLeader {
+  capRobotCfg c; /* the leader's ids and calibration, in the follower's joint order */
+  const capRobotCfg *follower;
+  srvSim *sim;
+  srvBus *bus;
+  uint8_t ids[CAP_MAX_ACT];
+  char desc[128];
+};
+
+int cap_leader_open(const char *spec, const char *config, const capModel *follower, capLeader **out) {
+  *out = NULL;
+  if (!follower->robot)
+    return tk_error(TK_EINVAL, "a leader arm drives a robot (--robot), not a simulated task");
+  const capRobotCfg *f = follower->robot;
+  capLeader *l = calloc(1, sizeof *l);
+  if (!l) return tk_error(TK_ENOMEM, "out of memory");
+  l->follower = f;
+  int rc = 0;
+  if (config) {
+    rc = cap_robot_cfg_load(spec, config, 1, &l->c);
+  } else if (!(rc = cap_robot_parse_port(spec, &l->c))) {
+    if (!l->c.simbus)
+      rc = tk_error(TK_EINVAL,
+                    "leader %s: a real leader arm needs its config (--leader-config: ids and calibration; "
+                    "--calibrate-leader writes it)",
+                    spec);
+    else { /* the simulated leader: the follower's joints, the same calibration */
+      capRobotCfg keep = l->c;
+      l->c = *f;
+      l->c.simbus = 1;
+      l->c.kind = keep.kind;
+      l->c.port[0] = 0;
+      l->c.config[0] = 0;
+      snprintf(l->c.name, sizeof l->c.name, "simbus_leader");
+    }
+  }
+  if (!rc && l->c.n != f->n)
+    rc = tk_error(TK_EINVAL, "leader %s: %d joints, the follower (%s) has %d", config ? config : spec, l->c.n,
+                  f->config[0] ? f->config : f->name, f->n);
+  if (!rc && l->c.simbus) rc = srv_sim_start(l->c.kind, l->c.n, &l->sim);
+  if (!rc) {
+    srvBusOpts bo;
+    srv_bus_default(&bo);
+    bo.kind = l->c.kind;
+    bo.baud = l->c.baud;
+    const char *port = l->sim ? srv_sim_path(l->sim) : l->c.port;
+    if ((rc = srv_bus_open(&l->bus, port, &bo))) rc = tk_error_wrap(rc, "leader %s", port);
+    snprintf(l->desc, sizeof l->desc, "leader arm %s (%s)", l->c.name, l->sim ? "simulated bus" : port);
+  }
+  for (int i = 0; i < l->c.n && !rc; i++) {
+    l->ids[i] = (uint8_t)l->c.j[i].id;
+    if ((rc = srv_bus_ping(l->bus, l->ids[i], NULL)))
+      rc = tk_error_wrap(rc, "leader: servo %d (%s) does not answer", l->ids[i], l->c.j[i].name);
+  }
+  if (!rc) { /* limp: the operator moves it */
+    int32_t v[CAP_MAX_ACT] = {0};
+    rc = srv_bus_sync_write_reg(l->bus, SRV_REG_TORQUE_ENABLE, l->ids, l->c.n, v);
+    if (rc) rc = tk_error_wrap(rc, "leader: torque off");
+  }
+  if (rc) {
+    cap_leader_close(l);
+    return rc;
+  }
+  *out = l;
+  return 0;
+}
+
+void cap_leader_close(capLeader *l) {
+  if (!l) return;
+  srv_bus_free(l->bus);
+  srv_sim_stop(l->sim);
+  free(l);
+}
+
+int cap_leader_read(capLeader *l, double *rad) {
+  int32_t v[CAP_MAX_ACT];
+  int rc = srv_bus_sync_read_reg(l->bus, SRV_REG_PRESENT_POSITION, l->ids, l->c.n, v, NULL);
+  if (rc) return tk_error_wrap(rc, "leader");
+  for (int i = 0; i < l->c.n; i++)
+    rad[i] = ticks_to_rad(&l->c.j[i], v[i]);
+  return 0;
+}
+
+int cap_leader_action(capLeader *l, double *action) {
+  double q[CAP_MAX_ACT];
+  int rc = cap_leader_read(l, q);
+  if (rc) return rc;
+  for (int i = 0; i < l->c.n; i++) {
+    const capJoint *j = &l->follower->j[i];
+    action[i] = clampd(2 * (q[i] - j->lo) / (j->hi - j->lo) - 1, -1, 1);
+  }
+  return 0;
+}
+
+int cap_leader_calibrate(capLeader *l, const double *follower_rad, const char *out_path) {
+  int32_t v[CAP_MAX_ACT];
+  int rc = srv_bus_sync_read_reg(l->bus, SRV_REG_PRESENT_POSITION, l->ids, l->c.n, v, NULL);
+  if (rc) return tk_error_wrap(rc, "leader calibration");
+  cJSON *root = cJSON_CreateObject(), *joints = cJSON_AddArrayToObject(root, "joints");
+  cJSON_AddStringToObject(root, "name", l->c.name);
+  cJSON_AddNumberToObject(root, "baud", l->c.baud);
+  for (int i = 0; i < l->c.n; i++) {
+    capJoint *j = &l->c.j[i];
+    /* ticks = offset + direction * rad * k  at the follower's angle */
+    j->offset = v[i] - j->direction * follower_rad[i] * CAP_ROBOT_TICKS_PER_RAD;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "name", l->follower->j[i].name);
+    cJSON_AddNumberToObject(o, "id", j->id);
+    cJSON_AddNumberToObject(o, "offset", round(j->offset * 1000) / 1000);
+    cJSON_AddNumberToObject(o, "direction", j->direction);
+    cJSON_AddItemToArray(joints, o);
+  }
+  char *text = cJSON_Print(root);
+  cJSON_Delete(root);
+  if (!text) return tk_error(TK_ENOMEM, "out of memory");
+  char tmp[1100];
+  snprintf(tmp, sizeof tmp, "%s.tmp", out_path);
+  FILE *f = fopen(tmp, "w");
+  rc = f ? 0 : tk_error(TK_EIO, "%s: cannot write", tmp);
+  if (f) {
+    if (fprintf(f, "%s\n", text) < 0) rc = tk_error(TK_EIO, "%s: write failed", tmp);
+    if (fclose(f) && !rc) rc = tk_error(TK_EIO, "%s: write failed", tmp);
+  }
+  free(text);
+  if (!rc) rc = tk_durable_rename(tmp, out_path);
+  return rc;
+}
+
+struct srvSim *cap_leader_sim(capLeader *l) {
+  return l->sim;
+}
+const char *cap_leader_desc(const capLeader *l) { return l->desc; }

@@ -1,0 +1,311 @@
+/* Leader-follower teleoperation of servo-bus arms, end to end against simulated buses on ptys:
+ * the real binary with the scripted operator (simulated leader moved by hand, buttons through a
+ * virtual pad), and in process with the test's own buses: a fault on the follower's bus mid
+ * episode, a leader that is unplugged, and the calibration command. */
+#include <SDL2/SDL.h>
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cap.h"
+#include "srv.h"
+#include "tel.h"
+#include "tk.h"
+#include "tt.h"
+#include "tt_cli.h"
+
+static const char *teleop(void) { return tt_build("teleop/teleop"); }
+static const char *py(void) { return getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3"; }
+
+static void sdl_up(void) {
+  SDL_SetHint(SDL_HINT_JOYSTICK_ALLOW_BACKGROUND_EVENTS, "1");
+  setenv("SDL_VIDEODRIVER", "dummy", 1);
+  cr_assert_eq(SDL_Init(SDL_INIT_JOYSTICK | SDL_INIT_GAMECONTROLLER | SDL_INIT_EVENTS), 0, "%s",
+               SDL_GetError());
+}
+
+/* Per demo: success, end_reason, whether states exist, obs keys, and the follower's tracking:
+ * the largest gap between the commanded target (the leader's pose) and the follower's position
+ * one and three control periods later. */
+static const char *CHECK_PY =
+    "import h5py, json, sys, numpy as np\n"
+    "f = h5py.File(sys.argv[1], 'r')\n"
+    "kw = json.loads(f['data'].attrs['env_args'])['env_kwargs']\n"
+    "lo = np.array([j['min'] for j in kw['joints']]); hi = np.array([j['max'] for j in kw['joints']])\n"
+    "print('action_mode', kw['action_mode'])\n"
+    "for name in sorted(f['data'].keys(), key=lambda s: int(s.split('_')[1])):\n"
+    "    d = f['data'][name]\n"
+    "    a = d['actions'][:]; q = d['obs/robot0_joint_pos'][:]; t = lo + (a + 1) / 2 * (hi - lo)\n"
+    "    e1 = np.abs(q[1:] - t[:-1]).max(); e3 = np.abs(q[3:] - t[:-3]).max()\n"
+    "    print(name, int(d.attrs['success']), 'states' in d, ','.join(sorted(d['obs'].keys())),\n"
+    "          '%.4f %.4f' % (e1, e3), len(a), d.attrs.get('end_reason', ''))\n";
+
+static char *check(const char *h5) {
+  char *out, *err;
+  char path[4200];
+  snprintf(path, sizeof path, "%s/check_robot.py", tt_tmpdir());
+  FILE *f = fopen(path, "w");
+  cr_assert(f);
+  fputs(CHECK_PY, f);
+  fclose(f);
+  int rc = run2(tt_tmpdir(), &out, &err, "%s %s %s", py(), path, h5);
+  cr_assert_eq(rc, 0, "reading %s with h5py: %s", h5, err);
+  return out;
+}
+
+/* The acceptance run: leader-follower teleop records episodes; the follower tracks the leader. */
+Test(robot_teleop, scripted_leader_follower_records_and_tracks, .timeout = 120) {
+  char h5[4200], *out, *err;
+  snprintf(h5, sizeof h5, "%s/arm.h5", tt_tmpdir());
+  int rc = run2(tt_tmpdir(), &out, &err,
+                "%s --robot simbus --leader simbus --device scripted --headless --episodes 2 --max-steps 80 "
+                "--out %s",
+                teleop(), h5);
+  cr_assert_eq(rc, 0, "teleop: %s\n%s", out, err);
+  cr_assert(strstr(out, "2 success, 0 failure"), "%s", out);
+  char *rep = check(h5);
+  printf("%s", rep);
+  cr_assert(strstr(rep, "action_mode joint_pos"), "%s", rep);
+  int n = 0;
+  for (char *line = strtok(rep, "\n"); line; line = strtok(NULL, "\n")) {
+    char name[32], keys[200], reason[64] = "";
+    int success, len;
+    char states[8];
+    double e1, e3;
+    if (strncmp(line, "demo_", 5)) continue;
+    cr_assert(sscanf(line, "%31s %d %7s %199s %lf %lf %d %63s", name, &success, states, keys, &e1, &e3, &len,
+                     reason) >= 7,
+              "%s", line);
+    cr_assert_eq(success, 1, "%s", line);
+    cr_assert_str_eq(states, "False", "a real arm has no simulator state: %s", line);
+    cr_assert_str_eq(keys, "robot0_joint_current,robot0_joint_pos,robot0_joint_vel");
+    cr_assert_eq(len, 79, "%s", line);
+    cr_assert_str_eq(reason, "operator");
+    /* stated tolerance: within 0.1 rad one control period after the command, 0.05 rad three
+     * periods after, with the leader moving at up to 0.57 rad/s (servo time constant 50 ms) */
+    cr_assert_lt(e1, 0.1, "%s", line);
+    cr_assert_lt(e3, 0.05, "%s", line);
+    n++;
+  }
+  cr_assert_eq(n, 2);
+}
+
+Test(robot_teleop, calibrate_leader_writes_offsets, .timeout = 60) {
+  char js[4200], *out, *err;
+  snprintf(js, sizeof js, "%s/leader.json", tt_tmpdir());
+  int rc =
+      run2(tt_tmpdir(), &out, &err, "%s --robot simbus --leader simbus --calibrate-leader %s", teleop(), js);
+  cr_assert_eq(rc, 0, "%s\n%s", out, err);
+  cr_assert(strstr(out, "wrote the leader's calibration"), "%s", out);
+  char *text = slurp(js, NULL);
+  cr_assert(text);
+  /* both simulated chains start in the same pose: the identity calibration comes out */
+  cr_assert(strstr(text, "\"offset\":\t2048"), "%s", text);
+  cr_assert(strstr(text, "\"name\":\t\"gripper\""), "%s", text);
+  free(text);
+  /* refusals: a robot without a leader, a real port without its config, a bad port */
+  rc = run2(tt_tmpdir(), &out, &err, "%s --robot simbus --headless --out %s/x.h5", teleop(), tt_tmpdir());
+  cr_assert_neq(rc, 0);
+  cr_assert(strstr(err, "--leader"), "%s", err);
+  rc = run2(tt_tmpdir(), &out, &err, "%s --robot dxl:/dev/ttyUSB9 --leader simbus --headless --out %s/x.h5",
+            teleop(), tt_tmpdir());
+  cr_assert_neq(rc, 0);
+  cr_assert(strstr(err, "config"), "%s", err);
+  rc = run2(tt_tmpdir(), &out, &err, "%s --robot usb:/dev/ttyUSB9 --leader simbus --headless --out %s/x.h5",
+            teleop(), tt_tmpdir());
+  cr_assert_neq(rc, 0);
+  cr_assert(strstr(err, "usb"), "%s", err);
+  cr_assert(!tk_file_exists(tt_tmpdir()) || 1);
+}
+
+/* ---- in process, with the test's own buses and pad ---- */
+typedef struct {
+  srvSim *follower, *leader;
+  capVpad *pad;
+  int fault_at;       /* episode step at which the follower's bus fails (0: never) */
+  int unplug_at;      /* episode step at which the leader is unplugged (0: never) */
+  unsigned fault;     /* SRV_FAULT_* for the follower */
+  int phase;          /* 0 start, 1 recording, 2 after the event */
+  int64_t event_tick; /* tick of the fault / unplug */
+  int started;
+  uint64_t cmd_before; /* follower commands logged before the fault */
+  int quit_in;
+} plan;
+
+static void press(capVpad *v, unsigned buttons) {
+  capPadState p;
+  memset(&p, 0, sizeof p);
+  p.buttons = buttons;
+  cap_vpad_set(v, &p);
+}
+
+static void hook(telConsole *c, void *user) {
+  plan *p = user;
+  int64_t k = tel_episode_steps(c);
+  telState s = tel_state(c);
+  if (p->phase == 0) { /* press and release Start */
+    press(p->pad, p->started++ % 2 == 0 ? CAP_BTN_START : 0);
+    if (s == TEL_RECORDING) p->phase = 1;
+    return;
+  }
+  if (p->phase == 1) {
+    press(p->pad, 0);
+    /* the operator's hand on the leader: joint 2 swings slowly */
+    if (!p->unplug_at || k < p->unplug_at)
+      srv_sim_move(p->leader, 2, (int32_t)lround(2248 + 150 * sin((double)k * 0.1)));
+    if (p->fault_at && k == p->fault_at) {
+      p->cmd_before = srv_sim_ncommands(p->follower);
+      srv_sim_set_fault(p->follower, 3, p->fault);
+      p->phase = 2;
+      p->quit_in = 20;
+    }
+    if (p->unplug_at && k == p->unplug_at) {
+      srv_sim_unplug(p->leader);
+      p->phase = 2;
+      p->quit_in = 20;
+    }
+    return;
+  }
+  /* after the event: wait a little, then Back quits */
+  press(p->pad, --p->quit_in <= 0 && p->quit_in % 2 == 0 ? CAP_BTN_BACK : 0);
+}
+
+static const char *ARM_JSON =
+    "{\"name\": \"test_arm\", \"control_hz\": 50, \"max_step\": 0.05, \"on_fault\": \"hold\",\n"
+    " \"joints\": [\n"
+    "  {\"name\": \"j1\", \"id\": 1, \"offset\": 2048, \"direction\": 1, \"min\": -1, \"max\": 1},\n"
+    "  {\"name\": \"j2\", \"id\": 2, \"offset\": 2148, \"direction\": -1, \"min\": -1, \"max\": 1},\n"
+    "  {\"name\": \"j3\", \"id\": 3, \"offset\": 2048, \"direction\": 1, \"min\": -1, \"max\": 1}]}\n";
+static const char *LEADER_JSON = "{\"joints\": [{\"id\": 1, \"offset\": 2048, \"direction\": 1},\n"
+                                 " {\"id\": 2, \"offset\": 2148, \"direction\": -1},\n"
+                                 " {\"id\": 3, \"offset\": 2048, \"direction\": 1}]}\n";
+
+static void write_file(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  cr_assert(f, "%s", path);
+  fputs(text, f);
+  fclose(f);
+}
+
+static void run_plan(plan *p, const char *h5, telStats *st) {
+  sdl_up();
+  char arm[4200], lead[4200], rport[300], lport[300], idx[16] = "";
+  snprintf(arm, sizeof arm, "%s/arm.json", tt_tmpdir());
+  snprintf(lead, sizeof lead, "%s/leader.json", tt_tmpdir());
+  write_file(arm, ARM_JSON);
+  write_file(lead, LEADER_JSON);
+  cr_assert_eq(srv_sim_start(SRV_DXL, 3, &p->follower), 0, "%s", tk_errmsg());
+  cr_assert_eq(srv_sim_start(SRV_DXL, 3, &p->leader), 0, "%s", tk_errmsg());
+  cr_assert_eq(cap_vpad_make(&p->pad), 0, "%s", tk_errmsg());
+  for (int i = 0; i < SDL_NumJoysticks(); i++)
+    if (SDL_JoystickIsVirtual(i)) snprintf(idx, sizeof idx, "%d", i);
+  snprintf(rport, sizeof rport, "dxl:%s", srv_sim_path(p->follower));
+  snprintf(lport, sizeof lport, "dxl:%s", srv_sim_path(p->leader));
+  telOpts o;
+  tel_opts_default(&o);
+  o.robot = rport;
+  o.robot_config = arm;
+  o.leader = lport;
+  o.leader_config = lead;
+  o.device = "gamepad";
+  o.device_arg = idx;
+  o.headless = 1;
+  o.out = h5;
+  o.max_ticks = 2000;
+  o.on_tick = hook;
+  o.user = p;
+  cr_assert_eq(tel_run(&o, st), 0, "%s", tk_errmsg());
+}
+
+/* Every goal the follower ever received is inside its limits (in ticks, with the calibration). */
+static void assert_goals_in_limits(srvSim *sim, int64_t *last_goal_idx) {
+  static srvSimCmd log[SRV_SIM_LOG];
+  size_t n = srv_sim_commands(sim, 0, log, SRV_SIM_LOG);
+  const double k = 4096 / (2 * M_PI);
+  const double off[3] = {2048, 2148, 2048}, dir[3] = {1, -1, 1};
+  *last_goal_idx = -1;
+  for (size_t i = 0; i < n; i++) {
+    if (log[i].inst != SRV_SYNC_WRITE || log[i].addr != 116) continue;
+    int j = log[i].id - 1;
+    double rad = (log[i].value - off[j]) * dir[j] / k;
+    cr_assert(rad >= -1 - 1e-9 && rad <= 1 + 1e-9, "goal %d ticks for servo %d is %.4f rad: outside [-1, 1]",
+              log[i].value, log[i].id, rad);
+    *last_goal_idx = (int64_t)i;
+  }
+}
+
+Test(robot_teleop, follower_fault_ends_the_episode_in_the_safe_state, .timeout = 60) {
+  char h5[4200];
+  snprintf(h5, sizeof h5, "%s/fault.h5", tt_tmpdir());
+  plan p = {.fault_at = 30, .fault = SRV_FAULT_DROP};
+  telStats st;
+  run_plan(&p, h5, &st);
+  cr_assert_eq(st.failure, 1, "the faulted episode is kept as a failure");
+  cr_assert_eq(st.committed, 1);
+  /* the safe state: after the failed read, goals = the positions last read, and nothing after */
+  int64_t last;
+  assert_goals_in_limits(p.follower, &last);
+  static srvSimCmd log[SRV_SIM_LOG];
+  size_t n = srv_sim_commands(p.follower, 0, log, SRV_SIM_LOG);
+  size_t first_fail = 0;
+  for (size_t i = p.cmd_before; i < n && !first_fail; i++)
+    if (log[i].inst == SRV_SYNC_READ && log[i].id == 3) first_fail = i;
+  cr_assert_gt(first_fail, 0, "a read reached the faulty servo");
+  cr_assert_gt(last, (int64_t)first_fail, "a hold command followed the failed read");
+  for (size_t i = (size_t)last + 1; i < n; i++)
+    cr_assert(!(log[i].inst == SRV_SYNC_WRITE && log[i].addr == 116), "a goal was sent after the safe state");
+  for (int id = 1; id <= 3; id++) {
+    int32_t goal, pos, torque;
+    srv_sim_peek(p.follower, (uint8_t)id, SRV_REG_GOAL_POSITION, &goal);
+    srv_sim_peek(p.follower, (uint8_t)id, SRV_REG_PRESENT_POSITION, &pos);
+    srv_sim_peek(p.follower, (uint8_t)id, SRV_REG_TORQUE_ENABLE, &torque);
+    cr_assert_leq(abs(goal - pos), 2, "servo %d holds where it is (goal %d, position %d)", id, goal, pos);
+  }
+  printf("fault: failed read at log[%zu] t=%.3f ms, hold sent at log[%lld] t=%.3f ms (%.2f ms later)\n",
+         first_fail, (double)log[first_fail].t_ns * 1e-6, (long long)last, (double)log[last].t_ns * 1e-6,
+         (double)(log[last].t_ns - log[first_fail].t_ns) * 1e-6);
+  char *rep = check(h5);
+  printf("%s", rep);
+  cr_assert(strstr(rep, "demo_0 0 False"), "%s", rep);
+  cr_assert(strstr(rep, "robot fault: reading positions"), "%s", rep);
+  cap_vpad_free(p.pad);
+  srv_sim_stop(p.follower);
+  srv_sim_stop(p.leader);
+  SDL_Quit();
+}
+
+Test(robot_teleop, unplugged_leader_holds_the_follower, .timeout = 60) {
+  char h5[4200];
+  snprintf(h5, sizeof h5, "%s/unplug.h5", tt_tmpdir());
+  plan p = {.unplug_at = 25};
+  telStats st;
+  run_plan(&p, h5, &st);
+  cr_assert_eq(st.committed, 1);
+  int64_t last;
+  assert_goals_in_limits(p.follower, &last);
+  /* the recorded actions: the leader's pose until it vanished, then held constant */
+  char *rep = check(h5);
+  printf("%s", rep);
+  cr_assert(strstr(rep, "demo_0 0 False"), "the episode ends as a failure when the operator quits: %s", rep);
+  char path[4200];
+  snprintf(path, sizeof path, "%s/held.py", tt_tmpdir());
+  write_file(path, "import h5py, sys, numpy as np\n"
+                   "a = h5py.File(sys.argv[1], 'r')['data/demo_0/actions'][:]\n"
+                   "k = int(sys.argv[2])\n"
+                   "print(len(a), np.abs(a[k:] - a[k]).max(), np.abs(np.diff(a[:k, 1])).max())\n");
+  char *out, *err;
+  cr_assert_eq(run2(tt_tmpdir(), &out, &err, "%s %s %s %d", py(), path, h5, p.unplug_at), 0, "%s", err);
+  int len;
+  double held, moved;
+  cr_assert_eq(sscanf(out, "%d %lf %lf", &len, &held, &moved), 3, "%s", out);
+  printf("leader unplugged at step %d: %d steps recorded, action change after %.3g, before %.3g\n",
+         p.unplug_at, len, held, moved);
+  cr_assert_geq(len, p.unplug_at);
+  cr_assert_gt(moved, 0, "the leader moved the follower before it was unplugged");
+  cr_assert_lt(held, 1e-9, "after the leader vanished, every action holds the last target");
+  cap_vpad_free(p.pad);
+  srv_sim_stop(p.follower);
+  srv_sim_stop(p.leader);
+  SDL_Quit();
+}
