@@ -1,5 +1,8 @@
 /* rl_finetune/rl.h -- RL fine-tuning from a BC policy and its demos (prefix rl_).
  *
+ * Two algorithms share the workers, evaluation, checkpoints and MPI plumbing: SAC (the default,
+ * sample-efficient) and PPO (rl_ppo.c: on-policy, DAPG-style demo term).
+ *
  * SAC in the RLPD style: the actor is a tanh-Gaussian policy that starts from the BC policy (an MSE
  * head with tanh becomes the Gaussian's mean exactly; a Gaussian head is taken as is), the critics are
  * an ensemble of LayerNorm MLPs whose TD target uses the minimum of two members drawn at random, each
@@ -23,6 +26,7 @@ extern "C" {
 #endif
 
 typedef struct {
+  const char *algo;    /* "sac" (default) or "ppo" */
   const char *task;    /* built-in task (default: the policy's) */
   const char *policy;  /* BC policy to start from (NULL: from scratch) */
   const char *demos;   /* demos for the demo half of each batch (NULL: none) */
@@ -62,6 +66,16 @@ typedef struct {
   int stop_at_target;   /* end the run once the target is reached (default 1) */
   const char *checkpoint; /* write a checkpoint here after every evaluation and at the end (NULL: none) */
   const char *resume;     /* go on from this checkpoint (same options as the run that wrote it) */
+  /* PPO (on-policy, for many cheap workers): from the BC policy, a decaying DAPG demo term (bc_weight,
+   * bc_halflife), value warm-up before the actor moves, a small actor learning rate, clamped std */
+  int rollout;       /* env steps per iteration and rank (default 4096) */
+  int minibatch;     /* rows per PPO update (default 1024: few, large steps keep the KL small) */
+  int ppo_epochs;    /* passes over each rollout (default 5; stopped early past target_kl) */
+  double clip;       /* ratio clip (0.2) */
+  double gae_lambda; /* 0.95 */
+  double target_kl;  /* stop an iteration once the mean KL to the rollout policy passes 1.5x this (0.05) */
+  double max_std;    /* the actor's std is clamped to at most this (0.5) */
+  int value_warmup_iters; /* iterations that fit only the value function before the actor moves (1) */
   int quiet;
   volatile int *interrupt; /* set to 1 (by a signal handler) to stop after the current iteration */
 } rlOpts;

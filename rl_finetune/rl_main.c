@@ -29,14 +29,14 @@ static void usage(FILE *f) {
       "usage: rl-finetune --policy BC.h5 --demos DEMOS.h5 [--task NAME] [options]\n"
       "       rl-finetune --scratch --task NAME [options]\n"
       "\n"
-      "RL fine-tuning (SAC, RLPD-style) that starts from a BC policy and its demos, and measures what that\n"
-      "saves: --compare runs the same algorithm from scratch beside it and reports the env steps each\n"
-      "needed to reach the target success rate.\n"
+      "RL fine-tuning that starts from a BC policy and its demos (SAC, RLPD-style, by default; PPO with a\n"
+      "DAPG demo term for many cheap workers), and measures what that saves: --compare runs the same\n"
+      "algorithm from scratch beside it and reports the env steps each needed to reach the target success.\n"
       "\n"
       "  --policy FILE        BC policy to start from (bc-train's; heads mse with tanh, or gaussian)\n"
       "  --demos FILE         demonstrations: half of every batch (failures and interventions included)\n"
       "  --task NAME          task (default: the policy's)\n"
-      "  --algo sac           the algorithm (sac; ppo is not implemented yet)\n"
+      "  --algo sac|ppo       the algorithm (default sac, the sample-efficient one)\n"
       "  --steps N            environment steps (default 100000)\n"
       "  --workers N          environment worker threads (default: online cores); 1 reproduces a run\n"
       "  --seed S             (default 0)\n"
@@ -63,6 +63,18 @@ static void usage(FILE *f) {
       "  --bc-halflife N       updates over which that weight halves (default 20000)\n"
       "  --alpha-lr LR         temperature learning rate (default 3e-4; 0 keeps it fixed)\n"
       "  --init-alpha A        starting entropy temperature (default 0.001; auto-tuned to entropy -A)\n"
+      "PPO (--algo ppo; --bc-weight and --bc-halflife weight its DAPG demo term, --hidden sizes V(s)):\n"
+      "  --rollout N          env steps per iteration and rank (default 4096)\n"
+      "  --ppo-epochs N       passes over each rollout (default 5)\n"
+      "  --minibatch M        rows per update (default 1024)\n"
+      "  --clip C             ratio clip (default 0.2)\n"
+      "  --gae-lambda L       (default 0.95)\n"
+      "  --target-kl K        stop an iteration past 1.5 K of mean KL; the actor's learning rate\n"
+      "                       follows the KL (default 0.05)\n"
+      "  --max-std S          the actor's std is clamped to at most S (default 0.5)\n"
+      "  --value-warmup N     iterations fitting only V(s) before the actor moves (default 1)\n"
+      "                       (the actor's learning rate starts at 1e-5 from a policy)\n"
+      "\n"
       "  --eval-every N       env steps between evaluations (default 5000)\n"
       "  --eval-episodes M    held-out seeds per evaluation (default 50)\n"
       "  --target X           success rate that counts as arrived (default 0.95)\n"
@@ -129,9 +141,12 @@ static int run(int argc, char **argv) {
       if (!strcmp(a, "--task")) o.task = v;
       if (!strcmp(a, "--out")) o.out = v;
       if (!strcmp(a, "--metrics")) metrics = v;
-      if (!strcmp(a, "--algo") && strcmp(v, "sac")) {
-        fprintf(stderr, "rl-finetune: --algo %s: only sac is implemented so far (ppo is planned)\n", v);
-        return 2;
+      if (!strcmp(a, "--algo")) {
+        if (strcmp(v, "sac") && strcmp(v, "ppo")) {
+          fprintf(stderr, "rl-finetune: --algo %s: sac or ppo\n", v);
+          return 2;
+        }
+        o.algo = v;
       }
       if (!strcmp(a, "--resume")) resume_dir = v;
     } else {
@@ -144,7 +159,10 @@ static int run(int argc, char **argv) {
                   {"--critic-warmup", 0, 1e7}, {"--eval-every", 1, 1e9},  {"--eval-episodes", 1, 10000},
                   {"--target", 0, 1},          {"--bc-weight", 0, 1e6},   {"--bc-halflife", 1, 1e12},
                   {"--init-alpha", 1e-9, 10},  {"--actor-delay", 0, 1e9}, {"--alpha-lr", 0, 1},
-                  {"--q-coef", 0, 1e6},        {"--actor-eps", 1e-12, 1}};
+                  {"--q-coef", 0, 1e6},        {"--actor-eps", 1e-12, 1}, {"--rollout", 64, 1e7},
+                  {"--ppo-epochs", 1, 100},    {"--clip", 0.01, 1},       {"--gae-lambda", 0, 1},
+                  {"--target-kl", 1e-6, 10},   {"--max-std", 1e-3, 10},   {"--value-warmup", 0, 1e6},
+                  {"--minibatch", 2, 1e6}};
       int k = -1;
       for (int j = 0; j < (int)TK_ARRAY_LEN(nums); j++)
         if (!strcmp(a, nums[j].name)) k = j;
@@ -179,6 +197,14 @@ static int run(int argc, char **argv) {
       case 17: o.alpha_lr = x; break;
       case 18: o.q_coef = x; break;
       case 19: o.actor_eps = x; break;
+      case 20: o.rollout = (int)x; break;
+      case 21: o.ppo_epochs = (int)x; break;
+      case 22: o.clip = x; break;
+      case 23: o.gae_lambda = x; break;
+      case 24: o.target_kl = x; break;
+      case 25: o.max_std = x; break;
+      case 26: o.value_warmup_iters = (int)x; break;
+      case 27: o.minibatch = (int)x; break;
       }
     }
   }
@@ -279,8 +305,8 @@ static int run(int argc, char **argv) {
     }
     tkSeries s[2] = {{"fine-tune from BC + demos", fx, fy, r.n_evals}, {"scratch", sx, sy, rs.n_evals}};
     char title[256];
-    snprintf(title, sizeof title, "SAC on %s: success rate on %d evaluation seeds (2000000000+)", so.task,
-             o.eval_episodes);
+    snprintf(title, sizeof title, "%s on %s: success rate on %d evaluation seeds (2000000000+)",
+             strcmp(o.algo, "ppo") ? "SAC" : "PPO", so.task, o.eval_episodes);
     tkPlotOpts po = {.title = title,
                      .xlabel = "environment steps",
                      .ylabel = "success rate",

@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "ds_internal.h"
-#include "rl.h"
+#include "rl_internal.h"
 #include "rl_mpi.h"
 
 void rl_opts_default(rlOpts *o) {
@@ -39,15 +39,18 @@ void rl_opts_default(rlOpts *o) {
   o->eval_episodes = 50;
   o->target = 0.95;
   o->stop_at_target = 1;
+  o->algo = "sac";
+  o->rollout = 4096;
+  o->minibatch = 1024;
+  o->ppo_epochs = 5;
+  o->clip = 0.2;
+  o->gae_lambda = 0.95;
+  o->target_kl = 0.05;
+  o->max_std = 0.5;
+  o->value_warmup_iters = 1;
 }
 
 /* ---- replay buffers ------------------------------------------------------------------------------ */
-typedef struct {
-  int64_t cap, n;
-  int D, A;
-  float *s, *a, *r, *s2;
-  uint8_t *d;
-} rlBuf;
 
 static int buf_make(rlBuf *b, int64_t cap, int D, int A) {
   memset(b, 0, sizeof *b);
@@ -81,80 +84,12 @@ static void buf_push(rlBuf *b, const float *s, const float *a, float r, const fl
   b->d[i] = (uint8_t)d;
 }
 
-/* ---- the learner --------------------------------------------------------------------------------- */
-#define RL_MAX_ENSEMBLE 16
-#define RL_MAX_WORKERS 64
-
-typedef struct rlRun rlRun;
-typedef struct {
-  rlRun *run;
-  int id;
-} rlTeamArg;
-
-typedef struct {
-  rlRun *run;
-  int id;
-  capEnv *env;
-  nnWork *w;
-  tkRng rng;
-  capObs obs;
-  float *s, *s2, *a, *raw; /* normalized obs, next obs, action (normalized), raw gathered obs */
-  int64_t episodes, ep_len;
-  uint64_t seed_base;
-  int rc;
-  char err[TK_ERRMSG_MAX];
-  float reward;
-  int done;
-} rlWorker;
-
-struct rlRun {
-  const rlOpts *o;
-  capModel *model;
-  const capSpec *spec;
-  bcBinding bind;
-  bcPolicy *actor;
-  nnWork *aw;
-  nnNet *q[RL_MAX_ENSEMBLE], *qt[RL_MAX_ENSEMBLE];
-  nnAdamOpts qopt, aopt;
-  double log_alpha, alpha_m, alpha_v;
-  int64_t alpha_t;
-  double target_entropy;
-  tkRng rng;
-  rlBuf demo, online;
-  int D, A, B;
-  float *bs, *ba, *br, *bs2, *x, *y, *eps, *act, *logp, *dact, *dlogp, *dout, *qa, *qb;
-  uint8_t *bd;
-  /* workers */
-  int nw;
-  rlWorker wk[RL_MAX_WORKERS];
-  pthread_t th[RL_MAX_WORKERS];
-  pthread_barrier_t go, done;
-  int quit;
-  int threads_started; /* the barriers exist and workers 1.. run */
-  int64_t updates;
-  int random_actions;
-  /* the learner's critic work split over T threads (critic e on thread e % T; thread 0 is the caller) */
-  int T;
-  pthread_t lth[RL_MAX_ENSEMBLE];
-  rlTeamArg larg[RL_MAX_ENSEMBLE];
-  pthread_barrier_t lgo, ldone;
-  int ljob, lquit, lstarted;
-  int li, lj;                  /* JOB_TARGET: the two target members */
-  nnWork *lw[RL_MAX_ENSEMBLE]; /* per thread */
-  float *ldx[RL_MAX_ENSEMBLE], *ldact[RL_MAX_ENSEMBLE];
-  double lqabs[RL_MAX_ENSEMBLE];
-  int lrc[RL_MAX_ENSEMBLE];
-  char lerr[RL_MAX_ENSEMBLE][256];
-  bcPolicy *bc; /* the starting policy, frozen (anchor) */
-  nnWork *bw;
-  float *qa_act;
-};
-
 static float *falloc(size_t n) { return malloc(sizeof(float) * (n ? n : 1)); }
 
 /* The actor: a tanh-Gaussian policy with the BC policy's layers (or fresh ones). */
 static bcPolicy *make_actor(const rlOpts *o, const bcPolicy *bc, const capSpec *spec, const bcPolicy *stats) {
   nnArch a;
+  const int ppo = !strcmp(o->algo, "ppo");
   if (bc) {
     a = bc->arch;
     if (a.head == NN_HEAD_GMM) {
@@ -168,8 +103,10 @@ static bcPolicy *make_actor(const rlOpts *o, const bcPolicy *bc, const capSpec *
       return NULL;
     }
     a.head = NN_HEAD_GAUSSIAN;
+    if (ppo && bc->arch.head == NN_HEAD_MSE) a.log_std_max = log(o->max_std); /* PPO's clamped std */
   } else {
     nn_arch_default(&a);
+    if (ppo) a.log_std_max = log(o->max_std);
     a.obs_dim = stats->obs_dim;
     a.act_dim = spec->action_dim;
     a.n_hidden = 2;
@@ -188,7 +125,16 @@ static bcPolicy *make_actor(const rlOpts *o, const bcPolicy *bc, const capSpec *
   memcpy(p->act_scale, src->act_scale, sizeof(float) * (size_t)src->act_dim);
   snprintf(p->task, sizeof p->task, "%s", spec->task);
   p->control_hz = spec->control_hz;
-  snprintf(p->algo, sizeof p->algo, "sac");
+  snprintf(p->algo, sizeof p->algo, "%s", o->algo);
+  if (ppo && !bc) { /* PPO from scratch explores with init_std too (SAC's entropy term finds its own) */
+    nnLayer *dl = &p->net->layer[p->net->n_linear - 1];
+    int A = a.act_dim, in = p->net->dims[p->net->n_linear - 1];
+    double ls = log(o->init_std), lo = a.log_std_min, hi = a.log_std_max;
+    double raw = atanh(fmax(-0.999, fmin(0.999, 2 * (ls - lo) / (hi - lo) - 1)));
+    memset(dl->w + (size_t)A * in, 0, sizeof(float) * (size_t)A * (size_t)in);
+    for (int i = 0; i < A; i++)
+      dl->b[A + i] = (float)raw;
+  }
   if (bc) {
     /* copy every layer; the output layer's first A rows are the mean (MSE-tanh: the same action), the
      * log-std rows get zero weights and a bias that gives init_std */
@@ -227,7 +173,7 @@ static bcPolicy *make_actor(const rlOpts *o, const bcPolicy *bc, const capSpec *
 
 static int critic_arch(const rlRun *R, nnArch *c) {
   nn_arch_default(c);
-  c->obs_dim = R->D + R->A;
+  c->obs_dim = R->ppo ? R->D : R->D + R->A; /* PPO: the value function V(s) */
   c->act_dim = 1;
   c->n_hidden = 2;
   c->hidden[0] = c->hidden[1] = R->o->hidden;
@@ -520,7 +466,10 @@ static int step_all(rlRun *R, int horizon) {
   for (int i = 0; i < R->nw; i++) {
     rlWorker *w = &R->wk[i];
     if (w->rc) return tk_error(w->rc, "worker %d: %s", i, w->err);
-    buf_push(&R->online, w->s, w->a, w->reward, w->s2, w->done);
+    if (R->ppo)
+      rl_ppo_store(R, i, w, w->ep_len >= horizon);
+    else
+      buf_push(&R->online, w->s, w->a, w->reward, w->s2, w->done);
     if (w->done || w->ep_len >= horizon) {
       int rc = worker_reset(w);
       if (rc) return rc;
@@ -591,6 +540,7 @@ static int ckpt_save(rlRun *R, const rlResult *res, int64_t next_eval, const cha
   if (f < 0) return ds_h5_fail(TK_EIO, "%s: cannot create the checkpoint", tmp);
   int rc =
       ds_attr_write_str(f, "format", RL_CKPT_FORMAT) || ds_attr_write_i64(f, "version", 1) ||
+              ds_attr_write_str(f, "algo", R->o->algo) || ds_attr_write_f64(f, "actor_lr", R->aopt.lr) ||
               ds_attr_write_str(f, "task", R->spec->task) ||
               ds_attr_write_i64(f, "env_steps", res->env_steps) ||
               ds_attr_write_i64(f, "updates", R->updates) || ds_attr_write_i64(f, "next_eval", next_eval) ||
@@ -652,6 +602,13 @@ static int ckpt_load(rlRun *R, rlResult *res, int64_t *next_eval, const char *pa
   if (ds_attr_read_str(f, "format", &fmt) || strcmp(fmt, RL_CKPT_FORMAT) ||
       ds_attr_read_i64(f, "version", &version) || version != 1)
     rc = tk_error(TK_EFORMAT, "%s: not an rl-finetune checkpoint (version 1)", path);
+  char *algo = NULL;
+  if (!rc && H5Aexists(f, "algo") > 0 && (ds_attr_read_str(f, "algo", &algo) || strcmp(algo, R->o->algo)))
+    rc = tk_error(TK_EINVAL, "%s: a checkpoint of --algo %s, this run is --algo %s", path, algo ? algo : "?",
+                  R->o->algo);
+  free(algo);
+  if (!rc && H5Aexists(f, "actor_lr") > 0 && ds_attr_read_f64(f, "actor_lr", &R->aopt.lr))
+    rc = tk_error(TK_EFORMAT, "%s: actor_lr is malformed", path);
   if (!rc && (ds_attr_read_str(f, "task", &task) || strcmp(task, R->spec->task)))
     rc = tk_error(TK_EINVAL, "%s: a checkpoint of task '%s', this run is on '%s'", path, task ? task : "?",
                   R->spec->task);
@@ -780,7 +737,7 @@ static int evaluate(rlRun *R, rlResult *res, int64_t step, FILE *csv, double t0)
     cJSON *j = cJSON_CreateObject();
     char *info = NULL;
     if (j && cJSON_AddStringToObject(j, "trainer", "rl-finetune") &&
-        cJSON_AddStringToObject(j, "algo", "sac") && cJSON_AddStringToObject(j, "run", o->label) &&
+        cJSON_AddStringToObject(j, "algo", o->algo) && cJSON_AddStringToObject(j, "run", o->label) &&
         cJSON_AddNumberToObject(j, "env_steps", (double)step) &&
         cJSON_AddNumberToObject(j, "selection_success", s) &&
         (o->policy ? cJSON_AddStringToObject(j, "from_policy", o->policy) != NULL
@@ -794,7 +751,10 @@ static int evaluate(rlRun *R, rlResult *res, int64_t step, FILE *csv, double t0)
     if (o->out && (rc = bc_policy_save(R->actor, o->out))) return rc;
   }
   if (s >= o->target && res->steps_to_target < 0) res->steps_to_target = step;
-  if (!o->quiet)
+  if (!o->quiet && R->ppo)
+    printf("%s: %lld env steps: success %.0f%% (%d evaluation seeds), actor lr %.3g\n", o->label,
+           (long long)step, 100 * s, o->eval_episodes, R->aopt.lr);
+  else if (!o->quiet)
     printf("%s: %lld env steps: success %.0f%% (%d evaluation seeds), alpha %.3g\n", o->label,
            (long long)step, 100 * s, o->eval_episodes, exp(R->log_alpha));
   return 0;
@@ -858,6 +818,7 @@ static void run_free(rlRun *R) {
   free(R->qa_act);
   buf_free(&R->demo);
   buf_free(&R->online);
+  rl_ppo_free(R);
   float *bufs[] = {R->bs,  R->ba,   R->br,   R->bs2,   R->x,    R->y,  R->eps,
                    R->act, R->logp, R->dact, R->dlogp, R->dout, R->qa, R->qb};
   for (size_t i = 0; i < TK_ARRAY_LEN(bufs); i++)
@@ -877,7 +838,10 @@ int rl_run(const rlOpts *o, rlResult *res) {
     return tk_error(TK_ERANGE, "--workers %d: 1..%d", o->workers, RL_MAX_WORKERS);
   /* MPI ranks: rank 0 alone evaluates and writes (policy, metrics, checkpoints) and prints */
   const int rank = rl_mpi_rank(), nranks = rl_mpi_size();
+  if (!o->algo || (strcmp(o->algo, "sac") && strcmp(o->algo, "ppo")))
+    return tk_error(TK_EINVAL, "--algo %s: sac or ppo", o->algo ? o->algo : "(none)");
   rlOpts oc = *o;
+  if (!strcmp(o->algo, "ppo")) oc.ensemble = 1; /* the value function */
   if (rank > 0) {
     oc.out = NULL;
     oc.metrics = NULL;
@@ -888,6 +852,7 @@ int rl_run(const rlOpts *o, rlResult *res) {
   rlRun *R = calloc(1, sizeof *R);
   if (!R) return tk_error(TK_ENOMEM, "out of memory");
   R->o = o;
+  R->ppo = !strcmp(o->algo, "ppo");
   bcPolicy *bc = NULL, *stats = NULL;
   int rc = 0;
   if (o->policy && !(bc = bc_policy_load(o->policy))) rc = tk_error_wrap(TK_EFORMAT, "--policy");
@@ -928,7 +893,7 @@ int rl_run(const rlOpts *o, rlResult *res) {
   R->qa_act = falloc((size_t)o->batch * (size_t)R->actor->act_dim);
   R->D = R->actor->obs_dim;
   R->A = R->actor->act_dim;
-  R->B = o->batch;
+  R->B = R->ppo ? o->minibatch : o->batch;
   R->nw = o->workers;
   tk_rng_seed(&R->rng, o->seed * 0x9E3779B97F4A7C15ull + 17 + (uint64_t)rank * 0x5851F42D4C957F2Dull);
   R->log_alpha = log(o->init_alpha);
@@ -936,8 +901,9 @@ int rl_run(const rlOpts *o, rlResult *res) {
   nn_adam_default(&R->qopt);
   R->qopt.lr = o->critic_lr;
   nn_adam_default(&R->aopt);
-  R->aopt.lr = o->actor_lr > 0 ? o->actor_lr : o->policy ? 1e-4 : 3e-4;
+  R->aopt.lr = o->actor_lr > 0 ? o->actor_lr : o->policy ? (R->ppo ? 1e-5 : 1e-4) : 3e-4;
   R->aopt.eps = o->actor_eps;
+  if (R->ppo) R->aopt.clip_norm = 0.5; /* PPO's usual max gradient norm */
   nnArch ca;
   if ((rc = critic_arch(R, &ca))) goto fail;
   for (int e = 0; e < o->ensemble; e++) {
@@ -951,7 +917,7 @@ int rl_run(const rlOpts *o, rlResult *res) {
   rl_mpi_bcast_f(R->actor->net->params, R->actor->net->n_params);
   int B = R->B, D = R->D, A = R->A;
   /* the learner's threads: as many as there are workers (cores), at most one per critic */
-  R->T = TK_MAX(1, TK_MIN(R->nw, o->ensemble));
+  R->T = R->ppo ? 1 : TK_MAX(1, TK_MIN(R->nw, o->ensemble));
   for (int k = 0; k < R->T; k++) {
     R->lw[k] = nn_work_make(R->q[0], B);
     R->ldx[k] = falloc((size_t)B * (D + A));
@@ -971,7 +937,7 @@ int rl_run(const rlOpts *o, rlResult *res) {
     }
     R->lstarted = 1;
   }
-  R->aw = nn_work_make(R->actor->net, B);
+  R->aw = nn_work_make(R->actor->net, R->ppo ? 2 * B : B);
   R->bs = falloc((size_t)B * D);
   R->bs2 = falloc((size_t)B * D);
   R->ba = falloc((size_t)B * A);
@@ -993,7 +959,8 @@ int rl_run(const rlOpts *o, rlResult *res) {
     goto fail;
   }
   if (o->demos && (rc = load_demos(R))) goto fail;
-  if ((rc = buf_make(&R->online, o->steps + R->nw, D, A))) goto fail;
+  if ((rc = buf_make(&R->online, R->ppo ? 1 : o->steps + R->nw, D, A))) goto fail;
+  if (R->ppo && (rc = rl_ppo_alloc(R))) goto fail;
   nn_set_threads(1);
   /* workers */
   for (int i = 0; i < R->nw; i++) {
@@ -1055,8 +1022,8 @@ int rl_run(const rlOpts *o, rlResult *res) {
              o->resume, (long long)res->env_steps, (long long)res->updates, 100 * res->best_success,
              (long long)res->best_step);
   }
-  /* critic warm-up on the demos, with the actor fixed */
-  if (!resumed && R->demo.n > 0 && o->critic_warmup > 0) {
+  /* critic warm-up on the demos, with the actor fixed (PPO warms its value function up on rollouts) */
+  if (!resumed && !R->ppo && R->demo.n > 0 && o->critic_warmup > 0) {
     if (!o->quiet)
       printf("%s: warming the critics up on %lld demo transitions (%d updates)\n", o->label,
              (long long)R->demo.n, o->critic_warmup);
@@ -1075,14 +1042,39 @@ int rl_run(const rlOpts *o, rlResult *res) {
   while (res->env_steps < o->steps) {
     if (rl_mpi_any(o->interrupt && *o->interrupt)) break; /* every rank stops at the same step */
     if (o->stop_at_target && res->steps_to_target >= 0) break;
-    R->random_actions = !o->policy && res->env_steps < o->random_steps;
-    rc = step_all(R, horizon);
+    if (R->ppo) { /* a rollout of pT steps on every worker and rank, then the epochs */
+      for (R->pt = 0; R->pt < R->pT && !rc; R->pt++) {
+        rc = step_all(R, horizon);
+        if (rl_mpi_any(rc)) {
+          if (!rc) rc = tk_error(TK_EIO, "another rank failed while stepping its environments");
+          break;
+        }
+        res->env_steps += (int64_t)R->nw * nranks;
+      }
+      if (rc) break;
+      int64_t iter = res->env_steps / ((int64_t)R->pN * nranks); /* iterations done, this one included */
+      double kl;
+      int epochs;
+      rc = rl_ppo_update(R, iter > o->value_warmup_iters, &kl, &epochs);
+      res->updates = R->updates;
+      if (rc) {
+        res->diverged = 1;
+        rc = tk_error_wrap(
+            rc, "%s: training diverged at %lld env steps, %lld updates; %s keeps the best policy so far",
+            o->label, (long long)res->env_steps, (long long)res->updates, o->out ? o->out : "-");
+        break;
+      }
+      if (!o->quiet && epochs)
+        tk_debug("%s: iteration %lld: %d actor epochs, KL %.4f", o->label, (long long)iter, epochs, kl);
+    }
+    R->random_actions = !R->ppo && !o->policy && res->env_steps < o->random_steps;
+    if (!R->ppo) rc = step_all(R, horizon);
     if (rl_mpi_any(rc)) {
       if (!rc) rc = tk_error(TK_EIO, "another rank failed while stepping its environments");
       break;
     }
-    res->env_steps += (int64_t)R->nw * nranks;
-    if (R->online.n >= B / 2 || R->demo.n > 0) {
+    if (!R->ppo) res->env_steps += (int64_t)R->nw * nranks;
+    if (!R->ppo && (R->online.n >= B / 2 || R->demo.n > 0)) {
       for (int u = 0; u < o->utd * R->nw && !rc; u++) {
         sample(R);
         rc = update_critics(R);

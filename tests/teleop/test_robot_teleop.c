@@ -16,6 +16,7 @@
 #include "tt_cli.h"
 
 static const char *teleop(void) { return tt_build("teleop/teleop"); }
+TestSuite(robot_teleop, .fini = tt_pool_free);
 static const char *py(void) { return getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3"; }
 
 static void sdl_up(void) {
@@ -103,7 +104,6 @@ Test(robot_teleop, calibrate_leader_writes_offsets, .timeout = 60) {
   /* both simulated chains start in the same pose: the identity calibration comes out */
   cr_assert(strstr(text, "\"offset\":\t2048"), "%s", text);
   cr_assert(strstr(text, "\"name\":\t\"gripper\""), "%s", text);
-  free(text);
   /* refusals: a robot without a leader, a real port without its config, a bad port */
   rc = run2(tt_tmpdir(), &out, &err, "%s --robot simbus --headless --out %s/x.h5", teleop(), tt_tmpdir());
   cr_assert_neq(rc, 0);
@@ -116,7 +116,6 @@ Test(robot_teleop, calibrate_leader_writes_offsets, .timeout = 60) {
             teleop(), tt_tmpdir());
   cr_assert_neq(rc, 0);
   cr_assert(strstr(err, "usb"), "%s", err);
-  cr_assert(!tk_file_exists(tt_tmpdir()) || 1);
 }
 
 /* ---- in process, with the test's own buses and pad ---- */

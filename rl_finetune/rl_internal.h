@@ -1,0 +1,99 @@
+/* rl_finetune/rl_internal.h -- the run's state, shared by SAC (rl_sac.c) and PPO (rl_ppo.c). */
+#ifndef RL_INTERNAL_H
+#define RL_INTERNAL_H
+
+#include <pthread.h>
+
+#include "rl.h"
+
+/* ---- replay buffers ------------------------------------------------------------------------------ */
+typedef struct {
+  int64_t cap, n;
+  int D, A;
+  float *s, *a, *r, *s2;
+  uint8_t *d;
+} rlBuf;
+
+/* ---- the learner --------------------------------------------------------------------------------- */
+#define RL_MAX_ENSEMBLE 16
+#define RL_MAX_WORKERS 64
+
+typedef struct rlRun rlRun;
+typedef struct {
+  rlRun *run;
+  int id;
+} rlTeamArg;
+
+typedef struct {
+  rlRun *run;
+  int id;
+  capEnv *env;
+  nnWork *w;
+  tkRng rng;
+  capObs obs;
+  float *s, *s2, *a, *raw; /* normalized obs, next obs, action (normalized), raw gathered obs */
+  int64_t episodes, ep_len;
+  uint64_t seed_base;
+  int rc;
+  char err[TK_ERRMSG_MAX];
+  float reward;
+  int done;
+} rlWorker;
+
+struct rlRun {
+  const rlOpts *o;
+  capModel *model;
+  const capSpec *spec;
+  bcBinding bind;
+  bcPolicy *actor;
+  nnWork *aw;
+  nnNet *q[RL_MAX_ENSEMBLE], *qt[RL_MAX_ENSEMBLE];
+  nnAdamOpts qopt, aopt;
+  double log_alpha, alpha_m, alpha_v;
+  int64_t alpha_t;
+  double target_entropy;
+  tkRng rng;
+  rlBuf demo, online;
+  int D, A, B;
+  float *bs, *ba, *br, *bs2, *x, *y, *eps, *act, *logp, *dact, *dlogp, *dout, *qa, *qb;
+  uint8_t *bd;
+  /* workers */
+  int nw;
+  rlWorker wk[RL_MAX_WORKERS];
+  pthread_t th[RL_MAX_WORKERS];
+  pthread_barrier_t go, done;
+  int quit;
+  int threads_started; /* the barriers exist and workers 1.. run */
+  int64_t updates;
+  int random_actions;
+  /* the learner's critic work split over T threads (critic e on thread e % T; thread 0 is the caller) */
+  int T;
+  pthread_t lth[RL_MAX_ENSEMBLE];
+  rlTeamArg larg[RL_MAX_ENSEMBLE];
+  pthread_barrier_t lgo, ldone;
+  int ljob, lquit, lstarted;
+  int li, lj;                  /* JOB_TARGET: the two target members */
+  nnWork *lw[RL_MAX_ENSEMBLE]; /* per thread */
+  float *ldx[RL_MAX_ENSEMBLE], *ldact[RL_MAX_ENSEMBLE];
+  double lqabs[RL_MAX_ENSEMBLE];
+  int lrc[RL_MAX_ENSEMBLE];
+  char lerr[RL_MAX_ENSEMBLE][256];
+  bcPolicy *bc; /* the starting policy, frozen (anchor) */
+  nnWork *bw;
+  float *qa_act;
+  /* PPO: the value function is q[0]; one rollout of pT steps of every worker, row t * nw + i */
+  int ppo;
+  int pT, pN, pt;
+  float *ps, *ps2, *pa, *plogp, *pr, *pv, *pv2, *padv, *pret, *mb_s, *mb_a, *mb_y, *mb_lp;
+  uint8_t *pdone, *pbound;
+  int *perm;
+};
+
+/* PPO (rl_ppo.c) */
+int rl_ppo_alloc(rlRun *R);
+void rl_ppo_free(rlRun *R);
+void rl_ppo_store(rlRun *R, int i, const rlWorker *w, int bound); /* worker i's step at time R->pt */
+/* Advantages and returns of the rollout, then the value (and, if actor_on, the actor) epochs. */
+int rl_ppo_update(rlRun *R, int actor_on, double *kl, int *epochs);
+
+#endif
