@@ -120,7 +120,7 @@ int cap_robot_cfg_load(const char *spec, const char *path, int leader, capRobotC
   }
   const char *name = tk_json_str(j, "name", leader ? "leader" : "robot");
   snprintf(c->name, sizeof c->name, "%s", name);
-  double baud, hz, ms, wd, to, retries;
+  double baud = 0, hz = 0, ms = 0, wd = 0, to = 0, retries = 0;
   rc = num_field(j, "baud", 1000000, 9600, 4500000, path, "robot", &baud);
   if (!rc) rc = num_field(j, "control_hz", 50, 1, 1000, path, "robot", &hz);
   if (!rc) rc = num_field(j, "max_step", 0.1, 1e-4, 3.2, path, "robot", &ms);
@@ -190,6 +190,7 @@ typedef struct capRobot {
   pthread_t wd;
   int wd_live, stop;
   int torque, held, faulted, connected;
+  int ready; /* a reset succeeded: the targets are where the arm is (steps before that send nothing) */
   int64_t last_cmd_ns, holds;
   char fault[256];
   uint8_t ids[CAP_MAX_ACT];
@@ -454,15 +455,22 @@ int cap_robot_reset(capEnv *e, capObs *obs) {
   const char *port = c->simbus ? srv_sim_path(r->sim) : c->port;
   pthread_mutex_lock(&r->mu);
   int rc = 0;
-  if (!r->connected || !srv_serial_connected(srv_bus_serial(r->bus))) { /* reconnect */
+  r->ready = 0;
+  if (!r->bus || !r->connected || !srv_serial_connected(srv_bus_serial(r->bus))) { /* reconnect */
     srv_bus_free(r->bus);
     r->bus = NULL;
     r->connected = 0;
     rc = bus_open(r);
   }
-  for (int i = 0; i < c->n && !rc; i++)
-    if ((rc = srv_bus_ping(r->bus, r->ids[i], NULL)))
-      rc = tk_error_wrap(rc, "robot %s: servo %d (%s) does not answer", port, r->ids[i], c->j[i].name);
+  /* a reset is not time-critical: a patient timeout and a few attempts (a loaded machine can be late) */
+  const int64_t step_timeout = rc ? 0 : srv_bus_timeout_us(r->bus);
+  if (!rc) srv_bus_set_timeout_us(r->bus, 100000);
+  for (int i = 0; i < c->n && !rc; i++) {
+    for (int attempt = 0; attempt < 3; attempt++)
+      if (!(rc = srv_bus_ping(r->bus, r->ids[i], NULL)) || srv_bus_last_fail(r->bus) == SRV_FAIL_HANGUP)
+        break;
+    if (rc) rc = tk_error_wrap(rc, "robot %s: servo %d (%s) does not answer", port, r->ids[i], c->j[i].name);
+  }
   if (!rc && (rc = read_present(r))) rc = tk_error_wrap(rc, "robot %s", port);
   for (int i = 0; i < c->n && !rc; i++) {
     const capJoint *j = &c->j[i];
@@ -485,7 +493,9 @@ int cap_robot_reset(capEnv *e, capObs *obs) {
     if (!rc) rc = srv_bus_sync_write_reg(r->bus, SRV_REG_TORQUE_ENABLE, r->ids, c->n, v);
     if (rc) rc = tk_error_wrap(rc, "robot %s: torque on", port);
   }
+  if (r->bus && step_timeout) srv_bus_set_timeout_us(r->bus, step_timeout);
   if (!rc) {
+    r->ready = 1;
     r->torque = 1;
     r->faulted = 0;
     r->fault[0] = 0;
@@ -504,6 +514,10 @@ int cap_robot_step(capEnv *e, const double *action, capStep *out) {
   const capRobotCfg *c = r->c;
   memset(out, 0, sizeof *out);
   pthread_mutex_lock(&r->mu);
+  if (!r->ready && !r->faulted) { /* never send targets that were not set from where the arm is */
+    pthread_mutex_unlock(&r->mu);
+    return tk_error(TK_EINVAL, "robot: step before a successful reset (nothing sent)");
+  }
   if (!r->faulted) {
     int32_t v[CAP_MAX_ACT];
     for (int i = 0; i < c->n; i++) {
@@ -593,6 +607,10 @@ int cap_env_torque(capEnv *e, int on) {
   capRobot *r = e->robot;
   if (!r) return tk_error(TK_EINVAL, "torque: not a robot");
   pthread_mutex_lock(&r->mu);
+  if (!r->bus || !r->connected || !srv_serial_connected(srv_bus_serial(r->bus))) {
+    pthread_mutex_unlock(&r->mu);
+    return tk_error(TK_EIO, "robot: not connected (reset reconnects)");
+  }
   int32_t v[CAP_MAX_ACT];
   int rc = 0;
   if (on) { /* hold where the arm is: never jump to an old goal */
