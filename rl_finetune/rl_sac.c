@@ -827,6 +827,54 @@ static void run_free(rlRun *R) {
   cap_model_free(R->model);
 }
 
+/* A non-finite loss or parameter stops the run, naming where (the best policy so far is on disk). */
+static int diverged(rlRun *R, rlResult *res, int rc) {
+  const rlOpts *o = R->o;
+  res->diverged = 1;
+  return tk_error_wrap(
+      rc, "%s: training diverged at %lld env steps, %lld updates; %s keeps the best policy so far", o->label,
+      (long long)res->env_steps, (long long)res->updates, o->out ? o->out : "-");
+}
+
+/* SAC: every worker takes one step, then utd updates per env step. */
+static int sac_iteration(rlRun *R, rlResult *res, int horizon) {
+  const rlOpts *o = R->o;
+  R->random_actions = !o->policy && res->env_steps < o->random_steps;
+  int rc = step_all(R, horizon);
+  if (rl_mpi_any(rc))
+    return rc ? rc : tk_error(TK_EIO, "another rank failed while stepping its environments");
+  res->env_steps += (int64_t)R->nw * rl_mpi_size();
+  if (R->online.n < R->B / 2 && R->demo.n == 0) return 0;
+  for (int u = 0; u < o->utd * R->nw && !rc; u++) {
+    sample(R);
+    rc = update_critics(R);
+    if (!rc && (!o->policy || res->env_steps > o->actor_delay)) rc = update_actor(R);
+    res->updates = ++R->updates;
+  }
+  return rc ? diverged(R, res, rc) : 0;
+}
+
+/* PPO: a rollout of pT steps on every worker and rank, then the value and actor epochs. */
+static int ppo_iteration(rlRun *R, rlResult *res, int horizon) {
+  const rlOpts *o = R->o;
+  const int nranks = rl_mpi_size();
+  int rc = 0;
+  for (R->pt = 0; R->pt < R->pT; R->pt++) {
+    rc = step_all(R, horizon);
+    if (rl_mpi_any(rc))
+      return rc ? rc : tk_error(TK_EIO, "another rank failed while stepping its environments");
+    res->env_steps += (int64_t)R->nw * nranks;
+  }
+  int64_t iter = res->env_steps / ((int64_t)R->pN * nranks); /* iterations done, this one included */
+  double kl;
+  int epochs;
+  rc = rl_ppo_update(R, iter > o->value_warmup_iters, &kl, &epochs);
+  res->updates = R->updates;
+  if (rc) return diverged(R, res, rc);
+  if (epochs) tk_debug("%s: iteration %lld: %d actor epochs, KL %.4f", o->label, (long long)iter, epochs, kl);
+  return 0;
+}
+
 int rl_run(const rlOpts *o, rlResult *res) {
   memset(res, 0, sizeof *res);
   res->steps_to_target = -1;
@@ -1042,53 +1090,8 @@ int rl_run(const rlOpts *o, rlResult *res) {
   while (res->env_steps < o->steps) {
     if (rl_mpi_any(o->interrupt && *o->interrupt)) break; /* every rank stops at the same step */
     if (o->stop_at_target && res->steps_to_target >= 0) break;
-    if (R->ppo) { /* a rollout of pT steps on every worker and rank, then the epochs */
-      for (R->pt = 0; R->pt < R->pT && !rc; R->pt++) {
-        rc = step_all(R, horizon);
-        if (rl_mpi_any(rc)) {
-          if (!rc) rc = tk_error(TK_EIO, "another rank failed while stepping its environments");
-          break;
-        }
-        res->env_steps += (int64_t)R->nw * nranks;
-      }
-      if (rc) break;
-      int64_t iter = res->env_steps / ((int64_t)R->pN * nranks); /* iterations done, this one included */
-      double kl;
-      int epochs;
-      rc = rl_ppo_update(R, iter > o->value_warmup_iters, &kl, &epochs);
-      res->updates = R->updates;
-      if (rc) {
-        res->diverged = 1;
-        rc = tk_error_wrap(
-            rc, "%s: training diverged at %lld env steps, %lld updates; %s keeps the best policy so far",
-            o->label, (long long)res->env_steps, (long long)res->updates, o->out ? o->out : "-");
-        break;
-      }
-      if (!o->quiet && epochs)
-        tk_debug("%s: iteration %lld: %d actor epochs, KL %.4f", o->label, (long long)iter, epochs, kl);
-    }
-    R->random_actions = !R->ppo && !o->policy && res->env_steps < o->random_steps;
-    if (!R->ppo) rc = step_all(R, horizon);
-    if (rl_mpi_any(rc)) {
-      if (!rc) rc = tk_error(TK_EIO, "another rank failed while stepping its environments");
-      break;
-    }
-    if (!R->ppo) res->env_steps += (int64_t)R->nw * nranks;
-    if (!R->ppo && (R->online.n >= B / 2 || R->demo.n > 0)) {
-      for (int u = 0; u < o->utd * R->nw && !rc; u++) {
-        sample(R);
-        rc = update_critics(R);
-        if (!rc && (!o->policy || res->env_steps > o->actor_delay)) rc = update_actor(R);
-        res->updates = ++R->updates;
-      }
-      if (rc) {
-        res->diverged = 1;
-        rc = tk_error_wrap(
-            rc, "%s: training diverged at %lld env steps, %lld updates; %s keeps the best policy so far",
-            o->label, (long long)res->env_steps, (long long)res->updates, o->out ? o->out : "-");
-        break;
-      }
-    }
+    rc = R->ppo ? ppo_iteration(R, res, horizon) : sac_iteration(R, res, horizon);
+    if (rc) break;
     if (res->env_steps >= next_eval) {
       next_eval += o->eval_every;
       if ((rc = evaluate_all(R, res, res->env_steps, csv, t0))) break;

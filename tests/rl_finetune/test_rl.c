@@ -12,12 +12,7 @@
 #include "ds.h"
 #include "rl.h"
 #include "tk.h"
-#include "tt.h"
-#include "tt_cli.h"
-
-static const char *rl_bin(void) { return tt_build("rl_finetune/rl-finetune"); }
-static const char *train_bin(void) { return tt_build("bc/bc-train"); }
-static const char *eval_bin(void) { return tt_build("bc/bc-eval"); }
+#include "rl_tt.h"
 
 /* the small setting of every run here (600 env steps, evaluations at 0, 300, 600; 2 workers whatever the
  * machine, so the evaluations fall on those steps) */
@@ -27,21 +22,6 @@ static const char *eval_bin(void) { return tt_build("bc/bc-eval"); }
 /* ---- helpers ----------------------------------------------------------------------------------- */
 TestSuite(rl, .fini = tt_pool_free);
 
-/* A small BC policy (extra: more bc-train options). */
-static void train_bc(const char *dir, const char *data, const char *pol, const char *extra) {
-  char *out, *err;
-  int rc = run2(dir, &out, &err, "%s %s -o %s --hidden 32,32 --epochs 20 --eval-every 0 --seed 1 --quiet %s",
-                train_bin(), data, pol, extra ? extra : "");
-  cr_assert_eq(rc, 0, "bc-train %s -> exit %d\nstdout: %s\nstderr: %s", data, rc, out, err);
-}
-
-/* rl-finetune that must succeed; returns its stdout. */
-static char *finetune_ok(const char *dir, const char *args) {
-  char *out, *err;
-  int rc = run2(dir, &out, &err, "%s %s", rl_bin(), args);
-  cr_assert_eq(rc, 0, "rl-finetune %s -> exit %d\nstdout: %s\nstderr: %s", args, rc, out, err);
-  return out;
-}
 
 /* rl-finetune that must refuse: exit status want, one line on stderr; returns stderr. */
 static char *finetune_refused(const char *dir, int want, const char *args) {
@@ -147,19 +127,6 @@ static void check_run_rows(const rlCsv *c, const char *path, const char *run) {
     cr_assert(k == 0 ? c->updates[i] == 0 : c->updates[i] > c->updates[idx[k - 1]], "%s: %s updates %lld",
               path, run, c->updates[i]);
   }
-}
-
-/* a file of demos and a BC policy trained on it, in dir */
-typedef struct {
-  char dir[4096], demos[4200], bc[4200];
-} fixture;
-
-static void make_fixture(fixture *f, const char *bc_extra) {
-  snprintf(f->dir, sizeof f->dir, "%s", tt_tmpdir());
-  snprintf(f->demos, sizeof f->demos, "%s/lift15.h5", f->dir);
-  snprintf(f->bc, sizeof f->bc, "%s/bc.h5", f->dir);
-  tt_record(f->demos, "lift", 15, 0.3, 0, NULL);
-  train_bc(f->dir, f->demos, f->bc, bc_extra);
 }
 
 /* ---- end to end ------------------------------------------------------------------------------- */
@@ -683,13 +650,6 @@ Test(rl, demos_with_interventions_and_failures, .timeout = 180) {
 }
 
 /* ---- MPI ranks ----------------------------------------------------------------------------------- */
-static int built_with_mpi(void) {
-  char *out = NULL;
-  tt_run(&out, "%s --help", rl_bin());
-  int yes = out && strstr(out, "MPI: built with OpenMPI") != NULL;
-  free(out);
-  return yes;
-}
 
 /* mpirun -np 2: both ranks end with the same parameters (the run checks and says so), and the results
  * are written once; mpirun -np 1 is the plain run bit for bit. */

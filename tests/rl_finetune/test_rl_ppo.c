@@ -10,12 +10,7 @@
 
 #include "bc.h"
 #include "tk.h"
-#include "tt.h"
-#include "tt_cli.h"
-
-static const char *rl_bin(void) { return tt_build("rl_finetune/rl-finetune"); }
-static const char *train_bin(void) { return tt_build("bc/bc-train"); }
-static const char *eval_bin(void) { return tt_build("bc/bc-eval"); }
+#include "rl_tt.h"
 
 /* 900 env steps in iterations of 300 (2 workers x 150), evaluations at 0, 300, 600, 900 */
 #define PPO_SMALL                                                                                            \
@@ -24,27 +19,6 @@ static const char *eval_bin(void) { return tt_build("bc/bc-eval"); }
 
 TestSuite(ppo, .fini = tt_pool_free);
 
-typedef struct {
-  char dir[4096], demos[4200], bc[4200];
-} fixture;
-
-static void make_fixture(fixture *f) {
-  snprintf(f->dir, sizeof f->dir, "%s", tt_tmpdir());
-  snprintf(f->demos, sizeof f->demos, "%s/lift15.h5", f->dir);
-  snprintf(f->bc, sizeof f->bc, "%s/bc.h5", f->dir);
-  tt_record(f->demos, "lift", 15, 0.3, 0, NULL);
-  char *out, *err;
-  int rc = run2(f->dir, &out, &err, "%s %s -o %s --hidden 32,32 --epochs 20 --eval-every 0 --seed 1 --quiet",
-                train_bin(), f->demos, f->bc);
-  cr_assert_eq(rc, 0, "bc-train -> exit %d\n%s\n%s", rc, out, err);
-}
-
-static char *rl_ok(const char *dir, const char *args) {
-  char *out, *err;
-  int rc = run2(dir, &out, &err, "%s %s", rl_bin(), args);
-  cr_assert_eq(rc, 0, "rl-finetune %s -> exit %d\nstdout: %s\nstderr: %s", args, rc, out, err);
-  return out;
-}
 
 /* CSV rows: env_steps, success, updates */
 typedef struct {
@@ -78,12 +52,12 @@ static double eval_success(const char *dir, const char *pol, unsigned long long 
 
 Test(ppo, from_bc_end_to_end, .timeout = 180) {
   fixture f;
-  make_fixture(&f);
+  make_fixture(&f, NULL);
   char ft[4200], csv[4300], args[16384];
   snprintf(ft, sizeof ft, "%s/ppo.h5", f.dir);
   snprintf(csv, sizeof csv, "%s/ppo.csv", f.dir);
   snprintf(args, sizeof args, "--policy %s --demos %s --out %s " PPO_SMALL " --seed 2", f.bc, f.demos, ft);
-  rl_ok(f.dir, args);
+  finetune_ok(f.dir, args);
   rows r;
   load_rows(csv, &r);
   cr_assert_eq(r.n, 4, "%s: %d evaluations", csv, r.n);
@@ -110,16 +84,16 @@ Test(ppo, from_bc_end_to_end, .timeout = 180) {
 
 Test(ppo, one_worker_same_seed_same_bits_and_resume, .timeout = 240) {
   fixture f;
-  make_fixture(&f);
+  make_fixture(&f, NULL);
   char a[4200], b[4200], args[16384];
   const char *opts = "--algo ppo --hidden 32 --rollout 200 --minibatch 50 --steps 600 --eval-every 200 "
                      "--eval-episodes 2 --workers 1 --no-stop --seed 9";
   snprintf(a, sizeof a, "%s/pa.h5", f.dir);
   snprintf(b, sizeof b, "%s/pb.h5", f.dir);
   snprintf(args, sizeof args, "--policy %s --demos %s --out %s %s", f.bc, f.demos, a, opts);
-  rl_ok(f.dir, args);
+  finetune_ok(f.dir, args);
   snprintf(args, sizeof args, "--policy %s --demos %s --out %s %s", f.bc, f.demos, b, opts);
-  rl_ok(f.dir, args);
+  finetune_ok(f.dir, args);
   /* the final checkpoints hold the final actors: compare them bit for bit */
   char *out = NULL;
   int rc = tt_run(&out,
@@ -135,7 +109,7 @@ Test(ppo, one_worker_same_seed_same_bits_and_resume, .timeout = 240) {
            "--policy %s --demos %s --out %s --algo ppo --hidden 32 --rollout 200 --minibatch 50 --steps 1000 "
            "--eval-every 200 --eval-episodes 2 --workers 1 --no-stop --seed 9 --resume %s/pa_run",
            f.bc, f.demos, a, f.dir);
-  char *o = rl_ok(f.dir, args);
+  char *o = finetune_ok(f.dir, args);
   cr_assert(strstr(o, "resumed from") && strstr(o, "at 600 env steps"), "%s", o);
   rows r;
   char csv[4300];
@@ -155,18 +129,10 @@ Test(ppo, one_worker_same_seed_same_bits_and_resume, .timeout = 240) {
   cr_assert_eq(count_lines(err), 1, "%s", err);
 }
 
-static int built_with_mpi(void) {
-  char *out = NULL;
-  tt_run(&out, "%s --help", rl_bin());
-  int yes = out && strstr(out, "MPI: built with OpenMPI") != NULL;
-  free(out);
-  return yes;
-}
-
 Test(ppo, mpi_ranks_keep_identical_parameters, .timeout = 240) {
   if (!built_with_mpi()) cr_skip_test("rl-finetune was built without OpenMPI");
   fixture f;
-  make_fixture(&f);
+  make_fixture(&f, NULL);
   char args[16384], *out, *err;
   snprintf(
       args, sizeof args,

@@ -14,17 +14,12 @@
 #include "tk.h"
 #include "tt.h"
 #include "tt_cli.h"
+#include "tt_sdl.h"
 
 static const char *teleop(void) { return tt_build("teleop/teleop"); }
 TestSuite(robot_teleop, .fini = tt_pool_free);
 static const char *py(void) { return getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3"; }
 
-static void sdl_up(void) {
-  SDL_SetHint(SDL_HINT_JOYSTICK_ALLOW_BACKGROUND_EVENTS, "1");
-  setenv("SDL_VIDEODRIVER", "dummy", 1);
-  cr_assert_eq(SDL_Init(SDL_INIT_JOYSTICK | SDL_INIT_GAMECONTROLLER | SDL_INIT_EVENTS), 0, "%s",
-               SDL_GetError());
-}
 
 /* Per demo: success, end_reason, whether states exist, obs keys, and the follower's tracking:
  * the largest gap between the commanded target (the leader's pose) and the follower's position

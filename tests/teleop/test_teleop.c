@@ -13,17 +13,12 @@
 #include "tk.h"
 #include "tt.h"
 #include "tt_cli.h"
+#include "tt_sdl.h"
 
 static const char *teleop(void) { return tt_build("teleop/teleop"); }
 static const char *dataset(void) { return tt_build("dataset/dataset"); }
 static const char *py(void) { return getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3"; }
 
-static void sdl_up(void) {
-  SDL_SetHint(SDL_HINT_JOYSTICK_ALLOW_BACKGROUND_EVENTS, "1");
-  setenv("SDL_VIDEODRIVER", "dummy", 1);
-  cr_assert_eq(SDL_Init(SDL_INIT_JOYSTICK | SDL_INIT_GAMECONTROLLER | SDL_INIT_EVENTS), 0, "%s",
-               SDL_GetError());
-}
 
 /* The acceptance run: 10 lift episodes with an 84x84 camera through the real binary. */
 Test(teleop, scripted_pad_records_ten_lift_episodes, .timeout = 300) {
