@@ -67,7 +67,10 @@ int vw_episode_open(dsFile *f, int demo, vwEpisode **out) {
   }
   /* the scene: stored states of one of our tasks */
   const char *task = ds_env_name(f);
-  if (!v->e.states)
+  if (!v->e.states && ds_schema_find(ds_schema(f), "robot0_joint_pos") >= 0)
+    snprintf(v->why, sizeof v->why,
+             "a real robot's recording (no simulator states): joint positions plotted");
+  else if (!v->e.states)
     snprintf(v->why, sizeof v->why, "no states stored (a file from another tool?): plots and frames only");
   else {
     capOpts co;
@@ -349,8 +352,11 @@ int vw_set_plot_keys(vwEpisode *v, const char *keys) {
   free(v->obs_cols);
   v->obs_cols = NULL;
   v->nobs = 0;
-  if (!keys || !keys[0]) return 0;
   const dsSchema *sc = ds_schema(v->f);
+  /* a robot's recording has no scene: its joint positions are what there is to see */
+  if ((!keys || !keys[0]) && !v->e.states && ds_schema_find(sc, "robot0_joint_pos") >= 0)
+    keys = "robot0_joint_pos";
+  if (!keys || !keys[0]) return 0;
   const int64_t N = v->e.num_samples;
   char buf[1024];
   snprintf(buf, sizeof buf, "%s", keys);
