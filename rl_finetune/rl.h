@@ -61,7 +61,7 @@ typedef struct {
   double bc_halflife;   /* bc_halflife updates (DAPG-style decaying demo term; defaults 1.0 and 20000) */
   int64_t random_steps; /* from scratch: uniform random actions for the first steps (5000) */
   int64_t eval_every;   /* environment steps between evaluations (5000) */
-  int eval_episodes;    /* held-out seeds per evaluation (50) */
+  int eval_episodes;    /* held-out seeds per evaluation (100) */
   double target;        /* success rate that counts as arrived (0.95) */
   int stop_at_target;   /* end the run once the target is reached (default 1) */
   const char *checkpoint; /* write a checkpoint here after every evaluation and at the end (NULL: none) */

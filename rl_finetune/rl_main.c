@@ -76,7 +76,7 @@ static void usage(FILE *f) {
       "                       (the actor's learning rate starts at 1e-5 from a policy)\n"
       "\n"
       "  --eval-every N       env steps between evaluations (default 5000)\n"
-      "  --eval-episodes M    held-out seeds per evaluation (default 50)\n"
+      "  --eval-episodes M    held-out seeds per evaluation (default 100: fewer flatter the best)\n"
       "  --target X           success rate that counts as arrived (default 0.95)\n"
       "  --no-stop            keep training after reaching the target\n"
       "  --quiet\n"

@@ -36,7 +36,7 @@ void rl_opts_default(rlOpts *o) {
   o->critic_warmup = 2000;
   o->random_steps = 5000;
   o->eval_every = 5000;
-  o->eval_episodes = 50;
+  o->eval_episodes = 100;
   o->target = 0.95;
   o->stop_at_target = 1;
   o->algo = "sac";
