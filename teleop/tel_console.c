@@ -340,6 +340,25 @@ static void scripted_leader(telRun *r, capPadState *p) {
   if (r->con.ep_steps >= len - 1) p->buttons = CAP_BTN_A;
 }
 
+/* A pad jogs a robot's joints when there is no leader arm: left stick x / y the first two joints,
+ * right stick y / x the next two, the triggers the fifth (RT +, LT -), the bumpers the last (RB +,
+ * LB -: the gripper on the usual arms), at up to 0.8 rad/s. The targets start where the arm is. */
+static void jog_action(telRun *r, const capInputState *in, int connected, double *a) {
+  double lo[CAP_MAX_ACT], hi[CAP_MAX_ACT], v[CAP_MAX_ACT] = {0};
+  const int n = cap_model_joints(r->model, NULL, lo, hi);
+  cap_env_hold_action(r->env, a);
+  if (!connected) return;
+  const capPadState *p = &in->pad;
+  const double dz = r->map.deadzone;
+  const int ax[4] = {CAP_AX_LX, CAP_AX_LY, CAP_AX_RY, CAP_AX_RX};
+  for (int i = 0; i < 4 && i < n; i++)
+    v[i] = fabs(p->axis[ax[i]]) < dz ? 0 : p->axis[ax[i]];
+  if (n > 5) v[4] = p->axis[CAP_AX_RT] - p->axis[CAP_AX_LT];
+  if (n > 4) v[n - 1] = ((p->buttons & CAP_BTN_RB) ? 1 : 0) - ((p->buttons & CAP_BTN_LB) ? 1 : 0);
+  for (int i = 0; i < n; i++)
+    a[i] = fmax(-1, fmin(1, a[i] + v[i] * 0.8 / r->spec->control_hz * 2 / (hi[i] - lo[i])));
+}
+
 /* The scripted operator's hands: press Start when idle, otherwise do the task. */
 static void scripted_hands(telRun *r) {
   capPadState p;
@@ -456,15 +475,16 @@ static int setup(telRun *r) {
     return tk_error(TK_EINVAL,
                     "--fast is for the scripted and replay devices (a person needs the real rate)");
   if (o->robot && o->fast) return tk_error(TK_EINVAL, "--fast: a robot moves in real time");
-  if (o->robot && !o->leader)
-    return tk_error(TK_EINVAL, "--robot needs --leader (the leader arm drives it; pads jog end effectors of "
-                               "simulated tasks only)");
+  if (o->robot && !o->leader && strcmp(o->device, "gamepad") && strcmp(o->device, "scripted"))
+    return tk_error(TK_EINVAL, "--robot without --leader: a gamepad jogs the joints (--device %s cannot)",
+                    o->device);
   if (o->leader && !o->robot) return tk_error(TK_EINVAL, "--leader drives a --robot");
   if (o->robot && !strcmp(o->device, "keyboard"))
     return tk_error(TK_EINVAL,
                     "--robot runs without the window the keyboard needs: use a gamepad for the buttons");
   if (o->robot && o->policy) return tk_error(TK_EINVAL, "--policy with --robot is not supported yet");
-  if (o->robot && !strcmp(o->device, "scripted") && (strncmp(o->leader, "simbus", 6) || o->leader_config))
+  if (o->robot && !strcmp(o->device, "scripted") &&
+      (!o->leader || strncmp(o->leader, "simbus", 6) || o->leader_config))
     return tk_error(TK_EINVAL, "the scripted operator moves a simulated leader arm: --leader simbus");
   capOpts co;
   cap_opts_default(&co);
@@ -607,6 +627,7 @@ int tel_run(const telOpts *o, telStats *stats) {
     } else {
       a[r.spec->action_dim - 1] = r.gripper; /* hold: no motion, the gripper as it was */
     }
+    if (cap_model_is_robot(r.model) && !r.leader) jog_action(&r, &in, connected, a);
     if (r.leader) { /* the leader arm's pose is the follower's target; buttons come from the device */
       if (!connected || cap_leader_action(r.leader, a)) {
         if (connected && r.con.state == TEL_RECORDING && !o->quiet)

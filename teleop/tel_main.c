@@ -11,7 +11,7 @@ static void usage(FILE *f) {
   fprintf(
       f,
       "usage: teleop (--task NAME | --model scene.xml) --out FILE.h5 [options]\n"
-      "       teleop --robot PORT --robot-config arm.json --leader PORT [--leader-config leader.json]\n"
+      "       teleop --robot PORT --robot-config arm.json [--leader PORT [--leader-config leader.json]]\n"
       "              --out FILE.h5 [options]\n"
       "       teleop --robot PORT --robot-config arm.json --leader PORT --calibrate-leader leader.json\n"
       "\n"
@@ -25,7 +25,9 @@ static void usage(FILE *f) {
       "                       2.0), fts:/dev/ttyUSB0 (Feetech STS), simbus (simulated servos on a pty)\n"
       "  --robot-config FILE  its joints, calibration, limits and safety (JSON; README: real hardware)\n"
       "  --leader PORT        the leader arm whose pose the robot follows (same forms); the buttons\n"
-      "                       still come from --device (a gamepad; scripted with --leader simbus)\n"
+      "                       still come from --device (a gamepad; scripted with --leader simbus).\n"
+      "                       Without a leader a gamepad jogs the joints: sticks the first four,\n"
+      "                       triggers the fifth, bumpers the last (the gripper), up to 0.8 rad/s\n"
       "  --leader-config FILE the leader's ids and calibration (JSON)\n"
       "  --calibrate-leader FILE  pose the leader like the follower, then run this: writes the\n"
       "                       leader's calibration to FILE and exits\n"

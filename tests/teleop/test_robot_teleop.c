@@ -20,7 +20,6 @@ static const char *teleop(void) { return tt_build("teleop/teleop"); }
 TestSuite(robot_teleop, .fini = tt_pool_free);
 static const char *py(void) { return getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3"; }
 
-
 /* Per demo: success, end_reason, whether states exist, obs keys, and the follower's tracking:
  * the largest gap between the commanded target (the leader's pose) and the follower's position
  * one and three control periods later. */
@@ -99,10 +98,16 @@ Test(robot_teleop, calibrate_leader_writes_offsets, .timeout = 60) {
   /* both simulated chains start in the same pose: the identity calibration comes out */
   cr_assert(strstr(text, "\"offset\":\t2048"), "%s", text);
   cr_assert(strstr(text, "\"name\":\t\"gripper\""), "%s", text);
-  /* refusals: a robot without a leader, a real port without its config, a bad port */
-  rc = run2(tt_tmpdir(), &out, &err, "%s --robot simbus --headless --out %s/x.h5", teleop(), tt_tmpdir());
+  /* refusals: a robot driven by a device that cannot jog joints, the scripted operator without a
+   * simulated leader, a real port without its config, a bad port */
+  rc = run2(tt_tmpdir(), &out, &err, "%s --robot simbus --device spacemouse --headless --out %s/x.h5",
+            teleop(), tt_tmpdir());
   cr_assert_neq(rc, 0);
-  cr_assert(strstr(err, "--leader"), "%s", err);
+  cr_assert(strstr(err, "jogs the joints"), "%s", err);
+  rc = run2(tt_tmpdir(), &out, &err, "%s --robot simbus --device scripted --headless --out %s/x.h5", teleop(),
+            tt_tmpdir());
+  cr_assert_neq(rc, 0);
+  cr_assert(strstr(err, "--leader simbus"), "%s", err);
   rc = run2(tt_tmpdir(), &out, &err, "%s --robot dxl:/dev/ttyUSB9 --leader simbus --headless --out %s/x.h5",
             teleop(), tt_tmpdir());
   cr_assert_neq(rc, 0);
@@ -301,5 +306,75 @@ Test(robot_teleop, unplugged_leader_holds_the_follower, .timeout = 60) {
   cap_vpad_free(p.pad);
   srv_sim_stop(p.follower);
   srv_sim_stop(p.leader);
+  SDL_Quit();
+}
+
+/* Without a leader arm a pad jogs the joints: left stick x drives the first joint at up to 0.8 rad/s,
+ * the others hold. */
+typedef struct {
+  capVpad *pad;
+  int phase, started;
+} jogPlan;
+
+static void jog_hook(telConsole *c, void *user) {
+  jogPlan *p = user;
+  int64_t k = tel_episode_steps(c);
+  capPadState s;
+  memset(&s, 0, sizeof s);
+  if (p->phase == 0) {
+    s.buttons = p->started++ % 2 == 0 ? CAP_BTN_START : 0;
+    if (tel_state(c) == TEL_RECORDING) p->phase = 1;
+  } else if (k < 25) {
+    s.axis[CAP_AX_LX] = 1; /* full right */
+  } else if (k < 30) {
+    /* let go */
+  } else {
+    s.buttons = k % 2 ? CAP_BTN_A : 0;
+  }
+  cap_vpad_set(p->pad, &s);
+}
+
+Test(robot_teleop, pad_jogs_joints_without_a_leader, .timeout = 60) {
+  sdl_up();
+  jogPlan p = {0};
+  cr_assert_eq(cap_vpad_make(&p.pad), 0, "%s", tk_errmsg());
+  char idx[16] = "", h5[4200];
+  for (int i = 0; i < SDL_NumJoysticks(); i++)
+    if (SDL_JoystickIsVirtual(i)) snprintf(idx, sizeof idx, "%d", i);
+  snprintf(h5, sizeof h5, "%s/jog.h5", tt_tmpdir());
+  telOpts o;
+  tel_opts_default(&o);
+  o.robot = "simbus";
+  o.device = "gamepad";
+  o.device_arg = idx;
+  o.headless = 1;
+  o.out = h5;
+  o.episodes = 1;
+  o.max_ticks = 1000;
+  o.on_tick = jog_hook;
+  o.user = &p;
+  telStats st;
+  cr_assert_eq(tel_run(&o, &st), 0, "%s", tk_errmsg());
+  cr_assert_eq(st.success, 1);
+  char path[4200], *out, *err;
+  snprintf(path, sizeof path, "%s/jog.py", tt_tmpdir());
+  write_file(path,
+             "import h5py, sys, numpy as np\n"
+             "d = h5py.File(sys.argv[1], 'r')['data/demo_0']\n"
+             "a = d['actions'][:]; q = d['obs/robot0_joint_pos'][:]\n"
+             "da = np.diff(a, axis=0)\n"
+             "print('%.6f %.6f %.6f %.4f' % (da[:20, 0].min(), da[:20, 0].max(), np.abs(da[:, 1:]).max(), "
+             "q[-1, 0] - q[0, 0]))\n");
+  cr_assert_eq(run2(tt_tmpdir(), &out, &err, "%s %s %s", py(), path, h5), 0, "%s", err);
+  double lo, hi, others, moved;
+  cr_assert_eq(sscanf(out, "%lf %lf %lf %lf", &lo, &hi, &others, &moved), 4, "%s", out);
+  printf("jog: joint 0 action step %.4f..%.4f per tick, others %.2g, joint 0 moved %.3f rad\n", lo, hi,
+         others, moved);
+  /* 0.8 rad/s at 50 Hz over the limits' span of 3 rad, in action units: 2 * 0.016 / 3 */
+  cr_assert_float_eq(lo, 2 * 0.8 / 50 / 3.0, 1e-6, "%s", out);
+  cr_assert_float_eq(hi, 2 * 0.8 / 50 / 3.0, 1e-6, "%s", out);
+  cr_assert_lt(others, 1e-12, "the other joints hold: %s", out);
+  cr_assert_gt(moved, 0.3, "the follower's first joint followed: %s", out);
+  cap_vpad_free(p.pad);
   SDL_Quit();
 }
