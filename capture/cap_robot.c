@@ -731,7 +731,11 @@ void cap_leader_close(capLeader *l) {
 
 int cap_leader_read(capLeader *l, double *rad) {
   int32_t v[CAP_MAX_ACT];
-  int rc = srv_bus_sync_read_reg(l->bus, SRV_REG_PRESENT_POSITION, l->ids, l->c.n, v, NULL);
+  int rc = 0;
+  for (int attempt = 0; attempt <= l->c.read_retries; attempt++) /* one corrupt answer is not a lost leader */
+    if (!(rc = srv_bus_sync_read_reg(l->bus, SRV_REG_PRESENT_POSITION, l->ids, l->c.n, v, NULL)) ||
+        srv_bus_last_fail(l->bus) == SRV_FAIL_HANGUP)
+      break;
   if (rc) return tk_error_wrap(rc, "leader");
   for (int i = 0; i < l->c.n; i++)
     rad[i] = ticks_to_rad(&l->c.j[i], v[i]);
