@@ -41,6 +41,8 @@ int cap_env_make(const capModel *cm, capEnv **out) {
   e->cm = cm;
   if (cm->robot) {
     int rrc = cap_robot_env_make(e);
+    if (!rrc && cm->m && !(e->d = mj_makeData(cm->m))) rrc = tk_error(TK_ENOMEM, "out of memory");
+    if (!rrc && e->d) mj_forward(cm->m, e->d);
     if (rrc) {
       cap_env_free(e);
       return rrc;

@@ -70,6 +70,9 @@ struct capEnv {
   struct capRobot *robot; /* a servo-bus robot (cap_robot.c) */
 };
 
+/* The empty scene a robot's console window draws its HUD over (cap_model.c). */
+mjModel *cap_robot_display_model(void);
+
 /* The task's success criterion holds now. */
 int cap_env_success(const capEnv *e);
 

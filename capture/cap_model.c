@@ -66,6 +66,31 @@ static mjModel *load_embedded(const char *file, char *err, int nerr) {
   return m;
 }
 
+/* A robot's console has no simulation to show: an empty, lit floor for the window to draw the HUD
+ * over (the window needs a model). */
+static const char ROBOT_DISPLAY_XML[] =
+    "<mujoco model=\"robot_console\"><visual><global offwidth=\"640\" offheight=\"480\"/></visual>"
+    "<worldbody><light pos=\"0 0 3\" dir=\"0 0 -1\"/>"
+    "<geom type=\"plane\" size=\"1 1 0.1\" rgba=\"0.25 0.27 0.3 1\"/></worldbody></mujoco>";
+
+mjModel *cap_robot_display_model(void) {
+  mjVFS *vfs = malloc(sizeof *vfs);
+  if (!vfs) return NULL;
+  mj_defaultVFS(vfs);
+  int n = (int)strlen(ROBOT_DISPLAY_XML);
+  mjModel *m = NULL;
+  char err[512];
+  if (mj_makeEmptyFileVFS(vfs, "robot_console.xml", n) == 0) {
+    memcpy(vfs->filedata[mj_findFileVFS(vfs, "robot_console.xml")], ROBOT_DISPLAY_XML, (size_t)n);
+    cap_mujoco_lock();
+    m = mj_loadXML("robot_console.xml", vfs, err, sizeof err);
+    cap_mujoco_unlock();
+  }
+  mj_deleteVFS(vfs);
+  free(vfs);
+  return m;
+}
+
 /* The model as one MJCF text (includes flattened), for the dataset's model_file attr. */
 static char *save_xml(const mjModel *m) {
   char tmpl[] = "/tmp/demokit-model-XXXXXX";
@@ -232,6 +257,7 @@ int cap_model_load(const capOpts *o, capModel **out) {
     cm->opts.robot = cm->opts.robot_config = NULL;
     int rrc = o->ncams ? tk_error(TK_EINVAL, "robot %s: cameras are not supported on robots yet", o->robot)
                        : cap_robot_model_init(o, cm);
+    if (!rrc && !(cm->m = cap_robot_display_model())) rrc = tk_error(TK_ENOMEM, "robot: the console's scene");
     if (rrc) {
       cap_model_free(cm);
       return rrc;

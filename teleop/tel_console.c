@@ -340,9 +340,10 @@ static void scripted_leader(telRun *r, capPadState *p) {
   if (r->con.ep_steps >= len - 1) p->buttons = CAP_BTN_A;
 }
 
-/* A pad jogs a robot's joints when there is no leader arm: left stick x / y the first two joints,
- * right stick y / x the next two, the triggers the fifth (RT +, LT -), the bumpers the last (RB +,
- * LB -: the gripper on the usual arms), at up to 0.8 rad/s. The targets start where the arm is. */
+/* Without a leader arm the device jogs a robot's joints, at up to 0.8 rad/s from where the arm is.
+ * A pad: left stick x / y the first two joints, right stick y / x the next two, the triggers the fifth
+ * (RT +, LT -), the bumpers the last (RB +, LB -: the gripper on the usual arms). A six-dof device or
+ * the keyboard: its six motions the first joints, its gripper toggle drives the last to a limit. */
 static void jog_action(telRun *r, const capInputState *in, int connected, double *a) {
   double lo[CAP_MAX_ACT], hi[CAP_MAX_ACT], v[CAP_MAX_ACT] = {0};
   const int n = cap_model_joints(r->model, NULL, lo, hi);
@@ -351,10 +352,17 @@ static void jog_action(telRun *r, const capInputState *in, int connected, double
   const capPadState *p = &in->pad;
   const double dz = r->map.deadzone;
   const int ax[4] = {CAP_AX_LX, CAP_AX_LY, CAP_AX_RY, CAP_AX_RX};
-  for (int i = 0; i < 4 && i < n; i++)
-    v[i] = fabs(p->axis[ax[i]]) < dz ? 0 : p->axis[ax[i]];
-  if (n > 5) v[4] = p->axis[CAP_AX_RT] - p->axis[CAP_AX_LT];
-  if (n > 4) v[n - 1] = ((p->buttons & CAP_BTN_RB) ? 1 : 0) - ((p->buttons & CAP_BTN_LB) ? 1 : 0);
+  if (in->six_dof) { /* SpaceMouse, keyboard: the six motions jog the first joints, the gripper toggle the
+                        last */
+    for (int i = 0; i < 6 && i < n - 1; i++)
+      v[i] = in->motion[i];
+    if (n > 1) v[n - 1] = r->gripper;
+  } else {
+    for (int i = 0; i < 4 && i < n; i++)
+      v[i] = fabs(p->axis[ax[i]]) < dz ? 0 : p->axis[ax[i]];
+    if (n > 5) v[4] = p->axis[CAP_AX_RT] - p->axis[CAP_AX_LT];
+    if (n > 4) v[n - 1] = ((p->buttons & CAP_BTN_RB) ? 1 : 0) - ((p->buttons & CAP_BTN_LB) ? 1 : 0);
+  }
   for (int i = 0; i < n; i++)
     a[i] = fmax(-1, fmin(1, a[i] + v[i] * 0.8 / r->spec->control_hz * 2 / (hi[i] - lo[i])));
 }
@@ -406,6 +414,10 @@ static const char *state_text(const telRun *r, int *tone) {
   }
 }
 
+static int in_six_dof(const telRun *r) {
+  return !strcmp(r->o->device, "keyboard") || !strcmp(r->o->device, "spacemouse");
+}
+
 static int draw(telRun *r, double rate, int64_t missed) {
   telHud h;
   memset(&h, 0, sizeof h);
@@ -424,6 +436,18 @@ static int draw(telRun *r, double rate, int64_t missed) {
   h.action = r->last_action;
   h.action_dim = r->spec->action_dim;
   h.legend = !strcmp(r->o->device, "keyboard") ? cap_keyboard_legend() : tel_legend(r->o->device);
+  const char *joint_names[CAP_MAX_ACT];
+  if (cap_model_joints(r->model, joint_names, NULL, NULL) > 0) { /* a robot: its joints, its controls */
+    h.action_names = joint_names;
+    h.legend = r->leader ? "move the leader arm: the robot follows | A success | B failure | X discard | "
+                           "Y reset | Start start/pause | Back quit"
+               : in_six_dof(r)
+                   ? "the six motions: the first joints | gripper toggle: the last joint | A success | "
+                     "B failure | X discard | Y reset | Start start/pause | Back quit"
+                   : "left stick x/y: joints 1-2 | right stick y/x: joints 3-4 | triggers: joint 5 | "
+                     "RB + / LB -: last joint | A success | B failure | X discard | Y reset | "
+                     "Start start/pause | Back quit";
+  }
   int64_t saved = __atomic_load_n(&r->last_saved, __ATOMIC_SEQ_CST);
   char msg[64];
   if (r->message[0]) { /* the HUD copies its strings: the run's own buffer can be shown as is */
@@ -475,13 +499,7 @@ static int setup(telRun *r) {
     return tk_error(TK_EINVAL,
                     "--fast is for the scripted and replay devices (a person needs the real rate)");
   if (o->robot && o->fast) return tk_error(TK_EINVAL, "--fast: a robot moves in real time");
-  if (o->robot && !o->leader && strcmp(o->device, "gamepad") && strcmp(o->device, "scripted"))
-    return tk_error(TK_EINVAL, "--robot without --leader: a gamepad jogs the joints (--device %s cannot)",
-                    o->device);
   if (o->leader && !o->robot) return tk_error(TK_EINVAL, "--leader drives a --robot");
-  if (o->robot && !strcmp(o->device, "keyboard"))
-    return tk_error(TK_EINVAL,
-                    "--robot runs without the window the keyboard needs: use a gamepad for the buttons");
   if (o->robot && o->policy) return tk_error(TK_EINVAL, "--policy with --robot is not supported yet");
   if (o->robot && !strcmp(o->device, "scripted") &&
       (!o->leader || strncmp(o->leader, "simbus", 6) || o->leader_config))
@@ -557,10 +575,7 @@ static int setup(telRun *r) {
     r->obs[k] = p;
     p += (r->obs_bytes[k] + 63) & ~(size_t)63;
   }
-  if (!o->headless && o->robot) {
-    tk_info("--robot: no scene to show; the console runs without its window (buttons from the %s)",
-            o->device);
-  } else if (!o->headless) {
+  if (!o->headless) {
     char title[160];
     snprintf(title, sizeof title, "demokit teleop: %s -> %s", r->spec->task, o->out);
     rc = tel_window_open(cap_model_mujoco(r->model), o->win_width > 0 ? o->win_width : 1280,

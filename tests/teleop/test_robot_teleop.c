@@ -98,12 +98,8 @@ Test(robot_teleop, calibrate_leader_writes_offsets, .timeout = 60) {
   /* both simulated chains start in the same pose: the identity calibration comes out */
   cr_assert(strstr(text, "\"offset\":\t2048"), "%s", text);
   cr_assert(strstr(text, "\"name\":\t\"gripper\""), "%s", text);
-  /* refusals: a robot driven by a device that cannot jog joints, the scripted operator without a
-   * simulated leader, a real port without its config, a bad port */
-  rc = run2(tt_tmpdir(), &out, &err, "%s --robot simbus --device spacemouse --headless --out %s/x.h5",
-            teleop(), tt_tmpdir());
-  cr_assert_neq(rc, 0);
-  cr_assert(strstr(err, "jogs the joints"), "%s", err);
+  /* refusals: the scripted operator without a simulated leader, a real port without its config, a
+   * bad port */
   rc = run2(tt_tmpdir(), &out, &err, "%s --robot simbus --device scripted --headless --out %s/x.h5", teleop(),
             tt_tmpdir());
   cr_assert_neq(rc, 0);
@@ -377,4 +373,19 @@ Test(robot_teleop, pad_jogs_joints_without_a_leader, .timeout = 60) {
   cr_assert_gt(moved, 0.3, "the follower's first joint followed: %s", out);
   cap_vpad_free(p.pad);
   SDL_Quit();
+}
+
+/* With a display the robot's console has its window: the HUD with the joints' targets and the robot's
+ * controls, over an empty floor (there is no scene to draw). */
+Test(robot_teleop, window_shows_the_hud, .timeout = 120) {
+  char h5[4200], png[4200], *out, *err;
+  snprintf(h5, sizeof h5, "%s/win.h5", tt_tmpdir());
+  snprintf(png, sizeof png, "%s/win.png", tt_tmpdir());
+  int rc = run2(tt_tmpdir(), &out, &err,
+                TT_XVFB " %s --robot simbus --leader simbus --device scripted --episodes 1 --max-steps 40 "
+                        "--out %s --screenshot %s",
+                teleop(), h5, png);
+  cr_assert_eq(rc, 0, "teleop: %s\n%s", out, err);
+  cr_assert(strstr(out, "1 success"), "%s", out);
+  png_ok(png);
 }
