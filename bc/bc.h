@@ -52,6 +52,8 @@ typedef struct {
   char task[BC_KEY_MAX];         /* "" when unknown (a foreign dataset's env) */
   double control_hz;             /* 0 when unknown */
   char algo[16];                 /* "bc", "sac", "ppo" */
+  int chunk;                     /* actions predicted per step (action chunking, ACT); the network's output
+                                    is chunk x act_dim; attr "chunk", absent = 1 */
   char *info;                    /* JSON object text (malloc'd), "{}" when none */
 } bcPolicy;
 
@@ -74,6 +76,24 @@ void bc_policy_normalize(const bcPolicy *p, const float *obs, int B, float *out)
  * act [B, act_dim] (float64, environment units). w must be made for p->net with max_batch >= B;
  * scratch must hold B * (obs_dim + act_dim) floats. */
 int bc_policy_act(const bcPolicy *p, nnWork *w, const float *obs, int B, float *scratch, double *act);
+/* Floats of scratch bc_policy_act and bc_policy_act_chunk need per observation. */
+int bc_policy_scratch(const bcPolicy *p);
+/* The whole chunk: act [B, chunk, act_dim] (environment units), the next chunk actions from now. */
+int bc_policy_act_chunk(const bcPolicy *p, nnWork *w, const float *obs, int B, float *scratch, double *act);
+/* Make p predict k actions per step: its network's output (arch.act_dim) must be k times the action size. */
+int bc_policy_set_chunk(bcPolicy *p, int k);
+
+/* Temporal ensembling of chunked predictions (ACT): the action for step t is the mean of what the
+ * predictions made at steps t-k+1..t said about step t. Reset it at every episode. */
+typedef struct bcEnsemble bcEnsemble;
+bcEnsemble *bc_ensemble_make(const bcPolicy *p);
+void bc_ensemble_reset(bcEnsemble *e);
+/* pred: this step's chunk [chunk, act_dim]; act: the action to take now [act_dim]. */
+void bc_ensemble_step(bcEnsemble *e, const double *pred, double *act);
+void bc_ensemble_free(bcEnsemble *e);
+/* One step of acting on one raw observation [obs_dim]: with an ensemble (a chunked policy), the
+ * ensembled action; without (e NULL), bc_policy_act. act [act_dim]. */
+int bc_policy_step(const bcPolicy *p, nnWork *w, bcEnsemble *e, const float *obs, float *scratch, double *act);
 
 /* ---- binding a policy to an environment ------------------------------------------------------- */
 /* Where each policy key lives in an environment's observations. */
@@ -140,6 +160,8 @@ typedef struct {
   nnArch arch;            /* obs_dim/act_dim are filled in; hidden 1024,1024 (robomimic), MSE head with tanh
                              (robomimic's bc.json default; GMM 5 modes is --head gmm) */
   double obs_noise;       /* training batches: Gaussian noise of this std on the normalized observations */
+  int chunk;              /* predict this many actions per step (ACT's action chunking; rollouts average
+                             the overlapping predictions); default 1 */
   double obs_std_floor;   /* normalization: std = max(std, floor) (default 0.1: dimensions that
                              barely vary in the demos must not be blown up at rollout time) */
   uint64_t seed;          /* initialization, split, shuffling */

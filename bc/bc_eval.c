@@ -209,11 +209,13 @@ static void *eval_worker(void *arg) {
   const bcPolicy *p = sh->p;
   capEnv *env = NULL;
   nnWork *w = nn_work_make(p->net, 1);
-  float *obs = malloc(sizeof(float) * (size_t)(2 * p->obs_dim + p->act_dim));
+  float *obs = malloc(sizeof(float) * (size_t)(p->obs_dim + bc_policy_scratch(p)));
+  bcEnsemble *ens = p->chunk > 1 ? bc_ensemble_make(p) : NULL;
   double *state = malloc(sizeof(double) * (size_t)TK_MAX(1, s->state_dim));
   evalTrace tr = {0};
   tr.obs_bytes = obs_row_bytes(s, tr.key_bytes);
-  int rc = (!w || !obs || !state) ? tk_error(TK_ENOMEM, "out of memory") : cap_env_make(sh->m, &env);
+  int rc = (!w || !obs || !state || (p->chunk > 1 && !ens)) ? tk_error(TK_ENOMEM, "out of memory")
+                                                            : cap_env_make(sh->m, &env);
   int horizon = sh->o->horizon > 0 ? sh->o->horizon : s->horizon;
   while (!rc) {
     pthread_mutex_lock(&sh->mu);
@@ -227,9 +229,10 @@ static void *eval_worker(void *arg) {
     int len = 0, success = 0;
     tr.n = 0;
     rc = cap_env_reset(env, seed, &o);
+    if (ens) bc_ensemble_reset(ens);
     while (!rc && len < horizon) {
       bc_gather(&sh->bind, &o, obs);
-      if ((rc = bc_policy_act(p, w, obs, 1, obs + p->obs_dim, act))) break;
+      if ((rc = bc_policy_step(p, w, ens, obs, obs + p->obs_dim, act))) break;
       for (int i = 0; i < s->action_dim; i++)
         act[i] = isfinite(act[i]) ? fmax(-1, fmin(1, act[i])) : 0;
       if (sh->w) {
@@ -274,6 +277,7 @@ static void *eval_worker(void *arg) {
   free(tr.reward);
   free(state);
   free(obs);
+  bc_ensemble_free(ens);
   nn_work_free(w);
   cap_env_free(env);
   return NULL;

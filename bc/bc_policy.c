@@ -55,8 +55,20 @@ static bcPolicy *policy_alloc(const nnArch *arch) {
     p->act_scale[i] = 1.0f;
   snprintf(p->algo, sizeof p->algo, "bc");
   p->info = info;
+  p->chunk = 1;
   return p;
 }
+
+int bc_policy_set_chunk(bcPolicy *p, int k) {
+  if (k < 1 || k > 64 || p->arch.act_dim % k)
+    return tk_error(TK_EINVAL, "chunk %d: must be 1..64 and divide the network's %d outputs", k,
+                    p->arch.act_dim);
+  p->chunk = k;
+  p->act_dim = p->arch.act_dim / k;
+  return 0;
+}
+
+int bc_policy_scratch(const bcPolicy *p) { return p->obs_dim + p->arch.act_dim; }
 
 bcPolicy *bc_policy_make(const nnArch *arch, int nkeys, const char *const *keys, const int *dims,
                          uint64_t seed) {
@@ -84,7 +96,9 @@ bcPolicy *bc_policy_clone(const bcPolicy *p) {
   bcPolicy *q = bc_policy_make(&p->arch, p->nkeys, keys, p->key_dim, 0);
   if (!q) return NULL;
   nn_copy_params(q->net, p->net);
-  memcpy(q->obs_mean, p->obs_mean, sizeof(float) * (size_t)(2 * p->obs_dim + 2 * p->act_dim));
+  bc_policy_set_chunk(q, p->chunk);
+  /* the statistics block as allocated (its action part is sized by the network's outputs) */
+  memcpy(q->obs_mean, p->obs_mean, sizeof(float) * (size_t)(2 * p->obs_dim + 2 * p->arch.act_dim));
   memcpy(q->task, p->task, sizeof q->task);
   memcpy(q->algo, p->algo, sizeof q->algo);
   q->control_hz = p->control_hz;
@@ -114,17 +128,80 @@ void bc_policy_normalize(const bcPolicy *p, const float *obs, int B, float *out)
       out[(size_t)b * D + i] = (obs[(size_t)b * D + i] - p->obs_mean[i]) / p->obs_std[i];
 }
 
-int bc_policy_act(const bcPolicy *p, nnWork *w, const float *obs, int B, float *scratch, double *act) {
-  const int D = p->obs_dim, A = p->act_dim;
+/* The first `steps` actions of each row's chunk. */
+static int act_rows(const bcPolicy *p, nnWork *w, const float *obs, int B, float *scratch, double *act,
+                    int steps) {
+  const int D = p->obs_dim, A = p->act_dim, O = p->arch.act_dim;
   bc_policy_normalize(p, obs, B, scratch);
   float *a = scratch + (size_t)B * D;
   int rc = nn_act(p->net, w, scratch, B, a);
   if (rc) return rc;
   for (int b = 0; b < B; b++)
-    for (int i = 0; i < A; i++)
-      act[(size_t)b * A + i] =
-          (double)p->act_offset[i] + (double)p->act_scale[i] * (double)a[(size_t)b * A + i];
+    for (int c = 0; c < steps; c++)
+      for (int i = 0; i < A; i++)
+        act[((size_t)b * steps + c) * A + i] =
+            (double)p->act_offset[i] + (double)p->act_scale[i] * (double)a[(size_t)b * O + (size_t)c * A + i];
   return 0;
+}
+
+int bc_policy_act(const bcPolicy *p, nnWork *w, const float *obs, int B, float *scratch, double *act) {
+  return act_rows(p, w, obs, B, scratch, act, 1);
+}
+
+int bc_policy_act_chunk(const bcPolicy *p, nnWork *w, const float *obs, int B, float *scratch, double *act) {
+  return act_rows(p, w, obs, B, scratch, act, p->chunk);
+}
+
+/* ---- temporal ensembling ---------------------------------------------------------------------- */
+struct bcEnsemble {
+  int k, A;
+  int64_t t;    /* steps since the reset */
+  double *ring; /* k slots of [k, A]: slot t % k holds the chunk predicted at step t */
+  double *pred; /* [k, A]: this step's chunk (bc_policy_step) */
+};
+
+bcEnsemble *bc_ensemble_make(const bcPolicy *p) {
+  bcEnsemble *e = calloc(1, sizeof *e);
+  const size_t kA = (size_t)p->chunk * (size_t)p->act_dim;
+  if (e) e->ring = malloc(sizeof(double) * kA * (size_t)(p->chunk + 1));
+  if (!e || !e->ring) {
+    if (e) free(e);
+    tk_error(TK_ENOMEM, "out of memory");
+    return NULL;
+  }
+  e->pred = e->ring + kA * (size_t)p->chunk;
+  e->k = p->chunk;
+  e->A = p->act_dim;
+  return e;
+}
+
+void bc_ensemble_reset(bcEnsemble *e) { e->t = 0; }
+
+void bc_ensemble_step(bcEnsemble *e, const double *pred, double *act) {
+  const int k = e->k, A = e->A;
+  memcpy(e->ring + (size_t)(e->t % k) * k * A, pred, sizeof(double) * (size_t)k * A);
+  int n = (int)TK_MIN((int64_t)k, e->t + 1); /* predictions that cover this step */
+  for (int i = 0; i < A; i++) {
+    double sum = 0;
+    for (int j = 0; j < n; j++) /* the chunk predicted j steps ago, its element j */
+      sum += e->ring[(size_t)((e->t - j) % k) * k * A + (size_t)j * A + i];
+    act[i] = sum / n;
+  }
+  e->t++;
+}
+
+int bc_policy_step(const bcPolicy *p, nnWork *w, bcEnsemble *e, const float *obs, float *scratch,
+                   double *act) {
+  if (!e) return bc_policy_act(p, w, obs, 1, scratch, act);
+  int rc = bc_policy_act_chunk(p, w, obs, 1, scratch, e->pred);
+  if (!rc) bc_ensemble_step(e, e->pred, act);
+  return rc;
+}
+
+void bc_ensemble_free(bcEnsemble *e) {
+  if (!e) return;
+  free(e->ring);
+  free(e);
 }
 
 /* ---- saving ---------------------------------------------------------------------------------- */
@@ -152,7 +229,8 @@ static int save_to(const bcPolicy *p, const char *tmp) {
                  ds_attr_write_i64(f, "version", BC_POLICY_VERSION) || ds_attr_write_str(f, "arch", arch) ||
                  ds_attr_write_str(f, "obs_keys", keys) || ds_attr_write_str(f, "obs_dims", dims) ||
                  ds_attr_write_str(f, "task", p->task) || ds_attr_write_f64(f, "control_hz", p->control_hz) ||
-                 ds_attr_write_str(f, "algo", p->algo) || ds_attr_write_str(f, "info", p->info)
+                 ds_attr_write_str(f, "algo", p->algo) || ds_attr_write_str(f, "info", p->info) ||
+                 (p->chunk > 1 && ds_attr_write_i64(f, "chunk", p->chunk))
              ? ds_h5_fail(TK_EIO, "%s: cannot write attributes", tmp)
              : 0;
   free(arch);
@@ -294,6 +372,12 @@ static bcPolicy *load_from(hid_t f, const char *path) {
   if (!rc) rc = read_str_attr(f, "algo", &algo, path);
   if (!rc && ds_attr_exists(f, "info")) rc = read_str_attr(f, "info", &info, path);
   if (!rc && !(p = policy_alloc(&arch))) rc = tk_error_wrap(TK_EFORMAT, "%s", path);
+  if (!rc && ds_attr_exists(f, "chunk")) {
+    int64_t k = 0;
+    if (ds_attr_read_i64(f, "chunk", &k) || k < 1 || k > 64 || bc_policy_set_chunk(p, (int)k))
+      rc = tk_error(TK_EFORMAT, "%s: attribute 'chunk' (%lld) is not 1..64 dividing the network's %d outputs",
+                    path, (long long)k, arch.act_dim);
+  }
   if (!rc) {
     int n = 0, dims[BC_MAX_KEYS];
     char keys[BC_MAX_KEYS][BC_KEY_MAX];

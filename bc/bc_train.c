@@ -24,6 +24,7 @@ void bc_train_default(bcTrainOpts *o) {
   o->arch.head = NN_HEAD_MSE; /* robomimic's bc.json: GMM off by default */
   o->arch.tanh = 1;
   o->obs_std_floor = 0.1;
+  o->chunk = 1;
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   o->threads = n > 0 ? (int)n : 1;
   o->eval_every = 20;
@@ -201,21 +202,31 @@ static int normalize(bcPolicy *p, dsLoaded *L, const int64_t *rows, int64_t n, d
   return 0;
 }
 
-static void gather(const dsLoaded *L, const int64_t *rows, int n, float *x, float *y) {
-  const int D = L->obs_dim, A = L->act_dim;
+/* Action chunking: a row's target is its action and the next k-1 of its demo (the demo's last action
+ * repeated past its end). last[r]: the last row of r's demo. */
+typedef struct {
+  int k;
+  const int64_t *last;
+} chunking;
+
+static void gather(const dsLoaded *L, const chunking *ch, const int64_t *rows, int n, float *x, float *y) {
+  const int D = L->obs_dim, A = L->act_dim, k = ch->k;
   for (int b = 0; b < n; b++) {
     memcpy(x + (size_t)b * D, L->obs + rows[b] * D, sizeof(float) * (size_t)D);
-    memcpy(y + (size_t)b * A, L->actions + rows[b] * A, sizeof(float) * (size_t)A);
+    for (int c = 0; c < k; c++) {
+      int64_t src = TK_MIN(rows[b] + c, ch->last[rows[b]]);
+      memcpy(y + ((size_t)b * k + c) * A, L->actions + src * A, sizeof(float) * (size_t)A);
+    }
   }
 }
 
 /* Mean loss over rows (in chunks of the work's batch). */
-static double mean_loss(const bcPolicy *p, nnWork *w, const dsLoaded *L, const int64_t *rows, int64_t n,
-                        float *x, float *y) {
+static double mean_loss(const bcPolicy *p, nnWork *w, const dsLoaded *L, const chunking *ch,
+                        const int64_t *rows, int64_t n, float *x, float *y) {
   double sum = 0;
   for (int64_t k = 0; k < n; k += w->max_batch) {
     int b = (int)TK_MIN(w->max_batch, n - k);
-    gather(L, rows + k, b, x, y);
+    gather(L, ch, rows + k, b, x, y);
     float l;
     if (nn_loss(p->net, w, x, y, b, &l)) return NAN;
     sum += (double)l * b;
@@ -302,6 +313,7 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
   float *x = NULL, *y = NULL;
   uint8_t *role = NULL;
   float *last_good = NULL;
+  int64_t *last_row = NULL;
   curves cv = {0};
   char prefix[4096];
   if (o->metrics_prefix)
@@ -330,9 +342,22 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
   r->train_samples = ntrain;
   r->valid_samples = nvalid;
 
+  const int K = o->chunk > 0 ? o->chunk : 1;
+  if (K > 64) {
+    rc = tk_error(TK_EINVAL, "--chunk %d: at most 64", K);
+    goto done;
+  }
+  if (!(last_row = malloc(sizeof(int64_t) * (size_t)TK_MAX(L.n, 1)))) {
+    rc = tk_error(TK_ENOMEM, "out of memory");
+    goto done;
+  }
+  for (int d = 0; d < L.ndemos; d++)
+    for (int64_t i = L.demo_start[d]; i < L.demo_start[d + 1]; i++)
+      last_row[i] = L.demo_start[d + 1] - 1;
+  const chunking ch = {.k = K, .last = last_row};
   nnArch arch = o->arch;
   arch.obs_dim = L.obs_dim;
-  arch.act_dim = L.act_dim;
+  arch.act_dim = L.act_dim * K;
   {
     int dims[BC_MAX_KEYS];
     const char *names[BC_MAX_KEYS];
@@ -340,7 +365,7 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
       names[i] = L.key_names[i];
       dims[i] = L.key_offset[i + 1] - L.key_offset[i];
     }
-    if (!(p = bc_policy_make(&arch, L.nkeys, names, dims, o->seed))) {
+    if (!(p = bc_policy_make(&arch, L.nkeys, names, dims, o->seed)) || bc_policy_set_chunk(p, K)) {
       rc = tk_error_wrap(TK_EINVAL, "bc-train");
       goto done;
     }
@@ -373,7 +398,7 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
   }
   int64_t xb = TK_MAX(B, 256);
   x = malloc(sizeof(float) * (size_t)(xb * L.obs_dim));
-  y = malloc(sizeof(float) * (size_t)(xb * L.act_dim));
+  y = malloc(sizeof(float) * (size_t)(xb * L.act_dim * K));
   last_good = malloc(sizeof(float) * (size_t)p->net->n_params);
   if (!x || !y || !last_good) {
     rc = tk_error(TK_ENOMEM, "out of memory");
@@ -411,7 +436,7 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
     for (int64_t s = 0; s < steps_per_epoch; s++) {
       int64_t k0 = s * B;
       int b = (int)TK_MIN(B, ntrain - k0);
-      gather(&L, train + k0, b, x, y);
+      gather(&L, &ch, train + k0, b, x, y);
       if (o->obs_noise > 0)
         for (int64_t i = 0; i < (int64_t)b * L.obs_dim; i++)
           x[i] += (float)(o->obs_noise * tk_rng_normal(&rng));
@@ -437,7 +462,7 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
     if (r->stopped_nan) break;
     r->epochs_run = ep;
     r->final_train_loss = sum / (double)ntrain;
-    r->final_valid_loss = nvalid ? mean_loss(p, vw, &L, valid, nvalid, x, y) : NAN;
+    r->final_valid_loss = nvalid ? mean_loss(p, vw, &L, &ch, valid, nvalid, x, y) : NAN;
     curves_push(&cv, ep, r->final_train_loss, r->final_valid_loss);
     double succ = NAN, ret = NAN;
     int eval_now = can_eval && (ep % o->eval_every == 0 || ep == o->epochs);
@@ -504,6 +529,7 @@ done:
   if (csv) fclose(csv);
   free(cv.epoch);
   free(last_good);
+  free(last_row);
   free(x);
   free(y);
   free(role);

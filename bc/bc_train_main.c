@@ -36,6 +36,8 @@ static void usage(FILE *f) {
       "  --head mse|gaussian|gmm      output head (default mse with tanh, robomimic's default; gmm has\n"
       "                         5 modes and tanh means, robomimic's choice for human data)\n"
       "  --gmm-modes K          (default 5)\n"
+      "  --chunk K              predict the next K actions at every step (ACT's action chunking; rollouts\n"
+      "                         average what the last K predictions say about the current step); default 1\n"
       "  --obs-noise S          Gaussian noise (std S, in normalized units) on the training observations\n"
       "                         (default 0)\n"
       "  --obs-std-floor S      observation normalization: std = max(std, S) (default 0.1)\n"
@@ -152,6 +154,8 @@ static int set_opt(cliState *c, const char *name_in, const char *v) {
     if (!(rc = num(name, v, 1, NN_MAX_MODES, &x))) o->arch.gmm_modes = (int)x;
   } else if (!strcmp(name, "valid-frac")) {
     if (!(rc = num(name, v, 0, 0.9, &x))) o->valid_frac = x;
+  } else if (!strcmp(name, "chunk")) {
+    if (!(rc = num(name, v, 1, 64, &x))) o->chunk = (int)x;
   } else if (!strcmp(name, "obs-noise")) {
     if (!(rc = num(name, v, 0, 10, &x))) o->obs_noise = x;
   } else if (!strcmp(name, "obs-std-floor")) {

@@ -92,6 +92,12 @@ static bcPolicy *make_actor(const rlOpts *o, const bcPolicy *bc, const capSpec *
   const int ppo = !strcmp(o->algo, "ppo");
   if (bc) {
     a = bc->arch;
+    if (bc->chunk > 1) {
+      tk_error(TK_EINVAL,
+               "%s: a chunked policy (%d actions per step) cannot start the actor; train with --chunk 1",
+               o->policy, bc->chunk);
+      return NULL;
+    }
     if (a.head == NN_HEAD_GMM) {
       tk_error(TK_EINVAL,
                "%s: a GMM policy cannot start SAC's Gaussian actor; train with --head mse or gaussian",

@@ -169,8 +169,9 @@ typedef struct {
   bcPolicy *pol;
   nnWork *pol_work;
   bcBinding pol_bind;
-  float *pol_buf; /* observation and scratch for the policy */
-  int takeover;   /* the operator drives this tick */
+  float *pol_buf;      /* observation and scratch for the policy */
+  bcEnsemble *pol_ens; /* a chunked policy's temporal ensemble (restarted when the operator takes over) */
+  int takeover;        /* the operator drives this tick */
   /* robots */
   capLeader *leader;
   int need_reset; /* a robot fault ended the episode: reset (torque on) only when the operator asks */
@@ -214,6 +215,7 @@ static int begin_episode(telRun *r) {
   if (rc) return rc;
   r->ep_t0 = tk_now_s();
   r->ep_missed = 0;
+  if (r->pol_ens) bc_ensemble_reset(r->pol_ens);
   r->con.ep_steps = 0;
   r->con.state = TEL_RECORDING;
   if (!o->quiet) printf("recording demo_%lld (seed %llu)\n", (long long)idx, (unsigned long long)r->ep_seed);
@@ -306,7 +308,7 @@ static int policy_action(telRun *r, double *a) {
   for (int k = 0; k < r->spec->nobs; k++)
     o.v[k] = r->obs[k];
   bc_gather(&r->pol_bind, &o, r->pol_buf);
-  int rc = bc_policy_act(r->pol, r->pol_work, r->pol_buf, 1, r->pol_buf + r->pol->obs_dim, a);
+  int rc = bc_policy_step(r->pol, r->pol_work, r->pol_ens, r->pol_buf, r->pol_buf + r->pol->obs_dim, a);
   if (rc) return tk_error_wrap(rc, "%s: policy action", r->o->policy);
   for (int i = 0; i < r->spec->action_dim; i++)
     a[i] = isfinite(a[i]) ? fmax(-1, fmin(1, a[i])) : 0;
@@ -319,7 +321,9 @@ static int policy_open(telRun *r) {
   int rc = bc_bind(r->pol, r->model, &r->pol_bind);
   if (rc) return tk_error_wrap(rc, "%s", o->policy);
   r->pol_work = nn_work_make(r->pol->net, 1);
-  r->pol_buf = malloc(sizeof(float) * (size_t)(2 * r->pol->obs_dim + r->pol->act_dim));
+  r->pol_buf = malloc(sizeof(float) * (size_t)(r->pol->obs_dim + bc_policy_scratch(r->pol)));
+  if (r->pol->chunk > 1 && !(r->pol_ens = bc_ensemble_make(r->pol)))
+    return tk_error_wrap(TK_ENOMEM, "policy");
   if (!r->pol_work || !r->pol_buf) return tk_error(TK_ENOMEM, "out of memory");
   return 0;
 }
@@ -658,6 +662,7 @@ int tel_run(const telOpts *o, telStats *stats) {
       for (int i = 0; i < 6; i++)
         m = fmax(m, fabs(in.motion[i]));
       r.takeover = in.six_dof ? m > 0.05 : in.pad.axis[CAP_AX_LT] > 0.5;
+      if (r.takeover && r.pol_ens) bc_ensemble_reset(r.pol_ens); /* its chunks were about another path */
       if (!r.takeover) {
         if ((rc = policy_action(&r, a))) break;
         r.gripper = a[r.spec->action_dim - 1] > 0 ? 1 : -1; /* a takeover starts from the policy's grip */
@@ -763,6 +768,7 @@ done:;
   bc_policy_free(r.pol);
   nn_work_free(r.pol_work);
   free(r.pol_buf);
+  bc_ensemble_free(r.pol_ens);
   free(r.obs_mem);
   free(r.state);
   return rc;

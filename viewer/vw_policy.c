@@ -44,6 +44,7 @@ int vw_watch_policy(const char *policy, const char *task, uint64_t seed, const c
   uint8_t *strip = NULL;
   double *cols = NULL, *x = NULL;
   float *buf = NULL;
+  bcEnsemble *ens = NULL;
   int rc = 0;
   if (!task || !task[0])
     rc = tk_error(TK_EINVAL, "%s: the policy names no task: pass --task (%s)", policy, cap_task_names());
@@ -64,8 +65,10 @@ int vw_watch_policy(const char *policy, const char *task, uint64_t seed, const c
     strip = malloc((size_t)W * STRIP_H * 3);
     cols = calloc((size_t)A * (size_t)cap, sizeof(double));
     x = malloc(sizeof(double) * (size_t)cap);
-    buf = malloc(sizeof(float) * (size_t)(2 * p->obs_dim + p->act_dim));
-    if (!w || !strip || !cols || !x || !buf) rc = tk_error(TK_ENOMEM, "out of memory");
+    buf = malloc(sizeof(float) * (size_t)(p->obs_dim + bc_policy_scratch(p)));
+    ens = p->chunk > 1 ? bc_ensemble_make(p) : NULL; /* a chunked policy acts on the mean of its chunks */
+    if (!w || !strip || !cols || !x || !buf || (p->chunk > 1 && !ens))
+      rc = tk_error(TK_ENOMEM, "out of memory");
     for (int i = 0; !rc && i < cap; i++)
       x[i] = i;
   }
@@ -87,7 +90,7 @@ int vw_watch_policy(const char *policy, const char *task, uint64_t seed, const c
     if (!paused && tk_now_s() >= next) {
       next += 1.0 / spec->control_hz;
       bc_gather(&bind, &obs, buf);
-      if ((rc = bc_policy_act(p, w, buf, 1, buf + p->obs_dim, act))) break;
+      if ((rc = bc_policy_step(p, w, ens, buf, buf + p->obs_dim, act))) break;
       for (int i = 0; i < A; i++)
         act[i] = isfinite(act[i]) ? fmax(-1, fmin(1, act[i])) : 0;
       capStep st;
@@ -102,6 +105,7 @@ int vw_watch_policy(const char *policy, const char *task, uint64_t seed, const c
         snprintf(msg, sizeof msg, "episode %d: %s after %lld steps (seed %llu)", episodes,
                  st.success ? "success" : "failure", (long long)t, (unsigned long long)(seed + episodes - 1));
         if ((rc = cap_env_reset(env, seed + (uint64_t)episodes, &obs))) break;
+        if (ens) bc_ensemble_reset(ens);
         t = 0;
       }
       if ((rc = action_strip(A, cols, cap, (int)t, W, STRIP_H, strip, x))) break;
@@ -130,6 +134,7 @@ int vw_watch_policy(const char *policy, const char *task, uint64_t seed, const c
   if (!rc && screenshot && win) rc = vw_save_screenshot(win, screenshot);
   if (!rc && episodes > 0) printf("viewer: %s: %d of %d episodes succeeded\n", policy, successes, episodes);
   free(buf);
+  bc_ensemble_free(ens);
   free(x);
   free(cols);
   free(strip);

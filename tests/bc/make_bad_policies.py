@@ -143,10 +143,18 @@ def missing_weights(f):
     del f["weights"]
 
 
+def chunk_not_dividing(f):
+    f.attrs["chunk"] = np.int64(4)
+
+
+def chunk_zero(f):
+    f.attrs["chunk"] = np.int64(0)
+
+
 CASES = [wrong_format, version_2, version_string, missing_arch, arch_garbage, arch_unknown_key, dims_sum, dims_huge,
          keys_not_list, keys_dims_count, missing_task, control_hz_negative, info_not_object, missing_tensor,
          wrong_shape, wrong_rank, int_tensor, nan_weight, inf_mean, std_zero, scale_negative, stats_short,
-         extra_tensor, missing_normalization, missing_weights]
+         extra_tensor, missing_normalization, missing_weights, chunk_not_dividing, chunk_zero]
 
 
 def main(argv):

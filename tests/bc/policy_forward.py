@@ -187,7 +187,12 @@ def load(path):
         if "normalization" not in f:
             raise PolicyError("group /normalization is missing")
         n = f["normalization"]
-        D, A = arch["obs_dim"], arch["act_dim"]
+        chunk = f.attrs.get("chunk", 1)
+        if not isinstance(chunk, (int, np.integer)) or not 1 <= int(chunk) <= 64 or arch["act_dim"] % int(chunk):
+            raise PolicyError("attribute 'chunk' (%r) is not 1..64 dividing the network's %d outputs"
+                              % (chunk, arch["act_dim"]))
+        attrs["chunk"] = int(chunk)
+        D, A = arch["obs_dim"], arch["act_dim"] // int(chunk)
         stats = {k: _read(n, "normalization", k, (D,)) for k in ("obs_mean", "obs_std")}
         stats.update({k: _read(n, "normalization", k, (A,)) for k in ("act_offset", "act_scale")})
         for k in ("obs_std", "act_scale"):
@@ -247,7 +252,8 @@ def act(p, obs):
     """Environment actions [B, act_dim] (float64) for raw observations obs [B, obs_dim]."""
     s = p["stats"]
     x = (np.asarray(obs, dtype=np.float64) - s["obs_mean"]) / s["obs_std"]
-    return s["act_offset"] + s["act_scale"] * net_action(p, network_output(p, x))
+    A = s["act_offset"].shape[0]  # a chunked policy's first action: the first A of its outputs
+    return s["act_offset"] + s["act_scale"] * net_action(p, network_output(p, x))[:, :A]
 
 
 def _read_obs(path, obs_dim):

@@ -606,3 +606,32 @@ Test(bc_cli, train_refuses_missing_and_non_hdf5, .timeout = 60) {
   cr_assert_eq(rc, 0);
   cr_assert(strstr(out, "--json") && strstr(out, "--save"), "%s", out);
 }
+
+/* --chunk K: the policy predicts K actions per step (saved as attr chunk), bc-eval rolls it out with
+ * temporal ensembling, and rl-finetune, whose actor acts one step at a time, refuses it. */
+Test(bc_cli, chunked_policy_trains_evaluates_and_rl_refuses_it, .timeout = 180) {
+  const char *d = tt_tmpdir();
+  char data[4200], pol[4200], args[16384];
+  snprintf(data, sizeof data, "%s/lift.h5", d);
+  snprintf(pol, sizeof pol, "%s/chunk.h5", d);
+  tt_record(data, "lift", 6, 0.3, 0, NULL);
+  snprintf(args, sizeof args,
+           "%s -o %s --hidden 32,32 --epochs 4 --eval-every 2 --eval-episodes 2 --chunk 4 --quiet", data,
+           pol);
+  train_ok(d, args);
+  bcPolicy *p = load_policy(pol);
+  cr_assert_eq(p->chunk, 4);
+  cr_assert_eq(p->act_dim, 7);
+  cr_assert_eq(p->arch.act_dim, 28, "the network predicts 4 actions of 7");
+  bc_policy_free(p);
+  char *out, *err;
+  int rc = run2(d, &out, &err, "%s %s --episodes 3 --workers 2 --json", eval_bin(), pol);
+  cr_assert_eq(rc, 0, "bc-eval: %s", err);
+  cr_assert(strstr(out, "\"success_rate\""), "%s", out);
+  rc = run2(d, &out, &err, "%s --policy %s --demos %s --steps 100 --out %s/ft.h5",
+            tt_build("rl_finetune/rl-finetune"), pol, data, d);
+  cr_assert_eq(rc, 1, "rl-finetune: exit %d\n%s", rc, err);
+  cr_assert(strstr(err, "chunked policy") && strstr(err, pol), "%s", err);
+  rc = run2(d, &out, &err, "%s %s -o %s/x.h5 --chunk 0", train_bin(), data, d);
+  cr_assert_eq(rc, 2, "--chunk 0 is a usage error: %s", err);
+}

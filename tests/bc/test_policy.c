@@ -452,6 +452,8 @@ static const struct {
     {"extra_tensor", "/weights/l9.weight is not a tensor of the architecture in 'arch'"},
     {"missing_normalization", "group /normalization is missing"},
     {"missing_weights", "group /weights is missing"},
+    {"chunk_not_dividing", "attribute 'chunk' (4) is not 1..64 dividing the network's 7 outputs"},
+    {"chunk_zero", "attribute 'chunk' (0) is not 1..64 dividing the network's 7 outputs"},
 };
 
 /* a valid file and its malformed copies in dir/bad */
@@ -727,4 +729,96 @@ Test(policy, failed_save_keeps_the_old_file) {
   free(before);
   bc_policy_free(p);
   bc_policy_free(q);
+}
+
+/* ---- action chunking ------------------------------------------------------------------------------ */
+/* A chunked policy saves and loads with its chunk; bc_policy_act gives the first action of the chunk,
+ * bc_policy_act_chunk all of them; the numpy reader agrees. */
+Test(policy, chunk_round_trip_and_numpy) {
+  nnArch a = mkarch(NN_HEAD_MSE, NN_RELU, 0, 1);
+  a.act_dim = 3 * 7;
+  bcPolicy *p = make_lift(&a, 11);
+  cr_assert_eq(bc_policy_set_chunk(p, 3), 0, "%s", tk_errmsg());
+  cr_assert_eq(p->act_dim, 7);
+  cr_assert_neq(bc_policy_set_chunk(p, 4), 0, "4 does not divide 21");
+  char path[4200];
+  snprintf(path, sizeof path, "%s/chunk.h5", tt_tmpdir());
+  cr_assert_eq(bc_policy_save(p, path), 0, "%s", tk_errmsg());
+  bcPolicy *q = bc_policy_load(path);
+  cr_assert(q, "%s", tk_errmsg());
+  cr_assert_eq(q->chunk, 3);
+  cr_assert_eq(q->act_dim, 7);
+  bcPolicy *c = bc_policy_clone(q);
+  cr_assert(c && c->chunk == 3 && c->act_dim == 7);
+  float *obs = observations(p, 4, 3);
+  nnWork *w = nn_work_make(q->net, 4);
+  float *scratch = malloc(sizeof(float) * 4 * (size_t)bc_policy_scratch(q));
+  double first[4 * 7], all[4 * 3 * 7], cfirst[4 * 7];
+  cr_assert_eq(bc_policy_act(q, w, obs, 4, scratch, first), 0);
+  cr_assert_eq(bc_policy_act_chunk(q, w, obs, 4, scratch, all), 0);
+  cr_assert_eq(bc_policy_act(c, w, obs, 4, scratch, cfirst), 0);
+  for (int b = 0; b < 4; b++)
+    for (int i = 0; i < 7; i++) {
+      cr_assert_eq(first[b * 7 + i], all[b * 21 + i], "row %d action %d: the chunk's first", b, i);
+      cr_assert_eq(first[b * 7 + i], cfirst[b * 7 + i], "the clone acts the same");
+    }
+  /* the numpy reference reads the chunk and gives the first action */
+  char obs_path[4300];
+  snprintf(obs_path, sizeof obs_path, "%s/chunk_obs.f32", tt_tmpdir());
+  write_file(obs_path, obs, sizeof(float) * 4 * (size_t)q->obs_dim);
+  char *out = NULL;
+  int rc =
+      tt_run(&out,
+             "%s -B -c \"import sys, numpy as np; sys.path.insert(0, '%s'); import policy_forward as pf\n"
+             "p = pf.load('%s'); o = np.fromfile('%s', dtype='<f4').reshape(4, -1)\n"
+             "print(p['attrs']['chunk']); print(' '.join('%%.9g' %% v for v in pf.act(p, o).ravel()))\"",
+             py(), tt_src("tests/bc"), path, obs_path);
+  cr_assert_eq(rc, 0, "%s", out);
+  int k = 0;
+  char *line2 = strchr(out, '\n');
+  cr_assert(sscanf(out, "%d", &k) == 1 && k == 3 && line2, "%s", out);
+  char *s = line2 + 1;
+  for (int j = 0; j < 4 * 7; j++) {
+    double v = strtod(s, &s);
+    cr_assert_float_eq(v, first[j], 1e-5, "numpy %g, C %g at %d", v, first[j], j);
+  }
+  free(out);
+  free(scratch);
+  free(obs);
+  nn_work_free(w);
+  bc_policy_free(c);
+  bc_policy_free(q);
+  bc_policy_free(p);
+}
+
+/* Temporal ensembling: the action for step t is the mean of what the chunks predicted at t, t-1, ...,
+ * t-k+1 said about step t. */
+Test(policy, ensemble_averages_overlapping_chunks) {
+  nnArch a = mkarch(NN_HEAD_MSE, NN_RELU, 0, 1);
+  a.act_dim = 3 * 7;
+  bcPolicy *p = make_lift(&a, 2);
+  cr_assert_eq(bc_policy_set_chunk(p, 3), 0);
+  bcEnsemble *e = bc_ensemble_make(p);
+  cr_assert(e);
+  /* the chunk predicted at step t says 100 t + 10 j + i about step t + j, action i */
+  double pred[3 * 7], act[7];
+  for (int round = 0; round < 2; round++) { /* a reset starts over */
+    bc_ensemble_reset(e);
+    for (int t = 0; t < 6; t++) {
+      for (int j = 0; j < 3; j++)
+        for (int i = 0; i < 7; i++)
+          pred[j * 7 + i] = 100.0 * t + 10.0 * j + i;
+      bc_ensemble_step(e, pred, act);
+      int n = t + 1 < 3 ? t + 1 : 3;
+      for (int i = 0; i < 7; i++) {
+        double want = 0;
+        for (int j = 0; j < n; j++) /* made at t - j, its element j */
+          want += 100.0 * (t - j) + 10.0 * j + i;
+        want /= n;
+        cr_assert_float_eq(act[i], want, 1e-9, "step %d action %d: %g, want %g", t, i, act[i], want);
+      }
+    }
+  }
+  bc_ensemble_free(e);
+  bc_policy_free(p);
 }
