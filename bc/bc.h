@@ -10,7 +10,8 @@
  *                            arch = nn_arch JSON (string), obs_keys = JSON list of names (string),
  *                            obs_dims = JSON list of sizes (string), task = "lift" or "" (string),
  *                            control_hz (double), algo = "bc" | "sac" | "ppo" (string),
- *                            info = JSON object of training facts (string, free-form)
+ *                            info = JSON object of training facts (string, free-form),
+ *                            chunk = actions predicted per step (int, optional, absent = 1)
  *   /normalization/obs_mean    float32 [obs_dim]   x = (obs - obs_mean) / obs_std
  *   /normalization/obs_std     float32 [obs_dim]   (every value > 0)
  *   /normalization/act_offset  float32 [act_dim]   action = act_offset + act_scale * net_action
@@ -93,7 +94,8 @@ void bc_ensemble_step(bcEnsemble *e, const double *pred, double *act);
 void bc_ensemble_free(bcEnsemble *e);
 /* One step of acting on one raw observation [obs_dim]: with an ensemble (a chunked policy), the
  * ensembled action; without (e NULL), bc_policy_act. act [act_dim]. */
-int bc_policy_step(const bcPolicy *p, nnWork *w, bcEnsemble *e, const float *obs, float *scratch, double *act);
+int bc_policy_step(const bcPolicy *p, nnWork *w, bcEnsemble *e, const float *obs, float *scratch,
+                   double *act);
 
 /* ---- binding a policy to an environment ------------------------------------------------------- */
 /* Where each policy key lives in an environment's observations. */
