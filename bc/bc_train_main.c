@@ -211,9 +211,9 @@ static int load_config(cliState *c, const char *path) {
   return rc;
 }
 
-int main(int argc, char **argv) {
-  cliState c = {0};
-  bc_train_default(&c.o);
+/* Everything but the cleanup, so every way out of it (usage errors included) frees the same things. */
+static int cli(cliState *cs, int argc, char **argv) {
+  bc_train_default(&cs->o);
   const char *dataset = NULL;
   int rc = 0;
   /* the config first, so flags override it */
@@ -223,7 +223,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bc-train: --config needs a value\n");
         return 2;
       }
-      rc = load_config(&c, argv[++i]);
+      rc = load_config(cs, argv[++i]);
     }
   if (rc) {
     tk_die_msg("bc-train");
@@ -250,7 +250,7 @@ int main(int argc, char **argv) {
     const char *name = a[1] == '-' ? a + 2 : a + 1;
     int flag = !strcmp(name, "include-failures") || !strcmp(name, "layer-norm") || !strcmp(name, "quiet");
     const char *v = flag ? NULL : (i + 1 < argc ? argv[++i] : NULL);
-    if (set_opt(&c, name, v)) {
+    if (set_opt(cs, name, v)) {
       tk_die_msg("bc-train");
       usage(stderr);
       return 2;
@@ -260,26 +260,32 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  c.o.dataset = dataset;
+  cs->o.dataset = dataset;
   const char *to = getenv("DK_OPEN_TIMEOUT");
   ds_set_open_timeout(to ? atof(to) : 30);
   bcTrainResult r;
-  rc = bc_train(&c.o, &r);
+  rc = bc_train(&cs->o, &r);
   if (rc) {
     tk_die_msg("bc-train");
-  } else if (!c.o.quiet) {
+  } else if (!cs->o.quiet) {
     printf("bc-train: %d epochs, %lld steps, %.0f samples/s, %.1f s; final loss %.4g, validation %.4g\n",
            r.epochs_run, (long long)r.steps, r.samples_per_s, r.seconds, r.final_train_loss,
            r.final_valid_loss);
     if (r.evaluated)
-      printf("bc-train: saved %s: epoch %d, rollout success %.0f%% on %d selection seeds\n", c.o.out,
-             r.best_epoch, 100 * r.best_success, c.o.eval_episodes);
+      printf("bc-train: saved %s: epoch %d, rollout success %.0f%% on %d selection seeds\n", cs->o.out,
+             r.best_epoch, 100 * r.best_success, cs->o.eval_episodes);
     else
-      printf("bc-train: saved %s: epoch %d (no rollouts)\n", c.o.out, r.best_epoch);
+      printf("bc-train: saved %s: epoch %d (no rollouts)\n", cs->o.out, r.best_epoch);
   }
+  return rc ? 1 : (r.stopped_nan ? 1 : 0);
+}
+
+int main(int argc, char **argv) {
+  cliState c = {0};
+  int status = cli(&c, argc, argv);
   free(c.keys_buf);
   for (int i = 0; i < c.nstrs; i++)
     free(c.strs[i]);
   tk_plot_cleanup(); /* cairo's and fontconfig's font caches (the plots), which leak checkers report */
-  return rc ? 1 : (r.stopped_nan ? 1 : 0);
+  return status;
 }
