@@ -58,7 +58,8 @@ typedef struct {
                            BC policy drifts away while nothing asks it to */
   double bc_weight;     /* actor anchor: + w ||a - a_demo||^2 on demo rows and + w ||a - a_bc(s)||^2 on
                            online rows (a_bc: the starting policy, frozen); w halves every */
-  double bc_halflife;   /* bc_halflife updates (DAPG-style decaying demo term; defaults 1.0 and 20000) */
+  double bc_halflife;   /* bc_halflife updates (DAPG-style decaying demo term; defaults 1.0 and 100000: with
+                           20000 the fine-tune fell apart past 35k steps) */
   int64_t random_steps; /* from scratch: uniform random actions for the first steps (5000) */
   int64_t eval_every;   /* environment steps between evaluations (5000) */
   int eval_episodes;    /* held-out seeds per evaluation (100) */

@@ -60,7 +60,7 @@ static void usage(FILE *f) {
       "  --actor-eps E         the actor's Adam epsilon (default 1e-3, so that tiny gradients stay tiny)\n"
       "  --bc-weight W         actor anchor: ||a - a_demo||^2 on demo rows, ||a - a_bc(s)||^2 on online\n"
       "                        rows (the starting policy, frozen) (default 1)\n"
-      "  --bc-halflife N       updates over which that weight halves (default 20000)\n"
+      "  --bc-halflife N       updates over which that weight halves (default 100000)\n"
       "  --alpha-lr LR         temperature learning rate (default 3e-4; 0 keeps it fixed)\n"
       "  --init-alpha A        starting entropy temperature (default 0.001; auto-tuned to entropy -A)\n"
       "PPO (--algo ppo; --bc-weight and --bc-halflife weight its DAPG demo term, --hidden sizes V(s)):\n"

@@ -31,7 +31,7 @@ void rl_opts_default(rlOpts *o) {
   o->q_coef = 0.1;
   o->actor_eps = 1e-3;
   o->actor_delay = 2500;
-  o->bc_halflife = 20000;
+  o->bc_halflife = 100000;
   o->init_std = 0.2;
   o->critic_warmup = 2000;
   o->random_steps = 5000;
