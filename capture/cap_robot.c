@@ -196,7 +196,7 @@ typedef struct capRobot {
   uint8_t ids[CAP_MAX_ACT];
   int32_t present[CAP_MAX_ACT]; /* ticks, last good read */
   double target[CAP_MAX_ACT];   /* rad, last commanded */
-  double *low;                  /* obs: pos, vel, current (n each); state: pos, target */
+  double *low;                  /* obs: pos, vel, current (n each) */
   uint16_t blk_addr, blk_len;   /* one sync read covering the three registers */
   uint8_t *blk;
 } capRobot;
@@ -250,29 +250,43 @@ int cap_robot_model_init(const capOpts *o, capModel *cm) {
 
 int cap_model_is_robot(const capModel *m) { return m->robot != NULL; }
 
-static void set_fault(capRobot *r, const char *fmt, const char *detail) {
-  if (r->faulted) return;
-  r->faulted = 1;
-  snprintf(r->fault, sizeof r->fault, fmt, detail);
+/* The bus is open and its adapter still there (caller holds mu). */
+static int linked(const capRobot *r) {
+  return r->bus && r->connected && srv_serial_connected(srv_bus_serial(r->bus));
+}
+
+/* Torque on or off on every joint (caller holds mu). */
+static int send_torque(capRobot *r, int on) {
+  int32_t v[CAP_MAX_ACT];
+  for (int i = 0; i < r->c->n; i++)
+    v[i] = on ? 1 : 0;
+  int rc = srv_bus_sync_write_reg(r->bus, SRV_REG_TORQUE_ENABLE, r->ids, r->c->n, v);
+  if (!rc) r->torque = on;
+  return rc;
+}
+
+/* Hold where the arm is: the targets become the positions last read (inside the limits), sent as the
+ * goals. Never a jump to an old goal (caller holds mu). */
+static int send_hold(capRobot *r) {
+  int32_t v[CAP_MAX_ACT];
+  for (int i = 0; i < r->c->n; i++) {
+    const capJoint *j = &r->c->j[i];
+    r->target[i] = clampd(ticks_to_rad(j, r->present[i]), j->lo, j->hi);
+    v[i] = safe_ticks(j, r->target[i]);
+  }
+  return srv_bus_sync_write_reg(r->bus, SRV_REG_GOAL_POSITION, r->ids, r->c->n, v);
 }
 
 /* The safe state (caller holds mu). */
 static void safe_state(capRobot *r) {
-  const capRobotCfg *c = r->c;
   if (!srv_serial_connected(srv_bus_serial(r->bus))) {
     r->connected = 0;
     return; /* nothing can be sent: the servos keep their last goal */
   }
-  int32_t v[CAP_MAX_ACT];
-  if (c->fault_torque_off) {
-    for (int i = 0; i < c->n; i++)
-      v[i] = 0;
-    if (!srv_bus_sync_write_reg(r->bus, SRV_REG_TORQUE_ENABLE, r->ids, c->n, v)) r->torque = 0;
-  } else {
-    for (int i = 0; i < c->n; i++)
-      v[i] = safe_ticks(&c->j[i], ticks_to_rad(&c->j[i], r->present[i]));
-    srv_bus_sync_write_reg(r->bus, SRV_REG_GOAL_POSITION, r->ids, c->n, v);
-  }
+  if (r->c->fault_torque_off)
+    send_torque(r, 0);
+  else
+    send_hold(r);
 }
 
 /* One read of position, velocity and current for every joint, with retries (caller holds mu). */
@@ -308,10 +322,10 @@ static int read_present(capRobot *r) {
   return 0;
 }
 
+/* A failed transaction: remember why (the first cause) and go to the safe state. */
 static void fault_from_bus(capRobot *r, const char *what) {
-  char msg[200];
-  snprintf(msg, sizeof msg, "%s: %s", what, tk_errmsg());
-  set_fault(r, "%s", msg);
+  if (!r->faulted) snprintf(r->fault, sizeof r->fault, "%s: %s", what, tk_errmsg());
+  r->faulted = 1;
   safe_state(r);
 }
 
@@ -329,16 +343,7 @@ static void *watchdog(void *arg) {
     if (r->faulted || !r->torque || r->held || !r->connected) continue;
     if (tk_now_ns() - r->last_cmd_ns < (int64_t)(r->c->watchdog_s * 1e9)) continue;
     /* commands stopped: hold where the arm is now */
-    if (read_present(r)) {
-      fault_from_bus(r, "watchdog");
-      continue;
-    }
-    int32_t v[CAP_MAX_ACT];
-    for (int i = 0; i < r->c->n; i++) {
-      r->target[i] = clampd(ticks_to_rad(&r->c->j[i], r->present[i]), r->c->j[i].lo, r->c->j[i].hi);
-      v[i] = safe_ticks(&r->c->j[i], r->target[i]);
-    }
-    if (srv_bus_sync_write_reg(r->bus, SRV_REG_GOAL_POSITION, r->ids, r->c->n, v)) {
+    if (read_present(r) || send_hold(r)) {
       fault_from_bus(r, "watchdog");
       continue;
     }
@@ -421,15 +426,11 @@ void cap_robot_env_free(capEnv *e) {
     pthread_mutex_unlock(&r->mu);
     pthread_join(r->wd, NULL);
   }
-  if (r->bus && r->connected && srv_serial_connected(srv_bus_serial(r->bus)) && r->torque) {
-    int32_t v[CAP_MAX_ACT] = {0};
+  if (linked(r) && r->torque) {
     if (r->c->exit_torque_off)
-      srv_bus_sync_write_reg(r->bus, SRV_REG_TORQUE_ENABLE, r->ids, r->c->n, v);
-    else if (!read_present(r)) {
-      for (int i = 0; i < r->c->n; i++)
-        v[i] = safe_ticks(&r->c->j[i], ticks_to_rad(&r->c->j[i], r->present[i]));
-      srv_bus_sync_write_reg(r->bus, SRV_REG_GOAL_POSITION, r->ids, r->c->n, v);
-    }
+      send_torque(r, 0);
+    else if (!read_present(r))
+      send_hold(r);
   }
   srv_bus_free(r->bus);
   srv_sim_stop(r->sim);
@@ -456,7 +457,7 @@ int cap_robot_reset(capEnv *e, capObs *obs) {
   pthread_mutex_lock(&r->mu);
   int rc = 0;
   r->ready = 0;
-  if (!r->bus || !r->connected || !srv_serial_connected(srv_bus_serial(r->bus))) { /* reconnect */
+  if (!linked(r)) { /* reconnect */
     srv_bus_free(r->bus);
     r->bus = NULL;
     r->connected = 0;
@@ -481,22 +482,13 @@ int cap_robot_reset(capEnv *e, capObs *obs) {
           "robot %s: joint %s is at %.3f rad, outside its limits [%.3f, %.3f]: move it inside by hand "
           "(or fix the calibration in %s)",
           port, j->name, q, j->lo, j->hi, c->config[0] ? c->config : "the config");
-    r->target[i] = clampd(q, j->lo, j->hi);
   }
-  if (!rc) {
-    int32_t v[CAP_MAX_ACT];
-    for (int i = 0; i < c->n; i++)
-      v[i] = safe_ticks(&c->j[i], r->target[i]);
-    rc = srv_bus_sync_write_reg(r->bus, SRV_REG_GOAL_POSITION, r->ids, c->n, v);
-    for (int i = 0; i < c->n; i++)
-      v[i] = 1;
-    if (!rc) rc = srv_bus_sync_write_reg(r->bus, SRV_REG_TORQUE_ENABLE, r->ids, c->n, v);
-    if (rc) rc = tk_error_wrap(rc, "robot %s: torque on", port);
-  }
+  /* goals where the arm is, then torque: no jump */
+  if (!rc && ((rc = send_hold(r)) || (rc = send_torque(r, 1))))
+    rc = tk_error_wrap(rc, "robot %s: torque on", port);
   if (r->bus && step_timeout) srv_bus_set_timeout_us(r->bus, step_timeout);
   if (!rc) {
     r->ready = 1;
-    r->torque = 1;
     r->faulted = 0;
     r->fault[0] = 0;
     r->held = 0;
@@ -607,27 +599,14 @@ int cap_env_torque(capEnv *e, int on) {
   capRobot *r = e->robot;
   if (!r) return tk_error(TK_EINVAL, "torque: not a robot");
   pthread_mutex_lock(&r->mu);
-  if (!r->bus || !r->connected || !srv_serial_connected(srv_bus_serial(r->bus))) {
+  if (!linked(r)) {
     pthread_mutex_unlock(&r->mu);
     return tk_error(TK_EIO, "robot: not connected (reset reconnects)");
   }
-  int32_t v[CAP_MAX_ACT];
   int rc = 0;
-  if (on) { /* hold where the arm is: never jump to an old goal */
-    rc = read_present(r);
-    for (int i = 0; i < r->c->n && !rc; i++) {
-      r->target[i] = clampd(ticks_to_rad(&r->c->j[i], r->present[i]), r->c->j[i].lo, r->c->j[i].hi);
-      v[i] = safe_ticks(&r->c->j[i], r->target[i]);
-    }
-    if (!rc) rc = srv_bus_sync_write_reg(r->bus, SRV_REG_GOAL_POSITION, r->ids, r->c->n, v);
-  }
-  for (int i = 0; i < r->c->n; i++)
-    v[i] = on ? 1 : 0;
-  if (!rc) rc = srv_bus_sync_write_reg(r->bus, SRV_REG_TORQUE_ENABLE, r->ids, r->c->n, v);
-  if (!rc) {
-    r->torque = on;
-    r->last_cmd_ns = tk_now_ns();
-  }
+  if (on && !(rc = read_present(r))) rc = send_hold(r); /* hold where the arm is first */
+  if (!rc) rc = send_torque(r, on);
+  if (!rc) r->last_cmd_ns = tk_now_ns();
   pthread_mutex_unlock(&r->mu);
   return rc ? tk_error_wrap(rc, "robot: torque %s", on ? "on" : "off") : 0;
 }
