@@ -170,6 +170,9 @@ int cap_leader_action(capLeader *l, double *action);
  * the follower's angles, and write the leader's JSON to out_path (durably). */
 int cap_leader_calibrate(capLeader *l, const double *follower_rad, const char *out_path);
 struct srvSim *cap_leader_sim(capLeader *l); /* the simulated leader of "simbus" (NULL otherwise) */
+/* A hand on the simulated leader: its joints to these angles (the follower's frame, radians), through
+ * the leader's own ids and calibration. TK_EINVAL for a real leader. */
+int cap_leader_sim_pose(capLeader *l, const double *rad);
 const char *cap_leader_desc(const capLeader *l);
 
 /* ---- scripted operators ---- */

@@ -769,4 +769,13 @@ int cap_leader_calibrate(capLeader *l, const double *follower_rad, const char *o
 struct srvSim *cap_leader_sim(capLeader *l) {
   return l->sim;
 }
+
+int cap_leader_sim_pose(capLeader *l, const double *rad) {
+  if (!l->sim) return tk_error(TK_EINVAL, "leader %s: not a simulated arm", l->desc);
+  for (int i = 0; i < l->c.n; i++) {
+    int rc = srv_sim_move(l->sim, l->ids[i], rad_to_ticks(&l->c.j[i], rad[i]));
+    if (rc) return rc;
+  }
+  return 0;
+}
 const char *cap_leader_desc(const capLeader *l) { return l->desc; }

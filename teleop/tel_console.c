@@ -17,7 +17,6 @@
 #include <mujoco/mujoco.h>
 
 #include "ds.h"
-#include "srv.h"
 #include "bc.h"
 #include "tel.h"
 #include "tel_window.h"
@@ -331,15 +330,14 @@ static int policy_open(telRun *r) {
 /* The scripted operator on a robot: moves the simulated leader arm by hand, smooth motions
  * around where it was at the episode's start, and presses A at the episode's length. */
 static void scripted_leader(telRun *r, capPadState *p) {
-  srvSim *sim = cap_leader_sim(r->leader);
-  double lo[CAP_MAX_ACT], hi[CAP_MAX_ACT];
+  double lo[CAP_MAX_ACT], hi[CAP_MAX_ACT], q[CAP_MAX_ACT];
   int n = cap_model_joints(r->model, NULL, lo, hi);
   double t = (double)r->con.ep_steps / r->spec->control_hz;
   for (int i = 0; i < n; i++) {
-    double q = r->leader_q0[i] + 0.3 * sin(2 * M_PI * 0.3 * t + 0.9 * i) - 0.3 * sin(0.9 * i);
-    q = fmax(lo[i] + 0.05, fmin(hi[i] - 0.05, q));
-    srv_sim_move(sim, (uint8_t)(i + 1), (int32_t)lround(2048 + q * 4096 / (2 * M_PI)));
+    q[i] = r->leader_q0[i] + 0.3 * sin(2 * M_PI * 0.3 * t + 0.9 * i) - 0.3 * sin(0.9 * i);
+    q[i] = fmax(lo[i] + 0.05, fmin(hi[i] - 0.05, q[i]));
   }
+  cap_leader_sim_pose(r->leader, q);
   int len = r->o->max_steps > 0 ? r->o->max_steps : 100;
   if (r->con.ep_steps >= len - 1) p->buttons = CAP_BTN_A;
 }
@@ -542,17 +540,12 @@ static int setup(telRun *r) {
            o->calibrate_leader);
     return 1; /* done: not an error */
   }
-  if (o->robot && !strcmp(o->device, "scripted")) { /* buttons through a virtual pad, the leader by hand */
-    if ((rc = cap_vpad_make(&r->con.vpad))) return rc;
-    char idx[16] = "";
-    for (int i = 0; i < SDL_NumJoysticks(); i++)
-      if (SDL_JoystickIsVirtual(i)) snprintf(idx, sizeof idx, "%d", i);
-    if ((rc = cap_input_open("gamepad", idx, &r->in))) return rc;
-  } else if (!strcmp(o->device, "scripted")) {
-    if (r->spec->has_reward == 0)
+  if (!strcmp(o->device, "scripted")) { /* the scripted operator's hands on a virtual pad */
+    if (!o->robot && r->spec->has_reward == 0)
       return tk_error(TK_EINVAL, "the scripted operator needs a built-in task, not a free scene");
     if ((rc = cap_vpad_make(&r->con.vpad))) return rc;
-    if ((rc = cap_expert_make(r->model, o->noise, o->seed, &r->expert))) return rc;
+    /* on a robot it moves the simulated leader arm by hand instead of acting on a task */
+    if (!o->robot && (rc = cap_expert_make(r->model, o->noise, o->seed, &r->expert))) return rc;
     char idx[16] = "";
     for (int i = 0; i < SDL_NumJoysticks(); i++)
       if (SDL_JoystickIsVirtual(i)) snprintf(idx, sizeof idx, "%d", i);
