@@ -22,7 +22,6 @@
 /* ---- helpers ----------------------------------------------------------------------------------- */
 TestSuite(rl, .fini = tt_pool_free);
 
-
 /* rl-finetune that must refuse: exit status want, one line on stderr; returns stderr. */
 static char *finetune_refused(const char *dir, int want, const char *args) {
   char *out, *err;

@@ -19,7 +19,6 @@
 
 TestSuite(ppo, .fini = tt_pool_free);
 
-
 /* CSV rows: env_steps, success, updates */
 typedef struct {
   int n;

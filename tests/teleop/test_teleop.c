@@ -19,7 +19,6 @@ static const char *teleop(void) { return tt_build("teleop/teleop"); }
 static const char *dataset(void) { return tt_build("dataset/dataset"); }
 static const char *py(void) { return getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3"; }
 
-
 /* The acceptance run: 10 lift episodes with an 84x84 camera through the real binary. */
 Test(teleop, scripted_pad_records_ten_lift_episodes, .timeout = 300) {
   char p[4200];
