@@ -193,11 +193,9 @@ static int actor_epoch(rlRun *R, double *kl, int *stop) {
       return rc ? tk_error_wrap(rc, "actor") : tk_error(TK_ERANGE, "another rank's actor loss");
     double w_demo = R->o->bc_weight * pow(0.5, (double)R->updates / fmax(R->o->bc_halflife, 1));
     const int O = nn_arch_out_dim(&net->arch);
-    double mb_kl = 0;
     for (int b = 0; b < B; b++) {
       int r = R->perm[k + b];
       double d = (double)R->mb_lp[b] - R->plogp[r], ratio = exp(fmin(d, 20.0)), adv = R->padv[r];
-      mb_kl += (ratio - 1 - fmin(d, 20.0)) / B; /* k3, as above */
       /* loss_b = -min(ratio adv, clip(ratio) adv) / B; its gradient flows only while unclipped */
       int active = adv >= 0 ? ratio < 1 + clip : ratio > 1 - clip;
       double scale = active ? adv * ratio * (double)(B + nd) / B : 0;
@@ -207,15 +205,14 @@ static int actor_epoch(rlRun *R, double *kl, int *stop) {
     /* the DAPG-style demo term on the policy's mean action: w * mean ||tanh(mu) - a_demo||^2. (The
      * demos' negative log-likelihood, DAPG's own term, explodes on demo actions saturated at +-1: a
      * gripper command of 1 is atanh(1 - 1e-6) = 7.3 before the squash, tens of stds from any mean.) */
-    const int A2 = net->arch.act_dim;
     for (int b = B; b < B + nd; b++) {
       const float *o = R->aw->out + (size_t)b * O, *ad = R->mb_a + (size_t)b * A;
       float *d = R->aw->dout + (size_t)b * O;
       for (int j = 0; j < O; j++)
         d[j] = 0;
-      for (int j = 0; j < A2; j++) {
+      for (int j = 0; j < A; j++) {
         double t = tanh(o[j]);
-        d[j] = (float)(w_demo * 2 * (t - ad[j]) * (1 - t * t) / ((double)nd * A2));
+        d[j] = (float)(w_demo * 2 * (t - ad[j]) * (1 - t * t) / ((double)nd * A));
       }
     }
     nn_zero_grad(net);
@@ -225,11 +222,10 @@ static int actor_epoch(rlRun *R, double *kl, int *stop) {
     rl_mpi_mean_f(net->grads, net->n_params);
     if ((rc = nn_adam_step(net, &R->aopt, NULL))) return tk_error_wrap(rc, "actor");
     R->updates++;
-    kl_sum += mb_kl;
+    kl_sum += now_kl; /* before this minibatch's step, already the mean over ranks */
     nmb++;
   }
   *kl = nmb ? kl_sum / nmb : 0;
-  rl_mpi_mean_d(kl, 1);
   return 0;
 }
 

@@ -86,6 +86,18 @@ static void buf_push(rlBuf *b, const float *s, const float *a, float r, const fl
 
 static float *falloc(size_t n) { return malloc(sizeof(float) * (n ? n : 1)); }
 
+/* A Gaussian head's log-std rows: zero weights and the bias that gives std (the same for every state).
+ * log_std = lo + (hi - lo) (tanh(raw) + 1) / 2  ->  raw = atanh(2 (log_std - lo) / (hi - lo) - 1) */
+static void init_log_std(nnNet *net, double std) {
+  nnLayer *dl = &net->layer[net->n_linear - 1];
+  const int A = net->arch.act_dim, in = net->dims[net->n_linear - 1];
+  double ls = log(std), lo = net->arch.log_std_min, hi = net->arch.log_std_max;
+  double raw = atanh(fmax(-0.999, fmin(0.999, 2 * (ls - lo) / (hi - lo) - 1)));
+  memset(dl->w + (size_t)A * in, 0, sizeof(float) * (size_t)A * (size_t)in);
+  for (int i = 0; i < A; i++)
+    dl->b[A + i] = (float)raw;
+}
+
 /* The actor: a tanh-Gaussian policy with the BC policy's layers (or fresh ones). */
 static bcPolicy *make_actor(const rlOpts *o, const bcPolicy *bc, const capSpec *spec, const bcPolicy *stats) {
   nnArch a;
@@ -132,15 +144,8 @@ static bcPolicy *make_actor(const rlOpts *o, const bcPolicy *bc, const capSpec *
   snprintf(p->task, sizeof p->task, "%s", spec->task);
   p->control_hz = spec->control_hz;
   snprintf(p->algo, sizeof p->algo, "%s", o->algo);
-  if (ppo && !bc) { /* PPO from scratch explores with init_std too (SAC's entropy term finds its own) */
-    nnLayer *dl = &p->net->layer[p->net->n_linear - 1];
-    int A = a.act_dim, in = p->net->dims[p->net->n_linear - 1];
-    double ls = log(o->init_std), lo = a.log_std_min, hi = a.log_std_max;
-    double raw = atanh(fmax(-0.999, fmin(0.999, 2 * (ls - lo) / (hi - lo) - 1)));
-    memset(dl->w + (size_t)A * in, 0, sizeof(float) * (size_t)A * (size_t)in);
-    for (int i = 0; i < A; i++)
-      dl->b[A + i] = (float)raw;
-  }
+  /* PPO from scratch explores with init_std too (SAC's entropy term finds its own) */
+  if (ppo && !bc) init_log_std(p->net, o->init_std);
   if (bc) {
     /* copy every layer; the output layer's first A rows are the mean (MSE-tanh: the same action), the
      * log-std rows get zero weights and a bias that gives init_std */
@@ -162,15 +167,7 @@ static bcPolicy *make_actor(const rlOpts *o, const bcPolicy *bc, const capSpec *
         int rows = bc->arch.head == NN_HEAD_GAUSSIAN ? 2 * A : A;
         memcpy(dl->w, sl->w, sizeof(float) * (size_t)in * (size_t)rows);
         memcpy(dl->b, sl->b, sizeof(float) * (size_t)rows);
-        if (rows == A) {
-          /* log_std = lo + (hi - lo) (tanh(raw) + 1) / 2  ->  raw = atanh(2 (log_std - lo) / (hi - lo) - 1)
-           */
-          double ls = log(o->init_std), lo = a.log_std_min, hi = a.log_std_max;
-          double raw = atanh(fmax(-0.999, fmin(0.999, 2 * (ls - lo) / (hi - lo) - 1)));
-          memset(dl->w + (size_t)A * in, 0, sizeof(float) * (size_t)A * (size_t)in);
-          for (int i = 0; i < A; i++)
-            dl->b[A + i] = (float)raw;
-        }
+        if (rows == A) init_log_std(d, o->init_std);
       }
     }
   }
