@@ -31,16 +31,6 @@ void bc_train_default(bcTrainOpts *o) {
   o->eval_episodes = 20;
 }
 
-/* One of the names in cap_task_names() ("reach, push, lift"), exactly. */
-static int is_builtin_task(const char *task) {
-  if (!task || !task[0]) return 0;
-  const char *s = cap_task_names();
-  size_t n = strlen(task);
-  for (const char *p = s; (p = strstr(p, task)); p += n)
-    if ((p == s || p[-1] == ' ' || p[-1] == ',') && (p[n] == 0 || p[n] == ',')) return 1;
-  return 0;
-}
-
 /* robomimic's low-dim observation keys for its manipulation tasks */
 static const char *const robomimic_keys[] = {"object", "robot0_eef_pos", "robot0_eef_quat",
                                              "robot0_gripper_qpos"};
@@ -377,7 +367,7 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
 
   /* rollouts when the dataset's task is one of ours */
   int can_eval = 0;
-  if (o->eval_every > 0 && o->eval_episodes > 0 && is_builtin_task(task)) {
+  if (o->eval_every > 0 && o->eval_episodes > 0 && cap_task_known(task)) {
     capOpts co;
     cap_opts_default(&co);
     co.task = task;

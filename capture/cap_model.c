@@ -34,6 +34,14 @@ static const struct {
 
 const char *cap_task_names(void) { return "reach, push, lift"; }
 
+static int task_index(const char *name) {
+  for (int i = 0; name && i < (int)TK_ARRAY_LEN(tasks); i++)
+    if (!strcmp(name, tasks[i].name)) return i;
+  return -1;
+}
+
+int cap_task_known(const char *name) { return task_index(name) >= 0; }
+
 void cap_opts_default(capOpts *o) {
   memset(o, 0, sizeof *o);
   o->task = "lift";
@@ -294,9 +302,7 @@ int cap_model_load(const capOpts *o, capModel **out) {
     cm->cfg.horizon = o->horizon > 0 ? o->horizon : 1000;
   } else {
     const char *t = o->task ? o->task : "lift";
-    int ti = -1;
-    for (int i = 0; i < (int)TK_ARRAY_LEN(tasks); i++)
-      if (!strcmp(t, tasks[i].name)) ti = i;
+    int ti = task_index(t);
     if (ti < 0) {
       rc = tk_error(TK_ENOTFOUND, "unknown task '%s' (known tasks: %s)", t, cap_task_names());
       goto fail;
