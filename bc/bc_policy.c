@@ -165,7 +165,7 @@ bcEnsemble *bc_ensemble_make(const bcPolicy *p) {
   const size_t kA = (size_t)p->chunk * (size_t)p->act_dim;
   if (e) e->ring = malloc(sizeof(double) * kA * (size_t)(p->chunk + 1));
   if (!e || !e->ring) {
-    if (e) free(e);
+    free(e);
     tk_error(TK_ENOMEM, "out of memory");
     return NULL;
   }

@@ -332,11 +332,7 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
   r->train_samples = ntrain;
   r->valid_samples = nvalid;
 
-  const int K = o->chunk > 0 ? o->chunk : 1;
-  if (K > 64) {
-    rc = tk_error(TK_EINVAL, "--chunk %d: at most 64", K);
-    goto done;
-  }
+  const int K = o->chunk > 0 ? o->chunk : 1; /* bc_policy_set_chunk checks the range */
   if (!(last_row = malloc(sizeof(int64_t) * (size_t)TK_MAX(L.n, 1)))) {
     rc = tk_error(TK_ENOMEM, "out of memory");
     goto done;
