@@ -439,30 +439,61 @@ int tk_plot_png(const char *path, const tkPlotOpts *o, const tkSeries *s, int ns
   cairo_t *cr = cairo_create(surf);
   rc = tk_plot_draw(cr, 0, 0, w, h, o, s, nseries, NAN);
   cairo_destroy(cr);
-  char *tmp = rc ? NULL : malloc(strlen(path) + 5);
-  if (!rc && !tmp) rc = tk_error(TK_ENOMEM, "plot %s: out of memory", path);
-  if (rc) {
-    cairo_surface_destroy(surf);
-    return rc == TK_ENOMEM ? rc : tk_error_wrap(rc, "%s", path);
-  }
+  if (rc)
+    rc = tk_error_wrap(rc, "%s", path);
+  else if ((rc = tk_png_write_surface(surf, path)))
+    rc = tk_error_wrap(rc, "plot");
+  cairo_surface_destroy(surf);
+  return rc;
+}
+
+int tk_png_write_surface(void *surface, const char *path) {
+  char *tmp = malloc(strlen(path) + 5);
+  if (!tmp) return tk_error(TK_ENOMEM, "%s: out of memory", path);
   sprintf(tmp, "%s.tmp", path);
+  int rc = 0;
   PngOut out = {fopen(tmp, "wb"), 0};
   if (!out.f) {
-    rc = tk_error(TK_EIO, "plot %s: create %s: %s", path, tmp, strerror(errno));
+    rc = tk_error(TK_EIO, "%s: create %s: %s", path, tmp, strerror(errno));
   } else {
     errno = 0;
-    cairo_status_t st = cairo_surface_write_to_png_stream(surf, png_write, &out);
+    cairo_status_t st = cairo_surface_write_to_png_stream(surface, png_write, &out);
     if (!out.err && ferror(out.f)) out.err = errno ? errno : EIO;
     if (fclose(out.f) && !out.err) out.err = errno;
     if (st != CAIRO_STATUS_SUCCESS || out.err)
-      rc = tk_error(TK_EIO, "plot %s: write %s: %s", path, tmp,
+      rc = tk_error(TK_EIO, "%s: write %s: %s", path, tmp,
                     out.err ? strerror(out.err) : cairo_status_to_string(st));
     else if (rename(tmp, path))
-      rc = tk_error(TK_EIO, "plot %s: rename from %s: %s", path, tmp, strerror(errno));
+      rc = tk_error(TK_EIO, "%s: rename from %s: %s", path, tmp, strerror(errno));
     if (rc) unlink(tmp);
   }
   free(tmp);
-  cairo_surface_destroy(surf);
+  return rc;
+}
+
+void *tk_surface_from_rgb(const uint8_t *rgb, int w, int h) {
+  cairo_surface_t *img = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);
+  if (cairo_surface_status(img) != CAIRO_STATUS_SUCCESS) {
+    cairo_surface_destroy(img);
+    return NULL;
+  }
+  cairo_surface_flush(img);
+  uint8_t *d = cairo_image_surface_get_data(img);
+  int stride = cairo_image_surface_get_stride(img);
+  for (int r = 0; r < h; r++)
+    for (int c = 0; c < w; c++) {
+      const uint8_t *p = rgb + ((size_t)r * w + c) * 3;
+      ((uint32_t *)(d + (size_t)r * stride))[c] = (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
+    }
+  cairo_surface_mark_dirty(img);
+  return img;
+}
+
+int tk_png_write_rgb(const char *path, const uint8_t *rgb, int w, int h) {
+  cairo_surface_t *s = tk_surface_from_rgb(rgb, w, h);
+  if (!s) return tk_error(TK_ENOMEM, "%s: a %dx%d image", path, w, h);
+  int rc = tk_png_write_surface(s, path);
+  cairo_surface_destroy(s);
   return rc;
 }
 

@@ -44,6 +44,14 @@ int tk_plot_png(const char *path, const tkPlotOpts *o, const tkSeries *s, int ns
 int tk_plot_draw(void *cr, double x, double y, double w, double h, const tkPlotOpts *o, const tkSeries *s,
                  int nseries, double cursor_x);
 
+/* Images (the viewer's frames, window screenshots): RGB rows (w x h, top-down) as a new cairo RGB24
+ * surface (a cairo_surface_t *; NULL when cairo cannot make one) ... */
+void *tk_surface_from_rgb(const uint8_t *rgb, int w, int h);
+/* ... a cairo surface written as a PNG file (to "<path>.tmp", then renamed: never half a file) ... */
+int tk_png_write_surface(void *surface, const char *path);
+/* ... and RGB rows straight to a PNG file, the same way. */
+int tk_png_write_rgb(const char *path, const uint8_t *rgb, int w, int h);
+
 /* Free cairo's and fontconfig's process-wide font caches, which leak checkers report as
  * leaks. Only at exit (or at the end of a test), when no thread uses cairo any more. */
 void tk_plot_cleanup(void);

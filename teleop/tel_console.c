@@ -469,32 +469,6 @@ static int draw(telRun *r, double rate, int64_t missed) {
   return rc;
 }
 
-static int save_png(telWindow *w, const char *path) {
-  int W, H;
-  if (tel_window_screenshot(w, NULL, 0, &W, &H)) return tk_error_wrap(TK_EINVAL, "%s: screenshot", path);
-  uint8_t *rgb = malloc((size_t)W * (size_t)H * 3);
-  if (!rgb) return tk_error(TK_ENOMEM, "out of memory");
-  int rc = tel_window_screenshot(w, rgb, (size_t)W * (size_t)H * 3, &W, &H);
-  cairo_surface_t *s = rc ? NULL : cairo_image_surface_create(CAIRO_FORMAT_RGB24, W, H);
-  if (s) {
-    cairo_surface_flush(s);
-    uint8_t *px = cairo_image_surface_get_data(s);
-    int stride = cairo_image_surface_get_stride(s);
-    for (int y = 0; y < H; y++)
-      for (int x = 0; x < W; x++) {
-        const uint8_t *p = rgb + ((size_t)y * (size_t)W + (size_t)x) * 3;
-        uint32_t v = (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
-        memcpy(px + (size_t)y * (size_t)stride + (size_t)x * 4, &v, 4);
-      }
-    cairo_surface_mark_dirty(s);
-    if (cairo_surface_write_to_png(s, path) != CAIRO_STATUS_SUCCESS)
-      rc = tk_error(TK_EIO, "%s: cannot write the PNG", path);
-    cairo_surface_destroy(s);
-  }
-  free(rgb);
-  return rc;
-}
-
 static int setup(telRun *r) {
   const telOpts *o = r->o;
   if (o->fast && strcmp(o->device, "scripted") && strcmp(o->device, "replay"))
@@ -739,7 +713,7 @@ int tel_run(const telOpts *o, telStats *stats) {
   }
   free(late);
 done:;
-  if (r.win && o->screenshot && !rc) rc = save_png(r.win, o->screenshot);
+  if (r.win && o->screenshot && !rc) rc = tel_window_save_png(r.win, o->screenshot);
   char saved[TK_ERRMSG_MAX];
   snprintf(saved, sizeof saved, "%s", tk_errmsg());
   int crc = ds_writer_close(r.w); /* publishes; an open episode (none when quitting normally) is dropped */

@@ -47,6 +47,7 @@
 #include <SDL2/SDL_opengl.h>
 
 #include "tk.h"
+#include "tk_plot.h"
 
 enum { API_NONE = 0, API_EGL, API_GLX };
 
@@ -617,4 +618,15 @@ int tel_window_screenshot(telWindow *w, uint8_t *rgb, size_t cap, int *width, in
     }
   }
   return 0;
+}
+
+int tel_window_save_png(telWindow *w, const char *path) {
+  int W = 0, H = 0;
+  if (tel_window_screenshot(w, NULL, 0, &W, &H)) return tk_error_wrap(TK_EINVAL, "%s: screenshot", path);
+  uint8_t *rgb = malloc((size_t)W * (size_t)H * 3);
+  if (!rgb) return tk_error(TK_ENOMEM, "out of memory");
+  int rc = tel_window_screenshot(w, rgb, (size_t)W * (size_t)H * 3, &W, &H);
+  if (!rc) rc = tk_png_write_rgb(path, rgb, W, H);
+  free(rgb);
+  return rc;
 }

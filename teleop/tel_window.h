@@ -82,6 +82,8 @@ int tel_window_draw(telWindow *w, const mjModel *m, mjData *d, const telHud *hud
  * per frame), RGB with rows top-down, into rgb (cap bytes). rgb NULL: only the size.
  * TK_ERANGE if cap < width*height*3, TK_EINVAL before the first draw. */
 int tel_window_screenshot(telWindow *w, uint8_t *rgb, size_t cap, int *width, int *height);
+/* The last frame as a PNG file (written to "<path>.tmp", then renamed). */
+int tel_window_save_png(telWindow *w, const char *path);
 
 /* Size of the drawable in pixels (may differ from the window size on HiDPI screens). */
 void tel_window_size(const telWindow *w, int *width, int *height);

@@ -53,14 +53,9 @@ void vw_surface_rgb(void *surface, int w, int h, uint8_t *rgb);
  * cairo_t *. */
 int vw_plot_actions(void *cr, double x, double y, double w, double h, const char *title, int A,
                     const double *cols, int64_t stride, const double *xs, int n, double cursor);
-/* Write RGB rows (w x h) as a PNG (temp file, rename). */
-int vw_write_png(const uint8_t *rgb, int w, int h, const char *path);
 
 /* The interactive window on demo position pos (needs a display and the scene). screenshot: save the
  * last frame there when the window closes; frames > 0: close after that many frames (tests). */
-/* Save what a window (teleop's) shows as a PNG. */
-struct telWindow;
-int vw_save_screenshot(struct telWindow *win, const char *path);
 
 int vw_window_run(dsFile *f, int pos, const char *plot_keys, const char *screenshot, int frames);
 /* Watch a policy file act on a task (NULL: the policy's) in the window, episode after episode from

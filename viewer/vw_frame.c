@@ -110,29 +110,10 @@ static void text(cairo_t *cr, double x, double y, double size, const char *s) {
   cairo_show_text(cr, s);
 }
 
-/* RGB rows (w x h) as a new RGB24 cairo surface (NULL when cairo cannot make one). */
-static cairo_surface_t *surface_from_rgb(const uint8_t *rgb, int w, int h) {
-  cairo_surface_t *img = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);
-  if (cairo_surface_status(img) != CAIRO_STATUS_SUCCESS) {
-    cairo_surface_destroy(img);
-    return NULL;
-  }
-  cairo_surface_flush(img);
-  uint8_t *d = cairo_image_surface_get_data(img);
-  int stride = cairo_image_surface_get_stride(img);
-  for (int r = 0; r < h; r++)
-    for (int c = 0; c < w; c++) {
-      const uint8_t *p = rgb + ((size_t)r * w + c) * 3;
-      ((uint32_t *)(d + (size_t)r * stride))[c] = (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
-    }
-  cairo_surface_mark_dirty(img);
-  return img;
-}
-
 /* Paste RGB rows (w x h) into the surface at (x, y), scaled to (dw, dh). */
 static void paste_rgb(cairo_t *cr, const uint8_t *rgb, int w, int h, double x, double y, double dw,
                       double dh) {
-  cairo_surface_t *img = surface_from_rgb(rgb, w, h);
+  cairo_surface_t *img = tk_surface_from_rgb(rgb, w, h);
   if (!img) return;
   cairo_save(cr);
   cairo_translate(cr, x, y);
@@ -266,14 +247,7 @@ int vw_export_png(vwEpisode *v, int64_t t, const char *path) {
   cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, VW_WIDTH, VW_HEIGHT);
   if (cairo_surface_status(s) != CAIRO_STATUS_SUCCESS) return tk_error(TK_ENOMEM, "cairo surface");
   int rc = draw(v, t, s);
-  if (!rc) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    if (cairo_surface_write_to_png(s, tmp) != CAIRO_STATUS_SUCCESS || rename(tmp, path)) {
-      remove(tmp);
-      rc = tk_error(TK_EIO, "%s: cannot write the PNG", path);
-    }
-  }
+  if (!rc) rc = tk_png_write_surface(s, path);
   cairo_surface_destroy(s);
   return rc;
 }
@@ -325,20 +299,6 @@ capModel *vw_model(vwEpisode *v) { return v->model; }
 capEnv *vw_env(vwEpisode *v) { return v->env; }
 const dsDemoInfo *vw_info(const vwEpisode *v) { return &v->info; }
 const double *vw_action(const vwEpisode *v, int64_t t) { return v->e.actions + t * v->A; }
-
-int vw_write_png(const uint8_t *rgb, int w, int h, const char *path) {
-  cairo_surface_t *s = surface_from_rgb(rgb, w, h);
-  if (!s) return tk_error(TK_ENOMEM, "cairo surface");
-  char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  int rc = 0;
-  if (cairo_surface_write_to_png(s, tmp) != CAIRO_STATUS_SUCCESS || rename(tmp, path)) {
-    remove(tmp);
-    rc = tk_error(TK_EIO, "%s: cannot write the PNG", path);
-  }
-  cairo_surface_destroy(s);
-  return rc;
-}
 
 double vw_strip_plots_left(vwEpisode *v, int h) {
   const dsSchema *sc = ds_schema(v->f);

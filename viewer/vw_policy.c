@@ -131,7 +131,7 @@ int vw_watch_policy(const char *policy, const char *task, uint64_t seed, const c
     if (frames > 0 && ++drawn >= frames) quit = 1;
     SDL_Delay(10);
   }
-  if (!rc && screenshot && win) rc = vw_save_screenshot(win, screenshot);
+  if (!rc && screenshot && win) rc = tel_window_save_png(win, screenshot);
   if (!rc && episodes > 0) printf("viewer: %s: %d of %d episodes succeeded\n", policy, successes, episodes);
   free(buf);
   bc_ensemble_free(ens);

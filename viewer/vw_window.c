@@ -19,17 +19,6 @@ static const char *LEGEND = "Space\tplay / pause\n"
                             "drag / wheel\torbit, pan / zoom\n"
                             "Q / Esc\tquit";
 
-int vw_save_screenshot(telWindow *win, const char *path) {
-  int w = 0, h = 0;
-  tel_window_screenshot(win, NULL, 0, &w, &h);
-  uint8_t *rgb = malloc((size_t)w * h * 3);
-  int rc = !rgb ? tk_error(TK_ENOMEM, "out of memory")
-                : tel_window_screenshot(win, rgb, (size_t)w * h * 3, &w, &h);
-  if (!rc) rc = vw_write_png(rgb, w, h, path);
-  free(rgb);
-  return rc;
-}
-
 int vw_window_run(dsFile *f, int pos, const char *plot_keys, const char *screenshot, int frames) {
   if (SDL_Init(SDL_INIT_VIDEO | SDL_INIT_EVENTS) < 0)
     return tk_error(TK_EIO, "no display for the viewer window (%s): use --export", SDL_GetError());
@@ -181,7 +170,7 @@ int vw_window_run(dsFile *f, int pos, const char *plot_keys, const char *screens
     if (frames > 0 && drawn >= frames) quit = 1;
     SDL_Delay(15);
   }
-  if (!rc && screenshot && win) rc = vw_save_screenshot(win, screenshot);
+  if (!rc && screenshot && win) rc = tel_window_save_png(win, screenshot);
   free(strip);
   tel_window_close(win);
   vw_episode_free(v);
