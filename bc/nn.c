@@ -19,6 +19,9 @@ void nn_arch_default(nnArch *a) {
   a->gmm_min_std = 1e-4;
   a->log_std_min = -5;
   a->log_std_max = 2;
+  a->rnn_layers = 0;
+  a->rnn_hidden = 400;
+  a->rnn_horizon = 10;
 }
 
 const char *nn_activation_name(nnActivation a) {
@@ -81,6 +84,14 @@ int nn_arch_validate(const nnArch *a) {
                       a->log_std_min, a->log_std_max);
     if (2 * a->act_dim > NN_MAX_DIM) return tk_error(TK_ERANGE, "nn arch: act_dim %d too large", a->act_dim);
   }
+  if (a->rnn_layers < 0 || a->rnn_layers > NN_MAX_RNN_LAYERS)
+    return tk_error(TK_ERANGE, "nn arch: rnn_layers %d not in 0..%d", a->rnn_layers, NN_MAX_RNN_LAYERS);
+  if (a->rnn_layers > 0) {
+    if (a->rnn_hidden < 1 || a->rnn_hidden > NN_MAX_DIM)
+      return tk_error(TK_ERANGE, "nn arch: rnn_hidden %d not in 1..%d", a->rnn_hidden, NN_MAX_DIM);
+    if (a->rnn_horizon < 1 || a->rnn_horizon > NN_MAX_RNN_HORIZON)
+      return tk_error(TK_ERANGE, "nn arch: rnn_horizon %d not in 1..%d", a->rnn_horizon, NN_MAX_RNN_HORIZON);
+  }
   return 0;
 }
 
@@ -110,6 +121,11 @@ int nn_arch_to_json(const nnArch *a, char **json) {
   ok &= cJSON_AddNumberToObject(o, "gmm_min_std", a->gmm_min_std) != NULL;
   ok &= cJSON_AddNumberToObject(o, "log_std_min", a->log_std_min) != NULL;
   ok &= cJSON_AddNumberToObject(o, "log_std_max", a->log_std_max) != NULL;
+  if (a->rnn_layers > 0) {
+    ok &= cJSON_AddNumberToObject(o, "rnn_layers", a->rnn_layers) != NULL;
+    ok &= cJSON_AddNumberToObject(o, "rnn_hidden", a->rnn_hidden) != NULL;
+    ok &= cJSON_AddNumberToObject(o, "rnn_horizon", a->rnn_horizon) != NULL;
+  }
   char *s = ok ? cJSON_PrintUnformatted(o) : NULL;
   cJSON_Delete(o);
   if (!s) return tk_error(TK_ENOMEM, "nn_arch_to_json: out of memory");
@@ -204,6 +220,12 @@ static int parse_arch(const cJSON *root, nnArch *a) {
       rc = json_num(v, k, &a->log_std_min);
     else if (!strcmp(k, "log_std_max"))
       rc = json_num(v, k, &a->log_std_max);
+    else if (!strcmp(k, "rnn_layers"))
+      rc = json_int(v, k, 0, NN_MAX_RNN_LAYERS, &a->rnn_layers);
+    else if (!strcmp(k, "rnn_hidden"))
+      rc = json_int(v, k, 1, NN_MAX_DIM, &a->rnn_hidden);
+    else if (!strcmp(k, "rnn_horizon"))
+      rc = json_int(v, k, 1, NN_MAX_RNN_HORIZON, &a->rnn_horizon);
     else
       return tk_error(TK_EFORMAT, "nn arch JSON: unknown key \"%s\"", k);
     if (rc) return rc;
@@ -259,7 +281,7 @@ nnNet *nn_net_make(const nnArch *arch, uint64_t seed) {
   }
   net->arch = *arch;
   net->n_linear = arch->n_hidden + 1;
-  net->dims[0] = arch->obs_dim;
+  net->dims[0] = arch->rnn_layers > 0 ? arch->rnn_hidden : arch->obs_dim; /* the MLP's input */
   for (int i = 0; i < arch->n_hidden; i++)
     net->dims[i + 1] = arch->hidden[i];
   net->out_dim = nn_arch_out_dim(arch);
@@ -268,8 +290,17 @@ nnNet *nn_net_make(const nnArch *arch, uint64_t seed) {
   for (int i = 0; i <= net->n_linear; i++)
     net->max_width = TK_MAX(net->max_width, net->dims[i]);
 
-  /* size first: tensors in parameter order, each section padded to 64 bytes */
+  /* size first: tensors in parameter order (the LSTM's, then the MLP's), each padded to 64 bytes */
   int64_t off = 0;
+  int64_t H = arch->rnn_hidden;
+  for (int k = 0; k < arch->rnn_layers; k++) {
+    int64_t in = k ? H : arch->obs_dim;
+    net->lstm[k].in = (int)in;
+    add_tensor(net, &off, "lstm%d.weight_ih", k, 2, 4 * H, in);
+    add_tensor(net, &off, "lstm%d.weight_hh", k, 2, 4 * H, H);
+    add_tensor(net, &off, "lstm%d.bias_ih", k, 1, 4 * H, 0);
+    add_tensor(net, &off, "lstm%d.bias_hh", k, 1, 4 * H, 0);
+  }
   for (int l = 0; l < net->n_linear; l++) {
     add_tensor(net, &off, "l%d.weight", l, 2, net->dims[l + 1], net->dims[l]);
     add_tensor(net, &off, "l%d.bias", l, 1, net->dims[l + 1], 0);
@@ -291,13 +322,25 @@ nnNet *nn_net_make(const nnArch *arch, uint64_t seed) {
   net->grads = net->params + off;
   net->adam_m = net->grads + off;
   net->adam_v = net->adam_m + off;
+  for (int i = 0; i < net->n_tensors; i++) {
+    nnTensor *t = &net->tensors[i];
+    t->data = net->params + t->offset;
+    t->grad = net->grads + t->offset;
+  }
   int ti = 0;
+  for (int k = 0; k < arch->rnn_layers; k++) {
+    nnLstmLayer *R = &net->lstm[k];
+    const nnTensor *t = &net->tensors[ti];
+    R->w_ih = t[0].data, R->dw_ih = t[0].grad;
+    R->w_hh = t[1].data, R->dw_hh = t[1].grad;
+    R->b_ih = t[2].data, R->db_ih = t[2].grad;
+    R->b_hh = t[3].data, R->db_hh = t[3].grad;
+    ti += 4;
+  }
   for (int l = 0; l < net->n_linear; l++) {
     nnLayer *L = &net->layer[l];
     for (int k = 0; k < ((arch->layer_norm && l < arch->n_hidden) ? 4 : 2); k++) {
       nnTensor *t = &net->tensors[ti++];
-      t->data = net->params + t->offset;
-      t->grad = net->grads + t->offset;
       float **p = k == 0 ? &L->w : k == 1 ? &L->b : k == 2 ? &L->gain : &L->beta;
       float **g = k == 0 ? &L->dw : k == 1 ? &L->db : k == 2 ? &L->dgain : &L->dbeta;
       *p = t->data;
@@ -318,6 +361,16 @@ void nn_net_init(nnNet *net, uint64_t seed) {
   tkRng r;
   tk_rng_seed(&r, seed);
   memset(net->params, 0, (size_t)net->n_params * 4 * sizeof(float));
+  /* torch.nn.LSTM.reset_parameters: every tensor uniform in +-1/sqrt(hidden_size), in parameter order */
+  const nnArch *a = &net->arch;
+  for (int k = 0; k < a->rnn_layers; k++) {
+    double bound = 1.0 / sqrt((double)a->rnn_hidden);
+    for (int q = 0; q < 4; q++) {
+      const nnTensor *t = &net->tensors[4 * k + q];
+      for (int64_t i = 0; i < t->numel; i++)
+        t->data[i] = (float)tk_rng_range(&r, -bound, bound);
+    }
+  }
   for (int l = 0; l < net->n_linear; l++) {
     nnLayer *L = &net->layer[l];
     int in = net->dims[l], out = net->dims[l + 1];
@@ -369,6 +422,9 @@ int nn_tensor_load(nnNet *net, const char *name, int ndim, const int64_t *shape,
 static int same_arch(const nnNet *a, const nnNet *b) {
   if (a->n_params != b->n_params || a->n_linear != b->n_linear || a->arch.layer_norm != b->arch.layer_norm)
     return 0;
+  if (a->arch.rnn_layers != b->arch.rnn_layers || a->arch.obs_dim != b->arch.obs_dim ||
+      (a->arch.rnn_layers > 0 && a->arch.rnn_hidden != b->arch.rnn_hidden))
+    return 0;
   for (int i = 0; i <= a->n_linear; i++)
     if (a->dims[i] != b->dims[i]) return 0;
   return 1;
@@ -403,16 +459,22 @@ nnWork *nn_work_make(const nnNet *net, int max_batch) {
     tk_error(TK_ERANGE, "nn_work_make: max_batch %d not in 1..%d", max_batch, 1 << 24);
     return NULL;
   }
+  return nn_work_alloc(net, max_batch, 1);
+}
+
+nnWork *nn_work_alloc(const nnNet *net, int max_batch, int max_T) {
   nnWork *w = calloc(1, sizeof *w);
   if (!w) {
     tk_error(TK_ENOMEM, "nn_work_make: out of memory");
     return NULL;
   }
   w->max_batch = max_batch;
+  w->max_T = max_T;
   w->out_dim = net->out_dim;
   w->n_params = net->n_params;
   const nnArch *a = &net->arch;
-  int64_t B = max_batch, A = a->act_dim;
+  /* the MLP runs on B*T rows; the LSTM keeps per-step caches for T steps of B rows */
+  int64_t B = (int64_t)max_batch * max_T, A = a->act_dim, Bs = max_batch, H = a->rnn_hidden;
   /* size first, then point: two passes over the same list */
   for (int pass = 0; pass < 2; pass++) {
     int64_t off = 0;
@@ -436,12 +498,29 @@ nnWork *nn_work_make(const nnNet *net, int max_batch) {
     TAKE(w->act, B * A);
     TAKE(w->eps, B * A);
     TAKE(w->logp, B);
+    if (a->rnn_layers > 0) {
+      TAKE(w->xt, B * a->obs_dim);
+      for (int k = 0; k < a->rnn_layers; k++) {
+        TAKE(w->gates[k], B * 4 * H);
+        TAKE(w->c[k], B * H);
+        TAKE(w->tc[k], B * H);
+        TAKE(w->hs[k], B * H);
+      }
+      TAKE(w->mlp_in, B * H);
+      TAKE(w->dmlp_in, B * H);
+      TAKE(w->dgates, B * 4 * H);
+      if (a->rnn_layers > 1) TAKE(w->dh_low, B * H);
+      TAKE(w->dh_rec, Bs * H);
+      TAKE(w->dc, Bs * H);
+      TAKE(w->dbias, 4 * H);
+    }
 #undef TAKE
     if (!pass) {
       size_t bytes = (size_t)off * sizeof(float);
       w->block_ = aligned_alloc(64, bytes);
       if (!w->block_) {
-        tk_error(TK_ENOMEM, "nn_work_make: cannot allocate %zu bytes for batch %d", bytes, max_batch);
+        tk_error(TK_ENOMEM, "nn_work_make: cannot allocate %zu bytes for %d x %d rows", bytes, max_batch,
+                 max_T);
         nn_work_free(w);
         return NULL;
       }
@@ -455,6 +534,15 @@ void nn_work_free(nnWork *w) {
   if (!w) return;
   free(w->block_);
   free(w);
+}
+
+int nn_refuse_rnn(const nnNet *net, const char *fn) {
+  if (net && net->arch.rnn_layers > 0)
+    return tk_error(TK_EINVAL,
+                    "%s: the network is recurrent (rnn_layers %d): use nn_seq_forward/nn_seq_loss/"
+                    "nn_seq_act/nn_seq_train_step or nn_rnn_step",
+                    fn, net->arch.rnn_layers);
+  return 0;
 }
 
 int nn_check_batch(const nnNet *net, const nnWork *w, const float *x, int B) {

@@ -32,7 +32,12 @@
  * NULL with tk_error() set. The work object remembers what the last call computed: nn_backward()
  * after anything other than nn_loss() is TK_EINVAL, and so on.
  *
- * Not here: input/output normalization (the trainer does it), the LSTM (BC-RNN) -- not done.
+ * Recurrent networks (BC-RNN, robomimic's best on human data): with arch.rnn_layers > 0 the MLP is
+ * preceded by an LSTM (torch.nn.LSTM: gates i, f, g, o; c' = f c + i g; h' = o tanh(c')), rnn_layers
+ * layers of rnn_hidden units; the MLP then reads the top layer's h. Trained on sequences (nn_seq_*,
+ * every sequence from a zero state, loss over every step), run step by step (nn_rnn_step).
+ *
+ * Not here: input/output normalization (the trainer does it).
  */
 #ifndef NN_H
 #define NN_H
@@ -46,10 +51,13 @@
 extern "C" {
 #endif
 
-#define NN_MAX_HIDDEN 8                        /* hidden layers at most */
-#define NN_MAX_DIM 65536                       /* any layer width / input / action size at most */
-#define NN_MAX_MODES 64                        /* GMM modes at most */
-#define NN_MAX_TENSORS (4 * NN_MAX_HIDDEN + 2) /* weight, bias (+ gain, bias of LayerNorm) per layer */
+#define NN_MAX_HIDDEN 8         /* hidden layers at most */
+#define NN_MAX_DIM 65536        /* any layer width / input / action size at most */
+#define NN_MAX_MODES 64         /* GMM modes at most */
+#define NN_MAX_RNN_LAYERS 4     /* LSTM layers at most */
+#define NN_MAX_RNN_HORIZON 1000 /* training sequence length at most */
+/* weight, bias (+ gain, bias of LayerNorm) per Linear; weight_ih, weight_hh, bias_ih, bias_hh per LSTM */
+#define NN_MAX_TENSORS (4 * NN_MAX_HIDDEN + 2 + 4 * NN_MAX_RNN_LAYERS)
 #define NN_NAME_MAX 24
 #define NN_ARCH_FORMAT "demokit.nn_arch" /* "format" key of the JSON form */
 #define NN_ARCH_VERSION 1                /* "version" key of the JSON form */
@@ -71,9 +79,13 @@ typedef struct {
   double gmm_min_std;        /* GMM: std = softplus(raw) + min_std (default 1e-4) */
   double log_std_min;        /* GAUSSIAN: log-std range (default -5, 2) */
   double log_std_max;
+  int rnn_layers;  /* 0: a plain MLP; 1..NN_MAX_RNN_LAYERS: an LSTM of that many layers before the MLP */
+  int rnn_hidden;  /* LSTM width H (robomimic BC-RNN: 400) */
+  int rnn_horizon; /* training sequence length, and the rollout's state-reset period (robomimic: 10) */
 } nnArch;
 
-/* Defaults: hidden 256,256 ReLU, no LayerNorm, MSE, tanh off, K 5, min_std 1e-4, log-std [-5, 2].
+/* Defaults: hidden 256,256 ReLU, no LayerNorm, MSE, tanh off, K 5, min_std 1e-4, log-std [-5, 2],
+ * no LSTM (rnn_layers 0; rnn_hidden 400 and rnn_horizon 10 for when it is turned on).
  * obs_dim and act_dim are left 0 and must be set. */
 void nn_arch_default(nnArch *a);
 int nn_arch_validate(const nnArch *a);          /* TK_EINVAL/TK_ERANGE with a message naming the field */
@@ -82,15 +94,19 @@ const char *nn_activation_name(nnActivation a); /* "relu", "elu", "tanh" */
 const char *nn_head_name(nnHead h);             /* "mse", "gaussian", "gmm" */
 /* JSON form: {"format":"demokit.nn_arch","version":1,"obs_dim":..,"act_dim":..,"hidden":[..],
  * "activation":"relu","layer_norm":false,"head":"gmm","tanh":true,"gmm_modes":5,"gmm_min_std":1e-4,
- * "log_std_min":-5,"log_std_max":2}. *json is malloc'd (free()). */
+ * "log_std_min":-5,"log_std_max":2} plus "rnn_layers","rnn_hidden","rnn_horizon" when rnn_layers > 0.
+ * *json is malloc'd (free()). */
 int nn_arch_to_json(const nnArch *a, char **json);
 /* Parses and validates; format, version, obs_dim, act_dim, hidden and head are required, the others
- * default as nn_arch_default; unknown keys are errors (they are typos). */
+ * default as nn_arch_default (rnn_layers absent = 0); unknown keys are errors (they are typos). */
 int nn_arch_from_json(const char *json, nnArch *a);
 
 /* A named parameter tensor: views into the network's blocks. */
 typedef struct {
-  char name[NN_NAME_MAX]; /* "l0.weight", "l0.bias", "ln0.gain", "ln0.bias", ..., "l<n_hidden>.weight" */
+  char name[NN_NAME_MAX]; /* "l0.weight", "l0.bias", "ln0.gain", "ln0.bias", ..., "l<n_hidden>.weight";
+                             LSTM layer k (first in parameter order): "lstm<k>.weight_ih" [4H, in],
+                             "lstm<k>.weight_hh" [4H, H], "lstm<k>.bias_ih" [4H], "lstm<k>.bias_hh" [4H]
+                             (torch.nn.LSTM's tensors and gate order i, f, g, o) */
   int ndim;               /* 2 for weights, 1 for vectors */
   int64_t shape[2];       /* weights [out, in] (torch nn.Linear layout), vectors [n] */
   int64_t numel;
@@ -107,9 +123,18 @@ typedef struct {
 } nnLayer;
 
 typedef struct {
+  int in;               /* input width: obs_dim for layer 0, rnn_hidden above */
+  float *w_ih, *w_hh;   /* [4H, in], [4H, H] (gates i, f, g, o) */
+  float *b_ih, *b_hh;   /* [4H] each */
+  float *dw_ih, *dw_hh; /* their gradients */
+  float *db_ih, *db_hh;
+} nnLstmLayer;
+
+typedef struct {
   nnArch arch;
   int n_linear;                /* n_hidden + 1 */
-  int dims[NN_MAX_HIDDEN + 2]; /* dims[0] = obs_dim, dims[i+1] = width of Linear i's output */
+  int dims[NN_MAX_HIDDEN + 2]; /* dims[0] = MLP input (obs_dim, or rnn_hidden after an LSTM),
+                                  dims[i+1] = width of Linear i's output */
   int out_dim;                 /* dims[n_linear] */
   int max_width;               /* max of dims[] */
   int64_t n_params;            /* floats in each of the four sections */
@@ -120,10 +145,12 @@ typedef struct {
   int n_tensors;
   nnTensor tensors[NN_MAX_TENSORS]; /* named views, in parameter order */
   nnLayer layer[NN_MAX_HIDDEN + 1];
-  void *block_; /* the one allocation */
+  nnLstmLayer lstm[NN_MAX_RNN_LAYERS]; /* arch.rnn_layers of them (their tensors come first) */
+  void *block_;                        /* the one allocation */
 } nnNet;
 
-/* Activations and scratch for batches of up to max_batch rows. One per thread using the network. */
+/* Activations and scratch for batches of up to max_batch rows (recurrent: max_batch sequences of up to
+ * max_T steps, the MLP part sized for max_batch * max_T rows). One per thread using the network. */
 typedef struct {
   int max_batch;
   int out_dim;                /* of the network it was made for (checked on use) */
@@ -140,6 +167,21 @@ typedef struct {
   float *act;                 /* head: last actions [B, A] */
   float *eps;                 /* head: last noise [B, A] */
   float *logp;                /* head: last per-sample log-probs [B] */
+  /* recurrent networks only (NULL otherwise). LSTM caches are time-major: step t of sequence b is row
+   * t*B + b; the MLP rows are batch-major (b*T + t) */
+  int max_T;                       /* steps per sequence at most (1 for a plain network) */
+  int T;                           /* steps of the last nn_seq_forward (0: none) */
+  float *xt;                       /* the input, time-major [T*B, obs_dim] */
+  float *gates[NN_MAX_RNN_LAYERS]; /* gate activations i, f, g, o per layer [T*B, 4H] */
+  float *c[NN_MAX_RNN_LAYERS];     /* cell states [T*B, H] */
+  float *tc[NN_MAX_RNN_LAYERS];    /* tanh(c) [T*B, H] */
+  float *hs[NN_MAX_RNN_LAYERS];    /* hidden states [T*B, H] */
+  float *mlp_in;                   /* the top layer's h, batch-major [B*T, H] (the MLP's input) */
+  float *dmlp_in;                  /* dLoss/d mlp_in [B*T, H] */
+  float *dgates;                   /* dLoss/d gate pre-activations of one layer [T*B, 4H] */
+  float *dh_low;                   /* dLoss/d h of the layer below, time-major [T*B, H] */
+  float *dh_rec, *dc;              /* BPTT carries [B, H]: dLoss/dh_t through W_hh, dLoss/dc_t through f */
+  float *dbias;                    /* column sums of dgates [4H] */
   void *block_;
 } nnWork;
 
@@ -201,7 +243,8 @@ typedef struct {
   double lr;           /* 1e-4 (robomimic BC) */
   double beta1, beta2; /* 0.9, 0.999 */
   double eps;          /* 1e-8 */
-  double weight_decay; /* 0; decoupled (AdamW, torch.optim.AdamW formula p -= lr*wd*p), Linear weights only */
+  double weight_decay; /* 0; decoupled (AdamW, torch.optim.AdamW formula p -= lr*wd*p), weight matrices only
+                          (Linear and LSTM weights; not biases, not LayerNorm) */
   double clip_norm;    /* 0 = off; else global-norm clipping as torch.nn.utils.clip_grad_norm_ */
 } nnAdamOpts;
 void nn_adam_default(nnAdamOpts *o);
@@ -216,6 +259,29 @@ void nn_adam_reset(nnNet *net); /* zero moments and step count */
 /* zero_grad + loss + backward + (clip +) Adam step: one BC training step. */
 int nn_train_step(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *x, const float *y, int B,
                   float *loss, double *grad_norm);
+
+/* ---- recurrent networks (arch.rnn_layers > 0) ------------------------------------------------ */
+/* Work for B sequences of up to T steps (B*T MLP rows plus the LSTM's per-step caches). nn_work_make on
+ * a recurrent network is nn_work_make_seq(net, max_batch, 1). The plain nn_forward/nn_loss/nn_act/
+ * nn_sample/nn_log_prob/nn_gauss_* and nn_team_* refuse a recurrent network (TK_EINVAL); nn_seq_* and
+ * nn_rnn_step refuse a plain one. */
+nnWork *nn_work_make_seq(const nnNet *net, int max_batch, int max_T);
+/* B sequences x [B, T, obs_dim] (row b*T + t), each from a zero LSTM state; the MLP output for every
+ * step is w->out [B*T, out_dim] in the same row order. */
+int nn_seq_forward(const nnNet *net, nnWork *w, const float *x, int B, int T);
+/* Forward and the head's loss against y [B, T, A], the mean over all B*T steps (as nn_loss over B*T
+ * rows); nn_backward then backpropagates through time. */
+int nn_seq_loss(const nnNet *net, nnWork *w, const float *x, const float *y, int B, int T, float *loss);
+/* Deterministic actions [B*T, A] for every step (as nn_act). */
+int nn_seq_act(const nnNet *net, nnWork *w, const float *x, int B, int T, float *act);
+/* zero_grad + seq loss + backward + (clip +) Adam step. */
+int nn_seq_train_step(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *x, const float *y, int B,
+                      int T, float *loss, double *grad_norm);
+/* Floats of LSTM state for B rows: rnn_layers x (h, c) x B x rnn_hidden. All zeros is the start state. */
+int64_t nn_rnn_state_size(const nnNet *net, int B);
+/* One step for B rows: x [B, obs_dim], state in/out (nn_rnn_state_size floats), deterministic actions
+ * act [B, A]. Stepping T times from a zero state gives nn_seq_act's actions (within float rounding). */
+int nn_rnn_step(const nnNet *net, nnWork *w, float *state, const float *x, int B, float *act);
 
 /* ---- data-parallel training step ------------------------------------------------------------ */
 /* A team of `threads` threads (the caller plus threads-1 workers it starts) for nn_team_train_step:

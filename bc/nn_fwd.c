@@ -11,41 +11,8 @@
 
 /* ---- elementwise pieces ------------------------------------------------------------------------ */
 
-/* expm1 for x <= 0 in plain float arithmetic, so the activation loops vectorize (libm's expm1f/tanhf
- * are scalar calls that made an ELU or tanh step 2.5x a ReLU step). x = n ln2 + r with |r| <= ln2/2
- * (Cody-Waite split of ln2), expm1(r) by its Taylor polynomial to r^7 (truncation < 1e-8 relative),
- * expm1(x) = 2^n expm1(r) + (2^n - 1); within 2 ulp of expm1 over [-87, 0], -1 below (checked in
- * tests/bc/test_nn.c). Selects are done on the bits: float selects feeding a float->int conversion
- * keep GCC 12 from vectorizing the AVX2 clone. */
-typedef union {
-  float f;
-  int32_t i;
-  uint32_t u;
-} nnBits;
-
-static inline float expm1_neg(float x) {
-  nnBits in = {.f = x}, c = in;
-  uint32_t nan = -(uint32_t)((in.u & 0x7fffffffu) > 0x7f800000u); /* all ones for a NaN */
-  c.u = c.u > 0xC2AE0000u ? 0xC2AE0000u : c.u; /* x < -87 (bits larger for x <= 0) -> -87 */
-  c.u = c.u < 0x80000000u ? 0u : c.u;          /* x >= +0 -> 0 (outside the domain) */
-  x = c.f;
-  int32_t n = (int32_t)(x * 1.44269504f - 0.5f); /* truncation toward 0 of a negative: nearest */
-  float fn = (float)n;
-  float r = (x - fn * 0.693359375f) - fn * -2.12194440e-4f;
-  float p =
-      r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 +
-                                                                    r * (1.0f / 720 + r * (1.0f / 5040)))))));
-  nnBits sc = {.u = (uint32_t)(n + 127) << 23}; /* 2^n, n >= -126 */
-  nnBits res = {.f = sc.f * p + (sc.f - 1.0f)};
-  res.u = (res.u & ~nan) | (in.u & nan); /* NaN in, NaN out */
-  return res.f;
-}
-
-/* tanh(x) = -t / (t + 2) with t = expm1(-2|x|), sign restored: accurate for small |x| too */
-static inline float tanh_fast(float x) {
-  float t = expm1_neg(-2.0f * fabsf(x));
-  return copysignf(-t / (t + 2.0f), x);
-}
+static inline float expm1_neg(float x) { return nn_expm1_neg_inline(x); }
+static inline float tanh_fast(float x) { return nn_tanh_inline(x); }
 
 /* ELU (alpha 1): v > 0 ? v : expm1(v), NaN kept */
 static inline float elu(float v) {
@@ -58,6 +25,7 @@ static inline float elu(float v) {
 
 float nn_expm1_neg(float x) { return expm1_neg(x); }
 float nn_tanh(float x) { return tanh_fast(x); }
+float nn_sigmoid(float x) { return nn_sigmoid_inline(x); }
 
 /* z[B, n] = act(z + b), in place: bias and activation in one pass over the GEMM output */
 NN_CLONES static void bias_act(float *restrict z, const float *restrict b, int B, int n, nnActivation act) {
@@ -219,8 +187,14 @@ NN_CLONES static void add_bias(float *restrict z, const float *restrict b, int B
 /* ---- MLP --------------------------------------------------------------------------------------- */
 
 int nn_forward(const nnNet *net, nnWork *w, const float *x, int B) {
-  int rc = nn_check_batch(net, w, x, B);
+  int rc = nn_refuse_rnn(net, "nn_forward");
+  if (!rc) rc = nn_check_batch(net, w, x, B);
   if (rc) return rc;
+  nn_mlp_forward(net, w, x, B);
+  return 0;
+}
+
+void nn_mlp_forward(const nnNet *net, nnWork *w, const float *x, int B) {
   const nnArch *a = &net->arch;
   w->x = x;
   w->batch = B;
@@ -246,7 +220,6 @@ int nn_forward(const nnNet *net, nnWork *w, const float *x, int B) {
     in = last ? NULL : w->h[l];
   }
   w->stage = NN_STAGE_FORWARD;
-  return 0;
 }
 
 void nn_mlp_backward(const nnNet *net, nnWork *w, const float *dout, float *dx, float *grads,
@@ -302,7 +275,8 @@ int nn_check_work(const nnNet *net, const nnWork *w) {
 }
 
 int nn_backward_out(nnNet *net, nnWork *w, const float *dout, float *dx, int param_grads) {
-  int rc = nn_check_work(net, w);
+  int rc = nn_refuse_rnn(net, "nn_backward_out");
+  if (!rc) rc = nn_check_work(net, w);
   if (rc) return rc;
   if (!dout) return tk_error(TK_EINVAL, "nn_backward_out: NULL dout");
   if (w->stage == NN_STAGE_NONE)
@@ -314,6 +288,12 @@ int nn_backward_out(nnNet *net, nnWork *w, const float *dout, float *dx, int par
 int nn_backward(nnNet *net, nnWork *w) {
   int rc = nn_check_work(net, w);
   if (rc) return rc;
+  if (net->arch.rnn_layers > 0) {
+    if (w->stage != NN_STAGE_LOSS || w->T < 1)
+      return tk_error(TK_EINVAL, "nn_backward: call nn_seq_loss first (a recurrent network)");
+    nn_seq_backward(net, w, 1);
+    return 0;
+  }
   if (w->stage != NN_STAGE_LOSS) return tk_error(TK_EINVAL, "nn_backward: call nn_loss first");
   nn_mlp_backward(net, w, w->dout, NULL, net->grads, 1);
   return 0;
@@ -482,8 +462,10 @@ double nn_head_loss(const nnNet *net, nnWork *w, const float *y, int B, int B_to
 }
 
 int nn_loss(const nnNet *net, nnWork *w, const float *x, const float *y, int B, float *loss) {
+  int rc = nn_refuse_rnn(net, "nn_loss");
+  if (rc) return rc;
   if (!y || !loss) return tk_error(TK_EINVAL, "nn_loss: NULL target or loss");
-  int rc = nn_forward(net, w, x, B);
+  rc = nn_forward(net, w, x, B);
   if (rc) return rc;
   double total = nn_head_loss(net, w, y, B, B) / B;
   *loss = (float)total;
@@ -495,9 +477,16 @@ int nn_loss(const nnNet *net, nnWork *w, const float *x, const float *y, int B, 
 /* ---- actions ----------------------------------------------------------------------------------- */
 
 int nn_act(const nnNet *net, nnWork *w, const float *x, int B, float *act) {
-  if (!act) return tk_error(TK_EINVAL, "nn_act: NULL output");
-  int rc = nn_forward(net, w, x, B);
+  int rc = nn_refuse_rnn(net, "nn_act");
   if (rc) return rc;
+  if (!act) return tk_error(TK_EINVAL, "nn_act: NULL output");
+  rc = nn_forward(net, w, x, B);
+  if (rc) return rc;
+  nn_head_act(net, w, B, act);
+  return 0;
+}
+
+void nn_head_act(const nnNet *net, const nnWork *w, int B, float *act) {
   const nnArch *a = &net->arch;
   int A = a->act_dim, D = net->out_dim;
   for (int i = 0; i < B; i++) {
@@ -523,10 +512,11 @@ int nn_act(const nnNet *net, nnWork *w, const float *x, int B, float *act) {
     }
     }
   }
-  return 0;
 }
 
 int nn_sample(const nnNet *net, nnWork *w, const float *x, int B, tkRng *rng, float *act) {
+  int rc0 = nn_refuse_rnn(net, "nn_sample");
+  if (rc0) return rc0;
   if (!act || !rng) return tk_error(TK_EINVAL, "nn_sample: NULL rng or output");
   const nnArch *a = &net->arch;
   if (a->head == NN_HEAD_MSE) return nn_act(net, w, x, B, act);
@@ -559,6 +549,8 @@ int nn_sample(const nnNet *net, nnWork *w, const float *x, int B, tkRng *rng, fl
 }
 
 int nn_log_prob(const nnNet *net, nnWork *w, const float *x, const float *act, int B, float *logp) {
+  int rc0 = nn_refuse_rnn(net, "nn_log_prob");
+  if (rc0) return rc0;
   if (!act || !logp) return tk_error(TK_EINVAL, "nn_log_prob: NULL action or output");
   if (net && net->arch.head == NN_HEAD_MSE)
     return tk_error(TK_EINVAL, "nn_log_prob: the MSE head has no density");
@@ -578,6 +570,8 @@ int nn_log_prob(const nnNet *net, nnWork *w, const float *x, const float *act, i
 
 int nn_gauss_sample(const nnNet *net, nnWork *w, const float *x, int B, const float *eps, float *act,
                     float *logp) {
+  int rc0 = nn_refuse_rnn(net, "nn_gauss_sample");
+  if (rc0) return rc0;
   if (!eps) return tk_error(TK_EINVAL, "nn_gauss_sample: NULL noise");
   if (net && net->arch.head != NN_HEAD_GAUSSIAN)
     return tk_error(TK_EINVAL, "nn_gauss_sample: the network's head is %s, not gaussian",
@@ -605,7 +599,8 @@ int nn_gauss_sample(const nnNet *net, nnWork *w, const float *x, int B, const fl
 }
 
 int nn_gauss_backward(nnNet *net, nnWork *w, const float *dact, const float *dlogp) {
-  int rc = nn_check_work(net, w);
+  int rc = nn_refuse_rnn(net, "nn_gauss_backward");
+  if (!rc) rc = nn_check_work(net, w);
   if (rc) return rc;
   if (w->stage != NN_STAGE_SAMPLE)
     return tk_error(TK_EINVAL, "nn_gauss_backward: call nn_gauss_sample first");

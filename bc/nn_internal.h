@@ -2,6 +2,9 @@
 #ifndef NN_INTERNAL_H
 #define NN_INTERNAL_H
 
+#include <math.h>
+#include <stdint.h>
+
 #include "nn.h"
 
 /* what the work object holds after the last call (nnWork.stage) */
@@ -27,12 +30,62 @@ static inline int64_t nn_round_up(int64_t n) { return (n + NN_ALIGN - 1) / NN_AL
 #define NN_CLONES
 #endif
 
-/* the activations' float kernels (exported for the accuracy test) */
+/* ---- the activations' float kernels (inline, so the elementwise loops vectorize) ---------------- */
+
+/* expm1 for x <= 0 in plain float arithmetic, so the activation loops vectorize (libm's expm1f/tanhf
+ * are scalar calls that made an ELU or tanh step 2.5x a ReLU step). x = n ln2 + r with |r| <= ln2/2
+ * (Cody-Waite split of ln2), expm1(r) by its Taylor polynomial to r^7 (truncation < 1e-8 relative),
+ * expm1(x) = 2^n expm1(r) + (2^n - 1); within 2 ulp of expm1 over [-87, 0], -1 below (checked in
+ * tests/bc/test_nn.c). Selects are done on the bits: float selects feeding a float->int conversion
+ * keep GCC 12 from vectorizing the AVX2 clone. */
+typedef union {
+  float f;
+  int32_t i;
+  uint32_t u;
+} nnBits;
+
+static inline float nn_expm1_neg_inline(float x) {
+  nnBits in = {.f = x}, c = in;
+  uint32_t nan = -(uint32_t)((in.u & 0x7fffffffu) > 0x7f800000u); /* all ones for a NaN */
+  c.u = c.u > 0xC2AE0000u ? 0xC2AE0000u : c.u; /* x < -87 (bits larger for x <= 0) -> -87 */
+  c.u = c.u < 0x80000000u ? 0u : c.u;          /* x >= +0 -> 0 (outside the domain) */
+  x = c.f;
+  int32_t n = (int32_t)(x * 1.44269504f - 0.5f); /* truncation toward 0 of a negative: nearest */
+  float fn = (float)n;
+  float r = (x - fn * 0.693359375f) - fn * -2.12194440e-4f;
+  float p =
+      r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 +
+                                                                    r * (1.0f / 720 + r * (1.0f / 5040)))))));
+  nnBits sc = {.u = (uint32_t)(n + 127) << 23}; /* 2^n, n >= -126 */
+  nnBits res = {.f = sc.f * p + (sc.f - 1.0f)};
+  res.u = (res.u & ~nan) | (in.u & nan); /* NaN in, NaN out */
+  return res.f;
+}
+
+/* tanh(x) = -t / (t + 2) with t = expm1(-2|x|), sign restored: accurate for small |x| too */
+static inline float nn_tanh_inline(float x) {
+  float t = nn_expm1_neg_inline(-2.0f * fabsf(x));
+  return copysignf(-t / (t + 2.0f), x);
+}
+
+/* logistic sigmoid 1/(1 + e^-x) = (1 + tanh(x/2)) / 2: no overflow, 0 and 1 at the ends, NaN kept */
+static inline float nn_sigmoid_inline(float x) { return 0.5f + 0.5f * nn_tanh_inline(0.5f * x); }
+
+/* the same, out of line (the accuracy tests) */
 float nn_expm1_neg(float x); /* expm1 for x <= 0 */
 float nn_tanh(float x);
+float nn_sigmoid(float x);
+
+/* ---- shared internals ------------------------------------------------------------------------ */
 
 int nn_check_batch(const nnNet *net, const nnWork *w, const float *x, int B);
 int nn_check_work(const nnNet *net, const nnWork *w);
+/* TK_EINVAL naming fn if net is recurrent (the plain MLP entry points refuse it), else 0 */
+int nn_refuse_rnn(const nnNet *net, const char *fn);
+/* MLP forward of in [B, dims[0]] (no checks); w->x = in, w->batch = B, stage FORWARD */
+void nn_mlp_forward(const nnNet *net, nnWork *w, const float *in, int B);
+/* deterministic actions [B, A] from the output rows in w->out (nn_act's rule) */
+void nn_head_act(const nnNet *net, const nnWork *w, int B, float *act);
 /* The head's loss on the rows of the last forward against y [B, A]: returns the SUM of per-row losses
  * and writes dLoss/dout scaled for a mean over B_total rows (a row block of a larger batch). */
 double nn_head_loss(const nnNet *net, nnWork *w, const float *y, int B, int B_total);
@@ -40,6 +93,11 @@ double nn_head_loss(const nnNet *net, nnWork *w, const float *y, int B, int B_to
  * block laid out as net->grads; NULL = none), added if accumulate else overwritten; dx [B, obs_dim]
  * gets dLoss/dinput if not NULL. */
 void nn_mlp_backward(const nnNet *net, nnWork *w, const float *dout, float *dx, float *grads, int accumulate);
+/* Backpropagation through time of the last nn_seq_loss (w->dout): the MLP, then the LSTM layers.
+ * Gradients go to net->grads, added if accumulate else overwritten. */
+void nn_seq_backward(nnNet *net, nnWork *w, int accumulate);
+/* Work with the LSTM buffers for max_batch sequences of max_T steps (recurrent networks) */
+nnWork *nn_work_alloc(const nnNet *net, int max_batch, int max_T);
 
 /* Adam constants of the next step (step adam_t + 1; the caller increments adam_t after applying it)
  * and the update of params [lo, hi) */

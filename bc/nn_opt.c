@@ -111,7 +111,8 @@ int nn_adam_prepare(nnNet *net, const nnAdamOpts *o, nnAdamK *k) {
   return 0;
 }
 
-/* params [lo, hi): decoupled weight decay on Linear weights only (not biases, not LayerNorm) */
+/* params [lo, hi): decoupled weight decay on weight matrices only (Linear and LSTM weights; not biases, not
+ * LayerNorm) */
 void nn_adam_span(nnNet *net, const nnAdamK *k, int64_t lo, int64_t hi, float gs, const float *g2) {
   for (int i = 0; i < net->n_tensors; i++) {
     const nnTensor *T = &net->tensors[i];
@@ -147,7 +148,8 @@ int nn_adam_step(nnNet *net, const nnAdamOpts *o, double *grad_norm) {
 
 int nn_train_step(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *x, const float *y, int B,
                   float *loss, double *grad_norm) {
-  int rc = nn_adam_check(o);
+  int rc = nn_refuse_rnn(net, "nn_train_step");
+  if (!rc) rc = nn_adam_check(o);
   if (rc) return rc;
   if (!y) return tk_error(TK_EINVAL, "nn_train_step: NULL target");
   rc = nn_forward(net, w, x, B);

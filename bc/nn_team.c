@@ -185,6 +185,7 @@ nnTeam *nn_team_make(const nnNet *net, int max_batch, int threads) {
     tk_error(TK_EINVAL, "nn_team_make: NULL network");
     return NULL;
   }
+  if (nn_refuse_rnn(net, "nn_team_make")) return NULL;
   if (threads < 1 || threads > NN_TEAM_MAX) {
     tk_error(TK_ERANGE, "nn_team_make: %d threads not in 1..%d", threads, NN_TEAM_MAX);
     return NULL;
@@ -247,12 +248,14 @@ int nn_team_threads(const nnTeam *t) { return t ? t->threads : 0; }
 int nn_team_train_step(nnNet *net, nnTeam *T, const nnAdamOpts *o, const float *x, const float *y, int B,
                        float *loss, double *grad_norm) {
   if (!net || !T || !x || !y) return tk_error(TK_EINVAL, "nn_team_train_step: NULL argument");
+  int rc = nn_refuse_rnn(net, "nn_team_train_step");
+  if (rc) return rc;
   if (T->n_params != net->n_params || T->out_dim != net->out_dim)
     return tk_error(TK_EINVAL, "nn_team_train_step: the team was made for another network");
   if (B < 1 || B > T->max_batch)
     return tk_error(TK_ERANGE, "nn_team_train_step: batch %d not in 1..%d (the team's max_batch)", B,
                     T->max_batch);
-  int rc = nn_adam_check(o);
+  rc = nn_adam_check(o);
   if (rc) return rc;
   T->net = net;
   T->x = x;
