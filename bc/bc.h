@@ -81,19 +81,25 @@ int bc_policy_act(const bcPolicy *p, nnWork *w, const float *obs, int B, float *
 int bc_policy_scratch(const bcPolicy *p);
 /* The whole chunk: act [B, chunk, act_dim] (environment units), the next chunk actions from now. */
 int bc_policy_act_chunk(const bcPolicy *p, nnWork *w, const float *obs, int B, float *scratch, double *act);
-/* Make p predict k actions per step: its network's output (arch.act_dim) must be k times the action size. */
+/* Make p predict k actions per step: its network's output (arch.act_dim) must be k times the action size.
+ * A recurrent policy (arch.rnn_layers > 0) predicts one. */
 int bc_policy_set_chunk(bcPolicy *p, int k);
+/* Whether acting needs an episode's state (a bcEnsemble): chunked and recurrent policies do. */
+int bc_policy_has_state(const bcPolicy *p);
 
-/* Temporal ensembling of chunked predictions (ACT): the action for step t is the mean of what the
- * predictions made at steps t-k+1..t said about step t. Reset it at every episode. */
+/* An episode's acting state. For a chunked policy, temporal ensembling (ACT): the action for step t is
+ * the mean of what the predictions made at steps t-k+1..t said about step t. For a recurrent policy, its
+ * LSTM state, back to zero every arch.rnn_horizon steps (robomimic's BC-RNN rollouts; training sequences
+ * are that long). Reset it at every episode. */
 typedef struct bcEnsemble bcEnsemble;
 bcEnsemble *bc_ensemble_make(const bcPolicy *p);
 void bc_ensemble_reset(bcEnsemble *e);
 /* pred: this step's chunk [chunk, act_dim]; act: the action to take now [act_dim]. */
 void bc_ensemble_step(bcEnsemble *e, const double *pred, double *act);
 void bc_ensemble_free(bcEnsemble *e);
-/* One step of acting on one raw observation [obs_dim]: with an ensemble (a chunked policy), the
- * ensembled action; without (e NULL), bc_policy_act. act [act_dim]. */
+/* One step of acting on one raw observation [obs_dim]: with an episode state (bc_policy_has_state), the
+ * ensembled action or the recurrent policy's next action; without (e NULL), bc_policy_act. act [act_dim].
+ * bc_policy_act and bc_policy_act_chunk refuse a recurrent policy. */
 int bc_policy_step(const bcPolicy *p, nnWork *w, bcEnsemble *e, const float *obs, float *scratch,
                    double *act);
 

@@ -210,11 +210,11 @@ static void *eval_worker(void *arg) {
   capEnv *env = NULL;
   nnWork *w = nn_work_make(p->net, 1);
   float *obs = malloc(sizeof(float) * (size_t)(p->obs_dim + bc_policy_scratch(p)));
-  bcEnsemble *ens = p->chunk > 1 ? bc_ensemble_make(p) : NULL;
+  bcEnsemble *ens = bc_policy_has_state(p) ? bc_ensemble_make(p) : NULL;
   double *state = malloc(sizeof(double) * (size_t)TK_MAX(1, s->state_dim));
   evalTrace tr = {0};
   tr.obs_bytes = obs_row_bytes(s, tr.key_bytes);
-  int rc = (!w || !obs || !state || (p->chunk > 1 && !ens)) ? tk_error(TK_ENOMEM, "out of memory")
+  int rc = (!w || !obs || !state || (bc_policy_has_state(p) && !ens)) ? tk_error(TK_ENOMEM, "out of memory")
                                                             : cap_env_make(sh->m, &env);
   int horizon = sh->o->horizon > 0 ? sh->o->horizon : s->horizon;
   while (!rc) {

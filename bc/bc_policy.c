@@ -63,12 +63,16 @@ int bc_policy_set_chunk(bcPolicy *p, int k) {
   if (k < 1 || k > 64 || p->arch.act_dim % k)
     return tk_error(TK_EINVAL, "chunk %d: must be 1..64 and divide the network's %d outputs", k,
                     p->arch.act_dim);
+  if (k > 1 && p->arch.rnn_layers > 0)
+    return tk_error(TK_EINVAL, "chunk %d: a recurrent policy predicts one action per step", k);
   p->chunk = k;
   p->act_dim = p->arch.act_dim / k;
   return 0;
 }
 
 int bc_policy_scratch(const bcPolicy *p) { return p->obs_dim + p->arch.act_dim; }
+
+int bc_policy_has_state(const bcPolicy *p) { return p->chunk > 1 || p->arch.rnn_layers > 0; }
 
 bcPolicy *bc_policy_make(const nnArch *arch, int nkeys, const char *const *keys, const int *dims,
                          uint64_t seed) {
@@ -132,6 +136,8 @@ void bc_policy_normalize(const bcPolicy *p, const float *obs, int B, float *out)
 static int act_rows(const bcPolicy *p, nnWork *w, const float *obs, int B, float *scratch, double *act,
                     int steps) {
   const int D = p->obs_dim, A = p->act_dim, O = p->arch.act_dim;
+  if (p->arch.rnn_layers > 0)
+    return tk_error(TK_EINVAL, "a recurrent policy acts one step at a time with its state (bc_policy_step)");
   bc_policy_normalize(p, obs, B, scratch);
   float *a = scratch + (size_t)B * D;
   int rc = nn_act(p->net, w, scratch, B, a);
@@ -152,12 +158,15 @@ int bc_policy_act_chunk(const bcPolicy *p, nnWork *w, const float *obs, int B, f
   return act_rows(p, w, obs, B, scratch, act, p->chunk);
 }
 
-/* ---- temporal ensembling ---------------------------------------------------------------------- */
+/* ---- an episode's acting state: temporal ensembling, the LSTM's state -------------------------- */
 struct bcEnsemble {
   int k, A;
   int64_t t;    /* steps since the reset */
   double *ring; /* k slots of [k, A]: slot t % k holds the chunk predicted at step t */
   double *pred; /* [k, A]: this step's chunk (bc_policy_step) */
+  float *rnn;   /* a recurrent policy's LSTM state (nn_rnn_state_size for one row), else NULL */
+  int64_t rnn_n;
+  int horizon; /* the state goes back to zero every horizon steps, as in training */
 };
 
 bcEnsemble *bc_ensemble_make(const bcPolicy *p) {
@@ -172,10 +181,34 @@ bcEnsemble *bc_ensemble_make(const bcPolicy *p) {
   e->pred = e->ring + kA * (size_t)p->chunk;
   e->k = p->chunk;
   e->A = p->act_dim;
+  if (p->arch.rnn_layers > 0) {
+    e->rnn_n = nn_rnn_state_size(p->net, 1);
+    e->horizon = p->arch.rnn_horizon;
+    if (!(e->rnn = calloc((size_t)e->rnn_n, sizeof(float)))) {
+      bc_ensemble_free(e);
+      tk_error(TK_ENOMEM, "out of memory");
+      return NULL;
+    }
+  }
   return e;
 }
 
 void bc_ensemble_reset(bcEnsemble *e) { e->t = 0; }
+
+/* One step of a recurrent policy: its LSTM state starts from zero every horizon steps (robomimic's
+ * BC-RNN rollouts), as every training sequence did. */
+static int rnn_step(const bcPolicy *p, nnWork *w, bcEnsemble *e, const float *obs, float *scratch, double *act) {
+  const int A = p->act_dim;
+  if (e->t % e->horizon == 0) memset(e->rnn, 0, sizeof(float) * (size_t)e->rnn_n);
+  bc_policy_normalize(p, obs, 1, scratch);
+  float *a = scratch + p->obs_dim;
+  int rc = nn_rnn_step(p->net, w, e->rnn, scratch, 1, a);
+  if (rc) return rc;
+  for (int i = 0; i < A; i++)
+    act[i] = (double)p->act_offset[i] + (double)p->act_scale[i] * (double)a[i];
+  e->t++;
+  return 0;
+}
 
 void bc_ensemble_step(bcEnsemble *e, const double *pred, double *act) {
   const int k = e->k, A = e->A;
@@ -193,6 +226,7 @@ void bc_ensemble_step(bcEnsemble *e, const double *pred, double *act) {
 int bc_policy_step(const bcPolicy *p, nnWork *w, bcEnsemble *e, const float *obs, float *scratch,
                    double *act) {
   if (!e) return bc_policy_act(p, w, obs, 1, scratch, act);
+  if (p->arch.rnn_layers > 0) return rnn_step(p, w, e, obs, scratch, act);
   int rc = bc_policy_act_chunk(p, w, obs, 1, scratch, e->pred);
   if (!rc) bc_ensemble_step(e, e->pred, act);
   return rc;
@@ -201,6 +235,7 @@ int bc_policy_step(const bcPolicy *p, nnWork *w, bcEnsemble *e, const float *obs
 void bc_ensemble_free(bcEnsemble *e) {
   if (!e) return;
   free(e->ring);
+  free(e->rnn);
   free(e);
 }
 

@@ -192,33 +192,40 @@ static int normalize(bcPolicy *p, dsLoaded *L, const int64_t *rows, int64_t n, d
   return 0;
 }
 
-/* Action chunking: a row's target is its action and the next k-1 of its demo (the demo's last action
- * repeated past its end). last[r]: the last row of r's demo. */
+/* A training sample starts at a row: its input is that row's observation (BC-RNN: a sequence of T rows
+ * from it), its target that row's action (action chunking: and the next k-1 of its demo). Past its
+ * demo's end the demo's last row repeats (robomimic's sequence padding). last[r]: the last row of r's
+ * demo. */
 typedef struct {
-  int k;
+  int k, T;
   const int64_t *last;
-} chunking;
+} sampling;
 
-static void gather(const dsLoaded *L, const chunking *ch, const int64_t *rows, int n, float *x, float *y) {
-  const int D = L->obs_dim, A = L->act_dim, k = ch->k;
-  for (int b = 0; b < n; b++) {
-    memcpy(x + (size_t)b * D, L->obs + rows[b] * D, sizeof(float) * (size_t)D);
-    for (int c = 0; c < k; c++) {
-      int64_t src = TK_MIN(rows[b] + c, ch->last[rows[b]]);
-      memcpy(y + ((size_t)b * k + c) * A, L->actions + src * A, sizeof(float) * (size_t)A);
+static void gather(const dsLoaded *L, const sampling *sm, const int64_t *rows, int n, float *x, float *y) {
+  const int D = L->obs_dim, A = L->act_dim, k = sm->k, T = sm->T;
+  for (int b = 0; b < n; b++)
+    for (int t = 0; t < T; t++) {
+      const int64_t r = TK_MIN(rows[b] + t, sm->last[rows[b]]);
+      const size_t row = (size_t)b * T + t;
+      memcpy(x + row * D, L->obs + r * D, sizeof(float) * (size_t)D);
+      for (int c = 0; c < k; c++) {
+        int64_t src = TK_MIN(r + c, sm->last[r]);
+        memcpy(y + (row * k + c) * A, L->actions + src * A, sizeof(float) * (size_t)A);
+      }
     }
-  }
 }
 
-/* Mean loss over rows (in chunks of the work's batch). */
-static double mean_loss(const bcPolicy *p, nnWork *w, const dsLoaded *L, const chunking *ch,
+/* Mean loss over the samples starting at rows (in blocks of the work's batch). */
+static double mean_loss(const bcPolicy *p, nnWork *w, const dsLoaded *L, const sampling *sm,
                         const int64_t *rows, int64_t n, float *x, float *y) {
   double sum = 0;
   for (int64_t k = 0; k < n; k += w->max_batch) {
     int b = (int)TK_MIN(w->max_batch, n - k);
-    gather(L, ch, rows + k, b, x, y);
+    gather(L, sm, rows + k, b, x, y);
     float l;
-    if (nn_loss(p->net, w, x, y, b, &l)) return NAN;
+    if ((sm->T > 1 || p->arch.rnn_layers > 0) ? nn_seq_loss(p->net, w, x, y, b, sm->T, &l)
+                                              : nn_loss(p->net, w, x, y, b, &l))
+      return NAN;
     sum += (double)l * b;
   }
   return sum / (double)n;
@@ -298,7 +305,7 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
   bcPolicy *p = NULL;
   capModel *model = NULL;
   nnTeam *team = NULL;
-  nnWork *vw = NULL;
+  nnWork *vw = NULL, *tw = NULL;
   int64_t *train = NULL, *valid = NULL, ntrain = 0, nvalid = 0;
   float *x = NULL, *y = NULL;
   uint8_t *role = NULL;
@@ -340,8 +347,9 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
   for (int d = 0; d < L.ndemos; d++)
     for (int64_t i = L.demo_start[d]; i < L.demo_start[d + 1]; i++)
       last_row[i] = L.demo_start[d + 1] - 1;
-  const chunking ch = {.k = K, .last = last_row};
   nnArch arch = o->arch;
+  const int rnn = arch.rnn_layers > 0, T = rnn ? arch.rnn_horizon : 1;
+  const sampling sm = {.k = K, .T = T, .last = last_row};
   arch.obs_dim = L.obs_dim;
   arch.act_dim = L.act_dim * K;
   {
@@ -378,11 +386,20 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
 
   int B = o->batch;
   int threads = TK_MAX(1, o->threads);
-  if (!(team = nn_team_make(p->net, B, threads)) || !(vw = nn_work_make(p->net, 256))) {
+  /* an MLP trains data-parallel in a team; BC-RNN with OpenBLAS's threads (its sequential steps leave
+   * no row blocks to split) */
+  const int vb = rnn ? TK_MAX(1, 256 / T) : 256;
+  if (rnn) {
+    nn_set_threads(threads);
+    tw = nn_work_make_seq(p->net, B, T);
+  } else {
+    team = nn_team_make(p->net, B, threads);
+  }
+  if ((!team && !tw) || !(vw = rnn ? nn_work_make_seq(p->net, vb, T) : nn_work_make(p->net, vb))) {
     rc = tk_error_wrap(TK_ENOMEM, "bc-train");
     goto done;
   }
-  int64_t xb = TK_MAX(B, 256);
+  int64_t xb = (int64_t)TK_MAX(B, vb) * T;
   x = malloc(sizeof(float) * (size_t)(xb * L.obs_dim));
   y = malloc(sizeof(float) * (size_t)(xb * L.act_dim * K));
   last_good = malloc(sizeof(float) * (size_t)p->net->n_params);
@@ -399,11 +416,14 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
   }
   fprintf(csv, "epoch,step,train_loss,valid_loss,success_rate,mean_return,samples_per_s,seconds\n");
 
+  char rnn_desc[80] = "";
+  if (rnn)
+    snprintf(rnn_desc, sizeof rnn_desc, ", LSTM %d x %d, sequences of %d", arch.rnn_layers, arch.rnn_hidden, T);
   if (!o->quiet)
     printf("bc-train: %s: %d train demos (%lld samples), %d validation demos (%lld samples), %d failures "
-           "skipped; obs %d (%d keys), actions %d; %s head, hidden %d layers; %d threads\n",
+           "skipped; obs %d (%d keys), actions %d; %s head, hidden %d layers%s; %d threads\n",
            o->dataset, r->train_demos, (long long)ntrain, r->valid_demos, (long long)nvalid,
-           r->skipped_failures, L.obs_dim, L.nkeys, L.act_dim, nn_head_name(arch.head), arch.n_hidden,
+           r->skipped_failures, L.obs_dim, L.nkeys, L.act_dim, nn_head_name(arch.head), arch.n_hidden, rnn_desc,
            threads);
 
   tkRng rng;
@@ -422,13 +442,14 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
     for (int64_t s = 0; s < steps_per_epoch; s++) {
       int64_t k0 = s * B;
       int b = (int)TK_MIN(B, ntrain - k0);
-      gather(&L, &ch, train + k0, b, x, y);
+      gather(&L, &sm, train + k0, b, x, y);
       if (o->obs_noise > 0)
-        for (int64_t i = 0; i < (int64_t)b * L.obs_dim; i++)
+        for (int64_t i = 0; i < (int64_t)b * T * L.obs_dim; i++)
           x[i] += (float)(o->obs_noise * tk_rng_normal(&rng));
       float loss;
       double gnorm = NAN; /* asking for the norm makes the team refuse a step with non-finite gradients */
-      if (nn_team_train_step(p->net, team, &o->adam, x, y, b, &loss, &gnorm)) {
+      if (rnn ? (nn_seq_train_step(p->net, tw, &o->adam, x, y, b, T, &loss, &gnorm) || !isfinite(gnorm))
+              : nn_team_train_step(p->net, team, &o->adam, x, y, b, &loss, &gnorm)) {
         /* parameters were not updated by the failed step; go back to the epoch's start to be safe */
         memcpy(p->net->params, last_good, sizeof(float) * (size_t)p->net->n_params);
         r->stopped_nan = 1;
@@ -448,7 +469,7 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
     if (r->stopped_nan) break;
     r->epochs_run = ep;
     r->final_train_loss = sum / (double)ntrain;
-    r->final_valid_loss = nvalid ? mean_loss(p, vw, &L, &ch, valid, nvalid, x, y) : NAN;
+    r->final_valid_loss = nvalid ? mean_loss(p, vw, &L, &sm, valid, nvalid, x, y) : NAN;
     curves_push(&cv, ep, r->final_train_loss, r->final_valid_loss);
     double succ = NAN, ret = NAN;
     int eval_now = can_eval && (ep % o->eval_every == 0 || ep == o->epochs);
@@ -522,6 +543,7 @@ done:
   free(train);
   free(valid);
   nn_work_free(vw);
+  nn_work_free(tw);
   nn_team_free(team);
   cap_model_free(model);
   bc_policy_free(p);

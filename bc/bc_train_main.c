@@ -30,7 +30,7 @@ static void usage(FILE *f) {
       "  --lr LR                Adam learning rate (default 1e-4, robomimic's)\n"
       "  --weight-decay W       AdamW decoupled weight decay (default 0)\n"
       "  --clip-norm C          gradient global-norm clipping (default 0 = off)\n"
-      "  --hidden W,W,...       hidden layer widths (default 1024,1024, robomimic's)\n"
+      "  --hidden W,W,...|none  hidden layer widths (default 1024,1024, robomimic's; none with --rnn)\n"
       "  --activation relu|elu|tanh   (default relu)\n"
       "  --layer-norm           LayerNorm after each hidden layer\n"
       "  --head mse|gaussian|gmm      output head (default mse with tanh, robomimic's default; gmm has\n"
@@ -38,6 +38,12 @@ static void usage(FILE *f) {
       "  --gmm-modes K          (default 5)\n"
       "  --chunk K              predict the next K actions at every step (ACT's action chunking; rollouts\n"
       "                         average what the last K predictions say about the current step); default 1\n"
+      "  --rnn                  BC-RNN (robomimic's best on human data): an LSTM of 2 layers x 400\n"
+      "                         before the output layer (no MLP layers unless --hidden is given), trained\n"
+      "                         on sequences of 10 steps; rollouts start its state from zero every 10 steps\n"
+      "  --rnn-layers N         LSTM layers (0 = none, the default; --rnn sets 2)\n"
+      "  --rnn-hidden H         LSTM width (default 400)\n"
+      "  --rnn-horizon T        training sequence length and rollout state-reset period (default 10)\n"
       "  --obs-noise S          Gaussian noise (std S, in normalized units) on the training observations\n"
       "                         (default 0)\n"
       "  --obs-std-floor S      observation normalization: std = max(std, S) (default 0.1)\n"
@@ -60,6 +66,7 @@ typedef struct {
   const char *keys[BC_MAX_KEYS];
   char *strs[8];
   int nstrs;
+  int hidden_given; /* --hidden was set (else --rnn drops the MLP layers, as robomimic's BC-RNN) */
 } cliState;
 
 static const char *keep(cliState *c, const char *s) {
@@ -73,6 +80,11 @@ static int num(const char *name, const char *v, double lo, double hi, double *x)
   return 0;
 }
 
+static int is_flag(const char *name) {
+  return !strcmp(name, "include-failures") || !strcmp(name, "layer-norm") || !strcmp(name, "quiet") ||
+         !strcmp(name, "rnn");
+}
+
 /* Set one option by its long name (without "--", '-' or '_'); value NULL for flags. */
 static int set_opt(cliState *c, const char *name_in, const char *v) {
   char name[64];
@@ -82,13 +94,14 @@ static int set_opt(cliState *c, const char *name_in, const char *v) {
   bcTrainOpts *o = &c->o;
   double x;
   int rc = 0;
-  if (!strcmp(name, "include-failures") || !strcmp(name, "layer-norm") || !strcmp(name, "quiet")) {
+  if (is_flag(name)) {
     int on = !v || !strcmp(v, "true") || !strcmp(v, "1");
     if (v && !on && strcmp(v, "false") && strcmp(v, "0"))
       return tk_error(TK_EINVAL, "--%s: expected true or false", name);
     if (name[0] == 'i') o->include_failures = on;
     if (name[0] == 'l') o->arch.layer_norm = on;
     if (name[0] == 'q') o->quiet = on;
+    if (name[0] == 'r') o->arch.rnn_layers = on ? 2 : 0;
     return 0;
   }
   if (!v) return tk_error(TK_EINVAL, "--%s needs a value", name);
@@ -111,6 +124,11 @@ static int set_opt(cliState *c, const char *name_in, const char *v) {
   } else if (!strcmp(name, "hidden")) {
     int n = 0;
     const char *s = v;
+    c->hidden_given = 1;
+    if (!strcmp(v, "none")) {
+      o->arch.n_hidden = 0;
+      return 0;
+    }
     while (*s) {
       char *end;
       long w = strtol(s, &end, 10);
@@ -156,6 +174,12 @@ static int set_opt(cliState *c, const char *name_in, const char *v) {
     if (!(rc = num(name, v, 0, 0.9, &x))) o->valid_frac = x;
   } else if (!strcmp(name, "chunk")) {
     if (!(rc = num(name, v, 1, 64, &x))) o->chunk = (int)x;
+  } else if (!strcmp(name, "rnn-layers")) {
+    if (!(rc = num(name, v, 0, NN_MAX_RNN_LAYERS, &x))) o->arch.rnn_layers = (int)x;
+  } else if (!strcmp(name, "rnn-hidden")) {
+    if (!(rc = num(name, v, 1, NN_MAX_DIM, &x))) o->arch.rnn_hidden = (int)x;
+  } else if (!strcmp(name, "rnn-horizon")) {
+    if (!(rc = num(name, v, 1, NN_MAX_RNN_HORIZON, &x))) o->arch.rnn_horizon = (int)x;
   } else if (!strcmp(name, "obs-noise")) {
     if (!(rc = num(name, v, 0, 10, &x))) o->obs_noise = x;
   } else if (!strcmp(name, "obs-std-floor")) {
@@ -248,7 +272,7 @@ static int cli(cliState *cs, int argc, char **argv) {
       continue;
     }
     const char *name = a[1] == '-' ? a + 2 : a + 1;
-    int flag = !strcmp(name, "include-failures") || !strcmp(name, "layer-norm") || !strcmp(name, "quiet");
+    int flag = is_flag(name);
     const char *v = flag ? NULL : (i + 1 < argc ? argv[++i] : NULL);
     if (set_opt(cs, name, v)) {
       tk_die_msg("bc-train");
@@ -261,6 +285,7 @@ static int cli(cliState *cs, int argc, char **argv) {
     return 2;
   }
   cs->o.dataset = dataset;
+  if (cs->o.arch.rnn_layers > 0 && !cs->hidden_given) cs->o.arch.n_hidden = 0;
   const char *to = getenv("DK_OPEN_TIMEOUT");
   ds_set_open_timeout(to ? atof(to) : 30);
   bcTrainResult r;

@@ -110,6 +110,13 @@ static bcPolicy *make_actor(const rlOpts *o, const bcPolicy *bc, const capSpec *
                o->policy, bc->chunk);
       return NULL;
     }
+    if (a.rnn_layers > 0) {
+      tk_error(TK_EINVAL,
+               "%s: a recurrent (BC-RNN) policy cannot start the actor, which acts without memory; "
+               "train without --rnn",
+               o->policy);
+      return NULL;
+    }
     if (a.head == NN_HEAD_GMM) {
       tk_error(TK_EINVAL,
                "%s: a GMM policy cannot start SAC's Gaussian actor; train with --head mse or gaussian",

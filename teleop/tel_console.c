@@ -321,7 +321,7 @@ static int policy_open(telRun *r) {
   if (rc) return tk_error_wrap(rc, "%s", o->policy);
   r->pol_work = nn_work_make(r->pol->net, 1);
   r->pol_buf = malloc(sizeof(float) * (size_t)(r->pol->obs_dim + bc_policy_scratch(r->pol)));
-  if (r->pol->chunk > 1 && !(r->pol_ens = bc_ensemble_make(r->pol)))
+  if (bc_policy_has_state(r->pol) && !(r->pol_ens = bc_ensemble_make(r->pol)))
     return tk_error_wrap(TK_ENOMEM, "policy");
   if (!r->pol_work || !r->pol_buf) return tk_error(TK_ENOMEM, "out of memory");
   return 0;

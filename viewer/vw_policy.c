@@ -66,8 +66,8 @@ int vw_watch_policy(const char *policy, const char *task, uint64_t seed, const c
     cols = calloc((size_t)A * (size_t)cap, sizeof(double));
     x = malloc(sizeof(double) * (size_t)cap);
     buf = malloc(sizeof(float) * (size_t)(p->obs_dim + bc_policy_scratch(p)));
-    ens = p->chunk > 1 ? bc_ensemble_make(p) : NULL; /* a chunked policy acts on the mean of its chunks */
-    if (!w || !strip || !cols || !x || !buf || (p->chunk > 1 && !ens))
+    ens = bc_policy_has_state(p) ? bc_ensemble_make(p) : NULL; /* chunk means, an LSTM state */
+    if (!w || !strip || !cols || !x || !buf || (bc_policy_has_state(p) && !ens))
       rc = tk_error(TK_ENOMEM, "out of memory");
     for (int i = 0; !rc && i < cap; i++)
       x[i] = i;

@@ -7,7 +7,8 @@ Needs only h5py and numpy. Copy it anywhere: it does not import demokit.
     python3 policy_forward.py POLICY.h5 OBS OUT         also compute deterministic actions
 
 OBS is either a .npy array or a raw little-endian float32 file holding observations [B, obs_dim]
-(the policy's obs_keys concatenated in order; a raw file's B is its size / (4 obs_dim)).
+(the policy's obs_keys concatenated in order; a raw file's B is its size / (4 obs_dim)). For a
+recurrent policy (arch "rnn_layers" > 0) the B rows are the consecutive steps of one episode.
 OUT receives the actions [B, act_dim] in float64: a .npy file if the name ends in ".npy", otherwise
 raw little-endian float64. On success the last line printed starts with "policy_forward ok"; on a
 malformed file the script prints "policy_forward: <file>: <problem>" to stderr and exits with 1.
@@ -19,6 +20,14 @@ The file layout (bc/bc.h, bc/README.md):
   /normalization/act_offset, act_scale  float32 [act_dim]   action = act_offset + act_scale * a
   /weights/l<i>.weight [out, in], l<i>.bias [out]           Linear layers (y = x W^T + b, torch layout)
   /weights/ln<i>.gain, ln<i>.bias [out]                     LayerNorm of hidden layer i (layer_norm only)
+  /weights/lstm<k>.weight_ih [4H, in], weight_hh [4H, H], bias_ih [4H], bias_hh [4H]
+                                                            LSTM layer k (rnn_layers > 0; torch.nn.LSTM)
+
+A recurrent policy (BC-RNN) first runs its LSTM, torch.nn.LSTM's equations with gates i, f, g, o:
+  z = x W_ih^T + b_ih + h W_hh^T + b_hh = [z_i, z_f, z_g, z_o]  (H each)
+  c = sigmoid(z_f) c + sigmoid(z_i) tanh(z_g);  h = sigmoid(z_o) tanh(c)
+layer by layer (layer k+1 reads layer k's h); the MLP below reads the top layer's h. h and c start
+at zero and go back to zero every rnn_horizon steps (the training sequences' length).
 
 The network (computed here in float64; the C library computes in float32):
   for each hidden layer i:  z = x W_i^T + b_i
@@ -47,7 +56,7 @@ LN_EPS = 1e-5
 ACTIVATIONS = ("relu", "elu", "tanh")
 HEADS = ("mse", "gaussian", "gmm")
 ARCH_KEYS = ("format", "version", "obs_dim", "act_dim", "hidden", "activation", "layer_norm", "head", "tanh",
-             "gmm_modes", "gmm_min_std", "log_std_min", "log_std_max")
+             "gmm_modes", "gmm_min_std", "log_std_min", "log_std_max", "rnn_layers", "rnn_hidden", "rnn_horizon")
 
 
 class PolicyError(Exception):
@@ -102,6 +111,9 @@ def _check_arch(arch):
         "head": arch["head"],
         "tanh": bool(arch.get("tanh", False)),
         "gmm_modes": arch.get("gmm_modes", 5),
+        "rnn_layers": arch.get("rnn_layers", 0),
+        "rnn_hidden": arch.get("rnn_hidden", 400),
+        "rnn_horizon": arch.get("rnn_horizon", 10),
     }
     if not (_int(a["obs_dim"]) and a["obs_dim"] >= 1 and _int(a["act_dim"]) and a["act_dim"] >= 1):
         raise PolicyError("arch obs_dim/act_dim are not sizes")
@@ -113,6 +125,8 @@ def _check_arch(arch):
         raise PolicyError("arch head %r is not one of %s" % (a["head"], HEADS))
     if not (_int(a["gmm_modes"]) and a["gmm_modes"] >= 1):
         raise PolicyError("arch gmm_modes is not a count")
+    if not all(_int(a[k]) and a[k] >= lo for k, lo in (("rnn_layers", 0), ("rnn_hidden", 1), ("rnn_horizon", 1))):
+        raise PolicyError("arch rnn_layers/rnn_hidden/rnn_horizon are not sizes")
     return a
 
 
@@ -123,8 +137,14 @@ def out_dim(a):
 
 def tensor_shapes(a):
     """Every tensor of the architecture, in the C library's order: name -> shape."""
-    dims = [a["obs_dim"]] + list(a["hidden"]) + [out_dim(a)]
     shapes = {}
+    H = a["rnn_hidden"]
+    for k in range(a["rnn_layers"]):
+        shapes["lstm%d.weight_ih" % k] = (4 * H, a["obs_dim"] if k == 0 else H)
+        shapes["lstm%d.weight_hh" % k] = (4 * H, H)
+        shapes["lstm%d.bias_ih" % k] = (4 * H,)
+        shapes["lstm%d.bias_hh" % k] = (4 * H,)
+    dims = [H if a["rnn_layers"] else a["obs_dim"]] + list(a["hidden"]) + [out_dim(a)]
     for i in range(len(dims) - 1):
         shapes["l%d.weight" % i] = (dims[i + 1], dims[i])
         shapes["l%d.bias" % i] = (dims[i + 1],)
@@ -219,9 +239,37 @@ def _activation(name, z):
     return np.tanh(z)
 
 
-def network_output(p, x):
-    """MLP output [B, out_dim] for normalized inputs x [B, obs_dim] (float64)."""
+def _sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def lstm(p, x):
+    """The top LSTM layer's h for every step of x [N, obs_dim] (one episode's consecutive steps)."""
     a, w = p["arch"], p["weights"]
+    H, L = a["rnn_hidden"], a["rnn_layers"]
+    h, c = np.zeros((L, H)), np.zeros((L, H))
+    out = np.zeros((x.shape[0], H))
+    for t in range(x.shape[0]):
+        if t % a["rnn_horizon"] == 0:
+            h[:], c[:] = 0.0, 0.0
+        inp = x[t]
+        for k in range(L):
+            z = (inp @ w["lstm%d.weight_ih" % k].T + w["lstm%d.bias_ih" % k] + h[k] @ w["lstm%d.weight_hh" % k].T
+                 + w["lstm%d.bias_hh" % k])
+            i, f, g, o = _sigmoid(z[:H]), _sigmoid(z[H:2 * H]), np.tanh(z[2 * H:3 * H]), _sigmoid(z[3 * H:])
+            c[k] = f * c[k] + i * g
+            h[k] = o * np.tanh(c[k])
+            inp = h[k]
+        out[t] = inp
+    return out
+
+
+def network_output(p, x):
+    """MLP output [B, out_dim] for normalized inputs x [B, obs_dim] (float64); a recurrent policy's rows
+    are one episode's steps."""
+    a, w = p["arch"], p["weights"]
+    if a["rnn_layers"]:
+        x = lstm(p, x)
     n_hidden = len(a["hidden"])
     for i in range(n_hidden):
         z = x @ w["l%d.weight" % i].T + w["l%d.bias" % i]
@@ -282,6 +330,8 @@ def main(argv):
     a = p["arch"]
     summary = "obs_dim=%d act_dim=%d hidden=%s activation=%s layer_norm=%d head=%s tanh=%d" % (
         a["obs_dim"], a["act_dim"], a["hidden"], a["activation"], a["layer_norm"], a["head"], a["tanh"])
+    if a["rnn_layers"]:
+        summary += " lstm=%dx%d horizon=%d" % (a["rnn_layers"], a["rnn_hidden"], a["rnn_horizon"])
     if len(argv) == 4:
         try:
             obs = _read_obs(argv[2], a["obs_dim"])

@@ -635,3 +635,47 @@ Test(bc_cli, chunked_policy_trains_evaluates_and_rl_refuses_it, .timeout = 180) 
   rc = run2(d, &out, &err, "%s %s -o %s/x.h5 --chunk 0", train_bin(), data, d);
   cr_assert_eq(rc, 2, "--chunk 0 is a usage error: %s", err);
 }
+
+/* --rnn: BC-RNN. The policy file holds the LSTM (arch rnn_layers/rnn_hidden/rnn_horizon, no MLP layers
+ * unless --hidden is given), training on sequences lowers the loss, the same seed gives the same
+ * weights, bc-eval rolls it out with its state, and rl-finetune and --chunk refuse it. */
+Test(bc_cli, recurrent_policy_trains_evaluates_and_rl_refuses_it, .timeout = 300) {
+  const char *d = tt_tmpdir();
+  char data[4200], pol[4200], pol2[4200], args[16384];
+  snprintf(data, sizeof data, "%s/lift.h5", d);
+  snprintf(pol, sizeof pol, "%s/rnn.h5", d);
+  snprintf(pol2, sizeof pol2, "%s/rnn2.h5", d);
+  tt_record(data, "lift", 6, 0.3, 0, NULL);
+  const char *opts =
+      "--rnn --rnn-hidden 24 --rnn-horizon 5 --epochs 6 --eval-every 3 --eval-episodes 2 --quiet";
+  snprintf(args, sizeof args, "%s -o %s %s", data, pol, opts);
+  train_ok(d, args);
+  snprintf(args, sizeof args, "%s -o %s %s", data, pol2, opts);
+  train_ok(d, args);
+  same_policy(pol, pol2, 1);
+  bcPolicy *p = load_policy(pol);
+  cr_assert(p->arch.rnn_layers == 2 && p->arch.rnn_hidden == 24 && p->arch.rnn_horizon == 5);
+  cr_assert_eq(p->arch.n_hidden, 0, "robomimic's BC-RNN: the LSTM feeds the output layer");
+  cr_assert_eq(p->act_dim, 7);
+  bc_policy_free(p);
+  char csv[4300];
+  snprintf(csv, sizeof csv, "%s/rnn.csv", d);
+  csvRows c;
+  csv_load(csv, &c);
+  cr_assert_eq(c.n, 6);
+  cr_assert_lt(c.train[5], c.train[0], "training on sequences lowers the loss: %g -> %g", c.train[0],
+               c.train[5]);
+  char *out, *err;
+  int rc = run2(d, &out, &err, "%s %s --episodes 3 --workers 2 --json", eval_bin(), pol);
+  cr_assert_eq(rc, 0, "bc-eval: %s", err);
+  cr_assert(strstr(out, "\"success_rate\""), "%s", out);
+  rc = run2(d, &out, &err, "%s --policy %s --demos %s --steps 100 --out %s/ft.h5",
+            tt_build("rl_finetune/rl-finetune"), pol, data, d);
+  cr_assert_eq(rc, 1, "rl-finetune: exit %d\n%s", rc, err);
+  cr_assert(strstr(err, "recurrent") && strstr(err, pol), "%s", err);
+  rc = run2(d, &out, &err, "%s %s -o %s/x.h5 --rnn --chunk 2 --epochs 1 --quiet", train_bin(), data, d);
+  cr_assert_eq(rc, 1, "--rnn with --chunk: exit %d\n%s", rc, err);
+  cr_assert(strstr(err, "recurrent"), "%s", err);
+  rc = run2(d, &out, &err, "%s %s -o %s/x.h5 --rnn-layers 9", train_bin(), data, d);
+  cr_assert_eq(rc, 2, "--rnn-layers 9 is a usage error: %s", err);
+}

@@ -822,3 +822,81 @@ Test(policy, ensemble_averages_overlapping_chunks) {
   bc_ensemble_free(e);
   bc_policy_free(p);
 }
+
+/* ---- recurrent policies (BC-RNN) ---------------------------------------------------------------- */
+/* A recurrent policy saves and loads with its LSTM; it acts one step at a time through its episode
+ * state, whose LSTM state goes back to zero every rnn_horizon steps and at a reset; the numpy reader,
+ * given the episode's steps, computes the same actions; the batch calls refuse it. */
+Test(policy, recurrent_round_trip_steps_and_numpy) {
+  nnArch a = mkarch(NN_HEAD_GMM, NN_ELU, 1, 1);
+  a.rnn_layers = 2;
+  a.rnn_hidden = 9;
+  a.rnn_horizon = 4;
+  bcPolicy *p = make_lift(&a, 21);
+  cr_assert_neq(bc_policy_set_chunk(p, 7), 0, "a recurrent policy predicts one action per step");
+  cr_assert(bc_policy_has_state(p));
+  char path[4200];
+  snprintf(path, sizeof path, "%s/rnn.h5", tt_tmpdir());
+  cr_assert_eq(bc_policy_save(p, path), 0, "%s", tk_errmsg());
+  bcPolicy *q = bc_policy_load(path);
+  cr_assert(q, "%s", tk_errmsg());
+  cr_assert(q->arch.rnn_layers == 2 && q->arch.rnn_hidden == 9 && q->arch.rnn_horizon == 4);
+  expect_same_policy(p, q);
+
+  enum { N = 11 };
+  float *obs = observations(q, N, 5);
+  memcpy(obs + 4 * OBS, obs, sizeof(float) * OBS); /* step 4 sees step 0's observation after a reset */
+  nnWork *w = nn_work_make(q->net, 1);
+  float *scratch = malloc(sizeof(float) * (size_t)bc_policy_scratch(q));
+  cr_assert(w && scratch);
+  double batch[ACT];
+  cr_assert_neq(bc_policy_act(q, w, obs, 1, scratch, batch), 0, "bc_policy_act refuses a recurrent policy");
+  cr_assert(strstr(tk_errmsg(), "recurrent"), "%s", tk_errmsg());
+  bcEnsemble *e = bc_ensemble_make(q);
+  cr_assert(e, "%s", tk_errmsg());
+  double act[2][N * ACT];
+  for (int round = 0; round < 2; round++) { /* a reset starts the episode over */
+    bc_ensemble_reset(e);
+    for (int t = 0; t < N; t++)
+      cr_assert_eq(bc_policy_step(q, w, e, obs + t * OBS, scratch, act[round] + t * ACT), 0, "%s",
+                   tk_errmsg());
+  }
+  int differs = 0;
+  for (int i = 0; i < ACT; i++) {
+    cr_assert_eq(act[0][4 * ACT + i], act[0][i], "step 4 starts from a zero state, as step 0 did");
+    differs |= act[0][5 * ACT + i] != act[0][1 * ACT + i];
+  }
+  cr_assert(differs || memcmp(obs + 5 * OBS, obs + OBS, sizeof(float) * OBS) == 0);
+  cr_assert_eq(memcmp(act[0], act[1], sizeof act[0]), 0, "the same episode after a reset");
+
+  char obs_path[4300];
+  snprintf(obs_path, sizeof obs_path, "%s/rnn_obs.f32", tt_tmpdir());
+  write_file(obs_path, obs, sizeof(float) * N * OBS);
+  char *out = NULL;
+  int rc =
+      tt_run(&out,
+             "%s -B -c \"import sys, numpy as np; sys.path.insert(0, '%s'); import policy_forward as pf\n"
+             "p = pf.load('%s'); o = np.fromfile('%s', dtype='<f4').reshape(%d, -1)\n"
+             "print(' '.join('%%.9g' %% v for v in pf.act(p, o).ravel()))\"",
+             py(), tt_src("tests/bc"), path, obs_path, N);
+  cr_assert_eq(rc, 0, "%s", out);
+  char *s = out;
+  for (int j = 0; j < N * ACT; j++) {
+    char *end;
+    double v = strtod(s, &end);
+    cr_assert(end != s, "numpy printed %d of %d actions: %s", j, N * ACT, out);
+    s = end;
+    cr_assert_float_eq(v, act[0][j], 1e-5, "numpy %g, C %g at step %d action %d", v, act[0][j], j / ACT,
+                       j % ACT);
+  }
+  free(out);
+  rc = tt_run(&out, "%s %s %s", py(), tt_src("tests/bc/policy_forward.py"), path);
+  cr_assert(rc == 0 && strstr(out, "lstm=2x9 horizon=4"), "%s", out);
+  free(out);
+  bc_ensemble_free(e);
+  free(scratch);
+  free(obs);
+  nn_work_free(w);
+  bc_policy_free(q);
+  bc_policy_free(p);
+}
