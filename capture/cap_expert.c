@@ -184,34 +184,32 @@ int cap_expert_act(capExpert *x, const capEnv *e, double *a) {
     /* push along the cube-to-goal line from behind the cube */
     double dx = goal[0] - cube[0], dy = goal[1] - cube[1], L = sqrt(dx * dx + dy * dy);
     double ux = L > 1e-6 ? dx / L : 1, uy = L > 1e-6 ? dy / L : 0;
-    double back = cm->cfg.cube_half + 0.05;
+    double half = cm->cfg.cube_half, back = half + 0.05;
     double behind[3] = {cube[0] - ux * back, cube[1] - uy * back, cube[2] + hover};
     keep_down(e, a);
     a[6] = 1; /* a closed gripper pushes better */
-    /* where the fingertip is relative to the pushing line: what to do follows from that alone
-     * (no phases), so a policy that sees the same state can learn the same action */
+    /* where the fingertip is relative to the pushing line decides what to do (no phases), and the
+     * action changes smoothly with it: a policy that sees the same state can learn the same action,
+     * with no edge where "push" flips to "lift the hand 8 cm" (BC averages such a flip into a hand
+     * that drifts up and never comes back) */
     double rx = eef[0] - cube[0], ry = eef[1] - cube[1];
     double nx = -uy, ny = ux, side = nx * rx + ny * ry, along = ux * rx + uy * ry;
     double height = eef[2] - cube[2];
-    int in_lane =
-        fabs(side) < 0.025 && along < -cm->cfg.cube_half * 0.5 && along > -back - 0.03 && height < 0.02;
-    if (in_lane) {
-      /* push along the line at a speed that falls with the distance left (a cube shoved at
-       * full speed slides past the goal), steering the fingertip back onto the line */
-      double left = L - cm->cfg.success_dist * 0.3;
-      double speed = clampd(left * 3.0, 0.0, 0.3) * x->gain;
-      a[0] = clampd(ux * speed - side * nx * 3.0, -1, 1);
-      a[1] = clampd(uy * speed - side * ny * 3.0, -1, 1);
-      a[2] = clampd((cube[2] - eef[2]) * 10, -1, 1);
-      if (left <= 0) a[0] = a[1] = 0; /* close enough: let it settle */
-    } else {
-      /* get behind the cube: high while away from the spot, coming down as the hand gets there
-       * (only close to it, so the fingers never come down on the cube) */
-      double xy = dist(eef, behind, 2);
-      double s = clampd((xy - 0.006) / 0.02, 0, 1);
-      double at[3] = {behind[0], behind[1], cube[2] + hover * s};
-      toward(x, eef, at, 0.6, a);
-    }
+    /* how much the fingertip is in the lane behind the cube: 1 inside, 0 off it, a ramp between */
+    double w = clampd((0.035 - fabs(side)) / 0.015, 0, 1) * clampd((-half * 0.5 - along) / 0.01, 0, 1) *
+               clampd((back + 0.04 + along) / 0.015, 0, 1) * clampd((0.045 - height) / 0.02, 0, 1);
+    /* pushing: along the line at a speed that falls with the distance left (a cube shoved at full
+     * speed slides past the goal) and with the height (come down first), steering back onto the line */
+    double left = L - cm->cfg.success_dist * 0.3;
+    double speed = clampd(left * 3.0, 0.0, 0.3) * x->gain * clampd((0.03 - height) / 0.02, 0, 1);
+    double push[3] = {ux * speed - side * nx * 3.0, uy * speed - side * ny * 3.0, (cube[2] - eef[2]) * 10};
+    /* getting behind the cube: high while away from the spot, coming down as the hand gets there */
+    double xy = dist(eef, behind, 2);
+    double s = clampd((xy - 0.006) / 0.03, 0, 1);
+    double at[3] = {behind[0], behind[1], cube[2] + hover * s}, go[3];
+    toward(x, eef, at, 0.6, go);
+    for (int i = 0; i < 3; i++)
+      a[i] = clampd(w * push[i] + (1 - w) * go[i], -1, 1);
     break;
   }
   default: break;
