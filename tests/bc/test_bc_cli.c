@@ -607,6 +607,19 @@ Test(bc_cli, train_refuses_missing_and_non_hdf5, .timeout = 60) {
   cr_assert(strstr(out, "--json") && strstr(out, "--save"), "%s", out);
 }
 
+/* bc-eval rolls the policy out; rl-finetune, whose actor acts one step at a time without memory,
+ * refuses it with a message that says why (why) and names the file. */
+static void evaluates_and_rl_refuses(const char *d, const char *pol, const char *data, const char *why) {
+  char *out, *err;
+  int rc = run2(d, &out, &err, "%s %s --episodes 3 --workers 2 --json", eval_bin(), pol);
+  cr_assert_eq(rc, 0, "bc-eval: %s", err);
+  cr_assert(strstr(out, "\"success_rate\""), "%s", out);
+  rc = run2(d, &out, &err, "%s --policy %s --demos %s --steps 100 --out %s/ft.h5",
+            tt_build("rl_finetune/rl-finetune"), pol, data, d);
+  cr_assert_eq(rc, 1, "rl-finetune: exit %d\n%s", rc, err);
+  cr_assert(strstr(err, why) && strstr(err, pol), "%s", err);
+}
+
 /* --chunk K: the policy predicts K actions per step (saved as attr chunk), bc-eval rolls it out with
  * temporal ensembling, and rl-finetune, whose actor acts one step at a time, refuses it. */
 Test(bc_cli, chunked_policy_trains_evaluates_and_rl_refuses_it, .timeout = 180) {
@@ -624,15 +637,9 @@ Test(bc_cli, chunked_policy_trains_evaluates_and_rl_refuses_it, .timeout = 180) 
   cr_assert_eq(p->act_dim, 7);
   cr_assert_eq(p->arch.act_dim, 28, "the network predicts 4 actions of 7");
   bc_policy_free(p);
+  evaluates_and_rl_refuses(d, pol, data, "chunked policy");
   char *out, *err;
-  int rc = run2(d, &out, &err, "%s %s --episodes 3 --workers 2 --json", eval_bin(), pol);
-  cr_assert_eq(rc, 0, "bc-eval: %s", err);
-  cr_assert(strstr(out, "\"success_rate\""), "%s", out);
-  rc = run2(d, &out, &err, "%s --policy %s --demos %s --steps 100 --out %s/ft.h5",
-            tt_build("rl_finetune/rl-finetune"), pol, data, d);
-  cr_assert_eq(rc, 1, "rl-finetune: exit %d\n%s", rc, err);
-  cr_assert(strstr(err, "chunked policy") && strstr(err, pol), "%s", err);
-  rc = run2(d, &out, &err, "%s %s -o %s/x.h5 --chunk 0", train_bin(), data, d);
+  int rc = run2(d, &out, &err, "%s %s -o %s/x.h5 --chunk 0", train_bin(), data, d);
   cr_assert_eq(rc, 2, "--chunk 0 is a usage error: %s", err);
 }
 
@@ -665,15 +672,9 @@ Test(bc_cli, recurrent_policy_trains_evaluates_and_rl_refuses_it, .timeout = 300
   cr_assert_eq(c.n, 6);
   cr_assert_lt(c.train[5], c.train[0], "training on sequences lowers the loss: %g -> %g", c.train[0],
                c.train[5]);
+  evaluates_and_rl_refuses(d, pol, data, "recurrent");
   char *out, *err;
-  int rc = run2(d, &out, &err, "%s %s --episodes 3 --workers 2 --json", eval_bin(), pol);
-  cr_assert_eq(rc, 0, "bc-eval: %s", err);
-  cr_assert(strstr(out, "\"success_rate\""), "%s", out);
-  rc = run2(d, &out, &err, "%s --policy %s --demos %s --steps 100 --out %s/ft.h5",
-            tt_build("rl_finetune/rl-finetune"), pol, data, d);
-  cr_assert_eq(rc, 1, "rl-finetune: exit %d\n%s", rc, err);
-  cr_assert(strstr(err, "recurrent") && strstr(err, pol), "%s", err);
-  rc = run2(d, &out, &err, "%s %s -o %s/x.h5 --rnn --chunk 2 --epochs 1 --quiet", train_bin(), data, d);
+  int rc = run2(d, &out, &err, "%s %s -o %s/x.h5 --rnn --chunk 2 --epochs 1 --quiet", train_bin(), data, d);
   cr_assert_eq(rc, 1, "--rnn with --chunk: exit %d\n%s", rc, err);
   cr_assert(strstr(err, "recurrent"), "%s", err);
   rc = run2(d, &out, &err, "%s %s -o %s/x.h5 --rnn-layers 9", train_bin(), data, d);
