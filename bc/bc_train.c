@@ -418,13 +418,14 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
 
   char rnn_desc[80] = "";
   if (rnn)
-    snprintf(rnn_desc, sizeof rnn_desc, ", LSTM %d x %d, sequences of %d", arch.rnn_layers, arch.rnn_hidden, T);
+    snprintf(rnn_desc, sizeof rnn_desc, ", LSTM %d x %d, sequences of %d", arch.rnn_layers, arch.rnn_hidden,
+             T);
   if (!o->quiet)
     printf("bc-train: %s: %d train demos (%lld samples), %d validation demos (%lld samples), %d failures "
            "skipped; obs %d (%d keys), actions %d; %s head, hidden %d layers%s; %d threads\n",
            o->dataset, r->train_demos, (long long)ntrain, r->valid_demos, (long long)nvalid,
-           r->skipped_failures, L.obs_dim, L.nkeys, L.act_dim, nn_head_name(arch.head), arch.n_hidden, rnn_desc,
-           threads);
+           r->skipped_failures, L.obs_dim, L.nkeys, L.act_dim, nn_head_name(arch.head), arch.n_hidden,
+           rnn_desc, threads);
 
   tkRng rng;
   tk_rng_seed(&rng, o->seed + 1);

@@ -9,28 +9,9 @@
 #include "nn.h"
 #include "nn_internal.h" /* the activations' float kernels */
 #include "tk.h"
+#include "nn_ref.h" /* the double-precision reference, finite differences, arch/make/fill */
 
 /* ---- helpers -------------------------------------------------------------------------------------- */
-
-static nnArch arch(int obs, int act, int n_hidden, const int *hidden, nnActivation f, int ln, nnHead head) {
-  nnArch a;
-  nn_arch_default(&a);
-  a.obs_dim = obs;
-  a.act_dim = act;
-  a.n_hidden = n_hidden;
-  for (int i = 0; i < n_hidden; i++)
-    a.hidden[i] = hidden[i];
-  a.activation = f;
-  a.layer_norm = ln;
-  a.head = head;
-  return a;
-}
-
-static nnNet *make(const nnArch *a, uint64_t seed) {
-  nnNet *n = nn_net_make(a, seed);
-  cr_assert(n, "nn_net_make: %s", tk_errmsg());
-  return n;
-}
 
 static nnWork *work(const nnNet *n, int B) {
   nnWork *w = nn_work_make(n, B);
@@ -38,121 +19,19 @@ static nnWork *work(const nnNet *n, int B) {
   return w;
 }
 
-static void fill(float *v, size_t n, tkRng *r, double lo, double hi) {
-  for (size_t i = 0; i < n; i++)
-    v[i] = (float)tk_rng_range(r, lo, hi);
-}
-
-/* LayerNorm gains away from 1 and biases away from 0, so their gradients are tested in general position */
-static void shake_ln(nnNet *net, tkRng *r) {
-  for (int i = 0; i < net->n_tensors; i++) {
-    nnTensor *t = &net->tensors[i];
-    if (!strncmp(t->name, "ln", 2))
-      for (int64_t k = 0; k < t->numel; k++)
-        t->data[k] =
-            (float)(strstr(t->name, "gain") ? tk_rng_range(r, 0.5, 1.5) : tk_rng_range(r, -0.3, 0.3));
-  }
-}
-
 /* What is differentiated: PROBE L = sum(out .* R) through nn_backward_out; LOSS the head's nn_loss;
  * GSAMPLE L = sum(act .* R) + sum(logp .* Rl) of nn_gauss_sample with fixed eps. */
 enum { PROBE, LOSS, GSAMPLE };
-typedef struct {
+struct fdCtx {
   int kind, B;
   const float *x;  /* input [B, obs] */
   const float *y;  /* targets [B, A] (LOSS) */
   const float *R;  /* [B, out_dim] (PROBE) or [B, A] (GSAMPLE) */
   const float *Rl; /* [B] (GSAMPLE) */
   const float *eps;
-} fdCtx;
+};
 
-/* ---- the double-precision reference: an independent forward of the same network and heads ---- */
-
-static double ref_act(nnActivation f, double v) {
-  return f == NN_RELU ? (v > 0 ? v : 0) : f == NN_ELU ? (v > 0 ? v : expm1(v)) : tanh(v);
-}
-
-/* out [B, out_dim] from parameters P (net->params layout) and inputs X, all double */
-static void ref_forward(const nnNet *net, const double *P, const double *X, int B, double *out) {
-  const nnArch *a = &net->arch;
-  double cur[64 * 64], nxt[64 * 64];
-  cr_assert_leq(B * net->max_width, 64 * 64);
-  int din = net->dims[0];
-  memcpy(cur, X, sizeof(double) * (size_t)B * din);
-  for (int l = 0; l < net->n_linear; l++) {
-    const nnLayer *L = &net->layer[l];
-    const double *W = P + (L->w - net->params), *b = P + (L->b - net->params);
-    int dout = net->dims[l + 1], last = l == net->n_linear - 1;
-    for (int i = 0; i < B; i++) {
-      double *z = nxt + i * dout;
-      for (int o = 0; o < dout; o++) {
-        z[o] = b[o];
-        for (int k = 0; k < din; k++)
-          z[o] += cur[i * din + k] * W[o * din + k];
-      }
-      if (last) continue;
-      if (a->layer_norm) {
-        const double *g = P + (L->gain - net->params), *be = P + (L->beta - net->params);
-        double m = 0, v = 0;
-        for (int o = 0; o < dout; o++)
-          m += z[o] / dout;
-        for (int o = 0; o < dout; o++)
-          v += (z[o] - m) * (z[o] - m) / dout;
-        for (int o = 0; o < dout; o++)
-          z[o] = (z[o] - m) / sqrt(v + 1e-5) * g[o] + be[o];
-      }
-      for (int o = 0; o < dout; o++)
-        z[o] = ref_act(a->activation, z[o]);
-    }
-    memcpy(last ? out : cur, nxt, sizeof(double) * (size_t)B * dout);
-    din = dout;
-  }
-}
-
-/* The heads' losses from the network output (mean over rows): MSE, tanh-Gaussian NLL of the clipped
- * action, GMM NLL by log-sum-exp */
-static double ref_loss(const nnNet *net, const double *out, const float *y, int B) {
-  const nnArch *a = &net->arch;
-  int A = a->act_dim, D = net->out_dim, K = a->gmm_modes;
-  double L = 0;
-  for (int i = 0; i < B; i++) {
-    const double *o = out + (size_t)i * D;
-    const float *yr = y + (size_t)i * A;
-    if (a->head == NN_HEAD_MSE) {
-      for (int j = 0; j < A; j++) {
-        double p = a->tanh ? tanh(o[j]) : o[j];
-        L += (p - yr[j]) * (p - yr[j]) / A;
-      }
-    } else if (a->head == NN_HEAD_GAUSSIAN) {
-      for (int j = 0; j < A; j++) {
-        double yc = fmin(fmax(yr[j], -0.999999), 0.999999), u = atanh(yc);
-        double ls = a->log_std_min + (a->log_std_max - a->log_std_min) * (tanh(o[A + j]) + 1) / 2;
-        double z = (u - o[j]) / exp(ls);
-        L -= -0.5 * z * z - ls - 0.5 * log(2 * M_PI) - log(1 - yc * yc);
-      }
-    } else {
-      double lw = -INFINITY, c[64];
-      for (int k = 0; k < K; k++) {
-        double lg = o[2 * K * A + k];
-        lw = lw > lg ? lw + log1p(exp(lg - lw)) : lg + log1p(exp(lw - lg)); /* logsumexp of the logits */
-      }
-      double mx = -INFINITY, s = 0;
-      for (int k = 0; k < K; k++) {
-        c[k] = o[2 * K * A + k] - lw;
-        for (int j = 0; j < A; j++) {
-          double m = a->tanh ? tanh(o[k * A + j]) : o[k * A + j];
-          double sd = log1p(exp(o[K * A + k * A + j])) + a->gmm_min_std, z = (yr[j] - m) / sd;
-          c[k] += -0.5 * z * z - log(sd) - 0.5 * log(2 * M_PI);
-        }
-        mx = fmax(mx, c[k]);
-      }
-      for (int k = 0; k < K; k++)
-        s += exp(c[k] - mx);
-      L -= mx + log(s);
-    }
-  }
-  return L / B;
-}
+/* ---- the reference (nn_ref.h) of the plain network, with the tanh-Gaussian sample ------------------- */
 
 /* tanh-Gaussian sample: a = tanh(mu + std eps), logp with log(1 - tanh^2 u) = 2 (log 2 - u - softplus(-2u))
  */
@@ -175,7 +54,8 @@ static void ref_gsample(const nnNet *net, const double *out, const float *eps, i
 static double ref_eval(const nnNet *net, const double *P, const double *X, const fdCtx *c) {
   double out[64 * 64], act[1024], lp[64], L = 0;
   int A = net->arch.act_dim;
-  ref_forward(net, P, X, c->B, out);
+  cr_assert_leq(c->B * net->max_width, 64 * 64); /* out fits */
+  ref_mlp(net, P, X, c->B, out);
   if (c->kind == PROBE) {
     for (int i = 0; i < c->B * net->out_dim; i++)
       L += out[i] * c->R[i];
@@ -193,16 +73,10 @@ static double ref_eval(const nnNet *net, const double *P, const double *X, const
 }
 
 /* analytic gradients of the library (float) into net->grads, dx if not NULL (PROBE only); also checks
- * the library's forward values against the reference */
-static void analytic(nnNet *net, nnWork *w, const fdCtx *c, float *dx) {
+ * the library's forward values against the reference at parameters P and inputs X */
+static void analytic(nnNet *net, nnWork *w, const fdCtx *c, const double *P, const double *X, float *dx) {
   int A = net->arch.act_dim;
-  double *P = malloc(sizeof(double) * (size_t)net->n_params), X[1024], ref;
-  for (int64_t i = 0; i < net->n_params; i++)
-    P[i] = net->params[i];
-  for (int i = 0; i < c->B * net->arch.obs_dim; i++)
-    X[i] = c->x[i];
-  ref = ref_eval(net, P, X, c);
-  free(P);
+  double ref = ref_eval(net, P, X, c);
   nn_zero_grad(net);
   double L = 0;
   if (c->kind == PROBE) {
@@ -228,72 +102,28 @@ static void analytic(nnNet *net, nnWork *w, const fdCtx *c, float *dx) {
                      ref);
 }
 
-/* numeric derivative of the reference: central differences at h and h/2 combined by Richardson
- * extrapolation (4 D(h/2) - D(h)) / 3. If D(h) and D(h/2) disagree by > 1% the function is not
- * smooth within h (a ReLU kink): the entry is skipped and counted. */
-typedef struct {
-  double max_rel;
-  int n, skipped;
-} fdStat;
-
-#define FD_H 1e-5
-#define FD_FLOOR 1e-4 /* relative errors are taken against max(|analytic|, |numeric|, FD_FLOOR) */
-
-static void fd_one(const nnNet *net, double *P, double *X, const fdCtx *c, double *v, double analytic_g,
-                   fdStat *s) {
-  double v0 = *v, d[2];
-  for (int k = 0; k < 2; k++) {
-    double h = FD_H / (1 + k);
-    *v = v0 + h;
-    double fp = ref_eval(net, P, X, c);
-    *v = v0 - h;
-    d[k] = (fp - ref_eval(net, P, X, c)) / (2 * h);
-  }
-  *v = v0;
-  s->n++;
-  if (fabs(d[0] - d[1]) > 0.01 * fmax(fmax(fabs(d[0]), fabs(d[1])), FD_FLOOR)) {
-    s->skipped++;
-    return;
-  }
-  double num = (4 * d[1] - d[0]) / 3;
-  double rel = fabs(analytic_g - num) / fmax(fmax(fabs(analytic_g), fabs(num)), FD_FLOOR);
-  if (rel > s->max_rel) s->max_rel = rel;
-}
-
-/* every parameter (and every input if check_x); corrupt >= 0 scales that analytic entry by 1.05 */
+/* every parameter (and every input if check_x) by fd_one; corrupt >= 0 scales that analytic entry by 1.05 */
 static fdStat fd_check(nnNet *net, nnWork *w, const fdCtx *c, int check_x, int64_t corrupt) {
   int nx = c->B * net->arch.obs_dim;
   float *g = malloc(sizeof(float) * (size_t)net->n_params), *dx = malloc(sizeof(float) * (size_t)nx);
-  double *P = malloc(sizeof(double) * (size_t)net->n_params), X[1024];
-  analytic(net, w, c, check_x ? dx : NULL);
+  double *P = to_double(net->params, (size_t)net->n_params), *X = to_double(c->x, (size_t)nx);
+  analytic(net, w, c, P, X, check_x ? dx : NULL);
   memcpy(g, net->grads, sizeof(float) * (size_t)net->n_params);
   if (corrupt >= 0) g[corrupt] *= 1.05f;
-  for (int64_t i = 0; i < net->n_params; i++)
-    P[i] = net->params[i];
-  for (int i = 0; i < nx; i++)
-    X[i] = c->x[i];
-  fdStat s = {0, 0, 0};
+  fdStat s = {0};
   for (int t = 0; t < net->n_tensors; t++) {
     const nnTensor *T = &net->tensors[t];
     for (int64_t k = 0; k < T->numel; k++)
-      fd_one(net, P, X, c, &P[T->offset + k], g[T->offset + k], &s);
+      fd_one(net, P, X, c, &P[T->offset + k], g[T->offset + k], &s, T->name);
   }
   if (check_x)
     for (int k = 0; k < nx; k++)
-      fd_one(net, P, X, c, &X[k], dx[k], &s);
+      fd_one(net, P, X, c, &X[k], dx[k], &s, "input");
   free(g);
   free(dx);
   free(P);
+  free(X);
   return s;
-}
-
-#define FD_TOL 1e-3
-
-static void report(const char *what, fdStat s) {
-  printf("fd %-34s max_rel_err=%.3e over %d entries (%d skipped at kinks)\n", what, s.max_rel, s.n,
-         s.skipped);
-  cr_assert_lt(s.max_rel, FD_TOL, "%s: gradient mismatch, max relative error %.3e", what, s.max_rel);
-  cr_assert_leq(s.skipped, s.n / 20, "%s: %d of %d entries not smooth", what, s.skipped, s.n);
 }
 
 /* probe check of a network: random input, random R, params and inputs */
