@@ -215,7 +215,7 @@ static void *eval_worker(void *arg) {
   evalTrace tr = {0};
   tr.obs_bytes = obs_row_bytes(s, tr.key_bytes);
   int rc = (!w || !obs || !state || (bc_policy_has_state(p) && !ens)) ? tk_error(TK_ENOMEM, "out of memory")
-                                                            : cap_env_make(sh->m, &env);
+                                                                      : cap_env_make(sh->m, &env);
   int horizon = sh->o->horizon > 0 ? sh->o->horizon : s->horizon;
   while (!rc) {
     pthread_mutex_lock(&sh->mu);
@@ -316,11 +316,17 @@ int bc_evaluate(const bcPolicy *p, const capModel *m, const bcEvalOpts *o, bcEva
   double t0 = tk_now_s();
   if (!o->quiet) tk_progress_begin(&sh.prog, "rollouts", n);
   int started = 0;
+  /* the workers are the parallelism: each acts with one OpenBLAS thread, so a rollout's actions do not
+   * depend on the machine's core count (a recurrent policy's GEMMs give other bits on other thread
+   * counts) and workers do not oversubscribe the cores */
+  const int blas_threads = nn_get_threads();
+  nn_set_threads(1);
   for (int i = 1; i < nw; i++)
     if (!pthread_create(&th[i], NULL, eval_worker, &sh)) started = i;
   eval_worker(&sh);
   for (int i = 1; i <= started; i++)
     pthread_join(th[i], NULL);
+  nn_set_threads(blas_threads);
   if (!o->quiet) tk_progress_end(&sh.prog);
   pthread_mutex_destroy(&sh.mu);
   r->seconds = tk_now_s() - t0;

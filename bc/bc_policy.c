@@ -197,7 +197,8 @@ void bc_ensemble_reset(bcEnsemble *e) { e->t = 0; }
 
 /* One step of a recurrent policy: its LSTM state starts from zero every horizon steps (robomimic's
  * BC-RNN rollouts), as every training sequence did. */
-static int rnn_step(const bcPolicy *p, nnWork *w, bcEnsemble *e, const float *obs, float *scratch, double *act) {
+static int rnn_step(const bcPolicy *p, nnWork *w, bcEnsemble *e, const float *obs, float *scratch,
+                    double *act) {
   const int A = p->act_dim;
   if (e->t % e->horizon == 0) memset(e->rnn, 0, sizeof(float) * (size_t)e->rnn_n);
   bc_policy_normalize(p, obs, 1, scratch);

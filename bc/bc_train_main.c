@@ -39,9 +39,10 @@ static void usage(FILE *f) {
       "  --chunk K              predict the next K actions at every step (ACT's action chunking; rollouts\n"
       "                         average what the last K predictions say about the current step); default 1\n"
       "  --rnn                  BC-RNN (robomimic's best on human data): an LSTM of 2 layers x 400\n"
-      "                         before the output layer (no MLP layers unless --hidden is given), trained\n"
-      "                         on sequences of 10 steps; rollouts start its state from zero every 10 steps\n"
-      "  --rnn-layers N         LSTM layers (0 = none, the default; --rnn sets 2)\n"
+      "                         before the output layer, trained on sequences of --rnn-horizon steps;\n"
+      "                         rollouts start its state from zero every --rnn-horizon steps\n"
+      "  --rnn-layers N         LSTM layers (0 = none, the default; --rnn alone means 2); with an LSTM\n"
+      "                         there are no MLP layers unless --hidden is given (robomimic's BC-RNN)\n"
       "  --rnn-hidden H         LSTM width (default 400)\n"
       "  --rnn-horizon T        training sequence length and rollout state-reset period (default 10)\n"
       "  --obs-noise S          Gaussian noise (std S, in normalized units) on the training observations\n"
@@ -101,7 +102,8 @@ static int set_opt(cliState *c, const char *name_in, const char *v) {
     if (name[0] == 'i') o->include_failures = on;
     if (name[0] == 'l') o->arch.layer_norm = on;
     if (name[0] == 'q') o->quiet = on;
-    if (name[0] == 'r') o->arch.rnn_layers = on ? 2 : 0;
+    if (name[0] == 'r') /* 2 layers unless --rnn-layers says otherwise, before or after */
+      o->arch.rnn_layers = on ? (o->arch.rnn_layers > 0 ? o->arch.rnn_layers : 2) : 0;
     return 0;
   }
   if (!v) return tk_error(TK_EINVAL, "--%s needs a value", name);
@@ -214,6 +216,8 @@ static int load_config(cliState *c, const char *path) {
       snprintf(v, sizeof v, "%.17g", it->valuedouble);
     else if (cJSON_IsString(it))
       snprintf(v, sizeof v, "%s", it->valuestring);
+    else if (cJSON_IsArray(it) && !it->child)
+      snprintf(v, sizeof v, "none"); /* "hidden": [] as a policy's arch JSON writes it */
     else if (cJSON_IsArray(it)) {
       size_t off = 0;
       for (cJSON *e = it->child; e && off < sizeof v; e = e->next) {

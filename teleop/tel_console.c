@@ -319,6 +319,7 @@ static int policy_open(telRun *r) {
   if (!(r->pol = bc_policy_load(o->policy))) return tk_error_wrap(TK_EFORMAT, "--policy");
   int rc = bc_bind(r->pol, r->model, &r->pol_bind);
   if (rc) return tk_error_wrap(rc, "%s", o->policy);
+  nn_set_threads(1); /* one row per step: the same bits as bc-eval's workers, whatever the cores */
   r->pol_work = nn_work_make(r->pol->net, 1);
   r->pol_buf = malloc(sizeof(float) * (size_t)(r->pol->obs_dim + bc_policy_scratch(r->pol)));
   if (bc_policy_has_state(r->pol) && !(r->pol_ens = bc_ensemble_make(r->pol)))

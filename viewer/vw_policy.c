@@ -61,6 +61,7 @@ int vw_watch_policy(const char *policy, const char *task, uint64_t seed, const c
     if (!rc) tel_window_camera(win, "agentview");
   }
   if (!rc) {
+    nn_set_threads(1); /* one row per step: the same bits as bc-eval's workers, whatever the cores */
     w = nn_work_make(p->net, 1);
     strip = malloc((size_t)W * STRIP_H * 3);
     cols = calloc((size_t)A * (size_t)cap, sizeof(double));

@@ -240,7 +240,7 @@ def _activation(name, z):
 
 
 def _sigmoid(z):
-    return 1.0 / (1.0 + np.exp(-z))
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # no overflow for very negative z
 
 
 def lstm(p, x):

@@ -680,3 +680,44 @@ Test(bc_cli, recurrent_policy_trains_evaluates_and_rl_refuses_it, .timeout = 300
   rc = run2(d, &out, &err, "%s %s -o %s/x.h5 --rnn-layers 9", train_bin(), data, d);
   cr_assert_eq(rc, 2, "--rnn-layers 9 is a usage error: %s", err);
 }
+
+/* A recurrent policy's rollouts give the same bits whatever OpenBLAS's thread count (the eval workers
+ * act with one thread each): at robomimic's width, 400, two BLAS threads used to change the LSTM's
+ * GEMM results in the last bits, and trajectories then diverged. Config files set the LSTM too:
+ * "rnn": true keeps a given "rnn_layers", and "hidden": [] (as an arch JSON writes it) means none. */
+Test(bc_cli, recurrent_rollouts_do_not_depend_on_blas_threads_and_config, .timeout = 300) {
+  const char *d = tt_tmpdir();
+  char data[4200], pol[4200], cfg[4200], args[16384];
+  snprintf(data, sizeof data, "%s/lift.h5", d);
+  snprintf(pol, sizeof pol, "%s/rnn400.h5", d);
+  snprintf(cfg, sizeof cfg, "%s/rnn.json", d);
+  tt_record(data, "lift", 4, 0.3, 0, NULL);
+  snprintf(args, sizeof args, "%s -o %s --rnn --epochs 1 --eval-every 0 --quiet", data, pol);
+  train_ok(d, args);
+  char *out[2], *err;
+  for (int t = 0; t < 2; t++) {
+    int rc = run2(d, &out[t], &err, "OPENBLAS_NUM_THREADS=%d %s %s --episodes 2 --workers 1 --json", t + 1,
+                  eval_bin(), pol);
+    cr_assert_eq(rc, 0, "bc-eval: %s", err);
+  }
+  const char *r0 = strstr(out[0], "\"mean_return\""), *r1 = strstr(out[1], "\"mean_return\"");
+  cr_assert(r0 && r1, "%s\n%s", out[0], out[1]);
+  cr_assert_eq(strncmp(r0, r1, 40), 0, "1 and 2 BLAS threads: %.40s vs %.40s", r0, r1);
+
+  write_text(cfg, "{\"rnn_layers\": 1, \"rnn\": true, \"rnn_hidden\": 8, \"hidden\": [], \"epochs\": 1, "
+                  "\"eval_every\": 0, \"quiet\": true}");
+  snprintf(args, sizeof args, "%s -o %s/cfg.h5 --config %s", data, d, cfg);
+  train_ok(d, args);
+  snprintf(pol, sizeof pol, "%s/cfg.h5", d);
+  bcPolicy *p = load_policy(pol);
+  cr_assert(p->arch.rnn_layers == 1 && p->arch.rnn_hidden == 8 && p->arch.n_hidden == 0,
+            "config: %d layers of %d, %d MLP layers", p->arch.rnn_layers, p->arch.rnn_hidden,
+            p->arch.n_hidden);
+  bc_policy_free(p);
+  snprintf(args, sizeof args,
+           "%s -o %s --rnn-layers 3 --rnn --rnn-hidden 8 --epochs 1 --eval-every 0 --quiet", data, pol);
+  train_ok(d, args);
+  p = load_policy(pol);
+  cr_assert_eq(p->arch.rnn_layers, 3, "--rnn after --rnn-layers 3 keeps 3");
+  bc_policy_free(p);
+}
