@@ -288,15 +288,18 @@ int nn_backward_out(nnNet *net, nnWork *w, const float *dout, float *dx, int par
 int nn_backward(nnNet *net, nnWork *w) {
   int rc = nn_check_work(net, w);
   if (rc) return rc;
-  if (net->arch.rnn_layers > 0) {
-    if (w->stage != NN_STAGE_LOSS || w->T < 1)
-      return tk_error(TK_EINVAL, "nn_backward: call nn_seq_loss first (a recurrent network)");
-    nn_seq_backward(net, w, 1);
-    return 0;
-  }
+  if (net->arch.rnn_layers > 0 && (w->stage != NN_STAGE_LOSS || w->T < 1))
+    return tk_error(TK_EINVAL, "nn_backward: call nn_seq_loss first (a recurrent network)");
   if (w->stage != NN_STAGE_LOSS) return tk_error(TK_EINVAL, "nn_backward: call nn_loss first");
-  nn_mlp_backward(net, w, w->dout, NULL, net->grads, 1);
+  nn_loss_backward(net, w, 1);
   return 0;
+}
+
+void nn_loss_backward(nnNet *net, nnWork *w, int accumulate) {
+  if (net->arch.rnn_layers > 0)
+    nn_seq_backward(net, w, accumulate);
+  else
+    nn_mlp_backward(net, w, w->dout, NULL, net->grads, accumulate);
 }
 
 /* ---- head math (double precision: B x A elements, cheap next to the GEMMs) ---------------------- */
@@ -466,11 +469,14 @@ int nn_loss(const nnNet *net, nnWork *w, const float *x, const float *y, int B, 
   if (rc) return rc;
   if (!y || !loss) return tk_error(TK_EINVAL, "nn_loss: NULL target or loss");
   rc = nn_forward(net, w, x, B);
-  if (rc) return rc;
-  double total = nn_head_loss(net, w, y, B, B) / B;
-  *loss = (float)total;
+  return rc ? rc : nn_mean_loss(net, w, y, B, loss, "nn_loss");
+}
+
+int nn_mean_loss(const nnNet *net, nnWork *w, const float *y, int N, float *loss, const char *fn) {
+  double total = nn_head_loss(net, w, y, N, N) / N;
+  if (loss) *loss = (float)total;
   w->stage = NN_STAGE_LOSS;
-  if (!isfinite(total)) return tk_error(TK_ERANGE, "nn_loss: loss is not finite (%g)", total);
+  if (!isfinite(total)) return tk_error(TK_ERANGE, "%s: loss is not finite (%g)", fn, total);
   return 0;
 }
 

@@ -96,6 +96,16 @@ void nn_mlp_backward(const nnNet *net, nnWork *w, const float *dout, float *dx, 
 /* Backpropagation through time of the last nn_seq_loss (w->dout): the MLP, then the LSTM layers.
  * Gradients go to net->grads, added if accumulate else overwritten. */
 void nn_seq_backward(nnNet *net, nnWork *w, int accumulate);
+/* The mean head loss over the N rows of the last forward against y [N, A]: *loss (if not NULL), dLoss/dout
+ * kept for the backward pass (stage LOSS); TK_ERANGE naming fn when it is not finite. */
+int nn_mean_loss(const nnNet *net, nnWork *w, const float *y, int N, float *loss, const char *fn);
+/* Backpropagate the last loss (the MLP's, or the sequence's through time) into net->grads, added if
+ * accumulate else overwritten. */
+void nn_loss_backward(nnNet *net, nnWork *w, int accumulate);
+/* The rest of a training step after the forward pass: mean loss, backward (overwriting the gradients),
+ * (clip +) Adam. */
+int nn_fit_rows(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *y, int N, float *loss,
+                double *grad_norm, const char *fn);
 /* Work with the LSTM buffers for max_batch sequences of max_T steps (recurrent networks) */
 nnWork *nn_work_alloc(const nnNet *net, int max_batch, int max_T);
 

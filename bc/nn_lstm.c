@@ -198,12 +198,7 @@ int nn_seq_loss(const nnNet *net, nnWork *w, const float *x, const float *y, int
   if (rc) return rc;
   if (!y || !loss) return tk_error(TK_EINVAL, "nn_seq_loss: NULL target or loss");
   seq_forward(net, w, x, B, T);
-  int N = B * T;
-  double total = nn_head_loss(net, w, y, N, N) / N;
-  *loss = (float)total;
-  w->stage = NN_STAGE_LOSS;
-  if (!isfinite(total)) return tk_error(TK_ERANGE, "nn_seq_loss: loss is not finite (%g)", total);
-  return 0;
+  return nn_mean_loss(net, w, y, B * T, loss, "nn_seq_loss");
 }
 
 int nn_seq_act(const nnNet *net, nnWork *w, const float *x, int B, int T, float *act) {
@@ -268,14 +263,7 @@ int nn_seq_train_step(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *x
   if (rc) return rc;
   if (!y) return tk_error(TK_EINVAL, "nn_seq_train_step: NULL target");
   seq_forward(net, w, x, B, T);
-  int N = B * T;
-  double total = nn_head_loss(net, w, y, N, N) / N;
-  if (loss) *loss = (float)total;
-  w->stage = NN_STAGE_LOSS;
-  if (!isfinite(total)) return tk_error(TK_ERANGE, "nn_seq_train_step: loss is not finite (%g)", total);
-  /* gradients overwrite the block (GEMM beta 0): the zero_grad is free */
-  nn_seq_backward(net, w, 0);
-  return nn_adam_step(net, o, grad_norm);
+  return nn_fit_rows(net, w, o, y, B * T, loss, grad_norm, "nn_seq_train_step");
 }
 
 /* ---- stepwise rollout ---------------------------------------------------------------------------- */

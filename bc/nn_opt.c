@@ -153,12 +153,13 @@ int nn_train_step(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *x, co
   if (rc) return rc;
   if (!y) return tk_error(TK_EINVAL, "nn_train_step: NULL target");
   rc = nn_forward(net, w, x, B);
+  return rc ? rc : nn_fit_rows(net, w, o, y, B, loss, grad_norm, "nn_train_step");
+}
+
+int nn_fit_rows(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *y, int N, float *loss,
+                double *grad_norm, const char *fn) {
+  int rc = nn_mean_loss(net, w, y, N, loss, fn);
   if (rc) return rc;
-  double total = nn_head_loss(net, w, y, B, B) / B;
-  if (loss) *loss = (float)total;
-  w->stage = NN_STAGE_LOSS;
-  if (!isfinite(total)) return tk_error(TK_ERANGE, "nn_train_step: loss is not finite (%g)", total);
-  /* gradients overwrite the block (sgemm beta 0): the zero_grad is free */
-  nn_mlp_backward(net, w, w->dout, NULL, net->grads, 0);
+  nn_loss_backward(net, w, 0); /* gradients overwrite the block (GEMM beta 0): the zero_grad is free */
   return nn_adam_step(net, o, grad_norm);
 }
