@@ -97,8 +97,9 @@ void bc_ensemble_reset(bcEnsemble *e);
 /* pred: this step's chunk [chunk, act_dim]; act: the action to take now [act_dim]. */
 void bc_ensemble_step(bcEnsemble *e, const double *pred, double *act);
 void bc_ensemble_free(bcEnsemble *e);
-/* One step of acting on one raw observation [obs_dim]: with an episode state (bc_policy_has_state), the
- * ensembled action or the recurrent policy's next action; without (e NULL), bc_policy_act. act [act_dim].
+/* One step of acting on one raw observation [obs_dim]: the ensembled action of a chunked policy, the
+ * next action of a recurrent one (both need e), bc_policy_act's for any other (e may be NULL, and is not
+ * used). Every rollout can make an episode state for any policy and call this. act [act_dim].
  * bc_policy_act and bc_policy_act_chunk refuse a recurrent policy. */
 int bc_policy_step(const bcPolicy *p, nnWork *w, bcEnsemble *e, const float *obs, float *scratch,
                    double *act);

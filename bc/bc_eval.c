@@ -210,12 +210,11 @@ static void *eval_worker(void *arg) {
   capEnv *env = NULL;
   nnWork *w = nn_work_make(p->net, 1);
   float *obs = malloc(sizeof(float) * (size_t)(p->obs_dim + bc_policy_scratch(p)));
-  bcEnsemble *ens = bc_policy_has_state(p) ? bc_ensemble_make(p) : NULL;
+  bcEnsemble *ens = bc_ensemble_make(p);
   double *state = malloc(sizeof(double) * (size_t)TK_MAX(1, s->state_dim));
   evalTrace tr = {0};
   tr.obs_bytes = obs_row_bytes(s, tr.key_bytes);
-  int rc = (!w || !obs || !state || (bc_policy_has_state(p) && !ens)) ? tk_error(TK_ENOMEM, "out of memory")
-                                                                      : cap_env_make(sh->m, &env);
+  int rc = (!w || !obs || !state || !ens) ? tk_error(TK_ENOMEM, "out of memory") : cap_env_make(sh->m, &env);
   int horizon = sh->o->horizon > 0 ? sh->o->horizon : s->horizon;
   while (!rc) {
     pthread_mutex_lock(&sh->mu);
@@ -229,7 +228,7 @@ static void *eval_worker(void *arg) {
     int len = 0, success = 0;
     tr.n = 0;
     rc = cap_env_reset(env, seed, &o);
-    if (ens) bc_ensemble_reset(ens);
+    bc_ensemble_reset(ens);
     while (!rc && len < horizon) {
       bc_gather(&sh->bind, &o, obs);
       if ((rc = bc_policy_step(p, w, ens, obs, obs + p->obs_dim, act))) break;

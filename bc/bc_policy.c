@@ -132,6 +132,12 @@ void bc_policy_normalize(const bcPolicy *p, const float *obs, int B, float *out)
       out[(size_t)b * D + i] = (obs[(size_t)b * D + i] - p->obs_mean[i]) / p->obs_std[i];
 }
 
+/* One action of the network (A values) in environment units. */
+static void to_env(const bcPolicy *p, const float *a, double *act) {
+  for (int i = 0; i < p->act_dim; i++)
+    act[i] = (double)p->act_offset[i] + (double)p->act_scale[i] * (double)a[i];
+}
+
 /* The first `steps` actions of each row's chunk. */
 static int act_rows(const bcPolicy *p, nnWork *w, const float *obs, int B, float *scratch, double *act,
                     int steps) {
@@ -144,9 +150,7 @@ static int act_rows(const bcPolicy *p, nnWork *w, const float *obs, int B, float
   if (rc) return rc;
   for (int b = 0; b < B; b++)
     for (int c = 0; c < steps; c++)
-      for (int i = 0; i < A; i++)
-        act[((size_t)b * steps + c) * A + i] =
-            (double)p->act_offset[i] + (double)p->act_scale[i] * (double)a[(size_t)b * O + (size_t)c * A + i];
+      to_env(p, a + (size_t)b * O + (size_t)c * A, act + ((size_t)b * steps + c) * A);
   return 0;
 }
 
@@ -199,14 +203,12 @@ void bc_ensemble_reset(bcEnsemble *e) { e->t = 0; }
  * BC-RNN rollouts), as every training sequence did. */
 static int rnn_step(const bcPolicy *p, nnWork *w, bcEnsemble *e, const float *obs, float *scratch,
                     double *act) {
-  const int A = p->act_dim;
   if (e->t % e->horizon == 0) memset(e->rnn, 0, sizeof(float) * (size_t)e->rnn_n);
   bc_policy_normalize(p, obs, 1, scratch);
   float *a = scratch + p->obs_dim;
   int rc = nn_rnn_step(p->net, w, e->rnn, scratch, 1, a);
   if (rc) return rc;
-  for (int i = 0; i < A; i++)
-    act[i] = (double)p->act_offset[i] + (double)p->act_scale[i] * (double)a[i];
+  to_env(p, a, act);
   e->t++;
   return 0;
 }
@@ -226,7 +228,7 @@ void bc_ensemble_step(bcEnsemble *e, const double *pred, double *act) {
 
 int bc_policy_step(const bcPolicy *p, nnWork *w, bcEnsemble *e, const float *obs, float *scratch,
                    double *act) {
-  if (!e) return bc_policy_act(p, w, obs, 1, scratch, act);
+  if (!e || !bc_policy_has_state(p)) return bc_policy_act(p, w, obs, 1, scratch, act);
   if (p->arch.rnn_layers > 0) return rnn_step(p, w, e, obs, scratch, act);
   int rc = bc_policy_act_chunk(p, w, obs, 1, scratch, e->pred);
   if (!rc) bc_ensemble_step(e, e->pred, act);

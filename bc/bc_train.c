@@ -223,8 +223,7 @@ static double mean_loss(const bcPolicy *p, nnWork *w, const dsLoaded *L, const s
     int b = (int)TK_MIN(w->max_batch, n - k);
     gather(L, sm, rows + k, b, x, y);
     float l;
-    if ((sm->T > 1 || p->arch.rnn_layers > 0) ? nn_seq_loss(p->net, w, x, y, b, sm->T, &l)
-                                              : nn_loss(p->net, w, x, y, b, &l))
+    if (p->arch.rnn_layers > 0 ? nn_seq_loss(p->net, w, x, y, b, sm->T, &l) : nn_loss(p->net, w, x, y, b, &l))
       return NAN;
     sum += (double)l * b;
   }
@@ -448,8 +447,8 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
         for (int64_t i = 0; i < (int64_t)b * T * L.obs_dim; i++)
           x[i] += (float)(o->obs_noise * tk_rng_normal(&rng));
       float loss;
-      double gnorm = NAN; /* asking for the norm makes the team refuse a step with non-finite gradients */
-      if (rnn ? (nn_seq_train_step(p->net, tw, &o->adam, x, y, b, T, &loss, &gnorm) || !isfinite(gnorm))
+      double gnorm = NAN; /* asking for the norm makes the step refuse non-finite gradients */
+      if (rnn ? nn_seq_train_step(p->net, tw, &o->adam, x, y, b, T, &loss, &gnorm)
               : nn_team_train_step(p->net, team, &o->adam, x, y, b, &loss, &gnorm)) {
         /* parameters were not updated by the failed step; go back to the epoch's start to be safe */
         memcpy(p->net->params, last_good, sizeof(float) * (size_t)p->net->n_params);

@@ -169,7 +169,7 @@ typedef struct {
   nnWork *pol_work;
   bcBinding pol_bind;
   float *pol_buf;      /* observation and scratch for the policy */
-  bcEnsemble *pol_ens; /* a chunked policy's temporal ensemble (restarted when the operator takes over) */
+  bcEnsemble *pol_ens; /* the policy's episode state: chunk ensemble, LSTM state (restarted at a takeover) */
   int takeover;        /* the operator drives this tick */
   /* robots */
   capLeader *leader;
@@ -322,8 +322,7 @@ static int policy_open(telRun *r) {
   nn_set_threads(1); /* one row per step: the same bits as bc-eval's workers, whatever the cores */
   r->pol_work = nn_work_make(r->pol->net, 1);
   r->pol_buf = malloc(sizeof(float) * (size_t)(r->pol->obs_dim + bc_policy_scratch(r->pol)));
-  if (bc_policy_has_state(r->pol) && !(r->pol_ens = bc_ensemble_make(r->pol)))
-    return tk_error_wrap(TK_ENOMEM, "policy");
+  if (!(r->pol_ens = bc_ensemble_make(r->pol))) return tk_error_wrap(TK_ENOMEM, "policy");
   if (!r->pol_work || !r->pol_buf) return tk_error(TK_ENOMEM, "out of memory");
   return 0;
 }

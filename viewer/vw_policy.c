@@ -67,9 +67,8 @@ int vw_watch_policy(const char *policy, const char *task, uint64_t seed, const c
     cols = calloc((size_t)A * (size_t)cap, sizeof(double));
     x = malloc(sizeof(double) * (size_t)cap);
     buf = malloc(sizeof(float) * (size_t)(p->obs_dim + bc_policy_scratch(p)));
-    ens = bc_policy_has_state(p) ? bc_ensemble_make(p) : NULL; /* chunk means, an LSTM state */
-    if (!w || !strip || !cols || !x || !buf || (bc_policy_has_state(p) && !ens))
-      rc = tk_error(TK_ENOMEM, "out of memory");
+    ens = bc_ensemble_make(p); /* chunk means, an LSTM state */
+    if (!w || !strip || !cols || !x || !buf || !ens) rc = tk_error(TK_ENOMEM, "out of memory");
     for (int i = 0; !rc && i < cap; i++)
       x[i] = i;
   }
@@ -106,7 +105,7 @@ int vw_watch_policy(const char *policy, const char *task, uint64_t seed, const c
         snprintf(msg, sizeof msg, "episode %d: %s after %lld steps (seed %llu)", episodes,
                  st.success ? "success" : "failure", (long long)t, (unsigned long long)(seed + episodes - 1));
         if ((rc = cap_env_reset(env, seed + (uint64_t)episodes, &obs))) break;
-        if (ens) bc_ensemble_reset(ens);
+        bc_ensemble_reset(ens);
         t = 0;
       }
       if ((rc = action_strip(A, cols, cap, (int)t, W, STRIP_H, strip, x))) break;
