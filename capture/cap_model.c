@@ -49,24 +49,25 @@ void cap_opts_default(capOpts *o) {
   o->action_mode = CAP_ACT_EEF;
 }
 
-/* Load an embedded task file through MuJoCo's virtual file system (includes resolve there). */
-static mjModel *load_embedded(const char *file, char *err, int nerr) {
+/* Load `file` from n in-memory files through MuJoCo's virtual file system (includes resolve among
+ * them). The caller holds the MuJoCo lock. */
+static mjModel *load_vfs(const capEmbeddedFile *files, int n_files, const char *file, char *err, int nerr) {
   mjVFS *vfs = malloc(sizeof *vfs);
   if (!vfs) {
     snprintf(err, (size_t)nerr, "out of memory");
     return NULL;
   }
   mj_defaultVFS(vfs);
-  for (int i = 0; i < cap_n_embedded_models; i++) {
-    int n = (int)strlen(cap_embedded_models[i].text);
-    if (mj_makeEmptyFileVFS(vfs, cap_embedded_models[i].name, n) != 0) {
+  for (int i = 0; i < n_files; i++) {
+    int n = (int)strlen(files[i].text);
+    if (mj_makeEmptyFileVFS(vfs, files[i].name, n) != 0) {
       snprintf(err, (size_t)nerr, "model file table full");
       mj_deleteVFS(vfs);
       free(vfs);
       return NULL;
     }
-    int k = mj_findFileVFS(vfs, cap_embedded_models[i].name);
-    memcpy(vfs->filedata[k], cap_embedded_models[i].text, (size_t)n);
+    int k = mj_findFileVFS(vfs, files[i].name);
+    memcpy(vfs->filedata[k], files[i].text, (size_t)n);
   }
   mjModel *m = mj_loadXML(file, vfs, err, nerr);
   mj_deleteVFS(vfs);
@@ -82,20 +83,11 @@ static const char ROBOT_DISPLAY_XML[] =
     "<geom type=\"plane\" size=\"1 1 0.1\" rgba=\"0.25 0.27 0.3 1\"/></worldbody></mujoco>";
 
 mjModel *cap_robot_display_model(void) {
-  mjVFS *vfs = malloc(sizeof *vfs);
-  if (!vfs) return NULL;
-  mj_defaultVFS(vfs);
-  int n = (int)strlen(ROBOT_DISPLAY_XML);
-  mjModel *m = NULL;
+  static const capEmbeddedFile scene = {"robot_console.xml", ROBOT_DISPLAY_XML};
   char err[512];
-  if (mj_makeEmptyFileVFS(vfs, "robot_console.xml", n) == 0) {
-    memcpy(vfs->filedata[mj_findFileVFS(vfs, "robot_console.xml")], ROBOT_DISPLAY_XML, (size_t)n);
-    cap_mujoco_lock();
-    m = mj_loadXML("robot_console.xml", vfs, err, sizeof err);
-    cap_mujoco_unlock();
-  }
-  mj_deleteVFS(vfs);
-  free(vfs);
+  cap_mujoco_lock();
+  mjModel *m = load_vfs(&scene, 1, scene.name, err, sizeof err);
+  cap_mujoco_unlock();
   return m;
 }
 
@@ -312,7 +304,7 @@ int cap_model_load(const capOpts *o, capModel **out) {
     char file[64];
     snprintf(file, sizeof file, "%s.xml", t);
     cap_mujoco_lock();
-    cm->m = load_embedded(file, err, sizeof err);
+    cm->m = load_vfs(cap_embedded_models, cap_n_embedded_models, file, err, sizeof err);
     if (cm->m) cm->xml = save_xml(cm->m);
     cap_mujoco_unlock();
     if (!cm->m) {
