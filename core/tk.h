@@ -115,12 +115,21 @@ int tk_durable_rename(const char *tmp, const char *dst);
 int tk_copy_file(const char *src, const char *dst);
 int tk_file_exists(const char *path);
 int64_t tk_file_size(const char *path); /* <0 on error */
-/* Read a whole file into a NUL-terminated malloc'd buffer. */
+/* Read a whole file into a NUL-terminated malloc'd buffer (refused past 1 GiB). */
 int tk_read_text(const char *path, char **out, size_t *len);
+/* The same with a limit of max bytes: a larger file is refused naming the limit. */
+int tk_read_text_max(const char *path, size_t max, char **out, size_t *len);
+/* A temp file next to dst that is ours alone: created with O_EXCL as "<dir>/.<base>.<random>.tmp"
+ * (never "<dst>.tmp", which may be a user's file). The name goes to buf; returns an open fd
+ * (the caller closes it, or reopens the name with HDF5) or a negative error. */
+int tk_temp_beside(const char *dst, char *buf, size_t n);
+/* True for a name made by tk_temp_beside (so a leftover can be recognized and removed). */
+int tk_is_temp_name(const char *base);
 
 /* ---- JSON helpers over cJSON (opaque to avoid leaking cJSON into headers) --- */
 struct cJSON;
-int tk_json_load(const char *path, struct cJSON **out); /* error names file and position */
+/* Parse a JSON file (a config: refused past 8 MiB); the error names the file and position. */
+int tk_json_load(const char *path, struct cJSON **out);
 double tk_json_num(const struct cJSON *obj, const char *key, double dflt);
 const char *tk_json_str(const struct cJSON *obj, const char *key, const char *dflt);
 
@@ -130,9 +139,20 @@ const char *tk_json_str(const struct cJSON *obj, const char *key, const char *df
 #define TK_MAX(a, b) ((a) > (b) ? (a) : (b))
 /* snprintf into a fixed buffer; returns TK_ERANGE on truncation. */
 int tk_snprintf(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* Parse helpers for CLIs: whole-string number parses; return TK_EINVAL otherwise. */
+/* Parse helpers: whole-string number parses; TK_EINVAL for anything else (NaN, infinities and
+ * out-of-range values included: every number a user types is finite). */
 int tk_parse_i64(const char *s, int64_t *out);
 int tk_parse_f64(const char *s, double *out);
+/* The one parser for every numeric option (command line, config file, environment variable):
+ * the whole string, finite, within [lo, hi]; for tk_opt_int an exact integer ("3", "1e3"; not
+ * "2.5", not past int64). On failure the message is "<name> <value>: expected ...". */
+int tk_opt_f64(const char *name, const char *v, double lo, double hi, double *out);
+int tk_opt_int(const char *name, const char *v, int64_t lo, int64_t hi, int64_t *out);
+
+/* ---- names and strings that must fit --------------------------------------- */
+/* Copy src into dst[n] whole, or refuse: TK_ERANGE "<what> '<src...>' is longer than <n-1> bytes".
+ * The one rule for every fixed-size name buffer: never cut silently. */
+int tk_copy_name(char *dst, size_t n, const char *src, const char *what);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,6 @@
 /* core/tk_error.c -- thread-local error messages and logging. */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -103,7 +104,8 @@ int tk_parse_i64(const char *s, int64_t *out) {
   char *end;
   errno = 0;
   long long v = strtoll(s, &end, 10);
-  if (errno || *end) return tk_error(TK_EINVAL, "'%s' is not an integer", s);
+  if (errno == ERANGE) return tk_error(TK_EINVAL, "'%s' is out of the 64-bit integer range", s);
+  if (errno || *end || end == s) return tk_error(TK_EINVAL, "'%s' is not an integer", s);
   *out = v;
   return 0;
 }
@@ -113,7 +115,43 @@ int tk_parse_f64(const char *s, double *out) {
   char *end;
   errno = 0;
   double v = strtod(s, &end);
-  if (errno || *end) return tk_error(TK_EINVAL, "'%s' is not a number", s);
+  if (*end || end == s) return tk_error(TK_EINVAL, "'%s' is not a number", s);
+  /* ERANGE on underflow gives a usable (tiny or zero) value; overflow gives +-HUGE_VAL */
+  if (!isfinite(v)) return tk_error(TK_EINVAL, "'%s' is not a finite number", s);
   *out = v;
+  return 0;
+}
+
+int tk_opt_f64(const char *name, const char *v, double lo, double hi, double *out) {
+  double x;
+  if (!v || tk_parse_f64(v, &x) || !(x >= lo && x <= hi))
+    return tk_error(TK_EINVAL, "%s %s: expected a number in [%g, %g]", name, v ? v : "(missing)", lo, hi);
+  *out = x;
+  return 0;
+}
+
+int tk_opt_int(const char *name, const char *v, int64_t lo, int64_t hi, int64_t *out) {
+  int64_t k;
+  double x;
+  int ok = 0;
+  if (v && !tk_parse_i64(v, &k))
+    ok = 1;
+  else if (v && !tk_parse_f64(v, &x) && x == floor(x) && x >= -9223372036854775808.0 &&
+           x < 9223372036854775808.0) /* "1e6", exact; the cast is defined inside these bounds */
+    ok = 1, k = (int64_t)x;
+  if (!ok || k < lo || k > hi)
+    return tk_error(TK_EINVAL, "%s %s: expected an integer in [%lld, %lld]", name, v ? v : "(missing)",
+                    (long long)lo, (long long)hi);
+  *out = k;
+  return 0;
+}
+
+int tk_copy_name(char *dst, size_t n, const char *src, const char *what) {
+  size_t len = strlen(src);
+  if (len >= n) {
+    if (n) dst[0] = 0;
+    return tk_error(TK_ERANGE, "%s '%.40s...' is longer than %zu bytes", what, src, n - 1);
+  }
+  memcpy(dst, src, len + 1);
   return 0;
 }

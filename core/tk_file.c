@@ -115,7 +115,7 @@ done:
   return rc;
 }
 
-int tk_read_text(const char *path, char **out, size_t *len) {
+int tk_read_text_max(const char *path, size_t max, char **out, size_t *len) {
   *out = NULL;
   FILE *f = fopen(path, "rb");
   if (!f) return tk_error(TK_EIO, "open %s: %s", path, strerror(errno));
@@ -127,11 +127,6 @@ int tk_read_text(const char *path, char **out, size_t *len) {
   }
   for (;;) {
     if (n + 4096 + 1 > cap) {
-      if (cap > ((size_t)1 << 30)) {
-        free(buf);
-        fclose(f);
-        return tk_error(TK_ERANGE, "read %s: file larger than 1 GiB", path);
-      }
       char *nb = realloc(buf, cap * 2);
       if (!nb) {
         free(buf);
@@ -143,6 +138,11 @@ int tk_read_text(const char *path, char **out, size_t *len) {
     }
     size_t r = fread(buf + n, 1, 4096, f);
     n += r;
+    if (n > max) { /* refused as soon as it is known: the rest is never read */
+      free(buf);
+      fclose(f);
+      return tk_error(TK_ERANGE, "read %s: file larger than %zu bytes", path, max);
+    }
     if (r < 4096) break;
   }
   int err = ferror(f);
@@ -157,11 +157,39 @@ int tk_read_text(const char *path, char **out, size_t *len) {
   return 0;
 }
 
+int tk_read_text(const char *path, char **out, size_t *len) {
+  return tk_read_text_max(path, (size_t)1 << 30, out, len);
+}
+
+#define TK_TEMP_SUFFIX ".demokit-tmp"
+
+int tk_temp_beside(const char *dst, char *buf, size_t n) {
+  const char *slash = strrchr(dst, '/');
+  const char *base = slash ? slash + 1 : dst;
+  int dirlen = slash ? (int)(slash - dst + 1) : 0;
+  static _Atomic unsigned long counter;
+  for (int attempt = 0; attempt < 100; attempt++) {
+    unsigned long r = (unsigned long)tk_now_ns() ^ ((unsigned long)getpid() << 20) ^ (counter++ * 2654435761ul);
+    if (tk_snprintf(buf, n, "%.*s.%s.%08lx%s", dirlen, dst, base, r & 0xfffffffful, TK_TEMP_SUFFIX))
+      return tk_error(TK_ERANGE, "path too long for a temp file beside %.200s", dst);
+    int fd = open(buf, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd >= 0) return fd;
+    if (errno != EEXIST) return tk_error(TK_EIO, "create a temp file beside %s: %s", dst, strerror(errno));
+  }
+  return tk_error(TK_EIO, "create a temp file beside %s: no free name", dst);
+}
+
+int tk_is_temp_name(const char *base) {
+  size_t l = strlen(base), s = strlen(TK_TEMP_SUFFIX);
+  return base[0] == '.' && l > s + 10 && !strcmp(base + l - s, TK_TEMP_SUFFIX);
+}
+
 int tk_json_load(const char *path, cJSON **out) {
   char *text;
   size_t n;
   *out = NULL;
-  int rc = tk_read_text(path, &text, &n);
+  /* a JSON config has no need for more than a few MB; refuse before reading a huge file */
+  int rc = tk_read_text_max(path, (size_t)8 << 20, &text, &n);
   if (rc) return rc;
   const char *end = NULL;
   cJSON *j = cJSON_ParseWithLengthOpts(text, n, &end, 0);
