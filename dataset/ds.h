@@ -248,6 +248,28 @@ int ds_trim(const char *path, const char *demo, int64_t start, int64_t end, cons
 /* Convert to another layout: "minari" or "d4rl" (REFERENCE.md). */
 int ds_convert(const char *path, const char *to, const char *out);
 
+/* ---- the output rule (dataset/ds_output.c): every file any tool writes goes through it ----
+ * An output is never one of the command's inputs (the same file by device and inode: symlinks, hard
+ * links and ".." included). An existing output is replaced only when it is of the kind written and
+ * that kind is not a dataset (a policy over a policy, a PNG over a PNG); a dataset, or a file of
+ * another kind (a dataset under a policy's or a PNG's name), only with force (the tools' --force).
+ * Kinds are read from the content, not the name. */
+typedef enum {
+  DS_KIND_NONE = 0, /* no such file */
+  DS_KIND_EMPTY,    /* a file of 0 bytes */
+  DS_KIND_DIR,
+  DS_KIND_DATASET, /* HDF5 with a /data group (robomimic layout) */
+  DS_KIND_HDF5,    /* any other HDF5 file: policies, checkpoints */
+  DS_KIND_PNG,
+  DS_KIND_TEXT, /* CSV, JSON, HTML, input recordings */
+  DS_KIND_OTHER /* binary of unknown kind, or an HDF5 file that cannot be opened */
+} dsKind;
+dsKind ds_file_kind(const char *path);
+const char *ds_kind_name(dsKind k);
+int ds_same_file(const char *a, const char *b); /* both exist and are one file */
+/* 0 when out may be written as a `writes` file; else TK_EINVAL with a message naming out. */
+int ds_output_check(const char *out, dsKind writes, const char *const *inputs, int ninputs, int force);
+
 /* ---- synthetic recordings (tests, benchmarks, the first-minute demo) ----
  * A point end effector driven toward a random goal by a noisy proportional controller,
  * recorded through the real writer: obs robot0_eef_pos (3), goal_pos (3), robot0_eef_vel (3),
