@@ -126,12 +126,15 @@ int bc_writer_opts(const capModel *m, int ncams, const capCamera *cams, dsWriter
 
 /* ---- rollouts ----------------------------------------------------------------------------------- */
 typedef struct {
-  int episodes;     /* 50 */
-  uint64_t seed;    /* episode i resets with seed + i */
-  int workers;      /* threads, each with its own environment (default: online cores) */
-  int horizon;      /* 0: the task's */
-  const char *save; /* not NULL: write the rollouts to this dataset (robomimic layout) */
-  int quiet;        /* no progress bar */
+  int episodes;            /* 50 */
+  uint64_t seed;           /* episode i resets with seed + i */
+  int workers;             /* threads, each with its own environment (default: online cores) */
+  int horizon;             /* 0: the task's */
+  const char *save;        /* not NULL: write the rollouts to this new dataset (robomimic layout); an existing
+                              file is refused (never appended to), and replaced only with force */
+  int quiet;               /* no progress bar */
+  int force;               /* --force: replace an existing save file */
+  const char *policy_path; /* the policy file (an input: never the save file), or NULL */
 } bcEvalOpts;
 
 typedef struct {
@@ -178,6 +181,8 @@ typedef struct {
   int eval_every;         /* epochs between rollouts (0 = none; default 20) */
   int eval_episodes;      /* rollouts each time (default 20) */
   int quiet;
+  int force;          /* replace an existing output of another kind (ds_output_check); inputs never */
+  const char *config; /* the config file the options came from (an input: never an output), or NULL */
 } bcTrainOpts;
 
 typedef struct {

@@ -300,10 +300,22 @@ int bc_evaluate(const bcPolicy *p, const capModel *m, const bcEvalOpts *o, bcEva
     bc_eval_result_free(r);
     return tk_error(TK_ENOMEM, "out of memory");
   }
+  /* the rollouts go to a temp file beside o->save, renamed over it once complete: a new dataset, never
+   * appended to an existing one (a human's demos), and no half-written file under the user's name */
+  char save_tmp[4200] = "";
   if (o->save) {
+    const char *in[] = {o->policy_path};
     dsWriterOpts wo;
     char kw[1024];
-    if ((rc = bc_writer_opts(m, 0, NULL, &wo, kw, sizeof kw)) || (rc = ds_writer_open(o->save, &wo, &sh.w))) {
+    int fd = -1;
+    if (!(rc = ds_output_check(o->save, DS_KIND_DATASET, in, 1, o->force)) &&
+        (fd = rc = tk_temp_beside(o->save, save_tmp, sizeof save_tmp)) >= 0) {
+      close(fd);
+      unlink(save_tmp); /* the writer creates it: the name stays ours (no one else makes our temp names) */
+      rc = 0;
+    }
+    if (rc || (rc = bc_writer_opts(m, 0, NULL, &wo, kw, sizeof kw)) ||
+        (rc = ds_writer_open(save_tmp, &wo, &sh.w))) {
       bc_eval_result_free(r);
       return rc;
     }
@@ -331,10 +343,12 @@ int bc_evaluate(const bcPolicy *p, const capModel *m, const bcEvalOpts *o, bcEva
   r->seconds = tk_now_s() - t0;
   if (sh.w) {
     int crc = ds_writer_close(sh.w);
+    if (!crc && !sh.rc) crc = tk_durable_rename(save_tmp, o->save);
     if (!sh.rc && crc) {
       sh.rc = crc;
       snprintf(sh.err, sizeof sh.err, "%s", tk_errmsg());
     }
+    if (sh.rc) unlink(save_tmp);
   }
   if (sh.rc) {
     bc_eval_result_free(r);

@@ -21,7 +21,9 @@ static void usage(FILE *f) {
       "                     demos are recorded with, and from bc-train's selection rollouts)\n"
       "  --workers N        parallel workers, each with its own simulation (default: online cores)\n"
       "  --horizon H        steps per episode (default: the task's)\n"
-      "  --save FILE.h5     also write the rollouts as a dataset (the viewer replays it)\n"
+      "  --save FILE.h5     also write the rollouts as a new dataset (the viewer replays it); an existing\n"
+      "                     file is never appended to, and is replaced only with --force\n"
+      "  --force            replace an existing --save file\n"
       "  --json             print the result as one JSON object\n"
       "  --quiet            no progress bar\n"
       "\n"
@@ -44,6 +46,8 @@ int main(int argc, char **argv) {
       json = 1;
     } else if (!strcmp(a, "--quiet")) {
       eo.quiet = 1;
+    } else if (!strcmp(a, "--force")) {
+      eo.force = 1;
     } else if (a[0] != '-') {
       if (path) {
         fprintf(stderr, "bc-eval: one policy only (got %s and %s)\n", path, a);
@@ -80,6 +84,7 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
+  eo.policy_path = path;
   bcPolicy *p = bc_policy_load(path);
   if (!p) {
     tk_die_msg("bc-eval");

@@ -290,13 +290,42 @@ static char *info_json(const bcTrainOpts *o, const bcTrainResult *r, int epoch, 
   return s;
 }
 
+/* PREFIX of PREFIX.csv, PREFIX_loss.png, PREFIX_success.png: --metrics, else the policy path without .h5 */
+static int metrics_prefix(const bcTrainOpts *o, char *prefix, size_t n) {
+  if (tk_snprintf(prefix, n, "%s", o->metrics_prefix ? o->metrics_prefix : o->out))
+    return tk_error(TK_ERANGE, "metrics path too long: %.200s",
+                    o->metrics_prefix ? o->metrics_prefix : o->out);
+  size_t l = strlen(prefix);
+  if (!o->metrics_prefix && l > 3 && !strcmp(prefix + l - 3, ".h5")) prefix[l - 3] = 0;
+  return 0;
+}
+
+/* Every file bc-train writes passes the output rule before a minute is spent training. */
+static int check_outputs(const bcTrainOpts *o, const char *prefix) {
+  const char *in[] = {o->dataset, o->config};
+  static const char *const suffix[] = {".csv", "_loss.png", "_success.png"};
+  static const dsKind kind[] = {DS_KIND_TEXT, DS_KIND_PNG, DS_KIND_PNG};
+  int rc = ds_output_check(o->out, DS_KIND_HDF5, in, 2, o->force);
+  for (int i = 0; i < 3 && !rc; i++) {
+    char path[4200];
+    if (tk_snprintf(path, sizeof path, "%s%s", prefix, suffix[i]))
+      return tk_error(TK_ERANGE, "metrics path too long");
+    const char *all[] = {o->dataset, o->config, o->out};
+    rc = ds_output_check(path, kind[i], all, 3, o->force);
+  }
+  return rc;
+}
+
 int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
   memset(r, 0, sizeof *r);
   r->final_valid_loss = NAN;
   r->best_success = NAN;
   if (o->epochs < 1 || o->batch < 1) return tk_error(TK_EINVAL, "epochs and batch must be at least 1");
+  char prefix[4096];
+  int rc = metrics_prefix(o, prefix, sizeof prefix);
+  if (rc || (rc = check_outputs(o, prefix))) return rc;
   dsFile *f = NULL;
-  int rc = ds_open(o->dataset, 0, &f);
+  rc = ds_open(o->dataset, 0, &f);
   if (rc) return rc;
   const char *keys[BC_MAX_KEYS];
   int nk = 0;
@@ -311,14 +340,6 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
   float *last_good = NULL;
   int64_t *last_row = NULL;
   curves cv = {0};
-  char prefix[4096];
-  if (o->metrics_prefix)
-    snprintf(prefix, sizeof prefix, "%s", o->metrics_prefix);
-  else {
-    snprintf(prefix, sizeof prefix, "%s", o->out);
-    size_t n = strlen(prefix);
-    if (n > 3 && !strcmp(prefix + n - 3, ".h5")) prefix[n - 3] = 0;
-  }
   FILE *csv = NULL;
 
   if ((rc = choose_keys(f, o, keys, &nk))) goto done;

@@ -17,7 +17,9 @@ static void usage(FILE *f) {
       "measures success by rollouts when the dataset's task is a built-in one, and saves the epoch\n"
       "with the best rollout success (else the last epoch) as a policy file, with metrics next to it.\n"
       "\n"
-      "  -o, --out FILE         policy file (default policy.h5)\n"
+      "  -o, --out FILE         policy file (default policy.h5); never the dataset, and an existing file\n"
+      "                         that is not a policy (a dataset, a PNG) is replaced only with --force\n"
+      "  --force                replace an existing output of another kind (inputs never)\n"
       "  --config FILE.json     options as a JSON object (keys as the long options below, with '_'\n"
       "                         for '-', e.g. {\"epochs\": 300, \"hidden\": [512, 512]}); flags override it\n"
       "  --obs-keys a,b,...     observation keys (default robomimic's: object, robot0_eef_pos,\n"
@@ -83,7 +85,7 @@ static int num(const char *name, const char *v, double lo, double hi, double *x)
 
 static int is_flag(const char *name) {
   return !strcmp(name, "include-failures") || !strcmp(name, "layer-norm") || !strcmp(name, "quiet") ||
-         !strcmp(name, "rnn");
+         !strcmp(name, "rnn") || !strcmp(name, "force");
 }
 
 /* Set one option by its long name (without "--", '-' or '_'); value NULL for flags. */
@@ -102,6 +104,7 @@ static int set_opt(cliState *c, const char *name_in, const char *v) {
     if (name[0] == 'i') o->include_failures = on;
     if (name[0] == 'l') o->arch.layer_norm = on;
     if (name[0] == 'q') o->quiet = on;
+    if (name[0] == 'f') o->force = on;
     if (name[0] == 'r') /* 2 layers unless --rnn-layers says otherwise, before or after */
       o->arch.rnn_layers = on ? (o->arch.rnn_layers > 0 ? o->arch.rnn_layers : 2) : 0;
     return 0;
@@ -251,6 +254,7 @@ static int cli(cliState *cs, int argc, char **argv) {
         fprintf(stderr, "bc-train: --config needs a value\n");
         return 2;
       }
+      cs->o.config = argv[i + 1];
       rc = load_config(cs, argv[++i]);
     }
   if (rc) {

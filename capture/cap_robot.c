@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "cap_internal.h"
@@ -753,16 +754,18 @@ int cap_leader_calibrate(capLeader *l, const double *follower_rad, const char *o
   char *text = cJSON_Print(root);
   cJSON_Delete(root);
   if (!text) return tk_error(TK_ENOMEM, "out of memory");
-  char tmp[1100];
-  snprintf(tmp, sizeof tmp, "%s.tmp", out_path);
-  FILE *f = fopen(tmp, "w");
-  rc = f ? 0 : tk_error(TK_EIO, "%s: cannot write", tmp);
+  char tmp[4200];
+  int fd = tk_temp_beside(out_path, tmp, sizeof tmp); /* a name of ours alone: never a user's <path>.tmp */
+  FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+  rc = fd < 0 ? fd : f ? 0 : tk_error(TK_EIO, "%s: cannot write", tmp);
+  if (fd >= 0 && !f) close(fd);
   if (f) {
     if (fprintf(f, "%s\n", text) < 0) rc = tk_error(TK_EIO, "%s: write failed", tmp);
     if (fclose(f) && !rc) rc = tk_error(TK_EIO, "%s: write failed", tmp);
   }
   free(text);
   if (!rc) rc = tk_durable_rename(tmp, out_path);
+  if (rc && fd >= 0) unlink(tmp);
   return rc;
 }
 

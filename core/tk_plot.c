@@ -448,13 +448,14 @@ int tk_plot_png(const char *path, const tkPlotOpts *o, const tkSeries *s, int ns
 }
 
 int tk_png_write_surface(void *surface, const char *path) {
-  char *tmp = malloc(strlen(path) + 5);
-  if (!tmp) return tk_error(TK_ENOMEM, "%s: out of memory", path);
-  sprintf(tmp, "%s.tmp", path);
+  char tmp[4200];
+  int fd = tk_temp_beside(path, tmp, sizeof tmp); /* a name of ours alone: never a user's <path>.tmp */
+  if (fd < 0) return tk_error_wrap(fd, "%s", path);
   int rc = 0;
-  PngOut out = {fopen(tmp, "wb"), 0};
+  PngOut out = {fdopen(fd, "wb"), 0};
   if (!out.f) {
-    rc = tk_error(TK_EIO, "%s: create %s: %s", path, tmp, strerror(errno));
+    rc = tk_error(TK_EIO, "%s: open %s: %s", path, tmp, strerror(errno));
+    close(fd);
   } else {
     errno = 0;
     cairo_status_t st = cairo_surface_write_to_png_stream(surface, png_write, &out);
@@ -463,11 +464,10 @@ int tk_png_write_surface(void *surface, const char *path) {
     if (st != CAIRO_STATUS_SUCCESS || out.err)
       rc = tk_error(TK_EIO, "%s: write %s: %s", path, tmp,
                     out.err ? strerror(out.err) : cairo_status_to_string(st));
-    else if (rename(tmp, path))
-      rc = tk_error(TK_EIO, "%s: rename from %s: %s", path, tmp, strerror(errno));
-    if (rc) unlink(tmp);
+    else if ((rc = tk_durable_rename(tmp, path)))
+      rc = tk_error_wrap(rc, "%s", path);
   }
-  free(tmp);
+  if (rc) unlink(tmp);
   return rc;
 }
 

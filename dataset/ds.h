@@ -261,8 +261,9 @@ typedef enum {
   DS_KIND_DATASET, /* HDF5 with a /data group (robomimic layout) */
   DS_KIND_HDF5,    /* any other HDF5 file: policies, checkpoints */
   DS_KIND_PNG,
-  DS_KIND_TEXT, /* CSV, JSON, HTML, input recordings */
-  DS_KIND_OTHER /* binary of unknown kind, or an HDF5 file that cannot be opened */
+  DS_KIND_TEXT,  /* CSV, JSON, HTML */
+  DS_KIND_INPUT, /* teleop's raw input recordings (--record-input) */
+  DS_KIND_OTHER  /* binary of unknown kind, or an HDF5 file that cannot be opened */
 } dsKind;
 dsKind ds_file_kind(const char *path);
 const char *ds_kind_name(dsKind k);

@@ -15,10 +15,14 @@
 #include "ds_internal.h"
 
 static const char *const kind_names[] = {
-    [DS_KIND_NONE] = "nothing",   [DS_KIND_EMPTY] = "empty file",
-    [DS_KIND_DIR] = "directory",  [DS_KIND_DATASET] = "dataset",
-    [DS_KIND_HDF5] = "HDF5 file", [DS_KIND_PNG] = "PNG image",
-    [DS_KIND_TEXT] = "text file", [DS_KIND_OTHER] = "file of unknown kind",
+    [DS_KIND_NONE] = "nothing",
+    [DS_KIND_EMPTY] = "empty file",
+    [DS_KIND_DIR] = "directory",
+    [DS_KIND_DATASET] = "dataset",
+    [DS_KIND_HDF5] = "policy or other HDF5 file",
+    [DS_KIND_PNG] = "PNG image",
+    [DS_KIND_TEXT] = "text file",
+    [DS_KIND_OTHER] = "file of unknown kind",
 };
 
 const char *ds_kind_name(dsKind k) {
@@ -60,7 +64,13 @@ dsKind ds_file_kind(const char *path) {
   }
   close(fd);
   if (hdf5) return hdf5_kind(path);
-  if (n >= 8 && !memcmp(head, "\x89PNG\r\n\x1a\n", 8)) return DS_KIND_PNG;
+  /* the toolkit's other binary formats, by their magic */
+  static const struct {
+    const char *magic;
+    dsKind kind;
+  } magics[] = {{"\x89PNG\r\n\x1a\n", DS_KIND_PNG}, {"DKINPUT1", DS_KIND_INPUT}};
+  for (int i = 0; i < (int)TK_ARRAY_LEN(magics); i++)
+    if (n >= 8 && !memcmp(head, magics[i].magic, 8)) return magics[i].kind;
   if (n > 0 && !memchr(head, 0, (size_t)n)) return DS_KIND_TEXT;
   return DS_KIND_OTHER;
 }

@@ -40,7 +40,10 @@ static void usage(FILE *f) {
       "  --steps N            environment steps (default 100000)\n"
       "  --workers N          environment worker threads (default: online cores); 1 reproduces a run\n"
       "  --seed S             (default 0)\n"
-      "  --out FILE           best policy, policy.h5 format (default ft.h5); bc-eval and teleop read it\n"
+      "  --out FILE           best policy, policy.h5 format (default ft.h5); bc-eval and teleop read it.\n"
+      "                       No output may be an input; one of another kind (a dataset) is replaced\n"
+      "                       only with --force\n"
+      "  --force              replace existing outputs of another kind (inputs never)\n"
       "  --metrics FILE       evaluations as CSV (default: OUT without .h5 + .csv)\n"
       "  --scratch            no BC start and no demos (the same algorithm)\n"
       "  --resume DIR         go on from DIR/checkpoint.h5 (written after every evaluation, at the end\n"
@@ -111,7 +114,7 @@ static void summary_line(const char *label, const rlResult *r, const rlOpts *o) 
 static int run(int argc, char **argv) {
   rlOpts o;
   rl_opts_default(&o);
-  int compare = 0, scratch = 0;
+  int compare = 0, scratch = 0, force = 0;
   const char *resume_dir = NULL;
   const char *metrics = NULL;
   for (int i = 1; i < argc; i++) {
@@ -129,6 +132,8 @@ static int run(int argc, char **argv) {
       o.stop_at_target = 0;
     } else if (!strcmp(a, "--quiet")) {
       o.quiet = 1;
+    } else if (!strcmp(a, "--force")) {
+      force = 1;
     } else if (!v) {
       fprintf(stderr, "rl-finetune: %s needs a value (or is unknown)\n", a);
       return 2;
@@ -239,13 +244,33 @@ static int run(int argc, char **argv) {
   char run_dir[4200], ckpt[4300], scratch_dir[4200], scratch_ckpt[4300];
   snprintf(run_dir, sizeof run_dir, "%s", resume_dir ? resume_dir : "");
   if (!resume_dir) snprintf(run_dir, sizeof run_dir, "%s%s_run", stem, scratch ? "_scratch" : "");
+  snprintf(ckpt, sizeof ckpt, "%s/checkpoint.h5", run_dir);
+  o.checkpoint = ckpt;
+  if (resume_dir) o.resume = ckpt;
+  snprintf(scratch_out, sizeof scratch_out, "%s_scratch.h5", stem);
+  snprintf(scratch_dir, sizeof scratch_dir, "%s_scratch_run", stem);
+  snprintf(scratch_ckpt, sizeof scratch_ckpt, "%s/checkpoint.h5", scratch_dir);
+  snprintf(png, sizeof png, "%s_compare.png", stem);
+  { /* every file the run writes passes the output rule before the run starts */
+    const char *in[] = {o.policy, o.demos, o.resume};
+    const char *outs[] = {o.out,
+                          o.metrics,
+                          resume_dir ? NULL : ckpt,
+                          compare ? scratch_out : NULL,
+                          compare ? scratch_ckpt : NULL,
+                          compare ? png : NULL};
+    const dsKind kinds[] = {DS_KIND_HDF5, DS_KIND_TEXT, DS_KIND_HDF5,
+                            DS_KIND_HDF5, DS_KIND_HDF5, DS_KIND_PNG};
+    for (int k = 0; k < (int)TK_ARRAY_LEN(outs); k++)
+      if (outs[k] && ds_output_check(outs[k], kinds[k], in, 3, force)) {
+        tk_die_msg("rl-finetune");
+        return 1;
+      }
+  }
   if (!resume_dir && mkdir(run_dir, 0777) && errno != EEXIST) {
     fprintf(stderr, "rl-finetune: %s: cannot create the run directory: %s\n", run_dir, strerror(errno));
     return 1;
   }
-  snprintf(ckpt, sizeof ckpt, "%s/checkpoint.h5", run_dir);
-  o.checkpoint = ckpt;
-  if (resume_dir) o.resume = ckpt;
   if (compare && rl_mpi_rank() == 0) remove(o.metrics); /* one comparison per file */
   rlResult r, rs;
   int rc;
@@ -278,14 +303,11 @@ static int run(int argc, char **argv) {
       bc_policy_free(p);
       so.task = task;
     }
-    snprintf(scratch_out, sizeof scratch_out, "%s_scratch.h5", stem);
     so.out = scratch_out;
-    snprintf(scratch_dir, sizeof scratch_dir, "%s_scratch_run", stem);
     if (mkdir(scratch_dir, 0777) && errno != EEXIST) {
       fprintf(stderr, "rl-finetune: %s: cannot create the run directory: %s\n", scratch_dir, strerror(errno));
       return 1;
     }
-    snprintf(scratch_ckpt, sizeof scratch_ckpt, "%s/checkpoint.h5", scratch_dir);
     so.checkpoint = scratch_ckpt;
     so.resume = NULL;
     if ((rc = rl_run(&so, &rs))) {
@@ -313,7 +335,6 @@ static int run(int argc, char **argv) {
                      .ymin = 0,
                      .ymax = 1,
                      .fixed_y = 1};
-    snprintf(png, sizeof png, "%s_compare.png", stem);
     if (rl_mpi_rank() == 0 && tk_plot_png(png, &po, s, 2)) {
       tk_die_msg("rl-finetune");
       tk_plot_cleanup();

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ds.h"
 #include "tel.h"
 #include "tk.h"
 
@@ -56,6 +57,8 @@ static void usage(FILE *f) {
       "  --record-input FILE  also write the raw device input (replay: --device replay --device-arg FILE)\n"
       "  --image-gzip L       gzip level for camera frames, 0..9 (default 4)\n"
       "  --quiet              no per-episode lines\n"
+      "  --force              replace an existing --record-input, --screenshot or --calibrate-leader\n"
+      "                       file of another kind (no output may be an input; --out is only appended to)\n"
       "\n"
       "Gamepad: %s\n"
       "Keyboard: %s\n"
@@ -89,9 +92,38 @@ static int parse_camera(const char *s, capCamera *c) {
   return 0;
 }
 
+/* The output rule for every file teleop writes: none is one of its inputs; --out is a dataset that is
+ * appended to (never replaced), the others are replaced only when of their own kind or with --force. */
+static int check_outputs(const telOpts *o, int force) {
+  const char *in[] = {o->model_path,   o->device_arg,    o->mappings, o->map_json,
+                      o->robot_config, o->leader_config, o->policy};
+  const int nin = (int)TK_ARRAY_LEN(in);
+  if (o->out) {
+    for (int i = 0; i < nin; i++)
+      if (in[i] && ds_same_file(o->out, in[i]))
+        return tk_error(TK_EINVAL, "--out %s is the input %s: refusing to record into it", o->out, in[i]);
+    dsKind k = ds_file_kind(o->out);
+    if (k != DS_KIND_NONE && k != DS_KIND_DATASET)
+      return tk_error(TK_EINVAL, "--out %s exists and is a %s, not a dataset to append to", o->out,
+                      ds_kind_name(k));
+  }
+  const char *all[TK_ARRAY_LEN(in) + 1];
+  for (int i = 0; i < nin; i++)
+    all[i] = in[i];
+  all[nin] = o->out; /* the dataset being recorded is an input of every other output */
+  const char *outs[] = {o->record_input, o->screenshot, o->calibrate_leader};
+  const dsKind kinds[] = {DS_KIND_INPUT, DS_KIND_PNG, DS_KIND_TEXT};
+  for (int k = 0; k < 3; k++) {
+    int rc = outs[k] ? ds_output_check(outs[k], kinds[k], all, nin + 1, force) : 0;
+    if (rc) return rc;
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   telOpts o;
   tel_opts_default(&o);
+  int force = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -200,6 +232,8 @@ int main(int argc, char **argv) {
       o.fast = 1;
     } else if (!strcmp(a, "--quiet")) {
       o.quiet = 1;
+    } else if (!strcmp(a, "--force")) {
+      force = 1;
     } else {
       fprintf(stderr, "teleop: unknown option %s (see teleop --help)\n", a);
       return 2;
@@ -208,6 +242,10 @@ int main(int argc, char **argv) {
   if (!o.out && !o.calibrate_leader) {
     fprintf(stderr, "teleop: --out FILE.h5 is required (see teleop --help)\n");
     return 2;
+  }
+  if (check_outputs(&o, force)) {
+    tk_die_msg("teleop");
+    return 1;
   }
 
   /* a virtual pad's input only arrives with background events allowed (REFERENCE.md) */

@@ -25,6 +25,7 @@ static void usage(FILE *f) {
         "  --plot-keys a,b   also plot these low-dim observation keys (at most 8 series)\n"
         "  --screenshot F    window: save the last frame shown to F when it closes\n"
         "  --frames K        window: close after K frames (scripts and tests)\n"
+        "  --force           replace an existing output that is not a PNG (inputs never)\n"
         "\n"
         "Window keys: Space play/pause, Left/Right step, Up/Down speed, Home/End, N/P next/previous demo,\n"
         "Q or Esc quit; drag to orbit (right button pans), wheel zooms.\n"
@@ -40,7 +41,7 @@ int main(int argc, char **argv) {
   const char *path = NULL, *out = NULL, *dir = NULL, *shot = NULL, *policy = NULL, *task = NULL,
              *plot_keys = NULL;
   uint64_t seed = 1000000000ull; /* bc-eval's held-out seeds */
-  int frames = 0;
+  int frames = 0, force = 0;
   long long demo = -1, frame = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -50,6 +51,8 @@ int main(int argc, char **argv) {
       return 0;
     } else if (a[0] != '-' && !path) {
       path = a;
+    } else if (!strcmp(a, "--force")) {
+      force = 1;
     } else if (!v) {
       fprintf(stderr, "viewer: %s needs a value (or is unknown)\n", a);
       return 2;
@@ -93,6 +96,19 @@ int main(int argc, char **argv) {
       fprintf(stderr, "viewer: unknown option %s\n", a);
       usage(stderr);
       return 2;
+    }
+  }
+  { /* the output rule: no PNG is written over an input, or over a file of another kind without --force */
+    const char *in[] = {path, policy};
+    const char *outs[] = {out, shot};
+    for (int k = 0; k < 2; k++)
+      if (outs[k] && ds_output_check(outs[k], DS_KIND_PNG, in, 2, force)) {
+        tk_die_msg("viewer");
+        return 1;
+      }
+    if (dir && ds_output_check(dir, DS_KIND_DIR, in, 2, force)) {
+      tk_die_msg("viewer");
+      return 1;
     }
   }
   if (policy) { /* watch a policy act live */
@@ -155,7 +171,8 @@ int main(int argc, char **argv) {
       char p[4200];
       for (int64_t t = 0; !rc && t < n; t++) {
         snprintf(p, sizeof p, "%s/frame_%05lld.png", dir, (long long)t);
-        rc = vw_export_png(v, t, p);
+        const char *in[] = {path};
+        if (!(rc = ds_output_check(p, DS_KIND_PNG, in, 1, force))) rc = vw_export_png(v, t, p);
       }
       if (!rc) printf("viewer: %lld frames in %s\n", (long long)n, dir);
     }
