@@ -123,6 +123,10 @@ int tk_read_text_max(const char *path, size_t max, char **out, size_t *len);
  * (never "<dst>.tmp", which may be a user's file). The name goes to buf; returns an open fd
  * (the caller closes it, or reopens the name with HDF5) or a negative error. */
 int tk_temp_beside(const char *dst, char *buf, size_t n);
+/* The file a path names, for writing it by temp + rename: a symlink is followed to its target (so
+ * the link stays a link and the target is what changes); any other path is copied as it is. A
+ * dangling link is refused. */
+int tk_resolve_link(const char *path, char *buf, size_t n);
 /* True for a name made by tk_temp_beside (so a leftover can be recognized and removed). */
 int tk_is_temp_name(const char *base);
 

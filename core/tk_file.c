@@ -179,6 +179,19 @@ int tk_temp_beside(const char *dst, char *buf, size_t n) {
   return tk_error(TK_EIO, "create a temp file beside %s: no free name", dst);
 }
 
+int tk_resolve_link(const char *path, char *buf, size_t n) {
+  struct stat st;
+  if (lstat(path, &st) || !S_ISLNK(st.st_mode)) {
+    if (tk_snprintf(buf, n, "%s", path)) return tk_error(TK_ERANGE, "path too long: %.200s", path);
+    return 0;
+  }
+  char *real = realpath(path, NULL);
+  if (!real) return tk_error(TK_EIO, "%s: a symlink to a missing file (%s)", path, strerror(errno));
+  int rc = tk_snprintf(buf, n, "%s", real) ? tk_error(TK_ERANGE, "path too long: %.200s", real) : 0;
+  free(real);
+  return rc;
+}
+
 int tk_is_temp_name(const char *base) {
   size_t l = strlen(base), s = strlen(TK_TEMP_SUFFIX);
   return base[0] == '.' && l > s + 10 && !strcmp(base + l - s, TK_TEMP_SUFFIX);

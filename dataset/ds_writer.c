@@ -597,7 +597,9 @@ int ds_writer_open(const char *path, const dsWriterOpts *o, dsWriter **out) {
     goto fail;
   }
   w->o.env_kwargs_json = w->env_kwargs;
-  if ((rc = tk_snprintf(w->path, sizeof w->path, "%s", path))) goto fail;
+  /* publishing renames over the path: through a symlink, the target is the dataset (the link stays) */
+  if ((rc = tk_resolve_link(path, w->path, sizeof w->path))) goto fail;
+  path = w->path;
   if ((rc = ds_staging_dir(path, w->dir, sizeof w->dir))) goto fail;
   if (mkdir(w->dir, 0755) && errno != EEXIST) {
     rc = tk_error(TK_EIO, "%s: create %s: %s", path, w->dir, strerror(errno));

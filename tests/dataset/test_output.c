@@ -274,3 +274,17 @@ Test(output, temp_names_are_ours_alone, .timeout = 300) {
   keep(out);
   cr_assert(out && atoi(out) == 0, "temp files left: %s", out);
 }
+
+Test(output, recording_through_a_symlink_appends_to_its_target, .timeout = 120) {
+  const char *d = tt_tmpdir();
+  const char *real = at(d, "real.h5"), *link_path = at(d, "link.h5");
+  tt_record(real, "reach", 2, 0, 0, NULL);
+  cr_assert_eq(symlink("real.h5", link_path), 0);
+  tt_record(link_path, "reach", 1, 0, 5, NULL);
+  struct stat st;
+  cr_assert(!lstat(link_path, &st) && S_ISLNK(st.st_mode), "the link was replaced by a file");
+  dsFile *f;
+  cr_assert_eq(ds_open(real, 0, &f), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_num_demos(f), 3, "the target has %d demos, want 2 + 1", ds_num_demos(f));
+  ds_close(f);
+}
