@@ -169,7 +169,8 @@ int tk_temp_beside(const char *dst, char *buf, size_t n) {
   int dirlen = slash ? (int)(slash - dst + 1) : 0;
   static _Atomic unsigned long counter;
   for (int attempt = 0; attempt < 100; attempt++) {
-    unsigned long r = (unsigned long)tk_now_ns() ^ ((unsigned long)getpid() << 20) ^ (counter++ * 2654435761ul);
+    unsigned long r =
+        (unsigned long)tk_now_ns() ^ ((unsigned long)getpid() << 20) ^ (counter++ * 2654435761ul);
     if (tk_snprintf(buf, n, "%.*s.%s.%08lx%s", dirlen, dst, base, r & 0xfffffffful, TK_TEMP_SUFFIX))
       return tk_error(TK_ERANGE, "path too long for a temp file beside %.200s", dst);
     int fd = open(buf, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);

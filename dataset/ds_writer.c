@@ -588,10 +588,10 @@ int ds_writer_open(const char *path, const dsWriterOpts *o, dsWriter **out) {
   pthread_cond_init(&w->cv_commit, NULL);
   w->o = *o;
   if (w->o.block_steps < 1) w->o.block_steps = 64;
-  snprintf(w->env_name, sizeof w->env_name, "%s", o->env_name);
+  int rc = tk_copy_name(w->env_name, sizeof w->env_name, o->env_name ? o->env_name : "", "task name");
+  if (rc) goto fail;
   w->o.env_name = w->env_name;
   w->env_kwargs = strdup(o->env_kwargs_json && o->env_kwargs_json[0] ? o->env_kwargs_json : "{}");
-  int rc = 0;
   if (!w->env_kwargs) {
     rc = tk_error(TK_ENOMEM, "out of memory");
     goto fail;
@@ -705,14 +705,19 @@ int ds_writer_begin(dsWriter *w, const dsEpisodeInfo *info, int64_t *demo_index)
   if (!info || !(info->control_hz > 0) || !isfinite(info->control_hz))
     return tk_error(TK_EINVAL, "%s: begin episode: control_hz (the nominal control rate) must be > 0",
                     w->path);
+  const char *task = info->task ? info->task : w->env_name,
+             *op = info->operator_name ? info->operator_name : "", *dev = info->device ? info->device : "";
+  if (strlen(task) >= DS_NAME_MAX || strlen(op) >= DS_NAME_MAX || strlen(dev) >= DS_NAME_MAX)
+    return tk_error(TK_ERANGE, "%s: begin episode: task, operator and device names must be under %d bytes",
+                    w->path, DS_NAME_MAX);
   dsBlock *b = block_get(w);
   if (!b) return tk_error(TK_ENOMEM, "out of memory");
   b->begin = 1;
   b->demo_index = w->next_index;
   b->t0 = 0;
-  snprintf(b->task, sizeof b->task, "%s", info->task ? info->task : w->env_name);
-  snprintf(b->operator_name, sizeof b->operator_name, "%s", info->operator_name ? info->operator_name : "");
-  snprintf(b->device, sizeof b->device, "%s", info->device ? info->device : "");
+  tk_copy_name(b->task, sizeof b->task, task, "task");
+  tk_copy_name(b->operator_name, sizeof b->operator_name, op, "operator");
+  tk_copy_name(b->device, sizeof b->device, dev, "device");
   b->seed = info->seed;
   b->control_hz = info->control_hz;
   if (info->model_file) b->model_file = strdup(info->model_file);

@@ -328,3 +328,28 @@ Test(writer, disk_full_names_file_and_keeps_committed, .fini = umount_tfs) {
   }
   cr_assert_geq(seen, committed, "every committed episode is either in the main file or staged");
 }
+
+/* Names that do not fit are refused, never cut: two task names that differ after byte 63 must not
+ * become one, and an operator's long name is not stored shortened. */
+Test(writer, long_names_are_refused_not_cut) {
+  const char *p = path_in(tt_tmpdir(), "d.h5");
+  char longname[80];
+  memset(longname, 'a', 70);
+  longname[70] = 0;
+  dsWriterOpts o;
+  gen_schema(&o, NULL);
+  o.env_name = longname;
+  dsWriter *w;
+  cr_assert_neq(ds_writer_open(p, &o, &w), 0, "a 70-byte task name was accepted");
+  cr_assert(strstr(tk_errmsg(), "task name"), "%s", tk_errmsg());
+  gen_schema(&o, NULL);
+  cr_assert_eq(ds_writer_open(p, &o, &w), 0, "%s", tk_errmsg());
+  int64_t idx;
+  dsEpisodeInfo info = {
+      .task = "gen_task", .operator_name = longname, .device = "scripted", .control_hz = 20};
+  cr_assert_neq(ds_writer_begin(w, &info, &idx), 0, "a 70-byte operator name was accepted");
+  cr_assert(strstr(tk_errmsg(), "operator"), "%s", tk_errmsg());
+  record(w, 0, 0, DS_SUCCESS); /* the writer goes on: nothing was started */
+  cr_assert_eq(ds_writer_close(w), 0, "%s", tk_errmsg());
+  verify_all(p, 0, 1);
+}
