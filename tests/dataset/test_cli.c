@@ -73,10 +73,10 @@ Test(cli, merge_filter_delete_trim_convert) {
   snprintf(cmd, sizeof cmd, "%s filter %%s --min-len 21 -o %%s", bin());
   free(run_ok(cmd, m, f2));
   cr_assert_eq(demos_in(f2), 3, "only the 25-step demos are at least 21 long");
-  snprintf(cmd, sizeof cmd, "%s delete %%s demo_0 demo_6 -o %%s", bin());
+  snprintf(cmd, sizeof cmd, "%s delete %%s demo_0 demo_6 -o %%s --force", bin());
   free(run_ok(cmd, m, f2));
   cr_assert_eq(demos_in(f2), 5);
-  snprintf(cmd, sizeof cmd, "%s trim %%s demo_1 --start 5 --end 15 -o %%s", bin());
+  snprintf(cmd, sizeof cmd, "%s trim %%s demo_1 --start 5 --end 15 -o %%s --force", bin());
   free(run_ok(cmd, m, f2));
   dsFile *f;
   cr_assert_eq(ds_open(f2, 0, &f), 0, "%s", tk_errmsg());

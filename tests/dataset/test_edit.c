@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <math.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "ds.h"
 #include "tk.h"
@@ -44,7 +45,8 @@ static void assert_no_tmp(const char *dir) {
   cr_assert_not_null(d, "open %s", dir);
   struct dirent *e;
   while ((e = readdir(d))) {
-    cr_assert(!strstr(e->d_name, ".tmp"), "temp file %s left in %s", e->d_name, dir);
+    cr_assert(!strstr(e->d_name, ".tmp") && !tk_is_temp_name(e->d_name), "temp file %s left in %s", e->d_name,
+              dir);
     cr_assert(!strstr(e->d_name, ".staging"), "staging folder %s left in %s", e->d_name, dir);
   }
   closedir(d);
@@ -241,13 +243,13 @@ Test(edit, merge_renumbers_copies_values_and_merges_masks) {
   const char *a = pj(dir, "a.h5"), *b = pj(dir, "b.h5"), *m = pj(dir, "m.h5");
   synth(a, 3, 20, 8, 1, "reach", 0);
   synth(b, 2, 20, 8, 2, "reach", 0);
-  cr_assert_eq(ds_split(a, 0.34, 5, NULL), 0, "%s", tk_errmsg());
-  cr_assert_eq(ds_split(b, 0.5, 6, NULL), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_split(a, 0.34, 5, NULL, 0), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_split(b, 0.5, 6, NULL, 0), 0, "%s", tk_errmsg());
   dsFilterOpts fo = {.mask_name = "only_b"};
-  cr_assert_eq(ds_filter(b, &fo, NULL, NULL), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_filter(b, &fo, NULL, 0, NULL), 0, "%s", tk_errmsg());
   uint64_t ca = checksum(a), cb = checksum(b);
   const char *in[2] = {a, b};
-  cr_assert_eq(ds_merge(in, 2, m), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_merge(in, 2, m, 0), 0, "%s", tk_errmsg());
   cr_assert_eq(checksum(a), ca, "input a changed");
   cr_assert_eq(checksum(b), cb, "input b changed");
   assert_no_tmp(dir);
@@ -302,7 +304,7 @@ Test(edit, merge_refuses_other_task_naming_both_files) {
   synth(b, 2, 10, 0, 2, "task_two", 0);
   uint64_t ca = checksum(a), cb = checksum(b);
   const char *in[2] = {a, b};
-  int rc = ds_merge(in, 2, m);
+  int rc = ds_merge(in, 2, m, 0);
   cr_assert_eq(rc, TK_EFORMAT, "rc %d: %s", rc, tk_errmsg());
   const char *e = tk_errmsg();
   cr_assert(strstr(e, a) && strstr(e, b) && strstr(e, "task_one") && strstr(e, "task_two"), "%s", e);
@@ -319,11 +321,11 @@ Test(edit, merge_refuses_other_schema_naming_both_files) {
   synth(b, 2, 10, 0, 2, NULL, 0);  /* no image key */
   synth(c, 2, 10, 16, 3, NULL, 0); /* image of another size */
   const char *in[3] = {a, a, b};
-  cr_assert_eq(ds_merge(in, 3, m), TK_EFORMAT);
+  cr_assert_eq(ds_merge(in, 3, m, 0), TK_EFORMAT);
   const char *e = tk_errmsg();
   cr_assert(strstr(e, a) && strstr(e, b) && strstr(e, "agentview_image"), "%s", e);
   const char *in2[2] = {a, c};
-  cr_assert_eq(ds_merge(in2, 2, m), TK_EFORMAT);
+  cr_assert_eq(ds_merge(in2, 2, m, 0), TK_EFORMAT);
   e = tk_errmsg();
   cr_assert(strstr(e, a) && strstr(e, c) && strstr(e, "8,8,3") && strstr(e, "16,16,3"), "%s", e);
   cr_assert(!exists(m));
@@ -336,9 +338,9 @@ Test(edit, split_is_deterministic_sized_and_replaces_masks) {
   const char *p = pj(dir, "d.h5"), *s1 = pj(dir, "s1.h5"), *s2 = pj(dir, "s2.h5"), *s3 = pj(dir, "s3.h5");
   synth(p, 10, 8, 0, 1, NULL, 0);
   uint64_t c = checksum(p);
-  cr_assert_eq(ds_split(p, 0.3, 7, s1), 0, "%s", tk_errmsg());
-  cr_assert_eq(ds_split(p, 0.3, 7, s2), 0, "%s", tk_errmsg());
-  cr_assert_eq(ds_split(p, 0.3, 8, s3), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_split(p, 0.3, 7, s1, 0), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_split(p, 0.3, 7, s2, 0), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_split(p, 0.3, 8, s3, 0), 0, "%s", tk_errmsg());
   cr_assert_eq(checksum(p), c, "input changed");
   assert_no_tmp(dir);
   dsFile *f1 = open_ok(s1), *f2 = open_ok(s2), *f3 = open_ok(s3), *fp = open_ok(p);
@@ -370,26 +372,26 @@ Test(edit, split_is_deterministic_sized_and_replaces_masks) {
   ds_close(fp);
 
   /* clamping: at least one of each */
-  cr_assert_eq(ds_split(p, 0.0, 1, s2), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_split(p, 0.0, 1, s2, 1), 0, "%s", tk_errmsg());
   f2 = open_ok(s2);
   cr_assert_eq(ds_mask(f2, "valid", &vv, &nv), 0);
   cr_assert_eq(nv, 1);
   free(vv);
   ds_close(f2);
-  cr_assert_eq(ds_split(p, 1.0, 1, s2), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_split(p, 1.0, 1, s2, 1), 0, "%s", tk_errmsg());
   f2 = open_ok(s2);
   cr_assert_eq(ds_mask(f2, "train", &tv, &nt), 0);
   cr_assert_eq(nt, 1);
   free(tv);
   ds_close(f2);
-  cr_assert_neq(ds_split(p, NAN, 1, s2), 0);
-  cr_assert_neq(ds_split(p, 1.5, 1, s2), 0);
+  cr_assert_neq(ds_split(p, NAN, 1, s2, 0), 0);
+  cr_assert_neq(ds_split(p, 1.5, 1, s2, 0), 0);
 
   /* splitting again in place replaces the masks (no duplicates, new content) */
   char before[4096];
   snprintf(before, sizeof before, "%s", mask_str(f1, "valid"));
   ds_close(f1);
-  cr_assert_eq(ds_split(s1, 0.5, 99, NULL), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_split(s1, 0.5, 99, NULL, 0), 0, "%s", tk_errmsg());
   assert_no_tmp(dir);
   f1 = open_ok(s1);
   cr_assert_eq(ds_num_masks(f1), 2);
@@ -421,7 +423,7 @@ Test(edit, split_accepts_h5py_variable_length_masks) {
   cr_assert_str_eq(mask_str(f, "extra"), "demo_3,demo_2");
   ds_close(f);
   uint64_t c = checksum(p);
-  cr_assert_eq(ds_split(p, 0.25, 3, s), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_split(p, 0.25, 3, s, 0), 0, "%s", tk_errmsg());
   cr_assert_eq(checksum(p), c);
   f = open_ok(s);
   cr_assert_eq(ds_num_masks(f), 3);
@@ -443,13 +445,13 @@ Test(edit, filter_by_success_and_length) {
   const char *p = pj(dir, "d.h5"), *o1 = pj(dir, "succ.h5"), *o2 = pj(dir, "len.h5"),
              *o3 = pj(dir, "mask.h5");
   write_mixed(p, 6, 0);
-  cr_assert_eq(ds_split(p, 0.5, 4, NULL), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_split(p, 0.5, 4, NULL, 0), 0, "%s", tk_errmsg());
   uint64_t c = checksum(p);
   dsFile *fp = open_ok(p);
 
   int kept = -1;
   dsFilterOpts so = {.success_only = 1};
-  cr_assert_eq(ds_filter(p, &so, o1, &kept), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_filter(p, &so, o1, 0, &kept), 0, "%s", tk_errmsg());
   cr_assert_eq(kept, 3);
   dsFile *f = open_ok(o1);
   cr_assert_eq(ds_num_demos(f), 3);
@@ -481,7 +483,7 @@ Test(edit, filter_by_success_and_length) {
   assert_h5_check(o1, 3);
 
   dsFilterOpts lo = {.min_len = 12, .max_len = 20}; /* lengths 8 11 14 17 20 23 */
-  cr_assert_eq(ds_filter(p, &lo, o2, &kept), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_filter(p, &lo, o2, 0, &kept), 0, "%s", tk_errmsg());
   cr_assert_eq(kept, 3);
   f = open_ok(o2);
   cr_assert_eq(ds_num_demos(f), 3);
@@ -492,7 +494,7 @@ Test(edit, filter_by_success_and_length) {
   ds_close(f);
 
   dsFilterOpts mo = {.success_only = 1, .min_len = 10, .mask_name = "good"};
-  cr_assert_eq(ds_filter(p, &mo, o3, &kept), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_filter(p, &mo, o3, 0, &kept), 0, "%s", tk_errmsg());
   cr_assert_eq(kept, 2);
   f = open_ok(o3);
   cr_assert_eq(ds_num_demos(f), 6, "mask mode copies every demo");
@@ -503,9 +505,9 @@ Test(edit, filter_by_success_and_length) {
   ds_close(f);
 
   dsFilterOpts bad = {.mask_name = "a/b"};
-  cr_assert_eq(ds_filter(p, &bad, o3, &kept), TK_EINVAL);
+  cr_assert_eq(ds_filter(p, &bad, o3, 0, &kept), TK_EINVAL);
   dsFilterOpts bad2 = {.min_len = 10, .max_len = 5};
-  cr_assert_eq(ds_filter(p, &bad2, o3, &kept), TK_EINVAL);
+  cr_assert_eq(ds_filter(p, &bad2, o3, 0, &kept), TK_EINVAL);
   ds_close(fp);
   cr_assert_eq(checksum(p), c, "input changed");
   assert_no_tmp(dir);
@@ -516,10 +518,10 @@ Test(edit, delete_removes_demos_and_their_mask_entries) {
   const char *dir = tt_tmpdir();
   const char *p = pj(dir, "d.h5"), *o = pj(dir, "o.h5");
   synth(p, 5, 12, 8, 3, NULL, 0);
-  cr_assert_eq(ds_split(p, 0.4, 1, NULL), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_split(p, 0.4, 1, NULL, 0), 0, "%s", tk_errmsg());
   uint64_t c = checksum(p);
   const char *del[2] = {"demo_1", "demo_3"};
-  cr_assert_eq(ds_delete(p, del, 2, o), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_delete(p, del, 2, o, 0), 0, "%s", tk_errmsg());
   cr_assert_eq(checksum(p), c);
   dsFile *fp = open_ok(p), *f = open_ok(o);
   cr_assert_eq(ds_num_demos(f), 3);
@@ -545,7 +547,7 @@ Test(edit, delete_removes_demos_and_their_mask_entries) {
   /* a missing name: error names it, nothing written */
   const char *o2 = pj(dir, "o2.h5");
   const char *del2[2] = {"demo_0", "demo_9"};
-  int rc = ds_delete(p, del2, 2, o2);
+  int rc = ds_delete(p, del2, 2, o2, 0);
   cr_assert_eq(rc, TK_ENOTFOUND, "%s", tk_errmsg());
   cr_assert(strstr(tk_errmsg(), "demo_9") && strstr(tk_errmsg(), p), "%s", tk_errmsg());
   cr_assert(!exists(o2));
@@ -553,7 +555,7 @@ Test(edit, delete_removes_demos_and_their_mask_entries) {
   /* in place: the file is replaced through temp + rename */
   ds_close(fp);
   const char *del3[1] = {"demo_4"};
-  cr_assert_eq(ds_delete(p, del3, 1, NULL), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_delete(p, del3, 1, NULL, 0), 0, "%s", tk_errmsg());
   cr_assert_neq(checksum(p), c);
   f = open_ok(p);
   cr_assert_eq(ds_num_demos(f), 4);
@@ -574,7 +576,7 @@ Test(edit, trim_slices_every_step_dataset_and_keeps_layout) {
   const char *p = pj(dir, "d.h5"), *o = pj(dir, "o.h5"), *o2 = pj(dir, "o2.h5");
   synth(p, 3, 20, 8, 5, NULL, 3);
   uint64_t c = checksum(p);
-  cr_assert_eq(ds_trim(p, "demo_1", 5, 15, o), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_trim(p, "demo_1", 5, 15, o, 0), 0, "%s", tk_errmsg());
   cr_assert_eq(checksum(p), c);
   dsFile *fp = open_ok(p), *f = open_ok(o);
   cr_assert_eq(ds_num_demos(f), 3);
@@ -601,7 +603,7 @@ Test(edit, trim_slices_every_step_dataset_and_keeps_layout) {
   free(out);
 
   /* end <= 0: to the end */
-  cr_assert_eq(ds_trim(p, "demo_2", 12, 0, o2), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_trim(p, "demo_2", 12, 0, o2, 0), 0, "%s", tk_errmsg());
   f = open_ok(o2);
   cr_assert_eq(ds_demo(f, 2)->num_samples, 8);
   assert_same_slice(fp, 2, 12, f, 2);
@@ -617,7 +619,7 @@ Test(edit, trim_slices_every_step_dataset_and_keeps_layout) {
              {"demo_1", -1, 4, TK_ERANGE},    {"demo_1", 20, 0, TK_ERANGE}, {"demo_7", 0, 3, TK_ENOTFOUND},
              {"nonsense", 0, 3, TK_ENOTFOUND}};
   for (size_t i = 0; i < TK_ARRAY_LEN(bad); i++) {
-    int rc = ds_trim(p, bad[i].demo, bad[i].s, bad[i].e, o3);
+    int rc = ds_trim(p, bad[i].demo, bad[i].s, bad[i].e, o3, 0);
     cr_assert_eq(rc, bad[i].rc, "case %zu: rc %d: %s", i, rc, tk_errmsg());
     cr_assert(strstr(tk_errmsg(), p), "case %zu: %s", i, tk_errmsg());
     cr_assert(!exists(o3));
@@ -681,7 +683,7 @@ Test(edit, convert_minari_reads_back_with_h5py) {
              *o2 = pj(dir, "minari1.h5");
   write_mixed(p, 5, 8);
   uint64_t c = checksum(p);
-  cr_assert_eq(ds_convert(p, "minari", o), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_convert(p, "minari", o, 0), 0, "%s", tk_errmsg());
   cr_assert_eq(checksum(p), c);
   cr_assert(exists(pj(dir, "minari.h5.metadata.json")));
   assert_no_tmp(dir);
@@ -692,7 +694,7 @@ Test(edit, convert_minari_reads_back_with_h5py) {
   free(out);
   /* a single low-dim key: observations is one dataset */
   write_mixed2(s, 3, 8, 0);
-  cr_assert_eq(ds_convert(s, "minari", o2), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_convert(s, "minari", o2, 0), 0, "%s", tk_errmsg());
   snprintf(args, sizeof args, "%s %s", o2, s);
   out = run_py(dir, "minari.py", PY_MINARI, args);
   cr_assert(strstr(out, "minari ok episodes=3 steps=33 truncated=1 keys=pos"), "%s", out);
@@ -746,7 +748,7 @@ Test(edit, convert_d4rl_reads_back_with_h5py) {
                      args);
   free(out);
   uint64_t c = checksum(q);
-  cr_assert_eq(ds_convert(q, "d4rl", o), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_convert(q, "d4rl", o, 0), 0, "%s", tk_errmsg());
   cr_assert_eq(checksum(q), c);
   assert_no_tmp(dir);
   snprintf(args, sizeof args, "%s %s", o, q);
@@ -762,11 +764,11 @@ Test(edit, convert_refusals) {
   const char *p = pj(dir, "d.h5");
   synth(p, 2, 8, 0, 1, NULL, 0);
   uint64_t c = checksum(p);
-  cr_assert_eq(ds_convert(p, "rlds", pj(dir, "o.h5")), TK_EINVAL);
+  cr_assert_eq(ds_convert(p, "rlds", pj(dir, "o.h5"), 0), TK_EINVAL);
   cr_assert(strstr(tk_errmsg(), "rlds"), "%s", tk_errmsg());
-  cr_assert_eq(ds_convert(p, "d4rl", p), TK_EINVAL, "the output may not be the input");
+  cr_assert_eq(ds_convert(p, "d4rl", p, 0), TK_EINVAL, "the output may not be the input");
   cr_assert(strstr(tk_errmsg(), p), "%s", tk_errmsg());
-  cr_assert_eq(ds_convert(p, "d4rl", NULL), TK_EINVAL);
+  cr_assert_eq(ds_convert(p, "d4rl", NULL, 0), TK_EINVAL);
   cr_assert_eq(checksum(p), c);
   cr_assert(!exists(pj(dir, "o.h5")));
   assert_no_tmp(dir);
@@ -781,13 +783,13 @@ static int run_cmd(cmdId c, const char *in, const char *out) {
   const char *del[1] = {"demo_0"};
   dsFilterOpts fo = {.success_only = 1};
   switch (c) {
-  case C_MERGE: return ds_merge(ins, 2, out);
-  case C_SPLIT: return ds_split(in, 0.5, 1, out);
-  case C_FILTER: return ds_filter(in, &fo, out, NULL);
-  case C_DELETE: return ds_delete(in, del, 1, out);
-  case C_TRIM: return ds_trim(in, "demo_0", 1, 4, out);
-  case C_MINARI: return ds_convert(in, "minari", out);
-  case C_D4RL: return ds_convert(in, "d4rl", out);
+  case C_MERGE: return ds_merge(ins, 2, out, 0);
+  case C_SPLIT: return ds_split(in, 0.5, 1, out, 0);
+  case C_FILTER: return ds_filter(in, &fo, out, 0, NULL);
+  case C_DELETE: return ds_delete(in, del, 1, out, 0);
+  case C_TRIM: return ds_trim(in, "demo_0", 1, 4, out, 0);
+  case C_MINARI: return ds_convert(in, "minari", out, 0);
+  case C_D4RL: return ds_convert(in, "d4rl", out, 0);
   default: return 0;
   }
 }
@@ -819,10 +821,10 @@ Test(edit, failures_name_the_file_and_leave_no_temp_file) {
     cr_assert(strstr(tk_errmsg(), bad) && strstr(tk_errmsg(), "not an HDF5 file"), "%s: %s", cmd_name[k],
               tk_errmsg());
     cr_assert(!exists(o), "%s wrote an output for a bad input", cmd_name[k]);
-    /* the last step fails (the destination is a directory): the temp file goes away */
+    /* the destination is a directory: refused before anything is written */
     rc = run_cmd(id, p, isdir);
     cr_assert_lt(rc, 0, "%s onto a directory", cmd_name[k]);
-    cr_assert(strstr(tk_errmsg(), isdir) && strstr(tk_errmsg(), "rename"), "%s: %s", cmd_name[k],
+    cr_assert(strstr(tk_errmsg(), isdir) && strstr(tk_errmsg(), "directory"), "%s: %s", cmd_name[k],
               tk_errmsg());
     struct stat st;
     cr_assert(stat(isdir, &st) == 0 && S_ISDIR(st.st_mode));
@@ -830,12 +832,19 @@ Test(edit, failures_name_the_file_and_leave_no_temp_file) {
     cr_assert_eq(checksum(p), c, "%s changed its input", cmd_name[k]);
   }
   cr_assert(!exists(pj(dir, "isdir.h5.metadata.json")));
-  /* a leftover temp file from an interrupted run does not block the next run */
+  /* a leftover temp file of ours from an interrupted run is removed; a user's o.h5.tmp is no temp file */
   f = fopen(pj(dir, "o.h5.tmp"), "w");
   cr_assert_not_null(f);
   fputs("stale", f);
   fclose(f);
-  cr_assert_eq(ds_split(p, 0.5, 1, o), 0, "%s", tk_errmsg());
+  char ours[4300];
+  int fd = tk_temp_beside(o, ours, sizeof ours);
+  cr_assert_geq(fd, 0, "%s", tk_errmsg());
+  close(fd);
+  cr_assert_eq(ds_split(p, 0.5, 1, o, 0), 0, "%s", tk_errmsg());
+  cr_assert(!exists(ours), "a leftover temp file of ours stays: %s", ours);
+  cr_assert(exists(pj(dir, "o.h5.tmp")), "the user's o.h5.tmp was removed");
+  unlink(pj(dir, "o.h5.tmp"));
   assert_no_tmp(dir);
   dsFile *fo = open_ok(o);
   cr_assert_eq(ds_num_masks(fo), 2);
@@ -870,16 +879,16 @@ Test(edit, refuses_to_replace_a_file_a_writer_records_into) {
   }
   cr_assert_eq(ds_writer_sync(w), 0, "%s", tk_errmsg());
   uint64_t c = checksum(p);
-  cr_assert_eq(ds_split(p, 0.5, 1, NULL), TK_EBUSY, "%s", tk_errmsg());
+  cr_assert_eq(ds_split(p, 0.5, 1, NULL, 0), TK_EBUSY, "%s", tk_errmsg());
   cr_assert(strstr(tk_errmsg(), p) && strstr(tk_errmsg(), "writer"), "%s", tk_errmsg());
   const char *del[1] = {"demo_0"};
-  cr_assert_eq(ds_delete(p, del, 1, NULL), TK_EBUSY, "%s", tk_errmsg());
-  cr_assert_eq(ds_trim(p, "demo_0", 1, 3, NULL), TK_EBUSY, "%s", tk_errmsg());
+  cr_assert_eq(ds_delete(p, del, 1, NULL, 0), TK_EBUSY, "%s", tk_errmsg());
+  cr_assert_eq(ds_trim(p, "demo_0", 1, 3, NULL, 0), TK_EBUSY, "%s", tk_errmsg());
   /* reading it into another file is fine meanwhile */
-  cr_assert_eq(ds_split(p, 0.5, 1, o), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_split(p, 0.5, 1, o, 0), 0, "%s", tk_errmsg());
   cr_assert_eq(checksum(p), c);
   cr_assert_eq(ds_writer_close(w), 0, "%s", tk_errmsg());
-  cr_assert_eq(ds_delete(p, del, 1, NULL), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_delete(p, del, 1, NULL, 0), 0, "%s", tk_errmsg());
   dsFile *f = open_ok(p);
   cr_assert_eq(ds_num_demos(f), 2);
   ds_close(f);

@@ -254,8 +254,9 @@ Test(writer, file_size_limit_names_file_and_keeps_earlier_episodes) {
   printf("write error reported: %s\n", msg);
   cr_assert(strstr(msg, ".h5"), "the message names the file: %s", msg);
   /* whatever committed is intact: recover publishes it, the rest is absent, never half */
-  int pub = 0, drop = 0;
-  cr_assert_eq(ds_recover(p, &pub, &drop), 0, "%s", tk_errmsg());
+  int pub = 0, drop = 0, rej = 0;
+  cr_assert_eq(ds_recover(p, &pub, &drop, &rej), 0, "%s", tk_errmsg());
+  cr_assert_eq(rej, 0, "nothing set aside");
   dsFile *f;
   cr_assert_eq(ds_open(p, 0, &f), 0, "%s", tk_errmsg());
   cr_assert_geq(ds_num_demos(f), 1);
