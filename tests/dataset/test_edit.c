@@ -894,3 +894,269 @@ Test(edit, refuses_to_replace_a_file_a_writer_records_into) {
   ds_close(f);
   assert_no_tmp(dir);
 }
+
+/* ---- the output rule, empty results, names, links, temp names (issue "data safety") ---- */
+static void write_rate(const char *path, double hz, const char *kwargs, int n) {
+  dsWriterOpts o;
+  ds_writer_default(&o);
+  o.env_name = "rate_task";
+  o.env_kwargs_json = kwargs;
+  o.schema.action_dim = 2;
+  o.schema.state_dim = 1;
+  int64_t three[1] = {3};
+  ds_schema_add(&o.schema, "pos", DS_F64, 1, three);
+  dsWriter *w;
+  cr_assert_eq(ds_writer_open(path, &o, &w), 0, "%s", tk_errmsg());
+  for (int e = 0; e < n; e++) {
+    dsEpisodeInfo info = {
+        .task = "rate_task", .seed = e, .operator_name = "t", .device = "scripted", .control_hz = hz};
+    cr_assert_eq(ds_writer_begin(w, &info, NULL), 0, "%s", tk_errmsg());
+    double act[2] = {0.1 * e, -0.2}, pos[3] = {1, 2, 3}, state[1] = {e};
+    for (int t = 0; t < 5; t++) {
+      dsStep st = {.action = act, .state = state, .timestamp = (double)t / hz};
+      st.obs[0] = pos;
+      cr_assert_eq(ds_writer_add_step(w, &st), 0, "%s", tk_errmsg());
+    }
+    cr_assert_eq(ds_writer_end(w, DS_SUCCESS, NULL, 0), 0, "%s", tk_errmsg());
+  }
+  cr_assert_eq(ds_writer_close(w), 0, "%s", tk_errmsg());
+}
+
+Test(edit, merge_refuses_other_control_rate_and_env_kwargs_naming_both_files) {
+  const char *dir = tt_tmpdir();
+  const char *a = pj(dir, "hz5.h5"), *b = pj(dir, "hz20.h5"), *c = pj(dir, "front.h5"),
+             *d = pj(dir, "side.h5"), *m = pj(dir, "m.h5");
+  write_rate(a, 5, "{}", 2);
+  write_rate(b, 20, "{}", 2);
+  write_rate(c, 20, "{\"camera\": \"front\", \"control_freq\": 20}", 2);
+  write_rate(d, 20, "{\"camera\": \"side\", \"control_freq\": 20}", 2);
+  const char *in[2] = {a, b};
+  cr_assert_eq(ds_merge(in, 2, m, 0), TK_EFORMAT, "5 Hz and 20 Hz recordings merged");
+  const char *e = tk_errmsg();
+  cr_assert(strstr(e, a) && strstr(e, b) && strstr(e, "5 Hz") && strstr(e, "20 Hz"), "%s", e);
+  const char *in2[2] = {c, d};
+  cr_assert_eq(ds_merge(in2, 2, m, 0), TK_EFORMAT, "differing env_kwargs merged");
+  e = tk_errmsg();
+  cr_assert(strstr(e, c) && strstr(e, d) && strstr(e, "env_kwargs.camera") && strstr(e, "\"front\"") &&
+                strstr(e, "\"side\""),
+            "%s", e);
+  const char *in3[2] = {b, c}; /* {} vs a camera: a key on one side only */
+  cr_assert_eq(ds_merge(in3, 2, m, 0), TK_EFORMAT);
+  cr_assert(strstr(tk_errmsg(), "env_kwargs.camera") && strstr(tk_errmsg(), "absent"), "%s", tk_errmsg());
+  cr_assert(!exists(m));
+  assert_no_tmp(dir);
+  /* the same rate and env_args merge */
+  const char *in4[2] = {c, c};
+  cr_assert_eq(ds_merge(in4, 2, m, 0), 0, "%s", tk_errmsg());
+  dsFile *f = open_ok(m);
+  cr_assert_eq(ds_num_demos(f), 4);
+  ds_close(f);
+}
+
+Test(edit, output_rule_refuses_inputs_and_replaces_datasets_only_with_force) {
+  const char *dir = tt_tmpdir();
+  const char *p = pj(dir, "d.h5"), *q = pj(dir, "q.h5"), *txt = pj(dir, "notes.txt"),
+             *hl = pj(dir, "hard.h5"), *c = pj(dir, "c.h5");
+  synth(p, 4, 8, 0, 1, NULL, 0);
+  synth(q, 3, 8, 0, 2, NULL, 0);
+  FILE *f = fopen(txt, "w");
+  fputs("my notes\n", f);
+  fclose(f);
+  cr_assert_eq(link(p, hl), 0);
+  uint64_t cp = checksum(p), cq = checksum(q), ct = checksum(txt);
+  const char *in[2] = {p, q};
+  /* an input is never the output, with or without force (by inode: a hard link too) */
+  cr_assert_eq(ds_merge(in, 2, q, 1), TK_EINVAL);
+  cr_assert(strstr(tk_errmsg(), "is the input"), "%s", tk_errmsg());
+  cr_assert_eq(ds_split(p, 0.5, 1, hl, 1), TK_EINVAL, "a hard link of the input");
+  cr_assert_eq(ds_convert(p, "d4rl", hl, 1), TK_EINVAL);
+  /* an existing dataset or a file of another kind: only with force */
+  const char *del[1] = {"demo_0"};
+  cr_assert_eq(ds_delete(p, del, 1, q, 0), TK_EINVAL);
+  cr_assert(strstr(tk_errmsg(), q) && strstr(tk_errmsg(), "--force"), "%s", tk_errmsg());
+  cr_assert_eq(ds_trim(p, "demo_0", 1, 3, txt, 0), TK_EINVAL);
+  cr_assert(strstr(tk_errmsg(), "text file"), "%s", tk_errmsg());
+  dsFilterOpts fo = {.min_len = 1};
+  cr_assert_eq(ds_filter(p, &fo, txt, 0, NULL), TK_EINVAL);
+  cr_assert_eq(ds_convert(p, "d4rl", q, 0), TK_EINVAL, "a dataset under a converted file's name");
+  cr_assert_eq(checksum(p), cp);
+  cr_assert_eq(checksum(q), cq);
+  cr_assert_eq(checksum(txt), ct);
+  /* the metadata.json of minari is an output too: the input's name is refused */
+  char jin[4300];
+  snprintf(jin, sizeof jin, "%s.metadata.json", c);
+  cr_assert_eq(symlink(p, jin), 0);
+  cr_assert_eq(ds_convert(p, "minari", c, 1), TK_EINVAL);
+  cr_assert(strstr(tk_errmsg(), "metadata.json") && strstr(tk_errmsg(), "input"), "%s", tk_errmsg());
+  cr_assert(!exists(c));
+  unlink(jin);
+  /* a converted file over a converted file is fine; with force a dataset is replaced */
+  cr_assert_eq(ds_convert(p, "d4rl", c, 0), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_convert(p, "d4rl", c, 0), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_convert(p, "minari", c, 0), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_delete(p, del, 1, q, 1), 0, "%s", tk_errmsg());
+  dsFile *fq = open_ok(q);
+  cr_assert_eq(ds_num_demos(fq), 3);
+  cr_assert_eq(ds_find_demo(fq, "demo_0"), -1);
+  ds_close(fq);
+  cr_assert_eq(checksum(p), cp);
+  assert_no_tmp(dir);
+}
+
+Test(edit, unknown_success_and_edits_that_leave_no_demos_are_refused) {
+  const char *dir = tt_tmpdir();
+  const char *p = pj(dir, "foreign.h5"), *o = pj(dir, "o.h5"), *one = pj(dir, "one.h5");
+  write_mixed(p, 5, 0);
+  /* another tool's file: three demos without a success attribute */
+  free(run_py(dir, "nosucc.py",
+              "import sys, h5py\n"
+              "with h5py.File(sys.argv[1], 'r+') as f:\n"
+              "    for a in ('demokit_format', 'demokit_version'):\n"
+              "        del f['data'].attrs[a]\n"
+              "    for d in ('demo_0', 'demo_1', 'demo_3'):\n"
+              "        del f['data'][d].attrs['success']\n",
+              p));
+  uint64_t c = checksum(p);
+  dsFilterOpts so = {.success_only = 1};
+  int kept = -1;
+  int rc = ds_filter(p, &so, NULL, 0, &kept);
+  cr_assert_eq(rc, TK_EINVAL, "unknown success deleted as failure: %d %s", rc, tk_errmsg());
+  cr_assert(strstr(tk_errmsg(), "3 of 5 demos have no success attribute") && strstr(tk_errmsg(), p), "%s",
+            tk_errmsg());
+  dsFilterOpts som = {.success_only = 1, .mask_name = "good"};
+  cr_assert_eq(ds_filter(p, &som, NULL, 0, &kept), TK_EINVAL);
+  cr_assert_eq(checksum(p), c, "nothing written");
+  /* nothing matches: no empty file, no empty mask */
+  dsFilterOpts lo = {.min_len = 1000};
+  cr_assert_eq(ds_filter(p, &lo, NULL, 0, &kept), TK_EINVAL);
+  cr_assert(strstr(tk_errmsg(), "none of the 5 demos"), "%s", tk_errmsg());
+  cr_assert_eq(ds_filter(p, &lo, o, 0, &kept), TK_EINVAL);
+  dsFilterOpts lom = {.min_len = 1000, .mask_name = "long"};
+  cr_assert_eq(ds_filter(p, &lom, NULL, 0, &kept), TK_EINVAL);
+  cr_assert(strstr(tk_errmsg(), "mask would be empty"), "%s", tk_errmsg());
+  /* deleting every demo */
+  const char *all[5] = {"demo_0", "demo_1", "demo_2", "demo_3", "demo_4"};
+  cr_assert_eq(ds_delete(p, all, 5, NULL, 0), TK_EINVAL);
+  cr_assert(strstr(tk_errmsg(), "leave none"), "%s", tk_errmsg());
+  const char *twice[2] = {"demo_1", "demo_1"};
+  cr_assert_eq(ds_delete(p, twice, 2, NULL, 0), TK_EINVAL, "a demo named twice");
+  cr_assert_eq(checksum(p), c, "nothing written");
+  cr_assert(!exists(o));
+  /* a split of one demo has no validation set */
+  write_mixed(one, 1, 0);
+  cr_assert_eq(ds_split(one, 0.5, 1, NULL, 0), TK_EINVAL);
+  cr_assert(strstr(tk_errmsg(), "at least two"), "%s", tk_errmsg());
+  assert_no_tmp(dir);
+}
+
+Test(edit, long_mask_names_are_refused_never_cut) {
+  const char *dir = tt_tmpdir();
+  const char *p = pj(dir, "d.h5"), *o = pj(dir, "o.h5"), *m = pj(dir, "m.h5");
+  synth(p, 4, 8, 0, 1, NULL, 0);
+  uint64_t c = checksum(p);
+  char name70[71];
+  memset(name70, 'k', 70);
+  name70[70] = 0;
+  dsFilterOpts fo = {.min_len = 1, .mask_name = name70};
+  cr_assert_eq(ds_filter(p, &fo, NULL, 0, NULL), TK_ERANGE, "%s", tk_errmsg());
+  cr_assert(strstr(tk_errmsg(), "mask name") && strstr(tk_errmsg(), "longer than 63"), "%s", tk_errmsg());
+  cr_assert_eq(checksum(p), c);
+  /* two masks (from h5py) that differ only after byte 63 must not become one */
+  free(run_py(dir, "longmask.py",
+              "import sys, h5py\n"
+              "with h5py.File(sys.argv[1], 'r+') as f:\n"
+              "    g = f.create_group('mask')\n"
+              "    g.create_dataset('m' * 64 + '_a', data=[b'demo_0'])\n"
+              "    g.create_dataset('m' * 64 + '_b', data=[b'demo_1', b'demo_2'])\n",
+              p));
+  c = checksum(p);
+  cr_assert_eq(ds_split(p, 0.5, 1, o, 0), TK_ERANGE, "%s", tk_errmsg());
+  cr_assert(strstr(tk_errmsg(), p) && strstr(tk_errmsg(), "mask name"), "%s", tk_errmsg());
+  const char *del[1] = {"demo_3"};
+  cr_assert_eq(ds_delete(p, del, 1, NULL, 0), TK_ERANGE, "%s", tk_errmsg());
+  const char *in[2] = {p, p};
+  cr_assert_eq(ds_merge(in, 2, m, 0), TK_ERANGE, "%s", tk_errmsg());
+  cr_assert_eq(checksum(p), c);
+  cr_assert(!exists(o) && !exists(m));
+  assert_no_tmp(dir);
+}
+
+Test(edit, in_place_through_a_symlink_edits_the_target_and_keeps_the_link) {
+  const char *dir = tt_tmpdir();
+  const char *p = pj(dir, "real.h5"), *l = pj(dir, "link.h5"), *q = pj(dir, "other.h5"),
+             *ol = pj(dir, "out.h5");
+  synth(p, 4, 8, 0, 1, NULL, 0);
+  synth(q, 2, 8, 0, 2, NULL, 0);
+  cr_assert_eq(symlink("real.h5", l), 0);
+  const char *del[1] = {"demo_2"};
+  cr_assert_eq(ds_delete(l, del, 1, NULL, 0), 0, "%s", tk_errmsg());
+  struct stat st;
+  cr_assert(lstat(l, &st) == 0 && S_ISLNK(st.st_mode), "the link was replaced by a copy");
+  char target[256] = "";
+  cr_assert_gt(readlink(l, target, sizeof target - 1), 0);
+  cr_assert_str_eq(target, "real.h5");
+  dsFile *f = open_ok(p);
+  cr_assert_eq(ds_num_demos(f), 3, "the target was not edited");
+  cr_assert_eq(ds_find_demo(f, "demo_2"), -1);
+  ds_close(f);
+  cr_assert_eq(ds_split(l, 0.5, 3, NULL, 0), 0, "%s", tk_errmsg());
+  cr_assert(lstat(l, &st) == 0 && S_ISLNK(st.st_mode));
+  f = open_ok(p);
+  cr_assert_eq(ds_num_masks(f), 2);
+  ds_close(f);
+  /* -o through a link: the file it names is replaced (with --force), the link stays */
+  cr_assert_eq(symlink("other.h5", ol), 0);
+  cr_assert_eq(ds_filter(p, &(dsFilterOpts){.min_len = 1}, ol, 0, NULL), TK_EINVAL,
+               "a dataset without force");
+  cr_assert_eq(ds_filter(p, &(dsFilterOpts){.min_len = 1}, ol, 1, NULL), 0, "%s", tk_errmsg());
+  cr_assert(lstat(ol, &st) == 0 && S_ISLNK(st.st_mode));
+  f = open_ok(q);
+  cr_assert_eq(ds_num_demos(f), 3);
+  ds_close(f);
+  assert_no_tmp(dir);
+}
+
+/* A user's own OUT.tmp, OUT.publish.tmp, OUT.metadata.json.tmp are files like any other: no edit, no
+ * recording, no publish and no recovery may remove or change them. */
+Test(edit, user_files_named_like_temp_files_are_never_touched) {
+  const char *dir = tt_tmpdir();
+  const char *p = pj(dir, "d.h5"), *m = pj(dir, "m.h5"), *c = pj(dir, "c.h5"), *r = pj(dir, "r.h5");
+  const char *names[] = {"d.h5.tmp", "d.h5.publish.tmp",       "m.h5.tmp", "m.h5.publish.tmp",
+                         "c.h5.tmp", "c.h5.metadata.json.tmp", "r.h5.tmp", "r.h5.publish.tmp"};
+  for (size_t i = 0; i < TK_ARRAY_LEN(names); i++) {
+    FILE *f = fopen(pj(dir, names[i]), "w");
+    cr_assert_not_null(f);
+    fprintf(f, "user data %zu\n", i);
+    fclose(f);
+  }
+  uint64_t sum[TK_ARRAY_LEN(names)];
+  for (size_t i = 0; i < TK_ARRAY_LEN(names); i++)
+    sum[i] = checksum(pj(dir, names[i]));
+  synth(p, 6, 10, 0, 1, NULL, 0);
+  synth(r, 3, 10, 0, 2, NULL, 0); /* a recording: writer, staging, publish */
+  cr_assert_eq(ds_split(p, 0.5, 1, NULL, 0), 0, "%s", tk_errmsg());
+  dsFilterOpts fo = {.min_len = 1, .mask_name = "all"};
+  cr_assert_eq(ds_filter(p, &fo, NULL, 0, NULL), 0, "%s", tk_errmsg());
+  const char *del[1] = {"demo_5"};
+  cr_assert_eq(ds_delete(p, del, 1, NULL, 0), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_trim(p, "demo_0", 1, 5, NULL, 0), 0, "%s", tk_errmsg());
+  const char *in[2] = {p, r};
+  cr_assert_eq(ds_merge(in, 2, m, 0), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_convert(p, "minari", c, 0), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_convert(p, "d4rl", c, 0), 0, "%s", tk_errmsg());
+  /* a crash's leftovers: a staged episode and the recovery that publishes it */
+  char sdir[4300];
+  snprintf(sdir, sizeof sdir, "%s.staging", r);
+  cr_assert_eq(mkdir(sdir, 0755), 0);
+  int pub = -1, drop = -1, rej = -1;
+  cr_assert_eq(ds_recover(r, &pub, &drop, &rej), 0, "%s", tk_errmsg());
+  for (size_t i = 0; i < TK_ARRAY_LEN(names); i++) {
+    cr_assert(exists(pj(dir, names[i])), "%s was removed", names[i]);
+    cr_assert_eq(checksum(pj(dir, names[i])), sum[i], "%s was changed", names[i]);
+  }
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  while ((e = readdir(d)))
+    cr_assert(!tk_is_temp_name(e->d_name), "temp file %s left", e->d_name);
+  closedir(d);
+}
