@@ -693,17 +693,17 @@ int ds_merge(const char *const *inputs, int n, const char *out, int force) {
   for (int i = 0; i < n && !rc; i++)
     rc = check_mask_names(&in[i], "merge");
   /* every input against the first (task, env_args) and against the first with demos (schema, rate) */
-  int ref = -1, total = 0;
-  for (int i = 0; i < n && !rc; i++) {
-    if (i > 0 && (rc = ds_compatible(in[0].f, inputs[0], in[i].f, inputs[i]))) break;
+  int ref = -1, total = 0, crc = 0;
+  for (int i = 0; i < n && !rc && !crc; i++) {
+    if (i > 0 && (crc = ds_compatible(in[0].f, inputs[0], in[i].f, inputs[i]))) break;
     if (ds_num_demos(in[i].f) == 0) continue;
     total += ds_num_demos(in[i].f);
     if (ref < 0)
       ref = i;
     else if (ref != 0)
-      rc = ds_compatible(in[ref].f, inputs[ref], in[i].f, inputs[i]);
+      crc = ds_compatible(in[ref].f, inputs[ref], in[i].f, inputs[i]);
   }
-  if (rc) tk_error_wrap(rc, "merge");
+  if (crc) rc = tk_error_wrap(crc, "merge");
   if (!rc && total == 0) rc = tk_error(TK_EINVAL, "merge: the inputs hold no demos; nothing written");
   if (rc) {
     out_release(&o, rc);
