@@ -16,18 +16,23 @@ static const char *USAGE =
     "commands:\n"
     "  info FILE                      demos, steps, lengths, action stats, obs keys, success and rates\n"
     "  validate FILE...               list every problem (exit 1 if any)\n"
-    "  recover FILE                   publish episodes a crash left in FILE.staging/\n"
-    "  merge A B [...] -o OUT         merge datasets (demos renumbered; same task and schema)\n"
-    "  split FILE --valid F [--seed S] (-o OUT | --in-place)\n"
+    "  recover FILE                   publish episodes a crash left in FILE.staging/ (each checked\n"
+    "                                 against FILE first; one that does not belong is moved to\n"
+    "                                 FILE.rejected/, never deleted, and the exit status is 1)\n"
+    "  merge A B [...] -o OUT [--force]\n"
+    "                                 merge datasets (demos renumbered; same task, env_args,\n"
+    "                                 schema and control rate)\n"
+    "  split FILE --valid F [--seed S] (-o OUT [--force] | --in-place)\n"
     "                                 write mask/train and mask/valid\n"
     "  filter FILE [--success-only] [--min-len N] [--max-len N]\n"
-    "         (-o OUT | --mask NAME (-o OUT | --in-place) | --in-place)\n"
+    "         (-o OUT [--force] | --mask NAME (-o OUT [--force] | --in-place) | --in-place)\n"
     "                                 keep matching demos, in a new file or as a mask\n"
-    "  delete FILE DEMO... (-o OUT | --in-place)\n"
+    "                                 (--success-only is refused when a demo has no success attribute)\n"
+    "  delete FILE DEMO... (-o OUT [--force] | --in-place)\n"
     "                                 remove demos (demo_<i>)\n"
-    "  trim FILE DEMO [--start T0] [--end T1] (-o OUT | --in-place)\n"
+    "  trim FILE DEMO [--start T0] [--end T1] (-o OUT [--force] | --in-place)\n"
     "                                 keep steps [T0, T1) of one demo\n"
-    "  convert FILE --to minari|d4rl -o OUT\n"
+    "  convert FILE --to minari|d4rl -o OUT [--force]\n"
     "                                 write the data in another layout\n"
     "  replay --check FILE [--tolerance T]\n"
     "                                 re-run each demo's actions from its first state in the simulator\n"
@@ -37,7 +42,10 @@ static const char *USAGE =
     "                                 record a synthetic point-reaching dataset through the writer\n"
     "\n"
     "Commands that write go through a temporary file and a rename; inputs are never modified\n"
-    "unless --in-place is given. Errors name the file and the problem; the exit status is non-zero.\n";
+    "unless --in-place is given (through a symbolic link, the file it names is edited). -o OUT is\n"
+    "never one of the inputs; an existing dataset, or a file of another kind, is replaced only with\n"
+    "--force. An edit that would leave no demos is refused. Errors name the file and the problem;\n"
+    "the exit status is non-zero.\n";
 
 static int usage_error(const char *fmt, const char *arg) {
   fprintf(stderr, "dataset: ");
@@ -193,8 +201,8 @@ static int cmd_validate(int argc, char **argv) {
 
 static int cmd_recover(int argc, char **argv) {
   if (argc != 1) return usage_error("recover takes one FILE%s", "");
-  int pub = 0, drop = 0;
-  if (ds_recover(argv[0], &pub, &drop)) return fail();
+  int pub = 0, drop = 0, rej = 0;
+  if (ds_recover(argv[0], &pub, &drop, &rej)) return fail();
   printf("%s: %d committed episode(s) published, %d unfinished episode(s) dropped\n", argv[0], pub, drop);
   if (tk_file_exists(argv[0])) {
     dsFile *f;
@@ -202,16 +210,37 @@ static int cmd_recover(int argc, char **argv) {
     printf("%s: valid, %d demos, %lld steps\n", argv[0], ds_num_demos(f), (long long)ds_total_samples(f));
     ds_close(f);
   }
+  if (rej) {
+    fprintf(stderr,
+            "dataset: %s: %d staged episode(s) could not be published and were set aside in %s.rejected/ "
+            "(why: the warnings above)\n",
+            argv[0], rej, argv[0]);
+    return 1;
+  }
   return 0;
 }
 
 /* ---- shared option parsing for the editing commands ---- */
 typedef struct {
   const char *out;
-  int in_place;
-  const char *pos[256];
+  int in_place, force;
+  const char **pos; /* argc entries: every positional argument fits */
   int npos;
 } outArgs;
+
+static const char **pos_block; /* the one command's positional arguments, freed by main */
+
+/* Room for every positional argument (never a fixed count that drops the rest). */
+static int out_args(outArgs *o, int argc) {
+  memset(o, 0, sizeof *o);
+  free(pos_block);
+  o->pos = pos_block = calloc((size_t)argc + 1, sizeof *o->pos);
+  if (!o->pos) {
+    tk_error(TK_ENOMEM, "out of memory for %d arguments", argc);
+    return -1;
+  }
+  return 0;
+}
 
 static int take_out(outArgs *o, int *i, int argc, char **argv) {
   if (!strcmp(argv[*i], "-o") || !strcmp(argv[*i], "--out")) {
@@ -223,12 +252,18 @@ static int take_out(outArgs *o, int *i, int argc, char **argv) {
     o->in_place = 1;
     return 1;
   }
+  if (!strcmp(argv[*i], "--force")) {
+    o->force = 1;
+    return 1;
+  }
   return 0;
 }
 
 static int need_out(const outArgs *o, const char *cmd) {
   if (!o->out && !o->in_place) return usage_error("%s: give -o OUT or --in-place", cmd);
   if (o->out && o->in_place) return usage_error("%s: -o and --in-place exclude each other", cmd);
+  if (o->force && o->in_place)
+    return usage_error("%s: --force goes with -o OUT (--in-place edits the input)", cmd);
   return 0;
 }
 
@@ -240,23 +275,25 @@ static int num_arg(int *i, int argc, char **argv, double *v) {
 }
 
 static int cmd_merge(int argc, char **argv) {
-  outArgs o = {0};
+  outArgs o;
+  if (out_args(&o, argc)) return fail();
   for (int i = 0; i < argc; i++) {
     int t = take_out(&o, &i, argc, argv);
     if (t < 0) return usage_error("-o needs a file%s", "");
     if (t) continue;
     if (argv[i][0] == '-') return usage_error("merge: unknown option %s", argv[i]);
-    if (o.npos < 256) o.pos[o.npos++] = argv[i];
+    o.pos[o.npos++] = argv[i];
   }
   if (o.npos < 2) return usage_error("merge needs at least two inputs%s", "");
   if (!o.out || o.in_place) return usage_error("merge: give -o OUT%s", "");
-  if (ds_merge(o.pos, o.npos, o.out)) return fail();
+  if (ds_merge(o.pos, o.npos, o.out, o.force)) return fail();
   printf("%s: merged %d files\n", o.out, o.npos);
   return 0;
 }
 
 static int cmd_split(int argc, char **argv) {
-  outArgs o = {0};
+  outArgs o;
+  if (out_args(&o, argc)) return fail();
   double valid = -1, seed = 0;
   for (int i = 0; i < argc; i++) {
     int t = take_out(&o, &i, argc, argv);
@@ -268,19 +305,20 @@ static int cmd_split(int argc, char **argv) {
       if (num_arg(&i, argc, argv, &seed)) return 2;
     } else if (argv[i][0] == '-')
       return usage_error("split: unknown option %s", argv[i]);
-    else if (o.npos < 256)
+    else
       o.pos[o.npos++] = argv[i];
   }
   if (o.npos != 1) return usage_error("split takes one FILE%s", "");
   if (!(valid > 0 && valid < 1)) return usage_error("split: --valid must be a fraction in (0,1)%s", "");
   if (need_out(&o, "split")) return 2;
-  if (ds_split(o.pos[0], valid, (uint64_t)seed, o.out)) return fail();
+  if (ds_split(o.pos[0], valid, (uint64_t)seed, o.out, o.force)) return fail();
   printf("%s: wrote mask/train and mask/valid\n", o.out ? o.out : o.pos[0]);
   return 0;
 }
 
 static int cmd_filter(int argc, char **argv) {
-  outArgs o = {0};
+  outArgs o;
+  if (out_args(&o, argc)) return fail();
   dsFilterOpts fo = {0};
   double v;
   for (int i = 0; i < argc; i++) {
@@ -300,36 +338,38 @@ static int cmd_filter(int argc, char **argv) {
       fo.mask_name = argv[++i];
     } else if (argv[i][0] == '-')
       return usage_error("filter: unknown option %s", argv[i]);
-    else if (o.npos < 256)
+    else
       o.pos[o.npos++] = argv[i];
   }
   if (o.npos != 1) return usage_error("filter takes one FILE%s", "");
   if (need_out(&o, "filter")) return 2;
   int kept = 0;
-  if (ds_filter(o.pos[0], &fo, o.out, &kept)) return fail();
+  if (ds_filter(o.pos[0], &fo, o.out, o.force, &kept)) return fail();
   printf("%s: %d demos kept%s%s\n", o.out ? o.out : o.pos[0], kept, fo.mask_name ? " in mask/" : "",
          fo.mask_name ? fo.mask_name : "");
   return 0;
 }
 
 static int cmd_delete(int argc, char **argv) {
-  outArgs o = {0};
+  outArgs o;
+  if (out_args(&o, argc)) return fail();
   for (int i = 0; i < argc; i++) {
     int t = take_out(&o, &i, argc, argv);
     if (t < 0) return usage_error("-o needs a file%s", "");
     if (t) continue;
     if (argv[i][0] == '-') return usage_error("delete: unknown option %s", argv[i]);
-    if (o.npos < 256) o.pos[o.npos++] = argv[i];
+    o.pos[o.npos++] = argv[i];
   }
   if (o.npos < 2) return usage_error("delete needs FILE and at least one DEMO%s", "");
   if (need_out(&o, "delete")) return 2;
-  if (ds_delete(o.pos[0], o.pos + 1, o.npos - 1, o.out)) return fail();
+  if (ds_delete(o.pos[0], o.pos + 1, o.npos - 1, o.out, o.force)) return fail();
   printf("%s: deleted %d demo(s)\n", o.out ? o.out : o.pos[0], o.npos - 1);
   return 0;
 }
 
 static int cmd_trim(int argc, char **argv) {
-  outArgs o = {0};
+  outArgs o;
+  if (out_args(&o, argc)) return fail();
   double start = 0, end = 0;
   for (int i = 0; i < argc; i++) {
     int t = take_out(&o, &i, argc, argv);
@@ -341,18 +381,19 @@ static int cmd_trim(int argc, char **argv) {
       if (num_arg(&i, argc, argv, &end)) return 2;
     } else if (argv[i][0] == '-')
       return usage_error("trim: unknown option %s", argv[i]);
-    else if (o.npos < 256)
+    else
       o.pos[o.npos++] = argv[i];
   }
   if (o.npos != 2) return usage_error("trim takes FILE and DEMO%s", "");
   if (need_out(&o, "trim")) return 2;
-  if (ds_trim(o.pos[0], o.pos[1], (int64_t)start, (int64_t)end, o.out)) return fail();
+  if (ds_trim(o.pos[0], o.pos[1], (int64_t)start, (int64_t)end, o.out, o.force)) return fail();
   printf("%s: trimmed %s\n", o.out ? o.out : o.pos[0], o.pos[1]);
   return 0;
 }
 
 static int cmd_convert(int argc, char **argv) {
-  outArgs o = {0};
+  outArgs o;
+  if (out_args(&o, argc)) return fail();
   const char *to = NULL;
   for (int i = 0; i < argc; i++) {
     int t = take_out(&o, &i, argc, argv);
@@ -363,13 +404,13 @@ static int cmd_convert(int argc, char **argv) {
       to = argv[++i];
     } else if (argv[i][0] == '-')
       return usage_error("convert: unknown option %s", argv[i]);
-    else if (o.npos < 256)
+    else
       o.pos[o.npos++] = argv[i];
   }
   if (o.npos != 1) return usage_error("convert takes one FILE%s", "");
   if (!to) return usage_error("convert: give --to minari|d4rl%s", "");
   if (!o.out || o.in_place) return usage_error("convert: give -o OUT%s", "");
-  if (ds_convert(o.pos[0], to, o.out)) return fail();
+  if (ds_convert(o.pos[0], to, o.out, o.force)) return fail();
   printf("%s: written in %s layout\n", o.out, to);
   return 0;
 }
@@ -428,16 +469,31 @@ int main(int argc, char **argv) {
       fputs(USAGE, stdout);
       return 0;
     }
-  if (!strcmp(cmd, "info")) return cmd_info(n, a);
-  if (!strcmp(cmd, "validate")) return cmd_validate(n, a);
-  if (!strcmp(cmd, "recover")) return cmd_recover(n, a);
-  if (!strcmp(cmd, "merge")) return cmd_merge(n, a);
-  if (!strcmp(cmd, "split")) return cmd_split(n, a);
-  if (!strcmp(cmd, "filter")) return cmd_filter(n, a);
-  if (!strcmp(cmd, "delete")) return cmd_delete(n, a);
-  if (!strcmp(cmd, "trim")) return cmd_trim(n, a);
-  if (!strcmp(cmd, "convert")) return cmd_convert(n, a);
-  if (!strcmp(cmd, "synth")) return cmd_synth(n, a);
-  if (!strcmp(cmd, "replay")) return cmd_replay(n, a);
-  return usage_error("unknown command '%s'", cmd);
+  int rc;
+  if (!strcmp(cmd, "info"))
+    rc = cmd_info(n, a);
+  else if (!strcmp(cmd, "validate"))
+    rc = cmd_validate(n, a);
+  else if (!strcmp(cmd, "recover"))
+    rc = cmd_recover(n, a);
+  else if (!strcmp(cmd, "merge"))
+    rc = cmd_merge(n, a);
+  else if (!strcmp(cmd, "split"))
+    rc = cmd_split(n, a);
+  else if (!strcmp(cmd, "filter"))
+    rc = cmd_filter(n, a);
+  else if (!strcmp(cmd, "delete"))
+    rc = cmd_delete(n, a);
+  else if (!strcmp(cmd, "trim"))
+    rc = cmd_trim(n, a);
+  else if (!strcmp(cmd, "convert"))
+    rc = cmd_convert(n, a);
+  else if (!strcmp(cmd, "synth"))
+    rc = cmd_synth(n, a);
+  else if (!strcmp(cmd, "replay"))
+    rc = cmd_replay(n, a);
+  else
+    rc = usage_error("unknown command '%s'", cmd);
+  free(pos_block);
+  return rc;
 }

@@ -125,9 +125,13 @@ int64_t ds_writer_next_index(const dsWriter *w);
 /* Sync, publish, stop the thread, free. Returns the first error seen. NULL is fine. */
 int ds_writer_close(dsWriter *w);
 
-/* Publish what a crash left in <path>.staging (drops unfinished episodes). *published
- * (optional) gets the number of episodes merged. */
-int ds_recover(const char *path, int *published, int *dropped);
+/* Publish what a crash left in <path>.staging (drops unfinished episodes). Every committed episode
+ * is validated and compared with the dataset first (task, env_args, schema, control rate); one that
+ * does not belong is never deleted: it is moved to <path>.rejected/ with a warning naming why, and
+ * counted in *rejected. A staged demo_<i> that clashes with another episode of that name in the file
+ * is published under the next free index. *published, *dropped (unfinished episodes removed) and
+ * *rejected are optional. */
+int ds_recover(const char *path, int *published, int *dropped, int *rejected);
 /* Number of committed episodes waiting in <path>.staging (0 if none). */
 int ds_staged_count(const char *path);
 
@@ -227,26 +231,32 @@ void ds_set_open_timeout(double seconds);
  * of problems (0 = valid) or a negative error when the file could not be examined at all. */
 int ds_validate(const char *path, void (*report)(const char *line, void *user), void *user);
 
-/* ---- editing (every command writes a temp file and renames; inputs are untouched
- * unless out is NULL, which means "replace the input", still through temp + rename) ---- */
+/* ---- editing (every command writes a temp file beside its destination and renames it; inputs are
+ * untouched unless out is NULL, which means "replace the input", still through temp + rename) ----
+ * out: the output (NULL: edit the input in place; through a symbolic link the file it names is edited
+ * and the link stays). An output goes through the output rule (ds_output_check): it is never one of the
+ * inputs, and an existing dataset or a file of another kind is replaced only with force.
+ * An edit that would leave no demos (or an empty mask) is refused and writes nothing. */
 /* Merge datasets into out, renumbering demos 0.. in input order; masks are carried over
- * (renamed demos). Refuses different tasks or schemas, naming both sides. */
-int ds_merge(const char *const *inputs, int n, const char *out);
-/* Write mask/train and mask/valid (valid_frac of the demos, at least one of each when
- * there are two or more demos), chosen with seed. */
-int ds_split(const char *path, double valid_frac, uint64_t seed, const char *out);
+ * (renamed demos). Refuses inputs whose episodes do not belong together (ds_compat.c: task,
+ * env_args, schema, control rate), naming both files and the difference. */
+int ds_merge(const char *const *inputs, int n, const char *out, int force);
+/* Write mask/train and mask/valid (valid_frac of the demos, at least one of each; refused below
+ * two demos), chosen with seed. */
+int ds_split(const char *path, double valid_frac, uint64_t seed, const char *out, int force);
 typedef struct {
-  int success_only;         /* keep demos with success == 1 */
+  int success_only;         /* keep demos with success == 1; refused when a demo does not say (-1) */
   int64_t min_len, max_len; /* keep num_samples in [min_len, max_len]; max_len <= 0: no bound */
   const char *mask_name;    /* non-NULL: write mask/<name> listing the kept demos instead of copying */
 } dsFilterOpts;
-int ds_filter(const char *path, const dsFilterOpts *o, const char *out, int *kept);
-/* Remove the named demos (names as demo_<i>). */
-int ds_delete(const char *path, const char *const *demos, int n, const char *out);
+int ds_filter(const char *path, const dsFilterOpts *o, const char *out, int force, int *kept);
+/* Remove the named demos (names as demo_<i>, each once; not all of them). */
+int ds_delete(const char *path, const char *const *demos, int n, const char *out, int force);
 /* Keep steps [start, end) of one demo (end <= 0: to the end). */
-int ds_trim(const char *path, const char *demo, int64_t start, int64_t end, const char *out);
-/* Convert to another layout: "minari" or "d4rl" (REFERENCE.md). */
-int ds_convert(const char *path, const char *to, const char *out);
+int ds_trim(const char *path, const char *demo, int64_t start, int64_t end, const char *out, int force);
+/* Convert to another layout: "minari" or "d4rl" (REFERENCE.md). out is an HDF5 file (not a dataset);
+ * minari also writes out.metadata.json (a text file); both go through the output rule. */
+int ds_convert(const char *path, const char *to, const char *out, int force);
 
 /* ---- the output rule (dataset/ds_output.c): every file any tool writes goes through it ----
  * An output is never one of the command's inputs (the same file by device and inode: symlinks, hard

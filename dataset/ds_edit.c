@@ -1,7 +1,8 @@
 /* dataset/ds_edit.c -- merge, split, filter, delete, trim and convert.
  *
- * Every command validates its inputs with ds_open first, builds its result in "<dest>.tmp"
- * (dest = out, or the input itself when out is NULL), closes it, fsyncs it, renames it over
+ * Every command applies the output rule (ds_output_check) to out, validates its inputs with ds_open,
+ * builds its result in a temp file beside dest that is ours alone (tk_temp_beside; dest = out, or the
+ * input itself when out is NULL; the file a symbolic link names), closes it, fsyncs it, renames it over
  * dest and fsyncs the directory (DESIGN.md convention 7). Inputs are only ever opened
  * read-only. On failure the temp file is removed and the message reads
  * "<dest>: <command>: <step>: <cause>". Demos are copied whole with H5Ocopy, which keeps
@@ -116,7 +117,7 @@ static int copy_link(hid_t src, hid_t dst, const char *name, const char *where) 
   return rc;
 }
 
-/* ---- output: lock, temp file, commit, abort ---- */
+/* ---- output: the output rule, lock, temp file, commit, abort ---- */
 typedef struct {
   const char *cmd;
   char dest[4096], tmp[4200];
@@ -140,24 +141,46 @@ static void out_unlock(edOut *o) {
   o->made_sdir = 0;
 }
 
-/* Paths, and when dest exists, the lock a writer recording into dest holds (ds_writer_open):
- * replacing a file a writer publishes into would drop the episodes it publishes meanwhile. */
-static int out_begin(edOut *o, const char *cmd, const char *dest) {
+/* The destination and its lock. out == NULL: edit inputs[0] in place; else the output rule
+ * (ds_output_check: out is none of the inputs, and an existing dataset or file of another kind is
+ * replaced only with force). Through a symbolic link the file it names is the destination (the temp
+ * file goes beside it and is renamed over it), so the link stays a link and its target is edited.
+ * The lock is the one a writer recording into dest holds (ds_writer_open): replacing a file a writer
+ * publishes into would drop the episodes it publishes meanwhile. */
+static int out_begin(edOut *o, const char *cmd, const char *out, dsKind kind, const char *const *inputs,
+                     int ninputs, int force) {
   memset(o, 0, sizeof *o);
   o->cmd = cmd;
   o->file = -1;
   o->lock_fd = -1;
-  if (!dest || !dest[0]) return tk_error(TK_EINVAL, "%s: no output file given", cmd);
-  if (strlen(dest) + 32 >= sizeof o->dest) return tk_error(TK_ERANGE, "%s: output path too long", cmd);
-  snprintf(o->dest, sizeof o->dest, "%s", dest);
-  snprintf(o->tmp, sizeof o->tmp, "%s.tmp", dest);
-  if (!tk_file_exists(dest)) return 0;
-  ds_staging_dir(dest, o->sdir, sizeof o->sdir);
+  const char *given = out;
+  int rc;
+  if (!out) {
+    if (ninputs != 1 || !inputs[0] || !inputs[0][0])
+      return tk_error(TK_EINVAL, "%s: no input file given", cmd);
+    given = inputs[0];
+  } else if (!out[0]) {
+    return tk_error(TK_EINVAL, "%s: no output file given", cmd);
+  } else if ((rc = ds_output_check(out, kind, inputs, ninputs, force))) {
+    return tk_error_wrap(rc, "%s", cmd);
+  }
+  const char *dest = given;
+  char real[PATH_MAX];
+  struct stat lst;
+  if (lstat(given, &lst) == 0 && S_ISLNK(lst.st_mode)) {
+    if (!realpath(given, real))
+      return tk_error(TK_EINVAL, "%s: %s: the symbolic link names no file (%s); refusing to replace the link",
+                      given, cmd, strerror(errno));
+    dest = real;
+  }
+  if ((rc = tk_copy_name(o->dest, sizeof o->dest, dest, "output path"))) return tk_error_wrap(rc, "%s", cmd);
+  if ((rc = ds_staging_dir(o->dest, o->sdir, sizeof o->sdir)))
+    return tk_error(TK_ERANGE, "%s: %s: output path too long", dest, cmd);
   if (mkdir(o->sdir, 0755) == 0)
     o->made_sdir = 1;
   else if (errno != EEXIST)
     return tk_error(TK_EIO, "%s: %s: create %s: %s", dest, cmd, o->sdir, strerror(errno));
-  int fd = ds_staging_lock(o->sdir, dest);
+  int fd = ds_staging_lock(o->sdir, o->dest);
   if (fd < 0) {
     if (o->made_sdir) rmdir(o->sdir);
     o->made_sdir = 0;
@@ -167,12 +190,13 @@ static int out_begin(edOut *o, const char *cmd, const char *dest) {
     return tk_error_wrap(fd, "%s", cmd);
   }
   o->lock_fd = fd;
-  int staged = ds_staged_count(dest);
+  int staged = ds_staged_count(o->dest);
   if (staged > 0) {
     out_unlock(o);
     return tk_error(TK_EBUSY, "%s: %s: %d committed episode(s) wait in %s; run `dataset recover %s` first",
                     dest, cmd, staged, o->sdir, dest);
   }
+  ds_remove_leftover_temps(o->dest); /* ours, left by an interrupted run: never a finished file */
   return 0;
 }
 
@@ -186,18 +210,26 @@ static int out_release(edOut *o, int rc) {
 static int out_abort(edOut *o, int rc) {
   if (o->file >= 0) H5Fclose(o->file);
   o->file = -1;
-  unlink(o->tmp);
-  if (o->has_json) unlink(o->jtmp);
+  if (o->tmp[0]) unlink(o->tmp);
+  if (o->jtmp[0]) unlink(o->jtmp);
   H5Eclear2(H5E_DEFAULT);
   out_unlock(o);
   return tk_error_wrap(rc, "%s: %s", o->dest, o->cmd);
 }
 
 static int out_create(edOut *o) {
-  unlink(o->tmp); /* left by an interrupted run: never a finished file */
+  /* a temp file beside dest that is ours alone: never "<dest>.tmp", which may be a user's file */
+  int fd = tk_temp_beside(o->dest, o->tmp, sizeof o->tmp);
+  if (fd < 0) {
+    o->tmp[0] = 0;
+    return out_abort(o, fd);
+  }
+  struct stat st;
+  if (stat(o->dest, &st) == 0) fchmod(fd, st.st_mode & 07777); /* an edit keeps the file's permissions */
+  close(fd);
   hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
   H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG); /* closing the file closes every object in it */
-  o->file = H5Fcreate(o->tmp, H5F_ACC_EXCL, H5P_DEFAULT, fapl);
+  o->file = H5Fcreate(o->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
   int rc = o->file < 0 ? ds_h5_fail(TK_EIO, "create %s", o->tmp) : 0; /* before any call clears the stack */
   H5Pclose(fapl);
   return rc ? out_abort(o, rc) : 0;
@@ -252,6 +284,27 @@ static int in_open(edIn *in, const char *cmd, const char *path) {
   else if ((in->data = H5Gopen2(in->h, "data", H5P_DEFAULT)) < 0)
     rc = ds_h5_fail(TK_EFORMAT, "%s: %s: open group data", path, cmd);
   if (rc) in_close(in);
+  return rc;
+}
+
+/* Every mask name of the input must fit the reader's names (DS_NAME_MAX): a longer one would come back
+ * cut, and two names that differ past the cut would become one mask. Refused, never cut. */
+static int check_mask_names(edIn *in, const char *cmd) {
+  if (H5Lexists(in->root, "mask", H5P_DEFAULT) <= 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return 0;
+  }
+  hid_t mg = H5Gopen2(in->root, "mask", H5P_DEFAULT);
+  if (mg < 0) return ds_h5_fail(TK_EIO, "%s: %s: open group mask", in->path, cmd);
+  dsNames names;
+  int rc = list_links(mg, "mask", &names);
+  H5Gclose(mg);
+  if (rc) return tk_error_wrap(rc, "%s: %s", in->path, cmd);
+  char buf[DS_NAME_MAX];
+  for (int i = 0; i < names.n && !rc; i++)
+    if ((rc = tk_copy_name(buf, sizeof buf, names.v[i], "mask name")))
+      tk_error_wrap(rc, "%s: %s", in->path, cmd);
+  ds_names_free(&names);
   return rc;
 }
 
@@ -551,9 +604,14 @@ static int rebuild(edIn *in, edOut *o, const edPlan *p) {
   return rc;
 }
 
-/* Run a plan: build "<dest>.tmp" from the input, close the input, commit. Closes in. */
+/* Run a plan: build a temp file beside dest from the input, close the input, commit. Closes in. */
 static int run_plan(edOut *o, edIn *in, const edPlan *p) {
-  int rc = out_create(o);
+  int rc = check_mask_names(in, o->cmd);
+  if (rc) {
+    in_close(in);
+    return out_release(o, rc);
+  }
+  rc = out_create(o);
   if (rc) {
     in_close(in);
     return rc;
@@ -619,12 +677,12 @@ static int merge_build(edIn *in, int n, edOut *o) {
   return rc;
 }
 
-int ds_merge(const char *const *inputs, int n, const char *out) {
+int ds_merge(const char *const *inputs, int n, const char *out, int force) {
   ds_h5_init();
   if (!inputs || n < 1) return tk_error(TK_EINVAL, "merge: no input files");
   if (!out || !out[0]) return tk_error(TK_EINVAL, "merge: no output file given");
   edOut o;
-  int rc = out_begin(&o, "merge", out);
+  int rc = out_begin(&o, "merge", out, DS_KIND_DATASET, inputs, n, force);
   if (rc) return rc;
   edIn *in = calloc((size_t)n, sizeof *in);
   if (!in) return out_release(&o, tk_error(TK_ENOMEM, "out of memory"));
@@ -632,26 +690,27 @@ int ds_merge(const char *const *inputs, int n, const char *out) {
     in[i].h = in[i].root = in[i].data = -1;
   for (int i = 0; i < n && !rc; i++)
     rc = in_open(&in[i], "merge", inputs[i]);
-  for (int i = 1; i < n && !rc; i++)
-    if (strcmp(ds_env_name(in[0].f), ds_env_name(in[i].f)))
-      rc = tk_error(TK_EFORMAT, "merge: %s is task '%s' but %s is task '%s'", inputs[0], ds_env_name(in[0].f),
-                    inputs[i], ds_env_name(in[i].f));
-  for (int i = 0, ref = -1; i < n && !rc; i++) {
-    if (ds_num_demos(in[i].f) == 0) continue; /* an empty file has no schema to disagree with */
-    if (ref < 0) {
+  for (int i = 0; i < n && !rc; i++)
+    rc = check_mask_names(&in[i], "merge");
+  /* every input against the first (task, env_args) and against the first with demos (schema, rate) */
+  int ref = -1, total = 0, crc = 0;
+  for (int i = 0; i < n && !rc && !crc; i++) {
+    if (i > 0 && (crc = ds_compatible(in[0].f, inputs[0], in[i].f, inputs[i]))) break;
+    if (ds_num_demos(in[i].f) == 0) continue;
+    total += ds_num_demos(in[i].f);
+    if (ref < 0)
       ref = i;
-    } else if (ds_schema_compare(ds_schema(in[ref].f), ds_schema(in[i].f))) {
-      char why[TK_ERRMSG_MAX];
-      snprintf(why, sizeof why, "%s", tk_errmsg());
-      rc = tk_error(TK_EFORMAT, "merge: %s and %s have different schemas: %s", inputs[ref], inputs[i], why);
-    }
+    else if (ref != 0)
+      crc = ds_compatible(in[ref].f, inputs[ref], in[i].f, inputs[i]);
   }
+  if (crc) rc = tk_error_wrap(crc, "merge");
+  if (!rc && total == 0) rc = tk_error(TK_EINVAL, "merge: the inputs hold no demos; nothing written");
   if (rc) {
     out_release(&o, rc);
   } else if (!(rc = out_create(&o))) {
     rc = merge_build(in, n, &o);
     for (int i = 0; i < n; i++)
-      in_close(&in[i]); /* before dest (maybe one of them) is replaced */
+      in_close(&in[i]);
     rc = rc ? out_abort(&o, rc) : out_commit(&o);
   }
   for (int i = 0; i < n; i++)
@@ -661,18 +720,24 @@ int ds_merge(const char *const *inputs, int n, const char *out) {
 }
 
 /* ---- split ---- */
-int ds_split(const char *path, double valid_frac, uint64_t seed, const char *out) {
+int ds_split(const char *path, double valid_frac, uint64_t seed, const char *out, int force) {
   ds_h5_init();
   if (!(valid_frac >= 0 && valid_frac <= 1))
     return tk_error(TK_EINVAL, "split: validation fraction %g is not in [0, 1]", valid_frac);
   edOut o;
   edIn in;
-  int rc = out_begin(&o, "split", out ? out : path);
+  int rc = out_begin(&o, "split", out, DS_KIND_DATASET, &path, 1, force);
   if (rc) return rc;
   if ((rc = in_open(&in, "split", path))) return out_release(&o, rc);
   int n = ds_num_demos(in.f);
-  int nv = 0; /* round(valid_frac * n) in [1, n-1]; with fewer than two demos, all train */
-  if (n >= 2) nv = (int)TK_MAX(1, TK_MIN((long long)n - 1, llround(valid_frac * n)));
+  if (n < 2) {
+    in_close(&in);
+    return out_release(&o, tk_error(TK_EINVAL,
+                                    "%s: split: %d demo%s: a train and a validation set need at least two; "
+                                    "nothing written",
+                                    path, n, n == 1 ? "" : "s"));
+  }
+  int nv = (int)TK_MAX(1, TK_MIN((long long)n - 1, llround(valid_frac * n))); /* round(frac n) in [1, n-1] */
   int64_t *perm = malloc(sizeof *perm * (size_t)TK_MAX(n, 1));
   int *vpos = malloc(sizeof(int) * (size_t)TK_MAX(n, 1)), *tpos = malloc(sizeof(int) * (size_t)TK_MAX(n, 1));
   if (!perm || !vpos || !tpos) {
@@ -708,12 +773,16 @@ static int valid_mask_name(const char *s) {
   return 1;
 }
 
-int ds_filter(const char *path, const dsFilterOpts *fo, const char *out, int *kept) {
+int ds_filter(const char *path, const dsFilterOpts *fo, const char *out, int force, int *kept) {
   ds_h5_init();
   if (kept) *kept = 0;
   dsFilterOpts none = {0};
   if (!fo) fo = &none;
-  if (fo->mask_name && !valid_mask_name(fo->mask_name))
+  char mname[DS_NAME_MAX];
+  int rc;
+  if (fo->mask_name && (rc = tk_copy_name(mname, sizeof mname, fo->mask_name, "mask name")))
+    return tk_error_wrap(rc, "filter");
+  if (fo->mask_name && !valid_mask_name(mname))
     return tk_error(TK_EINVAL, "filter: mask name '%s' must be 1-%d printable ASCII characters without '/'",
                     fo->mask_name, DS_NAME_MAX - 1);
   if (fo->max_len > 0 && fo->max_len < fo->min_len)
@@ -721,10 +790,20 @@ int ds_filter(const char *path, const dsFilterOpts *fo, const char *out, int *ke
                     (long long)fo->min_len);
   edOut o;
   edIn in;
-  int rc = out_begin(&o, "filter", out ? out : path);
-  if (rc) return rc;
+  if ((rc = out_begin(&o, "filter", out, DS_KIND_DATASET, &path, 1, force))) return rc;
   if ((rc = in_open(&in, "filter", path))) return out_release(&o, rc);
-  int n = ds_num_demos(in.f), k = 0;
+  int n = ds_num_demos(in.f), k = 0, unknown = 0;
+  for (int i = 0; i < n; i++)
+    unknown += ds_demo(in.f, i)->success < 0;
+  /* unknown is not failure: a file from another tool may not say; --success-only cannot decide */
+  if (fo->success_only && unknown > 0) {
+    in_close(&in);
+    return out_release(&o,
+                       tk_error(TK_EINVAL,
+                                "%s: filter: %d of %d demos have no success attribute; --success-only cannot "
+                                "tell success from failure (nothing written)",
+                                path, unknown, n));
+  }
   uint8_t *keep = calloc((size_t)TK_MAX(n, 1), 1);
   int *pos = malloc(sizeof(int) * (size_t)TK_MAX(n, 1));
   if (!keep || !pos) {
@@ -738,11 +817,18 @@ int ds_filter(const char *path, const dsFilterOpts *fo, const char *out, int *ke
       keep[i] = (uint8_t)ok;
       if (ok) pos[k++] = i;
     }
-    edMask m = {fo->mask_name, pos, k};
-    edPlan p = {
-        .keep = fo->mask_name ? NULL : keep, .trim_pos = -1, .masks = &m, .nmasks = fo->mask_name ? 1 : 0};
-    rc = run_plan(&o, &in, &p);
-    if (!rc && kept) *kept = k;
+    if (k == 0) {
+      in_close(&in);
+      rc = out_release(&o, tk_error(TK_EINVAL,
+                                    "%s: filter: none of the %d demos matches; %s (nothing written)", path, n,
+                                    fo->mask_name ? "the mask would be empty" : "no demo would be left"));
+    } else {
+      edMask m = {mname, pos, k};
+      edPlan p = {
+          .keep = fo->mask_name ? NULL : keep, .trim_pos = -1, .masks = &m, .nmasks = fo->mask_name ? 1 : 0};
+      rc = run_plan(&o, &in, &p);
+      if (!rc && kept) *kept = k;
+    }
   }
   free(keep);
   free(pos);
@@ -761,12 +847,12 @@ static void demo_range(dsFile *f, char *buf, size_t n) {
     snprintf(buf, n, "(%d demos: %s .. %s)", nd, ds_demo(f, 0)->name, ds_demo(f, nd - 1)->name);
 }
 
-int ds_delete(const char *path, const char *const *demos, int n, const char *out) {
+int ds_delete(const char *path, const char *const *demos, int n, const char *out, int force) {
   ds_h5_init();
   if (!demos || n < 1) return tk_error(TK_EINVAL, "delete: no demos named");
   edOut o;
   edIn in;
-  int rc = out_begin(&o, "delete", out ? out : path);
+  int rc = out_begin(&o, "delete", out, DS_KIND_DATASET, &path, 1, force);
   if (rc) return rc;
   if ((rc = in_open(&in, "delete", path))) return out_release(&o, rc);
   int nd = ds_num_demos(in.f);
@@ -777,6 +863,10 @@ int ds_delete(const char *path, const char *const *demos, int n, const char *out
     memset(keep, 1, (size_t)TK_MAX(nd, 1));
   for (int i = 0; i < n && !rc; i++) {
     int p = demos[i] ? ds_find_demo(in.f, demos[i]) : -1;
+    if (p >= 0 && !keep[p]) {
+      rc = tk_error(TK_EINVAL, "%s: delete: %s is named twice", path, demos[i]);
+      break;
+    }
     if (p >= 0) {
       keep[p] = 0;
       continue;
@@ -786,6 +876,9 @@ int ds_delete(const char *path, const char *const *demos, int n, const char *out
     rc = tk_error(TK_ENOTFOUND, "%s: delete: no demo '%s' in the file %s", path,
                   demos[i] ? demos[i] : "(null)", have);
   }
+  if (!rc && n >= nd)
+    rc =
+        tk_error(TK_EINVAL, "%s: delete: deleting all %d demos would leave none (nothing written)", path, nd);
   if (rc) {
     in_close(&in);
     rc = out_release(&o, rc);
@@ -798,12 +891,12 @@ int ds_delete(const char *path, const char *const *demos, int n, const char *out
 }
 
 /* ---- trim ---- */
-int ds_trim(const char *path, const char *demo, int64_t start, int64_t end, const char *out) {
+int ds_trim(const char *path, const char *demo, int64_t start, int64_t end, const char *out, int force) {
   ds_h5_init();
   if (!demo || !demo[0]) return tk_error(TK_EINVAL, "trim: no demo named");
   edOut o;
   edIn in;
-  int rc = out_begin(&o, "trim", out ? out : path);
+  int rc = out_begin(&o, "trim", out, DS_KIND_DATASET, &path, 1, force);
   if (rc) return rc;
   if ((rc = in_open(&in, "trim", path))) return out_release(&o, rc);
   int pos = ds_find_demo(in.f, demo);
@@ -1085,9 +1178,6 @@ static int write_d4rl(edIn *in, edOut *o, int64_t *episodes, int64_t *steps) {
 static int write_metadata(edIn *in, edOut *o, const keyPlan *kp, int64_t episodes, int64_t steps) {
   dsFile *f = in->f;
   const dsSchema *s = ds_schema(f);
-  if (tk_snprintf(o->jdest, sizeof o->jdest, "%s.metadata.json", o->dest) ||
-      tk_snprintf(o->jtmp, sizeof o->jtmp, "%s.tmp", o->jdest))
-    return tk_error(TK_ERANGE, "metadata path too long");
   /* dataset id: demokit/<task>/<output file stem>-v0 */
   char base[4096], stem[256], id[512];
   snprintf(base, sizeof base, "%s", o->dest);
@@ -1123,12 +1213,17 @@ static int write_metadata(edIn *in, edOut *o, const keyPlan *kp, int64_t episode
   char *txt = cJSON_Print(j);
   cJSON_Delete(j);
   if (!txt) return tk_error(TK_ENOMEM, "out of memory");
-  o->has_json = 1;
   int rc = 0;
-  FILE *fp = fopen(o->jtmp, "w");
-  if (!fp)
+  int fd = tk_temp_beside(o->jdest, o->jtmp, sizeof o->jtmp);
+  FILE *fp = fd >= 0 ? fdopen(fd, "w") : NULL;
+  if (fd < 0) {
+    o->jtmp[0] = 0;
+    rc = fd;
+  } else if (!fp) {
     rc = tk_error(TK_EIO, "create %s: %s", o->jtmp, strerror(errno));
-  else {
+    close(fd);
+  } else {
+    o->has_json = 1;
     int bad = fputs(txt, fp) < 0 || fputc('\n', fp) < 0 || fflush(fp) || fsync(fileno(fp));
     int e = errno;
     if (fclose(fp) && !bad) {
@@ -1141,24 +1236,33 @@ static int write_metadata(edIn *in, edOut *o, const keyPlan *kp, int64_t episode
   return rc;
 }
 
-int ds_convert(const char *path, const char *to, const char *out) {
+int ds_convert(const char *path, const char *to, const char *out, int force) {
   ds_h5_init();
   int minari = to && !strcmp(to, "minari"), d4rl = to && !strcmp(to, "d4rl");
   if (!minari && !d4rl)
     return tk_error(TK_EINVAL, "convert: unknown layout '%s' (use minari or d4rl)", to ? to : "");
   if (!out || !out[0])
     return tk_error(TK_EINVAL, "convert: give an output file (a conversion never replaces its input)");
-  struct stat a, b;
-  if (path && stat(path, &a) == 0 && stat(out, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)
-    return tk_error(TK_EINVAL, "%s: convert: the output is the input file", out);
   edOut o;
   edIn in;
-  int rc = out_begin(&o, "convert", out);
+  /* the converted file is HDF5 but not a dataset (no /data group); minari adds OUT.metadata.json */
+  int rc = out_begin(&o, "convert", out, DS_KIND_HDF5, &path, 1, force);
   if (rc) return rc;
+  if (minari) {
+    if (tk_snprintf(o.jdest, sizeof o.jdest, "%s.metadata.json", o.dest))
+      return out_release(&o, tk_error(TK_ERANGE, "%s: convert: metadata path too long", o.dest));
+    if ((rc = ds_output_check(o.jdest, DS_KIND_TEXT, &path, 1, force)))
+      return out_release(&o, tk_error_wrap(rc, "convert"));
+  }
   if ((rc = in_open(&in, "convert", path))) return out_release(&o, rc);
   keyPlan kp;
   plan_keys(ds_schema(in.f), &kp);
-  if (kp.nkeys == 0 && ds_num_demos(in.f) > 0) {
+  if (ds_num_demos(in.f) == 0) {
+    in_close(&in);
+    return out_release(&o,
+                       tk_error(TK_EINVAL, "%s: convert: the file holds no demos (nothing written)", path));
+  }
+  if (kp.nkeys == 0) {
     in_close(&in);
     return out_release(
         &o, tk_error(TK_EINVAL, "%s: convert: no low-dimensional observation keys (images are not converted)",

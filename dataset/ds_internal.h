@@ -8,6 +8,7 @@
 #include "tk.h"
 
 #define DS_STAGING_SUFFIX ".staging"
+#define DS_REJECTED_SUFFIX ".rejected" /* staged episodes recovery would not publish */
 
 /* One list of the per-step arrays besides observations: X(name, dtype, hdf5 memtype, columns-from-schema).
  * Used by the writer (datasets to create and append) and the reader (datasets to read). */
@@ -89,8 +90,22 @@ typedef struct {
 } dsStaged;
 int ds_staging_dir(const char *path, char *dir, size_t n);
 int ds_staging_list(const char *dir, dsStaged **out, int *n, int *ntmp_removed, int remove_tmp);
-/* Merge staged episodes into path (copy + append + fsync + rename), then remove them. */
-int ds_publish_staged(const char *path, const char *dir, int *published);
+/* Merge staged episodes into path (copy + append + fsync + rename), then remove them.
+ * With check (recovery: episodes a crash left, maybe by another session or tool), every staged episode
+ * is first opened and validated, and compared with the dataset (ds_compatible); one that fails is moved
+ * to <path>.rejected/ (DS_REJECTED_SUFFIX), never deleted, and counted in *rejected. A staged
+ * demo_<i> whose name the file already holds is dropped only when it is the same episode (published
+ * before a crash stopped the cleanup); another episode is published under the next free index. */
+int ds_publish_staged(const char *path, const char *dir, int check, int *published, int *rejected);
+/* Remove temp files (tk_temp_beside names) made for path itself: "<dir>/.<base>.<8 hex>.<suffix>", left
+ * by a crashed publish or edit. Call with path's staging lock held. Returns how many were removed. */
+int ds_remove_leftover_temps(const char *path);
+/* ds_recover with the staging lock held (ds_writer_open runs it too): remove leftover temps, drop
+ * unfinished episodes, check and publish committed ones. */
+int ds_recover_locked(const char *path, const char *dir, int *published, int *dropped, int *rejected);
+/* 0 when the episodes of a and b belong in one file (ds_compat.c): same task, env_args, schema and
+ * control rate; else TK_EFORMAT with a message naming an and bn and the first difference. */
+int ds_compatible(dsFile *a, const char *an, dsFile *b, const char *bn);
 /* Exclusive lock on the staging dir; returns fd or negative error. */
 int ds_staging_lock(const char *dir, const char *path);
 

@@ -455,7 +455,7 @@ static int maybe_publish(dsWriter *w) {
             (w->o.publish_interval_s > 0 && tk_now_s() - w->last_publish >= w->o.publish_interval_s);
   if (!due) return 0;
   pthread_mutex_lock(&w->pub_mu);
-  int rc = ds_publish_staged(w->path, w->dir, NULL);
+  int rc = ds_publish_staged(w->path, w->dir, 0, NULL, NULL);
   pthread_mutex_unlock(&w->pub_mu);
   if (!rc) {
     w->staged_bytes = 0;
@@ -610,15 +610,12 @@ int ds_writer_open(const char *path, const dsWriterOpts *o, dsWriter **out) {
     goto fail;
   }
   /* repair what an earlier crash left: drop unfinished episodes, publish committed ones */
-  int dropped = 0, published = 0;
-  dsStaged *list = NULL;
-  int nl = 0;
-  if ((rc = ds_staging_list(w->dir, &list, &nl, &dropped, 1))) goto fail;
-  free(list);
-  if ((rc = ds_publish_staged(path, w->dir, &published))) goto fail;
-  if (dropped || published)
-    tk_warn("%s: recovered after an earlier crash: %d committed episode(s) published, %d unfinished dropped",
-            path, published, dropped);
+  int dropped = 0, published = 0, rejected = 0;
+  if ((rc = ds_recover_locked(path, w->dir, &published, &dropped, &rejected))) goto fail;
+  if (dropped || published || rejected)
+    tk_warn("%s: recovered after an earlier crash: %d committed episode(s) published, %d unfinished dropped, "
+            "%d set aside in %s%s/",
+            path, published, dropped, rejected, path, DS_REJECTED_SUFFIX);
 
   if (tk_file_exists(path)) {
     dsFile *f = NULL;
@@ -834,7 +831,7 @@ int ds_writer_publish(dsWriter *w) {
   int rc = ds_writer_sync(w);
   if (rc) return rc;
   pthread_mutex_lock(&w->pub_mu);
-  rc = ds_publish_staged(w->path, w->dir, NULL);
+  rc = ds_publish_staged(w->path, w->dir, 0, NULL, NULL);
   pthread_mutex_unlock(&w->pub_mu);
   return rc;
 }
@@ -859,7 +856,7 @@ int ds_writer_close(dsWriter *w) {
   char saved[TK_ERRMSG_MAX];
   snprintf(saved, sizeof saved, "%s", tk_errmsg());
   /* publish what is committed even after an error: those episodes are complete */
-  int prc = ds_publish_staged(w->path, w->dir, NULL);
+  int prc = ds_publish_staged(w->path, w->dir, 0, NULL, NULL);
   if (!prc) {
     char lock[4200];
     snprintf(lock, sizeof lock, "%s/lock", w->dir);

@@ -1,5 +1,6 @@
 /* The `dataset` program end to end: each command as a user types it. */
 #include <criterion/criterion.h>
+#include <unistd.h>
 
 #include "ds.h"
 #include "tk.h"
@@ -73,10 +74,10 @@ Test(cli, merge_filter_delete_trim_convert) {
   snprintf(cmd, sizeof cmd, "%s filter %%s --min-len 21 -o %%s", bin());
   free(run_ok(cmd, m, f2));
   cr_assert_eq(demos_in(f2), 3, "only the 25-step demos are at least 21 long");
-  snprintf(cmd, sizeof cmd, "%s delete %%s demo_0 demo_6 -o %%s", bin());
+  snprintf(cmd, sizeof cmd, "%s delete %%s demo_0 demo_6 -o %%s --force", bin());
   free(run_ok(cmd, m, f2));
   cr_assert_eq(demos_in(f2), 5);
-  snprintf(cmd, sizeof cmd, "%s trim %%s demo_1 --start 5 --end 15 -o %%s", bin());
+  snprintf(cmd, sizeof cmd, "%s trim %%s demo_1 --start 5 --end 15 -o %%s --force", bin());
   free(run_ok(cmd, m, f2));
   dsFile *f;
   cr_assert_eq(ds_open(f2, 0, &f), 0, "%s", tk_errmsg());
@@ -197,4 +198,115 @@ Test(cli, replay_check, .timeout = 120) {
   cr_assert_eq(rc, 1, "%s", out);
   cr_assert(strstr(out, x) && strstr(out, "not a built-in"), "%s", out);
   free(out);
+}
+
+/* Every input is merged (no fixed-size list that drops the rest), and a 70-byte mask name is refused
+ * rather than cut. */
+Test(cli, merge_of_300_inputs_and_a_70_byte_mask_name, .timeout = 120) {
+  const char *d = tt_tmpdir();
+  char one[4200], m[4200];
+  snprintf(one, sizeof one, "%s/in_0.h5", d);
+  snprintf(m, sizeof m, "%s/m.h5", d);
+  free(run_ok("%s synth %s --demos 1 --steps 2", bin(), one));
+  /* names relative to the folder: tt_run's command buffer holds 8 KB */
+  size_t cap = 8192, off = 0;
+  char *cmd = malloc(cap);
+  off += (size_t)snprintf(cmd + off, cap - off, "cd %s && %s merge", d, bin());
+  for (int i = 0; i < 300; i++) {
+    char p[4200];
+    snprintf(p, sizeof p, "%s/in_%d.h5", d, i);
+    if (i) cr_assert_eq(tk_copy_file(one, p), 0, "%s", tk_errmsg());
+    off += (size_t)snprintf(cmd + off, cap - off, " in_%d.h5", i);
+  }
+  off += (size_t)snprintf(cmd + off, cap - off, " -o m.h5");
+  cr_assert_lt(off, cap - 100, "command fits");
+  char *out = NULL;
+  int rc = tt_run(&out, "%s", cmd);
+  cr_assert_eq(rc, 0, "%s", out);
+  cr_assert(strstr(out, "merged 300 files"), "%s", out);
+  free(out);
+  free(cmd);
+  cr_assert_eq(demos_in(m), 300, "every input merged");
+  char name[71];
+  memset(name, 'x', 70);
+  name[70] = 0;
+  rc = tt_run(&out, "%s filter %s --min-len 1 --mask %s --in-place", bin(), m, name);
+  cr_assert_eq(rc, 1, "%s", out);
+  cr_assert(strstr(out, "mask name") && strstr(out, "longer than 63"), "%s", out);
+  free(out);
+}
+
+/* -o OUT never replaces an input nor, without --force, an existing dataset; --in-place through a
+ * symbolic link edits the file it names; recordings at other control rates do not merge. */
+Test(cli, force_symlinks_and_rates) {
+  const char *d = tt_tmpdir();
+  char a[4200], b[4200], l[4200];
+  snprintf(a, sizeof a, "%s/a.h5", d);
+  snprintf(b, sizeof b, "%s/b.h5", d);
+  snprintf(l, sizeof l, "%s/l.h5", d);
+  free(run_ok("%s synth %s --demos 4 --steps 5", bin(), a));
+  free(run_ok("%s synth %s --demos 3 --steps 5 --seed 2", bin(), b));
+  char *out = NULL;
+  int rc = tt_run(&out, "%s split %s --valid 0.5 -o %s", bin(), a, b);
+  cr_assert_eq(rc, 1, "%s", out);
+  cr_assert(strstr(out, b) && strstr(out, "--force"), "%s", out);
+  free(out);
+  cr_assert_eq(demos_in(b), 3, "b untouched");
+  rc = tt_run(&out, "%s merge %s %s -o %s --force", bin(), a, b, b);
+  cr_assert_eq(rc, 1, "an input is never the output: %s", out);
+  free(out);
+  rc = tt_run(&out, "%s split %s --valid 0.5 -o %s --force", bin(), a, b);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  cr_assert_eq(demos_in(b), 4);
+  rc = tt_run(&out, "%s trim %s demo_0 --end 2 --in-place --force", bin(), a);
+  cr_assert_eq(rc, 2, "--force with --in-place is a usage error: %s", out);
+  free(out);
+  /* in place through a link */
+  cr_assert_eq(symlink("a.h5", l), 0);
+  free(run_ok("%s delete %s demo_1 --in-place", bin(), l));
+  struct stat st;
+  cr_assert(lstat(l, &st) == 0 && S_ISLNK(st.st_mode), "the link stays a link");
+  cr_assert_eq(demos_in(a), 3, "the file the link names is edited");
+  /* the same task at 5 Hz and at 20 Hz */
+  rc = tt_run(&out,
+              "%s -c \"import h5py, sys; f = h5py.File(sys.argv[1], 'r+'); "
+              "[f['data'][k].attrs.__setitem__('control_hz', 5.0) for k in f['data']]\" %s",
+              py(), b);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  rc = tt_run(&out, "%s merge %s %s -o %s/m.h5", bin(), a, b, d);
+  cr_assert_eq(rc, 1, "%s", out);
+  cr_assert(strstr(out, a) && strstr(out, b) && strstr(out, "5 Hz") && strstr(out, "20 Hz"), "%s", out);
+  free(out);
+}
+
+/* recover sets aside a staged episode of another schema in FILE.rejected/ and exits 1 saying so. */
+Test(cli, recover_sets_aside_and_exits_1) {
+  const char *d = tt_tmpdir();
+  char p[4200], script[4300];
+  snprintf(p, sizeof p, "%s/r.h5", d);
+  free(run_ok("%s synth %s --demos 3 --steps 10", bin(), p));
+  snprintf(script, sizeof script, "%s/rename.py", d);
+  FILE *sf = fopen(script, "w");
+  fputs("import sys, h5py\nwith h5py.File(sys.argv[1], 'a') as f:\n    f['data'].move('demo_0', 'demo_3')\n",
+        sf);
+  fclose(sf);
+  char *out = NULL;
+  int rc =
+      tt_run(&out,
+             "mkdir -p %s.staging && %s synth %s/img.h5 --demos 1 --steps 7 --image 8 && %s %s %s/img.h5 && "
+             "mv %s/img.h5 %s.staging/demo_3.h5",
+             p, bin(), d, py(), script, d, d, p);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  rc = tt_run(&out, "%s recover %s", bin(), p);
+  cr_assert_eq(rc, 1, "%s", out);
+  cr_assert(strstr(out, "1 staged episode(s)") && strstr(out, ".rejected/") && strstr(out, "agentview_image"),
+            "%s", out);
+  free(out);
+  cr_assert_eq(demos_in(p), 3, "the dataset keeps its demos and stays readable");
+  char kept[4400];
+  snprintf(kept, sizeof kept, "%s.rejected/demo_3.h5", p);
+  cr_assert(tk_file_exists(kept), "the episode is kept, not deleted");
 }

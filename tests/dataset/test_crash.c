@@ -64,14 +64,26 @@ static int count_suffix(const char *dir, const char *suffix) {
   return n;
 }
 
+/* Temp files of a publish beside the dataset (tk_temp_beside names: ".<base>.<hex>.<suffix>"). */
+static int count_temps(const char *dir, const char *base) {
+  DIR *d = opendir(dir);
+  if (!d) return 0;
+  int n = 0;
+  struct dirent *e;
+  size_t bl = strlen(base);
+  while ((e = readdir(d)))
+    n += e->d_name[0] == '.' && !strncmp(e->d_name + 1, base, bl) && tk_is_temp_name(e->d_name);
+  closedir(d);
+  return n;
+}
+
 static void crash_loop(int px, double ratio, int iters_default) {
   const char *env = getenv("DK_CRASH_ITERS");
   int iters = env ? atoi(env) : iters_default;
   const char *dir = tt_tmpdir();
-  char p[4200], staging[4300], ptmp[4300];
+  char p[4200], staging[4300];
   snprintf(p, sizeof p, "%s/crash.h5", dir);
   snprintf(staging, sizeof staging, "%s.staging", p);
-  snprintf(ptmp, sizeof ptmp, "%s.publish.tmp", p);
   tkRng rng;
   tk_rng_seed(&rng, (uint64_t)time(NULL));
   static int64_t committed[1 << 16];
@@ -97,7 +109,7 @@ static void crash_loop(int px, double ratio, int iters_default) {
       committed[ncommitted++] = idx;
     close(fds[0]);
     mid_episode += count_suffix(staging, ".h5.tmp") > 0;
-    mid_publish += tk_file_exists(ptmp);
+    mid_publish += count_temps(dir, "crash.h5") > 0;
     char why[256];
     /* 1: the dataset file, if there is one yet, opens and validates (structure, lengths,
      * NaN scan) right after the kill, before any repair */
@@ -110,8 +122,10 @@ static void crash_loop(int px, double ratio, int iters_default) {
     }
     /* 2: after recovery every episode committed so far is there; this round's are checked
      * bit for bit now, all of them again at the end */
-    int pub = 0, drop = 0;
-    cr_assert_eq(ds_recover(p, &pub, &drop), 0, "iteration %d: recover: %s", it, tk_errmsg());
+    int pub = 0, drop = 0, rej = 0;
+    cr_assert_eq(ds_recover(p, &pub, &drop, &rej), 0, "iteration %d: recover: %s", it, tk_errmsg());
+    cr_assert_eq(rej, 0, "iteration %d: %d committed episode(s) set aside", it, rej);
+    cr_assert_eq(count_temps(dir, "crash.h5"), 0, "iteration %d: recover left a publish temp file", it);
     if (ncommitted == 0) continue;
     dsFile *f;
     cr_assert_eq(ds_open(p, 0, &f), 0, "iteration %d: %s", it, tk_errmsg());

@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <math.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "ds.h"
 #include "tk.h"
@@ -44,7 +45,8 @@ static void assert_no_tmp(const char *dir) {
   cr_assert_not_null(d, "open %s", dir);
   struct dirent *e;
   while ((e = readdir(d))) {
-    cr_assert(!strstr(e->d_name, ".tmp"), "temp file %s left in %s", e->d_name, dir);
+    cr_assert(!strstr(e->d_name, ".tmp") && !tk_is_temp_name(e->d_name), "temp file %s left in %s", e->d_name,
+              dir);
     cr_assert(!strstr(e->d_name, ".staging"), "staging folder %s left in %s", e->d_name, dir);
   }
   closedir(d);
@@ -241,13 +243,13 @@ Test(edit, merge_renumbers_copies_values_and_merges_masks) {
   const char *a = pj(dir, "a.h5"), *b = pj(dir, "b.h5"), *m = pj(dir, "m.h5");
   synth(a, 3, 20, 8, 1, "reach", 0);
   synth(b, 2, 20, 8, 2, "reach", 0);
-  cr_assert_eq(ds_split(a, 0.34, 5, NULL), 0, "%s", tk_errmsg());
-  cr_assert_eq(ds_split(b, 0.5, 6, NULL), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_split(a, 0.34, 5, NULL, 0), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_split(b, 0.5, 6, NULL, 0), 0, "%s", tk_errmsg());
   dsFilterOpts fo = {.mask_name = "only_b"};
-  cr_assert_eq(ds_filter(b, &fo, NULL, NULL), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_filter(b, &fo, NULL, 0, NULL), 0, "%s", tk_errmsg());
   uint64_t ca = checksum(a), cb = checksum(b);
   const char *in[2] = {a, b};
-  cr_assert_eq(ds_merge(in, 2, m), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_merge(in, 2, m, 0), 0, "%s", tk_errmsg());
   cr_assert_eq(checksum(a), ca, "input a changed");
   cr_assert_eq(checksum(b), cb, "input b changed");
   assert_no_tmp(dir);
@@ -302,7 +304,7 @@ Test(edit, merge_refuses_other_task_naming_both_files) {
   synth(b, 2, 10, 0, 2, "task_two", 0);
   uint64_t ca = checksum(a), cb = checksum(b);
   const char *in[2] = {a, b};
-  int rc = ds_merge(in, 2, m);
+  int rc = ds_merge(in, 2, m, 0);
   cr_assert_eq(rc, TK_EFORMAT, "rc %d: %s", rc, tk_errmsg());
   const char *e = tk_errmsg();
   cr_assert(strstr(e, a) && strstr(e, b) && strstr(e, "task_one") && strstr(e, "task_two"), "%s", e);
@@ -319,11 +321,11 @@ Test(edit, merge_refuses_other_schema_naming_both_files) {
   synth(b, 2, 10, 0, 2, NULL, 0);  /* no image key */
   synth(c, 2, 10, 16, 3, NULL, 0); /* image of another size */
   const char *in[3] = {a, a, b};
-  cr_assert_eq(ds_merge(in, 3, m), TK_EFORMAT);
+  cr_assert_eq(ds_merge(in, 3, m, 0), TK_EFORMAT);
   const char *e = tk_errmsg();
   cr_assert(strstr(e, a) && strstr(e, b) && strstr(e, "agentview_image"), "%s", e);
   const char *in2[2] = {a, c};
-  cr_assert_eq(ds_merge(in2, 2, m), TK_EFORMAT);
+  cr_assert_eq(ds_merge(in2, 2, m, 0), TK_EFORMAT);
   e = tk_errmsg();
   cr_assert(strstr(e, a) && strstr(e, c) && strstr(e, "8,8,3") && strstr(e, "16,16,3"), "%s", e);
   cr_assert(!exists(m));
@@ -336,9 +338,9 @@ Test(edit, split_is_deterministic_sized_and_replaces_masks) {
   const char *p = pj(dir, "d.h5"), *s1 = pj(dir, "s1.h5"), *s2 = pj(dir, "s2.h5"), *s3 = pj(dir, "s3.h5");
   synth(p, 10, 8, 0, 1, NULL, 0);
   uint64_t c = checksum(p);
-  cr_assert_eq(ds_split(p, 0.3, 7, s1), 0, "%s", tk_errmsg());
-  cr_assert_eq(ds_split(p, 0.3, 7, s2), 0, "%s", tk_errmsg());
-  cr_assert_eq(ds_split(p, 0.3, 8, s3), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_split(p, 0.3, 7, s1, 0), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_split(p, 0.3, 7, s2, 0), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_split(p, 0.3, 8, s3, 0), 0, "%s", tk_errmsg());
   cr_assert_eq(checksum(p), c, "input changed");
   assert_no_tmp(dir);
   dsFile *f1 = open_ok(s1), *f2 = open_ok(s2), *f3 = open_ok(s3), *fp = open_ok(p);
@@ -370,26 +372,26 @@ Test(edit, split_is_deterministic_sized_and_replaces_masks) {
   ds_close(fp);
 
   /* clamping: at least one of each */
-  cr_assert_eq(ds_split(p, 0.0, 1, s2), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_split(p, 0.0, 1, s2, 1), 0, "%s", tk_errmsg());
   f2 = open_ok(s2);
   cr_assert_eq(ds_mask(f2, "valid", &vv, &nv), 0);
   cr_assert_eq(nv, 1);
   free(vv);
   ds_close(f2);
-  cr_assert_eq(ds_split(p, 1.0, 1, s2), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_split(p, 1.0, 1, s2, 1), 0, "%s", tk_errmsg());
   f2 = open_ok(s2);
   cr_assert_eq(ds_mask(f2, "train", &tv, &nt), 0);
   cr_assert_eq(nt, 1);
   free(tv);
   ds_close(f2);
-  cr_assert_neq(ds_split(p, NAN, 1, s2), 0);
-  cr_assert_neq(ds_split(p, 1.5, 1, s2), 0);
+  cr_assert_neq(ds_split(p, NAN, 1, s2, 0), 0);
+  cr_assert_neq(ds_split(p, 1.5, 1, s2, 0), 0);
 
   /* splitting again in place replaces the masks (no duplicates, new content) */
   char before[4096];
   snprintf(before, sizeof before, "%s", mask_str(f1, "valid"));
   ds_close(f1);
-  cr_assert_eq(ds_split(s1, 0.5, 99, NULL), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_split(s1, 0.5, 99, NULL, 0), 0, "%s", tk_errmsg());
   assert_no_tmp(dir);
   f1 = open_ok(s1);
   cr_assert_eq(ds_num_masks(f1), 2);
@@ -421,7 +423,7 @@ Test(edit, split_accepts_h5py_variable_length_masks) {
   cr_assert_str_eq(mask_str(f, "extra"), "demo_3,demo_2");
   ds_close(f);
   uint64_t c = checksum(p);
-  cr_assert_eq(ds_split(p, 0.25, 3, s), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_split(p, 0.25, 3, s, 0), 0, "%s", tk_errmsg());
   cr_assert_eq(checksum(p), c);
   f = open_ok(s);
   cr_assert_eq(ds_num_masks(f), 3);
@@ -443,13 +445,13 @@ Test(edit, filter_by_success_and_length) {
   const char *p = pj(dir, "d.h5"), *o1 = pj(dir, "succ.h5"), *o2 = pj(dir, "len.h5"),
              *o3 = pj(dir, "mask.h5");
   write_mixed(p, 6, 0);
-  cr_assert_eq(ds_split(p, 0.5, 4, NULL), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_split(p, 0.5, 4, NULL, 0), 0, "%s", tk_errmsg());
   uint64_t c = checksum(p);
   dsFile *fp = open_ok(p);
 
   int kept = -1;
   dsFilterOpts so = {.success_only = 1};
-  cr_assert_eq(ds_filter(p, &so, o1, &kept), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_filter(p, &so, o1, 0, &kept), 0, "%s", tk_errmsg());
   cr_assert_eq(kept, 3);
   dsFile *f = open_ok(o1);
   cr_assert_eq(ds_num_demos(f), 3);
@@ -481,7 +483,7 @@ Test(edit, filter_by_success_and_length) {
   assert_h5_check(o1, 3);
 
   dsFilterOpts lo = {.min_len = 12, .max_len = 20}; /* lengths 8 11 14 17 20 23 */
-  cr_assert_eq(ds_filter(p, &lo, o2, &kept), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_filter(p, &lo, o2, 0, &kept), 0, "%s", tk_errmsg());
   cr_assert_eq(kept, 3);
   f = open_ok(o2);
   cr_assert_eq(ds_num_demos(f), 3);
@@ -492,7 +494,7 @@ Test(edit, filter_by_success_and_length) {
   ds_close(f);
 
   dsFilterOpts mo = {.success_only = 1, .min_len = 10, .mask_name = "good"};
-  cr_assert_eq(ds_filter(p, &mo, o3, &kept), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_filter(p, &mo, o3, 0, &kept), 0, "%s", tk_errmsg());
   cr_assert_eq(kept, 2);
   f = open_ok(o3);
   cr_assert_eq(ds_num_demos(f), 6, "mask mode copies every demo");
@@ -503,9 +505,9 @@ Test(edit, filter_by_success_and_length) {
   ds_close(f);
 
   dsFilterOpts bad = {.mask_name = "a/b"};
-  cr_assert_eq(ds_filter(p, &bad, o3, &kept), TK_EINVAL);
+  cr_assert_eq(ds_filter(p, &bad, o3, 0, &kept), TK_EINVAL);
   dsFilterOpts bad2 = {.min_len = 10, .max_len = 5};
-  cr_assert_eq(ds_filter(p, &bad2, o3, &kept), TK_EINVAL);
+  cr_assert_eq(ds_filter(p, &bad2, o3, 0, &kept), TK_EINVAL);
   ds_close(fp);
   cr_assert_eq(checksum(p), c, "input changed");
   assert_no_tmp(dir);
@@ -516,10 +518,10 @@ Test(edit, delete_removes_demos_and_their_mask_entries) {
   const char *dir = tt_tmpdir();
   const char *p = pj(dir, "d.h5"), *o = pj(dir, "o.h5");
   synth(p, 5, 12, 8, 3, NULL, 0);
-  cr_assert_eq(ds_split(p, 0.4, 1, NULL), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_split(p, 0.4, 1, NULL, 0), 0, "%s", tk_errmsg());
   uint64_t c = checksum(p);
   const char *del[2] = {"demo_1", "demo_3"};
-  cr_assert_eq(ds_delete(p, del, 2, o), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_delete(p, del, 2, o, 0), 0, "%s", tk_errmsg());
   cr_assert_eq(checksum(p), c);
   dsFile *fp = open_ok(p), *f = open_ok(o);
   cr_assert_eq(ds_num_demos(f), 3);
@@ -545,7 +547,7 @@ Test(edit, delete_removes_demos_and_their_mask_entries) {
   /* a missing name: error names it, nothing written */
   const char *o2 = pj(dir, "o2.h5");
   const char *del2[2] = {"demo_0", "demo_9"};
-  int rc = ds_delete(p, del2, 2, o2);
+  int rc = ds_delete(p, del2, 2, o2, 0);
   cr_assert_eq(rc, TK_ENOTFOUND, "%s", tk_errmsg());
   cr_assert(strstr(tk_errmsg(), "demo_9") && strstr(tk_errmsg(), p), "%s", tk_errmsg());
   cr_assert(!exists(o2));
@@ -553,7 +555,7 @@ Test(edit, delete_removes_demos_and_their_mask_entries) {
   /* in place: the file is replaced through temp + rename */
   ds_close(fp);
   const char *del3[1] = {"demo_4"};
-  cr_assert_eq(ds_delete(p, del3, 1, NULL), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_delete(p, del3, 1, NULL, 0), 0, "%s", tk_errmsg());
   cr_assert_neq(checksum(p), c);
   f = open_ok(p);
   cr_assert_eq(ds_num_demos(f), 4);
@@ -574,7 +576,7 @@ Test(edit, trim_slices_every_step_dataset_and_keeps_layout) {
   const char *p = pj(dir, "d.h5"), *o = pj(dir, "o.h5"), *o2 = pj(dir, "o2.h5");
   synth(p, 3, 20, 8, 5, NULL, 3);
   uint64_t c = checksum(p);
-  cr_assert_eq(ds_trim(p, "demo_1", 5, 15, o), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_trim(p, "demo_1", 5, 15, o, 0), 0, "%s", tk_errmsg());
   cr_assert_eq(checksum(p), c);
   dsFile *fp = open_ok(p), *f = open_ok(o);
   cr_assert_eq(ds_num_demos(f), 3);
@@ -601,7 +603,7 @@ Test(edit, trim_slices_every_step_dataset_and_keeps_layout) {
   free(out);
 
   /* end <= 0: to the end */
-  cr_assert_eq(ds_trim(p, "demo_2", 12, 0, o2), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_trim(p, "demo_2", 12, 0, o2, 0), 0, "%s", tk_errmsg());
   f = open_ok(o2);
   cr_assert_eq(ds_demo(f, 2)->num_samples, 8);
   assert_same_slice(fp, 2, 12, f, 2);
@@ -617,7 +619,7 @@ Test(edit, trim_slices_every_step_dataset_and_keeps_layout) {
              {"demo_1", -1, 4, TK_ERANGE},    {"demo_1", 20, 0, TK_ERANGE}, {"demo_7", 0, 3, TK_ENOTFOUND},
              {"nonsense", 0, 3, TK_ENOTFOUND}};
   for (size_t i = 0; i < TK_ARRAY_LEN(bad); i++) {
-    int rc = ds_trim(p, bad[i].demo, bad[i].s, bad[i].e, o3);
+    int rc = ds_trim(p, bad[i].demo, bad[i].s, bad[i].e, o3, 0);
     cr_assert_eq(rc, bad[i].rc, "case %zu: rc %d: %s", i, rc, tk_errmsg());
     cr_assert(strstr(tk_errmsg(), p), "case %zu: %s", i, tk_errmsg());
     cr_assert(!exists(o3));
@@ -681,7 +683,7 @@ Test(edit, convert_minari_reads_back_with_h5py) {
              *o2 = pj(dir, "minari1.h5");
   write_mixed(p, 5, 8);
   uint64_t c = checksum(p);
-  cr_assert_eq(ds_convert(p, "minari", o), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_convert(p, "minari", o, 0), 0, "%s", tk_errmsg());
   cr_assert_eq(checksum(p), c);
   cr_assert(exists(pj(dir, "minari.h5.metadata.json")));
   assert_no_tmp(dir);
@@ -692,7 +694,7 @@ Test(edit, convert_minari_reads_back_with_h5py) {
   free(out);
   /* a single low-dim key: observations is one dataset */
   write_mixed2(s, 3, 8, 0);
-  cr_assert_eq(ds_convert(s, "minari", o2), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_convert(s, "minari", o2, 0), 0, "%s", tk_errmsg());
   snprintf(args, sizeof args, "%s %s", o2, s);
   out = run_py(dir, "minari.py", PY_MINARI, args);
   cr_assert(strstr(out, "minari ok episodes=3 steps=33 truncated=1 keys=pos"), "%s", out);
@@ -746,7 +748,7 @@ Test(edit, convert_d4rl_reads_back_with_h5py) {
                      args);
   free(out);
   uint64_t c = checksum(q);
-  cr_assert_eq(ds_convert(q, "d4rl", o), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_convert(q, "d4rl", o, 0), 0, "%s", tk_errmsg());
   cr_assert_eq(checksum(q), c);
   assert_no_tmp(dir);
   snprintf(args, sizeof args, "%s %s", o, q);
@@ -762,11 +764,11 @@ Test(edit, convert_refusals) {
   const char *p = pj(dir, "d.h5");
   synth(p, 2, 8, 0, 1, NULL, 0);
   uint64_t c = checksum(p);
-  cr_assert_eq(ds_convert(p, "rlds", pj(dir, "o.h5")), TK_EINVAL);
+  cr_assert_eq(ds_convert(p, "rlds", pj(dir, "o.h5"), 0), TK_EINVAL);
   cr_assert(strstr(tk_errmsg(), "rlds"), "%s", tk_errmsg());
-  cr_assert_eq(ds_convert(p, "d4rl", p), TK_EINVAL, "the output may not be the input");
+  cr_assert_eq(ds_convert(p, "d4rl", p, 0), TK_EINVAL, "the output may not be the input");
   cr_assert(strstr(tk_errmsg(), p), "%s", tk_errmsg());
-  cr_assert_eq(ds_convert(p, "d4rl", NULL), TK_EINVAL);
+  cr_assert_eq(ds_convert(p, "d4rl", NULL, 0), TK_EINVAL);
   cr_assert_eq(checksum(p), c);
   cr_assert(!exists(pj(dir, "o.h5")));
   assert_no_tmp(dir);
@@ -781,13 +783,13 @@ static int run_cmd(cmdId c, const char *in, const char *out) {
   const char *del[1] = {"demo_0"};
   dsFilterOpts fo = {.success_only = 1};
   switch (c) {
-  case C_MERGE: return ds_merge(ins, 2, out);
-  case C_SPLIT: return ds_split(in, 0.5, 1, out);
-  case C_FILTER: return ds_filter(in, &fo, out, NULL);
-  case C_DELETE: return ds_delete(in, del, 1, out);
-  case C_TRIM: return ds_trim(in, "demo_0", 1, 4, out);
-  case C_MINARI: return ds_convert(in, "minari", out);
-  case C_D4RL: return ds_convert(in, "d4rl", out);
+  case C_MERGE: return ds_merge(ins, 2, out, 0);
+  case C_SPLIT: return ds_split(in, 0.5, 1, out, 0);
+  case C_FILTER: return ds_filter(in, &fo, out, 0, NULL);
+  case C_DELETE: return ds_delete(in, del, 1, out, 0);
+  case C_TRIM: return ds_trim(in, "demo_0", 1, 4, out, 0);
+  case C_MINARI: return ds_convert(in, "minari", out, 0);
+  case C_D4RL: return ds_convert(in, "d4rl", out, 0);
   default: return 0;
   }
 }
@@ -819,10 +821,10 @@ Test(edit, failures_name_the_file_and_leave_no_temp_file) {
     cr_assert(strstr(tk_errmsg(), bad) && strstr(tk_errmsg(), "not an HDF5 file"), "%s: %s", cmd_name[k],
               tk_errmsg());
     cr_assert(!exists(o), "%s wrote an output for a bad input", cmd_name[k]);
-    /* the last step fails (the destination is a directory): the temp file goes away */
+    /* the destination is a directory: refused before anything is written */
     rc = run_cmd(id, p, isdir);
     cr_assert_lt(rc, 0, "%s onto a directory", cmd_name[k]);
-    cr_assert(strstr(tk_errmsg(), isdir) && strstr(tk_errmsg(), "rename"), "%s: %s", cmd_name[k],
+    cr_assert(strstr(tk_errmsg(), isdir) && strstr(tk_errmsg(), "directory"), "%s: %s", cmd_name[k],
               tk_errmsg());
     struct stat st;
     cr_assert(stat(isdir, &st) == 0 && S_ISDIR(st.st_mode));
@@ -830,12 +832,19 @@ Test(edit, failures_name_the_file_and_leave_no_temp_file) {
     cr_assert_eq(checksum(p), c, "%s changed its input", cmd_name[k]);
   }
   cr_assert(!exists(pj(dir, "isdir.h5.metadata.json")));
-  /* a leftover temp file from an interrupted run does not block the next run */
+  /* a leftover temp file of ours from an interrupted run is removed; a user's o.h5.tmp is no temp file */
   f = fopen(pj(dir, "o.h5.tmp"), "w");
   cr_assert_not_null(f);
   fputs("stale", f);
   fclose(f);
-  cr_assert_eq(ds_split(p, 0.5, 1, o), 0, "%s", tk_errmsg());
+  char ours[4300];
+  int fd = tk_temp_beside(o, ours, sizeof ours);
+  cr_assert_geq(fd, 0, "%s", tk_errmsg());
+  close(fd);
+  cr_assert_eq(ds_split(p, 0.5, 1, o, 0), 0, "%s", tk_errmsg());
+  cr_assert(!exists(ours), "a leftover temp file of ours stays: %s", ours);
+  cr_assert(exists(pj(dir, "o.h5.tmp")), "the user's o.h5.tmp was removed");
+  unlink(pj(dir, "o.h5.tmp"));
   assert_no_tmp(dir);
   dsFile *fo = open_ok(o);
   cr_assert_eq(ds_num_masks(fo), 2);
@@ -870,18 +879,284 @@ Test(edit, refuses_to_replace_a_file_a_writer_records_into) {
   }
   cr_assert_eq(ds_writer_sync(w), 0, "%s", tk_errmsg());
   uint64_t c = checksum(p);
-  cr_assert_eq(ds_split(p, 0.5, 1, NULL), TK_EBUSY, "%s", tk_errmsg());
+  cr_assert_eq(ds_split(p, 0.5, 1, NULL, 0), TK_EBUSY, "%s", tk_errmsg());
   cr_assert(strstr(tk_errmsg(), p) && strstr(tk_errmsg(), "writer"), "%s", tk_errmsg());
   const char *del[1] = {"demo_0"};
-  cr_assert_eq(ds_delete(p, del, 1, NULL), TK_EBUSY, "%s", tk_errmsg());
-  cr_assert_eq(ds_trim(p, "demo_0", 1, 3, NULL), TK_EBUSY, "%s", tk_errmsg());
+  cr_assert_eq(ds_delete(p, del, 1, NULL, 0), TK_EBUSY, "%s", tk_errmsg());
+  cr_assert_eq(ds_trim(p, "demo_0", 1, 3, NULL, 0), TK_EBUSY, "%s", tk_errmsg());
   /* reading it into another file is fine meanwhile */
-  cr_assert_eq(ds_split(p, 0.5, 1, o), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_split(p, 0.5, 1, o, 0), 0, "%s", tk_errmsg());
   cr_assert_eq(checksum(p), c);
   cr_assert_eq(ds_writer_close(w), 0, "%s", tk_errmsg());
-  cr_assert_eq(ds_delete(p, del, 1, NULL), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_delete(p, del, 1, NULL, 0), 0, "%s", tk_errmsg());
   dsFile *f = open_ok(p);
   cr_assert_eq(ds_num_demos(f), 2);
   ds_close(f);
   assert_no_tmp(dir);
+}
+
+/* ---- the output rule, empty results, names, links, temp names (issue "data safety") ---- */
+static void write_rate(const char *path, double hz, const char *kwargs, int n) {
+  dsWriterOpts o;
+  ds_writer_default(&o);
+  o.env_name = "rate_task";
+  o.env_kwargs_json = kwargs;
+  o.schema.action_dim = 2;
+  o.schema.state_dim = 1;
+  int64_t three[1] = {3};
+  ds_schema_add(&o.schema, "pos", DS_F64, 1, three);
+  dsWriter *w;
+  cr_assert_eq(ds_writer_open(path, &o, &w), 0, "%s", tk_errmsg());
+  for (int e = 0; e < n; e++) {
+    dsEpisodeInfo info = {
+        .task = "rate_task", .seed = e, .operator_name = "t", .device = "scripted", .control_hz = hz};
+    cr_assert_eq(ds_writer_begin(w, &info, NULL), 0, "%s", tk_errmsg());
+    double act[2] = {0.1 * e, -0.2}, pos[3] = {1, 2, 3}, state[1] = {e};
+    for (int t = 0; t < 5; t++) {
+      dsStep st = {.action = act, .state = state, .timestamp = (double)t / hz};
+      st.obs[0] = pos;
+      cr_assert_eq(ds_writer_add_step(w, &st), 0, "%s", tk_errmsg());
+    }
+    cr_assert_eq(ds_writer_end(w, DS_SUCCESS, NULL, 0), 0, "%s", tk_errmsg());
+  }
+  cr_assert_eq(ds_writer_close(w), 0, "%s", tk_errmsg());
+}
+
+Test(edit, merge_refuses_other_control_rate_and_env_kwargs_naming_both_files) {
+  const char *dir = tt_tmpdir();
+  const char *a = pj(dir, "hz5.h5"), *b = pj(dir, "hz20.h5"), *c = pj(dir, "front.h5"),
+             *d = pj(dir, "side.h5"), *m = pj(dir, "m.h5");
+  write_rate(a, 5, "{}", 2);
+  write_rate(b, 20, "{}", 2);
+  write_rate(c, 20, "{\"camera\": \"front\", \"control_freq\": 20}", 2);
+  write_rate(d, 20, "{\"camera\": \"side\", \"control_freq\": 20}", 2);
+  const char *in[2] = {a, b};
+  cr_assert_eq(ds_merge(in, 2, m, 0), TK_EFORMAT, "5 Hz and 20 Hz recordings merged");
+  const char *e = tk_errmsg();
+  cr_assert(strstr(e, a) && strstr(e, b) && strstr(e, "5 Hz") && strstr(e, "20 Hz"), "%s", e);
+  const char *in2[2] = {c, d};
+  cr_assert_eq(ds_merge(in2, 2, m, 0), TK_EFORMAT, "differing env_kwargs merged");
+  e = tk_errmsg();
+  cr_assert(strstr(e, c) && strstr(e, d) && strstr(e, "env_kwargs.camera") && strstr(e, "\"front\"") &&
+                strstr(e, "\"side\""),
+            "%s", e);
+  const char *in3[2] = {b, c}; /* {} vs a camera: a key on one side only */
+  cr_assert_eq(ds_merge(in3, 2, m, 0), TK_EFORMAT);
+  cr_assert(strstr(tk_errmsg(), "env_kwargs.camera") && strstr(tk_errmsg(), "absent"), "%s", tk_errmsg());
+  cr_assert(!exists(m));
+  assert_no_tmp(dir);
+  /* the same rate and env_args merge */
+  const char *in4[2] = {c, c};
+  cr_assert_eq(ds_merge(in4, 2, m, 0), 0, "%s", tk_errmsg());
+  dsFile *f = open_ok(m);
+  cr_assert_eq(ds_num_demos(f), 4);
+  ds_close(f);
+}
+
+Test(edit, output_rule_refuses_inputs_and_replaces_datasets_only_with_force) {
+  const char *dir = tt_tmpdir();
+  const char *p = pj(dir, "d.h5"), *q = pj(dir, "q.h5"), *txt = pj(dir, "notes.txt"),
+             *hl = pj(dir, "hard.h5"), *c = pj(dir, "c.h5");
+  synth(p, 4, 8, 0, 1, NULL, 0);
+  synth(q, 3, 8, 0, 2, NULL, 0);
+  FILE *f = fopen(txt, "w");
+  fputs("my notes\n", f);
+  fclose(f);
+  cr_assert_eq(link(p, hl), 0);
+  uint64_t cp = checksum(p), cq = checksum(q), ct = checksum(txt);
+  const char *in[2] = {p, q};
+  /* an input is never the output, with or without force (by inode: a hard link too) */
+  cr_assert_eq(ds_merge(in, 2, q, 1), TK_EINVAL);
+  cr_assert(strstr(tk_errmsg(), "is the input"), "%s", tk_errmsg());
+  cr_assert_eq(ds_split(p, 0.5, 1, hl, 1), TK_EINVAL, "a hard link of the input");
+  cr_assert_eq(ds_convert(p, "d4rl", hl, 1), TK_EINVAL);
+  /* an existing dataset or a file of another kind: only with force */
+  const char *del[1] = {"demo_0"};
+  cr_assert_eq(ds_delete(p, del, 1, q, 0), TK_EINVAL);
+  cr_assert(strstr(tk_errmsg(), q) && strstr(tk_errmsg(), "--force"), "%s", tk_errmsg());
+  cr_assert_eq(ds_trim(p, "demo_0", 1, 3, txt, 0), TK_EINVAL);
+  cr_assert(strstr(tk_errmsg(), "text file"), "%s", tk_errmsg());
+  dsFilterOpts fo = {.min_len = 1};
+  cr_assert_eq(ds_filter(p, &fo, txt, 0, NULL), TK_EINVAL);
+  cr_assert_eq(ds_convert(p, "d4rl", q, 0), TK_EINVAL, "a dataset under a converted file's name");
+  cr_assert_eq(checksum(p), cp);
+  cr_assert_eq(checksum(q), cq);
+  cr_assert_eq(checksum(txt), ct);
+  /* the metadata.json of minari is an output too: the input's name is refused */
+  char jin[4300];
+  snprintf(jin, sizeof jin, "%s.metadata.json", c);
+  cr_assert_eq(symlink(p, jin), 0);
+  cr_assert_eq(ds_convert(p, "minari", c, 1), TK_EINVAL);
+  cr_assert(strstr(tk_errmsg(), "metadata.json") && strstr(tk_errmsg(), "input"), "%s", tk_errmsg());
+  cr_assert(!exists(c));
+  unlink(jin);
+  /* a converted file over a converted file is fine; with force a dataset is replaced */
+  cr_assert_eq(ds_convert(p, "d4rl", c, 0), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_convert(p, "d4rl", c, 0), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_convert(p, "minari", c, 0), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_delete(p, del, 1, q, 1), 0, "%s", tk_errmsg());
+  dsFile *fq = open_ok(q);
+  cr_assert_eq(ds_num_demos(fq), 3);
+  cr_assert_eq(ds_find_demo(fq, "demo_0"), -1);
+  ds_close(fq);
+  cr_assert_eq(checksum(p), cp);
+  assert_no_tmp(dir);
+}
+
+Test(edit, unknown_success_and_edits_that_leave_no_demos_are_refused) {
+  const char *dir = tt_tmpdir();
+  const char *p = pj(dir, "foreign.h5"), *o = pj(dir, "o.h5"), *one = pj(dir, "one.h5");
+  write_mixed(p, 5, 0);
+  /* another tool's file: three demos without a success attribute */
+  free(run_py(dir, "nosucc.py",
+              "import sys, h5py\n"
+              "with h5py.File(sys.argv[1], 'r+') as f:\n"
+              "    for a in ('demokit_format', 'demokit_version'):\n"
+              "        del f['data'].attrs[a]\n"
+              "    for d in ('demo_0', 'demo_1', 'demo_3'):\n"
+              "        del f['data'][d].attrs['success']\n",
+              p));
+  uint64_t c = checksum(p);
+  dsFilterOpts so = {.success_only = 1};
+  int kept = -1;
+  int rc = ds_filter(p, &so, NULL, 0, &kept);
+  cr_assert_eq(rc, TK_EINVAL, "unknown success deleted as failure: %d %s", rc, tk_errmsg());
+  cr_assert(strstr(tk_errmsg(), "3 of 5 demos have no success attribute") && strstr(tk_errmsg(), p), "%s",
+            tk_errmsg());
+  dsFilterOpts som = {.success_only = 1, .mask_name = "good"};
+  cr_assert_eq(ds_filter(p, &som, NULL, 0, &kept), TK_EINVAL);
+  cr_assert_eq(checksum(p), c, "nothing written");
+  /* nothing matches: no empty file, no empty mask */
+  dsFilterOpts lo = {.min_len = 1000};
+  cr_assert_eq(ds_filter(p, &lo, NULL, 0, &kept), TK_EINVAL);
+  cr_assert(strstr(tk_errmsg(), "none of the 5 demos"), "%s", tk_errmsg());
+  cr_assert_eq(ds_filter(p, &lo, o, 0, &kept), TK_EINVAL);
+  dsFilterOpts lom = {.min_len = 1000, .mask_name = "long"};
+  cr_assert_eq(ds_filter(p, &lom, NULL, 0, &kept), TK_EINVAL);
+  cr_assert(strstr(tk_errmsg(), "mask would be empty"), "%s", tk_errmsg());
+  /* deleting every demo */
+  const char *all[5] = {"demo_0", "demo_1", "demo_2", "demo_3", "demo_4"};
+  cr_assert_eq(ds_delete(p, all, 5, NULL, 0), TK_EINVAL);
+  cr_assert(strstr(tk_errmsg(), "leave none"), "%s", tk_errmsg());
+  const char *twice[2] = {"demo_1", "demo_1"};
+  cr_assert_eq(ds_delete(p, twice, 2, NULL, 0), TK_EINVAL, "a demo named twice");
+  cr_assert_eq(checksum(p), c, "nothing written");
+  cr_assert(!exists(o));
+  /* a split of one demo has no validation set */
+  write_mixed(one, 1, 0);
+  cr_assert_eq(ds_split(one, 0.5, 1, NULL, 0), TK_EINVAL);
+  cr_assert(strstr(tk_errmsg(), "at least two"), "%s", tk_errmsg());
+  assert_no_tmp(dir);
+}
+
+Test(edit, long_mask_names_are_refused_never_cut) {
+  const char *dir = tt_tmpdir();
+  const char *p = pj(dir, "d.h5"), *o = pj(dir, "o.h5"), *m = pj(dir, "m.h5");
+  synth(p, 4, 8, 0, 1, NULL, 0);
+  uint64_t c = checksum(p);
+  char name70[71];
+  memset(name70, 'k', 70);
+  name70[70] = 0;
+  dsFilterOpts fo = {.min_len = 1, .mask_name = name70};
+  cr_assert_eq(ds_filter(p, &fo, NULL, 0, NULL), TK_ERANGE, "%s", tk_errmsg());
+  cr_assert(strstr(tk_errmsg(), "mask name") && strstr(tk_errmsg(), "longer than 63"), "%s", tk_errmsg());
+  cr_assert_eq(checksum(p), c);
+  /* two masks (from h5py) that differ only after byte 63 must not become one */
+  free(run_py(dir, "longmask.py",
+              "import sys, h5py\n"
+              "with h5py.File(sys.argv[1], 'r+') as f:\n"
+              "    g = f.create_group('mask')\n"
+              "    g.create_dataset('m' * 64 + '_a', data=[b'demo_0'])\n"
+              "    g.create_dataset('m' * 64 + '_b', data=[b'demo_1', b'demo_2'])\n",
+              p));
+  c = checksum(p);
+  cr_assert_eq(ds_split(p, 0.5, 1, o, 0), TK_ERANGE, "%s", tk_errmsg());
+  cr_assert(strstr(tk_errmsg(), p) && strstr(tk_errmsg(), "mask name"), "%s", tk_errmsg());
+  const char *del[1] = {"demo_3"};
+  cr_assert_eq(ds_delete(p, del, 1, NULL, 0), TK_ERANGE, "%s", tk_errmsg());
+  const char *in[2] = {p, p};
+  cr_assert_eq(ds_merge(in, 2, m, 0), TK_ERANGE, "%s", tk_errmsg());
+  cr_assert_eq(checksum(p), c);
+  cr_assert(!exists(o) && !exists(m));
+  assert_no_tmp(dir);
+}
+
+Test(edit, in_place_through_a_symlink_edits_the_target_and_keeps_the_link) {
+  const char *dir = tt_tmpdir();
+  const char *p = pj(dir, "real.h5"), *l = pj(dir, "link.h5"), *q = pj(dir, "other.h5"),
+             *ol = pj(dir, "out.h5");
+  synth(p, 4, 8, 0, 1, NULL, 0);
+  synth(q, 2, 8, 0, 2, NULL, 0);
+  cr_assert_eq(symlink("real.h5", l), 0);
+  const char *del[1] = {"demo_2"};
+  cr_assert_eq(ds_delete(l, del, 1, NULL, 0), 0, "%s", tk_errmsg());
+  struct stat st;
+  cr_assert(lstat(l, &st) == 0 && S_ISLNK(st.st_mode), "the link was replaced by a copy");
+  char target[256] = "";
+  cr_assert_gt(readlink(l, target, sizeof target - 1), 0);
+  cr_assert_str_eq(target, "real.h5");
+  dsFile *f = open_ok(p);
+  cr_assert_eq(ds_num_demos(f), 3, "the target was not edited");
+  cr_assert_eq(ds_find_demo(f, "demo_2"), -1);
+  ds_close(f);
+  cr_assert_eq(ds_split(l, 0.5, 3, NULL, 0), 0, "%s", tk_errmsg());
+  cr_assert(lstat(l, &st) == 0 && S_ISLNK(st.st_mode));
+  f = open_ok(p);
+  cr_assert_eq(ds_num_masks(f), 2);
+  ds_close(f);
+  /* -o through a link: the file it names is replaced (with --force), the link stays */
+  cr_assert_eq(symlink("other.h5", ol), 0);
+  cr_assert_eq(ds_filter(p, &(dsFilterOpts){.min_len = 1}, ol, 0, NULL), TK_EINVAL,
+               "a dataset without force");
+  cr_assert_eq(ds_filter(p, &(dsFilterOpts){.min_len = 1}, ol, 1, NULL), 0, "%s", tk_errmsg());
+  cr_assert(lstat(ol, &st) == 0 && S_ISLNK(st.st_mode));
+  f = open_ok(q);
+  cr_assert_eq(ds_num_demos(f), 3);
+  ds_close(f);
+  assert_no_tmp(dir);
+}
+
+/* A user's own OUT.tmp, OUT.publish.tmp, OUT.metadata.json.tmp are files like any other: no edit, no
+ * recording, no publish and no recovery may remove or change them. */
+Test(edit, user_files_named_like_temp_files_are_never_touched) {
+  const char *dir = tt_tmpdir();
+  const char *p = pj(dir, "d.h5"), *m = pj(dir, "m.h5"), *c = pj(dir, "c.h5"), *r = pj(dir, "r.h5");
+  const char *names[] = {"d.h5.tmp", "d.h5.publish.tmp",       "m.h5.tmp", "m.h5.publish.tmp",
+                         "c.h5.tmp", "c.h5.metadata.json.tmp", "r.h5.tmp", "r.h5.publish.tmp"};
+  for (size_t i = 0; i < TK_ARRAY_LEN(names); i++) {
+    FILE *f = fopen(pj(dir, names[i]), "w");
+    cr_assert_not_null(f);
+    fprintf(f, "user data %zu\n", i);
+    fclose(f);
+  }
+  uint64_t sum[TK_ARRAY_LEN(names)];
+  for (size_t i = 0; i < TK_ARRAY_LEN(names); i++)
+    sum[i] = checksum(pj(dir, names[i]));
+  synth(p, 6, 10, 0, 1, NULL, 0);
+  synth(r, 3, 10, 0, 2, NULL, 0); /* a recording: writer, staging, publish */
+  cr_assert_eq(ds_split(p, 0.5, 1, NULL, 0), 0, "%s", tk_errmsg());
+  dsFilterOpts fo = {.min_len = 1, .mask_name = "all"};
+  cr_assert_eq(ds_filter(p, &fo, NULL, 0, NULL), 0, "%s", tk_errmsg());
+  const char *del[1] = {"demo_5"};
+  cr_assert_eq(ds_delete(p, del, 1, NULL, 0), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_trim(p, "demo_0", 1, 5, NULL, 0), 0, "%s", tk_errmsg());
+  const char *in[2] = {p, r};
+  cr_assert_eq(ds_merge(in, 2, m, 0), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_convert(p, "minari", c, 0), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_convert(p, "d4rl", c, 0), 0, "%s", tk_errmsg());
+  /* a crash's leftovers: a staged episode and the recovery that publishes it */
+  char sdir[4300];
+  snprintf(sdir, sizeof sdir, "%s.staging", r);
+  cr_assert_eq(mkdir(sdir, 0755), 0);
+  int pub = -1, drop = -1, rej = -1;
+  cr_assert_eq(ds_recover(r, &pub, &drop, &rej), 0, "%s", tk_errmsg());
+  for (size_t i = 0; i < TK_ARRAY_LEN(names); i++) {
+    cr_assert(exists(pj(dir, names[i])), "%s was removed", names[i]);
+    cr_assert_eq(checksum(pj(dir, names[i])), sum[i], "%s was changed", names[i]);
+  }
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  while ((e = readdir(d)))
+    cr_assert(!tk_is_temp_name(e->d_name), "temp file %s left", e->d_name);
+  closedir(d);
 }

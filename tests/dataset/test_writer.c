@@ -254,8 +254,9 @@ Test(writer, file_size_limit_names_file_and_keeps_earlier_episodes) {
   printf("write error reported: %s\n", msg);
   cr_assert(strstr(msg, ".h5"), "the message names the file: %s", msg);
   /* whatever committed is intact: recover publishes it, the rest is absent, never half */
-  int pub = 0, drop = 0;
-  cr_assert_eq(ds_recover(p, &pub, &drop), 0, "%s", tk_errmsg());
+  int pub = 0, drop = 0, rej = 0;
+  cr_assert_eq(ds_recover(p, &pub, &drop, &rej), 0, "%s", tk_errmsg());
+  cr_assert_eq(rej, 0, "nothing set aside");
   dsFile *f;
   cr_assert_eq(ds_open(p, 0, &f), 0, "%s", tk_errmsg());
   cr_assert_geq(ds_num_demos(f), 1);
@@ -352,4 +353,99 @@ Test(writer, long_names_are_refused_not_cut) {
   record(w, 0, 0, DS_SUCCESS); /* the writer goes on: nothing was started */
   cr_assert_eq(ds_writer_close(w), 0, "%s", tk_errmsg());
   verify_all(p, 0, 1);
+}
+
+/* A committed episode file as a crash leaves it: <scratch>.staging/demo_<index>.h5 holding episode
+ * `content` of the generator (image_px 0: the usual schema; else one with a camera), copied to dst. */
+static void stage_episode(const char *dir, int64_t index, int64_t content, int px, const char *dst) {
+  char scratch[4200], staged[4400];
+  static int made;
+  snprintf(scratch, sizeof scratch, "%s/scratch_%d.h5", dir, made++);
+  dsWriterOpts o;
+  genOpts g = {.image_px = px, .publish_ratio = -1};
+  gen_schema(&o, &g);
+  dsWriter *w;
+  cr_assert_eq(ds_writer_open(scratch, &o, &w), 0, "%s", tk_errmsg());
+  for (int64_t i = 0; i <= index; i++) {
+    int64_t idx;
+    dsEpisodeInfo info = {
+        .task = "gen_task", .seed = 11, .operator_name = "tester", .device = "scripted", .control_hz = 20};
+    cr_assert_eq(ds_writer_begin(w, &info, &idx), 0, "%s", tk_errmsg());
+    cr_assert_eq(gen_record(w, i == index ? content : i, px, DS_SUCCESS), 0, "%s", tk_errmsg());
+  }
+  cr_assert_eq(ds_writer_sync(w), 0, "%s", tk_errmsg());
+  snprintf(staged, sizeof staged, "%s.staging/demo_%lld.h5", scratch, (long long)index);
+  cr_assert_eq(tk_copy_file(staged, dst), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_writer_close(w), 0, "%s", tk_errmsg());
+}
+
+/* Recovery publishes only what belongs: a staged episode of another schema, or one that cannot be
+ * read, is moved to <path>.rejected/ (never deleted); a staged demo_<i> that clashes with another
+ * episode of that name is published under the next free index (after every name in the file and in
+ * the staging folder); a copy of an episode the file holds
+ * (a crash between publish and cleanup) is dropped. */
+Test(writer, recover_sets_aside_what_does_not_belong_and_renumbers_clashes) {
+  const char *dir = tt_tmpdir();
+  char p[4200], sdir[4300], rdir[4300], dst[4400];
+  snprintf(p, sizeof p, "%s/d.h5", dir);
+  snprintf(sdir, sizeof sdir, "%s.staging", p);
+  snprintf(rdir, sizeof rdir, "%s.rejected", p);
+  dsWriterOpts o;
+  gen_schema(&o, NULL);
+  dsWriter *w;
+  cr_assert_eq(ds_writer_open(p, &o, &w), 0, "%s", tk_errmsg());
+  for (int i = 0; i < 3; i++)
+    record(w, i, 0, DS_SUCCESS);
+  cr_assert_eq(ds_writer_close(w), 0, "%s", tk_errmsg());
+  cr_assert_eq(mkdir(sdir, 0755), 0);
+  snprintf(dst, sizeof dst, "%s/demo_3.h5", sdir);
+  stage_episode(dir, 3, 3, 0, dst); /* belongs: published as demo_3 */
+  snprintf(dst, sizeof dst, "%s/demo_4.h5", sdir);
+  stage_episode(dir, 4, 4, 8, dst); /* another schema (a camera): set aside */
+  snprintf(dst, sizeof dst, "%s/demo_1.h5", sdir);
+  stage_episode(dir, 1, 9, 0, dst); /* another episode named demo_1: published as demo_7 */
+  snprintf(dst, sizeof dst, "%s/demo_2.h5", sdir);
+  stage_episode(dir, 2, 2, 0, dst); /* the file's own demo_2 again: dropped */
+  snprintf(dst, sizeof dst, "%s/demo_6.h5", sdir);
+  FILE *f = fopen(dst, "w"); /* committed but unreadable: set aside */
+  fputs("not an episode", f);
+  fclose(f);
+  int pub = -1, drop = -1, rej = -1;
+  cr_assert_eq(ds_recover(p, &pub, &drop, &rej), 0, "%s", tk_errmsg());
+  cr_assert_eq(pub, 2, "published %d", pub);
+  cr_assert_eq(rej, 2, "set aside %d", rej);
+  dsFile *df;
+  cr_assert_eq(ds_open(p, 0, &df), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_num_demos(df), 5);
+  const char *want[5] = {"demo_0", "demo_1", "demo_2", "demo_3", "demo_7"}; /* after every staged name */
+  char msg[256];
+  for (int i = 0; i < 5; i++) {
+    cr_assert_str_eq(ds_demo(df, i)->name, want[i]);
+    if (i < 4) cr_assert_eq(gen_verify(df, i, 0, msg, sizeof msg), 0, "%s", msg);
+  }
+  /* demo_7 is the clashing episode (generator episode 9), whole */
+  dsEpisode e;
+  cr_assert_eq(ds_read_episode(df, 4, &e), 0, "%s", tk_errmsg());
+  cr_assert_eq(e.num_samples, gen_len(9));
+  for (int64_t t = 0; t < e.num_samples; t++)
+    cr_assert_eq(e.actions[t * GEN_A], gen_action(9, t, 0));
+  ds_episode_free(&e);
+  ds_close(df);
+  snprintf(dst, sizeof dst, "%s/demo_4.h5", rdir);
+  cr_assert(tk_file_exists(dst), "the other schema's episode is kept in %s", rdir);
+  dsFile *rf;
+  cr_assert_eq(ds_open(dst, 0, &rf), 0, "set aside whole: %s", tk_errmsg());
+  ds_close(rf);
+  snprintf(dst, sizeof dst, "%s/demo_6.h5", rdir);
+  cr_assert(tk_file_exists(dst));
+  cr_assert(!tk_file_exists(sdir), "the staging folder is gone once everything is handled");
+  /* a second session: the writer's own recovery does the same, and numbering goes on after demo_7 */
+  cr_assert_eq(mkdir(sdir, 0755), 0);
+  snprintf(dst, sizeof dst, "%s/demo_4.h5", sdir);
+  stage_episode(dir, 4, 4, 8, dst);
+  cr_assert_eq(ds_writer_open(p, &o, &w), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_writer_next_index(w), 8);
+  cr_assert_eq(ds_writer_close(w), 0, "%s", tk_errmsg());
+  snprintf(dst, sizeof dst, "%s/demo_4.1.h5", rdir);
+  cr_assert(tk_file_exists(dst), "a second set-aside episode of the same name does not replace the first");
 }
