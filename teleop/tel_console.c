@@ -72,24 +72,37 @@ static int axis_by_name(const char *s, int *ax, double *sign) {
   return -1;
 }
 
+/* The gamepad map file (--map): its keys, with the types and ranges they take. */
+static const tkJsonField map_fields[] = {
+    {.key = "dx", .types = TK_JSON_STRING},
+    {.key = "dy", .types = TK_JSON_STRING},
+    {.key = "dz", .types = TK_JSON_STRING},
+    {.key = "drx", .types = TK_JSON_STRING},
+    {.key = "dry", .types = TK_JSON_STRING},
+    {.key = "drz", .types = TK_JSON_STRING},
+    {.key = "deadzone", .types = TK_JSON_NUMBER, .lo = 0, .hi = 0.9},   /* and below 0.9 */
+    {.key = "sensitivity", .types = TK_JSON_NUMBER, .lo = 0, .hi = 10}, /* and above 0 */
+    {.key = NULL},
+};
+
 static int load_map(const char *path, capPadMap *m) {
   cJSON *j;
-  int rc = tk_json_load(path, &j);
+  int rc = tk_json_load_object(path, map_fields, &j);
   if (rc) return rc;
-  const char *keys[6] = {"dx", "dy", "dz", "drx", "dry", "drz"};
   for (int i = 0; i < 6 && !rc; i++) {
-    const char *v = tk_json_str(j, keys[i], NULL);
+    const char *v = tk_json_str(j, map_fields[i].key, NULL);
     if (!v) continue;
     if (axis_by_name(v, &m->src[i], &m->sign[i]))
       rc = tk_error(TK_EFORMAT,
-                    "%s: %s: '%s' is not an axis (left_x, left_y, right_x, right_y, left_trigger, "
+                    "%s: \"%s\": '%s' is not an axis (left_x, left_y, right_x, right_y, left_trigger, "
                     "right_trigger, none; a leading - flips it)",
-                    path, keys[i], v);
+                    path, map_fields[i].key, v);
   }
   double dz = tk_json_num(j, "deadzone", m->deadzone), sens = tk_json_num(j, "sensitivity", m->sensitivity);
-  if (!rc && !(dz >= 0 && dz < 0.9)) rc = tk_error(TK_EFORMAT, "%s: deadzone %g not in [0,0.9)", path, dz);
+  if (!rc && !(dz >= 0 && dz < 0.9))
+    rc = tk_error(TK_EFORMAT, "%s: \"deadzone\" %g not in [0,0.9)", path, dz);
   if (!rc && !(sens > 0 && sens <= 10))
-    rc = tk_error(TK_EFORMAT, "%s: sensitivity %g not in (0,10]", path, sens);
+    rc = tk_error(TK_EFORMAT, "%s: \"sensitivity\" %g not in (0,10]", path, sens);
   m->deadzone = dz;
   m->sensitivity = sens;
   cJSON_Delete(j);
