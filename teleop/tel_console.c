@@ -188,7 +188,7 @@ typedef struct {
   capLeader *leader;
   int need_reset; /* a robot fault ended the episode: reset (torque on) only when the operator asks */
   double leader_q0[CAP_MAX_ACT]; /* scripted operator: the leader's pose at the episode's start */
-  char ep_meta[512];
+  char *ep_meta;                 /* attr ep_meta (JSON through cJSON: paths escaped, sized to fit), or NULL */
 } telRun;
 
 static void copy_obs(telRun *r, const capObs *o) {
@@ -221,7 +221,7 @@ static int begin_episode(telRun *r) {
                         .device = o->device,
                         .control_hz = r->spec->control_hz,
                         .model_file = cap_model_xml(r->model),
-                        .ep_meta_json = r->ep_meta[0] ? r->ep_meta : NULL};
+                        .ep_meta_json = r->ep_meta};
   int64_t idx;
   int rc = ds_writer_begin(r->w, &info, &idx);
   if (rc) return rc;
@@ -513,9 +513,13 @@ static int setup(telRun *r) {
                     SDL_GetError());
   if (o->leader) {
     if ((rc = cap_leader_open(o->leader, o->leader_config, r->model, &r->leader))) return rc;
-    snprintf(r->ep_meta, sizeof r->ep_meta,
-             "{\"robot\": \"%s\", \"robot_config\": \"%s\", \"leader\": \"%s\"}", o->robot,
-             o->robot_config ? o->robot_config : "", cap_leader_desc(r->leader));
+    cJSON *m = cJSON_CreateObject();
+    if (m && cJSON_AddStringToObject(m, "robot", o->robot) &&
+        cJSON_AddStringToObject(m, "robot_config", o->robot_config ? o->robot_config : "") &&
+        cJSON_AddStringToObject(m, "leader", cap_leader_desc(r->leader)))
+      r->ep_meta = cJSON_PrintUnformatted(m);
+    cJSON_Delete(m);
+    if (!r->ep_meta) return tk_error(TK_ENOMEM, "out of memory");
   }
   if (o->calibrate_leader) { /* both arms in the same pose: the follower holds, the leader is read */
     capObs ob;
@@ -751,5 +755,6 @@ done:;
   bc_ensemble_free(r.pol_ens);
   free(r.obs_mem);
   free(r.state);
+  cJSON_free(r.ep_meta);
   return rc;
 }
