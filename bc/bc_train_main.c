@@ -282,8 +282,8 @@ static int load_config(cliState *c, const char *path) {
       snprintf(num, sizeof num, "%.17g", it->valuedouble); /* at most 24 characters */
     else if (cJSON_IsString(it))
       v = it->valuestring; /* kept with the config: no copy, no limit */
-    else if (!it->child)
-      v = "none"; /* "hidden": [] as a policy's arch JSON writes it */
+    else if (!it->child)   /* "hidden": [] as a policy's arch JSON writes it; "obs_keys": [] names none */
+      v = !strcmp(r->name, "hidden") ? "none" : "";
     else if (!(rc = join_list(it, path, it->string, &list)))
       v = list;
     if (!rc && (rc = set_opt(c, r, v))) rc = tk_error_wrap(TK_EFORMAT, "%s", path);

@@ -418,6 +418,7 @@ Test(bc_cli, config_file, .timeout = 120) {
       {"{\"hidden\": [16, 100000]}", "--hidden"},
       {"{\"obs_keys\": [\"object\", 3]}", "obs_keys[1]"},
       {"{\"obs_keys\": [\"object,robot0_eef_pos\"]}", "obs_keys"},
+      {"{\"obs_keys\": []}", "--obs-keys"},
       {"{\"out\": 3}", "\"out\""},
       {"{\"eval-every\": 0}", "\"eval-every\""},
       {"{\"epochs\": 2, \"epochs\": 3}", "twice"},
