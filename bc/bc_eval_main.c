@@ -34,11 +34,14 @@ static void usage(FILE *f) {
 int main(int argc, char **argv) {
   bcEvalOpts eo;
   bc_eval_default(&eo);
+  if (tk_env_check()) {
+    tk_die_msg("bc-eval");
+    return 2;
+  }
   const char *path = NULL, *task = NULL;
   int json = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    double x = 0;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       usage(stdout);
       return 0;
@@ -63,10 +66,10 @@ int main(int argc, char **argv) {
       eo.save = argv[++i];
     } else if (!strcmp(a, "--episodes") || !strcmp(a, "--seed") || !strcmp(a, "--workers") ||
                !strcmp(a, "--horizon")) {
-      double hi = !strcmp(a, "--seed") ? 9e15 : !strcmp(a, "--workers") ? 64 : 1e7;
-      double lo = !strcmp(a, "--seed") || !strcmp(a, "--horizon") ? 0 : 1;
-      if (tk_parse_f64(v, &x) || x < lo || x > hi) {
-        fprintf(stderr, "bc-eval: %s %s: expected a number in [%g, %g]\n", a, v, lo, hi);
+      int64_t hi = !strcmp(a, "--seed") ? 9000000000000000 : !strcmp(a, "--workers") ? 64 : 10000000;
+      int64_t lo = !strcmp(a, "--seed") || !strcmp(a, "--horizon") ? 0 : 1, x;
+      if (tk_opt_int(a, v, lo, hi, &x)) {
+        tk_die_msg("bc-eval");
         return 2;
       }
       i++;

@@ -1,6 +1,7 @@
 /* bc/bc_train_main.c -- the `bc-train` command. */
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,58 +68,126 @@ typedef struct {
   bcTrainOpts o;
   char *keys_buf;
   const char *keys[BC_MAX_KEYS];
-  char *strs[8];
-  int nstrs;
-  int hidden_given; /* --hidden was set (else --rnn drops the MLP layers, as robomimic's BC-RNN) */
+  struct cJSON *configs; /* every --config file, kept whole: the options point into it */
+  int hidden_given;      /* --hidden was set (else --rnn drops the MLP layers, as robomimic's BC-RNN) */
 } cliState;
 
-static const char *keep(cliState *c, const char *s) {
-  if (c->nstrs >= (int)TK_ARRAY_LEN(c->strs)) return s;
-  return c->strs[c->nstrs++] = strdup(s);
+/* Every option once: the command line, the --config keys (the names with '_' for '-') and their JSON
+ * types all come from this table. */
+typedef enum { OPT_FLAG, OPT_STR, OPT_CHOICE, OPT_LIST, OPT_INT, OPT_U64, OPT_F64 } optKind;
+typedef struct {
+  const char *name; /* long option without "--" (under 32 bytes) */
+  optKind kind;
+  size_t off;     /* its field in bcTrainOpts (OPT_CHOICE, OPT_LIST and "rnn" are set by name) */
+  double lo, hi;  /* OPT_INT, OPT_U64, OPT_F64: the range */
+  unsigned items; /* OPT_LIST in a config: a string, or an array of these */
+} optRow;
+
+#define F(field) offsetof(bcTrainOpts, field)
+static const optRow opt_rows[] = {
+    {"out", OPT_STR, F(out), 0, 0, 0},
+    {"metrics", OPT_STR, F(metrics_prefix), 0, 0, 0},
+    {"filter-key", OPT_STR, F(filter_key), 0, 0, 0},
+    {"obs-keys", OPT_LIST, 0, 0, 0, TK_JSON_STRING},
+    {"hidden", OPT_LIST, 0, 0, 0, TK_JSON_INT},
+    {"head", OPT_CHOICE, 0, 0, 0, 0},
+    {"activation", OPT_CHOICE, 0, 0, 0, 0},
+    {"include-failures", OPT_FLAG, F(include_failures), 0, 0, 0},
+    {"layer-norm", OPT_FLAG, F(arch.layer_norm), 0, 0, 0},
+    {"quiet", OPT_FLAG, F(quiet), 0, 0, 0},
+    {"force", OPT_FLAG, F(force), 0, 0, 0},
+    {"rnn", OPT_FLAG, 0, 0, 0, 0},
+    {"epochs", OPT_INT, F(epochs), 1, 1e7, 0},
+    {"batch", OPT_INT, F(batch), 1, 65536, 0},
+    {"lr", OPT_F64, F(adam.lr), 1e-12, 10, 0},
+    {"weight-decay", OPT_F64, F(adam.weight_decay), 0, 10, 0},
+    {"clip-norm", OPT_F64, F(adam.clip_norm), 0, 1e9, 0},
+    {"gmm-modes", OPT_INT, F(arch.gmm_modes), 1, NN_MAX_MODES, 0},
+    {"valid-frac", OPT_F64, F(valid_frac), 0, 0.9, 0},
+    {"chunk", OPT_INT, F(chunk), 1, 64, 0},
+    {"rnn-layers", OPT_INT, F(arch.rnn_layers), 0, NN_MAX_RNN_LAYERS, 0},
+    {"rnn-hidden", OPT_INT, F(arch.rnn_hidden), 1, NN_MAX_DIM, 0},
+    {"rnn-horizon", OPT_INT, F(arch.rnn_horizon), 1, NN_MAX_RNN_HORIZON, 0},
+    {"obs-noise", OPT_F64, F(obs_noise), 0, 10, 0},
+    {"obs-std-floor", OPT_F64, F(obs_std_floor), 1e-8, 1e6, 0},
+    {"seed", OPT_U64, F(seed), 0, 9e15, 0}, /* exact in the metadata's JSON numbers */
+    {"threads", OPT_INT, F(threads), 1, 256, 0},
+    {"eval-every", OPT_INT, F(eval_every), 0, 1e7, 0},
+    {"eval-episodes", OPT_INT, F(eval_episodes), 0, 1e6, 0},
+};
+#undef F
+
+/* The row of a long name, '_' matching '-' ("eval_every" is --eval-every); NULL if none. */
+static const optRow *find_opt(const char *name) {
+  for (size_t i = 0; i < TK_ARRAY_LEN(opt_rows); i++) {
+    const char *r = opt_rows[i].name, *q = name;
+    while (*r && (*q == *r || (*q == '_' && *r == '-')))
+      r++, q++;
+    if (!*r && !*q) return &opt_rows[i];
+  }
+  return NULL;
 }
 
-static int num(const char *name, const char *v, double lo, double hi, double *x) {
-  if (tk_parse_f64(v, x) || !(*x >= lo && *x <= hi))
-    return tk_error(TK_EINVAL, "--%s %s: expected a number in [%g, %g]", name, v, lo, hi);
-  return 0;
-}
-
-static int is_flag(const char *name) {
-  return !strcmp(name, "include-failures") || !strcmp(name, "layer-norm") || !strcmp(name, "quiet") ||
-         !strcmp(name, "rnn") || !strcmp(name, "force");
-}
-
-/* Set one option by its long name (without "--", '-' or '_'); value NULL for flags. */
-static int set_opt(cliState *c, const char *name_in, const char *v) {
-  char name[64];
-  snprintf(name, sizeof name, "%s", name_in);
-  for (char *q = name; *q; q++)
-    if (*q == '_') *q = '-';
-  bcTrainOpts *o = &c->o;
-  double x;
-  int rc = 0;
-  if (is_flag(name)) {
-    int on = !v || !strcmp(v, "true") || !strcmp(v, "1");
-    if (v && !on && strcmp(v, "false") && strcmp(v, "0"))
-      return tk_error(TK_EINVAL, "--%s: expected true or false", name);
-    if (name[0] == 'i') o->include_failures = on;
-    if (name[0] == 'l') o->arch.layer_norm = on;
-    if (name[0] == 'q') o->quiet = on;
-    if (name[0] == 'f') o->force = on;
-    if (name[0] == 'r') /* 2 layers unless --rnn-layers says otherwise, before or after */
-      o->arch.rnn_layers = on ? (o->arch.rnn_layers > 0 ? o->arch.rnn_layers : 2) : 0;
+/* --hidden W,W,... (or none): every width through tk_opt_int */
+static int set_hidden(nnArch *a, const char *v) {
+  if (!strcmp(v, "none")) {
+    a->n_hidden = 0;
     return 0;
   }
-  if (!v) return tk_error(TK_EINVAL, "--%s needs a value", name);
-  if (!strcmp(name, "out") || !strcmp(name, "o"))
-    o->out = keep(c, v);
-  else if (!strcmp(name, "metrics"))
-    o->metrics_prefix = keep(c, v);
-  else if (!strcmp(name, "filter-key"))
-    o->filter_key = keep(c, v);
-  else if (!strcmp(name, "obs-keys")) {
+  char *buf = strdup(v);
+  if (!buf) return tk_error(TK_ENOMEM, "--hidden: out of memory");
+  int n = 0, rc = 0;
+  for (char *t = buf, *end; t && !rc; t = end ? end + 1 : NULL) {
+    int64_t w;
+    if ((end = strchr(t, ','))) *end = 0;
+    if (n >= NN_MAX_HIDDEN || tk_opt_int("--hidden", t, 1, NN_MAX_DIM, &w))
+      rc = tk_error(TK_EINVAL, "--hidden %s: expected none or up to %d widths in [1, %d] like 1024,1024", v,
+                    NN_MAX_HIDDEN, NN_MAX_DIM);
+    else
+      a->hidden[n++] = (int)w;
+  }
+  free(buf);
+  if (!rc) a->n_hidden = n;
+  return rc;
+}
+
+/* Set one option; v NULL for a flag on the command line, else its value ("true"/"false" for a flag). */
+static int set_opt(cliState *c, const optRow *r, const char *v) {
+  bcTrainOpts *o = &c->o;
+  char *field = (char *)o + r->off;
+  char flag[48];
+  snprintf(flag, sizeof flag, "--%s", r->name); /* our names: short */
+  if (r->kind == OPT_FLAG) {
+    int on = !v || !strcmp(v, "true");
+    if (v && !on && strcmp(v, "false")) return tk_error(TK_EINVAL, "%s: expected true or false", flag);
+    if (!strcmp(r->name, "rnn")) /* 2 layers unless --rnn-layers says otherwise, before or after */
+      o->arch.rnn_layers = on ? (o->arch.rnn_layers > 0 ? o->arch.rnn_layers : 2) : 0;
+    else
+      *(int *)field = on;
+    return 0;
+  }
+  if (!v) return tk_error(TK_EINVAL, "%s needs a value", flag);
+  int64_t k;
+  double x;
+  int rc = 0;
+  switch (r->kind) {
+  case OPT_STR: *(const char **)field = v; break; /* argv or the kept config */
+  case OPT_INT:
+    if (!(rc = tk_opt_int(flag, v, (int64_t)r->lo, (int64_t)r->hi, &k))) *(int *)field = (int)k;
+    break;
+  case OPT_U64:
+    if (!(rc = tk_opt_int(flag, v, (int64_t)r->lo, (int64_t)r->hi, &k))) *(uint64_t *)field = (uint64_t)k;
+    break;
+  case OPT_F64:
+    if (!(rc = tk_opt_f64(flag, v, r->lo, r->hi, &x))) *(double *)field = x;
+    break;
+  case OPT_LIST:
+    if (!strcmp(r->name, "hidden")) {
+      c->hidden_given = 1;
+      return set_hidden(&o->arch, v);
+    }
     free(c->keys_buf);
-    c->keys_buf = strdup(v);
+    if (!(c->keys_buf = strdup(v))) return tk_error(TK_ENOMEM, "--obs-keys: out of memory");
     o->nobs_keys = 0;
     for (char *save = NULL, *t = strtok_r(c->keys_buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
       if (o->nobs_keys >= BC_MAX_KEYS) return tk_error(TK_ERANGE, "--obs-keys: at most %d keys", BC_MAX_KEYS);
@@ -126,119 +195,103 @@ static int set_opt(cliState *c, const char *name_in, const char *v) {
     }
     if (!o->nobs_keys) return tk_error(TK_EINVAL, "--obs-keys: no keys given");
     o->obs_keys = c->keys;
-  } else if (!strcmp(name, "hidden")) {
-    int n = 0;
-    const char *s = v;
-    c->hidden_given = 1;
-    if (!strcmp(v, "none")) {
-      o->arch.n_hidden = 0;
-      return 0;
+    break;
+  case OPT_CHOICE:
+    if (!strcmp(r->name, "head")) {
+      if (!strcmp(v, "mse"))
+        o->arch.head = NN_HEAD_MSE, o->arch.tanh = 1;
+      else if (!strcmp(v, "gaussian"))
+        o->arch.head = NN_HEAD_GAUSSIAN;
+      else if (!strcmp(v, "gmm"))
+        o->arch.head = NN_HEAD_GMM, o->arch.tanh = 1;
+      else
+        return tk_error(TK_EINVAL, "--head %s: expected mse, gaussian or gmm", v);
+    } else {
+      if (!strcmp(v, "relu"))
+        o->arch.activation = NN_RELU;
+      else if (!strcmp(v, "elu"))
+        o->arch.activation = NN_ELU;
+      else if (!strcmp(v, "tanh"))
+        o->arch.activation = NN_TANH;
+      else
+        return tk_error(TK_EINVAL, "--activation %s: expected relu, elu or tanh", v);
     }
-    while (*s) {
-      char *end;
-      long w = strtol(s, &end, 10);
-      if (end == s || w < 1 || w > NN_MAX_DIM || n >= NN_MAX_HIDDEN)
-        return tk_error(TK_EINVAL, "--hidden %s: expected up to %d widths like 1024,1024", v, NN_MAX_HIDDEN);
-      o->arch.hidden[n++] = (int)w;
-      s = *end == ',' ? end + 1 : end;
-      if (*end && *end != ',') return tk_error(TK_EINVAL, "--hidden %s: expected widths like 1024,1024", v);
-    }
-    if (!n) return tk_error(TK_EINVAL, "--hidden: no widths given");
-    o->arch.n_hidden = n;
-  } else if (!strcmp(name, "head")) {
-    if (!strcmp(v, "mse"))
-      o->arch.head = NN_HEAD_MSE, o->arch.tanh = 1;
-    else if (!strcmp(v, "gaussian"))
-      o->arch.head = NN_HEAD_GAUSSIAN;
-    else if (!strcmp(v, "gmm"))
-      o->arch.head = NN_HEAD_GMM, o->arch.tanh = 1;
-    else
-      return tk_error(TK_EINVAL, "--head %s: expected mse, gaussian or gmm", v);
-  } else if (!strcmp(name, "activation")) {
-    if (!strcmp(v, "relu"))
-      o->arch.activation = NN_RELU;
-    else if (!strcmp(v, "elu"))
-      o->arch.activation = NN_ELU;
-    else if (!strcmp(v, "tanh"))
-      o->arch.activation = NN_TANH;
-    else
-      return tk_error(TK_EINVAL, "--activation %s: expected relu, elu or tanh", v);
-  } else if (!strcmp(name, "epochs")) {
-    if (!(rc = num(name, v, 1, 1e7, &x))) o->epochs = (int)x;
-  } else if (!strcmp(name, "batch")) {
-    if (!(rc = num(name, v, 1, 65536, &x))) o->batch = (int)x;
-  } else if (!strcmp(name, "lr")) {
-    if (!(rc = num(name, v, 1e-12, 10, &x))) o->adam.lr = x;
-  } else if (!strcmp(name, "weight-decay")) {
-    if (!(rc = num(name, v, 0, 10, &x))) o->adam.weight_decay = x;
-  } else if (!strcmp(name, "clip-norm")) {
-    if (!(rc = num(name, v, 0, 1e9, &x))) o->adam.clip_norm = x;
-  } else if (!strcmp(name, "gmm-modes")) {
-    if (!(rc = num(name, v, 1, NN_MAX_MODES, &x))) o->arch.gmm_modes = (int)x;
-  } else if (!strcmp(name, "valid-frac")) {
-    if (!(rc = num(name, v, 0, 0.9, &x))) o->valid_frac = x;
-  } else if (!strcmp(name, "chunk")) {
-    if (!(rc = num(name, v, 1, 64, &x))) o->chunk = (int)x;
-  } else if (!strcmp(name, "rnn-layers")) {
-    if (!(rc = num(name, v, 0, NN_MAX_RNN_LAYERS, &x))) o->arch.rnn_layers = (int)x;
-  } else if (!strcmp(name, "rnn-hidden")) {
-    if (!(rc = num(name, v, 1, NN_MAX_DIM, &x))) o->arch.rnn_hidden = (int)x;
-  } else if (!strcmp(name, "rnn-horizon")) {
-    if (!(rc = num(name, v, 1, NN_MAX_RNN_HORIZON, &x))) o->arch.rnn_horizon = (int)x;
-  } else if (!strcmp(name, "obs-noise")) {
-    if (!(rc = num(name, v, 0, 10, &x))) o->obs_noise = x;
-  } else if (!strcmp(name, "obs-std-floor")) {
-    if (!(rc = num(name, v, 1e-8, 1e6, &x))) o->obs_std_floor = x;
-  } else if (!strcmp(name, "seed")) {
-    if (!(rc = num(name, v, 0, 9e15, &x))) o->seed = (uint64_t)x;
-  } else if (!strcmp(name, "threads")) {
-    if (!(rc = num(name, v, 1, 256, &x))) o->threads = (int)x;
-  } else if (!strcmp(name, "eval-every")) {
-    if (!(rc = num(name, v, 0, 1e7, &x))) o->eval_every = (int)x;
-  } else if (!strcmp(name, "eval-episodes")) {
-    if (!(rc = num(name, v, 0, 1e6, &x))) o->eval_episodes = (int)x;
-  } else {
-    return tk_error(TK_EINVAL, "unknown option --%s (bc-train --help lists them)", name);
+    break;
+  case OPT_FLAG: break;
   }
   return rc;
 }
 
+/* A list option's JSON array as the command line's "a,b,c" (sized to fit). */
+static int join_list(const cJSON *arr, const char *path, const char *key, char **out) {
+  size_t n = 1;
+  const cJSON *e;
+  cJSON_ArrayForEach(e, arr) n += (cJSON_IsString(e) ? strlen(e->valuestring) : 24) + 1;
+  char *s = malloc(n), *p = s;
+  if (!s) return tk_error(TK_ENOMEM, "%s: out of memory", path);
+  *p = 0;
+  cJSON_ArrayForEach(e, arr) {
+    if (cJSON_IsString(e) && (!e->valuestring[0] || strchr(e->valuestring, ','))) {
+      free(s);
+      return tk_error(TK_EFORMAT, "%s: \"%s\": '%s' is not a name", path, key, e->valuestring);
+    }
+    if (p != s) *p++ = ',';
+    if (cJSON_IsString(e))
+      p += sprintf(p, "%s", e->valuestring);
+    else /* an exact integer (checked), the width range is --hidden's */
+      p += sprintf(p, "%lld", (long long)e->valuedouble);
+  }
+  *out = s;
+  return 0;
+}
+
+/* --config FILE: a JSON object of options, checked against the option table (unknown keys and
+ * values of the wrong type are refused naming the key), then set as the flags would be. */
 static int load_config(cliState *c, const char *path) {
+  enum { NOPT = (int)TK_ARRAY_LEN(opt_rows) };
+  tkJsonField fields[NOPT + 1];
+  char keys[NOPT][32];
+  memset(fields, 0, sizeof fields);
+  for (int i = 0; i < NOPT; i++) {
+    const optRow *r = &opt_rows[i];
+    snprintf(keys[i], sizeof keys[i], "%s", r->name);
+    for (char *q = keys[i]; *q; q++)
+      if (*q == '-') *q = '_';
+    tkJsonField *f = &fields[i];
+    f->key = keys[i];
+    f->types = r->kind == OPT_FLAG                           ? TK_JSON_BOOL
+               : r->kind == OPT_STR || r->kind == OPT_CHOICE ? TK_JSON_STRING
+               : r->kind == OPT_LIST                         ? TK_JSON_STRING | TK_JSON_ARRAY
+               : r->kind == OPT_F64                          ? TK_JSON_NUMBER
+                                                             : TK_JSON_INT;
+    f->lo = r->lo;
+    f->hi = r->hi;
+    f->items = r->items;
+  }
   cJSON *j;
-  int rc = tk_json_load(path, &j);
+  int rc = tk_json_load_object(path, fields, &j);
   if (rc) return rc;
-  if (!cJSON_IsObject(j)) {
+  if ((!c->configs && !(c->configs = cJSON_CreateArray())) || !cJSON_AddItemToArray(c->configs, j)) {
     cJSON_Delete(j);
-    return tk_error(TK_EFORMAT, "%s: expected a JSON object of options", path);
+    return tk_error(TK_ENOMEM, "%s: out of memory", path);
   }
   for (cJSON *it = j->child; it && !rc; it = it->next) {
-    char v[1024] = "";
+    const optRow *r = find_opt(it->string);
+    char num[32], *list = NULL;
+    const char *v = num;
     if (cJSON_IsBool(it))
-      snprintf(v, sizeof v, "%s", cJSON_IsTrue(it) ? "true" : "false");
+      v = cJSON_IsTrue(it) ? "true" : "false";
     else if (cJSON_IsNumber(it))
-      snprintf(v, sizeof v, "%.17g", it->valuedouble);
+      snprintf(num, sizeof num, "%.17g", it->valuedouble); /* at most 24 characters */
     else if (cJSON_IsString(it))
-      snprintf(v, sizeof v, "%s", it->valuestring);
-    else if (cJSON_IsArray(it) && !it->child)
-      snprintf(v, sizeof v, "none"); /* "hidden": [] as a policy's arch JSON writes it */
-    else if (cJSON_IsArray(it)) {
-      size_t off = 0;
-      for (cJSON *e = it->child; e && off < sizeof v; e = e->next) {
-        if (cJSON_IsNumber(e))
-          off += (size_t)snprintf(v + off, sizeof v - off, "%s%d", off ? "," : "", e->valueint);
-        else if (cJSON_IsString(e))
-          off += (size_t)snprintf(v + off, sizeof v - off, "%s%s", off ? "," : "", e->valuestring);
-        else
-          rc = tk_error(TK_EFORMAT, "%s: \"%s\": list items must be numbers or strings", path, it->string);
-      }
-    } else {
-      rc = tk_error(TK_EFORMAT, "%s: \"%s\": unsupported value", path, it->string);
-    }
-    if (!rc && (!strcmp(it->string, "config") || !strcmp(it->string, "dataset")))
-      rc = tk_error(TK_EFORMAT, "%s: \"%s\" cannot be set in a config file", path, it->string);
-    if (!rc && (rc = set_opt(c, it->string, v))) rc = tk_error_wrap(TK_EFORMAT, "%s", path);
+      v = it->valuestring; /* kept with the config: no copy, no limit */
+    else if (!it->child)   /* "hidden": [] as a policy's arch JSON writes it; "obs_keys": [] names none */
+      v = !strcmp(r->name, "hidden") ? "none" : "";
+    else if (!(rc = join_list(it, path, it->string, &list)))
+      v = list;
+    if (!rc && (rc = set_opt(c, r, v))) rc = tk_error_wrap(TK_EFORMAT, "%s", path);
+    free(list);
   }
-  cJSON_Delete(j);
   return rc;
 }
 
@@ -247,6 +300,10 @@ static int cli(cliState *cs, int argc, char **argv) {
   bc_train_default(&cs->o);
   const char *dataset = NULL;
   int rc = 0;
+  if (tk_env_check()) {
+    tk_die_msg("bc-train");
+    return 2;
+  }
   /* the config first, so flags override it */
   for (int i = 1; i < argc && !rc; i++)
     if (!strcmp(argv[i], "--config")) {
@@ -280,11 +337,14 @@ static int cli(cliState *cs, int argc, char **argv) {
       continue;
     }
     const char *name = a[1] == '-' ? a + 2 : a + 1;
-    int flag = is_flag(name);
-    const char *v = flag ? NULL : (i + 1 < argc ? argv[++i] : NULL);
-    if (set_opt(cs, name, v)) {
+    const optRow *r = find_opt(!strcmp(name, "o") ? "out" : name);
+    if (!r) {
+      fprintf(stderr, "bc-train: unknown option %s (bc-train --help lists them)\n", a);
+      return 2;
+    }
+    const char *v = r->kind == OPT_FLAG ? NULL : (i + 1 < argc ? argv[++i] : NULL);
+    if (set_opt(cs, r, v)) {
       tk_die_msg("bc-train");
-      usage(stderr);
       return 2;
     }
   }
@@ -294,8 +354,12 @@ static int cli(cliState *cs, int argc, char **argv) {
   }
   cs->o.dataset = dataset;
   if (cs->o.arch.rnn_layers > 0 && !cs->hidden_given) cs->o.arch.n_hidden = 0;
-  const char *to = getenv("DK_OPEN_TIMEOUT");
-  ds_set_open_timeout(to ? atof(to) : 30);
+  double open_timeout;
+  if (tk_env_f64("DK_OPEN_TIMEOUT", 0, 1e6, 30, &open_timeout)) {
+    tk_die_msg("bc-train");
+    return 2;
+  }
+  ds_set_open_timeout(open_timeout);
   bcTrainResult r;
   rc = bc_train(&cs->o, &r);
   if (rc) {
@@ -317,8 +381,7 @@ int main(int argc, char **argv) {
   cliState c = {0};
   int status = cli(&c, argc, argv);
   free(c.keys_buf);
-  for (int i = 0; i < c.nstrs; i++)
-    free(c.strs[i]);
+  cJSON_Delete(c.configs);
   tk_plot_cleanup(); /* cairo's and fontconfig's font caches (the plots), which leak checkers report */
   return status;
 }

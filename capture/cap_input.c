@@ -7,6 +7,7 @@
  * video driver, virtual joystick input is silently dropped (REFERENCE.md). */
 #include <SDL2/SDL.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,9 +103,9 @@ static int gp_open(capInput *in, const char *arg) {
   g->want_index = -1;
   if (arg && arg[0]) {
     int64_t v;
-    if (tk_parse_i64(arg, &v) || v < 0) {
+    if (tk_opt_int("gamepad: device index", arg, 0, INT_MAX, &v)) {
       free(g);
-      return tk_error(TK_EINVAL, "gamepad: device index '%s' is not a number", arg);
+      return TK_EINVAL;
     }
     g->want_index = (int)v;
   }

@@ -64,32 +64,61 @@ static void builtin_arm(capRobotCfg *c) {
   }
 }
 
-static int num_field(const cJSON *o, const char *key, double dflt, double lo, double hi, const char *path,
-                     const char *where, double *out) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-  if (!v) {
-    if (isnan(dflt)) return tk_error(TK_EFORMAT, "%s: %s: '%s' is missing", path, where, key);
-    *out = dflt;
-    return 0;
+/* The robot config's fields: every key a file may hold, its type and its range (a misspelt safety
+ * limit is refused, never left at its default). The leader's joints need no limits. */
+#define JOINT_FIELDS(limits_required)                                                                        \
+  {                                                                                                          \
+    {.key = "name", .types = TK_JSON_STRING},                                                                \
+        {.key = "id", .types = TK_JSON_INT, .required = 1, .lo = 0, .hi = SRV_FTS_MAX_ID},                   \
+        {.key = "offset", .types = TK_JSON_NUMBER, .lo = -65536, .hi = 65536},                               \
+        {.key = "direction", .types = TK_JSON_INT, .lo = -1, .hi = 1},                                       \
+        {.key = "min",                                                                                       \
+         .types = TK_JSON_NUMBER,                                                                            \
+         .required = limits_required,                                                                        \
+         .lo = -2 * M_PI,                                                                                    \
+         .hi = 2 * M_PI},                                                                                    \
+        {.key = "max",                                                                                       \
+         .types = TK_JSON_NUMBER,                                                                            \
+         .required = limits_required,                                                                        \
+         .lo = -2 * M_PI,                                                                                    \
+         .hi = 2 * M_PI},                                                                                    \
+    {                                                                                                        \
+      .key = NULL                                                                                            \
+    }                                                                                                        \
   }
-  if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
-    return tk_error(TK_EFORMAT, "%s: %s: '%s' is not a number", path, where, key);
-  if (!(v->valuedouble >= lo && v->valuedouble <= hi))
-    return tk_error(TK_EFORMAT, "%s: %s: '%s' = %g is not in [%g, %g]", path, where, key, v->valuedouble, lo,
-                    hi);
-  *out = v->valuedouble;
-  return 0;
-}
+static const tkJsonField follower_joint_fields[] = JOINT_FIELDS(1), leader_joint_fields[] = JOINT_FIELDS(0);
+#define ROBOT_FIELDS(joint_fields)                                                                           \
+  {                                                                                                          \
+    {.key = "name", .types = TK_JSON_STRING},                                                                \
+        {.key = "baud", .types = TK_JSON_INT, .lo = 9600, .hi = 4500000},                                    \
+        {.key = "control_hz", .types = TK_JSON_NUMBER, .lo = 1, .hi = 1000},                                 \
+        {.key = "max_step", .types = TK_JSON_NUMBER, .lo = 1e-4, .hi = 3.2},                                 \
+        {.key = "watchdog_ms", .types = TK_JSON_NUMBER, .lo = 5, .hi = 10000},                               \
+        {.key = "timeout_ms", .types = TK_JSON_NUMBER, .lo = 0, .hi = 1000},                                 \
+        {.key = "read_retries", .types = TK_JSON_INT, .lo = 0, .hi = 5},                                     \
+        {.key = "on_fault", .types = TK_JSON_STRING}, {.key = "on_exit", .types = TK_JSON_STRING},           \
+        {.key = "joints",                                                                                    \
+         .types = TK_JSON_ARRAY,                                                                             \
+         .required = 1,                                                                                      \
+         .lo = 1,                                                                                            \
+         .hi = CAP_MAX_ACT,                                                                                  \
+         .items = TK_JSON_OBJECT,                                                                            \
+         .sub = joint_fields},                                                                               \
+    {                                                                                                        \
+      .key = NULL                                                                                            \
+    }                                                                                                        \
+  }
+static const tkJsonField follower_fields[] = ROBOT_FIELDS(follower_joint_fields),
+                         leader_fields[] = ROBOT_FIELDS(leader_joint_fields);
 
 static int choice(const cJSON *o, const char *key, const char *dflt, const char *path, int *torque_off) {
-  const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-  const char *s = v ? (cJSON_IsString(v) ? v->valuestring : "") : dflt;
+  const char *s = tk_json_str(o, key, dflt); /* a string when present (checked) */
   if (!strcmp(s, "hold"))
     *torque_off = 0;
   else if (!strcmp(s, "torque_off"))
     *torque_off = 1;
   else
-    return tk_error(TK_EFORMAT, "%s: '%s' must be \"hold\" or \"torque_off\"", path, key);
+    return tk_error(TK_EFORMAT, "%s: \"%s\" must be \"hold\" or \"torque_off\"", path, key);
   return 0;
 }
 
@@ -112,68 +141,52 @@ int cap_robot_cfg_load(const char *spec, const char *path, int leader, capRobotC
     builtin_arm(c);
     return 0;
   }
-  snprintf(c->config, sizeof c->config, "%s", path);
+  if ((rc = tk_copy_name(c->config, sizeof c->config, path, "robot config path"))) return rc;
   cJSON *j;
-  if ((rc = tk_json_load(path, &j))) return rc;
-  if (!cJSON_IsObject(j)) {
-    cJSON_Delete(j);
-    return tk_error(TK_EFORMAT, "%s: not a JSON object", path);
-  }
-  const char *name = tk_json_str(j, "name", leader ? "leader" : "robot");
-  snprintf(c->name, sizeof c->name, "%s", name);
-  double baud = 0, hz = 0, ms = 0, wd = 0, to = 0, retries = 0;
-  rc = num_field(j, "baud", 1000000, 9600, 4500000, path, "robot", &baud);
-  if (!rc) rc = num_field(j, "control_hz", 50, 1, 1000, path, "robot", &hz);
-  if (!rc) rc = num_field(j, "max_step", 0.1, 1e-4, 3.2, path, "robot", &ms);
-  if (!rc) rc = num_field(j, "watchdog_ms", 100, 5, 10000, path, "robot", &wd);
-  if (!rc) rc = num_field(j, "timeout_ms", 0, 0, 1000, path, "robot", &to);
-  if (!rc) rc = num_field(j, "read_retries", 1, 0, 5, path, "robot", &retries);
+  if ((rc = tk_json_load_object(path, leader ? leader_fields : follower_fields, &j))) return rc;
+  rc = tk_copy_name(c->name, sizeof c->name, tk_json_str(j, "name", leader ? "leader" : "robot"),
+                    "robot name");
+  if (rc) rc = tk_error_wrap(rc, "%s", path);
+  c->baud = (int)tk_json_num(j, "baud", 1000000);
+  c->control_hz = tk_json_num(j, "control_hz", 50);
+  c->max_step = tk_json_num(j, "max_step", 0.1);
+  c->watchdog_s = tk_json_num(j, "watchdog_ms", 100) / 1000;
+  c->timeout_s = tk_json_num(j, "timeout_ms", 0) / 1000;
+  c->read_retries = (int)tk_json_num(j, "read_retries", 1);
   if (!rc) rc = choice(j, "on_fault", "hold", path, &c->fault_torque_off);
   if (!rc) rc = choice(j, "on_exit", "torque_off", path, &c->exit_torque_off);
-  c->baud = (int)baud;
-  c->control_hz = hz;
-  c->max_step = ms;
-  c->watchdog_s = wd / 1000;
-  c->timeout_s = to / 1000;
-  c->read_retries = (int)retries;
-  const cJSON *joints = cJSON_GetObjectItemCaseSensitive(j, "joints");
-  if (!rc && (!cJSON_IsArray(joints) || cJSON_GetArraySize(joints) < 1))
-    rc = tk_error(TK_EFORMAT, "%s: 'joints' must be a non-empty array", path);
-  if (!rc && cJSON_GetArraySize(joints) > CAP_MAX_ACT)
-    rc = tk_error(TK_EFORMAT, "%s: at most %d joints", path, CAP_MAX_ACT);
   int k = 0;
   const cJSON *jt;
-  cJSON_ArrayForEach(jt, joints) {
+  cJSON_ArrayForEach(jt, cJSON_GetObjectItemCaseSensitive(j, "joints")) { /* 1..CAP_MAX_ACT objects */
     if (rc) break;
     capJoint *q = &c->j[k];
     char where[48];
     snprintf(where, sizeof where, "joints[%d]", k);
-    if (!cJSON_IsObject(jt)) {
-      rc = tk_error(TK_EFORMAT, "%s: %s is not an object", path, where);
+    const char *name = tk_json_str(jt, "name", "");
+    if (name[0] && (rc = tk_copy_name(q->name, sizeof q->name, name, "joint name"))) {
+      rc = tk_error_wrap(rc, "%s: %s", path, where);
       break;
     }
-    snprintf(q->name, sizeof q->name, "%s", tk_json_str(jt, "name", ""));
     if (!q->name[0]) snprintf(q->name, sizeof q->name, "joint%d", k);
-    double id = 0, off = 0, dir = 1, lo = 0, hi = 0;
-    int maxid = c->kind == SRV_DXL ? SRV_DXL_MAX_ID : SRV_FTS_MAX_ID;
-    rc = num_field(jt, "id", NAN, 0, maxid, path, where, &id);
-    if (!rc) rc = num_field(jt, "offset", 2048, -65536, 65536, path, where, &off);
-    if (!rc) rc = num_field(jt, "direction", 1, -1, 1, path, where, &dir);
+    int id = (int)tk_json_num(jt, "id", -1), maxid = c->kind == SRV_DXL ? SRV_DXL_MAX_ID : SRV_FTS_MAX_ID;
+    double dir = tk_json_num(jt, "direction", 1), lo = tk_json_num(jt, "min", 0),
+           hi = tk_json_num(jt, "max", 0);
+    if (id > maxid)
+      rc = tk_error(TK_EFORMAT, "%s: %s: \"id\" must be an integer in [0, %d] on this bus (not %d)", path,
+                    where, maxid, id);
     if (!rc && dir != 1 && dir != -1)
-      rc = tk_error(TK_EFORMAT, "%s: %s: 'direction' must be 1 or -1", path, where);
-    if (!rc && !leader) rc = num_field(jt, "min", NAN, -2 * M_PI, 2 * M_PI, path, where, &lo);
-    if (!rc && !leader) rc = num_field(jt, "max", NAN, -2 * M_PI, 2 * M_PI, path, where, &hi);
+      rc = tk_error(TK_EFORMAT, "%s: %s: \"direction\" must be 1 or -1", path, where);
     if (!rc && !leader && !(lo < hi))
-      rc = tk_error(TK_EFORMAT, "%s: %s (%s): min %g is not below max %g", path, where, q->name, lo, hi);
-    if (!rc && id != floor(id)) rc = tk_error(TK_EFORMAT, "%s: %s: 'id' must be an integer", path, where);
+      rc = tk_error(TK_EFORMAT, "%s: %s (%s): \"min\" %g is not below \"max\" %g", path, where, q->name, lo,
+                    hi);
     for (int p = 0; p < k && !rc; p++)
-      if (c->j[p].id == (int)id)
-        rc = tk_error(TK_EFORMAT, "%s: %s: id %d is also joint '%s'", path, where, (int)id, c->j[p].name);
-    q->id = (int)id;
-    q->offset = off;
+      if (c->j[p].id == id)
+        rc = tk_error(TK_EFORMAT, "%s: %s: \"id\" %d is also joint '%s'", path, where, id, c->j[p].name);
+    q->id = id;
+    q->offset = tk_json_num(jt, "offset", 2048);
     q->direction = dir;
-    q->lo = lo;
-    q->hi = hi;
+    q->lo = leader ? 0 : lo;
+    q->hi = leader ? 0 : hi;
     k++;
   }
   c->n = k;

@@ -18,7 +18,7 @@ typedef struct {
 
 typedef struct capRobotCfg {
   char name[CAP_NAME_MAX]; /* "koch_follower", ...: the dataset's env name */
-  char config[512];        /* the JSON it came from ("" built-in) */
+  char config[4096];       /* the JSON it came from ("" built-in); PATH_MAX: any path open() takes */
   char port[256];          /* device path ("" for the simulated bus) */
   int simbus;              /* 1: a simulated chain served on a pty by this process */
   srvKind kind;

@@ -545,17 +545,19 @@ static void sm_close(capInput *in) {
   in->impl = NULL;
 }
 
+/* "VID:PID" in hex, each half whole and at most ffff (tk_opt_hex); "" or NULL: any SpaceMouse */
 static int sm_parse_arg(const char *arg, int *vid, int *pid) {
   *vid = *pid = -1;
   if (!arg || !arg[0]) return 0;
-  char *end;
-  unsigned long v = strtoul(arg, &end, 16);
-  if (end == arg || *end != ':' || v > 0xFFFF) goto bad;
-  const char *p = end + 1;
-  unsigned long q = strtoul(p, &end, 16);
-  if (end == p || *end || q > 0xFFFF) goto bad;
-  *vid = (int)v;
-  *pid = (int)q;
+  const char *colon = strchr(arg, ':');
+  char v[8];
+  uint64_t a, b;
+  if (!colon || (size_t)(colon - arg) >= sizeof v) goto bad;
+  memcpy(v, arg, (size_t)(colon - arg));
+  v[colon - arg] = 0;
+  if (tk_opt_hex("VID", v, 0xFFFF, &a) || tk_opt_hex("PID", colon + 1, 0xFFFF, &b)) goto bad;
+  *vid = (int)a;
+  *pid = (int)b;
   return 0;
 bad:
   return tk_error(TK_EINVAL, "spacemouse: bad device '%s' (expected VID:PID in hex, e.g. 256f:c635)", arg);

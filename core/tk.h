@@ -136,6 +136,37 @@ struct cJSON;
 int tk_json_load(const char *path, struct cJSON **out);
 double tk_json_num(const struct cJSON *obj, const char *key, double dflt);
 const char *tk_json_str(const struct cJSON *obj, const char *key, const char *dflt);
+int tk_json_bool(const struct cJSON *obj, const char *key, int dflt);
+
+/* The one strict config reader. A config is a JSON object whose keys and value types a table of
+ * fields states; tk_json_check refuses, naming where (the file) and the key:
+ *   a top-level value that is not an object      "arm.json: expected a JSON object {...}, not an array"
+ *   a key not in the table (a misspelt setting)   "arm.json: unknown key \"maxstep\" (known: ...)"
+ *   a value of another type or out of its range   "arm.json: \"max_step\" must be a number in [0.0001, 3.2]"
+ *   a key given twice, a required key missing.
+ * Nested objects (and arrays of objects) are checked against their field's sub-table, the place
+ * named as "arm.json: joints[2]". Tables end with a row whose key is NULL. */
+enum {
+  TK_JSON_NUMBER = 1 << 0, /* a finite number */
+  TK_JSON_INT = 1 << 1,    /* an exact integer (|x| <= 2^53) */
+  TK_JSON_BOOL = 1 << 2,
+  TK_JSON_STRING = 1 << 3,
+  TK_JSON_ARRAY = 1 << 4,
+  TK_JSON_OBJECT = 1 << 5,
+  TK_JSON_NULL = 1 << 6,
+};
+typedef struct tkJsonField {
+  const char *key;
+  unsigned types; /* TK_JSON_* bits the value may be */
+  int required;
+  double lo, hi;                 /* unless both 0: a number's range, or an array's item count */
+  unsigned items;                /* an array's items must be of these types (0: any) */
+  const struct tkJsonField *sub; /* an object value, or an array's object items, follow this table */
+} tkJsonField;
+int tk_json_check(const struct cJSON *obj, const tkJsonField *fields, const char *where);
+/* tk_json_load (8 MiB limit) and tk_json_check with the path as the place: every config file goes
+ * through here. */
+int tk_json_load_object(const char *path, const tkJsonField *fields, struct cJSON **out);
 
 /* ---- small utils ------------------------------------------------------------ */
 #define TK_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
@@ -152,6 +183,15 @@ int tk_parse_f64(const char *s, double *out);
  * "2.5", not past int64). On failure the message is "<name> <value>: expected ...". */
 int tk_opt_f64(const char *name, const char *v, double lo, double hi, double *out);
 int tk_opt_int(const char *name, const char *v, int64_t lo, int64_t hi, int64_t *out);
+/* A hexadecimal option (a USB VID:PID half): the whole string of hex digits ("0x" allowed), <= hi. */
+int tk_opt_hex(const char *name, const char *v, uint64_t hi, uint64_t *out);
+/* Environment variables through the same checks: unset or empty gives dflt; anything else must parse
+ * ("environment variable DK_OPEN_TIMEOUT=abc: expected a number in [0, 1e+06]"). */
+int tk_env_f64(const char *name, double lo, double hi, double dflt, double *out);
+int tk_env_int(const char *name, int64_t lo, int64_t hi, int64_t dflt, int64_t *out);
+/* The core's own variables (TK_LOG, TK_PROGRESS), checked once by every main before any work;
+ * a bad value is a usage error there, never silently the default. */
+int tk_env_check(void);
 
 /* ---- names and strings that must fit --------------------------------------- */
 /* Copy src into dst[n] whole, or refuse: TK_ERANGE "<what> '<src...>' is longer than <n-1> bytes".

@@ -1,4 +1,5 @@
 /* core/tk_error.c -- thread-local error messages and logging. */
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -52,20 +53,26 @@ const char *tk_strerror(int code) {
 
 static int tk_level = -1;
 
+/* TK_LOG's value as a level, -1 for anything else (unset is INFO) */
+static int log_level_of(const char *e) {
+  static const char *names[] = {"debug", "info", "warn", "error", "off"};
+  if (!e || !*e) return TK_LOG_INFO;
+  for (int i = 0; i < (int)TK_ARRAY_LEN(names); i++)
+    if (!strcasecmp(e, names[i])) return i;
+  return -1;
+}
+
 static void tk_log_init(void) {
+  int l = log_level_of(getenv("TK_LOG"));
+  tk_level = l < 0 ? TK_LOG_INFO : l; /* a bad value is refused by tk_env_check in main */
+}
+
+int tk_env_check(void) {
   const char *e = getenv("TK_LOG");
-  tk_level = TK_LOG_INFO;
-  if (!e) return;
-  if (!strcasecmp(e, "debug"))
-    tk_level = TK_LOG_DEBUG;
-  else if (!strcasecmp(e, "info"))
-    tk_level = TK_LOG_INFO;
-  else if (!strcasecmp(e, "warn"))
-    tk_level = TK_LOG_WARN;
-  else if (!strcasecmp(e, "error"))
-    tk_level = TK_LOG_ERROR;
-  else if (!strcasecmp(e, "off"))
-    tk_level = TK_LOG_OFF;
+  if (log_level_of(e) < 0)
+    return tk_error(TK_EINVAL, "environment variable TK_LOG=%s: expected debug, info, warn, error or off", e);
+  int64_t k;
+  return tk_env_int("TK_PROGRESS", 0, 1, 0, &k);
 }
 
 void tk_log_set_level(tkLogLevel level) { tk_level = (int)level; }
@@ -99,8 +106,11 @@ int tk_snprintf(char *buf, size_t n, const char *fmt, ...) {
   return 0;
 }
 
+/* A number a user types is the whole string: strtoll/strtod would skip leading white space. */
+static int blank_or_spaced(const char *s) { return !s || !*s || isspace((unsigned char)s[0]); }
+
 int tk_parse_i64(const char *s, int64_t *out) {
-  if (!s || !*s) return tk_error(TK_EINVAL, "empty number");
+  if (blank_or_spaced(s)) return tk_error(TK_EINVAL, "'%s' is not an integer", s ? s : "");
   char *end;
   errno = 0;
   long long v = strtoll(s, &end, 10);
@@ -111,7 +121,7 @@ int tk_parse_i64(const char *s, int64_t *out) {
 }
 
 int tk_parse_f64(const char *s, double *out) {
-  if (!s || !*s) return tk_error(TK_EINVAL, "empty number");
+  if (blank_or_spaced(s)) return tk_error(TK_EINVAL, "'%s' is not a number", s ? s : "");
   char *end;
   errno = 0;
   double v = strtod(s, &end);
@@ -122,27 +132,81 @@ int tk_parse_f64(const char *s, double *out) {
   return 0;
 }
 
-int tk_opt_f64(const char *name, const char *v, double lo, double hi, double *out) {
+/* The checks behind tk_opt_* and tk_env_*: 1 when v is a finite number in [lo, hi] (an exact integer
+ * for the integer form), else 0. */
+static int f64_ok(const char *v, double lo, double hi, double *out) {
   double x;
-  if (!v || tk_parse_f64(v, &x) || !(x >= lo && x <= hi))
-    return tk_error(TK_EINVAL, "%s %s: expected a number in [%g, %g]", name, v ? v : "(missing)", lo, hi);
+  if (!v || tk_parse_f64(v, &x) || !(x >= lo && x <= hi)) return 0;
   *out = x;
+  return 1;
+}
+
+static int int_ok(const char *v, int64_t lo, int64_t hi, int64_t *out) {
+  int64_t k;
+  double x;
+  if (v && !tk_parse_i64(v, &k)) {
+  } else if (v && !tk_parse_f64(v, &x) && x == floor(x) && x >= -9223372036854775808.0 &&
+             x < 9223372036854775808.0) { /* "1e6", exact; the cast is defined inside these bounds */
+    errno = 0;
+    if (strtod(v, NULL) == 0 && errno == ERANGE) return 0; /* "1e-400" is no integer, not 0 */
+    k = (int64_t)x;
+  } else {
+    return 0;
+  }
+  if (k < lo || k > hi) return 0;
+  *out = k;
+  return 1;
+}
+
+int tk_opt_f64(const char *name, const char *v, double lo, double hi, double *out) {
+  if (!f64_ok(v, lo, hi, out))
+    return tk_error(TK_EINVAL, "%s %s: expected a number in [%g, %g]", name, v ? v : "(missing)", lo, hi);
   return 0;
 }
 
 int tk_opt_int(const char *name, const char *v, int64_t lo, int64_t hi, int64_t *out) {
-  int64_t k;
-  double x;
-  int ok = 0;
-  if (v && !tk_parse_i64(v, &k))
-    ok = 1;
-  else if (v && !tk_parse_f64(v, &x) && x == floor(x) && x >= -9223372036854775808.0 &&
-           x < 9223372036854775808.0) /* "1e6", exact; the cast is defined inside these bounds */
-    ok = 1, k = (int64_t)x;
-  if (!ok || k < lo || k > hi)
+  if (!int_ok(v, lo, hi, out))
     return tk_error(TK_EINVAL, "%s %s: expected an integer in [%lld, %lld]", name, v ? v : "(missing)",
                     (long long)lo, (long long)hi);
+  return 0;
+}
+
+int tk_opt_hex(const char *name, const char *v, uint64_t hi, uint64_t *out) {
+  uint64_t k = 0;
+  const char *s = v;
+  if (s && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) s += 2;
+  int n = 0, ok = s && *s;
+  for (; ok && *s; s++, n++) {
+    int d = isdigit((unsigned char)*s) ? *s - '0' : isxdigit((unsigned char)*s) ? tolower(*s) - 'a' + 10 : -1;
+    if (d < 0 || k > (UINT64_MAX >> 4)) {
+      ok = 0;
+      break;
+    }
+    k = k << 4 | (uint64_t)d;
+  }
+  if (!ok || k > hi)
+    return tk_error(TK_EINVAL, "%s %s: expected a hexadecimal number in [0, %llx]", name, v ? v : "(missing)",
+                    (unsigned long long)hi);
   *out = k;
+  return 0;
+}
+
+int tk_env_f64(const char *name, double lo, double hi, double dflt, double *out) {
+  const char *v = getenv(name);
+  *out = dflt;
+  if (!v || !*v) return 0;
+  if (!f64_ok(v, lo, hi, out))
+    return tk_error(TK_EINVAL, "environment variable %s=%s: expected a number in [%g, %g]", name, v, lo, hi);
+  return 0;
+}
+
+int tk_env_int(const char *name, int64_t lo, int64_t hi, int64_t dflt, int64_t *out) {
+  const char *v = getenv(name);
+  *out = dflt;
+  if (!v || !*v) return 0;
+  if (!int_ok(v, lo, hi, out))
+    return tk_error(TK_EINVAL, "environment variable %s=%s: expected an integer in [%lld, %lld]", name, v,
+                    (long long)lo, (long long)hi);
   return 0;
 }
 

@@ -10,8 +10,8 @@ void tk_progress_begin(tkProgress *p, const char *label, int64_t total) {
   p->label = label;
   p->total = total;
   p->t0 = tk_now_s();
-  const char *f = getenv("TK_PROGRESS");
-  p->enabled = f ? atoi(f) != 0 : isatty(STDERR_FILENO);
+  int64_t f; /* TK_PROGRESS=0|1, else a terminal; a bad value is refused by tk_env_check in main */
+  p->enabled = !tk_env_int("TK_PROGRESS", 0, 1, -1, &f) && f >= 0 ? (int)f : isatty(STDERR_FILENO);
 }
 
 static void draw(tkProgress *p, int final) {

@@ -1,5 +1,7 @@
 /* dataset/dataset_main.c -- the `dataset` command: inspect, validate, repair and edit datasets. */
+#include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -267,9 +269,18 @@ static int need_out(const outArgs *o, const char *cmd) {
   return 0;
 }
 
-static int num_arg(int *i, int argc, char **argv, double *v) {
+/* Numeric options through the one parser: tk_opt_int for counts, steps and seeds (the whole string, an
+ * exact integer in range: "--min-len 1e30" is refused, never cast), tk_opt_f64 for the rest. */
+static int int_arg(int *i, int argc, char **argv, int64_t lo, int64_t hi, int64_t *v) {
   if (*i + 1 >= argc) return usage_error("%s needs a value", argv[*i]);
-  if (tk_parse_f64(argv[*i + 1], v)) return usage_error("%s", tk_errmsg());
+  if (tk_opt_int(argv[*i], argv[*i + 1], lo, hi, v)) return usage_error("%s", tk_errmsg());
+  ++*i;
+  return 0;
+}
+
+static int f64_arg(int *i, int argc, char **argv, double lo, double hi, double *v) {
+  if (*i + 1 >= argc) return usage_error("%s needs a value", argv[*i]);
+  if (tk_opt_f64(argv[*i], argv[*i + 1], lo, hi, v)) return usage_error("%s", tk_errmsg());
   ++*i;
   return 0;
 }
@@ -294,15 +305,16 @@ static int cmd_merge(int argc, char **argv) {
 static int cmd_split(int argc, char **argv) {
   outArgs o;
   if (out_args(&o, argc)) return fail();
-  double valid = -1, seed = 0;
+  double valid = -1;
+  int64_t seed = 0;
   for (int i = 0; i < argc; i++) {
     int t = take_out(&o, &i, argc, argv);
     if (t < 0) return usage_error("-o needs a file%s", "");
     if (t) continue;
     if (!strcmp(argv[i], "--valid")) {
-      if (num_arg(&i, argc, argv, &valid)) return 2;
+      if (f64_arg(&i, argc, argv, 0, 1, &valid)) return 2;
     } else if (!strcmp(argv[i], "--seed")) {
-      if (num_arg(&i, argc, argv, &seed)) return 2;
+      if (int_arg(&i, argc, argv, 0, INT64_MAX, &seed)) return 2;
     } else if (argv[i][0] == '-')
       return usage_error("split: unknown option %s", argv[i]);
     else
@@ -320,7 +332,6 @@ static int cmd_filter(int argc, char **argv) {
   outArgs o;
   if (out_args(&o, argc)) return fail();
   dsFilterOpts fo = {0};
-  double v;
   for (int i = 0; i < argc; i++) {
     int t = take_out(&o, &i, argc, argv);
     if (t < 0) return usage_error("-o needs a file%s", "");
@@ -328,11 +339,9 @@ static int cmd_filter(int argc, char **argv) {
     if (!strcmp(argv[i], "--success-only"))
       fo.success_only = 1;
     else if (!strcmp(argv[i], "--min-len")) {
-      if (num_arg(&i, argc, argv, &v)) return 2;
-      fo.min_len = (int64_t)v;
+      if (int_arg(&i, argc, argv, 0, INT64_MAX, &fo.min_len)) return 2;
     } else if (!strcmp(argv[i], "--max-len")) {
-      if (num_arg(&i, argc, argv, &v)) return 2;
-      fo.max_len = (int64_t)v;
+      if (int_arg(&i, argc, argv, 0, INT64_MAX, &fo.max_len)) return 2;
     } else if (!strcmp(argv[i], "--mask")) {
       if (i + 1 >= argc) return usage_error("--mask needs a name%s", "");
       fo.mask_name = argv[++i];
@@ -370,15 +379,15 @@ static int cmd_delete(int argc, char **argv) {
 static int cmd_trim(int argc, char **argv) {
   outArgs o;
   if (out_args(&o, argc)) return fail();
-  double start = 0, end = 0;
+  int64_t start = 0, end = 0; /* end 0: to the end */
   for (int i = 0; i < argc; i++) {
     int t = take_out(&o, &i, argc, argv);
     if (t < 0) return usage_error("-o needs a file%s", "");
     if (t) continue;
     if (!strcmp(argv[i], "--start")) {
-      if (num_arg(&i, argc, argv, &start)) return 2;
+      if (int_arg(&i, argc, argv, 0, INT64_MAX, &start)) return 2;
     } else if (!strcmp(argv[i], "--end")) {
-      if (num_arg(&i, argc, argv, &end)) return 2;
+      if (int_arg(&i, argc, argv, 0, INT64_MAX, &end)) return 2;
     } else if (argv[i][0] == '-')
       return usage_error("trim: unknown option %s", argv[i]);
     else
@@ -386,7 +395,7 @@ static int cmd_trim(int argc, char **argv) {
   }
   if (o.npos != 2) return usage_error("trim takes FILE and DEMO%s", "");
   if (need_out(&o, "trim")) return 2;
-  if (ds_trim(o.pos[0], o.pos[1], (int64_t)start, (int64_t)end, o.out, o.force)) return fail();
+  if (ds_trim(o.pos[0], o.pos[1], start, end, o.out, o.force)) return fail();
   printf("%s: trimmed %s\n", o.out ? o.out : o.pos[0], o.pos[1]);
   return 0;
 }
@@ -419,19 +428,19 @@ static int cmd_synth(int argc, char **argv) {
   dsSynthOpts so;
   ds_synth_default(&so);
   const char *out = NULL;
-  double v;
+  int64_t v;
   for (int i = 0; i < argc; i++) {
     if (!strcmp(argv[i], "--demos")) {
-      if (num_arg(&i, argc, argv, &v)) return 2;
+      if (int_arg(&i, argc, argv, 1, INT_MAX, &v)) return 2;
       so.demos = (int)v;
     } else if (!strcmp(argv[i], "--steps")) {
-      if (num_arg(&i, argc, argv, &v)) return 2;
+      if (int_arg(&i, argc, argv, 1, INT_MAX, &v)) return 2;
       so.steps = (int)v;
     } else if (!strcmp(argv[i], "--image")) {
-      if (num_arg(&i, argc, argv, &v)) return 2;
+      if (int_arg(&i, argc, argv, 0, 1024, &v)) return 2;
       so.image_px = (int)v;
     } else if (!strcmp(argv[i], "--seed")) {
-      if (num_arg(&i, argc, argv, &v)) return 2;
+      if (int_arg(&i, argc, argv, 0, INT64_MAX, &v)) return 2;
       so.seed = (uint64_t)v;
     } else if (!strcmp(argv[i], "--task")) {
       if (i + 1 >= argc) return usage_error("--task needs a name%s", "");
@@ -459,8 +468,12 @@ int main(int argc, char **argv) {
     return argc < 2 ? 2 : 0;
   }
   /* a damaged file can send libhdf5 into a loop: give up with a message instead of hanging */
-  const char *tmo = getenv("DK_OPEN_TIMEOUT");
-  ds_set_open_timeout(tmo ? atof(tmo) : 30.0);
+  double open_timeout;
+  if (tk_env_check() || tk_env_f64("DK_OPEN_TIMEOUT", 0, 1e6, 30, &open_timeout)) {
+    tk_die_msg("dataset");
+    return 2;
+  }
+  ds_set_open_timeout(open_timeout);
   const char *cmd = argv[1];
   int n = argc - 2;
   char **a = argv + 2;

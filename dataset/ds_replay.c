@@ -1,6 +1,7 @@
 /* dataset/ds_replay.c -- `dataset replay --check FILE`: re-run each demo's recorded actions from its
  * first recorded state in the simulator and report how far the states drift from the recorded ones.
  * Part of the dataset command only (the library itself knows nothing of simulators). */
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,8 +51,8 @@ int cmd_replay(int argc, char **argv) {
     if (!strcmp(argv[i], "--check")) {
       check = 1;
     } else if (!strcmp(argv[i], "--tolerance")) {
-      if (i + 1 >= argc || tk_parse_f64(argv[i + 1], &tol) || !(tol >= 0)) {
-        fprintf(stderr, "dataset: replay: --tolerance needs a number >= 0\n");
+      if (tk_opt_f64("--tolerance", i + 1 < argc ? argv[i + 1] : NULL, 0, DBL_MAX, &tol)) {
+        fprintf(stderr, "dataset: replay: %s\n", tk_errmsg());
         return 2;
       }
       i++;

@@ -119,7 +119,6 @@ static int run(int argc, char **argv) {
   const char *metrics = NULL;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    double x = 0;
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       usage(stdout);
       usage_mpi(stdout);
@@ -155,19 +154,22 @@ static int run(int argc, char **argv) {
       }
       if (!strcmp(a, "--resume")) resume_dir = v;
     } else {
+      /* every numeric option: integers (is_int) through tk_opt_int, the rest through tk_opt_f64 */
       struct {
         const char *name;
+        int is_int;
         double lo, hi;
-      } nums[] = {{"--steps", 1, 1e9},         {"--workers", 1, 64},      {"--seed", 0, 1e15},
-                  {"--ensemble", 1, 16},       {"--utd", 1, 100},         {"--batch", 2, 65536},
-                  {"--hidden", 1, 65536},      {"--critic-lr", 1e-9, 1},  {"--actor-lr", 1e-9, 1},
-                  {"--critic-warmup", 0, 1e7}, {"--eval-every", 1, 1e9},  {"--eval-episodes", 1, 10000},
-                  {"--target", 0, 1},          {"--bc-weight", 0, 1e6},   {"--bc-halflife", 1, 1e12},
-                  {"--init-alpha", 1e-9, 10},  {"--actor-delay", 0, 1e9}, {"--alpha-lr", 0, 1},
-                  {"--q-coef", 0, 1e6},        {"--actor-eps", 1e-12, 1}, {"--rollout", 64, 1e7},
-                  {"--ppo-epochs", 1, 100},    {"--clip", 0.01, 1},       {"--gae-lambda", 0, 1},
-                  {"--target-kl", 1e-6, 10},   {"--max-std", 1e-3, 10},   {"--value-warmup", 0, 1e6},
-                  {"--minibatch", 2, 1e6}};
+      } nums[] = {
+          {"--steps", 1, 1, 1e9},         {"--workers", 1, 1, 64},      {"--seed", 1, 0, 1e15},
+          {"--ensemble", 1, 1, 16},       {"--utd", 1, 1, 100},         {"--batch", 1, 2, 65536},
+          {"--hidden", 1, 1, 65536},      {"--critic-lr", 0, 1e-9, 1},  {"--actor-lr", 0, 1e-9, 1},
+          {"--critic-warmup", 1, 0, 1e7}, {"--eval-every", 1, 1, 1e9},  {"--eval-episodes", 1, 1, 10000},
+          {"--target", 0, 0, 1},          {"--bc-weight", 0, 0, 1e6},   {"--bc-halflife", 0, 1, 1e12},
+          {"--init-alpha", 0, 1e-9, 10},  {"--actor-delay", 1, 0, 1e9}, {"--alpha-lr", 0, 0, 1},
+          {"--q-coef", 0, 0, 1e6},        {"--actor-eps", 0, 1e-12, 1}, {"--rollout", 1, 64, 1e7},
+          {"--ppo-epochs", 1, 1, 100},    {"--clip", 0, 0.01, 1},       {"--gae-lambda", 0, 0, 1},
+          {"--target-kl", 0, 1e-6, 10},   {"--max-std", 0, 1e-3, 10},   {"--value-warmup", 1, 0, 1e6},
+          {"--minibatch", 1, 2, 1e6}};
       int k = -1;
       for (int j = 0; j < (int)TK_ARRAY_LEN(nums); j++)
         if (!strcmp(a, nums[j].name)) k = j;
@@ -176,40 +178,43 @@ static int run(int argc, char **argv) {
         usage(stderr);
         return 2;
       }
-      if (tk_parse_f64(v, &x) || x < nums[k].lo || x > nums[k].hi) {
-        fprintf(stderr, "rl-finetune: %s %s: expected a number in [%g, %g]\n", a, v, nums[k].lo, nums[k].hi);
+      int64_t n = 0;
+      double x = 0;
+      if (nums[k].is_int ? tk_opt_int(a, v, (int64_t)nums[k].lo, (int64_t)nums[k].hi, &n)
+                         : tk_opt_f64(a, v, nums[k].lo, nums[k].hi, &x)) {
+        tk_die_msg("rl-finetune");
         return 2;
       }
       i++;
       switch (k) {
-      case 0: o.steps = (int64_t)x; break;
-      case 1: o.workers = (int)x; break;
-      case 2: o.seed = (uint64_t)x; break;
-      case 3: o.ensemble = (int)x; break;
-      case 4: o.utd = (int)x; break;
-      case 5: o.batch = (int)x; break;
-      case 6: o.hidden = (int)x; break;
+      case 0: o.steps = n; break;
+      case 1: o.workers = (int)n; break;
+      case 2: o.seed = (uint64_t)n; break;
+      case 3: o.ensemble = (int)n; break;
+      case 4: o.utd = (int)n; break;
+      case 5: o.batch = (int)n; break;
+      case 6: o.hidden = (int)n; break;
       case 7: o.critic_lr = x; break;
       case 8: o.actor_lr = x; break;
-      case 9: o.critic_warmup = (int)x; break;
-      case 10: o.eval_every = (int64_t)x; break;
-      case 11: o.eval_episodes = (int)x; break;
+      case 9: o.critic_warmup = (int)n; break;
+      case 10: o.eval_every = n; break;
+      case 11: o.eval_episodes = (int)n; break;
       case 12: o.target = x; break;
       case 13: o.bc_weight = x; break;
       case 14: o.bc_halflife = x; break;
       case 15: o.init_alpha = x; break;
-      case 16: o.actor_delay = (int64_t)x; break;
+      case 16: o.actor_delay = n; break;
       case 17: o.alpha_lr = x; break;
       case 18: o.q_coef = x; break;
       case 19: o.actor_eps = x; break;
-      case 20: o.rollout = (int)x; break;
-      case 21: o.ppo_epochs = (int)x; break;
+      case 20: o.rollout = (int)n; break;
+      case 21: o.ppo_epochs = (int)n; break;
       case 22: o.clip = x; break;
       case 23: o.gae_lambda = x; break;
       case 24: o.target_kl = x; break;
       case 25: o.max_std = x; break;
-      case 26: o.value_warmup_iters = (int)x; break;
-      case 27: o.minibatch = (int)x; break;
+      case 26: o.value_warmup_iters = (int)n; break;
+      case 27: o.minibatch = (int)n; break;
       }
     }
   }
@@ -232,8 +237,12 @@ static int run(int argc, char **argv) {
         "rl-finetune: --resume goes on with one run; resume the fine-tune or the scratch run by itself\n");
     return 2;
   }
-  const char *to = getenv("DK_OPEN_TIMEOUT");
-  ds_set_open_timeout(to ? atof(to) : 30);
+  double open_timeout;
+  if (tk_env_f64("DK_OPEN_TIMEOUT", 0, 1e6, 30, &open_timeout)) {
+    tk_die_msg("rl-finetune");
+    return 2;
+  }
+  ds_set_open_timeout(open_timeout);
   signal(SIGINT, on_sigint);
   o.interrupt = &interrupted;
   char stem[4096], csv[4200], scratch_out[4200], png[4200];
@@ -361,7 +370,11 @@ static int run(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
-  rl_mpi_init(&argc, &argv);
+  /* the environment first: DK_MPI_TIMEOUT is read before MPI starts */
+  if (tk_env_check() || rl_mpi_init(&argc, &argv)) {
+    tk_die_msg("rl-finetune");
+    return 2;
+  }
   /* under mpirun, rank 0 speaks for the job (errors still come from every rank, on stderr) */
   if (rl_mpi_rank() > 0 && !freopen("/dev/null", "w", stdout)) return 1;
   int rc = run(argc, argv);

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tk.h"
+
 #ifdef DK_MPI
 #include <mpi.h>
 #include <pthread.h>
@@ -50,18 +52,18 @@ static void *watchdog(void *arg) {
 static void enter(void) { atomic_store(&wait_since, mono_ns()); }
 static void leave(void) { atomic_store(&wait_since, 0); }
 
-void rl_mpi_init(int *argc, char ***argv) {
-  if (!getenv("OMPI_COMM_WORLD_SIZE")) return;
+int rl_mpi_init(int *argc, char ***argv) {
+  int rc = tk_env_f64("DK_MPI_TIMEOUT", 1e-3, 1e7, 600, &timeout_s); /* seconds */
+  if (rc || !getenv("OMPI_COMM_WORLD_SIZE")) return rc;
   int provided;
   MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
   /* errors end the whole job with MPI's message (a dead rank must not leave the others waiting) */
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_ARE_FATAL);
   on = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &my_rank);
-  const char *t = getenv("DK_MPI_TIMEOUT");
-  if (t && atof(t) > 0) timeout_s = atof(t);
   pthread_t th;
   if (!pthread_create(&th, NULL, watchdog, NULL)) pthread_detach(th);
+  return 0;
 }
 
 void rl_mpi_finalize(void) {
@@ -156,9 +158,11 @@ int rl_mpi_same(const float *v, int64_t n) {
 }
 
 #else
-void rl_mpi_init(int *argc, char ***argv) {
+int rl_mpi_init(int *argc, char ***argv) {
   (void)argc;
   (void)argv;
+  double t; /* checked here too: a run is one command with or without MPI */
+  return tk_env_f64("DK_MPI_TIMEOUT", 1e-3, 1e7, 600, &t);
 }
 void rl_mpi_finalize(void) {}
 int rl_mpi_rank(void) { return 0; }

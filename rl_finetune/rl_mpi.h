@@ -7,7 +7,9 @@
 
 #include <stdint.h>
 
-void rl_mpi_init(int *argc, char ***argv); /* no-op unless launched by mpirun */
+/* No-op unless launched by mpirun; a bad DK_MPI_TIMEOUT (seconds) is refused before MPI starts:
+ * TK_EINVAL with the message set. */
+int rl_mpi_init(int *argc, char ***argv);
 void rl_mpi_finalize(void);
 int rl_mpi_rank(void);  /* 0 without MPI */
 int rl_mpi_size(void);  /* 1 without MPI */

@@ -72,24 +72,37 @@ static int axis_by_name(const char *s, int *ax, double *sign) {
   return -1;
 }
 
+/* The gamepad map file (--map): its keys, with the types and ranges they take. */
+static const tkJsonField map_fields[] = {
+    {.key = "dx", .types = TK_JSON_STRING},
+    {.key = "dy", .types = TK_JSON_STRING},
+    {.key = "dz", .types = TK_JSON_STRING},
+    {.key = "drx", .types = TK_JSON_STRING},
+    {.key = "dry", .types = TK_JSON_STRING},
+    {.key = "drz", .types = TK_JSON_STRING},
+    {.key = "deadzone", .types = TK_JSON_NUMBER, .lo = 0, .hi = 0.9},   /* and below 0.9 */
+    {.key = "sensitivity", .types = TK_JSON_NUMBER, .lo = 0, .hi = 10}, /* and above 0 */
+    {.key = NULL},
+};
+
 static int load_map(const char *path, capPadMap *m) {
   cJSON *j;
-  int rc = tk_json_load(path, &j);
+  int rc = tk_json_load_object(path, map_fields, &j);
   if (rc) return rc;
-  const char *keys[6] = {"dx", "dy", "dz", "drx", "dry", "drz"};
   for (int i = 0; i < 6 && !rc; i++) {
-    const char *v = tk_json_str(j, keys[i], NULL);
+    const char *v = tk_json_str(j, map_fields[i].key, NULL);
     if (!v) continue;
     if (axis_by_name(v, &m->src[i], &m->sign[i]))
       rc = tk_error(TK_EFORMAT,
-                    "%s: %s: '%s' is not an axis (left_x, left_y, right_x, right_y, left_trigger, "
+                    "%s: \"%s\": '%s' is not an axis (left_x, left_y, right_x, right_y, left_trigger, "
                     "right_trigger, none; a leading - flips it)",
-                    path, keys[i], v);
+                    path, map_fields[i].key, v);
   }
   double dz = tk_json_num(j, "deadzone", m->deadzone), sens = tk_json_num(j, "sensitivity", m->sensitivity);
-  if (!rc && !(dz >= 0 && dz < 0.9)) rc = tk_error(TK_EFORMAT, "%s: deadzone %g not in [0,0.9)", path, dz);
+  if (!rc && !(dz >= 0 && dz < 0.9))
+    rc = tk_error(TK_EFORMAT, "%s: \"deadzone\" %g not in [0,0.9)", path, dz);
   if (!rc && !(sens > 0 && sens <= 10))
-    rc = tk_error(TK_EFORMAT, "%s: sensitivity %g not in (0,10]", path, sens);
+    rc = tk_error(TK_EFORMAT, "%s: \"sensitivity\" %g not in (0,10]", path, sens);
   m->deadzone = dz;
   m->sensitivity = sens;
   cJSON_Delete(j);
@@ -175,7 +188,7 @@ typedef struct {
   capLeader *leader;
   int need_reset; /* a robot fault ended the episode: reset (torque on) only when the operator asks */
   double leader_q0[CAP_MAX_ACT]; /* scripted operator: the leader's pose at the episode's start */
-  char ep_meta[512];
+  char *ep_meta;                 /* attr ep_meta (JSON through cJSON: paths escaped, sized to fit), or NULL */
 } telRun;
 
 static void copy_obs(telRun *r, const capObs *o) {
@@ -208,7 +221,7 @@ static int begin_episode(telRun *r) {
                         .device = o->device,
                         .control_hz = r->spec->control_hz,
                         .model_file = cap_model_xml(r->model),
-                        .ep_meta_json = r->ep_meta[0] ? r->ep_meta : NULL};
+                        .ep_meta_json = r->ep_meta};
   int64_t idx;
   int rc = ds_writer_begin(r->w, &info, &idx);
   if (rc) return rc;
@@ -500,9 +513,13 @@ static int setup(telRun *r) {
                     SDL_GetError());
   if (o->leader) {
     if ((rc = cap_leader_open(o->leader, o->leader_config, r->model, &r->leader))) return rc;
-    snprintf(r->ep_meta, sizeof r->ep_meta,
-             "{\"robot\": \"%s\", \"robot_config\": \"%s\", \"leader\": \"%s\"}", o->robot,
-             o->robot_config ? o->robot_config : "", cap_leader_desc(r->leader));
+    cJSON *m = cJSON_CreateObject();
+    if (m && cJSON_AddStringToObject(m, "robot", o->robot) &&
+        cJSON_AddStringToObject(m, "robot_config", o->robot_config ? o->robot_config : "") &&
+        cJSON_AddStringToObject(m, "leader", cap_leader_desc(r->leader)))
+      r->ep_meta = cJSON_PrintUnformatted(m);
+    cJSON_Delete(m);
+    if (!r->ep_meta) return tk_error(TK_ENOMEM, "out of memory");
   }
   if (o->calibrate_leader) { /* both arms in the same pose: the follower holds, the leader is read */
     capObs ob;
@@ -738,5 +755,6 @@ done:;
   bc_ensemble_free(r.pol_ens);
   free(r.obs_mem);
   free(r.state);
+  cJSON_free(r.ep_meta);
   return rc;
 }

@@ -81,14 +81,22 @@ static void sigint_hook(telConsole *c, void *user) {
   }
 }
 
+/* --camera NAME:WxH, each number whole through tk_opt_int (the model checks the sizes it can render) */
 static int parse_camera(const char *s, capCamera *c) {
-  const char *colon = strchr(s, ':');
-  int w, h;
-  if (!colon || (size_t)(colon - s) >= sizeof c->name || sscanf(colon + 1, "%dx%d", &w, &h) != 2) return -1;
+  const char *colon = strchr(s, ':'), *x = colon ? strchr(colon + 1, 'x') : NULL;
+  char w[24], h[24];
+  int64_t wv, hv;
   memset(c, 0, sizeof *c);
+  if (!colon || !x || colon == s || (size_t)(colon - s) >= sizeof c->name ||
+      (size_t)(x - colon - 1) >= sizeof w || tk_copy_name(h, sizeof h, x + 1, "height"))
+    return tk_error(TK_EINVAL, "--camera %s: expected NAME:WxH (at most %d cameras)", s, CAP_MAX_CAMS);
+  memcpy(w, colon + 1, (size_t)(x - colon - 1));
+  w[x - colon - 1] = 0;
+  if (tk_opt_int("width", w, 1, 65536, &wv) || tk_opt_int("height", h, 1, 65536, &hv))
+    return tk_error_wrap(TK_EINVAL, "--camera %s", s);
   memcpy(c->name, s, (size_t)(colon - s));
-  c->width = w;
-  c->height = h;
+  c->width = (int)wv;
+  c->height = (int)hv;
   return 0;
 }
 
@@ -124,10 +132,15 @@ int main(int argc, char **argv) {
   telOpts o;
   tel_opts_default(&o);
   int force = 0;
+  if (tk_env_check()) {
+    tk_die_msg("teleop");
+    return 2;
+  }
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     double x;
+    int64_t k;
 #define NEED()                                                                                               \
   do {                                                                                                       \
     if (!v) {                                                                                                \
@@ -136,11 +149,20 @@ int main(int argc, char **argv) {
     }                                                                                                        \
     i++;                                                                                                     \
   } while (0)
+/* integer options through tk_opt_int, the rest through tk_opt_f64 (k, x: the value) */
+#define INT(lo, hi)                                                                                          \
+  do {                                                                                                       \
+    NEED();                                                                                                  \
+    if (tk_opt_int(a, v, (lo), (hi), &k)) {                                                                  \
+      tk_die_msg("teleop");                                                                                  \
+      return 2;                                                                                              \
+    }                                                                                                        \
+  } while (0)
 #define NUM(lo, hi)                                                                                          \
   do {                                                                                                       \
     NEED();                                                                                                  \
-    if (tk_parse_f64(v, &x) || x < (lo) || x > (hi)) {                                                       \
-      fprintf(stderr, "teleop: %s %s: expected a number in [%g, %g]\n", a, v, (double)(lo), (double)(hi));   \
+    if (tk_opt_f64(a, v, (lo), (hi), &x)) {                                                                  \
+      tk_die_msg("teleop");                                                                                  \
       return 2;                                                                                              \
     }                                                                                                        \
   } while (0)
@@ -190,30 +212,34 @@ int main(int argc, char **argv) {
       NEED();
       o.record_input = v;
     } else if (!strcmp(a, "--episodes")) {
-      NUM(0, 1e9);
-      o.episodes = (int)x;
+      INT(0, 1000000000);
+      o.episodes = (int)k;
     } else if (!strcmp(a, "--rate")) {
       NUM(1, 1000);
       o.rate = x;
     } else if (!strcmp(a, "--seed")) {
-      NUM(0, 1e15);
-      o.seed = (uint64_t)x;
+      INT(0, 1000000000000000);
+      o.seed = (uint64_t)k;
     } else if (!strcmp(a, "--noise")) {
       NUM(0, 1);
       o.noise = x;
     } else if (!strcmp(a, "--auto-end")) {
-      NUM(0, 1e6);
-      o.auto_end = (int)x;
+      INT(0, 1000000);
+      o.auto_end = (int)k;
     } else if (!strcmp(a, "--max-steps")) {
-      NUM(0, 1e9);
-      o.max_steps = (int)x;
+      INT(0, 1000000000);
+      o.max_steps = (int)k;
     } else if (!strcmp(a, "--image-gzip")) {
-      NUM(0, 9);
-      o.image_gzip = (int)x;
+      INT(0, 9);
+      o.image_gzip = (int)k;
     } else if (!strcmp(a, "--camera")) {
       NEED();
-      if (o.ncams >= CAP_MAX_CAMS || parse_camera(v, &o.cams[o.ncams])) {
-        fprintf(stderr, "teleop: --camera %s: expected NAME:WxH (at most %d cameras)\n", v, CAP_MAX_CAMS);
+      if (o.ncams >= CAP_MAX_CAMS) {
+        fprintf(stderr, "teleop: --camera %s: at most %d cameras\n", v, CAP_MAX_CAMS);
+        return 2;
+      }
+      if (parse_camera(v, &o.cams[o.ncams])) {
+        tk_die_msg("teleop");
         return 2;
       }
       o.ncams++;
@@ -226,8 +252,8 @@ int main(int argc, char **argv) {
       NEED();
       o.policy = v;
     } else if (!strcmp(a, "--takeover-after")) {
-      NUM(1, 1e9);
-      o.takeover_after = (int)x;
+      INT(1, 1000000000);
+      o.takeover_after = (int)k;
     } else if (!strcmp(a, "--fast")) {
       o.fast = 1;
     } else if (!strcmp(a, "--quiet")) {

@@ -1,5 +1,7 @@
 /* viewer/viewer_main.c -- the `viewer` command (headless export today; the window comes next). */
 #include <errno.h>
+#include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +45,10 @@ int main(int argc, char **argv) {
   uint64_t seed = 1000000000ull; /* bc-eval's held-out seeds */
   int frames = 0, force = 0;
   long long demo = -1, frame = 0;
+  if (tk_env_check()) {
+    tk_die_msg("viewer");
+    return 2;
+  }
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     int64_t x;
@@ -65,8 +71,8 @@ int main(int argc, char **argv) {
     } else if (!strcmp(a, "--task")) {
       task = argv[++i];
     } else if (!strcmp(a, "--seed")) {
-      if (tk_parse_i64(v, &x) || x < 0) {
-        fprintf(stderr, "viewer: --seed %s: expected an integer >= 0\n", v);
+      if (tk_opt_int(a, v, 0, INT64_MAX, &x)) {
+        tk_die_msg("viewer");
         return 2;
       }
       i++;
@@ -76,15 +82,16 @@ int main(int argc, char **argv) {
     } else if (!strcmp(a, "--screenshot")) {
       shot = argv[++i];
     } else if (!strcmp(a, "--frames")) {
-      if (tk_parse_i64(v, &x) || x < 1) {
-        fprintf(stderr, "viewer: --frames %s: expected a count >= 1\n", v);
+      if (tk_opt_int(a, v, 1, INT_MAX, &x)) {
+        tk_die_msg("viewer");
         return 2;
       }
       i++;
       frames = (int)x;
     } else if (!strcmp(a, "--demo") || !strcmp(a, "--frame")) {
-      if (tk_parse_i64(v, &x) || (!strcmp(a, "--demo") && x < 0)) {
-        fprintf(stderr, "viewer: %s %s: expected an integer%s\n", a, v, !strcmp(a, "--demo") ? " >= 0" : "");
+      /* --frame counts from the end when negative */
+      if (tk_opt_int(a, v, !strcmp(a, "--demo") ? 0 : -INT64_MAX, INT64_MAX, &x)) {
+        tk_die_msg("viewer");
         return 2;
       }
       i++;
@@ -125,8 +132,12 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  const char *tmo = getenv("DK_OPEN_TIMEOUT");
-  ds_set_open_timeout(tmo ? atof(tmo) : 30.0);
+  double open_timeout;
+  if (tk_env_f64("DK_OPEN_TIMEOUT", 0, 1e6, 30, &open_timeout)) {
+    tk_die_msg("viewer");
+    return 2;
+  }
+  ds_set_open_timeout(open_timeout);
   dsFile *f;
   if (ds_open(path, 0, &f)) {
     tk_die_msg("viewer");

@@ -402,6 +402,107 @@ Test(bc_cli, config_file, .timeout = 120) {
   rc = run2(d, &out, &err, "%s %s -o %s/x.h5 --config %s", train_bin(), data, d, bad);
   cr_assert_eq(rc, 1, "exit %d: %s %s", rc, out, err);
   cr_assert(strstr(err, bad), "%s", err);
+
+  /* the strict reader: every key of the option table, every value of its type and range, the top level
+   * an object; one line naming the file and the key (these were read as strings, cut or ignored) */
+  const char *refused[][2] = {
+      {"{\"epochs\": 2.5}", "\"epochs\""},
+      {"{\"epochs\": \"2\"}", "\"epochs\""},
+      {"{\"seed\": 1e30}", "\"seed\""},
+      {"{\"lr\": \"nan\"}", "\"lr\""},
+      {"{\"quiet\": 1}", "\"quiet\""},
+      {"{\"quiet\": \"yes\"}", "\"quiet\""},
+      {"{\"hidden\": [16, \"x\"]}", "hidden[1]"},
+      {"{\"hidden\": [16, 2.5]}", "hidden[1]"},
+      {"{\"hidden\": [16, 1e30]}", "hidden[1]"},
+      {"{\"hidden\": [16, 100000]}", "--hidden"},
+      {"{\"obs_keys\": [\"object\", 3]}", "obs_keys[1]"},
+      {"{\"obs_keys\": [\"object,robot0_eef_pos\"]}", "obs_keys"},
+      {"{\"obs_keys\": []}", "--obs-keys"},
+      {"{\"out\": 3}", "\"out\""},
+      {"{\"eval-every\": 0}", "\"eval-every\""},
+      {"{\"epochs\": 2, \"epochs\": 3}", "twice"},
+      {"[{\"epochs\": 2}]", "object"},
+      {"{\"dataset\": \"other.h5\"}", "\"dataset\""},
+  };
+  for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+    write_text(bad, refused[i][0]);
+    rc = run2(d, &out, &err, "%s %s -o %s/x.h5 --config %s", train_bin(), data, d, bad);
+    cr_expect_eq(rc, 1, "%s: exit %d: %s %s", refused[i][0], rc, out, err);
+    cr_expect_eq(count_lines(err), 1, "one line: '%s'", err);
+    cr_expect(strstr(err, bad) && strstr(err, refused[i][1]), "%s: names the file and '%s': %s",
+              refused[i][0], refused[i][1], err);
+  }
+  char x[4300];
+  snprintf(x, sizeof x, "%s/x.h5", d);
+  cr_expect_eq(file_size(x), -1, "no policy from a refused config");
+
+  /* past the 8 MiB limit: refused before it is read */
+  FILE *f = fopen(bad, "w");
+  cr_assert(f);
+  fputs("{\"out\": \"", f);
+  for (int i = 0; i < 9 * 1024; i++)
+    fprintf(f, "%01024d", 0);
+  fputs("\"}", f);
+  fclose(f);
+  double t0 = tk_now_s();
+  rc = run2(d, &out, &err, "%s %s -o %s/x.h5 --config %s", train_bin(), data, d, bad);
+  cr_expect_eq(rc, 1, "exit %d: %s", rc, err);
+  cr_expect(strstr(err, bad) && strstr(err, "larger than"), "%s", err);
+  cr_expect_lt(tk_now_s() - t0, 5.0, "refused quickly");
+
+  /* a 2000-byte "out" (it went through a 1024-byte buffer: the policy was written to a cut path) */
+  char longdir[2200], longout[2300];
+  int n = snprintf(longdir, sizeof longdir, "%s", d);
+  while (n < 1800) { /* components of 100 bytes (a name is at most 255) */
+    n += snprintf(longdir + n, sizeof longdir - (size_t)n, "/%0100d", 0);
+    mkdir(longdir, 0755);
+  }
+  snprintf(longout, sizeof longout, "%s/%0*d.h5", longdir, 2000 - n - 4, 0);
+  cr_assert_eq(strlen(longout), 2000);
+  char *cfgtext = malloc(4096);
+  snprintf(cfgtext, 4096,
+           "{\"out\": \"%s\", \"epochs\": 1, \"eval_every\": 0, \"quiet\": true, \"hidden\": [8]}", longout);
+  write_text(cfg, keep(cfgtext));
+  snprintf(args, sizeof args, "%s --config %s", data, cfg);
+  train_ok(d, args);
+  p = load_policy(longout);
+  cr_assert_eq(p->arch.hidden[0], 8, "the policy is at the 2000-byte path");
+  bc_policy_free(p);
+}
+
+/* Every numeric option of bc-train and bc-eval through tk_opt_int / tk_opt_f64, and DK_OPEN_TIMEOUT
+ * through tk_env_f64: exit 2 with one line naming the option and the value, before any file is read. */
+Test(bc_cli, numeric_options_are_whole_finite_and_in_range, .timeout = 60) {
+  const char *d = tt_tmpdir();
+  const char *bad[][2] = {{"--epochs", "2.5"},       {"--epochs", "nan"},       {"--seed", "1e30"},
+                          {"--seed", "-1"},          {"--batch", "1e30"},       {"--lr", "nan"},
+                          {"--lr", "inf"},           {"--threads", "2.5"},      {"--valid-frac", "nan"},
+                          {"--hidden", "16,2.5"},    {"--hidden", "16,,16"},    {"--hidden", "1e30"},
+                          {"--eval-every", "1e300"}, {"--gmm-modes", "0x1p2x"}, {"--rnn-horizon", " 5"}};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    char *out, *err;
+    int rc = run2(d, &out, &err, "%s %s/none.h5 -o %s/p.h5 %s '%s'", train_bin(), d, d, bad[i][0], bad[i][1]);
+    cr_expect_eq(rc, 2, "bc-train %s %s: exit %d: %s", bad[i][0], bad[i][1], rc, err);
+    cr_expect_eq(count_lines(err), 1, "one line: '%s'", err);
+    cr_expect(strstr(err, bad[i][0]) && strstr(err, bad[i][1]), "names the option and the value: %s", err);
+  }
+  const char *ebad[][2] = {
+      {"--episodes", "2.5"}, {"--seed", "1e30"}, {"--workers", "nan"}, {"--horizon", "-1"}};
+  for (size_t i = 0; i < sizeof ebad / sizeof *ebad; i++) {
+    char *out, *err;
+    int rc = run2(d, &out, &err, "%s %s/none.h5 %s '%s'", eval_bin(), d, ebad[i][0], ebad[i][1]);
+    cr_expect_eq(rc, 2, "bc-eval %s %s: exit %d: %s", ebad[i][0], ebad[i][1], rc, err);
+    cr_expect_eq(count_lines(err), 1, "one line: '%s'", err);
+    cr_expect(strstr(err, ebad[i][0]) && strstr(err, ebad[i][1]), "%s", err);
+  }
+  char *out, *err;
+  int rc = run2(d, &out, &err, "DK_OPEN_TIMEOUT=abc %s %s/none.h5 -o %s/p.h5", train_bin(), d, d);
+  cr_expect_eq(rc, 2, "exit %d: %s", rc, err);
+  cr_expect(strstr(err, "DK_OPEN_TIMEOUT=abc"), "%s", err);
+  rc = run2(d, &out, &err, "TK_LOG=chatty %s %s/none.h5", eval_bin(), d);
+  cr_expect_eq(rc, 2, "exit %d: %s", rc, err);
+  cr_expect(strstr(err, "TK_LOG=chatty"), "%s", err);
 }
 
 /* ---- another tool's file ------------------------------------------------------------------------- */

@@ -416,31 +416,89 @@ Test(robot_config, bad_files_are_refused_naming_file_and_field) {
   expect_refused(d, "dup_id.json",
                  "{\"joints\": [" J1 ", {\"name\": \"b\", \"id\": 1, \"min\": 0, \"max\": 1}]}", "id",
                  "joints[1]");
-  expect_refused(d, "id_string.json", "{\"joints\": [{\"id\": \"one\", \"min\": -1, \"max\": 1}]}", "'id'",
+  expect_refused(d, "id_string.json", "{\"joints\": [{\"id\": \"one\", \"min\": -1, \"max\": 1}]}", "\"id\"",
                  "joints[0]");
-  expect_refused(d, "id_fraction.json", "{\"joints\": [{\"id\": 1.5, \"min\": -1, \"max\": 1}]}", "'id'",
+  expect_refused(d, "id_fraction.json", "{\"joints\": [{\"id\": 1.5, \"min\": -1, \"max\": 1}]}", "\"id\"",
                  NULL);
-  expect_refused(d, "id_missing.json", "{\"joints\": [{\"name\": \"a\", \"min\": -1, \"max\": 1}]}", "'id'",
+  expect_refused(d, "id_missing.json", "{\"joints\": [{\"name\": \"a\", \"min\": -1, \"max\": 1}]}", "\"id\"",
                  NULL);
-  expect_refused(d, "id_too_big.json", "{\"joints\": [{\"id\": 300, \"min\": -1, \"max\": 1}]}", "'id'",
+  expect_refused(d, "id_too_big.json", "{\"joints\": [{\"id\": 300, \"min\": -1, \"max\": 1}]}", "\"id\"",
                  NULL);
-  expect_refused(d, "min_missing.json", "{\"joints\": [{\"id\": 1, \"max\": 1}]}", "'min'", NULL);
+  expect_refused(d, "min_missing.json", "{\"joints\": [{\"id\": 1, \"max\": 1}]}", "\"min\"", NULL);
   expect_refused(d, "direction.json",
-                 "{\"joints\": [{\"id\": 1, \"direction\": 0.5, \"min\": -1, \"max\": 1}]}", "'direction'",
+                 "{\"joints\": [{\"id\": 1, \"direction\": 0.5, \"min\": -1, \"max\": 1}]}", "\"direction\"",
                  NULL);
   expect_refused(d, "joint_not_object.json", "{\"joints\": [3]}", "joints[0]", NULL);
-  expect_refused(d, "on_fault.json", "{\"on_fault\": \"explode\", \"joints\": [" J1 "]}", "'on_fault'", NULL);
-  expect_refused(d, "on_fault_number.json", "{\"on_fault\": 1, \"joints\": [" J1 "]}", "'on_fault'", NULL);
-  expect_refused(d, "on_exit.json", "{\"on_exit\": \"sleep\", \"joints\": [" J1 "]}", "'on_exit'", NULL);
-  expect_refused(d, "hz_string.json", "{\"control_hz\": \"fast\", \"joints\": [" J1 "]}", "'control_hz'",
+  expect_refused(d, "on_fault.json", "{\"on_fault\": \"explode\", \"joints\": [" J1 "]}", "\"on_fault\"",
                  NULL);
-  expect_refused(d, "max_step_zero.json", "{\"max_step\": 0, \"joints\": [" J1 "]}", "'max_step'", NULL);
-  expect_refused(d, "watchdog_neg.json", "{\"watchdog_ms\": -5, \"joints\": [" J1 "]}", "'watchdog_ms'",
+  expect_refused(d, "on_fault_number.json", "{\"on_fault\": 1, \"joints\": [" J1 "]}", "\"on_fault\"", NULL);
+  expect_refused(d, "on_exit.json", "{\"on_exit\": \"sleep\", \"joints\": [" J1 "]}", "\"on_exit\"", NULL);
+  expect_refused(d, "hz_string.json", "{\"control_hz\": \"fast\", \"joints\": [" J1 "]}", "\"control_hz\"",
+                 NULL);
+  expect_refused(d, "max_step_zero.json", "{\"max_step\": 0, \"joints\": [" J1 "]}", "\"max_step\"", NULL);
+  expect_refused(d, "watchdog_neg.json", "{\"watchdog_ms\": -5, \"joints\": [" J1 "]}", "\"watchdog_ms\"",
                  NULL);
   expect_refused(d, "invalid.json", "{\"joints\": [{\"id\": 1, \"min\": -1, \"max\": 1}", NULL, NULL);
   expect_refused(d, "trailing_comma.json", "{\"joints\": [" J1 ",]}", NULL, NULL);
   expect_refused(d, "array.json", "[" J1 "]", "object", NULL);
   expect_refused(d, "missing.json", NULL, NULL, NULL);
+#undef J1
+}
+
+/* The one strict reader (tk_json_load_object) behind the robot and leader configs: a misspelt or
+ * mistyped key, at the top or in a joint, is refused naming the file and the key (a misspelt safety
+ * limit never leaves its default in force); so are a key given twice, a name too long for its field
+ * (never cut) and a file past the 8 MiB limit (refused before it is read). */
+Test(robot_config, unknown_and_mistyped_keys_are_refused) {
+  const char *d = tt_tmpdir();
+#define J1 "{\"name\": \"a\", \"id\": 1, \"min\": -1, \"max\": 1}"
+  expect_refused(d, "maxstep.json", "{\"maxstep\": 0.01, \"joints\": [" J1 "]}", "unknown key",
+                 "\"maxstep\"");
+  expect_refused(d, "Max_Step.json", "{\"Max_Step\": 0.01, \"joints\": [" J1 "]}", "unknown key",
+                 "\"Max_Step\"");
+  expect_refused(d, "joint_mn.json", "{\"joints\": [{\"id\": 1, \"mn\": -1, \"min\": -1, \"max\": 1}]}",
+                 "joints[0]: unknown key", "\"mn\"");
+  expect_refused(d, "max_step_string.json", "{\"max_step\": \"0.01\", \"joints\": [" J1 "]}",
+                 "\"max_step\" must be a number", NULL);
+  expect_refused(d, "retries_bool.json", "{\"read_retries\": true, \"joints\": [" J1 "]}",
+                 "\"read_retries\" must be an integer", NULL);
+  expect_refused(d, "name_number.json", "{\"name\": 7, \"joints\": [" J1 "]}", "\"name\" must be a string",
+                 NULL);
+  expect_refused(d, "max_step_twice.json", "{\"max_step\": 0.05, \"max_step\": 3, \"joints\": [" J1 "]}",
+                 "\"max_step\"", "twice");
+  expect_refused(d, "top_number.json", "3", "object", NULL);
+  expect_refused(d, "top_string.json", "\"joints\"", "object", NULL);
+  char text[512];
+  snprintf(text, sizeof text, "{\"name\": \"%0100d\", \"joints\": [" J1 "]}", 0);
+  expect_refused(d, "long_name.json", text, "name", "longer");
+  snprintf(text, sizeof text, "{\"joints\": [{\"name\": \"%040d\", \"id\": 1, \"min\": -1, \"max\": 1}]}", 0);
+  expect_refused(d, "long_joint_name.json", text, "joints[0]", "longer");
+  /* past the limit: refused at once, without reading it all */
+  char big[4200];
+  snprintf(big, sizeof big, "%s/huge.json", d);
+  FILE *f = fopen(big, "w");
+  cr_assert(f);
+  fputs("{\"name\": \"", f);
+  for (int i = 0; i < 9 * 1024; i++)
+    fprintf(f, "%01024d", 0);
+  fputs("\", \"joints\": [" J1 "]}", f);
+  fclose(f);
+  double t0 = tk_now_s();
+  expect_refused(d, "huge.json", NULL, "larger than", NULL);
+  cr_expect_lt(tk_now_s() - t0, 1.0, "a 9 MiB config is refused quickly");
+  /* the leader's file follows the same table (without the limits) */
+  capOpts o;
+  cap_opts_default(&o);
+  o.robot = "simbus";
+  capModel *m = NULL;
+  cr_assert_eq(cap_model_load(&o, &m), 0, "%s", tk_errmsg());
+  char lpath[4200];
+  snprintf(lpath, sizeof lpath, "%s/leader_typo.json", d);
+  write_text(lpath, "{\"joints\": [{\"id\": 1, \"ofset\": 1800}]}");
+  capLeader *l = NULL;
+  cr_assert_neq(cap_leader_open("dxl:/nonexistent/ttyUSB9", lpath, m, &l), 0);
+  cr_assert(strstr(tk_errmsg(), lpath) && strstr(tk_errmsg(), "\"ofset\""), "%s", tk_errmsg());
+  cap_model_free(m);
 #undef J1
 }
 

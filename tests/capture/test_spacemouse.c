@@ -435,6 +435,23 @@ Test(spacemouse_usb, no_device) {
   cr_expect_eq(cap_spacemouse_driver.open(&in, "256f:"), TK_EINVAL);
   cr_expect_eq(cap_spacemouse_driver.open(&in, "256f:c635x"), TK_EINVAL);
   cr_expect_eq(cap_spacemouse_driver.open(&in, "1256f:c635"), TK_EINVAL);
+  /* whole and in range, each half (strtoul took a sign, blanks and 64-bit wrap-around) */
+  const char *bad[] = {"-256f:c635",
+                       "256f:-c635",
+                       " 256f:c635",
+                       "256f: c635",
+                       "+256f:c635",
+                       "256f:ffffffffffffc635",
+                       "ffffffffffff256f:c635",
+                       ":c635",
+                       "256f:c635:1",
+                       "256f:0x"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    cr_expect_eq(cap_spacemouse_driver.open(&in, bad[i]), TK_EINVAL, "'%s' accepted", bad[i]);
+    cr_expect(strstr(tk_errmsg(), "VID:PID"), "%s", tk_errmsg());
+  }
+  cr_expect_eq(cap_spacemouse_driver.open(&in, "0x256F:0xC635"), TK_ENOTFOUND, "hex with 0x: %s",
+               tk_errmsg());
   cap_spacemouse_driver.close(&in); /* closing what never opened is fine */
   g_object_unref(tb);
 }

@@ -7,6 +7,8 @@
 #include "tt.h"
 #include "tt_cli.h"
 
+TestSuite(cli, .fini = tt_pool_free);
+
 static const char *bin(void) { return tt_build("dataset/dataset"); }
 static const char *py(void) { return getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3"; }
 
@@ -125,6 +127,48 @@ Test(cli, refusals_and_usage) {
   cr_assert_eq(rc, 1);
   cr_assert(strstr(out, "one") && strstr(out, "two"), "names both tasks: %s", out);
   free(out);
+}
+
+/* Every numeric option through tk_opt_int / tk_opt_f64: "--min-len 1e30" was cast to int64 (undefined;
+ * here INT64_MIN: every demo kept), "--start 2.5" was 2, NaN got past "x < lo". Each is a usage error
+ * (exit 2) whose first line names the option and the value; nothing is written. */
+Test(cli, numeric_options_are_whole_finite_and_in_range) {
+  const char *d = tt_tmpdir();
+  char a[4200], o[4200];
+  snprintf(a, sizeof a, "%s/a.h5", d);
+  snprintf(o, sizeof o, "%s/o.h5", d);
+  free(run_ok("%s synth %s --demos 3 --steps 10", bin(), a));
+  const char *bad[][3] = {{"filter", "--min-len", "1e30"},
+                          {"filter", "--min-len", "nan"},
+                          {"filter", "--max-len", "2.5"},
+                          {"filter", "--min-len", "-1"},
+                          {"filter", "--max-len", "1e19"},
+                          {"trim demo_0", "--start", "2.5"},
+                          {"trim demo_0", "--end", "inf"},
+                          {"split", "--valid", "nan"},
+                          {"split", "--seed", "1e30"},
+                          {"synth", "--demos", "2.5"},
+                          {"synth", "--steps", "1e30"},
+                          {"synth", "--image", "16.5"},
+                          {"synth", "--seed", "-1"},
+                          {"replay --check", "--tolerance", "nan"},
+                          {"replay --check", "--tolerance", "-1"}};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    char *out, *err;
+    int rc = run2(d, &out, &err, "%s %s %s %s '%s' -o %s", bin(), bad[i][0], a, bad[i][1], bad[i][2], o);
+    cr_expect_eq(rc, 2, "%s %s %s: exit %d: %s", bad[i][0], bad[i][1], bad[i][2], rc, err);
+    const char *nl = strchr(err, '\n');
+    cr_expect(nl && strstr(err, bad[i][1]) && strstr(err, bad[i][2]) && strstr(err, bad[i][1]) < nl,
+              "the first line names the option and the value: %s", err);
+    cr_expect_eq(file_size(o), -1, "%s %s %s wrote %s", bad[i][0], bad[i][1], bad[i][2], o);
+  }
+  cr_expect_eq(demos_in(a), 3, "the input is untouched");
+  char *out, *err;
+  int rc = run2(d, &out, &err, "DK_OPEN_TIMEOUT=abc %s info %s", bin(), a);
+  cr_expect_eq(rc, 2, "exit %d: %s", rc, err);
+  cr_expect(strstr(err, "DK_OPEN_TIMEOUT=abc"), "%s", err);
+  /* and what is right still works: an exact integer written with an exponent */
+  free(run_ok("%s filter %s --min-len 1e1 --mask ten --in-place", bin(), a));
 }
 
 /* What a crash leaves (a committed episode in staging, an unfinished one) is repaired by

@@ -530,6 +530,38 @@ Test(rl, refusals, .timeout = 120) {
   cr_assert(strstr(out, "--compare") && strstr(out, "--actor-delay") && strstr(out, "--demos"), "%s", out);
 }
 
+/* Every numeric option through tk_opt_int / tk_opt_f64 (integers exact: --steps 2.5 was 2, --seed 1e30
+ * undefined), DK_OPEN_TIMEOUT and DK_MPI_TIMEOUT through tk_env_f64 (atof read "abc" as 0, which turned
+ * the watchdogs off): exit 2, one line naming the option and the value, before any file is read. */
+Test(rl, numeric_options_are_whole_finite_and_in_range, .timeout = 60) {
+  const char *d = tt_tmpdir();
+  char args[8192];
+  const char *bad[][2] = {{"--steps", "2.5"},      {"--steps", "nan"},     {"--seed", "1e30"},
+                          {"--workers", "inf"},    {"--ensemble", "2.5"},  {"--batch", "1e30"},
+                          {"--critic-lr", "nan"},  {"--target", "nan"},    {"--eval-every", "1e300"},
+                          {"--actor-delay", "-1"}, {"--rollout", "64.5"},  {"--clip", "1e-400"},
+                          {"--minibatch", "3x"},   {"--value-warmup", ""}, {"--bc-halflife", "-inf"}};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    snprintf(args, sizeof args, "--policy %s/none.h5 --demos %s/none.h5 --out %s/o.h5 %s '%s'", d, d, d,
+             bad[i][0], bad[i][1]);
+    char *err = finetune_refused(d, 2, args);
+    cr_expect_eq(count_lines(err), 1, "one line: '%s'", err);
+    cr_expect(strstr(err, bad[i][0]) && strstr(err, bad[i][1]), "names the option and the value: %s", err);
+  }
+  const char *env[] = {"DK_OPEN_TIMEOUT=abc", "DK_MPI_TIMEOUT=abc", "DK_MPI_TIMEOUT=0", "TK_PROGRESS=2"};
+  for (size_t i = 0; i < sizeof env / sizeof *env; i++) {
+    char *out, *err;
+    int rc = run2(d, &out, &err, "%s %s --policy %s/none.h5 --demos %s/none.h5 --out %s/o.h5", env[i],
+                  rl_bin(), d, d, d);
+    cr_expect_eq(rc, 2, "%s: exit %d: %s", env[i], rc, err);
+    cr_expect_eq(count_lines(err), 1, "one line: '%s'", err);
+    cr_expect(strstr(err, env[i]), "names the variable and its value: %s", err);
+  }
+  char o[4200];
+  snprintf(o, sizeof o, "%s/o.h5", d);
+  cr_expect_eq(file_size(o), -1, "nothing written");
+}
+
 /* ---- the info attribute ----------------------------------------------------------------------------- */
 /* info names the starting policy; a path with a quote or a backslash in it must still give JSON */
 Test(rl, info_names_an_awkward_policy_path, .timeout = 120) {

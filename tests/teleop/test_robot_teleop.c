@@ -4,6 +4,7 @@
  * episode, a leader that is unplugged, and the calibration command. */
 #include <SDL2/SDL.h>
 #include <criterion/criterion.h>
+#include <sys/stat.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -84,6 +85,40 @@ Test(robot_teleop, scripted_leader_follower_records_and_tracks, .timeout = 120) 
     n++;
   }
   cr_assert_eq(n, 2);
+}
+
+/* The episode metadata names the robot config as the user typed it: built with cJSON (a path with a quote
+ * made the hand-built JSON invalid, a long one was cut at 512 bytes), so validate finds a JSON object. */
+Test(robot_teleop, ep_meta_is_json_for_any_config_path, .timeout = 120) {
+  char dir[4200], cfg[4400], h5[4200], *out, *err;
+  snprintf(dir, sizeof dir, "%s/%0200d", tt_tmpdir(), 0); /* and the file's name: past the old 512 */
+  mkdir(dir, 0755);
+  snprintf(dir + strlen(dir), sizeof dir - strlen(dir), "/%0200d", 1);
+  mkdir(dir, 0755);
+  snprintf(cfg, sizeof cfg, "%s/arm \"v2\" %0200d.json", dir, 0);
+  FILE *f = fopen(cfg, "w");
+  cr_assert(f, "%s", cfg);
+  fputs("{\"name\": \"arm\", \"joints\": [", f);
+  for (int i = 1; i <= 6; i++)
+    fprintf(f, "%s{\"id\": %d, \"min\": %s, \"max\": 1.5}", i > 1 ? ", " : "", i, i == 6 ? "0" : "-1.5");
+  fputs("]}\n", f);
+  fclose(f);
+  snprintf(h5, sizeof h5, "%s/meta.h5", tt_tmpdir());
+  int rc =
+      run2(tt_tmpdir(), &out, &err,
+           "%s --robot simbus --robot-config '%s' --leader simbus --device scripted --headless --episodes 1 "
+           "--max-steps 20 --out %s",
+           teleop(), cfg, h5);
+  cr_assert_eq(rc, 0, "teleop: %s\n%s", out, err);
+  rc = run2(tt_tmpdir(), &out, &err, "%s validate %s", tt_build("dataset/dataset"), h5);
+  cr_assert_eq(rc, 0, "validate: %s\n%s", out, err);
+  rc = run2(
+      tt_tmpdir(), &out, &err,
+      "%s -c \"import h5py,json,sys; print(json.loads(h5py.File(sys.argv[1])['data/demo_0'].attrs['ep_meta'])"
+      "['robot_config'])\" %s",
+      getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3", h5);
+  cr_assert_eq(rc, 0, "%s\n%s", out, err);
+  cr_assert(!strncmp(out, cfg, strlen(cfg)) && out[strlen(cfg)] == '\n', "the whole path: %s", out);
 }
 
 Test(robot_teleop, calibrate_leader_writes_offsets, .timeout = 60) {

@@ -211,6 +211,82 @@ Test(teleop, refusals) {
   free(out);
 }
 
+/* Every numeric option through tk_opt_int / tk_opt_f64: NaN, fractions for counts and values past the
+ * type are usage errors (exit 2, one line naming the option), before anything is opened or written. */
+Test(teleop, numeric_options_are_whole_finite_and_in_range) {
+  const char *d = tt_tmpdir();
+  char never[4200];
+  snprintf(never, sizeof never, "%s/never.h5", d);
+  const char *bad[][2] = {{"--rate", "nan"},
+                          {"--rate", "inf"},
+                          {"--rate", "0"},
+                          {"--max-steps", "nan"},
+                          {"--max-steps", "1e30"},
+                          {"--episodes", "2.5"},
+                          {"--episodes", "-1"},
+                          {"--seed", "1e30"},
+                          {"--seed", "-1"},
+                          {"--noise", "nan"},
+                          {"--auto-end", "3.5"},
+                          {"--image-gzip", "10"},
+                          {"--takeover-after", "0"},
+                          {"--camera", "agentview:64x64x"},
+                          {"--camera", "agentview:1e30x64"},
+                          {"--camera", "agentview:64x"},
+                          {"--rate", "20Hz"}};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    char *out, *err;
+    int rc = run2(d, &out, &err, "%s --task lift --headless --device scripted --out %s %s '%s'", teleop(),
+                  never, bad[i][0], bad[i][1]);
+    cr_expect_eq(rc, 2, "%s %s: exit %d: %s", bad[i][0], bad[i][1], rc, err);
+    cr_expect_eq(count_lines(err), 1, "one line: %s", err);
+    cr_expect(strstr(err, bad[i][0]) && strstr(err, bad[i][1]), "names the option and the value: %s", err);
+  }
+  char *out, *err;
+  int rc = run2(d, &out, &err, "TK_PROGRESS=yes %s --task lift --headless --device scripted --out %s",
+                teleop(), never);
+  cr_expect_eq(rc, 2, "exit %d: %s", rc, err);
+  cr_expect(strstr(err, "TK_PROGRESS=yes"), "%s", err);
+  /* a pad index past int was cast to another pad (4294967296 was pad 0) */
+  rc = run2(d, &out, &err, "%s --task lift --headless --device gamepad --device-arg 4294967296 --out %s",
+            teleop(), never);
+  cr_expect_eq(rc, 1, "exit %d: %s", rc, err);
+  cr_expect(strstr(err, "4294967296") && strstr(err, "index"), "%s", err);
+  cr_expect_eq(file_size(never), -1, "nothing written");
+}
+
+/* The gamepad map (--map) through the strict reader: a misspelt key, a value of the wrong type and a
+ * top-level array are refused naming the file and the key (they were ignored: the default map drove). */
+Test(teleop, map_file_is_checked) {
+  const char *d = tt_tmpdir();
+  char never[4200], map[4200];
+  snprintf(never, sizeof never, "%s/never.h5", d);
+  snprintf(map, sizeof map, "%s/pad.json", d);
+  const char *bad[][2] = {{"{\"deadzone\": 0.2, \"sensitivty\": 2}", "\"sensitivty\""},
+                          {"{\"dx\": \"left_y\", \"dz\": 3}", "\"dz\""},
+                          {"{\"deadzone\": \"0.2\"}", "\"deadzone\""},
+                          {"{\"deadzone\": 0.95}", "\"deadzone\""},
+                          {"{\"dx\": \"left_q\"}", "left_q"},
+                          {"[{\"dx\": \"left_y\"}]", "object"},
+                          {"{\"dx\": \"left_y\", \"dx\": \"right_y\"}", "twice"}};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    FILE *f = fopen(map, "w");
+    cr_assert(f);
+    fputs(bad[i][0], f);
+    fclose(f);
+    char *out, *err;
+    int rc = run2(
+        d, &out, &err,
+        "%s --task lift --headless --device scripted --fast --episodes 1 --max-steps 5 --map %s --out %s",
+        teleop(), map, never);
+    cr_expect_eq(rc, 1, "%s: exit %d: %s", bad[i][0], rc, err);
+    cr_expect_eq(count_lines(err), 1, "one line: %s", err);
+    cr_expect(strstr(err, map) && strstr(err, bad[i][1]), "%s: names the file and '%s': %s", bad[i][0],
+              bad[i][1], err);
+  }
+  cr_expect_eq(file_size(never), -1, "nothing written");
+}
+
 /* SIGKILL of teleop at random instants: every episode it reported committed is in the file
  * after recovery, whole and valid. DK_TELEOP_KILLS sets the count (tests/teleop/kill_soak.sh
  * runs 50+). */

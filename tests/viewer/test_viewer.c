@@ -144,6 +144,29 @@ Test(viewer, refusals, .timeout = 60) {
   free(out);
 }
 
+/* --seed, --frames, --demo and --frame through tk_opt_int, DK_OPEN_TIMEOUT through tk_env_f64: exit 2,
+ * one line naming the option and the value. */
+Test(viewer, numeric_options_are_whole_and_in_range, .timeout = 60) {
+  const char *bad[][2] = {{"--demo", "1e30"}, {"--demo", "0.5"},  {"--frame", "2.5"},
+                          {"--frame", "nan"}, {"--frames", "0"},  {"--frames", "4294967297"},
+                          {"--seed", "-1"},   {"--seed", "1e30"}, {"--demo", " 1"}};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    char *out = NULL;
+    int rc = tt_run(&out, "%s /nonexistent/x.h5 %s '%s' --export /nonexistent/x.png 2>&1 >/dev/null",
+                    viewer(), bad[i][0], bad[i][1]);
+    cr_expect_eq(rc, 2, "%s %s: exit %d: %s", bad[i][0], bad[i][1], rc, out);
+    cr_expect(out && strstr(out, bad[i][0]) && strstr(out, bad[i][1]), "names the option and the value: %s",
+              out);
+    cr_expect(out && strchr(out, '\n') == out + strlen(out) - 1, "one line: %s", out);
+    free(out);
+  }
+  char *out = NULL;
+  int rc = tt_run(&out, "DK_OPEN_TIMEOUT=abc %s /nonexistent/x.h5 --export /nonexistent/x.png", viewer());
+  cr_expect_eq(rc, 2, "exit %d: %s", rc, out);
+  cr_expect(out && strstr(out, "DK_OPEN_TIMEOUT=abc"), "%s", out);
+  free(out);
+}
+
 /* The dataset suite's corpus of malformed files (make_malformed.py): the viewer refuses each invalid
  * one with one line naming it and exit 1, draws the valid ones, and never crashes. */
 Test(viewer, malformed_corpus, .timeout = 300) {
