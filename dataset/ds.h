@@ -189,6 +189,12 @@ int ds_read_episode(dsFile *f, int i, dsEpisode *out);
 /* Read one per-step dataset of demo i ("actions", "timestamps", "obs/<key>", ...) as float64
  * into out (num_samples x columns); *cols (optional) gets the columns. */
 int ds_read_column(dsFile *f, int i, const char *dataset, double *out, int64_t capacity, int64_t *cols);
+/* Read rows [start, start + count) of one per-step dataset of demo i as type t (DS_F64, DS_F32 or
+ * DS_U8; HDF5 converts from the stored type) into out, which holds capacity values; *cols (optional)
+ * gets the values per row. Reads only those rows (one frame of a long episode, not all of it); the
+ * dataset stays open in f until another is read, so stepping through it inflates each chunk once. */
+int ds_read_rows(dsFile *f, int i, const char *dataset, int64_t start, int64_t count, dsDtype t, void *out,
+                 int64_t capacity, int64_t *cols);
 void ds_episode_free(dsEpisode *e);
 
 /* Loading for training: chosen obs keys (low-dim) concatenated into float32 rows. */

@@ -74,6 +74,75 @@ int ds_h5_dtype_of(hid_t type, dsDtype *out) {
   return 0;
 }
 
+/* ---- opening datasets to read their values ---- */
+#define CHUNK_CACHE_DEFAULT ((size_t)1 << 20) /* HDF5's default chunk cache, bytes */
+#define CHUNK_CACHE_MAX ((size_t)256 << 20)   /* the most one open dataset keeps inflated, bytes */
+
+/* How a chunked dataset is cut: bytes of one band of chunk rows (every chunk that one row of the
+ * dataset crosses, inflated), chunks in such a band, rows of a chunk. All 0 when not chunked. */
+typedef struct {
+  double band_bytes;
+  double band_chunks;
+  hsize_t rows;
+} chunkCut;
+
+static chunkCut chunk_cut(hid_t d) {
+  chunkCut cc = {0, 0, 0};
+  hid_t dcpl = H5Dget_create_plist(d);
+  if (dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED) {
+    hsize_t cd[H5S_MAX_RANK], dims[H5S_MAX_RANK];
+    int cr = H5Pget_chunk(dcpl, H5S_MAX_RANK, cd);
+    hid_t sp = H5Dget_space(d), t = H5Dget_type(d);
+    int r = H5Sget_simple_extent_ndims(sp);
+    if (cr >= 1 && r == cr && H5Sget_simple_extent_dims(sp, dims, NULL) == r) {
+      double chunk = (double)H5Tget_size(t), across = 1;
+      for (int i = 0; i < cr; i++)
+        chunk *= (double)cd[i];
+      for (int i = 1; i < cr; i++)
+        across *= cd[i] ? (double)((dims[i] + cd[i] - 1) / cd[i]) : 0;
+      cc = (chunkCut){chunk * across, across, cd[0]};
+    }
+    if (sp >= 0) H5Sclose(sp);
+    if (t >= 0) H5Tclose(t);
+  }
+  if (dcpl >= 0) H5Pclose(dcpl);
+  H5Eclear2(H5E_DEFAULT);
+  return cc;
+}
+
+/* Open a dataset whose values will be read. A compressed chunk is inflated whole on every access
+ * that finds it outside the chunk cache, and HDF5's default cache (1 MiB) is smaller than one
+ * chunk of a dataset h5py stored as a single chunk: reading such a dataset in blocks of rows (or
+ * with a type conversion, which HDF5 does in 1 MiB pieces) inflated the same chunk again and again.
+ * So the cache is sized to hold a band of chunk rows (up to CHUNK_CACHE_MAX): every chunk is
+ * inflated once per open. The one way the dataset module opens a dataset to read its values. */
+hid_t ds_h5_open_read(hid_t loc, const char *name) {
+  hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
+  if (d < 0) return d;
+  chunkCut cc = chunk_cut(d);
+  if (cc.band_bytes <= (double)CHUNK_CACHE_DEFAULT) return d;
+  H5Dclose(d);
+  size_t nbytes = cc.band_bytes < (double)CHUNK_CACHE_MAX ? (size_t)cc.band_bytes : CHUNK_CACHE_MAX;
+  /* slots: a prime well above the chunks in a band, so consecutive chunks never share one */
+  size_t nslots = cc.band_chunks < 200 ? 521 : cc.band_chunks < 30000 ? 65521 : 1048573;
+  hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
+  if (dapl >= 0) H5Pset_chunk_cache(dapl, nslots, nbytes, H5D_CHUNK_CACHE_W0_DEFAULT);
+  d = H5Dopen2(loc, name, dapl >= 0 ? dapl : H5P_DEFAULT);
+  if (dapl >= 0) H5Pclose(dapl);
+  return d;
+}
+
+/* Rows per read when going through a dataset in blocks of about `target` values. When a band of
+ * chunk rows is more than the cache holds, blocks are whole bands: each read then covers every
+ * chunk it touches, so each is still inflated once. */
+int64_t ds_h5_block_rows(hid_t d, int64_t cols, int64_t target) {
+  int64_t b = TK_MAX(1, target / TK_MAX(cols, 1));
+  chunkCut cc = chunk_cut(d);
+  if (cc.band_bytes > (double)CHUNK_CACHE_MAX && cc.rows > 0 && cc.rows < ((hsize_t)1 << 40))
+    b = (b + (int64_t)cc.rows - 1) / (int64_t)cc.rows * (int64_t)cc.rows;
+  return b;
+}
+
 /* ---- attributes ---- */
 static int attr_write(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const void *v) {
   if (H5Aexists(obj, name) > 0 && H5Adelete(obj, name) < 0)

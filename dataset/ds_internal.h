@@ -45,6 +45,14 @@ int ds_h5_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 
 hid_t ds_h5_memtype(dsDtype t);
 int ds_h5_dtype_of(hid_t type, dsDtype *out); /* 0 or TK_EFORMAT */
 
+/* Open a dataset to read its values, with a chunk cache that holds a band of its chunk rows (up to
+ * 256 MiB): each compressed chunk is inflated once per open, however the rows are read (HDF5's 1 MiB
+ * default re-inflates a larger chunk on every block read and every 1 MiB conversion piece). */
+hid_t ds_h5_open_read(hid_t loc, const char *name);
+/* Rows per block when reading about target values at a time, rows of cols values: whole bands of
+ * chunk rows when a band is larger than that cache holds. */
+int64_t ds_h5_block_rows(hid_t d, int64_t cols, int64_t target);
+
 /* attributes */
 int ds_attr_write_i64(hid_t obj, const char *name, int64_t v);
 int ds_attr_write_f64(hid_t obj, const char *name, double v);

@@ -28,6 +28,8 @@ typedef struct dsLoc {
 struct dsFile {
   char path[4096];
   int rawfd;
+  unsigned long fileno; /* HDF5's number for the opened file: objects with another live elsewhere */
+  int has_fileno;
   dsLoc *locs; /* ndemos x NSLOTS, same order as demos */
   hid_t file, data;
   int ndemos;
@@ -41,6 +43,12 @@ struct dsFile {
   char (*mask_names)[DS_NAME_MAX];
   int **mask_pos;
   int *mask_n;
+  /* ds_read_rows keeps the dataset it read last open (and its chunk cache with it), so reading a
+   * long episode a few rows at a time inflates each compressed chunk once */
+  pthread_mutex_t rows_mu;
+  hid_t rows_d;
+  int rows_demo;
+  char *rows_name;
 };
 
 /* ---- watchdog against HDF5 loops on damaged files ---- */
@@ -135,10 +143,13 @@ typedef struct {
   int first_only; /* ds_open: stop at the first problem */
   int native;     /* written by this toolkit: the strict rules apply */
   int value_check;
-  struct dsLoc *loc; /* where the current demo's datasets are, for the loader */
-  int rawfd;         /* the file opened plainly, for reading contiguous data without HDF5 */
+  struct dsLoc *loc;    /* where the current demo's datasets are, for the loader */
+  int rawfd;            /* the file opened plainly, for reading contiguous data without HDF5 */
+  unsigned long fileno; /* the opened file's number (see raw_place) */
+  int has_fileno;
   void (*report)(const char *line, void *user);
   void *user;
+  char first[TK_ERRMSG_MAX]; /* the first problem, "<path>: <problem>" (the error message at the end) */
 } vctx;
 
 static void problem(vctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -149,7 +160,10 @@ static void problem(vctx *c, const char *fmt, ...) {
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   c->count++;
-  if (c->count == 1) tk_error(TK_EFORMAT, "%s: %s", c->path, msg);
+  if (c->count == 1) {
+    tk_error(TK_EFORMAT, "%s: %s", c->path, msg);
+    snprintf(c->first, sizeof c->first, "%s", tk_errmsg());
+  }
   if (c->report) {
     char line[TK_ERRMSG_MAX];
     snprintf(line, sizeof line, "%s: %s", c->path, msg);
@@ -166,9 +180,10 @@ typedef struct {
   dsDtype dtype;
   int dtype_ok;
   H5T_class_t cls;
+  int enum_int; /* an enum over an integer type: how h5py stores numpy bools (0/1 flags) */
   size_t tsize;
-  int64_t raw_off; /* file offset of contiguous, unfiltered little-endian data (else -1) */
-  int raw_kind;    /* RAW_F32, RAW_F64, RAW_U8, or 0 */
+  int64_t raw_off; /* where raw_place allows reading the bytes without HDF5 (else -1) */
+  int raw_kind;    /* RAW_F32, RAW_F64, RAW_U8, or RAW_NONE */
 } dinfo;
 
 enum { RAW_NONE = 0, RAW_F32 = 1, RAW_F64 = 2, RAW_U8 = 3 };
@@ -186,13 +201,85 @@ static int is_dataset(hid_t loc, const char *name) {
   return oi.type == H5O_TYPE_DATASET ? 1 : oi.type == H5O_TYPE_GROUP ? 2 : -1;
 }
 
+/* ---- reading values: the raw-read rule, and reads that convert ---- */
+/* The raw-read rule, decided here and nowhere else. The NaN/Inf scan, the value checks and the
+ * loader read a dataset's bytes with pread at H5Dget_offset in the opened file only when
+ *  - the dataset object lives in that file: its file number is the opened file's (a dataset
+ *    reached through an external link, directly or through a linked group, lives in another
+ *    file, and its offset means nothing in ours; hard and soft links within the file are fine);
+ *  - its stored type is exactly the native type the bytes are used as (H5Tequal with
+ *    H5T_NATIVE_DOUBLE, _FLOAT or _UINT8: no byte order, precision, bit offset or enum to convert);
+ *  - its layout is contiguous, without filters or external storage, and all of it is written.
+ * Anything else is read through H5Dread, which converts. Returns RAW_* and sets *off. */
+static int raw_place(hid_t d, const unsigned long *fileno, int64_t *off) {
+  *off = -1;
+  H5O_info_t oi;
+  if (!fileno || H5Oget_info2(d, &oi, H5O_INFO_BASIC) < 0 || oi.fileno != *fileno) {
+    H5Eclear2(H5E_DEFAULT);
+    return RAW_NONE;
+  }
+  hid_t t = H5Dget_type(d);
+  if (t < 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return RAW_NONE;
+  }
+  int kind = H5Tequal(t, H5T_NATIVE_DOUBLE) > 0  ? RAW_F64
+             : H5Tequal(t, H5T_NATIVE_FLOAT) > 0 ? RAW_F32
+             : H5Tequal(t, H5T_NATIVE_UINT8) > 0 ? RAW_U8
+                                                 : RAW_NONE;
+  size_t esz = H5Tget_size(t);
+  H5Tclose(t);
+  if (kind == RAW_NONE) return RAW_NONE;
+  hid_t dcpl = H5Dget_create_plist(d), sp = H5Dget_space(d);
+  hssize_t np = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+  int ok = dcpl >= 0 && np > 0 && H5Pget_layout(dcpl) == H5D_CONTIGUOUS && H5Pget_nfilters(dcpl) == 0 &&
+           H5Pget_external_count(dcpl) == 0 && H5Dget_storage_size(d) == (hsize_t)np * esz;
+  haddr_t a = ok ? H5Dget_offset(d) : HADDR_UNDEF;
+  if (sp >= 0) H5Sclose(sp);
+  if (dcpl >= 0) H5Pclose(dcpl);
+  H5Eclear2(H5E_DEFAULT);
+  if (a == HADDR_UNDEF || a > (haddr_t)INT64_MAX) return RAW_NONE;
+  *off = (int64_t)a;
+  return kind;
+}
+
+/* Rows [r0, r0 + n) of an open dataset, every value of each row, into buf as memtype: HDF5
+ * converts from the stored type (byte order, precision, integers, enums of integers). */
+static herr_t read_rows_h5(hid_t d, int64_t r0, int64_t n, hid_t memtype, void *buf) {
+  hid_t fs = H5Dget_space(d);
+  if (fs < 0) return -1;
+  int rank = H5Sget_simple_extent_ndims(fs);
+  hsize_t dims[H5S_MAX_RANK], start[H5S_MAX_RANK] = {0}, count[H5S_MAX_RANK];
+  herr_t e = -1;
+  if (rank >= 1 && rank <= H5S_MAX_RANK && H5Sget_simple_extent_dims(fs, dims, NULL) == rank && r0 >= 0 &&
+      n >= 0 && (hsize_t)(r0 + n) <= dims[0]) {
+    hsize_t elems = (hsize_t)n;
+    start[0] = (hsize_t)r0;
+    count[0] = (hsize_t)n;
+    for (int i = 1; i < rank; i++) {
+      count[i] = dims[i];
+      elems *= dims[i];
+    }
+    if (elems == 0)
+      e = 0;
+    else if (H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) >= 0) {
+      hid_t ms = H5Screate_simple(1, &elems, NULL);
+      e = ms >= 0 ? H5Dread(d, memtype, ms, fs, H5P_DEFAULT, buf) : -1;
+      if (ms >= 0) H5Sclose(ms);
+    }
+  }
+  H5Sclose(fs);
+  return e;
+}
+
 /* Open and describe a dataset; *keep (optional) receives the open id on success. */
 static int inspect_keep(hid_t loc, const char *name, dinfo *di, hid_t *keep);
 static int inspect(hid_t loc, const char *name, dinfo *di) { return inspect_keep(loc, name, di, NULL); }
 static int inspect_keep(hid_t loc, const char *name, dinfo *di, hid_t *keep) {
   memset(di, 0, sizeof *di);
+  di->raw_off = -1;
   progress("", "dataset %s", name);
-  hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
+  hid_t d = ds_h5_open_read(loc, name);
   if (d < 0) {
     H5Eclear2(H5E_DEFAULT);
     return -1;
@@ -210,12 +297,11 @@ static int inspect_keep(hid_t loc, const char *name, dinfo *di, hid_t *keep) {
   di->cls = H5Tget_class(t);
   di->tsize = H5Tget_size(t);
   di->dtype_ok = ds_h5_dtype_of(t, &di->dtype) == 0;
-  di->raw_off = -1;
-  if (H5Tget_order(t) == H5T_ORDER_LE || di->tsize == 1)
-    di->raw_kind = di->cls == H5T_FLOAT && di->tsize == 4   ? RAW_F32
-                   : di->cls == H5T_FLOAT && di->tsize == 8 ? RAW_F64
-                   : di->dtype_ok && di->dtype == DS_U8     ? RAW_U8
-                                                            : RAW_NONE;
+  if (di->cls == H5T_ENUM) {
+    hid_t base = H5Tget_super(t);
+    di->enum_int = base >= 0 && H5Tget_class(base) == H5T_INTEGER;
+    if (base >= 0) H5Tclose(base);
+  }
   H5Tclose(t);
   /* refuse declared extents with no storage behind them (huge dims from an unwritten dataset) */
   int64_t elems = 1;
@@ -244,12 +330,6 @@ static int inspect_keep(hid_t loc, const char *name, dinfo *di, hid_t *keep) {
     } else if (lay == H5D_CONTIGUOUS) {
       hsize_t have = H5Dget_storage_size(d);
       missing = have < (hsize_t)elems * di->tsize;
-      /* plain bytes at a known place: the loader may read them without HDF5 */
-      if (!missing && have == (hsize_t)elems * di->tsize && H5Pget_nfilters(dcpl) == 0 &&
-          H5Pget_external_count(dcpl) == 0) {
-        haddr_t off = H5Dget_offset(d);
-        if (off != HADDR_UNDEF) di->raw_off = (int64_t)off;
-      }
     }
     H5Pclose(dcpl);
     if (missing) {
@@ -274,12 +354,13 @@ static const char *cls_name(const dinfo *di) {
   case H5T_INTEGER: return di->tsize == 1 ? "int8" : "integer";
   case H5T_FLOAT: return "float";
   case H5T_STRING: return "string";
+  case H5T_ENUM: return di->enum_int ? "enum (bool)" : "enum";
   default: return "non-numeric";
   }
 }
 
 /* Scan float data for NaN/Inf in row blocks; returns the first bad row or -1. */
-/* The same scan over plain bytes at a known file offset (float32 or float64, little-endian). */
+/* The same scan over plain bytes at a known file offset (float32 or float64, native). */
 static int64_t scan_finite_raw(int fd, int64_t off, int kind, int64_t rows, int64_t cols, int64_t *badcol,
                                int *isnan_out) {
   size_t esz = kind == RAW_F64 ? 8 : 4;
@@ -316,28 +397,14 @@ static int64_t scan_finite_raw(int fd, int64_t off, int kind, int64_t rows, int6
 }
 
 static int64_t scan_finite(hid_t d, int64_t rows, int64_t cols, int64_t *badcol, int *isnan_out) {
-  int64_t block = TK_MAX(1, (1 << 18) / TK_MAX(cols, 1));
+  int64_t block = TK_MIN(ds_h5_block_rows(d, cols, 1 << 18), TK_MAX(rows, 1));
   double *buf = malloc((size_t)(block * cols) * sizeof(double));
   if (!buf) return -2;
-  hid_t fs = H5Dget_space(d);
-  int rank = H5Sget_simple_extent_ndims(fs);
-  hsize_t dims[8];
-  H5Sget_simple_extent_dims(fs, dims, NULL);
   int64_t bad = -1;
   for (int64_t r0 = 0; r0 < rows && bad < 0; r0 += block) {
     int64_t n = TK_MIN(block, rows - r0);
     progress("", "values at row %lld", (long long)r0);
-    hsize_t start[8] = {0}, count[8];
-    start[0] = (hsize_t)r0;
-    count[0] = (hsize_t)n;
-    for (int i = 1; i < rank; i++)
-      count[i] = dims[i];
-    H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
-    hsize_t mcount = (hsize_t)(n * cols);
-    hid_t ms = H5Screate_simple(1, &mcount, NULL);
-    herr_t e = H5Dread(d, H5T_NATIVE_DOUBLE, ms, fs, H5P_DEFAULT, buf);
-    H5Sclose(ms);
-    if (e < 0) {
+    if (read_rows_h5(d, r0, n, H5T_NATIVE_DOUBLE, buf) < 0) {
       bad = -2;
       break;
     }
@@ -349,17 +416,22 @@ static int64_t scan_finite(hid_t d, int64_t rows, int64_t cols, int64_t *badcol,
         break;
       }
   }
-  H5Sclose(fs);
   free(buf);
   H5Eclear2(H5E_DEFAULT);
   return bad;
 }
 
+enum {
+  ALLOW_INT = 1,  /* integers (read as the field's type) */
+  ALLOW_BOOL = 2, /* enums over an integer type: numpy bools as h5py and `dataset convert` store them */
+};
+
 /* Check one per-step dataset. want_rank: exact rank, or 0 for 2..4 (observations); rank-1
- * fields may also be (N,1), as h5py users often store rewards and dones. */
+ * fields may also be (N,1), as h5py users often store rewards and dones. allow: ALLOW_* besides
+ * floats. Where raw_place allows it, the scan reads the bytes itself, and slot (>= 0) records
+ * where they are for the loader. */
 static int check_step_dataset(vctx *c, hid_t g, const char *demo, const char *prefix, const char *name,
-                              int64_t N, int want_rank, int allow_int, int value_check, dinfo *out,
-                              int slot) {
+                              int64_t N, int want_rank, int allow, int value_check, dinfo *out, int slot) {
   dinfo di;
   hid_t d = -1;
   int rc = inspect_keep(g, name, &di, &d);
@@ -398,7 +470,8 @@ static int check_step_dataset(vctx *c, hid_t g, const char *demo, const char *pr
             (long long)N);
     goto done;
   }
-  int numeric = di.cls == H5T_FLOAT || (allow_int && di.cls == H5T_INTEGER && di.tsize <= 8);
+  int numeric = di.cls == H5T_FLOAT || ((allow & ALLOW_INT) && di.cls == H5T_INTEGER && di.tsize <= 8) ||
+                ((allow & ALLOW_BOOL) && di.enum_int && di.tsize <= 8);
   if (!numeric) {
     problem(c, "%s/%s%s: dtype %s (%zu bytes) not supported", demo, prefix, name, cls_name(&di), di.tsize);
     goto done;
@@ -410,6 +483,7 @@ static int check_step_dataset(vctx *c, hid_t g, const char *demo, const char *pr
     problem(c, "%s/%s%s: %lld elements per step is out of range", demo, prefix, name, (long long)elems);
     goto done;
   }
+  di.raw_kind = raw_place(d, c->has_fileno ? &c->fileno : NULL, &di.raw_off);
   if (value_check && di.cls == H5T_FLOAT && N > 0) {
     int64_t col = 0;
     int isn = 0;
@@ -444,19 +518,28 @@ static int cmp_demo(const void *a, const void *b) {
 
 /* The per-demo attributes, read once: what dsDemoInfo reports, and how each read went. */
 typedef struct {
-  int rc_success, rc_task, rc_hz, rc_missed; /* 0, TK_ENOTFOUND or TK_EFORMAT */
+  int rc_success, rc_task, rc_hz, rc_missed; /* 0, TK_ENOTFOUND, TK_EFORMAT (TK_ERANGE: reported) */
   int64_t success_raw;
 } attrReads;
 
-static void str_attr_rc(hid_t g, const char *name, char *dst, size_t n, int *rc) {
+/* A string attribute into a name buffer: whole, or a problem naming the demo and the attribute,
+ * never cut (two names that differ only past the cut would read as one). */
+static void str_attr_rc(vctx *c, hid_t g, const char *demo, const char *attr, char *dst, size_t n, int *rc) {
   char *s = NULL;
   dst[0] = 0;
-  *rc = ds_attr_read_str(g, name, &s);
-  if (*rc == 0) snprintf(dst, n, "%s", s);
+  *rc = ds_attr_read_str(g, attr, &s);
+  if (*rc == 0) {
+    char what[96];
+    snprintf(what, sizeof what, "%s: attribute %s", demo, attr);
+    if (tk_copy_name(dst, n, s, what)) {
+      problem(c, "%s", tk_errmsg());
+      *rc = TK_ERANGE;
+    }
+  }
   free(s);
 }
 
-static void read_demo_attrs(hid_t g, dsDemoInfo *di, attrReads *a) {
+static void read_demo_attrs(vctx *c, hid_t g, const char *demo, dsDemoInfo *di, attrReads *a) {
   int64_t v;
   double hz;
   a->rc_success = ds_attr_read_i64(g, "success", &v);
@@ -467,10 +550,10 @@ static void read_demo_attrs(hid_t g, dsDemoInfo *di, attrReads *a) {
   di->missed_deadlines = a->rc_missed == 0 ? v : -1;
   a->rc_hz = ds_attr_read_f64(g, "control_hz", &hz);
   di->control_hz = a->rc_hz == 0 ? hz : 0;
-  str_attr_rc(g, "task", di->task, sizeof di->task, &a->rc_task);
+  str_attr_rc(c, g, demo, "task", di->task, sizeof di->task, &a->rc_task);
   int ignore;
-  str_attr_rc(g, "operator", di->operator_name, sizeof di->operator_name, &ignore);
-  str_attr_rc(g, "device", di->device, sizeof di->device, &ignore);
+  str_attr_rc(c, g, demo, "operator", di->operator_name, sizeof di->operator_name, &ignore);
+  str_attr_rc(c, g, demo, "device", di->device, sizeof di->device, &ignore);
 }
 
 /* Optional attrs every file may have, and the ones our own files must have. */
@@ -496,7 +579,7 @@ static void check_demo_attrs(vctx *c, hid_t g, const char *name, const dsDemoInf
             a->rc_success == TK_ENOTFOUND ? "missing" : "is not an integer");
   else if (a->success_raw != 0 && a->success_raw != 1)
     problem(c, "%s: attribute success is %lld, expected 0 or 1", name, (long long)a->success_raw);
-  if (a->rc_task)
+  if (a->rc_task && a->rc_task != TK_ERANGE)
     problem(c, "%s: attribute task %s", name, a->rc_task == TK_ENOTFOUND ? "missing" : "is not a string");
   if (a->rc_hz || !(di->control_hz > 0) || !isfinite(di->control_hz))
     problem(c, "%s: attribute control_hz missing or not a positive number", name);
@@ -532,7 +615,7 @@ static double *read_doubles(vctx *c, hid_t g, const char *nm, int64_t count, int
     free(b);
     return NULL;
   }
-  hid_t d = H5Dopen2(g, nm, H5P_DEFAULT);
+  hid_t d = ds_h5_open_read(g, nm);
   if (d < 0 || H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, b) < 0) {
     free(b);
     b = NULL;
@@ -630,7 +713,7 @@ static void check_demo(vctx *c, hid_t data, const char *name, dsDemoInfo *di, ds
     goto out;
   }
   attrReads ar;
-  read_demo_attrs(g, di, &ar);
+  read_demo_attrs(c, g, name, di, &ar);
   check_demo_attrs(c, g, name, di, &ar);
   if (STOP(c)) goto out;
 
@@ -658,9 +741,8 @@ static void check_demo(vctx *c, hid_t data, const char *name, dsDemoInfo *di, ds
   for (int f = 1; f < DS_NFIELDS; f++) {
     const char *fn = ds_fields[f].name;
     if (!has[f]) continue;
-    if (check_step_dataset(c, g, name, "", fn, N, ds_fields[f].rank,
-                           ds_fields[f].dtype == DS_U8 || f == DS_FIELD_rewards, value_check, &d, f))
-      goto out;
+    int allow = ds_fields[f].dtype == DS_U8 ? ALLOW_INT | ALLOW_BOOL : f == DS_FIELD_rewards ? ALLOW_INT : 0;
+    if (check_step_dataset(c, g, name, "", fn, N, ds_fields[f].rank, allow, value_check, &d, f)) goto out;
     if (f == DS_FIELD_states) {
       if (d.dims[1] < 1 || d.dims[1] > (1 << 20)) {
         problem(c, "%s/states: %llu columns is out of range", name, (unsigned long long)d.dims[1]);
@@ -702,7 +784,7 @@ static void check_demo(vctx *c, hid_t data, const char *name, dsDemoInfo *di, ds
       /* slot: the key's index in this demo's schema (keys come sorted by name in every demo) */
       int kslot = pass ? ds_schema_find(sch, kn) : sch->nkeys;
       if (kslot >= 0) kslot += DS_NFIELDS + (pass ? DS_MAX_KEYS : 0);
-      if (check_step_dataset(c, og, name, prefix, kn, N, 0, 1, value_check, &d, kslot)) break;
+      if (check_step_dataset(c, og, name, prefix, kn, N, 0, ALLOW_INT, value_check, &d, kslot)) break;
       int img = d.rank == 4;
       if (img && !(d.dtype_ok && d.dtype == DS_U8)) {
         problem(c, "%s/%s%s: image (rank 4) of dtype %s, expected uint8", name, prefix, kn, cls_name(&d));
@@ -714,9 +796,12 @@ static void check_demo(vctx *c, hid_t data, const char *name, dsDemoInfo *di, ds
         break;
       }
       if (!d.dtype_ok) {
-        /* integer low-dim observations are read as float64 */
+        /* integer low-dim observations are read as float64, floats of other sizes (float16, or
+         * wider than float64) as the nearer of float32 and float64: HDF5 converts them */
         if (d.cls == H5T_INTEGER)
           d.dtype = DS_F64;
+        else if (d.cls == H5T_FLOAT)
+          d.dtype = d.tsize <= 4 ? DS_F32 : DS_F64;
         else {
           problem(c, "%s/%s%s: dtype not supported", name, prefix, kn);
           break;
@@ -726,10 +811,6 @@ static void check_demo(vctx *c, hid_t data, const char *name, dsDemoInfo *di, ds
       for (int i = 1; i < d.rank; i++)
         shape[i - 1] = (int64_t)d.dims[i];
       if (!pass) {
-        if (strlen(kn) >= DS_NAME_MAX) {
-          problem(c, "%s/obs/%s: key name too long", name, kn);
-          break;
-        }
         if (ds_schema_add(sch, kn, d.dtype, d.rank - 1, shape) < 0) {
           problem(c, "%s/obs/%s: %s", name, kn, tk_errmsg());
           break;
@@ -846,7 +927,11 @@ static void check_masks(vctx *c, dsFile *f) {
     H5Tclose(mt);
     H5Tclose(ft);
     H5Dclose(d);
-    snprintf(f->mask_names[f->nmasks], DS_NAME_MAX, "%s", mn);
+    if (tk_copy_name(f->mask_names[f->nmasks], DS_NAME_MAX, mn, "mask: name")) {
+      problem(c, "%s", tk_errmsg());
+      free(pos);
+      break;
+    }
     f->mask_pos[f->nmasks] = pos;
     f->mask_n[f->nmasks] = (int)n;
     f->nmasks++;
@@ -881,6 +966,13 @@ static int check_file(dsFile *f, vctx *c, int flags) {
     problem(c, "cannot open as HDF5 (truncated or damaged?): %s", ds_h5_errmsg());
     return -1;
   }
+  /* the opened file's number: a dataset with another lives in another file (raw_place) */
+  H5O_info_t root;
+  if (H5Oget_info2(f->file, &root, H5O_INFO_BASIC) >= 0) {
+    f->fileno = c->fileno = root.fileno;
+    f->has_fileno = c->has_fileno = 1;
+  }
+  H5Eclear2(H5E_DEFAULT);
   int kind = is_dataset(f->file, "data");
   if (kind != 2) {
     problem(c, "data: %s", kind == 0 ? "group missing (not a robomimic-layout dataset)" : "is not a group");
@@ -929,8 +1021,8 @@ static int check_file(dsFile *f, vctx *c, int flags) {
       const cJSON *en = cJSON_GetObjectItemCaseSensitive(j, "env_name");
       if (!cJSON_IsString(en))
         problem(c, "data: env_args has no env_name string");
-      else
-        snprintf(f->env_name, sizeof f->env_name, "%s", en->valuestring);
+      else if (tk_copy_name(f->env_name, sizeof f->env_name, en->valuestring, "data: env_args env_name"))
+        problem(c, "%s", tk_errmsg());
       const cJSON *ty = cJSON_GetObjectItemCaseSensitive(j, "type");
       if (ty && !cJSON_IsNumber(ty)) problem(c, "data: env_args.type is not a number");
       const cJSON *kw = cJSON_GetObjectItemCaseSensitive(j, "env_kwargs");
@@ -1045,17 +1137,28 @@ static int check_file(dsFile *f, vctx *c, int flags) {
   return c->count ? -1 : 0;
 }
 
-static dsFile *file_new(const char *path) {
+/* A new dsFile for path: refused when the path does not fit whole (a cut path names another file). */
+static int file_new(const char *path, dsFile **out) {
+  *out = NULL;
   dsFile *f = calloc(1, sizeof *f);
-  if (!f) return NULL;
-  snprintf(f->path, sizeof f->path, "%s", path);
+  if (!f) return tk_error(TK_ENOMEM, "out of memory");
+  if (tk_snprintf(f->path, sizeof f->path, "%s", path)) {
+    free(f);
+    return tk_error(TK_ERANGE, "%.80s...: path is longer than %zu bytes", path, sizeof f->path - 1);
+  }
   f->file = f->data = -1;
   f->rawfd = -1;
-  return f;
+  f->rows_d = -1;
+  pthread_mutex_init(&f->rows_mu, NULL);
+  *out = f;
+  return 0;
 }
 
 void ds_close(dsFile *f) {
   if (!f) return;
+  if (f->rows_d >= 0) H5Dclose(f->rows_d);
+  free(f->rows_name);
+  pthread_mutex_destroy(&f->rows_mu);
   if (f->data >= 0) H5Gclose(f->data);
   if (f->file >= 0) H5Fclose(f->file);
   if (f->rawfd >= 0) close(f->rawfd);
@@ -1073,8 +1176,9 @@ void ds_close(dsFile *f) {
 int ds_open(const char *path, int flags, dsFile **out) {
   *out = NULL;
   ds_h5_init();
-  dsFile *f = file_new(path);
-  if (!f) return tk_error(TK_ENOMEM, "out of memory");
+  dsFile *f;
+  int rc = file_new(path, &f);
+  if (rc) return rc;
   vctx c = {.path = path, .first_only = 1};
   f->rawfd = open(path, O_RDONLY | O_CLOEXEC); /* -1 is fine: HDF5 then reads everything */
   c.rawfd = f->rawfd;
@@ -1083,13 +1187,12 @@ int ds_open(const char *path, int flags, dsFile **out) {
   int bad = check_file(f, &c, flags);
   wd_stop(&wd);
   if (bad) {
-    char msg[TK_ERRMSG_MAX];
-    snprintf(msg, sizeof msg, "%s", tk_errmsg());
     ds_close(f);
     H5Eclear2(H5E_DEFAULT);
     int code = TK_EFORMAT;
-    if (strstr(msg, "format version")) code = TK_EVERSION;
-    return tk_error(code, "%s", msg);
+    if (!c.first[0]) snprintf(c.first, sizeof c.first, "%s: cannot be read", path);
+    if (strstr(c.first, "format version")) code = TK_EVERSION;
+    return tk_error(code, "%s", c.first);
   }
   int staged = ds_staged_count(path);
   if (staged > 0)
@@ -1101,8 +1204,9 @@ int ds_open(const char *path, int flags, dsFile **out) {
 
 int ds_validate(const char *path, void (*report)(const char *line, void *user), void *user) {
   ds_h5_init();
-  dsFile *f = file_new(path);
-  if (!f) return tk_error(TK_ENOMEM, "out of memory");
+  dsFile *f;
+  int rc = file_new(path, &f);
+  if (rc) return rc;
   vctx c = {.path = path, .first_only = 0, .report = report, .user = user};
   f->rawfd = open(path, O_RDONLY | O_CLOEXEC);
   c.rawfd = f->rawfd;
@@ -1112,6 +1216,7 @@ int ds_validate(const char *path, void (*report)(const char *line, void *user), 
   wd_stop(&wd);
   ds_close(f);
   H5Eclear2(H5E_DEFAULT);
+  if (c.count) tk_error(TK_EFORMAT, "%s", c.first); /* later reads may have set other messages */
   return c.count;
 }
 
@@ -1160,7 +1265,7 @@ int ds_mask(const dsFile *f, const char *name, int **pos, int *n) {
 
 /* ---- reading ---- */
 static int read_all(hid_t g, const char *name, hid_t memtype, void *buf, const char *path, const char *demo) {
-  hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
+  hid_t d = ds_h5_open_read(g, name);
   if (d < 0) return ds_h5_fail(TK_EFORMAT, "%s: %s/%s: open", path, demo, name);
   herr_t e = H5Dread(d, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
   H5Dclose(d);
@@ -1244,29 +1349,80 @@ int ds_read_episode(dsFile *f, int i, dsEpisode *e) {
   return rc;
 }
 
-int ds_read_column(dsFile *f, int i, const char *dataset, double *out, int64_t capacity, int64_t *cols) {
-  const dsDemoInfo *di = ds_demo(f, i);
-  if (!di) return tk_error(TK_EINVAL, "%s: no demo at position %d (%d demos)", f->path, i, f->ndemos);
+/* The open dataset `dataset` of demo position i, kept open in f (with its chunk cache) until another
+ * is asked for. Called with f->rows_mu held. */
+static int rows_dataset(dsFile *f, int i, const char *dataset, hid_t *out) {
+  const dsDemoInfo *di = &f->demos[i];
+  if (f->rows_d >= 0 && f->rows_demo == i && !strcmp(f->rows_name, dataset)) {
+    *out = f->rows_d;
+    return 0;
+  }
+  if (f->rows_d >= 0) H5Dclose(f->rows_d);
+  free(f->rows_name);
+  f->rows_d = -1;
+  f->rows_name = NULL;
   hid_t g = H5Gopen2(f->data, di->name, H5P_DEFAULT);
   if (g < 0) return ds_h5_fail(TK_EFORMAT, "%s: %s: open", f->path, di->name);
-  dinfo d;
-  int rc = 0;
-  if (is_dataset(g, dataset) != 1 || inspect(g, dataset, &d) != 0) {
-    H5Gclose(g);
-    H5Eclear2(H5E_DEFAULT);
-    return tk_error(TK_ENOTFOUND, "%s: %s/%s: no such dataset", f->path, di->name, dataset);
-  }
-  int64_t c = 1;
-  for (int k = 1; k < d.rank; k++)
-    c *= (int64_t)d.dims[k];
-  if (cols) *cols = c;
-  if ((int64_t)d.dims[0] * c > capacity)
-    rc = tk_error(TK_ERANGE, "%s: %s/%s: %lld values do not fit in %lld", f->path, di->name, dataset,
-                  (long long)((int64_t)d.dims[0] * c), (long long)capacity);
-  else if (d.dims[0] > 0)
-    rc = read_all(g, dataset, H5T_NATIVE_DOUBLE, out, f->path, di->name);
+  hid_t d = is_dataset(g, dataset) == 1 ? ds_h5_open_read(g, dataset) : -1;
   H5Gclose(g);
+  H5Eclear2(H5E_DEFAULT);
+  if (d < 0) return tk_error(TK_ENOTFOUND, "%s: %s/%s: no such dataset", f->path, di->name, dataset);
+  f->rows_name = strdup(dataset);
+  if (!f->rows_name) {
+    H5Dclose(d);
+    return tk_error(TK_ENOMEM, "out of memory");
+  }
+  f->rows_d = d;
+  f->rows_demo = i;
+  *out = d;
+  return 0;
+}
+
+/* Rows [start, start + count) of a demo's dataset (count < 0: to the end) as type t. */
+static int read_rows_named(dsFile *f, int i, const char *dataset, int64_t start, int64_t count, dsDtype t,
+                           void *out, int64_t capacity, int64_t *cols) {
+  const dsDemoInfo *di = ds_demo(f, i);
+  if (!di) return tk_error(TK_EINVAL, "%s: no demo at position %d (%d demos)", f->path, i, f->ndemos);
+  if (!dataset || t < DS_F32 || t > DS_U8) return tk_error(TK_EINVAL, "ds_read_rows: bad arguments");
+  pthread_mutex_lock(&f->rows_mu);
+  hid_t d = -1;
+  int rc = rows_dataset(f, i, dataset, &d);
+  hsize_t dims[H5S_MAX_RANK];
+  int rank = -1;
+  if (!rc) {
+    hid_t sp = H5Dget_space(d);
+    rank = H5Sget_simple_extent_ndims(sp);
+    if (rank < 1 || rank > H5S_MAX_RANK || H5Sget_simple_extent_dims(sp, dims, NULL) != rank)
+      rc = tk_error(TK_EFORMAT, "%s: %s/%s: not an array of steps", f->path, di->name, dataset);
+    H5Sclose(sp);
+  }
+  if (!rc) {
+    int64_t c = 1, rows = (int64_t)dims[0];
+    for (int k = 1; k < rank; k++)
+      c *= (int64_t)dims[k];
+    if (cols) *cols = c;
+    if (count < 0) count = start <= rows ? rows - start : 0;
+    if (start < 0 || start > rows || count > rows - start)
+      rc = tk_error(TK_ERANGE, "%s: %s/%s: rows %lld..%lld are outside its %lld rows", f->path, di->name,
+                    dataset, (long long)start, (long long)(start + count - 1), (long long)rows);
+    else if (count * c > capacity)
+      rc = tk_error(TK_ERANGE, "%s: %s/%s: %lld values do not fit in %lld", f->path, di->name, dataset,
+                    (long long)(count * c), (long long)capacity);
+    else if (read_rows_h5(d, start, count, ds_h5_memtype(t), out) < 0)
+      rc = ds_h5_fail(TK_EIO, "%s: %s/%s: read", f->path, di->name, dataset);
+  }
+  pthread_mutex_unlock(&f->rows_mu);
   return rc;
+}
+
+int ds_read_rows(dsFile *f, int i, const char *dataset, int64_t start, int64_t count, dsDtype t, void *out,
+                 int64_t capacity, int64_t *cols) {
+  if (count < 0) return tk_error(TK_EINVAL, "%s: ds_read_rows: count %lld < 0", f->path, (long long)count);
+  return read_rows_named(f, i, dataset, start, count, t, out, capacity, cols);
+}
+
+int ds_read_column(dsFile *f, int i, const char *dataset, double *out, int64_t capacity, int64_t *cols) {
+  return read_rows_named(f, i, dataset, 0, -1, DS_F64, out, capacity, cols);
 }
 
 /* ---- training loader ---- */
@@ -1274,7 +1430,7 @@ int ds_read_column(dsFile *f, int i, const char *dataset, double *out, int64_t c
  * every read; read the stored type into scratch and convert here instead. */
 static int read_f32(hid_t g, const char *name, float *out, int64_t count, double **scratch, int64_t *scap,
                     const char *path, const char *demo) {
-  hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
+  hid_t d = ds_h5_open_read(g, name);
   if (d < 0) return ds_h5_fail(TK_EFORMAT, "%s: %s/%s: open", path, demo, name);
   hid_t t = H5Dget_type(d);
   int is_f32 = H5Tget_class(t) == H5T_FLOAT && H5Tget_size(t) == 4;
@@ -1457,11 +1613,11 @@ int ds_load(dsFile *f, const dsLoadOpts *o, dsLoaded *out) {
   out->ndemos = nd;
   out->nkeys = nk;
   out->key_offset[0] = 0;
-  for (int i = 0; i < nk; i++) {
-    snprintf(out->key_names[i], DS_NAME_MAX, "%s", keys[i]);
+  int rc = 0;
+  for (int i = 0; i < nk && !rc; i++) {
+    rc = tk_copy_name(out->key_names[i], DS_NAME_MAX, keys[i], "observation key"); /* schema names fit */
     out->key_offset[i + 1] = out->key_offset[i] + kdim[i];
   }
-  int rc = 0;
   int64_t row = 0, scap = 0;
   double *scratch = NULL;
   for (int di = 0; di < nd && !rc; di++) {

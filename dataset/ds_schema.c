@@ -15,14 +15,15 @@ int ds_key_is_image(const dsKeySpec *k) { return k->dtype == DS_U8 && k->rank ==
 int ds_schema_add(dsSchema *s, const char *name, dsDtype t, int rank, const int64_t *shape) {
   if (s->nkeys >= DS_MAX_KEYS)
     return tk_error(TK_ERANGE, "too many observation keys (limit %d)", DS_MAX_KEYS);
-  if (!name || !name[0] || strlen(name) >= DS_NAME_MAX || strchr(name, '/'))
+  if (!name || !name[0] || strchr(name, '/'))
     return tk_error(TK_EINVAL, "bad observation key name '%s'", name ? name : "");
+  dsKeySpec *k = &s->keys[s->nkeys];
+  memset(k, 0, sizeof *k);
+  /* whole or refused: two keys that differ only past a cut would become one */
+  if (tk_copy_name(k->name, sizeof k->name, name, "observation key")) return TK_ERANGE;
   if (rank < 1 || rank > DS_MAX_RANK)
     return tk_error(TK_EINVAL, "key %s: rank %d not in 1..%d", name, rank, DS_MAX_RANK);
   if (ds_schema_find(s, name) >= 0) return tk_error(TK_EINVAL, "key %s given twice", name);
-  dsKeySpec *k = &s->keys[s->nkeys];
-  memset(k, 0, sizeof *k);
-  snprintf(k->name, sizeof k->name, "%s", name);
   k->dtype = t;
   k->rank = rank;
   for (int i = 0; i < rank; i++) {

@@ -25,11 +25,11 @@ typedef struct dsBlock {
   int64_t demo_index;
   int begin, end; /* first / last block of an episode */
   dsOutcome outcome;
-  int64_t missed;       /* missed deadlines (end block) */
-  char end_reason[160]; /* why the episode ended (end block; "" not stored) */
-  int final_obs_valid;  /* obs row `cap` holds the final observation */
-  int64_t t0;           /* episode step of row 0 */
-  int64_t n, cap;       /* rows used, rows available */
+  int64_t missed;      /* missed deadlines (end block) */
+  char *end_reason;    /* why the episode ended (end block; owned; NULL or "" not stored) */
+  int final_obs_valid; /* obs row `cap` holds the final observation */
+  int64_t t0;          /* episode step of row 0 */
+  int64_t n, cap;      /* rows used, rows available */
   char task[DS_NAME_MAX], operator_name[DS_NAME_MAX], device[DS_NAME_MAX];
   int64_t seed;
   double control_hz;
@@ -152,7 +152,8 @@ static void block_reset(dsBlock *b) {
   b->final_obs_valid = 0;
   b->n = 0;
   b->missed = 0;
-  b->end_reason[0] = 0;
+  free(b->end_reason);
+  b->end_reason = NULL;
 }
 
 static dsBlock *block_get(dsWriter *w) {
@@ -363,7 +364,7 @@ static int ep_end(dsWriter *w, dsBlock *b) {
   rc = ds_attr_write_i64(ep->demo, "num_samples", N);
   if (!rc) rc = ds_attr_write_i64(ep->demo, "success", b->outcome == DS_SUCCESS);
   if (!rc) rc = ds_attr_write_i64(ep->demo, "missed_deadlines", b->missed);
-  if (!rc && b->end_reason[0]) rc = ds_attr_write_str(ep->demo, "end_reason", b->end_reason);
+  if (!rc && b->end_reason && b->end_reason[0]) rc = ds_attr_write_str(ep->demo, "end_reason", b->end_reason);
   if (!rc) rc = ds_attr_write_i64(ep->data, "total", N);
   if (rc) return tk_error_wrap(rc, "%s", ep->tmp);
   if (ep_close_handles(ep)) return ds_h5_fail(TK_EIO, "%s: close (data not fully written)", ep->tmp);
@@ -588,8 +589,8 @@ int ds_writer_open(const char *path, const dsWriterOpts *o, dsWriter **out) {
   pthread_cond_init(&w->cv_commit, NULL);
   w->o = *o;
   if (w->o.block_steps < 1) w->o.block_steps = 64;
-  int rc = tk_copy_name(w->env_name, sizeof w->env_name, o->env_name ? o->env_name : "", "task name");
-  if (rc) goto fail;
+  tk_copy_name(w->env_name, sizeof w->env_name, o->env_name, "task name"); /* valid_env_name: it fits */
+  int rc = 0;
   w->o.env_name = w->env_name;
   w->env_kwargs = strdup(o->env_kwargs_json && o->env_kwargs_json[0] ? o->env_kwargs_json : "{}");
   if (!w->env_kwargs) {
@@ -702,19 +703,21 @@ int ds_writer_begin(dsWriter *w, const dsEpisodeInfo *info, int64_t *demo_index)
   if (!info || !(info->control_hz > 0) || !isfinite(info->control_hz))
     return tk_error(TK_EINVAL, "%s: begin episode: control_hz (the nominal control rate) must be > 0",
                     w->path);
-  const char *task = info->task ? info->task : w->env_name,
-             *op = info->operator_name ? info->operator_name : "", *dev = info->device ? info->device : "";
-  if (strlen(task) >= DS_NAME_MAX || strlen(op) >= DS_NAME_MAX || strlen(dev) >= DS_NAME_MAX)
-    return tk_error(TK_ERANGE, "%s: begin episode: task, operator and device names must be under %d bytes",
-                    w->path, DS_NAME_MAX);
+  /* names are stored whole or refused here, before anything is recorded (the reader refuses names
+   * past DS_NAME_MAX - 1 bytes too: never cut) */
+  char task[DS_NAME_MAX], op[DS_NAME_MAX], dev[DS_NAME_MAX];
+  if ((rc = tk_copy_name(task, sizeof task, info->task ? info->task : w->env_name, "task")) ||
+      (rc = tk_copy_name(op, sizeof op, info->operator_name ? info->operator_name : "", "operator")) ||
+      (rc = tk_copy_name(dev, sizeof dev, info->device ? info->device : "", "device")))
+    return tk_error_wrap(rc, "%s: begin episode", w->path);
   dsBlock *b = block_get(w);
   if (!b) return tk_error(TK_ENOMEM, "out of memory");
   b->begin = 1;
   b->demo_index = w->next_index;
   b->t0 = 0;
-  tk_copy_name(b->task, sizeof b->task, task, "task");
-  tk_copy_name(b->operator_name, sizeof b->operator_name, op, "operator");
-  tk_copy_name(b->device, sizeof b->device, dev, "device");
+  memcpy(b->task, task, sizeof task);
+  memcpy(b->operator_name, op, sizeof op);
+  memcpy(b->device, dev, sizeof dev);
   b->seed = info->seed;
   b->control_hz = info->control_hz;
   if (info->model_file) b->model_file = strdup(info->model_file);
@@ -778,6 +781,8 @@ int ds_writer_end(dsWriter *w, dsOutcome outcome, const void *const *final_obs, 
 int ds_writer_end_why(dsWriter *w, dsOutcome outcome, const void *const *final_obs, int64_t missed_deadlines,
                       const char *why) {
   if (!w->in_episode) return tk_error(TK_EINVAL, "%s: end outside an episode", w->path);
+  char *reason = why && why[0] ? strdup(why) : NULL; /* whole: the reason is never cut */
+  if (why && why[0] && !reason) return tk_error(TK_ENOMEM, "%s: end episode: out of memory", w->path);
   dsBlock *b = w->cur;
   w->cur = NULL;
   w->in_episode = 0;
@@ -786,6 +791,7 @@ int ds_writer_end_why(dsWriter *w, dsOutcome outcome, const void *const *final_o
     /* nothing reached the writer thread yet: nothing to write or undo */
     if (w->ep_steps == 0 && !rc && outcome != DS_DISCARD)
       tk_warn("%s: episode with no steps not recorded", w->path);
+    free(reason);
     pthread_mutex_lock(&w->mu);
     block_put_locked(w, b);
     pthread_mutex_unlock(&w->mu);
@@ -795,7 +801,8 @@ int ds_writer_end_why(dsWriter *w, dsOutcome outcome, const void *const *final_o
   b->end = 1;
   b->outcome = outcome;
   b->missed = missed_deadlines;
-  snprintf(b->end_reason, sizeof b->end_reason, "%s", why ? why : "");
+  free(b->end_reason);
+  b->end_reason = reason;
   if (final_obs) {
     const dsSchema *s = &w->o.schema;
     int ok = 1;

@@ -15,22 +15,32 @@ struct vwEpisode {
   dsFile *f;
   int demo;
   dsDemoInfo info;
-  dsEpisode e;
+  int64_t N; /* steps */
   int S, A;
   capModel *model;
   capEnv *env;
   char why[256];    /* why there is no scene ("" when there is one) */
+  double *actions;  /* N x A */
+  double *states;   /* N x S, NULL when the file has none */
+  int has_interv;   /* the file stores interventions */
   double *x;        /* 0..N-1 */
   double *act_cols; /* A columns of N */
   double *reward;   /* N */
   double *interv;   /* N, NaN when absent */
   uint8_t *scene;   /* SCENE_W x SCENE_H x 3 */
+  uint8_t *frame;   /* one recorded camera frame (the largest image key), read when drawn */
   /* chosen observation keys, plotted too (vw_set_plot_keys) */
   int nobs;
   char obs_names[8][DS_NAME_MAX + 8];
   double *obs_cols; /* nobs columns of N */
 };
 
+/* An image key the frames show (RGB). */
+static int shown_image(const dsKeySpec *ks) { return ds_key_is_image(ks) && ks->shape[2] == 3; }
+
+/* Read what every frame needs, once: actions, rewards, interventions and states (small arrays of the
+ * whole episode: the plots and the scene). Camera frames are read one at a time when drawn, and
+ * next_obs never: one exported frame reads one frame's pixels, not the whole episode's. */
 int vw_episode_open(dsFile *f, int demo, vwEpisode **out) {
   *out = NULL;
   if (demo < 0 || demo >= ds_num_demos(f))
@@ -43,34 +53,49 @@ int vw_episode_open(dsFile *f, int demo, vwEpisode **out) {
   const dsSchema *sc = ds_schema(f);
   v->S = sc->state_dim;
   v->A = sc->action_dim;
-  int rc = ds_read_episode(f, demo, &v->e);
+  const int64_t N = v->N = v->info.num_samples;
+  size_t frame_bytes = 0;
+  for (int k = 0; k < sc->nkeys; k++)
+    if (shown_image(&sc->keys[k])) frame_bytes = TK_MAX(frame_bytes, (size_t)ds_key_elems(&sc->keys[k]));
+  v->x = malloc(sizeof(double) * (size_t)(N * (3 + 2 * v->A) + 1));
+  v->scene = malloc((size_t)SCENE_W * SCENE_H * 3);
+  v->frame = malloc(frame_bytes + 1);
+  v->states = v->info.has_states ? malloc(sizeof(double) * (size_t)(N * v->S + 1)) : NULL;
+  uint8_t *flags = malloc((size_t)N + 1);
+  int rc = 0;
+  if (!v->x || !v->scene || !v->frame || !flags || (v->info.has_states && !v->states))
+    rc = tk_error(TK_ENOMEM, "out of memory");
+  if (!rc) {
+    v->act_cols = v->x + N;
+    v->reward = v->act_cols + N * v->A;
+    v->interv = v->reward + N;
+    v->actions = v->interv + N;
+    rc = ds_read_rows(f, demo, "actions", 0, N, DS_F64, v->actions, N * v->A, NULL);
+  }
+  if (!rc && v->info.has_rewards) rc = ds_read_rows(f, demo, "rewards", 0, N, DS_F64, v->reward, N, NULL);
+  if (!rc && v->info.has_states)
+    rc = ds_read_rows(f, demo, "states", 0, N, DS_F64, v->states, N * v->S, NULL);
+  v->has_interv = v->info.has_interventions;
+  if (!rc && v->has_interv) rc = ds_read_rows(f, demo, "interventions", 0, N, DS_U8, flags, N, NULL);
   if (rc) {
-    free(v);
+    free(flags);
+    vw_episode_free(v);
     return rc;
   }
-  int64_t N = v->e.num_samples;
-  v->x = malloc(sizeof(double) * (size_t)(N * (3 + v->A) + 1));
-  v->scene = malloc((size_t)SCENE_W * SCENE_H * 3);
-  if (!v->x || !v->scene) {
-    vw_episode_free(v);
-    return tk_error(TK_ENOMEM, "out of memory");
-  }
-  v->act_cols = v->x + N;
-  v->reward = v->act_cols + N * v->A;
-  v->interv = v->reward + N;
   for (int64_t t = 0; t < N; t++) {
     v->x[t] = (double)t;
     for (int i = 0; i < v->A; i++)
-      v->act_cols[i * N + t] = v->e.actions[t * v->A + i];
-    v->reward[t] = v->e.rewards[t];
-    v->interv[t] = v->e.interventions ? v->e.interventions[t] : NAN;
+      v->act_cols[i * N + t] = v->actions[t * v->A + i];
+    if (!v->info.has_rewards) v->reward[t] = 0;
+    v->interv[t] = v->has_interv ? flags[t] : NAN;
   }
+  free(flags);
   /* the scene: stored states of one of our tasks */
   const char *task = ds_env_name(f);
-  if (!v->e.states && ds_schema_find(ds_schema(f), "robot0_joint_pos") >= 0)
+  if (!v->states && ds_schema_find(ds_schema(f), "robot0_joint_pos") >= 0)
     snprintf(v->why, sizeof v->why,
              "a real robot's recording (no simulator states): joint positions plotted");
-  else if (!v->e.states)
+  else if (!v->states)
     snprintf(v->why, sizeof v->why, "no states stored (a file from another tool?): plots and frames only");
   else {
     capOpts co;
@@ -95,13 +120,14 @@ void vw_episode_free(vwEpisode *v) {
   free(v->obs_cols);
   cap_env_free(v->env);
   cap_model_free(v->model);
-  ds_episode_free(&v->e);
+  free(v->states);
   free(v->x);
   free(v->scene);
+  free(v->frame);
   free(v);
 }
 
-int64_t vw_episode_length(const vwEpisode *v) { return v->e.num_samples; }
+int64_t vw_episode_length(const vwEpisode *v) { return v->N; }
 const char *vw_why_no_scene(const vwEpisode *v) { return v->why[0] ? v->why : NULL; }
 
 static void text(cairo_t *cr, double x, double y, double size, const char *s) {
@@ -126,18 +152,22 @@ static void paste_rgb(cairo_t *cr, const uint8_t *rgb, int w, int h, double x, d
 }
 
 /* Up to two recorded camera frames at frame t, in boxes of `box` pixels side by side from (x, y),
- * each labelled with its key; returns how many were drawn. */
+ * each labelled with its key; returns how many were drawn, or a negative error. Reads just frame t
+ * of each key. */
 static int draw_frames(vwEpisode *v, int64_t t, cairo_t *cr, double x, double y, double box, double grey) {
   const dsSchema *sc = ds_schema(v->f);
   int nimg = 0;
   for (int k = 0; k < sc->nkeys && nimg < 2; k++) {
     const dsKeySpec *ks = &sc->keys[k];
-    if (!ds_key_is_image(ks) || !v->e.obs[k] || ks->shape[2] != 3) continue;
+    if (!shown_image(ks)) continue;
     int h = (int)ks->shape[0], w = (int)ks->shape[1];
+    char name[DS_NAME_MAX + 8];
+    snprintf(name, sizeof name, "obs/%s", ks->name);
+    int rc = ds_read_rows(v->f, v->demo, name, t, 1, DS_U8, v->frame, ds_key_elems(ks), NULL);
+    if (rc) return rc;
     double bx = x + nimg * (box + 10);
-    const uint8_t *frame = (const uint8_t *)v->e.obs[k] + (size_t)t * (size_t)h * (size_t)w * 3;
     double sc_ = fmin(box / w, box / h);
-    paste_rgb(cr, frame, w, h, bx, y, w * sc_, h * sc_);
+    paste_rgb(cr, v->frame, w, h, bx, y, w * sc_, h * sc_);
     cairo_set_source_rgb(cr, grey, grey, grey);
     text(cr, bx, y - 6, 12, ks->name);
     nimg++;
@@ -164,7 +194,7 @@ int vw_plot_actions(void *cr, double x, double y, double w, double h, const char
 
 /* The plots with a cursor at t, into the rectangle (x, y, w, h) of cr. */
 static int draw_plots(vwEpisode *v, int64_t t, cairo_t *cr, double x, double y, double w, double h) {
-  const int64_t N = v->e.num_samples;
+  const int64_t N = v->N;
   int rc = 0;
   cairo_set_source_rgb(cr, 1, 1, 1);
   cairo_rectangle(cr, x, y, w, h);
@@ -181,18 +211,17 @@ static int draw_plots(vwEpisode *v, int64_t t, cairo_t *cr, double x, double y, 
     if (!rc) rc = tk_plot_draw(cr, x + third, y, third, h, &oo, os, v->nobs, (double)t);
     tkSeries rs3[2] = {{"reward", v->x, v->reward, (int)N}, {"intervention", v->x, v->interv, (int)N}};
     tkPlotOpts ro3 = {.title = "reward and interventions", .xlabel = "step"};
-    if (!rc)
-      rc = tk_plot_draw(cr, x + 2 * third, y, third, h, &ro3, rs3, v->e.interventions ? 2 : 1, (double)t);
+    if (!rc) rc = tk_plot_draw(cr, x + 2 * third, y, third, h, &ro3, rs3, v->has_interv ? 2 : 1, (double)t);
     return rc;
   }
   tkSeries rs[2] = {{"reward", v->x, v->reward, (int)N}, {"intervention", v->x, v->interv, (int)N}};
   tkPlotOpts ro = {.title = "reward and interventions", .xlabel = "step"};
-  if (!rc) rc = tk_plot_draw(cr, x + w / 2, y, w / 2, h, &ro, rs, v->e.interventions ? 2 : 1, (double)t);
+  if (!rc) rc = tk_plot_draw(cr, x + w / 2, y, w / 2, h, &ro, rs, v->has_interv ? 2 : 1, (double)t);
   return rc;
 }
 
 static int draw(vwEpisode *v, int64_t t, cairo_surface_t *s) {
-  const int64_t N = v->e.num_samples;
+  const int64_t N = v->N;
   if (t < 0 || t >= N)
     return tk_error(TK_ERANGE, "%s: %s has %lld steps; frame %lld is outside 0..%lld", ds_path(v->f),
                     v->info.name, (long long)N, (long long)t, (long long)(N - 1));
@@ -204,7 +233,7 @@ static int draw(vwEpisode *v, int64_t t, cairo_surface_t *s) {
   int rc = 0;
   if (v->env) {
     capObs o;
-    if (!(rc = cap_env_set_state(v->env, v->e.states + t * v->S, &o)) &&
+    if (!(rc = cap_env_set_state(v->env, v->states + t * v->S, &o)) &&
         !(rc = cap_env_render(v->env, "agentview", SCENE_W, SCENE_H, v->scene)))
       paste_rgb(cr, v->scene, SCENE_W, SCENE_H, 0, 0, SCENE_W, SCENE_H);
   } else {
@@ -224,7 +253,9 @@ static int draw(vwEpisode *v, int64_t t, cairo_surface_t *s) {
   cairo_set_source_rgb(cr, 1, 1, 1);
   text(cr, 10, 19, 15, head);
   /* recorded camera frames, right of the scene */
-  if (!draw_frames(v, t, cr, SCENE_W + 10, 40, 300, 0.9)) {
+  int nimg = rc ? 0 : draw_frames(v, t, cr, SCENE_W + 10, 40, 300, 0.9);
+  if (nimg < 0) rc = nimg;
+  if (!rc && !nimg) {
     cairo_set_source_rgb(cr, 0.6, 0.6, 0.6);
     text(cr, SCENE_W + 20, 60, 13, "no camera frames recorded");
   }
@@ -267,8 +298,7 @@ void vw_surface_rgb(void *surface, int w, int h, uint8_t *rgb) {
 }
 
 int vw_draw_plots(vwEpisode *v, int64_t t, int w, int h, uint8_t *rgb) {
-  if (t < 0 || t >= v->e.num_samples)
-    return tk_error(TK_ERANGE, "frame %lld outside the episode", (long long)t);
+  if (t < 0 || t >= v->N) return tk_error(TK_ERANGE, "frame %lld outside the episode", (long long)t);
   cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);
   if (cairo_surface_status(s) != CAIRO_STATUS_SUCCESS) return tk_error(TK_ENOMEM, "cairo surface");
   cairo_t *cr = cairo_create(s);
@@ -277,9 +307,9 @@ int vw_draw_plots(vwEpisode *v, int64_t t, int w, int h, uint8_t *rgb) {
   cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
   /* the recorded camera frames first (when there are any), then the plots */
   double box = h - 30;
-  int n = draw_frames(v, t, cr, 10, 22, box, 0.2);
-  double left = n ? 10 + n * (box + 10) : 0;
-  int rc = draw_plots(v, t, cr, left, 0, w - left, h);
+  int n = draw_frames(v, t, cr, 10, 22, box, 0.2), rc = n < 0 ? n : 0;
+  double left = n > 0 ? 10 + n * (box + 10) : 0;
+  if (!rc) rc = draw_plots(v, t, cr, left, 0, w - left, h);
   cairo_destroy(cr);
   cairo_surface_flush(s);
   if (!rc) vw_surface_rgb(s, w, h, rgb);
@@ -289,22 +319,21 @@ int vw_draw_plots(vwEpisode *v, int64_t t, int w, int h, uint8_t *rgb) {
 
 int vw_set_scene(vwEpisode *v, int64_t t) {
   if (!v->env) return tk_error(TK_EINVAL, "%s", v->why);
-  if (t < 0 || t >= v->e.num_samples)
-    return tk_error(TK_ERANGE, "frame %lld outside the episode", (long long)t);
+  if (t < 0 || t >= v->N) return tk_error(TK_ERANGE, "frame %lld outside the episode", (long long)t);
   capObs o;
-  return cap_env_set_state(v->env, v->e.states + t * v->S, &o);
+  return cap_env_set_state(v->env, v->states + t * v->S, &o);
 }
 
 capModel *vw_model(vwEpisode *v) { return v->model; }
 capEnv *vw_env(vwEpisode *v) { return v->env; }
 const dsDemoInfo *vw_info(const vwEpisode *v) { return &v->info; }
-const double *vw_action(const vwEpisode *v, int64_t t) { return v->e.actions + t * v->A; }
+const double *vw_action(const vwEpisode *v, int64_t t) { return v->actions + t * v->A; }
 
 double vw_strip_plots_left(vwEpisode *v, int h) {
   const dsSchema *sc = ds_schema(v->f);
   int n = 0;
   for (int k = 0; k < sc->nkeys && n < 2; k++)
-    n += ds_key_is_image(&sc->keys[k]) && v->e.obs[k] && sc->keys[k].shape[2] == 3;
+    n += shown_image(&sc->keys[k]);
   return n ? 10 + n * (h - 30 + 10) : 0;
 }
 
@@ -314,10 +343,10 @@ int vw_set_plot_keys(vwEpisode *v, const char *keys) {
   v->nobs = 0;
   const dsSchema *sc = ds_schema(v->f);
   /* a robot's recording has no scene: its joint positions are what there is to see */
-  if ((!keys || !keys[0]) && !v->e.states && ds_schema_find(sc, "robot0_joint_pos") >= 0)
+  if ((!keys || !keys[0]) && !v->states && ds_schema_find(sc, "robot0_joint_pos") >= 0)
     keys = "robot0_joint_pos";
   if (!keys || !keys[0]) return 0;
-  const int64_t N = v->e.num_samples;
+  const int64_t N = v->N;
   char buf[1024];
   snprintf(buf, sizeof buf, "%s", keys);
   int k[8], nk = 0, nseries = 0;
@@ -339,18 +368,32 @@ int vw_set_plot_keys(vwEpisode *v, const char *keys) {
   nseries = nseries > 8 ? 8 : nseries;
   v->obs_cols = malloc(sizeof(double) * (size_t)(nseries * N + 1));
   if (!v->obs_cols) return tk_error(TK_ENOMEM, "out of memory");
-  for (int i = 0; i < nk && v->nobs < nseries; i++) {
+  int rc = 0;
+  for (int i = 0; i < nk && v->nobs < nseries && !rc; i++) {
     const dsKeySpec *ks = &sc->keys[k[i]];
     int64_t el = ds_key_elems(ks);
-    for (int64_t c = 0; c < el && v->nobs < nseries; c++) {
+    /* this key only, as float64 (float32 values convert exactly) */
+    double *vals = malloc(sizeof(double) * (size_t)(N * el + 1));
+    char name[DS_NAME_MAX + 8];
+    snprintf(name, sizeof name, "obs/%s", ks->name);
+    if (!vals)
+      rc = tk_error(TK_ENOMEM, "out of memory");
+    else
+      rc = ds_read_rows(v->f, v->demo, name, 0, N, DS_F64, vals, N * el, NULL);
+    for (int64_t c = 0; c < el && v->nobs < nseries && !rc; c++) {
       snprintf(v->obs_names[v->nobs], sizeof v->obs_names[v->nobs], el > 1 ? "%s[%lld]" : "%s", ks->name,
                (long long)c);
       double *col = v->obs_cols + (size_t)v->nobs * N;
       for (int64_t t = 0; t < N; t++)
-        col[t] = ks->dtype == DS_F64 ? ((const double *)v->e.obs[k[i]])[t * el + c]
-                                     : (double)((const float *)v->e.obs[k[i]])[t * el + c];
+        col[t] = vals[t * el + c];
       v->nobs++;
     }
+    free(vals);
   }
-  return 0;
+  if (rc) {
+    free(v->obs_cols);
+    v->obs_cols = NULL;
+    v->nobs = 0;
+  }
+  return rc;
 }

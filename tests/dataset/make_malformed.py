@@ -89,7 +89,8 @@ def write_demo(data, name, arrs, native=False, rng=None, next_obs=True, f32=Fals
     return g
 
 
-def build(path, demos=(0, 1, 2), native=False, masks="fixed", next_obs=True, states=True, f32=False, n=N):
+def build(path, demos=(0, 1, 2), native=False, masks="fixed", next_obs=True, states=True, f32=False, n=N,
+          stored_types=False):
     rng = np.random.default_rng(SEED)
     with h5py.File(path, "w") as f:
         data = f.create_group("data")
@@ -105,7 +106,14 @@ def build(path, demos=(0, 1, 2), native=False, masks="fixed", next_obs=True, sta
             arrs = demo_arrays(rng, n)
             if not states:
                 arrs["states"] = None
-            write_demo(data, "demo_%d" % i, arrs, native=native, rng=rng, next_obs=next_obs, f32=f32)
+            g = write_demo(data, "demo_%d" % i, arrs, native=native, rng=rng, next_obs=next_obs, f32=f32)
+            if stored_types:  # numpy-bool dones, big-endian actions, float16 observations: HDF5 converts
+                for name, arr in (("dones", arrs["dones"].astype(bool)), ("actions", arrs["actions"].astype(">f8"))):
+                    del g[name]
+                    g.create_dataset(name, data=arr)
+                for go in ("obs", "next_obs"):
+                    del g[go + "/object"]
+                    g[go].create_dataset("object", data=arrs[go]["object"].astype(np.float16))
             total += n
         data.attrs["total"] = np.int64(total)
         names = ["demo_%d" % i for i in demos]
@@ -232,6 +240,34 @@ def mut_set(path, fn):
     return m
 
 
+LONG = "x" * 63  # names past DS_NAME_MAX - 1 (63) bytes: never cut, so refused whole
+
+
+def mut_rename_key(old, new):
+    def m(f):
+        for d in ("demo_0", "demo_1", "demo_2"):
+            for go in ("obs", "next_obs"):
+                f.move("data/%s/%s/%s" % (d, go, old), "data/%s/%s/%s" % (d, go, new))
+    return m
+
+
+def mut_long_masks(f):
+    """Two mask names that differ only past byte 63: cut, they would be one."""
+    f["mask"].move("train", "m" * 63 + "_train")
+    f["mask"].move("valid", "m" * 63 + "_valid")
+
+
+def mut_external_nan(f):
+    """demo_1/actions behind an external link; the NaN is in the linked file only."""
+    a = f["data/demo_1/actions"][()]
+    a[3, 2] = np.nan
+    with h5py.File(os.path.join(os.path.dirname(f.filename), "external_target.h5"), "w") as t:
+        t.create_dataset("pad", data=np.zeros(2048))
+        t.create_dataset("actions", data=a)
+    del f["data/demo_1/actions"]
+    f["data/demo_1/actions"] = h5py.ExternalLink("external_target.h5", "/actions")
+
+
 def variants():
     """(filename, base, mutate, expected-words). base: 'valid' or 'native'."""
     d0, d1, d2 = "data/demo_0", "data/demo_1", "data/demo_2"
@@ -334,6 +370,14 @@ def variants():
         ("native_control_hz_zero.h5", "native", lambda f: f[d0].attrs.__setitem__("control_hz", np.float64(0.0)), "control_hz"),
         ("native_missed_deadlines_negative.h5", "native", lambda f: f[d0].attrs.__setitem__("missed_deadlines", np.int64(-1)), "missed_deadlines"),
         ("native_next_obs_not_shifted.h5", "native", mut_shift, "next_obs"),
+        # names that a fixed buffer would cut (refused whole, naming where)
+        ("native_task_70_bytes.h5", "native", lambda f: f[d0].attrs.__setitem__("task", np.bytes_(("reach_" + LONG).encode())), "task"),
+        ("native_operator_70_bytes.h5", "native", lambda f: f[d2].attrs.__setitem__("operator", "alice_" + LONG), "operator"),
+        ("obs_key_70_bytes.h5", "valid", mut_rename_key("object", "object_" + LONG), "object_x"),
+        ("mask_names_70_bytes.h5", "valid", mut_long_masks, "mask"),
+        ("env_name_70_bytes.h5", "valid", lambda f: set_env(f, env_with("env_name", "Lift_" + LONG)), "env_name"),
+        # values behind an external link are the linked file's
+        ("external_link_nan.h5", "valid", mut_external_nan, "nan"),
     ]
     del rng
     return v
@@ -380,6 +424,7 @@ def main(argv):
         ("valid_no_states.h5", {"states": False}),
         ("valid_float32.h5", {"f32": True}),
         ("valid_sparse_index.h5", {"demos": (2, 10, 9)}),
+        ("valid_stored_types.h5", {"stored_types": True}),
     ]
     for name, kw in valid_files:
         build(path(name), **kw)

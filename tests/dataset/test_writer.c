@@ -449,3 +449,53 @@ Test(writer, recover_sets_aside_what_does_not_belong_and_renumbers_clashes) {
   snprintf(dst, sizeof dst, "%s/demo_4.1.h5", rdir);
   cr_assert(tk_file_exists(dst), "a second set-aside episode of the same name does not replace the first");
 }
+
+/* Names are stored whole or refused, never cut (two that differ past byte 63 would become one);
+ * an end reason of any length is stored whole. */
+Test(writer, long_names_are_refused_and_reasons_kept_whole) {
+  const char *d = tt_tmpdir();
+  char long_name[80], reason[400];
+  memset(long_name, 'k', sizeof long_name - 1);
+  long_name[sizeof long_name - 1] = 0;
+  dsSchema s = {0};
+  int64_t three[1] = {3};
+  cr_assert_eq(ds_schema_add(&s, long_name, DS_F64, 1, three), TK_ERANGE);
+  cr_assert(strstr(tk_errmsg(), "observation key") && strstr(tk_errmsg(), "longer than 63"), "%s",
+            tk_errmsg());
+  cr_assert_eq(s.nkeys, 0);
+  dsWriterOpts o;
+  gen_schema(&o, NULL);
+  dsWriter *w;
+  const char *p = path_in(d, "n.h5");
+  cr_assert_eq(ds_writer_open(p, &o, &w), 0, "%s", tk_errmsg());
+  dsEpisodeInfo info = gen_info;
+  int64_t idx;
+  info.task = long_name;
+  cr_assert_eq(ds_writer_begin(w, &info, &idx), TK_ERANGE);
+  cr_assert(strstr(tk_errmsg(), p) && strstr(tk_errmsg(), "task"), "%s", tk_errmsg());
+  info = gen_info;
+  info.operator_name = long_name;
+  cr_assert_eq(ds_writer_begin(w, &info, &idx), TK_ERANGE);
+  cr_assert(strstr(tk_errmsg(), "operator"), "%s", tk_errmsg());
+  /* nothing was begun: a good episode still records as demo_0, with a long end reason whole */
+  cr_assert_eq(ds_writer_begin(w, &gen_info, &idx), 0, "%s", tk_errmsg());
+  cr_assert_eq(idx, 0);
+  double act[GEN_A] = {0}, st[GEN_S] = {0}, pos[3] = {0};
+  const void *obs[1] = {pos};
+  dsStep step = {.obs = {pos}, .action = act, .state = st};
+  for (int t = 0; t < 3; t++)
+    cr_assert_eq(ds_writer_add_step(w, &step), 0, "%s", tk_errmsg());
+  for (size_t i = 0; i + 1 < sizeof reason; i++)
+    reason[i] = (char)('a' + i % 26);
+  reason[sizeof reason - 1] = 0;
+  cr_assert_eq(ds_writer_end_why(w, DS_FAILURE, obs, 0, reason), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_writer_close(w), 0, "%s", tk_errmsg());
+  char *out = NULL;
+  int rc = tt_run(&out,
+                  "/usr/bin/python3 -c \"import h5py; "
+                  "print(len(h5py.File('%s','r')['data/demo_0'].attrs['end_reason']))\"",
+                  p);
+  cr_assert_eq(rc, 0, "%s", out);
+  cr_assert_eq(atoi(out), (int)sizeof reason - 1, "end_reason stored with %s characters", out);
+  free(out);
+}

@@ -167,6 +167,42 @@ Test(viewer, numeric_options_are_whole_and_in_range, .timeout = 60) {
   free(out);
 }
 
+/* Exporting one frame reads that frame's pixels, not the episode's: with the compressed chunks of
+ * other frames (and all of next_obs) damaged, frame 2 still exports, byte for byte as from the intact
+ * file; frame 10, whose chunk is damaged, is refused naming the file. */
+Test(viewer, one_frame_reads_one_frame, .timeout = 120) {
+  const char *d = tt_tmpdir();
+  char data[4200], bad[4200], a[4200], b[4200];
+  snprintf(data, sizeof data, "%s/d.h5", d);
+  snprintf(bad, sizeof bad, "%s/bad.h5", d);
+  snprintf(a, sizeof a, "%s/a.png", d);
+  snprintf(b, sizeof b, "%s/b.png", d);
+  tt_record(data, "lift", 1, 0.3, 0, "--camera agentview:84x84");
+  char *out = NULL;
+  int rc = tt_run(&out,
+                  "%s -c \"import h5py, shutil; shutil.copy('%s', '%s'); f = h5py.File('%s', 'r');"
+                  "spots = [f['data/demo_0/obs/agentview_image'].id.get_chunk_info_by_coord((10, 0, 0, 0))]"
+                  " + [f['data/demo_0/next_obs/agentview_image'].id.get_chunk_info(i) for i in range(12)];"
+                  "f.close(); w = open('%s', 'r+b');"
+                  "[(w.seek(s.byte_offset), w.write(bytes([0xA5]) * s.size)) for s in spots]; w.close()\"",
+                  getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3", data, bad, bad, bad);
+  cr_assert_eq(rc, 0, "damaging chunks: %s", out);
+  free(out);
+  rc = tt_run(&out, "%s %s --frame 2 --plot-keys robot0_eef_pos --export %s", viewer(), data, a);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  rc = tt_run(&out, "%s %s --frame 2 --plot-keys robot0_eef_pos --export %s", viewer(), bad, b);
+  cr_assert_eq(rc, 0, "frame 2 needs none of the damaged chunks: %s", out);
+  free(out);
+  rc = tt_run(&out, "cmp %s %s", a, b);
+  cr_assert_eq(rc, 0, "the same frame from both files differs: %s", out);
+  free(out);
+  rc = tt_run(&out, "%s %s --frame 10 --export %s", viewer(), bad, b);
+  cr_assert_eq(rc, 1, "%s", out);
+  cr_assert(strstr(out, bad) && strstr(out, "obs/agentview_image"), "%s", out);
+  free(out);
+}
+
 /* The dataset suite's corpus of malformed files (make_malformed.py): the viewer refuses each invalid
  * one with one line naming it and exit 1, draws the valid ones, and never crashes. */
 Test(viewer, malformed_corpus, .timeout = 300) {
