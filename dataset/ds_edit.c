@@ -1054,9 +1054,12 @@ static int write_minari(edIn *in, edOut *o, const keyPlan *kp, int64_t *episodes
   for (int i = 0; i < ds_num_demos(f) && !rc; i++) {
     const dsDemoInfo *di = ds_demo(f, i);
     int64_t T = di->num_samples;
-    if (T == 0) {
-      tk_warn("%s: %s has no steps; not converted", in->path, di->name);
-      continue;
+    if (T == 0) { /* refused, not skipped: the export would hold less than the dataset without a word */
+      rc = tk_error(TK_EFORMAT,
+                    "%s: %s has no steps, which a Minari episode cannot hold (drop it first: dataset filter "
+                    "%s --min-len 1 -o OUT)",
+                    in->path, di->name, in->path);
+      break;
     }
     char where[64], gname[48];
     snprintf(where, sizeof where, "data/%s", di->name);

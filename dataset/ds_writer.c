@@ -18,6 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "ds_internal.h"
 
 typedef struct dsBlock {
@@ -66,6 +68,7 @@ struct dsWriter {
   dsWriterOpts o;
   char env_name[DS_NAME_MAX];
   char *env_kwargs;
+  double file_hz; /* the nominal control rate of the demos already in the file (0: none recorded) */
   int lock_fd;
   size_t field_row[DS_NFIELDS]; /* bytes per row */
   size_t obs_row[DS_MAX_KEYS];
@@ -563,6 +566,37 @@ static void writer_free(dsWriter *w) {
   free(w);
 }
 
+/* Appending: the file's env_args.env_kwargs (controller, action mode, cameras, control rate) must be
+ * this recording's, as ds_compatible requires of a merge. */
+static int same_env_kwargs(dsFile *f, const char *kwargs) {
+  cJSON *file = cJSON_Parse(ds_env_args(f)), *mine = cJSON_Parse(kwargs);
+  const cJSON *fk = cJSON_GetObjectItemCaseSensitive(file, "env_kwargs");
+  int rc = 0;
+  if (!mine || !(fk ? cJSON_Compare(fk, mine, 1) : !mine->child)) {
+    char *txt = fk ? cJSON_PrintUnformatted(fk) : NULL;
+    rc = tk_error(TK_EFORMAT,
+                  "%s: recorded with env_kwargs %.300s; this recording has %.300s (record into another file)",
+                  ds_path(f), txt ? txt : "{}", kwargs);
+    cJSON_free(txt);
+  }
+  cJSON_Delete(file);
+  cJSON_Delete(mine);
+  return rc;
+}
+
+/* The one nominal control rate of the file's demos (0 when none is recorded); mixed rates are refused. */
+static int file_rate(dsFile *f, double *hz) {
+  *hz = 0;
+  for (int i = 0; i < ds_num_demos(f); i++) {
+    double r = ds_demo(f, i)->control_hz;
+    if (r > 0 && *hz > 0 && r != *hz)
+      return tk_error(TK_EFORMAT, "%s: its demos were recorded at %g and %g Hz; append to a file of one rate",
+                      ds_path(f), *hz, r);
+    if (r > 0) *hz = r;
+  }
+  return 0;
+}
+
 int ds_writer_open(const char *path, const dsWriterOpts *o, dsWriter **out) {
   *out = NULL;
   ds_h5_init();
@@ -631,6 +665,10 @@ int ds_writer_open(const char *path, const dsWriterOpts *o, dsWriter **out) {
     }
     if (ds_num_demos(f) > 0 && (rc = ds_schema_compare(ds_schema(f), s))) {
       tk_error_wrap(rc, "%s: different schema (file vs this recording)", path);
+      ds_close(f);
+      goto fail;
+    }
+    if ((rc = same_env_kwargs(f, w->env_kwargs)) || (rc = file_rate(f, &w->file_hz))) {
       ds_close(f);
       goto fail;
     }
@@ -703,6 +741,11 @@ int ds_writer_begin(dsWriter *w, const dsEpisodeInfo *info, int64_t *demo_index)
   if (!info || !(info->control_hz > 0) || !isfinite(info->control_hz))
     return tk_error(TK_EINVAL, "%s: begin episode: control_hz (the nominal control rate) must be > 0",
                     w->path);
+  if (w->file_hz > 0 && info->control_hz != w->file_hz)
+    return tk_error(
+        TK_EINVAL,
+        "%s: its demos were recorded at %g Hz; this episode is at %g Hz (record into another file)", w->path,
+        w->file_hz, info->control_hz);
   /* names are stored whole or refused here, before anything is recorded (the reader refuses names
    * past DS_NAME_MAX - 1 bytes too: never cut) */
   char task[DS_NAME_MAX], op[DS_NAME_MAX], dev[DS_NAME_MAX];

@@ -46,8 +46,12 @@ static inline int tt_run(char **out, const char *fmt, ...) {
   char cmd[8192];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(cmd, sizeof cmd, fmt, ap);
+  int len = vsnprintf(cmd, sizeof cmd, fmt, ap);
   va_end(ap);
+  if (len < 0 || (size_t)len >= sizeof cmd) { /* a cut command would run something else */
+    fprintf(stderr, "tt_run: command of %d bytes is longer than %zu\n", len, sizeof cmd - 1);
+    abort();
+  }
   if (!out) {
     int st = system(cmd);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);

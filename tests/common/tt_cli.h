@@ -54,8 +54,9 @@ static inline int run2(const char *dir, char **out, char **err, const char *fmt,
   char cmd[8192], po[4200], pe[4200];
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(cmd, sizeof cmd, fmt, ap);
+  int len = vsnprintf(cmd, sizeof cmd, fmt, ap);
   va_end(ap);
+  cr_assert(len >= 0 && (size_t)len < sizeof cmd - 100, "run2: a command of %d bytes is too long", len);
   seq++;
   snprintf(po, sizeof po, "%s/.stdout.%d", dir, seq);
   snprintf(pe, sizeof pe, "%s/.stderr.%d", dir, seq);

@@ -499,3 +499,29 @@ Test(writer, long_names_are_refused_and_reasons_kept_whole) {
   cr_assert_eq(atoi(out), (int)sizeof reason - 1, "end_reason stored with %s characters", out);
   free(out);
 }
+
+/* Appending holds the same rule as merging (ds_compatible): episodes at another control rate or under
+ * other env_kwargs (a controller, a camera list) never join a file. */
+Test(writer, appends_at_another_rate_or_env_are_refused) {
+  const char *p = path_in(tt_tmpdir(), "d.h5");
+  dsWriterOpts o;
+  gen_schema(&o, NULL);
+  o.env_kwargs_json = "{\"control_hz\": 20}";
+  dsWriter *w;
+  cr_assert_eq(ds_writer_open(p, &o, &w), 0, "%s", tk_errmsg());
+  record(w, 0, 0, DS_SUCCESS);
+  cr_assert_eq(ds_writer_close(w), 0, "%s", tk_errmsg());
+  dsWriterOpts o2 = o;
+  o2.env_kwargs_json = "{\"control_hz\": 5}";
+  cr_assert_neq(ds_writer_open(p, &o2, &w), 0, "other env_kwargs were appended");
+  cr_assert(strstr(tk_errmsg(), "env_kwargs"), "%s", tk_errmsg());
+  /* the same env_kwargs, but an episode at another nominal rate */
+  cr_assert_eq(ds_writer_open(p, &o, &w), 0, "%s", tk_errmsg());
+  int64_t idx;
+  dsEpisodeInfo info = {.task = "gen_task", .operator_name = "t", .device = "scripted", .control_hz = 5};
+  cr_assert_neq(ds_writer_begin(w, &info, &idx), 0, "a 5 Hz episode joined a 20 Hz file");
+  cr_assert(strstr(tk_errmsg(), "20 Hz") && strstr(tk_errmsg(), "5 Hz"), "%s", tk_errmsg());
+  record(w, 1, 0, DS_SUCCESS);
+  cr_assert_eq(ds_writer_close(w), 0, "%s", tk_errmsg());
+  verify_all(p, 0, 2);
+}
