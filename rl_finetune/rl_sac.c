@@ -142,6 +142,8 @@ static bcPolicy *make_actor(const rlOpts *o, const bcPolicy *bc, const capSpec *
   const char *keys[BC_MAX_KEYS];
   for (int i = 0; i < src->nkeys; i++)
     keys[i] = src->keys[i];
+  /* the actor is trained: a network with gradients and Adam state, into which the loaded policy (made
+   * to act) is copied below */
   bcPolicy *p = bc_policy_make(&a, src->nkeys, keys, src->key_dim, o->seed ^ 0xac70ull);
   if (!p) return NULL;
   memcpy(p->obs_mean, src->obs_mean, sizeof(float) * (size_t)src->obs_dim);
@@ -944,6 +946,7 @@ int rl_run(const rlOpts *o, rlResult *res) {
   bc_policy_free(bc);
   bc_policy_free(stats);
   if (rc) goto fail;
+  /* the anchor is frozen: its clone is made to act (parameters only) */
   if (o->policy && (!(R->bc = bc_policy_clone(R->actor)) || !(R->bw = nn_work_make(R->bc->net, o->batch)))) {
     rc = tk_error_wrap(TK_ENOMEM, "anchor policy");
     goto fail;
