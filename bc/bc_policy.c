@@ -349,7 +349,8 @@ static int open_exact(hid_t g, const char *group, const char *name, int ndim, co
   } else if (H5Dget_space_status(d, &st) < 0 || st != H5D_SPACE_STATUS_ALLOCATED) {
     /* declared but (partly) never written: HDF5 would read its fill value there */
     rc = tk_error(TK_EFORMAT, "%s: /%s/%s has %s", path, group, name,
-                  st == H5D_SPACE_STATUS_PART_ALLOCATED ? "data written for only part of it" : "no data written");
+                  st == H5D_SPACE_STATUS_PART_ALLOCATED ? "data written for only part of it"
+                                                        : "no data written");
   }
   if (t >= 0) H5Tclose(t);
   if (sp >= 0) H5Sclose(sp);
