@@ -21,7 +21,14 @@
  * deterministic action (nn_act) is mapped through act_offset/act_scale.
  *
  * Loading validates everything (format, version, arch, keys against dims, every tensor's presence, rank,
- * shape and finiteness, the statistics) and names the file and the problem in one line.
+ * shape and finiteness, the statistics) and names the file and the problem in one line. Every tensor's
+ * type, shape and written data are checked from what the file declares (nothing extra either) BEFORE the
+ * network is allocated, and the architecture is bounded (NN_MAX_PARAMS), so a small file that declares
+ * a huge network costs no memory.
+ *
+ * Acting vs training: a loaded or cloned policy's network is made to act (nn_net_make_acting: parameters
+ * only, no gradients or Adam moments); bc_policy_make's is made to train. To train from a loaded policy,
+ * copy it into a bc_policy_make'd one (rl-finetune's actor) or call nn_net_add_training(p->net).
  */
 #ifndef BC_H
 #define BC_H
@@ -58,17 +65,17 @@ typedef struct {
   char *info;                    /* JSON object text (malloc'd), "{}" when none */
 } bcPolicy;
 
-/* A policy with identity statistics and a freshly initialized network (seeded). keys/dims give the
- * observation layout; their sum must equal arch->obs_dim. */
+/* A policy with identity statistics and a freshly initialized network (seeded) made to train. keys/dims
+ * give the observation layout; their sum must equal arch->obs_dim. */
 bcPolicy *bc_policy_make(const nnArch *arch, int nkeys, const char *const *keys, const int *dims,
                          uint64_t seed);
 void bc_policy_free(bcPolicy *p); /* NULL-safe */
-/* Deep copy (network parameters included, Adam state not). */
+/* Deep copy to act: network parameters included, made to act (no gradients or Adam state). */
 bcPolicy *bc_policy_clone(const bcPolicy *p);
 int bc_policy_set_info(bcPolicy *p, const char *json); /* replaces info; json must be an object */
 /* Write atomically (temp file, fsync, rename, directory fsync). */
 int bc_policy_save(const bcPolicy *p, const char *path);
-/* Read and validate; NULL with tk_error() naming the file and the problem. */
+/* Read and validate; NULL with tk_error() naming the file and the problem. The network is made to act. */
 bcPolicy *bc_policy_load(const char *path);
 
 /* The network's input for B raw observations [B, obs_dim]: (obs - obs_mean) / obs_std. */

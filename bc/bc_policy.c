@@ -74,15 +74,21 @@ int bc_policy_scratch(const bcPolicy *p) { return p->obs_dim + p->arch.act_dim; 
 
 int bc_policy_has_state(const bcPolicy *p) { return p->chunk > 1 || p->arch.rnn_layers > 0; }
 
-bcPolicy *bc_policy_make(const nnArch *arch, int nkeys, const char *const *keys, const int *dims,
-                         uint64_t seed) {
+static bcPolicy *policy_make(const nnArch *arch, int nkeys, const char *const *keys, const int *dims,
+                             uint64_t seed, int trainable) {
   bcPolicy *p = policy_alloc(arch);
   if (!p) return NULL;
-  if (set_keys(p, nkeys, keys, dims) || !(p->net = nn_net_make(arch, seed))) {
+  if (set_keys(p, nkeys, keys, dims) ||
+      !(p->net = trainable ? nn_net_make(arch, seed) : nn_net_make_acting(arch, seed))) {
     bc_policy_free(p);
     return NULL;
   }
   return p;
+}
+
+bcPolicy *bc_policy_make(const nnArch *arch, int nkeys, const char *const *keys, const int *dims,
+                         uint64_t seed) {
+  return policy_make(arch, nkeys, keys, dims, seed, 1);
 }
 
 void bc_policy_free(bcPolicy *p) {
@@ -97,7 +103,7 @@ bcPolicy *bc_policy_clone(const bcPolicy *p) {
   const char *keys[BC_MAX_KEYS];
   for (int i = 0; i < p->nkeys; i++)
     keys[i] = p->keys[i];
-  bcPolicy *q = bc_policy_make(&p->arch, p->nkeys, keys, p->key_dim, 0);
+  bcPolicy *q = policy_make(&p->arch, p->nkeys, keys, p->key_dim, 0, 0); /* to act */
   if (!q) return NULL;
   nn_copy_params(q->net, p->net);
   bc_policy_set_chunk(q, p->chunk);
@@ -310,9 +316,11 @@ int bc_policy_save(const bcPolicy *p, const char *path) {
 }
 
 /* ---- loading --------------------------------------------------------------------------------- */
-/* Read a float dataset of exactly the given shape; every value finite. */
-static int read_exact(hid_t g, const char *group, const char *name, int ndim, const int64_t *shape,
-                      float *out, const char *path) {
+/* Open a float dataset of exactly the given shape with its data written (*out), checking only what the
+ * file declares: nothing of its size is allocated or read. */
+static int open_exact(hid_t g, const char *group, const char *name, int ndim, const int64_t *shape,
+                      const char *path, hid_t *out) {
+  *out = -1;
   if (H5Lexists(g, name, H5P_DEFAULT) <= 0) {
     H5Eclear2(H5E_DEFAULT);
     return tk_error(TK_EFORMAT, "%s: /%s/%s is missing", path, group, name);
@@ -321,10 +329,12 @@ static int read_exact(hid_t g, const char *group, const char *name, int ndim, co
   if (d < 0) return ds_h5_fail(TK_EFORMAT, "%s: /%s/%s is not a dataset", path, group, name);
   hid_t sp = H5Dget_space(d), t = H5Dget_type(d);
   hsize_t dims[H5S_MAX_RANK] = {0};
-  int r = H5Sget_simple_extent_ndims(sp);
-  if (r < 0 || H5Sget_simple_extent_dims(sp, dims, NULL) < 0) r = -1; /* dims of any rank, for the message */
+  int r = sp < 0 ? -1 : H5Sget_simple_extent_ndims(sp);
+  if (r < 0 || r > H5S_MAX_RANK || H5Sget_simple_extent_dims(sp, dims, NULL) < 0)
+    r = -1; /* dims of any rank, for the message */
+  H5D_space_status_t st = H5D_SPACE_STATUS_ERROR;
   int rc = 0;
-  if (H5Tget_class(t) != H5T_FLOAT)
+  if (t < 0 || H5Tget_class(t) != H5T_FLOAT)
     rc = tk_error(TK_EFORMAT, "%s: /%s/%s is not floating point", path, group, name);
   else if (r != ndim || (hsize_t)shape[0] != dims[0] || (ndim == 2 && (hsize_t)shape[1] != dims[1])) {
     char want[64], got[64] = "?";
@@ -336,7 +346,29 @@ static int read_exact(hid_t g, const char *group, const char *name, int ndim, co
     if (r < 1 || r > 2) snprintf(got, sizeof got, "rank %d", r);
     rc = tk_error(TK_EFORMAT, "%s: /%s/%s has shape %s, the architecture needs %s", path, group, name, got,
                   want);
-  } else if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
+  } else if (H5Dget_space_status(d, &st) < 0 || st != H5D_SPACE_STATUS_ALLOCATED) {
+    /* declared but (partly) never written: HDF5 would read its fill value there */
+    rc = tk_error(TK_EFORMAT, "%s: /%s/%s has %s", path, group, name,
+                  st == H5D_SPACE_STATUS_PART_ALLOCATED ? "data written for only part of it"
+                                                        : "no data written");
+  }
+  if (t >= 0) H5Tclose(t);
+  if (sp >= 0) H5Sclose(sp);
+  H5Eclear2(H5E_DEFAULT);
+  if (rc)
+    H5Dclose(d);
+  else
+    *out = d;
+  return rc;
+}
+
+/* Read a float dataset of exactly the given shape into out; every value finite. */
+static int read_exact(hid_t g, const char *group, const char *name, int ndim, const int64_t *shape,
+                      float *out, const char *path) {
+  hid_t d;
+  int rc = open_exact(g, group, name, ndim, shape, path, &d);
+  if (rc) return rc;
+  if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
     rc = ds_h5_fail(TK_EFORMAT, "%s: /%s/%s cannot be read", path, group, name);
   } else {
     int64_t n = ndim == 2 ? shape[0] * shape[1] : shape[0];
@@ -347,9 +379,29 @@ static int read_exact(hid_t g, const char *group, const char *name, int ndim, co
         break;
       }
   }
-  H5Tclose(t);
-  H5Sclose(sp);
   H5Dclose(d);
+  H5Eclear2(H5E_DEFAULT);
+  return rc;
+}
+
+/* Every tensor the architecture declares (plan) is in /weights with its shape and data, and nothing else
+ * is: checked from what the file declares, before the network is allocated. */
+static int check_weights(hid_t g, const nnNet *plan, const char *path) {
+  int rc = 0;
+  for (int i = 0; !rc && i < plan->n_tensors; i++) {
+    const nnTensor *t = &plan->tensors[i];
+    hid_t d;
+    if (!(rc = open_exact(g, "weights", t->name, t->ndim, t->shape, path, &d))) H5Dclose(d);
+  }
+  if (!rc) { /* no extra tensors: a file for another architecture must not half-load */
+    dsNames names = {0};
+    if (ds_list_links(g, &names) < 0) rc = tk_error(TK_EFORMAT, "%s: /weights cannot be listed", path);
+    for (int i = 0; !rc && i < names.n; i++)
+      if (!nn_tensor_find(plan, names.v[i]))
+        rc = tk_error(TK_EFORMAT, "%s: /weights/%s is not a tensor of the architecture in 'arch'", path,
+                      names.v[i]);
+    ds_names_free(&names);
+  }
   H5Eclear2(H5E_DEFAULT);
   return rc;
 }
@@ -457,23 +509,18 @@ static bcPolicy *load_from(hid_t f, const char *path) {
                       p->act_scale[i]);
     if (g >= 0) H5Gclose(g);
   }
-  /* weights */
-  if (!rc && !(p->net = nn_net_make(&arch, 0))) rc = tk_error_wrap(TK_EFORMAT, "%s", path);
+  /* weights: the file's tensors are checked against the architecture before the network is allocated,
+   * and the network is made to act (parameters only) */
   if (!rc) {
     hid_t g = H5Gopen2(f, "weights", H5P_DEFAULT);
     if (g < 0) rc = tk_error(TK_EFORMAT, "%s: group /weights is missing", path);
+    nnNet plan;
+    if (!rc && nn_net_plan(&arch, &plan)) rc = tk_error_wrap(TK_EFORMAT, "%s: attribute 'arch'", path);
+    if (!rc) rc = check_weights(g, &plan, path);
+    if (!rc && !(p->net = nn_net_make_acting(&arch, 0))) rc = tk_error_wrap(TK_ENOMEM, "%s", path);
     for (int i = 0; !rc && i < p->net->n_tensors; i++) {
       const nnTensor *t = &p->net->tensors[i];
       rc = read_exact(g, "weights", t->name, t->ndim, t->shape, t->data, path);
-    }
-    if (!rc) { /* no extra tensors: a file for another architecture must not half-load */
-      dsNames names = {0};
-      if (ds_list_links(g, &names) < 0) rc = tk_error(TK_EFORMAT, "%s: /weights cannot be listed", path);
-      for (int i = 0; !rc && i < names.n; i++)
-        if (!nn_tensor_find(p->net, names.v[i]))
-          rc = tk_error(TK_EFORMAT, "%s: /weights/%s is not a tensor of the architecture in 'arch'", path,
-                        names.v[i]);
-      ds_names_free(&names);
     }
     if (g >= 0) H5Gclose(g);
   }

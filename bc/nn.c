@@ -51,6 +51,62 @@ int nn_arch_out_dim(const nnArch *a) {
   return 0;
 }
 
+static void add_tensor(nnNet *net, int64_t *off, const char *fmt, int l, int ndim, int64_t d0, int64_t d1) {
+  nnTensor *t = &net->tensors[net->n_tensors++];
+  snprintf(t->name, sizeof t->name, fmt, l);
+  t->ndim = ndim;
+  t->shape[0] = d0;
+  t->shape[1] = ndim == 2 ? d1 : 0;
+  t->numel = ndim == 2 ? d0 * d1 : d0;
+  t->offset = *off;
+  *off += nn_round_up(t->numel);
+}
+
+/* Everything about the network that follows from its architecture, nothing allocated: dims, widths, the
+ * tensor table (names, shapes, offsets in parameter order: the LSTM's, then the MLP's, each padded to 64
+ * bytes) and n_params. The fields' ranges must be valid (nn_arch_validate's checks before the count). */
+static void layout(const nnArch *arch, nnNet *net) {
+  memset(net, 0, sizeof *net);
+  net->arch = *arch;
+  net->n_linear = arch->n_hidden + 1;
+  net->dims[0] = arch->rnn_layers > 0 ? arch->rnn_hidden : arch->obs_dim; /* the MLP's input */
+  for (int i = 0; i < arch->n_hidden; i++)
+    net->dims[i + 1] = arch->hidden[i];
+  net->out_dim = nn_arch_out_dim(arch);
+  net->dims[net->n_linear] = net->out_dim;
+  net->max_width = 0;
+  for (int i = 0; i <= net->n_linear; i++)
+    net->max_width = TK_MAX(net->max_width, net->dims[i]);
+  int64_t off = 0;
+  int64_t H = arch->rnn_hidden;
+  for (int k = 0; k < arch->rnn_layers; k++) {
+    int64_t in = k ? H : arch->obs_dim;
+    net->lstm[k].in = (int)in;
+    add_tensor(net, &off, "lstm%d.weight_ih", k, 2, 4 * H, in);
+    add_tensor(net, &off, "lstm%d.weight_hh", k, 2, 4 * H, H);
+    add_tensor(net, &off, "lstm%d.bias_ih", k, 1, 4 * H, 0);
+    add_tensor(net, &off, "lstm%d.bias_hh", k, 1, 4 * H, 0);
+  }
+  for (int l = 0; l < net->n_linear; l++) {
+    add_tensor(net, &off, "l%d.weight", l, 2, net->dims[l + 1], net->dims[l]);
+    add_tensor(net, &off, "l%d.bias", l, 1, net->dims[l + 1], 0);
+    if (arch->layer_norm && l < arch->n_hidden) {
+      add_tensor(net, &off, "ln%d.gain", l, 1, net->dims[l + 1], 0);
+      add_tensor(net, &off, "ln%d.bias", l, 1, net->dims[l + 1], 0);
+    }
+  }
+  net->n_params = off;
+}
+
+void nn_shape_str(int ndim, const int64_t *shape, char *buf, size_t n) {
+  if (ndim == 2)
+    snprintf(buf, n, "[%lld, %lld]", (long long)shape[0], (long long)shape[1]);
+  else if (ndim == 1)
+    snprintf(buf, n, "[%lld]", (long long)shape[0]);
+  else
+    snprintf(buf, n, "(%d dims)", ndim);
+}
+
 int nn_arch_validate(const nnArch *a) {
   if (!a) return tk_error(TK_EINVAL, "nn arch: NULL");
   if (a->obs_dim < 1 || a->obs_dim > NN_MAX_DIM)
@@ -91,6 +147,23 @@ int nn_arch_validate(const nnArch *a) {
       return tk_error(TK_ERANGE, "nn arch: rnn_hidden %d not in 1..%d", a->rnn_hidden, NN_MAX_DIM);
     if (a->rnn_horizon < 1 || a->rnn_horizon > NN_MAX_RNN_HORIZON)
       return tk_error(TK_ERANGE, "nn arch: rnn_horizon %d not in 1..%d", a->rnn_horizon, NN_MAX_RNN_HORIZON);
+  }
+  /* the whole network, counted from the tensor list before anything is allocated: the first tensor
+   * that takes it past NN_MAX_PARAMS is named */
+  nnNet plan;
+  layout(a, &plan);
+  int64_t total = 0;
+  for (int i = 0; i < plan.n_tensors; i++) {
+    const nnTensor *t = &plan.tensors[i];
+    total += t->numel;
+    if (total > NN_MAX_PARAMS) {
+      char shape[64];
+      nn_shape_str(t->ndim, t->shape, shape, sizeof shape);
+      return tk_error(TK_ERANGE,
+                      "nn arch: tensor %s %s takes the network past %lld parameters (NN_MAX_PARAMS, %lld MiB "
+                      "of float32)",
+                      t->name, shape, (long long)NN_MAX_PARAMS, (long long)(NN_MAX_PARAMS * 4 >> 20));
+    }
   }
   return 0;
 }
@@ -261,106 +334,129 @@ void nn_set_threads(int n) {
 
 int nn_get_threads(void) { return g_threads > 0 ? g_threads : openblas_get_num_threads(); }
 
-static void add_tensor(nnNet *net, int64_t *off, const char *fmt, int l, int ndim, int64_t d0, int64_t d1) {
-  nnTensor *t = &net->tensors[net->n_tensors++];
-  snprintf(t->name, sizeof t->name, fmt, l);
-  t->ndim = ndim;
-  t->shape[0] = d0;
-  t->shape[1] = ndim == 2 ? d1 : 0;
-  t->numel = ndim == 2 ? d0 * d1 : d0;
-  t->offset = *off;
-  *off += nn_round_up(t->numel);
+int nn_net_plan(const nnArch *arch, nnNet *plan) {
+  if (!plan) return tk_error(TK_EINVAL, "nn_net_plan: NULL output");
+  int rc = nn_arch_validate(arch);
+  if (rc) return rc;
+  layout(arch, plan);
+  return 0;
 }
 
-nnNet *nn_net_make(const nnArch *arch, uint64_t seed) {
-  if (nn_arch_validate(arch)) return NULL;
-  nnNet *net = calloc(1, sizeof *net);
-  if (!net) {
-    tk_error(TK_ENOMEM, "nn_net_make: out of memory");
-    return NULL;
-  }
-  net->arch = *arch;
-  net->n_linear = arch->n_hidden + 1;
-  net->dims[0] = arch->rnn_layers > 0 ? arch->rnn_hidden : arch->obs_dim; /* the MLP's input */
-  for (int i = 0; i < arch->n_hidden; i++)
-    net->dims[i + 1] = arch->hidden[i];
-  net->out_dim = nn_arch_out_dim(arch);
-  net->dims[net->n_linear] = net->out_dim;
-  net->max_width = 0;
-  for (int i = 0; i <= net->n_linear; i++)
-    net->max_width = TK_MAX(net->max_width, net->dims[i]);
-
-  /* size first: tensors in parameter order (the LSTM's, then the MLP's), each padded to 64 bytes */
-  int64_t off = 0;
-  int64_t H = arch->rnn_hidden;
-  for (int k = 0; k < arch->rnn_layers; k++) {
-    int64_t in = k ? H : arch->obs_dim;
-    net->lstm[k].in = (int)in;
-    add_tensor(net, &off, "lstm%d.weight_ih", k, 2, 4 * H, in);
-    add_tensor(net, &off, "lstm%d.weight_hh", k, 2, 4 * H, H);
-    add_tensor(net, &off, "lstm%d.bias_ih", k, 1, 4 * H, 0);
-    add_tensor(net, &off, "lstm%d.bias_hh", k, 1, 4 * H, 0);
+/* Point the gradient and Adam views into base: three sections of n_params (grads, adam_m, adam_v). */
+static void point_training(nnNet *net, float *base) {
+  const int64_t n = net->n_params;
+  net->grads = base;
+  net->adam_m = base + n;
+  net->adam_v = base + 2 * n;
+  for (int i = 0; i < net->n_tensors; i++)
+    net->tensors[i].grad = net->grads + net->tensors[i].offset;
+  int ti = 0;
+  for (int k = 0; k < net->arch.rnn_layers; k++, ti += 4) {
+    nnLstmLayer *R = &net->lstm[k];
+    const nnTensor *t = &net->tensors[ti];
+    R->dw_ih = t[0].grad, R->dw_hh = t[1].grad, R->db_ih = t[2].grad, R->db_hh = t[3].grad;
   }
   for (int l = 0; l < net->n_linear; l++) {
-    add_tensor(net, &off, "l%d.weight", l, 2, net->dims[l + 1], net->dims[l]);
-    add_tensor(net, &off, "l%d.bias", l, 1, net->dims[l + 1], 0);
-    if (arch->layer_norm && l < arch->n_hidden) {
-      add_tensor(net, &off, "ln%d.gain", l, 1, net->dims[l + 1], 0);
-      add_tensor(net, &off, "ln%d.bias", l, 1, net->dims[l + 1], 0);
+    nnLayer *L = &net->layer[l];
+    const nnTensor *t = &net->tensors[ti];
+    L->dw = t[0].grad, L->db = t[1].grad;
+    ti += 2;
+    if (L->gain) {
+      L->dgain = t[2].grad, L->dbeta = t[3].grad;
+      ti += 2;
     }
   }
-  net->n_params = off;
-  size_t bytes = (size_t)off * 4 * sizeof(float);
+}
+
+/* sections: 1 (parameters: a network to act) or 4 (and gradients, Adam's moments: to train) */
+static nnNet *net_alloc(const nnArch *arch, uint64_t seed, int sections, const char *fn) {
+  nnNet *net = calloc(1, sizeof *net);
+  if (!net) {
+    tk_error(TK_ENOMEM, "%s: out of memory", fn);
+    return NULL;
+  }
+  if (nn_net_plan(arch, net)) {
+    free(net);
+    return NULL;
+  }
+  const int64_t off = net->n_params;
+  size_t bytes = (size_t)off * (size_t)sections * sizeof(float);
   net->block_ = aligned_alloc(64, bytes);
   if (!net->block_) {
-    tk_error(TK_ENOMEM, "nn_net_make: cannot allocate %zu bytes for %lld parameters", bytes, (long long)off);
+    tk_error(TK_ENOMEM, "%s: cannot allocate %zu bytes for %lld parameters", fn, bytes, (long long)off);
     nn_net_free(net);
     return NULL;
   }
   memset(net->block_, 0, bytes);
   net->params = net->block_;
-  net->grads = net->params + off;
-  net->adam_m = net->grads + off;
-  net->adam_v = net->adam_m + off;
-  for (int i = 0; i < net->n_tensors; i++) {
-    nnTensor *t = &net->tensors[i];
-    t->data = net->params + t->offset;
-    t->grad = net->grads + t->offset;
-  }
+  for (int i = 0; i < net->n_tensors; i++)
+    net->tensors[i].data = net->params + net->tensors[i].offset;
   int ti = 0;
-  for (int k = 0; k < arch->rnn_layers; k++) {
+  for (int k = 0; k < arch->rnn_layers; k++, ti += 4) {
     nnLstmLayer *R = &net->lstm[k];
     const nnTensor *t = &net->tensors[ti];
-    R->w_ih = t[0].data, R->dw_ih = t[0].grad;
-    R->w_hh = t[1].data, R->dw_hh = t[1].grad;
-    R->b_ih = t[2].data, R->db_ih = t[2].grad;
-    R->b_hh = t[3].data, R->db_hh = t[3].grad;
-    ti += 4;
+    R->w_ih = t[0].data, R->w_hh = t[1].data, R->b_ih = t[2].data, R->b_hh = t[3].data;
   }
   for (int l = 0; l < net->n_linear; l++) {
     nnLayer *L = &net->layer[l];
-    for (int k = 0; k < ((arch->layer_norm && l < arch->n_hidden) ? 4 : 2); k++) {
-      nnTensor *t = &net->tensors[ti++];
-      float **p = k == 0 ? &L->w : k == 1 ? &L->b : k == 2 ? &L->gain : &L->beta;
-      float **g = k == 0 ? &L->dw : k == 1 ? &L->db : k == 2 ? &L->dgain : &L->dbeta;
-      *p = t->data;
-      *g = t->grad;
+    const nnTensor *t = &net->tensors[ti];
+    L->w = t[0].data, L->b = t[1].data;
+    ti += 2;
+    if (arch->layer_norm && l < arch->n_hidden) {
+      L->gain = t[2].data, L->beta = t[3].data;
+      ti += 2;
     }
   }
+  if (sections == 4) point_training(net, net->params + off);
   nn_net_init(net, seed);
   return net;
+}
+
+nnNet *nn_net_make(const nnArch *arch, uint64_t seed) { return net_alloc(arch, seed, 4, "nn_net_make"); }
+
+nnNet *nn_net_make_acting(const nnArch *arch, uint64_t seed) {
+  return net_alloc(arch, seed, 1, "nn_net_make_acting");
+}
+
+int nn_net_trainable(const nnNet *net) { return net && net->grads != NULL; }
+
+int nn_net_add_training(nnNet *net) {
+  if (!net) return tk_error(TK_EINVAL, "nn_net_add_training: NULL network");
+  if (net->grads) return 0;
+  size_t bytes = (size_t)net->n_params * 3 * sizeof(float);
+  net->train_block_ = aligned_alloc(64, bytes);
+  if (!net->train_block_)
+    return tk_error(TK_ENOMEM, "nn_net_add_training: cannot allocate %zu bytes for %lld parameters", bytes,
+                    (long long)net->n_params);
+  memset(net->train_block_, 0, bytes);
+  point_training(net, net->train_block_);
+  net->adam_t = 0;
+  return 0;
+}
+
+int nn_need_training(const nnNet *net, const char *fn) {
+  if (net && !net->grads)
+    return tk_error(TK_EINVAL,
+                    "%s: the network was made to act (no gradients or Adam state): nn_net_add_training first",
+                    fn);
+  return 0;
 }
 
 void nn_net_free(nnNet *net) {
   if (!net) return;
   free(net->block_);
+  free(net->train_block_);
   free(net);
 }
 
 void nn_net_init(nnNet *net, uint64_t seed) {
   tkRng r;
   tk_rng_seed(&r, seed);
-  memset(net->params, 0, (size_t)net->n_params * 4 * sizeof(float));
+  memset(net->params, 0, (size_t)net->n_params * sizeof(float));
+  if (net->grads) {
+    memset(net->grads, 0, (size_t)net->n_params * sizeof(float));
+    memset(net->adam_m, 0, (size_t)net->n_params * 2 * sizeof(float)); /* m and v: one section pair */
+  }
   /* torch.nn.LSTM.reset_parameters: every tensor uniform in +-1/sqrt(hidden_size), in parameter order */
   const nnArch *a = &net->arch;
   for (int k = 0; k < a->rnn_layers; k++) {
@@ -400,16 +496,8 @@ int nn_tensor_load(nnNet *net, const char *name, int ndim, const int64_t *shape,
   if (!t) return tk_error(TK_ENOTFOUND, "nn: no tensor named \"%s\" in this network", name);
   if (ndim != t->ndim || shape[0] != t->shape[0] || (ndim == 2 && shape[1] != t->shape[1])) {
     char have[64], want[64];
-    if (t->ndim == 2)
-      snprintf(want, sizeof want, "[%lld, %lld]", (long long)t->shape[0], (long long)t->shape[1]);
-    else
-      snprintf(want, sizeof want, "[%lld]", (long long)t->shape[0]);
-    if (ndim == 2)
-      snprintf(have, sizeof have, "[%lld, %lld]", (long long)shape[0], (long long)shape[1]);
-    else if (ndim == 1)
-      snprintf(have, sizeof have, "[%lld]", (long long)shape[0]);
-    else
-      snprintf(have, sizeof have, "(%d dims)", ndim);
+    nn_shape_str(t->ndim, t->shape, want, sizeof want);
+    nn_shape_str(ndim, shape, have, sizeof have);
     return tk_error(TK_EFORMAT, "nn: tensor \"%s\" has shape %s, the network expects %s", name, have, want);
   }
   for (int64_t i = 0; i < t->numel; i++)

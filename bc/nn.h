@@ -17,8 +17,13 @@
  * torch.nn.Linear (y = x W^T + b). Every matrix product is an OpenBLAS cblas_sgemm.
  *
  * Memory: nn_net_make() allocates parameters, gradients and the Adam moments as one block (four equal
- * sections); nn_work_make() allocates every activation and scratch buffer for up to max_batch rows as
- * one block. Nothing allocates after that (forward, loss, backward, step, sampling).
+ * sections): a network to train. nn_net_make_acting() allocates the parameters alone (a quarter of
+ * that): a network to act (forward, actions, sampling, log-probs, dLoss/dinput), as a loaded policy is;
+ * the gradient and Adam entry points refuse it (TK_EINVAL) until nn_net_add_training() gives it the
+ * other three sections. nn_net_plan() lays a network out (tensor names, shapes, n_params) without
+ * allocating anything, so a file can be checked against it first. nn_work_make() allocates every
+ * activation and scratch buffer for up to max_batch rows as one block. Nothing allocates after that
+ * (forward, loss, backward, step, sampling). An architecture has at most NN_MAX_PARAMS parameters.
  *
  * Threads and determinism: nn_set_threads(n) sets OpenBLAS's thread count (process-wide). With the same
  * seed, data and thread count, results are bit-identical: OpenBLAS 0.3.21 sgemm splits work over M/N only
@@ -56,6 +61,9 @@ extern "C" {
 #define NN_MAX_MODES 64         /* GMM modes at most */
 #define NN_MAX_RNN_LAYERS 4     /* LSTM layers at most */
 #define NN_MAX_RNN_HORIZON 1000 /* training sequence length at most */
+/* parameters of a network at most (64 Mi floats: 256 MiB to act, 1 GiB to train; robomimic's largest
+ * low-dim networks have under 15 Mi). nn_arch_validate refuses more, naming the tensor that passes it */
+#define NN_MAX_PARAMS ((int64_t)1 << 26)
 /* weight, bias (+ gain, bias of LayerNorm) per Linear; weight_ih, weight_hh, bias_ih, bias_hh per LSTM */
 #define NN_MAX_TENSORS (4 * NN_MAX_HIDDEN + 2 + 4 * NN_MAX_RNN_LAYERS)
 #define NN_NAME_MAX 24
@@ -112,13 +120,13 @@ typedef struct {
   int64_t numel;
   int64_t offset; /* in floats, into each of params/grads/adam_m/adam_v */
   float *data;    /* params + offset */
-  float *grad;    /* grads + offset */
+  float *grad;    /* grads + offset (NULL: a network made to act) */
 } nnTensor;
 
 typedef struct {
   float *w, *b;       /* Linear weight [out, in], bias [out] */
   float *gain, *beta; /* LayerNorm gain, bias [out] (hidden layers with layer_norm only, else NULL) */
-  float *dw, *db;     /* their gradients */
+  float *dw, *db;     /* their gradients (NULL: a network made to act) */
   float *dgain, *dbeta;
 } nnLayer;
 
@@ -139,14 +147,15 @@ typedef struct {
   int max_width;               /* max of dims[] */
   int64_t n_params;            /* floats in each of the four sections */
   float *params;               /* all parameters (n_params) */
-  float *grads;                /* gradients, same layout (n_params) */
-  float *adam_m, *adam_v;      /* Adam first/second moments, same layout (n_params) */
+  float *grads;                /* gradients, same layout (n_params); NULL: a network made to act */
+  float *adam_m, *adam_v;      /* Adam first/second moments, same layout (n_params); NULL with grads */
   int64_t adam_t;              /* Adam steps taken */
   int n_tensors;
   nnTensor tensors[NN_MAX_TENSORS]; /* named views, in parameter order */
   nnLayer layer[NN_MAX_HIDDEN + 1];
   nnLstmLayer lstm[NN_MAX_RNN_LAYERS]; /* arch.rnn_layers of them (their tensors come first) */
-  void *block_;                        /* the one allocation */
+  void *block_;                        /* the one allocation (parameters; + training state: nn_net_make) */
+  void *train_block_;                  /* training state given later (nn_net_add_training), else NULL */
 } nnNet;
 
 /* Activations and scratch for batches of up to max_batch rows (recurrent: max_batch sequences of up to
@@ -192,6 +201,16 @@ typedef struct {
  * +-1/sqrt(fan_in), i.e. kaiming_uniform(a=sqrt(5)); LayerNorm gain 1, bias 0) from tk_rng seeded
  * with seed; gradients and Adam state zero. */
 nnNet *nn_net_make(const nnArch *arch, uint64_t seed);
+/* The same parameters (same initialization from seed) without gradients or Adam state: to act. */
+nnNet *nn_net_make_acting(const nnArch *arch, uint64_t seed);
+/* 1 if net has gradients and Adam state (nn_net_make, or nn_net_add_training), else 0. */
+int nn_net_trainable(const nnNet *net);
+/* Give a network made to act its gradients and Adam state (zero, adam_t 0): one allocation of three
+ * parameter-sized sections. No-op on a trainable network. */
+int nn_net_add_training(nnNet *net);
+/* Validate arch and fill *plan with its layout (arch, dims, widths, tensor names/shapes/offsets, n_params)
+ * without allocating: every pointer in *plan is NULL. Not a network: never use or free it. */
+int nn_net_plan(const nnArch *arch, nnNet *plan);
 void nn_net_free(nnNet *net);                /* NULL-safe */
 void nn_net_init(nnNet *net, uint64_t seed); /* re-initialize parameters; zero grads and Adam state */
 const nnTensor *nn_tensor_find(const nnNet *net, const char *name); /* NULL if none */

@@ -277,6 +277,7 @@ int nn_check_work(const nnNet *net, const nnWork *w) {
 int nn_backward_out(nnNet *net, nnWork *w, const float *dout, float *dx, int param_grads) {
   int rc = nn_refuse_rnn(net, "nn_backward_out");
   if (!rc) rc = nn_check_work(net, w);
+  if (!rc && param_grads) rc = nn_need_training(net, "nn_backward_out");
   if (rc) return rc;
   if (!dout) return tk_error(TK_EINVAL, "nn_backward_out: NULL dout");
   if (w->stage == NN_STAGE_NONE)
@@ -287,6 +288,7 @@ int nn_backward_out(nnNet *net, nnWork *w, const float *dout, float *dx, int par
 
 int nn_backward(nnNet *net, nnWork *w) {
   int rc = nn_check_work(net, w);
+  if (!rc) rc = nn_need_training(net, "nn_backward");
   if (rc) return rc;
   if (net->arch.rnn_layers > 0 && (w->stage != NN_STAGE_LOSS || w->T < 1))
     return tk_error(TK_EINVAL, "nn_backward: call nn_seq_loss first (a recurrent network)");
@@ -607,6 +609,7 @@ int nn_gauss_sample(const nnNet *net, nnWork *w, const float *x, int B, const fl
 int nn_gauss_backward(nnNet *net, nnWork *w, const float *dact, const float *dlogp) {
   int rc = nn_refuse_rnn(net, "nn_gauss_backward");
   if (!rc) rc = nn_check_work(net, w);
+  if (!rc) rc = nn_need_training(net, "nn_gauss_backward");
   if (rc) return rc;
   if (w->stage != NN_STAGE_SAMPLE)
     return tk_error(TK_EINVAL, "nn_gauss_backward: call nn_gauss_sample first");

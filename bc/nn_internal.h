@@ -3,6 +3,7 @@
 #define NN_INTERNAL_H
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "nn.h"
@@ -79,6 +80,10 @@ float nn_sigmoid(float x);
 /* ---- shared internals ------------------------------------------------------------------------ */
 
 int nn_check_batch(const nnNet *net, const nnWork *w, const float *x, int B);
+/* TK_EINVAL naming fn if net was made to act (no gradients or Adam state), else 0 */
+int nn_need_training(const nnNet *net, const char *fn);
+/* "[a, b]", "[a]" or "(n dims)" */
+void nn_shape_str(int ndim, const int64_t *shape, char *buf, size_t n);
 int nn_check_work(const nnNet *net, const nnWork *w);
 /* TK_EINVAL naming fn if net is recurrent (the plain MLP entry points refuse it), else 0 */
 int nn_refuse_rnn(const nnNet *net, const char *fn);

@@ -259,6 +259,7 @@ void nn_seq_backward(nnNet *net, nnWork *w, int accumulate) {
 int nn_seq_train_step(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *x, const float *y, int B,
                       int T, float *loss, double *grad_norm) {
   int rc = check_seq(net, w, x, B, T, "nn_seq_train_step");
+  if (!rc) rc = nn_need_training(net, "nn_seq_train_step");
   if (!rc) rc = nn_adam_check(o);
   if (rc) return rc;
   if (!y) return tk_error(TK_EINVAL, "nn_seq_train_step: NULL target");

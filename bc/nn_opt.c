@@ -14,7 +14,7 @@ void nn_adam_default(nnAdamOpts *o) {
 }
 
 void nn_zero_grad(nnNet *net) {
-  if (net) memset(net->grads, 0, (size_t)net->n_params * sizeof(float));
+  if (net && net->grads) memset(net->grads, 0, (size_t)net->n_params * sizeof(float));
 }
 
 /* sum of squares: 16 float lanes (vectorizes, fixed order), combined in double */
@@ -32,7 +32,9 @@ NN_CLONES double nn_sum_sq(const float *restrict g, int64_t n) {
   return s;
 }
 
-double nn_grad_norm(const nnNet *net) { return net ? sqrt(nn_sum_sq(net->grads, net->n_params)) : 0; }
+double nn_grad_norm(const nnNet *net) {
+  return net && net->grads ? sqrt(nn_sum_sq(net->grads, net->n_params)) : 0;
+}
 
 NN_CLONES static void scale_range(float *restrict g, int64_t n, float s) {
   for (int64_t i = 0; i < n; i++)
@@ -40,7 +42,7 @@ NN_CLONES static void scale_range(float *restrict g, int64_t n, float s) {
 }
 
 double nn_clip_grad(nnNet *net, double max_norm) {
-  if (!net) return 0;
+  if (!net || !net->grads) return 0;
   double norm = nn_grad_norm(net);
   if (max_norm > 0 && norm > max_norm)
     scale_range(net->grads, net->n_params, (float)(max_norm / (norm + 1e-6)));
@@ -49,7 +51,7 @@ double nn_clip_grad(nnNet *net, double max_norm) {
 
 void nn_adam_reset(nnNet *net) {
   if (!net) return;
-  memset(net->adam_m, 0, (size_t)net->n_params * 2 * sizeof(float));
+  if (net->adam_m) memset(net->adam_m, 0, (size_t)net->n_params * 2 * sizeof(float)); /* m, then v */
   net->adam_t = 0;
 }
 
@@ -130,7 +132,8 @@ void nn_adam_span(nnNet *net, const nnAdamK *k, int64_t lo, int64_t hi, float gs
 
 int nn_adam_step(nnNet *net, const nnAdamOpts *o, double *grad_norm) {
   if (!net) return tk_error(TK_EINVAL, "nn_adam_step: NULL network");
-  int rc = nn_adam_check(o);
+  int rc = nn_need_training(net, "nn_adam_step");
+  if (!rc) rc = nn_adam_check(o);
   if (rc) return rc;
   float gs = 1.0f;
   if (o->clip_norm > 0 || grad_norm) {
@@ -149,6 +152,7 @@ int nn_adam_step(nnNet *net, const nnAdamOpts *o, double *grad_norm) {
 int nn_train_step(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *x, const float *y, int B,
                   float *loss, double *grad_norm) {
   int rc = nn_refuse_rnn(net, "nn_train_step");
+  if (!rc) rc = nn_need_training(net, "nn_train_step");
   if (!rc) rc = nn_adam_check(o);
   if (rc) return rc;
   if (!y) return tk_error(TK_EINVAL, "nn_train_step: NULL target");

@@ -185,7 +185,7 @@ nnTeam *nn_team_make(const nnNet *net, int max_batch, int threads) {
     tk_error(TK_EINVAL, "nn_team_make: NULL network");
     return NULL;
   }
-  if (nn_refuse_rnn(net, "nn_team_make")) return NULL;
+  if (nn_refuse_rnn(net, "nn_team_make") || nn_need_training(net, "nn_team_make")) return NULL;
   if (threads < 1 || threads > NN_TEAM_MAX) {
     tk_error(TK_ERANGE, "nn_team_make: %d threads not in 1..%d", threads, NN_TEAM_MAX);
     return NULL;
@@ -249,6 +249,7 @@ int nn_team_train_step(nnNet *net, nnTeam *T, const nnAdamOpts *o, const float *
                        float *loss, double *grad_norm) {
   if (!net || !T || !x || !y) return tk_error(TK_EINVAL, "nn_team_train_step: NULL argument");
   int rc = nn_refuse_rnn(net, "nn_team_train_step");
+  if (!rc) rc = nn_need_training(net, "nn_team_train_step");
   if (rc) return rc;
   if (T->n_params != net->n_params || T->out_dim != net->out_dim)
     return tk_error(TK_EINVAL, "nn_team_train_step: the team was made for another network");

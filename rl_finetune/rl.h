@@ -66,7 +66,9 @@ typedef struct {
   double target;        /* success rate that counts as arrived (0.95) */
   int stop_at_target;   /* end the run once the target is reached (default 1) */
   const char *checkpoint; /* write a checkpoint here after every evaluation and at the end (NULL: none) */
-  const char *resume;     /* go on from this checkpoint (same options as the run that wrote it) */
+  const char *resume;     /* go on from this checkpoint (same options as the run that wrote it; every
+                             counter and size in it is checked against the options and the others, a bad
+                             one refused naming the file and the field) */
   /* PPO (on-policy, for many cheap workers): from the BC policy, a decaying DAPG demo term (bc_weight,
    * bc_halflife), value warm-up before the actor moves, a small actor learning rate, clamped std */
   int rollout;       /* env steps per iteration and rank (default 4096) */

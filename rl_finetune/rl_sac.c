@@ -142,6 +142,8 @@ static bcPolicy *make_actor(const rlOpts *o, const bcPolicy *bc, const capSpec *
   const char *keys[BC_MAX_KEYS];
   for (int i = 0; i < src->nkeys; i++)
     keys[i] = src->keys[i];
+  /* the actor is trained: a network with gradients and Adam state, into which the loaded policy (made
+   * to act) is copied below */
   bcPolicy *p = bc_policy_make(&a, src->nkeys, keys, src->key_dim, o->seed ^ 0xac70ull);
   if (!p) return NULL;
   memcpy(p->obs_mean, src->obs_mean, sizeof(float) * (size_t)src->obs_dim);
@@ -508,35 +510,94 @@ static int put_net(hid_t f, const char *name, const nnNet *net) {
   return rc;
 }
 
-/* Read n floats of exactly that length. */
-static int get_f32(hid_t g, const char *name, float *v, int64_t n, const char *path) {
-  hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
-  if (d < 0) return ds_h5_fail(TK_EFORMAT, "%s: %s is missing", path, name);
+/* ---- reading a checkpoint back: every counter and size is checked against the options and the other
+ * counters before it is used (a checkpoint is a file: a negative env-step count ran for ever, an all-zero
+ * random stream hangs its first draw, a longer online/d overflowed the replay buffer) --------------- */
+
+/* an integer field in lo..hi, else a one-line message naming the file and the field */
+static int ck_int(const char *path, const char *field, int64_t v, int64_t lo, int64_t hi, const char *what) {
+  if (v >= lo && v <= hi) return 0;
+  return tk_error(TK_EFORMAT, "%s: checkpoint field '%s' = %lld is not in %lld..%lld (%s)", path, field,
+                  (long long)v, (long long)lo, (long long)hi, what);
+}
+
+/* a real field in [lo, hi] (finite) */
+static int ck_real(const char *path, const char *field, double v, double lo, double hi, const char *what) {
+  if (isfinite(v) && v >= lo && v <= hi) return 0;
+  return tk_error(TK_EFORMAT, "%s: checkpoint field '%s' = %g is not in [%g, %g] (%s)", path, field, v, lo,
+                  hi, what);
+}
+
+static int ck_attr_i64(hid_t f, const char *name, int64_t *v, const char *path) {
+  if (ds_attr_read_i64(f, name, v))
+    return tk_error(TK_EFORMAT, "%s: checkpoint field '%s' is missing or not an integer", path, name);
+  return 0;
+}
+
+static int ck_attr_f64(hid_t f, const char *name, double *v, const char *path) {
+  if (ds_attr_read_f64(f, name, v))
+    return tk_error(TK_EFORMAT, "%s: checkpoint field '%s' is missing or not a number", path, name);
+  return 0;
+}
+
+/* Elements of dataset g/name (-1 with a message naming it if it is missing or not a simple dataset). */
+static int64_t ck_npoints(hid_t g, const char *group, const char *name, const char *path) {
+  hid_t d = H5Lexists(g, name, H5P_DEFAULT) > 0 ? H5Dopen2(g, name, H5P_DEFAULT) : -1;
+  if (d < 0) {
+    H5Eclear2(H5E_DEFAULT);
+    tk_error(TK_EFORMAT, "%s: checkpoint field '%s%s' is missing", path, group, name);
+    return -1;
+  }
   hid_t sp = H5Dget_space(d);
-  hssize_t np = H5Sget_simple_extent_npoints(sp);
-  int rc = 0;
-  if (np != n)
-    rc = tk_error(TK_EFORMAT,
-                  "%s: %s has %lld values, this run needs %lld (other options than the run that wrote it?)",
-                  path, name, (long long)np, (long long)n);
-  else if (n > 0 && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0)
-    rc = ds_h5_fail(TK_EFORMAT, "%s: %s cannot be read", path, name);
-  H5Sclose(sp);
+  hssize_t np = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+  if (sp >= 0) H5Sclose(sp);
   H5Dclose(d);
+  H5Eclear2(H5E_DEFAULT);
+  if (np < 0) tk_error(TK_EFORMAT, "%s: checkpoint field '%s%s' is not an array", path, group, name);
+  return np;
+}
+
+/* Read n floats of exactly that length, every one finite. */
+static int get_f32(hid_t g, const char *group, const char *name, float *v, int64_t n, const char *path) {
+  int64_t np = ck_npoints(g, group, name, path);
+  if (np < 0) return TK_EFORMAT;
+  if (np != n)
+    return tk_error(
+        TK_EFORMAT,
+        "%s: checkpoint field '%s%s' has %lld values, this run needs %lld (other options than the "
+        "run that wrote it?)",
+        path, group, name, (long long)np, (long long)n);
+  hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
+  int rc = 0;
+  if (d < 0 || (n > 0 && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0))
+    rc = ds_h5_fail(TK_EFORMAT, "%s: checkpoint field '%s%s' cannot be read", path, group, name);
+  if (d >= 0) H5Dclose(d);
+  for (int64_t i = 0; !rc && i < n; i++)
+    if (!isfinite(v[i]))
+      rc = tk_error(TK_EFORMAT, "%s: checkpoint field '%s%s' has a non-finite value at %lld", path, group,
+                    name, (long long)i);
   return rc;
 }
 
-static int get_net(hid_t f, const char *name, nnNet *net, const char *path) {
+/* A network's parameters, Adam moments (v >= 0) and step count (0..max_t). */
+static int get_net(hid_t f, const char *name, nnNet *net, int64_t max_t, const char *path) {
   hid_t g = H5Gopen2(f, name, H5P_DEFAULT);
   if (g < 0) return ds_h5_fail(TK_EFORMAT, "%s: group %s is missing", path, name);
-  int rc = get_f32(g, "params", net->params, net->n_params, path);
-  if (!rc) rc = get_f32(g, "adam_m", net->adam_m, net->n_params, path);
-  if (!rc) rc = get_f32(g, "adam_v", net->adam_v, net->n_params, path);
-  if (!rc && ds_attr_read_i64(g, "adam_t", &net->adam_t))
-    rc = tk_error(TK_EFORMAT, "%s: %s/adam_t", path, name);
+  char grp[48], field[64];
+  snprintf(grp, sizeof grp, "%s/", name);
+  int rc = get_f32(g, grp, "params", net->params, net->n_params, path);
+  if (!rc) rc = get_f32(g, grp, "adam_m", net->adam_m, net->n_params, path);
+  if (!rc) rc = get_f32(g, grp, "adam_v", net->adam_v, net->n_params, path);
   for (int64_t i = 0; !rc && i < net->n_params; i++)
-    if (!isfinite(net->params[i])) rc = tk_error(TK_EFORMAT, "%s: %s has a non-finite parameter", path, name);
+    if (net->adam_v[i] < 0)
+      rc = tk_error(TK_EFORMAT, "%s: checkpoint field '%sadam_v' has a negative value at %lld", path, grp,
+                    (long long)i);
+  snprintf(field, sizeof field, "%sadam_t", grp);
+  if (!rc && ds_attr_read_i64(g, "adam_t", &net->adam_t))
+    rc = tk_error(TK_EFORMAT, "%s: checkpoint field '%s' is missing or not an integer", path, field);
+  if (!rc) rc = ck_int(path, field, net->adam_t, 0, max_t, "Adam steps: at most the updates and warm-up");
   H5Gclose(g);
+  H5Eclear2(H5E_DEFAULT);
   return rc;
 }
 
@@ -603,7 +664,12 @@ static int ckpt_save(rlRun *R, const rlResult *res, int64_t next_eval, const cha
 
 static int ckpt_load(rlRun *R, rlResult *res, int64_t *next_eval, const char *path) {
   ds_h5_init();
+  const rlOpts *o = R->o;
   if (!tk_file_exists(path)) return tk_error(TK_ENOTFOUND, "%s: no checkpoint to resume from", path);
+  if (H5Fis_hdf5(path) <= 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return tk_error(TK_EFORMAT, "%s: not a checkpoint (not an HDF5 file)", path);
+  }
   hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (f < 0) return ds_h5_fail(TK_EFORMAT, "%s: not a checkpoint", path);
   char *fmt = NULL, *task = NULL, name[32];
@@ -613,96 +679,151 @@ static int ckpt_load(rlRun *R, rlResult *res, int64_t *next_eval, const char *pa
       ds_attr_read_i64(f, "version", &version) || version != 1)
     rc = tk_error(TK_EFORMAT, "%s: not an rl-finetune checkpoint (version 1)", path);
   char *algo = NULL;
-  if (!rc && H5Aexists(f, "algo") > 0 && (ds_attr_read_str(f, "algo", &algo) || strcmp(algo, R->o->algo)))
+  if (!rc && H5Aexists(f, "algo") > 0 && (ds_attr_read_str(f, "algo", &algo) || strcmp(algo, o->algo)))
     rc = tk_error(TK_EINVAL, "%s: a checkpoint of --algo %s, this run is --algo %s", path, algo ? algo : "?",
-                  R->o->algo);
+                  o->algo);
   free(algo);
-  if (!rc && H5Aexists(f, "actor_lr") > 0 && ds_attr_read_f64(f, "actor_lr", &R->aopt.lr))
-    rc = tk_error(TK_EFORMAT, "%s: actor_lr is malformed", path);
   if (!rc && (ds_attr_read_str(f, "task", &task) || strcmp(task, R->spec->task)))
     rc = tk_error(TK_EINVAL, "%s: a checkpoint of task '%s', this run is on '%s'", path, task ? task : "?",
                   R->spec->task);
-  if (!rc &&
-      (ds_attr_read_i64(f, "env_steps", &res->env_steps) || ds_attr_read_i64(f, "updates", &upd) ||
-       ds_attr_read_i64(f, "next_eval", next_eval) || ds_attr_read_i64(f, "best_step", &res->best_step) ||
-       ds_attr_read_i64(f, "steps_to_target", &res->steps_to_target) ||
-       ds_attr_read_f64(f, "best_success", &res->best_success) ||
-       ds_attr_read_f64(f, "initial_success", &res->initial_success) ||
-       ds_attr_read_f64(f, "log_alpha", &R->log_alpha) || ds_attr_read_f64(f, "alpha_m", &R->alpha_m) ||
-       ds_attr_read_f64(f, "alpha_v", &R->alpha_v) || ds_attr_read_i64(f, "alpha_t", &R->alpha_t) ||
-       ds_attr_read_i64(f, "workers", &workers)))
-    rc = tk_error(TK_EFORMAT, "%s: a counter attribute is missing or malformed", path);
-  R->updates = res->updates = upd;
-  if (!rc) rc = get_net(f, "actor", R->actor->net, path);
-  for (int e = 0; !rc && e < R->o->ensemble; e++) {
-    snprintf(name, sizeof name, "critic%d", e);
-    rc = get_net(f, name, R->q[e], path);
-    snprintf(name, sizeof name, "target%d", e);
-    if (!rc) rc = get_net(f, name, R->qt[e], path);
+  /* the counters, each against the options and the others. One iteration adds nw x ranks env steps
+   * (PPO: its rollout), and a run stops at the first iteration end at or past --steps. */
+  const int64_t iter = (int64_t)(R->ppo ? R->pN : R->nw) * rl_mpi_size();
+  const int64_t max_env = o->steps + iter;
+  if (!rc) rc = ck_attr_i64(f, "env_steps", &res->env_steps, path);
+  if (!rc)
+    rc = ck_int(path, "env_steps", res->env_steps, 0, max_env, "this run's --steps plus one iteration");
+  /* SAC: utd x workers updates per iteration of workers x ranks env steps; PPO: up to ppo_epochs passes of
+   * minibatches over each rollout */
+  const int64_t per_step = R->ppo ? o->ppo_epochs : o->utd;
+  if (!rc) rc = ck_attr_i64(f, "updates", &upd, path);
+  if (!rc) rc = ck_int(path, "updates", upd, 0, res->env_steps * per_step, "at most env_steps x --utd");
+  if (!rc) rc = ck_attr_i64(f, "next_eval", next_eval, path);
+  if (!rc)
+    rc = ck_int(path, "next_eval", *next_eval, 1, res->env_steps + o->eval_every,
+                "the next evaluation: at most env_steps plus --eval-every");
+  if (!rc) rc = ck_attr_i64(f, "best_step", &res->best_step, path);
+  if (!rc) rc = ck_int(path, "best_step", res->best_step, -1, res->env_steps, "-1 or an evaluated env step");
+  if (!rc) rc = ck_attr_i64(f, "steps_to_target", &res->steps_to_target, path);
+  if (!rc)
+    rc = ck_int(path, "steps_to_target", res->steps_to_target, -1, res->env_steps,
+                "-1 or an evaluated env step");
+  if (!rc) rc = ck_attr_f64(f, "best_success", &res->best_success, path);
+  if (!rc && res->best_success != -1)
+    rc = ck_real(path, "best_success", res->best_success, 0, 1, "-1 or a success rate");
+  if (!rc) rc = ck_attr_f64(f, "initial_success", &res->initial_success, path);
+  if (!rc) rc = ck_real(path, "initial_success", res->initial_success, 0, 1, "a success rate");
+  if (!rc) rc = ck_attr_f64(f, "log_alpha", &R->log_alpha, path);
+  if (!rc) rc = ck_real(path, "log_alpha", R->log_alpha, -700, 700, "the log of a finite temperature");
+  if (!rc) rc = ck_attr_f64(f, "alpha_m", &R->alpha_m, path);
+  if (!rc) rc = ck_real(path, "alpha_m", R->alpha_m, -1e30, 1e30, "a finite moment");
+  if (!rc) rc = ck_attr_f64(f, "alpha_v", &R->alpha_v, path);
+  if (!rc) rc = ck_real(path, "alpha_v", R->alpha_v, 0, 1e30, "a finite second moment");
+  if (!rc) rc = ck_attr_i64(f, "alpha_t", &R->alpha_t, path);
+  if (!rc) rc = ck_int(path, "alpha_t", R->alpha_t, 0, upd, "temperature steps: at most the updates");
+  if (!rc) rc = ck_attr_i64(f, "workers", &workers, path);
+  if (!rc) rc = ck_int(path, "workers", workers, 1, RL_MAX_WORKERS, "workers of the run that wrote it");
+  if (!rc && H5Aexists(f, "actor_lr") > 0) { /* PPO adapts it within [lr/100, 10 lr] of this run's lr */
+    double lr0 = R->aopt.lr, lr = 0;
+    rc = ck_attr_f64(f, "actor_lr", &lr, path);
+    if (!rc)
+      rc = ck_real(path, "actor_lr", lr, lr0 / 100 * (1 - 1e-9), lr0 * 10 * (1 + 1e-9),
+                   "within [lr/100, 10 lr] of this run's actor lr");
+    if (!rc) R->aopt.lr = lr;
   }
-  snprintf(name, sizeof name, "critic%d", R->o->ensemble);
-  if (!rc && H5Lexists(f, name, H5P_DEFAULT) > 0)
-    rc = tk_error(TK_EINVAL, "%s: written with a larger --ensemble than %d", path, R->o->ensemble);
   H5Eclear2(H5E_DEFAULT);
-  /* RNG streams (workers beyond the saved ones keep their fresh streams) */
+  R->updates = res->updates = upd;
+  /* networks: the actor and critics take at most one Adam step per update (PPO's value function up to
+   * 4 ppo_epochs passes per rollout, the critics the warm-up besides); targets are never stepped */
+  const int64_t max_t = upd + o->critic_warmup + (R->ppo ? 4 * (int64_t)o->ppo_epochs * res->env_steps : 0);
+  if (!rc) rc = get_net(f, "actor", R->actor->net, max_t, path);
+  for (int e = 0; !rc && e < o->ensemble; e++) {
+    snprintf(name, sizeof name, "critic%d", e);
+    rc = get_net(f, name, R->q[e], max_t, path);
+    snprintf(name, sizeof name, "target%d", e);
+    if (!rc) rc = get_net(f, name, R->qt[e], max_t, path);
+  }
+  snprintf(name, sizeof name, "critic%d", o->ensemble);
+  if (!rc && H5Lexists(f, name, H5P_DEFAULT) > 0)
+    rc = tk_error(TK_EINVAL, "%s: written with a larger --ensemble than %d", path, o->ensemble);
+  H5Eclear2(H5E_DEFAULT);
+  /* RNG streams (workers beyond the saved ones keep their fresh streams); an all-zero xoshiro state
+   * draws zeros for ever (and tk_rng_below never returns) */
   uint8_t rng[(1 + RL_MAX_WORKERS) * sizeof(tkRng)];
-  hid_t d = rc ? -1 : H5Dopen2(f, "rng", H5P_DEFAULT);
-  if (!rc && d < 0) rc = ds_h5_fail(TK_EFORMAT, "%s: rng is missing", path);
-  if (d >= 0) {
-    hid_t sp = H5Dget_space(d);
-    hssize_t np = H5Sget_simple_extent_npoints(sp);
-    if (np != (hssize_t)((1 + workers) * sizeof(tkRng)) || workers < 1 || workers > RL_MAX_WORKERS ||
-        H5Dread(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, rng) < 0)
-      rc = tk_error(TK_EFORMAT, "%s: rng is malformed", path);
-    H5Sclose(sp);
-    H5Dclose(d);
+  if (!rc) {
+    int64_t np = ck_npoints(f, "", "rng", path);
+    if (np < 0) rc = TK_EFORMAT;
+    if (!rc)
+      rc = ck_int(path, "rng", np, (1 + workers) * (int64_t)sizeof(tkRng),
+                  (1 + workers) * (int64_t)sizeof(tkRng), "bytes: one state per worker and the learner's");
+    hid_t d = rc ? -1 : H5Dopen2(f, "rng", H5P_DEFAULT);
+    if (!rc && (d < 0 || H5Dread(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, rng) < 0))
+      rc = ds_h5_fail(TK_EFORMAT, "%s: checkpoint field 'rng' cannot be read", path);
+    if (d >= 0) H5Dclose(d);
+    for (int64_t i = 0; !rc && i <= workers; i++) {
+      tkRng z;
+      memcpy(&z, rng + i * (int64_t)sizeof(tkRng), sizeof z);
+      if (!(z.s[0] | z.s[1] | z.s[2] | z.s[3]))
+        rc = tk_error(TK_EFORMAT, "%s: checkpoint field 'rng' holds an all-zero state (stream %lld)", path,
+                      (long long)i);
+    }
   }
   if (!rc) {
     memcpy(&R->rng, rng, sizeof(tkRng));
     for (int i = 0; i < R->nw && i < workers; i++)
       memcpy(&R->wk[i].rng, rng + (1 + i) * sizeof(tkRng), sizeof(tkRng));
   }
-  /* evaluation history */
-  d = rc ? -1 : H5Dopen2(f, "evals", H5P_DEFAULT);
-  if (d >= 0) {
+  /* evaluation history: [n, 2] rows (env step, success rate), steps in order up to env_steps */
+  if (!rc && H5Lexists(f, "evals", H5P_DEFAULT) > 0) {
     double ev[2 * 512];
-    hid_t sp = H5Dget_space(d);
-    hssize_t np = H5Sget_simple_extent_npoints(sp);
-    if (np < 0 || np > 2 * 512 || np % 2 ||
-        (np && H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, ev) < 0))
-      rc = tk_error(TK_EFORMAT, "%s: evals is malformed", path);
+    int64_t np = ck_npoints(f, "", "evals", path);
+    if (np < 0) rc = TK_EFORMAT;
+    if (!rc && (np % 2 || np > 2 * 512))
+      rc = tk_error(TK_EFORMAT,
+                    "%s: checkpoint field 'evals' has %lld values, not 2 per evaluation (at most 512)", path,
+                    (long long)np);
+    hid_t d = rc ? -1 : H5Dopen2(f, "evals", H5P_DEFAULT);
+    if (!rc && (d < 0 || (np && H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, ev) < 0)))
+      rc = ds_h5_fail(TK_EFORMAT, "%s: checkpoint field 'evals' cannot be read", path);
+    if (d >= 0) H5Dclose(d);
     for (int i = 0; !rc && i < np / 2; i++) {
-      res->eval_step[i] = (int64_t)ev[2 * i];
-      res->eval_success[i] = ev[2 * i + 1];
+      double st = ev[2 * i], lo = i ? ev[2 * i - 2] : 0;
+      if (!(st >= lo && st <= (double)res->env_steps && st == floor(st)))
+        rc = tk_error(TK_EFORMAT, "%s: checkpoint field 'evals' row %d: env step %g is not in %g..%lld", path,
+                      i, st, lo, (long long)res->env_steps);
+      else if (!(ev[2 * i + 1] >= 0 && ev[2 * i + 1] <= 1))
+        rc = tk_error(TK_EFORMAT, "%s: checkpoint field 'evals' row %d: success rate %g is not in [0, 1]",
+                      path, i, ev[2 * i + 1]);
+      else {
+        res->eval_step[i] = (int64_t)st;
+        res->eval_success[i] = ev[2 * i + 1];
+      }
     }
     if (!rc) res->n_evals = (int)(np / 2);
-    H5Sclose(sp);
-    H5Dclose(d);
   }
-  /* the online buffer */
+  H5Eclear2(H5E_DEFAULT);
+  /* the online buffer: n transitions, n within the buffer and the env steps, every array n long */
   hid_t g = rc ? -1 : H5Gopen2(f, "online", H5P_DEFAULT);
   if (!rc && g < 0) rc = ds_h5_fail(TK_EFORMAT, "%s: online is missing", path);
   if (g >= 0) {
     rlBuf *b = &R->online;
-    hid_t rd = H5Dopen2(g, "r", H5P_DEFAULT);
-    hssize_t n = -1;
-    if (rd >= 0) {
-      hid_t sp = H5Dget_space(rd);
-      n = H5Sget_simple_extent_npoints(sp);
-      H5Sclose(sp);
-      H5Dclose(rd);
-    }
-    if (n < 0 || n > b->cap)
-      rc = tk_error(TK_EFORMAT, "%s: the replay buffer (%lld) does not fit this run's --steps", path,
-                    (long long)n);
-    if (!rc) rc = get_f32(g, "s", b->s, n * b->D, path);
-    if (!rc) rc = get_f32(g, "s2", b->s2, n * b->D, path);
-    if (!rc) rc = get_f32(g, "a", b->a, n * b->A, path);
-    if (!rc) rc = get_f32(g, "r", b->r, n, path);
+    int64_t n = ck_npoints(g, "online/", "r", path);
+    if (n < 0) rc = TK_EFORMAT;
+    if (!rc)
+      rc = ck_int(path, "online/r", n, 0, TK_MIN(b->cap, R->ppo ? 0 : res->env_steps),
+                  "transitions: at most this run's replay buffer and the env steps");
+    if (!rc) rc = get_f32(g, "online/", "s", b->s, n * b->D, path);
+    if (!rc) rc = get_f32(g, "online/", "s2", b->s2, n * b->D, path);
+    if (!rc) rc = get_f32(g, "online/", "a", b->a, n * b->A, path);
+    if (!rc) rc = get_f32(g, "online/", "r", b->r, n, path);
     if (!rc) {
-      hid_t dd = H5Dopen2(g, "d", H5P_DEFAULT);
-      if (dd < 0 || (n > 0 && H5Dread(dd, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, b->d) < 0))
-        rc = tk_error(TK_EFORMAT, "%s: online/d cannot be read", path);
+      int64_t nd = ck_npoints(g, "online/", "d", path);
+      if (nd < 0) rc = TK_EFORMAT;
+      if (!rc) rc = ck_int(path, "online/d", nd, n, n, "values: one per transition");
+      hid_t dd = rc ? -1 : H5Dopen2(g, "d", H5P_DEFAULT);
+      if (!rc &&
+          (dd < 0 || (n > 0 && H5Dread(dd, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, b->d) < 0)))
+        rc = ds_h5_fail(TK_EFORMAT, "%s: checkpoint field 'online/d' cannot be read", path);
       if (dd >= 0) H5Dclose(dd);
     }
     if (!rc) b->n = n;
@@ -944,6 +1065,7 @@ int rl_run(const rlOpts *o, rlResult *res) {
   bc_policy_free(bc);
   bc_policy_free(stats);
   if (rc) goto fail;
+  /* the anchor is frozen: its clone is made to act (parameters only) */
   if (o->policy && (!(R->bc = bc_policy_clone(R->actor)) || !(R->bw = nn_work_make(R->bc->net, o->batch)))) {
     rc = tk_error_wrap(TK_ENOMEM, "anchor policy");
     goto fail;

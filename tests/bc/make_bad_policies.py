@@ -131,6 +131,53 @@ def stats_short(f):
     f["normalization"].create_dataset("act_offset", data=v[:-1])
 
 
+def set_hidden(f, hidden):
+    a = json.loads(f.attrs["arch"])
+    a["hidden"] = hidden
+    set_str(f, "arch", json.dumps(a))
+
+
+def huge_layers(f):
+    # a tiny file that declares 16000-wide layers (a quarter of a billion parameters)
+    set_hidden(f, [16000, 16000])
+
+
+def big_layers(f):
+    # within the bound on parameters (16 M), but the file's tensors are the small network's
+    set_hidden(f, [4000, 4000])
+
+
+def unwritten_tensor(f):
+    # the right shape, never written: HDF5 would read zeros
+    del f["weights/l1.weight"]
+    f["weights"].create_dataset("l1.weight", shape=(29, 40), dtype=np.float32)
+
+
+def big_unwritten(f):
+    # 4000-wide layers, every tensor of the right shape but never written (a few KB of file); the
+    # statistics and the rest stay valid
+    set_hidden(f, [4000, 4000])
+    a = json.loads(f.attrs["arch"])
+    w = f["weights"]
+    out = a["gmm_modes"] * (2 * a["act_dim"] + 1)
+    dims = [a["obs_dim"], 4000, 4000, out]
+    for name in list(w):
+        del w[name]
+    for i in range(3):
+        w.create_dataset("l%d.weight" % i, shape=(dims[i + 1], dims[i]), dtype=np.float32)
+        w.create_dataset("l%d.bias" % i, shape=(dims[i + 1],), dtype=np.float32)
+        if a.get("layer_norm") and i < 2:
+            w.create_dataset("ln%d.gain" % i, shape=(dims[i + 1],), dtype=np.float32)
+            w.create_dataset("ln%d.bias" % i, shape=(dims[i + 1],), dtype=np.float32)
+
+
+def partly_written(f):
+    # chunked, one chunk of it written
+    del f["weights/l1.weight"]
+    d = f["weights"].create_dataset("l1.weight", shape=(29, 40), dtype=np.float32, chunks=(8, 8))
+    d[0, 0] = 0.5
+
+
 def extra_tensor(f):
     f["weights"].create_dataset("l9.weight", data=np.zeros((2, 2), np.float32))
 
@@ -154,7 +201,8 @@ def chunk_zero(f):
 CASES = [wrong_format, version_2, version_string, missing_arch, arch_garbage, arch_unknown_key, dims_sum, dims_huge,
          keys_not_list, keys_dims_count, missing_task, control_hz_negative, info_not_object, missing_tensor,
          wrong_shape, wrong_rank, int_tensor, nan_weight, inf_mean, std_zero, scale_negative, stats_short,
-         extra_tensor, missing_normalization, missing_weights, chunk_not_dividing, chunk_zero]
+         extra_tensor, missing_normalization, missing_weights, chunk_not_dividing, chunk_zero, huge_layers, big_layers,
+         unwritten_tensor, big_unwritten, partly_written]
 
 
 def main(argv):

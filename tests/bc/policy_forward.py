@@ -162,6 +162,8 @@ def _read(g, group, name, shape):
         raise PolicyError("/%s/%s is not a floating-point dataset" % (group, name))
     if d.shape != tuple(shape):
         raise PolicyError("/%s/%s has shape %s, the architecture needs %s" % (group, name, d.shape, tuple(shape)))
+    if d.id.get_space_status() != h5py.h5d.SPACE_STATUS_ALLOCATED:  # declared, never (fully) written
+        raise PolicyError("/%s/%s has no data written (or only part of it)" % (group, name))
     v = d[()].astype(np.float64)
     if not np.all(np.isfinite(v)):
         raise PolicyError("/%s/%s has a non-finite value" % (group, name))

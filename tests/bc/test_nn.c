@@ -558,6 +558,146 @@ Test(backward, input_gradient_without_parameter_gradients) {
   nn_net_free(net);
 }
 
+/* A network made to act has the parameters of a trainable one (same seed, same bits) and acts the same;
+ * every gradient or Adam entry point refuses it with a message until nn_net_add_training, after which
+ * it trains bit for bit as a network made to train. */
+Test(acting, parameters_only_until_training_is_added) {
+  const int h[2] = {16, 8};
+  nnArch a = arch(5, 3, 2, h, NN_ELU, 1, NN_HEAD_GAUSSIAN);
+  nnNet *tr = make(&a, 31);
+  nnNet *ac = nn_net_make_acting(&a, 31);
+  cr_assert(ac, "%s", tk_errmsg());
+  cr_assert_eq(nn_net_trainable(tr), 1);
+  cr_assert_eq(nn_net_trainable(ac), 0);
+  cr_assert_eq(nn_net_trainable(NULL), 0);
+  cr_assert_null(ac->grads);
+  cr_assert_null(ac->adam_m);
+  cr_assert_null(ac->adam_v);
+  cr_assert_eq(ac->n_params, tr->n_params);
+  cr_assert_eq(ac->n_tensors, tr->n_tensors);
+  for (int i = 0; i < ac->n_tensors; i++) {
+    cr_assert_str_eq(ac->tensors[i].name, tr->tensors[i].name);
+    cr_assert_null(ac->tensors[i].grad);
+    cr_assert_eq(ac->tensors[i].data, ac->params + ac->tensors[i].offset);
+  }
+  cr_assert_null(ac->layer[0].dw);
+  cr_assert_null(ac->layer[0].dgain);
+  cr_assert_eq(memcmp(ac->params, tr->params, sizeof(float) * (size_t)tr->n_params), 0);
+  /* acting: deterministic actions, samples, dLoss/dinput without parameter gradients */
+  enum { B = 6 };
+  float x[B * 5], y[B * 3], act1[B * 3], act2[B * 3], dq[B * 6], dx1[B * 5], dx2[B * 5];
+  tkRng r;
+  tk_rng_seed(&r, 32);
+  fill(x, B * 5, &r, -1, 1);
+  fill(y, B * 3, &r, -0.9, 0.9);
+  fill(dq, B * 6, &r, -1, 1);
+  nnWork *wt = work(tr, B), *wa = work(ac, B);
+  cr_assert_eq(nn_act(tr, wt, x, B, act1), 0);
+  cr_assert_eq(nn_act(ac, wa, x, B, act2), 0, "%s", tk_errmsg());
+  cr_assert_eq(memcmp(act1, act2, sizeof act1), 0);
+  cr_assert_eq(nn_forward(tr, wt, x, B), 0);
+  cr_assert_eq(nn_backward_out(tr, wt, dq, dx1, 0), 0);
+  cr_assert_eq(nn_forward(ac, wa, x, B), 0);
+  cr_assert_eq(nn_backward_out(ac, wa, dq, dx2, 0), 0, "%s", tk_errmsg());
+  cr_assert_eq(memcmp(dx1, dx2, sizeof dx1), 0);
+  /* training: refused, each with a message naming the call */
+  nnAdamOpts o;
+  nn_adam_default(&o);
+  o.lr = 1e-3;
+  float loss;
+  cr_assert_eq(nn_backward_out(ac, wa, dq, dx2, 1), TK_EINVAL);
+  cr_assert(strstr(tk_errmsg(), "nn_backward_out") && strstr(tk_errmsg(), "made to act"), "%s", tk_errmsg());
+  cr_assert_eq(nn_loss(ac, wa, x, y, B, &loss), 0);
+  cr_assert_eq(nn_backward(ac, wa), TK_EINVAL);
+  cr_assert_eq(nn_adam_step(ac, &o, NULL), TK_EINVAL);
+  cr_assert_eq(nn_train_step(ac, wa, &o, x, y, B, &loss, NULL), TK_EINVAL);
+  cr_assert(strstr(tk_errmsg(), "nn_train_step"), "%s", tk_errmsg());
+  float eps[B * 3], dact[B * 3];
+  fill(eps, B * 3, &r, -1, 1);
+  fill(dact, B * 3, &r, -1, 1);
+  cr_assert_eq(nn_gauss_sample(ac, wa, x, B, eps, act2, NULL), 0);
+  cr_assert_eq(nn_gauss_backward(ac, wa, dact, NULL), TK_EINVAL);
+  cr_assert_null(nn_team_make(ac, B, 2));
+  cr_assert(strstr(tk_errmsg(), "nn_team_make"), "%s", tk_errmsg());
+  nn_zero_grad(ac); /* no-ops, never a crash */
+  nn_adam_reset(ac);
+  cr_assert_eq(nn_grad_norm(ac), 0);
+  cr_assert_eq(nn_clip_grad(ac, 1), 0);
+  nn_net_init(ac, 31);
+  cr_assert_eq(memcmp(ac->params, tr->params, sizeof(float) * (size_t)tr->n_params), 0);
+  /* training given on demand: the same steps, the same bits */
+  cr_assert_eq(nn_net_add_training(ac), 0, "%s", tk_errmsg());
+  cr_assert_eq(nn_net_trainable(ac), 1);
+  cr_assert_eq(nn_net_add_training(ac), 0); /* no-op */
+  cr_assert_eq(ac->tensors[2].grad, ac->grads + ac->tensors[2].offset);
+  cr_assert_eq(ac->layer[1].dgain, nn_tensor_find(ac, "ln1.gain")->grad);
+  float l1, l2;
+  for (int s = 0; s < 5; s++) {
+    cr_assert_eq(nn_train_step(tr, wt, &o, x, y, B, &l1, NULL), 0, "%s", tk_errmsg());
+    cr_assert_eq(nn_train_step(ac, wa, &o, x, y, B, &l2, NULL), 0, "%s", tk_errmsg());
+    cr_assert_eq(l1, l2);
+  }
+  cr_assert_eq(memcmp(ac->params, tr->params, sizeof(float) * (size_t)tr->n_params), 0);
+  cr_assert_eq(memcmp(ac->adam_v, tr->adam_v, sizeof(float) * (size_t)tr->n_params), 0);
+  cr_assert_eq(ac->adam_t, 5);
+  nnTeam *t = nn_team_make(ac, B, 2);
+  cr_assert(t, "%s", tk_errmsg());
+  cr_assert_eq(nn_team_train_step(ac, t, &o, x, y, B, &l2, NULL), 0, "%s", tk_errmsg());
+  nn_team_free(t);
+  nn_work_free(wt);
+  nn_work_free(wa);
+  nn_net_free(tr);
+  nn_net_free(ac);
+  cr_assert_eq(nn_net_add_training(NULL), TK_EINVAL);
+}
+
+/* The layout without allocation, and the bound on the whole network's size (naming the tensor) */
+Test(acting, plan_and_parameter_bound) {
+  const int h[3] = {40, 29, 7};
+  nnArch a = arch(19, 7, 3, h, NN_RELU, 1, NN_HEAD_GMM);
+  a.rnn_layers = 2;
+  a.rnn_hidden = 12;
+  nnNet plan;
+  cr_assert_eq(nn_net_plan(&a, &plan), 0, "%s", tk_errmsg());
+  nnNet *net = make(&a, 1);
+  cr_assert_eq(plan.n_params, net->n_params);
+  cr_assert_eq(plan.n_tensors, net->n_tensors);
+  cr_assert_eq(plan.out_dim, net->out_dim);
+  for (int i = 0; i < net->n_tensors; i++) {
+    cr_assert_str_eq(plan.tensors[i].name, net->tensors[i].name);
+    cr_assert_eq(plan.tensors[i].offset, net->tensors[i].offset);
+    cr_assert_eq(plan.tensors[i].numel, net->tensors[i].numel);
+    cr_assert_null(plan.tensors[i].data);
+  }
+  cr_assert_null(plan.params);
+  cr_assert_eq(nn_tensor_find(&plan, "lstm1.weight_hh")->shape[0], 48);
+  nn_net_free(net);
+  /* 16000-wide layers: refused by validation (and so by make, plan and JSON), the tensor named */
+  nnArch b = arch(19, 7, 2, (const int[]){16000, 16000}, NN_RELU, 0, NN_HEAD_MSE);
+  cr_assert_eq(nn_arch_validate(&b), TK_ERANGE);
+  cr_assert(strstr(tk_errmsg(), "l1.weight [16000, 16000]") && strstr(tk_errmsg(), "NN_MAX_PARAMS"), "%s",
+            tk_errmsg());
+  cr_assert_null(nn_net_make(&b, 1));
+  cr_assert_null(nn_net_make_acting(&b, 1));
+  cr_assert_eq(nn_net_plan(&b, &plan), TK_ERANGE);
+  /* an LSTM past it: its first tensor that passes is named */
+  nnArch c = arch(19, 7, 1, (const int[]){8}, NN_RELU, 0, NN_HEAD_MSE);
+  c.rnn_layers = 3;
+  c.rnn_hidden = 2048;
+  cr_assert_eq(nn_arch_validate(&c), TK_ERANGE);
+  cr_assert(strstr(tk_errmsg(), "lstm2.weight_ih [8192, 2048]"), "%s", tk_errmsg());
+  /* a width past NN_MAX_DIM is refused as such; a large network under the bound is accepted (planned only) */
+  nnArch d = arch(1, 1, 1, (const int[]){1 << 24}, NN_RELU, 0, NN_HEAD_MSE);
+  cr_assert_eq(nn_arch_validate(&d), TK_ERANGE);
+  cr_assert(strstr(tk_errmsg(), "hidden[0]"), "%s", tk_errmsg());
+  d.n_hidden = 8;
+  for (int i = 0; i < 8; i++)
+    d.hidden[i] = 2048;
+  cr_assert_eq(nn_net_plan(&d, &plan), 0, "%s", tk_errmsg());
+  cr_assert_leq(plan.n_params, NN_MAX_PARAMS);
+  cr_assert_gt(plan.n_params, 7 * 2048 * 2048);
+}
+
 /* the benchmark's network at batch 256, where OpenBLAS really splits the GEMMs over 2 threads */
 static void train_big(int threads, float *params, float *losses) {
   nn_set_threads(threads);

@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "bc.h"
@@ -213,6 +215,7 @@ static void round_trip(nnHead head, nnActivation f, int ln, int tanh, uint64_t s
   bcPolicy *q = bc_policy_load(path);
   cr_assert(q, "%s %s ln=%d: %s", nn_head_name(head), nn_activation_name(f), ln, tk_errmsg());
   expect_same_policy(p, q);
+  cr_assert(nn_net_trainable(p->net) && !nn_net_trainable(q->net), "a loaded policy is made to act");
   float *obs = observations(p, BATCH, seed + 7);
   double *a0 = policy_act(p, obs, BATCH, NULL), *a1 = policy_act(q, obs, BATCH, NULL);
   cr_assert_eq(memcmp(a0, a1, sizeof(double) * BATCH * ACT), 0, "actions differ after the round trip");
@@ -273,6 +276,11 @@ Test(policy, round_trip_defaults_and_clone) {
   bcPolicy *c = bc_policy_clone(q);
   cr_assert(c, "%s", tk_errmsg());
   expect_same_policy(p, c);
+  cr_assert(!nn_net_trainable(c->net), "a clone is made to act");
+  /* training from a loaded policy: given on demand */
+  cr_assert_eq(nn_net_add_training(q->net), 0, "%s", tk_errmsg());
+  cr_assert(nn_net_trainable(q->net));
+  expect_same_policy(p, q);
   bc_policy_free(p);
   bc_policy_free(q);
   bc_policy_free(c);
@@ -454,6 +462,11 @@ static const struct {
     {"missing_weights", "group /weights is missing"},
     {"chunk_not_dividing", "attribute 'chunk' (4) is not 1..64 dividing the network's 7 outputs"},
     {"chunk_zero", "attribute 'chunk' (0) is not 1..64 dividing the network's 7 outputs"},
+    {"huge_layers", "attribute 'arch': nn arch: tensor l1.weight [16000, 16000] takes the network past"},
+    {"big_layers", "/weights/l0.weight has shape (40, 19), the architecture needs (4000, 19)"},
+    {"unwritten_tensor", "/weights/l1.weight has no data written"},
+    {"big_unwritten", "/weights/l0.weight has no data written"},
+    {"partly_written", "/weights/l1.weight has data written for only part of it"},
 };
 
 /* a valid file and its malformed copies in dir/bad */
@@ -545,6 +558,94 @@ Test(policy, load_rejects_non_policies) {
   }
   printf("corrupted files: %d of %d refused\n", refused, tried);
   free(bytes);
+}
+
+/* kB of a /proc/self/status line ("VmHWM:", "VmSize:"), -1 if absent */
+static long status_kb(const char *key) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  long v = -1;
+  while (f && fgets(line, sizeof line, f))
+    if (!strncmp(line, key, strlen(key))) v = atol(line + strlen(key));
+  if (f) fclose(f);
+  return v;
+}
+
+/* A small file that declares a huge network is refused from what it declares, before anything of that
+ * size is allocated: the peak memory of a fresh process that loads each such file stays small (the
+ * loader used to allocate the declared network with its training state first: 4 GB and 10 s for the
+ * 16000-wide one). Measured in a child process (its address space capped, so a regression fails fast
+ * instead of taking the machine's memory); the time is printed, not asserted. */
+Test(policy, huge_declared_networks_cost_no_memory) {
+  const char *dir = tt_tmpdir();
+  char good[4200];
+  make_bad_files(dir, good, sizeof good);
+  static const struct {
+    const char *name, *tensor; /* the file, the tensor its message names */
+  } cases[] = {{"huge_layers", "l1.weight"}, {"big_layers", "l0.weight"}, {"big_unwritten", "l0.weight"}};
+  const size_t nc = sizeof cases / sizeof cases[0];
+  int fd[2];
+  cr_assert_eq(pipe(fd), 0);
+  fflush(stdout);
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    close(fd[0]);
+    long vm = status_kb("VmSize:");
+    struct rlimit lim = {.rlim_cur = (rlim_t)(vm + 1024 * 1024) * 1024, .rlim_max = RLIM_INFINITY};
+    setrlimit(RLIMIT_AS, &lim); /* best effort: 1 GiB more than the process maps now */
+    char out[4096] = "", path[4300];
+    size_t at = 0;
+    for (size_t i = 0; i < nc; i++) {
+      snprintf(path, sizeof path, "%s/bad/%s.h5", dir, cases[i].name);
+      struct stat st;
+      stat(path, &st);
+      double t0 = tk_now_s();
+      tk_error_clear();
+      bcPolicy *p = bc_policy_load(path);
+      double ms = 1e3 * (tk_now_s() - t0);
+      at += (size_t)snprintf(out + at, sizeof out - at, "%s %lld %.2f %d %s\n", cases[i].name,
+                             (long long)st.st_size, ms, p == NULL, tk_errmsg());
+      bc_policy_free(p);
+    }
+    snprintf(out + at, sizeof out - at, "VmHWM %ld\n", status_kb("VmHWM:"));
+    if (write(fd[1], out, strlen(out)) < 0) _exit(2);
+    _exit(0);
+  }
+  close(fd[1]);
+  char buf[4096];
+  size_t n = 0;
+  ssize_t k;
+  while (n < sizeof buf - 1 && (k = read(fd[0], buf + n, sizeof buf - 1 - n)) > 0)
+    n += (size_t)k;
+  buf[n] = 0;
+  close(fd[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child failed (status %d): %s", status, buf);
+  printf("%s", buf);
+  for (size_t i = 0; i < nc; i++) {
+    char want[64];
+    snprintf(want, sizeof want, "%s ", cases[i].name);
+    const char *line = strstr(buf, want);
+    cr_assert(line, "%s", buf);
+    long long size = 0;
+    double ms = 0;
+    int refused = 0;
+    cr_assert_eq(sscanf(line + strlen(want), "%lld %lf %d", &size, &ms, &refused), 3, "%s", line);
+    cr_expect(refused, "%s was loaded", cases[i].name);
+    cr_expect_lt(size, 64 * 1024, "%s is not a small file (%lld bytes)", cases[i].name, size);
+    const char *eol = strchr(line, '\n');
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%.*s", (int)(eol - line), line);
+    cr_expect(strstr(msg, cases[i].tensor), "the message does not name %s: %s", cases[i].tensor, msg);
+  }
+  const char *h = strstr(buf, "VmHWM ");
+  cr_assert(h, "%s", buf);
+  long hwm = atol(h + 6);
+  printf("peak resident memory of the process that loaded them: %.1f MB\n", hwm / 1024.0);
+  cr_assert_gt(hwm, 0);
+  cr_assert_lt(hwm, 200 * 1024, "peak memory %ld kB loading small files that declare huge networks", hwm);
 }
 
 /* The reference reader refuses the same files, with a message rather than a traceback. */

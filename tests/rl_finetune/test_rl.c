@@ -648,6 +648,106 @@ Test(rl, checkpoint_and_resume, .timeout = 180) {
   cr_assert(strstr(err, "nowhere"), "names the missing checkpoint: %s", err);
 }
 
+/* A checkpoint is a file: every counter and size read back is checked against the options and the other
+ * counters. Each copy of a real checkpoint has one field corrupted (with h5py); --resume refuses it with
+ * exit 1 and one line naming the file and the field, at once (a negative env-step count used to run for
+ * ever, an all-zero random stream hung the first draw, a longer online/d overflowed the replay buffer). */
+Test(rl, corrupt_checkpoint_counters_are_refused, .timeout = 240) {
+  fixture f;
+  make_fixture(&f, NULL);
+  char ft[4200], run_dir[4300], args[16384];
+  snprintf(ft, sizeof ft, "%s/ck.h5", f.dir);
+  snprintf(run_dir, sizeof run_dir, "%s/ck_run", f.dir);
+#define CK_OPTS                                                                                              \
+  "--hidden 32 --batch 32 --eval-every 300 --eval-episodes 2 --critic-warmup 20 --workers 2 "                \
+  "--actor-delay 100 --no-stop --seed 3"
+  snprintf(args, sizeof args, "--policy %s --demos %s --out %s --steps 300 " CK_OPTS, f.bc, f.demos, ft);
+  finetune_ok(f.dir, args);
+  static const struct {
+    const char *name, *field, *python; /* python: f is the checkpoint opened r+ */
+  } cases[] = {
+      {"env_steps_negative", "'env_steps'", "f.attrs['env_steps'] = np.int64(-5)"},
+      {"env_steps_huge", "'env_steps'", "f.attrs['env_steps'] = np.int64(10**15)"},
+      {"updates_negative", "'updates'", "f.attrs['updates'] = np.int64(-1)"},
+      {"updates_past_steps", "'updates'", "f.attrs['updates'] = np.int64(10**9)"},
+      {"next_eval_negative", "'next_eval'", "f.attrs['next_eval'] = np.int64(-300)"},
+      {"next_eval_huge", "'next_eval'", "f.attrs['next_eval'] = np.int64(2**62)"},
+      {"best_step_huge", "'best_step'", "f.attrs['best_step'] = np.int64(10**9)"},
+      {"steps_to_target", "'steps_to_target'", "f.attrs['steps_to_target'] = np.int64(-7)"},
+      {"best_success_nan", "'best_success'", "f.attrs['best_success'] = np.float64('nan')"},
+      {"alpha_t_negative", "'alpha_t'", "f.attrs['alpha_t'] = np.int64(-1)"},
+      {"alpha_v_negative", "'alpha_v'", "f.attrs['alpha_v'] = np.float64(-1)"},
+      {"log_alpha_inf", "'log_alpha'", "f.attrs['log_alpha'] = np.float64('inf')"},
+      {"workers_zero", "'workers'", "f.attrs['workers'] = np.int64(0)"},
+      {"workers_string", "'workers'", "f.attrs['workers'] = 'two'"},
+      {"updates_missing", "'updates'", "del f.attrs['updates']"},
+      {"actor_lr_zero", "'actor_lr'", "f.attrs['actor_lr'] = np.float64(0)"},
+      {"adam_t_negative", "'actor/adam_t'", "f['actor'].attrs['adam_t'] = np.int64(-1)"},
+      {"adam_t_huge", "'critic1/adam_t'", "f['critic1'].attrs['adam_t'] = np.int64(10**12)"},
+      {"adam_v_negative", "'critic0/adam_v'", "v = f['critic0/adam_v']; x = v[()]; x[3] = -1; v[...] = x"},
+      {"params_nan", "'target0/params'", "v = f['target0/params']; x = v[()]; x[5] = np.nan; v[...] = x"},
+      {"rng_zero", "'rng'", "v = f['rng']; v[...] = np.zeros(v.shape, np.uint8)"},
+      {"rng_short", "'rng'", "x = f['rng'][()]; del f['rng']; f['rng'] = x[:-8]"},
+      {"evals_step", "'evals'", "v = f['evals']; x = v[()]; x[-1, 0] = 1e300; v[...] = x"},
+      {"evals_success", "'evals'", "v = f['evals']; x = v[()]; x[0, 1] = 2.5; v[...] = x"},
+      {"evals_odd", "'evals'", "x = f['evals'][()]; del f['evals']; f['evals'] = x.ravel()[:-1]"},
+      {"online_d_long", "'online/d'",
+       "x = f['online/d'][()]; del f['online/d']; f['online/d'] = np.zeros(len(x) + 1000, np.uint8)"},
+      {"online_longer_than_steps", "'online/r'",
+       "g = f['online']\n"
+       "for k in ('s', 's2', 'a', 'r', 'd'):\n"
+       "    x = g[k][()]\n"
+       "    del g[k]\n"
+       "    g[k] = np.concatenate([x, x])"},
+      {"online_r_nan", "'online/r'", "v = f['online/r']; x = v[()]; x[0] = np.nan; v[...] = x"},
+  };
+  const size_t nc = sizeof cases / sizeof cases[0];
+  /* one python run makes every corrupted copy: DIR/bad_<name>/checkpoint.h5 */
+  char py_path[4300];
+  snprintf(py_path, sizeof py_path, "%s/corrupt.py", f.dir);
+  FILE *py = fopen(py_path, "w");
+  cr_assert(py);
+  fprintf(py, "import os, shutil\nimport h5py\nimport numpy as np\n");
+  for (size_t i = 0; i < nc; i++) {
+    fprintf(py, "os.makedirs('%s/bad_%s', exist_ok=True)\n", f.dir, cases[i].name);
+    fprintf(py, "shutil.copyfile('%s/checkpoint.h5', '%s/bad_%s/checkpoint.h5')\n", run_dir, f.dir,
+            cases[i].name);
+    fprintf(py, "with h5py.File('%s/bad_%s/checkpoint.h5', 'r+') as f:\n", f.dir, cases[i].name);
+    for (const char *l = cases[i].python; *l;) {
+      const char *e = strchr(l, '\n');
+      int n = e ? (int)(e - l) : (int)strlen(l);
+      fprintf(py, "    %.*s\n", n, l);
+      l += n + (e != NULL);
+    }
+  }
+  fprintf(py, "print('corrupted %zu')\n", nc);
+  fclose(py);
+  char *out = NULL;
+  int rc = tt_run(&out, "%s %s", getenv("PYTHON") ? getenv("PYTHON") : "/usr/bin/python3", py_path);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  for (size_t i = 0; i < nc; i++) {
+    char dir[4400], ck[4500];
+    snprintf(dir, sizeof dir, "%s/bad_%s", f.dir, cases[i].name);
+    snprintf(ck, sizeof ck, "%s/checkpoint.h5", dir);
+    /* going on to 600 steps; `timeout` ends a run that would not stop (exit 124) */
+    snprintf(args, sizeof args,
+             "60 %s --policy %s --demos %s --out %s/bad_%s.h5 --steps 600 " CK_OPTS " --resume %s", rl_bin(),
+             f.bc, f.demos, f.dir, cases[i].name, dir);
+    char *o, *err;
+    double t0 = tk_now_s();
+    rc = run2(f.dir, &o, &err, "timeout %s", args);
+    double el = tk_now_s() - t0;
+    printf("%-26s exit %d in %.2f s: %s", cases[i].name, rc, el, err);
+    cr_expect_eq(rc, 1, "%s: exit %d, want 1\nstdout: %s\nstderr: %s", cases[i].name, rc, o, err);
+    cr_expect_eq(count_lines(err), 1, "%s: one line on stderr: '%s'", cases[i].name, err);
+    cr_expect(strstr(err, ck), "%s: the message names the file: %s", cases[i].name, err);
+    cr_expect(strstr(err, cases[i].field), "%s: the message names %s: %s", cases[i].name, cases[i].field,
+              err);
+  }
+#undef CK_OPTS
+}
+
 /* Demos recorded in intervention mode (a policy drove, the operator took over: flagged steps, and
  * failures among them) feed the fine-tune like any others. */
 Test(rl, demos_with_interventions_and_failures, .timeout = 180) {
