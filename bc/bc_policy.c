@@ -305,7 +305,9 @@ int bc_policy_save(const bcPolicy *p, const char *path) {
     if (!isfinite(p->net->params[i]))
       return tk_error(TK_ERANGE, "%s: policy not saved: parameter %lld is not finite", path, (long long)i);
   char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+  int fd = tk_temp_beside(path, tmp, sizeof tmp); /* a name of ours alone, never a user's file */
+  if (fd < 0) return tk_error_wrap(fd, "%s: policy not saved", path);
+  close(fd);
   int rc = save_to(p, tmp);
   if (!rc) rc = tk_durable_rename(tmp, path); /* fsyncs the file, renames, fsyncs the directory */
   if (rc) {

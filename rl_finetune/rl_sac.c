@@ -606,9 +606,14 @@ static int get_net(hid_t f, const char *name, nnNet *net, int64_t max_t, const c
 static int ckpt_save(rlRun *R, const rlResult *res, int64_t next_eval, const char *path) {
   ds_h5_init();
   char tmp[4200], name[32];
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  int fd = tk_temp_beside(path, tmp, sizeof tmp); /* a name of ours alone, never a user's file */
+  if (fd < 0) return tk_error_wrap(fd, "%s: checkpoint not written", path);
+  close(fd);
   hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (f < 0) return ds_h5_fail(TK_EIO, "%s: cannot create the checkpoint", tmp);
+  if (f < 0) {
+    unlink(tmp);
+    return ds_h5_fail(TK_EIO, "%s: cannot create the checkpoint", tmp);
+  }
   int rc =
       ds_attr_write_str(f, "format", RL_CKPT_FORMAT) || ds_attr_write_i64(f, "version", 1) ||
               ds_attr_write_str(f, "algo", R->o->algo) || ds_attr_write_f64(f, "actor_lr", R->aopt.lr) ||
