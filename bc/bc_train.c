@@ -255,19 +255,22 @@ static void curves_push(curves *c, double ep, double tr, double va) {
   c->n++;
 }
 
-static void write_plots(const curves *c, const char *prefix, const char *title) {
+/* The plots are outputs like the policy: one that cannot be written is an error, not a warning. */
+static int write_plots(const curves *c, const char *prefix, const char *title) {
   char path[4200];
+  int rc;
   tkSeries s[2] = {{"train", c->epoch, c->train, c->n}, {"validation", c->epoch, c->valid, c->n}};
   tkPlotOpts po = {.title = title, .xlabel = "epoch", .ylabel = "loss"};
   snprintf(path, sizeof path, "%s_loss.png", prefix);
-  if (tk_plot_png(path, &po, s, 2)) tk_log(TK_LOG_WARN, "%s", tk_errmsg());
+  if ((rc = tk_plot_png(path, &po, s, 2))) return rc;
   if (c->nsucc > 0) {
     tkSeries ss = {"success rate", c->succ_epoch, c->succ, c->nsucc};
     tkPlotOpts so = {
         .title = title, .xlabel = "epoch", .ylabel = "success rate", .ymin = 0, .ymax = 1, .fixed_y = 1};
     snprintf(path, sizeof path, "%s_success.png", prefix);
-    if (tk_plot_png(path, &so, &ss, 1)) tk_log(TK_LOG_WARN, "%s", tk_errmsg());
+    if ((rc = tk_plot_png(path, &so, &ss, 1))) return rc;
   }
+  return 0;
 }
 
 static char *info_json(const bcTrainOpts *o, const bcTrainResult *r, int epoch, double success) {
@@ -552,7 +555,13 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
   }
   r->seconds = tk_now_s() - t0;
   r->samples_per_s = t_train > 0 ? (double)samples / t_train : 0;
-  if (!rc) write_plots(&cv, prefix, o->dataset);
+  if (!rc && csv) {
+    int bad = ferror(csv);
+    if (fclose(csv) || bad) rc = tk_error(TK_EIO, "%s.csv: cannot write the metrics file", prefix);
+    csv = NULL;
+  }
+  if (!rc) rc = write_plots(&cv, prefix, o->dataset);
+  if (rc && r->best_epoch > 0) tk_error_wrap(rc, "the policy is saved in %s, but", o->out);
 done:
   if (csv) fclose(csv);
   free(cv.epoch);
