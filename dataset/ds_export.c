@@ -237,6 +237,8 @@ static int convert_dir(const dsExportFormat *fmt, dsExportJob *j, const char *pa
   int rc = ds_output_check(out, DS_KIND_DIR, &path, 1, force);
   if (rc) return tk_error_wrap(rc, "convert");
   if ((rc = tk_resolve_link(out, dest, sizeof dest))) return tk_error_wrap(rc, "convert");
+  for (size_t l = strlen(dest); l > 1 && dest[l - 1] == '/'; l--) /* OUT/ names OUT, not a name inside it */
+    dest[l - 1] = 0;
   if ((rc = dir_replace_check(fmt, dest, path, force))) return tk_error_wrap(rc, "convert");
   if ((rc = open_input(path, &j->f))) return rc;
   if ((rc = make_temp_dir(dest, tmp, sizeof tmp))) {

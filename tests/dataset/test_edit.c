@@ -761,6 +761,10 @@ Test(edit, convert_minari_directory_rule) {
   fclose(f);
   cr_assert_eq(ds_convert(p, "minari", t, 0, NULL), TK_EINVAL);
   cr_assert(strstr(tk_errmsg(), "text file"), "%s", tk_errmsg());
+  /* OUT/ is OUT (the temp directory goes beside it, not into it) */
+  cr_assert_eq(ds_convert(p, "minari", pj(dir, "slash/"), 0, NULL), 0, "%s", tk_errmsg());
+  cr_assert(exists(pj(dir, "slash/data/main_data.hdf5")));
+  cr_assert_eq(ds_convert(p, "minari", pj(dir, "slash//"), 1, NULL), 0, "%s", tk_errmsg());
   /* the input is never the output */
   cr_assert_eq(ds_convert(p, "minari", p, 1, NULL), TK_EINVAL);
   cr_assert_eq(checksum(p), cp);
