@@ -10,7 +10,7 @@
 int cmd_replay(int argc, char **argv); /* ds_replay.c */
 #include "tk.h"
 
-static const char *USAGE =
+static const char *USAGE_HEAD =
     "usage: dataset COMMAND [options]\n"
     "\n"
     "Demonstration datasets in robomimic's HDF5 layout.\n"
@@ -34,8 +34,10 @@ static const char *USAGE =
     "                                 remove demos (demo_<i>)\n"
     "  trim FILE DEMO [--start T0] [--end T1] (-o OUT [--force] | --in-place)\n"
     "                                 keep steps [T0, T1) of one demo\n"
-    "  convert FILE --to minari|d4rl -o OUT [--force]\n"
-    "                                 write the data in another layout\n"
+    "  convert FILE --to FORMAT -o OUT [--force]\n"
+    "                                 write the data in another layout; FORMAT is one of:\n";
+/* ... the rows of the export table (ds_export_format), then: */
+static const char *USAGE_TAIL =
     "  replay --check FILE [--tolerance T]\n"
     "                                 re-run each demo's actions from its first state in the simulator\n"
     "                                 and report the largest divergence from the recorded states\n"
@@ -48,6 +50,16 @@ static const char *USAGE =
     "never one of the inputs; an existing dataset, or a file of another kind, is replaced only with\n"
     "--force. An edit that would leave no demos is refused. Errors name the file and the problem;\n"
     "the exit status is non-zero.\n";
+
+static void print_usage(FILE *to) {
+  fputs(USAGE_HEAD, to);
+  for (int i = 0; ds_export_format(i); i++) {
+    const dsExportFormat *x = ds_export_format(i);
+    fprintf(to, "                                   %-7s %-16s %s\n", x->name,
+            x->out_kind == DS_KIND_DIR ? "(OUT: directory)" : "(OUT: file)", x->help);
+  }
+  fputs(USAGE_TAIL, to);
+}
 
 static int usage_error(const char *fmt, const char *arg) {
   fprintf(stderr, "dataset: ");
@@ -409,7 +421,7 @@ static int cmd_convert(int argc, char **argv) {
     if (t < 0) return usage_error("-o needs a file%s", "");
     if (t) continue;
     if (!strcmp(argv[i], "--to")) {
-      if (i + 1 >= argc) return usage_error("--to needs minari or d4rl%s", "");
+      if (i + 1 >= argc) return usage_error("--to needs a format (see dataset --help)%s", "");
       to = argv[++i];
     } else if (argv[i][0] == '-')
       return usage_error("convert: unknown option %s", argv[i]);
@@ -417,10 +429,16 @@ static int cmd_convert(int argc, char **argv) {
       o.pos[o.npos++] = argv[i];
   }
   if (o.npos != 1) return usage_error("convert takes one FILE%s", "");
-  if (!to) return usage_error("convert: give --to minari|d4rl%s", "");
+  if (!to) return usage_error("convert: give --to FORMAT (see dataset --help)%s", "");
   if (!o.out || o.in_place) return usage_error("convert: give -o OUT%s", "");
-  if (ds_convert(o.pos[0], to, o.out, o.force)) return fail();
-  printf("%s: written in %s layout\n", o.out, to);
+  dsConvertResult r;
+  if (ds_convert(o.pos[0], to, o.out, o.force, &r)) return fail();
+  /* one line: what was written and, when something was left out, what and why */
+  printf("%s: written in %s layout: %lld episodes, %lld steps; observation keys %s", o.out, to,
+         (long long)r.episodes, (long long)r.steps, r.keys);
+  if (r.skipped[0]) printf("; LEFT OUT: %s (%s)", r.skipped, r.why);
+  if (r.note[0]) printf("; %s", r.note);
+  printf("\n");
   return 0;
 }
 
@@ -464,7 +482,7 @@ static int cmd_synth(int argc, char **argv) {
 
 int main(int argc, char **argv) {
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
-    fputs(USAGE, argc < 2 ? stderr : stdout);
+    print_usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
   /* a damaged file can send libhdf5 into a loop: give up with a message instead of hanging */
@@ -479,7 +497,7 @@ int main(int argc, char **argv) {
   char **a = argv + 2;
   for (int i = 0; i < n; i++)
     if (!strcmp(a[i], "--help") || !strcmp(a[i], "-h")) {
-      fputs(USAGE, stdout);
+      print_usage(stdout);
       return 0;
     }
   int rc;

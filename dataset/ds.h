@@ -260,9 +260,6 @@ int ds_filter(const char *path, const dsFilterOpts *o, const char *out, int forc
 int ds_delete(const char *path, const char *const *demos, int n, const char *out, int force);
 /* Keep steps [start, end) of one demo (end <= 0: to the end). */
 int ds_trim(const char *path, const char *demo, int64_t start, int64_t end, const char *out, int force);
-/* Convert to another layout: "minari" or "d4rl" (REFERENCE.md). out is an HDF5 file (not a dataset);
- * minari also writes out.metadata.json (a text file); both go through the output rule. */
-int ds_convert(const char *path, const char *to, const char *out, int force);
 
 /* ---- the output rule (dataset/ds_output.c): every file any tool writes goes through it ----
  * An output is never one of the command's inputs (the same file by device and inode: symlinks, hard
@@ -286,6 +283,35 @@ const char *ds_kind_name(dsKind k);
 int ds_same_file(const char *a, const char *b); /* both exist and are one file */
 /* 0 when out may be written as a `writes` file; else TK_EINVAL with a message naming out. */
 int ds_output_check(const char *out, dsKind writes, const char *const *inputs, int ninputs, int force);
+
+/* ---- export to other layouts (`dataset convert`; dataset/ds_export.c) ----
+ * Every format is one row of one table (ds_export_format); adding one is a file plus a row. The output
+ * appears whole or not at all: it is built in a temp file or directory beside out, fsynced and renamed.
+ * out goes through the output rule with the row's kind. A directory output (minari) never replaces a
+ * directory without force, and even with force only an empty one or one holding the row's dir_marker
+ * (a directory of another kind is never removed). */
+typedef struct dsExportJob dsExportJob; /* what a writer writes from and into (ds_internal.h) */
+typedef struct {
+  const char *name;               /* --to NAME */
+  dsKind out_kind;                /* DS_KIND_HDF5: out is one HDF5 file; DS_KIND_DIR: out is a directory */
+  int (*write)(dsExportJob *job); /* write the export into the job's temp file or directory */
+  const char *dir_marker; /* DS_KIND_DIR: the file (relative to out) every output of this format has */
+  const char *help;       /* one line for `dataset --help` */
+} dsExportFormat;
+const dsExportFormat *ds_export_format(int i);          /* row i of the table; NULL past the last */
+const dsExportFormat *ds_export_find(const char *name); /* NULL when no row has that name */
+
+typedef struct {
+  int64_t episodes, steps;                           /* written */
+  char keys[DS_MAX_KEYS * (DS_NAME_MAX + 1) + 1];    /* observation keys written, comma-separated */
+  char skipped[DS_MAX_KEYS * (DS_NAME_MAX + 1) + 1]; /* observation keys left out ("" when none) */
+  char why[256];                                     /* why they were left out ("" when none) */
+  char note[512];                                    /* the format's own words (minari: the dataset id) */
+} dsConvertResult;
+/* Convert the dataset at path to the format named `to` (a row's name) at out; res (optional) says what
+ * was written and what was left out. Refuses a dataset without demos, a demo a format cannot hold, and
+ * an export that would hold no observation key. */
+int ds_convert(const char *path, const char *to, const char *out, int force, dsConvertResult *res);
 
 /* ---- synthetic recordings (tests, benchmarks, the first-minute demo) ----
  * A point end effector driven toward a random goal by a noisy proportional controller,

@@ -1,4 +1,4 @@
-/* dataset/ds_edit.c -- merge, split, filter, delete, trim and convert.
+/* dataset/ds_edit.c -- merge, split, filter, delete and trim (convert: ds_export.c).
  *
  * Every command applies the output rule (ds_output_check) to out, validates its inputs with ds_open,
  * builds its result in a temp file beside dest that is ours alone (tk_temp_beside; dest = out, or the
@@ -10,15 +10,12 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include <cjson/cJSON.h>
 
 #include "ds_internal.h"
 
@@ -117,18 +114,8 @@ static int copy_link(hid_t src, hid_t dst, const char *name, const char *where) 
   return rc;
 }
 
-/* ---- output: the output rule, lock, temp file, commit, abort ---- */
-typedef struct {
-  const char *cmd;
-  char dest[4096], tmp[4200];
-  char jdest[4200], jtmp[4300]; /* metadata.json beside the output (convert minari) */
-  int has_json;
-  char sdir[4200]; /* dest's staging folder: its writer lock is held while dest is replaced */
-  int lock_fd, made_sdir;
-  hid_t file;
-} edOut;
-
-static void out_unlock(edOut *o) {
+/* ---- output: the output rule, lock, temp file, commit, abort (dsOut: ds_internal.h) ---- */
+static void out_unlock(dsOut *o) {
   if (o->lock_fd < 0) return;
   if (o->made_sdir) {
     char lock[4300];
@@ -147,8 +134,8 @@ static void out_unlock(edOut *o) {
  * file goes beside it and is renamed over it), so the link stays a link and its target is edited.
  * The lock is the one a writer recording into dest holds (ds_writer_open): replacing a file a writer
  * publishes into would drop the episodes it publishes meanwhile. */
-static int out_begin(edOut *o, const char *cmd, const char *out, dsKind kind, const char *const *inputs,
-                     int ninputs, int force) {
+int ds_out_begin(dsOut *o, const char *cmd, const char *out, dsKind kind, const char *const *inputs,
+                 int ninputs, int force) {
   memset(o, 0, sizeof *o);
   o->cmd = cmd;
   o->file = -1;
@@ -201,28 +188,27 @@ static int out_begin(edOut *o, const char *cmd, const char *out, dsKind kind, co
 }
 
 /* Give up before the temp file exists: unlock; rc and its message unchanged. */
-static int out_release(edOut *o, int rc) {
+int ds_out_release(dsOut *o, int rc) {
   out_unlock(o);
   return rc;
 }
 
 /* Close and remove the temp file(s), unlock; prefix the message with "<dest>: <cmd>". */
-static int out_abort(edOut *o, int rc) {
+int ds_out_abort(dsOut *o, int rc) {
   if (o->file >= 0) H5Fclose(o->file);
   o->file = -1;
   if (o->tmp[0]) unlink(o->tmp);
-  if (o->jtmp[0]) unlink(o->jtmp);
   H5Eclear2(H5E_DEFAULT);
   out_unlock(o);
   return tk_error_wrap(rc, "%s: %s", o->dest, o->cmd);
 }
 
-static int out_create(edOut *o) {
+int ds_out_create(dsOut *o) {
   /* a temp file beside dest that is ours alone: never "<dest>.tmp", which may be a user's file */
   int fd = tk_temp_beside(o->dest, o->tmp, sizeof o->tmp);
   if (fd < 0) {
     o->tmp[0] = 0;
-    return out_abort(o, fd);
+    return ds_out_abort(o, fd);
   }
   struct stat st;
   if (stat(o->dest, &st) == 0) fchmod(fd, st.st_mode & 07777); /* an edit keeps the file's permissions */
@@ -232,23 +218,19 @@ static int out_create(edOut *o) {
   o->file = H5Fcreate(o->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
   int rc = o->file < 0 ? ds_h5_fail(TK_EIO, "create %s", o->tmp) : 0; /* before any call clears the stack */
   H5Pclose(fapl);
-  return rc ? out_abort(o, rc) : 0;
+  return rc ? ds_out_abort(o, rc) : 0;
 }
 
 /* Close, fsync, rename over dest, fsync the directory, unlock. */
-static int out_commit(edOut *o) {
+int ds_out_commit(dsOut *o) {
   hid_t f = o->file;
   o->file = -1;
-  if (H5Fclose(f) < 0) return out_abort(o, ds_h5_fail(TK_EIO, "close %s", o->tmp));
+  if (H5Fclose(f) < 0) return ds_out_abort(o, ds_h5_fail(TK_EIO, "close %s", o->tmp));
   int rc = tk_fsync_file(o->tmp);
-  if (rc) return out_abort(o, rc);
+  if (rc) return ds_out_abort(o, rc);
   if (rename(o->tmp, o->dest))
-    return out_abort(o, tk_error(TK_EIO, "rename %s to %s: %s", o->tmp, o->dest, strerror(errno)));
-  if (o->has_json && rename(o->jtmp, o->jdest)) {
-    rc = tk_error(TK_EIO, "rename %s to %s: %s", o->jtmp, o->jdest, strerror(errno));
-    unlink(o->jtmp);
-  }
-  if (!rc) rc = tk_fsync_dir_of(o->dest);
+    return ds_out_abort(o, tk_error(TK_EIO, "rename %s to %s: %s", o->tmp, o->dest, strerror(errno)));
+  rc = tk_fsync_dir_of(o->dest);
   out_unlock(o);
   return rc ? tk_error_wrap(rc, "%s: %s", o->dest, o->cmd) : 0;
 }
@@ -570,7 +552,7 @@ static int rebuild_masks(edIn *in, hid_t out_root, const edPlan *p) {
 
 /* Build the output of a single-input plan into o (root attributes and objects besides data
  * and mask, data attributes, demos, masks). */
-static int rebuild(edIn *in, edOut *o, const edPlan *p) {
+static int rebuild(edIn *in, dsOut *o, const edPlan *p) {
   dsFile *f = in->f;
   hid_t root = H5Gopen2(o->file, "/", H5P_DEFAULT), data = -1;
   if (root < 0) return ds_h5_fail(TK_EIO, "open root group of %s", o->tmp);
@@ -605,24 +587,24 @@ static int rebuild(edIn *in, edOut *o, const edPlan *p) {
 }
 
 /* Run a plan: build a temp file beside dest from the input, close the input, commit. Closes in. */
-static int run_plan(edOut *o, edIn *in, const edPlan *p) {
+static int run_plan(dsOut *o, edIn *in, const edPlan *p) {
   int rc = check_mask_names(in, o->cmd);
   if (rc) {
     in_close(in);
-    return out_release(o, rc);
+    return ds_out_release(o, rc);
   }
-  rc = out_create(o);
+  rc = ds_out_create(o);
   if (rc) {
     in_close(in);
     return rc;
   }
   rc = rebuild(in, o, p);
   in_close(in);
-  return rc ? out_abort(o, rc) : out_commit(o);
+  return rc ? ds_out_abort(o, rc) : ds_out_commit(o);
 }
 
 /* ---- merge ---- */
-static int merge_build(edIn *in, int n, edOut *o) {
+static int merge_build(edIn *in, int n, dsOut *o) {
   hid_t root = H5Gopen2(o->file, "/", H5P_DEFAULT), data = -1, mg = -1;
   int rc = root < 0 ? ds_h5_fail(TK_EIO, "open root group of %s", o->tmp) : 0;
   if (!rc) rc = copy_attrs(in[0].root, root, NULL, "root attributes");
@@ -681,11 +663,11 @@ int ds_merge(const char *const *inputs, int n, const char *out, int force) {
   ds_h5_init();
   if (!inputs || n < 1) return tk_error(TK_EINVAL, "merge: no input files");
   if (!out || !out[0]) return tk_error(TK_EINVAL, "merge: no output file given");
-  edOut o;
-  int rc = out_begin(&o, "merge", out, DS_KIND_DATASET, inputs, n, force);
+  dsOut o;
+  int rc = ds_out_begin(&o, "merge", out, DS_KIND_DATASET, inputs, n, force);
   if (rc) return rc;
   edIn *in = calloc((size_t)n, sizeof *in);
-  if (!in) return out_release(&o, tk_error(TK_ENOMEM, "out of memory"));
+  if (!in) return ds_out_release(&o, tk_error(TK_ENOMEM, "out of memory"));
   for (int i = 0; i < n; i++)
     in[i].h = in[i].root = in[i].data = -1;
   for (int i = 0; i < n && !rc; i++)
@@ -706,12 +688,12 @@ int ds_merge(const char *const *inputs, int n, const char *out, int force) {
   if (crc) rc = tk_error_wrap(crc, "merge");
   if (!rc && total == 0) rc = tk_error(TK_EINVAL, "merge: the inputs hold no demos; nothing written");
   if (rc) {
-    out_release(&o, rc);
-  } else if (!(rc = out_create(&o))) {
+    ds_out_release(&o, rc);
+  } else if (!(rc = ds_out_create(&o))) {
     rc = merge_build(in, n, &o);
     for (int i = 0; i < n; i++)
       in_close(&in[i]);
-    rc = rc ? out_abort(&o, rc) : out_commit(&o);
+    rc = rc ? ds_out_abort(&o, rc) : ds_out_commit(&o);
   }
   for (int i = 0; i < n; i++)
     in_close(&in[i]);
@@ -724,25 +706,26 @@ int ds_split(const char *path, double valid_frac, uint64_t seed, const char *out
   ds_h5_init();
   if (!(valid_frac >= 0 && valid_frac <= 1))
     return tk_error(TK_EINVAL, "split: validation fraction %g is not in [0, 1]", valid_frac);
-  edOut o;
+  dsOut o;
   edIn in;
-  int rc = out_begin(&o, "split", out, DS_KIND_DATASET, &path, 1, force);
+  int rc = ds_out_begin(&o, "split", out, DS_KIND_DATASET, &path, 1, force);
   if (rc) return rc;
-  if ((rc = in_open(&in, "split", path))) return out_release(&o, rc);
+  if ((rc = in_open(&in, "split", path))) return ds_out_release(&o, rc);
   int n = ds_num_demos(in.f);
   if (n < 2) {
     in_close(&in);
-    return out_release(&o, tk_error(TK_EINVAL,
-                                    "%s: split: %d demo%s: a train and a validation set need at least two; "
-                                    "nothing written",
-                                    path, n, n == 1 ? "" : "s"));
+    return ds_out_release(&o,
+                          tk_error(TK_EINVAL,
+                                   "%s: split: %d demo%s: a train and a validation set need at least two; "
+                                   "nothing written",
+                                   path, n, n == 1 ? "" : "s"));
   }
   int nv = (int)TK_MAX(1, TK_MIN((long long)n - 1, llround(valid_frac * n))); /* round(frac n) in [1, n-1] */
   int64_t *perm = malloc(sizeof *perm * (size_t)TK_MAX(n, 1));
   int *vpos = malloc(sizeof(int) * (size_t)TK_MAX(n, 1)), *tpos = malloc(sizeof(int) * (size_t)TK_MAX(n, 1));
   if (!perm || !vpos || !tpos) {
     in_close(&in);
-    rc = out_release(&o, tk_error(TK_ENOMEM, "out of memory"));
+    rc = ds_out_release(&o, tk_error(TK_ENOMEM, "out of memory"));
   } else {
     for (int i = 0; i < n; i++)
       perm[i] = i;
@@ -788,27 +771,27 @@ int ds_filter(const char *path, const dsFilterOpts *fo, const char *out, int for
   if (fo->max_len > 0 && fo->max_len < fo->min_len)
     return tk_error(TK_EINVAL, "filter: max length %lld is below min length %lld", (long long)fo->max_len,
                     (long long)fo->min_len);
-  edOut o;
+  dsOut o;
   edIn in;
-  if ((rc = out_begin(&o, "filter", out, DS_KIND_DATASET, &path, 1, force))) return rc;
-  if ((rc = in_open(&in, "filter", path))) return out_release(&o, rc);
+  if ((rc = ds_out_begin(&o, "filter", out, DS_KIND_DATASET, &path, 1, force))) return rc;
+  if ((rc = in_open(&in, "filter", path))) return ds_out_release(&o, rc);
   int n = ds_num_demos(in.f), k = 0, unknown = 0;
   for (int i = 0; i < n; i++)
     unknown += ds_demo(in.f, i)->success < 0;
   /* unknown is not failure: a file from another tool may not say; --success-only cannot decide */
   if (fo->success_only && unknown > 0) {
     in_close(&in);
-    return out_release(&o,
-                       tk_error(TK_EINVAL,
-                                "%s: filter: %d of %d demos have no success attribute; --success-only cannot "
-                                "tell success from failure (nothing written)",
-                                path, unknown, n));
+    return ds_out_release(
+        &o, tk_error(TK_EINVAL,
+                     "%s: filter: %d of %d demos have no success attribute; --success-only cannot "
+                     "tell success from failure (nothing written)",
+                     path, unknown, n));
   }
   uint8_t *keep = calloc((size_t)TK_MAX(n, 1), 1);
   int *pos = malloc(sizeof(int) * (size_t)TK_MAX(n, 1));
   if (!keep || !pos) {
     in_close(&in);
-    rc = out_release(&o, tk_error(TK_ENOMEM, "out of memory"));
+    rc = ds_out_release(&o, tk_error(TK_ENOMEM, "out of memory"));
   } else {
     for (int i = 0; i < n; i++) {
       const dsDemoInfo *d = ds_demo(in.f, i);
@@ -819,9 +802,9 @@ int ds_filter(const char *path, const dsFilterOpts *fo, const char *out, int for
     }
     if (k == 0) {
       in_close(&in);
-      rc = out_release(&o, tk_error(TK_EINVAL,
-                                    "%s: filter: none of the %d demos matches; %s (nothing written)", path, n,
-                                    fo->mask_name ? "the mask would be empty" : "no demo would be left"));
+      rc = ds_out_release(
+          &o, tk_error(TK_EINVAL, "%s: filter: none of the %d demos matches; %s (nothing written)", path, n,
+                       fo->mask_name ? "the mask would be empty" : "no demo would be left"));
     } else {
       edMask m = {mname, pos, k};
       edPlan p = {
@@ -850,11 +833,11 @@ static void demo_range(dsFile *f, char *buf, size_t n) {
 int ds_delete(const char *path, const char *const *demos, int n, const char *out, int force) {
   ds_h5_init();
   if (!demos || n < 1) return tk_error(TK_EINVAL, "delete: no demos named");
-  edOut o;
+  dsOut o;
   edIn in;
-  int rc = out_begin(&o, "delete", out, DS_KIND_DATASET, &path, 1, force);
+  int rc = ds_out_begin(&o, "delete", out, DS_KIND_DATASET, &path, 1, force);
   if (rc) return rc;
-  if ((rc = in_open(&in, "delete", path))) return out_release(&o, rc);
+  if ((rc = in_open(&in, "delete", path))) return ds_out_release(&o, rc);
   int nd = ds_num_demos(in.f);
   uint8_t *keep = malloc((size_t)TK_MAX(nd, 1));
   if (!keep)
@@ -881,7 +864,7 @@ int ds_delete(const char *path, const char *const *demos, int n, const char *out
         tk_error(TK_EINVAL, "%s: delete: deleting all %d demos would leave none (nothing written)", path, nd);
   if (rc) {
     in_close(&in);
-    rc = out_release(&o, rc);
+    rc = ds_out_release(&o, rc);
   } else {
     edPlan p = {.keep = keep, .trim_pos = -1};
     rc = run_plan(&o, &in, &p);
@@ -894,11 +877,11 @@ int ds_delete(const char *path, const char *const *demos, int n, const char *out
 int ds_trim(const char *path, const char *demo, int64_t start, int64_t end, const char *out, int force) {
   ds_h5_init();
   if (!demo || !demo[0]) return tk_error(TK_EINVAL, "trim: no demo named");
-  edOut o;
+  dsOut o;
   edIn in;
-  int rc = out_begin(&o, "trim", out, DS_KIND_DATASET, &path, 1, force);
+  int rc = ds_out_begin(&o, "trim", out, DS_KIND_DATASET, &path, 1, force);
   if (rc) return rc;
-  if ((rc = in_open(&in, "trim", path))) return out_release(&o, rc);
+  if ((rc = in_open(&in, "trim", path))) return ds_out_release(&o, rc);
   int pos = ds_find_demo(in.f, demo);
   int64_t N = pos >= 0 ? ds_demo(in.f, pos)->num_samples : 0;
   if (end <= 0) end = N;
@@ -915,379 +898,8 @@ int ds_trim(const char *path, const char *demo, int64_t start, int64_t end, cons
   }
   if (rc) {
     in_close(&in);
-    return out_release(&o, rc);
+    return ds_out_release(&o, rc);
   }
   edPlan p = {.keep = NULL, .trim_pos = pos, .t0 = start, .t1 = end};
   return run_plan(&o, &in, &p);
-}
-
-/* ---- convert ---- */
-static hid_t bool_type(void) {
-  /* what h5py writes for numpy bool: an int8 enum FALSE=0, TRUE=1 */
-  hid_t t = H5Tenum_create(H5T_NATIVE_INT8);
-  int8_t v = 0;
-  H5Tenum_insert(t, "FALSE", &v);
-  v = 1;
-  H5Tenum_insert(t, "TRUE", &v);
-  return t;
-}
-
-static int write_array(hid_t loc, const char *name, hid_t ftype, hid_t mtype, int rank, const hsize_t *dims,
-                       const void *buf) {
-  hid_t sp = H5Screate_simple(rank, dims, NULL);
-  hid_t d = sp >= 0 ? H5Dcreate2(loc, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT) : -1;
-  hsize_t elems = 1;
-  for (int i = 0; i < rank; i++)
-    elems *= dims[i];
-  int rc = 0;
-  if (d < 0 || (elems > 0 && H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0))
-    rc = ds_h5_fail(TK_EIO, "write %s", name);
-  if (d >= 0) H5Dclose(d);
-  if (sp >= 0) H5Sclose(sp);
-  return rc;
-}
-
-static hid_t file_type_of(dsDtype t) {
-  return t == DS_F64 ? H5T_IEEE_F64LE : t == DS_F32 ? H5T_IEEE_F32LE : H5T_STD_U8LE;
-}
-
-/* Read rows [r0, r0+n) of a dataset of g into buf (memory type mt, rows contiguous). */
-static int read_rows(hid_t g, const char *name, hid_t mt, int64_t r0, int64_t n, void *buf,
-                     const char *where) {
-  hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
-  hid_t fs = d >= 0 ? H5Dget_space(d) : -1;
-  int rc = 0;
-  hsize_t dims[H5S_MAX_RANK], start[H5S_MAX_RANK] = {0}, count[H5S_MAX_RANK];
-  int rank = fs >= 0 ? H5Sget_simple_extent_ndims(fs) : -1;
-  if (rank < 1 || rank > H5S_MAX_RANK || H5Sget_simple_extent_dims(fs, dims, NULL) < 0) {
-    rc = ds_h5_fail(TK_EIO, "%s/%s: open", where, name);
-  } else {
-    start[0] = (hsize_t)r0;
-    count[0] = (hsize_t)n;
-    for (int i = 1; i < rank; i++)
-      count[i] = dims[i];
-    hid_t ms = H5Screate_simple(rank, count, NULL);
-    if (H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
-        H5Dread(d, mt, ms, fs, H5P_DEFAULT, buf) < 0)
-      rc = ds_h5_fail(TK_EIO, "%s/%s: read", where, name);
-    H5Sclose(ms);
-  }
-  if (fs >= 0) H5Sclose(fs);
-  if (d >= 0) H5Dclose(d);
-  return rc;
-}
-
-typedef struct {
-  int keys[DS_MAX_KEYS]; /* low-dim key indices, sorted by name */
-  int nkeys;
-  char skipped[DS_MAX_KEYS * (DS_NAME_MAX + 1) + 1]; /* image keys, comma-separated */
-  int nskipped;
-} keyPlan;
-
-static void plan_keys(const dsSchema *s, keyPlan *kp) {
-  memset(kp, 0, sizeof *kp);
-  for (int k = 0; k < s->nkeys; k++) {
-    if (ds_key_is_image(&s->keys[k])) {
-      size_t off = strlen(kp->skipped);
-      snprintf(kp->skipped + off, sizeof kp->skipped - off, "%s%s", kp->nskipped ? "," : "", s->keys[k].name);
-      kp->nskipped++;
-      continue;
-    }
-    /* insertion in name order (the order ds_load concatenates keys in) */
-    int j = kp->nkeys++;
-    while (j > 0 && strcmp(s->keys[kp->keys[j - 1]].name, s->keys[k].name) > 0) {
-      kp->keys[j] = kp->keys[j - 1];
-      j--;
-    }
-    kp->keys[j] = k;
-  }
-}
-
-static int attr_write_strv(hid_t obj, const char *name, const char *const *v, int n) {
-  hid_t t = H5Tcopy(H5T_C_S1);
-  H5Tset_size(t, H5T_VARIABLE);
-  H5Tset_cset(t, H5T_CSET_UTF8);
-  hsize_t dim = (hsize_t)n;
-  hid_t sp = H5Screate_simple(1, &dim, NULL);
-  hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-  int rc = 0;
-  if (a < 0 || (n > 0 && H5Awrite(a, t, v) < 0)) rc = ds_h5_fail(TK_EIO, "write attribute %s", name);
-  if (a >= 0) H5Aclose(a);
-  H5Sclose(sp);
-  H5Tclose(t);
-  return rc;
-}
-
-/* One observation key of a demo as T+1 rows: obs rows, then next_obs of the last step (the last
- * obs row again when the demo stores no next_obs). */
-static int minari_obs(hid_t sg, const dsDemoInfo *di, const dsKeySpec *key, int64_t T, hid_t loc,
-                      const char *name, const char *where) {
-  size_t row = (size_t)ds_key_elems(key) * ds_dtype_size(key->dtype);
-  uint8_t *buf = malloc(row * (size_t)(T + 1));
-  if (!buf) return tk_error(TK_ENOMEM, "%s: out of memory", where);
-  hid_t mt = ds_h5_memtype(key->dtype);
-  char nm[DS_NAME_MAX + 16];
-  snprintf(nm, sizeof nm, "obs/%s", key->name);
-  int rc = read_rows(sg, nm, mt, 0, T, buf, where);
-  if (!rc && di->has_next_obs) {
-    snprintf(nm, sizeof nm, "next_obs/%s", key->name);
-    rc = read_rows(sg, nm, mt, T - 1, 1, buf + row * (size_t)T, where);
-  } else if (!rc) {
-    memcpy(buf + row * (size_t)T, buf + row * (size_t)(T - 1), row);
-  }
-  hsize_t dims[DS_MAX_RANK + 1];
-  dims[0] = (hsize_t)(T + 1);
-  for (int i = 0; i < key->rank; i++)
-    dims[i + 1] = (hsize_t)key->shape[i];
-  if (!rc) rc = write_array(loc, name, file_type_of(key->dtype), mt, key->rank + 1, dims, buf);
-  free(buf);
-  return rc;
-}
-
-static int write_minari(edIn *in, edOut *o, const keyPlan *kp, int64_t *episodes, int64_t *steps) {
-  dsFile *f = in->f;
-  const dsSchema *s = ds_schema(f);
-  int A = s->action_dim;
-  hid_t bt = bool_type();
-  int rc = 0;
-  int64_t ep = 0, total = 0;
-  for (int i = 0; i < ds_num_demos(f) && !rc; i++) {
-    const dsDemoInfo *di = ds_demo(f, i);
-    int64_t T = di->num_samples;
-    if (T == 0) { /* refused, not skipped: the export would hold less than the dataset without a word */
-      rc = tk_error(TK_EFORMAT,
-                    "%s: %s has no steps, which a Minari episode cannot hold (drop it first: dataset filter "
-                    "%s --min-len 1 -o OUT)",
-                    in->path, di->name, in->path);
-      break;
-    }
-    char where[64], gname[48];
-    snprintf(where, sizeof where, "data/%s", di->name);
-    snprintf(gname, sizeof gname, "episode_%lld", (long long)ep);
-    hid_t sg = H5Gopen2(in->data, di->name, H5P_DEFAULT), eg = -1;
-    if (sg < 0)
-      rc = ds_h5_fail(TK_EIO, "%s: open", where);
-    else if ((eg = H5Gcreate2(o->file, gname, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0)
-      rc = ds_h5_fail(TK_EIO, "create %s", gname);
-    if (!rc) rc = ds_attr_write_i64(eg, "id", ep);
-    if (!rc) rc = ds_attr_write_i64(eg, "total_steps", T);
-    if (!rc && di->seed >= 0) rc = ds_attr_write_i64(eg, "seed", di->seed);
-    if (!rc && kp->nkeys == 1) {
-      rc = minari_obs(sg, di, &s->keys[kp->keys[0]], T, eg, "observations", where);
-    } else if (!rc) {
-      hid_t og = H5Gcreate2(eg, "observations", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-      if (og < 0) rc = ds_h5_fail(TK_EIO, "%s/observations: create", gname);
-      for (int k = 0; k < kp->nkeys && !rc; k++) {
-        const dsKeySpec *key = &s->keys[kp->keys[k]];
-        rc = minari_obs(sg, di, key, T, og, key->name, where);
-      }
-      if (og >= 0) H5Gclose(og);
-    }
-    double *act = malloc(sizeof(double) * (size_t)(T * A)), *rew = calloc((size_t)T, sizeof(double));
-    uint8_t *done = calloc((size_t)T, 1), *trunc = calloc((size_t)T, 1);
-    if (!rc && (!act || !rew || !done || !trunc)) rc = tk_error(TK_ENOMEM, "%s: out of memory", where);
-    if (!rc) rc = read_rows(sg, "actions", H5T_NATIVE_DOUBLE, 0, T, act, where);
-    if (!rc && di->has_rewards) rc = read_rows(sg, "rewards", H5T_NATIVE_DOUBLE, 0, T, rew, where);
-    if (!rc && di->has_dones) rc = read_rows(sg, "dones", H5T_NATIVE_UINT8, 0, T, done, where);
-    if (!rc) {
-      for (int64_t t = 0; t < T; t++)
-        done[t] = done[t] != 0;
-      trunc[T - 1] = di->success != 1;
-      hsize_t d2[2] = {(hsize_t)T, (hsize_t)A}, d1[1] = {(hsize_t)T};
-      rc = write_array(eg, "actions", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 2, d2, act);
-      if (!rc) rc = write_array(eg, "rewards", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, 1, d1, rew);
-      if (!rc) rc = write_array(eg, "terminations", bt, bt, 1, d1, done);
-      if (!rc) rc = write_array(eg, "truncations", bt, bt, 1, d1, trunc);
-      if (rc) tk_error_wrap(rc, "%s", gname);
-    }
-    free(act);
-    free(rew);
-    free(done);
-    free(trunc);
-    if (eg >= 0) H5Gclose(eg);
-    if (sg >= 0) H5Gclose(sg);
-    ep++;
-    total += T;
-  }
-  H5Tclose(bt);
-  *episodes = ep;
-  *steps = total;
-  return rc;
-}
-
-static int write_d4rl(edIn *in, edOut *o, int64_t *episodes, int64_t *steps) {
-  dsFile *f = in->f;
-  int all_next = 1;
-  for (int i = 0; i < ds_num_demos(f); i++)
-    all_next = all_next && ds_demo(f, i)->has_next_obs;
-  dsLoadOpts lo = {.obs_keys = NULL, .nobs_keys = 0, .filter_key = NULL, .load_next_obs = all_next};
-  dsLoaded L;
-  int rc = ds_load(f, &lo, &L);
-  if (rc) return rc;
-  int64_t N = L.n;
-  int D = L.obs_dim, A = L.act_dim;
-  float *next = L.next_obs;
-  uint8_t *term = malloc((size_t)TK_MAX(N, 1)), *tout = calloc((size_t)TK_MAX(N, 1), 1);
-  if (!next) next = malloc(sizeof(float) * (size_t)TK_MAX(N * D, 1));
-  if (!term || !tout || !next) rc = tk_error(TK_ENOMEM, "out of memory for %lld rows", (long long)N);
-  for (int d = 0; d < L.ndemos && !rc; d++) {
-    int64_t s0 = L.demo_start[d], s1 = L.demo_start[d + 1];
-    if (!L.next_obs) /* no next_obs stored: obs shifted by one, the last row repeated */
-      for (int64_t t = s0; t < s1; t++)
-        memcpy(next + t * D, L.obs + (t + 1 < s1 ? t + 1 : t) * D, sizeof(float) * (size_t)D);
-    for (int64_t t = s0; t < s1; t++)
-      term[t] = L.dones[t] != 0;
-    if (s1 > s0) tout[s1 - 1] = !term[s1 - 1]; /* the demo ended without terminating */
-  }
-  hid_t bt = bool_type();
-  hid_t root = rc ? -1 : H5Gopen2(o->file, "/", H5P_DEFAULT);
-  if (!rc && root < 0) rc = ds_h5_fail(TK_EIO, "open root group");
-  hsize_t dobs[2] = {(hsize_t)N, (hsize_t)D}, dact[2] = {(hsize_t)N, (hsize_t)A}, d1[1] = {(hsize_t)N};
-  if (!rc) rc = write_array(root, "observations", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, dobs, L.obs);
-  if (!rc) rc = write_array(root, "next_observations", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, dobs, next);
-  if (!rc) rc = write_array(root, "actions", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, dact, L.actions);
-  if (!rc) rc = write_array(root, "rewards", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 1, d1, L.rewards);
-  if (!rc) rc = write_array(root, "terminals", bt, bt, 1, d1, term);
-  if (!rc) rc = write_array(root, "timeouts", bt, bt, 1, d1, tout);
-  const char *names[DS_MAX_KEYS];
-  int64_t dims[DS_MAX_KEYS];
-  for (int k = 0; k < L.nkeys; k++) {
-    names[k] = L.key_names[k];
-    dims[k] = L.key_offset[k + 1] - L.key_offset[k];
-  }
-  if (!rc) rc = attr_write_strv(root, "obs_keys", names, L.nkeys);
-  if (!rc) {
-    hsize_t nk = (hsize_t)L.nkeys;
-    hid_t sp = H5Screate_simple(1, &nk, NULL);
-    hid_t a = H5Acreate2(root, "obs_key_dims", H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-    if (a < 0 || (nk > 0 && H5Awrite(a, H5T_NATIVE_INT64, dims) < 0))
-      rc = ds_h5_fail(TK_EIO, "write attribute obs_key_dims");
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(sp);
-  }
-  if (!rc && !all_next) rc = ds_attr_write_i64(root, "next_observations_from_obs", 1);
-  if (root >= 0) H5Gclose(root);
-  H5Tclose(bt);
-  *episodes = L.ndemos;
-  *steps = N;
-  free(term);
-  free(tout);
-  if (next != L.next_obs) free(next);
-  ds_loaded_free(&L);
-  return rc;
-}
-
-/* metadata.json beside the Minari-layout file: "<out>.metadata.json". */
-static int write_metadata(edIn *in, edOut *o, const keyPlan *kp, int64_t episodes, int64_t steps) {
-  dsFile *f = in->f;
-  const dsSchema *s = ds_schema(f);
-  /* dataset id: demokit/<task>/<output file stem>-v0 */
-  char base[4096], stem[256], id[512];
-  snprintf(base, sizeof base, "%s", o->dest);
-  snprintf(stem, sizeof stem, "%s", basename(base));
-  char *dot = strrchr(stem, '.');
-  if (dot && dot != stem) *dot = 0;
-  for (char *p = stem; *p; p++)
-    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_' ||
-          *p == '-'))
-      *p = '_';
-  snprintf(id, sizeof id, "demokit/%s/%s-v0", ds_env_name(f), stem);
-  char absrc[PATH_MAX];
-  const char *src = realpath(in->path, absrc) ? absrc : in->path;
-  cJSON *j = cJSON_CreateObject();
-  cJSON *keys = cJSON_CreateArray(), *skipped = cJSON_CreateArray();
-  for (int k = 0; k < kp->nkeys; k++)
-    cJSON_AddItemToArray(keys, cJSON_CreateString(s->keys[kp->keys[k]].name));
-  for (int k = 0; k < s->nkeys; k++)
-    if (ds_key_is_image(&s->keys[k])) cJSON_AddItemToArray(skipped, cJSON_CreateString(s->keys[k].name));
-  cJSON_AddStringToObject(j, "dataset_id", id);
-  cJSON_AddNumberToObject(j, "total_episodes", (double)episodes);
-  cJSON_AddNumberToObject(j, "total_steps", (double)steps);
-  cJSON_AddStringToObject(j, "env_name", ds_env_name(f));
-  cJSON *args = cJSON_Parse(ds_env_args(f));
-  if (args) cJSON_AddItemToObject(j, "env_args", args);
-  cJSON_AddStringToObject(j, "source", src);
-  cJSON_AddStringToObject(j, "data_file", basename(base));
-  cJSON_AddStringToObject(j, "layout", "minari");
-  cJSON_AddStringToObject(j, "written_by", DS_FORMAT_NAME);
-  cJSON_AddNumberToObject(j, "action_dim", s->action_dim);
-  cJSON_AddItemToObject(j, "observation_keys", keys);
-  cJSON_AddItemToObject(j, "skipped_image_keys", skipped);
-  char *txt = cJSON_Print(j);
-  cJSON_Delete(j);
-  if (!txt) return tk_error(TK_ENOMEM, "out of memory");
-  int rc = 0;
-  int fd = tk_temp_beside(o->jdest, o->jtmp, sizeof o->jtmp);
-  FILE *fp = fd >= 0 ? fdopen(fd, "w") : NULL;
-  if (fd < 0) {
-    o->jtmp[0] = 0;
-    rc = fd;
-  } else if (!fp) {
-    rc = tk_error(TK_EIO, "create %s: %s", o->jtmp, strerror(errno));
-    close(fd);
-  } else {
-    o->has_json = 1;
-    int bad = fputs(txt, fp) < 0 || fputc('\n', fp) < 0 || fflush(fp) || fsync(fileno(fp));
-    int e = errno;
-    if (fclose(fp) && !bad) {
-      bad = 1;
-      e = errno;
-    }
-    if (bad) rc = tk_error(TK_EIO, "write %s: %s", o->jtmp, strerror(e));
-  }
-  cJSON_free(txt);
-  return rc;
-}
-
-int ds_convert(const char *path, const char *to, const char *out, int force) {
-  ds_h5_init();
-  int minari = to && !strcmp(to, "minari"), d4rl = to && !strcmp(to, "d4rl");
-  if (!minari && !d4rl)
-    return tk_error(TK_EINVAL, "convert: unknown layout '%s' (use minari or d4rl)", to ? to : "");
-  if (!out || !out[0])
-    return tk_error(TK_EINVAL, "convert: give an output file (a conversion never replaces its input)");
-  edOut o;
-  edIn in;
-  /* the converted file is HDF5 but not a dataset (no /data group); minari adds OUT.metadata.json */
-  int rc = out_begin(&o, "convert", out, DS_KIND_HDF5, &path, 1, force);
-  if (rc) return rc;
-  if (minari) {
-    if (tk_snprintf(o.jdest, sizeof o.jdest, "%s.metadata.json", o.dest))
-      return out_release(&o, tk_error(TK_ERANGE, "%s: convert: metadata path too long", o.dest));
-    if ((rc = ds_output_check(o.jdest, DS_KIND_TEXT, &path, 1, force)))
-      return out_release(&o, tk_error_wrap(rc, "convert"));
-  }
-  if ((rc = in_open(&in, "convert", path))) return out_release(&o, rc);
-  keyPlan kp;
-  plan_keys(ds_schema(in.f), &kp);
-  if (ds_num_demos(in.f) == 0) {
-    in_close(&in);
-    return out_release(&o,
-                       tk_error(TK_EINVAL, "%s: convert: the file holds no demos (nothing written)", path));
-  }
-  if (kp.nkeys == 0) {
-    in_close(&in);
-    return out_release(
-        &o, tk_error(TK_EINVAL, "%s: convert: no low-dimensional observation keys (images are not converted)",
-                     path));
-  }
-  if ((rc = out_create(&o))) {
-    in_close(&in);
-    return rc;
-  }
-  int64_t episodes = 0, steps = 0;
-  rc = minari ? write_minari(&in, &o, &kp, &episodes, &steps) : write_d4rl(&in, &o, &episodes, &steps);
-  hid_t root = rc ? -1 : H5Gopen2(o.file, "/", H5P_DEFAULT);
-  if (!rc && root < 0) rc = ds_h5_fail(TK_EIO, "open root group");
-  if (!rc) rc = ds_attr_write_i64(root, "total_episodes", episodes);
-  if (!rc) rc = ds_attr_write_i64(root, "total_steps", steps);
-  if (!rc) rc = ds_attr_write_str(root, "env_name", ds_env_name(in.f));
-  if (!rc) rc = ds_attr_write_str(root, "source", path);
-  if (!rc) rc = ds_attr_write_str(root, "layout", minari ? "minari" : "d4rl");
-  /* images are not converted: say which keys were left out ("" when none) */
-  if (!rc) rc = ds_attr_write_str(root, "skipped_image_keys", kp.skipped);
-  if (root >= 0) H5Gclose(root);
-  if (!rc && minari) rc = write_metadata(&in, &o, &kp, episodes, steps);
-  in_close(&in);
-  return rc ? out_abort(&o, rc) : out_commit(&o);
 }

@@ -117,4 +117,45 @@ int ds_compatible(dsFile *a, const char *an, dsFile *b, const char *bn);
 /* Exclusive lock on the staging dir; returns fd or negative error. */
 int ds_staging_lock(const char *dir, const char *path);
 
+/* ---- the output of the editing commands and of file exports (ds_edit.c) ----
+ * ds_out_begin applies the output rule to out (NULL: edit inputs[0] in place) and takes the writer lock
+ * of the destination; ds_out_create makes a temp file beside it that is ours alone (o->tmp, open as
+ * o->file); ds_out_commit closes, fsyncs, renames it over dest and fsyncs the directory; ds_out_abort
+ * removes it and prefixes the message with "<dest>: <cmd>"; ds_out_release gives up before the temp
+ * file exists. Each returns rc or the first error. */
+typedef struct {
+  const char *cmd;
+  char dest[4096], tmp[4200];
+  char sdir[4200]; /* dest's staging folder: its writer lock is held while dest is replaced */
+  int lock_fd, made_sdir;
+  hid_t file;
+} dsOut;
+int ds_out_begin(dsOut *o, const char *cmd, const char *out, dsKind kind, const char *const *inputs,
+                 int ninputs, int force);
+int ds_out_release(dsOut *o, int rc);
+int ds_out_create(dsOut *o);
+int ds_out_abort(dsOut *o, int rc);
+int ds_out_commit(dsOut *o);
+
+/* ---- export formats (ds_export.c: the table and the output; ds_export_<format>.c: the writers) ---- */
+struct dsExportJob {
+  dsFile *f;            /* the validated input */
+  const char *src;      /* its path as given */
+  const char *dest;     /* the final output (names and ids come from it) */
+  const char *tmp;      /* where to write: the temp file (open as file) or the empty temp directory */
+  hid_t file;           /* DS_KIND_HDF5 rows: the temp file; -1 for directories */
+  dsConvertResult *res; /* episodes, steps, keys written and left out, a note */
+};
+int ds_export_minari(dsExportJob *j); /* ds_export_minari.c */
+int ds_export_d4rl(dsExportJob *j);   /* ds_export_d4rl.c */
+/* helpers shared by the writers (ds_export.c) */
+hid_t ds_h5_bool_type(void); /* what h5py writes for numpy bool: an int8 enum FALSE=0, TRUE=1 */
+/* Create a contiguous dataset of the given file type and shape and write all of buf (memory type mtype). */
+int ds_write_array(hid_t loc, const char *name, hid_t ftype, hid_t mtype, int rank, const hsize_t *dims,
+                   const void *buf);
+hid_t ds_h5_filetype(dsDtype t);                          /* little-endian file type of t */
+void ds_list_add(char *list, size_t n, const char *name); /* append ",name" (or "name") to list */
+/* Write text to path durably: create, write, fsync, close; the message names path. */
+int ds_write_text_file(const char *path, const char *text);
+
 #endif

@@ -97,6 +97,56 @@ Test(cli, merge_filter_delete_trim_convert) {
   free(out);
 }
 
+/* convert as a user types it: --help lists every row of the export table; the one line says what was
+ * written and, in capitals, what was left out and why; a Minari directory opens as Minari reads it. */
+Test(cli, convert_formats_from_the_table_and_says_what_it_left_out) {
+  const char *d = tt_tmpdir();
+  char *out = NULL;
+  int rc = tt_run(&out, "%s --help", bin());
+  cr_assert_eq(rc, 0);
+  for (int i = 0; ds_export_format(i); i++) {
+    const dsExportFormat *x = ds_export_format(i);
+    cr_assert(strstr(out, x->name) && strstr(out, x->help), "--help lacks format %s: %s", x->name, out);
+  }
+  free(out);
+  char s[4200], m[4200], m2[4200];
+  snprintf(s, sizeof s, "%s/s.h5", d);
+  snprintf(m, sizeof m, "%s/lab", d);
+  snprintf(m2, sizeof m2, "%s/lab2", d);
+  free(run_ok("%s synth %s --demos 3 --steps 9 --image 40", bin(), s));
+  rc = tt_run(&out, "%s convert %s --to minari -o %s", bin(), s, m);
+  cr_assert_eq(rc, 0, "%s", out);
+  cr_assert(strstr(out, "3 episodes, 27 steps") && strstr(out, "robot0_eef_pos") &&
+                strstr(out, "LEFT OUT: agentview_image") && strstr(out, "JPEG") &&
+                strstr(out, "demokit/synth_reach/lab-v0"),
+            "%s", out);
+  free(out);
+  rc = tt_run(&out, "%s %s %s %s --expect-skipped agentview_image", py(),
+              tt_src("tests/dataset/minari_check.py"), m, s);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  /* an existing export: exit 1 without --force, replaced with it */
+  rc = tt_run(&out, "%s convert %s --to minari -o %s", bin(), s, m);
+  cr_assert_eq(rc, 1, "%s", out);
+  cr_assert(strstr(out, "--force"), "%s", out);
+  free(out);
+  rc = tt_run(&out, "%s convert %s --to minari -o %s --force", bin(), s, m);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  /* small images are no image spaces to Minari: written, nothing left out */
+  snprintf(s, sizeof s, "%s/small.h5", d);
+  free(run_ok("%s synth %s --demos 2 --steps 5 --image 8", bin(), s));
+  rc = tt_run(&out, "%s convert %s --to minari -o %s", bin(), s, m2);
+  cr_assert_eq(rc, 0, "%s", out);
+  cr_assert(strstr(out, "agentview_image") && !strstr(out, "LEFT OUT"), "%s", out);
+  free(out);
+  /* an unknown format names the table's */
+  rc = tt_run(&out, "%s convert %s --to rlds -o %s/x", bin(), s, d);
+  cr_assert_eq(rc, 1, "%s", out);
+  cr_assert(strstr(out, "rlds") && strstr(out, "minari") && strstr(out, "d4rl"), "%s", out);
+  free(out);
+}
+
 Test(cli, refusals_and_usage) {
   const char *d = tt_tmpdir();
   char *out = NULL;

@@ -630,75 +630,161 @@ Test(edit, trim_slices_every_step_dataset_and_keeps_layout) {
 }
 
 /* ---- convert ---- */
-static const char *PY_MINARI =
-    "import sys, os, json, h5py, numpy as np\n"
-    "def check(c, m):\n"
-    "    if not c:\n"
-    "        print('FAIL', m); sys.exit(1)\n"
-    "m = h5py.File(sys.argv[1], 'r'); s = h5py.File(sys.argv[2], 'r')\n"
-    "demos = sorted(s['data'].keys(), key=lambda n: int(n[5:]))\n"
-    "o0 = s['data'][demos[0]]['obs']\n"
-    "keys = sorted(k for k in o0 if o0[k].ndim == 2)\n"
-    "imgs = sorted(k for k in o0 if o0[k].ndim == 4)\n"
-    "check(m.attrs['total_episodes'] == len(demos), 'total_episodes')\n"
-    "check(sorted(k for k in m) == sorted('episode_%d' % i for i in range(len(demos))), 'episode names')\n"
-    "tot = 0; ntrunc = 0\n"
-    "for i, dn in enumerate(demos):\n"
-    "    d = s['data'][dn]; e = m['episode_%d' % i]; T = int(d.attrs['num_samples']); tot += T\n"
-    "    check(e.attrs['id'] == i and e.attrs['total_steps'] == T, 'episode attrs')\n"
-    "    obs = e['observations']\n"
-    "    if len(keys) == 1:\n"
-    "        check(isinstance(obs, h5py.Dataset), 'one key: a dataset'); obs = {keys[0]: obs}\n"
-    "    else:\n"
-    "        check(isinstance(obs, h5py.Group) and sorted(obs.keys()) == keys, 'obs keys %s' % list(obs))\n"
-    "    for k in keys:\n"
-    "        o = obs[k]; src = d['obs'][k]\n"
-    "        check(o.shape == (T + 1,) + src.shape[1:] and o.dtype == src.dtype, '%s shape %s' % (k, "
-    "o.shape))\n"
-    "        check(np.array_equal(o[:T], src[:]), k + ' rows')\n"
-    "        check(np.array_equal(o[T], d['next_obs'][k][T - 1]), k + ' final row')\n"
-    "    A = d['actions'].shape[1]\n"
-    "    check(e['actions'].shape == (T, A) and np.array_equal(e['actions'][:], d['actions'][:]), "
-    "'actions')\n"
-    "    check(e['rewards'].shape == (T,) and np.array_equal(e['rewards'][:], d['rewards'][:]), 'rewards')\n"
-    "    for n in ('terminations', 'truncations'):\n"
-    "        check(e[n].dtype == np.bool_ and e[n].shape == (T,), n + ' dtype %s' % e[n].dtype)\n"
-    "    check(np.array_equal(e['terminations'][:], d['dones'][:] != 0), 'terminations')\n"
-    "    tr = np.zeros(T, bool); tr[-1] = int(d.attrs['success']) != 1\n"
-    "    check(np.array_equal(e['truncations'][:], tr), 'truncations')\n"
-    "    ntrunc += int(tr.sum())\n"
-    "check(m.attrs['total_steps'] == tot, 'total_steps')\n"
-    "check(m.attrs['skipped_image_keys'] == ','.join(imgs), 'skipped %r' % m.attrs['skipped_image_keys'])\n"
-    "md = json.load(open(sys.argv[1] + '.metadata.json'))\n"
-    "check(md['total_episodes'] == len(demos) and md['total_steps'] == tot, 'metadata totals')\n"
-    "check(md['env_name'] == json.loads(s['data'].attrs['env_args'])['env_name'], 'metadata env')\n"
-    "check(os.path.samefile(md['source'], sys.argv[2]), 'metadata source')\n"
-    "check(md['dataset_id'].startswith('demokit/'), 'dataset_id')\n"
-    "print('minari ok episodes=%d steps=%d truncated=%d keys=%s' % (len(demos), tot, ntrunc, "
-    "','.join(keys)))\n";
+/* Minari's read path (tests/dataset/minari_check.py: metadata.json, the spaces deserialized as
+ * minari/serialization.py does, HDF5Storage.get_episodes) over an export, against its source. */
+static char *minari_check(const char *out, const char *src, const char *extra) {
+  char *o = NULL;
+  int st = tt_run(&o, "%s %s %s %s %s", python(), tt_src("tests/dataset/minari_check.py"), out, src, extra);
+  cr_assert_eq(st, 0, "minari_check %s (%d): %s", out, st, o ? o : "");
+  return o;
+}
 
-Test(edit, convert_minari_reads_back_with_h5py) {
+Test(edit, convert_minari_opens_as_minaris_reader_opens_it) {
   const char *dir = tt_tmpdir();
-  const char *p = pj(dir, "d.h5"), *o = pj(dir, "minari.h5"), *s = pj(dir, "s.h5"),
-             *o2 = pj(dir, "minari1.h5");
+  const char *p = pj(dir, "d.h5"), *o = pj(dir, "mixed"), *s = pj(dir, "s.h5"), *o2 = pj(dir, "single-v3"),
+             *b = pj(dir, "big.h5"), *o3 = pj(dir, "big");
+  /* aux (float32), pos (float64), cam_image (8x8x3 uint8: no image space to Minari, written raw) */
   write_mixed(p, 5, 8);
   uint64_t c = checksum(p);
-  cr_assert_eq(ds_convert(p, "minari", o, 0), 0, "%s", tk_errmsg());
+  dsConvertResult r;
+  cr_assert_eq(ds_convert(p, "minari", o, 0, &r), 0, "%s", tk_errmsg());
   cr_assert_eq(checksum(p), c);
-  cr_assert(exists(pj(dir, "minari.h5.metadata.json")));
+  cr_assert(exists(pj(dir, "mixed/data/main_data.hdf5")) && exists(pj(dir, "mixed/data/metadata.json")));
   assert_no_tmp(dir);
-  char args[8400];
-  snprintf(args, sizeof args, "%s %s", o, p);
-  char *out = run_py(dir, "minari.py", PY_MINARI, args);
-  cr_assert(strstr(out, "minari ok episodes=5 steps=70 truncated=2 keys=aux,pos"), "%s", out);
+  cr_assert_eq(r.episodes, 5);
+  cr_assert_eq(r.steps, 70);
+  cr_assert_str_eq(r.keys, "aux,cam_image,pos");
+  cr_assert_str_eq(r.skipped, "");
+  cr_assert(strstr(r.note, "demokit/mixed_task/mixed-v0"), "%s", r.note);
+  char *out = minari_check(o, p,
+                           "--expect-keys aux,cam_image,pos --expect-skipped '' --expect-id "
+                           "demokit/mixed_task/mixed-v0");
+  /* lengths 8 11 .. 20; the odd demos fail: they end truncated */
+  cr_assert(strstr(out, "minari_check ok episodes=5 steps=70 keys=aux,cam_image,pos skipped=- truncated=2"),
+            "%s", out);
   free(out);
-  /* a single low-dim key: observations is one dataset */
-  write_mixed2(s, 3, 8, 0);
-  cr_assert_eq(ds_convert(s, "minari", o2, 0), 0, "%s", tk_errmsg());
-  snprintf(args, sizeof args, "%s %s", o2, s);
-  out = run_py(dir, "minari.py", PY_MINARI, args);
-  cr_assert(strstr(out, "minari ok episodes=3 steps=33 truncated=1 keys=pos"), "%s", out);
+  /* one key: observations is one dataset and the space a Box; a -v<N> name is kept as the id's version */
+  write_mixed2(s, 3, 0, 0);
+  cr_assert_eq(ds_convert(s, "minari", o2, 0, &r), 0, "%s", tk_errmsg());
+  out = minari_check(o2, s, "--expect-keys pos --expect-id demokit/mixed_task/single-v3");
+  cr_assert(strstr(out, "minari_check ok episodes=3 steps=33 keys=pos skipped=- truncated=1"), "%s", out);
   free(out);
+  /* 32x32 images are image spaces, which Minari 0.5.3 reads only as JPEG: left out, and said so */
+  write_mixed2(b, 2, 32, 1);
+  cr_assert_eq(ds_convert(b, "minari", o3, 0, &r), 0, "%s", tk_errmsg());
+  cr_assert_str_eq(r.keys, "aux,pos");
+  cr_assert_str_eq(r.skipped, "cam_image");
+  cr_assert(strstr(r.why, "JPEG") && strstr(r.why, "32x32"), "%s", r.why);
+  out = minari_check(o3, b, "--expect-keys aux,pos --expect-skipped cam_image");
+  free(out);
+  assert_no_tmp(dir);
+}
+
+/* The checker is not a rubber stamp: what Minari would choke on, it reports. */
+Test(edit, minari_checker_catches_what_minari_would_refuse) {
+  const char *dir = tt_tmpdir();
+  const char *p = pj(dir, "d.h5"), *o = pj(dir, "m");
+  write_mixed(p, 3, 0);
+  cr_assert_eq(ds_convert(p, "minari", o, 0, NULL), 0, "%s", tk_errmsg());
+  static const struct {
+    const char *damage, *says;
+  } cases[] = {
+      {"import json; p=sys.argv[1]+'/data/metadata.json'; m=json.load(open(p)); "
+       "m['observation_space']=json.loads(m['observation_space']); json.dump(m, open(p,'w'))",
+       "not a JSON string"},
+      {"import json; p=sys.argv[1]+'/data/metadata.json'; m=json.load(open(p)); del m['data_format']; "
+       "json.dump(m, open(p,'w'))",
+       "data_format"},
+      {"import h5py; f=h5py.File(sys.argv[1]+'/data/main_data.hdf5','a'); g=f['episode_1/observations']; "
+       "x=g['pos'][:-1]; del g['pos']; g['pos']=x",
+       "rows, expected N+1"},
+      {"import h5py; f=h5py.File(sys.argv[1]+'/data/main_data.hdf5','a'); f.create_group('extra')",
+       "root links"},
+  };
+  for (size_t i = 0; i < TK_ARRAY_LEN(cases); i++) {
+    const char *copy = pj(dir, "damaged");
+    char *out = NULL;
+    int st = tt_run(&out, "rm -rf %s && cp -r %s %s && %s -c \"import sys; %s\" %s", copy, o, copy, python(),
+                    cases[i].damage, copy);
+    cr_assert_eq(st, 0, "damage %zu: %s", i, out);
+    free(out);
+    st = tt_run(&out, "%s %s %s %s", python(), tt_src("tests/dataset/minari_check.py"), copy, p);
+    cr_assert_eq(st, 1, "case %zu passed: %s", i, out);
+    cr_assert(strstr(out, cases[i].says), "case %zu: %s", i, out);
+    free(out);
+  }
+}
+
+/* The directory output: whole or nothing; an existing directory only with --force, and never one that
+ * is not a Minari export (nor one that holds the input); the id under the Minari datasets root. */
+Test(edit, convert_minari_directory_rule) {
+  const char *dir = tt_tmpdir();
+  const char *p = pj(dir, "d.h5"), *q = pj(dir, "q.h5"), *o = pj(dir, "out"), *e = pj(dir, "empty"),
+             *u = pj(dir, "user"), *t = pj(dir, "notes.txt");
+  write_mixed(p, 3, 0);
+  write_mixed(q, 2, 0);
+  uint64_t cp = checksum(p);
+  /* an empty directory: only with --force */
+  cr_assert_eq(mkdir(e, 0755), 0);
+  cr_assert_eq(ds_convert(p, "minari", e, 0, NULL), TK_EINVAL);
+  cr_assert(strstr(tk_errmsg(), e) && strstr(tk_errmsg(), "--force"), "%s", tk_errmsg());
+  cr_assert_eq(ds_convert(p, "minari", e, 1, NULL), 0, "%s", tk_errmsg());
+  cr_assert(exists(pj(dir, "empty/data/metadata.json")));
+  /* an export: only with --force, and then replaced whole */
+  cr_assert_eq(ds_convert(p, "minari", o, 0, NULL), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_convert(q, "minari", o, 0, NULL), TK_EINVAL);
+  cr_assert(strstr(tk_errmsg(), "existing export") && strstr(tk_errmsg(), "--force"), "%s", tk_errmsg());
+  char *out = minari_check(o, p, "");
+  free(out);
+  cr_assert_eq(ds_convert(q, "minari", o, 1, NULL), 0, "%s", tk_errmsg());
+  out = minari_check(o, q, "");
+  cr_assert(strstr(out, "episodes=2"), "%s", out);
+  free(out);
+  /* a directory of anything else: never, even with --force */
+  cr_assert_eq(mkdir(u, 0755), 0);
+  FILE *f = fopen(pj(dir, "user/thesis.tex"), "w");
+  cr_assert_not_null(f);
+  fputs("years of work\n", f);
+  fclose(f);
+  uint64_t cu = checksum(pj(dir, "user/thesis.tex"));
+  cr_assert_eq(ds_convert(p, "minari", u, 1, NULL), TK_EINVAL);
+  cr_assert(strstr(tk_errmsg(), u) && strstr(tk_errmsg(), "even with --force"), "%s", tk_errmsg());
+  cr_assert_eq(checksum(pj(dir, "user/thesis.tex")), cu);
+  /* a directory that holds the input (an export dir with the dataset copied into it): never */
+  cr_assert_eq(link(p, pj(dir, "out/d.h5")), 0);
+  cr_assert_eq(ds_convert(pj(dir, "out/d.h5"), "minari", o, 1, NULL), TK_EINVAL);
+  cr_assert(strstr(tk_errmsg(), "holds the input"), "%s", tk_errmsg());
+  cr_assert(exists(pj(dir, "out/d.h5")));
+  /* a file of another kind: only with --force (the output rule) */
+  f = fopen(t, "w");
+  fputs("my notes\n", f);
+  fclose(f);
+  cr_assert_eq(ds_convert(p, "minari", t, 0, NULL), TK_EINVAL);
+  cr_assert(strstr(tk_errmsg(), "text file"), "%s", tk_errmsg());
+  /* OUT/ is OUT (the temp directory goes beside it, not into it) */
+  cr_assert_eq(ds_convert(p, "minari", pj(dir, "slash/"), 0, NULL), 0, "%s", tk_errmsg());
+  cr_assert(exists(pj(dir, "slash/data/main_data.hdf5")));
+  cr_assert_eq(ds_convert(p, "minari", pj(dir, "slash//"), 1, NULL), 0, "%s", tk_errmsg());
+  /* the input is never the output */
+  cr_assert_eq(ds_convert(p, "minari", p, 1, NULL), TK_EINVAL);
+  cr_assert_eq(checksum(p), cp);
+  assert_no_tmp(dir);
+  /* below the Minari datasets root the directory is the id (load_dataset finds it); it must parse */
+  char root[4300];
+  snprintf(root, sizeof root, "%s/minari_root", dir);
+  cr_assert_eq(mkdir(root, 0755), 0);
+  cr_assert_eq(mkdir(pj(root, "lab"), 0755), 0);
+  setenv("MINARI_DATASETS_PATH", root, 1);
+  dsConvertResult r;
+  cr_assert_eq(ds_convert(p, "minari", pj(root, "lab/reach-v2"), 0, &r), 0, "%s", tk_errmsg());
+  cr_assert(strstr(r.note, "load_dataset(\"lab/reach-v2\")"), "%s", r.note);
+  out = minari_check(pj(root, "lab/reach-v2"), p, "--expect-id lab/reach-v2");
+  free(out);
+  cr_assert_eq(ds_convert(p, "minari", pj(root, "lab/reach"), 0, NULL), TK_EINVAL);
+  cr_assert(strstr(tk_errmsg(), "Minari id") && strstr(tk_errmsg(), "lab/reach"), "%s", tk_errmsg());
+  cr_assert(!exists(pj(root, "lab/reach")));
+  unsetenv("MINARI_DATASETS_PATH");
+  assert_no_tmp(pj(root, "lab"));
 }
 
 static const char *PY_D4RL =
@@ -748,7 +834,7 @@ Test(edit, convert_d4rl_reads_back_with_h5py) {
                      args);
   free(out);
   uint64_t c = checksum(q);
-  cr_assert_eq(ds_convert(q, "d4rl", o, 0), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_convert(q, "d4rl", o, 0, NULL), 0, "%s", tk_errmsg());
   cr_assert_eq(checksum(q), c);
   assert_no_tmp(dir);
   snprintf(args, sizeof args, "%s %s", o, q);
@@ -764,11 +850,11 @@ Test(edit, convert_refusals) {
   const char *p = pj(dir, "d.h5");
   synth(p, 2, 8, 0, 1, NULL, 0);
   uint64_t c = checksum(p);
-  cr_assert_eq(ds_convert(p, "rlds", pj(dir, "o.h5"), 0), TK_EINVAL);
+  cr_assert_eq(ds_convert(p, "rlds", pj(dir, "o.h5"), 0, NULL), TK_EINVAL);
   cr_assert(strstr(tk_errmsg(), "rlds"), "%s", tk_errmsg());
-  cr_assert_eq(ds_convert(p, "d4rl", p, 0), TK_EINVAL, "the output may not be the input");
+  cr_assert_eq(ds_convert(p, "d4rl", p, 0, NULL), TK_EINVAL, "the output may not be the input");
   cr_assert(strstr(tk_errmsg(), p), "%s", tk_errmsg());
-  cr_assert_eq(ds_convert(p, "d4rl", NULL, 0), TK_EINVAL);
+  cr_assert_eq(ds_convert(p, "d4rl", NULL, 0, NULL), TK_EINVAL);
   cr_assert_eq(checksum(p), c);
   cr_assert(!exists(pj(dir, "o.h5")));
   assert_no_tmp(dir);
@@ -788,8 +874,8 @@ static int run_cmd(cmdId c, const char *in, const char *out) {
   case C_FILTER: return ds_filter(in, &fo, out, 0, NULL);
   case C_DELETE: return ds_delete(in, del, 1, out, 0);
   case C_TRIM: return ds_trim(in, "demo_0", 1, 4, out, 0);
-  case C_MINARI: return ds_convert(in, "minari", out, 0);
-  case C_D4RL: return ds_convert(in, "d4rl", out, 0);
+  case C_MINARI: return ds_convert(in, "minari", out, 0, NULL);
+  case C_D4RL: return ds_convert(in, "d4rl", out, 0, NULL);
   default: return 0;
   }
 }
@@ -969,7 +1055,7 @@ Test(edit, output_rule_refuses_inputs_and_replaces_datasets_only_with_force) {
   cr_assert_eq(ds_merge(in, 2, q, 1), TK_EINVAL);
   cr_assert(strstr(tk_errmsg(), "is the input"), "%s", tk_errmsg());
   cr_assert_eq(ds_split(p, 0.5, 1, hl, 1), TK_EINVAL, "a hard link of the input");
-  cr_assert_eq(ds_convert(p, "d4rl", hl, 1), TK_EINVAL);
+  cr_assert_eq(ds_convert(p, "d4rl", hl, 1, NULL), TK_EINVAL);
   /* an existing dataset or a file of another kind: only with force */
   const char *del[1] = {"demo_0"};
   cr_assert_eq(ds_delete(p, del, 1, q, 0), TK_EINVAL);
@@ -978,22 +1064,18 @@ Test(edit, output_rule_refuses_inputs_and_replaces_datasets_only_with_force) {
   cr_assert(strstr(tk_errmsg(), "text file"), "%s", tk_errmsg());
   dsFilterOpts fo = {.min_len = 1};
   cr_assert_eq(ds_filter(p, &fo, txt, 0, NULL), TK_EINVAL);
-  cr_assert_eq(ds_convert(p, "d4rl", q, 0), TK_EINVAL, "a dataset under a converted file's name");
+  cr_assert_eq(ds_convert(p, "d4rl", q, 0, NULL), TK_EINVAL, "a dataset under a converted file's name");
   cr_assert_eq(checksum(p), cp);
   cr_assert_eq(checksum(q), cq);
   cr_assert_eq(checksum(txt), ct);
-  /* the metadata.json of minari is an output too: the input's name is refused */
-  char jin[4300];
-  snprintf(jin, sizeof jin, "%s.metadata.json", c);
-  cr_assert_eq(symlink(p, jin), 0);
-  cr_assert_eq(ds_convert(p, "minari", c, 1), TK_EINVAL);
-  cr_assert(strstr(tk_errmsg(), "metadata.json") && strstr(tk_errmsg(), "input"), "%s", tk_errmsg());
-  cr_assert(!exists(c));
-  unlink(jin);
-  /* a converted file over a converted file is fine; with force a dataset is replaced */
-  cr_assert_eq(ds_convert(p, "d4rl", c, 0), 0, "%s", tk_errmsg());
-  cr_assert_eq(ds_convert(p, "d4rl", c, 0), 0, "%s", tk_errmsg());
-  cr_assert_eq(ds_convert(p, "minari", c, 0), 0, "%s", tk_errmsg());
+  /* a converted file over a converted file is fine; a directory export over it only with force */
+  cr_assert_eq(ds_convert(p, "d4rl", c, 0, NULL), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_convert(p, "d4rl", c, 0, NULL), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_convert(p, "minari", c, 0, NULL), TK_EINVAL);
+  cr_assert(strstr(tk_errmsg(), "not a directory") && strstr(tk_errmsg(), "--force"), "%s", tk_errmsg());
+  cr_assert_eq(ds_convert(p, "minari", c, 1, NULL), 0, "%s", tk_errmsg());
+  cr_assert(exists(pj(dir, "c.h5/data/metadata.json")));
+  /* with force a dataset is replaced */
   cr_assert_eq(ds_delete(p, del, 1, q, 1), 0, "%s", tk_errmsg());
   dsFile *fq = open_ok(q);
   cr_assert_eq(ds_num_demos(fq), 3);
@@ -1144,8 +1226,8 @@ Test(edit, user_files_named_like_temp_files_are_never_touched) {
   cr_assert_eq(ds_trim(p, "demo_0", 1, 5, NULL, 0), 0, "%s", tk_errmsg());
   const char *in[2] = {p, r};
   cr_assert_eq(ds_merge(in, 2, m, 0), 0, "%s", tk_errmsg());
-  cr_assert_eq(ds_convert(p, "minari", c, 0), 0, "%s", tk_errmsg());
-  cr_assert_eq(ds_convert(p, "d4rl", c, 0), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_convert(p, "minari", pj(dir, "cm"), 0, NULL), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_convert(p, "d4rl", c, 0, NULL), 0, "%s", tk_errmsg());
   /* a crash's leftovers: a staged episode and the recovery that publishes it */
   char sdir[4300];
   snprintf(sdir, sizeof sdir, "%s.staging", r);
