@@ -287,6 +287,98 @@ int cap_expert_pad(capExpert *x, const capEnv *e, const capPadMap *m, capPadStat
  * gives up); *success says which. Call once per step (it counts how long success has held). */
 int cap_expert_wants_end(capExpert *x, const capEnv *e, int *success);
 
+/* ---- the window (cap_window.c): the teleop console's and the viewer's ----
+ * SDL2 + OpenGL, the MuJoCo scene as the operator sees it, and the HUD drawn over it with
+ * MuJoCo's own 2D calls. The caller owns SDL: it calls SDL_Init(SDL_INIT_VIDEO | ...) before
+ * cap_window_open and SDL_Quit after cap_window_close, and it owns the event loop
+ * (SDL_PollEvent), handing each event to cap_window_events. All calls on the thread that
+ * opened the window (SDL/X11).
+ *
+ * GL. The window's context is created through EGL (SDL_HINT_VIDEO_X11_FORCE_EGL) so that the
+ * window and the offscreen camera renderer (cap_render.c, EGL surfaceless) use one GL API and
+ * one set of MuJoCo GL entry points (see cap_window.c). Every call makes the window's context
+ * current on entry and releases it before returning, so offscreen rendering may run between
+ * calls on the same thread. The MuJoCo and SDL types are declared, not included: pass a
+ * `const mjModel *`, an `mjData *`, an `SDL_Event *` as they are. */
+struct mjModel_;
+struct mjData_;
+union SDL_Event;
+struct SDL_Window;
+
+typedef struct capWindow capWindow;
+
+enum {                    /* capHud.tone, capHud.message_tone: colour of the state banner / message */
+       CAP_TONE_IDLE = 0, /* grey: idle, waiting */
+       CAP_TONE_REC,      /* red: recording */
+       CAP_TONE_WARN,     /* amber: paused, device unplugged, missed deadlines */
+       CAP_TONE_GOOD,     /* green: ended as success, saved */
+       CAP_TONE_BAD,      /* dark red: ended as failure, errors */
+       CAP_TONE_INFO,     /* blue: discarded, resetting, intervention */
+};
+
+#define CAP_HUD_MAX_BARS 16
+
+/* What the HUD shows; every pointer may be NULL (the field is then not drawn). Strings are
+ * copied at cap_window_draw, so they may change afterwards. */
+typedef struct {
+  const char *state;                     /* "idle", "recording", "paused: pad unplugged", "ended: success" */
+  int tone;                              /* CAP_TONE_* for the state banner */
+  int n_success, n_failure, n_discarded; /* episodes this session */
+  int episode;                           /* number of the current episode (0: none yet) */
+  double episode_time;                   /* s since the episode started */
+  double rate_hz;                        /* achieved control rate, Hz */
+  double target_hz;                      /* requested rate, Hz (0: not shown) */
+  int64_t missed;                        /* missed deadlines this episode */
+  const char *device;                    /* "Xbox Controller", "keyboard", "SpaceMouse Compact" */
+  const double *action;                  /* action_dim values in [-1,1], drawn as bars */
+  int action_dim;                        /* at most CAP_HUD_MAX_BARS are drawn */
+  const char *const *action_names;       /* NULL: "dx dy dz drx dry drz grip" (7) or a0.. */
+  /* Key/button legend, one binding per line: "key\tmeaning\n..." (a line without a tab is
+   * drawn across both columns). At most about 490 characters per column are shown. */
+  const char *legend;
+  const char *message; /* one line at the bottom: errors, "saved demo_12" */
+  int message_tone;    /* CAP_TONE_* */
+  /* An RGB image (rows top-down, strip_w x strip_h) drawn across the bottom of the window, under
+   * the rest of the HUD (the viewer's plots); copied at cap_window_draw. NULL: none. */
+  const uint8_t *strip_rgb;
+  int strip_w, strip_h;
+} capHud;
+
+/* Open a width x height window titled title, with an OpenGL context and MuJoCo's rendering
+ * context for m (m must outlive the window). The view starts as MuJoCo's free camera on the
+ * whole model. Errors: SDL video not initialized, no GL (message names the GL API tried). */
+int cap_window_open(const struct mjModel_ *m, int width, int height, const char *title, capWindow **out);
+
+/* Look through the model camera `name` (NULL: the free camera). A mouse drag on a fixed
+ * camera continues from its view with the free camera. TK_ENOTFOUND for an unknown name. */
+int cap_window_camera(capWindow *w, const char *name);
+
+/* One event from the caller's SDL_PollEvent loop: left drag orbits, right drag pans
+ * (Shift: in the horizontal plane), wheel zooms; events of other windows are ignored.
+ * Returns 1 when the user closed the window (or SDL_QUIT), else 0. NULL-safe. */
+int cap_window_events(capWindow *w, const union SDL_Event *ev);
+
+/* Draw the scene of (m, d) (m: the model the window was opened with) and the HUD (NULL:
+ * no HUD), then swap buffers. Never waits for vertical sync. */
+int cap_window_draw(capWindow *w, const struct mjModel_ *m, struct mjData_ *d, const capHud *hud);
+
+/* The last drawn frame (scene and HUD as drawn; re-rendered on demand, so it costs nothing
+ * per frame), RGB with rows top-down, into rgb (cap bytes). rgb NULL: only the size.
+ * TK_ERANGE if cap < width*height*3, TK_EINVAL before the first draw. */
+int cap_window_screenshot(capWindow *w, uint8_t *rgb, size_t cap, int *width, int *height);
+/* The last frame as a PNG file (written to "<path>.tmp", then renamed). */
+int cap_window_save_png(capWindow *w, const char *path);
+
+/* Size of the drawable in pixels (may differ from the window size on HiDPI screens). */
+void cap_window_size(const capWindow *w, int *width, int *height);
+
+/* "egl" or "glx": the API the window's context came from (for logs and tests). */
+const char *cap_window_gl_api(const capWindow *w);
+
+struct SDL_Window *cap_window_sdl(capWindow *w); /* for SDL calls the caller needs (title, focus) */
+
+void cap_window_close(capWindow *w); /* NULL-safe; does not call SDL_Quit */
+
 #ifdef __cplusplus
 }
 #endif

@@ -19,7 +19,6 @@
 #include "ds.h"
 #include "bc.h"
 #include "tel.h"
-#include "tel_window.h"
 #include "tk.h"
 
 struct telConsole {
@@ -169,7 +168,7 @@ typedef struct {
   telStats *st;
   telConsole con;
   int scripted_start_phase;
-  telWindow *win;
+  capWindow *win;
   double draw_cost; /* s, running estimate of one window draw */
   int draws;        /* frames drawn */
   int64_t last_draw_tick;
@@ -263,12 +262,12 @@ static int end_episode(telRun *r, dsOutcome out, const char *why) {
            : out == DS_FAILURE ? "failure"
                                : "discarded",
            why);
-  r->message_tone = out == DS_SUCCESS ? TEL_TONE_GOOD : out == DS_FAILURE ? TEL_TONE_BAD : TEL_TONE_INFO;
+  r->message_tone = out == DS_SUCCESS ? CAP_TONE_GOOD : out == DS_FAILURE ? CAP_TONE_BAD : CAP_TONE_INFO;
   r->con.state = TEL_IDLE;
   if (rc) return rc;
   if (r->need_reset) { /* after a robot fault the arm stays safe until the operator resets */
     snprintf(r->message, sizeof r->message, "robot fault: Start or Y resets (torque on where the arm is)");
-    r->message_tone = TEL_TONE_BAD;
+    r->message_tone = CAP_TONE_BAD;
     return 0;
   }
   return reset_scene(r);
@@ -419,13 +418,13 @@ static void on_commit(int64_t idx, dsOutcome out, int64_t n, void *user) {
 static const char *state_text(const telRun *r, int *tone) {
   switch (r->con.state) {
   case TEL_RECORDING:
-    *tone = r->pol && r->takeover ? TEL_TONE_INFO : TEL_TONE_REC;
+    *tone = r->pol && r->takeover ? CAP_TONE_INFO : CAP_TONE_REC;
     return !r->pol       ? "recording"
            : r->takeover ? "recording: operator took over"
                          : "recording: policy driving";
-  case TEL_PAUSED: *tone = TEL_TONE_WARN; return "paused (Start resumes)";
-  case TEL_UNPLUGGED: *tone = TEL_TONE_WARN; return "paused: device unplugged";
-  default: *tone = TEL_TONE_IDLE; return "idle (Start records)";
+  case TEL_PAUSED: *tone = CAP_TONE_WARN; return "paused (Start resumes)";
+  case TEL_UNPLUGGED: *tone = CAP_TONE_WARN; return "paused: device unplugged";
+  default: *tone = CAP_TONE_IDLE; return "idle (Start records)";
   }
 }
 
@@ -434,7 +433,7 @@ static int in_six_dof(const telRun *r) {
 }
 
 static int draw(telRun *r, double rate, int64_t missed) {
-  telHud h;
+  capHud h;
   memset(&h, 0, sizeof h);
   h.state = state_text(r, &h.tone);
   h.n_success = r->st->success;
@@ -471,10 +470,10 @@ static int draw(telRun *r, double rate, int64_t missed) {
   } else if (saved >= 0) {
     snprintf(msg, sizeof msg, "saved demo_%lld", (long long)saved);
     h.message = msg;
-    h.message_tone = TEL_TONE_GOOD;
+    h.message_tone = CAP_TONE_GOOD;
   }
   double t0 = tk_now_s();
-  int rc = tel_window_draw(r->win, cap_model_mujoco(r->model), cap_env_mujoco_data(r->env), &h);
+  int rc = cap_window_draw(r->win, cap_model_mujoco(r->model), cap_env_mujoco_data(r->env), &h);
   double dt = tk_now_s() - t0;
   /* the first frame pays for shader and buffer setup: it says nothing about the next ones */
   if (r->draws++ > 0) r->draw_cost = r->draw_cost > 0 ? 0.8 * r->draw_cost + 0.2 * dt : dt;
@@ -566,11 +565,11 @@ static int setup(telRun *r) {
   if (!o->headless) {
     char title[160];
     snprintf(title, sizeof title, "demokit teleop: %s -> %s", r->spec->task, o->out);
-    rc = tel_window_open(cap_model_mujoco(r->model), o->win_width > 0 ? o->win_width : 1280,
+    rc = cap_window_open(cap_model_mujoco(r->model), o->win_width > 0 ? o->win_width : 1280,
                          o->win_height > 0 ? o->win_height : 720, title, &r->win);
     if (rc) return tk_error_wrap(rc, "console window (run with --headless where there is no display)");
     /* the operator sees the scene the way the default mapping assumes: through agentview */
-    if (r->spec->has_reward) tel_window_camera(r->win, "agentview");
+    if (r->spec->has_reward) cap_window_camera(r->win, "agentview");
   } else if (!strcmp(o->device, "keyboard")) {
     return tk_error(TK_EINVAL, "keyboard input comes from the console window: drop --headless");
   }
@@ -610,7 +609,7 @@ int tel_run(const telOpts *o, telStats *stats) {
     SDL_Event ev;
     while (SDL_PollEvent(&ev)) {
       if (ev.type == SDL_QUIT) r.con.state = TEL_QUIT;
-      if (r.win && tel_window_events(r.win, &ev)) r.con.state = TEL_QUIT;
+      if (r.win && cap_window_events(r.win, &ev)) r.con.state = TEL_QUIT;
     }
     if (r.con.vpad) scripted_hands(&r);
     capInputState in;
@@ -730,7 +729,7 @@ int tel_run(const telOpts *o, telStats *stats) {
   }
   free(late);
 done:;
-  if (r.win && o->screenshot && !rc) rc = tel_window_save_png(r.win, o->screenshot);
+  if (r.win && o->screenshot && !rc) rc = cap_window_save_png(r.win, o->screenshot);
   char saved[TK_ERRMSG_MAX];
   snprintf(saved, sizeof saved, "%s", tk_errmsg());
   int crc = ds_writer_close(r.w); /* publishes; an open episode (none when quitting normally) is dropped */
@@ -742,7 +741,7 @@ done:;
     int rrc = cap_input_record_close(r.rec);
     if (!rc) rc = rrc;
   }
-  tel_window_close(r.win);
+  cap_window_close(r.win);
   cap_input_close(r.in);
   cap_vpad_free(r.con.vpad);
   cap_expert_free(r.expert);
