@@ -223,7 +223,10 @@ void cap_pad_map_default(capPadMap *m);
  * command between calls (-1 open, 1 closed); start it at -1. */
 void cap_pad_to_action(const capPadMap *m, const capPadState *p, double *gripper, double *action);
 
-/* ---- input devices: one vtable per backend (as SDL's joystick drivers) ---- */
+/* ---- input devices: one table of drivers (as SDL's joystick drivers) ----
+ * Every driver is a row of cap_input_drivers, built into this library: a program that opens
+ * input has them all, with nothing to register. Adding a device is a new file with its
+ * capInputDriver and one row in the table (cap_input.c). */
 /* What a device says this tick. Pads fill pad (axes and buttons); six-degree-of-freedom
  * devices (SpaceMouse) fill motion and pad.buttons. */
 typedef struct {
@@ -233,9 +236,25 @@ typedef struct {
                        the device's own frame: x right, y forward (away from the user), z up */
 } capInputState;
 
+enum {                               /* capInputDriver.caps: what a program needs to know about a device */
+       CAP_INPUT_SIX_DOF = 1 << 0,   /* reports motion[] (SpaceMouse, keys); else a pad's axes */
+       CAP_INPUT_WINDOW = 1 << 1,    /* read through the program's own window (SDL video): not headless */
+       CAP_INPUT_UNPACED = 1 << 2,   /* no person behind it: may run unpaced (teleop --fast) */
+       CAP_INPUT_SCRIPTED = 1 << 3,  /* the program's scripted operator moves it (capInput.vpad) */
+       CAP_INPUT_RECORDING = 1 << 4, /* plays back a recording (cap_input_record_open's file) */
+};
+
 typedef struct capInput capInput;
+typedef struct capVpad capVpad;
 typedef struct {
-  const char *name; /* "gamepad", "keyboard", "spacemouse", "scripted", "replay" */
+  const char *name;    /* "gamepad", "keyboard", "spacemouse", "scripted", "replay" */
+  const char *summary; /* one line for --help: what it is and what its argument is */
+  unsigned caps;       /* CAP_INPUT_* */
+  unsigned buttons;    /* the CAP_BTN_* meanings it can give (a device without Start starts with A) */
+  /* Its controls, one binding per line, "control\tmeaning" (the HUD's legend format). The
+   * string may be rebuilt on each call (key names of the current layout): call from the
+   * thread that runs SDL, and copy it before the next call. */
+  const char *(*legend)(void);
   /* arg: backend-specific (a device index, a file). Errors name the device. */
   int (*open)(capInput *in, const char *arg);
   /* The latest (latched) state; *connected becomes 0 while the device is unplugged, and
@@ -247,24 +266,30 @@ typedef struct {
 
 struct capInput {
   const capInputDriver *drv;
-  void *impl;     /* the backend's own state */
-  char desc[128]; /* what the HUD shows: "Xbox Controller", "SpaceMouse Compact", ... */
+  void *impl;       /* the backend's own state */
+  char desc[128];   /* what the HUD shows: "Xbox Controller", "SpaceMouse Compact", ... */
+  capVpad *vpad;    /* CAP_INPUT_SCRIPTED: the virtual pad the program's operator moves (the driver's) */
+  unsigned buttons; /* the CAP_BTN_* it can give: the row's, or for a replay the recorded device's */
 };
 
-/* Open a device by kind ("gamepad", "keyboard", "spacemouse", "replay"; arg as the backend
- * takes it). Unknown kinds list the known ones. */
-int cap_input_open(const char *kind, const char *arg, capInput **out);
+/* The drivers, in the order --help lists them; NULL-terminated. */
+extern const capInputDriver *const cap_input_drivers[];
+/* The driver of that name, or NULL. */
+const capInputDriver *cap_input_driver(const char *name);
+/* "gamepad, keyboard, spacemouse, scripted, replay": the names of the drivers whose caps include
+ * all of want (0: every driver). */
+const char *cap_input_names(unsigned want);
+
+/* Open a device by name (arg as the backend takes it). Unknown names list the known ones.
+ * SDL must be initialized as the device needs it: the game-controller subsystem for pads
+ * (and the scripted operator's virtual pad), video for CAP_INPUT_WINDOW devices. */
+int cap_input_open(const char *name, const char *arg, capInput **out);
 int cap_input_poll(capInput *in, capInputState *st, int *connected);
 void cap_input_rumble(capInput *in, double strength, int ms);
 void cap_input_close(capInput *in);
-/* The keyboard backend's keys, "key\tmeaning" per line (for the HUD and --help). */
-const char *cap_keyboard_legend(void);
-/* Backends that live in other files or need extra libraries register themselves. */
-void cap_input_register(const capInputDriver *drv);
 
 /* A virtual game controller (an SDL virtual joystick): what the scripted operator's hands
  * do goes in here and comes out of the "gamepad" backend exactly as a real pad's would. */
-typedef struct capVpad capVpad;
 int cap_vpad_make(capVpad **out);
 int cap_vpad_set(capVpad *v, const capPadState *p);
 int cap_vpad_unplug(capVpad *v); /* as if the cable were pulled */

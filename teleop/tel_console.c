@@ -40,16 +40,6 @@ void tel_opts_default(telOpts *o) {
   o->image_gzip = 4;
 }
 
-const char *tel_legend(const char *device) {
-  if (device && (!strcmp(device, "spacemouse")))
-    return "SpaceMouse: push/tilt the cap to move and turn | left button: gripper | right button: success";
-  if (device && !strcmp(device, "keyboard"))
-    return "W/S A/D R/F move | Z/X T/G C/V turn | Space gripper | Enter success | Backspace failure | "
-           "Delete discard | Home reset | P start/pause | Esc quit";
-  return "left stick: move x/y | right stick: up/down, yaw | RB close / LB open gripper | A success | "
-         "B failure | X discard | Y reset | Start start/pause | Back quit";
-}
-
 /* ---- pad remapping from JSON ---- */
 static int axis_by_name(const char *s, int *ax, double *sign) {
   *sign = 1;
@@ -428,9 +418,7 @@ static const char *state_text(const telRun *r, int *tone) {
   }
 }
 
-static int in_six_dof(const telRun *r) {
-  return !strcmp(r->o->device, "keyboard") || !strcmp(r->o->device, "spacemouse");
-}
+static int in_six_dof(const telRun *r) { return (r->in->drv->caps & CAP_INPUT_SIX_DOF) != 0; }
 
 static int draw(telRun *r, double rate, int64_t missed) {
   capHud h;
@@ -449,7 +437,7 @@ static int draw(telRun *r, double rate, int64_t missed) {
   h.device = r->in ? r->in->desc : "";
   h.action = r->last_action;
   h.action_dim = r->spec->action_dim;
-  h.legend = !strcmp(r->o->device, "keyboard") ? cap_keyboard_legend() : tel_legend(r->o->device);
+  h.legend = r->in->drv->legend ? r->in->drv->legend() : NULL;
   const char *joint_names[CAP_MAX_ACT];
   if (cap_model_joints(r->model, joint_names, NULL, NULL) > 0) { /* a robot: its joints, its controls */
     h.action_names = joint_names;
@@ -483,13 +471,19 @@ static int draw(telRun *r, double rate, int64_t missed) {
 
 static int setup(telRun *r) {
   const telOpts *o = r->o;
-  if (o->fast && strcmp(o->device, "scripted") && strcmp(o->device, "replay"))
+  const capInputDriver *drv = cap_input_driver(o->device);
+  if (!drv)
+    return tk_error(TK_ENOTFOUND, "unknown input device '%s' (known: %s)", o->device, cap_input_names(0));
+  if (o->fast && !(drv->caps & CAP_INPUT_UNPACED))
     return tk_error(TK_EINVAL,
-                    "--fast is for the scripted and replay devices (a person needs the real rate)");
+                    "--fast is for devices with no person behind them (%s): a person needs the real rate",
+                    cap_input_names(CAP_INPUT_UNPACED));
+  if (o->headless && (drv->caps & CAP_INPUT_WINDOW))
+    return tk_error(TK_EINVAL, "%s input comes from the console window: drop --headless", drv->name);
   if (o->robot && o->fast) return tk_error(TK_EINVAL, "--fast: a robot moves in real time");
   if (o->leader && !o->robot) return tk_error(TK_EINVAL, "--leader drives a --robot");
   if (o->robot && o->policy) return tk_error(TK_EINVAL, "--policy with --robot is not supported yet");
-  if (o->robot && !strcmp(o->device, "scripted") &&
+  if (o->robot && (drv->caps & CAP_INPUT_SCRIPTED) &&
       (!o->leader || strncmp(o->leader, "simbus", 6) || o->leader_config))
     return tk_error(TK_EINVAL, "the scripted operator moves a simulated leader arm: --leader simbus");
   capOpts co;
@@ -530,19 +524,14 @@ static int setup(telRun *r) {
            o->calibrate_leader);
     return 1; /* done: not an error */
   }
-  if (!strcmp(o->device, "scripted")) { /* the scripted operator's hands on a virtual pad */
+  if (drv->caps & CAP_INPUT_SCRIPTED) { /* the scripted operator's hands on the device's virtual pad */
     if (!o->robot && r->spec->has_reward == 0)
       return tk_error(TK_EINVAL, "the scripted operator needs a built-in task, not a free scene");
-    if ((rc = cap_vpad_make(&r->con.vpad))) return rc;
     /* on a robot it moves the simulated leader arm by hand instead of acting on a task */
     if (!o->robot && (rc = cap_expert_make(r->model, o->noise, o->seed, &r->expert))) return rc;
-    char idx[16] = "";
-    for (int i = 0; i < SDL_NumJoysticks(); i++)
-      if (SDL_JoystickIsVirtual(i)) snprintf(idx, sizeof idx, "%d", i);
-    if ((rc = cap_input_open("gamepad", idx, &r->in))) return rc;
-  } else {
-    if ((rc = cap_input_open(o->device, o->device_arg, &r->in))) return rc;
   }
+  if ((rc = cap_input_open(drv->name, o->device_arg, &r->in))) return rc;
+  r->con.vpad = r->in->vpad;
   if (o->record_input && (rc = cap_input_record_open(o->record_input, o->device, &r->rec))) return rc;
   /* buffers for the current observation and state */
   size_t total = 0;
@@ -570,8 +559,6 @@ static int setup(telRun *r) {
     if (rc) return tk_error_wrap(rc, "console window (run with --headless where there is no display)");
     /* the operator sees the scene the way the default mapping assumes: through agentview */
     if (r->spec->has_reward) cap_window_camera(r->win, "agentview");
-  } else if (!strcmp(o->device, "keyboard")) {
-    return tk_error(TK_EINVAL, "keyboard input comes from the console window: drop --headless");
   }
   if (o->policy && (rc = policy_open(r))) return rc; /* before the dataset: a refusal writes nothing */
   if ((rc = writer_open(o, r->model, r, &r->w))) return rc;
@@ -602,6 +589,8 @@ int tel_run(const telOpts *o, telStats *stats) {
   tkPacer pacer;
   tk_pacer_start(&pacer, o->fast ? 0 : r.spec->control_hz);
   int episodes_done = 0;
+  /* a device without Start (a two-button SpaceMouse) starts an episode with A */
+  const unsigned start_button = (r.in->buttons & CAP_BTN_START) ? CAP_BTN_START : CAP_BTN_A;
   r.con.state = TEL_IDLE;
   while (r.con.state != TEL_QUIT && !rc) {
     if (cap_ticks > 0 && r.con.ticks >= cap_ticks) break;
@@ -678,7 +667,7 @@ int tel_run(const telOpts *o, telStats *stats) {
     } else if (s == TEL_IDLE) {
       if (pressed & CAP_BTN_Y)
         rc = reset_scene(&r);
-      else if (pressed & CAP_BTN_START) {
+      else if (pressed & start_button) {
         if (r.need_reset) rc = reset_scene(&r);
         if (!rc) rc = begin_episode(&r);
       }
@@ -742,8 +731,7 @@ done:;
     if (!rc) rc = rrc;
   }
   cap_window_close(r.win);
-  cap_input_close(r.in);
-  cap_vpad_free(r.con.vpad);
+  cap_input_close(r.in); /* and the scripted operator's virtual pad with it */
   cap_expert_free(r.expert);
   cap_leader_close(r.leader);
   cap_env_free(r.env);

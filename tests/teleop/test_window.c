@@ -40,6 +40,7 @@
 #include "tk.h"
 #include "tt.h"
 #include "tt_mujoco.h"
+#include "tt_xvfb.h"
 
 /* Sanitizer builds only (plain builds ignore these hooks):
  * - GCC 12's LeakSanitizer and Mesa's dynamic TLS: see tests/capture/test_render.c.
@@ -55,57 +56,8 @@ const char *__lsan_default_suppressions(void) { return "leak:libOSMesa.so.8\nlea
 const char *__asan_default_options(void);
 const char *__asan_default_options(void) { return "intercept_tls_get_addr=0"; }
 
-/* ---- the private X server (runner process only) ---- */
+/* ---- the private X server (runner process only): tt_xvfb.h ---- */
 static pid_t xvfb_pid;
-
-/* Start an Xvfb on a display number of its choosing and point DISPLAY at it; returns its
- * pid, or 0 (DISPLAY left as it was) when it could not start. */
-static pid_t start_xvfb(void) {
-  int fds[2];
-  if (pipe(fds)) return 0;
-  pid_t pid = fork();
-  if (pid < 0) return 0;
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    close(fds[0]);
-    int null = open("/dev/null", O_WRONLY);
-    if (null >= 0) dup2(null, 1), dup2(null, 2);
-    char fd[16];
-    snprintf(fd, sizeof fd, "%d", fds[1]);
-    execlp("Xvfb", "Xvfb", "-displayfd", fd, "-screen", "0", "1600x1000x24", "-nolisten", "tcp", "-noreset",
-           (char *)NULL);
-    _exit(127);
-  }
-  close(fds[1]);
-  char buf[32] = "";
-  size_t n = 0;
-  struct pollfd p = {.fd = fds[0], .events = POLLIN};
-  while (n < sizeof buf - 1 && !strchr(buf, '\n') && poll(&p, 1, 20000) > 0) {
-    ssize_t k = read(fds[0], buf + n, sizeof buf - 1 - n);
-    if (k <= 0) break;
-    n += (size_t)k;
-    buf[n] = 0;
-  }
-  close(fds[0]);
-  int disp = -1;
-  if (sscanf(buf, "%d", &disp) == 1 && disp >= 0) {
-    char d[32];
-    snprintf(d, sizeof d, ":%d", disp);
-    setenv("DISPLAY", d, 1);
-    return pid;
-  }
-  kill(pid, SIGTERM);
-  waitpid(pid, NULL, 0);
-  fprintf(stderr, "test_window: could not start Xvfb (is the xvfb package installed?)%s\n",
-          getenv("DISPLAY") ? "; using $DISPLAY" : "");
-  return 0;
-}
-
-static void stop_xvfb(pid_t pid) {
-  if (pid <= 0) return;
-  kill(pid, SIGTERM);
-  waitpid(pid, NULL, 0);
-}
 
 static int own_display(void) {
   const char *use = getenv("DK_TEST_DISPLAY");
@@ -687,37 +639,6 @@ Test(keyboard, legend) {
 }
 
 /* ---- keyboard: through the X server ---- */
-typedef int (*PFN_XTestFakeKeyEvent)(Display *, unsigned int, Bool, unsigned long);
-
-typedef struct {
-  Display *dpy;
-  void *lib;
-  PFN_XTestFakeKeyEvent fake;
-} xkeys;
-
-static xkeys xkeys_open(void) {
-  xkeys x = {0};
-  x.dpy = XOpenDisplay(NULL);
-  cr_assert(x.dpy, "XOpenDisplay(%s) failed", getenv("DISPLAY"));
-  x.lib = dlopen("libXtst.so.6", RTLD_NOW | RTLD_LOCAL);
-  cr_assert(x.lib, "libXtst.so.6 (package libxtst6) is needed to press keys on the X server: %s", dlerror());
-  x.fake = (PFN_XTestFakeKeyEvent)dlsym(x.lib, "XTestFakeKeyEvent");
-  cr_assert(x.fake);
-  return x;
-}
-
-static void xkey(xkeys *x, KeySym sym, int down) {
-  KeyCode kc = XKeysymToKeycode(x->dpy, sym);
-  cr_assert(kc, "no keycode for keysym 0x%lx", (unsigned long)sym);
-  x->fake(x->dpy, kc, down ? True : False, CurrentTime);
-  XSync(x->dpy, False);
-}
-
-static void xkeys_close(xkeys *x) {
-  XCloseDisplay(x->dpy);
-  dlclose(x->lib);
-}
-
 /* pump until the keyboard's state satisfies want() or a second passes */
 static capInputState poll_until(capWindow *w, capInput *in, int (*want)(const capInputState *)) {
   capInputState st = {0};
@@ -742,7 +663,6 @@ static int want_rb(const capInputState *s) { return s->pad.buttons != 0; }
 Test(keyboard, keys_through_x11, .timeout = 120) {
   pid_t server = own_display() ? start_xvfb() : 0;
   sdl_up();
-  cap_input_register(&cap_keyboard_driver);
   mjModel *m = load_scene();
   mjData *d = mj_makeData(m);
   mj_forward(m, d);
@@ -809,7 +729,6 @@ Test(keyboard, keys_through_x11, .timeout = 120) {
 /* Events pushed by the program (not the keyboard) still count as button taps. */
 Test(keyboard, pushed_event_tap, .timeout = 60) {
   sdl_up();
-  cap_input_register(&cap_keyboard_driver);
   capInput *in = NULL;
   cr_assert_eq(cap_input_open("keyboard", NULL, &in), 0, "%s", tk_errmsg());
   SDL_Event ev = {0};
