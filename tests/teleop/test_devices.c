@@ -5,10 +5,16 @@
  *               click would.
  *   scripted:   the scripted operator (its virtual pad is the driver's own).
  *   replay:     input recorded with --record-input, then replayed: the same demo.
- *   spacemouse: tests/capture/test_spacemouse.c (the binary under umockdev, which needs the
- *               preload library that suite runs in); with no device: the refusal below.
- *   gamepad:    with no pad: the refusal below (an SDL virtual pad exists only inside the
- *               process that made it; see the report in the commit that added this file). */
+ *   spacemouse: tests/capture/test_spacemouse.c, teleop_records_an_episode (the binary in an
+ *               emulated USB world: it needs the umockdev preload that suite runs in); with no
+ *               device: the refusal below.
+ *   gamepad:    with no pad: the refusal below. A pad moved from outside the process needs an
+ *               input device the kernel (or an emulation) serves: SDL's virtual joysticks live
+ *               only in the process that attached them, and /dev/uinput is not available here.
+ *               Not done yet: an umockdev-emulated evdev joystick (udev ID_INPUT_JOYSTICK, the
+ *               EVIOCG* ioctls SDL asks, an input_event stream). The gamepad backend itself runs
+ *               in the binary under --device scripted (the same driver, on the scripted
+ *               operator's virtual pad, inside teleop). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
