@@ -223,7 +223,10 @@ void cap_pad_map_default(capPadMap *m);
  * command between calls (-1 open, 1 closed); start it at -1. */
 void cap_pad_to_action(const capPadMap *m, const capPadState *p, double *gripper, double *action);
 
-/* ---- input devices: one vtable per backend (as SDL's joystick drivers) ---- */
+/* ---- input devices: one table of drivers (as SDL's joystick drivers) ----
+ * Every driver is a row of cap_input_drivers, built into this library: a program that opens
+ * input has them all, with nothing to register. Adding a device is a new file with its
+ * capInputDriver and one row in the table (cap_input.c). */
 /* What a device says this tick. Pads fill pad (axes and buttons); six-degree-of-freedom
  * devices (SpaceMouse) fill motion and pad.buttons. */
 typedef struct {
@@ -233,9 +236,25 @@ typedef struct {
                        the device's own frame: x right, y forward (away from the user), z up */
 } capInputState;
 
+enum {                               /* capInputDriver.caps: what a program needs to know about a device */
+       CAP_INPUT_SIX_DOF = 1 << 0,   /* reports motion[] (SpaceMouse, keys); else a pad's axes */
+       CAP_INPUT_WINDOW = 1 << 1,    /* read through the program's own window (SDL video): not headless */
+       CAP_INPUT_UNPACED = 1 << 2,   /* no person behind it: may run unpaced (teleop --fast) */
+       CAP_INPUT_SCRIPTED = 1 << 3,  /* the program's scripted operator moves it (capInput.vpad) */
+       CAP_INPUT_RECORDING = 1 << 4, /* plays back a recording (cap_input_record_open's file) */
+};
+
 typedef struct capInput capInput;
+typedef struct capVpad capVpad;
 typedef struct {
-  const char *name; /* "gamepad", "keyboard", "spacemouse", "scripted", "replay" */
+  const char *name;    /* "gamepad", "keyboard", "spacemouse", "scripted", "replay" */
+  const char *summary; /* one line for --help: what it is and what its argument is */
+  unsigned caps;       /* CAP_INPUT_* */
+  unsigned buttons;    /* the CAP_BTN_* meanings it can give (a device without Start starts with A) */
+  /* Its controls, one binding per line, "control\tmeaning" (the HUD's legend format). The
+   * string may be rebuilt on each call (key names of the current layout): call from the
+   * thread that runs SDL, and copy it before the next call. */
+  const char *(*legend)(void);
   /* arg: backend-specific (a device index, a file). Errors name the device. */
   int (*open)(capInput *in, const char *arg);
   /* The latest (latched) state; *connected becomes 0 while the device is unplugged, and
@@ -247,24 +266,30 @@ typedef struct {
 
 struct capInput {
   const capInputDriver *drv;
-  void *impl;     /* the backend's own state */
-  char desc[128]; /* what the HUD shows: "Xbox Controller", "SpaceMouse Compact", ... */
+  void *impl;       /* the backend's own state */
+  char desc[128];   /* what the HUD shows: "Xbox Controller", "SpaceMouse Compact", ... */
+  capVpad *vpad;    /* CAP_INPUT_SCRIPTED: the virtual pad the program's operator moves (the driver's) */
+  unsigned buttons; /* the CAP_BTN_* it can give: the row's, or for a replay the recorded device's */
 };
 
-/* Open a device by kind ("gamepad", "keyboard", "spacemouse", "replay"; arg as the backend
- * takes it). Unknown kinds list the known ones. */
-int cap_input_open(const char *kind, const char *arg, capInput **out);
+/* The drivers, in the order --help lists them; NULL-terminated. */
+extern const capInputDriver *const cap_input_drivers[];
+/* The driver of that name, or NULL. */
+const capInputDriver *cap_input_driver(const char *name);
+/* "gamepad, keyboard, spacemouse, scripted, replay": the names of the drivers whose caps include
+ * all of want (0: every driver). */
+const char *cap_input_names(unsigned want);
+
+/* Open a device by name (arg as the backend takes it). Unknown names list the known ones.
+ * SDL must be initialized as the device needs it: the game-controller subsystem for pads
+ * (and the scripted operator's virtual pad), video for CAP_INPUT_WINDOW devices. */
+int cap_input_open(const char *name, const char *arg, capInput **out);
 int cap_input_poll(capInput *in, capInputState *st, int *connected);
 void cap_input_rumble(capInput *in, double strength, int ms);
 void cap_input_close(capInput *in);
-/* The keyboard backend's keys, "key\tmeaning" per line (for the HUD and --help). */
-const char *cap_keyboard_legend(void);
-/* Backends that live in other files or need extra libraries register themselves. */
-void cap_input_register(const capInputDriver *drv);
 
 /* A virtual game controller (an SDL virtual joystick): what the scripted operator's hands
  * do goes in here and comes out of the "gamepad" backend exactly as a real pad's would. */
-typedef struct capVpad capVpad;
 int cap_vpad_make(capVpad **out);
 int cap_vpad_set(capVpad *v, const capPadState *p);
 int cap_vpad_unplug(capVpad *v); /* as if the cable were pulled */
@@ -286,6 +311,98 @@ int cap_expert_pad(capExpert *x, const capEnv *e, const capPadMap *m, capPadStat
 /* Whether the scripted operator would end the episode now (success held for a few steps, or it
  * gives up); *success says which. Call once per step (it counts how long success has held). */
 int cap_expert_wants_end(capExpert *x, const capEnv *e, int *success);
+
+/* ---- the window (cap_window.c): the teleop console's and the viewer's ----
+ * SDL2 + OpenGL, the MuJoCo scene as the operator sees it, and the HUD drawn over it with
+ * MuJoCo's own 2D calls. The caller owns SDL: it calls SDL_Init(SDL_INIT_VIDEO | ...) before
+ * cap_window_open and SDL_Quit after cap_window_close, and it owns the event loop
+ * (SDL_PollEvent), handing each event to cap_window_events. All calls on the thread that
+ * opened the window (SDL/X11).
+ *
+ * GL. The window's context is created through EGL (SDL_HINT_VIDEO_X11_FORCE_EGL) so that the
+ * window and the offscreen camera renderer (cap_render.c, EGL surfaceless) use one GL API and
+ * one set of MuJoCo GL entry points (see cap_window.c). Every call makes the window's context
+ * current on entry and releases it before returning, so offscreen rendering may run between
+ * calls on the same thread. The MuJoCo and SDL types are declared, not included: pass a
+ * `const mjModel *`, an `mjData *`, an `SDL_Event *` as they are. */
+struct mjModel_;
+struct mjData_;
+union SDL_Event;
+struct SDL_Window;
+
+typedef struct capWindow capWindow;
+
+enum {                    /* capHud.tone, capHud.message_tone: colour of the state banner / message */
+       CAP_TONE_IDLE = 0, /* grey: idle, waiting */
+       CAP_TONE_REC,      /* red: recording */
+       CAP_TONE_WARN,     /* amber: paused, device unplugged, missed deadlines */
+       CAP_TONE_GOOD,     /* green: ended as success, saved */
+       CAP_TONE_BAD,      /* dark red: ended as failure, errors */
+       CAP_TONE_INFO,     /* blue: discarded, resetting, intervention */
+};
+
+#define CAP_HUD_MAX_BARS 16
+
+/* What the HUD shows; every pointer may be NULL (the field is then not drawn). Strings are
+ * copied at cap_window_draw, so they may change afterwards. */
+typedef struct {
+  const char *state;                     /* "idle", "recording", "paused: pad unplugged", "ended: success" */
+  int tone;                              /* CAP_TONE_* for the state banner */
+  int n_success, n_failure, n_discarded; /* episodes this session */
+  int episode;                           /* number of the current episode (0: none yet) */
+  double episode_time;                   /* s since the episode started */
+  double rate_hz;                        /* achieved control rate, Hz */
+  double target_hz;                      /* requested rate, Hz (0: not shown) */
+  int64_t missed;                        /* missed deadlines this episode */
+  const char *device;                    /* "Xbox Controller", "keyboard", "SpaceMouse Compact" */
+  const double *action;                  /* action_dim values in [-1,1], drawn as bars */
+  int action_dim;                        /* at most CAP_HUD_MAX_BARS are drawn */
+  const char *const *action_names;       /* NULL: "dx dy dz drx dry drz grip" (7) or a0.. */
+  /* Key/button legend, one binding per line: "key\tmeaning\n..." (a line without a tab is
+   * drawn across both columns). At most about 490 characters per column are shown. */
+  const char *legend;
+  const char *message; /* one line at the bottom: errors, "saved demo_12" */
+  int message_tone;    /* CAP_TONE_* */
+  /* An RGB image (rows top-down, strip_w x strip_h) drawn across the bottom of the window, under
+   * the rest of the HUD (the viewer's plots); copied at cap_window_draw. NULL: none. */
+  const uint8_t *strip_rgb;
+  int strip_w, strip_h;
+} capHud;
+
+/* Open a width x height window titled title, with an OpenGL context and MuJoCo's rendering
+ * context for m (m must outlive the window). The view starts as MuJoCo's free camera on the
+ * whole model. Errors: SDL video not initialized, no GL (message names the GL API tried). */
+int cap_window_open(const struct mjModel_ *m, int width, int height, const char *title, capWindow **out);
+
+/* Look through the model camera `name` (NULL: the free camera). A mouse drag on a fixed
+ * camera continues from its view with the free camera. TK_ENOTFOUND for an unknown name. */
+int cap_window_camera(capWindow *w, const char *name);
+
+/* One event from the caller's SDL_PollEvent loop: left drag orbits, right drag pans
+ * (Shift: in the horizontal plane), wheel zooms; events of other windows are ignored.
+ * Returns 1 when the user closed the window (or SDL_QUIT), else 0. NULL-safe. */
+int cap_window_events(capWindow *w, const union SDL_Event *ev);
+
+/* Draw the scene of (m, d) (m: the model the window was opened with) and the HUD (NULL:
+ * no HUD), then swap buffers. Never waits for vertical sync. */
+int cap_window_draw(capWindow *w, const struct mjModel_ *m, struct mjData_ *d, const capHud *hud);
+
+/* The last drawn frame (scene and HUD as drawn; re-rendered on demand, so it costs nothing
+ * per frame), RGB with rows top-down, into rgb (cap bytes). rgb NULL: only the size.
+ * TK_ERANGE if cap < width*height*3, TK_EINVAL before the first draw. */
+int cap_window_screenshot(capWindow *w, uint8_t *rgb, size_t cap, int *width, int *height);
+/* The last frame as a PNG file (written to "<path>.tmp", then renamed). */
+int cap_window_save_png(capWindow *w, const char *path);
+
+/* Size of the drawable in pixels (may differ from the window size on HiDPI screens). */
+void cap_window_size(const capWindow *w, int *width, int *height);
+
+/* "egl" or "glx": the API the window's context came from (for logs and tests). */
+const char *cap_window_gl_api(const capWindow *w);
+
+struct SDL_Window *cap_window_sdl(capWindow *w); /* for SDL calls the caller needs (title, focus) */
+
+void cap_window_close(capWindow *w); /* NULL-safe; does not call SDL_Quit */
 
 #ifdef __cplusplus
 }

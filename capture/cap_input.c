@@ -1,4 +1,4 @@
-/* capture/cap_input.c -- input device registry, the SDL game-controller backend (real pads
+/* capture/cap_input.c -- the table of input drivers, the SDL game-controller backend (real pads
  * and SDL virtual joysticks alike, with hot-plug), the virtual pad the scripted operator
  * drives, and record/replay of raw input.
  *
@@ -16,35 +16,41 @@
 #include "cap_keyboard.h"
 #include "cap_spacemouse.h"
 
-/* ---- registry ---- */
-extern const capInputDriver cap_gamepad_driver, cap_replay_driver;
-static const capInputDriver *extra_drivers[8];
-static int n_extra;
+/* ---- the table ---- */
+extern const capInputDriver cap_gamepad_driver, cap_replay_driver, cap_scripted_driver;
 
-void cap_input_register(const capInputDriver *drv) {
-  if (n_extra < (int)TK_ARRAY_LEN(extra_drivers)) extra_drivers[n_extra++] = drv;
+const capInputDriver *const cap_input_drivers[] = {
+    &cap_gamepad_driver,  &cap_keyboard_driver, &cap_spacemouse_driver,
+    &cap_scripted_driver, &cap_replay_driver,   NULL,
+};
+
+const capInputDriver *cap_input_driver(const char *name) {
+  for (int i = 0; name && cap_input_drivers[i]; i++)
+    if (!strcmp(cap_input_drivers[i]->name, name)) return cap_input_drivers[i];
+  return NULL;
 }
 
-int cap_input_open(const char *kind, const char *arg, capInput **out) {
-  *out = NULL;
-  const capInputDriver *drv = NULL;
-  if (!strcmp(kind, "gamepad"))
-    drv = &cap_gamepad_driver;
-  else if (!strcmp(kind, "replay"))
-    drv = &cap_replay_driver;
-  for (int i = 0; i < n_extra && !drv; i++)
-    if (!strcmp(extra_drivers[i]->name, kind)) drv = extra_drivers[i];
-  if (!drv) {
-    char have[256] = "gamepad, keyboard, spacemouse, replay";
-    for (int i = 0; i < n_extra; i++) {
-      strncat(have, ", ", sizeof have - strlen(have) - 1);
-      strncat(have, extra_drivers[i]->name, sizeof have - strlen(have) - 1);
-    }
-    return tk_error(TK_ENOTFOUND, "unknown input device '%s' (known: %s)", kind, have);
+const char *cap_input_names(unsigned want) {
+  static _Thread_local char buf[256];
+  size_t n = 0;
+  buf[0] = 0;
+  for (int i = 0; cap_input_drivers[i]; i++) {
+    if ((cap_input_drivers[i]->caps & want) != want) continue;
+    int k = snprintf(buf + n, sizeof buf - n, "%s%s", n ? ", " : "", cap_input_drivers[i]->name);
+    if (k < 0 || (size_t)k >= sizeof buf - n) break;
+    n += (size_t)k;
   }
+  return buf;
+}
+
+int cap_input_open(const char *name, const char *arg, capInput **out) {
+  *out = NULL;
+  const capInputDriver *drv = cap_input_driver(name);
+  if (!drv) return tk_error(TK_ENOTFOUND, "unknown input device '%s' (known: %s)", name, cap_input_names(0));
   capInput *in = calloc(1, sizeof *in);
   if (!in) return tk_error(TK_ENOMEM, "out of memory");
   in->drv = drv;
+  in->buttons = drv->buttons;
   int rc = drv->open(in, arg);
   if (rc) {
     free(in);
@@ -167,7 +173,30 @@ static void gp_close(capInput *in) {
   free(g);
 }
 
-const capInputDriver cap_gamepad_driver = {"gamepad", gp_open, gp_poll, gp_rumble, gp_close};
+static const char *gp_legend(void) {
+  return "left stick\tmove: right / left, away / toward the camera\n"
+         "right stick\tup / down, yaw\n"
+         "RB close / LB open\tgripper\n"
+         "A\tend: success\n"
+         "B\tend: failure\n"
+         "X\tdiscard\n"
+         "Y\treset the scene\n"
+         "Start\tstart / pause\n"
+         "Back\tquit";
+}
+
+const capInputDriver cap_gamepad_driver = {
+    .name = "gamepad",
+    .summary = "an SDL game controller, hot-plugged (--device-arg: its index; default the first)",
+    .caps = 0,
+    .buttons = CAP_BTN_A | CAP_BTN_B | CAP_BTN_X | CAP_BTN_Y | CAP_BTN_BACK | CAP_BTN_START | CAP_BTN_LB |
+               CAP_BTN_RB,
+    .legend = gp_legend,
+    .open = gp_open,
+    .poll = gp_poll,
+    .rumble = gp_rumble,
+    .close = gp_close,
+};
 
 /* ---- the virtual pad (SDL virtual joystick) ---- */
 struct capVpad {
@@ -351,7 +380,10 @@ static int rp_open(capInput *in, const char *arg) {
     r->rows = (sz - (long)sizeof head) / (long)sizeof(recRow);
     fseek(r->f, (long)sizeof head, SEEK_SET);
     head[63] = 0;
-    snprintf(in->desc, sizeof in->desc, "replay of %s", head[8] == ' ' ? head + 9 : "input");
+    const char *dev = head[8] == ' ' ? head + 9 : "";
+    snprintf(in->desc, sizeof in->desc, "replay of %s", dev[0] ? dev : "input");
+    const capInputDriver *recorded = cap_input_driver(dev);
+    if (recorded && recorded != in->drv) in->buttons = recorded->buttons; /* its buttons, as recorded */
   }
   if (rc) {
     if (r->f) fclose(r->f);
@@ -390,4 +422,19 @@ static void rp_close(capInput *in) {
   free(r);
 }
 
-const capInputDriver cap_replay_driver = {"replay", rp_open, rp_poll, NULL, rp_close};
+static const char *rp_legend(void) {
+  return "recorded input\tplayed back tick by tick, as it was recorded\n"
+         "its end\tquit (an open episode is kept as a failure)";
+}
+
+const capInputDriver cap_replay_driver = {
+    .name = "replay",
+    .summary = "input recorded with --record-input, played back (--device-arg: the file)",
+    .caps = CAP_INPUT_UNPACED | CAP_INPUT_RECORDING,
+    .buttons = ~0u,
+    .legend = rp_legend,
+    .open = rp_open,
+    .poll = rp_poll,
+    .rumble = NULL,
+    .close = rp_close,
+};

@@ -101,8 +101,6 @@ static void kb_close(capInput *in) {
   in->impl = NULL;
 }
 
-const capInputDriver cap_keyboard_driver = {"keyboard", kb_open, kb_poll, NULL, kb_close};
-
 /* ---- legend ---- */
 /* SDL_GetKeyName answers in a static buffer: copy it out */
 static const char *key_name(SDL_Scancode sc, const char *us, char *out, size_t cap) {
@@ -148,3 +146,15 @@ const char *cap_keyboard_legend(void) {
   }
   return buf;
 }
+
+const capInputDriver cap_keyboard_driver = {
+    .name = "keyboard",
+    .summary = "keys, read through the console window (not with --headless; no --device-arg)",
+    .caps = CAP_INPUT_SIX_DOF | CAP_INPUT_WINDOW,
+    .buttons = CAP_BTN_RB | CAP_BTN_A | CAP_BTN_B | CAP_BTN_X | CAP_BTN_Y | CAP_BTN_START | CAP_BTN_BACK,
+    .legend = cap_keyboard_legend,
+    .open = kb_open,
+    .poll = kb_poll,
+    .rumble = NULL,
+    .close = kb_close,
+};

@@ -1,8 +1,8 @@
 /* capture/cap_keyboard.h -- internal: the "keyboard" input backend (six-dof from keys).
  *
- * Register it with cap_input_register(&cap_keyboard_driver) where SDL video is up (the
- * teleop window); the keys are read from SDL's keyboard state, which the program's own
- * event loop (SDL_PollEvent/SDL_PumpEvents) keeps current: the driver never pumps events.
+ * A row of cap_input_drivers (CAP_INPUT_WINDOW: it opens where SDL video is up, the console
+ * window); the keys are read from SDL's keyboard state, which the program's own event loop
+ * (SDL_PollEvent/SDL_PumpEvents) keeps current: the driver never pumps events.
  *
  * Layout (SDL scancodes, i.e. key positions; named for a US layout, cap_keyboard_legend
  * names them for the current one). Motion in the device frame of cap.h (x right, y forward

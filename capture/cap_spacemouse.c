@@ -21,7 +21,8 @@
  * Fit keys and play the same roles. Meanings, as the teleop console uses them:
  *     left  held -> CAP_BTN_RB  ("gripper": the teleop mapping latches the gripper on the
  *                                press, so one click toggles it)
- *     right held -> CAP_BTN_A   (end the episode as a success)
+ *     right held -> CAP_BTN_A   (end the episode as a success; with no Start button on the
+ *                                device, the console also starts an episode with it)
  * Every other bit is ignored.
  */
 #include "cap_spacemouse.h"
@@ -470,7 +471,10 @@ static int sm_connect(smImpl *s) {
     }
     char ids[512];
     sm_device_list(ids, sizeof ids);
-    return tk_error(TK_ENOTFOUND, "spacemouse: no SpaceMouse found (looked for %s)", ids);
+    return tk_error(TK_ENOTFOUND,
+                    "spacemouse: no SpaceMouse found (looked for %s; is it plugged in? lsusb lists "
+                    "what is)",
+                    ids);
   }
   if (rc == 0) {
     pthread_mutex_lock(&s->mu);
@@ -618,8 +622,20 @@ static int sm_poll(capInput *in, capInputState *st, int *connected) {
   return 0;
 }
 
+static const char *sm_legend(void) {
+  return "push / pull / lift the cap\tmove (away from you: away from the camera)\n"
+         "tilt / twist the cap\tturn\n"
+         "left button\tgripper open / close\n"
+         "right button\tstart; while recording: end as success\n"
+         "close the window, Ctrl-C\tquit";
+}
+
 const capInputDriver cap_spacemouse_driver = {
     .name = "spacemouse",
+    .summary = "a 3Dconnexion SpaceMouse over USB (--device-arg: VID:PID; default the first found)",
+    .caps = CAP_INPUT_SIX_DOF,
+    .buttons = CAP_BTN_RB | CAP_BTN_A, /* no Start: the right button (A) starts */
+    .legend = sm_legend,
     .open = sm_open,
     .poll = sm_poll,
     .rumble = NULL,

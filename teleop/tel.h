@@ -25,7 +25,7 @@ typedef struct {
   const char *task;          /* built-in task, or NULL with model_path */
   const char *model_path;    /* a user's MJCF (free play) */
   const char *out;           /* dataset file (appended to if it exists) */
-  const char *device;        /* gamepad, keyboard, spacemouse, scripted, replay */
+  const char *device;        /* a row of cap_input_drivers: gamepad, keyboard, spacemouse, scripted, replay */
   const char *device_arg;    /* backend argument (pad index, VID:PID, input file) */
   const char *operator_name; /* stored per demo; default $USER */
   const char *mappings;      /* gamecontrollerdb.txt for SDL */
@@ -36,7 +36,7 @@ typedef struct {
   int ncams;
   capCamera cams[CAP_MAX_CAMS];
   double rate; /* control rate, Hz (default: the task's 20 Hz) */
-  int fast;    /* scripted/replay devices: run ticks back to back, unpaced (data generation) */
+  int fast;    /* devices with CAP_INPUT_UNPACED (scripted, replay): ticks back to back (data generation) */
   const char
       *policy; /* intervention mode: this policy file drives; the operator holds a button to take over */
   int takeover_after; /* scripted operator with a policy: take over after this many steps without success
@@ -80,10 +80,7 @@ int tel_run(const telOpts *o, telStats *stats);
 telState tel_state(const telConsole *c);
 int64_t tel_ticks(const telConsole *c);
 int64_t tel_episode_steps(const telConsole *c);
-capVpad *tel_vpad(telConsole *c); /* the scripted operator's virtual pad, or NULL */
-
-/* The default controls, one line each, for --help and the HUD. */
-const char *tel_legend(const char *device);
+capVpad *tel_vpad(telConsole *c); /* the scripted device's virtual pad (capInput.vpad), or NULL */
 
 #ifdef __cplusplus
 }

@@ -19,7 +19,6 @@
 #include "ds.h"
 #include "bc.h"
 #include "tel.h"
-#include "tel_window.h"
 #include "tk.h"
 
 struct telConsole {
@@ -39,16 +38,6 @@ void tel_opts_default(telOpts *o) {
   o->task = "lift";
   o->device = "gamepad";
   o->image_gzip = 4;
-}
-
-const char *tel_legend(const char *device) {
-  if (device && (!strcmp(device, "spacemouse")))
-    return "SpaceMouse: push/tilt the cap to move and turn | left button: gripper | right button: success";
-  if (device && !strcmp(device, "keyboard"))
-    return "W/S A/D R/F move | Z/X T/G C/V turn | Space gripper | Enter success | Backspace failure | "
-           "Delete discard | Home reset | P start/pause | Esc quit";
-  return "left stick: move x/y | right stick: up/down, yaw | RB close / LB open gripper | A success | "
-         "B failure | X discard | Y reset | Start start/pause | Back quit";
 }
 
 /* ---- pad remapping from JSON ---- */
@@ -169,7 +158,7 @@ typedef struct {
   telStats *st;
   telConsole con;
   int scripted_start_phase;
-  telWindow *win;
+  capWindow *win;
   double draw_cost; /* s, running estimate of one window draw */
   int draws;        /* frames drawn */
   int64_t last_draw_tick;
@@ -263,12 +252,12 @@ static int end_episode(telRun *r, dsOutcome out, const char *why) {
            : out == DS_FAILURE ? "failure"
                                : "discarded",
            why);
-  r->message_tone = out == DS_SUCCESS ? TEL_TONE_GOOD : out == DS_FAILURE ? TEL_TONE_BAD : TEL_TONE_INFO;
+  r->message_tone = out == DS_SUCCESS ? CAP_TONE_GOOD : out == DS_FAILURE ? CAP_TONE_BAD : CAP_TONE_INFO;
   r->con.state = TEL_IDLE;
   if (rc) return rc;
   if (r->need_reset) { /* after a robot fault the arm stays safe until the operator resets */
     snprintf(r->message, sizeof r->message, "robot fault: Start or Y resets (torque on where the arm is)");
-    r->message_tone = TEL_TONE_BAD;
+    r->message_tone = CAP_TONE_BAD;
     return 0;
   }
   return reset_scene(r);
@@ -419,22 +408,20 @@ static void on_commit(int64_t idx, dsOutcome out, int64_t n, void *user) {
 static const char *state_text(const telRun *r, int *tone) {
   switch (r->con.state) {
   case TEL_RECORDING:
-    *tone = r->pol && r->takeover ? TEL_TONE_INFO : TEL_TONE_REC;
+    *tone = r->pol && r->takeover ? CAP_TONE_INFO : CAP_TONE_REC;
     return !r->pol       ? "recording"
            : r->takeover ? "recording: operator took over"
                          : "recording: policy driving";
-  case TEL_PAUSED: *tone = TEL_TONE_WARN; return "paused (Start resumes)";
-  case TEL_UNPLUGGED: *tone = TEL_TONE_WARN; return "paused: device unplugged";
-  default: *tone = TEL_TONE_IDLE; return "idle (Start records)";
+  case TEL_PAUSED: *tone = CAP_TONE_WARN; return "paused (Start resumes)";
+  case TEL_UNPLUGGED: *tone = CAP_TONE_WARN; return "paused: device unplugged";
+  default: *tone = CAP_TONE_IDLE; return "idle (Start records)";
   }
 }
 
-static int in_six_dof(const telRun *r) {
-  return !strcmp(r->o->device, "keyboard") || !strcmp(r->o->device, "spacemouse");
-}
+static int in_six_dof(const telRun *r) { return (r->in->drv->caps & CAP_INPUT_SIX_DOF) != 0; }
 
 static int draw(telRun *r, double rate, int64_t missed) {
-  telHud h;
+  capHud h;
   memset(&h, 0, sizeof h);
   h.state = state_text(r, &h.tone);
   h.n_success = r->st->success;
@@ -450,7 +437,7 @@ static int draw(telRun *r, double rate, int64_t missed) {
   h.device = r->in ? r->in->desc : "";
   h.action = r->last_action;
   h.action_dim = r->spec->action_dim;
-  h.legend = !strcmp(r->o->device, "keyboard") ? cap_keyboard_legend() : tel_legend(r->o->device);
+  h.legend = r->in->drv->legend ? r->in->drv->legend() : NULL;
   const char *joint_names[CAP_MAX_ACT];
   if (cap_model_joints(r->model, joint_names, NULL, NULL) > 0) { /* a robot: its joints, its controls */
     h.action_names = joint_names;
@@ -471,10 +458,10 @@ static int draw(telRun *r, double rate, int64_t missed) {
   } else if (saved >= 0) {
     snprintf(msg, sizeof msg, "saved demo_%lld", (long long)saved);
     h.message = msg;
-    h.message_tone = TEL_TONE_GOOD;
+    h.message_tone = CAP_TONE_GOOD;
   }
   double t0 = tk_now_s();
-  int rc = tel_window_draw(r->win, cap_model_mujoco(r->model), cap_env_mujoco_data(r->env), &h);
+  int rc = cap_window_draw(r->win, cap_model_mujoco(r->model), cap_env_mujoco_data(r->env), &h);
   double dt = tk_now_s() - t0;
   /* the first frame pays for shader and buffer setup: it says nothing about the next ones */
   if (r->draws++ > 0) r->draw_cost = r->draw_cost > 0 ? 0.8 * r->draw_cost + 0.2 * dt : dt;
@@ -484,13 +471,19 @@ static int draw(telRun *r, double rate, int64_t missed) {
 
 static int setup(telRun *r) {
   const telOpts *o = r->o;
-  if (o->fast && strcmp(o->device, "scripted") && strcmp(o->device, "replay"))
+  const capInputDriver *drv = cap_input_driver(o->device);
+  if (!drv)
+    return tk_error(TK_ENOTFOUND, "unknown input device '%s' (known: %s)", o->device, cap_input_names(0));
+  if (o->fast && !(drv->caps & CAP_INPUT_UNPACED))
     return tk_error(TK_EINVAL,
-                    "--fast is for the scripted and replay devices (a person needs the real rate)");
+                    "--fast is for devices with no person behind them (%s): a person needs the real rate",
+                    cap_input_names(CAP_INPUT_UNPACED));
+  if (o->headless && (drv->caps & CAP_INPUT_WINDOW))
+    return tk_error(TK_EINVAL, "%s input comes from the console window: drop --headless", drv->name);
   if (o->robot && o->fast) return tk_error(TK_EINVAL, "--fast: a robot moves in real time");
   if (o->leader && !o->robot) return tk_error(TK_EINVAL, "--leader drives a --robot");
   if (o->robot && o->policy) return tk_error(TK_EINVAL, "--policy with --robot is not supported yet");
-  if (o->robot && !strcmp(o->device, "scripted") &&
+  if (o->robot && (drv->caps & CAP_INPUT_SCRIPTED) &&
       (!o->leader || strncmp(o->leader, "simbus", 6) || o->leader_config))
     return tk_error(TK_EINVAL, "the scripted operator moves a simulated leader arm: --leader simbus");
   capOpts co;
@@ -531,19 +524,14 @@ static int setup(telRun *r) {
            o->calibrate_leader);
     return 1; /* done: not an error */
   }
-  if (!strcmp(o->device, "scripted")) { /* the scripted operator's hands on a virtual pad */
+  if (drv->caps & CAP_INPUT_SCRIPTED) { /* the scripted operator's hands on the device's virtual pad */
     if (!o->robot && r->spec->has_reward == 0)
       return tk_error(TK_EINVAL, "the scripted operator needs a built-in task, not a free scene");
-    if ((rc = cap_vpad_make(&r->con.vpad))) return rc;
     /* on a robot it moves the simulated leader arm by hand instead of acting on a task */
     if (!o->robot && (rc = cap_expert_make(r->model, o->noise, o->seed, &r->expert))) return rc;
-    char idx[16] = "";
-    for (int i = 0; i < SDL_NumJoysticks(); i++)
-      if (SDL_JoystickIsVirtual(i)) snprintf(idx, sizeof idx, "%d", i);
-    if ((rc = cap_input_open("gamepad", idx, &r->in))) return rc;
-  } else {
-    if ((rc = cap_input_open(o->device, o->device_arg, &r->in))) return rc;
   }
+  if ((rc = cap_input_open(drv->name, o->device_arg, &r->in))) return rc;
+  r->con.vpad = r->in->vpad;
   if (o->record_input && (rc = cap_input_record_open(o->record_input, o->device, &r->rec))) return rc;
   /* buffers for the current observation and state */
   size_t total = 0;
@@ -566,13 +554,11 @@ static int setup(telRun *r) {
   if (!o->headless) {
     char title[160];
     snprintf(title, sizeof title, "demokit teleop: %s -> %s", r->spec->task, o->out);
-    rc = tel_window_open(cap_model_mujoco(r->model), o->win_width > 0 ? o->win_width : 1280,
+    rc = cap_window_open(cap_model_mujoco(r->model), o->win_width > 0 ? o->win_width : 1280,
                          o->win_height > 0 ? o->win_height : 720, title, &r->win);
     if (rc) return tk_error_wrap(rc, "console window (run with --headless where there is no display)");
     /* the operator sees the scene the way the default mapping assumes: through agentview */
-    if (r->spec->has_reward) tel_window_camera(r->win, "agentview");
-  } else if (!strcmp(o->device, "keyboard")) {
-    return tk_error(TK_EINVAL, "keyboard input comes from the console window: drop --headless");
+    if (r->spec->has_reward) cap_window_camera(r->win, "agentview");
   }
   if (o->policy && (rc = policy_open(r))) return rc; /* before the dataset: a refusal writes nothing */
   if ((rc = writer_open(o, r->model, r, &r->w))) return rc;
@@ -603,6 +589,8 @@ int tel_run(const telOpts *o, telStats *stats) {
   tkPacer pacer;
   tk_pacer_start(&pacer, o->fast ? 0 : r.spec->control_hz);
   int episodes_done = 0;
+  /* a device without Start (a two-button SpaceMouse) starts an episode with A */
+  const unsigned start_button = (r.in->buttons & CAP_BTN_START) ? CAP_BTN_START : CAP_BTN_A;
   r.con.state = TEL_IDLE;
   while (r.con.state != TEL_QUIT && !rc) {
     if (cap_ticks > 0 && r.con.ticks >= cap_ticks) break;
@@ -610,7 +598,7 @@ int tel_run(const telOpts *o, telStats *stats) {
     SDL_Event ev;
     while (SDL_PollEvent(&ev)) {
       if (ev.type == SDL_QUIT) r.con.state = TEL_QUIT;
-      if (r.win && tel_window_events(r.win, &ev)) r.con.state = TEL_QUIT;
+      if (r.win && cap_window_events(r.win, &ev)) r.con.state = TEL_QUIT;
     }
     if (r.con.vpad) scripted_hands(&r);
     capInputState in;
@@ -679,7 +667,7 @@ int tel_run(const telOpts *o, telStats *stats) {
     } else if (s == TEL_IDLE) {
       if (pressed & CAP_BTN_Y)
         rc = reset_scene(&r);
-      else if (pressed & CAP_BTN_START) {
+      else if (pressed & start_button) {
         if (r.need_reset) rc = reset_scene(&r);
         if (!rc) rc = begin_episode(&r);
       }
@@ -730,7 +718,7 @@ int tel_run(const telOpts *o, telStats *stats) {
   }
   free(late);
 done:;
-  if (r.win && o->screenshot && !rc) rc = tel_window_save_png(r.win, o->screenshot);
+  if (r.win && o->screenshot && !rc) rc = cap_window_save_png(r.win, o->screenshot);
   char saved[TK_ERRMSG_MAX];
   snprintf(saved, sizeof saved, "%s", tk_errmsg());
   int crc = ds_writer_close(r.w); /* publishes; an open episode (none when quitting normally) is dropped */
@@ -742,9 +730,8 @@ done:;
     int rrc = cap_input_record_close(r.rec);
     if (!rc) rc = rrc;
   }
-  tel_window_close(r.win);
-  cap_input_close(r.in);
-  cap_vpad_free(r.con.vpad);
+  cap_window_close(r.win);
+  cap_input_close(r.in); /* and the scripted operator's virtual pad with it */
   cap_expert_free(r.expert);
   cap_leader_close(r.leader);
   cap_env_free(r.env);

@@ -32,8 +32,8 @@ static void usage(FILE *f) {
       "  --leader-config FILE the leader's ids and calibration (JSON)\n"
       "  --calibrate-leader FILE  pose the leader like the follower, then run this: writes the\n"
       "                       leader's calibration to FILE and exits\n"
-      "  --device KIND        gamepad (default), keyboard, spacemouse, scripted, replay\n"
-      "  --device-arg ARG     pad index, VID:PID, or the input file for replay\n"
+      "  --device KIND        the input device (default gamepad; the devices are listed below)\n"
+      "  --device-arg ARG     the device's argument (pad index, VID:PID, the input file for replay)\n"
       "  --episodes N         stop after N kept episodes (default: until quit)\n"
       "  --headless           no window\n"
       "  --policy P.h5        intervention mode: the policy drives while recording; hold the left\n"
@@ -41,8 +41,9 @@ static void usage(FILE *f) {
       "                       are flagged in the dataset's interventions\n"
       "  --takeover-after N   scripted operator with --policy: take over after N steps (default 40%%\n"
       "                       of the task's horizon)\n"
-      "  --fast               scripted and replay devices: run as fast as the machine can, unpaced\n"
-      "                       (generating data; the recorded timestamps are then wall-clock, not 1/rate)\n"
+      "  --fast               devices with no person behind them (%s): run as fast as the\n"
+      "                       machine can, unpaced (generating data; the recorded timestamps are then\n"
+      "                       wall-clock, not 1/rate)\n"
       "  --camera NAME:WxH    record a camera (agentview, eye_in_hand), repeatable\n"
       "  --rate HZ            control rate (default the task's, 20)\n"
       "  --seed S             first episode's seed (default 0)\n"
@@ -56,14 +57,29 @@ static void usage(FILE *f) {
       "                       \"drz\": \"-right_x\", \"deadzone\": 0.1, \"sensitivity\": 1.0}\n"
       "  --record-input FILE  also write the raw device input (replay: --device replay --device-arg FILE)\n"
       "  --image-gzip L       gzip level for camera frames, 0..9 (default 4)\n"
+      "  --screenshot FILE.png  with the window: save its last frame to FILE.png when teleop ends\n"
       "  --quiet              no per-episode lines\n"
       "  --force              replace an existing --record-input, --screenshot or --calibrate-leader\n"
       "                       file of another kind (no output may be an input; --out is only appended to)\n"
       "\n"
-      "Gamepad: %s\n"
-      "Keyboard: %s\n"
-      "SpaceMouse: %s\n",
-      tel_legend("gamepad"), tel_legend("keyboard"), tel_legend("spacemouse"));
+      "Devices (--device):\n",
+      cap_input_names(CAP_INPUT_UNPACED));
+  for (int i = 0; cap_input_drivers[i]; i++)
+    fprintf(f, "  %-12s %s\n", cap_input_drivers[i]->name, cap_input_drivers[i]->summary);
+  for (int i = 0; cap_input_drivers[i]; i++) { /* the controls, "control\tmeaning" per line */
+    const capInputDriver *d = cap_input_drivers[i];
+    const char *l = d->legend ? d->legend() : NULL;
+    if (!l || !l[0]) continue;
+    fprintf(f, "\nControls, %s:\n", d->name);
+    while (*l) {
+      size_t n = strcspn(l, "\n"), tab = strcspn(l, "\t");
+      if (tab < n)
+        fprintf(f, "  %-26.*s %.*s\n", (int)tab, l, (int)(n - tab - 1), l + tab + 1);
+      else
+        fprintf(f, "  %.*s\n", (int)n, l);
+      l += n + (l[n] == '\n');
+    }
+  }
 }
 
 static volatile sig_atomic_t got_sigint;

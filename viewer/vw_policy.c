@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "bc.h"
-#include "tel_window.h"
 #include "vw.h"
 
 #define STRIP_H 200
@@ -38,7 +37,7 @@ int vw_watch_policy(const char *policy, const char *task, uint64_t seed, const c
   co.task = task;
   capModel *m = NULL;
   capEnv *env = NULL;
-  telWindow *win = NULL;
+  capWindow *win = NULL;
   nnWork *w = NULL;
   bcBinding bind;
   uint8_t *strip = NULL;
@@ -57,8 +56,8 @@ int vw_watch_policy(const char *policy, const char *task, uint64_t seed, const c
   if (!rc && !(rc = cap_env_make(m, &env))) {
     char title[300];
     snprintf(title, sizeof title, "demokit viewer: %s on %s", policy, task);
-    rc = tel_window_open(cap_model_mujoco(m), W, H, title, &win);
-    if (!rc) tel_window_camera(win, "agentview");
+    rc = cap_window_open(cap_model_mujoco(m), W, H, title, &win);
+    if (!rc) cap_window_camera(win, "agentview");
   }
   if (!rc) {
     nn_set_threads(1); /* one row per step: the same bits as bc-eval's workers, whatever the cores */
@@ -82,7 +81,7 @@ int vw_watch_policy(const char *policy, const char *task, uint64_t seed, const c
   while (!rc && !quit) {
     SDL_Event ev;
     while (SDL_PollEvent(&ev)) {
-      if (tel_window_events(win, &ev)) quit = 1;
+      if (cap_window_events(win, &ev)) quit = 1;
       if (ev.type == SDL_KEYDOWN && (ev.key.keysym.sym == SDLK_q || ev.key.keysym.sym == SDLK_ESCAPE))
         quit = 1;
       if (ev.type == SDL_KEYDOWN && ev.key.keysym.sym == SDLK_SPACE) paused = !paused;
@@ -112,8 +111,8 @@ int vw_watch_policy(const char *policy, const char *task, uint64_t seed, const c
     }
     char state[64];
     snprintf(state, sizeof state, "%s: %s", p->algo, paused ? "paused" : "acting");
-    telHud h = {.state = state,
-                .tone = paused ? TEL_TONE_IDLE : TEL_TONE_INFO,
+    capHud h = {.state = state,
+                .tone = paused ? CAP_TONE_IDLE : CAP_TONE_INFO,
                 .n_success = successes,
                 .n_failure = episodes - successes,
                 .episode = episodes + 1,
@@ -123,15 +122,15 @@ int vw_watch_policy(const char *policy, const char *task, uint64_t seed, const c
                 .action_dim = A,
                 .legend = "Space\tpause\ndrag / wheel\torbit, pan / zoom\nQ / Esc\tquit",
                 .message = msg[0] ? msg : NULL,
-                .message_tone = TEL_TONE_INFO,
+                .message_tone = CAP_TONE_INFO,
                 .strip_rgb = strip,
                 .strip_w = W,
                 .strip_h = STRIP_H};
-    if ((rc = tel_window_draw(win, cap_model_mujoco(m), cap_env_mujoco_data(env), &h))) break;
+    if ((rc = cap_window_draw(win, cap_model_mujoco(m), cap_env_mujoco_data(env), &h))) break;
     if (frames > 0 && ++drawn >= frames) quit = 1;
     SDL_Delay(10);
   }
-  if (!rc && screenshot && win) rc = tel_window_save_png(win, screenshot);
+  if (!rc && screenshot && win) rc = cap_window_save_png(win, screenshot);
   if (!rc && episodes > 0) printf("viewer: %s: %d of %d episodes succeeded\n", policy, successes, episodes);
   free(buf);
   bc_ensemble_free(ens);
@@ -139,7 +138,7 @@ int vw_watch_policy(const char *policy, const char *task, uint64_t seed, const c
   free(cols);
   free(strip);
   nn_work_free(w);
-  tel_window_close(win);
+  cap_window_close(win);
   cap_env_free(env);
   cap_model_free(m);
   bc_policy_free(p);

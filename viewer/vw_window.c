@@ -1,4 +1,4 @@
-/* viewer/vw_window.c -- the interactive viewer: the scene set from the stored states in teleop's
+/* viewer/vw_window.c -- the interactive viewer: the scene set from the stored states in capture's
  * window (mouse orbit, HUD), the plots as a strip along the bottom, keyboard playback controls. */
 #include <SDL2/SDL.h>
 #include <math.h>
@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tel_window.h"
 #include "vw.h"
 
 #define STRIP_H 200
@@ -23,7 +22,7 @@ int vw_window_run(dsFile *f, int pos, const char *plot_keys, const char *screens
   if (SDL_Init(SDL_INIT_VIDEO | SDL_INIT_EVENTS) < 0)
     return tk_error(TK_EIO, "no display for the viewer window (%s): use --export", SDL_GetError());
   vwEpisode *v = NULL;
-  telWindow *win = NULL;
+  capWindow *win = NULL;
   uint8_t *strip = NULL;
   int rc = vw_episode_open(f, pos, &v);
   if (!rc) rc = vw_set_plot_keys(v, plot_keys);
@@ -33,8 +32,8 @@ int vw_window_run(dsFile *f, int pos, const char *plot_keys, const char *screens
   if (!rc) {
     char title[300];
     snprintf(title, sizeof title, "demokit viewer: %s", ds_path(f));
-    rc = tel_window_open(cap_model_mujoco(vw_model(v)), W, H, title, &win);
-    if (!rc) tel_window_camera(win, "agentview");
+    rc = cap_window_open(cap_model_mujoco(vw_model(v)), W, H, title, &win);
+    if (!rc) cap_window_camera(win, "agentview");
   }
   if (!rc && !(strip = malloc((size_t)W * STRIP_H * 3))) rc = tk_error(TK_ENOMEM, "out of memory");
   int ns = 0, nf = 0;
@@ -54,7 +53,7 @@ int vw_window_run(dsFile *f, int pos, const char *plot_keys, const char *screens
     while (SDL_PollEvent(&ev)) {
       /* the strip along the bottom is the timeline: click or drag there to scrub */
       int ww = W, wh = H;
-      SDL_GetWindowSize(tel_window_sdl(win), &ww, &wh);
+      SDL_GetWindowSize(cap_window_sdl(win), &ww, &wh);
       int mx = -1, my = -1;
       if (ev.type == SDL_MOUSEBUTTONDOWN && ev.button.button == SDL_BUTTON_LEFT)
         mx = ev.button.x, my = ev.button.y;
@@ -69,7 +68,7 @@ int vw_window_run(dsFile *f, int pos, const char *plot_keys, const char *screens
         scrubbing = 1;
         continue;
       }
-      if (tel_window_events(win, &ev)) quit = 1;
+      if (cap_window_events(win, &ev)) quit = 1;
       if (ev.type != SDL_KEYDOWN) continue;
       int64_t n = vw_episode_length(v);
       switch (ev.key.keysym.sym) {
@@ -104,7 +103,7 @@ int vw_window_run(dsFile *f, int pos, const char *plot_keys, const char *screens
       if (!vw_model(nv)) {
         vw_episode_free(nv);
       } else {
-        tel_window_close(win);
+        cap_window_close(win);
         win = NULL;
         vw_episode_free(v);
         v = nv;
@@ -114,8 +113,8 @@ int vw_window_run(dsFile *f, int pos, const char *plot_keys, const char *screens
         last_t = -1;
         char title[300];
         snprintf(title, sizeof title, "demokit viewer: %s", ds_path(f));
-        if ((rc = tel_window_open(cap_model_mujoco(vw_model(v)), W, H, title, &win))) break;
-        tel_window_camera(win, "agentview");
+        if ((rc = cap_window_open(cap_model_mujoco(vw_model(v)), W, H, title, &win))) break;
+        cap_window_camera(win, "agentview");
       }
     }
     const dsDemoInfo *di = vw_info(v);
@@ -150,8 +149,8 @@ int vw_window_run(dsFile *f, int pos, const char *plot_keys, const char *screens
              di->success == 1   ? "success"
              : di->success == 0 ? "failure"
                                 : "");
-    telHud h = {.state = state,
-                .tone = playing ? TEL_TONE_REC : TEL_TONE_IDLE,
+    capHud h = {.state = state,
+                .tone = playing ? CAP_TONE_REC : CAP_TONE_IDLE,
                 .n_success = ns,
                 .n_failure = nf,
                 .episode = pos + 1,
@@ -161,18 +160,18 @@ int vw_window_run(dsFile *f, int pos, const char *plot_keys, const char *screens
                 .action_dim = ds_schema(f)->action_dim,
                 .legend = legend,
                 .message = msg,
-                .message_tone = TEL_TONE_INFO,
+                .message_tone = CAP_TONE_INFO,
                 .strip_rgb = strip,
                 .strip_w = W,
                 .strip_h = STRIP_H};
-    if ((rc = tel_window_draw(win, cap_model_mujoco(vw_model(v)), cap_env_mujoco_data(vw_env(v)), &h))) break;
+    if ((rc = cap_window_draw(win, cap_model_mujoco(vw_model(v)), cap_env_mujoco_data(vw_env(v)), &h))) break;
     drawn++;
     if (frames > 0 && drawn >= frames) quit = 1;
     SDL_Delay(15);
   }
-  if (!rc && screenshot && win) rc = tel_window_save_png(win, screenshot);
+  if (!rc && screenshot && win) rc = cap_window_save_png(win, screenshot);
   free(strip);
-  tel_window_close(win);
+  cap_window_close(win);
   vw_episode_free(v);
   SDL_Quit();
   return rc;

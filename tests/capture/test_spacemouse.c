@@ -3,7 +3,8 @@
  * here by hand, usbdevfs traffic replayed from an ioctl record written here by hand).
  *
  * The umockdev tests need the preload library: run this executable through
- * `umockdev-wrapper` (meson test does). */
+ * `umockdev-wrapper` (meson test does). The last test runs the teleop binary in the same
+ * emulated world (teleop_records_an_episode). */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <sys/ioctl.h>
@@ -19,8 +20,10 @@
 
 #include "cap.h"
 #include "cap_spacemouse.h"
+#include "ds.h"
 #include "tk.h"
 #include "tt.h"
+#include "tt_proc.h"
 
 /* ---- report descriptors ---- */
 
@@ -520,6 +523,11 @@ typedef struct {
   int nfl;
   int driver_bound; /* usbhid holds interface 0 */
   atomic_int unplugged, detached, reattached, discards, mismatches, reaped;
+  /* gated: records from index `open_to` on are not sent yet (the device is still): a URB
+   * submitted meanwhile stays pending until libusb's timeout discards it, as a real idle
+   * device's; the test opens the gate record by record, as a hand moves */
+  int gated;
+  atomic_int open_to;
 } Replay;
 
 static void replay_load(Replay *rp, const char *text, int driver_bound) {
@@ -602,7 +610,9 @@ static gboolean replay_ioctl(UMockdevIoctlBase *base, UMockdevIoctlClient *clien
     UMockdevIoctlData *bd =
         umockdev_ioctl_data_resolve(ud, offsetof(struct usbdevfs_urb, buffer), (gsize)u->buffer_length, &err);
     int rec = -1;
-    if (rp->next < rp->nrec) {
+    if (rp->gated && rp->next >= atomic_load(&rp->open_to)) {
+      /* the device is still: nothing to send yet */
+    } else if (rp->next < rp->nrec) {
       const Rec *r = &rp->rec[rp->next];
       int ok = r->type == u->type && r->ep == u->endpoint && r->buflen == u->buffer_length && bd;
       if (ok && r->type == USBDEVFS_URB_TYPE_CONTROL)
@@ -906,4 +916,96 @@ Test(spacemouse_usb, tree_replay_stops_at_descriptor) {
             "%s", tk_errmsg());
   cap_spacemouse_driver.close(&in);
   g_object_unref(tb);
+}
+
+/* ---- the SpaceMouse through the real teleop binary ----
+ * teleop runs as a user runs it, in this suite's emulated USB world (it inherits umockdev's
+ * preload and testbed; its usbdevfs calls come to the replayer here): nothing registered,
+ * nothing set up that the binary does not do itself. A SpaceMouse Compact: the right button
+ * starts an episode (the device has no Start), the cap pushed away and lifted for a second,
+ * the right button again ends it as a success; --episodes 1 then stops teleop. */
+static void record_session(Text *t) {
+  static const uint8_t right[] = {0x03, 0x02}, none[] = {0x03, 0x00};
+  /* HID frame: y -350 (away from the user), z -175 (up) */
+  static const uint8_t push[] = {0x01, 0x00, 0x00, 0xA2, 0xFE, 0x51, 0xFF};
+  static const uint8_t rest[] = {0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
+  text_add(t, "@DEV /dev/bus/usb/001/002\n");
+  rec_descriptor(t, desc_split, sizeof desc_split); /* 0 */
+  rec_report(t, 8, right, sizeof right);            /* 1: start */
+  rec_report(t, 8, none, sizeof none);              /* 2 */
+  rec_report(t, 8, push, sizeof push);              /* 3 */
+  rec_report(t, 8, rest, sizeof rest);              /* 4 */
+  rec_report(t, 8, right, sizeof right);            /* 5: success */
+  rec_report(t, 8, none, sizeof none);              /* 6 */
+}
+
+/* let the device send records up to (not including) n, and wait until they are taken */
+static void send_to(Replay *rp, int n, ttProc *p) {
+  atomic_store(&rp->open_to, n);
+  for (double t0 = now_s(); atomic_load(&rp->reaped) < n && now_s() - t0 < 20;)
+    tt_proc_wait_for(p, NULL, 0.02);
+  cr_assert_geq(atomic_load(&rp->reaped), n, "teleop never read record %d: %s", n - 1, p->out);
+}
+
+Test(spacemouse_usb, teleop_records_an_episode, .timeout = 120) {
+  UMockdevTestbed *tb = testbed();
+  Replay r;
+  Text t = {.n = 0};
+  record_session(&t);
+  replay_load(&r, t.s, 1);
+  r.gated = 1;
+  add_a(tb);
+  UMockdevIoctlBase *h = attach_replay(tb, "/dev/bus/usb/001/002", &r);
+  char path[4200];
+  snprintf(path, sizeof path, "%s/sm.h5", tt_tmpdir());
+  char *argv[] = {(char *)tt_build("teleop/teleop"),
+                  "--task",
+                  "reach",
+                  "--device",
+                  "spacemouse",
+                  "--headless",
+                  "--episodes",
+                  "1",
+                  "--out",
+                  path,
+                  NULL};
+  ttProc p;
+  cr_assert_eq(tt_proc_start(&p, argv), 0);
+  send_to(&r, 1, &p); /* the report descriptor: teleop has opened the device */
+  send_to(&r, 2, &p); /* right button down */
+  cr_assert(tt_proc_wait_for(&p, "recording demo_0", 30), "the right button did not start an episode: %s",
+            p.out);
+  send_to(&r, 3, &p);
+  send_to(&r, 4, &p); /* the cap pushed away and lifted */
+  tt_proc_wait_for(&p, NULL, 1.0);
+  send_to(&r, 5, &p); /* let go */
+  tt_proc_wait_for(&p, NULL, 0.3);
+  send_to(&r, 6, &p); /* right button down */
+  cr_assert(tt_proc_wait_for(&p, "ended: success", 10), "the right button did not end the episode: %s",
+            p.out);
+  send_to(&r, 7, &p);
+  int rc = tt_proc_finish(&p, 30);
+  printf("%s", p.out);
+  cr_assert_eq(rc, 0, "teleop: %s", p.out);
+  cr_expect_eq(atomic_load(&r.mismatches), 0, "URBs out of the recorded order");
+  cr_expect_eq(atomic_load(&r.reattached), 1, "usbhid not given back when teleop closed the device");
+
+  dsFile *f;
+  cr_assert_eq(ds_open(path, 0, &f), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_num_demos(f), 1);
+  cr_assert_eq(ds_demo(f, 0)->success, 1);
+  cr_assert_str_eq(ds_demo(f, 0)->device, "spacemouse");
+  dsEpisode e;
+  cr_assert_eq(ds_read_episode(f, 0, &e), 0, "%s", tk_errmsg());
+  /* away from the user is away from the camera: world -x; lifted: +z (half way) */
+  int pushed = 0;
+  for (int64_t s = 0; s < e.num_samples; s++)
+    pushed += e.actions[s * 7 + 0] == -1.0 && fabs(e.actions[s * 7 + 2] - 0.5) < 1e-9;
+  printf("spacemouse: %lld steps, %d with the cap pushed and lifted\n", (long long)e.num_samples, pushed);
+  cr_assert_geq(pushed, 10, "a second of pushing should give about 20 such steps");
+  ds_episode_free(&e);
+  ds_close(f);
+  g_object_unref(tb);
+  g_object_unref(h);
+  replay_free(&r);
 }

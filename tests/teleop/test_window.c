@@ -1,4 +1,4 @@
-/* tests/teleop/test_window.c -- the teleop window (teleop/tel_window.c) and the keyboard
+/* tests/teleop/test_window.c -- the console window (capture/cap_window.c) and the keyboard
  * backend (capture/cap_keyboard.c) under a private X server.
  *
  * Display. The runner starts its own Xvfb before the first test (`Xvfb -displayfd`: the
@@ -32,12 +32,15 @@
 #include <X11/Xlib.h>
 #include <X11/keysym.h>
 
+#include <SDL2/SDL.h>
+#include <mujoco/mujoco.h>
+
 #include "cap.h"
 #include "cap_keyboard.h"
-#include "tel_window.h"
 #include "tk.h"
 #include "tt.h"
 #include "tt_mujoco.h"
+#include "tt_xvfb.h"
 
 /* Sanitizer builds only (plain builds ignore these hooks):
  * - GCC 12's LeakSanitizer and Mesa's dynamic TLS: see tests/capture/test_render.c.
@@ -53,57 +56,8 @@ const char *__lsan_default_suppressions(void) { return "leak:libOSMesa.so.8\nlea
 const char *__asan_default_options(void);
 const char *__asan_default_options(void) { return "intercept_tls_get_addr=0"; }
 
-/* ---- the private X server (runner process only) ---- */
+/* ---- the private X server (runner process only): tt_xvfb.h ---- */
 static pid_t xvfb_pid;
-
-/* Start an Xvfb on a display number of its choosing and point DISPLAY at it; returns its
- * pid, or 0 (DISPLAY left as it was) when it could not start. */
-static pid_t start_xvfb(void) {
-  int fds[2];
-  if (pipe(fds)) return 0;
-  pid_t pid = fork();
-  if (pid < 0) return 0;
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGTERM);
-    close(fds[0]);
-    int null = open("/dev/null", O_WRONLY);
-    if (null >= 0) dup2(null, 1), dup2(null, 2);
-    char fd[16];
-    snprintf(fd, sizeof fd, "%d", fds[1]);
-    execlp("Xvfb", "Xvfb", "-displayfd", fd, "-screen", "0", "1600x1000x24", "-nolisten", "tcp", "-noreset",
-           (char *)NULL);
-    _exit(127);
-  }
-  close(fds[1]);
-  char buf[32] = "";
-  size_t n = 0;
-  struct pollfd p = {.fd = fds[0], .events = POLLIN};
-  while (n < sizeof buf - 1 && !strchr(buf, '\n') && poll(&p, 1, 20000) > 0) {
-    ssize_t k = read(fds[0], buf + n, sizeof buf - 1 - n);
-    if (k <= 0) break;
-    n += (size_t)k;
-    buf[n] = 0;
-  }
-  close(fds[0]);
-  int disp = -1;
-  if (sscanf(buf, "%d", &disp) == 1 && disp >= 0) {
-    char d[32];
-    snprintf(d, sizeof d, ":%d", disp);
-    setenv("DISPLAY", d, 1);
-    return pid;
-  }
-  kill(pid, SIGTERM);
-  waitpid(pid, NULL, 0);
-  fprintf(stderr, "test_window: could not start Xvfb (is the xvfb package installed?)%s\n",
-          getenv("DISPLAY") ? "; using $DISPLAY" : "");
-  return 0;
-}
-
-static void stop_xvfb(pid_t pid) {
-  if (pid <= 0) return;
-  kill(pid, SIGTERM);
-  waitpid(pid, NULL, 0);
-}
 
 static int own_display(void) {
   const char *use = getenv("DK_TEST_DISPLAY");
@@ -149,9 +103,9 @@ static int pin_one(struct dl_phdr_info *info, size_t size, void *user) {
 /* after a GL context exists: see the sanitizer notes at the top */
 static void pin_gl_driver(void) { dl_iterate_phdr(pin_one, NULL); }
 
-static telWindow *open_window(const mjModel *m, int width, int height) {
-  telWindow *w = NULL;
-  cr_assert_eq(tel_window_open(m, width, height, "test", &w), 0, "%s", tk_errmsg());
+static capWindow *open_window(const mjModel *m, int width, int height) {
+  capWindow *w = NULL;
+  cr_assert_eq(cap_window_open(m, width, height, "test", &w), 0, "%s", tk_errmsg());
   pin_gl_driver();
   return w;
 }
@@ -163,10 +117,10 @@ static void sdl_up(void) {
                SDL_GetError());
 }
 
-static void pump(telWindow *w) {
+static void pump(capWindow *w) {
   SDL_Event ev;
   while (SDL_PollEvent(&ev))
-    tel_window_events(w, &ev);
+    cap_window_events(w, &ev);
 }
 
 typedef struct {
@@ -174,12 +128,12 @@ typedef struct {
   uint8_t *px; /* RGB, top-down */
 } shot;
 
-static shot take(telWindow *w) {
+static shot take(capWindow *w) {
   shot s = {0};
-  cr_assert_eq(tel_window_screenshot(w, NULL, 0, &s.w, &s.h), 0, "%s", tk_errmsg());
+  cr_assert_eq(cap_window_screenshot(w, NULL, 0, &s.w, &s.h), 0, "%s", tk_errmsg());
   size_t n = (size_t)s.w * s.h * 3;
   s.px = malloc(n);
-  cr_assert_eq(tel_window_screenshot(w, s.px, n, &s.w, &s.h), 0, "%s", tk_errmsg());
+  cr_assert_eq(cap_window_screenshot(w, s.px, n, &s.w, &s.h), 0, "%s", tk_errmsg());
   return s;
 }
 
@@ -281,10 +235,10 @@ static int write_png(const char *path, const shot *s) {
 /* ---- window ---- */
 static const double act[7] = {0.8, -0.4, 0.0, 0.25, -1.0, 0.5, 1.0};
 
-static telHud sample_hud(void) {
-  telHud h = {0};
+static capHud sample_hud(void) {
+  capHud h = {0};
   h.state = "RECORDING";
-  h.tone = TEL_TONE_REC;
+  h.tone = CAP_TONE_REC;
   h.episode = 13;
   h.n_success = 12, h.n_failure = 2, h.n_discarded = 3;
   h.episode_time = 7.35;
@@ -295,7 +249,7 @@ static telHud sample_hud(void) {
   h.action_dim = 7;
   h.legend = cap_keyboard_legend();
   h.message = "saved demo_12 (87 steps)";
-  h.message_tone = TEL_TONE_GOOD;
+  h.message_tone = CAP_TONE_GOOD;
   return h;
 }
 
@@ -304,12 +258,12 @@ Test(window, draw_hud_screenshot, .timeout = 120) {
   sdl_up();
   mjModel *m = load_scene();
   mjData *d = mj_makeData(m);
-  telWindow *w = open_window(m, 1280, 720);
+  capWindow *w = open_window(m, 1280, 720);
   const char *force = getenv("SDL_VIDEO_X11_FORCE_EGL"); /* the environment may override us */
-  cr_assert_str_eq(tel_window_gl_api(w), force && force[0] == '0' ? "glx" : "egl");
+  cr_assert_str_eq(cap_window_gl_api(w), force && force[0] == '0' ? "glx" : "egl");
   pump(w);
   tt_set_box_x(m, d, 0);
-  cr_assert_eq(tel_window_draw(w, m, d, NULL), 0, "%s", tk_errmsg());
+  cr_assert_eq(cap_window_draw(w, m, d, NULL), 0, "%s", tk_errmsg());
   shot bare = take(w);
   cr_assert_eq(bare.w, 1280);
   cr_assert_eq(bare.h, 720);
@@ -323,9 +277,9 @@ Test(window, draw_hud_screenshot, .timeout = 120) {
   cr_assert(green > bare.w * bare.h / 4 && red > 1000, "floor %ld, box %ld pixels: not the scene", green,
             red);
 
-  telHud h = sample_hud();
+  capHud h = sample_hud();
   double t0 = tk_now_s();
-  cr_assert_eq(tel_window_draw(w, m, d, &h), 0, "%s", tk_errmsg());
+  cr_assert_eq(cap_window_draw(w, m, d, &h), 0, "%s", tk_errmsg());
   double t_draw = tk_now_s() - t0;
   shot hud = take(w);
   /* the banner and counters (top left), legend (top right), bars (bottom left) */
@@ -339,7 +293,7 @@ Test(window, draw_hud_screenshot, .timeout = 120) {
   /* the middle of the scene is not covered */
   long mid = diff_px(&bare, &hud, 440, 260, 840, 460);
   cr_assert_lt(mid, 200, "the HUD covers the middle of the scene (%ld pixels)", mid);
-  /* the banner is red (TEL_TONE_REC) near its top-left corner */
+  /* the banner is red (CAP_TONE_REC) near its top-left corner */
   const uint8_t *p = hud.px + ((size_t)14 * hud.w + 14) * 3;
   cr_assert(p[0] > 150 && p[1] < 80 && p[2] < 80, "banner pixel %d,%d,%d is not red", p[0], p[1], p[2]);
 
@@ -351,7 +305,7 @@ Test(window, draw_hud_screenshot, .timeout = 120) {
   cr_log_info("screenshot: %s", path);
 
   tt_set_box_x(m, d, 0.5);
-  cr_assert_eq(tel_window_draw(w, m, d, &h), 0, "%s", tk_errmsg());
+  cr_assert_eq(cap_window_draw(w, m, d, &h), 0, "%s", tk_errmsg());
   shot moved = take(w);
   long scene = diff_px(&hud, &moved, 300, 200, 980, 560);
   cr_assert_gt(scene, 500, "moving the box changed %ld pixels of the scene", scene);
@@ -360,7 +314,7 @@ Test(window, draw_hud_screenshot, .timeout = 120) {
   cr_assert_eq(memcmp(moved.px, again.px, (size_t)moved.w * moved.h * 3), 0);
 
   free(bare.px), free(hud.px), free(moved.px), free(again.px);
-  tel_window_close(w);
+  cap_window_close(w);
   mj_deleteData(d);
   mj_deleteModel(m);
   SDL_Quit();
@@ -372,26 +326,26 @@ Test(window, mouse_and_close, .timeout = 120) {
   mjModel *m = load_scene();
   mjData *d = mj_makeData(m);
   mj_forward(m, d);
-  telWindow *w = open_window(m, 320, 240);
-  Uint32 id = SDL_GetWindowID(tel_window_sdl(w));
-  cr_assert_eq(tel_window_draw(w, m, d, NULL), 0, "%s", tk_errmsg());
+  capWindow *w = open_window(m, 320, 240);
+  Uint32 id = SDL_GetWindowID(cap_window_sdl(w));
+  cr_assert_eq(cap_window_draw(w, m, d, NULL), 0, "%s", tk_errmsg());
   shot a = take(w);
 
   SDL_Event ev = {0};
   ev.type = SDL_MOUSEBUTTONDOWN;
   ev.button.windowID = id;
   ev.button.button = SDL_BUTTON_LEFT;
-  cr_assert_eq(tel_window_events(w, &ev), 0);
+  cr_assert_eq(cap_window_events(w, &ev), 0);
   memset(&ev, 0, sizeof ev);
   ev.type = SDL_MOUSEMOTION;
   ev.motion.windowID = id;
   ev.motion.xrel = 40;
-  cr_assert_eq(tel_window_events(w, &ev), 0);
+  cr_assert_eq(cap_window_events(w, &ev), 0);
   ev.type = SDL_MOUSEBUTTONUP;
   ev.button.windowID = id;
   ev.button.button = SDL_BUTTON_LEFT;
-  tel_window_events(w, &ev);
-  cr_assert_eq(tel_window_draw(w, m, d, NULL), 0, "%s", tk_errmsg());
+  cap_window_events(w, &ev);
+  cr_assert_eq(cap_window_draw(w, m, d, NULL), 0, "%s", tk_errmsg());
   shot b = take(w);
   long orbit = diff_px(&a, &b, 0, 0, a.w, a.h);
   cr_assert_gt(orbit, 1000, "a drag changed only %ld pixels", orbit);
@@ -400,8 +354,8 @@ Test(window, mouse_and_close, .timeout = 120) {
   ev.type = SDL_MOUSEMOTION;
   ev.motion.windowID = id;
   ev.motion.xrel = 40;
-  tel_window_events(w, &ev);
-  cr_assert_eq(tel_window_draw(w, m, d, NULL), 0, "%s", tk_errmsg());
+  cap_window_events(w, &ev);
+  cr_assert_eq(cap_window_draw(w, m, d, NULL), 0, "%s", tk_errmsg());
   shot c = take(w);
   cr_assert_eq(diff_px(&b, &c, 0, 0, b.w, b.h), 0);
 
@@ -409,8 +363,8 @@ Test(window, mouse_and_close, .timeout = 120) {
   ev.type = SDL_MOUSEWHEEL;
   ev.wheel.windowID = id;
   ev.wheel.y = 5;
-  tel_window_events(w, &ev);
-  cr_assert_eq(tel_window_draw(w, m, d, NULL), 0, "%s", tk_errmsg());
+  cap_window_events(w, &ev);
+  cr_assert_eq(cap_window_draw(w, m, d, NULL), 0, "%s", tk_errmsg());
   shot z = take(w);
   cr_assert_gt(diff_px(&c, &z, 0, 0, c.w, c.h), 1000, "the wheel did not zoom");
 
@@ -418,14 +372,14 @@ Test(window, mouse_and_close, .timeout = 120) {
   ev.type = SDL_WINDOWEVENT;
   ev.window.windowID = id + 1000; /* another window's close */
   ev.window.event = SDL_WINDOWEVENT_CLOSE;
-  cr_assert_eq(tel_window_events(w, &ev), 0);
+  cr_assert_eq(cap_window_events(w, &ev), 0);
   ev.window.windowID = id;
-  cr_assert_eq(tel_window_events(w, &ev), 1);
+  cr_assert_eq(cap_window_events(w, &ev), 1);
   ev.type = SDL_QUIT;
-  cr_assert_eq(tel_window_events(w, &ev), 1);
+  cr_assert_eq(cap_window_events(w, &ev), 1);
 
   free(a.px), free(b.px), free(c.px), free(z.px);
-  tel_window_close(w);
+  cap_window_close(w);
   mj_deleteData(d);
   mj_deleteModel(m);
   SDL_Quit();
@@ -437,29 +391,29 @@ Test(window, fixed_camera_then_free, .timeout = 120) {
   mjModel *m = load_scene();
   mjData *d = mj_makeData(m);
   mj_forward(m, d);
-  telWindow *w = open_window(m, 320, 240);
-  cr_assert_eq(tel_window_camera(w, "nope"), TK_ENOTFOUND);
+  capWindow *w = open_window(m, 320, 240);
+  cr_assert_eq(cap_window_camera(w, "nope"), TK_ENOTFOUND);
   cr_assert(strstr(tk_errmsg(), "nope"), "%s", tk_errmsg());
-  cr_assert_eq(tel_window_draw(w, m, d, NULL), 0, "%s", tk_errmsg());
+  cr_assert_eq(cap_window_draw(w, m, d, NULL), 0, "%s", tk_errmsg());
   shot freecam = take(w);
-  cr_assert_eq(tel_window_camera(w, "front"), 0, "%s", tk_errmsg());
-  cr_assert_eq(tel_window_draw(w, m, d, NULL), 0, "%s", tk_errmsg());
+  cr_assert_eq(cap_window_camera(w, "front"), 0, "%s", tk_errmsg());
+  cr_assert_eq(cap_window_draw(w, m, d, NULL), 0, "%s", tk_errmsg());
   shot fixed = take(w);
   cr_assert_gt(diff_px(&freecam, &fixed, 0, 0, fixed.w, fixed.h), 1000, "the fixed camera shows the same");
 
   SDL_Event ev = {0};
   ev.type = SDL_MOUSEBUTTONDOWN;
-  ev.button.windowID = SDL_GetWindowID(tel_window_sdl(w));
+  ev.button.windowID = SDL_GetWindowID(cap_window_sdl(w));
   ev.button.button = SDL_BUTTON_RIGHT;
-  tel_window_events(w, &ev); /* free camera now, same view */
-  cr_assert_eq(tel_window_draw(w, m, d, NULL), 0, "%s", tk_errmsg());
+  cap_window_events(w, &ev); /* free camera now, same view */
+  cr_assert_eq(cap_window_draw(w, m, d, NULL), 0, "%s", tk_errmsg());
   shot conv = take(w);
   long nd = diff_px(&fixed, &conv, 0, 0, fixed.w, fixed.h);
   cr_assert_lt(nd, fixed.w * fixed.h / 50, "the free camera jumped away from the fixed view (%ld pixels)",
                nd);
 
   free(freecam.px), free(fixed.px), free(conv.px);
-  tel_window_close(w);
+  cap_window_close(w);
   mj_deleteData(d);
   mj_deleteModel(m);
   SDL_Quit();
@@ -470,18 +424,18 @@ Test(window, bad_arguments, .timeout = 120) {
   mjModel *m = load_scene(), *m2 = load_scene();
   mjData *d = mj_makeData(m);
   mj_forward(m, d);
-  telWindow *w = (telWindow *)1;
-  cr_assert_eq(tel_window_open(NULL, 320, 240, "t", &w), TK_EINVAL);
+  capWindow *w = (capWindow *)1;
+  cr_assert_eq(cap_window_open(NULL, 320, 240, "t", &w), TK_EINVAL);
   cr_assert_null(w);
-  cr_assert_eq(tel_window_open(m, 10, 240, "t", &w), TK_ERANGE);
-  cr_assert_eq(tel_window_open(m, 320, 240, "t", &w), 0, "%s", tk_errmsg());
+  cr_assert_eq(cap_window_open(m, 10, 240, "t", &w), TK_ERANGE);
+  cr_assert_eq(cap_window_open(m, 320, 240, "t", &w), 0, "%s", tk_errmsg());
   pin_gl_driver();
   uint8_t px[16];
   int ww, wh;
-  cr_assert_eq(tel_window_screenshot(w, px, sizeof px, &ww, &wh), TK_EINVAL, "screenshot before a draw");
-  cr_assert_eq(tel_window_draw(w, m2, d, NULL), TK_EINVAL);
-  cr_assert_eq(tel_window_draw(w, m, d, NULL), 0, "%s", tk_errmsg());
-  cr_assert_eq(tel_window_screenshot(w, px, sizeof px, &ww, &wh), TK_ERANGE);
+  cr_assert_eq(cap_window_screenshot(w, px, sizeof px, &ww, &wh), TK_EINVAL, "screenshot before a draw");
+  cr_assert_eq(cap_window_draw(w, m2, d, NULL), TK_EINVAL);
+  cr_assert_eq(cap_window_draw(w, m, d, NULL), 0, "%s", tk_errmsg());
+  cr_assert_eq(cap_window_screenshot(w, px, sizeof px, &ww, &wh), TK_ERANGE);
   cr_assert(strstr(tk_errmsg(), "320x240"), "%s", tk_errmsg());
   /* a HUD with odd content: long, non-ASCII, NaN, more bars than drawn */
   double many[20];
@@ -490,19 +444,19 @@ Test(window, bad_arguments, .timeout = 120) {
   char longmsg[2000];
   memset(longmsg, 'x', sizeof longmsg - 1);
   longmsg[sizeof longmsg - 1] = 0;
-  telHud h = {.state = "paused: pad unplugged \xc3\xa9",
+  capHud h = {.state = "paused: pad unplugged \xc3\xa9",
               .tone = 99,
               .action = many,
               .action_dim = 20,
               .legend = longmsg,
               .message = longmsg,
               .device = longmsg};
-  cr_assert_eq(tel_window_draw(w, m, d, &h), 0, "%s", tk_errmsg());
-  tel_window_close(w);
-  tel_window_close(NULL);
+  cr_assert_eq(cap_window_draw(w, m, d, &h), 0, "%s", tk_errmsg());
+  cap_window_close(w);
+  cap_window_close(NULL);
   SDL_Quit();
   /* without SDL video */
-  cr_assert_eq(tel_window_open(m, 320, 240, "t", &w), TK_EINVAL);
+  cr_assert_eq(cap_window_open(m, 320, 240, "t", &w), TK_EINVAL);
   cr_assert(strstr(tk_errmsg(), "SDL"), "%s", tk_errmsg());
   mj_deleteData(d);
   mj_deleteModel(m);
@@ -527,11 +481,11 @@ static void window_and_env(int env_first) {
   enum { CW = 64, CH = 64 };
   uint8_t cam0[CW * CH * 3], cam[CW * CH * 3];
   if (env_first) cr_assert_eq(cap_env_render(e, "agentview", CW, CH, cam0), 0, "%s", tk_errmsg());
-  telWindow *w = open_window(m, 320, 240);
-  telHud h = sample_hud();
+  capWindow *w = open_window(m, 320, 240);
+  capHud h = sample_hud();
   shot first = {0};
   for (int i = 0; i < 4; i++) {
-    cr_assert_eq(tel_window_draw(w, m, d, &h), 0, "round %d: %s", i, tk_errmsg());
+    cr_assert_eq(cap_window_draw(w, m, d, &h), 0, "round %d: %s", i, tk_errmsg());
     cr_assert_eq(cap_env_render(e, "agentview", CW, CH, i || env_first ? cam : cam0), 0, "round %d: %s", i,
                  tk_errmsg());
     if (i || env_first)
@@ -548,7 +502,7 @@ static void window_and_env(int env_first) {
   cr_assert_gt(distinct_colours(&one), 4, "the camera image is flat");
   cr_assert_gt(distinct_colours(&first), 8, "the window image is flat");
   free(first.px);
-  tel_window_close(w);
+  cap_window_close(w);
   /* the environment renders on after the window is gone */
   cr_assert_eq(cap_env_render(e, "agentview", CW, CH, cam), 0, "%s", tk_errmsg());
   cr_assert_eq(memcmp(cam0, cam, sizeof cam), 0);
@@ -579,8 +533,8 @@ Test(window, osmesa_then_window_refused, .timeout = 120) {
   uint8_t cam[32 * 32 * 3];
   cr_assert_eq(cap_env_render(e, "agentview", 32, 32, cam), 0, "%s", tk_errmsg());
   mjModel *m = load_scene();
-  telWindow *w = NULL;
-  cr_assert_eq(tel_window_open(m, 320, 240, "t", &w), TK_EINVAL);
+  capWindow *w = NULL;
+  cr_assert_eq(cap_window_open(m, 320, 240, "t", &w), TK_EINVAL);
   cr_assert(strstr(tk_errmsg(), "OSMesa"), "%s", tk_errmsg());
   cr_assert_null(w);
   cap_env_free(e);
@@ -593,7 +547,7 @@ Test(window, window_then_osmesa_refused, .timeout = 120) {
   setenv("DK_GL", "osmesa", 1);
   sdl_up();
   mjModel *m = load_scene();
-  telWindow *w = open_window(m, 320, 240);
+  capWindow *w = open_window(m, 320, 240);
   capOpts o;
   cap_opts_default(&o);
   o.task = "reach";
@@ -609,7 +563,7 @@ Test(window, window_then_osmesa_refused, .timeout = 120) {
   cr_assert(strstr(tk_errmsg(), "OSMesa"), "%s", tk_errmsg());
   cap_env_free(e);
   cap_model_free(cm);
-  tel_window_close(w);
+  cap_window_close(w);
   mj_deleteModel(m);
   SDL_Quit();
 }
@@ -685,39 +639,8 @@ Test(keyboard, legend) {
 }
 
 /* ---- keyboard: through the X server ---- */
-typedef int (*PFN_XTestFakeKeyEvent)(Display *, unsigned int, Bool, unsigned long);
-
-typedef struct {
-  Display *dpy;
-  void *lib;
-  PFN_XTestFakeKeyEvent fake;
-} xkeys;
-
-static xkeys xkeys_open(void) {
-  xkeys x = {0};
-  x.dpy = XOpenDisplay(NULL);
-  cr_assert(x.dpy, "XOpenDisplay(%s) failed", getenv("DISPLAY"));
-  x.lib = dlopen("libXtst.so.6", RTLD_NOW | RTLD_LOCAL);
-  cr_assert(x.lib, "libXtst.so.6 (package libxtst6) is needed to press keys on the X server: %s", dlerror());
-  x.fake = (PFN_XTestFakeKeyEvent)dlsym(x.lib, "XTestFakeKeyEvent");
-  cr_assert(x.fake);
-  return x;
-}
-
-static void xkey(xkeys *x, KeySym sym, int down) {
-  KeyCode kc = XKeysymToKeycode(x->dpy, sym);
-  cr_assert(kc, "no keycode for keysym 0x%lx", (unsigned long)sym);
-  x->fake(x->dpy, kc, down ? True : False, CurrentTime);
-  XSync(x->dpy, False);
-}
-
-static void xkeys_close(xkeys *x) {
-  XCloseDisplay(x->dpy);
-  dlclose(x->lib);
-}
-
 /* pump until the keyboard's state satisfies want() or a second passes */
-static capInputState poll_until(telWindow *w, capInput *in, int (*want)(const capInputState *)) {
+static capInputState poll_until(capWindow *w, capInput *in, int (*want)(const capInputState *)) {
   capInputState st = {0};
   int connected = 0;
   for (int i = 0; i < 200; i++) {
@@ -740,13 +663,12 @@ static int want_rb(const capInputState *s) { return s->pad.buttons != 0; }
 Test(keyboard, keys_through_x11, .timeout = 120) {
   pid_t server = own_display() ? start_xvfb() : 0;
   sdl_up();
-  cap_input_register(&cap_keyboard_driver);
   mjModel *m = load_scene();
   mjData *d = mj_makeData(m);
   mj_forward(m, d);
-  telWindow *w = open_window(m, 320, 240);
-  cr_assert_eq(tel_window_draw(w, m, d, NULL), 0, "%s", tk_errmsg());
-  SDL_Window *sw = tel_window_sdl(w);
+  capWindow *w = open_window(m, 320, 240);
+  cr_assert_eq(cap_window_draw(w, m, d, NULL), 0, "%s", tk_errmsg());
+  SDL_Window *sw = cap_window_sdl(w);
   SDL_RaiseWindow(sw);
   SDL_SetWindowInputFocus(sw);
   for (int i = 0; i < 200 && SDL_GetKeyboardFocus() != sw; i++) {
@@ -797,7 +719,7 @@ Test(keyboard, keys_through_x11, .timeout = 120) {
 
   xkeys_close(&x);
   cap_input_close(in);
-  tel_window_close(w);
+  cap_window_close(w);
   mj_deleteData(d);
   mj_deleteModel(m);
   SDL_Quit();
@@ -807,7 +729,6 @@ Test(keyboard, keys_through_x11, .timeout = 120) {
 /* Events pushed by the program (not the keyboard) still count as button taps. */
 Test(keyboard, pushed_event_tap, .timeout = 60) {
   sdl_up();
-  cap_input_register(&cap_keyboard_driver);
   capInput *in = NULL;
   cr_assert_eq(cap_input_open("keyboard", NULL, &in), 0, "%s", tk_errmsg());
   SDL_Event ev = {0};

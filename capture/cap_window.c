@@ -1,6 +1,6 @@
-/* teleop/tel_window.c -- the teleop console's window: SDL2 + OpenGL, the MuJoCo scene with a
- * mouse-driven camera, and the HUD drawn with MuJoCo's 2D calls (mjr_overlay, mjr_label,
- * mjr_rectangle): no font library.
+/* capture/cap_window.c -- the window of the teleop console and the viewer (declared in cap.h):
+ * SDL2 + OpenGL, the MuJoCo scene with a mouse-driven camera, and the HUD drawn with MuJoCo's
+ * 2D calls (mjr_overlay, mjr_label, mjr_rectangle): no font library.
  *
  * One GL API for the window and the offscreen renderer. The environment renders camera
  * observations offscreen (capture/cap_render.c: EGL on Mesa's surfaceless platform, OSMesa
@@ -35,7 +35,10 @@
  * them is several times slower); the window never waits for vsync (swap interval 0), so a
  * draw never holds the control loop beyond its own rendering time.
  */
-#include "tel_window.h"
+#include <SDL2/SDL.h>
+#include <mujoco/mujoco.h>
+
+#include "cap.h"
 
 #include <dlfcn.h>
 #include <math.h>
@@ -66,13 +69,13 @@ typedef struct {
   char stats_l[COL_MAX + 1], stats_r[COL_MAX + 1];
   char legend_l[COL_MAX + 1], legend_r[COL_MAX + 1];
   int nbars;
-  double bars[TEL_HUD_MAX_BARS];
-  char names[TEL_HUD_MAX_BARS][NAME_MAX];
+  double bars[CAP_HUD_MAX_BARS];
+  char names[CAP_HUD_MAX_BARS][NAME_MAX];
   char message[256];
   int message_tone;
 } hudFrame;
 
-struct telWindow {
+struct capWindow {
   SDL_Window *win;
   SDL_GLContext ctx;
   Uint32 win_id;
@@ -88,13 +91,13 @@ struct telWindow {
   int drag; /* SDL_BUTTON_LEFT / SDL_BUTTON_RIGHT while dragging, else 0 */
   PFN_PixelStorei PixelStorei;
   hudFrame hud;
-  uint8_t *strip; /* telHud.strip_rgb as last drawn, rows bottom-up (GL's order) */
+  uint8_t *strip; /* capHud.strip_rgb as last drawn, rows bottom-up (GL's order) */
   int strip_w, strip_h;
   size_t strip_cap;
 };
 
 /* ---- GL context: current on entry, released on exit ---- */
-static int ctx_on(telWindow *w) {
+static int ctx_on(capWindow *w) {
   if (SDL_ThreadID() != w->thread)
     return tk_error(TK_EINVAL, "the teleop window is used from another thread than the one that opened it");
   if (SDL_GL_MakeCurrent(w->win, w->ctx))
@@ -102,7 +105,7 @@ static int ctx_on(telWindow *w) {
   return 0;
 }
 
-static void ctx_off(telWindow *w) { SDL_GL_MakeCurrent(w->win, NULL); }
+static void ctx_off(capWindow *w) { SDL_GL_MakeCurrent(w->win, NULL); }
 
 /* Which API SDL used: an EGL context current on this thread means EGL. */
 static int detect_api(void) {
@@ -126,7 +129,7 @@ static int egl_promote(void) {
   return 0;
 }
 
-static int check_gl(telWindow *w) {
+static int check_gl(capWindow *w) {
   PFN_GetString get = (PFN_GetString)SDL_GL_GetProcAddress("glGetString");
   w->PixelStorei = (PFN_PixelStorei)SDL_GL_GetProcAddress("glPixelStorei");
   const char *ver = get ? (const char *)get(GL_VERSION) : NULL;
@@ -139,20 +142,20 @@ static int check_gl(telWindow *w) {
   return 0;
 }
 
-int tel_window_open(const mjModel *m, int width, int height, const char *title, telWindow **out) {
-  if (!out) return tk_error(TK_EINVAL, "tel_window_open: no output pointer");
+int cap_window_open(const mjModel *m, int width, int height, const char *title, capWindow **out) {
+  if (!out) return tk_error(TK_EINVAL, "cap_window_open: no output pointer");
   *out = NULL;
-  if (!m) return tk_error(TK_EINVAL, "tel_window_open: no model");
+  if (!m) return tk_error(TK_EINVAL, "cap_window_open: no model");
   if (width < 64 || height < 64 || width > 16384 || height > 16384)
     return tk_error(TK_ERANGE, "window size %dx%d: expected 64..16384 pixels each way", width, height);
   if (!SDL_WasInit(SDL_INIT_VIDEO))
     return tk_error(TK_EINVAL,
-                    "tel_window_open: SDL video is not initialized (SDL_Init(SDL_INIT_VIDEO) first)");
+                    "cap_window_open: SDL video is not initialized (SDL_Init(SDL_INIT_VIDEO) first)");
   if (dlsym(RTLD_DEFAULT, "OSMesaGetProcAddress"))
     return tk_error(TK_EINVAL, "the offscreen renderer uses OSMesa (DK_GL=osmesa?), whose GL cannot drive a "
                                "window in the same process: unset DK_GL to render offscreen through EGL");
 
-  telWindow *w = calloc(1, sizeof *w);
+  capWindow *w = calloc(1, sizeof *w);
   if (!w) return tk_error(TK_ENOMEM, "out of memory for the teleop window");
   w->m = m;
   w->thread = SDL_ThreadID();
@@ -232,11 +235,11 @@ int tel_window_open(const mjModel *m, int width, int height, const char *title, 
 fail:;
   char msg[TK_ERRMSG_MAX];
   snprintf(msg, sizeof msg, "%s", tk_errmsg());
-  tel_window_close(w);
+  cap_window_close(w);
   return tk_error(rc, "%s", msg);
 }
 
-void tel_window_close(telWindow *w) {
+void cap_window_close(capWindow *w) {
   if (!w) return;
   if (w->ctx && w->con_made && SDL_GL_MakeCurrent(w->win, w->ctx) == 0) {
     mjr_freeContext(&w->con); /* GL objects: needs the context */
@@ -249,19 +252,19 @@ void tel_window_close(telWindow *w) {
   free(w);
 }
 
-SDL_Window *tel_window_sdl(telWindow *w) { return w ? w->win : NULL; }
+SDL_Window *cap_window_sdl(capWindow *w) { return w ? w->win : NULL; }
 
-const char *tel_window_gl_api(const telWindow *w) { return !w ? "none" : w->api == API_EGL ? "egl" : "glx"; }
+const char *cap_window_gl_api(const capWindow *w) { return !w ? "none" : w->api == API_EGL ? "egl" : "glx"; }
 
-void tel_window_size(const telWindow *w, int *width, int *height) {
+void cap_window_size(const capWindow *w, int *width, int *height) {
   int dw = 0, dh = 0;
   if (w) SDL_GL_GetDrawableSize(w->win, &dw, &dh);
   if (width) *width = dw;
   if (height) *height = dh;
 }
 
-int tel_window_camera(telWindow *w, const char *name) {
-  if (!w) return tk_error(TK_EINVAL, "tel_window_camera: no window");
+int cap_window_camera(capWindow *w, const char *name) {
+  if (!w) return tk_error(TK_EINVAL, "cap_window_camera: no window");
   if (!name) {
     w->cam.type = mjCAMERA_FREE;
     return 0;
@@ -274,7 +277,7 @@ int tel_window_camera(telWindow *w, const char *name) {
 }
 
 /* A drag on a fixed camera: continue with the free camera from the same view. */
-static void free_from_view(telWindow *w) {
+static void free_from_view(capWindow *w) {
   if (w->cam.type == mjCAMERA_FREE) return;
   w->cam.type = mjCAMERA_FREE;
   if (!w->drawn) return;
@@ -296,7 +299,7 @@ static void free_from_view(telWindow *w) {
   w->cam.elevation = asin(TK_MAX(-1.0, TK_MIN(1.0, f[2]))) * 180 / mjPI;
 }
 
-int tel_window_events(telWindow *w, const SDL_Event *ev) {
+int cap_window_events(capWindow *w, const SDL_Event *ev) {
   if (!w || !ev) return 0;
   int ww = 1, wh = 1;
   switch (ev->type) {
@@ -339,13 +342,13 @@ int tel_window_events(telWindow *w, const SDL_Event *ev) {
 
 /* ---- HUD ---- */
 static const float tones[][3] = {
-    [TEL_TONE_IDLE] = {0.35f, 0.35f, 0.38f}, [TEL_TONE_REC] = {0.80f, 0.08f, 0.08f},
-    [TEL_TONE_WARN] = {0.85f, 0.55f, 0.05f}, [TEL_TONE_GOOD] = {0.10f, 0.55f, 0.20f},
-    [TEL_TONE_BAD] = {0.50f, 0.05f, 0.10f},  [TEL_TONE_INFO] = {0.15f, 0.35f, 0.75f},
+    [CAP_TONE_IDLE] = {0.35f, 0.35f, 0.38f}, [CAP_TONE_REC] = {0.80f, 0.08f, 0.08f},
+    [CAP_TONE_WARN] = {0.85f, 0.55f, 0.05f}, [CAP_TONE_GOOD] = {0.10f, 0.55f, 0.20f},
+    [CAP_TONE_BAD] = {0.50f, 0.05f, 0.10f},  [CAP_TONE_INFO] = {0.15f, 0.35f, 0.75f},
 };
 
 static const float *tone_rgb(int tone) {
-  return tone >= 0 && tone < (int)TK_ARRAY_LEN(tones) ? tones[tone] : tones[TEL_TONE_IDLE];
+  return tone >= 0 && tone < (int)TK_ARRAY_LEN(tones) ? tones[tone] : tones[CAP_TONE_IDLE];
 }
 
 /* Append printf text to a bounded column; silently stops at its end. */
@@ -394,7 +397,7 @@ static void split_legend(const char *legend, char *left, char *right) {
   }
 }
 
-static void hud_capture(hudFrame *f, const telHud *h) {
+static void hud_capture(hudFrame *f, const capHud *h) {
   static const char *const eef_names[7] = {"dx", "dy", "dz", "drx", "dry", "drz", "grip"};
   memset(f, 0, sizeof *f);
   if (!h) return;
@@ -421,7 +424,7 @@ static void hud_capture(hudFrame *f, const telHud *h) {
   }
   split_legend(h->legend, f->legend_l, f->legend_r);
   if (h->action && h->action_dim > 0) {
-    f->nbars = TK_MIN(h->action_dim, TEL_HUD_MAX_BARS);
+    f->nbars = TK_MIN(h->action_dim, CAP_HUD_MAX_BARS);
     for (int i = 0; i < f->nbars; i++) {
       f->bars[i] = h->action[i];
       if (h->action_names && h->action_names[i])
@@ -451,7 +454,7 @@ static int overlay_height(const mjrContext *con, const char *col) {
   return 5 + 5 + lines * con->charHeight + (lines - 1) * 5;
 }
 
-static void hud_draw(telWindow *w, mjrRect vp, const hudFrame *f) {
+static void hud_draw(capWindow *w, mjrRect vp, const hudFrame *f) {
   const mjrContext *con = &w->con;
   const int pad = TK_MAX(6, con->charHeight / 2);
   int top = vp.bottom + vp.height; /* y of the top edge */
@@ -540,7 +543,7 @@ static void hud_draw(telWindow *w, mjrRect vp, const hudFrame *f) {
 }
 
 /* Render the scene as last updated, and the HUD as last captured, into the back buffer. */
-static void render_frame(telWindow *w, mjrRect vp) {
+static void render_frame(capWindow *w, mjrRect vp) {
   mjr_setBuffer(mjFB_WINDOW, &w->con);
   mjr_render(vp, &w->scn, &w->con);
   int sh = 0;
@@ -553,7 +556,7 @@ static void render_frame(telWindow *w, mjrRect vp) {
 }
 
 /* Keep a copy of the HUD's strip image, flipped to GL's bottom-up rows. */
-static int strip_capture(telWindow *w, const telHud *h) {
+static int strip_capture(capWindow *w, const capHud *h) {
   w->strip_w = w->strip_h = 0;
   if (!h || !h->strip_rgb || h->strip_w <= 0 || h->strip_h <= 0) return 0;
   size_t row = (size_t)h->strip_w * 3, need = row * (size_t)h->strip_h;
@@ -570,9 +573,9 @@ static int strip_capture(telWindow *w, const telHud *h) {
   return 0;
 }
 
-int tel_window_draw(telWindow *w, const mjModel *m, mjData *d, const telHud *hud) {
-  if (!w || !m || !d) return tk_error(TK_EINVAL, "tel_window_draw: null argument");
-  if (m != w->m) return tk_error(TK_EINVAL, "tel_window_draw: the window was opened for another model");
+int cap_window_draw(capWindow *w, const mjModel *m, mjData *d, const capHud *hud) {
+  if (!w || !m || !d) return tk_error(TK_EINVAL, "cap_window_draw: null argument");
+  if (m != w->m) return tk_error(TK_EINVAL, "cap_window_draw: the window was opened for another model");
   mjv_updateScene(m, d, &w->opt, &w->pert, &w->cam, mjCAT_ALL, &w->scn); /* no GL */
   hud_capture(&w->hud, hud);
   int rc = strip_capture(w, hud);
@@ -587,14 +590,14 @@ int tel_window_draw(telWindow *w, const mjModel *m, mjData *d, const telHud *hud
   return 0;
 }
 
-int tel_window_screenshot(telWindow *w, uint8_t *rgb, size_t cap, int *width, int *height) {
-  if (!w) return tk_error(TK_EINVAL, "tel_window_screenshot: no window");
+int cap_window_screenshot(capWindow *w, uint8_t *rgb, size_t cap, int *width, int *height) {
+  if (!w) return tk_error(TK_EINVAL, "cap_window_screenshot: no window");
   int dw = 0, dh = 0;
   SDL_GL_GetDrawableSize(w->win, &dw, &dh);
   if (width) *width = dw;
   if (height) *height = dh;
   if (!rgb) return 0;
-  if (!w->drawn) return tk_error(TK_EINVAL, "tel_window_screenshot: nothing drawn yet");
+  if (!w->drawn) return tk_error(TK_EINVAL, "cap_window_screenshot: nothing drawn yet");
   size_t row = (size_t)dw * 3;
   if (cap < row * (size_t)dh)
     return tk_error(TK_ERANGE, "screenshot of %dx%d needs %zu bytes, the buffer has %zu", dw, dh,
@@ -620,12 +623,12 @@ int tel_window_screenshot(telWindow *w, uint8_t *rgb, size_t cap, int *width, in
   return 0;
 }
 
-int tel_window_save_png(telWindow *w, const char *path) {
+int cap_window_save_png(capWindow *w, const char *path) {
   int W = 0, H = 0;
-  if (tel_window_screenshot(w, NULL, 0, &W, &H)) return tk_error_wrap(TK_EINVAL, "%s: screenshot", path);
+  if (cap_window_screenshot(w, NULL, 0, &W, &H)) return tk_error_wrap(TK_EINVAL, "%s: screenshot", path);
   uint8_t *rgb = malloc((size_t)W * (size_t)H * 3);
   if (!rgb) return tk_error(TK_ENOMEM, "out of memory");
-  int rc = tel_window_screenshot(w, rgb, (size_t)W * (size_t)H * 3, &W, &H);
+  int rc = cap_window_screenshot(w, rgb, (size_t)W * (size_t)H * 3, &W, &H);
   if (!rc) rc = tk_png_write_rgb(path, rgb, W, H);
   free(rgb);
   return rc;
