@@ -36,7 +36,7 @@ capVpad *tel_vpad(telConsole *c) { return c->vpad; }
 
 void tel_opts_default(telOpts *o) {
   memset(o, 0, sizeof *o);
-  o->task = "lift";
+  o->task = CAP_DEFAULT_TASK;
   o->device = "gamepad";
   o->image_gzip = 4;
 }
@@ -569,8 +569,8 @@ static int setup(telRun *r) {
     rc = tel_window_open(cap_model_mujoco(r->model), o->win_width > 0 ? o->win_width : 1280,
                          o->win_height > 0 ? o->win_height : 720, title, &r->win);
     if (rc) return tk_error_wrap(rc, "console window (run with --headless where there is no display)");
-    /* the operator sees the scene the way the default mapping assumes: through agentview */
-    if (r->spec->has_reward) tel_window_camera(r->win, "agentview");
+    /* the operator sees the scene the way the default mapping assumes: through the task's camera */
+    if (r->spec->view_camera[0]) tel_window_camera(r->win, r->spec->view_camera);
   } else if (!strcmp(o->device, "keyboard")) {
     return tk_error(TK_EINVAL, "keyboard input comes from the console window: drop --headless");
   }

@@ -19,7 +19,7 @@ static void usage(FILE *f) {
       "Drive a simulated or real robot and record demonstrations. Every finished episode is durable\n"
       "in FILE.h5 the moment it ends (crash-safe; see the README's data section).\n"
       "\n"
-      "  --task NAME          built-in task: reach, push, lift (default lift)\n"
+      "  --task NAME          built-in task: %s (default %s)\n"
       "  --model FILE.xml     your own MJCF scene (free play over its actuators, no reward)\n"
       "  --out FILE.h5        dataset; an existing one is appended to (same task and schema)\n"
       "  --robot PORT         a servo-bus arm instead of a simulated task: dxl:/dev/ttyUSB0 (Dynamixel\n"
@@ -63,7 +63,8 @@ static void usage(FILE *f) {
       "Gamepad: %s\n"
       "Keyboard: %s\n"
       "SpaceMouse: %s\n",
-      tel_legend("gamepad"), tel_legend("keyboard"), tel_legend("spacemouse"));
+      cap_task_names(), CAP_DEFAULT_TASK, tel_legend("gamepad"), tel_legend("keyboard"),
+      tel_legend("spacemouse"));
 }
 
 static volatile sig_atomic_t got_sigint;
