@@ -99,6 +99,10 @@ typedef struct {
   int terminated; /* success or instability: the episode cannot continue */
   int truncated;  /* the horizon was reached */
   int flags;      /* CAP_FLAG_* for this step */
+  /* The action the environment executed (action_dim, normalized as the input): non-finite values
+   * replaced and everything clipped to [-1,1]; on a robot, targets cut to the joint limits and the
+   * maximum step (CAP_FLAG_LIMITED), a NaN meaning "stay". What a dataset records. */
+  double action[CAP_MAX_ACT];
 } capStep;
 
 void cap_opts_default(capOpts *o);

@@ -381,9 +381,8 @@ int cap_env_step(capEnv *e, const double *action, capStep *out) {
   mjData *d = e->d;
   memset(out, 0, sizeof *out);
   if (e->unstable) return tk_error(TK_EINVAL, "the simulation diverged; reset the environment");
-  double a[CAP_MAX_ACT];
-  out->flags = sanitize(e, action, a, cm->spec.action_dim);
-  apply_action(e, a);
+  out->flags = sanitize(e, action, out->action, cm->spec.action_dim); /* what runs, and what is recorded */
+  apply_action(e, out->action);
   for (int k = 0; k < cm->nsub; k++) {
     /* step1 computes the bias forces of the current state; gravity compensation on the arm
      * (as a real arm's controller provides) uses them; step2 integrates */

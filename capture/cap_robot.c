@@ -514,6 +514,11 @@ int cap_robot_reset(capEnv *e, capObs *obs) {
   return rc;
 }
 
+/* A joint target (rad) as the absolute-target action that commands it (-1 .. 1 across the limits). */
+static double target_action(const capJoint *j, double rad) {
+  return clampd(2 * (rad - j->lo) / (j->hi - j->lo) - 1, -1, 1);
+}
+
 int cap_robot_step(capEnv *e, const double *action, capStep *out) {
   capRobot *r = e->robot;
   const capRobotCfg *c = r->c;
@@ -541,6 +546,8 @@ int cap_robot_step(capEnv *e, const double *action, capStep *out) {
       if (fabs(t2 - t) > 1e-12) out->flags |= CAP_FLAG_LIMITED;
       r->target[i] = t2;
       v[i] = safe_ticks(j, t2);
+      /* executed: the clipped action itself when nothing cut it, else the target sent, normalized */
+      out->action[i] = isfinite(a) && t2 == t ? a : target_action(j, t2);
     }
     if (out->flags & (CAP_FLAG_NONFINITE | CAP_FLAG_CLIPPED)) e->warnings++;
     if (srv_bus_sync_write_reg(r->bus, SRV_REG_GOAL_POSITION, r->ids, c->n, v)) {
@@ -551,9 +558,11 @@ int cap_robot_step(capEnv *e, const double *action, capStep *out) {
       if (read_present(r)) fault_from_bus(r, "reading positions");
     }
   }
-  if (r->faulted) {
+  if (r->faulted) { /* the safe state: the targets it holds (or left standing with torque off) */
     out->flags |= CAP_FLAG_FAULT;
     out->terminated = 1;
+    for (int i = 0; i < c->n; i++)
+      out->action[i] = target_action(&c->j[i], r->target[i]);
   }
   e->steps++;
   out->truncated = e->cm->spec.horizon > 0 && e->steps >= e->cm->spec.horizon;
@@ -572,10 +581,8 @@ int cap_env_hold_action(const capEnv *e, double *action) {
   capRobot *r = e->robot;
   if (!r) return tk_error(TK_EINVAL, "hold action: not a robot");
   pthread_mutex_lock(&r->mu);
-  for (int i = 0; i < r->c->n; i++) {
-    const capJoint *j = &r->c->j[i];
-    action[i] = clampd(2 * (r->target[i] - j->lo) / (j->hi - j->lo) - 1, -1, 1);
-  }
+  for (int i = 0; i < r->c->n; i++)
+    action[i] = target_action(&r->c->j[i], r->target[i]);
   pthread_mutex_unlock(&r->mu);
   return 0;
 }

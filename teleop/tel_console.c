@@ -279,7 +279,7 @@ static int record_step(telRun *r, const double *action, int intervention) {
   double t = tk_now_s() - r->ep_t0;
   int rc = cap_env_step(r->env, action, &s);
   if (rc) return rc;
-  dsStep d = {.action = action,
+  dsStep d = {.action = s.action, /* what the environment executed (clipped, limited) */
               .reward = s.reward,
               .done = 0,
               .state = r->spec->state_dim ? r->state : NULL,
@@ -288,11 +288,6 @@ static int record_step(telRun *r, const double *action, int intervention) {
   if (intervention) r->st->intervention_steps++;
   for (int k = 0; k < r->spec->nobs; k++)
     d.obs[k] = r->obs[k];
-  /* out-of-range values were clipped by the environment: record what it executed */
-  double clipped[CAP_MAX_ACT];
-  for (int i = 0; i < r->spec->action_dim; i++)
-    clipped[i] = isfinite(action[i]) ? fmax(-1, fmin(1, action[i])) : 0;
-  d.action = clipped;
   if ((rc = ds_writer_add_step(r->w, &d))) return rc;
   copy_obs(r, &s.obs);
   cap_env_get_state(r->env, r->state);
