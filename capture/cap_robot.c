@@ -168,7 +168,7 @@ int cap_robot_cfg_load(const char *spec, const char *path, int leader, capRobotC
       break;
     }
     if (!q->name[0]) snprintf(q->name, sizeof q->name, "joint%d", k);
-    int id = (int)tk_json_num(jt, "id", -1), maxid = c->kind == SRV_DXL ? SRV_DXL_MAX_ID : SRV_FTS_MAX_ID;
+    int id = (int)tk_json_num(jt, "id", -1), maxid = srv_codec(c->kind)->max_id;
     double dir = tk_json_num(jt, "direction", 1), lo = tk_json_num(jt, "min", 0),
            hi = tk_json_num(jt, "max", 0);
     if (id > maxid)
@@ -314,9 +314,8 @@ static int read_present(capRobot *r) {
   if (rc) return rc;
   const srvReg *pos = srv_reg(k, SRV_REG_PRESENT_POSITION), *vel = srv_reg(k, SRV_REG_PRESENT_VELOCITY),
                *cur = srv_reg(k, SRV_REG_PRESENT_CURRENT);
-  /* Dynamixel 0.229 rpm and 2.69 mA per unit; Feetech steps/s and 6.5 mA */
-  const double vel_unit = k == SRV_DXL ? 0.229 * 2 * M_PI / 60 : 1.0 / CAP_ROBOT_TICKS_PER_RAD;
-  const double cur_unit = k == SRV_DXL ? 2.69e-3 : 6.5e-3;
+  /* units per the codec's row (Dynamixel 0.229 rpm and 2.69 mA, Feetech steps/s and 6.5 mA) */
+  const double vel_unit = srv_codec(k)->vel_unit, cur_unit = srv_codec(k)->cur_unit;
   for (int i = 0; i < c->n; i++) {
     const uint8_t *b = r->blk + (size_t)i * r->blk_len;
     const capJoint *j = &c->j[i];
