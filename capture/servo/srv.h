@@ -6,7 +6,7 @@
  *              Builders for ping, read, write, sync read, sync write (and status packets, for the
  *              simulator), and one incremental parser for both that takes a byte stream (split
  *              reads, garbage before a header, stuffed bytes) and returns validated packets.
- *              srvCodec is the vtable over the two.
+ *              srvCodec is the table over them: one row per codec, defined in its file.
  *   transport  srv_serial.c  POSIX serial port (termios raw, any baud via termios2/BOTHER,
  *              ASYNC_LOW_LATENCY), reads with a microsecond timeout, hangup detection, and the
  *              transaction srv_txrx (write a request, read one status packet or time out).
