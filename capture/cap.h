@@ -20,6 +20,7 @@ extern "C" {
 #define CAP_MAX_OBS 16
 #define CAP_MAX_CAMS 4
 #define CAP_MAX_ACT 32
+#define CAP_DEFAULT_TASK "lift" /* the built-in task when none is named */
 
 typedef struct capModel capModel;
 typedef struct capEnv capEnv;
@@ -38,7 +39,7 @@ typedef struct {
 } capCamera;
 
 typedef struct {
-  const char *task;       /* "reach", "push", "lift"; NULL when model_path is given */
+  const char *task;       /* a built-in task (cap_task_names()); NULL when model_path is given */
   const char *model_path; /* a user's MJCF: free play over its actuators, no reward */
   double control_hz;      /* default 20 */
   capActionMode action_mode;
@@ -71,6 +72,7 @@ typedef struct {
   int horizon;
   int state_dim; /* flat float64 state (get/set) */
   int has_reward;
+  char view_camera[CAP_NAME_MAX]; /* the camera the operator watches (the pad mapping assumes it); "" none */
   int nobs;
   capObsSpec obs[CAP_MAX_OBS];
 } capSpec;
@@ -97,6 +99,10 @@ typedef struct {
   int terminated; /* success or instability: the episode cannot continue */
   int truncated;  /* the horizon was reached */
   int flags;      /* CAP_FLAG_* for this step */
+  /* The action the environment executed (action_dim, normalized as the input): non-finite values
+   * replaced and everything clipped to [-1,1]; on a robot, targets cut to the joint limits and the
+   * maximum step (CAP_FLAG_LIMITED), a NaN meaning "stay". What a dataset records. */
+  double action[CAP_MAX_ACT];
 } capStep;
 
 void cap_opts_default(capOpts *o);
@@ -105,7 +111,7 @@ void cap_opts_default(capOpts *o);
 int cap_model_load(const capOpts *o, capModel **out);
 void cap_model_free(capModel *m);
 const capSpec *cap_spec(const capModel *m);
-const char *cap_task_names(void);     /* "reach, push, lift" */
+const char *cap_task_names(void);     /* the built-in tasks: "reach, push, lift" */
 int cap_task_known(const char *name); /* 1 when name is one of them */
 /* The MJCF text the model came from (for the dataset's model_file attr). */
 const char *cap_model_xml(const capModel *m);

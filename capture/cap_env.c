@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cap_internal.h"
+#include "cap_task.h"
 #include "cap_robot.h"
 #include "cap_render.h"
 
@@ -116,11 +116,6 @@ double cap_env_gripper(const capEnv *e) {
 }
 
 /* ---- observations ---- */
-static double dist3(const double *a, const double *b) {
-  double dx = a[0] - b[0], dy = a[1] - b[1], dz = a[2] - b[2];
-  return sqrt(dx * dx + dy * dy + dz * dz);
-}
-
 static int render_cams(capEnv *e) {
   const capModel *cm = e->cm;
   for (int c = 0; c < cm->opts.ncams; c++) {
@@ -135,7 +130,7 @@ static void fill_obs(capEnv *e, capObs *obs) {
   const capModel *cm = e->cm;
   const mjData *d = e->d;
   double *o = e->low;
-  if (cm->task == TASK_FREE) {
+  if (!cm->task) { /* a user's scene */
     memcpy(o, d->qpos, (size_t)cm->m->nq * sizeof(double));
     memcpy(o + cm->m->nq, d->qvel, (size_t)cm->m->nv * sizeof(double));
   } else {
@@ -150,26 +145,7 @@ static void fill_obs(capEnv *e, capObs *obs) {
       o[9 + i] = d->qpos[cm->arm_qadr[i]];
       o[16 + i] = d->qvel[cm->arm_dadr[i]];
     }
-    double *ob = o + 23;
-    if (cm->task == TASK_REACH) {
-      memcpy(ob, e->goal, 3 * sizeof(double));
-      for (int i = 0; i < 3; i++)
-        ob[3 + i] = e->goal[i] - eef[i];
-    } else {
-      const double *cp = d->xpos + 3 * cm->body_cube, *cq = d->xquat + 4 * cm->body_cube;
-      memcpy(ob, cp, 3 * sizeof(double));
-      memcpy(ob + 3, cq, 4 * sizeof(double));
-      if (cm->task == TASK_PUSH) {
-        memcpy(ob + 7, e->goal, 3 * sizeof(double));
-        for (int i = 0; i < 3; i++)
-          ob[10 + i] = e->goal[i] - cp[i];
-        for (int i = 0; i < 3; i++)
-          ob[13 + i] = cp[i] - eef[i];
-      } else {
-        for (int i = 0; i < 3; i++)
-          ob[7 + i] = cp[i] - eef[i];
-      }
-    }
+    cm->task->object_obs(e, eef, o + 23); /* "object": the task's */
   }
   if (!obs) return;
   obs->n = cm->spec.nobs;
@@ -185,93 +161,25 @@ int cap_env_observe(capEnv *e, capObs *obs) {
   return rc;
 }
 
-/* ---- task ---- */
-static int success_now(const capEnv *e) {
-  const capModel *cm = e->cm;
-  const mjData *d = e->d;
-  double eef[3];
-  switch (cm->task) {
-  case TASK_REACH: cap_env_eef_pos(e, eef); return dist3(eef, e->goal) < cm->cfg.success_dist;
-  case TASK_PUSH: {
-    const double *cp = d->xpos + 3 * cm->body_cube;
-    double dx = cp[0] - e->goal[0], dy = cp[1] - e->goal[1];
-    return sqrt(dx * dx + dy * dy) < cm->cfg.success_dist;
-  }
-  case TASK_LIFT: return d->xpos[3 * cm->body_cube + 2] > e->rest_z + cm->cfg.lift_height;
-  default: return 0;
-  }
-}
+/* ---- task: the row's (capture/tasks/NAME.c) ---- */
+static int success_now(const capEnv *e) { return e->cm->task ? e->cm->task->success(e) : 0; }
 
 int cap_env_success(const capEnv *e) { return success_now(e); }
 
 /* Dense rewards shaped like robosuite's (reaching, then the task), 1 at success. */
 static double reward_now(const capEnv *e, int success) {
   const capModel *cm = e->cm;
-  if (cm->task == TASK_FREE) return 0;
+  if (!cm->task) return 0;
   if (cm->opts.sparse_reward || success) return success ? 1.0 : 0.0;
-  double eef[3];
-  cap_env_eef_pos(e, eef);
-  const mjData *d = e->d;
-  switch (cm->task) {
-  case TASK_REACH: return 0.9 * (1.0 - tanh(10.0 * dist3(eef, e->goal)));
-  case TASK_PUSH: {
-    const double *cp = d->xpos + 3 * cm->body_cube;
-    double dx = cp[0] - e->goal[0], dy = cp[1] - e->goal[1];
-    double reach = 1.0 - tanh(10.0 * dist3(eef, cp));
-    double push = 1.0 - tanh(5.0 * sqrt(dx * dx + dy * dy));
-    return 0.3 * reach + 0.6 * push;
-  }
-  case TASK_LIFT: {
-    const double *cp = d->xpos + 3 * cm->body_cube;
-    double reach = 1.0 - tanh(10.0 * dist3(eef, cp));
-    double grasp = dist3(eef, cp) < 0.02 && cap_env_gripper(e) > 0.3 ? 0.25 : 0.0;
-    double lift = clampd((cp[2] - e->rest_z) / cm->cfg.lift_height, 0, 1);
-    return 0.25 * reach + grasp + 0.4 * lift;
-  }
-  default: return 0;
-  }
+  return cm->task->reward(e);
 }
 
 /* Object and goal placement from the seed (independent of the policy's RNG use). */
 static void place(capEnv *e, uint64_t seed) {
   const capModel *cm = e->cm;
-  mjData *d = e->d;
   tk_rng_seed(&e->rng, seed);
-  const capTaskCfg *c = &cm->cfg;
-  double x, y;
-  if (cm->body_cube >= 0) {
-    int qa = cm->m->jnt_qposadr[cm->jnt_cube];
-    x = tk_rng_range(&e->rng, c->x_lo, c->x_hi);
-    y = tk_rng_range(&e->rng, c->y_lo, c->y_hi);
-    d->qpos[qa] = x;
-    d->qpos[qa + 1] = y;
-    /* a random yaw: the grasp must adapt */
-    double yaw = tk_rng_range(&e->rng, -M_PI / 4, M_PI / 4);
-    d->qpos[qa + 3] = cos(yaw / 2);
-    d->qpos[qa + 4] = 0;
-    d->qpos[qa + 5] = 0;
-    d->qpos[qa + 6] = sin(yaw / 2);
-  }
-  if (cm->task == TASK_REACH) {
-    e->goal[0] = tk_rng_range(&e->rng, c->x_lo, c->x_hi);
-    e->goal[1] = tk_rng_range(&e->rng, c->y_lo, c->y_hi);
-    e->goal[2] = c->table_z + tk_rng_range(&e->rng, 0.03, 0.25);
-  } else if (cm->task == TASK_PUSH) {
-    int qa = cm->m->jnt_qposadr[cm->jnt_cube];
-    for (int tries = 0; tries < 100; tries++) {
-      e->goal[0] = tk_rng_range(&e->rng, c->x_lo, c->x_hi);
-      e->goal[1] = tk_rng_range(&e->rng, c->y_lo, c->y_hi);
-      double dx = e->goal[0] - d->qpos[qa], dy = e->goal[1] - d->qpos[qa + 1];
-      if (sqrt(dx * dx + dy * dy) > 0.12) break;
-    }
-    e->goal[2] = c->table_z + 0.001;
-  } else if (cm->task == TASK_LIFT) {
-    int qa = cm->m->jnt_qposadr[cm->jnt_cube];
-    e->goal[0] = d->qpos[qa];
-    e->goal[1] = d->qpos[qa + 1];
-    e->goal[2] = d->qpos[qa + 2] + c->lift_height;
-  }
-  if (cm->mocap_goal >= 0) memcpy(d->mocap_pos + 3 * cm->mocap_goal, e->goal, 3 * sizeof(double));
+  cm->task->reset(e);
+  if (cm->mocap_goal >= 0) memcpy(e->d->mocap_pos + 3 * cm->mocap_goal, e->goal, 3 * sizeof(double));
 }
 
 int cap_env_reset(capEnv *e, uint64_t seed, capObs *obs) {
@@ -286,7 +194,7 @@ int cap_env_reset(capEnv *e, uint64_t seed, capObs *obs) {
   e->warnings = 0;
   e->unstable = 0;
   memset(e->goal, 0, sizeof e->goal);
-  if (cm->task != TASK_FREE)
+  if (cm->task)
     place(e, seed);
   else
     tk_rng_seed(&e->rng, seed);
@@ -393,7 +301,7 @@ static int sanitize(capEnv *e, const double *a, double *out, int n) {
 static void apply_action(capEnv *e, const double *a) {
   const capModel *cm = e->cm;
   mjData *d = e->d;
-  if (cm->task == TASK_FREE) {
+  if (!cm->task) { /* a user's scene: actions are the actuators' controls */
     for (int i = 0; i < cm->m->nu; i++) {
       double lo = cm->m->actuator_ctrlrange[2 * i], hi = cm->m->actuator_ctrlrange[2 * i + 1];
       if (!cm->m->actuator_ctrllimited[i]) lo = -1, hi = 1;
@@ -473,9 +381,8 @@ int cap_env_step(capEnv *e, const double *action, capStep *out) {
   mjData *d = e->d;
   memset(out, 0, sizeof *out);
   if (e->unstable) return tk_error(TK_EINVAL, "the simulation diverged; reset the environment");
-  double a[CAP_MAX_ACT];
-  out->flags = sanitize(e, action, a, cm->spec.action_dim);
-  apply_action(e, a);
+  out->flags = sanitize(e, action, out->action, cm->spec.action_dim); /* what runs, and what is recorded */
+  apply_action(e, out->action);
   for (int k = 0; k < cm->nsub; k++) {
     /* step1 computes the bias forces of the current state; gravity compensation on the arm
      * (as a real arm's controller provides) uses them; step2 integrates */

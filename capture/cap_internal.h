@@ -9,21 +9,19 @@
 
 #define CAP_ARM_DOF 7
 
-typedef enum { TASK_FREE = 0, TASK_REACH, TASK_PUSH, TASK_LIFT } capTask;
+struct capTaskDef; /* a built-in task's row (cap_task.h) */
 
-/* Task constants (world frame, meters). */
+/* Task geometry (world frame, meters), from the task's row and its model. */
 typedef struct {
   double table_z;                /* table top height */
   double cube_half;              /* half side of the cube */
   double x_lo, x_hi, y_lo, y_hi; /* placement box for objects and goals on the table */
-  double success_dist;           /* reach and push */
-  double lift_height;            /* lift: cube raised this much above its resting height */
   int horizon;
 } capTaskCfg;
 
 struct capModel {
   mjModel *m;
-  capTask task;
+  const struct capTaskDef *task; /* the built-in task's row; NULL for a user's scene or a robot */
   capTaskCfg cfg;
   capOpts opts;
   capSpec spec;
@@ -62,7 +60,7 @@ struct capEnv {
   int64_t warnings;
   double des_pos[3], des_quat[4]; /* the controller's desired end-effector pose */
   double goal[3];
-  double rest_z; /* lift: cube resting height at reset */
+  double rest_z; /* the object's resting height at reset (m) */
   double *low;   /* nlow doubles */
   uint8_t *img[CAP_MAX_CAMS];
   struct capRender *render;

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cap_internal.h"
+#include "cap_task.h"
 #include "cap_robot.h"
 
 static pthread_mutex_t mj_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -22,29 +22,9 @@ static void fatal_error(const char *msg) {
   _exit(1);
 }
 
-static const struct {
-  const char *name;
-  capTask task;
-  int horizon;
-} tasks[] = {
-    {"reach", TASK_REACH, 100},
-    {"push", TASK_PUSH, 200},
-    {"lift", TASK_LIFT, 150},
-};
-
-const char *cap_task_names(void) { return "reach, push, lift"; }
-
-static int task_index(const char *name) {
-  for (int i = 0; name && i < (int)TK_ARRAY_LEN(tasks); i++)
-    if (!strcmp(name, tasks[i].name)) return i;
-  return -1;
-}
-
-int cap_task_known(const char *name) { return task_index(name) >= 0; }
-
 void cap_opts_default(capOpts *o) {
   memset(o, 0, sizeof *o);
-  o->task = "lift";
+  o->task = CAP_DEFAULT_TASK;
   o->control_hz = 20;
   o->action_mode = CAP_ACT_EEF;
 }
@@ -106,12 +86,14 @@ static char *save_xml(const mjModel *m) {
 
 static int id_of(const mjModel *m, int type, const char *name) { return mj_name2id(m, type, name); }
 
+/* The ids the controller and the task need; what the task's row says its model has must be there. */
 static int find_ids(capModel *cm) {
   const mjModel *m = cm->m;
+  const capTaskDef *t = cm->task;
   cm->site_eef = id_of(m, mjOBJ_SITE, "grip_site");
   cm->body_cube = id_of(m, mjOBJ_BODY, "cube");
   cm->jnt_cube = cm->body_cube >= 0 && m->body_jntnum[cm->body_cube] > 0 ? m->body_jntadr[cm->body_cube] : -1;
-  int mb = id_of(m, mjOBJ_BODY, cm->task == TASK_REACH ? "target" : "goal");
+  int mb = t->goal_body ? id_of(m, mjOBJ_BODY, t->goal_body) : -1;
   cm->mocap_goal = mb >= 0 ? m->body_mocapid[mb] : -1;
   cm->key_home = id_of(m, mjOBJ_KEY, "home");
   cm->act_gripper = id_of(m, mjOBJ_ACTUATOR, "act_gripper");
@@ -119,10 +101,10 @@ static int find_ids(capModel *cm) {
   if (cm->site_eef < 0) missing = "site grip_site";
   if (cm->key_home < 0) missing = "keyframe home";
   if (cm->act_gripper < 0) missing = "actuator act_gripper";
-  if ((cm->task == TASK_PUSH || cm->task == TASK_LIFT) && cm->jnt_cube < 0)
-    missing = "body cube with a free joint";
-  if ((cm->task == TASK_REACH || cm->task == TASK_PUSH) && cm->mocap_goal < 0)
-    missing = "mocap body target/goal";
+  if (t->has_cube && cm->jnt_cube < 0) missing = "body cube with a free joint";
+  char goal[CAP_NAME_MAX + 16];
+  snprintf(goal, sizeof goal, "mocap body %s", t->goal_body ? t->goal_body : "");
+  if (t->goal_body && cm->mocap_goal < 0) missing = goal;
   for (int i = 0; i < CAP_ARM_DOF && !missing; i++) {
     char jn[16], an[16];
     snprintf(jn, sizeof jn, "joint%d", i + 1);
@@ -181,10 +163,6 @@ static void add_obs(capModel *cm, const char *name, capDtype t, int rank, int s0
   s->nobs++;
 }
 
-static int object_dim(capTask t) {
-  return t == TASK_REACH ? 6 : t == TASK_PUSH ? 16 : t == TASK_LIFT ? 10 : 0;
-}
-
 static void build_spec(capModel *cm) {
   capSpec *s = &cm->spec;
   const mjModel *m = cm->m;
@@ -193,8 +171,9 @@ static void build_spec(capModel *cm) {
   s->action_low = -1;
   s->action_high = 1;
   s->action_mode = cm->opts.action_mode;
-  s->has_reward = cm->task != TASK_FREE;
-  if (cm->task == TASK_FREE) {
+  s->has_reward = cm->task != NULL;
+  if (cm->task) snprintf(s->view_camera, sizeof s->view_camera, "%s", cm->task->view_camera);
+  if (!cm->task) { /* a user's scene: its actuators, its state */
     s->action_dim = m->nu;
     add_obs(cm, "qpos", CAP_F64, 1, m->nq, 0, 0);
     add_obs(cm, "qvel", CAP_F64, 1, m->nv, 0, 0);
@@ -205,7 +184,7 @@ static void build_spec(capModel *cm) {
     add_obs(cm, "robot0_gripper_qpos", CAP_F64, 1, 2, 0, 0);
     add_obs(cm, "robot0_joint_pos", CAP_F64, 1, CAP_ARM_DOF, 0, 0);
     add_obs(cm, "robot0_joint_vel", CAP_F64, 1, CAP_ARM_DOF, 0, 0);
-    add_obs(cm, "object", CAP_F64, 1, object_dim(cm->task), 0, 0);
+    add_obs(cm, "object", CAP_F64, 1, cm->task->object_dim, 0, 0);
   }
   for (int c = 0; c < cm->opts.ncams; c++) {
     char key[CAP_NAME_MAX + 16];
@@ -270,7 +249,7 @@ int cap_model_load(const capOpts *o, capModel **out) {
   mju_user_warning = quiet_warning;
   mju_user_error = fatal_error;
   if (o->model_path) {
-    cm->task = TASK_FREE;
+    cm->task = NULL;
     snprintf(cm->spec.task, sizeof cm->spec.task, "free");
     cap_mujoco_lock();
     cm->m = mj_loadXML(o->model_path, NULL, err, sizeof err);
@@ -293,16 +272,15 @@ int cap_model_load(const capOpts *o, capModel **out) {
     cm->key_home = -1;
     cm->cfg.horizon = o->horizon > 0 ? o->horizon : 1000;
   } else {
-    const char *t = o->task ? o->task : "lift";
-    int ti = task_index(t);
-    if (ti < 0) {
+    const char *t = o->task ? o->task : CAP_DEFAULT_TASK;
+    const capTaskDef *td = cap_task_find(t);
+    if (!td) {
       rc = tk_error(TK_ENOTFOUND, "unknown task '%s' (known tasks: %s)", t, cap_task_names());
       goto fail;
     }
-    cm->task = tasks[ti].task;
-    snprintf(cm->spec.task, sizeof cm->spec.task, "%s", t);
-    char file[64];
-    snprintf(file, sizeof file, "%s.xml", t);
+    cm->task = td;
+    snprintf(cm->spec.task, sizeof cm->spec.task, "%s", td->name);
+    const char *file = td->model;
     cap_mujoco_lock();
     cm->m = load_vfs(cap_embedded_models, cap_n_embedded_models, file, err, sizeof err);
     if (cm->m) cm->xml = save_xml(cm->m);
@@ -312,9 +290,7 @@ int cap_model_load(const capOpts *o, capModel **out) {
       goto fail;
     }
     if ((rc = find_ids(cm))) goto fail;
-    cm->cfg.horizon = o->horizon > 0 ? o->horizon : tasks[ti].horizon;
-    cm->cfg.success_dist = 0.05;
-    cm->cfg.lift_height = 0.04;
+    cm->cfg.horizon = o->horizon > 0 ? o->horizon : td->horizon;
     /* geometry from the model: table top height, cube size */
     int tg = mj_name2id(cm->m, mjOBJ_GEOM, "table_top");
     if (tg < 0) {
@@ -326,18 +302,11 @@ int cap_model_load(const capOpts *o, capModel **out) {
       int cg = cm->m->body_geomadr[cm->body_cube];
       cm->cfg.cube_half = cm->m->geom_size[3 * cg];
     }
-    /* where objects and goals are placed: in front of the arm, within its comfortable reach */
-    cm->cfg.x_lo = -0.05;
-    cm->cfg.x_hi = 0.25;
-    cm->cfg.y_lo = -0.25;
-    cm->cfg.y_hi = 0.25;
-    if (cm->task == TASK_PUSH) {
-      /* pushing needs room behind the cube, and the arm cannot reach close to its base */
-      cm->cfg.x_lo = 0.03;
-      cm->cfg.x_hi = 0.22;
-      cm->cfg.y_lo = -0.20;
-      cm->cfg.y_hi = 0.20;
-    }
+    /* where objects and goals are placed: the task's box (in front of the arm, within its reach) */
+    cm->cfg.x_lo = td->place_lo[0];
+    cm->cfg.x_hi = td->place_hi[0];
+    cm->cfg.y_lo = td->place_lo[1];
+    cm->cfg.y_hi = td->place_hi[1];
     for (int i = 0; i < CAP_ARM_DOF; i++)
       cm->arm_home[i] = cm->m->key_qpos[cm->key_home * cm->m->nq + cm->arm_qadr[i]];
   }

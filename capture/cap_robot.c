@@ -168,7 +168,7 @@ int cap_robot_cfg_load(const char *spec, const char *path, int leader, capRobotC
       break;
     }
     if (!q->name[0]) snprintf(q->name, sizeof q->name, "joint%d", k);
-    int id = (int)tk_json_num(jt, "id", -1), maxid = c->kind == SRV_DXL ? SRV_DXL_MAX_ID : SRV_FTS_MAX_ID;
+    int id = (int)tk_json_num(jt, "id", -1), maxid = srv_codec(c->kind)->max_id;
     double dir = tk_json_num(jt, "direction", 1), lo = tk_json_num(jt, "min", 0),
            hi = tk_json_num(jt, "max", 0);
     if (id > maxid)
@@ -237,7 +237,6 @@ int cap_robot_model_init(const capOpts *o, capModel *cm) {
   if (!c) return tk_error(TK_ENOMEM, "out of memory");
   cm->robot = c;
   cm->site_eef = cm->body_cube = cm->jnt_cube = cm->mocap_goal = cm->key_home = -1;
-  cm->task = TASK_FREE;
   int rc = cap_robot_cfg_load(o->robot, o->robot_config, 0, c);
   if (rc) return rc;
   capSpec *s = &cm->spec;
@@ -315,9 +314,8 @@ static int read_present(capRobot *r) {
   if (rc) return rc;
   const srvReg *pos = srv_reg(k, SRV_REG_PRESENT_POSITION), *vel = srv_reg(k, SRV_REG_PRESENT_VELOCITY),
                *cur = srv_reg(k, SRV_REG_PRESENT_CURRENT);
-  /* Dynamixel 0.229 rpm and 2.69 mA per unit; Feetech steps/s and 6.5 mA */
-  const double vel_unit = k == SRV_DXL ? 0.229 * 2 * M_PI / 60 : 1.0 / CAP_ROBOT_TICKS_PER_RAD;
-  const double cur_unit = k == SRV_DXL ? 2.69e-3 : 6.5e-3;
+  /* units per the codec's row (Dynamixel 0.229 rpm and 2.69 mA, Feetech steps/s and 6.5 mA) */
+  const double vel_unit = srv_codec(k)->vel_unit, cur_unit = srv_codec(k)->cur_unit;
   for (int i = 0; i < c->n; i++) {
     const uint8_t *b = r->blk + (size_t)i * r->blk_len;
     const capJoint *j = &c->j[i];
@@ -515,6 +513,11 @@ int cap_robot_reset(capEnv *e, capObs *obs) {
   return rc;
 }
 
+/* A joint target (rad) as the absolute-target action that commands it (-1 .. 1 across the limits). */
+static double target_action(const capJoint *j, double rad) {
+  return clampd(2 * (rad - j->lo) / (j->hi - j->lo) - 1, -1, 1);
+}
+
 int cap_robot_step(capEnv *e, const double *action, capStep *out) {
   capRobot *r = e->robot;
   const capRobotCfg *c = r->c;
@@ -542,6 +545,8 @@ int cap_robot_step(capEnv *e, const double *action, capStep *out) {
       if (fabs(t2 - t) > 1e-12) out->flags |= CAP_FLAG_LIMITED;
       r->target[i] = t2;
       v[i] = safe_ticks(j, t2);
+      /* executed: the clipped action itself when nothing cut it, else the target sent, normalized */
+      out->action[i] = isfinite(a) && t2 == t ? a : target_action(j, t2);
     }
     if (out->flags & (CAP_FLAG_NONFINITE | CAP_FLAG_CLIPPED)) e->warnings++;
     if (srv_bus_sync_write_reg(r->bus, SRV_REG_GOAL_POSITION, r->ids, c->n, v)) {
@@ -552,9 +557,11 @@ int cap_robot_step(capEnv *e, const double *action, capStep *out) {
       if (read_present(r)) fault_from_bus(r, "reading positions");
     }
   }
-  if (r->faulted) {
+  if (r->faulted) { /* the safe state: the targets it holds (or left standing with torque off) */
     out->flags |= CAP_FLAG_FAULT;
     out->terminated = 1;
+    for (int i = 0; i < c->n; i++)
+      out->action[i] = target_action(&c->j[i], r->target[i]);
   }
   e->steps++;
   out->truncated = e->cm->spec.horizon > 0 && e->steps >= e->cm->spec.horizon;
@@ -573,10 +580,8 @@ int cap_env_hold_action(const capEnv *e, double *action) {
   capRobot *r = e->robot;
   if (!r) return tk_error(TK_EINVAL, "hold action: not a robot");
   pthread_mutex_lock(&r->mu);
-  for (int i = 0; i < r->c->n; i++) {
-    const capJoint *j = &r->c->j[i];
-    action[i] = clampd(2 * (r->target[i] - j->lo) / (j->hi - j->lo) - 1, -1, 1);
-  }
+  for (int i = 0; i < r->c->n; i++)
+    action[i] = target_action(&r->c->j[i], r->target[i]);
   pthread_mutex_unlock(&r->mu);
   return 0;
 }

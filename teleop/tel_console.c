@@ -35,7 +35,7 @@ capVpad *tel_vpad(telConsole *c) { return c->vpad; }
 
 void tel_opts_default(telOpts *o) {
   memset(o, 0, sizeof *o);
-  o->task = "lift";
+  o->task = CAP_DEFAULT_TASK;
   o->device = "gamepad";
   o->image_gzip = 4;
 }
@@ -268,7 +268,7 @@ static int record_step(telRun *r, const double *action, int intervention) {
   double t = tk_now_s() - r->ep_t0;
   int rc = cap_env_step(r->env, action, &s);
   if (rc) return rc;
-  dsStep d = {.action = action,
+  dsStep d = {.action = s.action, /* what the environment executed (clipped, limited) */
               .reward = s.reward,
               .done = 0,
               .state = r->spec->state_dim ? r->state : NULL,
@@ -277,11 +277,6 @@ static int record_step(telRun *r, const double *action, int intervention) {
   if (intervention) r->st->intervention_steps++;
   for (int k = 0; k < r->spec->nobs; k++)
     d.obs[k] = r->obs[k];
-  /* out-of-range values were clipped by the environment: record what it executed */
-  double clipped[CAP_MAX_ACT];
-  for (int i = 0; i < r->spec->action_dim; i++)
-    clipped[i] = isfinite(action[i]) ? fmax(-1, fmin(1, action[i])) : 0;
-  d.action = clipped;
   if ((rc = ds_writer_add_step(r->w, &d))) return rc;
   copy_obs(r, &s.obs);
   cap_env_get_state(r->env, r->state);
@@ -557,8 +552,8 @@ static int setup(telRun *r) {
     rc = cap_window_open(cap_model_mujoco(r->model), o->win_width > 0 ? o->win_width : 1280,
                          o->win_height > 0 ? o->win_height : 720, title, &r->win);
     if (rc) return tk_error_wrap(rc, "console window (run with --headless where there is no display)");
-    /* the operator sees the scene the way the default mapping assumes: through agentview */
-    if (r->spec->has_reward) cap_window_camera(r->win, "agentview");
+    /* the operator sees the scene the way the default mapping assumes: through the task's camera */
+    if (r->spec->view_camera[0]) cap_window_camera(r->win, r->spec->view_camera);
   }
   if (o->policy && (rc = policy_open(r))) return rc; /* before the dataset: a refusal writes nothing */
   if ((rc = writer_open(o, r->model, r, &r->w))) return rc;

@@ -19,7 +19,7 @@ static void usage(FILE *f) {
       "Drive a simulated or real robot and record demonstrations. Every finished episode is durable\n"
       "in FILE.h5 the moment it ends (crash-safe; see the README's data section).\n"
       "\n"
-      "  --task NAME          built-in task: reach, push, lift (default lift)\n"
+      "  --task NAME          built-in task: %s (default %s)\n"
       "  --model FILE.xml     your own MJCF scene (free play over its actuators, no reward)\n"
       "  --out FILE.h5        dataset; an existing one is appended to (same task and schema)\n"
       "  --robot PORT         a servo-bus arm instead of a simulated task: dxl:/dev/ttyUSB0 (Dynamixel\n"
@@ -63,7 +63,7 @@ static void usage(FILE *f) {
       "                       file of another kind (no output may be an input; --out is only appended to)\n"
       "\n"
       "Devices (--device):\n",
-      cap_input_names(CAP_INPUT_UNPACED));
+      cap_task_names(), CAP_DEFAULT_TASK, cap_input_names(CAP_INPUT_UNPACED));
   for (int i = 0; cap_input_drivers[i]; i++)
     fprintf(f, "  %-12s %s\n", cap_input_drivers[i]->name, cap_input_drivers[i]->summary);
   for (int i = 0; cap_input_drivers[i]; i++) { /* the controls, "control\tmeaning" per line */

@@ -6,7 +6,7 @@
  *              Builders for ping, read, write, sync read, sync write (and status packets, for the
  *              simulator), and one incremental parser for both that takes a byte stream (split
  *              reads, garbage before a header, stuffed bytes) and returns validated packets.
- *              srvCodec is the vtable over the two.
+ *              srvCodec is the table over them: one row per codec, defined in its file.
  *   transport  srv_serial.c  POSIX serial port (termios raw, any baud via termios2/BOTHER,
  *              ASYNC_LOW_LATENCY), reads with a microsecond timeout, hangup detection, and the
  *              transaction srv_txrx (write a request, read one status packet or time out).
@@ -32,7 +32,8 @@ extern "C" {
 #endif
 
 /* ---- protocol constants ---- */
-typedef enum { SRV_DXL = 0, SRV_FTS = 1 } srvKind; /* Dynamixel Protocol 2.0, Feetech STS */
+/* Dynamixel Protocol 2.0, Feetech STS: the index of the codec's row (srv_codec). */
+typedef enum { SRV_DXL = 0, SRV_FTS = 1, SRV_NKINDS } srvKind;
 
 enum {
   SRV_PING = 0x01,
@@ -183,10 +184,14 @@ int srv_fts_sync_read(uint8_t *out, size_t cap, uint16_t addr, uint16_t len, con
 int srv_fts_sync_write(uint8_t *out, size_t cap, uint16_t addr, uint16_t len, const uint8_t *ids, int n,
                        const uint8_t *data);
 
-/* The two codecs behind one table (what the bus and the simulator use). */
-typedef struct {
-  const char *name; /* "dynamixel2", "feetech" */
-  srvKind kind;
+/* The codecs as rows of one table (what the bus, the robot and the simulator use): a protocol's
+ * builders, its stream extraction and its servos' capabilities, one row per codec, defined in the
+ * codec's file (srv_dxl.c: srv_codec_dxl, srv_fts.c: srv_codec_fts) and listed in srv_codec.c.
+ * Nothing outside a codec's file branches on which codec it is: it asks the row. */
+typedef struct srvCodec {
+  const char *name;    /* "dynamixel2", "feetech" */
+  srvKind kind;        /* its index in the table */
+  const char *aliases; /* what srv_kind_parse takes for it, space separated ("dxl dynamixel dynamixel2") */
   int (*packet)(uint8_t *out, size_t cap, uint8_t id, uint8_t inst, const uint8_t *params, size_t n);
   int (*status)(uint8_t *out, size_t cap, uint8_t id, uint8_t err, const uint8_t *params, size_t n);
   int (*ping)(uint8_t *out, size_t cap, uint8_t id);
@@ -195,10 +200,26 @@ typedef struct {
   int (*sync_read)(uint8_t *out, size_t cap, uint16_t addr, uint16_t len, const uint8_t *ids, int n);
   int (*sync_write)(uint8_t *out, size_t cap, uint16_t addr, uint16_t len, const uint8_t *ids, int n,
                     const uint8_t *data);
-  int addr_bytes; /* width of addresses and lengths in read/sync parameters: 2 or 1 */
+  /* srv_parse's step: take at most one packet out of the parser's held bytes (p->dir says status or
+   * request). 1 a packet in *out, 0 need more bytes, TK_EFORMAT a malformed candidate was dropped
+   * (srv_parser_reject). */
+  int (*extract)(srvParser *p, srvPacket *out);
+  int addr_bytes;     /* width of addresses and lengths in read/sync parameters: 2 or 1 */
+  int max_id;         /* largest id a servo can have (SRV_BROADCAST aside) */
+  const srvReg *regs; /* SRV_REG_COUNT register addresses of its servos' control table */
+  int sm_bit;         /* 2-byte registers: 0 two's complement, else sign-magnitude with the sign here */
+  uint8_t err_number; /* status error bits that are an error number (the instruction failed); 0: none */
+  uint8_t hw_alert;   /* status error bits a servo sets on a hardware error (the simulator's HWERR) */
+  int ping_model;     /* 1: a ping's status carries the model number; 0: read Model_Number */
+  double vel_unit;    /* rad/s per Present_Velocity unit */
+  double cur_unit;    /* A per Present_Current unit */
+  /* the status error byte's meaning, e.g. "overheat, overload", into buf (err != 0; n > 0) */
+  void (*error_names)(uint8_t err, char *buf, size_t n);
+  const struct srvSimServo *sim; /* the simulated servo of this family (srv_sim.c) */
 } srvCodec;
+/* The row of kind (NULL for a kind that is not in the table). */
 const srvCodec *srv_codec(srvKind kind);
-/* "dxl"/"dynamixel" -> SRV_DXL, "fts"/"feetech"/"sts" -> SRV_FTS; TK_EINVAL otherwise. */
+/* A codec by any of its names ("dxl", "dynamixel", "fts", "feetech", "sts", ...); TK_EINVAL otherwise. */
 int srv_kind_parse(const char *s, srvKind *out);
 
 /* ---- serial transport (srv_serial.c) ---- */
@@ -328,8 +349,23 @@ int srv_sim_move(srvSim *sim, uint8_t id, int32_t ticks);
 void srv_sim_stop(srvSim *sim); /* NULL fine */
 
 /* ---- internals shared by the codec files ---- */
-int srv_dxl_extract(srvParser *p, srvPacket *out); /* 1 packet, 0 need more, TK_EFORMAT dropped */
+extern const srvCodec srv_codec_dxl, srv_codec_fts; /* the rows (srv_codec.c lists them) */
+int srv_dxl_extract(srvParser *p, srvPacket *out);  /* 1 packet, 0 need more, TK_EFORMAT dropped */
 int srv_fts_extract(srvParser *p, srvPacket *out);
+/* snprintf at buf + *k (bounded by n, *k advanced by what would have been written) */
+void srv_appendf(char *buf, size_t n, size_t *k, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* The simulated servo of a codec's family (srv_sim.c asks it; defined in the codec's file). */
+enum { SRV_SIM_IGNORED = 0x100 }; /* write_check: the write is silently ignored (read-only, no error code) */
+typedef struct srvSimServo {
+  const char *model;            /* "XL430-W250", "STS3215" */
+  void (*init)(uint8_t *table); /* its factory control table (id, goal and present position come after) */
+  double (*velocity)(double ticks_per_s); /* Present_Velocity's units for a speed (before rounding) */
+  double cur_per_tick, cur_max; /* Present_Current units per tick of position error, and its bound */
+  int32_t hw_error_value;       /* SRV_REG_HW_ERROR's value while the servo has a hardware error */
+  /* 0 ok, an error number (err_number bits), or SRV_SIM_IGNORED, for a write of len bytes at addr;
+   * table: the servo's control table before the write */
+  unsigned (*write_check)(const uint8_t *table, unsigned addr, const uint8_t *data, unsigned len);
+} srvSimServo;
 void srv_parser_drop(srvParser *p, size_t k); /* forget the first k held bytes */
 /* Count a malformed candidate, drop k bytes, set the message; returns TK_EFORMAT. */
 int srv_parser_reject(srvParser *p, srvParseErr why, size_t k, const char *fmt, ...)

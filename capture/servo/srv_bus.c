@@ -38,6 +38,7 @@ int srv_bus_open(srvBus **out, const char *path, const srvBusOpts *o) {
     o = &d;
   }
   if (o->timeout_us < 0) return tk_error(TK_EINVAL, "servo bus: negative timeout");
+  if (!srv_codec(o->kind)) return tk_error(TK_EINVAL, "servo bus: protocol %d unknown", (int)o->kind);
   srvBus *b = calloc(1, sizeof *b);
   if (!b) return tk_error(TK_ENOMEM, "out of memory");
   b->kind = o->kind;
@@ -113,7 +114,7 @@ static int exchange(srvBus *b, int n, uint8_t id, size_t rx_bytes, const char *w
 int srv_bus_ping(srvBus *b, uint8_t id, uint16_t *model) {
   int rc = exchange(b, b->codec->ping(b->tx, sizeof b->tx, id), id, 14, "ping");
   if (rc || !model) return rc;
-  if (b->kind == SRV_DXL) {
+  if (b->codec->ping_model) { /* the ping's status carries model and firmware */
     if (b->st.nparams < 3) {
       b->fail = SRV_FAIL_CORRUPT;
       return tk_error(TK_EFORMAT, "ping id %u: status carries %u bytes, not model and firmware", id,

@@ -1,5 +1,5 @@
-/* capture/servo/srv_codec.c -- what the two codecs share: the stream parser, the codec table,
- * register addresses, value encodings and error-byte names. */
+/* capture/servo/srv_codec.c -- what the codecs share: the stream parser, the codec table (each
+ * row is defined in its codec's file), value encodings and error-byte names through the rows. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -42,8 +42,10 @@ int srv_parse(srvParser *p, const uint8_t *data, size_t n, size_t *used, srvPack
   if (!used) used = &dummy;
   *used = 0;
   if (!p || !out || (n && !data)) return tk_error(TK_EINVAL, "srv_parse: missing parser, output or data");
+  const srvCodec *codec = srv_codec(p->kind);
+  if (!codec) return tk_error(TK_EINVAL, "srv_parse: servo protocol %d unknown", (int)p->kind);
   for (;;) {
-    int rc = p->kind == SRV_DXL ? srv_dxl_extract(p, out) : srv_fts_extract(p, out);
+    int rc = codec->extract(p, out);
     if (rc) {
       *used = u;
       return rc;
@@ -74,57 +76,41 @@ void srv_parser_commit(srvParser *p, size_t k) {
   p->n += k < room ? k : room;
 }
 
-/* ---- codec table ---- */
-static const srvCodec codecs[2] = {
-    {"dynamixel2", SRV_DXL, srv_dxl_packet, srv_dxl_status, srv_dxl_ping, srv_dxl_read, srv_dxl_write,
-     srv_dxl_sync_read, srv_dxl_sync_write, 2},
-    {"feetech", SRV_FTS, srv_fts_packet, srv_fts_status, srv_fts_ping, srv_fts_read, srv_fts_write,
-     srv_fts_sync_read, srv_fts_sync_write, 1},
+/* ---- codec table: one row per codec, indexed by srvKind ---- */
+static const srvCodec *const codecs[SRV_NKINDS] = {
+    [SRV_DXL] = &srv_codec_dxl,
+    [SRV_FTS] = &srv_codec_fts,
 };
 
-const srvCodec *srv_codec(srvKind kind) { return &codecs[kind == SRV_FTS]; }
-
-int srv_kind_parse(const char *s, srvKind *out) {
-  if (s && (!strcasecmp(s, "dxl") || !strcasecmp(s, "dynamixel") || !strcasecmp(s, "dynamixel2"))) {
-    *out = SRV_DXL;
-    return 0;
-  }
-  if (s && (!strcasecmp(s, "fts") || !strcasecmp(s, "feetech") || !strcasecmp(s, "sts"))) {
-    *out = SRV_FTS;
-    return 0;
-  }
-  return tk_error(TK_EINVAL, "unknown servo protocol '%s' (dynamixel or feetech)", s ? s : "");
+const srvCodec *srv_codec(srvKind kind) {
+  return (int)kind >= 0 && kind < SRV_NKINDS && codecs[kind] && codecs[kind]->kind == kind ? codecs[kind]
+                                                                                           : NULL;
 }
 
-/* ---- registers: X-series (XL430/XM430) e-manual, STS3215 (LeRobot's table) ---- */
-static const srvReg regs[2][SRV_REG_COUNT] = {
-    {
-        {"Model_Number", 0, 2},
-        {"ID", 7, 1},
-        {"Torque_Enable", 64, 1},
-        {"Goal_Position", 116, 4},
-        {"Present_Position", 132, 4},
-        {"Present_Velocity", 128, 4},
-        {"Present_Current", 126, 2},
-        {"Moving", 122, 1},
-        {"Hardware_Error_Status", 70, 1},
-    },
-    {
-        {"Model_Number", 3, 2},
-        {"ID", 5, 1},
-        {"Torque_Enable", 40, 1},
-        {"Goal_Position", 42, 2},
-        {"Present_Position", 56, 2},
-        {"Present_Velocity", 58, 2},
-        {"Present_Current", 69, 2},
-        {"Moving", 66, 1},
-        {"Status", 65, 1},
-    },
-};
+int srv_kind_parse(const char *s, srvKind *out) {
+  char known[256] = "";
+  size_t k = 0;
+  for (int i = 0; i < SRV_NKINDS; i++) {
+    const srvCodec *c = codecs[i];
+    const char *a = c->aliases;
+    while (s && *a) {
+      size_t len = strcspn(a, " ");
+      if (len == strlen(s) && !strncasecmp(a, s, len)) {
+        *out = c->kind;
+        return 0;
+      }
+      a += len + (a[len] == ' ');
+    }
+    srv_appendf(known, sizeof known, &k, "%s%s", i ? " or " : "", c->name);
+  }
+  return tk_error(TK_EINVAL, "unknown servo protocol '%s' (%s)", s ? s : "", known);
+}
 
+/* ---- registers: the row's table ---- */
 const srvReg *srv_reg(srvKind kind, srvRegId reg) {
-  if ((int)reg < 0 || reg >= SRV_REG_COUNT) return NULL;
-  return &regs[kind == SRV_FTS][reg];
+  const srvCodec *c = srv_codec(kind);
+  if (!c || (int)reg < 0 || reg >= SRV_REG_COUNT) return NULL;
+  return &c->regs[reg];
 }
 
 /* ---- values ---- */
@@ -151,8 +137,10 @@ int srv_encode(srvKind kind, int32_t v, uint8_t *p, int len) {
     return 0;
   }
   if (len == 2) {
-    if (kind == SRV_FTS) {
-      int rc = srv_sm_encode(v, 15, &raw);
+    const srvCodec *c = srv_codec(kind);
+    if (!c) return tk_error(TK_EINVAL, "servo protocol %d unknown", (int)kind);
+    if (c->sm_bit) {
+      int rc = srv_sm_encode(v, c->sm_bit, &raw);
       if (rc) return rc;
     } else {
       if (v < -32768 || v > 0xFFFF)
@@ -176,7 +164,8 @@ int32_t srv_decode(srvKind kind, const uint8_t *p, int len) {
   if (len == 1) return p[0];
   if (len == 2) {
     const uint32_t raw = (uint32_t)p[0] | (uint32_t)p[1] << 8;
-    return kind == SRV_FTS ? srv_sm_decode(raw, 15) : (int32_t)(int16_t)raw;
+    const srvCodec *c = srv_codec(kind);
+    return c && c->sm_bit ? srv_sm_decode(raw, c->sm_bit) : (int32_t)(int16_t)raw;
   }
   if (len == 4) {
     const uint32_t raw = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -185,48 +174,30 @@ int32_t srv_decode(srvKind kind, const uint8_t *p, int len) {
   return 0;
 }
 
-/* ---- error bytes ---- */
+/* ---- error bytes: the row's names ---- */
+void srv_appendf(char *buf, size_t n, size_t *k, const char *fmt, ...) {
+  if (!n) return;
+  va_list ap;
+  va_start(ap, fmt);
+  int w = vsnprintf(buf + (*k < n ? *k : n - 1), *k < n ? n - *k : 1, fmt, ap);
+  va_end(ap);
+  if (w > 0) *k += (size_t)w;
+}
+
 const char *srv_error_str(srvKind kind, uint8_t err, char *buf, size_t n) {
-  static const char *dxl_num[8] = {"",
-                                   "result fail",
-                                   "instruction error",
-                                   "CRC error",
-                                   "data range error",
-                                   "data length error",
-                                   "data limit error",
-                                   "access error"};
-  static const struct {
-    uint8_t bit;
-    const char *name;
-  } fts_bits[] = {{SRV_FTS_ERR_VOLTAGE, "voltage"},
-                  {SRV_FTS_ERR_ANGLE, "angle sensor"},
-                  {SRV_FTS_ERR_OVERHEAT, "overheat"},
-                  {SRV_FTS_ERR_CURRENT, "overcurrent"},
-                  {SRV_FTS_ERR_OVERLOAD, "overload"}};
   if (!n) return buf;
   buf[0] = 0;
-  if (!err) {
+  const srvCodec *c = srv_codec(kind);
+  if (!err)
     snprintf(buf, n, "ok");
-    return buf;
-  }
-  size_t k = 0;
-#define SRV_APPEND(...) (k += (size_t)snprintf(buf + (k < n ? k : n - 1), k < n ? n - k : 1, __VA_ARGS__))
-  if (kind == SRV_DXL) {
-    const unsigned num = err & 0x7F;
-    if (num) SRV_APPEND("%s", num < 8 ? dxl_num[num] : "unknown error");
-    if (num >= 8) SRV_APPEND(" %u", num);
-    if (err & SRV_DXL_ALERT) SRV_APPEND("%shardware alert", num ? ", " : "");
-  } else {
-    uint8_t rest = err;
-    for (size_t i = 0; i < TK_ARRAY_LEN(fts_bits); i++)
-      if (err & fts_bits[i].bit) {
-        SRV_APPEND("%s%s", k ? ", " : "", fts_bits[i].name);
-        rest &= (uint8_t)~fts_bits[i].bit;
-      }
-    if (rest) SRV_APPEND("%sflags 0x%02X", k ? ", " : "", rest);
-  }
-#undef SRV_APPEND
+  else if (!c)
+    snprintf(buf, n, "error 0x%02X", err);
+  else
+    c->error_names(err, buf, n);
   return buf;
 }
 
-int srv_error_failed(srvKind kind, uint8_t err) { return kind == SRV_DXL && (err & 0x7F) != 0; }
+int srv_error_failed(srvKind kind, uint8_t err) {
+  const srvCodec *c = srv_codec(kind);
+  return c && (err & c->err_number) != 0;
+}

@@ -8,6 +8,7 @@
  * so the header FF FF FD 00 never appears inside a packet and a reader can resynchronise on it.
  * The CRC covers the packet from the header through the last stuffed parameter.
  */
+#include <math.h>
 #include <string.h>
 
 #include "srv.h"
@@ -237,3 +238,104 @@ int srv_dxl_extract(srvParser *p, srvPacket *out) {
   srv_parser_drop(p, total);
   return 1;
 }
+
+/* ---- error byte: bit 7 the hardware alert, bits 0-6 an error number ---- */
+static void dxl_error_names(uint8_t err, char *buf, size_t n) {
+  static const char *num_names[8] = {"",
+                                     "result fail",
+                                     "instruction error",
+                                     "CRC error",
+                                     "data range error",
+                                     "data length error",
+                                     "data limit error",
+                                     "access error"};
+  size_t k = 0;
+  const unsigned num = err & 0x7F;
+  if (num) srv_appendf(buf, n, &k, "%s", num < 8 ? num_names[num] : "unknown error");
+  if (num >= 8) srv_appendf(buf, n, &k, " %u", num);
+  if (err & SRV_DXL_ALERT) srv_appendf(buf, n, &k, "%shardware alert", num ? ", " : "");
+}
+
+/* ---- the simulated X-series servo (srv_sim.c) ---- */
+static void put_le(uint8_t *p, uint32_t v, int len) {
+  for (int i = 0; i < len; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void sim_init(uint8_t *t) {
+  put_le(t + 0, 1060, 2);  /* model: XL430-W250 */
+  t[6] = 45;               /* firmware */
+  t[8] = 3;                /* baud: 1 Mbps */
+  t[9] = 250;              /* return delay: 500 us */
+  t[11] = 3;               /* operating mode: position */
+  put_le(t + 48, 4095, 4); /* max position limit */
+  put_le(t + 52, 0, 4);    /* min position limit */
+  t[68] = 2;               /* status return level: all */
+  put_le(t + 144, 120, 2); /* input voltage, 0.1 V */
+  t[146] = 30;             /* temperature, C */
+}
+
+/* e-manual access rules: model and firmware (0..6) and the present-state block (120..147) are
+ * read-only, EEPROM (0..63) is writable only with torque off: access error; a Goal Position
+ * outside the position limits (48, 52): data limit error, ignored. */
+static unsigned sim_write_check(const uint8_t *t, unsigned addr, const uint8_t *data, unsigned len) {
+  const int torque = t[64] != 0;
+  if (addr < 7 || (addr < 148 && addr + len > 120)) return SRV_DXL_ERR_ACCESS; /* read-only */
+  if (addr < 64 && torque) return SRV_DXL_ERR_ACCESS;                          /* EEPROM locked */
+  const srvReg *g = &srv_codec_dxl.regs[SRV_REG_GOAL_POSITION];
+  if (addr <= g->addr && addr + len >= (unsigned)g->addr + g->len) {
+    int32_t v = srv_decode(SRV_DXL, data + (g->addr - addr), g->len);
+    if (v > srv_decode(SRV_DXL, t + 48, 4) || v < srv_decode(SRV_DXL, t + 52, 4)) return SRV_DXL_ERR_LIMIT;
+  }
+  return 0;
+}
+
+static double sim_velocity(double ticks_per_s) { return ticks_per_s / 4096.0 * 60.0 / 0.229; } /* 0.229 rpm */
+
+static const srvSimServo sim_servo = {
+    .model = "XL430-W250",
+    .init = sim_init,
+    .velocity = sim_velocity,
+    .cur_per_tick = 0.5,
+    .cur_max = 1193,
+    .hw_error_value = 0x04, /* Hardware_Error_Status: overheating */
+    .write_check = sim_write_check,
+};
+
+/* ---- the row: X-series (XL430/XM430) e-manual ---- */
+static const srvReg regs[SRV_REG_COUNT] = {
+    [SRV_REG_MODEL] = {"Model_Number", 0, 2},
+    [SRV_REG_ID] = {"ID", 7, 1},
+    [SRV_REG_TORQUE_ENABLE] = {"Torque_Enable", 64, 1},
+    [SRV_REG_GOAL_POSITION] = {"Goal_Position", 116, 4},
+    [SRV_REG_PRESENT_POSITION] = {"Present_Position", 132, 4},
+    [SRV_REG_PRESENT_VELOCITY] = {"Present_Velocity", 128, 4},
+    [SRV_REG_PRESENT_CURRENT] = {"Present_Current", 126, 2},
+    [SRV_REG_MOVING] = {"Moving", 122, 1},
+    [SRV_REG_HW_ERROR] = {"Hardware_Error_Status", 70, 1},
+};
+
+const srvCodec srv_codec_dxl = {
+    .name = "dynamixel2",
+    .kind = SRV_DXL,
+    .aliases = "dxl dynamixel dynamixel2",
+    .packet = srv_dxl_packet,
+    .status = srv_dxl_status,
+    .ping = srv_dxl_ping,
+    .read = srv_dxl_read,
+    .write = srv_dxl_write,
+    .sync_read = srv_dxl_sync_read,
+    .sync_write = srv_dxl_sync_write,
+    .extract = srv_dxl_extract,
+    .addr_bytes = 2,
+    .max_id = SRV_DXL_MAX_ID,
+    .regs = regs,
+    .sm_bit = 0, /* two's complement */
+    .err_number = 0x7F,
+    .hw_alert = SRV_DXL_ALERT,
+    .ping_model = 1,
+    .vel_unit = 0.229 * 2 * M_PI / 60, /* 0.229 rpm */
+    .cur_unit = 2.69e-3,               /* 2.69 mA */
+    .error_names = dxl_error_names,
+    .sim = &sim_servo,
+};

@@ -179,3 +179,93 @@ int srv_fts_extract(srvParser *p, srvPacket *out) {
   srv_parser_drop(p, total);
   return 1;
 }
+
+/* ---- error byte: flags (the instruction still ran) ---- */
+static void fts_error_names(uint8_t err, char *buf, size_t n) {
+  static const struct {
+    uint8_t bit;
+    const char *name;
+  } bits[] = {{SRV_FTS_ERR_VOLTAGE, "voltage"},
+              {SRV_FTS_ERR_ANGLE, "angle sensor"},
+              {SRV_FTS_ERR_OVERHEAT, "overheat"},
+              {SRV_FTS_ERR_CURRENT, "overcurrent"},
+              {SRV_FTS_ERR_OVERLOAD, "overload"}};
+  size_t k = 0;
+  uint8_t rest = err;
+  for (size_t i = 0; i < TK_ARRAY_LEN(bits); i++)
+    if (err & bits[i].bit) {
+      srv_appendf(buf, n, &k, "%s%s", k ? ", " : "", bits[i].name);
+      rest &= (uint8_t)~bits[i].bit;
+    }
+  if (rest) srv_appendf(buf, n, &k, "%sflags 0x%02X", k ? ", " : "", rest);
+}
+
+/* ---- the simulated STS3215 (srv_sim.c) ---- */
+static void sim_init(uint8_t *t) {
+  t[0] = 3; /* firmware 3.10 */
+  t[1] = 10;
+  t[3] = 777 & 0xFF; /* model: STS3215 (Model_Number, 2 bytes at 3) */
+  t[4] = 777 >> 8;
+  t[6] = 0;            /* baud: 1 Mbps */
+  t[11] = 4095 & 0xFF; /* max angle limit */
+  t[12] = 4095 >> 8;
+  t[62] = 120; /* voltage, 0.1 V */
+  t[63] = 30;  /* temperature, C */
+}
+
+/* no error codes: writes to the present-state block (56..70) are ignored */
+static unsigned sim_write_check(const uint8_t *t, unsigned addr, const uint8_t *data, unsigned len) {
+  (void)t;
+  (void)data;
+  return addr < 71 && addr + len > 56 ? SRV_SIM_IGNORED : 0;
+}
+
+static double sim_velocity(double ticks_per_s) { return ticks_per_s; } /* steps/s */
+
+static const srvSimServo sim_servo = {
+    .model = "STS3215",
+    .init = sim_init,
+    .velocity = sim_velocity,
+    .cur_per_tick = 0.2,
+    .cur_max = 500,
+    .hw_error_value = SRV_FTS_ERR_OVERHEAT, /* Status */
+    .write_check = sim_write_check,
+};
+
+/* ---- the row: STS3215 (LeRobot's table) ---- */
+static const srvReg regs[SRV_REG_COUNT] = {
+    [SRV_REG_MODEL] = {"Model_Number", 3, 2},
+    [SRV_REG_ID] = {"ID", 5, 1},
+    [SRV_REG_TORQUE_ENABLE] = {"Torque_Enable", 40, 1},
+    [SRV_REG_GOAL_POSITION] = {"Goal_Position", 42, 2},
+    [SRV_REG_PRESENT_POSITION] = {"Present_Position", 56, 2},
+    [SRV_REG_PRESENT_VELOCITY] = {"Present_Velocity", 58, 2},
+    [SRV_REG_PRESENT_CURRENT] = {"Present_Current", 69, 2},
+    [SRV_REG_MOVING] = {"Moving", 66, 1},
+    [SRV_REG_HW_ERROR] = {"Status", 65, 1},
+};
+
+const srvCodec srv_codec_fts = {
+    .name = "feetech",
+    .kind = SRV_FTS,
+    .aliases = "fts feetech sts",
+    .packet = srv_fts_packet,
+    .status = srv_fts_status,
+    .ping = srv_fts_ping,
+    .read = srv_fts_read,
+    .write = srv_fts_write,
+    .sync_read = srv_fts_sync_read,
+    .sync_write = srv_fts_sync_write,
+    .extract = srv_fts_extract,
+    .addr_bytes = 1,
+    .max_id = SRV_FTS_MAX_ID,
+    .regs = regs,
+    .sm_bit = 15, /* 2-byte values: sign-magnitude, sign in bit 15 */
+    .err_number = 0,
+    .hw_alert = SRV_FTS_ERR_OVERHEAT,
+    .ping_model = 0,
+    .vel_unit = 1.0 / (4096.0 / (2.0 * 3.14159265358979323846)), /* one step (of 4096 per turn) per s */
+    .cur_unit = 6.5e-3,                                          /* 6.5 mA */
+    .error_names = fts_error_names,
+    .sim = &sim_servo,
+};

@@ -16,10 +16,10 @@
  * while the program reopens the port, and puts the slave in raw mode before handing out its
  * path (no echo: with echo on, a status would come back to the servos as a request).
  *
- * Dynamixel access rules (e-manual): EEPROM (0..63) writable only with torque off, model and
- * firmware (0..6) and the present-state block (120..147) read-only: access error (7); Goal
- * Position outside the position limits (48, 52): data limit error (6), ignored. Feetech: no
- * error codes for these, read-only writes are ignored.
+ * The servo of each family (its factory table, units, write rules: Dynamixel's access and limit
+ * errors, Feetech's silently ignored read-only writes) is its codec row's `sim` (srv_dxl.c,
+ * srv_fts.c). Error numbers in replies are Protocol 2.0's, sent only by codecs that have error
+ * numbers (srvCodec.err_number); the others answer such requests with silence or a plain status.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -77,33 +77,10 @@ static int32_t get(const srvSim *sim, const simServo *s, srvRegId reg) {
   const srvReg *r = srv_reg(sim->kind, reg);
   return srv_decode(sim->kind, s->table + r->addr, r->len);
 }
-static void put_at(srvSim *sim, simServo *s, uint16_t addr, int len, int32_t v) {
-  srv_encode(sim->kind, v, s->table + addr, len);
-}
-
 static void init_servo(srvSim *sim, simServo *s, int id) {
   memset(s, 0, sizeof *s);
   s->pos = 2048 + 100 * id;
-  if (sim->kind == SRV_DXL) {
-    put(sim, s, SRV_REG_MODEL, 1060); /* XL430-W250 */
-    s->table[6] = 45;                 /* firmware */
-    s->table[8] = 3;                  /* baud: 1 Mbps */
-    s->table[9] = 250;                /* return delay: 500 us */
-    s->table[11] = 3;                 /* operating mode: position */
-    put_at(sim, s, 48, 4, 4095);      /* max position limit */
-    put_at(sim, s, 52, 4, 0);         /* min position limit */
-    s->table[68] = 2;                 /* status return level: all */
-    put_at(sim, s, 144, 2, 120);      /* input voltage, 0.1 V */
-    s->table[146] = 30;               /* temperature, C */
-  } else {
-    s->table[0] = 3; /* firmware 3.10 */
-    s->table[1] = 10;
-    put(sim, s, SRV_REG_MODEL, 777); /* STS3215 */
-    s->table[6] = 0;                 /* baud: 1 Mbps */
-    put_at(sim, s, 11, 2, 4095);     /* max angle limit */
-    s->table[62] = 120;              /* voltage, 0.1 V */
-    s->table[63] = 30;               /* temperature, C */
-  }
+  sim->codec->sim->init(s->table); /* the family's factory table */
   put(sim, s, SRV_REG_ID, id);
   put(sim, s, SRV_REG_GOAL_POSITION, (int32_t)s->pos);
   put(sim, s, SRV_REG_PRESENT_POSITION, (int32_t)s->pos);
@@ -121,6 +98,7 @@ static void advance(srvSim *sim, int64_t now) {
   if (dt <= 0) return;
   sim->t_last = now;
   const double a = exp(-dt / (sim->tau > 1e-6 ? sim->tau : 1e-6));
+  const srvSimServo *ss = sim->codec->sim;
   for (int i = 0; i < sim->n; i++) {
     simServo *s = &sim->servo[i];
     const int torque = get(sim, s, SRV_REG_TORQUE_ENABLE) != 0;
@@ -130,15 +108,10 @@ static void advance(srvSim *sim, int64_t now) {
     const double vel = (s->pos - old) / dt; /* ticks/s */
     const double err = torque ? goal - s->pos : 0;
     put(sim, s, SRV_REG_PRESENT_POSITION, (int32_t)lround(s->pos));
-    if (sim->kind == SRV_DXL) {
-      put(sim, s, SRV_REG_PRESENT_VELOCITY, (int32_t)lround(vel / 4096.0 * 60.0 / 0.229));
-      put(sim, s, SRV_REG_PRESENT_CURRENT, (int32_t)lround(fmax(-1193, fmin(1193, 0.5 * err))));
-      put(sim, s, SRV_REG_HW_ERROR, s->faults & SRV_FAULT_HWERR ? 0x04 : 0); /* overheating */
-    } else {
-      put(sim, s, SRV_REG_PRESENT_VELOCITY, (int32_t)lround(vel));
-      put(sim, s, SRV_REG_PRESENT_CURRENT, (int32_t)lround(fmax(-500, fmin(500, 0.2 * err))));
-      put(sim, s, SRV_REG_HW_ERROR, s->faults & SRV_FAULT_HWERR ? SRV_FTS_ERR_OVERHEAT : 0);
-    }
+    put(sim, s, SRV_REG_PRESENT_VELOCITY, (int32_t)lround(ss->velocity(vel)));
+    put(sim, s, SRV_REG_PRESENT_CURRENT,
+        (int32_t)lround(fmax(-ss->cur_max, fmin(ss->cur_max, ss->cur_per_tick * err))));
+    put(sim, s, SRV_REG_HW_ERROR, s->faults & SRV_FAULT_HWERR ? ss->hw_error_value : 0);
     put(sim, s, SRV_REG_MOVING, torque && fabs(goal - s->pos) >= 1.0);
   }
 }
@@ -161,7 +134,7 @@ static void record(srvSim *sim, uint8_t id, uint8_t inst, uint16_t addr, uint16_
 
 /* ---- replies ---- */
 static uint8_t status_err(const srvSim *sim, const simServo *s, uint8_t err) {
-  if (s->faults & SRV_FAULT_HWERR) err |= sim->kind == SRV_DXL ? SRV_DXL_ALERT : SRV_FTS_ERR_OVERHEAT;
+  if (s->faults & SRV_FAULT_HWERR) err |= sim->codec->hw_alert;
   return err;
 }
 
@@ -169,7 +142,7 @@ static uint8_t status_err(const srvSim *sim, const simServo *s, uint8_t err) {
  * written answers that write under its old id). */
 static void reply(srvSim *sim, const simServo *s, uint8_t id, uint8_t err, const uint8_t *data, size_t n) {
   if (s->faults & SRV_FAULT_DROP) return;
-  if (sim->kind != SRV_DXL) err = 0; /* Feetech has no error numbers, only flags */
+  err &= sim->codec->err_number; /* a protocol without error numbers (Feetech) has only flags */
   int k = sim->codec->status(sim->out + sim->nout, sizeof sim->out - sim->nout, id, status_err(sim, s, err),
                              data, n);
   if (k < 0) return;
@@ -177,30 +150,21 @@ static void reply(srvSim *sim, const simServo *s, uint8_t id, uint8_t err, const
   sim->nout += (size_t)k;
 }
 
-/* 0 or a Dynamixel error number. */
-static uint8_t check_access(const srvSim *sim, const simServo *s, unsigned addr, unsigned len, int write) {
-  if (!len || addr + len > SIM_TABLE) return SRV_DXL_ERR_ACCESS;
-  if (!write || sim->kind != SRV_DXL) return 0;
-  const int torque = s->table[64] != 0;
-  if (addr < 7 || (addr < 148 && addr + len > 120)) return SRV_DXL_ERR_ACCESS; /* read-only */
-  if (addr < 64 && torque) return SRV_DXL_ERR_ACCESS;                          /* EEPROM locked */
-  return 0;
+/* 0 or an error number (SRV_DXL_ERR_ACCESS: outside the table). */
+static uint8_t check_range(unsigned addr, unsigned len) {
+  return !len || addr + len > SIM_TABLE ? SRV_DXL_ERR_ACCESS : 0;
 }
 
-/* Apply a write; returns the Dynamixel error (0 ok). */
+/* Apply a write under the family's rules; returns the error number (0 ok or ignored). */
 static uint8_t do_write(srvSim *sim, simServo *s, unsigned addr, const uint8_t *data, unsigned len) {
-  uint8_t e = check_access(sim, s, addr, len, 1);
+  uint8_t e = check_range(addr, len);
   if (e) return e;
-  if (sim->kind == SRV_FTS && addr < 71 && addr + len > 56) return 0; /* read-only block: ignored */
-  const srvReg *g = srv_reg(sim->kind, SRV_REG_GOAL_POSITION);
-  if (sim->kind == SRV_DXL && addr <= g->addr && addr + len >= (unsigned)g->addr + g->len) {
-    int32_t v = srv_decode(sim->kind, data + (g->addr - addr), g->len);
-    if (v > srv_decode(sim->kind, s->table + 48, 4) || v < srv_decode(sim->kind, s->table + 52, 4))
-      return SRV_DXL_ERR_LIMIT;
-  }
+  const unsigned w = sim->codec->sim->write_check(s->table, addr, data, len);
+  if (w == SRV_SIM_IGNORED) return 0;
+  if (w) return (uint8_t)w;
   memcpy(s->table + addr, data, len);
   const srvReg *id = srv_reg(sim->kind, SRV_REG_ID);
-  if (s->table[id->addr] > (sim->kind == SRV_DXL ? SRV_DXL_MAX_ID : SRV_FTS_MAX_ID)) s->table[id->addr] = 1;
+  if (s->table[id->addr] > sim->codec->max_id) s->table[id->addr] = 1;
   return 0;
 }
 
@@ -211,7 +175,7 @@ static unsigned param16(const srvSim *sim, const uint8_t *p, int which) {
 static void handle(srvSim *sim, const srvPacket *rq, int64_t t) {
   const int ab = sim->codec->addr_bytes;
   const int bcast = rq->id == SRV_BROADCAST;
-  const int dxl = sim->kind == SRV_DXL;
+  const int numbers = sim->codec->err_number != 0; /* errors are answered with a status (Dynamixel) */
   simServo *s = bcast ? NULL : find(sim, rq->id);
   advance(sim, t);
   switch (rq->inst) {
@@ -226,22 +190,22 @@ static void handle(srvSim *sim, const srvPacket *rq, int64_t t) {
       info[0] = x->table[0];
       info[1] = x->table[1];
       info[2] = x->table[6];
-      reply(sim, x, id, 0, info, dxl ? 3 : 0);
+      reply(sim, x, id, 0, info, sim->codec->ping_model ? 3 : 0);
       if (!bcast) break;
     }
     return;
   case SRV_READ: {
     if (rq->nparams != 2 * ab) {
       record(sim, rq->id, SRV_READ, 0, 0, NULL, t);
-      if (s && dxl) reply(sim, s, rq->id, SRV_DXL_ERR_LENGTH, NULL, 0);
+      if (s && numbers) reply(sim, s, rq->id, SRV_DXL_ERR_LENGTH, NULL, 0);
       return;
     }
     const unsigned addr = param16(sim, rq->params, 0), len = param16(sim, rq->params, 1);
     record(sim, rq->id, SRV_READ, (uint16_t)addr, (uint16_t)len, NULL, t);
     if (!s) return;
-    uint8_t e = check_access(sim, s, addr, len, 0);
+    uint8_t e = check_range(addr, len);
     if (e) {
-      if (dxl) reply(sim, s, rq->id, e, NULL, 0);
+      if (numbers) reply(sim, s, rq->id, e, NULL, 0);
       return;
     }
     reply(sim, s, rq->id, 0, s->table + addr, len);
@@ -250,7 +214,7 @@ static void handle(srvSim *sim, const srvPacket *rq, int64_t t) {
   case SRV_WRITE: {
     if (rq->nparams < ab + 1) {
       record(sim, rq->id, SRV_WRITE, 0, 0, NULL, t);
-      if (s && dxl) reply(sim, s, rq->id, SRV_DXL_ERR_LENGTH, NULL, 0);
+      if (s && numbers) reply(sim, s, rq->id, SRV_DXL_ERR_LENGTH, NULL, 0);
       return;
     }
     const unsigned addr = param16(sim, rq->params, 0), len = rq->nparams - (unsigned)ab;
@@ -278,7 +242,7 @@ static void handle(srvSim *sim, const srvPacket *rq, int64_t t) {
       simServo *x = find(sim, rq->params[i]);
       record(sim, rq->params[i], SRV_SYNC_READ, (uint16_t)addr, (uint16_t)len, NULL, t);
       if (!x) continue;
-      uint8_t e = check_access(sim, x, addr, len, 0);
+      uint8_t e = check_range(addr, len);
       if (e)
         reply(sim, x, rq->params[i], e, NULL, 0);
       else
@@ -307,7 +271,7 @@ static void handle(srvSim *sim, const srvPacket *rq, int64_t t) {
   }
   default:
     record(sim, rq->id, rq->inst, 0, 0, NULL, t);
-    if (s && dxl) reply(sim, s, rq->id, SRV_DXL_ERR_INSTRUCTION, NULL, 0);
+    if (s && numbers) reply(sim, s, rq->id, SRV_DXL_ERR_INSTRUCTION, NULL, 0);
     return;
   }
 }
@@ -379,6 +343,8 @@ int srv_sim_start(srvKind kind, int n, srvSim **out) {
   *out = NULL;
   if (n < 1 || n > SIM_MAX_SERVOS)
     return tk_error(TK_EINVAL, "servo simulator: %d servos (1..%d)", n, SIM_MAX_SERVOS);
+  if (!srv_codec(kind) || !srv_codec(kind)->sim)
+    return tk_error(TK_EINVAL, "servo simulator: no simulated servo for protocol %d", (int)kind);
   srvSim *sim = calloc(1, sizeof *sim);
   if (!sim) return tk_error(TK_ENOMEM, "out of memory");
   sim->master = sim->slave_keep = sim->wake[0] = sim->wake[1] = -1;

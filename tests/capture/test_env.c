@@ -260,9 +260,16 @@ Test(env, bad_actions_are_clipped_and_counted) {
   double a[7] = {NAN, 0, INFINITY, 0, 0, 0, -1};
   cr_assert_eq(cap_env_step(e, a, &st), 0);
   cr_assert(st.flags & CAP_FLAG_NONFINITE);
-  double b[7] = {3, 0, 0, 0, 0, -7, 0};
+  /* the step says what ran: non-finite values as 0, the rest as given */
+  const double ran_a[7] = {0, 0, 0, 0, 0, 0, -1};
+  for (int i = 0; i < 7; i++)
+    cr_assert(st.action[i] == ran_a[i], "a[%d] ran as %g, not %g", i, st.action[i], ran_a[i]);
+  double b[7] = {3, 0, 0, 0.25, 0, -7, 0};
   cr_assert_eq(cap_env_step(e, b, &st), 0);
   cr_assert(st.flags & CAP_FLAG_CLIPPED);
+  const double ran_b[7] = {1, 0, 0, 0.25, 0, -1, 0};
+  for (int i = 0; i < 7; i++)
+    cr_assert(st.action[i] == ran_b[i], "b[%d] ran as %g, not %g", i, st.action[i], ran_b[i]);
   cr_assert_eq(cap_env_action_warnings(e), 2);
   const double *pos = st.obs.v[0];
   for (int i = 0; i < 3; i++)

@@ -688,13 +688,23 @@ Test(robot_safety, jumps_are_cut_to_max_step, .timeout = 30) {
     step_ok(&r, lo);
     tk_pacer_wait(&p);
   }
-  int limited = 0;
+  int limited = 0, cut = 0;
   for (int t = 0; t < 75; t++) { /* jump to +1: 3 rad in 0.05 rad steps */
     capStep st = step_ok(&r, hi);
     if (t < 55) cr_assert(st.flags & CAP_FLAG_LIMITED, "step %d: the target was cut", t);
     limited += !!(st.flags & CAP_FLAG_LIMITED);
+    /* the executed action is the cut target (what a dataset records), not the +1 asked for */
+    double tg[6];
+    targets(&r, tg);
+    for (int i = 0; i < 6; i++) {
+      const double want = 2 * (tg[i] - c.j[i].lo) / (c.j[i].hi - c.j[i].lo) - 1;
+      cr_assert_float_eq(st.action[i], want, 1e-12, "step %d %s: executed %g, target %g", t, c.j[i].name,
+                         st.action[i], want);
+      if (st.action[i] < 1) cut++;
+    }
     tk_pacer_wait(&p);
   }
+  cr_assert_geq(cut, 6 * 20, "the executed actions show the cut (%d joint-steps below +1)", cut);
   double tg[6];
   targets(&r, tg);
   for (int i = 0; i < 6; i++)
@@ -738,6 +748,11 @@ Test(robot_safety, nan_and_out_of_range_actions, .timeout = 30) {
       cr_assert_float_eq(t, fmax(t0 - c.max_step, c.j[i].lo), 1e-9,
                          "-5 means the lower limit, cut to a step");
     cr_assert(isfinite(t));
+    /* executed: the target each joint now has, as an action (a NaN ran as "stay") */
+    const double want = 2 * (t - c.j[i].lo) / (c.j[i].hi - c.j[i].lo) - 1;
+    cr_assert(isfinite(st.action[i]), "%s: the executed action is finite", c.j[i].name);
+    cr_assert_float_eq(st.action[i], want, 1e-12, "%s: executed %g, target %g", c.j[i].name, st.action[i],
+                       want);
   }
   barrier(&r);
   tLog l = log_get(r.sim, i0);
@@ -755,6 +770,8 @@ Test(robot_safety, nan_and_out_of_range_actions, .timeout = 30) {
   const double ok[6] = {1, -1, 0.5, -0.5, 0, 1};
   st = step_ok(&r, ok);
   cr_assert_eq(st.flags & (CAP_FLAG_NONFINITE | CAP_FLAG_CLIPPED), 0);
+  for (int i = 0; i < 6; i++) /* cut or not, never beyond what was asked and never out of [-1, 1] */
+    cr_assert(isfinite(st.action[i]) && fabs(st.action[i]) <= 1, "%s: %g", c.j[i].name, st.action[i]);
   cr_assert_eq(cap_env_action_warnings(r.e), 1);
   rig_close(&r);
 }

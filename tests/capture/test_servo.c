@@ -254,7 +254,7 @@ Test(servo_codec, round_trips_random) {
   tk_rng_seed(&r, 20240607);
   static uint8_t raw[SRV_RAW_MAX], prm[SRV_MAX_PARAMS];
   srvPacket pk[1];
-  for (int kind = 0; kind < 2; kind++)
+  for (int kind = 0; kind < SRV_NKINDS; kind++)
     for (int it = 0; it < 2000; it++) {
       const size_t maxp = kind == SRV_DXL ? 300 : SRV_FTS_MAX_LEN - 2;
       size_t n = (size_t)tk_rng_below(&r, maxp + 1);
@@ -293,7 +293,7 @@ Test(servo_codec, round_trips_instructions) {
   uint8_t data[16];
   for (int i = 0; i < 16; i++)
     data[i] = (uint8_t)(0xF0 + i);
-  for (int kind = 0; kind < 2; kind++) {
+  for (int kind = 0; kind < SRV_NKINDS; kind++) {
     const srvCodec *c = srv_codec((srvKind)kind);
     const int ab = c->addr_bytes;
     srvPacket pk[1];
@@ -356,7 +356,7 @@ Test(servo_codec, dxl_byte_stuffing) {
 
 /* ---- stream parsing ---- */
 Test(servo_codec, stream_garbage_and_every_split) {
-  for (int kind = 0; kind < 2; kind++) {
+  for (int kind = 0; kind < SRV_NKINDS; kind++) {
     uint8_t stream[256];
     size_t n = 0;
     const uint8_t g1[] = {0x00, 0x13, 0xFD, 0x55, 0xFF, 0x00, 0xFD}; /* garbage, incl. lone header bytes */

@@ -116,7 +116,7 @@ static inline int srv_fuzz_one(const uint8_t *data, size_t size, int *packets) {
   if (!packets) packets = &dummy;
   if (!size) return 0;
   const unsigned seed = data[0]; /* the chunk schedule; the byte is part of the stream too */
-  for (int kind = 0; kind < 2; kind++)
+  for (int kind = 0; kind < SRV_NKINDS; kind++)
     for (int dir = 0; dir < 2; dir++) {
       int a = 0, b = 0;
       int rc = srv_fuzz_feed((srvKind)kind, (srvDir)dir, data, size, seed, 0, &whole, &a);

@@ -1,0 +1,59 @@
+/* capture/cap_tasks.c -- the table of built-in tasks, and what their files share. Each row is
+ * defined in its task's file (capture/tasks/NAME.c); this list is the only place that names them. */
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "cap_task.h"
+
+/* The built-in tasks, in the order --help and error messages list them. */
+#define CAP_TASKS(X) X(reach) X(push) X(lift)
+
+#define CAP_TASK_EXTERN(n) extern const capTaskDef cap_task_##n;
+CAP_TASKS(CAP_TASK_EXTERN)
+#define CAP_TASK_ROW(n) &cap_task_##n,
+static const capTaskDef *const tasks[] = {CAP_TASKS(CAP_TASK_ROW)};
+
+const capTaskDef *cap_task_find(const char *name) {
+  for (size_t i = 0; name && i < TK_ARRAY_LEN(tasks); i++)
+    if (!strcmp(name, tasks[i]->name)) return tasks[i];
+  return NULL;
+}
+
+int cap_task_known(const char *name) { return cap_task_find(name) != NULL; }
+
+static char names[512];
+static pthread_once_t names_once = PTHREAD_ONCE_INIT;
+static void make_names(void) {
+  size_t k = 0;
+  for (size_t i = 0; i < TK_ARRAY_LEN(tasks) && k < sizeof names; i++)
+    k += (size_t)snprintf(names + k, sizeof names - k, "%s%s", i ? ", " : "", tasks[i]->name);
+}
+
+const char *cap_task_names(void) {
+  pthread_once(&names_once, make_names);
+  return names;
+}
+
+/* ---- shared by task files ---- */
+double cap_dist3(const double *a, const double *b) {
+  double dx = a[0] - b[0], dy = a[1] - b[1], dz = a[2] - b[2];
+  return sqrt(dx * dx + dy * dy + dz * dz);
+}
+
+void cap_task_place_cube(capEnv *e) {
+  const capModel *cm = e->cm;
+  const capTaskCfg *c = &cm->cfg;
+  mjData *d = e->d;
+  int qa = cm->m->jnt_qposadr[cm->jnt_cube];
+  double x = tk_rng_range(&e->rng, c->x_lo, c->x_hi);
+  double y = tk_rng_range(&e->rng, c->y_lo, c->y_hi);
+  d->qpos[qa] = x;
+  d->qpos[qa + 1] = y;
+  /* a random yaw: the grasp must adapt */
+  double yaw = tk_rng_range(&e->rng, -M_PI / 4, M_PI / 4);
+  d->qpos[qa + 3] = cos(yaw / 2);
+  d->qpos[qa + 4] = 0;
+  d->qpos[qa + 5] = 0;
+  d->qpos[qa + 6] = sin(yaw / 2);
+}
