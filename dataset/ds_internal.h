@@ -2,9 +2,8 @@
 #ifndef DS_INTERNAL_H
 #define DS_INTERNAL_H
 
-#include <hdf5.h>
-
 #include "ds.h"
+#include "ds_h5.h"
 #include "tk.h"
 
 #define DS_STAGING_SUFFIX ".staging"
@@ -35,58 +34,8 @@ extern const dsFieldDesc ds_fields[DS_NFIELDS];
 /* Columns of a rank-2 field under a schema (A for actions, S for states), 1 for rank 1. */
 int64_t ds_field_cols(int field, const dsSchema *s);
 
-/* Silence HDF5's automatic error printing (once per process and thread). */
-void ds_h5_init(void);
-/* The innermost message on HDF5's error stack, "" if none. */
-const char *ds_h5_errmsg(void);
-/* Set a tk error "what: <hdf5 message>" and return code. */
-int ds_h5_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-hid_t ds_h5_memtype(dsDtype t);
-int ds_h5_dtype_of(hid_t type, dsDtype *out); /* 0 or TK_EFORMAT */
-
-/* Open a dataset to read its values, with a chunk cache that holds a band of its chunk rows (up to
- * 256 MiB): each compressed chunk is inflated once per open, however the rows are read (HDF5's 1 MiB
- * default re-inflates a larger chunk on every block read and every 1 MiB conversion piece). */
-hid_t ds_h5_open_read(hid_t loc, const char *name);
-/* Rows per block when reading about target values at a time, rows of cols values: whole bands of
- * chunk rows when a band is larger than that cache holds. */
-int64_t ds_h5_block_rows(hid_t d, int64_t cols, int64_t target);
-
-/* attributes */
-int ds_attr_write_i64(hid_t obj, const char *name, int64_t v);
-int ds_attr_write_f64(hid_t obj, const char *name, double v);
-int ds_attr_write_str(hid_t obj, const char *name, const char *s);
-int ds_attr_exists(hid_t obj, const char *name);
-/* 0 ok, TK_ENOTFOUND absent, TK_EFORMAT wrong type/shape. */
-int ds_attr_read_i64(hid_t obj, const char *name, int64_t *v);
-int ds_attr_read_f64(hid_t obj, const char *name, double *v);
-/* malloc'd string (fixed or variable length). */
-int ds_attr_read_str(hid_t obj, const char *name, char **out);
-
-/* A growable list of names (malloc'd strings). */
-typedef struct {
-  char **v;
-  int n, cap;
-} dsNames;
-int ds_names_push(dsNames *l, const char *s);
-void ds_names_free(dsNames *l);
-int ds_names_find(const dsNames *l, const char *s); /* index or -1 */
-/* The link names of group g, sorted by name; -1 (and an empty list) on failure. */
-int ds_list_links(hid_t g, dsNames *out);
-
 /* Parse "demo_<int>" -> index; returns 0 or -1 when the name is not of that form. */
 int ds_parse_demo_name(const char *name, int64_t *index);
-
-/* Create an extendible (0, shape...) chunked dataset. */
-hid_t ds_create_ext(hid_t loc, const char *name, dsDtype t, int rank, const int64_t *shape, int gzip,
-                    int64_t chunk_rows);
-/* Create a (N, shape...) dataset and write all of it: contiguous, or chunked when gzip > 0. */
-int ds_write_whole(hid_t loc, const char *name, dsDtype t, int rank, const int64_t *shape, int64_t n,
-                   const void *buf, int gzip);
-/* Append n rows (each row_elems elements) at row `at`. */
-int ds_append_rows(hid_t dset, dsDtype t, int rank, const int64_t *shape, int64_t at, int64_t n,
-                   const void *buf);
 
 /* Write data-group attrs for a new file. */
 int ds_write_data_attrs(hid_t data, const char *env_name, int env_type, const char *env_kwargs_json);
