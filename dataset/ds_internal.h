@@ -2,6 +2,8 @@
 #ifndef DS_INTERNAL_H
 #define DS_INTERNAL_H
 
+#include <pthread.h>
+
 #include "ds.h"
 #include "ds_h5.h"
 #include "tk.h"
@@ -65,5 +67,51 @@ int ds_recover_locked(const char *path, const char *dir, int *published, int *dr
 int ds_compatible(dsFile *a, const char *an, dsFile *b, const char *bn);
 /* Exclusive lock on the staging dir; returns fd or negative error. */
 int ds_staging_lock(const char *dir, const char *path);
+
+/* ---- the opened file: ds_validate.c checks a file and fills it, ds_load.c reads through it ---- */
+/* Where a demo's per-step datasets sit in the file, when they are plain contiguous bytes:
+ * the loader then reads them with pread, without HDF5. Slots: fields, obs keys, next_obs keys. */
+#define NSLOTS (DS_NFIELDS + 2 * DS_MAX_KEYS)
+typedef struct dsLoc {
+  int64_t off; /* -1: read through HDF5 */
+  int kind;
+} dsLoc;
+
+struct dsFile {
+  char path[4096];
+  int rawfd;
+  unsigned long fileno; /* HDF5's number for the opened file: objects with another live elsewhere */
+  int has_fileno;
+  dsLoc *locs; /* ndemos x NSLOTS, same order as demos */
+  hid_t file, data;
+  int ndemos;
+  dsDemoInfo *demos;
+  dsSchema schema;
+  char env_name[DS_NAME_MAX];
+  char *env_args;
+  int64_t total;
+  int native;
+  int nmasks;
+  char (*mask_names)[DS_NAME_MAX];
+  int **mask_pos;
+  int *mask_n;
+  /* ds_read_rows keeps the dataset it read last open (and its chunk cache with it), so reading a
+   * long episode a few rows at a time inflates each compressed chunk once */
+  pthread_mutex_t rows_mu;
+  hid_t rows_d;
+  int rows_demo;
+  char *rows_name;
+};
+
+/* How the loader may read a dataset's bytes without HDF5 (ds_validate.c's raw_place decides). */
+enum { RAW_NONE = 0, RAW_F32 = 1, RAW_F64 = 2, RAW_U8 = 3 };
+
+/* A new dsFile for path (nothing open): refused when the path does not fit whole. */
+int ds_file_new(const char *path, dsFile **out);
+/* What name is under loc: 0 nothing, 1 a dataset, 2 a group, -1 anything else or unreadable. */
+int ds_link_kind(hid_t loc, const char *name);
+/* Rows [r0, r0 + n) of an open dataset, every value of each row, into buf as memtype: HDF5
+ * converts from the stored type (byte order, precision, integers, enums of integers). */
+herr_t ds_read_rows_h5(hid_t d, int64_t r0, int64_t n, hid_t memtype, void *buf);
 
 #endif
