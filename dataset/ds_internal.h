@@ -114,4 +114,21 @@ int ds_link_kind(hid_t loc, const char *name);
  * converts from the stored type (byte order, precision, integers, enums of integers). */
 herr_t ds_read_rows_h5(hid_t d, int64_t r0, int64_t n, hid_t memtype, void *buf);
 
+/* ---- the open watchdog (ds_watch.c): a check run in a child process, killed when it makes no progress ----
+ */
+typedef struct dsWatch dsWatch; /* one open's progress, shared with its child */
+double ds_open_timeout(void);   /* ds_set_open_timeout's value, 0: no watchdog */
+/* Child: note what it reads now (a step of progress; no system call). */
+void ds_watch_note(dsWatch *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Child: send one record (type > 0) to the parent. 0 or -1. */
+int ds_watch_send(dsWatch *w, int type, const void *buf, size_t n);
+typedef int (*dsWatchChild)(dsWatch *w, void *arg);                            /* 0, or the child failed */
+typedef int (*dsWatchRecord)(int type, const void *buf, size_t n, void *user); /* 0 or an error code */
+/* Run child(w, arg) in a forked child, handing its records to on_record in the calling thread as they come.
+ * 0 when the child ran to its end; TK_ETIMEOUT (no progress for timeout seconds: the child was killed; the
+ * message names path and what was being read), TK_EFORMAT (the child crashed), TK_EBUSY, TK_EIO, or
+ * on_record's error. */
+int ds_watch_run(const char *path, double timeout, dsWatchChild child, void *arg, dsWatchRecord on_record,
+                 void *user);
+
 #endif

@@ -19,91 +19,6 @@
 #define MAX_ROWS ((int64_t)1 << 36)  /* samples in one demo */
 #define MAX_BYTES ((int64_t)1 << 40) /* logical bytes of one dataset */
 
-/* ---- watchdog against HDF5 loops on damaged files ---- */
-static double wd_timeout;
-static pthread_mutex_t wd_mu = PTHREAD_MUTEX_INITIALIZER;
-static uint64_t wd_progress;
-static char wd_path[4096], wd_what[512];
-
-void ds_set_open_timeout(double seconds) { wd_timeout = seconds; }
-
-static void progress(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void progress(const char *path, const char *fmt, ...) {
-  if (wd_timeout <= 0) return;
-  pthread_mutex_lock(&wd_mu);
-  wd_progress++;
-  if (path[0]) snprintf(wd_path, sizeof wd_path, "%s", path);
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(wd_what, sizeof wd_what, fmt, ap);
-  va_end(ap);
-  pthread_mutex_unlock(&wd_mu);
-}
-
-typedef struct {
-  pthread_t th;
-  int running;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  int stop;
-} watchdog;
-
-static void *wd_main(void *arg) {
-  watchdog *w = arg;
-  uint64_t last = UINT64_MAX;
-  double since = tk_now_s();
-  pthread_mutex_lock(&w->mu);
-  while (!w->stop) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 200000000;
-    if (ts.tv_nsec >= 1000000000) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000;
-    }
-    pthread_cond_timedwait(&w->cv, &w->mu, &ts);
-    if (w->stop) break;
-    pthread_mutex_lock(&wd_mu);
-    uint64_t p = wd_progress;
-    char what[512], where[4096];
-    memcpy(what, wd_what, sizeof what);
-    memcpy(where, wd_path, sizeof where);
-    pthread_mutex_unlock(&wd_mu);
-    if (p != last) {
-      last = p;
-      since = tk_now_s();
-    } else if (tk_now_s() - since > wd_timeout) {
-      fprintf(stderr,
-              "%s: no progress for %.0f s while reading %s: the file is damaged in a way the HDF5 library "
-              "does not detect (it loops); giving up\n",
-              where, wd_timeout, what);
-      fflush(stderr);
-      _exit(1);
-    }
-  }
-  pthread_mutex_unlock(&w->mu);
-  return NULL;
-}
-
-static void wd_start(watchdog *w) {
-  memset(w, 0, sizeof *w);
-  if (wd_timeout <= 0) return;
-  pthread_mutex_init(&w->mu, NULL);
-  pthread_cond_init(&w->cv, NULL);
-  w->running = pthread_create(&w->th, NULL, wd_main, w) == 0;
-}
-
-static void wd_stop(watchdog *w) {
-  if (!w->running) return;
-  pthread_mutex_lock(&w->mu);
-  w->stop = 1;
-  pthread_cond_signal(&w->cv);
-  pthread_mutex_unlock(&w->mu);
-  pthread_join(w->th, NULL);
-  pthread_mutex_destroy(&w->mu);
-  pthread_cond_destroy(&w->cv);
-}
-
 /* ---- problem collection ---- */
 typedef struct {
   const char *path;
@@ -115,6 +30,7 @@ typedef struct {
   int rawfd;            /* the file opened plainly, for reading contiguous data without HDF5 */
   unsigned long fileno; /* the opened file's number (see raw_place) */
   int has_fileno;
+  dsWatch *watch; /* with the watchdog on (the check runs in a child process): its progress */
   void (*report)(const char *line, void *user);
   void *user;
   char first[TK_ERRMSG_MAX]; /* the first problem, "<path>: <problem>" (the error message at the end) */
@@ -139,6 +55,18 @@ static void problem(vctx *c, const char *fmt, ...) {
   }
 }
 #define STOP(c) ((c)->first_only && (c)->count > 0)
+
+/* A step of the check: what the watchdog names if the next one never comes. */
+static void progress(vctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void progress(vctx *c, const char *fmt, ...) {
+  if (!c->watch) return;
+  char what[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  ds_watch_note(c->watch, "%s", what);
+}
 
 /* ---- dataset inspection ---- */
 typedef struct {
@@ -197,12 +125,14 @@ static int raw_place(hid_t d, const unsigned long *fileno, int64_t *off) {
 }
 
 /* Open and describe a dataset; *keep (optional) receives the open id on success. */
-static int inspect_keep(hid_t loc, const char *name, dinfo *di, hid_t *keep);
-static int inspect(hid_t loc, const char *name, dinfo *di) { return inspect_keep(loc, name, di, NULL); }
-static int inspect_keep(hid_t loc, const char *name, dinfo *di, hid_t *keep) {
+static int inspect_keep(vctx *c, hid_t loc, const char *name, dinfo *di, hid_t *keep);
+static int inspect(vctx *c, hid_t loc, const char *name, dinfo *di) {
+  return inspect_keep(c, loc, name, di, NULL);
+}
+static int inspect_keep(vctx *c, hid_t loc, const char *name, dinfo *di, hid_t *keep) {
   memset(di, 0, sizeof *di);
   di->raw_off = -1;
-  progress("", "dataset %s", name);
+  progress(c, "dataset %s", name);
   hid_t d = ds_h5_open_read(loc, name);
   if (d < 0) {
     H5Eclear2(H5E_DEFAULT);
@@ -285,8 +215,8 @@ static const char *cls_name(const dinfo *di) {
 
 /* Scan float data for NaN/Inf in row blocks; returns the first bad row or -1. */
 /* The same scan over plain bytes at a known file offset (float32 or float64, native). */
-static int64_t scan_finite_raw(int fd, int64_t off, int kind, int64_t rows, int64_t cols, int64_t *badcol,
-                               int *isnan_out) {
+static int64_t scan_finite_raw(vctx *c, int fd, int64_t off, int kind, int64_t rows, int64_t cols,
+                               int64_t *badcol, int *isnan_out) {
   size_t esz = kind == RAW_F64 ? 8 : 4;
   int64_t block = TK_MAX(1, (1 << 18) / TK_MAX(cols, 1));
   uint8_t *buf = malloc((size_t)(block * cols) * esz);
@@ -294,7 +224,7 @@ static int64_t scan_finite_raw(int fd, int64_t off, int kind, int64_t rows, int6
   int64_t bad = -1;
   for (int64_t r0 = 0; r0 < rows && bad < 0; r0 += block) {
     int64_t n = TK_MIN(block, rows - r0);
-    progress("", "values at row %lld", (long long)r0);
+    progress(c, "values at row %lld", (long long)r0);
     size_t bytes = (size_t)(n * cols) * esz, done = 0;
     while (done < bytes) {
       ssize_t r =
@@ -320,14 +250,14 @@ static int64_t scan_finite_raw(int fd, int64_t off, int kind, int64_t rows, int6
   return bad;
 }
 
-static int64_t scan_finite(hid_t d, int64_t rows, int64_t cols, int64_t *badcol, int *isnan_out) {
+static int64_t scan_finite(vctx *c, hid_t d, int64_t rows, int64_t cols, int64_t *badcol, int *isnan_out) {
   int64_t block = TK_MIN(ds_h5_block_rows(d, cols, 1 << 18), TK_MAX(rows, 1));
   double *buf = malloc((size_t)(block * cols) * sizeof(double));
   if (!buf) return -2;
   int64_t bad = -1;
   for (int64_t r0 = 0; r0 < rows && bad < 0; r0 += block) {
     int64_t n = TK_MIN(block, rows - r0);
-    progress("", "values at row %lld", (long long)r0);
+    progress(c, "values at row %lld", (long long)r0);
     if (ds_read_rows_h5(d, r0, n, H5T_NATIVE_DOUBLE, buf) < 0) {
       bad = -2;
       break;
@@ -358,7 +288,7 @@ static int check_step_dataset(vctx *c, hid_t g, const char *demo, const char *pr
                               int64_t N, int want_rank, int allow, int value_check, dinfo *out, int slot) {
   dinfo di;
   hid_t d = -1;
-  int rc = inspect_keep(g, name, &di, &d);
+  int rc = inspect_keep(c, g, name, &di, &d);
   if (out) *out = di;
   if (rc == -1) {
     int kind = ds_link_kind(g, name);
@@ -412,8 +342,8 @@ static int check_step_dataset(vctx *c, hid_t g, const char *demo, const char *pr
     int64_t col = 0;
     int isn = 0;
     int64_t bad = c->rawfd >= 0 && di.raw_off >= 0 && (di.raw_kind == RAW_F32 || di.raw_kind == RAW_F64)
-                      ? scan_finite_raw(c->rawfd, di.raw_off, di.raw_kind, N, elems, &col, &isn)
-                      : scan_finite(d, N, elems, &col, &isn);
+                      ? scan_finite_raw(c, c->rawfd, di.raw_off, di.raw_kind, N, elems, &col, &isn)
+                      : scan_finite(c, d, N, elems, &col, &isn);
     if (bad == -2) {
       problem(c, "%s/%s%s: read failed: %s", demo, prefix, name, ds_h5_errmsg());
       goto done;
@@ -482,7 +412,7 @@ static void read_demo_attrs(vctx *c, hid_t g, const char *demo, dsDemoInfo *di, 
 
 /* Optional attrs every file may have, and the ones our own files must have. */
 static void check_demo_attrs(vctx *c, hid_t g, const char *name, const dsDemoInfo *di, const attrReads *a) {
-  progress(c->path, "attributes of data/%s", name);
+  progress(c, "attributes of data/%s", name);
   char *str = NULL;
   int rc = ds_attr_read_str(g, "model_file", &str);
   if (rc == TK_EFORMAT) problem(c, "%s: attribute model_file is not a string", name);
@@ -614,7 +544,7 @@ static void check_demo_values(vctx *c, hid_t g, const char *name, const dsDemoIn
 /* Check one demo and derive its schema. */
 static void check_demo(vctx *c, hid_t data, const char *name, dsDemoInfo *di, dsSchema *sch,
                        int value_check) {
-  progress(c->path, "data/%s", name);
+  progress(c, "data/%s", name);
   hid_t g = H5Gopen2(data, name, H5P_DEFAULT);
   if (g < 0) {
     int kind = ds_link_kind(data, name);
@@ -755,7 +685,7 @@ static void check_demo(vctx *c, hid_t data, const char *name, dsDemoInfo *di, ds
     if (pass && !STOP(c)) di->has_next_obs = 1;
     if (c->native && !pass && di->has_states && !STOP(c)) {
       dinfo st;
-      if (inspect(g, "states", &st) == 0 && !(st.dtype_ok && st.dtype == DS_F64))
+      if (inspect(c, g, "states", &st) == 0 && !(st.dtype_ok && st.dtype == DS_F64))
         problem(c, "%s/states: stored as %s, expected float64", name, cls_name(&st));
     }
     if (c->native && !pass && !STOP(c) && (!di->has_timestamps || !di->has_interventions))
@@ -773,7 +703,7 @@ out:
 }
 
 static void check_masks(vctx *c, dsFile *f) {
-  progress(c->path, "mask");
+  progress(c, "mask");
   int kind = ds_link_kind(f->file, "mask");
   if (kind == 0) return;
   if (kind != 2) {
@@ -797,7 +727,7 @@ static void check_masks(vctx *c, dsFile *f) {
   for (int m = 0; m < names.n && !STOP(c); m++) {
     const char *mn = names.v[m];
     dinfo di;
-    if (ds_link_kind(mg, mn) != 1 || inspect(mg, mn, &di) != 0) {
+    if (ds_link_kind(mg, mn) != 1 || inspect(c, mg, mn, &di) != 0) {
       problem(c, "mask/%s: not a readable dataset", mn);
       break;
     }
@@ -865,9 +795,28 @@ done:
   H5Gclose(mg);
 }
 
+/* Open f->path read-only into f->file, and note its file number. */
+static hid_t open_h5(dsFile *f) {
+  /* small sieve buffer: demo datasets are small, and the default 64 KiB sieve makes every
+   * read allocate and fill 64 KiB (measured: ~15% of load time) */
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  H5Pset_sieve_buf_size(fapl, 4096);
+  f->file = H5Fopen(f->path, H5F_ACC_RDONLY, fapl);
+  H5Pclose(fapl);
+  if (f->file < 0) return -1;
+  /* the opened file's number: a dataset with another lives in another file (raw_place) */
+  H5O_info_t root;
+  if (H5Oget_info2(f->file, &root, H5O_INFO_BASIC) >= 0) {
+    f->fileno = root.fileno;
+    f->has_fileno = 1;
+  }
+  H5Eclear2(H5E_DEFAULT);
+  return f->file;
+}
+
 static int check_file(dsFile *f, vctx *c, int flags) {
   int value_check = !(flags & DS_OPEN_NO_VALUE_CHECK);
-  progress(f->path, "superblock");
+  progress(c, "superblock");
   htri_t is = H5Fis_hdf5(f->path);
   if (is <= 0) {
     FILE *fp = fopen(f->path, "rb");
@@ -880,23 +829,12 @@ static int check_file(dsFile *f, vctx *c, int flags) {
     problem(c, "not an HDF5 file (no HDF5 signature)");
     return -1;
   }
-  /* small sieve buffer: demo datasets are small, and the default 64 KiB sieve makes every
-   * read allocate and fill 64 KiB (measured: ~15% of load time) */
-  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-  H5Pset_sieve_buf_size(fapl, 4096);
-  f->file = H5Fopen(f->path, H5F_ACC_RDONLY, fapl);
-  H5Pclose(fapl);
-  if (f->file < 0) {
+  if (open_h5(f) < 0) {
     problem(c, "cannot open as HDF5 (truncated or damaged?): %s", ds_h5_errmsg());
     return -1;
   }
-  /* the opened file's number: a dataset with another lives in another file (raw_place) */
-  H5O_info_t root;
-  if (H5Oget_info2(f->file, &root, H5O_INFO_BASIC) >= 0) {
-    f->fileno = c->fileno = root.fileno;
-    f->has_fileno = c->has_fileno = 1;
-  }
-  H5Eclear2(H5E_DEFAULT);
+  c->fileno = f->fileno;
+  c->has_fileno = f->has_fileno;
   int kind = ds_link_kind(f->file, "data");
   if (kind != 2) {
     problem(c, "data: %s", kind == 0 ? "group missing (not a robomimic-layout dataset)" : "is not a group");
@@ -928,7 +866,7 @@ static int check_file(dsFile *f, vctx *c, int flags) {
   }
   if (STOP(c)) return -1;
   /* env_args */
-  progress(f->path, "data attribute env_args");
+  progress(c, "data attribute env_args");
   char *args = NULL;
   rc = ds_attr_read_str(f->data, "env_args", &args);
   if (rc == TK_ENOTFOUND)
@@ -965,7 +903,7 @@ static int check_file(dsFile *f, vctx *c, int flags) {
     problem(c, "data: cannot list children: %s", ds_h5_errmsg());
     return -1;
   }
-  progress(f->path, "the list of demos");
+  progress(c, "the list of demos");
   f->demos = calloc((size_t)names.n + 1, sizeof *f->demos);
   f->locs = malloc(((size_t)names.n + 1) * NSLOTS * sizeof *f->locs);
   if (!f->locs) {
@@ -1061,6 +999,182 @@ static int check_file(dsFile *f, vctx *c, int flags) {
   return c->count ? -1 : 0;
 }
 
+/* ---- running the check: here, or in a child process under the watchdog (ds_watch.c) ---- */
+enum { REC_PROBLEM = 1, REC_FILE = 2, REC_END = 3 };
+
+typedef struct {
+  int count;
+  char first[TK_ERRMSG_MAX];
+} checkEnd;
+
+/* What ds_open keeps of a checked file, flattened for the pipe: this header, then demos[ndemos],
+ * locs[ndemos x NSLOTS], mask_names[nmasks], mask_n[nmasks], each mask's positions, env_args. */
+typedef struct {
+  int ndemos, nmasks, native, has_env_args;
+  int64_t total;
+  uint64_t env_args_len;
+  dsSchema schema;
+  char env_name[DS_NAME_MAX];
+} fileHead;
+
+static int send_file(dsWatch *w, const dsFile *f) {
+  fileHead h = {f->ndemos,           f->nmasks, f->native,
+                f->env_args != NULL, f->total,  f->env_args ? strlen(f->env_args) : 0,
+                f->schema,           {0}};
+  memcpy(h.env_name, f->env_name, sizeof h.env_name);
+  size_t nd = (size_t)f->ndemos, nm = (size_t)f->nmasks, npos = 0;
+  for (size_t m = 0; m < nm; m++)
+    npos += (size_t)f->mask_n[m];
+  size_t n = sizeof h + nd * sizeof *f->demos + nd * NSLOTS * sizeof *f->locs + nm * DS_NAME_MAX +
+             nm * sizeof(int) + npos * sizeof(int) + h.env_args_len;
+  char *buf = malloc(n ? n : 1), *p = buf;
+  if (!buf) return -1;
+#define PUT(src, bytes)                                                                                      \
+  do {                                                                                                       \
+    size_t b_ = (bytes);                                                                                     \
+    if (b_) memcpy(p, (src), b_);                                                                            \
+    p += b_;                                                                                                 \
+  } while (0)
+  PUT(&h, sizeof h);
+  PUT(f->demos, nd * sizeof *f->demos);
+  PUT(f->locs, nd * NSLOTS * sizeof *f->locs);
+  PUT(f->mask_names, nm * DS_NAME_MAX);
+  PUT(f->mask_n, nm * sizeof(int));
+  for (size_t m = 0; m < nm; m++)
+    PUT(f->mask_pos[m], (size_t)f->mask_n[m] * sizeof(int));
+  PUT(f->env_args, h.env_args_len);
+#undef PUT
+  int rc = ds_watch_send(w, REC_FILE, buf, n);
+  free(buf);
+  return rc;
+}
+
+/* The parent's side of send_file: fill f (fresh from ds_file_new). */
+static int recv_file(dsFile *f, const char *buf, size_t n) {
+  const char *p = buf, *end = buf + n;
+  fileHead h;
+  int bad = n < sizeof h;
+#define TAKE(dst, bytes)                                                                                     \
+  do {                                                                                                       \
+    size_t b_ = (bytes);                                                                                     \
+    if (bad || (size_t)(end - p) < b_) {                                                                     \
+      bad = 1;                                                                                               \
+      break;                                                                                                 \
+    }                                                                                                        \
+    if (b_) memcpy((dst), p, b_);                                                                            \
+    p += b_;                                                                                                 \
+  } while (0)
+  TAKE(&h, sizeof h);
+  if (bad || h.ndemos < 0 || h.nmasks < 0 || h.env_args_len > n) goto fail;
+  size_t nd = (size_t)h.ndemos, nm = (size_t)h.nmasks;
+  f->demos = calloc(nd + 1, sizeof *f->demos);
+  f->locs = malloc((nd + 1) * NSLOTS * sizeof *f->locs);
+  f->mask_names = calloc(nm + 1, sizeof *f->mask_names);
+  f->mask_pos = calloc(nm + 1, sizeof *f->mask_pos);
+  f->mask_n = calloc(nm + 1, sizeof *f->mask_n);
+  f->env_args = h.has_env_args ? calloc(h.env_args_len + 1, 1) : NULL;
+  if (!f->demos || !f->locs || !f->mask_names || !f->mask_pos || !f->mask_n ||
+      (h.has_env_args && !f->env_args))
+    return tk_error(TK_ENOMEM, "%s: out of memory", f->path);
+  f->ndemos = h.ndemos;
+  f->native = h.native;
+  f->total = h.total;
+  f->schema = h.schema;
+  memcpy(f->env_name, h.env_name, sizeof f->env_name);
+  f->env_name[DS_NAME_MAX - 1] = 0;
+  TAKE(f->demos, nd * sizeof *f->demos);
+  TAKE(f->locs, nd * NSLOTS * sizeof *f->locs);
+  TAKE(f->mask_names, nm * DS_NAME_MAX);
+  TAKE(f->mask_n, nm * sizeof(int));
+  for (size_t m = 0; m < nm && !bad; m++) {
+    if (f->mask_n[m] < 0 || !(f->mask_pos[m] = malloc(sizeof(int) * (size_t)TK_MAX(f->mask_n[m], 1))))
+      goto fail;
+    f->nmasks++;
+    TAKE(f->mask_pos[m], (size_t)f->mask_n[m] * sizeof(int));
+  }
+  if (h.has_env_args) TAKE(f->env_args, h.env_args_len);
+#undef TAKE
+  if (!bad && p == end) return 0;
+fail:
+  return tk_error(TK_EIO, "%s: the check of the file sent back a garbled result", f->path);
+}
+
+/* One check of a file, here or in the child. */
+typedef struct {
+  dsFile *f;
+  vctx *c;
+  int flags;
+  /* the parent's view of the child's records */
+  checkEnd end;
+  int got_end, got_file;
+} checkJob;
+
+static void child_report(const char *line, void *user) {
+  ds_watch_send(user, REC_PROBLEM, line, strlen(line));
+}
+
+/* In the child: check, and send the problems (ds_validate), the opened file (ds_open) and the end. */
+static int check_child(dsWatch *w, void *arg) {
+  checkJob *j = arg;
+  j->c->watch = w;
+  if (j->c->report) {
+    j->c->report = child_report;
+    j->c->user = w;
+  }
+  int bad = check_file(j->f, j->c, j->flags);
+  if (!bad && j->c->first_only && send_file(w, j->f)) return -1;
+  checkEnd e = {j->c->count, {0}};
+  memcpy(e.first, j->c->first, sizeof e.first);
+  return ds_watch_send(w, REC_END, &e, sizeof e);
+}
+
+/* In the parent: the child's records. */
+static int check_record(int type, const void *buf, size_t n, void *user) {
+  checkJob *j = user;
+  if (type == REC_PROBLEM) {
+    if (j->c->report) {
+      char line[TK_ERRMSG_MAX];
+      snprintf(line, sizeof line, "%.*s", (int)TK_MIN(n, sizeof line - 1), (const char *)buf);
+      j->c->report(line, j->c->user);
+    }
+    return 0;
+  }
+  if (type == REC_FILE) {
+    j->got_file = 1;
+    return recv_file(j->f, buf, n);
+  }
+  if (type == REC_END && n == sizeof j->end) {
+    memcpy(&j->end, buf, n);
+    j->end.first[sizeof j->end.first - 1] = 0;
+    j->got_end = 1;
+    return 0;
+  }
+  return tk_error(TK_EIO, "%s: the check of the file sent back a garbled result", j->f->path);
+}
+
+/* Check f: here (no watchdog), or in a child process. Returns 0 when the check ran to its end (c->count
+ * and c->first say what it found; with first_only and no problem, f is filled and open), or an error
+ * when the file could not be examined at all (the watchdog gave up: TK_ETIMEOUT). */
+static int run_check(dsFile *f, vctx *c, int flags) {
+  double timeout = ds_open_timeout();
+  if (timeout <= 0) {
+    check_file(f, c, flags);
+    return 0;
+  }
+  checkJob j = {.f = f, .c = c, .flags = flags};
+  int rc = ds_watch_run(f->path, timeout, check_child, &j, check_record, &j);
+  if (!rc && !j.got_end) rc = tk_error(TK_EIO, "%s: the check of the file ended without a result", f->path);
+  if (rc) return rc;
+  c->count = j.end.count;
+  memcpy(c->first, j.end.first, sizeof c->first);
+  if (c->count || !c->first_only) return 0;
+  /* the child found the file fine: open it here too (what the check read, without its loops) */
+  if (!j.got_file) return tk_error(TK_EIO, "%s: the check of the file ended without a result", f->path);
+  if (open_h5(f) < 0 || (f->data = H5Gopen2(f->file, "data", H5P_DEFAULT)) < 0)
+    return ds_h5_fail(TK_EFORMAT, "%s: cannot open as HDF5 after checking it (did it change?)", f->path);
+  return 0;
+}
+
 int ds_open(const char *path, int flags, dsFile **out) {
   *out = NULL;
   ds_h5_init();
@@ -1070,13 +1184,11 @@ int ds_open(const char *path, int flags, dsFile **out) {
   vctx c = {.path = path, .first_only = 1};
   f->rawfd = open(path, O_RDONLY | O_CLOEXEC); /* -1 is fine: HDF5 then reads everything */
   c.rawfd = f->rawfd;
-  watchdog wd;
-  wd_start(&wd);
-  int bad = check_file(f, &c, flags);
-  wd_stop(&wd);
-  if (bad) {
+  rc = run_check(f, &c, flags);
+  if (rc || c.count) {
     ds_close(f);
     H5Eclear2(H5E_DEFAULT);
+    if (rc) return rc;
     int code = TK_EFORMAT;
     if (!c.first[0]) snprintf(c.first, sizeof c.first, "%s: cannot be read", path);
     if (strstr(c.first, "format version")) code = TK_EVERSION;
@@ -1098,12 +1210,10 @@ int ds_validate(const char *path, void (*report)(const char *line, void *user), 
   vctx c = {.path = path, .first_only = 0, .report = report, .user = user};
   f->rawfd = open(path, O_RDONLY | O_CLOEXEC);
   c.rawfd = f->rawfd;
-  watchdog wd;
-  wd_start(&wd);
-  check_file(f, &c, 0);
-  wd_stop(&wd);
+  rc = run_check(f, &c, 0);
   ds_close(f);
   H5Eclear2(H5E_DEFAULT);
+  if (rc) return rc;
   if (c.count) tk_error(TK_EFORMAT, "%s", c.first); /* later reads may have set other messages */
   return c.count;
 }
