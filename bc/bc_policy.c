@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "bc.h"
-#include "ds_internal.h"
+#include "ds_h5.h"
 
 static int set_keys(bcPolicy *p, int nkeys, const char *const *keys, const int *dims) {
   if (nkeys < 1 || nkeys > BC_MAX_KEYS)
@@ -318,72 +318,11 @@ int bc_policy_save(const bcPolicy *p, const char *path) {
 }
 
 /* ---- loading --------------------------------------------------------------------------------- */
-/* Open a float dataset of exactly the given shape with its data written (*out), checking only what the
- * file declares: nothing of its size is allocated or read. */
-static int open_exact(hid_t g, const char *group, const char *name, int ndim, const int64_t *shape,
-                      const char *path, hid_t *out) {
-  *out = -1;
-  if (H5Lexists(g, name, H5P_DEFAULT) <= 0) {
-    H5Eclear2(H5E_DEFAULT);
-    return tk_error(TK_EFORMAT, "%s: /%s/%s is missing", path, group, name);
-  }
-  hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
-  if (d < 0) return ds_h5_fail(TK_EFORMAT, "%s: /%s/%s is not a dataset", path, group, name);
-  hid_t sp = H5Dget_space(d), t = H5Dget_type(d);
-  hsize_t dims[H5S_MAX_RANK] = {0};
-  int r = sp < 0 ? -1 : H5Sget_simple_extent_ndims(sp);
-  if (r < 0 || r > H5S_MAX_RANK || H5Sget_simple_extent_dims(sp, dims, NULL) < 0)
-    r = -1; /* dims of any rank, for the message */
-  H5D_space_status_t st = H5D_SPACE_STATUS_ERROR;
-  int rc = 0;
-  if (t < 0 || H5Tget_class(t) != H5T_FLOAT)
-    rc = tk_error(TK_EFORMAT, "%s: /%s/%s is not floating point", path, group, name);
-  else if (r != ndim || (hsize_t)shape[0] != dims[0] || (ndim == 2 && (hsize_t)shape[1] != dims[1])) {
-    char want[64], got[64] = "?";
-    snprintf(want, sizeof want, ndim == 2 ? "(%lld, %lld)" : "(%lld,)", (long long)shape[0],
-             (long long)(ndim == 2 ? shape[1] : 0));
-    if (r == 1) snprintf(got, sizeof got, "(%llu,)", (unsigned long long)dims[0]);
-    if (r == 2)
-      snprintf(got, sizeof got, "(%llu, %llu)", (unsigned long long)dims[0], (unsigned long long)dims[1]);
-    if (r < 1 || r > 2) snprintf(got, sizeof got, "rank %d", r);
-    rc = tk_error(TK_EFORMAT, "%s: /%s/%s has shape %s, the architecture needs %s", path, group, name, got,
-                  want);
-  } else if (H5Dget_space_status(d, &st) < 0 || st != H5D_SPACE_STATUS_ALLOCATED) {
-    /* declared but (partly) never written: HDF5 would read its fill value there */
-    rc = tk_error(TK_EFORMAT, "%s: /%s/%s has %s", path, group, name,
-                  st == H5D_SPACE_STATUS_PART_ALLOCATED ? "data written for only part of it"
-                                                        : "no data written");
-  }
-  if (t >= 0) H5Tclose(t);
-  if (sp >= 0) H5Sclose(sp);
-  H5Eclear2(H5E_DEFAULT);
-  if (rc)
-    H5Dclose(d);
-  else
-    *out = d;
-  return rc;
-}
-
-/* Read a float dataset of exactly the given shape into out; every value finite. */
-static int read_exact(hid_t g, const char *group, const char *name, int ndim, const int64_t *shape,
-                      float *out, const char *path) {
-  hid_t d;
-  int rc = open_exact(g, group, name, ndim, shape, path, &d);
-  if (rc) return rc;
-  if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) {
-    rc = ds_h5_fail(TK_EFORMAT, "%s: /%s/%s cannot be read", path, group, name);
-  } else {
-    int64_t n = ndim == 2 ? shape[0] * shape[1] : shape[0];
-    for (int64_t i = 0; i < n; i++)
-      if (!isfinite(out[i])) {
-        rc = tk_error(TK_EFORMAT, "%s: /%s/%s has a non-finite value at flat index %lld", path, group, name,
-                      (long long)i);
-        break;
-      }
-  }
-  H5Dclose(d);
-  H5Eclear2(H5E_DEFAULT);
-  return rc;
+/* A float tensor of exactly the given shape (every value finite); out NULL: checked from what the file
+ * declares, nothing of its size allocated or read. */
+static int read_exact(hid_t g, const char *name, int ndim, const int64_t *shape, float *out,
+                      const char *path) {
+  return ds_h5_read_exact(g, name, DS_F32, ndim, shape, out, path, "the architecture");
 }
 
 /* Every tensor the architecture declares (plan) is in /weights with its shape and data, and nothing else
@@ -392,8 +331,7 @@ static int check_weights(hid_t g, const nnNet *plan, const char *path) {
   int rc = 0;
   for (int i = 0; !rc && i < plan->n_tensors; i++) {
     const nnTensor *t = &plan->tensors[i];
-    hid_t d;
-    if (!(rc = open_exact(g, "weights", t->name, t->ndim, t->shape, path, &d))) H5Dclose(d);
+    rc = read_exact(g, t->name, t->ndim, t->shape, NULL, path);
   }
   if (!rc) { /* no extra tensors: a file for another architecture must not half-load */
     dsNames names = {0};
@@ -498,10 +436,10 @@ static bcPolicy *load_from(hid_t f, const char *path) {
     hid_t g = H5Gopen2(f, "normalization", H5P_DEFAULT);
     if (g < 0) rc = tk_error(TK_EFORMAT, "%s: group /normalization is missing", path);
     int64_t od = p->obs_dim, ad = p->act_dim;
-    if (!rc) rc = read_exact(g, "normalization", "obs_mean", 1, &od, p->obs_mean, path);
-    if (!rc) rc = read_exact(g, "normalization", "obs_std", 1, &od, p->obs_std, path);
-    if (!rc) rc = read_exact(g, "normalization", "act_offset", 1, &ad, p->act_offset, path);
-    if (!rc) rc = read_exact(g, "normalization", "act_scale", 1, &ad, p->act_scale, path);
+    if (!rc) rc = read_exact(g, "obs_mean", 1, &od, p->obs_mean, path);
+    if (!rc) rc = read_exact(g, "obs_std", 1, &od, p->obs_std, path);
+    if (!rc) rc = read_exact(g, "act_offset", 1, &ad, p->act_offset, path);
+    if (!rc) rc = read_exact(g, "act_scale", 1, &ad, p->act_scale, path);
     for (int i = 0; !rc && i < p->obs_dim; i++)
       if (!(p->obs_std[i] > 0))
         rc = tk_error(TK_EFORMAT, "%s: /normalization/obs_std[%d] = %g, must be > 0", path, i, p->obs_std[i]);
@@ -522,7 +460,7 @@ static bcPolicy *load_from(hid_t f, const char *path) {
     if (!rc && !(p->net = nn_net_make_acting(&arch, 0))) rc = tk_error_wrap(TK_ENOMEM, "%s", path);
     for (int i = 0; !rc && i < p->net->n_tensors; i++) {
       const nnTensor *t = &p->net->tensors[i];
-      rc = read_exact(g, "weights", t->name, t->ndim, t->shape, t->data, path);
+      rc = read_exact(g, t->name, t->ndim, t->shape, t->data, path);
     }
     if (g >= 0) H5Gclose(g);
   }

@@ -27,6 +27,7 @@ enum {
   TK_EBUSY = -7,     /* resource locked by someone else */
   TK_EVERSION = -8,  /* format version not supported */
   TK_EINTR = -9,     /* interrupted by the user */
+  TK_ETIMEOUT = -10, /* no progress within a time limit */
 };
 
 #define TK_ERRMSG_MAX 1024

@@ -47,6 +47,7 @@ const char *tk_strerror(int code) {
   case TK_EBUSY: return "busy";
   case TK_EVERSION: return "unsupported version";
   case TK_EINTR: return "interrupted";
+  case TK_ETIMEOUT: return "timed out";
   default: return "error";
   }
 }

@@ -1,4 +1,6 @@
-/* dataset/ds_h5.c -- HDF5 helpers: quiet errors with messages, attributes, extendible datasets. */
+/* dataset/ds_h5.c -- HDF5 helpers (ds_h5.h): quiet errors with messages, exact tensor reads, attributes,
+ * extendible datasets. */
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -141,6 +143,81 @@ int64_t ds_h5_block_rows(hid_t d, int64_t cols, int64_t target) {
   if (cc.band_bytes > (double)CHUNK_CACHE_MAX && cc.rows > 0 && cc.rows < ((hsize_t)1 << 40))
     b = (b + (int64_t)cc.rows - 1) / (int64_t)cc.rows * (int64_t)cc.rows;
   return b;
+}
+
+/* ---- exact tensors ---- */
+/* "(a, b)", "(a,)" or "()" */
+static void shape_str(char *buf, size_t n, int rank, const hsize_t *dims) {
+  size_t off = (size_t)snprintf(buf, n, "(");
+  for (int i = 0; i < rank && off < n; i++)
+    off += (size_t)snprintf(buf + off, n - off, "%s%llu", i ? ", " : "", (unsigned long long)dims[i]);
+  if (off < n) snprintf(buf + off, n - off, rank == 1 ? ",)" : ")");
+}
+
+int ds_h5_read_exact(hid_t loc, const char *name, dsDtype t, int rank, const int64_t *shape, void *out,
+                     const char *file, const char *needer) {
+  if (!needer) needer = "the reader";
+  if (rank < 0 || rank > H5S_MAX_RANK || (rank && !shape) || t < DS_F32 || t > DS_U8)
+    return tk_error(TK_EINVAL, "%s: %s: ds_h5_read_exact: bad arguments", file, name);
+  /* the tensor by its path in the file: "/<group>/<name>" */
+  char where[512], at[400] = "";
+  ssize_t ln = H5Iget_name(loc, at, sizeof at);
+  if (ln < 0) at[0] = 0;
+  snprintf(where, sizeof where, "%s/%s", strcmp(at, "/") ? at : "", name);
+  H5Eclear2(H5E_DEFAULT);
+  if (H5Lexists(loc, name, H5P_DEFAULT) <= 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return tk_error(TK_EFORMAT, "%s: %s is missing", file, where);
+  }
+  hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
+  if (d < 0) return ds_h5_fail(TK_EFORMAT, "%s: %s is not a dataset", file, where);
+  hid_t sp = H5Dget_space(d), ft = H5Dget_type(d);
+  hsize_t dims[H5S_MAX_RANK] = {0};
+  int r = sp < 0 ? -1 : H5Sget_simple_extent_ndims(sp);
+  if (r < 0 || r > H5S_MAX_RANK || H5Sget_simple_extent_dims(sp, dims, NULL) < 0) r = -1;
+  int same = r == rank;
+  int64_t elems = 1;
+  for (int i = 0; same && i < rank; i++) {
+    same = shape[i] >= 0 && (hsize_t)shape[i] == dims[i];
+    elems *= shape[i];
+  }
+  H5D_space_status_t st = H5D_SPACE_STATUS_ERROR;
+  H5T_class_t cls = ft < 0 ? H5T_NO_CLASS : H5Tget_class(ft);
+  int rc = 0;
+  if (t != DS_U8 && cls != H5T_FLOAT)
+    rc = tk_error(TK_EFORMAT, "%s: %s is not floating point", file, where);
+  else if (t == DS_U8 && !(cls == H5T_INTEGER && H5Tget_size(ft) == 1 && H5Tget_sign(ft) == H5T_SGN_NONE))
+    rc = tk_error(TK_EFORMAT, "%s: %s is not uint8", file, where);
+  else if (!same) {
+    char want[256], got[256] = "";
+    hsize_t w[H5S_MAX_RANK];
+    for (int i = 0; i < rank; i++)
+      w[i] = (hsize_t)shape[i];
+    shape_str(want, sizeof want, rank, w);
+    if (r >= 0)
+      shape_str(got, sizeof got, r, dims);
+    else
+      snprintf(got, sizeof got, "an unreadable shape");
+    rc = tk_error(TK_EFORMAT, "%s: %s has shape %s, %s needs %s", file, where, got, needer, want);
+  } else if (elems > 0 && (H5Dget_space_status(d, &st) < 0 || st != H5D_SPACE_STATUS_ALLOCATED)) {
+    /* declared but (partly) never written: HDF5 would read its fill value there */
+    rc = tk_error(TK_EFORMAT, "%s: %s has %s", file, where,
+                  st == H5D_SPACE_STATUS_PART_ALLOCATED ? "data written for only part of it"
+                                                        : "no data written");
+  }
+  if (ft >= 0) H5Tclose(ft);
+  if (sp >= 0) H5Sclose(sp);
+  if (!rc && out && elems > 0) {
+    if (H5Dread(d, ds_h5_memtype(t), H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
+      rc = ds_h5_fail(TK_EFORMAT, "%s: %s cannot be read", file, where);
+    for (int64_t i = 0; !rc && t != DS_U8 && i < elems; i++)
+      if (!isfinite(t == DS_F32 ? (double)((float *)out)[i] : ((double *)out)[i]))
+        rc = tk_error(TK_EFORMAT, "%s: %s has a non-finite value at flat index %lld", file, where,
+                      (long long)i);
+  }
+  H5Dclose(d);
+  H5Eclear2(H5E_DEFAULT);
+  return rc;
 }
 
 /* ---- attributes ---- */

@@ -2,9 +2,10 @@
 #ifndef DS_INTERNAL_H
 #define DS_INTERNAL_H
 
-#include <hdf5.h>
+#include <pthread.h>
 
 #include "ds.h"
+#include "ds_h5.h"
 #include "tk.h"
 
 #define DS_STAGING_SUFFIX ".staging"
@@ -35,58 +36,8 @@ extern const dsFieldDesc ds_fields[DS_NFIELDS];
 /* Columns of a rank-2 field under a schema (A for actions, S for states), 1 for rank 1. */
 int64_t ds_field_cols(int field, const dsSchema *s);
 
-/* Silence HDF5's automatic error printing (once per process and thread). */
-void ds_h5_init(void);
-/* The innermost message on HDF5's error stack, "" if none. */
-const char *ds_h5_errmsg(void);
-/* Set a tk error "what: <hdf5 message>" and return code. */
-int ds_h5_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-hid_t ds_h5_memtype(dsDtype t);
-int ds_h5_dtype_of(hid_t type, dsDtype *out); /* 0 or TK_EFORMAT */
-
-/* Open a dataset to read its values, with a chunk cache that holds a band of its chunk rows (up to
- * 256 MiB): each compressed chunk is inflated once per open, however the rows are read (HDF5's 1 MiB
- * default re-inflates a larger chunk on every block read and every 1 MiB conversion piece). */
-hid_t ds_h5_open_read(hid_t loc, const char *name);
-/* Rows per block when reading about target values at a time, rows of cols values: whole bands of
- * chunk rows when a band is larger than that cache holds. */
-int64_t ds_h5_block_rows(hid_t d, int64_t cols, int64_t target);
-
-/* attributes */
-int ds_attr_write_i64(hid_t obj, const char *name, int64_t v);
-int ds_attr_write_f64(hid_t obj, const char *name, double v);
-int ds_attr_write_str(hid_t obj, const char *name, const char *s);
-int ds_attr_exists(hid_t obj, const char *name);
-/* 0 ok, TK_ENOTFOUND absent, TK_EFORMAT wrong type/shape. */
-int ds_attr_read_i64(hid_t obj, const char *name, int64_t *v);
-int ds_attr_read_f64(hid_t obj, const char *name, double *v);
-/* malloc'd string (fixed or variable length). */
-int ds_attr_read_str(hid_t obj, const char *name, char **out);
-
-/* A growable list of names (malloc'd strings). */
-typedef struct {
-  char **v;
-  int n, cap;
-} dsNames;
-int ds_names_push(dsNames *l, const char *s);
-void ds_names_free(dsNames *l);
-int ds_names_find(const dsNames *l, const char *s); /* index or -1 */
-/* The link names of group g, sorted by name; -1 (and an empty list) on failure. */
-int ds_list_links(hid_t g, dsNames *out);
-
 /* Parse "demo_<int>" -> index; returns 0 or -1 when the name is not of that form. */
 int ds_parse_demo_name(const char *name, int64_t *index);
-
-/* Create an extendible (0, shape...) chunked dataset. */
-hid_t ds_create_ext(hid_t loc, const char *name, dsDtype t, int rank, const int64_t *shape, int gzip,
-                    int64_t chunk_rows);
-/* Create a (N, shape...) dataset and write all of it: contiguous, or chunked when gzip > 0. */
-int ds_write_whole(hid_t loc, const char *name, dsDtype t, int rank, const int64_t *shape, int64_t n,
-                   const void *buf, int gzip);
-/* Append n rows (each row_elems elements) at row `at`. */
-int ds_append_rows(hid_t dset, dsDtype t, int rank, const int64_t *shape, int64_t at, int64_t n,
-                   const void *buf);
 
 /* Write data-group attrs for a new file. */
 int ds_write_data_attrs(hid_t data, const char *env_name, int env_type, const char *env_kwargs_json);
@@ -157,5 +108,68 @@ hid_t ds_h5_filetype(dsDtype t);                          /* little-endian file 
 void ds_list_add(char *list, size_t n, const char *name); /* append ",name" (or "name") to list */
 /* Write text to path durably: create, write, fsync, close; the message names path. */
 int ds_write_text_file(const char *path, const char *text);
+
+/* ---- the opened file: ds_validate.c checks a file and fills it, ds_load.c reads through it ---- */
+/* Where a demo's per-step datasets sit in the file, when they are plain contiguous bytes:
+ * the loader then reads them with pread, without HDF5. Slots: fields, obs keys, next_obs keys. */
+#define NSLOTS (DS_NFIELDS + 2 * DS_MAX_KEYS)
+typedef struct dsLoc {
+  int64_t off; /* -1: read through HDF5 */
+  int kind;
+} dsLoc;
+
+struct dsFile {
+  char path[4096];
+  int rawfd;
+  unsigned long fileno; /* HDF5's number for the opened file: objects with another live elsewhere */
+  int has_fileno;
+  dsLoc *locs; /* ndemos x NSLOTS, same order as demos */
+  hid_t file, data;
+  int ndemos;
+  dsDemoInfo *demos;
+  dsSchema schema;
+  char env_name[DS_NAME_MAX];
+  char *env_args;
+  int64_t total;
+  int native;
+  int nmasks;
+  char (*mask_names)[DS_NAME_MAX];
+  int **mask_pos;
+  int *mask_n;
+  /* ds_read_rows keeps the dataset it read last open (and its chunk cache with it), so reading a
+   * long episode a few rows at a time inflates each compressed chunk once */
+  pthread_mutex_t rows_mu;
+  hid_t rows_d;
+  int rows_demo;
+  char *rows_name;
+};
+
+/* How the loader may read a dataset's bytes without HDF5 (ds_validate.c's raw_place decides). */
+enum { RAW_NONE = 0, RAW_F32 = 1, RAW_F64 = 2, RAW_U8 = 3 };
+
+/* A new dsFile for path (nothing open): refused when the path does not fit whole. */
+int ds_file_new(const char *path, dsFile **out);
+/* What name is under loc: 0 nothing, 1 a dataset, 2 a group, -1 anything else or unreadable. */
+int ds_link_kind(hid_t loc, const char *name);
+/* Rows [r0, r0 + n) of an open dataset, every value of each row, into buf as memtype: HDF5
+ * converts from the stored type (byte order, precision, integers, enums of integers). */
+herr_t ds_read_rows_h5(hid_t d, int64_t r0, int64_t n, hid_t memtype, void *buf);
+
+/* ---- the open watchdog (ds_watch.c): a check run in a child process, killed when it makes no progress ----
+ */
+typedef struct dsWatch dsWatch; /* one open's progress, shared with its child */
+double ds_open_timeout(void);   /* ds_set_open_timeout's value, 0: no watchdog */
+/* Child: note what it reads now (a step of progress; no system call). */
+void ds_watch_note(dsWatch *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Child: send one record (type > 0) to the parent. 0 or -1. */
+int ds_watch_send(dsWatch *w, int type, const void *buf, size_t n);
+typedef int (*dsWatchChild)(dsWatch *w, void *arg);                            /* 0, or the child failed */
+typedef int (*dsWatchRecord)(int type, const void *buf, size_t n, void *user); /* 0 or an error code */
+/* Run child(w, arg) in a forked child, handing its records to on_record in the calling thread as they come.
+ * 0 when the child ran to its end; TK_ETIMEOUT (no progress for timeout seconds: the child was killed; the
+ * message names path and what was being read), TK_EFORMAT (the child crashed), TK_EBUSY, TK_EIO, or
+ * on_record's error. */
+int ds_watch_run(const char *path, double timeout, dsWatchChild child, void *arg, dsWatchRecord on_record,
+                 void *user);
 
 #endif

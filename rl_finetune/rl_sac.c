@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ds_internal.h"
+#include "ds_h5.h"
 #include "rl_internal.h"
 #include "rl_mpi.h"
 
@@ -567,16 +567,7 @@ static int get_f32(hid_t g, const char *group, const char *name, float *v, int64
         "%s: checkpoint field '%s%s' has %lld values, this run needs %lld (other options than the "
         "run that wrote it?)",
         path, group, name, (long long)np, (long long)n);
-  hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
-  int rc = 0;
-  if (d < 0 || (n > 0 && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0))
-    rc = ds_h5_fail(TK_EFORMAT, "%s: checkpoint field '%s%s' cannot be read", path, group, name);
-  if (d >= 0) H5Dclose(d);
-  for (int64_t i = 0; !rc && i < n; i++)
-    if (!isfinite(v[i]))
-      rc = tk_error(TK_EFORMAT, "%s: checkpoint field '%s%s' has a non-finite value at %lld", path, group,
-                    name, (long long)i);
-  return rc;
+  return ds_h5_read_exact(g, name, DS_F32, 1, &n, v, path, "this run");
 }
 
 /* A network's parameters, Adam moments (v >= 0) and step count (0..max_t). */
@@ -761,10 +752,7 @@ static int ckpt_load(rlRun *R, rlResult *res, int64_t *next_eval, const char *pa
     if (!rc)
       rc = ck_int(path, "rng", np, (1 + workers) * (int64_t)sizeof(tkRng),
                   (1 + workers) * (int64_t)sizeof(tkRng), "bytes: one state per worker and the learner's");
-    hid_t d = rc ? -1 : H5Dopen2(f, "rng", H5P_DEFAULT);
-    if (!rc && (d < 0 || H5Dread(d, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, rng) < 0))
-      rc = ds_h5_fail(TK_EFORMAT, "%s: checkpoint field 'rng' cannot be read", path);
-    if (d >= 0) H5Dclose(d);
+    if (!rc) rc = ds_h5_read_exact(f, "rng", DS_U8, 1, &np, rng, path, "this run");
     for (int64_t i = 0; !rc && i <= workers; i++) {
       tkRng z;
       memcpy(&z, rng + i * (int64_t)sizeof(tkRng), sizeof z);
@@ -787,10 +775,8 @@ static int ckpt_load(rlRun *R, rlResult *res, int64_t *next_eval, const char *pa
       rc = tk_error(TK_EFORMAT,
                     "%s: checkpoint field 'evals' has %lld values, not 2 per evaluation (at most 512)", path,
                     (long long)np);
-    hid_t d = rc ? -1 : H5Dopen2(f, "evals", H5P_DEFAULT);
-    if (!rc && (d < 0 || (np && H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, ev) < 0)))
-      rc = ds_h5_fail(TK_EFORMAT, "%s: checkpoint field 'evals' cannot be read", path);
-    if (d >= 0) H5Dclose(d);
+    int64_t shape[2] = {np / 2, 2};
+    if (!rc) rc = ds_h5_read_exact(f, "evals", DS_F64, 2, shape, ev, path, "this run");
     for (int i = 0; !rc && i < np / 2; i++) {
       double st = ev[2 * i], lo = i ? ev[2 * i - 2] : 0;
       if (!(st >= lo && st <= (double)res->env_steps && st == floor(st)))
@@ -825,11 +811,7 @@ static int ckpt_load(rlRun *R, rlResult *res, int64_t *next_eval, const char *pa
       int64_t nd = ck_npoints(g, "online/", "d", path);
       if (nd < 0) rc = TK_EFORMAT;
       if (!rc) rc = ck_int(path, "online/d", nd, n, n, "values: one per transition");
-      hid_t dd = rc ? -1 : H5Dopen2(g, "d", H5P_DEFAULT);
-      if (!rc &&
-          (dd < 0 || (n > 0 && H5Dread(dd, H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL, H5P_DEFAULT, b->d) < 0)))
-        rc = ds_h5_fail(TK_EFORMAT, "%s: checkpoint field 'online/d' cannot be read", path);
-      if (dd >= 0) H5Dclose(dd);
+      if (!rc) rc = ds_h5_read_exact(g, "d", DS_U8, 1, &n, b->d, path, "this run");
     }
     if (!rc) b->n = n;
     H5Gclose(g);

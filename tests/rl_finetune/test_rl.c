@@ -685,7 +685,7 @@ Test(rl, corrupt_checkpoint_counters_are_refused, .timeout = 240) {
       {"adam_t_negative", "'actor/adam_t'", "f['actor'].attrs['adam_t'] = np.int64(-1)"},
       {"adam_t_huge", "'critic1/adam_t'", "f['critic1'].attrs['adam_t'] = np.int64(10**12)"},
       {"adam_v_negative", "'critic0/adam_v'", "v = f['critic0/adam_v']; x = v[()]; x[3] = -1; v[...] = x"},
-      {"params_nan", "'target0/params'", "v = f['target0/params']; x = v[()]; x[5] = np.nan; v[...] = x"},
+      {"params_nan", "/target0/params", "v = f['target0/params']; x = v[()]; x[5] = np.nan; v[...] = x"},
       {"rng_zero", "'rng'", "v = f['rng']; v[...] = np.zeros(v.shape, np.uint8)"},
       {"rng_short", "'rng'", "x = f['rng'][()]; del f['rng']; f['rng'] = x[:-8]"},
       {"evals_step", "'evals'", "v = f['evals']; x = v[()]; x[-1, 0] = 1e300; v[...] = x"},
@@ -699,7 +699,7 @@ Test(rl, corrupt_checkpoint_counters_are_refused, .timeout = 240) {
        "    x = g[k][()]\n"
        "    del g[k]\n"
        "    g[k] = np.concatenate([x, x])"},
-      {"online_r_nan", "'online/r'", "v = f['online/r']; x = v[()]; x[0] = np.nan; v[...] = x"},
+      {"online_r_nan", "/online/r", "v = f['online/r']; x = v[()]; x[0] = np.nan; v[...] = x"},
   };
   const size_t nc = sizeof cases / sizeof cases[0];
   /* one python run makes every corrupted copy: DIR/bad_<name>/checkpoint.h5 */

@@ -1,5 +1,7 @@
-/* dataset/ds_reader.c -- read-only access with validation on open, episode reads, and the
- * training loader. Every problem is one line naming the file, the demo and the dataset. */
+/* dataset/ds_validate.c -- checking a file: ds_open (stop at the first problem) and ds_validate (report
+ * every problem), with the watchdog against HDF5 loops. Every problem is one line naming the file, the
+ * demo and the dataset. Checking also fills the dsFile ds_load.c reads through (demos, schema, masks,
+ * where contiguous datasets sit for raw reads). */
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -17,125 +19,6 @@
 #define MAX_ROWS ((int64_t)1 << 36)  /* samples in one demo */
 #define MAX_BYTES ((int64_t)1 << 40) /* logical bytes of one dataset */
 
-/* Where a demo's per-step datasets sit in the file, when they are plain contiguous bytes:
- * the loader then reads them with pread, without HDF5. Slots: fields, obs keys, next_obs keys. */
-#define NSLOTS (DS_NFIELDS + 2 * DS_MAX_KEYS)
-typedef struct dsLoc {
-  int64_t off; /* -1: read through HDF5 */
-  int kind;
-} dsLoc;
-
-struct dsFile {
-  char path[4096];
-  int rawfd;
-  unsigned long fileno; /* HDF5's number for the opened file: objects with another live elsewhere */
-  int has_fileno;
-  dsLoc *locs; /* ndemos x NSLOTS, same order as demos */
-  hid_t file, data;
-  int ndemos;
-  dsDemoInfo *demos;
-  dsSchema schema;
-  char env_name[DS_NAME_MAX];
-  char *env_args;
-  int64_t total;
-  int native;
-  int nmasks;
-  char (*mask_names)[DS_NAME_MAX];
-  int **mask_pos;
-  int *mask_n;
-  /* ds_read_rows keeps the dataset it read last open (and its chunk cache with it), so reading a
-   * long episode a few rows at a time inflates each compressed chunk once */
-  pthread_mutex_t rows_mu;
-  hid_t rows_d;
-  int rows_demo;
-  char *rows_name;
-};
-
-/* ---- watchdog against HDF5 loops on damaged files ---- */
-static double wd_timeout;
-static pthread_mutex_t wd_mu = PTHREAD_MUTEX_INITIALIZER;
-static uint64_t wd_progress;
-static char wd_path[4096], wd_what[512];
-
-void ds_set_open_timeout(double seconds) { wd_timeout = seconds; }
-
-static void progress(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void progress(const char *path, const char *fmt, ...) {
-  if (wd_timeout <= 0) return;
-  pthread_mutex_lock(&wd_mu);
-  wd_progress++;
-  if (path[0]) snprintf(wd_path, sizeof wd_path, "%s", path);
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(wd_what, sizeof wd_what, fmt, ap);
-  va_end(ap);
-  pthread_mutex_unlock(&wd_mu);
-}
-
-typedef struct {
-  pthread_t th;
-  int running;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  int stop;
-} watchdog;
-
-static void *wd_main(void *arg) {
-  watchdog *w = arg;
-  uint64_t last = UINT64_MAX;
-  double since = tk_now_s();
-  pthread_mutex_lock(&w->mu);
-  while (!w->stop) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 200000000;
-    if (ts.tv_nsec >= 1000000000) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000;
-    }
-    pthread_cond_timedwait(&w->cv, &w->mu, &ts);
-    if (w->stop) break;
-    pthread_mutex_lock(&wd_mu);
-    uint64_t p = wd_progress;
-    char what[512], where[4096];
-    memcpy(what, wd_what, sizeof what);
-    memcpy(where, wd_path, sizeof where);
-    pthread_mutex_unlock(&wd_mu);
-    if (p != last) {
-      last = p;
-      since = tk_now_s();
-    } else if (tk_now_s() - since > wd_timeout) {
-      fprintf(stderr,
-              "%s: no progress for %.0f s while reading %s: the file is damaged in a way the HDF5 library "
-              "does not detect (it loops); giving up\n",
-              where, wd_timeout, what);
-      fflush(stderr);
-      _exit(1);
-    }
-  }
-  pthread_mutex_unlock(&w->mu);
-  return NULL;
-}
-
-static void wd_start(watchdog *w) {
-  memset(w, 0, sizeof *w);
-  if (wd_timeout <= 0) return;
-  pthread_mutex_init(&w->mu, NULL);
-  pthread_cond_init(&w->cv, NULL);
-  w->running = pthread_create(&w->th, NULL, wd_main, w) == 0;
-}
-
-static void wd_stop(watchdog *w) {
-  if (!w->running) return;
-  pthread_mutex_lock(&w->mu);
-  w->stop = 1;
-  pthread_cond_signal(&w->cv);
-  pthread_mutex_unlock(&w->mu);
-  pthread_join(w->th, NULL);
-  pthread_mutex_destroy(&w->mu);
-  pthread_cond_destroy(&w->cv);
-}
-
 /* ---- problem collection ---- */
 typedef struct {
   const char *path;
@@ -147,6 +30,7 @@ typedef struct {
   int rawfd;            /* the file opened plainly, for reading contiguous data without HDF5 */
   unsigned long fileno; /* the opened file's number (see raw_place) */
   int has_fileno;
+  dsWatch *watch; /* with the watchdog on (the check runs in a child process): its progress */
   void (*report)(const char *line, void *user);
   void *user;
   char first[TK_ERRMSG_MAX]; /* the first problem, "<path>: <problem>" (the error message at the end) */
@@ -172,6 +56,18 @@ static void problem(vctx *c, const char *fmt, ...) {
 }
 #define STOP(c) ((c)->first_only && (c)->count > 0)
 
+/* A step of the check: what the watchdog names if the next one never comes. */
+static void progress(vctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void progress(vctx *c, const char *fmt, ...) {
+  if (!c->watch) return;
+  char what[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  ds_watch_note(c->watch, "%s", what);
+}
+
 /* ---- dataset inspection ---- */
 typedef struct {
   int exists;
@@ -185,21 +81,6 @@ typedef struct {
   int64_t raw_off; /* where raw_place allows reading the bytes without HDF5 (else -1) */
   int raw_kind;    /* RAW_F32, RAW_F64, RAW_U8, or RAW_NONE */
 } dinfo;
-
-enum { RAW_NONE = 0, RAW_F32 = 1, RAW_F64 = 2, RAW_U8 = 3 };
-
-static int is_dataset(hid_t loc, const char *name) {
-  if (H5Lexists(loc, name, H5P_DEFAULT) <= 0) {
-    H5Eclear2(H5E_DEFAULT);
-    return 0;
-  }
-  H5O_info_t oi;
-  if (H5Oget_info_by_name2(loc, name, &oi, H5O_INFO_BASIC, H5P_DEFAULT) < 0) {
-    H5Eclear2(H5E_DEFAULT);
-    return -1;
-  }
-  return oi.type == H5O_TYPE_DATASET ? 1 : oi.type == H5O_TYPE_GROUP ? 2 : -1;
-}
 
 /* ---- reading values: the raw-read rule, and reads that convert ---- */
 /* The raw-read rule, decided here and nowhere else. The NaN/Inf scan, the value checks and the
@@ -243,42 +124,15 @@ static int raw_place(hid_t d, const unsigned long *fileno, int64_t *off) {
   return kind;
 }
 
-/* Rows [r0, r0 + n) of an open dataset, every value of each row, into buf as memtype: HDF5
- * converts from the stored type (byte order, precision, integers, enums of integers). */
-static herr_t read_rows_h5(hid_t d, int64_t r0, int64_t n, hid_t memtype, void *buf) {
-  hid_t fs = H5Dget_space(d);
-  if (fs < 0) return -1;
-  int rank = H5Sget_simple_extent_ndims(fs);
-  hsize_t dims[H5S_MAX_RANK], start[H5S_MAX_RANK] = {0}, count[H5S_MAX_RANK];
-  herr_t e = -1;
-  if (rank >= 1 && rank <= H5S_MAX_RANK && H5Sget_simple_extent_dims(fs, dims, NULL) == rank && r0 >= 0 &&
-      n >= 0 && (hsize_t)(r0 + n) <= dims[0]) {
-    hsize_t elems = (hsize_t)n;
-    start[0] = (hsize_t)r0;
-    count[0] = (hsize_t)n;
-    for (int i = 1; i < rank; i++) {
-      count[i] = dims[i];
-      elems *= dims[i];
-    }
-    if (elems == 0)
-      e = 0;
-    else if (H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) >= 0) {
-      hid_t ms = H5Screate_simple(1, &elems, NULL);
-      e = ms >= 0 ? H5Dread(d, memtype, ms, fs, H5P_DEFAULT, buf) : -1;
-      if (ms >= 0) H5Sclose(ms);
-    }
-  }
-  H5Sclose(fs);
-  return e;
-}
-
 /* Open and describe a dataset; *keep (optional) receives the open id on success. */
-static int inspect_keep(hid_t loc, const char *name, dinfo *di, hid_t *keep);
-static int inspect(hid_t loc, const char *name, dinfo *di) { return inspect_keep(loc, name, di, NULL); }
-static int inspect_keep(hid_t loc, const char *name, dinfo *di, hid_t *keep) {
+static int inspect_keep(vctx *c, hid_t loc, const char *name, dinfo *di, hid_t *keep);
+static int inspect(vctx *c, hid_t loc, const char *name, dinfo *di) {
+  return inspect_keep(c, loc, name, di, NULL);
+}
+static int inspect_keep(vctx *c, hid_t loc, const char *name, dinfo *di, hid_t *keep) {
   memset(di, 0, sizeof *di);
   di->raw_off = -1;
-  progress("", "dataset %s", name);
+  progress(c, "dataset %s", name);
   hid_t d = ds_h5_open_read(loc, name);
   if (d < 0) {
     H5Eclear2(H5E_DEFAULT);
@@ -361,8 +215,8 @@ static const char *cls_name(const dinfo *di) {
 
 /* Scan float data for NaN/Inf in row blocks; returns the first bad row or -1. */
 /* The same scan over plain bytes at a known file offset (float32 or float64, native). */
-static int64_t scan_finite_raw(int fd, int64_t off, int kind, int64_t rows, int64_t cols, int64_t *badcol,
-                               int *isnan_out) {
+static int64_t scan_finite_raw(vctx *c, int fd, int64_t off, int kind, int64_t rows, int64_t cols,
+                               int64_t *badcol, int *isnan_out) {
   size_t esz = kind == RAW_F64 ? 8 : 4;
   int64_t block = TK_MAX(1, (1 << 18) / TK_MAX(cols, 1));
   uint8_t *buf = malloc((size_t)(block * cols) * esz);
@@ -370,7 +224,7 @@ static int64_t scan_finite_raw(int fd, int64_t off, int kind, int64_t rows, int6
   int64_t bad = -1;
   for (int64_t r0 = 0; r0 < rows && bad < 0; r0 += block) {
     int64_t n = TK_MIN(block, rows - r0);
-    progress("", "values at row %lld", (long long)r0);
+    progress(c, "values at row %lld", (long long)r0);
     size_t bytes = (size_t)(n * cols) * esz, done = 0;
     while (done < bytes) {
       ssize_t r =
@@ -396,15 +250,15 @@ static int64_t scan_finite_raw(int fd, int64_t off, int kind, int64_t rows, int6
   return bad;
 }
 
-static int64_t scan_finite(hid_t d, int64_t rows, int64_t cols, int64_t *badcol, int *isnan_out) {
+static int64_t scan_finite(vctx *c, hid_t d, int64_t rows, int64_t cols, int64_t *badcol, int *isnan_out) {
   int64_t block = TK_MIN(ds_h5_block_rows(d, cols, 1 << 18), TK_MAX(rows, 1));
   double *buf = malloc((size_t)(block * cols) * sizeof(double));
   if (!buf) return -2;
   int64_t bad = -1;
   for (int64_t r0 = 0; r0 < rows && bad < 0; r0 += block) {
     int64_t n = TK_MIN(block, rows - r0);
-    progress("", "values at row %lld", (long long)r0);
-    if (read_rows_h5(d, r0, n, H5T_NATIVE_DOUBLE, buf) < 0) {
+    progress(c, "values at row %lld", (long long)r0);
+    if (ds_read_rows_h5(d, r0, n, H5T_NATIVE_DOUBLE, buf) < 0) {
       bad = -2;
       break;
     }
@@ -434,10 +288,10 @@ static int check_step_dataset(vctx *c, hid_t g, const char *demo, const char *pr
                               int64_t N, int want_rank, int allow, int value_check, dinfo *out, int slot) {
   dinfo di;
   hid_t d = -1;
-  int rc = inspect_keep(g, name, &di, &d);
+  int rc = inspect_keep(c, g, name, &di, &d);
   if (out) *out = di;
   if (rc == -1) {
-    int kind = is_dataset(g, name);
+    int kind = ds_link_kind(g, name);
     problem(c, "%s/%s%s: %s", demo, prefix, name,
             kind == 0   ? "missing"
             : kind == 2 ? "is a group, not a dataset"
@@ -488,8 +342,8 @@ static int check_step_dataset(vctx *c, hid_t g, const char *demo, const char *pr
     int64_t col = 0;
     int isn = 0;
     int64_t bad = c->rawfd >= 0 && di.raw_off >= 0 && (di.raw_kind == RAW_F32 || di.raw_kind == RAW_F64)
-                      ? scan_finite_raw(c->rawfd, di.raw_off, di.raw_kind, N, elems, &col, &isn)
-                      : scan_finite(d, N, elems, &col, &isn);
+                      ? scan_finite_raw(c, c->rawfd, di.raw_off, di.raw_kind, N, elems, &col, &isn)
+                      : scan_finite(c, d, N, elems, &col, &isn);
     if (bad == -2) {
       problem(c, "%s/%s%s: read failed: %s", demo, prefix, name, ds_h5_errmsg());
       goto done;
@@ -558,7 +412,7 @@ static void read_demo_attrs(vctx *c, hid_t g, const char *demo, dsDemoInfo *di, 
 
 /* Optional attrs every file may have, and the ones our own files must have. */
 static void check_demo_attrs(vctx *c, hid_t g, const char *name, const dsDemoInfo *di, const attrReads *a) {
-  progress(c->path, "attributes of data/%s", name);
+  progress(c, "attributes of data/%s", name);
   char *str = NULL;
   int rc = ds_attr_read_str(g, "model_file", &str);
   if (rc == TK_EFORMAT) problem(c, "%s: attribute model_file is not a string", name);
@@ -690,10 +544,10 @@ static void check_demo_values(vctx *c, hid_t g, const char *name, const dsDemoIn
 /* Check one demo and derive its schema. */
 static void check_demo(vctx *c, hid_t data, const char *name, dsDemoInfo *di, dsSchema *sch,
                        int value_check) {
-  progress(c->path, "data/%s", name);
+  progress(c, "data/%s", name);
   hid_t g = H5Gopen2(data, name, H5P_DEFAULT);
   if (g < 0) {
-    int kind = is_dataset(data, name);
+    int kind = ds_link_kind(data, name);
     problem(c, "data/%s: %s", name, kind == 1 ? "is not a group" : "cannot be opened as a group");
     return;
   }
@@ -767,7 +621,7 @@ static void check_demo(vctx *c, hid_t data, const char *name, dsDemoInfo *di, ds
     if (pass && !has_next) break;
     hid_t og = H5Gopen2(g, gname, H5P_DEFAULT);
     if (og < 0) {
-      int kind = is_dataset(g, gname);
+      int kind = ds_link_kind(g, gname);
       problem(c, "%s/%s: %s", name, gname, kind == 1 ? "is not a group" : "cannot be opened");
       goto out;
     }
@@ -831,7 +685,7 @@ static void check_demo(vctx *c, hid_t data, const char *name, dsDemoInfo *di, ds
     if (pass && !STOP(c)) di->has_next_obs = 1;
     if (c->native && !pass && di->has_states && !STOP(c)) {
       dinfo st;
-      if (inspect(g, "states", &st) == 0 && !(st.dtype_ok && st.dtype == DS_F64))
+      if (inspect(c, g, "states", &st) == 0 && !(st.dtype_ok && st.dtype == DS_F64))
         problem(c, "%s/states: stored as %s, expected float64", name, cls_name(&st));
     }
     if (c->native && !pass && !STOP(c) && (!di->has_timestamps || !di->has_interventions))
@@ -849,8 +703,8 @@ out:
 }
 
 static void check_masks(vctx *c, dsFile *f) {
-  progress(c->path, "mask");
-  int kind = is_dataset(f->file, "mask");
+  progress(c, "mask");
+  int kind = ds_link_kind(f->file, "mask");
   if (kind == 0) return;
   if (kind != 2) {
     problem(c, "mask: is not a group");
@@ -873,7 +727,7 @@ static void check_masks(vctx *c, dsFile *f) {
   for (int m = 0; m < names.n && !STOP(c); m++) {
     const char *mn = names.v[m];
     dinfo di;
-    if (is_dataset(mg, mn) != 1 || inspect(mg, mn, &di) != 0) {
+    if (ds_link_kind(mg, mn) != 1 || inspect(c, mg, mn, &di) != 0) {
       problem(c, "mask/%s: not a readable dataset", mn);
       break;
     }
@@ -941,9 +795,28 @@ done:
   H5Gclose(mg);
 }
 
+/* Open f->path read-only into f->file, and note its file number. */
+static hid_t open_h5(dsFile *f) {
+  /* small sieve buffer: demo datasets are small, and the default 64 KiB sieve makes every
+   * read allocate and fill 64 KiB (measured: ~15% of load time) */
+  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+  H5Pset_sieve_buf_size(fapl, 4096);
+  f->file = H5Fopen(f->path, H5F_ACC_RDONLY, fapl);
+  H5Pclose(fapl);
+  if (f->file < 0) return -1;
+  /* the opened file's number: a dataset with another lives in another file (raw_place) */
+  H5O_info_t root;
+  if (H5Oget_info2(f->file, &root, H5O_INFO_BASIC) >= 0) {
+    f->fileno = root.fileno;
+    f->has_fileno = 1;
+  }
+  H5Eclear2(H5E_DEFAULT);
+  return f->file;
+}
+
 static int check_file(dsFile *f, vctx *c, int flags) {
   int value_check = !(flags & DS_OPEN_NO_VALUE_CHECK);
-  progress(f->path, "superblock");
+  progress(c, "superblock");
   htri_t is = H5Fis_hdf5(f->path);
   if (is <= 0) {
     FILE *fp = fopen(f->path, "rb");
@@ -956,24 +829,13 @@ static int check_file(dsFile *f, vctx *c, int flags) {
     problem(c, "not an HDF5 file (no HDF5 signature)");
     return -1;
   }
-  /* small sieve buffer: demo datasets are small, and the default 64 KiB sieve makes every
-   * read allocate and fill 64 KiB (measured: ~15% of load time) */
-  hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-  H5Pset_sieve_buf_size(fapl, 4096);
-  f->file = H5Fopen(f->path, H5F_ACC_RDONLY, fapl);
-  H5Pclose(fapl);
-  if (f->file < 0) {
+  if (open_h5(f) < 0) {
     problem(c, "cannot open as HDF5 (truncated or damaged?): %s", ds_h5_errmsg());
     return -1;
   }
-  /* the opened file's number: a dataset with another lives in another file (raw_place) */
-  H5O_info_t root;
-  if (H5Oget_info2(f->file, &root, H5O_INFO_BASIC) >= 0) {
-    f->fileno = c->fileno = root.fileno;
-    f->has_fileno = c->has_fileno = 1;
-  }
-  H5Eclear2(H5E_DEFAULT);
-  int kind = is_dataset(f->file, "data");
+  c->fileno = f->fileno;
+  c->has_fileno = f->has_fileno;
+  int kind = ds_link_kind(f->file, "data");
   if (kind != 2) {
     problem(c, "data: %s", kind == 0 ? "group missing (not a robomimic-layout dataset)" : "is not a group");
     return -1;
@@ -1004,7 +866,7 @@ static int check_file(dsFile *f, vctx *c, int flags) {
   }
   if (STOP(c)) return -1;
   /* env_args */
-  progress(f->path, "data attribute env_args");
+  progress(c, "data attribute env_args");
   char *args = NULL;
   rc = ds_attr_read_str(f->data, "env_args", &args);
   if (rc == TK_ENOTFOUND)
@@ -1041,7 +903,7 @@ static int check_file(dsFile *f, vctx *c, int flags) {
     problem(c, "data: cannot list children: %s", ds_h5_errmsg());
     return -1;
   }
-  progress(f->path, "the list of demos");
+  progress(c, "the list of demos");
   f->demos = calloc((size_t)names.n + 1, sizeof *f->demos);
   f->locs = malloc(((size_t)names.n + 1) * NSLOTS * sizeof *f->locs);
   if (!f->locs) {
@@ -1137,58 +999,196 @@ static int check_file(dsFile *f, vctx *c, int flags) {
   return c->count ? -1 : 0;
 }
 
-/* A new dsFile for path: refused when the path does not fit whole (a cut path names another file). */
-static int file_new(const char *path, dsFile **out) {
-  *out = NULL;
-  dsFile *f = calloc(1, sizeof *f);
-  if (!f) return tk_error(TK_ENOMEM, "out of memory");
-  if (tk_snprintf(f->path, sizeof f->path, "%s", path)) {
-    free(f);
-    return tk_error(TK_ERANGE, "%.80s...: path is longer than %zu bytes", path, sizeof f->path - 1);
-  }
-  f->file = f->data = -1;
-  f->rawfd = -1;
-  f->rows_d = -1;
-  pthread_mutex_init(&f->rows_mu, NULL);
-  *out = f;
-  return 0;
+/* ---- running the check: here, or in a child process under the watchdog (ds_watch.c) ---- */
+enum { REC_PROBLEM = 1, REC_FILE = 2, REC_END = 3 };
+
+typedef struct {
+  int count;
+  char first[TK_ERRMSG_MAX];
+} checkEnd;
+
+/* What ds_open keeps of a checked file, flattened for the pipe: this header, then demos[ndemos],
+ * locs[ndemos x NSLOTS], mask_names[nmasks], mask_n[nmasks], each mask's positions, env_args. */
+typedef struct {
+  int ndemos, nmasks, native, has_env_args;
+  int64_t total;
+  uint64_t env_args_len;
+  dsSchema schema;
+  char env_name[DS_NAME_MAX];
+} fileHead;
+
+static int send_file(dsWatch *w, const dsFile *f) {
+  fileHead h = {f->ndemos,           f->nmasks, f->native,
+                f->env_args != NULL, f->total,  f->env_args ? strlen(f->env_args) : 0,
+                f->schema,           {0}};
+  memcpy(h.env_name, f->env_name, sizeof h.env_name);
+  size_t nd = (size_t)f->ndemos, nm = (size_t)f->nmasks, npos = 0;
+  for (size_t m = 0; m < nm; m++)
+    npos += (size_t)f->mask_n[m];
+  size_t n = sizeof h + nd * sizeof *f->demos + nd * NSLOTS * sizeof *f->locs + nm * DS_NAME_MAX +
+             nm * sizeof(int) + npos * sizeof(int) + h.env_args_len;
+  char *buf = malloc(n ? n : 1), *p = buf;
+  if (!buf) return -1;
+#define PUT(src, bytes)                                                                                      \
+  do {                                                                                                       \
+    size_t b_ = (bytes);                                                                                     \
+    if (b_) memcpy(p, (src), b_);                                                                            \
+    p += b_;                                                                                                 \
+  } while (0)
+  PUT(&h, sizeof h);
+  PUT(f->demos, nd * sizeof *f->demos);
+  PUT(f->locs, nd * NSLOTS * sizeof *f->locs);
+  PUT(f->mask_names, nm * DS_NAME_MAX);
+  PUT(f->mask_n, nm * sizeof(int));
+  for (size_t m = 0; m < nm; m++)
+    PUT(f->mask_pos[m], (size_t)f->mask_n[m] * sizeof(int));
+  PUT(f->env_args, h.env_args_len);
+#undef PUT
+  int rc = ds_watch_send(w, REC_FILE, buf, n);
+  free(buf);
+  return rc;
 }
 
-void ds_close(dsFile *f) {
-  if (!f) return;
-  if (f->rows_d >= 0) H5Dclose(f->rows_d);
-  free(f->rows_name);
-  pthread_mutex_destroy(&f->rows_mu);
-  if (f->data >= 0) H5Gclose(f->data);
-  if (f->file >= 0) H5Fclose(f->file);
-  if (f->rawfd >= 0) close(f->rawfd);
-  free(f->locs);
-  for (int m = 0; m < f->nmasks; m++)
-    free(f->mask_pos[m]);
-  free(f->mask_pos);
-  free(f->mask_n);
-  free(f->mask_names);
-  free(f->demos);
-  free(f->env_args);
-  free(f);
+/* The parent's side of send_file: fill f (fresh from ds_file_new). */
+static int recv_file(dsFile *f, const char *buf, size_t n) {
+  const char *p = buf, *end = buf + n;
+  fileHead h;
+  int bad = n < sizeof h;
+#define TAKE(dst, bytes)                                                                                     \
+  do {                                                                                                       \
+    size_t b_ = (bytes);                                                                                     \
+    if (bad || (size_t)(end - p) < b_) {                                                                     \
+      bad = 1;                                                                                               \
+      break;                                                                                                 \
+    }                                                                                                        \
+    if (b_) memcpy((dst), p, b_);                                                                            \
+    p += b_;                                                                                                 \
+  } while (0)
+  TAKE(&h, sizeof h);
+  if (bad || h.ndemos < 0 || h.nmasks < 0 || h.env_args_len > n) goto fail;
+  size_t nd = (size_t)h.ndemos, nm = (size_t)h.nmasks;
+  f->demos = calloc(nd + 1, sizeof *f->demos);
+  f->locs = malloc((nd + 1) * NSLOTS * sizeof *f->locs);
+  f->mask_names = calloc(nm + 1, sizeof *f->mask_names);
+  f->mask_pos = calloc(nm + 1, sizeof *f->mask_pos);
+  f->mask_n = calloc(nm + 1, sizeof *f->mask_n);
+  f->env_args = h.has_env_args ? calloc(h.env_args_len + 1, 1) : NULL;
+  if (!f->demos || !f->locs || !f->mask_names || !f->mask_pos || !f->mask_n ||
+      (h.has_env_args && !f->env_args))
+    return tk_error(TK_ENOMEM, "%s: out of memory", f->path);
+  f->ndemos = h.ndemos;
+  f->native = h.native;
+  f->total = h.total;
+  f->schema = h.schema;
+  memcpy(f->env_name, h.env_name, sizeof f->env_name);
+  f->env_name[DS_NAME_MAX - 1] = 0;
+  TAKE(f->demos, nd * sizeof *f->demos);
+  TAKE(f->locs, nd * NSLOTS * sizeof *f->locs);
+  TAKE(f->mask_names, nm * DS_NAME_MAX);
+  TAKE(f->mask_n, nm * sizeof(int));
+  for (size_t m = 0; m < nm && !bad; m++) {
+    if (f->mask_n[m] < 0 || !(f->mask_pos[m] = malloc(sizeof(int) * (size_t)TK_MAX(f->mask_n[m], 1))))
+      goto fail;
+    f->nmasks++;
+    TAKE(f->mask_pos[m], (size_t)f->mask_n[m] * sizeof(int));
+  }
+  if (h.has_env_args) TAKE(f->env_args, h.env_args_len);
+#undef TAKE
+  if (!bad && p == end) return 0;
+fail:
+  return tk_error(TK_EIO, "%s: the check of the file sent back a garbled result", f->path);
+}
+
+/* One check of a file, here or in the child. */
+typedef struct {
+  dsFile *f;
+  vctx *c;
+  int flags;
+  /* the parent's view of the child's records */
+  checkEnd end;
+  int got_end, got_file;
+} checkJob;
+
+static void child_report(const char *line, void *user) {
+  ds_watch_send(user, REC_PROBLEM, line, strlen(line));
+}
+
+/* In the child: check, and send the problems (ds_validate), the opened file (ds_open) and the end. */
+static int check_child(dsWatch *w, void *arg) {
+  checkJob *j = arg;
+  j->c->watch = w;
+  if (j->c->report) {
+    j->c->report = child_report;
+    j->c->user = w;
+  }
+  int bad = check_file(j->f, j->c, j->flags);
+  if (!bad && j->c->first_only && send_file(w, j->f)) return -1;
+  checkEnd e = {j->c->count, {0}};
+  memcpy(e.first, j->c->first, sizeof e.first);
+  return ds_watch_send(w, REC_END, &e, sizeof e);
+}
+
+/* In the parent: the child's records. */
+static int check_record(int type, const void *buf, size_t n, void *user) {
+  checkJob *j = user;
+  if (type == REC_PROBLEM) {
+    if (j->c->report) {
+      char line[TK_ERRMSG_MAX];
+      snprintf(line, sizeof line, "%.*s", (int)TK_MIN(n, sizeof line - 1), (const char *)buf);
+      j->c->report(line, j->c->user);
+    }
+    return 0;
+  }
+  if (type == REC_FILE) {
+    j->got_file = 1;
+    return recv_file(j->f, buf, n);
+  }
+  if (type == REC_END && n == sizeof j->end) {
+    memcpy(&j->end, buf, n);
+    j->end.first[sizeof j->end.first - 1] = 0;
+    j->got_end = 1;
+    return 0;
+  }
+  return tk_error(TK_EIO, "%s: the check of the file sent back a garbled result", j->f->path);
+}
+
+/* Check f: here (no watchdog), or in a child process. Returns 0 when the check ran to its end (c->count
+ * and c->first say what it found; with first_only and no problem, f is filled and open), or an error
+ * when the file could not be examined at all (the watchdog gave up: TK_ETIMEOUT). */
+static int run_check(dsFile *f, vctx *c, int flags) {
+  double timeout = ds_open_timeout();
+  if (timeout <= 0) {
+    check_file(f, c, flags);
+    return 0;
+  }
+  checkJob j = {.f = f, .c = c, .flags = flags};
+  int rc = ds_watch_run(f->path, timeout, check_child, &j, check_record, &j);
+  if (!rc && !j.got_end) rc = tk_error(TK_EIO, "%s: the check of the file ended without a result", f->path);
+  if (rc) return rc;
+  c->count = j.end.count;
+  memcpy(c->first, j.end.first, sizeof c->first);
+  if (c->count || !c->first_only) return 0;
+  /* the child found the file fine: open it here too (what the check read, without its loops) */
+  if (!j.got_file) return tk_error(TK_EIO, "%s: the check of the file ended without a result", f->path);
+  if (open_h5(f) < 0 || (f->data = H5Gopen2(f->file, "data", H5P_DEFAULT)) < 0)
+    return ds_h5_fail(TK_EFORMAT, "%s: cannot open as HDF5 after checking it (did it change?)", f->path);
+  return 0;
 }
 
 int ds_open(const char *path, int flags, dsFile **out) {
   *out = NULL;
   ds_h5_init();
   dsFile *f;
-  int rc = file_new(path, &f);
+  int rc = ds_file_new(path, &f);
   if (rc) return rc;
   vctx c = {.path = path, .first_only = 1};
   f->rawfd = open(path, O_RDONLY | O_CLOEXEC); /* -1 is fine: HDF5 then reads everything */
   c.rawfd = f->rawfd;
-  watchdog wd;
-  wd_start(&wd);
-  int bad = check_file(f, &c, flags);
-  wd_stop(&wd);
-  if (bad) {
+  rc = run_check(f, &c, flags);
+  if (rc || c.count) {
     ds_close(f);
     H5Eclear2(H5E_DEFAULT);
+    if (rc) return rc;
     int code = TK_EFORMAT;
     if (!c.first[0]) snprintf(c.first, sizeof c.first, "%s: cannot be read", path);
     if (strstr(c.first, "format version")) code = TK_EVERSION;
@@ -1205,480 +1205,15 @@ int ds_open(const char *path, int flags, dsFile **out) {
 int ds_validate(const char *path, void (*report)(const char *line, void *user), void *user) {
   ds_h5_init();
   dsFile *f;
-  int rc = file_new(path, &f);
+  int rc = ds_file_new(path, &f);
   if (rc) return rc;
   vctx c = {.path = path, .first_only = 0, .report = report, .user = user};
   f->rawfd = open(path, O_RDONLY | O_CLOEXEC);
   c.rawfd = f->rawfd;
-  watchdog wd;
-  wd_start(&wd);
-  check_file(f, &c, 0);
-  wd_stop(&wd);
+  rc = run_check(f, &c, 0);
   ds_close(f);
   H5Eclear2(H5E_DEFAULT);
+  if (rc) return rc;
   if (c.count) tk_error(TK_EFORMAT, "%s", c.first); /* later reads may have set other messages */
   return c.count;
-}
-
-/* ---- accessors ---- */
-const char *ds_path(const dsFile *f) { return f->path; }
-int ds_num_demos(const dsFile *f) { return f->ndemos; }
-const dsDemoInfo *ds_demo(const dsFile *f, int i) { return i >= 0 && i < f->ndemos ? &f->demos[i] : NULL; }
-const dsSchema *ds_schema(const dsFile *f) { return &f->schema; }
-const char *ds_env_name(const dsFile *f) { return f->env_name; }
-const char *ds_env_args(const dsFile *f) { return f->env_args ? f->env_args : ""; }
-int64_t ds_total_samples(const dsFile *f) { return f->total; }
-int ds_is_native(const dsFile *f) { return f->native; }
-int ds_num_masks(const dsFile *f) { return f->nmasks; }
-const char *ds_mask_name(const dsFile *f, int m) { return m >= 0 && m < f->nmasks ? f->mask_names[m] : NULL; }
-
-int ds_find_demo(const dsFile *f, const char *name) {
-  int64_t idx;
-  if (ds_parse_demo_name(name, &idx)) return -1;
-  int lo = 0, hi = f->ndemos - 1;
-  while (lo <= hi) {
-    int mid = (lo + hi) / 2;
-    if (f->demos[mid].index == idx) return strcmp(f->demos[mid].name, name) == 0 ? mid : -1;
-    if (f->demos[mid].index < idx)
-      lo = mid + 1;
-    else
-      hi = mid - 1;
-  }
-  return -1;
-}
-
-int ds_mask(const dsFile *f, const char *name, int **pos, int *n) {
-  for (int m = 0; m < f->nmasks; m++)
-    if (!strcmp(f->mask_names[m], name)) {
-      *n = f->mask_n[m];
-      *pos = malloc(sizeof(int) * (size_t)TK_MAX(*n, 1));
-      if (!*pos) return tk_error(TK_ENOMEM, "out of memory");
-      memcpy(*pos, f->mask_pos[m], sizeof(int) * (size_t)*n);
-      return 0;
-    }
-  char have[512] = "";
-  size_t off = 0;
-  for (int m = 0; m < f->nmasks && off < sizeof have; m++)
-    off += (size_t)snprintf(have + off, sizeof have - off, "%s%s", m ? ", " : "", f->mask_names[m]);
-  return tk_error(TK_ENOTFOUND, "%s: no mask '%s' (masks: %s)", f->path, name, f->nmasks ? have : "none");
-}
-
-/* ---- reading ---- */
-static int read_all(hid_t g, const char *name, hid_t memtype, void *buf, const char *path, const char *demo) {
-  hid_t d = ds_h5_open_read(g, name);
-  if (d < 0) return ds_h5_fail(TK_EFORMAT, "%s: %s/%s: open", path, demo, name);
-  herr_t e = H5Dread(d, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
-  H5Dclose(d);
-  if (e < 0) return ds_h5_fail(TK_EIO, "%s: %s/%s: read", path, demo, name);
-  return 0;
-}
-
-void ds_episode_free(dsEpisode *e) {
-  if (!e) return;
-  free(e->actions);
-  free(e->rewards);
-  free(e->dones);
-  free(e->states);
-  free(e->timestamps);
-  free(e->interventions);
-  for (int k = 0; k < DS_MAX_KEYS; k++) {
-    free(e->obs[k]);
-    free(e->next_obs[k]);
-  }
-  memset(e, 0, sizeof *e);
-}
-
-int ds_read_episode(dsFile *f, int i, dsEpisode *e) {
-  memset(e, 0, sizeof *e);
-  const dsDemoInfo *di = ds_demo(f, i);
-  if (!di) return tk_error(TK_EINVAL, "%s: no demo at position %d (%d demos)", f->path, i, f->ndemos);
-  const dsSchema *s = &f->schema;
-  int64_t N = di->num_samples;
-  size_t n1 = (size_t)TK_MAX(N, 1);
-  hid_t g = H5Gopen2(f->data, di->name, H5P_DEFAULT);
-  if (g < 0) return ds_h5_fail(TK_EFORMAT, "%s: %s: open", f->path, di->name);
-  int rc = 0;
-  e->num_samples = N;
-  e->actions = malloc(n1 * (size_t)s->action_dim * sizeof(double));
-  e->rewards = calloc(n1, sizeof(double));
-  e->dones = calloc(n1, 1);
-  if (!e->actions || !e->rewards || !e->dones) rc = tk_error(TK_ENOMEM, "out of memory");
-  if (!rc && N > 0) rc = read_all(g, "actions", H5T_NATIVE_DOUBLE, e->actions, f->path, di->name);
-  if (!rc && N > 0 && di->has_rewards)
-    rc = read_all(g, "rewards", H5T_NATIVE_DOUBLE, e->rewards, f->path, di->name);
-  if (!rc && N > 0 && di->has_dones) rc = read_all(g, "dones", H5T_NATIVE_UINT8, e->dones, f->path, di->name);
-  if (!rc && di->has_states) {
-    e->states = malloc(n1 * (size_t)s->state_dim * sizeof(double));
-    if (!e->states)
-      rc = tk_error(TK_ENOMEM, "out of memory");
-    else if (N > 0)
-      rc = read_all(g, "states", H5T_NATIVE_DOUBLE, e->states, f->path, di->name);
-  }
-  if (!rc && di->has_timestamps) {
-    e->timestamps = malloc(n1 * sizeof(double));
-    if (!e->timestamps)
-      rc = tk_error(TK_ENOMEM, "out of memory");
-    else if (N > 0)
-      rc = read_all(g, "timestamps", H5T_NATIVE_DOUBLE, e->timestamps, f->path, di->name);
-  }
-  if (!rc && di->has_interventions) {
-    e->interventions = malloc(n1);
-    if (!e->interventions)
-      rc = tk_error(TK_ENOMEM, "out of memory");
-    else if (N > 0)
-      rc = read_all(g, "interventions", H5T_NATIVE_UINT8, e->interventions, f->path, di->name);
-  }
-  for (int k = 0; k < s->nkeys && !rc; k++) {
-    const dsKeySpec *key = &s->keys[k];
-    size_t bytes = n1 * (size_t)ds_key_elems(key) * ds_dtype_size(key->dtype);
-    char nm[DS_NAME_MAX + 16];
-    e->obs[k] = malloc(bytes);
-    if (!e->obs[k])
-      rc = tk_error(TK_ENOMEM, "%s: %s: out of memory for obs/%s", f->path, di->name, key->name);
-    snprintf(nm, sizeof nm, "obs/%s", key->name);
-    if (!rc && N > 0) rc = read_all(g, nm, ds_h5_memtype(key->dtype), e->obs[k], f->path, di->name);
-    if (!rc && di->has_next_obs) {
-      e->next_obs[k] = malloc(bytes);
-      if (!e->next_obs[k]) rc = tk_error(TK_ENOMEM, "out of memory");
-      snprintf(nm, sizeof nm, "next_obs/%s", key->name);
-      if (!rc && N > 0) rc = read_all(g, nm, ds_h5_memtype(key->dtype), e->next_obs[k], f->path, di->name);
-    }
-  }
-  H5Gclose(g);
-  if (rc) ds_episode_free(e);
-  return rc;
-}
-
-/* The open dataset `dataset` of demo position i, kept open in f (with its chunk cache) until another
- * is asked for. Called with f->rows_mu held. */
-static int rows_dataset(dsFile *f, int i, const char *dataset, hid_t *out) {
-  const dsDemoInfo *di = &f->demos[i];
-  if (f->rows_d >= 0 && f->rows_demo == i && !strcmp(f->rows_name, dataset)) {
-    *out = f->rows_d;
-    return 0;
-  }
-  if (f->rows_d >= 0) H5Dclose(f->rows_d);
-  free(f->rows_name);
-  f->rows_d = -1;
-  f->rows_name = NULL;
-  hid_t g = H5Gopen2(f->data, di->name, H5P_DEFAULT);
-  if (g < 0) return ds_h5_fail(TK_EFORMAT, "%s: %s: open", f->path, di->name);
-  hid_t d = is_dataset(g, dataset) == 1 ? ds_h5_open_read(g, dataset) : -1;
-  H5Gclose(g);
-  H5Eclear2(H5E_DEFAULT);
-  if (d < 0) return tk_error(TK_ENOTFOUND, "%s: %s/%s: no such dataset", f->path, di->name, dataset);
-  f->rows_name = strdup(dataset);
-  if (!f->rows_name) {
-    H5Dclose(d);
-    return tk_error(TK_ENOMEM, "out of memory");
-  }
-  f->rows_d = d;
-  f->rows_demo = i;
-  *out = d;
-  return 0;
-}
-
-/* Rows [start, start + count) of a demo's dataset (count < 0: to the end) as type t. */
-static int read_rows_named(dsFile *f, int i, const char *dataset, int64_t start, int64_t count, dsDtype t,
-                           void *out, int64_t capacity, int64_t *cols) {
-  const dsDemoInfo *di = ds_demo(f, i);
-  if (!di) return tk_error(TK_EINVAL, "%s: no demo at position %d (%d demos)", f->path, i, f->ndemos);
-  if (!dataset || t < DS_F32 || t > DS_U8) return tk_error(TK_EINVAL, "ds_read_rows: bad arguments");
-  pthread_mutex_lock(&f->rows_mu);
-  hid_t d = -1;
-  int rc = rows_dataset(f, i, dataset, &d);
-  hsize_t dims[H5S_MAX_RANK];
-  int rank = -1;
-  if (!rc) {
-    hid_t sp = H5Dget_space(d);
-    rank = H5Sget_simple_extent_ndims(sp);
-    if (rank < 1 || rank > H5S_MAX_RANK || H5Sget_simple_extent_dims(sp, dims, NULL) != rank)
-      rc = tk_error(TK_EFORMAT, "%s: %s/%s: not an array of steps", f->path, di->name, dataset);
-    H5Sclose(sp);
-  }
-  if (!rc) {
-    int64_t c = 1, rows = (int64_t)dims[0];
-    for (int k = 1; k < rank; k++)
-      c *= (int64_t)dims[k];
-    if (cols) *cols = c;
-    if (count < 0) count = start <= rows ? rows - start : 0;
-    if (start < 0 || start > rows || count > rows - start)
-      rc = tk_error(TK_ERANGE, "%s: %s/%s: rows %lld..%lld are outside its %lld rows", f->path, di->name,
-                    dataset, (long long)start, (long long)(start + count - 1), (long long)rows);
-    else if (count * c > capacity)
-      rc = tk_error(TK_ERANGE, "%s: %s/%s: %lld values do not fit in %lld", f->path, di->name, dataset,
-                    (long long)(count * c), (long long)capacity);
-    else if (read_rows_h5(d, start, count, ds_h5_memtype(t), out) < 0)
-      rc = ds_h5_fail(TK_EIO, "%s: %s/%s: read", f->path, di->name, dataset);
-  }
-  pthread_mutex_unlock(&f->rows_mu);
-  return rc;
-}
-
-int ds_read_rows(dsFile *f, int i, const char *dataset, int64_t start, int64_t count, dsDtype t, void *out,
-                 int64_t capacity, int64_t *cols) {
-  if (count < 0) return tk_error(TK_EINVAL, "%s: ds_read_rows: count %lld < 0", f->path, (long long)count);
-  return read_rows_named(f, i, dataset, start, count, t, out, capacity, cols);
-}
-
-int ds_read_column(dsFile *f, int i, const char *dataset, double *out, int64_t capacity, int64_t *cols) {
-  return read_rows_named(f, i, dataset, 0, -1, DS_F64, out, capacity, cols);
-}
-
-/* ---- training loader ---- */
-/* Read a whole float dataset as float32. HDF5's own conversion allocates a large buffer on
- * every read; read the stored type into scratch and convert here instead. */
-static int read_f32(hid_t g, const char *name, float *out, int64_t count, double **scratch, int64_t *scap,
-                    const char *path, const char *demo) {
-  hid_t d = ds_h5_open_read(g, name);
-  if (d < 0) return ds_h5_fail(TK_EFORMAT, "%s: %s/%s: open", path, demo, name);
-  hid_t t = H5Dget_type(d);
-  int is_f32 = H5Tget_class(t) == H5T_FLOAT && H5Tget_size(t) == 4;
-  int is_f64 = H5Tget_class(t) == H5T_FLOAT && H5Tget_size(t) == 8;
-  H5Tclose(t);
-  herr_t e;
-  if (is_f32) {
-    e = H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out);
-  } else if (is_f64) {
-    if (count > *scap) {
-      double *n = realloc(*scratch, (size_t)count * sizeof(double));
-      if (!n) {
-        H5Dclose(d);
-        return tk_error(TK_ENOMEM, "out of memory");
-      }
-      *scratch = n;
-      *scap = count;
-    }
-    e = H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, *scratch);
-    if (e >= 0)
-      for (int64_t i = 0; i < count; i++)
-        out[i] = (float)(*scratch)[i];
-  } else {
-    e = H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out); /* integers: let HDF5 convert */
-  }
-  H5Dclose(d);
-  if (e < 0) return ds_h5_fail(TK_EIO, "%s: %s/%s: read", path, demo, name);
-  return 0;
-}
-
-/* Read count values of a demo's dataset into float32: straight from the file's bytes when
- * validation found them contiguous and unfiltered, else through HDF5. */
-static int load_f32(dsFile *f, int pos, int slot, hid_t *g, const char *name, float *out, int64_t count,
-                    double **scratch, int64_t *scap) {
-  const dsLoc *l = &f->locs[(size_t)pos * NSLOTS + slot];
-  const dsDemoInfo *dm = &f->demos[pos];
-  if (f->rawfd >= 0 && l->off >= 0 && (l->kind == RAW_F32 || l->kind == RAW_F64)) {
-    size_t bytes = (size_t)count * (l->kind == RAW_F64 ? 8 : 4);
-    void *dst = out;
-    if (l->kind == RAW_F64) {
-      if (count > *scap) {
-        double *n = realloc(*scratch, (size_t)count * sizeof(double));
-        if (!n) return tk_error(TK_ENOMEM, "out of memory");
-        *scratch = n;
-        *scap = count;
-      }
-      dst = *scratch;
-    }
-    size_t done = 0;
-    while (done < bytes) {
-      ssize_t r = pread(f->rawfd, (char *)dst + done, bytes - done, (off_t)(l->off + (int64_t)done));
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0)
-        return tk_error(TK_EIO, "%s: %s/%s: read: %s", f->path, dm->name, name,
-                        r < 0 ? strerror(errno) : "file shrank");
-      done += (size_t)r;
-    }
-    if (l->kind == RAW_F64)
-      for (int64_t i = 0; i < count; i++)
-        out[i] = (float)(*scratch)[i];
-    return 0;
-  }
-  if (*g < 0 && (*g = H5Gopen2(f->data, dm->name, H5P_DEFAULT)) < 0)
-    return ds_h5_fail(TK_EFORMAT, "%s: %s: open", f->path, dm->name);
-  return read_f32(*g, name, out, count, scratch, scap, f->path, dm->name);
-}
-
-static int cmp_str(const void *a, const void *b) {
-  return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-void ds_loaded_free(dsLoaded *l) {
-  if (!l) return;
-  free(l->block_);
-  memset(l, 0, sizeof *l);
-}
-
-int ds_load(dsFile *f, const dsLoadOpts *o, dsLoaded *out) {
-  memset(out, 0, sizeof *out);
-  const dsSchema *s = &f->schema;
-  dsLoadOpts dflt = {0};
-  if (!o) o = &dflt;
-  /* choose keys */
-  const char *keys[DS_MAX_KEYS];
-  int nk = 0;
-  if (o->obs_keys && o->nobs_keys > 0) {
-    for (int i = 0; i < o->nobs_keys; i++) {
-      int j = ds_schema_find(s, o->obs_keys[i]);
-      if (j < 0) {
-        char have[1024] = "";
-        size_t off = 0;
-        for (int k = 0; k < s->nkeys && off < sizeof have; k++)
-          off += (size_t)snprintf(have + off, sizeof have - off, "%s%s", k ? ", " : "", s->keys[k].name);
-        return tk_error(TK_ENOTFOUND, "%s: observation key '%s' not in the file (it has: %s)", f->path,
-                        o->obs_keys[i], s->nkeys ? have : "none");
-      }
-      if (ds_key_is_image(&s->keys[j]))
-        return tk_error(TK_EINVAL, "%s: observation key '%s' is an image; low-dim keys only here", f->path,
-                        o->obs_keys[i]);
-      if (nk >= DS_MAX_KEYS) return tk_error(TK_ERANGE, "too many keys");
-      keys[nk++] = s->keys[j].name;
-    }
-  } else {
-    for (int k = 0; k < s->nkeys; k++)
-      if (!ds_key_is_image(&s->keys[k])) keys[nk++] = s->keys[k].name;
-    qsort(keys, (size_t)nk, sizeof keys[0], cmp_str);
-  }
-  /* choose demos */
-  int *pos = NULL, nd = 0;
-  if (o->filter_key && o->filter_key[0]) {
-    int rc = ds_mask(f, o->filter_key, &pos, &nd);
-    if (rc) return rc;
-  } else {
-    nd = f->ndemos;
-    pos = malloc(sizeof(int) * (size_t)TK_MAX(nd, 1));
-    if (!pos) return tk_error(TK_ENOMEM, "out of memory");
-    for (int i = 0; i < nd; i++)
-      pos[i] = i;
-  }
-  int64_t N = 0, maxN = 0;
-  for (int i = 0; i < nd; i++) {
-    N += f->demos[pos[i]].num_samples;
-    maxN = TK_MAX(maxN, f->demos[pos[i]].num_samples);
-  }
-  int obs_dim = 0, kidx[DS_MAX_KEYS], kdim[DS_MAX_KEYS];
-  for (int i = 0; i < nk; i++) {
-    kidx[i] = ds_schema_find(s, keys[i]);
-    kdim[i] = (int)ds_key_elems(&s->keys[kidx[i]]);
-    obs_dim += kdim[i];
-  }
-  int A = s->action_dim;
-  int want_next = o->load_next_obs;
-  if (want_next)
-    for (int i = 0; i < nd; i++)
-      if (!f->demos[pos[i]].has_next_obs) {
-        free(pos);
-        return tk_error(TK_ENOTFOUND, "%s: %s has no next_obs", f->path, f->demos[pos[i]].name);
-      }
-  /* one allocation (llm.c style): sizes first, then point into the block */
-  size_t sz[9] = {(size_t)N * (size_t)obs_dim * 4,
-                  want_next ? (size_t)N * (size_t)obs_dim * 4 : 0,
-                  (size_t)N * (size_t)A * 4,
-                  (size_t)N * 4,
-                  (size_t)N,
-                  (size_t)(nd + 1) * 8,
-                  (size_t)TK_MAX(nd, 1) * 4,
-                  (size_t)TK_MAX(nk, 1) * DS_NAME_MAX,
-                  (size_t)(nk + 1) * 4};
-  size_t total = 0;
-  for (int i = 0; i < 9; i++)
-    total += (sz[i] + 63) & ~(size_t)63;
-  uint8_t *mem = aligned_alloc(64, total + 64);
-  size_t tmp_elems = (size_t)TK_MAX(maxN, 1) * (size_t)TK_MAX(obs_dim, A);
-  float *tmp = malloc(tmp_elems * sizeof(float));
-  if (!mem || !tmp) {
-    free(mem);
-    free(tmp);
-    free(pos);
-    return tk_error(TK_ENOMEM, "%s: out of memory loading %lld samples", f->path, (long long)N);
-  }
-  void *ptr[9];
-  uint8_t *p = mem;
-  for (int i = 0; i < 9; i++) {
-    ptr[i] = p;
-    p += (sz[i] + 63) & ~(size_t)63;
-  }
-  out->block_ = mem;
-  out->obs = ptr[0];
-  out->next_obs = want_next ? ptr[1] : NULL;
-  out->actions = ptr[2];
-  out->rewards = ptr[3];
-  out->dones = ptr[4];
-  out->demo_start = ptr[5];
-  out->demo_pos = ptr[6];
-  out->key_names = ptr[7];
-  out->key_offset = ptr[8];
-  out->n = N;
-  out->obs_dim = obs_dim;
-  out->act_dim = A;
-  out->ndemos = nd;
-  out->nkeys = nk;
-  out->key_offset[0] = 0;
-  int rc = 0;
-  for (int i = 0; i < nk && !rc; i++) {
-    rc = tk_copy_name(out->key_names[i], DS_NAME_MAX, keys[i], "observation key"); /* schema names fit */
-    out->key_offset[i + 1] = out->key_offset[i] + kdim[i];
-  }
-  int64_t row = 0, scap = 0;
-  double *scratch = NULL;
-  for (int di = 0; di < nd && !rc; di++) {
-    const dsDemoInfo *dm = &f->demos[pos[di]];
-    int64_t n = dm->num_samples;
-    out->demo_start[di] = row;
-    out->demo_pos[di] = pos[di];
-    if (n == 0) continue;
-    hid_t g = -1; /* opened only if something must go through HDF5 */
-    int p = pos[di];
-    rc = load_f32(f, p, DS_FIELD_actions, &g, "actions", out->actions + row * A, n * A, &scratch, &scap);
-    if (!rc && dm->has_rewards)
-      rc = load_f32(f, p, DS_FIELD_rewards, &g, "rewards", out->rewards + row, n, &scratch, &scap);
-    else if (!rc)
-      memset(out->rewards + row, 0, (size_t)n * 4);
-    if (!rc && dm->has_dones) {
-      const dsLoc *l = &f->locs[(size_t)p * NSLOTS + DS_FIELD_dones];
-      if (f->rawfd >= 0 && l->off >= 0 && l->kind == RAW_U8 &&
-          pread(f->rawfd, out->dones + row, (size_t)n, l->off) == n) {
-      } else {
-        if (g < 0 && (g = H5Gopen2(f->data, dm->name, H5P_DEFAULT)) < 0)
-          rc = ds_h5_fail(TK_EFORMAT, "%s: %s: open", f->path, dm->name);
-        else
-          rc = read_all(g, "dones", H5T_NATIVE_UINT8, out->dones + row, f->path, dm->name);
-      }
-    } else if (!rc)
-      memset(out->dones + row, 0, (size_t)n);
-    for (int pass = 0; pass < (want_next ? 2 : 1) && !rc; pass++) {
-      float *dst = pass ? out->next_obs : out->obs;
-      for (int k = 0; k < nk && !rc; k++) {
-        char nm[DS_NAME_MAX + 16];
-        snprintf(nm, sizeof nm, "%s/%s", pass ? "next_obs" : "obs", keys[k]);
-        int d = kdim[k], off = out->key_offset[k];
-        int slot = DS_NFIELDS + (pass ? DS_MAX_KEYS : 0) + kidx[k];
-        if (nk == 1) {
-          rc = load_f32(f, p, slot, &g, nm, dst + row * obs_dim, n * d, &scratch, &scap);
-          continue;
-        }
-        rc = load_f32(f, p, slot, &g, nm, tmp, n * d, &scratch, &scap);
-        if (rc) break;
-        float *o0 = dst + row * obs_dim + off;
-        for (int64_t t = 0; t < n; t++)
-          memcpy(o0 + t * obs_dim, tmp + t * d, (size_t)d * 4);
-      }
-    }
-    if (g >= 0) H5Gclose(g);
-    /* the values are used for training: refuse NaN/Inf here even when open skipped the scan */
-    for (int64_t i = 0; !rc && i < n * A; i++)
-      if (!isfinite(out->actions[row * A + i]))
-        rc = tk_error(TK_ERANGE, "%s: %s/actions: NaN or Inf at step %lld", f->path, dm->name,
-                      (long long)(i / A));
-    for (int64_t i = 0; !rc && i < n * obs_dim; i++)
-      if (!isfinite(out->obs[row * obs_dim + i]))
-        rc = tk_error(TK_ERANGE, "%s: %s/obs: NaN or Inf at step %lld", f->path, dm->name,
-                      (long long)(i / obs_dim));
-    row += n;
-  }
-  if (!rc) out->demo_start[nd] = row;
-  free(scratch);
-  free(tmp);
-  free(pos);
-  if (rc) ds_loaded_free(out);
-  return rc;
 }
