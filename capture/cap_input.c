@@ -4,7 +4,7 @@
  *
  * SDL must be initialized by the program (SDL_INIT_GAMECONTROLLER at least), with
  * SDL_HINT_JOYSTICK_ALLOW_BACKGROUND_EVENTS set before SDL_Init: without it, under the dummy
- * video driver, virtual joystick input is silently dropped (REFERENCE.md). */
+ * video driver, virtual joystick input is silently dropped (docs/reference.md). */
 #include <SDL2/SDL.h>
 #include <errno.h>
 #include <limits.h>

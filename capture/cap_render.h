@@ -19,7 +19,7 @@ typedef struct capRender capRender;
 
 /* Create an offscreen GL context, build mjrContext/mjvScene for m with a framebuffer of
  * max_w x max_h (at most the model's <visual><global offwidth/offheight>, TK_ERANGE if
- * larger). Shadows, reflections and multisampling are off (cost, see REFERENCE.md). */
+ * larger). Shadows, reflections and multisampling are off (cost, see docs/reference.md). */
 int cap_render_make(const mjModel *m, int max_w, int max_h, capRender **out);
 
 /* Render the model's camera `camera` for state d into rgb (w*h*3 bytes, rows top-down).

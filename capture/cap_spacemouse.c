@@ -38,7 +38,7 @@
 
 #include "tk.h"
 
-/* ---- device table (REFERENCE.md "SpaceMouse") ---- */
+/* ---- device table (docs/reference.md "SpaceMouse") ---- */
 /* The Wireless family (and the newer 0x256F receivers and Bluetooth editions) send all six
  * axes in one 13-byte report 1; the older 0x046D devices, the Compact and the Pro send
  * translation and rotation in reports 1 and 2. The parser goes by the report's length, so

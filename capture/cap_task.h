@@ -1,4 +1,4 @@
-/* capture/cap_task.h -- the built-in tasks as rows of one table (DESIGN.md convention 10).
+/* capture/cap_task.h -- the built-in tasks as rows of one table (docs/architecture.md, convention 10).
  *
  * Everything that makes a task is in its own file, capture/tasks/NAME.c: its MJCF (by name, under
  * capture/models/), what the model must contain, the reset (object and goal placement from the
@@ -8,7 +8,7 @@
  * environment (cap_env.c), the model loader (cap_model.c) and the scripted operator (cap_expert.c)
  * ask the row; nothing outside a task's file knows the task by name.
  *
- * Adding a task: docs/architecture-tasks.md. */
+ * Adding a task: docs/architecture.md. */
 #ifndef CAP_TASK_H
 #define CAP_TASK_H
 

@@ -3,7 +3,7 @@
  * Every command applies the output rule (ds_output_check) to out, validates its inputs with ds_open,
  * builds its result in a temp file beside dest that is ours alone (tk_temp_beside; dest = out, or the
  * input itself when out is NULL; the file a symbolic link names), closes it, fsyncs it, renames it over
- * dest and fsyncs the directory (DESIGN.md convention 7). Inputs are only ever opened
+ * dest and fsyncs the directory (docs/architecture.md, convention 7). Inputs are only ever opened
  * read-only. On failure the temp file is removed and the message reads
  * "<dest>: <command>: <step>: <cause>". Demos are copied whole with H5Ocopy, which keeps
  * chunking and compression; trim rebuilds one demo with the source's creation properties.

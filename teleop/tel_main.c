@@ -290,7 +290,7 @@ int main(int argc, char **argv) {
     return 1;
   }
 
-  /* a virtual pad's input only arrives with background events allowed (REFERENCE.md) */
+  /* a virtual pad's input only arrives with background events allowed (docs/reference.md) */
   SDL_SetHint(SDL_HINT_JOYSTICK_ALLOW_BACKGROUND_EVENTS, "1");
   if (o.headless && !getenv("SDL_VIDEODRIVER")) setenv("SDL_VIDEODRIVER", "dummy", 1);
   if (SDL_Init(SDL_INIT_JOYSTICK | SDL_INIT_GAMECONTROLLER | SDL_INIT_EVENTS |

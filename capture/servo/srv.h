@@ -17,7 +17,7 @@
  *              command; injects dropped replies, corrupt checksums, hardware error bits, unplug.
  *
  * Errors follow core/tk.h: 0 or a count on success, a negative TK_E* code with tk_error()'s
- * message otherwise. Wire facts are in REFERENCE.md, "Servo buses".
+ * message otherwise. Wire facts are in docs/reference.md, "Servo buses".
  */
 #ifndef SRV_H
 #define SRV_H

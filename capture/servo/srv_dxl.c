@@ -1,7 +1,7 @@
 /* capture/servo/srv_dxl.c -- Dynamixel Protocol 2.0 codec: CRC-16/UMTS, byte stuffing, packet
  * builders, and the status/request extraction behind srv_parse.
  *
- * Wire format (REFERENCE.md "Servo buses"):
+ * Wire format (docs/reference.md "Servo buses"):
  *     FF FF FD 00 | ID | LEN_L LEN_H | INST | params | CRC_L CRC_H
  * LEN counts INST, the stuffed params and the CRC (a status packet's params begin with the
  * error byte). Stuffing: wherever FF FF FD occurs in INST..params, an FD is inserted after it,

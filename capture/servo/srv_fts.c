@@ -1,7 +1,7 @@
 /* capture/servo/srv_fts.c -- Feetech STS/SMS codec (SCServo protocol, as on the SO-100's
  * STS3215): packet builders, checksum, and the extraction behind srv_parse.
  *
- * Wire format (REFERENCE.md "Servo buses"):
+ * Wire format (docs/reference.md "Servo buses"):
  *     FF FF | ID | LEN | INST or ERR | params | CHK      LEN = params + 2
  *     CHK = ~(ID + LEN + INST + params) & 0xFF
  * No stuffing: FF FF may occur inside a packet, so a reader resynchronises by trying the next

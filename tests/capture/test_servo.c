@@ -1,4 +1,4 @@
-/* Servo buses: the Dynamixel 2.0 and Feetech STS codecs on REFERENCE.md's published vectors,
+/* Servo buses: the Dynamixel 2.0 and Feetech STS codecs on docs/reference.md's published vectors,
  * round trips, the stream parser on garbage, split reads, stuffing and every kind of malformed
  * packet; then the serial transport and the bus against the simulated bus on a pty (ping,
  * read, sync write goals and sync read positions converging), each injected fault (dropped
@@ -73,7 +73,7 @@ static int build_status(srvKind kind, uint8_t *out, size_t cap, uint8_t id, uint
   return srv_codec(kind)->status(out, cap, id, err, prm, n);
 }
 
-/* ---- published vectors (REFERENCE.md "Servo buses") ---- */
+/* ---- published vectors (docs/reference.md "Servo buses") ---- */
 static const uint8_t dxl_ping1[] = {0xFF, 0xFF, 0xFD, 0x00, 0x01, 0x03, 0x00, 0x01, 0x19, 0x4E};
 static const uint8_t dxl_read1[] = {0xFF, 0xFF, 0xFD, 0x00, 0x01, 0x07, 0x00,
                                     0x02, 0x84, 0x00, 0x04, 0x00, 0x1D, 0x15};

@@ -31,7 +31,7 @@ if ! "$cc" -std=c11 -g -O1 -D_GNU_SOURCE -Wall -Wextra -Werror \
 fi
 t1=$(date +%s.%N)
 
-# Seeds: REFERENCE.md's vectors, status packets, a stuffed packet, two packets back to back
+# Seeds: docs/reference.md's vectors, status packets, a stuffed packet, two packets back to back
 # (the first byte of each seed also picks the chunk schedule).
 seed() { printf "$2" > "$work/corpus/$1"; }
 seed dxl_ping_req     '\xff\xff\xfd\x00\x01\x03\x00\x01\x19\x4e'
