@@ -382,9 +382,8 @@ static int bus_open(capRobot *r) {
   int64_t us = c->timeout_s > 0 ? (int64_t)(c->timeout_s * 1e6) : srv_bus_timeout_us(r->bus);
   if (us > cap_us) {
     if (c->timeout_s <= 0 && srv_serial_latency_timer_ms(srv_bus_serial(r->bus)) > 2)
-      tk_warn(
-          "robot %s: the adapter's latency timer is %d ms; at %g Hz set it to 1 ms (README: real hardware)",
-          port, srv_serial_latency_timer_ms(srv_bus_serial(r->bus)), c->control_hz);
+      tk_warn("robot %s: the adapter's latency timer is %d ms; at %g Hz set it to 1 ms (docs/robots.md)",
+              port, srv_serial_latency_timer_ms(srv_bus_serial(r->bus)), c->control_hz);
     us = cap_us;
   }
   srv_bus_set_timeout_us(r->bus, us);
