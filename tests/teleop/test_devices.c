@@ -89,6 +89,11 @@ Test(devices, keyboard_in_the_window, .timeout = 180) {
   char path[4200];
   snprintf(path, sizeof path, "%s/k.h5", d);
   char *argv[] = {(char *)teleop(), "--task", "reach", "--device", "keyboard", "--out", path, NULL};
+  /* as for every windowed program in the suite (TT_XVFB): no leak check in that process, whose X and
+   * D-Bus client libraries keep allocations of their own */
+  char asan[1024];
+  snprintf(asan, sizeof asan, "%s:detect_leaks=0", getenv("ASAN_OPTIONS") ? getenv("ASAN_OPTIONS") : "");
+  setenv("ASAN_OPTIONS", asan, 1);
   ttProc p;
   cr_assert_eq(tt_proc_start(&p, argv), 0);
 
