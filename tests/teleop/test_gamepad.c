@@ -13,7 +13,9 @@
  * SDL's controller database, so it is a game controller. Opened O_RDWR: EVIOCGBIT of keys, axes,
  * relative axes; EVIOCGABS of the hat, then of each axis; EVIOCGBIT of force feedback; the state
  * (EVIOCGABS, EVIOCGKEY); then a non-blocking read() on every update. A rumble is EVIOCSFF (upload)
- * and a write() of an EV_FF play event; closing removes the effect (EVIOCRMFF).
+ * and a write() of an EV_FF play event; closing removes the effect (EVIOCRMFF). Unplugged, the open
+ * node fails with ENODEV and udev's "remove" uevent (umockdev's netlink emulation) makes SDL drop
+ * the pad; the "add" uevent of a pad plugged in again makes SDL take it, as udev's events do.
  *
  * The executable must run inside umockdev-wrapper (its LD_PRELOAD), which teleop inherits;
  * tests/meson.build does that. */
@@ -35,20 +37,21 @@
 
 /* ---- the pad: what xpad exposes for a wired Xbox 360 pad (045e:028e) ---- */
 #define PAD_NAME "Microsoft X-Box 360 pad"
-#define PAD_NODE "/dev/input/event20"
-#define PAD_SYS "/devices/pci0000:00/0000:00:14.0/usb1/1-3/1-3:1.0/input/input20"
+/* the input device of the pad plugged as number n (its evdev node /dev/input/event<n>) */
+#define PAD_SYS "/devices/pci0000:00/0000:00:14.0/usb1/1-3/1-3:1.0/input/input%1$d"
 
 static const int pad_keys[] = {BTN_A,      BTN_B,     BTN_X,    BTN_Y,      BTN_TL,    BTN_TR,
                                BTN_SELECT, BTN_START, BTN_MODE, BTN_THUMBL, BTN_THUMBR};
 static const int pad_ff[] = {FF_RUMBLE, FF_PERIODIC, FF_SQUARE, FF_TRIANGLE, FF_SINE, FF_GAIN};
 
 /* sysfs (and the uevent's EV/KEY/ABS/FF) print a bitmap as longs, the highest first */
+/* printf format: 1$ the device number n, 2$ its minor (64 + n) */
 static const char pad_sysfs[] =
-    "P: " PAD_SYS "/event20\n"
-    "N: input/event20\n"
-    "E: DEVNAME=/dev/input/event20\n"
+    "P: " PAD_SYS "/event%1$d\n"
+    "N: input/event%1$d\n"
+    "E: DEVNAME=/dev/input/event%1$d\n"
     "E: MAJOR=13\n"
-    "E: MINOR=84\n"
+    "E: MINOR=%2$d\n"
     "E: SUBSYSTEM=input\n"
     "E: ID_INPUT=1\n"
     "E: ID_INPUT_JOYSTICK=1\n"
@@ -57,8 +60,8 @@ static const char pad_sysfs[] =
     "E: ID_MODEL_ID=028e\n"
     "E: ID_REVISION=0114\n"
     "E: ID_SERIAL=Microsoft_Controller_0000000\n"
-    "A: dev=13:84\\n\n"
-    "L: device=../../input20\n"
+    "A: dev=13:%2$d\\n\n"
+    "L: device=../../input%1$d\n"
     "\n"
     "P: " PAD_SYS "\n"
     "E: SUBSYSTEM=input\n"
@@ -101,6 +104,9 @@ typedef struct {
   int qn;
   atomic_int reads, events_read, ioctls, rumbles, bad_ioctls;
   atomic_int strongest; /* the strongest rumble effect uploaded (EVIOCSFF), 0..65535 */
+  atomic_int gone;      /* unplugged: every call on an open node fails with ENODEV, as evdev's */
+  int n;                /* plugged as /dev/input/event<n> */
+  UMockdevIoctlBase *h;
 } Pad;
 
 static void set_bit_(unsigned long *b, int i) { b[i / 64] |= 1ul << (i % 64); }
@@ -162,6 +168,10 @@ static gboolean pad_ioctl(UMockdevIoctlBase *base, UMockdevIoctlClient *c, gpoin
   (void)base;
   Pad *p = user;
   atomic_fetch_add(&p->ioctls, 1);
+  if (atomic_load(&p->gone)) {
+    umockdev_ioctl_client_complete(c, -1, ENODEV);
+    return TRUE;
+  }
   gulong req = umockdev_ioctl_client_get_request(c);
   size_t len = _IOC_SIZE(req);
   unsigned nr = _IOC_NR(req);
@@ -255,6 +265,10 @@ static gboolean pad_read(UMockdevIoctlBase *base, UMockdevIoctlClient *c, gpoint
   UMockdevIoctlData *buf = umockdev_ioctl_client_get_arg(c);
   size_t room = (size_t)buf->data_len / sizeof(struct input_event);
   atomic_fetch_add(&p->reads, 1);
+  if (atomic_load(&p->gone)) {
+    umockdev_ioctl_client_complete(c, -1, ENODEV);
+    return TRUE;
+  }
   if (!room) {
     umockdev_ioctl_client_complete(c, -1, EINVAL);
     return TRUE;
@@ -282,6 +296,10 @@ static gboolean pad_write(UMockdevIoctlBase *base, UMockdevIoctlClient *c, gpoin
   UMockdevIoctlData *buf = umockdev_ioctl_client_get_arg(c);
   size_t n = (size_t)buf->data_len / sizeof(struct input_event);
   const struct input_event *ev = (const struct input_event *)buf->data;
+  if (atomic_load(&p->gone)) {
+    umockdev_ioctl_client_complete(c, -1, ENODEV);
+    return TRUE;
+  }
   for (size_t i = 0; i < n; i++)
     if (ev[i].type == EV_FF && ev[i].value > 0) atomic_fetch_add(&p->rumbles, 1);
   umockdev_ioctl_client_complete(c, n ? (long)(n * sizeof *ev) : -1, n ? 0 : EINVAL);
@@ -333,25 +351,52 @@ static void pad_drain(Pad *p, ttProc *proc, const char *what) {
   cr_assert_fail("teleop never read %s: %s", what, proc->out);
 }
 
-TestSuite(gamepad);
+/* plug the pad in as /dev/input/event<n>: its sysfs devices (umockdev sends their "add" uevents)
+ * and its node, answered by the handler above */
+static void pad_plug(UMockdevTestbed *tb, Pad *p, int n) {
+  pad_init(p);
+  p->n = n;
+  char *text = g_strdup_printf(pad_sysfs, n, 64 + n);
+  GError *err = NULL;
+  cr_assert(umockdev_testbed_add_from_string(tb, text, &err), "add_from_string: %s",
+            err ? err->message : "?");
+  g_free(text);
+  p->h = umockdev_ioctl_base_new();
+  g_signal_connect(p->h, "handle-ioctl", G_CALLBACK(pad_ioctl), p);
+  g_signal_connect(p->h, "handle-read", G_CALLBACK(pad_read), p);
+  g_signal_connect(p->h, "handle-write", G_CALLBACK(pad_write), p);
+  char node[64];
+  snprintf(node, sizeof node, "/dev/input/event%d", n);
+  cr_assert(umockdev_testbed_attach_ioctl(tb, node, p->h, &err), "attach_ioctl: %s",
+            err ? err->message : "?");
+}
 
-Test(gamepad, teleop_records_an_episode, .timeout = 120) {
+/* pull the cable: the open node fails with ENODEV, then udev says "remove" for the event node and
+ * its input device, and they leave sysfs and /dev */
+static void pad_unplug(UMockdevTestbed *tb, Pad *p) {
+  atomic_store(&p->gone, 1);
+  char *input = g_strdup_printf("/sys" PAD_SYS, p->n); /* sysfs paths, as uevents name them */
+  char *event = g_strdup_printf("%s/event%d", input, p->n);
+  umockdev_testbed_uevent(tb, event, "remove");
+  umockdev_testbed_uevent(tb, input, "remove");
+  umockdev_testbed_remove_device(tb, event);
+  umockdev_testbed_remove_device(tb, input);
+  g_free(event);
+  g_free(input);
+}
+
+static void pad_free(Pad *p) {
+  if (p->h) g_object_unref(p->h);
+  g_mutex_clear(&p->lock);
+}
+
+static UMockdevTestbed *testbed(void) {
   UMockdevTestbed *tb = umockdev_testbed_new();
   cr_assert(umockdev_in_mock_environment(), "run this test through umockdev-wrapper");
-  GError *err = NULL;
-  cr_assert(umockdev_testbed_add_from_string(tb, pad_sysfs, &err), "add_from_string: %s",
-            err ? err->message : "?");
-  static Pad pad;
-  pad_init(&pad);
-  UMockdevIoctlBase *h = umockdev_ioctl_base_new();
-  g_signal_connect(h, "handle-ioctl", G_CALLBACK(pad_ioctl), &pad);
-  g_signal_connect(h, "handle-read", G_CALLBACK(pad_read), &pad);
-  g_signal_connect(h, "handle-write", G_CALLBACK(pad_write), &pad);
-  cr_assert(umockdev_testbed_attach_ioctl(tb, PAD_NODE, h, &err), "attach_ioctl: %s",
-            err ? err->message : "?");
+  return tb;
+}
 
-  char path[4200];
-  snprintf(path, sizeof path, "%s/pad.h5", tt_tmpdir());
+static void start_teleop(ttProc *p, const char *path) {
   char *argv[] = {(char *)tt_build("teleop/teleop"),
                   "--task",
                   "reach",
@@ -361,33 +406,72 @@ Test(gamepad, teleop_records_an_episode, .timeout = 120) {
                   "--episodes",
                   "1",
                   "--out",
-                  path,
+                  (char *)path,
                   NULL};
+  cr_assert_eq(tt_proc_start(p, argv), 0);
+}
+
+/* teleop has the pad open once SDL reads it (every tick) */
+static void wait_reading(Pad *pad, ttProc *p) {
+  for (double t0 = tt_now(); atomic_load(&pad->reads) == 0 && tt_now() - t0 < 30;)
+    tt_proc_wait_for(p, NULL, 0.02);
+  cr_assert_gt(atomic_load(&pad->reads), 0, "teleop never read the pad on event%d (%d ioctls): %s", pad->n,
+               atomic_load(&pad->ioctls), p->out);
+}
+
+/* the left stick (evdev: -32768..32767, y positive down) */
+static void left_stick(Pad *pad, ttProc *p, int x, int y) {
+  pad_report(pad, 2, (const int[][3]){{EV_ABS, ABS_X, x}, {EV_ABS, ABS_Y, y}});
+  pad_drain(pad, p, "the stick");
+}
+
+/* the button held until teleop says what it did, then let go */
+static void press_until(Pad *pad, ttProc *p, int code, const char *says, const char *what) {
+  pad_button(pad, code, 1);
+  cr_assert(tt_proc_wait_for(p, says, 30), "%s: teleop never said \"%s\": %s", what, says, p->out);
+  pad_button(pad, code, 0);
+}
+
+/* the one demo of path: a success recorded with the gamepad; the number of its steps whose action
+ * 0 (-left y: world -x, away from the camera) and 1 (left x: right) are near x0 and x1 */
+static int steps_with(const char *path, double x0, double x1, int64_t *steps) {
+  dsFile *f;
+  cr_assert_eq(ds_open(path, 0, &f), 0, "%s", tk_errmsg());
+  cr_assert_eq(ds_num_demos(f), 1);
+  cr_assert_eq(ds_demo(f, 0)->success, 1);
+  cr_assert_str_eq(ds_demo(f, 0)->device, "gamepad");
+  dsEpisode e;
+  cr_assert_eq(ds_read_episode(f, 0, &e), 0, "%s", tk_errmsg());
+  int n = 0;
+  for (int64_t s = 0; s < e.num_samples; s++)
+    n += fabs(e.actions[s * 7] - x0) < 0.01 && fabs(e.actions[s * 7 + 1] - x1) < 0.01;
+  *steps = e.num_samples;
+  ds_episode_free(&e);
+  ds_close(f);
+  return n;
+}
+
+TestSuite(gamepad);
+
+/* Start begins an episode; the left stick pushed fully away and half right for a second; A ends it
+ * as a success, which the pad feels */
+Test(gamepad, teleop_records_an_episode, .timeout = 120) {
+  UMockdevTestbed *tb = testbed();
+  static Pad pad;
+  pad_plug(tb, &pad, 20);
+  char path[4200];
+  snprintf(path, sizeof path, "%s/pad.h5", tt_tmpdir());
   double t_start = tt_now();
   ttProc p;
-  cr_assert_eq(tt_proc_start(&p, argv), 0);
-  /* teleop has opened the pad once SDL reads it (every tick) */
-  for (double t0 = tt_now(); atomic_load(&pad.reads) == 0 && tt_now() - t0 < 30;)
-    tt_proc_wait_for(&p, NULL, 0.02);
-  cr_assert_gt(atomic_load(&pad.reads), 0, "teleop never read the pad (%d ioctls): %s",
-               atomic_load(&pad.ioctls), p.out);
+  start_teleop(&p, path);
+  wait_reading(&pad, &p);
   double t_open = tt_now();
-
-  /* Start: an episode begins (held until teleop says so, as a hand holds a button) */
-  pad_button(&pad, BTN_START, 1);
-  cr_assert(tt_proc_wait_for(&p, "recording demo_0", 30), "Start did not begin an episode: %s", p.out);
-  pad_button(&pad, BTN_START, 0);
-  /* the left stick pushed fully away (evdev y is negative up) and half right, for a second */
-  pad_report(&pad, 2, (const int[][3]){{EV_ABS, ABS_X, 16384}, {EV_ABS, ABS_Y, -32768}});
-  pad_drain(&pad, &p, "the stick");
+  press_until(&pad, &p, BTN_START, "recording demo_0", "Start");
+  left_stick(&pad, &p, 16384, -32768);
   tt_proc_wait_for(&p, NULL, 1.0);
-  pad_report(&pad, 2, (const int[][3]){{EV_ABS, ABS_X, 0}, {EV_ABS, ABS_Y, 0}});
-  pad_drain(&pad, &p, "the stick let go");
+  left_stick(&pad, &p, 0, 0);
   tt_proc_wait_for(&p, NULL, 0.3);
-  /* A: the episode ends as a success */
-  pad_button(&pad, BTN_A, 1);
-  cr_assert(tt_proc_wait_for(&p, "ended: success", 10), "A did not end the episode: %s", p.out);
-  pad_button(&pad, BTN_A, 0);
+  press_until(&pad, &p, BTN_A, "ended: success", "A");
   int rc = tt_proc_finish(&p, 30);
   printf("%s", p.out);
   printf(
@@ -398,29 +482,60 @@ Test(gamepad, teleop_records_an_episode, .timeout = 120) {
   cr_assert_eq(rc, 0, "teleop: %s", p.out);
   cr_assert(strstr(p.out, "teleop: 1 success, 0 failure"), "%s", p.out);
   cr_expect_eq(atomic_load(&pad.bad_ioctls), 0, "SDL asked the pad something evdev was not taught here");
-  /* the success is felt: teleop rumbles at 0.4 for a success, which SDL uploads as an FF_RUMBLE effect and
-   * plays */
+  /* the success is felt: teleop rumbles at 0.4 for a success, which SDL uploads as an FF_RUMBLE effect
+   * and plays */
   cr_expect_geq(atomic_load(&pad.rumbles), 1, "no force-feedback play written");
   cr_expect_eq(atomic_load(&pad.strongest), (int)(0.4 * 65535), "rumble strength %d",
                atomic_load(&pad.strongest));
-
-  dsFile *f;
-  cr_assert_eq(ds_open(path, 0, &f), 0, "%s", tk_errmsg());
-  cr_assert_eq(ds_num_demos(f), 1);
-  cr_assert_eq(ds_demo(f, 0)->success, 1);
-  cr_assert_str_eq(ds_demo(f, 0)->device, "gamepad");
-  dsEpisode e;
-  cr_assert_eq(ds_read_episode(f, 0, &e), 0, "%s", tk_errmsg());
-  /* away from the camera is world -x (action 0 = -left y); right is +y (action 1 = left x, past the
-   * 0.1 deadzone: (0.5 - 0.1) / 0.9) */
-  int pushed = 0;
-  for (int64_t s = 0; s < e.num_samples; s++)
-    pushed += e.actions[s * 7 + 0] < -0.99 && fabs(e.actions[s * 7 + 1] - 0.4 / 0.9) < 0.01;
-  printf("gamepad: %lld steps, %d with the stick pushed away and right\n", (long long)e.num_samples, pushed);
+  /* fully away: -1 (SDL's -32767 after its axis scaling, within 0.01); half right past the 0.1
+   * deadzone: (0.5 - 0.1) / 0.9 */
+  int64_t steps;
+  int pushed = steps_with(path, -1, 0.4 / 0.9, &steps);
+  printf("gamepad: %lld steps, %d with the stick pushed away and right\n", (long long)steps, pushed);
   cr_assert_geq(pushed, 10, "a second of pushing should give about 20 such steps");
-  ds_episode_free(&e);
-  ds_close(f);
   g_object_unref(tb);
-  g_object_unref(h);
-  g_mutex_clear(&pad.lock);
+  pad_free(&pad);
+}
+
+/* Unplugged mid-episode and plugged in again (as the next input device, event21): teleop holds the
+ * episode while the pad is gone, takes the pad back when udev announces it, and the demo goes on */
+Test(gamepad, unplugged_and_back_mid_episode, .timeout = 120) {
+  UMockdevTestbed *tb = testbed();
+  static Pad a, b;
+  pad_plug(tb, &a, 20);
+  char path[4200];
+  snprintf(path, sizeof path, "%s/pad.h5", tt_tmpdir());
+  ttProc p;
+  start_teleop(&p, path);
+  wait_reading(&a, &p);
+  press_until(&a, &p, BTN_START, "recording demo_0", "Start");
+  left_stick(&a, &p, 0, -32768); /* away */
+  tt_proc_wait_for(&p, NULL, 0.6);
+  pad_unplug(tb, &a); /* with the stick still pushed */
+  cr_assert(tt_proc_wait_for(&p, "device unplugged", 10), "the unplug was not noticed: %s", p.out);
+  tt_proc_wait_for(&p, NULL, 0.3);
+  /* the next input device number, as the kernel gives (umockdev 0.17 also keeps a removed node's
+   * pty, so the same node cannot be added again) */
+  pad_plug(tb, &b, 21);
+  cr_assert(tt_proc_wait_for(&p, "device back: resuming", 10), "the pad plugged in again was not taken: %s",
+            p.out);
+  wait_reading(&b, &p);
+  left_stick(&b, &p, 32767, 0); /* right */
+  tt_proc_wait_for(&p, NULL, 0.6);
+  left_stick(&b, &p, 0, 0);
+  press_until(&b, &p, BTN_A, "ended: success", "A");
+  int rc = tt_proc_finish(&p, 30);
+  printf("%s", p.out);
+  cr_assert_eq(rc, 0, "teleop: %s", p.out);
+  cr_assert(strstr(p.out, "teleop: 1 success, 0 failure"), "%s", p.out);
+  cr_expect_eq(atomic_load(&a.bad_ioctls) + atomic_load(&b.bad_ioctls), 0);
+  int64_t steps;
+  int away = steps_with(path, -1, 0, &steps), right = steps_with(path, 0, 1, &steps);
+  printf("gamepad: %lld steps, %d pushed away before the unplug, %d pushed right after\n", (long long)steps,
+         away, right);
+  cr_assert_geq(away, 5, "0.6 s of pushing should give about 12 steps");
+  cr_assert_geq(right, 5, "0.6 s of pushing should give about 12 steps");
+  g_object_unref(tb);
+  pad_free(&a);
+  pad_free(&b);
 }
