@@ -644,10 +644,12 @@ int tel_run(const telOpts *o, telStats *stats) {
                        r.pol != NULL); /* this tick holds still; then the episode waits for the device */
       if (!rc && r.con.state == TEL_RECORDING) r.con.state = TEL_UNPLUGGED;
       if (!o->quiet) printf("device unplugged: holding, episode paused\n");
+      fflush(stdout);
     } else if (s == TEL_UNPLUGGED) {
       if (connected) {
         r.con.state = TEL_RECORDING;
         if (!o->quiet) printf("device back: resuming\n");
+        fflush(stdout);
       } else if (pressed & CAP_BTN_BACK) { /* a leader arm can vanish while the pad still works */
         rc = end_episode(&r, DS_FAILURE, "quit");
         r.con.state = TEL_QUIT;

@@ -8,13 +8,11 @@
  *   spacemouse: tests/capture/test_spacemouse.c, teleop_records_an_episode (the binary in an
  *               emulated USB world: it needs the umockdev preload that suite runs in); with no
  *               device: the refusal below.
- *   gamepad:    with no pad: the refusal below. A pad moved from outside the process needs an
- *               input device the kernel (or an emulation) serves: SDL's virtual joysticks live
- *               only in the process that attached them, and /dev/uinput is not available here.
- *               Not done yet: an umockdev-emulated evdev joystick (udev ID_INPUT_JOYSTICK, the
- *               EVIOCG* ioctls SDL asks, an input_event stream). The gamepad backend itself runs
- *               in the binary under --device scripted (the same driver, on the scripted
- *               operator's virtual pad, inside teleop). */
+ *   gamepad:    tests/teleop/test_gamepad.c (an Xbox 360 pad emulated as an evdev node with
+ *               umockdev, found by SDL through udev and read as a real one: it needs the umockdev
+ *               preload that suite runs in; SDL's virtual joysticks live only in the process that
+ *               attached them, and /dev/uinput is not available here); with no pad: the refusal
+ *               below. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
