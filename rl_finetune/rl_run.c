@@ -186,6 +186,50 @@ static int load_data(rlRun *R) {
   return 0;
 }
 
+/* The metrics CSV, appended to (a --compare run's two runs share it); the header once. */
+static int open_metrics(const rlOpts *o, FILE **csv) {
+  *csv = NULL;
+  if (!o->metrics) return 0;
+  int exists = tk_file_exists(o->metrics);
+  if (!(*csv = fopen(o->metrics, "a")))
+    return tk_error(TK_EIO, "%s: cannot write the metrics file", o->metrics);
+  if (!exists) fprintf(*csv, "run,env_steps,success_rate,mean_return,updates,seconds,alpha\n");
+  return 0;
+}
+
+/* Go on from a checkpoint (every rank loads it; it holds rank 0's random streams, from which the other
+ * ranks fork their own). */
+static int resume(rlRun *R, rlResult *res, int64_t *next_eval) {
+  const rlOpts *o = R->o;
+  const int rank = rl_mpi_rank();
+  int rc = rl_ckpt_load(R, res, next_eval, o->resume);
+  if (rl_mpi_any(rc)) return rc ? rc : tk_error(TK_EIO, "another rank could not load %s", o->resume);
+  if (rank > 0) { /* the checkpoint holds rank 0's streams: the others go their own way from there */
+    tkRng base = R->rng;
+    tk_rng_fork(&base, 7000 + (uint64_t)rank, &R->rng);
+    for (int i = 0; i < R->nw; i++)
+      tk_rng_fork(&base, 8000 + (uint64_t)rank * 100 + (uint64_t)i, &R->wk[i].rng);
+  }
+  if (!o->quiet)
+    printf("%s: resumed from %s at %lld env steps, %lld updates (best %.0f%% at %lld)\n", o->label, o->resume,
+           (long long)res->env_steps, (long long)res->updates, 100 * res->best_success,
+           (long long)res->best_step);
+  return 0;
+}
+
+/* SAC: critic warm-up on the demos, with the actor fixed (PPO warms its value function up on rollouts). */
+static int warm_up_critics(rlRun *R) {
+  const rlOpts *o = R->o;
+  if (R->ppo || R->demo.n == 0 || o->critic_warmup <= 0) return 0;
+  if (!o->quiet)
+    printf("%s: warming the critics up on %lld demo transitions (%d updates)\n", o->label,
+           (long long)R->demo.n, o->critic_warmup);
+  int rc = 0;
+  for (int u = 0; u < o->critic_warmup && !rc; u++)
+    rc = rl_sac_update(R, 0);
+  return rc;
+}
+
 /* ---- workers ------------------------------------------------------------------------------------- */
 static int worker_reset(rlWorker *w) {
   uint64_t seed = w->seed_base + (uint64_t)w->episodes++;
@@ -308,50 +352,6 @@ static void stop_workers(rlRun *R) {
     nn_work_free(w->w);
     free(w->s);
   }
-}
-
-/* The metrics CSV, appended to (a --compare run's two runs share it); the header once. */
-static int open_metrics(const rlOpts *o, FILE **csv) {
-  *csv = NULL;
-  if (!o->metrics) return 0;
-  int exists = tk_file_exists(o->metrics);
-  if (!(*csv = fopen(o->metrics, "a")))
-    return tk_error(TK_EIO, "%s: cannot write the metrics file", o->metrics);
-  if (!exists) fprintf(*csv, "run,env_steps,success_rate,mean_return,updates,seconds,alpha\n");
-  return 0;
-}
-
-/* Go on from a checkpoint (every rank loads it; it holds rank 0's random streams, from which the other
- * ranks fork their own). */
-static int resume(rlRun *R, rlResult *res, int64_t *next_eval) {
-  const rlOpts *o = R->o;
-  const int rank = rl_mpi_rank();
-  int rc = rl_ckpt_load(R, res, next_eval, o->resume);
-  if (rl_mpi_any(rc)) return rc ? rc : tk_error(TK_EIO, "another rank could not load %s", o->resume);
-  if (rank > 0) { /* the checkpoint holds rank 0's streams: the others go their own way from there */
-    tkRng base = R->rng;
-    tk_rng_fork(&base, 7000 + (uint64_t)rank, &R->rng);
-    for (int i = 0; i < R->nw; i++)
-      tk_rng_fork(&base, 8000 + (uint64_t)rank * 100 + (uint64_t)i, &R->wk[i].rng);
-  }
-  if (!o->quiet)
-    printf("%s: resumed from %s at %lld env steps, %lld updates (best %.0f%% at %lld)\n", o->label, o->resume,
-           (long long)res->env_steps, (long long)res->updates, 100 * res->best_success,
-           (long long)res->best_step);
-  return 0;
-}
-
-/* SAC: critic warm-up on the demos, with the actor fixed (PPO warms its value function up on rollouts). */
-static int warm_up_critics(rlRun *R) {
-  const rlOpts *o = R->o;
-  if (R->ppo || R->demo.n == 0 || o->critic_warmup <= 0) return 0;
-  if (!o->quiet)
-    printf("%s: warming the critics up on %lld demo transitions (%d updates)\n", o->label,
-           (long long)R->demo.n, o->critic_warmup);
-  int rc = 0;
-  for (int u = 0; u < o->critic_warmup && !rc; u++)
-    rc = rl_sac_update(R, 0);
-  return rc;
 }
 
 /* ---- the loop's steps ----------------------------------------------------------------------------- */
