@@ -319,6 +319,286 @@ static int check_outputs(const bcTrainOpts *o, const char *prefix) {
   return rc;
 }
 
+/* ---- the trainer: what setup loads and allocates once, and the loop uses ------------------------------ */
+typedef struct {
+  dsFile *f;
+  dsLoaded L;             /* the loaded demos; obs and actions normalized in place */
+  uint8_t *role;          /* (L.ndemos) 1 train, 2 valid, 0 neither */
+  int64_t *train, *valid; /* rows of L that start training / validation samples (ntrain, nvalid) */
+  int64_t ntrain, nvalid;
+  int64_t *last_row; /* (L.n) the last row of each row's demo */
+  sampling sm;       /* chunk and sequence length of a sample */
+  bcPolicy *p;       /* the policy being trained */
+  capModel *model;   /* the task's model for rollouts (can_eval) */
+  int can_eval;
+  int B, threads, rnn; /* batch, training threads, BC-RNN */
+  nnTeam *team;        /* MLP: data-parallel training team */
+  nnWork *tw, *vw;     /* BC-RNN training work; validation work */
+  float *x, *y;        /* a batch: inputs (B T obs_dim) and targets (B T act_dim K) */
+  float *last_good;    /* (n_params) the parameters at the epoch's start */
+  curves cv;
+  FILE *csv;
+  tkRng rng; /* shuffling and observation noise */
+  tkProgress prog;
+  double t0, t_train; /* start of the loop; seconds spent in training steps */
+  int64_t samples;    /* training samples so far */
+  double best;        /* best rollout success so far (-1: none yet) */
+} trainer;
+
+static void trainer_free(trainer *t) {
+  if (t->csv) fclose(t->csv);
+  free(t->cv.epoch);
+  free(t->last_good);
+  free(t->last_row);
+  free(t->x);
+  free(t->y);
+  free(t->role);
+  free(t->train);
+  free(t->valid);
+  nn_work_free(t->vw);
+  nn_work_free(t->tw);
+  nn_team_free(t->team);
+  cap_model_free(t->model);
+  bc_policy_free(t->p);
+  ds_loaded_free(&t->L);
+  ds_close(t->f);
+}
+
+/* ---- setup ------------------------------------------------------------------------------------------ */
+
+/* Open the dataset, load the chosen keys, and split its demos into training and validation rows. */
+static int load_data(trainer *t, const bcTrainOpts *o, bcTrainResult *r) {
+  int rc = ds_open(o->dataset, 0, &t->f);
+  if (rc) return rc;
+  const char *keys[BC_MAX_KEYS];
+  int nk = 0;
+  if ((rc = choose_keys(t->f, o, keys, &nk))) return rc;
+  dsLoadOpts lo = {.obs_keys = keys, .nobs_keys = nk};
+  if ((rc = ds_load(t->f, &lo, &t->L))) return rc;
+  if (!(t->role = calloc((size_t)TK_MAX(t->L.ndemos, 1), 1))) return tk_error(TK_ENOMEM, "out of memory");
+  if ((rc = assign_demos(t->f, &t->L, o, t->role, r))) return rc;
+  t->train = rows_of(&t->L, t->role, 1, &t->ntrain);
+  t->valid = rows_of(&t->L, t->role, 2, &t->nvalid);
+  if (!t->train || !t->valid) return tk_error(TK_ENOMEM, "out of memory");
+  r->train_samples = t->ntrain;
+  r->valid_samples = t->nvalid;
+  return 0;
+}
+
+/* The policy for the loaded keys (actions of K steps with chunking), its statistics from the training
+ * rows (the data normalized in place), the task and control rate it was recorded at. */
+static int build_policy(trainer *t, const bcTrainOpts *o) {
+  dsLoaded *L = &t->L;
+  const int K = o->chunk > 0 ? o->chunk : 1; /* bc_policy_set_chunk checks the range */
+  if (!(t->last_row = malloc(sizeof(int64_t) * (size_t)TK_MAX(L->n, 1))))
+    return tk_error(TK_ENOMEM, "out of memory");
+  for (int d = 0; d < L->ndemos; d++)
+    for (int64_t i = L->demo_start[d]; i < L->demo_start[d + 1]; i++)
+      t->last_row[i] = L->demo_start[d + 1] - 1;
+  nnArch arch = o->arch;
+  t->rnn = arch.rnn_layers > 0;
+  t->sm = (sampling){.k = K, .T = t->rnn ? arch.rnn_horizon : 1, .last = t->last_row};
+  arch.obs_dim = L->obs_dim;
+  arch.act_dim = L->act_dim * K;
+  int dims[BC_MAX_KEYS];
+  const char *names[BC_MAX_KEYS];
+  for (int i = 0; i < L->nkeys; i++) {
+    names[i] = L->key_names[i];
+    dims[i] = L->key_offset[i + 1] - L->key_offset[i];
+  }
+  if (!(t->p = bc_policy_make(&arch, L->nkeys, names, dims, o->seed)) || bc_policy_set_chunk(t->p, K))
+    return tk_error_wrap(TK_EINVAL, "bc-train");
+  int rc = normalize(t->p, L, t->train, t->ntrain, o->obs_std_floor, o->dataset);
+  if (rc) return rc;
+  const char *task = ds_env_name(t->f);
+  snprintf(t->p->task, sizeof t->p->task, "%s", task ? task : "");
+  if (ds_num_demos(t->f) > 0) t->p->control_hz = ds_demo(t->f, 0)->control_hz;
+  return 0;
+}
+
+/* Rollouts when the dataset's task is one of ours (else, with a message, the last epoch is saved). */
+static void setup_rollouts(trainer *t, const bcTrainOpts *o) {
+  const char *task = ds_env_name(t->f);
+  if (o->eval_every > 0 && o->eval_episodes > 0 && cap_task_known(task)) {
+    capOpts co;
+    cap_opts_default(&co);
+    co.task = task;
+    if (cap_model_load(&co, &t->model) == 0 && bc_bind(t->p, t->model, &(bcBinding){0}) == 0)
+      t->can_eval = 1;
+    else if (!o->quiet)
+      fprintf(stderr, "bc-train: no rollouts: %s\n", tk_errmsg());
+  } else if (!o->quiet && o->eval_every > 0) {
+    fprintf(stderr, "bc-train: task '%s' is not a built-in task (%s): no rollouts; the last epoch is saved\n",
+            task ? task : "", cap_task_names());
+  }
+}
+
+/* Everything the loop uses, allocated once: the training team (an MLP trains data-parallel; BC-RNN with
+ * OpenBLAS's threads, its sequential steps leave no row blocks to split), the validation work, the
+ * batch, the epoch's fallback parameters and the curves. */
+static int alloc_training(trainer *t, const bcTrainOpts *o) {
+  const nnNet *net = t->p->net;
+  const int T = t->sm.T, K = t->sm.k;
+  t->B = o->batch;
+  t->threads = TK_MAX(1, o->threads);
+  const int vb = t->rnn ? TK_MAX(1, 256 / T) : 256;
+  if (t->rnn) {
+    nn_set_threads(t->threads);
+    t->tw = nn_work_make_seq(net, t->B, T);
+  } else {
+    t->team = nn_team_make(net, t->B, t->threads);
+  }
+  if ((!t->team && !t->tw) || !(t->vw = t->rnn ? nn_work_make_seq(net, vb, T) : nn_work_make(net, vb)))
+    return tk_error_wrap(TK_ENOMEM, "bc-train");
+  int64_t xb = (int64_t)TK_MAX(t->B, vb) * T;
+  t->x = malloc(sizeof(float) * (size_t)(xb * t->L.obs_dim));
+  t->y = malloc(sizeof(float) * (size_t)(xb * t->L.act_dim * K));
+  t->last_good = malloc(sizeof(float) * (size_t)net->n_params);
+  if (!t->x || !t->y || !t->last_good) return tk_error(TK_ENOMEM, "out of memory");
+  return curves_make(&t->cv, o->epochs);
+}
+
+static int open_metrics(trainer *t, const char *prefix) {
+  char csv_path[4200];
+  snprintf(csv_path, sizeof csv_path, "%s.csv", prefix);
+  if (!(t->csv = fopen(csv_path, "w")))
+    return tk_error(TK_EIO, "%s: cannot write the metrics file", csv_path);
+  fprintf(t->csv, "epoch,step,train_loss,valid_loss,success_rate,mean_return,samples_per_s,seconds\n");
+  return 0;
+}
+
+static void print_setup(const trainer *t, const bcTrainOpts *o, const bcTrainResult *r) {
+  if (o->quiet) return;
+  const nnArch *a = &t->p->arch;
+  char rnn_desc[80] = "";
+  if (t->rnn)
+    snprintf(rnn_desc, sizeof rnn_desc, ", LSTM %d x %d, sequences of %d", a->rnn_layers, a->rnn_hidden,
+             t->sm.T);
+  printf("bc-train: %s: %d train demos (%lld samples), %d validation demos (%lld samples), %d failures "
+         "skipped; obs %d (%d keys), actions %d; %s head, hidden %d layers%s; %d threads\n",
+         o->dataset, r->train_demos, (long long)t->ntrain, r->valid_demos, (long long)t->nvalid,
+         r->skipped_failures, t->L.obs_dim, t->L.nkeys, t->L.act_dim, nn_head_name(a->head), a->n_hidden,
+         rnn_desc, t->threads);
+}
+
+/* ---- the loop's steps ------------------------------------------------------------------------------- */
+
+/* The b samples of the epoch's rows k0.. into x and y, with observation noise if asked for. */
+static void next_batch(trainer *t, const bcTrainOpts *o, int64_t k0, int b) {
+  gather(&t->L, &t->sm, t->train + k0, b, t->x, t->y);
+  if (o->obs_noise > 0)
+    for (int64_t i = 0; i < (int64_t)b * t->sm.T * t->L.obs_dim; i++)
+      t->x[i] += (float)(o->obs_noise * tk_rng_normal(&t->rng));
+}
+
+/* Forward, loss, backward and Adam on the batch; asking for the gradient norm makes the step refuse
+ * non-finite gradients (nonzero: the parameters were not updated). */
+static int train_step(trainer *t, const bcTrainOpts *o, int b, float *loss, double *gnorm) {
+  return t->rnn ? nn_seq_train_step(t->p->net, t->tw, &o->adam, t->x, t->y, b, t->sm.T, loss, gnorm)
+                : nn_team_train_step(t->p->net, t->team, &o->adam, t->x, t->y, b, loss, gnorm);
+}
+
+/* One pass over the shuffled training rows; the mean training loss. A non-finite loss stops the epoch
+ * with the parameters of its start back in place (r->stopped_nan). */
+static double train_epoch(trainer *t, const bcTrainOpts *o, bcTrainResult *r, int ep) {
+  nnNet *net = t->p->net;
+  const int B = t->B;
+  const int64_t steps_per_epoch = (t->ntrain + B - 1) / B;
+  tk_rng_shuffle(&t->rng, t->train, t->ntrain);
+  double sum = 0;
+  double te = tk_now_s();
+  memcpy(t->last_good, net->params, sizeof(float) * (size_t)net->n_params);
+  for (int64_t s = 0; s < steps_per_epoch; s++) {
+    int64_t k0 = s * B;
+    int b = (int)TK_MIN(B, t->ntrain - k0);
+    next_batch(t, o, k0, b);
+    float loss;
+    double gnorm = NAN;
+    if (train_step(t, o, b, &loss, &gnorm)) {
+      /* parameters were not updated by the failed step; go back to the epoch's start to be safe */
+      memcpy(net->params, t->last_good, sizeof(float) * (size_t)net->n_params);
+      r->stopped_nan = 1;
+      fprintf(stderr,
+              "bc-train: the loss became %g (gradient norm %g) at epoch %d, step %lld (batch %lld of the "
+              "epoch, rows "
+              "%lld..%lld of the shuffled training set): stopping; %s keeps the last good policy\n",
+              (double)loss, gnorm, ep, (long long)(r->steps + 1), (long long)(s + 1), (long long)k0,
+              (long long)(k0 + b - 1), o->out);
+      break;
+    }
+    sum += (double)loss * b;
+    t->samples += b;
+    r->steps++;
+  }
+  t->t_train += tk_now_s() - te;
+  return sum / (double)t->ntrain;
+}
+
+/* The policy's info (how it was trained and selected) and the policy file; epoch becomes the best. */
+static int save_policy(trainer *t, const bcTrainOpts *o, bcTrainResult *r, int epoch, double success) {
+  r->best_epoch = epoch;
+  char *info = info_json(o, r, epoch, success);
+  if (info) bc_policy_set_info(t->p, info);
+  free(info);
+  return bc_policy_save(t->p, o->out);
+}
+
+/* Rollouts on the selection seeds; the best success so far is saved (ties go to the later epoch: more
+ * training, same success). */
+static int evaluate(trainer *t, const bcTrainOpts *o, bcTrainResult *r, int ep, double *succ, double *ret) {
+  bcEvalOpts eo;
+  bc_eval_default(&eo);
+  eo.episodes = o->eval_episodes;
+  eo.seed = BC_SELECT_SEED_BASE;
+  eo.workers = t->threads;
+  eo.quiet = 1;
+  bcEvalResult er;
+  int rc = bc_evaluate(t->p, t->model, &eo, &er);
+  if (rc) return rc;
+  *succ = er.success_rate;
+  *ret = er.mean_return;
+  bc_eval_result_free(&er);
+  t->cv.succ_epoch[t->cv.nsucc] = ep;
+  t->cv.succ[t->cv.nsucc++] = *succ;
+  r->evaluated = 1;
+  if (*succ >= t->best) {
+    t->best = *succ;
+    r->best_success = *succ;
+    return save_policy(t, o, r, ep, *succ);
+  }
+  return 0;
+}
+
+/* The epoch's metrics row and progress line. */
+static void log_epoch(trainer *t, const bcTrainOpts *o, const bcTrainResult *r, int ep, double succ,
+                      double ret, int evaluated) {
+  double sps = t->t_train > 0 ? (double)t->samples / t->t_train : 0;
+  fprintf(t->csv, "%d,%lld,%.6g,%.6g,%.4g,%.6g,%.1f,%.2f\n", ep, (long long)r->steps, r->final_train_loss,
+          r->final_valid_loss, succ, ret, sps, tk_now_s() - t->t0);
+  fflush(t->csv);
+  if (o->quiet) return;
+  char sbuf[48] = "";
+  if (!isnan(t->best) && t->best >= 0)
+    snprintf(sbuf, sizeof sbuf, " best success %.0f%% (ep %d)", 100 * t->best, r->best_epoch);
+  tk_progress_update(&t->prog, ep, "loss %.4g valid %.4g %.0f samples/s%s", r->final_train_loss,
+                     r->final_valid_loss, sps, sbuf);
+  if (evaluated && !t->prog.enabled)
+    printf("epoch %d: loss %.4g, valid %.4g, success %.0f%% (%d rollouts)\n", ep, r->final_train_loss,
+           r->final_valid_loss, 100 * succ, o->eval_episodes);
+}
+
+/* ---- teardown --------------------------------------------------------------------------------------- */
+
+static int close_metrics(trainer *t, const char *prefix) {
+  int bad = ferror(t->csv);
+  int closed = fclose(t->csv);
+  t->csv = NULL;
+  if (closed || bad) return tk_error(TK_EIO, "%s.csv: cannot write the metrics file", prefix);
+  return 0;
+}
+
+/* ---- the training run ------------------------------------------------------------------------------- */
+
 int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
   memset(r, 0, sizeof *r);
   r->final_valid_loss = NAN;
@@ -327,257 +607,46 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
   char prefix[4096];
   int rc = metrics_prefix(o, prefix, sizeof prefix);
   if (rc || (rc = check_outputs(o, prefix))) return rc;
-  dsFile *f = NULL;
-  rc = ds_open(o->dataset, 0, &f);
-  if (rc) return rc;
-  const char *keys[BC_MAX_KEYS];
-  int nk = 0;
-  dsLoaded L = {0};
-  bcPolicy *p = NULL;
-  capModel *model = NULL;
-  nnTeam *team = NULL;
-  nnWork *vw = NULL, *tw = NULL;
-  int64_t *train = NULL, *valid = NULL, ntrain = 0, nvalid = 0;
-  float *x = NULL, *y = NULL;
-  uint8_t *role = NULL;
-  float *last_good = NULL;
-  int64_t *last_row = NULL;
-  curves cv = {0};
-  FILE *csv = NULL;
+  trainer t = {.best = -1};
 
-  if ((rc = choose_keys(f, o, keys, &nk))) goto done;
-  dsLoadOpts lo = {.obs_keys = keys, .nobs_keys = nk};
-  if ((rc = ds_load(f, &lo, &L))) goto done;
-  if (!(role = calloc((size_t)TK_MAX(L.ndemos, 1), 1))) {
-    rc = tk_error(TK_ENOMEM, "out of memory");
-    goto done;
-  }
-  if ((rc = assign_demos(f, &L, o, role, r))) goto done;
-  train = rows_of(&L, role, 1, &ntrain);
-  valid = rows_of(&L, role, 2, &nvalid);
-  if (!train || !valid) {
-    rc = tk_error(TK_ENOMEM, "out of memory");
-    goto done;
-  }
-  r->train_samples = ntrain;
-  r->valid_samples = nvalid;
+  /* setup: load and split the data, build and normalize the policy, rollouts, allocate once */
+  if ((rc = load_data(&t, o, r)) || (rc = build_policy(&t, o))) goto done;
+  setup_rollouts(&t, o);
+  if ((rc = alloc_training(&t, o)) || (rc = open_metrics(&t, prefix))) goto done;
+  print_setup(&t, o, r);
+  tk_rng_seed(&t.rng, o->seed + 1);
+  if (!o->quiet) tk_progress_begin(&t.prog, "epochs", o->epochs);
+  t.t0 = tk_now_s();
 
-  const int K = o->chunk > 0 ? o->chunk : 1; /* bc_policy_set_chunk checks the range */
-  if (!(last_row = malloc(sizeof(int64_t) * (size_t)TK_MAX(L.n, 1)))) {
-    rc = tk_error(TK_ENOMEM, "out of memory");
-    goto done;
-  }
-  for (int d = 0; d < L.ndemos; d++)
-    for (int64_t i = L.demo_start[d]; i < L.demo_start[d + 1]; i++)
-      last_row[i] = L.demo_start[d + 1] - 1;
-  nnArch arch = o->arch;
-  const int rnn = arch.rnn_layers > 0, T = rnn ? arch.rnn_horizon : 1;
-  const sampling sm = {.k = K, .T = T, .last = last_row};
-  arch.obs_dim = L.obs_dim;
-  arch.act_dim = L.act_dim * K;
-  {
-    int dims[BC_MAX_KEYS];
-    const char *names[BC_MAX_KEYS];
-    for (int i = 0; i < L.nkeys; i++) {
-      names[i] = L.key_names[i];
-      dims[i] = L.key_offset[i + 1] - L.key_offset[i];
-    }
-    if (!(p = bc_policy_make(&arch, L.nkeys, names, dims, o->seed)) || bc_policy_set_chunk(p, K)) {
-      rc = tk_error_wrap(TK_EINVAL, "bc-train");
-      goto done;
-    }
-  }
-  if ((rc = normalize(p, &L, train, ntrain, o->obs_std_floor, o->dataset))) goto done;
-  const char *task = ds_env_name(f);
-  snprintf(p->task, sizeof p->task, "%s", task ? task : "");
-  if (ds_num_demos(f) > 0) p->control_hz = ds_demo(f, 0)->control_hz;
-
-  /* rollouts when the dataset's task is one of ours */
-  int can_eval = 0;
-  if (o->eval_every > 0 && o->eval_episodes > 0 && cap_task_known(task)) {
-    capOpts co;
-    cap_opts_default(&co);
-    co.task = task;
-    if (cap_model_load(&co, &model) == 0 && bc_bind(p, model, &(bcBinding){0}) == 0)
-      can_eval = 1;
-    else if (!o->quiet)
-      fprintf(stderr, "bc-train: no rollouts: %s\n", tk_errmsg());
-  } else if (!o->quiet && o->eval_every > 0) {
-    fprintf(stderr, "bc-train: task '%s' is not a built-in task (%s): no rollouts; the last epoch is saved\n",
-            task ? task : "", cap_task_names());
-  }
-
-  int B = o->batch;
-  int threads = TK_MAX(1, o->threads);
-  /* an MLP trains data-parallel in a team; BC-RNN with OpenBLAS's threads (its sequential steps leave
-   * no row blocks to split) */
-  const int vb = rnn ? TK_MAX(1, 256 / T) : 256;
-  if (rnn) {
-    nn_set_threads(threads);
-    tw = nn_work_make_seq(p->net, B, T);
-  } else {
-    team = nn_team_make(p->net, B, threads);
-  }
-  if ((!team && !tw) || !(vw = rnn ? nn_work_make_seq(p->net, vb, T) : nn_work_make(p->net, vb))) {
-    rc = tk_error_wrap(TK_ENOMEM, "bc-train");
-    goto done;
-  }
-  int64_t xb = (int64_t)TK_MAX(B, vb) * T;
-  x = malloc(sizeof(float) * (size_t)(xb * L.obs_dim));
-  y = malloc(sizeof(float) * (size_t)(xb * L.act_dim * K));
-  last_good = malloc(sizeof(float) * (size_t)p->net->n_params);
-  if (!x || !y || !last_good) {
-    rc = tk_error(TK_ENOMEM, "out of memory");
-    goto done;
-  }
-  if ((rc = curves_make(&cv, o->epochs))) goto done;
-  char csv_path[4200];
-  snprintf(csv_path, sizeof csv_path, "%s.csv", prefix);
-  if (!(csv = fopen(csv_path, "w"))) {
-    rc = tk_error(TK_EIO, "%s: cannot write the metrics file", csv_path);
-    goto done;
-  }
-  fprintf(csv, "epoch,step,train_loss,valid_loss,success_rate,mean_return,samples_per_s,seconds\n");
-
-  char rnn_desc[80] = "";
-  if (rnn)
-    snprintf(rnn_desc, sizeof rnn_desc, ", LSTM %d x %d, sequences of %d", arch.rnn_layers, arch.rnn_hidden,
-             T);
-  if (!o->quiet)
-    printf("bc-train: %s: %d train demos (%lld samples), %d validation demos (%lld samples), %d failures "
-           "skipped; obs %d (%d keys), actions %d; %s head, hidden %d layers%s; %d threads\n",
-           o->dataset, r->train_demos, (long long)ntrain, r->valid_demos, (long long)nvalid,
-           r->skipped_failures, L.obs_dim, L.nkeys, L.act_dim, nn_head_name(arch.head), arch.n_hidden,
-           rnn_desc, threads);
-
-  tkRng rng;
-  tk_rng_seed(&rng, o->seed + 1);
-  int64_t steps_per_epoch = (ntrain + B - 1) / B;
-  tkProgress prog = {0};
-  if (!o->quiet) tk_progress_begin(&prog, "epochs", o->epochs);
-  double t_train = 0, t0 = tk_now_s();
-  int64_t samples = 0;
-  double best = -1;
+  /* the loop: an epoch of training steps (batch, forward, backward, Adam), the validation loss,
+   * rollouts every eval_every epochs saving the best policy (without rollouts the last epoch), the log */
   for (int ep = 1; ep <= o->epochs && !rc; ep++) {
-    tk_rng_shuffle(&rng, train, ntrain);
-    double sum = 0;
-    double te = tk_now_s();
-    memcpy(last_good, p->net->params, sizeof(float) * (size_t)p->net->n_params);
-    for (int64_t s = 0; s < steps_per_epoch; s++) {
-      int64_t k0 = s * B;
-      int b = (int)TK_MIN(B, ntrain - k0);
-      gather(&L, &sm, train + k0, b, x, y);
-      if (o->obs_noise > 0)
-        for (int64_t i = 0; i < (int64_t)b * T * L.obs_dim; i++)
-          x[i] += (float)(o->obs_noise * tk_rng_normal(&rng));
-      float loss;
-      double gnorm = NAN; /* asking for the norm makes the step refuse non-finite gradients */
-      if (rnn ? nn_seq_train_step(p->net, tw, &o->adam, x, y, b, T, &loss, &gnorm)
-              : nn_team_train_step(p->net, team, &o->adam, x, y, b, &loss, &gnorm)) {
-        /* parameters were not updated by the failed step; go back to the epoch's start to be safe */
-        memcpy(p->net->params, last_good, sizeof(float) * (size_t)p->net->n_params);
-        r->stopped_nan = 1;
-        fprintf(stderr,
-                "bc-train: the loss became %g (gradient norm %g) at epoch %d, step %lld (batch %lld of the "
-                "epoch, rows "
-                "%lld..%lld of the shuffled training set): stopping; %s keeps the last good policy\n",
-                (double)loss, gnorm, ep, (long long)(r->steps + 1), (long long)(s + 1), (long long)k0,
-                (long long)(k0 + b - 1), o->out);
-        break;
-      }
-      sum += (double)loss * b;
-      samples += b;
-      r->steps++;
-    }
-    t_train += tk_now_s() - te;
+    const double train_loss = train_epoch(&t, o, r, ep);
     if (r->stopped_nan) break;
     r->epochs_run = ep;
-    r->final_train_loss = sum / (double)ntrain;
-    r->final_valid_loss = nvalid ? mean_loss(p, vw, &L, &sm, valid, nvalid, x, y) : NAN;
-    curves_push(&cv, ep, r->final_train_loss, r->final_valid_loss);
+    r->final_train_loss = train_loss;
+    r->final_valid_loss = t.nvalid ? mean_loss(t.p, t.vw, &t.L, &t.sm, t.valid, t.nvalid, t.x, t.y) : NAN;
+    curves_push(&t.cv, ep, r->final_train_loss, r->final_valid_loss);
     double succ = NAN, ret = NAN;
-    int eval_now = can_eval && (ep % o->eval_every == 0 || ep == o->epochs);
-    if (eval_now) {
-      bcEvalOpts eo;
-      bc_eval_default(&eo);
-      eo.episodes = o->eval_episodes;
-      eo.seed = BC_SELECT_SEED_BASE;
-      eo.workers = threads;
-      eo.quiet = 1;
-      bcEvalResult er;
-      if ((rc = bc_evaluate(p, model, &eo, &er))) break;
-      succ = er.success_rate;
-      ret = er.mean_return;
-      bc_eval_result_free(&er);
-      cv.succ_epoch[cv.nsucc] = ep;
-      cv.succ[cv.nsucc++] = succ;
-      r->evaluated = 1;
-      /* best by success rate; ties go to the later epoch (more training, same success) */
-      if (succ >= best) {
-        best = succ;
-        r->best_epoch = ep;
-        r->best_success = succ;
-        char *info = info_json(o, r, ep, succ);
-        if (info) bc_policy_set_info(p, info);
-        free(info);
-        if ((rc = bc_policy_save(p, o->out))) break;
-      }
-    } else if (!can_eval && ep == o->epochs) {
-      r->best_epoch = ep;
-      char *info = info_json(o, r, ep, NAN);
-      if (info) bc_policy_set_info(p, info);
-      free(info);
-      if ((rc = bc_policy_save(p, o->out))) break;
-    }
-    double sps = t_train > 0 ? (double)samples / t_train : 0;
-    fprintf(csv, "%d,%lld,%.6g,%.6g,%.4g,%.6g,%.1f,%.2f\n", ep, (long long)r->steps, r->final_train_loss,
-            r->final_valid_loss, succ, ret, sps, tk_now_s() - t0);
-    fflush(csv);
-    if (!o->quiet) {
-      char sbuf[48] = "";
-      if (!isnan(best) && best >= 0)
-        snprintf(sbuf, sizeof sbuf, " best success %.0f%% (ep %d)", 100 * best, r->best_epoch);
-      tk_progress_update(&prog, ep, "loss %.4g valid %.4g %.0f samples/s%s", r->final_train_loss,
-                         r->final_valid_loss, sps, sbuf);
-      if (eval_now && !prog.enabled)
-        printf("epoch %d: loss %.4g, valid %.4g, success %.0f%% (%d rollouts)\n", ep, r->final_train_loss,
-               r->final_valid_loss, 100 * succ, o->eval_episodes);
-    }
+    const int eval_now = t.can_eval && (ep % o->eval_every == 0 || ep == o->epochs);
+    if (eval_now)
+      rc = evaluate(&t, o, r, ep, &succ, &ret);
+    else if (!t.can_eval && ep == o->epochs)
+      rc = save_policy(&t, o, r, ep, NAN);
+    if (rc) break;
+    log_epoch(&t, o, r, ep, succ, ret, eval_now);
   }
-  if (!o->quiet) tk_progress_end(&prog);
-  /* a non-finite loss before anything was saved: save the last good parameters */
-  if (!rc && r->stopped_nan && r->best_epoch == 0) {
-    r->best_epoch = r->epochs_run;
-    char *info = info_json(o, r, r->epochs_run, NAN);
-    if (info) bc_policy_set_info(p, info);
-    free(info);
-    rc = bc_policy_save(p, o->out);
-  }
-  r->seconds = tk_now_s() - t0;
-  r->samples_per_s = t_train > 0 ? (double)samples / t_train : 0;
-  if (!rc && csv) {
-    int bad = ferror(csv);
-    if (fclose(csv) || bad) rc = tk_error(TK_EIO, "%s.csv: cannot write the metrics file", prefix);
-    csv = NULL;
-  }
-  if (!rc) rc = write_plots(&cv, prefix, o->dataset);
+  if (!o->quiet) tk_progress_end(&t.prog);
+
+  /* teardown: a non-finite loss before anything was saved saves the last good parameters; the rates,
+   * the metrics file and the plots */
+  if (!rc && r->stopped_nan && r->best_epoch == 0) rc = save_policy(&t, o, r, r->epochs_run, NAN);
+  r->seconds = tk_now_s() - t.t0;
+  r->samples_per_s = t.t_train > 0 ? (double)t.samples / t.t_train : 0;
+  if (!rc) rc = close_metrics(&t, prefix);
+  if (!rc) rc = write_plots(&t.cv, prefix, o->dataset);
   if (rc && r->best_epoch > 0) tk_error_wrap(rc, "the policy is saved in %s, but", o->out);
 done:
-  if (csv) fclose(csv);
-  free(cv.epoch);
-  free(last_good);
-  free(last_row);
-  free(x);
-  free(y);
-  free(role);
-  free(train);
-  free(valid);
-  nn_work_free(vw);
-  nn_work_free(tw);
-  nn_team_free(team);
-  cap_model_free(model);
-  bc_policy_free(p);
-  ds_loaded_free(&L);
-  ds_close(f);
+  trainer_free(&t);
   return rc;
 }

@@ -78,10 +78,10 @@ static void one_op(float *buf, const int *sizes, int nsizes, int item, int64_t n
   rl_mpi_mean_d(&g, 1);
 }
 
-/* The networks whose gradients one update averages, built as rl_sac.c builds them (make_actor,
+/* The networks whose gradients one update averages, built as rl_sac.c builds them (rl_actor_make,
  * critic_arch): the actor takes the BC policy's layers with a Gaussian head (2A outputs); the critics
  * take obs+action, two `hidden` layers with LayerNorm and one output. Without a policy: lift's robomimic
- * low-dim keys (the ones rl_sac.c takes from scratch) and bc-train's layers actor_hidden,actor_hidden. */
+ * low-dim keys (the ones rl_run.c takes from scratch) and bc-train's layers actor_hidden,actor_hidden. */
 static int count_update_floats(const char *policy, int hidden, int actor_hidden, int64_t *actor,
                                int64_t *critic) {
   nnArch a;

@@ -1,8 +1,10 @@
-/* rl_finetune/rl_internal.h -- the run's state, shared by SAC (rl_sac.c) and PPO (rl_ppo.c). */
+/* rl_finetune/rl_internal.h -- the run's state and what the files of rl_finetune/ share: the run driver
+ * (rl_run.c), SAC (rl_sac.c), PPO (rl_ppo.c) and checkpoints (rl_ckpt.c). */
 #ifndef RL_INTERNAL_H
 #define RL_INTERNAL_H
 
 #include <pthread.h>
+#include <stdlib.h>
 
 #include "rl.h"
 
@@ -88,6 +90,30 @@ struct rlRun {
   uint8_t *pdone, *pbound;
   int *perm;
 };
+
+static inline float *rl_falloc(size_t n) { return malloc(sizeof(float) * (n ? n : 1)); }
+
+/* Replay buffers (rl_sac.c): cap transitions of D-float observations and A-float actions; a push past
+ * cap overwrites the oldest (never at our sizes). */
+int rl_buf_make(rlBuf *b, int64_t cap, int D, int A);
+void rl_buf_free(rlBuf *b);
+void rl_buf_push(rlBuf *b, const float *s, const float *a, float r, const float *s2, int d);
+
+/* SAC (rl_sac.c) */
+/* The actor: a tanh-Gaussian policy with the BC policy's layers (bc), or fresh ones of the scratch
+ * keys and identity statistics (stats); NULL with a message if bc cannot start it. */
+bcPolicy *rl_actor_make(const rlOpts *o, const bcPolicy *bc, const capSpec *spec, const bcPolicy *stats);
+/* The learner's networks, threads and buffers, sized by R->D, A, B, nw (rl_learner_free: half-built too). */
+int rl_learner_make(rlRun *R);
+void rl_learner_free(rlRun *R);
+/* One update: a batch (half demos), the critics' step, then (actor_on) the actor's and the temperature's. */
+int rl_sac_update(rlRun *R, int actor_on);
+void rl_normals(tkRng *rng, float *v, int n); /* n standard normals */
+
+/* Checkpoints (rl_ckpt.c): written to a temp file and renamed; read back with every counter and size
+ * checked against the options and each other, a bad one refused naming the file and the field. */
+int rl_ckpt_save(rlRun *R, const rlResult *res, int64_t next_eval, const char *path);
+int rl_ckpt_load(rlRun *R, rlResult *res, int64_t *next_eval, const char *path);
 
 /* PPO (rl_ppo.c) */
 int rl_ppo_alloc(rlRun *R);
