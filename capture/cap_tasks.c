@@ -1,5 +1,6 @@
 /* capture/cap_tasks.c -- the table of built-in tasks, and what their files share. Each row is
- * defined in its task's file (capture/tasks/NAME.c); this list is the only place that names them. */
+ * defined in its task's file (capture/tasks/NAME.c); the list of names comes from task_names in
+ * capture/meson.build (CAP_TASK_LIST), the only place that names them. */
 #include <math.h>
 #include <pthread.h>
 #include <string.h>
@@ -7,7 +8,10 @@
 #include "cap_task.h"
 
 /* The built-in tasks, in the order --help and error messages list them. */
-#define CAP_TASKS(X) X(reach) X(push) X(lift)
+#ifndef CAP_TASK_LIST
+#error "CAP_TASK_LIST(X) comes from capture/meson.build's task_names"
+#endif
+#define CAP_TASKS(X) CAP_TASK_LIST(X)
 
 #define CAP_TASK_EXTERN(n) extern const capTaskDef cap_task_##n;
 CAP_TASKS(CAP_TASK_EXTERN)
