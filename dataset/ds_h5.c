@@ -88,9 +88,10 @@ typedef struct {
   hsize_t rows;
 } chunkCut;
 
-static chunkCut chunk_cut(hid_t d) {
+/* dcpl: the dataset's creation property list (the caller's: copying one is a large part of the
+ * per-dataset cost of opening a file) */
+static chunkCut chunk_cut_dcpl(hid_t d, hid_t dcpl) {
   chunkCut cc = {0, 0, 0};
-  hid_t dcpl = H5Dget_create_plist(d);
   if (dcpl >= 0 && H5Pget_layout(dcpl) == H5D_CHUNKED) {
     hsize_t cd[H5S_MAX_RANK], dims[H5S_MAX_RANK];
     int cr = H5Pget_chunk(dcpl, H5S_MAX_RANK, cd);
@@ -107,8 +108,14 @@ static chunkCut chunk_cut(hid_t d) {
     if (sp >= 0) H5Sclose(sp);
     if (t >= 0) H5Tclose(t);
   }
-  if (dcpl >= 0) H5Pclose(dcpl);
   H5Eclear2(H5E_DEFAULT);
+  return cc;
+}
+
+static chunkCut chunk_cut(hid_t d) {
+  hid_t dcpl = H5Dget_create_plist(d);
+  chunkCut cc = chunk_cut_dcpl(d, dcpl);
+  if (dcpl >= 0) H5Pclose(dcpl);
   return cc;
 }
 
@@ -118,19 +125,31 @@ static chunkCut chunk_cut(hid_t d) {
  * with a type conversion, which HDF5 does in 1 MiB pieces) inflated the same chunk again and again.
  * So the cache is sized to hold a band of chunk rows (up to CHUNK_CACHE_MAX): every chunk is
  * inflated once per open. The one way the dataset module opens a dataset to read its values. */
-hid_t ds_h5_open_read(hid_t loc, const char *name) {
+hid_t ds_h5_open_read_dcpl(hid_t loc, const char *name, hid_t *dcpl_out) {
+  *dcpl_out = -1;
   hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
   if (d < 0) return d;
-  chunkCut cc = chunk_cut(d);
-  if (cc.band_bytes <= (double)CHUNK_CACHE_DEFAULT) return d;
-  H5Dclose(d);
-  size_t nbytes = cc.band_bytes < (double)CHUNK_CACHE_MAX ? (size_t)cc.band_bytes : CHUNK_CACHE_MAX;
-  /* slots: a prime well above the chunks in a band, so consecutive chunks never share one */
-  size_t nslots = cc.band_chunks < 200 ? 521 : cc.band_chunks < 30000 ? 65521 : 1048573;
-  hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
-  if (dapl >= 0) H5Pset_chunk_cache(dapl, nslots, nbytes, H5D_CHUNK_CACHE_W0_DEFAULT);
-  d = H5Dopen2(loc, name, dapl >= 0 ? dapl : H5P_DEFAULT);
-  if (dapl >= 0) H5Pclose(dapl);
+  hid_t dcpl = H5Dget_create_plist(d); /* a copy: it stays valid across the reopen below */
+  chunkCut cc = chunk_cut_dcpl(d, dcpl);
+  if (cc.band_bytes > (double)CHUNK_CACHE_DEFAULT) {
+    H5Dclose(d);
+    size_t nbytes = cc.band_bytes < (double)CHUNK_CACHE_MAX ? (size_t)cc.band_bytes : CHUNK_CACHE_MAX;
+    /* slots: a prime well above the chunks in a band, so consecutive chunks never share one */
+    size_t nslots = cc.band_chunks < 200 ? 521 : cc.band_chunks < 30000 ? 65521 : 1048573;
+    hid_t dapl = H5Pcreate(H5P_DATASET_ACCESS);
+    if (dapl >= 0) H5Pset_chunk_cache(dapl, nslots, nbytes, H5D_CHUNK_CACHE_W0_DEFAULT);
+    d = H5Dopen2(loc, name, dapl >= 0 ? dapl : H5P_DEFAULT);
+    if (dapl >= 0) H5Pclose(dapl);
+  }
+  if (d < 0 && dcpl >= 0) H5Pclose(dcpl), dcpl = -1;
+  *dcpl_out = dcpl;
+  return d;
+}
+
+hid_t ds_h5_open_read(hid_t loc, const char *name) {
+  hid_t dcpl;
+  hid_t d = ds_h5_open_read_dcpl(loc, name, &dcpl);
+  if (dcpl >= 0) H5Pclose(dcpl);
   return d;
 }
 

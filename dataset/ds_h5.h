@@ -39,6 +39,9 @@ int ds_h5_dtype_of(hid_t type, dsDtype *out); /* 0, or TK_EFORMAT for any other 
  * 256 MiB): each compressed chunk is inflated once per open, however the rows are read (HDF5's 1 MiB
  * default re-inflates a larger chunk on every block read and every 1 MiB conversion piece). */
 hid_t ds_h5_open_read(hid_t loc, const char *name);
+/* The same, also handing over the dataset's creation property list (*dcpl: the caller closes it;
+ * -1 on failure), so a caller that inspects the layout does not copy it again. */
+hid_t ds_h5_open_read_dcpl(hid_t loc, const char *name, hid_t *dcpl);
 /* Rows per block when reading about target values at a time, rows of cols values: whole bands of
  * chunk rows when a band is larger than that cache holds. */
 int64_t ds_h5_block_rows(hid_t d, int64_t cols, int64_t target);

@@ -92,7 +92,7 @@ typedef struct {
  *    H5T_NATIVE_DOUBLE, _FLOAT or _UINT8: no byte order, precision, bit offset or enum to convert);
  *  - its layout is contiguous, without filters or external storage, and all of it is written.
  * Anything else is read through H5Dread, which converts. Returns RAW_* and sets *off. */
-static int raw_place(hid_t d, const unsigned long *fileno, int64_t *off) {
+static int raw_place(hid_t d, hid_t dcpl, const unsigned long *fileno, int64_t *off) {
   *off = -1;
   H5O_info_t oi;
   if (!fileno || H5Oget_info2(d, &oi, H5O_INFO_BASIC) < 0 || oi.fileno != *fileno) {
@@ -111,13 +111,12 @@ static int raw_place(hid_t d, const unsigned long *fileno, int64_t *off) {
   size_t esz = H5Tget_size(t);
   H5Tclose(t);
   if (kind == RAW_NONE) return RAW_NONE;
-  hid_t dcpl = H5Dget_create_plist(d), sp = H5Dget_space(d);
+  hid_t sp = H5Dget_space(d);
   hssize_t np = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
   int ok = dcpl >= 0 && np > 0 && H5Pget_layout(dcpl) == H5D_CONTIGUOUS && H5Pget_nfilters(dcpl) == 0 &&
            H5Pget_external_count(dcpl) == 0 && H5Dget_storage_size(d) == (hsize_t)np * esz;
   haddr_t a = ok ? H5Dget_offset(d) : HADDR_UNDEF;
   if (sp >= 0) H5Sclose(sp);
-  if (dcpl >= 0) H5Pclose(dcpl);
   H5Eclear2(H5E_DEFAULT);
   if (a == HADDR_UNDEF || a > (haddr_t)INT64_MAX) return RAW_NONE;
   *off = (int64_t)a;
@@ -125,15 +124,18 @@ static int raw_place(hid_t d, const unsigned long *fileno, int64_t *off) {
 }
 
 /* Open and describe a dataset; *keep (optional) receives the open id on success. */
-static int inspect_keep(vctx *c, hid_t loc, const char *name, dinfo *di, hid_t *keep);
+/* keep (optional) receives the open dataset and keep_dcpl its creation property list (the caller
+ * closes both); without keep both are closed here. */
+static int inspect_keep(vctx *c, hid_t loc, const char *name, dinfo *di, hid_t *keep, hid_t *keep_dcpl);
 static int inspect(vctx *c, hid_t loc, const char *name, dinfo *di) {
-  return inspect_keep(c, loc, name, di, NULL);
+  return inspect_keep(c, loc, name, di, NULL, NULL);
 }
-static int inspect_keep(vctx *c, hid_t loc, const char *name, dinfo *di, hid_t *keep) {
+static int inspect_keep(vctx *c, hid_t loc, const char *name, dinfo *di, hid_t *keep, hid_t *keep_dcpl) {
   memset(di, 0, sizeof *di);
   di->raw_off = -1;
   progress(c, "dataset %s", name);
-  hid_t d = ds_h5_open_read(loc, name);
+  hid_t dcpl = -1;
+  hid_t d = ds_h5_open_read_dcpl(loc, name, &dcpl);
   if (d < 0) {
     H5Eclear2(H5E_DEFAULT);
     return -1;
@@ -168,7 +170,6 @@ static int inspect_keep(vctx *c, hid_t loc, const char *name, dinfo *di, hid_t *
   if (elems > 0 && r > 0 && elems <= MAX_BYTES) {
     /* every chunk a reader would touch must exist: declared extents with no storage behind
      * them read as fill values (a huge-dims file, or an unwritten dataset) */
-    hid_t dcpl = H5Dget_create_plist(d);
     H5D_layout_t lay = H5Pget_layout(dcpl);
     int missing = 0;
     if (lay == H5D_CHUNKED) {
@@ -185,21 +186,28 @@ static int inspect_keep(vctx *c, hid_t loc, const char *name, dinfo *di, hid_t *
       hsize_t have = H5Dget_storage_size(d);
       missing = have < (hsize_t)elems * di->tsize;
     }
-    H5Pclose(dcpl);
     if (missing) {
+      H5Pclose(dcpl);
       H5Dclose(d);
       H5Eclear2(H5E_DEFAULT);
       return -2;
     }
   }
   if (elems > MAX_BYTES) {
+    if (dcpl >= 0) H5Pclose(dcpl);
     H5Dclose(d);
     return -3;
   }
-  if (keep)
+  if (keep && keep_dcpl) {
     *keep = d;
-  else
-    H5Dclose(d);
+    *keep_dcpl = dcpl;
+  } else {
+    if (dcpl >= 0) H5Pclose(dcpl);
+    if (keep)
+      *keep = d;
+    else
+      H5Dclose(d);
+  }
   return 0;
 }
 
@@ -287,8 +295,8 @@ enum {
 static int check_step_dataset(vctx *c, hid_t g, const char *demo, const char *prefix, const char *name,
                               int64_t N, int want_rank, int allow, int value_check, dinfo *out, int slot) {
   dinfo di;
-  hid_t d = -1;
-  int rc = inspect_keep(c, g, name, &di, &d);
+  hid_t d = -1, dcpl = -1;
+  int rc = inspect_keep(c, g, name, &di, &d, &dcpl);
   if (out) *out = di;
   if (rc == -1) {
     int kind = ds_link_kind(g, name);
@@ -337,7 +345,7 @@ static int check_step_dataset(vctx *c, hid_t g, const char *demo, const char *pr
     problem(c, "%s/%s%s: %lld elements per step is out of range", demo, prefix, name, (long long)elems);
     goto done;
   }
-  di.raw_kind = raw_place(d, c->has_fileno ? &c->fileno : NULL, &di.raw_off);
+  di.raw_kind = raw_place(d, dcpl, c->has_fileno ? &c->fileno : NULL, &di.raw_off);
   if (value_check && di.cls == H5T_FLOAT && N > 0) {
     int64_t col = 0;
     int isn = 0;
@@ -360,6 +368,7 @@ static int check_step_dataset(vctx *c, hid_t g, const char *demo, const char *pr
     c->loc[slot].kind = di.raw_kind;
   }
 done:
+  if (dcpl >= 0) H5Pclose(dcpl);
   H5Dclose(d);
   if (out) *out = di;
   return ret;
