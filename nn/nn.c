@@ -1,4 +1,4 @@
-/* bc/nn.c -- architecture (validation, JSON), allocation, initialization, named tensors, threads. */
+/* nn/nn.c -- architecture (validation, JSON), allocation, initialization, named tensors, threads. */
 #include <cblas.h>
 #include <cjson/cJSON.h>
 #include <math.h>

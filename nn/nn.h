@@ -1,4 +1,4 @@
-/* bc/nn.h -- small float32 networks for behavior cloning and SAC, on OpenBLAS (prefix nn_).
+/* nn/nn.h -- small float32 networks for behavior cloning and SAC, on OpenBLAS (prefix nn_).
  *
  * Networks are MLPs: [Linear (+LayerNorm) + activation] x hidden layers + Linear output, with a head
  * that turns the output into actions and a loss:
@@ -28,7 +28,7 @@
  * Threads and determinism: nn_set_threads(n) sets OpenBLAS's thread count (process-wide). With the same
  * seed, data and thread count, results are bit-identical: OpenBLAS 0.3.21 sgemm splits work over M/N only
  * (never the K reduction) and picks its thread split from the shapes, and every reduction here runs in
- * a fixed order (tests/bc/test_nn.c checks it at 1 and 2 threads). 1 and 2 OpenBLAS threads also gave
+ * a fixed order (tests/nn/test_nn.c checks it at 1 and 2 threads). 1 and 2 OpenBLAS threads also gave
  * the same bits for the benchmark MLP, but that is not promised. For training on 2+ cores prefer
  * nn_team_train_step (data-parallel, below): on the 32-256-256-7 MLP it beat OpenBLAS's own threading.
  * Activations ELU and tanh use vectorizable float kernels (within 2 and 3 ulp of libm).

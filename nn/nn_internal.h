@@ -1,4 +1,4 @@
-/* bc/nn_internal.h -- shared between the nn_*.c files only. */
+/* nn/nn_internal.h -- shared between the nn_*.c files only. */
 #ifndef NN_INTERNAL_H
 #define NN_INTERNAL_H
 
@@ -37,7 +37,7 @@ static inline int64_t nn_round_up(int64_t n) { return (n + NN_ALIGN - 1) / NN_AL
  * are scalar calls that made an ELU or tanh step 2.5x a ReLU step). x = n ln2 + r with |r| <= ln2/2
  * (Cody-Waite split of ln2), expm1(r) by its Taylor polynomial to r^7 (truncation < 1e-8 relative),
  * expm1(x) = 2^n expm1(r) + (2^n - 1); within 2 ulp of expm1 over [-87, 0], -1 below (checked in
- * tests/bc/test_nn.c). Selects are done on the bits: float selects feeding a float->int conversion
+ * tests/nn/test_nn.c). Selects are done on the bits: float selects feeding a float->int conversion
  * keep GCC 12 from vectorizing the AVX2 clone. */
 typedef union {
   float f;

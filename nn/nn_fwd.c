@@ -1,4 +1,4 @@
-/* bc/nn_fwd.c -- MLP forward/backward (sgemm + fused bias/LayerNorm/activation passes) and the heads. */
+/* nn/nn_fwd.c -- MLP forward/backward (sgemm + fused bias/LayerNorm/activation passes) and the heads. */
 #include <cblas.h>
 #include <math.h>
 #include <stdint.h>

@@ -1,4 +1,4 @@
-/* Shared by the nn tests (tests/bc/test_nn.c, tests/bc/test_lstm.c): the double-precision reference of the
+/* Shared by the nn tests (tests/nn/test_nn.c, tests/nn/test_lstm.c): the double-precision reference of the
  * network and its heads (an independent forward of the MLP and the heads' losses), the finite-difference
  * helpers that check the library's gradients against it, and the small constructors both use.
  *

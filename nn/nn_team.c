@@ -1,4 +1,4 @@
-/* bc/nn_team.c -- data-parallel BC training step: row blocks per thread, fixed-order gradient sum,
+/* nn/nn_team.c -- data-parallel BC training step: row blocks per thread, fixed-order gradient sum,
  * Adam split by parameter ranges. Synchronization: a generation counter to start a step (workers
  * spin for a while, then sleep on a condition variable) and a sense-reversing spin barrier inside it. */
 #include <math.h>

@@ -1,4 +1,4 @@
-/* bc/nn_lstm.c -- the LSTM of BC-RNN (torch.nn.LSTM semantics, gates i, f, g, o):
+/* nn/nn_lstm.c -- the LSTM of BC-RNN (torch.nn.LSTM semantics, gates i, f, g, o):
  *   i = sig(W_ii x + b_ii + W_hi h + b_hi), f = sig(...), g = tanh(...), o = sig(...)
  *   c' = f c + i g, h' = o tanh(c')
  * Sequence forward: per layer ONE input-projection GEMM over all T*B rows, then per step one GEMM

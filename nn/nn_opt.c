@@ -1,4 +1,4 @@
-/* bc/nn_opt.c -- gradients (zero, norm, clip), Adam/AdamW, the fused BC training step. */
+/* nn/nn_opt.c -- gradients (zero, norm, clip), Adam/AdamW, the fused BC training step. */
 #include <math.h>
 #include <string.h>
 
