@@ -421,9 +421,9 @@ static int camera_error(const mjModel *m, const char *camera) {
                   m->ncam ? list : "none");
 }
 
-int cap_render_camera(capRender *r, const mjModel *m, mjData *d, const char *camera, int w, int h,
-                      uint8_t *rgb) {
-  if (!r || !m || !d || !rgb) return tk_error(TK_EINVAL, "cap_render_camera: null argument");
+/* Render camera into r->buf (bottom-up rows), with or without segmentation colours. */
+static int render_buf(capRender *r, const mjModel *m, mjData *d, const char *camera, int w, int h,
+                      int segment) {
   if (m != r->model) return tk_error(TK_EINVAL, "cap_render_camera: the renderer was made for another model");
   if (w < 1 || h < 1 || w > r->max_w || h > r->max_h)
     return tk_error(TK_ERANGE, "render size %dx%d is outside 1x1..%dx%d of this renderer", w, h, r->max_w,
@@ -439,14 +439,41 @@ int cap_render_camera(capRender *r, const mjModel *m, mjData *d, const char *cam
   if (rc) return rc;
   mjrRect vp = {0, 0, w, h};
   mjr_setBuffer(mjFB_OFFSCREEN, &r->con);
+  r->scn.flags[mjRND_SEGMENT] = (mjtByte)segment;
+  r->scn.flags[mjRND_IDCOLOR] = (mjtByte)segment;
   mjr_render(vp, &r->scn, &r->con);
+  r->scn.flags[mjRND_SEGMENT] = 0;
+  r->scn.flags[mjRND_IDCOLOR] = 0;
   mjr_readPixels(r->buf, NULL, vp, &r->con); /* glReadPixels: waits for the rasterizer */
-  rc = ctx_current(r, 0);
+  return ctx_current(r, 0);
+}
+
+int cap_render_camera(capRender *r, const mjModel *m, mjData *d, const char *camera, int w, int h,
+                      uint8_t *rgb) {
+  if (!r || !m || !d || !rgb) return tk_error(TK_EINVAL, "cap_render_camera: null argument");
+  int rc = render_buf(r, m, d, camera, w, h, 0);
   if (rc) return rc;
 
   size_t row = (size_t)w * 3;
   for (int y = 0; y < h; y++)
     memcpy(rgb + (size_t)y * row, r->buf + (size_t)(h - 1 - y) * row, row);
+  return 0;
+}
+
+int cap_render_segment(capRender *r, const mjModel *m, mjData *d, const char *camera, int w, int h,
+                       int32_t *geom) {
+  if (!r || !m || !d || !geom) return tk_error(TK_EINVAL, "cap_render_segment: null argument");
+  int rc = render_buf(r, m, d, camera, w, h, 1);
+  if (rc) return rc;
+  /* mjRND_IDCOLOR: colour (r, g, b) = segid + 1 as r + 256 g + 65536 b; 0 is the background */
+  for (int y = 0; y < h; y++)
+    for (int x = 0; x < w; x++) {
+      const uint8_t *p = r->buf + ((size_t)(h - 1 - y) * (size_t)w + (size_t)x) * 3;
+      int id = (int)p[0] + ((int)p[1] << 8) + ((int)p[2] << 16) - 1;
+      int g = -1;
+      if (id >= 0 && id < r->scn.ngeom && r->scn.geoms[id].objtype == mjOBJ_GEOM) g = r->scn.geoms[id].objid;
+      geom[(size_t)y * (size_t)w + (size_t)x] = g;
+    }
   return 0;
 }
 

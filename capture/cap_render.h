@@ -28,6 +28,13 @@ int cap_render_make(const mjModel *m, int max_w, int max_h, capRender **out);
 int cap_render_camera(capRender *r, const mjModel *m, mjData *d, const char *camera, int w, int h,
                       uint8_t *rgb);
 
+/* Segmentation of the same view: geom[y*w + x] = the model's geom id seen at that pixel (rows
+ * top-down), -1 where no geom is (sky, or a decoration). Uses MuJoCo's mjRND_SEGMENT +
+ * mjRND_IDCOLOR (flat colours, no lighting; occlusion as in the RGB image). For analysis tools
+ * (capture/cam_visibility.c), not for observations. */
+int cap_render_segment(capRender *r, const mjModel *m, mjData *d, const char *camera, int w, int h,
+                       int32_t *geom);
+
 void cap_render_free(capRender *r); /* NULL-safe; any thread */
 
 /* "egl" or "osmesa" once a renderer was made, else "none" (for logs and tests). */
