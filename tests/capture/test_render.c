@@ -251,3 +251,38 @@ Test(render, make_free_cycles) {
   mj_deleteData(d);
   mj_deleteModel(m);
 }
+
+/* Segmentation (the analysis tools' view): each pixel holds the id of the geom it shows, and the box's
+ * pixels follow it to the right as in the RGB image; -1 where nothing is. */
+Test(render, segmentation_names_the_geom_of_each_pixel) {
+  mjModel *m = load_scene();
+  mjData *d = mj_makeData(m);
+  capRender *r = NULL;
+  cr_assert_eq(cap_render_make(m, 84, 84, &r), 0, "%s", tk_errmsg());
+  int box = mj_name2id(m, mjOBJ_GEOM, "box"), floor_id = mj_name2id(m, mjOBJ_GEOM, "floor");
+  int32_t seg[84 * 84];
+  double cx[2];
+  for (int k = 0; k < 2; k++) {
+    tt_set_box_x(m, d, k ? 0.4 : 0);
+    cr_assert_eq(cap_render_segment(r, m, d, "agentview", 84, 84, seg), 0, "%s", tk_errmsg());
+    int nbox = 0, nfloor = 0, other = 0;
+    double sx = 0;
+    for (int i = 0; i < 84 * 84; i++) {
+      if (seg[i] == box)
+        nbox++, sx += i % 84;
+      else if (seg[i] == floor_id)
+        nfloor++;
+      else if (seg[i] != -1)
+        other++;
+    }
+    cr_assert_gt(nbox, 10, "the box covers %d pixels", nbox);
+    cr_assert_gt(nfloor, 84 * 84 / 8, "the floor covers %d pixels", nfloor);
+    cr_assert_eq(other, 0, "%d pixels name a geom that is not in the scene", other);
+    cx[k] = sx / nbox;
+  }
+  cr_assert_gt(cx[1], cx[0] + 84 / 16.0, "the box's pixels at x %.1f then %.1f: expected a move right", cx[0],
+               cx[1]);
+  cap_render_free(r);
+  mj_deleteData(d);
+  mj_deleteModel(m);
+}
