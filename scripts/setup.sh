@@ -14,6 +14,7 @@ PKGS=(
   libsdl2-dev libusb-1.0-0-dev libopenblas-dev libmujoco-dev libcairo2-dev
   xvfb xauth libxtst6 libx11-dev libgl1-mesa-dri libegl-dev libegl-mesa0 libgl-dev libosmesa6-dev
   umockdev libumockdev-dev libopenmpi-dev openmpi-bin
+  libdnnl-dev
 )
 
 missing=()
