@@ -180,7 +180,6 @@ static int load_demos(rlRun *R) {
 static int load_data(rlRun *R) {
   const rlOpts *o = R->o;
   int rc = 0;
-  if (o->demos && (rc = load_demos(R))) return rc;
   if ((rc = rl_buf_make(&R->online, R->ppo ? 1 : o->steps + R->nw, R->D, R->A))) return rc;
   if (R->ppo && (rc = rl_ppo_alloc(R))) return rc;
   return 0;
@@ -575,8 +574,10 @@ int rl_run(const rlOpts *opts, rlResult *res) {
    * warm-up and the first evaluation */
   if ((rc = load_task_and_actor(R))) goto done;
   size_run(R);
-  if ((rc = rl_learner_make(R)) || (rc = load_data(R)) || (rc = start_workers(R)) ||
-      (rc = open_metrics(o, &csv)))
+  /* the demos first: opening a file may fork its watchdog's child, which is safest while this process
+   * has no threads of its own yet (the learner's team starts in rl_learner_make) */
+  if ((R->o->demos && (rc = load_demos(R))) || (rc = rl_learner_make(R)) || (rc = load_data(R)) ||
+      (rc = start_workers(R)) || (rc = open_metrics(o, &csv)))
     goto done;
   const double t0 = tk_now_s();
   int64_t next_eval = o->eval_every;
