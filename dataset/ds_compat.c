@@ -75,6 +75,29 @@ static int env_args_compare(dsFile *a, const char *an, dsFile *b, const char *bn
   return rc;
 }
 
+int ds_env_kwargs_compatible(dsFile *f, const char *kwargs_json) {
+  cJSON *file = cJSON_Parse(ds_env_args(f)), *mine = cJSON_Parse(kwargs_json), *none = cJSON_CreateObject();
+  const cJSON *fk = cJSON_GetObjectItemCaseSensitive(file, "env_kwargs");
+  if (!fk) fk = none; /* a file without env_kwargs: only an empty object matches, as before */
+  char path[512] = "";
+  int rc = 0;
+  if (!mine) {
+    rc = tk_error(TK_EFORMAT, "%s: this recording's env_kwargs are not JSON: '%.200s'", ds_path(f),
+                  kwargs_json);
+  } else if (json_diff(fk, mine, path, sizeof path, 0)) {
+    char va[160], vb[160];
+    json_at(fk, path, va, sizeof va);
+    json_at(mine, path, vb, sizeof vb);
+    rc = tk_error(TK_EFORMAT,
+                  "%s: env_kwargs%s is %s in the file but %s in this recording (record into another file)",
+                  ds_path(f), path, va, vb);
+  }
+  cJSON_Delete(file);
+  cJSON_Delete(mine);
+  cJSON_Delete(none);
+  return rc;
+}
+
 /* Nominal control rates of a file's demos: lowest and highest (0: a demo without one). */
 static void rate_range(dsFile *f, double *lo, double *hi) {
   *lo = INFINITY;

@@ -65,6 +65,10 @@ int ds_recover_locked(const char *path, const char *dir, int *published, int *dr
 /* 0 when the episodes of a and b belong in one file (ds_compat.c): same task, env_args, schema and
  * control rate; else TK_EFORMAT with a message naming an and bn and the first difference. */
 int ds_compatible(dsFile *a, const char *an, dsFile *b, const char *bn);
+/* Appending a recording to f (the writer): f's env_args.env_kwargs must be kwargs_json (a controller,
+ * an action mode, a camera list or a control rate there changes what an action means); the message
+ * names the first differing key, as ds_compatible's does. */
+int ds_env_kwargs_compatible(dsFile *f, const char *kwargs_json);
 /* Exclusive lock on the staging dir; returns fd or negative error. */
 int ds_staging_lock(const char *dir, const char *path);
 

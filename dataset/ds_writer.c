@@ -18,8 +18,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cjson/cJSON.h>
-
 #include "ds_internal.h"
 
 typedef struct dsBlock {
@@ -566,24 +564,6 @@ static void writer_free(dsWriter *w) {
   free(w);
 }
 
-/* Appending: the file's env_args.env_kwargs (controller, action mode, cameras, control rate) must be
- * this recording's, as ds_compatible requires of a merge. */
-static int same_env_kwargs(dsFile *f, const char *kwargs) {
-  cJSON *file = cJSON_Parse(ds_env_args(f)), *mine = cJSON_Parse(kwargs);
-  const cJSON *fk = cJSON_GetObjectItemCaseSensitive(file, "env_kwargs");
-  int rc = 0;
-  if (!mine || !(fk ? cJSON_Compare(fk, mine, 1) : !mine->child)) {
-    char *txt = fk ? cJSON_PrintUnformatted(fk) : NULL;
-    rc = tk_error(TK_EFORMAT,
-                  "%s: recorded with env_kwargs %.300s; this recording has %.300s (record into another file)",
-                  ds_path(f), txt ? txt : "{}", kwargs);
-    cJSON_free(txt);
-  }
-  cJSON_Delete(file);
-  cJSON_Delete(mine);
-  return rc;
-}
-
 /* The one nominal control rate of the file's demos (0 when none is recorded); mixed rates are refused. */
 static int file_rate(dsFile *f, double *hz) {
   *hz = 0;
@@ -668,7 +648,7 @@ int ds_writer_open(const char *path, const dsWriterOpts *o, dsWriter **out) {
       ds_close(f);
       goto fail;
     }
-    if ((rc = same_env_kwargs(f, w->env_kwargs)) || (rc = file_rate(f, &w->file_hz))) {
+    if ((rc = ds_env_kwargs_compatible(f, w->env_kwargs)) || (rc = file_rate(f, &w->file_hz))) {
       ds_close(f);
       goto fail;
     }
