@@ -115,8 +115,9 @@ typedef struct {
                              LSTM layer k (first in parameter order): "lstm<k>.weight_ih" [4H, in],
                              "lstm<k>.weight_hh" [4H, H], "lstm<k>.bias_ih" [4H], "lstm<k>.bias_hh" [4H]
                              (torch.nn.LSTM's tensors and gate order i, f, g, o) */
-  int ndim;               /* 2 for weights, 1 for vectors */
-  int64_t shape[2];       /* weights [out, in] (torch nn.Linear layout), vectors [n] */
+  int ndim;               /* 2 for weights, 1 for vectors, 4 for conv weights */
+  int64_t shape[4];       /* weights [out, in] (torch nn.Linear layout), vectors [n], conv weights
+                             [out, in, kh, kw] (torch nn.Conv2d layout) */
   int64_t numel;
   int64_t offset; /* in floats, into each of params/grads/adam_m/adam_v */
   float *data;    /* params + offset */
@@ -319,6 +320,123 @@ int nn_team_threads(const nnTeam *t);
 /* Same contract as nn_train_step. */
 int nn_team_train_step(nnNet *net, nnTeam *t, const nnAdamOpts *o, const float *x, const float *y, int B,
                        float *loss, double *grad_norm);
+
+/* ---- image encoders: layers as rows of a table ------------------------------------------------- */
+/* An encoder maps a batch of images x [B, C, H, W] (float32, NCHW: torch's layout, values as given:
+ * the caller normalizes) to features [B, F] through a list of layers. Each layer kind is one row of a
+ * table (nn_layer_kind_name / nn_layer.c): its JSON name and fields, the output shape for an input
+ * shape, its parameter tensors, forward and backward. Per-sample shapes have any rank (nnShape).
+ * Kinds:
+ *   conv             torch.nn.Conv2d(C, out, kernel, stride, pad) with bias: weight [out, C, k, k], bias [out]
+ *   relu             elementwise max(x, 0), any shape
+ *   spatial_softmax  robomimic's SpatialSoftmax: a 1x1 conv C -> out keypoints (weight [out, C, 1, 1],
+ *                    bias [out]), softmax over the H*W positions of each keypoint map (temperature 1),
+ *                    expected (x, y) with x = linspace(-1, 1, W) over columns, y = linspace(-1, 1, H)
+ *                    over rows; output [out, 2] interleaved (x0, y0, x1, y1, ...)
+ *   flatten          any shape -> [numel] (a view; no work)
+ *   linear           torch.nn.Linear(numel(in), out): weight [out, in], bias [out]; input flattened
+ * Tensor names: "<kind><i>.weight" / "<kind><i>.bias" with i the layer's position in the list (conv0,
+ * conv2, spatial_softmax8, linear9, ...). Initialization as torch's defaults (weights and biases
+ * uniform in +-1/sqrt(fan_in), fan_in = in * kh * kw), from tk_rng seeded with seed.
+ * Memory as nnNet: parameters, gradients and Adam moments in one block (acting encoders: parameters
+ * only); nn_enc_work_make allocates every activation for up to max_batch images; the convolutions run
+ * on oneDNN (its primitives for a batch size are made on the first call with that size and kept in
+ * the work: at most NN_ENC_MAX_BATCH_SIZES sizes per work) single-threaded per work: a thread per
+ * work; threads share a batch by rows, each backward into its own gradient block, which the caller
+ * sums into e->grads in a fixed order.
+ * Same seed, data and batch split -> bit-identical results. */
+#define NN_MAX_ENC_LAYERS 16
+#define NN_MAX_ENC_TENSORS (2 * NN_MAX_ENC_LAYERS)
+#define NN_ENC_MAX_BATCH_SIZES 4
+#define NN_MAX_IMAGE_SIDE 1024 /* image height/width at most */
+
+typedef struct {
+  int ndim;      /* 1..4 */
+  int64_t d[4];  /* per sample (the batch dimension is not included) */
+} nnShape;
+int64_t nn_shape_numel(const nnShape *s);
+
+typedef enum {
+  NN_LAYER_CONV = 0,
+  NN_LAYER_RELU = 1,
+  NN_LAYER_SPATIAL_SOFTMAX = 2,
+  NN_LAYER_FLATTEN = 3,
+  NN_LAYER_LINEAR = 4,
+} nnLayerKind;
+const char *nn_layer_kind_name(nnLayerKind k); /* "conv", "relu", "spatial_softmax", "flatten", "linear" */
+
+typedef struct {
+  nnLayerKind kind;
+  int out;    /* conv: output channels; spatial_softmax: keypoints; linear: output width; else 0 */
+  int kernel; /* conv: square kernel size; else 0 */
+  int stride; /* conv: >= 1; else 0 */
+  int pad;    /* conv: zero padding on every side, >= 0; else 0 */
+} nnLayerSpec;
+
+typedef struct {
+  int channels, height, width; /* input image [C, H, W] */
+  int nlayers;
+  nnLayerSpec layer[NN_MAX_ENC_LAYERS];
+} nnEncArch;
+
+/* robomimic's recipe scaled to a CPU (torch_vision_bc_baseline.py's encoder): conv 3->32 k3 s2, relu,
+ * conv 32->32 k3 s1, relu, conv 32->64 k3 s2, relu, conv 64->64 k3 s1, relu, spatial_softmax 32,
+ * linear 64; for C x H x W input. width scales the conv channels (32 -> width, 64 -> 2*width). */
+void nn_enc_arch_default(nnEncArch *a, int channels, int height, int width_px, int width);
+/* TK_EINVAL/TK_ERANGE with a message naming the layer and the field: shapes that do not fit (a kernel
+ * larger than its padded input, a spatial_softmax on something that is not [C, H, W], ...), sizes out of
+ * range, more than NN_MAX_PARAMS parameters. */
+int nn_enc_arch_validate(const nnEncArch *a);
+/* Per-sample output shape of layer i's input (i = 0) or of layer i-1's output: shapes[0..nlayers]. */
+int nn_enc_arch_shapes(const nnEncArch *a, nnShape *shapes);
+int nn_enc_out_dim(const nnEncArch *a); /* numel of the last layer's output; < 0 if invalid */
+/* JSON form: {"input":[C,H,W],"layers":[{"type":"conv","out":32,"kernel":3,"stride":2,"pad":0},
+ * {"type":"relu"},{"type":"spatial_softmax","out":32},{"type":"flatten"},{"type":"linear","out":64}]}.
+ * Each row of the layer table names its fields; a field another kind has, an unknown key or a missing
+ * one is an error naming it. *json is malloc'd. */
+int nn_enc_arch_to_json(const nnEncArch *a, char **json);
+int nn_enc_arch_from_json(const char *json, nnEncArch *a);
+
+typedef struct {
+  nnEncArch arch;
+  nnShape shape[NN_MAX_ENC_LAYERS + 1]; /* per-sample shapes: [0] input, [i+1] layer i's output */
+  int out_dim;
+  int64_t n_params;
+  float *params, *grads, *adam_m, *adam_v; /* as nnNet (grads..: NULL when made to act) */
+  int64_t adam_t;
+  int n_tensors;
+  nnTensor tensors[NN_MAX_ENC_TENSORS]; /* named views, in layer order (weight, then bias) */
+  void *block_;
+  void *train_block_;
+} nnEnc;
+
+nnEnc *nn_enc_make(const nnEncArch *a, uint64_t seed);        /* to train */
+nnEnc *nn_enc_make_acting(const nnEncArch *a, uint64_t seed); /* parameters only */
+int nn_enc_add_training(nnEnc *e);
+/* Validate and lay out (tensor names, shapes, n_params) without allocating: every pointer NULL. */
+int nn_enc_plan(const nnEncArch *a, nnEnc *plan);
+void nn_enc_free(nnEnc *e); /* NULL-safe */
+const nnTensor *nn_enc_tensor_find(const nnEnc *e, const char *name); /* NULL if none */
+int nn_enc_copy_params(nnEnc *dst, const nnEnc *src);                   /* same architecture */
+
+typedef struct nnEncWork nnEncWork;
+nnEncWork *nn_enc_work_make(const nnEnc *e, int max_batch);
+void nn_enc_work_free(nnEncWork *w); /* NULL-safe */
+/* Forward of x [B, C, H, W] (borrowed until the backward pass); features [B, out_dim] written to feat. */
+int nn_enc_forward(const nnEnc *e, nnEncWork *w, const float *x, int B, float *feat);
+/* Backward of the last forward from dLoss/dfeat [B, out_dim]: parameter gradients into grads (a block laid
+ * out as e->grads, NULL = e->grads), added if accumulate else overwritten. The input gets no gradient. */
+int nn_enc_backward(const nnEnc *e, nnEncWork *w, const float *dfeat, float *grads, int accumulate);
+/* One Adam step of the encoder from e->grads (as nn_adam_step; weight decay on conv and linear weights).
+ * gscale multiplies the gradients first (global-norm clipping across networks: the caller computes the
+ * norm with nn_enc_grad_sq). */
+int nn_enc_adam_step(nnEnc *e, const nnAdamOpts *o, float gscale);
+double nn_enc_grad_sq(const nnEnc *e); /* sum of squared gradients */
+void nn_enc_zero_grad(nnEnc *e);
+
+/* Images for an encoder: uint8 frames [H, W, C] (HWC, as datasets and cameras store them) -> float
+ * [C, ch, cw] / 255 of the crop at (oy, ox). */
+void nn_image_crop(const uint8_t *hwc, int H, int W, int C, int oy, int ox, int ch, int cw, float *chw);
 
 #ifdef __cplusplus
 }
