@@ -19,6 +19,10 @@
  *   /weights/<tensor name>     float32, the nn tensor shapes (l0.weight [out, in], l0.bias [out],
  * ln0.gain,...) The network's input is the normalized observation (keys concatenated in obs_keys order); its
  * deterministic action (nn_act) is mapped through act_offset/act_scale.
+ * A policy with cameras: arch also holds "encoders", a list of {"key": "agentview_image", "frame": [H, W, C],
+ * "crop": [h, w], "encoder": nn_enc_arch JSON}; /weights/enc<i>.<tensor> hold encoder i's tensors (conv
+ * weights [out, in, kh, kw] as torch's Conv2d); the trunk's input is [normalized low-dim keys | encoder 0's
+ * features | encoder 1's | ...], an encoder reading the centre crop of its frame as float / 255, CHW.
  *
  * Loading validates everything (format, version, arch, keys against dims, every tensor's presence, rank,
  * shape and finiteness, the statistics) and names the file and the problem in one line. Every tensor's
@@ -48,13 +52,29 @@ extern "C" {
 #define BC_MAX_KEYS 16
 #define BC_KEY_MAX 64
 
+#define BC_MAX_IMAGES 4 /* cameras a policy reads at most */
+
+/* A camera a policy sees: its frames as the camera gives them (uint8, H x W x C), the crop its encoder
+ * reads (a random crop per sample in training, the centre crop when acting; crop = frame: none), the
+ * encoder (nn.h: input [C, crop_h, crop_w] float, the frame / 255) and its features' size. */
 typedef struct {
-  nnArch arch;
+  char key[BC_KEY_MAX]; /* observation key: agentview_image, robot0_eye_in_hand_image, ... */
+  int height, width, channels;
+  int crop_h, crop_w;
+  nnEncArch enc_arch;
+  nnEnc *enc; /* NULL in a bcImageSpec */
+} bcImage;
+
+typedef struct {
+  nnArch arch; /* the trunk: its input is [normalized low-dim keys | every camera's features] */
   nnNet *net;
-  int nkeys;
+  int nimg;                  /* cameras (0: a low-dim policy) */
+  bcImage img[BC_MAX_IMAGES];
+  int feat_dim;              /* the cameras' features together */
+  int nkeys; /* low-dim keys (0 allowed when the policy has cameras) */
   char keys[BC_MAX_KEYS][BC_KEY_MAX];
   int key_dim[BC_MAX_KEYS];
-  int obs_dim, act_dim;
+  int obs_dim, act_dim; /* obs_dim: the low-dim keys together (arch.obs_dim = obs_dim + feat_dim) */
   float *obs_mean, *obs_std;     /* [obs_dim] */
   float *act_offset, *act_scale; /* [act_dim] */
   char task[BC_KEY_MAX];         /* "" when unknown (a foreign dataset's env) */
@@ -69,6 +89,11 @@ typedef struct {
  * give the observation layout; their sum must equal arch->obs_dim. */
 bcPolicy *bc_policy_make(const nnArch *arch, int nkeys, const char *const *keys, const int *dims,
                          uint64_t seed);
+/* The same with cameras: img[i] gives key, frame size, crop and encoder architecture (enc unused); the
+ * trunk's arch->obs_dim must be the low-dim sizes plus every encoder's output. Encoder i is initialized
+ * from seed + 1 + i. nkeys may be 0 when nimg > 0. */
+bcPolicy *bc_policy_make_images(const nnArch *arch, int nkeys, const char *const *keys, const int *dims,
+                                int nimg, const bcImage *img, uint64_t seed);
 void bc_policy_free(bcPolicy *p); /* NULL-safe */
 /* Deep copy to act: network parameters included, made to act (no gradients or Adam state). */
 bcPolicy *bc_policy_clone(const bcPolicy *p);
@@ -118,10 +143,30 @@ typedef struct {
   int obs_index[BC_MAX_KEYS]; /* index into capSpec.obs */
   int dim[BC_MAX_KEYS];
   int obs_dim;
+  int nimg;
+  int img_index[BC_MAX_IMAGES]; /* the cameras' keys, index into capSpec.obs */
 } bcBinding;
-/* Check that the policy fits the model's task: every key present, low-dim, same size, and the same
- * action size. On a mismatch the message lists both sides. */
+/* Check that the policy fits the model's task: every key present, low-dim, same size, every camera key
+ * present with the frame size the policy was trained on, and the same action size. On a mismatch the
+ * message lists both sides. */
 int bc_bind(const bcPolicy *p, const capModel *m, bcBinding *b);
+/* The cameras the policy reads, added to co (what cap_model_load renders): camera agentview for key
+ * agentview_image, eye_in_hand for robot0_eye_in_hand_image, at the frame size the policy was trained on.
+ * A camera co already renders must have that size (else an error naming both sizes). */
+int bc_policy_cameras(const bcPolicy *p, capOpts *co);
+/* bc_policy_cameras, then cap_model_load; a camera the environment does not have is refused with the
+ * policy's cameras and the model's. */
+int bc_policy_model_load(const bcPolicy *p, capOpts *co, capModel **m);
+
+/* Acting in an environment, one thread: the binding, the networks' work, scratch and the episode state
+ * (a chunked policy's ensemble, a recurrent one's LSTM state), allocated once. Every kind of policy
+ * acts through it: low-dim, chunked, recurrent, with cameras. */
+typedef struct bcActor bcActor;
+bcActor *bc_actor_make(const bcPolicy *p, const capModel *m); /* NULL with the binding's error */
+void bc_actor_reset(bcActor *a);                               /* at every episode's start */
+/* The action [act_dim] (environment units) for the observation o (a capObs of m's environment). */
+int bc_actor_step(bcActor *a, const void *cap_obs, double *act);
+void bc_actor_free(bcActor *a); /* NULL-safe */
 /* Gather the bound keys of an observation (capObs) into obs_dim floats. */
 void bc_gather(const bcBinding *b, const void *cap_obs, float *out);
 

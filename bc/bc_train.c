@@ -423,7 +423,7 @@ static void setup_rollouts(trainer *t, const bcTrainOpts *o) {
     capOpts co;
     cap_opts_default(&co);
     co.task = task;
-    if (cap_model_load(&co, &t->model) == 0 && bc_bind(t->p, t->model, &(bcBinding){0}) == 0)
+    if (bc_policy_model_load(t->p, &co, &t->model) == 0 && bc_bind(t->p, t->model, &(bcBinding){0}) == 0)
       t->can_eval = 1;
     else if (!o->quiet)
       fprintf(stderr, "bc-train: no rollouts: %s\n", tk_errmsg());
