@@ -226,6 +226,8 @@ typedef struct {
   double obs_noise;       /* training batches: Gaussian noise of this std on the normalized observations */
   int chunk;              /* predict this many actions per step (ACT's action chunking; rollouts average
                              the overlapping predictions); default 1 */
+  int crop_h, crop_w;     /* cameras: random crop size in training (0: the frame minus 10%, 84 -> 76) */
+  int encoder_width;      /* cameras: conv channels of the encoder (nn_enc_arch_default; default 32) */
   double obs_std_floor;   /* normalization: std = max(std, floor) (default 0.1: dimensions that
                              barely vary in the demos must not be blown up at rollout time) */
   uint64_t seed;          /* initialization, split, shuffling */

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "bc.h"
+#include "bc_internal.h"
 #include "tk_plot.h"
 
 void bc_train_default(bcTrainOpts *o) {
@@ -29,6 +30,7 @@ void bc_train_default(bcTrainOpts *o) {
   o->threads = n > 0 ? (int)n : 1;
   o->eval_every = 20;
   o->eval_episodes = 20;
+  o->encoder_width = 32;
 }
 
 /* robomimic's low-dim observation keys for its manipulation tasks */
@@ -215,15 +217,19 @@ static void gather(const dsLoaded *L, const sampling *sm, const int64_t *rows, i
     }
 }
 
-/* Mean loss over the samples starting at rows (in blocks of the work's batch). */
-static double mean_loss(const bcPolicy *p, nnWork *w, const dsLoaded *L, const sampling *sm,
-                        const int64_t *rows, int64_t n, float *x, float *y) {
+/* Mean loss over the samples starting at rows (in blocks of the work's batch; a policy with cameras: of
+ * the vision trainer's, centre crops). */
+static double mean_loss(const bcPolicy *p, nnWork *w, bcVisionTrainer *vt, int vt_batch, const dsLoaded *L,
+                        const sampling *sm, const int64_t *rows, int64_t n, float *x, float *y) {
   double sum = 0;
-  for (int64_t k = 0; k < n; k += w->max_batch) {
-    int b = (int)TK_MIN(w->max_batch, n - k);
+  const int mb = vt ? vt_batch : w->max_batch;
+  for (int64_t k = 0; k < n; k += mb) {
+    int b = (int)TK_MIN(mb, n - k);
     gather(L, sm, rows + k, b, x, y);
     float l;
-    if (p->arch.rnn_layers > 0 ? nn_seq_loss(p->net, w, x, y, b, sm->T, &l) : nn_loss(p->net, w, x, y, b, &l))
+    if (vt ? bc_vt_loss(vt, x, y, rows + k, b, &l)
+           : p->arch.rnn_layers > 0 ? nn_seq_loss(p->net, w, x, y, b, sm->T, &l)
+                                    : nn_loss(p->net, w, x, y, b, &l))
       return NAN;
     sum += (double)l * b;
   }
@@ -333,6 +339,8 @@ typedef struct {
   int can_eval;
   int B, threads, rnn; /* batch, training threads, BC-RNN */
   nnTeam *team;        /* MLP: data-parallel training team */
+  bcImages img;        /* camera frames (uint8, as stored), rows as L's */
+  bcVisionTrainer *vt; /* a policy with cameras: its training step */
   nnWork *tw, *vw;     /* BC-RNN training work; validation work */
   float *x, *y;        /* a batch: inputs (B T obs_dim) and targets (B T act_dim K) */
   float *last_good;    /* (n_params) the parameters at the epoch's start */
@@ -358,6 +366,8 @@ static void trainer_free(trainer *t) {
   nn_work_free(t->vw);
   nn_work_free(t->tw);
   nn_team_free(t->team);
+  bc_vt_free(t->vt);
+  bc_images_free(&t->img);
   cap_model_free(t->model);
   bc_policy_free(t->p);
   ds_loaded_free(&t->L);
@@ -406,7 +416,32 @@ static int build_policy(trainer *t, const bcTrainOpts *o) {
     names[i] = L->key_names[i];
     dims[i] = L->key_offset[i + 1] - L->key_offset[i];
   }
-  if (!(t->p = bc_policy_make(&arch, L->nkeys, names, dims, o->seed)) || bc_policy_set_chunk(t->p, K))
+  /* the cameras: robomimic's crop (84 -> 76 unless --crop) and encoder (nn_enc_arch_default) */
+  bcImage img[BC_MAX_IMAGES];
+  const bcImages *im = &t->img;
+  if (im->nkeys > BC_MAX_IMAGES)
+    return tk_error(TK_ERANGE, "%d camera keys (at most %d)", im->nkeys, BC_MAX_IMAGES);
+  if (im->nkeys && t->rnn)
+    return tk_error(TK_EINVAL, "--rnn with camera keys is not supported yet (an MLP trunk reads the cameras)");
+  for (int i = 0; i < im->nkeys; i++) {
+    bcImage *c = &img[i];
+    memset(c, 0, sizeof *c);
+    snprintf(c->key, sizeof c->key, "%s", im->key[i]);
+    c->height = im->h[i];
+    c->width = im->w[i];
+    c->channels = im->c[i];
+    c->crop_h = o->crop_h > 0 ? o->crop_h : c->height - (c->height * 8 + 41) / 84; /* 84 -> 76 */
+    c->crop_w = o->crop_w > 0 ? o->crop_w : c->width - (c->width * 8 + 41) / 84;
+    if (c->crop_h > c->height || c->crop_w > c->width)
+      return tk_error(TK_EINVAL, "--crop %dx%d is larger than %s's %dx%d frames", c->crop_h, c->crop_w, c->key,
+                      c->height, c->width);
+    nn_enc_arch_default(&c->enc_arch, c->channels, c->crop_h, c->crop_w, o->encoder_width);
+    int f = nn_enc_out_dim(&c->enc_arch);
+    if (f < 0) return tk_error_wrap(TK_EINVAL, "%s: encoder for %dx%d crops", c->key, c->crop_h, c->crop_w);
+    arch.obs_dim += f;
+  }
+  if (!(t->p = bc_policy_make_images(&arch, L->nkeys, names, dims, im->nkeys, img, o->seed)) ||
+      bc_policy_set_chunk(t->p, K))
     return tk_error_wrap(TK_EINVAL, "bc-train");
   int rc = normalize(t->p, L, t->train, t->ntrain, o->obs_std_floor, o->dataset);
   if (rc) return rc;
@@ -442,18 +477,23 @@ static int alloc_training(trainer *t, const bcTrainOpts *o) {
   t->B = o->batch;
   t->threads = TK_MAX(1, o->threads);
   const int vb = t->rnn ? TK_MAX(1, 256 / T) : 256;
-  if (t->rnn) {
+  if (t->p->nimg) { /* cameras: encoders on the threads by rows, the trunk with one OpenBLAS thread */
+    nn_set_threads(1);
+    if (!(t->vt = bc_vt_make(t->p, (const uint8_t *const *)t->img.data, t->B, t->threads)))
+      return tk_error_wrap(TK_ENOMEM, "bc-train");
+  } else if (t->rnn) {
     nn_set_threads(t->threads);
     t->tw = nn_work_make_seq(net, t->B, T);
   } else {
     t->team = nn_team_make(net, t->B, t->threads);
   }
-  if ((!t->team && !t->tw) || !(t->vw = t->rnn ? nn_work_make_seq(net, vb, T) : nn_work_make(net, vb)))
+  if ((!t->team && !t->tw && !t->vt) ||
+      (!t->vt && !(t->vw = t->rnn ? nn_work_make_seq(net, vb, T) : nn_work_make(net, vb))))
     return tk_error_wrap(TK_ENOMEM, "bc-train");
   int64_t xb = (int64_t)TK_MAX(t->B, vb) * T;
-  t->x = malloc(sizeof(float) * (size_t)(xb * t->L.obs_dim));
+  t->x = malloc(sizeof(float) * (size_t)(xb * TK_MAX(1, t->L.obs_dim)));
   t->y = malloc(sizeof(float) * (size_t)(xb * t->L.act_dim * K));
-  t->last_good = malloc(sizeof(float) * (size_t)net->n_params);
+  t->last_good = malloc(sizeof(float) * (size_t)bc_vt_nparams(t->p));
   if (!t->x || !t->y || !t->last_good) return tk_error(TK_ENOMEM, "out of memory");
   return curves_make(&t->cv, o->epochs);
 }
@@ -479,6 +519,13 @@ static void print_setup(const trainer *t, const bcTrainOpts *o, const bcTrainRes
          o->dataset, r->train_demos, (long long)t->ntrain, r->valid_demos, (long long)t->nvalid,
          r->skipped_failures, t->L.obs_dim, t->L.nkeys, t->L.act_dim, nn_head_name(a->head), a->n_hidden,
          rnn_desc, t->threads);
+  for (int i = 0; i < t->p->nimg; i++) {
+    const bcImage *c = &t->p->img[i];
+    printf("bc-train: camera %s: %dx%d frames, random %dx%d crops (centre when acting), encoder of %lld "
+           "parameters -> %d features\n",
+           c->key, c->height, c->width, c->crop_h, c->crop_w, (long long)c->enc->n_params,
+           nn_enc_out_dim(&c->enc_arch));
+  }
 }
 
 /* ---- the loop's steps ------------------------------------------------------------------------------- */
@@ -491,9 +538,10 @@ static void next_batch(trainer *t, const bcTrainOpts *o, int64_t k0, int b) {
       t->x[i] += (float)(o->obs_noise * tk_rng_normal(&t->rng));
 }
 
-/* Forward, loss, backward and Adam on the batch; asking for the gradient norm makes the step refuse
- * non-finite gradients (nonzero: the parameters were not updated). */
-static int train_step(trainer *t, const bcTrainOpts *o, int b, float *loss, double *gnorm) {
+/* Forward, loss, backward and Adam on the batch (samples starting at rows); asking for the gradient norm
+ * makes the step refuse non-finite gradients (nonzero: the parameters were not updated). */
+static int train_step(trainer *t, const bcTrainOpts *o, const int64_t *rows, int b, float *loss, double *gnorm) {
+  if (t->vt) return bc_vt_step(t->vt, &o->adam, t->x, t->y, rows, b, &t->rng, loss, gnorm);
   return t->rnn ? nn_seq_train_step(t->p->net, t->tw, &o->adam, t->x, t->y, b, t->sm.T, loss, gnorm)
                 : nn_team_train_step(t->p->net, t->team, &o->adam, t->x, t->y, b, loss, gnorm);
 }
@@ -501,22 +549,21 @@ static int train_step(trainer *t, const bcTrainOpts *o, int b, float *loss, doub
 /* One pass over the shuffled training rows; the mean training loss. A non-finite loss stops the epoch
  * with the parameters of its start back in place (r->stopped_nan). */
 static double train_epoch(trainer *t, const bcTrainOpts *o, bcTrainResult *r, int ep) {
-  nnNet *net = t->p->net;
   const int B = t->B;
   const int64_t steps_per_epoch = (t->ntrain + B - 1) / B;
   tk_rng_shuffle(&t->rng, t->train, t->ntrain);
   double sum = 0;
   double te = tk_now_s();
-  memcpy(t->last_good, net->params, sizeof(float) * (size_t)net->n_params);
+  bc_vt_save_params(t->p, t->last_good);
   for (int64_t s = 0; s < steps_per_epoch; s++) {
     int64_t k0 = s * B;
     int b = (int)TK_MIN(B, t->ntrain - k0);
     next_batch(t, o, k0, b);
     float loss;
     double gnorm = NAN;
-    if (train_step(t, o, b, &loss, &gnorm)) {
+    if (train_step(t, o, t->train + k0, b, &loss, &gnorm)) {
       /* parameters were not updated by the failed step; go back to the epoch's start to be safe */
-      memcpy(net->params, t->last_good, sizeof(float) * (size_t)net->n_params);
+      bc_vt_load_params(t->p, t->last_good);
       r->stopped_nan = 1;
       fprintf(stderr,
               "bc-train: the loss became %g (gradient norm %g) at epoch %d, step %lld (batch %lld of the "
@@ -625,7 +672,8 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
     if (r->stopped_nan) break;
     r->epochs_run = ep;
     r->final_train_loss = train_loss;
-    r->final_valid_loss = t.nvalid ? mean_loss(t.p, t.vw, &t.L, &t.sm, t.valid, t.nvalid, t.x, t.y) : NAN;
+    r->final_valid_loss =
+        t.nvalid ? mean_loss(t.p, t.vw, t.vt, t.B, &t.L, &t.sm, t.valid, t.nvalid, t.x, t.y) : NAN;
     curves_push(&t.cv, ep, r->final_train_loss, r->final_valid_loss);
     double succ = NAN, ret = NAN;
     const int eval_now = t.can_eval && (ep % o->eval_every == 0 || ep == o->epochs);
