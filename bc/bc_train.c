@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include "bc.h"
-#include "bc_internal.h"
 #include "tk_plot.h"
 
 void bc_train_default(bcTrainOpts *o) {

@@ -1,10 +1,10 @@
-/* bc/bc_vision.c -- training a policy with cameras (bc_internal.h): encoders data-parallel, the trunk after. */
+/* bc/bc_vision.c -- training a policy with cameras (bc.h, bc_vt_*): encoders data-parallel, the trunk after. */
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "bc_internal.h"
+#include "bc.h"
 
 #define VT_MAX_THREADS 16
 
