@@ -3,6 +3,7 @@
  * the memory check, the refusals, and bc-train's --render-cameras through the binary. Two short lift
  * episodes keep the rendering to a fraction of a second. */
 #include <criterion/criterion.h>
+#include <sched.h>
 #include <stdarg.h>
 
 #include "bc.h"
@@ -132,6 +133,15 @@ Test(images, rendered_from_states_equal_the_recorded_frames) {
     cr_expect(im.rendered[k] && im.h[k] == 84 && im.w[k] == 84 && im.c[k] == 3);
     expect_file_frames(fc, &Lc, &im, k, "rendered");
   }
+  bc_images_free(&im);
+  /* one worker (this process on one core) renders the same bytes as one per core */
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  CPU_SET(sched_getcpu() >= 0 ? sched_getcpu() : 0, &one);
+  cr_assert_eq(sched_setaffinity(0, sizeof one, &one), 0);
+  cr_assert_eq(bc_images_load(fl, &Ll, 2, KEYS2, 2, CAMS2, 1, &im), 0, "%s", tk_errmsg());
+  for (int k = 0; k < 2; k++)
+    expect_file_frames(fc, &Lc, &im, k, "rendered by one worker");
   bc_images_free(&im);
   ds_loaded_free(&Lc);
   ds_loaded_free(&Ll);
