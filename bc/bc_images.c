@@ -201,14 +201,15 @@ static int images_load(dsFile *f, const dsLoaded *L, int nkeys, const char *cons
     const capCamera *cm = &render[c];
     char ck[CAP_NAME_MAX + 16];
     int rc = cap_camera_key(cm->name, ck, sizeof ck);
-    if (rc) return rc;
+    if (rc) return tk_error_wrap(rc, "%s", path);
     if (cm->width < CAP_CAM_MIN_SIZE || cm->height < CAP_CAM_MIN_SIZE || cm->width > CAP_CAM_MAX_WIDTH ||
         cm->height > CAP_CAM_MAX_HEIGHT)
-      return tk_error(TK_ERANGE, "render camera %s: size %dx%d not in %dx%d..%dx%d", cm->name, cm->width,
-                      cm->height, CAP_CAM_MIN_SIZE, CAP_CAM_MIN_SIZE, CAP_CAM_MAX_WIDTH, CAP_CAM_MAX_HEIGHT);
+      return tk_error(TK_ERANGE, "%s: render camera %s: size %dx%d not in %dx%d..%dx%d", path, cm->name,
+                      cm->width, cm->height, CAP_CAM_MIN_SIZE, CAP_CAM_MIN_SIZE, CAP_CAM_MAX_WIDTH,
+                      CAP_CAM_MAX_HEIGHT);
     for (int d = 0; d < c; d++)
       if (!strcmp(render[d].name, cm->name))
-        return tk_error(TK_EINVAL, "render camera %s given twice", cm->name);
+        return tk_error(TK_EINVAL, "%s: render camera %s given twice", path, cm->name);
     cam_key[c] = -1;
     for (int k = 0; k < nkeys; k++)
       if (!strcmp(keys[k], ck)) cam_key[c] = k;
@@ -398,8 +399,8 @@ static int images_load(dsFile *f, const dsLoaded *L, int nkeys, const char *cons
     double secs = 0;
     if (!rc) rc = render_all(f, L, model, states, S, im, nslot, obs_index, key_index, quiet, &secs);
     if (!rc && !quiet)
-      printf("%s: rendered %" PRId64 " rows x %d cameras in %.1f s (%.0f frames/s)\n", path, L->n, nslot,
-             secs, secs > 0 ? (double)L->n * nslot / secs : 0);
+      printf("%s: rendered %" PRId64 " rows x %d camera%s in %.1f s (%.0f frames/s)\n", path, L->n, nslot,
+             nslot == 1 ? "" : "s", secs, secs > 0 ? (double)L->n * nslot / secs : 0);
     free(states);
   }
   cap_model_free(model);
