@@ -207,6 +207,40 @@ void bc_eval_default(bcEvalOpts *o);
 int bc_evaluate(const bcPolicy *p, const capModel *m, const bcEvalOpts *o, bcEvalResult *r);
 void bc_eval_result_free(bcEvalResult *r);
 
+/* ---- image observations (bc_images.c) ----------------------------------------------------------- */
+/* Image observations for training: uint8 frames as stored (H, W, C), one block per key, rows in the
+ * order of a dsLoaded (its demos, their steps). */
+typedef struct {
+  int nkeys;
+  char key[BC_MAX_KEYS][BC_KEY_MAX];
+  int h[BC_MAX_KEYS], w[BC_MAX_KEYS], c[BC_MAX_KEYS]; /* per-step shape (H, W, C); C is 3 */
+  int rendered[BC_MAX_KEYS];                          /* 1: re-rendered from the demos' states (not read) */
+  int64_t n;                                          /* rows */
+  uint8_t *data[BC_MAX_KEYS];                         /* n * h * w * c each, pointers into block_ */
+  void *block_;                                       /* the one allocation behind data */
+} bcImages;
+/* Whether key names an image observation of f: uint8 rank 3 in the file's schema (ds_key_is_image), or
+ * the key of one of the render cameras (cap_camera_key: "agentview" -> "agentview_image",
+ * "eye_in_hand" -> "robot0_eye_in_hand_image"). */
+int bc_is_image_key(dsFile *f, const char *key, int nrender, const capCamera *render);
+/* Load the image keys for the demos of L (same rows, same order; L from ds_load on f). A key a render
+ * camera names is rendered from each demo's stored states (robomimic's dataset_states_to_obs) in the
+ * dataset's task at the camera's size, in parallel workers (one per usable core, each with its own
+ * environment and renderer), with a progress bar unless quiet; every other key is read from the file
+ * (uint8 H,W,3). A key the file has AND a render camera names is rendered: the explicit request wins
+ * (another size, or frames made again), and a line says so unless quiet. Every render camera must name
+ * one of the keys. Before loading, prints (unless quiet) one line with the memory the frames take, and
+ * refuses with TK_ENOMEM and one line giving the need and what is available when the frames (and, while
+ * rendering, the states) would take more than the available memory less a quarter of it (at least
+ * 512 MiB). Available: environment DK_MEM_AVAILABLE (bytes) when set, else MemAvailable from
+ * /proc/meminfo (no check when neither can be read). Errors name the file and the problem: a key the file
+ * lacks (listing its image keys), non-uint8, wrong rank, channels != 3, frames over 4096x4096, a task that
+ * is not built in, an unknown camera (listing the task's), a size outside 8x8..640x480, demos without
+ * states, a states width that does not match the task's state. On error out is empty. */
+int bc_images_load(dsFile *f, const dsLoaded *L, int nkeys, const char *const *keys, int nrender,
+                   const capCamera *render, int quiet, bcImages *out);
+void bc_images_free(bcImages *im); /* NULL-safe, and on a zeroed struct; leaves it zeroed */
+
 /* ---- training --------------------------------------------------------------------------------- */
 typedef struct {
   const char *dataset;         /* robomimic-layout HDF5 (ours or another tool's) */
@@ -237,6 +271,8 @@ typedef struct {
   int quiet;
   int force;          /* replace an existing output of another kind (ds_output_check); inputs never */
   const char *config; /* the config file the options came from (an input: never an output), or NULL */
+  int nrender;        /* --render-cameras: image keys rendered from the demos' states (bc_images_load) */
+  capCamera render[CAP_MAX_CAMS];
 } bcTrainOpts;
 
 typedef struct {

@@ -36,26 +36,38 @@ void bc_train_default(bcTrainOpts *o) {
 static const char *const robomimic_keys[] = {"object", "robot0_eef_pos", "robot0_eef_quat",
                                              "robot0_gripper_qpos"};
 
-static int choose_keys(dsFile *f, const bcTrainOpts *o, const char **keys, int *nk) {
+/* The observation keys, split: low-dim ones (ds_load) and image ones (bc_is_image_key: the file's uint8
+ * H,W,C keys and the render cameras' keys; bc_images_load). Without --obs-keys: robomimic's low-dim keys
+ * when present (else every low-dim key), and the render cameras' keys. */
+static int choose_keys(dsFile *f, const bcTrainOpts *o, const char **keys, int *nk, const char **img, int *ni,
+                       char (*cam_keys)[BC_KEY_MAX]) {
   const dsSchema *s = ds_schema(f);
+  *nk = *ni = 0;
   if (o->obs_keys && o->nobs_keys > 0) {
     if (o->nobs_keys > BC_MAX_KEYS)
       return tk_error(TK_ERANGE, "%d observation keys (at most %d)", o->nobs_keys, BC_MAX_KEYS);
-    for (int i = 0; i < o->nobs_keys; i++)
-      keys[i] = o->obs_keys[i];
-    *nk = o->nobs_keys;
-    return 0; /* ds_load checks them and lists what the file has */
+    for (int i = 0; i < o->nobs_keys; i++) {
+      if (bc_is_image_key(f, o->obs_keys[i], o->nrender, o->render))
+        img[(*ni)++] = o->obs_keys[i];
+      else
+        keys[(*nk)++] = o->obs_keys[i];
+    }
+    return 0; /* ds_load checks the low-dim ones and lists what the file has; bc_images_load the others */
+  }
+  for (int c = 0; c < o->nrender && c < CAP_MAX_CAMS; c++) {
+    int rc = cap_camera_key(o->render[c].name, cam_keys[c], BC_KEY_MAX);
+    if (rc) return rc;
+    img[(*ni)++] = cam_keys[c];
   }
   int all = 1;
   for (size_t i = 0; i < TK_ARRAY_LEN(robomimic_keys); i++)
     if (ds_schema_find(s, robomimic_keys[i]) < 0) all = 0;
-  *nk = 0;
   if (all) {
     for (size_t i = 0; i < TK_ARRAY_LEN(robomimic_keys); i++)
       keys[(*nk)++] = robomimic_keys[i];
     return 0;
   }
-  for (int k = 0; k < s->nkeys && *nk < BC_MAX_KEYS; k++)
+  for (int k = 0; k < s->nkeys && *nk + *ni < BC_MAX_KEYS; k++)
     if (!ds_key_is_image(&s->keys[k])) keys[(*nk)++] = s->keys[k].name;
   if (*nk == 0) return tk_error(TK_EINVAL, "%s: no low-dim observation keys to train on", ds_path(f));
   return 0;
@@ -328,6 +340,7 @@ static int check_outputs(const bcTrainOpts *o, const char *prefix) {
 typedef struct {
   dsFile *f;
   dsLoaded L;             /* the loaded demos; obs and actions normalized in place */
+  bcImages img;           /* image observation keys of the same rows (uint8, as stored; none: nkeys 0) */
   uint8_t *role;          /* (L.ndemos) 1 train, 2 valid, 0 neither */
   int64_t *train, *valid; /* rows of L that start training / validation samples (ntrain, nvalid) */
   int64_t ntrain, nvalid;
@@ -338,7 +351,6 @@ typedef struct {
   int can_eval;
   int B, threads, rnn; /* batch, training threads, BC-RNN */
   nnTeam *team;        /* MLP: data-parallel training team */
-  bcImages img;        /* camera frames (uint8, as stored), rows as L's */
   bcVisionTrainer *vt; /* a policy with cameras: its training step */
   nnWork *tw, *vw;     /* BC-RNN training work; validation work */
   float *x, *y;        /* a batch: inputs (B T obs_dim) and targets (B T act_dim K) */
@@ -366,9 +378,9 @@ static void trainer_free(trainer *t) {
   nn_work_free(t->tw);
   nn_team_free(t->team);
   bc_vt_free(t->vt);
-  bc_images_free(&t->img);
   cap_model_free(t->model);
   bc_policy_free(t->p);
+  bc_images_free(&t->img);
   ds_loaded_free(&t->L);
   ds_close(t->f);
 }
@@ -379,11 +391,19 @@ static void trainer_free(trainer *t) {
 static int load_data(trainer *t, const bcTrainOpts *o, bcTrainResult *r) {
   int rc = ds_open(o->dataset, 0, &t->f);
   if (rc) return rc;
-  const char *keys[BC_MAX_KEYS];
-  int nk = 0;
-  if ((rc = choose_keys(t->f, o, keys, &nk))) return rc;
+  const char *keys[BC_MAX_KEYS], *img[BC_MAX_KEYS];
+  char cam_keys[CAP_MAX_CAMS][BC_KEY_MAX];
+  int nk = 0, ni = 0;
+  if ((rc = choose_keys(t->f, o, keys, &nk, img, &ni, cam_keys))) return rc;
+  if (nk == 0) /* ds_load reads every low-dim key when given none */
+    return tk_error(TK_EINVAL,
+                    "%s: only image observation keys (%s%s): add a low-dim key (robot0_eef_pos, ...)",
+                    o->dataset, img[0], ni > 1 ? ", ..." : "");
   dsLoadOpts lo = {.obs_keys = keys, .nobs_keys = nk};
   if ((rc = ds_load(t->f, &lo, &t->L))) return rc;
+  if ((ni > 0 || o->nrender > 0) &&
+      (rc = bc_images_load(t->f, &t->L, ni, img, o->nrender, o->render, o->quiet, &t->img)))
+    return rc;
   if (!(t->role = calloc((size_t)TK_MAX(t->L.ndemos, 1), 1))) return tk_error(TK_ENOMEM, "out of memory");
   if ((rc = assign_demos(t->f, &t->L, o, t->role, r))) return rc;
   t->train = rows_of(&t->L, t->role, 1, &t->ntrain);

@@ -24,7 +24,15 @@ static void usage(FILE *f) {
       "  --config FILE.json     options as a JSON object (keys as the long options below, with '_'\n"
       "                         for '-', e.g. {\"epochs\": 300, \"hidden\": [512, 512]}); flags override it\n"
       "  --obs-keys a,b,...     observation keys (default robomimic's: object, robot0_eef_pos,\n"
-      "                         robot0_eef_quat, robot0_gripper_qpos when present, else every low-dim key)\n"
+      "                         robot0_eef_quat, robot0_gripper_qpos when present, else every low-dim key;\n"
+      "                         and the --render-cameras keys); image keys (uint8 H,W,3: agentview_image)\n"
+      "                         are read from the file or rendered\n"
+      "  --render-cameras NAME:WxH[,NAME:WxH]  render these cameras' frames from the demos' stored states\n"
+      "                         in the dataset's (built-in) task, as robomimic's dataset_states_to_obs:\n"
+      "                         agentview -> agentview_image, eye_in_hand -> robot0_eye_in_hand_image;\n"
+      "                         repeatable; a key the file has too is rendered again. Frames are held in\n"
+      "                         memory (the size is printed; refused past 3/4 of MemAvailable, or of\n"
+      "                         DK_MEM_AVAILABLE bytes when set). Image policies are not built yet\n"
       "  --filter-key NAME      train on the demos of mask/NAME (default: every demo not in mask/valid)\n"
       "  --valid-frac F         validation demos when the file has no mask/valid (default 0.1)\n"
       "  --include-failures     also train on demos marked success=0 (default: skipped)\n"
@@ -70,6 +78,8 @@ typedef struct {
   const char *keys[BC_MAX_KEYS];
   struct cJSON *configs; /* every --config file, kept whole: the options point into it */
   int hidden_given;      /* --hidden was set (else --rnn drops the MLP layers, as robomimic's BC-RNN) */
+  int in_config;         /* set_opt is reading a --config file */
+  int render_cli;        /* --render-cameras was on the command line (its first one replaces the config's) */
 } cliState;
 
 /* Every option once: the command line, the --config keys (the names with '_' for '-') and their JSON
@@ -89,6 +99,7 @@ static const optRow opt_rows[] = {
     {"metrics", OPT_STR, F(metrics_prefix), 0, 0, 0},
     {"filter-key", OPT_STR, F(filter_key), 0, 0, 0},
     {"obs-keys", OPT_LIST, 0, 0, 0, TK_JSON_STRING},
+    {"render-cameras", OPT_LIST, 0, 0, 0, TK_JSON_STRING},
     {"hidden", OPT_LIST, 0, 0, 0, TK_JSON_INT},
     {"head", OPT_CHOICE, 0, 0, 0, 0},
     {"activation", OPT_CHOICE, 0, 0, 0, 0},
@@ -151,6 +162,35 @@ static int set_hidden(nnArch *a, const char *v) {
   return rc;
 }
 
+/* --render-cameras NAME:WxH[,NAME:WxH...]: repeatable on the command line (the cameras add up), the
+ * first one there replacing a config's list; each camera through cap_camera_parse as teleop's --camera */
+static int set_render(cliState *c, const char *v) {
+  bcTrainOpts *o = &c->o;
+  if (!c->in_config && !c->render_cli) {
+    c->render_cli = 1;
+    o->nrender = 0;
+  }
+  if (c->in_config) o->nrender = 0;
+  char *buf = strdup(v);
+  if (!buf) return tk_error(TK_ENOMEM, "--render-cameras: out of memory");
+  int rc = 0, any = 0;
+  for (char *save = NULL, *t = strtok_r(buf, ",", &save); t && !rc; t = strtok_r(NULL, ",", &save)) {
+    any = 1;
+    capCamera cam;
+    if ((rc = cap_camera_parse("--render-cameras", t, &cam))) break;
+    for (int i = 0; i < o->nrender && !rc; i++)
+      if (!strcmp(o->render[i].name, cam.name))
+        rc = tk_error(TK_EINVAL, "--render-cameras %s: camera %s given twice", v, cam.name);
+    if (!rc && o->nrender >= CAP_MAX_CAMS)
+      rc = tk_error(TK_ERANGE, "--render-cameras %s: at most %d cameras", v, CAP_MAX_CAMS);
+    if (!rc) o->render[o->nrender++] = cam;
+  }
+  if (!rc && !any && !c->in_config)
+    rc = tk_error(TK_EINVAL, "--render-cameras: no cameras given (NAME:WxH, e.g. agentview:84x84)");
+  free(buf);
+  return rc;
+}
+
 /* Set one option; v NULL for a flag on the command line, else its value ("true"/"false" for a flag). */
 static int set_opt(cliState *c, const optRow *r, const char *v) {
   bcTrainOpts *o = &c->o;
@@ -186,6 +226,7 @@ static int set_opt(cliState *c, const optRow *r, const char *v) {
       c->hidden_given = 1;
       return set_hidden(&o->arch, v);
     }
+    if (!strcmp(r->name, "render-cameras")) return set_render(c, v);
     free(c->keys_buf);
     if (!(c->keys_buf = strdup(v))) return tk_error(TK_ENOMEM, "--obs-keys: out of memory");
     o->nobs_keys = 0;
@@ -275,6 +316,7 @@ static int load_config(cliState *c, const char *path) {
     cJSON_Delete(j);
     return tk_error(TK_ENOMEM, "%s: out of memory", path);
   }
+  c->in_config = 1;
   for (cJSON *it = j->child; it && !rc; it = it->next) {
     const optRow *r = find_opt(it->string);
     char num[32], *list = NULL;
@@ -292,6 +334,7 @@ static int load_config(cliState *c, const char *path) {
     if (!rc && (rc = set_opt(c, r, v))) rc = tk_error_wrap(TK_EFORMAT, "%s", path);
     free(list);
   }
+  c->in_config = 0;
   return rc;
 }
 
