@@ -32,7 +32,11 @@ static void usage(FILE *f) {
       "                         agentview -> agentview_image, eye_in_hand -> robot0_eye_in_hand_image;\n"
       "                         repeatable; a key the file has too is rendered again. Frames are held in\n"
       "                         memory (the size is printed; refused past 3/4 of MemAvailable, or of\n"
-      "                         DK_MEM_AVAILABLE bytes when set). Image policies are not built yet\n"
+      "                         DK_MEM_AVAILABLE bytes when set)\n"
+      "  --crop-height H, --crop-width W   cameras: random crop per sample in training, centre crop\n"
+      "                         when acting (default: the frame minus 10%%, 84 -> 76, robomimic's)\n"
+      "  --encoder-width C      cameras: channels of each camera's conv encoder (C, C, 2C, 2C convs,\n"
+      "                         spatial softmax of 32 keypoints, linear 64; default 32)\n"
       "  --filter-key NAME      train on the demos of mask/NAME (default: every demo not in mask/valid)\n"
       "  --valid-frac F         validation demos when the file has no mask/valid (default 0.1)\n"
       "  --include-failures     also train on demos marked success=0 (default: skipped)\n"
@@ -120,6 +124,9 @@ static const optRow opt_rows[] = {
     {"rnn-hidden", OPT_INT, F(arch.rnn_hidden), 1, NN_MAX_DIM, 0},
     {"rnn-horizon", OPT_INT, F(arch.rnn_horizon), 1, NN_MAX_RNN_HORIZON, 0},
     {"obs-noise", OPT_F64, F(obs_noise), 0, 10, 0},
+    {"crop-height", OPT_INT, F(crop_h), 1, NN_MAX_IMAGE_SIDE, 0},
+    {"crop-width", OPT_INT, F(crop_w), 1, NN_MAX_IMAGE_SIDE, 0},
+    {"encoder-width", OPT_INT, F(encoder_width), 1, 1024, 0},
     {"obs-std-floor", OPT_F64, F(obs_std_floor), 1e-8, 1e6, 0},
     {"seed", OPT_U64, F(seed), 0, 9e15, 0}, /* exact in the metadata's JSON numbers */
     {"threads", OPT_INT, F(threads), 1, 256, 0},
