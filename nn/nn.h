@@ -66,7 +66,7 @@ extern "C" {
 #define NN_MAX_PARAMS ((int64_t)1 << 26)
 /* weight, bias (+ gain, bias of LayerNorm) per Linear; weight_ih, weight_hh, bias_ih, bias_hh per LSTM */
 #define NN_MAX_TENSORS (4 * NN_MAX_HIDDEN + 2 + 4 * NN_MAX_RNN_LAYERS)
-#define NN_NAME_MAX 24
+#define NN_NAME_MAX 32 /* room for an encoder's "spatial_softmax15.weight" */
 #define NN_ARCH_FORMAT "demokit.nn_arch" /* "format" key of the JSON form */
 #define NN_ARCH_VERSION 1                /* "version" key of the JSON form */
 

@@ -82,7 +82,7 @@ float nn_sigmoid(float x);
 int nn_check_batch(const nnNet *net, const nnWork *w, const float *x, int B);
 /* TK_EINVAL naming fn if net was made to act (no gradients or Adam state), else 0 */
 int nn_need_training(const nnNet *net, const char *fn);
-/* "[a, b]", "[a]" or "(n dims)" */
+/* "[a]", "[a, b]" .. "[a, b, c, d]" (ranks 1..4), else "(n dims)" */
 void nn_shape_str(int ndim, const int64_t *shape, char *buf, size_t n);
 int nn_check_work(const nnNet *net, const nnWork *w);
 /* TK_EINVAL naming fn if net is recurrent (the plain MLP entry points refuse it), else 0 */
@@ -120,8 +120,18 @@ typedef struct {
   float b1, b2, step, ibc2s, eps, decay;
 } nnAdamK;
 int nn_adam_prepare(nnNet *net, const nnAdamOpts *o, nnAdamK *k);
+int nn_adam_prepare_t(int64_t adam_t, const nnAdamOpts *o, nnAdamK *k); /* the same from the step count */
 /* g2 (NULL or a block laid out as grads): update with grads + g2 (unscaled) and store that sum in grads */
 void nn_adam_span(nnNet *net, const nnAdamK *k, int64_t lo, int64_t hi, float gscale, const float *g2);
+/* what an Adam step updates, whichever object owns it (nnNet, nnEnc): the tensor table (offsets, ranks:
+ * rank >= 2 gets the weight decay) and the four parameter-sized sections */
+typedef struct {
+  const nnTensor *tensors;
+  int n_tensors;
+  float *params, *grads, *m, *v;
+} nnAdamBlock;
+void nn_adam_block_span(const nnAdamBlock *b, const nnAdamK *k, int64_t lo, int64_t hi, float gscale,
+                        const float *g2);
 int nn_adam_check(const nnAdamOpts *o);
 double nn_sum_sq(const float *g, int64_t n);
 
