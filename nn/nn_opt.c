@@ -101,7 +101,9 @@ NN_CLONES static void adam_range2(float *restrict p, float *restrict g, const fl
   }
 }
 
-int nn_adam_prepare(nnNet *net, const nnAdamOpts *o, nnAdamK *k) { return nn_adam_prepare_t(net->adam_t, o, k); }
+int nn_adam_prepare(nnNet *net, const nnAdamOpts *o, nnAdamK *k) {
+  return nn_adam_prepare_t(net->adam_t, o, k);
+}
 
 int nn_adam_prepare_t(int64_t adam_t, const nnAdamOpts *o, nnAdamK *k) {
   double t = (double)(adam_t + 1); /* the caller counts the step once it is applied */
