@@ -99,12 +99,14 @@ static void layout(const nnArch *arch, nnNet *net) {
 }
 
 void nn_shape_str(int ndim, const int64_t *shape, char *buf, size_t n) {
-  if (ndim == 2)
-    snprintf(buf, n, "[%lld, %lld]", (long long)shape[0], (long long)shape[1]);
-  else if (ndim == 1)
-    snprintf(buf, n, "[%lld]", (long long)shape[0]);
-  else
+  if (ndim < 1 || ndim > 4) {
     snprintf(buf, n, "(%d dims)", ndim);
+    return;
+  }
+  size_t k = 0;
+  for (int i = 0; i < ndim && k < n; i++)
+    k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "[", (long long)shape[i]);
+  if (k < n) snprintf(buf + k, n - k, "]");
 }
 
 int nn_arch_validate(const nnArch *a) {

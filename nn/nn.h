@@ -66,7 +66,7 @@ extern "C" {
 #define NN_MAX_PARAMS ((int64_t)1 << 26)
 /* weight, bias (+ gain, bias of LayerNorm) per Linear; weight_ih, weight_hh, bias_ih, bias_hh per LSTM */
 #define NN_MAX_TENSORS (4 * NN_MAX_HIDDEN + 2 + 4 * NN_MAX_RNN_LAYERS)
-#define NN_NAME_MAX 24
+#define NN_NAME_MAX 32 /* room for an encoder's "spatial_softmax15.weight" */
 #define NN_ARCH_FORMAT "demokit.nn_arch" /* "format" key of the JSON form */
 #define NN_ARCH_VERSION 1                /* "version" key of the JSON form */
 
@@ -332,7 +332,9 @@ int nn_team_train_step(nnNet *net, nnTeam *t, const nnAdamOpts *o, const float *
  *   spatial_softmax  robomimic's SpatialSoftmax: a 1x1 conv C -> out keypoints (weight [out, C, 1, 1],
  *                    bias [out]), softmax over the H*W positions of each keypoint map (temperature 1),
  *                    expected (x, y) with x = linspace(-1, 1, W) over columns, y = linspace(-1, 1, H)
- *                    over rows; output [out, 2] interleaved (x0, y0, x1, y1, ...)
+ *                    over rows; output [out, 2] interleaved (x0, y0, x1, y1, ...) as robomimic's
+ *                    keypoints (torch_vision_bc_baseline.py concatenates [x0.., y0..] instead: a linear
+ *                    layer after it sees its inputs permuted)
  *   flatten          any shape -> [numel] (a view; no work)
  *   linear           torch.nn.Linear(numel(in), out): weight [out, in], bias [out]; input flattened
  * Tensor names: "<kind><i>.weight" / "<kind><i>.bias" with i the layer's position in the list (conv0,
@@ -341,9 +343,12 @@ int nn_team_train_step(nnNet *net, nnTeam *t, const nnAdamOpts *o, const float *
  * Memory as nnNet: parameters, gradients and Adam moments in one block (acting encoders: parameters
  * only); nn_enc_work_make allocates every activation for up to max_batch images; the convolutions run
  * on oneDNN (its primitives for a batch size are made on the first call with that size and kept in
- * the work: at most NN_ENC_MAX_BATCH_SIZES sizes per work) single-threaded per work: a thread per
- * work; threads share a batch by rows, each backward into its own gradient block, which the caller
- * sums into e->grads in a fixed order.
+ * the work: at most NN_ENC_MAX_BATCH_SIZES sizes per work; a call with one more size is refused with
+ * TK_ERANGE, nothing is evicted) single-threaded per work: each call sets omp_set_num_threads(1) in the
+ * calling thread for its duration (the caller's setting is restored); a thread per work; threads share
+ * a batch by rows, each backward into its own gradient block, which the caller sums into e->grads in a
+ * fixed order. Parameters stay in torch's layouts; activations between convolutions are kept in the
+ * layout oneDNN chose.
  * Same seed, data and batch split -> bit-identical results. */
 #define NN_MAX_ENC_LAYERS 16
 #define NN_MAX_ENC_TENSORS (2 * NN_MAX_ENC_LAYERS)
@@ -429,13 +434,13 @@ int nn_enc_forward(const nnEnc *e, nnEncWork *w, const float *x, int B, float *f
 int nn_enc_backward(const nnEnc *e, nnEncWork *w, const float *dfeat, float *grads, int accumulate);
 /* One Adam step of the encoder from e->grads (as nn_adam_step; weight decay on conv and linear weights).
  * gscale multiplies the gradients first (global-norm clipping across networks: the caller computes the
- * norm with nn_enc_grad_sq). */
+ * norm with nn_enc_grad_sq); o->clip_norm is not applied here. */
 int nn_enc_adam_step(nnEnc *e, const nnAdamOpts *o, float gscale);
 double nn_enc_grad_sq(const nnEnc *e); /* sum of squared gradients */
 void nn_enc_zero_grad(nnEnc *e);
 
 /* Images for an encoder: uint8 frames [H, W, C] (HWC, as datasets and cameras store them) -> float
- * [C, ch, cw] / 255 of the crop at (oy, ox). */
+ * [C, ch, cw] / 255 of the crop at (oy, ox). Unchecked: the caller keeps the crop inside the frame. */
 void nn_image_crop(const uint8_t *hwc, int H, int W, int C, int oy, int ox, int ch, int cw, float *chw);
 
 #ifdef __cplusplus
