@@ -26,6 +26,8 @@
 
 #include "bc.h"
 
+#include "bench_util.h"
+
 #define N_FRAMES 2000
 #define SIDE 84
 #define CROP 76
@@ -36,10 +38,6 @@
 static double g_seconds = 3.0;
 static int g_repeats = 3;
 
-static int cmp_d(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
 
 static const char *const g_keys[2] = {"agentview_image", "robot0_eye_in_hand_image"};
 static const char *const g_low[3] = {"robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos"};
@@ -92,23 +90,6 @@ static double train_flops(const bcPolicy *p) {
   return f;
 }
 
-static double run_value(const char *cmd, const char *key) {
-  FILE *p = popen(cmd, "r");
-  if (!p) return -1;
-  char line[4096];
-  double v = -1;
-  size_t kl = strlen(key);
-  while (fgets(line, sizeof line, p)) {
-    for (char *m = strstr(line, key); m; m = strstr(m + 1, key))
-      if ((m == line || m[-1] == ' ') && m[kl] == '=') {
-        v = atof(m + kl + 1);
-        break;
-      }
-    if (v >= 0) break;
-  }
-  pclose(p);
-  return v;
-}
 
 /* samples/s of training at `threads`, median and best over the windows */
 static int train(const uint8_t *const *frames, const float *proprio, const float *act, int threads, double *med,
@@ -287,7 +268,7 @@ int main(int argc, char **argv) {
   for (int t = 1; t <= 2; t++) {
     snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' --threads %d --batch %d --seconds %g --repeats %d 2>/dev/null",
              script, t, BATCH, g_seconds, g_repeats);
-    double v = run_value(cmd, "samples_per_s");
+    double v = run_value(cmd, "samples_per_s", NULL, NULL, 0);
     printf("torch_t%d_samples_per_s=%.1f\n", t, v);
     fflush(stdout);
     if (v > torch_best) torch_best = v;
@@ -297,7 +278,7 @@ int main(int argc, char **argv) {
     snprintf(cmd, sizeof cmd,
              "/usr/bin/python3 '%s' --threads 1 --batch 1 --forward-only --seconds %g --repeats %d 2>/dev/null",
              script, g_seconds, g_repeats);
-    double v = run_value(cmd, "samples_per_s");
+    double v = run_value(cmd, "samples_per_s", NULL, NULL, 0);
     if (v > 0) printf("torch_act_b1_ms=%.2f\n", 1e3 / v);
   }
   for (int c = 0; c < 2; c++)

@@ -308,14 +308,17 @@ static int parse_arch(const cJSON *root, nnArch *a) {
   return nn_arch_validate(a);
 }
 
-int nn_arch_from_json(const char *json, nnArch *out) {
-  if (!json || !out) return tk_error(TK_EINVAL, "nn_arch_from_json: NULL argument");
+struct cJSON *nn_json_parse(const char *json, const char *what) {
   const char *end = NULL;
   cJSON *root = cJSON_ParseWithOpts(json, &end, 1);
-  if (!root) {
-    size_t off = end ? (size_t)(end - json) : 0;
-    return tk_error(TK_EFORMAT, "nn arch JSON: invalid JSON near byte %zu", off);
-  }
+  if (!root) tk_error(TK_EFORMAT, "%s: invalid JSON near byte %zu", what, end ? (size_t)(end - json) : (size_t)0);
+  return root;
+}
+
+int nn_arch_from_json(const char *json, nnArch *out) {
+  if (!json || !out) return tk_error(TK_EINVAL, "nn_arch_from_json: NULL argument");
+  cJSON *root = nn_json_parse(json, "nn arch JSON");
+  if (!root) return TK_EFORMAT;
   nnArch a;
   nn_arch_default(&a);
   int rc = parse_arch(root, &a);

@@ -325,12 +325,8 @@ static int parse_enc(const cJSON *root, nnEncArch *a) {
 
 int nn_enc_arch_from_json(const char *json, nnEncArch *out) {
   if (!json || !out) return tk_error(TK_EINVAL, "nn_enc_arch_from_json: NULL argument");
-  const char *end = NULL;
-  cJSON *root = cJSON_ParseWithOpts(json, &end, 1);
-  if (!root) {
-    size_t off = end ? (size_t)(end - json) : 0;
-    return tk_error(TK_EFORMAT, "nn enc arch JSON: invalid JSON near byte %zu", off);
-  }
+  cJSON *root = nn_json_parse(json, "nn enc arch JSON");
+  if (!root) return TK_EFORMAT;
   nnEncArch a;
   memset(&a, 0, sizeof a);
   int rc = parse_enc(root, &a);

@@ -81,6 +81,8 @@ float nn_sigmoid(float x);
 
 /* ---- shared internals ------------------------------------------------------------------------ */
 
+/* cJSON_Parse of a whole string; NULL with TK_EFORMAT "<what>: invalid JSON near byte N" */
+struct cJSON *nn_json_parse(const char *json, const char *what);
 int nn_check_batch(const nnNet *net, const nnWork *w, const float *x, int B);
 /* TK_EINVAL naming fn if net was made to act (no gradients or Adam state), else 0 */
 int nn_need_training(const nnNet *net, const char *fn);
