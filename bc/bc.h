@@ -258,6 +258,8 @@ typedef struct {
   nnArch arch;            /* obs_dim/act_dim are filled in; hidden 1024,1024 (robomimic), MSE head with tanh
                              (robomimic's bc.json default; GMM 5 modes is --head gmm) */
   double obs_noise;       /* training batches: Gaussian noise of this std on the normalized observations */
+  double ema;             /* 0: off; else rollouts and the saved policy use an exponential moving average
+                             of the weights with this decay (warm-up: min(ema, (1 + step) / (10 + step))) */
   int chunk;              /* predict this many actions per step (ACT's action chunking; rollouts average
                              the overlapping predictions); default 1 */
   int crop_h, crop_w;     /* cameras: random crop size in training (0: the frame minus 10%, 84 -> 76) */
@@ -315,6 +317,8 @@ int bc_vt_loss(bcVisionTrainer *vt, const float *x, const float *y, const int64_
 int64_t bc_vt_nparams(const bcPolicy *p);
 void bc_vt_save_params(const bcPolicy *p, float *buf);
 void bc_vt_load_params(bcPolicy *p, const float *buf);
+/* ema = d ema + (1 - d) params over the same layout (an exponential moving average of the weights) */
+void bc_vt_ema_update(const bcPolicy *p, float *ema, float d);
 
 /* Seeds for held-out evaluation: well away from the seeds teleop and the scripted operator record
  * with (0, 1, 2, ...), so evaluation never replays a training demo's initial state. */

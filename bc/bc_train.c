@@ -300,6 +300,7 @@ static char *info_json(const bcTrainOpts *o, const bcTrainResult *r, int epoch, 
   cJSON_AddNumberToObject(j, "lr", o->adam.lr);
   cJSON_AddNumberToObject(j, "seed", (double)o->seed);
   cJSON_AddNumberToObject(j, "threads", o->threads);
+  if (o->ema > 0) cJSON_AddNumberToObject(j, "ema", o->ema);
   cJSON_AddNumberToObject(j, "train_demos", r->train_demos);
   cJSON_AddNumberToObject(j, "valid_demos", r->valid_demos);
   cJSON_AddNumberToObject(j, "skipped_failures", r->skipped_failures);
@@ -355,6 +356,7 @@ typedef struct {
   nnWork *tw, *vw;     /* BC-RNN training work; validation work */
   float *x, *y;        /* a batch: inputs (B T obs_dim) and targets (B T act_dim K) */
   float *last_good;    /* (n_params) the parameters at the epoch's start */
+  float *ema, *live;   /* --ema: the weights' moving average, and the live weights while it is swapped in */
   curves cv;
   FILE *csv;
   tkRng rng; /* shuffling and observation noise */
@@ -368,6 +370,7 @@ static void trainer_free(trainer *t) {
   if (t->csv) fclose(t->csv);
   free(t->cv.epoch);
   free(t->last_good);
+  free(t->ema);
   free(t->last_row);
   free(t->x);
   free(t->y);
@@ -512,8 +515,14 @@ static int alloc_training(trainer *t, const bcTrainOpts *o) {
   int64_t xb = (int64_t)TK_MAX(t->B, vb) * T;
   t->x = malloc(sizeof(float) * (size_t)(xb * TK_MAX(1, t->L.obs_dim)));
   t->y = malloc(sizeof(float) * (size_t)(xb * t->L.act_dim * K));
-  t->last_good = malloc(sizeof(float) * (size_t)bc_vt_nparams(t->p));
+  const int64_t np = bc_vt_nparams(t->p);
+  t->last_good = malloc(sizeof(float) * (size_t)np);
   if (!t->x || !t->y || !t->last_good) return tk_error(TK_ENOMEM, "out of memory");
+  if (o->ema > 0) {
+    if (!(t->ema = malloc(sizeof(float) * 2 * (size_t)np))) return tk_error(TK_ENOMEM, "out of memory");
+    t->live = t->ema + np;
+    bc_vt_save_params(t->p, t->ema);
+  }
   return curves_make(&t->cv, o->epochs);
 }
 
@@ -595,6 +604,10 @@ static double train_epoch(trainer *t, const bcTrainOpts *o, bcTrainResult *r, in
     sum += (double)loss * b;
     t->samples += b;
     r->steps++;
+    if (t->ema) {
+      double d = fmin(o->ema, (1.0 + (double)r->steps) / (10.0 + (double)r->steps));
+      bc_vt_ema_update(t->p, t->ema, (float)d);
+    }
   }
   t->t_train += tk_now_s() - te;
   return sum / (double)t->ntrain;
@@ -696,10 +709,15 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
     curves_push(&t.cv, ep, r->final_train_loss, r->final_valid_loss);
     double succ = NAN, ret = NAN;
     const int eval_now = t.can_eval && (ep % o->eval_every == 0 || ep == o->epochs);
+    if (t.ema && (eval_now || (!t.can_eval && ep == o->epochs))) { /* the average acts and is saved */
+      bc_vt_save_params(t.p, t.live);
+      bc_vt_load_params(t.p, t.ema);
+    }
     if (eval_now)
       rc = evaluate(&t, o, r, ep, &succ, &ret);
     else if (!t.can_eval && ep == o->epochs)
       rc = save_policy(&t, o, r, ep, NAN);
+    if (t.ema && (eval_now || (!t.can_eval && ep == o->epochs))) bc_vt_load_params(t.p, t.live);
     if (rc) break;
     log_epoch(&t, o, r, ep, succ, ret, eval_now);
   }

@@ -62,6 +62,8 @@ static void usage(FILE *f) {
       "  --rnn-horizon T        training sequence length and rollout state-reset period (default 10)\n"
       "  --obs-noise S          Gaussian noise (std S, in normalized units) on the training observations\n"
       "                         (default 0)\n"
+      "  --ema D                rollouts and the saved policy use an exponential moving average of the\n"
+      "                         weights with decay D (e.g. 0.995; default 0 = off, the live weights)\n"
       "  --obs-std-floor S      observation normalization: std = max(std, S) (default 0.1)\n"
       "  --seed S               initialization, split and shuffling (default 0)\n"
       "  --threads T            training threads (default: online cores); same seed and threads,\n"
@@ -124,6 +126,7 @@ static const optRow opt_rows[] = {
     {"rnn-hidden", OPT_INT, F(arch.rnn_hidden), 1, NN_MAX_DIM, 0},
     {"rnn-horizon", OPT_INT, F(arch.rnn_horizon), 1, NN_MAX_RNN_HORIZON, 0},
     {"obs-noise", OPT_F64, F(obs_noise), 0, 10, 0},
+    {"ema", OPT_F64, F(ema), 0, 0.999999, 0},
     {"crop-height", OPT_INT, F(crop_h), 1, NN_MAX_IMAGE_SIDE, 0},
     {"crop-width", OPT_INT, F(crop_w), 1, NN_MAX_IMAGE_SIDE, 0},
     {"encoder-width", OPT_INT, F(encoder_width), 1, 1024, 0},

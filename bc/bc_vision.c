@@ -299,3 +299,18 @@ void bc_vt_load_params(bcPolicy *p, const float *buf) {
     buf += p->img[i].enc->n_params;
   }
 }
+
+void bc_vt_ema_update(const bcPolicy *p, float *ema, float d) {
+  const float c = 1.0f - d;
+  const float *src = p->net->params;
+  int64_t n = p->net->n_params;
+  for (int i = -1; i < p->nimg; i++) {
+    if (i >= 0) {
+      src = p->img[i].enc->params;
+      n = p->img[i].enc->n_params;
+    }
+    for (int64_t k = 0; k < n; k++)
+      ema[k] = d * ema[k] + c * src[k];
+    ema += n;
+  }
+}
