@@ -258,6 +258,8 @@ typedef struct {
   nnArch arch;            /* obs_dim/act_dim are filled in; hidden 1024,1024 (robomimic), MSE head with tanh
                              (robomimic's bc.json default; GMM 5 modes is --head gmm) */
   double obs_noise;       /* training batches: Gaussian noise of this std on the normalized observations */
+  unsigned given;         /* BC_GIVEN_* bits: options the user set (the others take the camera defaults
+                             when the policy has cameras) */
   double ema;             /* 0: off; else rollouts and the saved policy use an exponential moving average
                              of the weights with this decay (warm-up: min(ema, (1 + step) / (10 + step))) */
   int chunk;              /* predict this many actions per step (ACT's action chunking; rollouts average
@@ -292,6 +294,12 @@ typedef struct {
 } bcTrainResult;
 
 void bc_train_default(bcTrainOpts *o);
+/* Defaults that differ for a policy with cameras, chosen by measurement on lift (docs/results.md):
+ * unless the user set them (bcTrainOpts.given), these replace lr, epochs and ema. */
+enum { BC_GIVEN_LR = 1, BC_GIVEN_EPOCHS = 2, BC_GIVEN_EMA = 4 };
+#define BC_CAMERA_LR 3e-4
+#define BC_CAMERA_EPOCHS 300
+#define BC_CAMERA_EMA 0.995
 /* Train, evaluate, and save the best policy to o->out, with the metrics CSV and PNG plots. */
 int bc_train(const bcTrainOpts *o, bcTrainResult *r);
 

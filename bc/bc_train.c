@@ -689,7 +689,19 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
   trainer t = {.best = -1};
 
   /* setup: load and split the data, build and normalize the policy, rollouts, allocate once */
-  if ((rc = load_data(&t, o, r)) || (rc = build_policy(&t, o))) goto done;
+  bcTrainOpts co;
+  if ((rc = load_data(&t, o, r))) goto done;
+  if (t.img.nkeys > 0) { /* the camera defaults, for what the user left unset */
+    co = *o;
+    if (!(o->given & BC_GIVEN_LR)) co.adam.lr = BC_CAMERA_LR;
+    if (!(o->given & BC_GIVEN_EPOCHS)) co.epochs = BC_CAMERA_EPOCHS;
+    if (!(o->given & BC_GIVEN_EMA)) co.ema = BC_CAMERA_EMA;
+    if (!o->quiet && co.given != (BC_GIVEN_LR | BC_GIVEN_EPOCHS | BC_GIVEN_EMA))
+      printf("bc-train: a policy with cameras: lr %g, %d epochs, weight average (ema) %g%s\n", co.adam.lr, co.epochs,
+             co.ema, " (--lr, --epochs, --ema change them)");
+    o = &co;
+  }
+  if ((rc = build_policy(&t, o))) goto done;
   setup_rollouts(&t, o);
   if ((rc = alloc_training(&t, o)) || (rc = open_metrics(&t, prefix))) goto done;
   print_setup(&t, o, r);

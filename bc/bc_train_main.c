@@ -40,9 +40,9 @@ static void usage(FILE *f) {
       "  --filter-key NAME      train on the demos of mask/NAME (default: every demo not in mask/valid)\n"
       "  --valid-frac F         validation demos when the file has no mask/valid (default 0.1)\n"
       "  --include-failures     also train on demos marked success=0 (default: skipped)\n"
-      "  --epochs N             passes over the training samples (default 200)\n"
+      "  --epochs N             passes over the training samples (default 200; with cameras 300)\n"
       "  --batch B              minibatch (default 100, robomimic's)\n"
-      "  --lr LR                Adam learning rate (default 1e-4, robomimic's)\n"
+      "  --lr LR                Adam learning rate (default 1e-4, robomimic's; with cameras 3e-4)\n"
       "  --weight-decay W       AdamW decoupled weight decay (default 0)\n"
       "  --clip-norm C          gradient global-norm clipping (default 0 = off)\n"
       "  --hidden W,W,...|none  hidden layer widths (default 1024,1024, robomimic's; none with --rnn)\n"
@@ -63,7 +63,7 @@ static void usage(FILE *f) {
       "  --obs-noise S          Gaussian noise (std S, in normalized units) on the training observations\n"
       "                         (default 0)\n"
       "  --ema D                rollouts and the saved policy use an exponential moving average of the\n"
-      "                         weights with decay D (e.g. 0.995; default 0 = off, the live weights)\n"
+      "                         weights with decay D (default 0 = off, the live weights; with cameras 0.995)\n"
       "  --obs-std-floor S      observation normalization: std = max(std, S) (default 0.1)\n"
       "  --seed S               initialization, split and shuffling (default 0)\n"
       "  --threads T            training threads (default: online cores); same seed and threads,\n"
@@ -204,6 +204,9 @@ static int set_render(cliState *c, const char *v) {
 /* Set one option; v NULL for a flag on the command line, else its value ("true"/"false" for a flag). */
 static int set_opt(cliState *c, const optRow *r, const char *v) {
   bcTrainOpts *o = &c->o;
+  o->given |= !strcmp(r->name, "lr") ? BC_GIVEN_LR : !strcmp(r->name, "epochs") ? BC_GIVEN_EPOCHS
+              : !strcmp(r->name, "ema")                                       ? BC_GIVEN_EMA
+                                                                              : 0u;
   char *field = (char *)o + r->off;
   char flag[48];
   snprintf(flag, sizeof flag, "--%s", r->name); /* our names: short */
