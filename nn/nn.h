@@ -139,8 +139,24 @@ typedef struct {
   float *db_ih, *db_hh;
 } nnLstmLayer;
 
+/* One row of the trunk's MLP (built from nnArch by nn_net_plan; the kinds are rows of the layer table,
+ * nn/nn_layer.c): linear l, layernorm l, then the activation row (relu, elu, tanh) of hidden layer l, ...,
+ * the output linear. */
+#define NN_MAX_ROWS (3 * NN_MAX_HIDDEN + 1)
+typedef struct {
+  int kind;    /* nnLayerKind */
+  int layer;   /* its Linear's index l (parameters: net->layer[l]) */
+  int in, out; /* widths of a row of its input and output */
+  int tensor;  /* its first parameter tensor in net->tensors (weight or gain, then bias), -1: none */
+  int fuse;    /* forward: how many of the following rows this row's forward runs in the same pass (a
+                  linear's layernorm and activation: 0, 1 or 2; 0 for the fused rows themselves); the
+                  backward pass runs every row on its own */
+} nnRow;
+
 typedef struct {
   nnArch arch;
+  int n_rows;                  /* the MLP as rows of the layer table, in forward order */
+  nnRow rows[NN_MAX_ROWS];
   int n_linear;                /* n_hidden + 1 */
   int dims[NN_MAX_HIDDEN + 2]; /* dims[0] = MLP input (obs_dim, or rnn_hidden after an LSTM),
                                   dims[i+1] = width of Linear i's output */
@@ -168,6 +184,9 @@ typedef struct {
   int batch;                  /* rows of the last forward */
   int stage;                  /* internal: what the last call computed */
   const float *x;             /* input of the last forward (borrowed: keep it alive until backward) */
+  float *y[NN_MAX_ROWS];      /* row i's output [B, rows[i].out] (an in-place row's is its input's; the last
+                                 row's is out) */
+  float *scratch[NN_MAX_ROWS]; /* row i's own (layernorm: rstd [B]), else NULL */
   float *h[NN_MAX_HIDDEN];    /* hidden-layer outputs after activation [B, hidden[l]] */
   float *xhat[NN_MAX_HIDDEN]; /* LayerNorm-normalized pre-activations [B, hidden[l]] (LN only) */
   float *rstd[NN_MAX_HIDDEN]; /* LayerNorm 1/sqrt(var + eps) per row [B] (LN only) */
@@ -367,8 +386,12 @@ typedef enum {
   NN_LAYER_SPATIAL_SOFTMAX = 2,
   NN_LAYER_FLATTEN = 3,
   NN_LAYER_LINEAR = 4,
+  NN_LAYER_LAYERNORM = 5, /* the trunk's rows only (an encoder refuses them, naming the layer) */
+  NN_LAYER_ELU = 6,
+  NN_LAYER_TANH = 7,
 } nnLayerKind;
-const char *nn_layer_kind_name(nnLayerKind k); /* "conv", "relu", "spatial_softmax", "flatten", "linear" */
+/* "conv", "relu", "spatial_softmax", "flatten", "linear", "layernorm", "elu", "tanh" */
+const char *nn_layer_kind_name(nnLayerKind k);
 
 typedef struct {
   nnLayerKind kind;

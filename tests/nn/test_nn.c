@@ -1113,3 +1113,74 @@ Test(memory, no_allocation_in_forward_backward_step) {
   nn_net_free(net);
   nn_net_free(gm);
 }
+
+/* The MLP is a list of rows of the layer table: linear (+ layernorm) + activation per hidden layer and the
+ * output linear; the forward pass fuses a linear with the layernorm and activation after it. Run row by
+ * row (no fusion), forward, backward and training give the same bits. */
+Test(rows, the_mlp_is_rows_and_fusion_changes_no_bit) {
+  const int h[2] = {24, 17};
+  const nnActivation acts[3] = {NN_RELU, NN_ELU, NN_TANH};
+  const nnLayerKind act_rows[3] = {NN_LAYER_RELU, NN_LAYER_ELU, NN_LAYER_TANH};
+  for (int ai = 0; ai < 3; ai++)
+    for (int ln = 0; ln <= 1; ln++) {
+      nnArch a = arch(9, 3, 2, h, acts[ai], ln, NN_HEAD_GMM);
+      nnNet *n1 = make(&a, 5), *n2 = make(&a, 5);
+      cr_assert_eq(n1->n_rows, 2 * (2 + ln) + 1);
+      int i = 0;
+      for (int l = 0; l < 2; l++) {
+        cr_assert_eq(n1->rows[i].kind, NN_LAYER_LINEAR);
+        cr_assert_eq(n1->rows[i].fuse, 1 + ln, "a linear runs its layernorm and activation");
+        cr_assert_str_eq(n1->tensors[n1->rows[i++].tensor].name, l ? "l1.weight" : "l0.weight");
+        if (ln) cr_assert_str_eq(n1->tensors[n1->rows[i++].tensor].name, l ? "ln1.gain" : "ln0.gain");
+        cr_assert_eq(n1->rows[i].kind, act_rows[ai]);
+        cr_assert_eq(n1->rows[i++].tensor, -1);
+      }
+      cr_assert_eq(n1->rows[i].kind, NN_LAYER_LINEAR);
+      cr_assert_eq(n1->rows[i].fuse, 0);
+      for (int k = 0; k < n2->n_rows; k++) /* row by row */
+        n2->rows[k].fuse = 0;
+      tkRng r;
+      tk_rng_seed(&r, 3);
+      if (ln) {
+        shake_ln(n1, &r);
+        nn_copy_params(n2, n1);
+      }
+      nnWork *w1 = work(n1, 40), *w2 = work(n2, 40);
+      float X[40 * 9], Y[40 * 3], dx1[40 * 9], dx2[40 * 9], l1, l2;
+      fill(X, 40 * 9, &r, -2, 2);
+      fill(Y, 40 * 3, &r, -0.9, 0.9);
+      cr_assert_eq(nn_forward(n1, w1, X, 40), 0);
+      cr_assert_eq(nn_forward(n2, w2, X, 40), 0);
+      size_t no = sizeof(float) * 40 * (size_t)n1->out_dim;
+      cr_assert_eq(memcmp(w1->out, w2->out, no), 0, "%s ln %d: forward differs", nn_activation_name(acts[ai]),
+                   ln);
+      float dout[40 * 35];
+      fill(dout, 40 * (size_t)n1->out_dim, &r, -1, 1);
+      nn_zero_grad(n1);
+      nn_zero_grad(n2);
+      cr_assert_eq(nn_backward_out(n1, w1, dout, dx1, 1), 0);
+      cr_assert_eq(nn_backward_out(n2, w2, dout, dx2, 1), 0);
+      cr_assert_eq(memcmp(dx1, dx2, sizeof dx1), 0);
+      cr_assert_eq(memcmp(n1->grads, n2->grads, sizeof(float) * (size_t)n1->n_params), 0);
+      nnAdamOpts o;
+      nn_adam_default(&o);
+      o.lr = 1e-3;
+      for (int s = 0; s < 5; s++) {
+        cr_assert_eq(nn_train_step(n1, w1, &o, X, Y, 40, &l1, NULL), 0, "%s", tk_errmsg());
+        cr_assert_eq(nn_train_step(n2, w2, &o, X, Y, 40, &l2, NULL), 0, "%s", tk_errmsg());
+        cr_assert_eq(memcmp(&l1, &l2, sizeof l1), 0);
+      }
+      cr_assert_eq(memcmp(n1->params, n2->params, sizeof(float) * (size_t)n1->n_params), 0);
+      nn_work_free(w1);
+      nn_work_free(w2);
+      nn_net_free(n1);
+      nn_net_free(n2);
+    }
+  /* the trunk's rows are not an encoder's: refused by name */
+  nnEncArch e;
+  nn_enc_arch_default(&e, 3, 16, 16, 8);
+  e.layer[1].kind = NN_LAYER_ELU;
+  cr_assert_neq(nn_enc_arch_validate(&e), 0);
+  cr_assert(strstr(tk_errmsg(), "layer 1 (elu)"), "%s", tk_errmsg());
+  cr_assert_str_eq(nn_layer_kind_name(NN_LAYER_LAYERNORM), "layernorm");
+}
