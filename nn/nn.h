@@ -187,6 +187,7 @@ typedef struct {
   float *y[NN_MAX_ROWS];      /* row i's output [B, rows[i].out] (an in-place row's is its input's; the last
                                  row's is out) */
   float *scratch[NN_MAX_ROWS]; /* row i's own (layernorm: rstd [B]), else NULL */
+  struct nnTeam *team;        /* NULL, or the team nn_step trains plain networks with (nn_work_set_team) */
   float *h[NN_MAX_HIDDEN];    /* hidden-layer outputs after activation [B, hidden[l]] */
   float *xhat[NN_MAX_HIDDEN]; /* LayerNorm-normalized pre-activations [B, hidden[l]] (LN only) */
   float *rstd[NN_MAX_HIDDEN]; /* LayerNorm 1/sqrt(var + eps) per row [B] (LN only) */
@@ -339,6 +340,28 @@ int nn_team_threads(const nnTeam *t);
 /* Same contract as nn_train_step. */
 int nn_team_train_step(nnNet *net, nnTeam *t, const nnAdamOpts *o, const float *x, const float *y, int B,
                        float *loss, double *grad_norm);
+
+/* ---- one entry point to train, one to act, over every trunk --------------------------------------- */
+/* A plain network (B rows), a chunked one (the same: its A is k actions) and a recurrent one (B
+ * sequences of T steps) train through nn_step and act through nn_run; the calls above are kept and give
+ * the same bits (nn_step and nn_run call the same code).
+ * nn_work_set_team: nn_step trains a plain network on this work's batch with team t (data-parallel, as
+ * nn_team_train_step; its results, bit for bit); NULL detaches. The team must be made for the work's
+ * network (checked on use, as the work). The work does not own it: free the team after the last step. */
+int nn_work_set_team(nnWork *w, nnTeam *t);
+/* One training step: zero_grad + loss + backward + (clip +) Adam on x [B, T, obs_dim] against
+ * y [B, T, A] (row b*T + t). A plain network takes T = 1 (B rows: nn_train_step, or nn_team_train_step
+ * with the work's team); a recurrent one B sequences of T <= the work's max_T steps, each from a zero
+ * state, with backpropagation through time (nn_seq_train_step). */
+int nn_step(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *x, const float *y, int B, int T,
+            float *loss, double *grad_norm);
+/* Deterministic actions act [B, T, A] for x [B, T, obs_dim] (row b*T + t). state is the episode's:
+ * nn_rnn_state_size(net, B) floats, zero at its start (0 floats for a plain network: state is ignored).
+ *   plain network: B*T independent rows (nn_act);
+ *   recurrent, state NULL: each of the B sequences from a zero state (nn_seq_act);
+ *   recurrent, state: T steps continuing from it, the state updated in place (nn_rnn_step T times; with
+ *   B > 1, T <= the work's max_T). */
+int nn_run(const nnNet *net, nnWork *w, float *state, const float *x, int B, int T, float *act);
 
 /* ---- image encoders: layers as rows of a table ------------------------------------------------- */
 /* An encoder maps a batch of images x [B, C, H, W] (float32, NCHW: torch's layout, values as given:

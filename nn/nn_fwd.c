@@ -567,6 +567,37 @@ int nn_act(const nnNet *net, nnWork *w, const float *x, int B, float *act) {
   return 0;
 }
 
+/* every trunk: a plain network's B*T rows; a recurrent network's sequences from zero, or T steps on from
+ * the episode's state */
+int nn_run(const nnNet *net, nnWork *w, float *state, const float *x, int B, int T, float *act) {
+  if (!net || !w || !x || !act) return tk_error(TK_EINVAL, "nn_run: NULL network, work, input or output");
+  if (T < 1 || B < 1 || (int64_t)B * T > (1 << 24))
+    return tk_error(TK_ERANGE, "nn_run: %d rows x %d steps (each >= 1, B*T at most %d)", B, T, 1 << 24);
+  if (net->arch.rnn_layers < 1) return nn_act(net, w, x, B * T, act);
+  if (!state) return nn_seq_act(net, w, x, B, T, act);
+  const int D = net->arch.obs_dim, A = net->arch.act_dim;
+  if (B == 1 || T == 1) { /* step t of every row is contiguous */
+    for (int t = 0; t < T; t++) {
+      int rc = nn_rnn_step(net, w, state, x + (size_t)t * D, B, act + (size_t)t * A);
+      if (rc) return rc;
+    }
+    return 0;
+  }
+  /* B rows of T steps: step t gathered (rows b*T + t) into xt, its actions scattered from w->act */
+  if (B > w->max_batch)
+    return tk_error(TK_ERANGE, "nn_run: batch %d not in 1..%d (the work's max_batch)", B, w->max_batch);
+  if (!w->xt) return tk_error(TK_EINVAL, "nn_run: the work was made for another network");
+  for (int t = 0; t < T; t++) {
+    for (int b = 0; b < B; b++)
+      memcpy(w->xt + (size_t)b * D, x + ((size_t)b * T + t) * D, sizeof(float) * (size_t)D);
+    int rc = nn_rnn_step(net, w, state, w->xt, B, w->act);
+    if (rc) return rc;
+    for (int b = 0; b < B; b++)
+      memcpy(act + ((size_t)b * T + t) * A, w->act + (size_t)b * A, sizeof(float) * (size_t)A);
+  }
+  return 0;
+}
+
 void nn_head_act(const nnNet *net, const nnWork *w, int B, float *act) {
   const nnArch *a = &net->arch;
   int A = a->act_dim, D = net->out_dim;

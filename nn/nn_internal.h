@@ -115,6 +115,11 @@ void nn_loss_backward(nnNet *net, nnWork *w, int accumulate);
  * (clip +) Adam. */
 int nn_fit_rows(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *y, int N, float *loss,
                 double *grad_norm, const char *fn);
+/* the training steps behind nn_step and the old entry points, errors naming fn */
+int nn_seq_train(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *x, const float *y, int B, int T,
+                 float *loss, double *grad_norm, const char *fn);
+int nn_team_step(nnNet *net, nnTeam *t, const nnAdamOpts *o, const float *x, const float *y, int B,
+                 float *loss, double *grad_norm, const char *fn);
 /* Work with the LSTM buffers for max_batch sequences of max_T steps (recurrent networks) */
 nnWork *nn_work_alloc(const nnNet *net, int max_batch, int max_T);
 

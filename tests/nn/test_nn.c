@@ -1184,3 +1184,54 @@ Test(rows, the_mlp_is_rows_and_fusion_changes_no_bit) {
   cr_assert(strstr(tk_errmsg(), "layer 1 (elu)"), "%s", tk_errmsg());
   cr_assert_str_eq(nn_layer_kind_name(NN_LAYER_LAYERNORM), "layernorm");
 }
+
+/* nn_step and nn_run on a plain network: nn_train_step's and nn_act's bits; with a team on the work,
+ * nn_team_train_step's; B rows x T steps are B*T rows. */
+Test(entry, nn_step_and_nn_run_are_the_plain_and_team_calls) {
+  const int h[2] = {32, 32};
+  nnArch a = arch(8, 2, 2, h, NN_TANH, 1, NN_HEAD_GAUSSIAN);
+  nnNet *n1 = make(&a, 42), *n2 = make(&a, 42);
+  nnWork *w1 = work(n1, 64), *w2 = work(n2, 64);
+  nnTeam *t1 = nn_team_make(n1, 64, 2), *t2 = nn_team_make(n2, 64, 2);
+  cr_assert(t1 && t2, "%s", tk_errmsg());
+  tkRng r;
+  tk_rng_seed(&r, 1);
+  float X[64 * 8], Y[64 * 2], A1[64 * 2], A2[64 * 2];
+  nnAdamOpts o;
+  nn_adam_default(&o);
+  o.lr = 1e-3;
+  for (int s = 0; s < 6; s++) {
+    fill(X, 64 * 8, &r, -1, 1);
+    fill(Y, 64 * 2, &r, -0.9, 0.9);
+    float l1, l2;
+    double g1, g2;
+    int team = s >= 3;
+    cr_assert_eq(nn_work_set_team(w2, team ? t2 : NULL), 0);
+    cr_assert_eq(team ? nn_team_train_step(n1, t1, &o, X, Y, 64, &l1, &g1)
+                      : nn_train_step(n1, w1, &o, X, Y, 64, &l1, &g1),
+                 0, "%s", tk_errmsg());
+    cr_assert_eq(nn_step(n2, w2, &o, X, Y, 16, 4, &l2, &g2), 0, "%s", tk_errmsg());
+    cr_assert(l1 == l2 && g1 == g2, "step %d (team %d): loss %g vs %g", s, team, l1, l2);
+  }
+  cr_assert_eq(memcmp(n1->params, n2->params, sizeof(float) * (size_t)n1->n_params), 0);
+  float st = 0;
+  cr_assert_eq(nn_act(n1, w1, X, 64, A1), 0);
+  cr_assert_eq(nn_run(n2, w2, &st, X, 8, 8, A2), 0); /* state ignored: a plain network has none */
+  cr_assert_eq(memcmp(A1, A2, sizeof A1), 0);
+  /* a team made for another network is refused */
+  nnArch b = a;
+  b.hidden[0] = 16;
+  nnNet *n3 = make(&b, 1);
+  nnWork *w3 = work(n3, 8);
+  cr_assert_neq(nn_work_set_team(w3, t1), 0);
+  cr_assert_neq(nn_step(n2, w2, &o, X, Y, 64, 0, NULL, NULL), 0);
+  cr_assert(strstr(tk_errmsg(), "nn_step"), "%s", tk_errmsg());
+  nn_work_free(w3);
+  nn_net_free(n3);
+  nn_team_free(t1);
+  nn_team_free(t2);
+  nn_work_free(w1);
+  nn_work_free(w2);
+  nn_net_free(n1);
+  nn_net_free(n2);
+}
