@@ -234,7 +234,7 @@ static int refuse_cameras(const bcPolicy *p) {
  * arch.act_dim] is scratch. */
 static int act_input(const bcPolicy *p, nnWork *w, const float *x, int B, float *a, double *act, int steps) {
   const int A = p->act_dim, O = p->arch.act_dim;
-  int rc = nn_act(p->net, w, x, B, a);
+  int rc = nn_run(p->net, w, NULL, x, B, 1, a); /* a plain trunk: B rows */
   if (rc) return rc;
   for (int b = 0; b < B; b++)
     for (int c = 0; c < steps; c++)
@@ -303,7 +303,7 @@ void bc_ensemble_reset(bcEnsemble *e) { e->t = 0; }
  * steps (robomimic's BC-RNN rollouts), as every training sequence did. a [arch.act_dim] is scratch. */
 static int rnn_step(const bcPolicy *p, nnWork *w, bcEnsemble *e, const float *x, float *a, double *act) {
   if (e->t % e->horizon == 0) memset(e->rnn, 0, sizeof(float) * (size_t)e->rnn_n);
-  int rc = nn_rnn_step(p->net, w, e->rnn, x, 1, a);
+  int rc = nn_run(p->net, w, e->rnn, x, 1, 1, a); /* one step on from the episode's state */
   if (rc) return rc;
   to_env(p, a, act);
   e->t++;

@@ -353,7 +353,7 @@ typedef struct {
   int B, threads, rnn; /* batch, training threads, BC-RNN */
   nnTeam *team;        /* MLP: data-parallel training team */
   bcVisionTrainer *vt; /* a policy with cameras: its training step */
-  nnWork *tw, *vw;     /* BC-RNN training work; validation work */
+  nnWork *tw, *vw;     /* training work (nn_step; a plain trunk's carries the team); validation work */
   float *x, *y;        /* a batch: inputs (B T obs_dim) and targets (B T act_dim K) */
   float *last_good;    /* (n_params) the parameters at the epoch's start */
   float *ema, *live;   /* --ema: the weights' moving average, and the live weights while it is swapped in */
@@ -506,10 +506,11 @@ static int alloc_training(trainer *t, const bcTrainOpts *o) {
   } else if (t->rnn) {
     nn_set_threads(t->threads);
     t->tw = nn_work_make_seq(net, t->B, T);
-  } else {
-    t->team = nn_team_make(net, t->B, t->threads);
+  } else { /* the team trains through a work that carries it (nn_step) */
+    if ((t->team = nn_team_make(net, t->B, t->threads)) && (t->tw = nn_work_make(net, 1)))
+      nn_work_set_team(t->tw, t->team);
   }
-  if ((!t->team && !t->tw && !t->vt) ||
+  if ((!t->tw && !t->vt) ||
       (!t->vt && !(t->vw = t->rnn ? nn_work_make_seq(net, vb, T) : nn_work_make(net, vb))))
     return tk_error_wrap(TK_ENOMEM, "bc-train");
   int64_t xb = (int64_t)TK_MAX(t->B, vb) * T;
@@ -570,8 +571,7 @@ static void next_batch(trainer *t, const bcTrainOpts *o, int64_t k0, int b) {
  * makes the step refuse non-finite gradients (nonzero: the parameters were not updated). */
 static int train_step(trainer *t, const bcTrainOpts *o, const int64_t *rows, int b, float *loss, double *gnorm) {
   if (t->vt) return bc_vt_step(t->vt, &o->adam, t->x, t->y, rows, b, &t->rng, loss, gnorm);
-  return t->rnn ? nn_seq_train_step(t->p->net, t->tw, &o->adam, t->x, t->y, b, t->sm.T, loss, gnorm)
-                : nn_team_train_step(t->p->net, t->team, &o->adam, t->x, t->y, b, loss, gnorm);
+  return nn_step(t->p->net, t->tw, &o->adam, t->x, t->y, b, t->rnn ? t->sm.T : 1, loss, gnorm);
 }
 
 /* One pass over the shuffled training rows; the mean training loss. A non-finite loss stops the epoch

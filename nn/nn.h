@@ -139,8 +139,24 @@ typedef struct {
   float *db_ih, *db_hh;
 } nnLstmLayer;
 
+/* One row of the trunk's MLP (built from nnArch by nn_net_plan; the kinds are rows of the layer table,
+ * nn/nn_layer.c): linear l, layernorm l, then the activation row (relu, elu, tanh) of hidden layer l, ...,
+ * the output linear. */
+#define NN_MAX_ROWS (3 * NN_MAX_HIDDEN + 1)
+typedef struct {
+  int kind;    /* nnLayerKind */
+  int layer;   /* its Linear's index l (parameters: net->layer[l]) */
+  int in, out; /* widths of a row of its input and output */
+  int tensor;  /* its first parameter tensor in net->tensors (weight or gain, then bias), -1: none */
+  int fuse;    /* forward: how many of the following rows this row's forward runs in the same pass (a
+                  linear's layernorm and activation: 0, 1 or 2; 0 for the fused rows themselves); the
+                  backward pass runs every row on its own */
+} nnRow;
+
 typedef struct {
   nnArch arch;
+  int n_rows;                  /* the MLP as rows of the layer table, in forward order */
+  nnRow rows[NN_MAX_ROWS];
   int n_linear;                /* n_hidden + 1 */
   int dims[NN_MAX_HIDDEN + 2]; /* dims[0] = MLP input (obs_dim, or rnn_hidden after an LSTM),
                                   dims[i+1] = width of Linear i's output */
@@ -168,6 +184,10 @@ typedef struct {
   int batch;                  /* rows of the last forward */
   int stage;                  /* internal: what the last call computed */
   const float *x;             /* input of the last forward (borrowed: keep it alive until backward) */
+  float *y[NN_MAX_ROWS];      /* row i's output [B, rows[i].out] (an in-place row's is its input's; the last
+                                 row's is out) */
+  float *scratch[NN_MAX_ROWS]; /* row i's own (layernorm: rstd [B]), else NULL */
+  struct nnTeam *team;        /* NULL, or the team nn_step trains plain networks with (nn_work_set_team) */
   float *h[NN_MAX_HIDDEN];    /* hidden-layer outputs after activation [B, hidden[l]] */
   float *xhat[NN_MAX_HIDDEN]; /* LayerNorm-normalized pre-activations [B, hidden[l]] (LN only) */
   float *rstd[NN_MAX_HIDDEN]; /* LayerNorm 1/sqrt(var + eps) per row [B] (LN only) */
@@ -321,6 +341,28 @@ int nn_team_threads(const nnTeam *t);
 int nn_team_train_step(nnNet *net, nnTeam *t, const nnAdamOpts *o, const float *x, const float *y, int B,
                        float *loss, double *grad_norm);
 
+/* ---- one entry point to train, one to act, over every trunk --------------------------------------- */
+/* A plain network (B rows), a chunked one (the same: its A is k actions) and a recurrent one (B
+ * sequences of T steps) train through nn_step and act through nn_run; the calls above are kept and give
+ * the same bits (nn_step and nn_run call the same code).
+ * nn_work_set_team: nn_step trains a plain network on this work's batch with team t (data-parallel, as
+ * nn_team_train_step; its results, bit for bit); NULL detaches. The team must be made for the work's
+ * network (checked on use, as the work). The work does not own it: free the team after the last step. */
+int nn_work_set_team(nnWork *w, nnTeam *t);
+/* One training step: zero_grad + loss + backward + (clip +) Adam on x [B, T, obs_dim] against
+ * y [B, T, A] (row b*T + t). A plain network takes T = 1 (B rows: nn_train_step, or nn_team_train_step
+ * with the work's team); a recurrent one B sequences of T <= the work's max_T steps, each from a zero
+ * state, with backpropagation through time (nn_seq_train_step). */
+int nn_step(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *x, const float *y, int B, int T,
+            float *loss, double *grad_norm);
+/* Deterministic actions act [B, T, A] for x [B, T, obs_dim] (row b*T + t). state is the episode's:
+ * nn_rnn_state_size(net, B) floats, zero at its start (0 floats for a plain network: state is ignored).
+ *   plain network: B*T independent rows (nn_act);
+ *   recurrent, state NULL: each of the B sequences from a zero state (nn_seq_act);
+ *   recurrent, state: T steps continuing from it, the state updated in place (nn_rnn_step T times; with
+ *   B > 1, T <= the work's max_T). */
+int nn_run(const nnNet *net, nnWork *w, float *state, const float *x, int B, int T, float *act);
+
 /* ---- image encoders: layers as rows of a table ------------------------------------------------- */
 /* An encoder maps a batch of images x [B, C, H, W] (float32, NCHW: torch's layout, values as given:
  * the caller normalizes) to features [B, F] through a list of layers. Each layer kind is one row of a
@@ -367,8 +409,12 @@ typedef enum {
   NN_LAYER_SPATIAL_SOFTMAX = 2,
   NN_LAYER_FLATTEN = 3,
   NN_LAYER_LINEAR = 4,
+  NN_LAYER_LAYERNORM = 5, /* the trunk's rows only (an encoder refuses them, naming the layer) */
+  NN_LAYER_ELU = 6,
+  NN_LAYER_TANH = 7,
 } nnLayerKind;
-const char *nn_layer_kind_name(nnLayerKind k); /* "conv", "relu", "spatial_softmax", "flatten", "linear" */
+/* "conv", "relu", "spatial_softmax", "flatten", "linear", "layernorm", "elu", "tanh" */
+const char *nn_layer_kind_name(nnLayerKind k);
 
 typedef struct {
   nnLayerKind kind;

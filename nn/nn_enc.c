@@ -126,6 +126,9 @@ static int arch_shapes(const nnEncArch *a, nnShape *shapes) {
     const nnLayerSpec *s = &a->layer[i];
     const nnLayerRow *r = nn_layer_row(s->kind);
     if (!r) return tk_error(TK_EINVAL, "nn enc arch: layer %d: unknown kind %d", i, (int)s->kind);
+    if (!r->forward)
+      return tk_error(TK_EINVAL, "nn enc arch: layer %d (%s): a trunk layer, not one of an image encoder", i,
+                      r->name);
     for (size_t f = 0; f < TK_ARRAY_LEN(all_fields); f++)
       if (!(r->fields & all_fields[f]) && spec_field(s, all_fields[f]) != 0)
         return tk_error(TK_EINVAL, "nn enc arch: layer %d (%s): %s is %d, but %s has no %s (leave it 0)", i,
@@ -253,7 +256,8 @@ static int parse_layer(const cJSON *o, int i, nnLayerSpec *s) {
     return tk_error(TK_EFORMAT, "nn enc arch JSON: layers[%d]: \"type\" must be a string", i);
   const nnLayerRow *r = NULL;
   for (int k = 0; k < NN_LAYER_KINDS && !r; k++)
-    if (!strcmp(nn_layer_row((nnLayerKind)k)->name, t->valuestring)) {
+    if (nn_layer_row((nnLayerKind)k)->forward &&
+        !strcmp(nn_layer_row((nnLayerKind)k)->name, t->valuestring)) {
       r = nn_layer_row((nnLayerKind)k);
       s->kind = (nnLayerKind)k;
     }

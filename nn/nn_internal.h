@@ -115,6 +115,11 @@ void nn_loss_backward(nnNet *net, nnWork *w, int accumulate);
  * (clip +) Adam. */
 int nn_fit_rows(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *y, int N, float *loss,
                 double *grad_norm, const char *fn);
+/* the training steps behind nn_step and the old entry points, errors naming fn */
+int nn_seq_train(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *x, const float *y, int B, int T,
+                 float *loss, double *grad_norm, const char *fn);
+int nn_team_step(nnNet *net, nnTeam *t, const nnAdamOpts *o, const float *x, const float *y, int B,
+                 float *loss, double *grad_norm, const char *fn);
 /* Work with the LSTM buffers for max_batch sequences of max_T steps (recurrent networks) */
 nnWork *nn_work_alloc(const nnNet *net, int max_batch, int max_T);
 
@@ -213,6 +218,28 @@ typedef struct {
   float *scratch; /* w->scratch[i] */
 } nnLayerCall;
 
+/* a trunk row's parameters: none; weight [out, in] and bias [out] (torch.nn.Linear: uniform in
+ * +-1/sqrt(in)); gain and bias [out] (LayerNorm: 1 and 0) */
+enum { NN_MLP_PARAMS_NONE = 0, NN_MLP_PARAMS_WEIGHT = 1, NN_MLP_PARAMS_GAIN = 2 };
+
+/* The trunk's path of a row (nn_fwd.c): batch-major activations [B, width], one call per row. */
+typedef struct {
+  int B, in, out;     /* rows; widths of the input and the output */
+  const float *W, *b; /* linear: weight [out, in], bias [out]; layernorm: gain, bias [out]; else NULL */
+  float *dW, *db;     /* their gradients (backward; NULL: no parameter gradients wanted) */
+  int accumulate;     /* add to dW, db (else overwrite) */
+  const float *x;     /* input [B, in] */
+  float *y;           /* output [B, out] (== x for an in-place row) */
+  float *scratch;     /* the row's own (layernorm: rstd [B]) */
+  float *save;        /* layernorm: its input buffer, overwritten with xhat (read by its backward) */
+  const float *dy;    /* backward: dLoss/dy */
+  float *dx;          /* backward: dLoss/dx (NULL: not wanted; == dy for an in-place row) */
+  /* forward of a linear that runs the following rows in the same pass (nnRow.fuse) */
+  int act;                  /* an activation after it (nnActivation), else -1 */
+  const float *ln_g, *ln_b; /* a layernorm after it (ln_g NULL: none): gain, bias */
+  float *ln_y, *ln_rstd;    /* the layernorm's output and rstd; y becomes xhat */
+} nnMlpCall;
+
 enum { NN_FIELD_OUT = 1, NN_FIELD_KERNEL = 2, NN_FIELD_STRIDE = 4, NN_FIELD_PAD = 8 };
 
 /* A layer kind: one row. Backward reads the layer's input, its scratch and dy, never its own output
@@ -231,11 +258,29 @@ typedef struct {
   int64_t (*scratch)(const nnLayerSpec *s, const nnShape *in, const nnShape *out); /* floats per sample */
   void (*forward)(const nnLayerCall *c);
   void (*backward)(const nnLayerCall *c); /* dW, db always; dx when not NULL */
+  /* the trunk (nnNet's MLP, batch-major; NULL: an encoder-only kind). The encoder columns above are NULL
+   * for a trunk-only kind (an encoder refuses it). */
+  int act;                  /* an activation: its nnActivation (fusable after a linear), else -1 */
+  int mlp_fuse;             /* its forward may run a following layernorm/activation in its pass */
+  int mlp_in_place;         /* its forward writes over its input (activations) */
+  int mlp_dx_in_place;      /* its backward turns dy into dx in place (activations, layernorm) */
+  int mlp_scratch;          /* floats of its own per batch row (layernorm: rstd) */
+  int mlp_params;           /* NN_MLP_PARAMS_*: its tensors */
+  const char *mlp_names[2]; /* their names (a printf format of the layer index): weight, bias */
+  void (*mlp_forward)(const nnMlpCall *c);
+  void (*mlp_backward)(const nnMlpCall *c); /* dW, db when not NULL; dx when not NULL */
 } nnLayerRow;
 
 /* the table, indexed by nnLayerKind; NULL for an unknown kind */
 const nnLayerRow *nn_layer_row(nnLayerKind k);
-#define NN_LAYER_KINDS 5
+#define NN_LAYER_KINDS 8
+/* the trunk's rows (nn_fwd.c) */
+void nn_mlp_linear_forward(const nnMlpCall *c);
+void nn_mlp_linear_backward(const nnMlpCall *c);
+void nn_mlp_layernorm_forward(const nnMlpCall *c);
+void nn_mlp_layernorm_backward(const nnMlpCall *c);
+void nn_mlp_act_forward(const nnMlpCall *c, nnActivation act);  /* in place */
+void nn_mlp_act_backward(const nnMlpCall *c, nnActivation act); /* in place, through the output */
 
 /* nn_conv.c */
 /* build layer i's primitives for batch B: src layout act[i] (given), sets act[i+1] (oneDNN's choice);

@@ -1,6 +1,8 @@
-/* nn/nn_layer.c -- the encoder's layer kinds, one row each: JSON name and fields, output shape, parameter
- * shapes, forward and backward. conv runs on oneDNN (nn_conv.c); spatial_softmax and linear on
- * cblas_sgemm over plain data; relu on whatever layout its input has; flatten is a view. */
+/* nn/nn_layer.c -- the layer kinds, one row each. For an image encoder: JSON name and fields, output
+ * shape, parameter shapes, forward and backward (conv runs on oneDNN (nn_conv.c); spatial_softmax and
+ * linear on cblas_sgemm over plain data; relu on whatever layout its input has; flatten is a view). For the
+ * trunk (nnNet's MLP): tensor names, initialization, whether it fuses the rows after it, and the
+ * batch-major forward and backward (linear, layernorm, relu, elu, tanh; their kernels are in nn_fwd.c). */
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
@@ -256,16 +258,94 @@ static void linear_backward(const nnLayerCall *c) {
 /* ---- the table ------------------------------------------------------------------------------------------
  */
 
+/* ---- the trunk's activation rows (nnNet's MLP; arithmetic in nn_fwd.c) ---------------------------------
+ * The trunk's relu keeps a NaN (the encoder's relu_fwd gives 0); its backward is the same select as the
+ * encoder's relu_bwd, but through nn_fwd.c's in-place kernel: relu_bwd's dy and dx may alias, and called
+ * in place its vectorized loop's overlap check sends it to the scalar loop (measured ~30 us against 7 us
+ * on 256x256 floats: ~5% of the benchmark MLP's b256 training step). */
+
+static void relu_mlp_forward(const nnMlpCall *c) { nn_mlp_act_forward(c, NN_RELU); }
+static void relu_mlp_backward(const nnMlpCall *c) { nn_mlp_act_backward(c, NN_RELU); }
+static void elu_mlp_forward(const nnMlpCall *c) { nn_mlp_act_forward(c, NN_ELU); }
+static void elu_mlp_backward(const nnMlpCall *c) { nn_mlp_act_backward(c, NN_ELU); }
+static void tanh_mlp_forward(const nnMlpCall *c) { nn_mlp_act_forward(c, NN_TANH); }
+static void tanh_mlp_backward(const nnMlpCall *c) { nn_mlp_act_backward(c, NN_TANH); }
+
+/* ---- the table ------------------------------------------------------------------------------------------
+ * Encoder columns: name, fields, has_params, plain_in, in_place, shape, params, scratch, forward, backward.
+ * Trunk columns: act, mlp_fuse, mlp_in_place, mlp_dx_in_place, mlp_scratch, mlp_params, mlp_names,
+ * mlp_forward, mlp_backward. */
+
 static const nnLayerRow rows[NN_LAYER_KINDS] = {
-    [NN_LAYER_CONV] = {"conv", NN_FIELD_OUT | NN_FIELD_KERNEL | NN_FIELD_STRIDE | NN_FIELD_PAD, 1, 0, 0,
-                       conv_shape, conv_params, NULL, nn_conv_forward, nn_conv_backward},
-    [NN_LAYER_RELU] = {"relu", 0, 0, 0, 1, same_shape, NULL, NULL, relu_forward, relu_backward},
-    [NN_LAYER_SPATIAL_SOFTMAX] = {"spatial_softmax", NN_FIELD_OUT, 1, 1, 0, ss_shape, ss_params, ss_scratch,
-                                  ss_forward, ss_backward},
-    [NN_LAYER_FLATTEN] = {"flatten", 0, 0, 1, 1, flatten_shape, NULL, NULL, flatten_forward,
-                          flatten_backward},
-    [NN_LAYER_LINEAR] = {"linear", NN_FIELD_OUT, 1, 1, 0, linear_shape, linear_params, NULL, linear_forward,
-                         linear_backward},
+    [NN_LAYER_CONV] = {.name = "conv",
+                       .fields = NN_FIELD_OUT | NN_FIELD_KERNEL | NN_FIELD_STRIDE | NN_FIELD_PAD,
+                       .has_params = 1,
+                       .shape = conv_shape,
+                       .params = conv_params,
+                       .forward = nn_conv_forward,
+                       .backward = nn_conv_backward,
+                       .act = -1},
+    [NN_LAYER_RELU] = {.name = "relu",
+                       .in_place = 1,
+                       .shape = same_shape,
+                       .forward = relu_forward,
+                       .backward = relu_backward,
+                       .act = NN_RELU,
+                       .mlp_in_place = 1,
+                       .mlp_dx_in_place = 1,
+                       .mlp_forward = relu_mlp_forward,
+                       .mlp_backward = relu_mlp_backward},
+    [NN_LAYER_SPATIAL_SOFTMAX] = {.name = "spatial_softmax",
+                                  .fields = NN_FIELD_OUT,
+                                  .has_params = 1,
+                                  .plain_in = 1,
+                                  .shape = ss_shape,
+                                  .params = ss_params,
+                                  .scratch = ss_scratch,
+                                  .forward = ss_forward,
+                                  .backward = ss_backward,
+                                  .act = -1},
+    [NN_LAYER_FLATTEN] = {.name = "flatten",
+                          .plain_in = 1,
+                          .in_place = 1,
+                          .shape = flatten_shape,
+                          .forward = flatten_forward,
+                          .backward = flatten_backward,
+                          .act = -1},
+    [NN_LAYER_LINEAR] = {.name = "linear",
+                         .fields = NN_FIELD_OUT,
+                         .has_params = 1,
+                         .plain_in = 1,
+                         .shape = linear_shape,
+                         .params = linear_params,
+                         .forward = linear_forward,
+                         .backward = linear_backward,
+                         .act = -1,
+                         .mlp_fuse = 1,
+                         .mlp_params = NN_MLP_PARAMS_WEIGHT,
+                         .mlp_names = {"l%d.weight", "l%d.bias"},
+                         .mlp_forward = nn_mlp_linear_forward,
+                         .mlp_backward = nn_mlp_linear_backward},
+    [NN_LAYER_LAYERNORM] = {.name = "layernorm",
+                            .act = -1,
+                            .mlp_dx_in_place = 1,
+                            .mlp_scratch = 1,
+                            .mlp_params = NN_MLP_PARAMS_GAIN,
+                            .mlp_names = {"ln%d.gain", "ln%d.bias"},
+                            .mlp_forward = nn_mlp_layernorm_forward,
+                            .mlp_backward = nn_mlp_layernorm_backward},
+    [NN_LAYER_ELU] = {.name = "elu",
+                      .act = NN_ELU,
+                      .mlp_in_place = 1,
+                      .mlp_dx_in_place = 1,
+                      .mlp_forward = elu_mlp_forward,
+                      .mlp_backward = elu_mlp_backward},
+    [NN_LAYER_TANH] = {.name = "tanh",
+                       .act = NN_TANH,
+                       .mlp_in_place = 1,
+                       .mlp_dx_in_place = 1,
+                       .mlp_forward = tanh_mlp_forward,
+                       .mlp_backward = tanh_mlp_backward},
 };
 
 const nnLayerRow *nn_layer_row(nnLayerKind k) { return (unsigned)k < NN_LAYER_KINDS ? &rows[k] : NULL; }

@@ -160,15 +160,35 @@ int nn_adam_step(nnNet *net, const nnAdamOpts *o, double *grad_norm) {
   return 0;
 }
 
-int nn_train_step(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *x, const float *y, int B,
-                  float *loss, double *grad_norm) {
-  int rc = nn_refuse_rnn(net, "nn_train_step");
-  if (!rc) rc = nn_need_training(net, "nn_train_step");
+/* a plain network's step on B rows of one work, errors naming fn */
+static int train_rows(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *x, const float *y, int B,
+                      float *loss, double *grad_norm, const char *fn) {
+  int rc = nn_refuse_rnn(net, fn);
+  if (!rc) rc = nn_need_training(net, fn);
   if (!rc) rc = nn_adam_check(o);
   if (rc) return rc;
-  if (!y) return tk_error(TK_EINVAL, "nn_train_step: NULL target");
-  rc = nn_forward(net, w, x, B);
-  return rc ? rc : nn_fit_rows(net, w, o, y, B, loss, grad_norm, "nn_train_step");
+  if (!y) return tk_error(TK_EINVAL, "%s: NULL target", fn);
+  rc = nn_check_batch(net, w, x, B);
+  if (rc) return rc;
+  nn_mlp_forward(net, w, x, B);
+  return nn_fit_rows(net, w, o, y, B, loss, grad_norm, fn);
+}
+
+int nn_train_step(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *x, const float *y, int B,
+                  float *loss, double *grad_norm) {
+  return train_rows(net, w, o, x, y, B, loss, grad_norm, "nn_train_step");
+}
+
+/* every trunk: a recurrent network's sequences, a plain network's B*T rows (on the work's team if it
+ * has one) */
+int nn_step(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *x, const float *y, int B, int T,
+            float *loss, double *grad_norm) {
+  if (!net || !w) return tk_error(TK_EINVAL, "nn_step: NULL network or work");
+  if (net->arch.rnn_layers > 0) return nn_seq_train(net, w, o, x, y, B, T, loss, grad_norm, "nn_step");
+  if (T < 1 || (int64_t)B * T > (1 << 24))
+    return tk_error(TK_ERANGE, "nn_step: %d rows x %d steps (T >= 1, B*T at most %d)", B, T, 1 << 24);
+  if (w->team) return nn_team_step(net, w->team, o, x, y, B * T, loss, grad_norm, "nn_step");
+  return train_rows(net, w, o, x, y, B * T, loss, grad_norm, "nn_step");
 }
 
 int nn_fit_rows(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *y, int N, float *loss,

@@ -149,6 +149,8 @@ static void ref_forward(const nnEnc *e, const double *P, const double *X, int B,
           out[o] = acc;
         }
         break;
+      default: /* the trunk's rows (layernorm, elu, tanh): an encoder refuses them */
+        cr_assert_fail("layer %d: kind %d is not an encoder's", i, (int)s->kind);
       }
       cur = 1 - cur;
     }
