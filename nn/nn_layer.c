@@ -81,8 +81,19 @@ NN_CLONES static void relu_bwd(const float *restrict y, const float *dy, float *
 
 static void relu_forward(const nnLayerCall *c) { relu_fwd(c->x, c->y, c->sz->act[c->i].floats); }
 
+/* in place (dx == dy, the encoder's case): restrict pointers, so the loop vectorizes without the overlap
+ * check's scalar fallback that relu_bwd takes on aliased buffers */
+NN_CLONES static void relu_bwd_inplace(const float *restrict y, float *restrict d, int64_t n) {
+  for (int64_t k = 0; k < n; k++)
+    d[k] = y[k] > 0 ? d[k] : 0.0f;
+}
+
 static void relu_backward(const nnLayerCall *c) {
-  if (c->dx) relu_bwd(c->y, c->dy, c->dx, c->sz->act[c->i].floats);
+  if (!c->dx) return;
+  if (c->dx == c->dy)
+    relu_bwd_inplace(c->y, c->dx, c->sz->act[c->i].floats);
+  else
+    relu_bwd(c->y, c->dy, c->dx, c->sz->act[c->i].floats);
 }
 
 /* ---- spatial softmax: 1x1 conv C -> K, softmax over the H*W positions, expected (x, y) --------------- */
