@@ -183,6 +183,7 @@ Test(vision, numpy_forward_matches_on_rendered_frames) {
                   tt_src("tests/bc/policy_forward.py"), path, lo, out, f0, f1);
   cr_assert_eq(rc, 0, "%s", txt);
   cr_expect(strstr(txt, "cameras=agentview_image(32x32->28x28)"), "%s", txt);
+  free(txt);
   double ref[B * 7];
   f = fopen(out, "rb");
   cr_assert(f, "%s: %s", out, txt);
@@ -199,6 +200,7 @@ Test(vision, numpy_forward_matches_on_rendered_frames) {
   rc = tt_run(&txt, "%s %s %s %s %s agentview_image=%s", py(), tt_src("tests/bc/policy_forward.py"), path, lo, out,
               f0);
   cr_expect_eq(rc, 1, "%s", txt);
+  free(txt);
   for (int i = 0; i < 2; i++)
     free(fr[i]);
   bc_actor_free(a);
@@ -286,6 +288,7 @@ Test(vision, malformed_camera_policies_refused) {
                     "cp %s %s && %s -c \"import h5py, json, numpy as np\nf = h5py.File('%s', 'r+')\n%s\nf.close()\"",
                     good, bad, py(), bad, cases[i][1]);
     cr_assert_eq(rc, 0, "%s: %s", cases[i][0], out);
+    free(out);
     bcPolicy *q = bc_policy_load(bad);
     cr_expect(!q, "%s was loaded", cases[i][0]);
     const char *e = tk_errmsg();
@@ -294,6 +297,7 @@ Test(vision, malformed_camera_policies_refused) {
     /* the numpy reader refuses it too */
     rc = tt_run(&out, "%s %s %s", py(), tt_src("tests/bc/policy_forward.py"), bad);
     cr_expect_eq(rc, 1, "policy_forward.py accepted %s: %s", cases[i][0], out);
+    free(out);
   }
 }
 
