@@ -19,6 +19,10 @@
  *   /weights/<tensor name>     float32, the nn tensor shapes (l0.weight [out, in], l0.bias [out],
  * ln0.gain,...) The network's input is the normalized observation (keys concatenated in obs_keys order); its
  * deterministic action (nn_act) is mapped through act_offset/act_scale.
+ * A policy with cameras: arch also holds "encoders", a list of {"key": "agentview_image", "frame": [H, W, C],
+ * "crop": [h, w], "encoder": nn_enc_arch JSON}; /weights/enc<i>.<tensor> hold encoder i's tensors (conv
+ * weights [out, in, kh, kw] as torch's Conv2d); the trunk's input is [normalized low-dim keys | encoder 0's
+ * features | encoder 1's | ...], an encoder reading the centre crop of its frame as float / 255, CHW.
  *
  * Loading validates everything (format, version, arch, keys against dims, every tensor's presence, rank,
  * shape and finiteness, the statistics) and names the file and the problem in one line. Every tensor's
@@ -48,13 +52,29 @@ extern "C" {
 #define BC_MAX_KEYS 16
 #define BC_KEY_MAX 64
 
+#define BC_MAX_IMAGES 4 /* cameras a policy reads at most */
+
+/* A camera a policy sees: its frames as the camera gives them (uint8, H x W x C), the crop its encoder
+ * reads (a random crop per sample in training, the centre crop when acting; crop = frame: none), the
+ * encoder (nn.h: input [C, crop_h, crop_w] float, the frame / 255) and its features' size. */
 typedef struct {
-  nnArch arch;
+  char key[BC_KEY_MAX]; /* observation key: agentview_image, robot0_eye_in_hand_image, ... */
+  int height, width, channels;
+  int crop_h, crop_w;
+  nnEncArch enc_arch;
+  nnEnc *enc; /* NULL in a bcImageSpec */
+} bcImage;
+
+typedef struct {
+  nnArch arch; /* the trunk: its input is [normalized low-dim keys | every camera's features] */
   nnNet *net;
-  int nkeys;
+  int nimg;                  /* cameras (0: a low-dim policy) */
+  bcImage img[BC_MAX_IMAGES];
+  int feat_dim;              /* the cameras' features together */
+  int nkeys; /* low-dim keys (0 allowed when the policy has cameras) */
   char keys[BC_MAX_KEYS][BC_KEY_MAX];
   int key_dim[BC_MAX_KEYS];
-  int obs_dim, act_dim;
+  int obs_dim, act_dim; /* obs_dim: the low-dim keys together (arch.obs_dim = obs_dim + feat_dim) */
   float *obs_mean, *obs_std;     /* [obs_dim] */
   float *act_offset, *act_scale; /* [act_dim] */
   char task[BC_KEY_MAX];         /* "" when unknown (a foreign dataset's env) */
@@ -69,6 +89,11 @@ typedef struct {
  * give the observation layout; their sum must equal arch->obs_dim. */
 bcPolicy *bc_policy_make(const nnArch *arch, int nkeys, const char *const *keys, const int *dims,
                          uint64_t seed);
+/* The same with cameras: img[i] gives key, frame size, crop and encoder architecture (enc unused); the
+ * trunk's arch->obs_dim must be the low-dim sizes plus every encoder's output. Encoder i is initialized
+ * from seed + 1 + i. nkeys may be 0 when nimg > 0. */
+bcPolicy *bc_policy_make_images(const nnArch *arch, int nkeys, const char *const *keys, const int *dims,
+                                int nimg, const bcImage *img, uint64_t seed);
 void bc_policy_free(bcPolicy *p); /* NULL-safe */
 /* Deep copy to act: network parameters included, made to act (no gradients or Adam state). */
 bcPolicy *bc_policy_clone(const bcPolicy *p);
@@ -118,10 +143,30 @@ typedef struct {
   int obs_index[BC_MAX_KEYS]; /* index into capSpec.obs */
   int dim[BC_MAX_KEYS];
   int obs_dim;
+  int nimg;
+  int img_index[BC_MAX_IMAGES]; /* the cameras' keys, index into capSpec.obs */
 } bcBinding;
-/* Check that the policy fits the model's task: every key present, low-dim, same size, and the same
- * action size. On a mismatch the message lists both sides. */
+/* Check that the policy fits the model's task: every key present, low-dim, same size, every camera key
+ * present with the frame size the policy was trained on, and the same action size. On a mismatch the
+ * message lists both sides. */
 int bc_bind(const bcPolicy *p, const capModel *m, bcBinding *b);
+/* The cameras the policy reads, added to co (what cap_model_load renders): camera agentview for key
+ * agentview_image, eye_in_hand for robot0_eye_in_hand_image, at the frame size the policy was trained on.
+ * A camera co already renders must have that size (else an error naming both sizes). */
+int bc_policy_cameras(const bcPolicy *p, capOpts *co);
+/* bc_policy_cameras, then cap_model_load; a camera the environment does not have is refused with the
+ * policy's cameras and the model's. */
+int bc_policy_model_load(const bcPolicy *p, capOpts *co, capModel **m);
+
+/* Acting in an environment, one thread: the binding, the networks' work, scratch and the episode state
+ * (a chunked policy's ensemble, a recurrent one's LSTM state), allocated once. Every kind of policy
+ * acts through it: low-dim, chunked, recurrent, with cameras. */
+typedef struct bcActor bcActor;
+bcActor *bc_actor_make(const bcPolicy *p, const capModel *m); /* NULL with the binding's error */
+void bc_actor_reset(bcActor *a);                               /* at every episode's start */
+/* The action [act_dim] (environment units) for the observation o (a capObs of m's environment). */
+int bc_actor_step(bcActor *a, const void *cap_obs, double *act);
+void bc_actor_free(bcActor *a); /* NULL-safe */
 /* Gather the bound keys of an observation (capObs) into obs_dim floats. */
 void bc_gather(const bcBinding *b, const void *cap_obs, float *out);
 
@@ -162,6 +207,40 @@ void bc_eval_default(bcEvalOpts *o);
 int bc_evaluate(const bcPolicy *p, const capModel *m, const bcEvalOpts *o, bcEvalResult *r);
 void bc_eval_result_free(bcEvalResult *r);
 
+/* ---- image observations (bc_images.c) ----------------------------------------------------------- */
+/* Image observations for training: uint8 frames as stored (H, W, C), one block per key, rows in the
+ * order of a dsLoaded (its demos, their steps). */
+typedef struct {
+  int nkeys;
+  char key[BC_MAX_KEYS][BC_KEY_MAX];
+  int h[BC_MAX_KEYS], w[BC_MAX_KEYS], c[BC_MAX_KEYS]; /* per-step shape (H, W, C); C is 3 */
+  int rendered[BC_MAX_KEYS];                          /* 1: re-rendered from the demos' states (not read) */
+  int64_t n;                                          /* rows */
+  uint8_t *data[BC_MAX_KEYS];                         /* n * h * w * c each, pointers into block_ */
+  void *block_;                                       /* the one allocation behind data */
+} bcImages;
+/* Whether key names an image observation of f: uint8 rank 3 in the file's schema (ds_key_is_image), or
+ * the key of one of the render cameras (cap_camera_key: "agentview" -> "agentview_image",
+ * "eye_in_hand" -> "robot0_eye_in_hand_image"). */
+int bc_is_image_key(dsFile *f, const char *key, int nrender, const capCamera *render);
+/* Load the image keys for the demos of L (same rows, same order; L from ds_load on f). A key a render
+ * camera names is rendered from each demo's stored states (robomimic's dataset_states_to_obs) in the
+ * dataset's task at the camera's size, in parallel workers (one per usable core, each with its own
+ * environment and renderer), with a progress bar unless quiet; every other key is read from the file
+ * (uint8 H,W,3). A key the file has AND a render camera names is rendered: the explicit request wins
+ * (another size, or frames made again), and a line says so unless quiet. Every render camera must name
+ * one of the keys. Before loading, prints (unless quiet) one line with the memory the frames take, and
+ * refuses with TK_ENOMEM and one line giving the need and what is available when the frames (and, while
+ * rendering, the states) would take more than the available memory less a quarter of it (at least
+ * 512 MiB). Available: environment DK_MEM_AVAILABLE (bytes) when set, else MemAvailable from
+ * /proc/meminfo (no check when neither can be read). Errors name the file and the problem: a key the file
+ * lacks (listing its image keys), non-uint8, wrong rank, channels != 3, frames over 4096x4096, a task that
+ * is not built in, an unknown camera (listing the task's), a size outside 8x8..640x480, demos without
+ * states, a states width that does not match the task's state. On error out is empty. */
+int bc_images_load(dsFile *f, const dsLoaded *L, int nkeys, const char *const *keys, int nrender,
+                   const capCamera *render, int quiet, bcImages *out);
+void bc_images_free(bcImages *im); /* NULL-safe, and on a zeroed struct; leaves it zeroed */
+
 /* ---- training --------------------------------------------------------------------------------- */
 typedef struct {
   const char *dataset;         /* robomimic-layout HDF5 (ours or another tool's) */
@@ -179,8 +258,14 @@ typedef struct {
   nnArch arch;            /* obs_dim/act_dim are filled in; hidden 1024,1024 (robomimic), MSE head with tanh
                              (robomimic's bc.json default; GMM 5 modes is --head gmm) */
   double obs_noise;       /* training batches: Gaussian noise of this std on the normalized observations */
+  unsigned given;         /* BC_GIVEN_* bits: options the user set (the others take the camera defaults
+                             when the policy has cameras) */
+  double ema;             /* 0: off; else rollouts and the saved policy use an exponential moving average
+                             of the weights with this decay (warm-up: min(ema, (1 + step) / (10 + step))) */
   int chunk;              /* predict this many actions per step (ACT's action chunking; rollouts average
                              the overlapping predictions); default 1 */
+  int crop_h, crop_w;     /* cameras: random crop size in training (0: the frame minus 10%, 84 -> 76) */
+  int encoder_width;      /* cameras: conv channels of the encoder (nn_enc_arch_default; default 32) */
   double obs_std_floor;   /* normalization: std = max(std, floor) (default 0.1: dimensions that
                              barely vary in the demos must not be blown up at rollout time) */
   uint64_t seed;          /* initialization, split, shuffling */
@@ -190,6 +275,8 @@ typedef struct {
   int quiet;
   int force;          /* replace an existing output of another kind (ds_output_check); inputs never */
   const char *config; /* the config file the options came from (an input: never an output), or NULL */
+  int nrender;        /* --render-cameras: image keys rendered from the demos' states (bc_images_load) */
+  capCamera render[CAP_MAX_CAMS];
 } bcTrainOpts;
 
 typedef struct {
@@ -207,8 +294,39 @@ typedef struct {
 } bcTrainResult;
 
 void bc_train_default(bcTrainOpts *o);
+/* Defaults that differ for a policy with cameras, chosen by measurement on lift (docs/results.md):
+ * unless the user set them (bcTrainOpts.given), these replace lr, epochs and ema. */
+enum { BC_GIVEN_LR = 1, BC_GIVEN_EPOCHS = 2, BC_GIVEN_EMA = 4 };
+#define BC_CAMERA_LR 3e-4
+#define BC_CAMERA_EPOCHS 300
+#define BC_CAMERA_EMA 0.995
 /* Train, evaluate, and save the best policy to o->out, with the metrics CSV and PNG plots. */
 int bc_train(const bcTrainOpts *o, bcTrainResult *r);
+
+/* ---- training a policy with cameras ---------------------------------------------------------- */
+/* Training a policy with cameras: the camera encoders run data-parallel (the batch's rows split over
+ * `threads` threads, each with its own encoder works and gradient blocks, summed in a fixed order), the
+ * trunk (an MLP; chunked or not) on the calling thread, then one Adam step over every network with the
+ * gradient norm taken over all of them (clipping as torch's clip_grad_norm_ over every parameter).
+ * Everything is allocated in bc_vt_make for batches of up to max_batch rows. */
+typedef struct bcVisionTrainer bcVisionTrainer;
+/* frames[i]: camera i's frames (p->img[i]'s size), row r at frames[i] + r * frame bytes */
+bcVisionTrainer *bc_vt_make(bcPolicy *p, const uint8_t *const *frames, int max_batch, int threads);
+void bc_vt_free(bcVisionTrainer *vt);
+/* One training step on B samples: x [B, obs_dim] the normalized low-dim inputs, y [B, arch.act_dim] the
+ * targets, rows[b] the frame row of sample b. Crops are drawn from rng (one per sample and camera).
+ * Asking for the gradient norm refuses non-finite gradients (nonzero: nothing updated). */
+int bc_vt_step(bcVisionTrainer *vt, const nnAdamOpts *o, const float *x, const float *y, const int64_t *rows,
+               int B, tkRng *rng, float *loss, double *grad_norm);
+/* The loss on B samples with centre crops, nothing updated. */
+int bc_vt_loss(bcVisionTrainer *vt, const float *x, const float *y, const int64_t *rows, int B, float *loss);
+/* Every parameter of the policy (trunk, then each encoder) into / out of buf (bc_vt_nparams floats): the
+ * epoch's fallback when a step goes non-finite. */
+int64_t bc_vt_nparams(const bcPolicy *p);
+void bc_vt_save_params(const bcPolicy *p, float *buf);
+void bc_vt_load_params(bcPolicy *p, const float *buf);
+/* ema = d ema + (1 - d) params over the same layout (an exponential moving average of the weights) */
+void bc_vt_ema_update(const bcPolicy *p, float *ema, float d);
 
 /* Seeds for held-out evaluation: well away from the seeds teleop and the scripted operator record
  * with (0, 1, 2, ...), so evaluation never replays a training demo's initial state. */

@@ -29,6 +29,70 @@ static void list_spec(const capSpec *s, char *buf, size_t n) {
   }
 }
 
+static void list_policy_cams(const bcPolicy *p, char *buf, size_t n) {
+  size_t off = 0;
+  buf[0] = 0;
+  for (int i = 0; i < p->nimg && off < n; i++)
+    off += (size_t)snprintf(buf + off, n - off, "%s%s(%dx%dx%d)", i ? ", " : "", p->img[i].key,
+                            p->img[i].height, p->img[i].width, p->img[i].channels);
+}
+
+static void list_spec_cams(const capSpec *s, char *buf, size_t n) {
+  size_t off = 0;
+  snprintf(buf, n, "none");
+  for (int k = 0, first = 1; k < s->nobs && off < n; k++) {
+    if (s->obs[k].dtype != CAP_U8) continue;
+    off += (size_t)snprintf(buf + off, n - off, "%s%s(%dx%dx%d)", first ? "" : ", ", s->obs[k].name,
+                            s->obs[k].shape[0], s->obs[k].shape[1], s->obs[k].shape[2]);
+    first = 0;
+  }
+}
+
+/* camera name of an image key: robot0_eye_in_hand_image -> eye_in_hand, agentview_image -> agentview */
+static int camera_of_key(const char *key, char *cam, size_t n) {
+  const char *k = strncmp(key, "robot0_", 7) ? key : key + 7;
+  size_t l = strlen(k);
+  if (l <= 6 || strcmp(k + l - 6, "_image") || l - 6 >= n) return -1;
+  memcpy(cam, k, l - 6);
+  cam[l - 6] = 0;
+  return 0;
+}
+
+int bc_policy_cameras(const bcPolicy *p, capOpts *co) {
+  for (int i = 0; i < p->nimg; i++) {
+    const bcImage *c = &p->img[i];
+    char cam[CAP_NAME_MAX];
+    if (camera_of_key(c->key, cam, sizeof cam))
+      return tk_error(TK_EINVAL, "the policy reads '%s', which is not a camera key (NAME_image)", c->key);
+    int found = -1;
+    for (int j = 0; j < co->ncams; j++)
+      if (!strcmp(co->cams[j].name, cam)) found = j;
+    if (found >= 0) {
+      if (co->cams[found].width != c->width || co->cams[found].height != c->height)
+        return tk_error(TK_EINVAL, "camera %s renders %dx%d, but the policy was trained on %dx%d frames", cam,
+                        co->cams[found].width, co->cams[found].height, c->width, c->height);
+      continue;
+    }
+    if (co->ncams >= CAP_MAX_CAMS) return tk_error(TK_ERANGE, "more than %d cameras", CAP_MAX_CAMS);
+    capCamera *d = &co->cams[co->ncams++];
+    snprintf(d->name, sizeof d->name, "%s", cam);
+    d->width = c->width;
+    d->height = c->height;
+  }
+  return 0;
+}
+
+int bc_policy_model_load(const bcPolicy *p, capOpts *co, capModel **m) {
+  int rc = bc_policy_cameras(p, co);
+  if (!rc) rc = cap_model_load(co, m);
+  if (rc && p->nimg) {
+    char want[1024];
+    list_policy_cams(p, want, sizeof want);
+    return tk_error_wrap(rc, "the policy reads cameras %s", want);
+  }
+  return rc;
+}
+
 int bc_bind(const bcPolicy *p, const capModel *m, bcBinding *b) {
   const capSpec *s = cap_spec(m);
   memset(b, 0, sizeof *b);
@@ -54,6 +118,22 @@ int bc_bind(const bcPolicy *p, const capModel *m, bcBinding *b) {
     b->obs_dim += dim;
   }
   b->nkeys = p->nkeys;
+  for (int i = 0; i < p->nimg; i++) {
+    const bcImage *c = &p->img[i];
+    int found = -1;
+    for (int k = 0; k < s->nobs; k++)
+      if (!strcmp(s->obs[k].name, c->key) && s->obs[k].dtype == CAP_U8 && s->obs[k].rank == 3 &&
+          s->obs[k].shape[0] == c->height && s->obs[k].shape[1] == c->width && s->obs[k].shape[2] == c->channels)
+        found = k;
+    if (found < 0) {
+      list_policy_cams(p, want, sizeof want);
+      list_spec_cams(s, have, sizeof have);
+      return tk_error(TK_EINVAL, "the policy's cameras do not fit task '%s': the policy reads %s; the "
+                      "environment renders %s", s->task, want, have);
+    }
+    b->img_index[i] = found;
+  }
+  b->nimg = p->nimg;
   return 0;
 }
 
@@ -206,15 +286,13 @@ static int trace_write(evalShared *sh, const evalTrace *t, uint64_t seed, int su
 static void *eval_worker(void *arg) {
   evalShared *sh = arg;
   const capSpec *s = cap_spec(sh->m);
-  const bcPolicy *p = sh->p;
   capEnv *env = NULL;
-  nnWork *w = nn_work_make(p->net, 1);
-  float *obs = malloc(sizeof(float) * (size_t)(p->obs_dim + bc_policy_scratch(p)));
-  bcEnsemble *ens = bc_ensemble_make(p);
+  bcActor *actor = bc_actor_make(sh->p, sh->m);
   double *state = malloc(sizeof(double) * (size_t)TK_MAX(1, s->state_dim));
   evalTrace tr = {0};
   tr.obs_bytes = obs_row_bytes(s, tr.key_bytes);
-  int rc = (!w || !obs || !state || !ens) ? tk_error(TK_ENOMEM, "out of memory") : cap_env_make(sh->m, &env);
+  int rc = !actor ? tk_error_wrap(TK_ENOMEM, "policy") : !state ? tk_error(TK_ENOMEM, "out of memory")
+                                                               : cap_env_make(sh->m, &env);
   int horizon = sh->o->horizon > 0 ? sh->o->horizon : s->horizon;
   while (!rc) {
     pthread_mutex_lock(&sh->mu);
@@ -228,10 +306,9 @@ static void *eval_worker(void *arg) {
     int len = 0, success = 0;
     tr.n = 0;
     rc = cap_env_reset(env, seed, &o);
-    bc_ensemble_reset(ens);
+    bc_actor_reset(actor);
     while (!rc && len < horizon) {
-      bc_gather(&sh->bind, &o, obs);
-      if ((rc = bc_policy_step(p, w, ens, obs, obs + p->obs_dim, act))) break;
+      if ((rc = bc_actor_step(actor, &o, act))) break;
       for (int i = 0; i < s->action_dim; i++)
         act[i] = isfinite(act[i]) ? fmax(-1, fmin(1, act[i])) : 0;
       if (sh->w) {
@@ -275,9 +352,7 @@ static void *eval_worker(void *arg) {
   free(tr.state);
   free(tr.reward);
   free(state);
-  free(obs);
-  bc_ensemble_free(ens);
-  nn_work_free(w);
+  bc_actor_free(actor);
   cap_env_free(env);
   return NULL;
 }

@@ -104,7 +104,7 @@ int main(int argc, char **argv) {
   co.task = task;
   capModel *m = NULL;
   bcEvalResult r;
-  int rc = cap_model_load(&co, &m);
+  int rc = bc_policy_model_load(p, &co, &m);
   if (rc || (rc = bc_evaluate(p, m, &eo, &r))) tk_error_wrap(rc, "%s", path);
   if (rc) {
     tk_die_msg("bc-eval");

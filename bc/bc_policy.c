@@ -10,8 +10,8 @@
 #include "ds_h5.h"
 
 static int set_keys(bcPolicy *p, int nkeys, const char *const *keys, const int *dims) {
-  if (nkeys < 1 || nkeys > BC_MAX_KEYS)
-    return tk_error(TK_ERANGE, "%d observation keys (1..%d allowed)", nkeys, BC_MAX_KEYS);
+  if (nkeys < (p->nimg ? 0 : 1) || nkeys > BC_MAX_KEYS)
+    return tk_error(TK_ERANGE, "%d observation keys (%d..%d allowed)", nkeys, p->nimg ? 0 : 1, BC_MAX_KEYS);
   int sum = 0;
   for (int i = 0; i < nkeys; i++) {
     if (!keys[i] || !keys[i][0] || strlen(keys[i]) >= BC_KEY_MAX)
@@ -23,17 +23,67 @@ static int set_keys(bcPolicy *p, int nkeys, const char *const *keys, const int *
     sum += dims[i];
   }
   p->nkeys = nkeys;
-  if (sum != p->arch.obs_dim)
-    return tk_error(TK_EINVAL, "observation keys add up to %d values but the network takes %d", sum,
-                    p->arch.obs_dim);
+  if (sum != p->obs_dim)
+    return tk_error(TK_EINVAL, "observation keys add up to %d values but the network takes %d%s", sum,
+                    p->obs_dim, p->nimg ? " besides the cameras' features" : "");
   return 0;
 }
 
-/* Everything but the network: statistics in one allocation. */
-static bcPolicy *policy_alloc(const nnArch *arch) {
+/* The cameras: names, frame and crop sizes checked against the encoders' inputs; the encoders made
+ * (to train or to act) unless plan_only. Sets p->nimg and p->feat_dim. */
+static int set_images(bcPolicy *p, int nimg, const bcImage *img, uint64_t seed, int trainable, int plan_only) {
+  if (nimg < 0 || nimg > BC_MAX_IMAGES)
+    return tk_error(TK_ERANGE, "%d cameras (at most %d)", nimg, BC_MAX_IMAGES);
+  p->feat_dim = 0;
+  for (int i = 0; i < nimg; i++) {
+    const bcImage *c = &img[i];
+    bcImage *d = &p->img[i];
+    if (!c->key[0] || strnlen(c->key, BC_KEY_MAX) >= BC_KEY_MAX)
+      return tk_error(TK_EINVAL, "camera %d: empty or overlong key", i);
+    for (int j = 0; j < i; j++)
+      if (!strcmp(img[j].key, c->key)) return tk_error(TK_EINVAL, "camera key '%s' given twice", c->key);
+    if (c->height < 1 || c->width < 1 || c->height > NN_MAX_IMAGE_SIDE || c->width > NN_MAX_IMAGE_SIDE ||
+        c->channels < 1 || c->channels > 4)
+      return tk_error(TK_ERANGE, "camera '%s': frame %dx%dx%d (sides 1..%d, 1..4 channels)", c->key, c->height,
+                      c->width, c->channels, NN_MAX_IMAGE_SIDE);
+    if (c->crop_h < 1 || c->crop_w < 1 || c->crop_h > c->height || c->crop_w > c->width)
+      return tk_error(TK_ERANGE, "camera '%s': crop %dx%d does not fit its %dx%d frame", c->key, c->crop_h,
+                      c->crop_w, c->height, c->width);
+    if (c->enc_arch.channels != c->channels || c->enc_arch.height != c->crop_h ||
+        c->enc_arch.width != c->crop_w)
+      return tk_error(TK_EINVAL, "camera '%s': its encoder reads [%d, %d, %d] but the crop is [%d, %d, %d]",
+                      c->key, c->enc_arch.channels, c->enc_arch.height, c->enc_arch.width, c->channels,
+                      c->crop_h, c->crop_w);
+    if (nn_enc_arch_validate(&c->enc_arch)) return tk_error_wrap(TK_EINVAL, "camera '%s': encoder", c->key);
+    *d = *c;
+    d->enc = NULL;
+    p->feat_dim += nn_enc_out_dim(&c->enc_arch);
+  }
+  p->nimg = nimg;
+  p->obs_dim = p->arch.obs_dim - p->feat_dim;
+  if (p->obs_dim < 0)
+    return tk_error(TK_EINVAL, "the cameras' features (%d) are more than the network's %d inputs", p->feat_dim,
+                    p->arch.obs_dim);
+  for (int i = 0; !plan_only && i < nimg; i++) {
+    const nnEncArch *a = &p->img[i].enc_arch;
+    p->img[i].enc = trainable ? nn_enc_make(a, seed + 1 + (uint64_t)i) : nn_enc_make_acting(a, seed + 1 + (uint64_t)i);
+    if (!p->img[i].enc) return tk_error_wrap(TK_ENOMEM, "camera '%s': encoder", p->img[i].key);
+  }
+  return 0;
+}
+
+/* Everything but the networks: statistics in one allocation, for obs_dim low-dim values (the trunk's
+ * input is those and feat_dim features from the cameras). */
+static bcPolicy *policy_alloc(const nnArch *arch, int feat_dim) {
   if (nn_arch_validate(arch)) return NULL;
+  if (feat_dim < 0 || feat_dim > arch->obs_dim) {
+    tk_error(TK_EINVAL, "the cameras' features (%d) are more than the network's %d inputs", feat_dim,
+             arch->obs_dim);
+    return NULL;
+  }
+  const int obs_dim = arch->obs_dim - feat_dim;
   bcPolicy *p = calloc(1, sizeof *p);
-  float *stats = calloc((size_t)(2 * arch->obs_dim + 2 * arch->act_dim), sizeof(float));
+  float *stats = calloc((size_t)(2 * obs_dim + 2 * arch->act_dim), sizeof(float));
   char *info = strdup("{}");
   if (!p || !stats || !info) {
     free(p);
@@ -43,11 +93,12 @@ static bcPolicy *policy_alloc(const nnArch *arch) {
     return NULL;
   }
   p->arch = *arch;
-  p->obs_dim = arch->obs_dim;
+  p->obs_dim = obs_dim;
+  p->feat_dim = feat_dim;
   p->act_dim = arch->act_dim;
   p->obs_mean = stats;
-  p->obs_std = stats + arch->obs_dim;
-  p->act_offset = stats + 2 * arch->obs_dim;
+  p->obs_std = stats + obs_dim;
+  p->act_offset = stats + 2 * obs_dim;
   p->act_scale = p->act_offset + arch->act_dim;
   for (int i = 0; i < p->obs_dim; i++)
     p->obs_std[i] = 1.0f;
@@ -70,15 +121,34 @@ int bc_policy_set_chunk(bcPolicy *p, int k) {
   return 0;
 }
 
-int bc_policy_scratch(const bcPolicy *p) { return p->obs_dim + p->arch.act_dim; }
+int bc_policy_scratch(const bcPolicy *p) { return p->arch.obs_dim + p->arch.act_dim; }
 
 int bc_policy_has_state(const bcPolicy *p) { return p->chunk > 1 || p->arch.rnn_layers > 0; }
 
-static bcPolicy *policy_make(const nnArch *arch, int nkeys, const char *const *keys, const int *dims,
-                             uint64_t seed, int trainable) {
-  bcPolicy *p = policy_alloc(arch);
+static int feat_of(int nimg, const bcImage *img) {
+  int f = 0;
+  for (int i = 0; i < nimg; i++) {
+    int d = nn_enc_out_dim(&img[i].enc_arch);
+    if (d < 0) return -1;
+    f += d;
+  }
+  return f;
+}
+
+static bcPolicy *policy_make(const nnArch *arch, int nkeys, const char *const *keys, const int *dims, int nimg,
+                             const bcImage *img, uint64_t seed, int trainable) {
+  if (nimg < 0 || nimg > BC_MAX_IMAGES) {
+    tk_error(TK_ERANGE, "%d cameras (at most %d)", nimg, BC_MAX_IMAGES);
+    return NULL;
+  }
+  const int feat = feat_of(nimg, img);
+  if (feat < 0) {
+    tk_error_wrap(TK_EINVAL, "camera encoder");
+    return NULL;
+  }
+  bcPolicy *p = policy_alloc(arch, feat);
   if (!p) return NULL;
-  if (set_keys(p, nkeys, keys, dims) ||
+  if (set_images(p, nimg, img, seed, trainable, 0) || set_keys(p, nkeys, keys, dims) ||
       !(p->net = trainable ? nn_net_make(arch, seed) : nn_net_make_acting(arch, seed))) {
     bc_policy_free(p);
     return NULL;
@@ -88,11 +158,18 @@ static bcPolicy *policy_make(const nnArch *arch, int nkeys, const char *const *k
 
 bcPolicy *bc_policy_make(const nnArch *arch, int nkeys, const char *const *keys, const int *dims,
                          uint64_t seed) {
-  return policy_make(arch, nkeys, keys, dims, seed, 1);
+  return policy_make(arch, nkeys, keys, dims, 0, NULL, seed, 1);
+}
+
+bcPolicy *bc_policy_make_images(const nnArch *arch, int nkeys, const char *const *keys, const int *dims,
+                                int nimg, const bcImage *img, uint64_t seed) {
+  return policy_make(arch, nkeys, keys, dims, nimg, img, seed, 1);
 }
 
 void bc_policy_free(bcPolicy *p) {
   if (!p) return;
+  for (int i = 0; i < p->nimg; i++)
+    nn_enc_free(p->img[i].enc);
   nn_net_free(p->net);
   free(p->obs_mean);
   free(p->info);
@@ -103,9 +180,11 @@ bcPolicy *bc_policy_clone(const bcPolicy *p) {
   const char *keys[BC_MAX_KEYS];
   for (int i = 0; i < p->nkeys; i++)
     keys[i] = p->keys[i];
-  bcPolicy *q = policy_make(&p->arch, p->nkeys, keys, p->key_dim, 0, 0); /* to act */
+  bcPolicy *q = policy_make(&p->arch, p->nkeys, keys, p->key_dim, p->nimg, p->img, 0, 0); /* to act */
   if (!q) return NULL;
   nn_copy_params(q->net, p->net);
+  for (int i = 0; i < p->nimg; i++)
+    nn_enc_copy_params(q->img[i].enc, p->img[i].enc);
   bc_policy_set_chunk(q, p->chunk);
   /* the statistics block as allocated (its action part is sized by the network's outputs) */
   memcpy(q->obs_mean, p->obs_mean, sizeof(float) * (size_t)(2 * p->obs_dim + 2 * p->arch.act_dim));
@@ -144,20 +223,35 @@ static void to_env(const bcPolicy *p, const float *a, double *act) {
     act[i] = (double)p->act_offset[i] + (double)p->act_scale[i] * (double)a[i];
 }
 
-/* The first `steps` actions of each row's chunk. */
-static int act_rows(const bcPolicy *p, nnWork *w, const float *obs, int B, float *scratch, double *act,
-                    int steps) {
-  const int D = p->obs_dim, A = p->act_dim, O = p->arch.act_dim;
-  if (p->arch.rnn_layers > 0)
-    return tk_error(TK_EINVAL, "a recurrent policy acts one step at a time with its state (bc_policy_step)");
-  bc_policy_normalize(p, obs, B, scratch);
-  float *a = scratch + (size_t)B * D;
-  int rc = nn_act(p->net, w, scratch, B, a);
+static int refuse_cameras(const bcPolicy *p) {
+  if (p->nimg)
+    return tk_error(TK_EINVAL, "a policy with cameras (%s%s) acts through bc_actor_step, which reads the frames",
+                    p->img[0].key, p->nimg > 1 ? ", ..." : "");
+  return 0;
+}
+
+/* The first `steps` actions of each row's chunk, from the trunk's inputs x [B, arch.obs_dim]; a [B,
+ * arch.act_dim] is scratch. */
+static int act_input(const bcPolicy *p, nnWork *w, const float *x, int B, float *a, double *act, int steps) {
+  const int A = p->act_dim, O = p->arch.act_dim;
+  int rc = nn_run(p->net, w, NULL, x, B, 1, a); /* a plain trunk: B rows */
   if (rc) return rc;
   for (int b = 0; b < B; b++)
     for (int c = 0; c < steps; c++)
       to_env(p, a + (size_t)b * O + (size_t)c * A, act + ((size_t)b * steps + c) * A);
   return 0;
+}
+
+/* The first `steps` actions of each row's chunk. */
+static int act_rows(const bcPolicy *p, nnWork *w, const float *obs, int B, float *scratch, double *act,
+                    int steps) {
+  const int D = p->obs_dim;
+  if (p->arch.rnn_layers > 0)
+    return tk_error(TK_EINVAL, "a recurrent policy acts one step at a time with its state (bc_policy_step)");
+  int rc = refuse_cameras(p);
+  if (rc) return rc;
+  bc_policy_normalize(p, obs, B, scratch);
+  return act_input(p, w, scratch, B, scratch + (size_t)B * D, act, steps);
 }
 
 int bc_policy_act(const bcPolicy *p, nnWork *w, const float *obs, int B, float *scratch, double *act) {
@@ -205,14 +299,11 @@ bcEnsemble *bc_ensemble_make(const bcPolicy *p) {
 
 void bc_ensemble_reset(bcEnsemble *e) { e->t = 0; }
 
-/* One step of a recurrent policy: its LSTM state starts from zero every horizon steps (robomimic's
- * BC-RNN rollouts), as every training sequence did. */
-static int rnn_step(const bcPolicy *p, nnWork *w, bcEnsemble *e, const float *obs, float *scratch,
-                    double *act) {
+/* One step of a recurrent policy from the trunk's input x: its LSTM state starts from zero every horizon
+ * steps (robomimic's BC-RNN rollouts), as every training sequence did. a [arch.act_dim] is scratch. */
+static int rnn_step(const bcPolicy *p, nnWork *w, bcEnsemble *e, const float *x, float *a, double *act) {
   if (e->t % e->horizon == 0) memset(e->rnn, 0, sizeof(float) * (size_t)e->rnn_n);
-  bc_policy_normalize(p, obs, 1, scratch);
-  float *a = scratch + p->obs_dim;
-  int rc = nn_rnn_step(p->net, w, e->rnn, scratch, 1, a);
+  int rc = nn_run(p->net, w, e->rnn, x, 1, 1, a); /* one step on from the episode's state */
   if (rc) return rc;
   to_env(p, a, act);
   e->t++;
@@ -232,13 +323,95 @@ void bc_ensemble_step(bcEnsemble *e, const double *pred, double *act) {
   e->t++;
 }
 
+/* One step from the trunk's input x [arch.obs_dim] (a [arch.act_dim] scratch): every kind of trunk. */
+static int trunk_step(const bcPolicy *p, nnWork *w, bcEnsemble *e, const float *x, float *a, double *act) {
+  if (!e || !bc_policy_has_state(p)) return act_input(p, w, x, 1, a, act, 1);
+  if (p->arch.rnn_layers > 0) return rnn_step(p, w, e, x, a, act);
+  int rc = act_input(p, w, x, 1, a, e->pred, p->chunk);
+  if (!rc) bc_ensemble_step(e, e->pred, act);
+  return rc;
+}
+
 int bc_policy_step(const bcPolicy *p, nnWork *w, bcEnsemble *e, const float *obs, float *scratch,
                    double *act) {
   if (!e || !bc_policy_has_state(p)) return bc_policy_act(p, w, obs, 1, scratch, act);
-  if (p->arch.rnn_layers > 0) return rnn_step(p, w, e, obs, scratch, act);
-  int rc = bc_policy_act_chunk(p, w, obs, 1, scratch, e->pred);
-  if (!rc) bc_ensemble_step(e, e->pred, act);
-  return rc;
+  int rc = refuse_cameras(p);
+  if (rc) return rc;
+  bc_policy_normalize(p, obs, 1, scratch);
+  return trunk_step(p, w, e, scratch, scratch + p->obs_dim, act);
+}
+
+/* ---- acting in an environment ---------------------------------------------------------------- */
+struct bcActor {
+  const bcPolicy *p;
+  bcBinding b;
+  nnWork *w;
+  bcEnsemble *e;
+  nnEncWork *ew[BC_MAX_IMAGES];
+  float *raw;  /* [obs_dim] the low-dim keys */
+  float *x;    /* [arch.obs_dim] the trunk's input */
+  float *a;    /* [arch.act_dim] */
+  float *crop; /* the largest camera crop, CHW float */
+};
+
+bcActor *bc_actor_make(const bcPolicy *p, const capModel *m) {
+  bcActor *a = calloc(1, sizeof *a);
+  if (!a) {
+    tk_error(TK_ENOMEM, "out of memory");
+    return NULL;
+  }
+  a->p = p;
+  if (bc_bind(p, m, &a->b)) {
+    free(a);
+    return NULL;
+  }
+  int64_t crop = 1;
+  for (int i = 0; i < p->nimg; i++)
+    crop = TK_MAX(crop, (int64_t)p->img[i].channels * p->img[i].crop_h * p->img[i].crop_w);
+  a->w = nn_work_make(p->net, 1);
+  a->e = bc_ensemble_make(p);
+  a->raw = malloc(sizeof(float) * (size_t)(TK_MAX(1, p->obs_dim) + p->arch.obs_dim + p->arch.act_dim + crop));
+  int ok = a->w && a->e && a->raw;
+  for (int i = 0; ok && i < p->nimg; i++)
+    ok = (a->ew[i] = nn_enc_work_make(p->img[i].enc, 1)) != NULL;
+  if (!ok) {
+    bc_actor_free(a);
+    tk_error(TK_ENOMEM, "out of memory");
+    return NULL;
+  }
+  a->x = a->raw + TK_MAX(1, p->obs_dim);
+  a->a = a->x + p->arch.obs_dim;
+  a->crop = a->a + p->arch.act_dim;
+  return a;
+}
+
+void bc_actor_reset(bcActor *a) { bc_ensemble_reset(a->e); }
+
+int bc_actor_step(bcActor *a, const void *cap_obs, double *act) {
+  const bcPolicy *p = a->p;
+  const capObs *o = cap_obs;
+  bc_gather(&a->b, o, a->raw);
+  bc_policy_normalize(p, a->raw, 1, a->x);
+  float *feat = a->x + p->obs_dim;
+  for (int i = 0; i < p->nimg; i++) { /* the centre crop, as every frame was cropped at random in training */
+    const bcImage *c = &p->img[i];
+    nn_image_crop(o->v[a->b.img_index[i]], c->height, c->width, c->channels, (c->height - c->crop_h) / 2,
+                  (c->width - c->crop_w) / 2, c->crop_h, c->crop_w, a->crop);
+    int rc = nn_enc_forward(c->enc, a->ew[i], a->crop, 1, feat);
+    if (rc) return rc;
+    feat += nn_enc_out_dim(&c->enc_arch);
+  }
+  return trunk_step(p, a->w, a->e, a->x, a->a, act);
+}
+
+void bc_actor_free(bcActor *a) {
+  if (!a) return;
+  for (int i = 0; i < BC_MAX_IMAGES; i++)
+    nn_enc_work_free(a->ew[i]);
+  nn_work_free(a->w);
+  bc_ensemble_free(a->e);
+  free(a->raw);
+  free(a);
 }
 
 void bc_ensemble_free(bcEnsemble *e) {
@@ -258,6 +431,106 @@ static char *json_list_str(const bcPolicy *p, int dims) {
   return s;
 }
 
+/* The arch attribute: the trunk's JSON, plus "encoders" for a policy with cameras. */
+static int arch_json(const bcPolicy *p, char **out) {
+  int rc = nn_arch_to_json(&p->arch, out);
+  if (rc || p->nimg == 0) return rc;
+  cJSON *j = cJSON_Parse(*out), *list = cJSON_CreateArray();
+  free(*out);
+  *out = NULL;
+  if (j && list) cJSON_AddItemToObject(j, "encoders", list);
+  else cJSON_Delete(list);
+  for (int i = 0; j && !rc && i < p->nimg; i++) {
+    const bcImage *c = &p->img[i];
+    char *es = NULL;
+    if ((rc = nn_enc_arch_to_json(&c->enc_arch, &es))) break;
+    cJSON *e = cJSON_CreateObject(), *enc = cJSON_Parse(es);
+    free(es);
+    int frame[3] = {c->height, c->width, c->channels}, crop[2] = {c->crop_h, c->crop_w};
+    if (!e || !enc) {
+      cJSON_Delete(e);
+      cJSON_Delete(enc);
+      break;
+    }
+    cJSON_AddStringToObject(e, "key", c->key);
+    cJSON_AddItemToObject(e, "frame", cJSON_CreateIntArray(frame, 3));
+    cJSON_AddItemToObject(e, "crop", cJSON_CreateIntArray(crop, 2));
+    cJSON_AddItemToObject(e, "encoder", enc);
+    cJSON_AddItemToArray(list, e);
+  }
+  if (!rc && j && cJSON_GetArraySize(list) == p->nimg) *out = cJSON_PrintUnformatted(j);
+  cJSON_Delete(j);
+  if (!rc && !*out) rc = tk_error(TK_ENOMEM, "out of memory");
+  return rc;
+}
+
+/* An int list of n values in lo..hi. */
+static int int_list(const cJSON *a, int n, int lo, int hi, int *v) {
+  if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != n) return -1;
+  for (int i = 0; i < n; i++) {
+    const cJSON *x = cJSON_GetArrayItem(a, i);
+    if (!cJSON_IsNumber(x) || x->valuedouble != (double)(int)x->valuedouble || x->valuedouble < lo ||
+        x->valuedouble > hi)
+      return -1;
+    v[i] = (int)x->valuedouble;
+  }
+  return 0;
+}
+
+/* The arch attribute back: the trunk (nn_arch_from_json, strict) and the cameras of "encoders" (each
+ * entry exactly key, frame, crop, encoder). */
+static int parse_arch(const char *s, nnArch *arch, int *nimg, bcImage *img, const char *path) {
+  *nimg = 0;
+  cJSON *j = cJSON_Parse(s);
+  cJSON *list = j ? cJSON_DetachItemFromObjectCaseSensitive(j, "encoders") : NULL;
+  int rc = 0;
+  if (!list) { /* a low-dim policy: the attribute as written */
+    cJSON_Delete(j);
+    return nn_arch_from_json(s, arch) ? tk_error_wrap(TK_EFORMAT, "%s: attribute 'arch'", path) : 0;
+  }
+  char *trunk = cJSON_PrintUnformatted(j);
+  cJSON_Delete(j);
+  if (!trunk) rc = tk_error(TK_ENOMEM, "out of memory");
+  if (!rc && nn_arch_from_json(trunk, arch)) rc = tk_error_wrap(TK_EFORMAT, "%s: attribute 'arch'", path);
+  free(trunk);
+  if (!rc && (!cJSON_IsArray(list) || cJSON_GetArraySize(list) < 1 || cJSON_GetArraySize(list) > BC_MAX_IMAGES))
+    rc = tk_error(TK_EFORMAT, "%s: attribute 'arch': \"encoders\" must be a list of 1..%d cameras", path,
+                  BC_MAX_IMAGES);
+  for (int i = 0; !rc && i < cJSON_GetArraySize(list); i++) {
+    const cJSON *e = cJSON_GetArrayItem(list, i);
+    const cJSON *key = cJSON_GetObjectItemCaseSensitive(e, "key");
+    const cJSON *enc = cJSON_GetObjectItemCaseSensitive(e, "encoder");
+    int frame[3], crop[2];
+    bcImage *c = &img[i];
+    memset(c, 0, sizeof *c);
+    if (!cJSON_IsObject(e) || cJSON_GetArraySize(e) != 4 || !cJSON_IsString(key) || !key->valuestring[0] ||
+        strlen(key->valuestring) >= BC_KEY_MAX ||
+        int_list(cJSON_GetObjectItemCaseSensitive(e, "frame"), 3, 1, NN_MAX_IMAGE_SIDE, frame) ||
+        int_list(cJSON_GetObjectItemCaseSensitive(e, "crop"), 2, 1, NN_MAX_IMAGE_SIDE, crop) ||
+        !cJSON_IsObject(enc)) {
+      rc = tk_error(TK_EFORMAT,
+                    "%s: attribute 'arch': encoders[%d] must be {\"key\": name, \"frame\": [H, W, C], "
+                    "\"crop\": [h, w], \"encoder\": {...}} with sizes 1..%d",
+                    path, i, NN_MAX_IMAGE_SIDE);
+      break;
+    }
+    snprintf(c->key, sizeof c->key, "%s", key->valuestring);
+    c->height = frame[0];
+    c->width = frame[1];
+    c->channels = frame[2];
+    c->crop_h = crop[0];
+    c->crop_w = crop[1];
+    char *es = cJSON_PrintUnformatted(enc);
+    if (!es) rc = tk_error(TK_ENOMEM, "out of memory");
+    else if (nn_enc_arch_from_json(es, &c->enc_arch))
+      rc = tk_error_wrap(TK_EFORMAT, "%s: attribute 'arch': encoders[%d] ('%s')", path, i, c->key);
+    free(es);
+    (*nimg)++;
+  }
+  cJSON_Delete(list);
+  return rc;
+}
+
 static int write_vec(hid_t g, const char *name, const float *v, int n) {
   return ds_write_whole(g, name, DS_F32, 0, NULL, n, v, 0);
 }
@@ -266,7 +539,7 @@ static int save_to(const bcPolicy *p, const char *tmp) {
   hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (f < 0) return ds_h5_fail(TK_EIO, "%s: cannot create", tmp);
   char *arch = NULL, *keys = json_list_str(p, 0), *dims = json_list_str(p, 1);
-  int rc = nn_arch_to_json(&p->arch, &arch);
+  int rc = arch_json(p, &arch);
   if (!rc && (!keys || !dims)) rc = tk_error(TK_ENOMEM, "out of memory");
   if (!rc)
     rc = ds_attr_write_str(f, "format", BC_POLICY_FORMAT) ||
@@ -293,6 +566,13 @@ static int save_to(const bcPolicy *p, const char *tmp) {
     const nnTensor *t = &p->net->tensors[i];
     rc = ds_write_whole(g, t->name, DS_F32, t->ndim - 1, t->shape + 1, t->shape[0], t->data, 0);
   }
+  for (int c = 0; !rc && c < p->nimg; c++)
+    for (int i = 0; !rc && i < p->img[c].enc->n_tensors; i++) {
+      const nnTensor *t = &p->img[c].enc->tensors[i];
+      char name[64];
+      snprintf(name, sizeof name, "enc%d.%s", c, t->name);
+      rc = ds_write_whole(g, name, DS_F32, t->ndim - 1, t->shape + 1, t->shape[0], t->data, 0);
+    }
   if (g >= 0) H5Gclose(g);
   if (H5Fclose(f) < 0 && !rc) rc = ds_h5_fail(TK_EIO, "%s: cannot close", tmp);
   return rc;
@@ -304,6 +584,11 @@ int bc_policy_save(const bcPolicy *p, const char *path) {
   for (int64_t i = 0; i < p->net->n_params; i++)
     if (!isfinite(p->net->params[i]))
       return tk_error(TK_ERANGE, "%s: policy not saved: parameter %lld is not finite", path, (long long)i);
+  for (int c = 0; c < p->nimg; c++)
+    for (int64_t i = 0; i < p->img[c].enc->n_params; i++)
+      if (!isfinite(p->img[c].enc->params[i]))
+        return tk_error(TK_ERANGE, "%s: policy not saved: camera '%s' parameter %lld is not finite", path,
+                        p->img[c].key, (long long)i);
   char tmp[4200];
   int fd = tk_temp_beside(path, tmp, sizeof tmp); /* a name of ours alone, never a user's file */
   if (fd < 0) return tk_error_wrap(fd, "%s: policy not saved", path);
@@ -327,17 +612,36 @@ static int read_exact(hid_t g, const char *name, int ndim, const int64_t *shape,
 
 /* Every tensor the architecture declares (plan) is in /weights with its shape and data, and nothing else
  * is: checked from what the file declares, before the network is allocated. */
-static int check_weights(hid_t g, const nnNet *plan, const char *path) {
+/* encoder c's tensor name in /weights, or -1 for a name that is not one */
+static int enc_tensor_of(const char *name, int nimg, const nnEnc *plans, const char **rest) {
+  int c = -1, n = 0;
+  if (sscanf(name, "enc%d.%n", &c, &n) != 1 || n == 0 || c < 0 || c >= nimg) return -1;
+  char canon[32];
+  snprintf(canon, sizeof canon, "enc%d.", c);
+  if (strncmp(name, canon, strlen(canon))) return -1; /* "enc01." is not encoder 1's */
+  *rest = name + n;
+  return nn_enc_tensor_find(&plans[c], *rest) ? c : -1;
+}
+
+static int check_weights(hid_t g, const nnNet *plan, int nimg, const nnEnc *plans, const char *path) {
   int rc = 0;
   for (int i = 0; !rc && i < plan->n_tensors; i++) {
     const nnTensor *t = &plan->tensors[i];
     rc = read_exact(g, t->name, t->ndim, t->shape, NULL, path);
   }
+  for (int c = 0; !rc && c < nimg; c++)
+    for (int i = 0; !rc && i < plans[c].n_tensors; i++) {
+      const nnTensor *t = &plans[c].tensors[i];
+      char name[64];
+      snprintf(name, sizeof name, "enc%d.%s", c, t->name);
+      rc = read_exact(g, name, t->ndim, t->shape, NULL, path);
+    }
   if (!rc) { /* no extra tensors: a file for another architecture must not half-load */
     dsNames names = {0};
     if (ds_list_links(g, &names) < 0) rc = tk_error(TK_EFORMAT, "%s: /weights cannot be listed", path);
+    const char *rest;
     for (int i = 0; !rc && i < names.n; i++)
-      if (!nn_tensor_find(plan, names.v[i]))
+      if (!nn_tensor_find(plan, names.v[i]) && enc_tensor_of(names.v[i], nimg, plans, &rest) < 0)
         rc = tk_error(TK_EFORMAT, "%s: /weights/%s is not a tensor of the architecture in 'arch'", path,
                       names.v[i]);
     ds_names_free(&names);
@@ -354,15 +658,15 @@ static int read_str_attr(hid_t f, const char *name, char **out, const char *path
 }
 
 /* obs_keys / obs_dims: JSON lists of the same length. */
-static int parse_keys(const char *ks, const char *ds, const char *path, int *n, char (*keys)[BC_KEY_MAX],
-                      int *dims) {
+static int parse_keys(const char *ks, const char *ds, const char *path, int min, int *n,
+                      char (*keys)[BC_KEY_MAX], int *dims) {
   cJSON *k = cJSON_Parse(ks), *d = cJSON_Parse(ds);
   int rc = 0;
   if (!cJSON_IsArray(k) || !cJSON_IsArray(d))
     rc = tk_error(TK_EFORMAT, "%s: obs_keys and obs_dims must be JSON lists", path);
-  else if ((*n = cJSON_GetArraySize(k)) != cJSON_GetArraySize(d) || *n < 1 || *n > BC_MAX_KEYS)
-    rc = tk_error(TK_EFORMAT, "%s: %d obs_keys but %d obs_dims (1..%d keys allowed)", path,
-                  cJSON_GetArraySize(k), cJSON_GetArraySize(d), BC_MAX_KEYS);
+  else if ((*n = cJSON_GetArraySize(k)) != cJSON_GetArraySize(d) || *n < min || *n > BC_MAX_KEYS)
+    rc = tk_error(TK_EFORMAT, "%s: %d obs_keys but %d obs_dims (%d..%d keys allowed)", path,
+                  cJSON_GetArraySize(k), cJSON_GetArraySize(d), min, BC_MAX_KEYS);
   for (int i = 0; !rc && i < *n; i++) {
     cJSON *ki = cJSON_GetArrayItem(k, i), *di = cJSON_GetArrayItem(d, i);
     if (!cJSON_IsString(ki) || !ki->valuestring[0] || strlen(ki->valuestring) >= BC_KEY_MAX)
@@ -385,6 +689,9 @@ static bcPolicy *load_from(hid_t f, const char *path) {
   bcPolicy *p = NULL;
   int64_t version = 0;
   nnArch arch;
+  int nimg = 0;
+  bcImage img[BC_MAX_IMAGES];
+  nnEnc plans[BC_MAX_IMAGES];
   int rc = read_str_attr(f, "format", &fmt, path);
   if (!rc && strcmp(fmt, BC_POLICY_FORMAT))
     rc = tk_error(TK_EFORMAT, "%s: not a policy file (format '%s', expected '%s')", path, fmt,
@@ -395,13 +702,19 @@ static bcPolicy *load_from(hid_t f, const char *path) {
     rc = tk_error(TK_EFORMAT, "%s: policy format version %lld; this build reads version %d", path,
                   (long long)version, BC_POLICY_VERSION);
   if (!rc) rc = read_str_attr(f, "arch", &arch_s, path);
-  if (!rc && nn_arch_from_json(arch_s, &arch)) rc = tk_error_wrap(TK_EFORMAT, "%s: attribute 'arch'", path);
+  if (!rc) rc = parse_arch(arch_s, &arch, &nimg, img, path);
   if (!rc) rc = read_str_attr(f, "obs_keys", &keys_s, path);
   if (!rc) rc = read_str_attr(f, "obs_dims", &dims_s, path);
   if (!rc) rc = read_str_attr(f, "task", &task, path);
   if (!rc) rc = read_str_attr(f, "algo", &algo, path);
   if (!rc && ds_attr_exists(f, "info")) rc = read_str_attr(f, "info", &info, path);
-  if (!rc && !(p = policy_alloc(&arch))) rc = tk_error_wrap(TK_EFORMAT, "%s", path);
+  int feat = rc ? 0 : feat_of(nimg, img);
+  if (!rc && feat < 0) rc = tk_error_wrap(TK_EFORMAT, "%s: attribute 'arch': encoders", path);
+  if (!rc && !(p = policy_alloc(&arch, feat))) rc = tk_error_wrap(TK_EFORMAT, "%s: attribute 'arch'", path);
+  if (!rc && set_images(p, nimg, img, 0, 0, 1)) rc = tk_error_wrap(TK_EFORMAT, "%s: attribute 'arch'", path);
+  for (int i = 0; !rc && i < nimg; i++)
+    if (nn_enc_plan(&p->img[i].enc_arch, &plans[i]))
+      rc = tk_error_wrap(TK_EFORMAT, "%s: attribute 'arch': encoders[%d]", path, i);
   if (!rc && ds_attr_exists(f, "chunk")) {
     int64_t k = 0;
     if (ds_attr_read_i64(f, "chunk", &k) || k < 1 || k > 64 || bc_policy_set_chunk(p, (int)k))
@@ -412,7 +725,7 @@ static bcPolicy *load_from(hid_t f, const char *path) {
     int n = 0, dims[BC_MAX_KEYS];
     char keys[BC_MAX_KEYS][BC_KEY_MAX];
     const char *kp[BC_MAX_KEYS];
-    rc = parse_keys(keys_s, dims_s, path, &n, keys, dims);
+    rc = parse_keys(keys_s, dims_s, path, nimg ? 0 : 1, &n, keys, dims);
     for (int i = 0; !rc && i < n; i++)
       kp[i] = keys[i];
     if (!rc && set_keys(p, n, kp, dims)) rc = tk_error_wrap(TK_EFORMAT, "%s", path);
@@ -456,11 +769,21 @@ static bcPolicy *load_from(hid_t f, const char *path) {
     if (g < 0) rc = tk_error(TK_EFORMAT, "%s: group /weights is missing", path);
     nnNet plan;
     if (!rc && nn_net_plan(&arch, &plan)) rc = tk_error_wrap(TK_EFORMAT, "%s: attribute 'arch'", path);
-    if (!rc) rc = check_weights(g, &plan, path);
+    if (!rc) rc = check_weights(g, &plan, nimg, plans, path);
     if (!rc && !(p->net = nn_net_make_acting(&arch, 0))) rc = tk_error_wrap(TK_ENOMEM, "%s", path);
     for (int i = 0; !rc && i < p->net->n_tensors; i++) {
       const nnTensor *t = &p->net->tensors[i];
       rc = read_exact(g, t->name, t->ndim, t->shape, t->data, path);
+    }
+    for (int c = 0; !rc && c < nimg; c++) {
+      if (!(p->img[c].enc = nn_enc_make_acting(&p->img[c].enc_arch, 0)))
+        rc = tk_error_wrap(TK_ENOMEM, "%s", path);
+      for (int i = 0; !rc && i < p->img[c].enc->n_tensors; i++) {
+        const nnTensor *t = &p->img[c].enc->tensors[i];
+        char name[64];
+        snprintf(name, sizeof name, "enc%d.%s", c, t->name);
+        rc = read_exact(g, name, t->ndim, t->shape, t->data, path);
+      }
     }
     if (g >= 0) H5Gclose(g);
   }

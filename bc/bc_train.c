@@ -29,32 +29,45 @@ void bc_train_default(bcTrainOpts *o) {
   o->threads = n > 0 ? (int)n : 1;
   o->eval_every = 20;
   o->eval_episodes = 20;
+  o->encoder_width = 32;
 }
 
 /* robomimic's low-dim observation keys for its manipulation tasks */
 static const char *const robomimic_keys[] = {"object", "robot0_eef_pos", "robot0_eef_quat",
                                              "robot0_gripper_qpos"};
 
-static int choose_keys(dsFile *f, const bcTrainOpts *o, const char **keys, int *nk) {
+/* The observation keys, split: low-dim ones (ds_load) and image ones (bc_is_image_key: the file's uint8
+ * H,W,C keys and the render cameras' keys; bc_images_load). Without --obs-keys: robomimic's low-dim keys
+ * when present (else every low-dim key), and the render cameras' keys. */
+static int choose_keys(dsFile *f, const bcTrainOpts *o, const char **keys, int *nk, const char **img, int *ni,
+                       char (*cam_keys)[BC_KEY_MAX]) {
   const dsSchema *s = ds_schema(f);
+  *nk = *ni = 0;
   if (o->obs_keys && o->nobs_keys > 0) {
     if (o->nobs_keys > BC_MAX_KEYS)
       return tk_error(TK_ERANGE, "%d observation keys (at most %d)", o->nobs_keys, BC_MAX_KEYS);
-    for (int i = 0; i < o->nobs_keys; i++)
-      keys[i] = o->obs_keys[i];
-    *nk = o->nobs_keys;
-    return 0; /* ds_load checks them and lists what the file has */
+    for (int i = 0; i < o->nobs_keys; i++) {
+      if (bc_is_image_key(f, o->obs_keys[i], o->nrender, o->render))
+        img[(*ni)++] = o->obs_keys[i];
+      else
+        keys[(*nk)++] = o->obs_keys[i];
+    }
+    return 0; /* ds_load checks the low-dim ones and lists what the file has; bc_images_load the others */
+  }
+  for (int c = 0; c < o->nrender && c < CAP_MAX_CAMS; c++) {
+    int rc = cap_camera_key(o->render[c].name, cam_keys[c], BC_KEY_MAX);
+    if (rc) return rc;
+    img[(*ni)++] = cam_keys[c];
   }
   int all = 1;
   for (size_t i = 0; i < TK_ARRAY_LEN(robomimic_keys); i++)
     if (ds_schema_find(s, robomimic_keys[i]) < 0) all = 0;
-  *nk = 0;
   if (all) {
     for (size_t i = 0; i < TK_ARRAY_LEN(robomimic_keys); i++)
       keys[(*nk)++] = robomimic_keys[i];
     return 0;
   }
-  for (int k = 0; k < s->nkeys && *nk < BC_MAX_KEYS; k++)
+  for (int k = 0; k < s->nkeys && *nk + *ni < BC_MAX_KEYS; k++)
     if (!ds_key_is_image(&s->keys[k])) keys[(*nk)++] = s->keys[k].name;
   if (*nk == 0) return tk_error(TK_EINVAL, "%s: no low-dim observation keys to train on", ds_path(f));
   return 0;
@@ -215,15 +228,19 @@ static void gather(const dsLoaded *L, const sampling *sm, const int64_t *rows, i
     }
 }
 
-/* Mean loss over the samples starting at rows (in blocks of the work's batch). */
-static double mean_loss(const bcPolicy *p, nnWork *w, const dsLoaded *L, const sampling *sm,
-                        const int64_t *rows, int64_t n, float *x, float *y) {
+/* Mean loss over the samples starting at rows (in blocks of the work's batch; a policy with cameras: of
+ * the vision trainer's, centre crops). */
+static double mean_loss(const bcPolicy *p, nnWork *w, bcVisionTrainer *vt, int vt_batch, const dsLoaded *L,
+                        const sampling *sm, const int64_t *rows, int64_t n, float *x, float *y) {
   double sum = 0;
-  for (int64_t k = 0; k < n; k += w->max_batch) {
-    int b = (int)TK_MIN(w->max_batch, n - k);
+  const int mb = vt ? vt_batch : w->max_batch;
+  for (int64_t k = 0; k < n; k += mb) {
+    int b = (int)TK_MIN(mb, n - k);
     gather(L, sm, rows + k, b, x, y);
     float l;
-    if (p->arch.rnn_layers > 0 ? nn_seq_loss(p->net, w, x, y, b, sm->T, &l) : nn_loss(p->net, w, x, y, b, &l))
+    if (vt ? bc_vt_loss(vt, x, y, rows + k, b, &l)
+           : p->arch.rnn_layers > 0 ? nn_seq_loss(p->net, w, x, y, b, sm->T, &l)
+                                    : nn_loss(p->net, w, x, y, b, &l))
       return NAN;
     sum += (double)l * b;
   }
@@ -283,6 +300,7 @@ static char *info_json(const bcTrainOpts *o, const bcTrainResult *r, int epoch, 
   cJSON_AddNumberToObject(j, "lr", o->adam.lr);
   cJSON_AddNumberToObject(j, "seed", (double)o->seed);
   cJSON_AddNumberToObject(j, "threads", o->threads);
+  if (o->ema > 0) cJSON_AddNumberToObject(j, "ema", o->ema);
   cJSON_AddNumberToObject(j, "train_demos", r->train_demos);
   cJSON_AddNumberToObject(j, "valid_demos", r->valid_demos);
   cJSON_AddNumberToObject(j, "skipped_failures", r->skipped_failures);
@@ -323,6 +341,7 @@ static int check_outputs(const bcTrainOpts *o, const char *prefix) {
 typedef struct {
   dsFile *f;
   dsLoaded L;             /* the loaded demos; obs and actions normalized in place */
+  bcImages img;           /* image observation keys of the same rows (uint8, as stored; none: nkeys 0) */
   uint8_t *role;          /* (L.ndemos) 1 train, 2 valid, 0 neither */
   int64_t *train, *valid; /* rows of L that start training / validation samples (ntrain, nvalid) */
   int64_t ntrain, nvalid;
@@ -333,9 +352,11 @@ typedef struct {
   int can_eval;
   int B, threads, rnn; /* batch, training threads, BC-RNN */
   nnTeam *team;        /* MLP: data-parallel training team */
-  nnWork *tw, *vw;     /* BC-RNN training work; validation work */
+  bcVisionTrainer *vt; /* a policy with cameras: its training step */
+  nnWork *tw, *vw;     /* training work (nn_step; a plain trunk's carries the team); validation work */
   float *x, *y;        /* a batch: inputs (B T obs_dim) and targets (B T act_dim K) */
   float *last_good;    /* (n_params) the parameters at the epoch's start */
+  float *ema, *live;   /* --ema: the weights' moving average, and the live weights while it is swapped in */
   curves cv;
   FILE *csv;
   tkRng rng; /* shuffling and observation noise */
@@ -349,6 +370,7 @@ static void trainer_free(trainer *t) {
   if (t->csv) fclose(t->csv);
   free(t->cv.epoch);
   free(t->last_good);
+  free(t->ema);
   free(t->last_row);
   free(t->x);
   free(t->y);
@@ -358,8 +380,10 @@ static void trainer_free(trainer *t) {
   nn_work_free(t->vw);
   nn_work_free(t->tw);
   nn_team_free(t->team);
+  bc_vt_free(t->vt);
   cap_model_free(t->model);
   bc_policy_free(t->p);
+  bc_images_free(&t->img);
   ds_loaded_free(&t->L);
   ds_close(t->f);
 }
@@ -370,11 +394,19 @@ static void trainer_free(trainer *t) {
 static int load_data(trainer *t, const bcTrainOpts *o, bcTrainResult *r) {
   int rc = ds_open(o->dataset, 0, &t->f);
   if (rc) return rc;
-  const char *keys[BC_MAX_KEYS];
-  int nk = 0;
-  if ((rc = choose_keys(t->f, o, keys, &nk))) return rc;
+  const char *keys[BC_MAX_KEYS], *img[BC_MAX_KEYS];
+  char cam_keys[CAP_MAX_CAMS][BC_KEY_MAX];
+  int nk = 0, ni = 0;
+  if ((rc = choose_keys(t->f, o, keys, &nk, img, &ni, cam_keys))) return rc;
+  if (nk == 0) /* ds_load reads every low-dim key when given none */
+    return tk_error(TK_EINVAL,
+                    "%s: only image observation keys (%s%s): add a low-dim key (robot0_eef_pos, ...)",
+                    o->dataset, img[0], ni > 1 ? ", ..." : "");
   dsLoadOpts lo = {.obs_keys = keys, .nobs_keys = nk};
   if ((rc = ds_load(t->f, &lo, &t->L))) return rc;
+  if ((ni > 0 || o->nrender > 0) &&
+      (rc = bc_images_load(t->f, &t->L, ni, img, o->nrender, o->render, o->quiet, &t->img)))
+    return rc;
   if (!(t->role = calloc((size_t)TK_MAX(t->L.ndemos, 1), 1))) return tk_error(TK_ENOMEM, "out of memory");
   if ((rc = assign_demos(t->f, &t->L, o, t->role, r))) return rc;
   t->train = rows_of(&t->L, t->role, 1, &t->ntrain);
@@ -406,7 +438,32 @@ static int build_policy(trainer *t, const bcTrainOpts *o) {
     names[i] = L->key_names[i];
     dims[i] = L->key_offset[i + 1] - L->key_offset[i];
   }
-  if (!(t->p = bc_policy_make(&arch, L->nkeys, names, dims, o->seed)) || bc_policy_set_chunk(t->p, K))
+  /* the cameras: robomimic's crop (84 -> 76 unless --crop) and encoder (nn_enc_arch_default) */
+  bcImage img[BC_MAX_IMAGES];
+  const bcImages *im = &t->img;
+  if (im->nkeys > BC_MAX_IMAGES)
+    return tk_error(TK_ERANGE, "%d camera keys (at most %d)", im->nkeys, BC_MAX_IMAGES);
+  if (im->nkeys && t->rnn)
+    return tk_error(TK_EINVAL, "--rnn with camera keys is not supported yet (an MLP trunk reads the cameras)");
+  for (int i = 0; i < im->nkeys; i++) {
+    bcImage *c = &img[i];
+    memset(c, 0, sizeof *c);
+    snprintf(c->key, sizeof c->key, "%s", im->key[i]);
+    c->height = im->h[i];
+    c->width = im->w[i];
+    c->channels = im->c[i];
+    c->crop_h = o->crop_h > 0 ? o->crop_h : c->height - (c->height * 8 + 41) / 84; /* 84 -> 76 */
+    c->crop_w = o->crop_w > 0 ? o->crop_w : c->width - (c->width * 8 + 41) / 84;
+    if (c->crop_h > c->height || c->crop_w > c->width)
+      return tk_error(TK_EINVAL, "--crop %dx%d is larger than %s's %dx%d frames", c->crop_h, c->crop_w, c->key,
+                      c->height, c->width);
+    nn_enc_arch_default(&c->enc_arch, c->channels, c->crop_h, c->crop_w, o->encoder_width);
+    int f = nn_enc_out_dim(&c->enc_arch);
+    if (f < 0) return tk_error_wrap(TK_EINVAL, "%s: encoder for %dx%d crops", c->key, c->crop_h, c->crop_w);
+    arch.obs_dim += f;
+  }
+  if (!(t->p = bc_policy_make_images(&arch, L->nkeys, names, dims, im->nkeys, img, o->seed)) ||
+      bc_policy_set_chunk(t->p, K))
     return tk_error_wrap(TK_EINVAL, "bc-train");
   int rc = normalize(t->p, L, t->train, t->ntrain, o->obs_std_floor, o->dataset);
   if (rc) return rc;
@@ -423,7 +480,7 @@ static void setup_rollouts(trainer *t, const bcTrainOpts *o) {
     capOpts co;
     cap_opts_default(&co);
     co.task = task;
-    if (cap_model_load(&co, &t->model) == 0 && bc_bind(t->p, t->model, &(bcBinding){0}) == 0)
+    if (bc_policy_model_load(t->p, &co, &t->model) == 0 && bc_bind(t->p, t->model, &(bcBinding){0}) == 0)
       t->can_eval = 1;
     else if (!o->quiet)
       fprintf(stderr, "bc-train: no rollouts: %s\n", tk_errmsg());
@@ -442,19 +499,31 @@ static int alloc_training(trainer *t, const bcTrainOpts *o) {
   t->B = o->batch;
   t->threads = TK_MAX(1, o->threads);
   const int vb = t->rnn ? TK_MAX(1, 256 / T) : 256;
-  if (t->rnn) {
+  if (t->p->nimg) { /* cameras: encoders on the threads by rows, the trunk with one OpenBLAS thread */
+    nn_set_threads(1);
+    if (!(t->vt = bc_vt_make(t->p, (const uint8_t *const *)t->img.data, t->B, t->threads)))
+      return tk_error_wrap(TK_ENOMEM, "bc-train");
+  } else if (t->rnn) {
     nn_set_threads(t->threads);
     t->tw = nn_work_make_seq(net, t->B, T);
-  } else {
-    t->team = nn_team_make(net, t->B, t->threads);
+  } else { /* the team trains through a work that carries it (nn_step) */
+    if ((t->team = nn_team_make(net, t->B, t->threads)) && (t->tw = nn_work_make(net, 1)))
+      nn_work_set_team(t->tw, t->team);
   }
-  if ((!t->team && !t->tw) || !(t->vw = t->rnn ? nn_work_make_seq(net, vb, T) : nn_work_make(net, vb)))
+  if ((!t->tw && !t->vt) ||
+      (!t->vt && !(t->vw = t->rnn ? nn_work_make_seq(net, vb, T) : nn_work_make(net, vb))))
     return tk_error_wrap(TK_ENOMEM, "bc-train");
   int64_t xb = (int64_t)TK_MAX(t->B, vb) * T;
-  t->x = malloc(sizeof(float) * (size_t)(xb * t->L.obs_dim));
+  t->x = malloc(sizeof(float) * (size_t)(xb * TK_MAX(1, t->L.obs_dim)));
   t->y = malloc(sizeof(float) * (size_t)(xb * t->L.act_dim * K));
-  t->last_good = malloc(sizeof(float) * (size_t)net->n_params);
+  const int64_t np = bc_vt_nparams(t->p);
+  t->last_good = malloc(sizeof(float) * (size_t)np);
   if (!t->x || !t->y || !t->last_good) return tk_error(TK_ENOMEM, "out of memory");
+  if (o->ema > 0) {
+    if (!(t->ema = malloc(sizeof(float) * 2 * (size_t)np))) return tk_error(TK_ENOMEM, "out of memory");
+    t->live = t->ema + np;
+    bc_vt_save_params(t->p, t->ema);
+  }
   return curves_make(&t->cv, o->epochs);
 }
 
@@ -479,6 +548,13 @@ static void print_setup(const trainer *t, const bcTrainOpts *o, const bcTrainRes
          o->dataset, r->train_demos, (long long)t->ntrain, r->valid_demos, (long long)t->nvalid,
          r->skipped_failures, t->L.obs_dim, t->L.nkeys, t->L.act_dim, nn_head_name(a->head), a->n_hidden,
          rnn_desc, t->threads);
+  for (int i = 0; i < t->p->nimg; i++) {
+    const bcImage *c = &t->p->img[i];
+    printf("bc-train: camera %s: %dx%d frames, random %dx%d crops (centre when acting), encoder of %lld "
+           "parameters -> %d features\n",
+           c->key, c->height, c->width, c->crop_h, c->crop_w, (long long)c->enc->n_params,
+           nn_enc_out_dim(&c->enc_arch));
+  }
 }
 
 /* ---- the loop's steps ------------------------------------------------------------------------------- */
@@ -491,32 +567,31 @@ static void next_batch(trainer *t, const bcTrainOpts *o, int64_t k0, int b) {
       t->x[i] += (float)(o->obs_noise * tk_rng_normal(&t->rng));
 }
 
-/* Forward, loss, backward and Adam on the batch; asking for the gradient norm makes the step refuse
- * non-finite gradients (nonzero: the parameters were not updated). */
-static int train_step(trainer *t, const bcTrainOpts *o, int b, float *loss, double *gnorm) {
-  return t->rnn ? nn_seq_train_step(t->p->net, t->tw, &o->adam, t->x, t->y, b, t->sm.T, loss, gnorm)
-                : nn_team_train_step(t->p->net, t->team, &o->adam, t->x, t->y, b, loss, gnorm);
+/* Forward, loss, backward and Adam on the batch (samples starting at rows); asking for the gradient norm
+ * makes the step refuse non-finite gradients (nonzero: the parameters were not updated). */
+static int train_step(trainer *t, const bcTrainOpts *o, const int64_t *rows, int b, float *loss, double *gnorm) {
+  if (t->vt) return bc_vt_step(t->vt, &o->adam, t->x, t->y, rows, b, &t->rng, loss, gnorm);
+  return nn_step(t->p->net, t->tw, &o->adam, t->x, t->y, b, t->rnn ? t->sm.T : 1, loss, gnorm);
 }
 
 /* One pass over the shuffled training rows; the mean training loss. A non-finite loss stops the epoch
  * with the parameters of its start back in place (r->stopped_nan). */
 static double train_epoch(trainer *t, const bcTrainOpts *o, bcTrainResult *r, int ep) {
-  nnNet *net = t->p->net;
   const int B = t->B;
   const int64_t steps_per_epoch = (t->ntrain + B - 1) / B;
   tk_rng_shuffle(&t->rng, t->train, t->ntrain);
   double sum = 0;
   double te = tk_now_s();
-  memcpy(t->last_good, net->params, sizeof(float) * (size_t)net->n_params);
+  bc_vt_save_params(t->p, t->last_good);
   for (int64_t s = 0; s < steps_per_epoch; s++) {
     int64_t k0 = s * B;
     int b = (int)TK_MIN(B, t->ntrain - k0);
     next_batch(t, o, k0, b);
     float loss;
     double gnorm = NAN;
-    if (train_step(t, o, b, &loss, &gnorm)) {
+    if (train_step(t, o, t->train + k0, b, &loss, &gnorm)) {
       /* parameters were not updated by the failed step; go back to the epoch's start to be safe */
-      memcpy(net->params, t->last_good, sizeof(float) * (size_t)net->n_params);
+      bc_vt_load_params(t->p, t->last_good);
       r->stopped_nan = 1;
       fprintf(stderr,
               "bc-train: the loss became %g (gradient norm %g) at epoch %d, step %lld (batch %lld of the "
@@ -529,6 +604,10 @@ static double train_epoch(trainer *t, const bcTrainOpts *o, bcTrainResult *r, in
     sum += (double)loss * b;
     t->samples += b;
     r->steps++;
+    if (t->ema) {
+      double d = fmin(o->ema, (1.0 + (double)r->steps) / (10.0 + (double)r->steps));
+      bc_vt_ema_update(t->p, t->ema, (float)d);
+    }
   }
   t->t_train += tk_now_s() - te;
   return sum / (double)t->ntrain;
@@ -610,7 +689,19 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
   trainer t = {.best = -1};
 
   /* setup: load and split the data, build and normalize the policy, rollouts, allocate once */
-  if ((rc = load_data(&t, o, r)) || (rc = build_policy(&t, o))) goto done;
+  bcTrainOpts co;
+  if ((rc = load_data(&t, o, r))) goto done;
+  if (t.img.nkeys > 0) { /* the camera defaults, for what the user left unset */
+    co = *o;
+    if (!(o->given & BC_GIVEN_LR)) co.adam.lr = BC_CAMERA_LR;
+    if (!(o->given & BC_GIVEN_EPOCHS)) co.epochs = BC_CAMERA_EPOCHS;
+    if (!(o->given & BC_GIVEN_EMA)) co.ema = BC_CAMERA_EMA;
+    if (!o->quiet && co.given != (BC_GIVEN_LR | BC_GIVEN_EPOCHS | BC_GIVEN_EMA))
+      printf("bc-train: a policy with cameras: lr %g, %d epochs, weight average (ema) %g%s\n", co.adam.lr, co.epochs,
+             co.ema, " (--lr, --epochs, --ema change them)");
+    o = &co;
+  }
+  if ((rc = build_policy(&t, o))) goto done;
   setup_rollouts(&t, o);
   if ((rc = alloc_training(&t, o)) || (rc = open_metrics(&t, prefix))) goto done;
   print_setup(&t, o, r);
@@ -625,14 +716,20 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
     if (r->stopped_nan) break;
     r->epochs_run = ep;
     r->final_train_loss = train_loss;
-    r->final_valid_loss = t.nvalid ? mean_loss(t.p, t.vw, &t.L, &t.sm, t.valid, t.nvalid, t.x, t.y) : NAN;
+    r->final_valid_loss =
+        t.nvalid ? mean_loss(t.p, t.vw, t.vt, t.B, &t.L, &t.sm, t.valid, t.nvalid, t.x, t.y) : NAN;
     curves_push(&t.cv, ep, r->final_train_loss, r->final_valid_loss);
     double succ = NAN, ret = NAN;
     const int eval_now = t.can_eval && (ep % o->eval_every == 0 || ep == o->epochs);
+    if (t.ema && (eval_now || (!t.can_eval && ep == o->epochs))) { /* the average acts and is saved */
+      bc_vt_save_params(t.p, t.live);
+      bc_vt_load_params(t.p, t.ema);
+    }
     if (eval_now)
       rc = evaluate(&t, o, r, ep, &succ, &ret);
     else if (!t.can_eval && ep == o->epochs)
       rc = save_policy(&t, o, r, ep, NAN);
+    if (t.ema && (eval_now || (!t.can_eval && ep == o->epochs))) bc_vt_load_params(t.p, t.live);
     if (rc) break;
     log_epoch(&t, o, r, ep, succ, ret, eval_now);
   }

@@ -24,13 +24,25 @@ static void usage(FILE *f) {
       "  --config FILE.json     options as a JSON object (keys as the long options below, with '_'\n"
       "                         for '-', e.g. {\"epochs\": 300, \"hidden\": [512, 512]}); flags override it\n"
       "  --obs-keys a,b,...     observation keys (default robomimic's: object, robot0_eef_pos,\n"
-      "                         robot0_eef_quat, robot0_gripper_qpos when present, else every low-dim key)\n"
+      "                         robot0_eef_quat, robot0_gripper_qpos when present, else every low-dim key;\n"
+      "                         and the --render-cameras keys); image keys (uint8 H,W,3: agentview_image)\n"
+      "                         are read from the file or rendered\n"
+      "  --render-cameras NAME:WxH[,NAME:WxH]  render these cameras' frames from the demos' stored states\n"
+      "                         in the dataset's (built-in) task, as robomimic's dataset_states_to_obs:\n"
+      "                         agentview -> agentview_image, eye_in_hand -> robot0_eye_in_hand_image;\n"
+      "                         repeatable; a key the file has too is rendered again. Frames are held in\n"
+      "                         memory (the size is printed; refused past 3/4 of MemAvailable, or of\n"
+      "                         DK_MEM_AVAILABLE bytes when set)\n"
+      "  --crop-height H, --crop-width W   cameras: random crop per sample in training, centre crop\n"
+      "                         when acting (default: the frame minus 10%%, 84 -> 76, robomimic's)\n"
+      "  --encoder-width C      cameras: channels of each camera's conv encoder (C, C, 2C, 2C convs,\n"
+      "                         spatial softmax of 32 keypoints, linear 64; default 32)\n"
       "  --filter-key NAME      train on the demos of mask/NAME (default: every demo not in mask/valid)\n"
       "  --valid-frac F         validation demos when the file has no mask/valid (default 0.1)\n"
       "  --include-failures     also train on demos marked success=0 (default: skipped)\n"
-      "  --epochs N             passes over the training samples (default 200)\n"
+      "  --epochs N             passes over the training samples (default 200; with cameras 300)\n"
       "  --batch B              minibatch (default 100, robomimic's)\n"
-      "  --lr LR                Adam learning rate (default 1e-4, robomimic's)\n"
+      "  --lr LR                Adam learning rate (default 1e-4, robomimic's; with cameras 3e-4)\n"
       "  --weight-decay W       AdamW decoupled weight decay (default 0)\n"
       "  --clip-norm C          gradient global-norm clipping (default 0 = off)\n"
       "  --hidden W,W,...|none  hidden layer widths (default 1024,1024, robomimic's; none with --rnn)\n"
@@ -50,6 +62,8 @@ static void usage(FILE *f) {
       "  --rnn-horizon T        training sequence length and rollout state-reset period (default 10)\n"
       "  --obs-noise S          Gaussian noise (std S, in normalized units) on the training observations\n"
       "                         (default 0)\n"
+      "  --ema D                rollouts and the saved policy use an exponential moving average of the\n"
+      "                         weights with decay D (default 0 = off, the live weights; with cameras 0.995)\n"
       "  --obs-std-floor S      observation normalization: std = max(std, S) (default 0.1)\n"
       "  --seed S               initialization, split and shuffling (default 0)\n"
       "  --threads T            training threads (default: online cores); same seed and threads,\n"
@@ -70,6 +84,8 @@ typedef struct {
   const char *keys[BC_MAX_KEYS];
   struct cJSON *configs; /* every --config file, kept whole: the options point into it */
   int hidden_given;      /* --hidden was set (else --rnn drops the MLP layers, as robomimic's BC-RNN) */
+  int in_config;         /* set_opt is reading a --config file */
+  int render_cli;        /* --render-cameras was on the command line (its first one replaces the config's) */
 } cliState;
 
 /* Every option once: the command line, the --config keys (the names with '_' for '-') and their JSON
@@ -89,6 +105,7 @@ static const optRow opt_rows[] = {
     {"metrics", OPT_STR, F(metrics_prefix), 0, 0, 0},
     {"filter-key", OPT_STR, F(filter_key), 0, 0, 0},
     {"obs-keys", OPT_LIST, 0, 0, 0, TK_JSON_STRING},
+    {"render-cameras", OPT_LIST, 0, 0, 0, TK_JSON_STRING},
     {"hidden", OPT_LIST, 0, 0, 0, TK_JSON_INT},
     {"head", OPT_CHOICE, 0, 0, 0, 0},
     {"activation", OPT_CHOICE, 0, 0, 0, 0},
@@ -109,6 +126,10 @@ static const optRow opt_rows[] = {
     {"rnn-hidden", OPT_INT, F(arch.rnn_hidden), 1, NN_MAX_DIM, 0},
     {"rnn-horizon", OPT_INT, F(arch.rnn_horizon), 1, NN_MAX_RNN_HORIZON, 0},
     {"obs-noise", OPT_F64, F(obs_noise), 0, 10, 0},
+    {"ema", OPT_F64, F(ema), 0, 0.999999, 0},
+    {"crop-height", OPT_INT, F(crop_h), 1, NN_MAX_IMAGE_SIDE, 0},
+    {"crop-width", OPT_INT, F(crop_w), 1, NN_MAX_IMAGE_SIDE, 0},
+    {"encoder-width", OPT_INT, F(encoder_width), 1, 1024, 0},
     {"obs-std-floor", OPT_F64, F(obs_std_floor), 1e-8, 1e6, 0},
     {"seed", OPT_U64, F(seed), 0, 9e15, 0}, /* exact in the metadata's JSON numbers */
     {"threads", OPT_INT, F(threads), 1, 256, 0},
@@ -151,9 +172,41 @@ static int set_hidden(nnArch *a, const char *v) {
   return rc;
 }
 
+/* --render-cameras NAME:WxH[,NAME:WxH...]: repeatable on the command line (the cameras add up), the
+ * first one there replacing a config's list; each camera through cap_camera_parse as teleop's --camera */
+static int set_render(cliState *c, const char *v) {
+  bcTrainOpts *o = &c->o;
+  if (!c->in_config && !c->render_cli) {
+    c->render_cli = 1;
+    o->nrender = 0;
+  }
+  if (c->in_config) o->nrender = 0;
+  char *buf = strdup(v);
+  if (!buf) return tk_error(TK_ENOMEM, "--render-cameras: out of memory");
+  int rc = 0, any = 0;
+  for (char *save = NULL, *t = strtok_r(buf, ",", &save); t && !rc; t = strtok_r(NULL, ",", &save)) {
+    any = 1;
+    capCamera cam;
+    if ((rc = cap_camera_parse("--render-cameras", t, &cam))) break;
+    for (int i = 0; i < o->nrender && !rc; i++)
+      if (!strcmp(o->render[i].name, cam.name))
+        rc = tk_error(TK_EINVAL, "--render-cameras %s: camera %s given twice", v, cam.name);
+    if (!rc && o->nrender >= CAP_MAX_CAMS)
+      rc = tk_error(TK_ERANGE, "--render-cameras %s: at most %d cameras", v, CAP_MAX_CAMS);
+    if (!rc) o->render[o->nrender++] = cam;
+  }
+  if (!rc && !any && !c->in_config)
+    rc = tk_error(TK_EINVAL, "--render-cameras: no cameras given (NAME:WxH, e.g. agentview:84x84)");
+  free(buf);
+  return rc;
+}
+
 /* Set one option; v NULL for a flag on the command line, else its value ("true"/"false" for a flag). */
 static int set_opt(cliState *c, const optRow *r, const char *v) {
   bcTrainOpts *o = &c->o;
+  o->given |= !strcmp(r->name, "lr") ? BC_GIVEN_LR : !strcmp(r->name, "epochs") ? BC_GIVEN_EPOCHS
+              : !strcmp(r->name, "ema")                                       ? BC_GIVEN_EMA
+                                                                              : 0u;
   char *field = (char *)o + r->off;
   char flag[48];
   snprintf(flag, sizeof flag, "--%s", r->name); /* our names: short */
@@ -186,6 +239,7 @@ static int set_opt(cliState *c, const optRow *r, const char *v) {
       c->hidden_given = 1;
       return set_hidden(&o->arch, v);
     }
+    if (!strcmp(r->name, "render-cameras")) return set_render(c, v);
     free(c->keys_buf);
     if (!(c->keys_buf = strdup(v))) return tk_error(TK_ENOMEM, "--obs-keys: out of memory");
     o->nobs_keys = 0;
@@ -275,6 +329,7 @@ static int load_config(cliState *c, const char *path) {
     cJSON_Delete(j);
     return tk_error(TK_ENOMEM, "%s: out of memory", path);
   }
+  c->in_config = 1;
   for (cJSON *it = j->child; it && !rc; it = it->next) {
     const optRow *r = find_opt(it->string);
     char num[32], *list = NULL;
@@ -292,6 +347,7 @@ static int load_config(cliState *c, const char *path) {
     if (!rc && (rc = set_opt(c, r, v))) rc = tk_error_wrap(TK_EFORMAT, "%s", path);
     free(list);
   }
+  c->in_config = 0;
   return rc;
 }
 

@@ -26,6 +26,8 @@
 #include "nn.h"
 #include "tk.h"
 
+#include "bench_util.h"
+
 #ifndef DK_SRC_ROOT
 #define DK_SRC_ROOT "."
 #endif
@@ -37,10 +39,6 @@
 static double g_seconds = 2.0;
 static int g_repeats = 3;
 
-static int cmp_d(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
 
 typedef struct {
   double sps_median, sps_best, gflops_median, us_per_step, loss_first, loss_last;
@@ -124,25 +122,6 @@ static int run(const float *obs, const float *act, int B, int threads, int team,
 }
 
 /* run a command, return the value of key= on the first line that has it (<0 if none) */
-static double run_value(const char *cmd, const char *key, const char *line_has, char *line_out, size_t n) {
-  FILE *p = popen(cmd, "r");
-  if (!p) return -1;
-  char line[4096];
-  double v = -1;
-  size_t kl = strlen(key);
-  while (fgets(line, sizeof line, p)) {
-    if (line_has && !strstr(line, line_has)) continue;
-    for (char *m = strstr(line, key); m; m = strstr(m + 1, key))
-      if ((m == line || m[-1] == ' ') && m[kl] == '=') {
-        v = atof(m + kl + 1);
-        if (line_out) snprintf(line_out, n, "%s", line);
-        break;
-      }
-    if (v >= 0) break;
-  }
-  pclose(p);
-  return v;
-}
 
 int main(int argc, char **argv) {
   const char *anchors = NULL, *tmp = "/tmp";

@@ -41,6 +41,8 @@
 #include <oneapi/dnnl/dnnl.h>
 #endif
 
+#include "bench_util.h"
+
 /* OpenBLAS's own entry point (cblas.h of Debian's openblas declares it too; repeated for other cblas.h) */
 void openblas_set_num_threads(int);
 
@@ -540,10 +542,6 @@ static double var_window(Var *v, double seconds) {
   return steps / t;
 }
 
-static int cmp_d(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
 
 /* ---------------------------------------------------------------- checks */
 

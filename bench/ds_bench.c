@@ -11,10 +11,8 @@
 #include "ds.h"
 #include "tk.h"
 
-static int cmp_d(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
+#include "bench_util.h"
+
 
 typedef struct {
   int demos, steps, cams;

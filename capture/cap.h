@@ -38,6 +38,19 @@ typedef struct {
   int width, height;
 } capCamera;
 
+/* The sizes a camera may render at (cap_model_load refuses others). */
+#define CAP_CAM_MIN_SIZE 8
+#define CAP_CAM_MAX_WIDTH 640
+#define CAP_CAM_MAX_HEIGHT 480
+
+/* A camera as the command lines write it, "NAME:WxH" (agentview:84x84), each number whole through
+ * tk_opt_int; opt names the option in the message ("--camera agentview:84: expected NAME:WxH"). The
+ * name is not looked up and the size not range-checked here: cap_model_load does both. */
+int cap_camera_parse(const char *opt, const char *s, capCamera *c);
+/* The observation key a camera's frames get: "agentview" -> "agentview_image", "eye_in_hand" ->
+ * "robot0_eye_in_hand_image" (robomimic's names). TK_ERANGE when it does not fit n bytes. */
+int cap_camera_key(const char *camera, char *key, size_t n);
+
 typedef struct {
   const char *task;       /* a built-in task (cap_task_names()); NULL when model_path is given */
   const char *model_path; /* a user's MJCF: free play over its actuators, no reward */

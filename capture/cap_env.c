@@ -391,9 +391,14 @@ int cap_env_step(capEnv *e, const double *action, capStep *out) {
       d->qfrc_applied[cm->arm_dadr[i]] = d->qfrc_bias[cm->arm_dadr[i]];
     mj_step2(m, d);
   }
-  /* positions of bodies and sites for the new state (mj_step leaves them one substep behind):
-   * observations are then a function of the state alone, as after set_state */
+  /* positions of bodies and sites for the new state (mj_step leaves them one substep behind), and of
+   * cameras and lights (mj_camlight, after the centres of mass it reads for tracking cameras): a camera
+   * on the arm (eye_in_hand) would otherwise render from one substep back. Observations, frames
+   * included, are then a function of the state alone, as after set_state's mj_forward. The next step's
+   * mj_step1 recomputes all of this, so the physics is unchanged. */
   mj_kinematics(m, d);
+  mj_comPos(m, d);
+  mj_camlight(m, d);
   e->steps++;
   int stable = check_stable(e);
   if (!stable) {

@@ -29,6 +29,30 @@ void cap_opts_default(capOpts *o) {
   o->action_mode = CAP_ACT_EEF;
 }
 
+int cap_camera_parse(const char *opt, const char *s, capCamera *c) {
+  const char *colon = strchr(s, ':'), *x = colon ? strchr(colon + 1, 'x') : NULL;
+  char w[24], h[24];
+  int64_t wv, hv;
+  memset(c, 0, sizeof *c);
+  if (!colon || !x || colon == s || (size_t)(colon - s) >= sizeof c->name ||
+      (size_t)(x - colon - 1) >= sizeof w || tk_copy_name(h, sizeof h, x + 1, "height"))
+    return tk_error(TK_EINVAL, "%s %s: expected NAME:WxH (at most %d cameras)", opt, s, CAP_MAX_CAMS);
+  memcpy(w, colon + 1, (size_t)(x - colon - 1));
+  w[x - colon - 1] = 0;
+  if (tk_opt_int("width", w, 1, 65536, &wv) || tk_opt_int("height", h, 1, 65536, &hv))
+    return tk_error_wrap(TK_EINVAL, "%s %s", opt, s);
+  memcpy(c->name, s, (size_t)(colon - s));
+  c->width = (int)wv;
+  c->height = (int)hv;
+  return 0;
+}
+
+int cap_camera_key(const char *camera, char *key, size_t n) {
+  if (tk_snprintf(key, n, "%s%s_image", strcmp(camera, "eye_in_hand") ? "" : "robot0_", camera))
+    return tk_error(TK_ERANGE, "camera '%.64s': its observation key is longer than %zu bytes", camera, n - 1);
+  return 0;
+}
+
 /* Load `file` from n in-memory files through MuJoCo's virtual file system (includes resolve among
  * them). The caller holds the MuJoCo lock. */
 static mjModel *load_vfs(const capEmbeddedFile *files, int n_files, const char *file, char *err, int nerr) {
@@ -188,8 +212,7 @@ static void build_spec(capModel *cm) {
   }
   for (int c = 0; c < cm->opts.ncams; c++) {
     char key[CAP_NAME_MAX + 16];
-    const char *cn = cm->opts.cams[c].name;
-    snprintf(key, sizeof key, "%s%s_image", strcmp(cn, "eye_in_hand") ? "" : "robot0_", cn);
+    cap_camera_key(cm->opts.cams[c].name, key, sizeof key); /* fits: names are under CAP_NAME_MAX */
     add_obs(cm, key, CAP_U8, 3, cm->opts.cams[c].height, cm->opts.cams[c].width, 3);
   }
   /* state: time, qpos, qvel, act, qacc_warmstart, mocap pos/quat, ctrl, task */
@@ -224,9 +247,11 @@ int cap_model_load(const capOpts *o, capModel **out) {
     return tk_error(TK_EINVAL, "control rate %g Hz is out of range (0, 1000]", o->control_hz);
   if (o->ncams < 0 || o->ncams > CAP_MAX_CAMS) return tk_error(TK_EINVAL, "at most %d cameras", CAP_MAX_CAMS);
   for (int c = 0; c < o->ncams; c++)
-    if (o->cams[c].width < 8 || o->cams[c].height < 8 || o->cams[c].width > 640 || o->cams[c].height > 480)
-      return tk_error(TK_EINVAL, "camera %s: size %dx%d not in 8x8..640x480", o->cams[c].name,
-                      o->cams[c].width, o->cams[c].height);
+    if (o->cams[c].width < CAP_CAM_MIN_SIZE || o->cams[c].height < CAP_CAM_MIN_SIZE ||
+        o->cams[c].width > CAP_CAM_MAX_WIDTH || o->cams[c].height > CAP_CAM_MAX_HEIGHT)
+      return tk_error(TK_EINVAL, "camera %s: size %dx%d not in %dx%d..%dx%d", o->cams[c].name,
+                      o->cams[c].width, o->cams[c].height, CAP_CAM_MIN_SIZE, CAP_CAM_MIN_SIZE,
+                      CAP_CAM_MAX_WIDTH, CAP_CAM_MAX_HEIGHT);
   capModel *cm = calloc(1, sizeof *cm);
   if (!cm) return tk_error(TK_ENOMEM, "out of memory");
   cm->opts = *o;

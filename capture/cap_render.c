@@ -34,10 +34,10 @@
  * thread and releases it before returning, so a renderer may move between threads (GL
  * forbids one context current in two threads; the caller ensures one call at a time).
  * cap_render_make and cap_render_free serialize on a process-wide lock (glad's loader in
- * mjr_makeContext uses static state, and so does backend selection). Rendering takes
- * no global lock. Caveat: mjr_makeContext rewrites MuJoCo's global GL function pointers
- * (with the same values) while other threads may be rendering through them -- benign, but
- * ThreadSanitizer would report it.
+ * mjr_makeContext uses static state, and so does backend selection), and so does rendering
+ * itself (g_render_lock): concurrent renders in two threads crashed inside Mesa's swrast.
+ * Parallel workers still overlap everything else (physics, policies); a render of two 84x84
+ * cameras takes about a millisecond.
  *
  * Cost. Shadows, reflections and MSAA are off: the scene flags are ours, and offsamples,
  * shadowsize and the offscreen size, which mjr_makeContext 2.2.2 reads only from the model,
@@ -87,6 +87,11 @@ struct capRender {
 
 /* ---- process-wide backend state (under g_lock) ---- */
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+/* One render at a time in the process, and none while a context is made or freed: two rollout workers
+ * rendering at once crashed inside Mesa's swrast driver (bc-eval with two workers and cameras, every run
+ * under MALLOC_PERTURB_=146; with renders under a shared lock and only context changes exclusive it still
+ * crashed, with every render exclusive it did not, in 14 runs). */
+static pthread_rwlock_t g_render_lock = PTHREAD_RWLOCK_INITIALIZER;
 static int g_backend = BK_NONE;
 
 static struct {
@@ -386,6 +391,7 @@ int cap_render_make(const mjModel *m, int max_w, int max_h, capRender **out) {
   mc->vis.quality.offsamples = 0;
   mc->vis.quality.shadowsize = 0;
 
+  pthread_rwlock_wrlock(&g_render_lock);
   pthread_mutex_lock(&g_lock);
   int rc = make_context(r);
   if (!rc) {
@@ -398,6 +404,7 @@ int cap_render_make(const mjModel *m, int max_w, int max_h, capRender **out) {
     if (!rc) rc = rc2;
   }
   pthread_mutex_unlock(&g_lock);
+  pthread_rwlock_unlock(&g_render_lock);
   free(mc);
   if (rc) {
     char msg[TK_ERRMSG_MAX];
@@ -435,8 +442,12 @@ static int render_buf(capRender *r, const mjModel *m, mjData *d, const char *cam
   r->cam.fixedcamid = cam;
   mjv_updateScene(m, d, &r->opt, &r->pert, &r->cam, mjCAT_ALL, &r->scn); /* no GL */
 
+  pthread_rwlock_wrlock(&g_render_lock); /* exclusive: see g_render_lock */
   int rc = ctx_current(r, 1);
-  if (rc) return rc;
+  if (rc) {
+    pthread_rwlock_unlock(&g_render_lock);
+    return rc;
+  }
   mjrRect vp = {0, 0, w, h};
   mjr_setBuffer(mjFB_OFFSCREEN, &r->con);
   r->scn.flags[mjRND_SEGMENT] = (mjtByte)segment;
@@ -445,7 +456,9 @@ static int render_buf(capRender *r, const mjModel *m, mjData *d, const char *cam
   r->scn.flags[mjRND_SEGMENT] = 0;
   r->scn.flags[mjRND_IDCOLOR] = 0;
   mjr_readPixels(r->buf, NULL, vp, &r->con); /* glReadPixels: waits for the rasterizer */
-  return ctx_current(r, 0);
+  rc = ctx_current(r, 0);
+  pthread_rwlock_unlock(&g_render_lock);
+  return rc;
 }
 
 int cap_render_camera(capRender *r, const mjModel *m, mjData *d, const char *camera, int w, int h,
@@ -479,6 +492,7 @@ int cap_render_segment(capRender *r, const mjModel *m, mjData *d, const char *ca
 
 void cap_render_free(capRender *r) {
   if (!r) return;
+  pthread_rwlock_wrlock(&g_render_lock);
   pthread_mutex_lock(&g_lock);
   if (r->backend != BK_NONE) {
     int cur = ctx_current(r, 1) == 0;
@@ -487,6 +501,7 @@ void cap_render_free(capRender *r) {
     ctx_destroy(r);
   }
   pthread_mutex_unlock(&g_lock);
+  pthread_rwlock_unlock(&g_render_lock);
   if (r->scn_made) mjv_freeScene(&r->scn);
   free(r->buf);
   free(r);

@@ -62,6 +62,27 @@ static void add_tensor(nnNet *net, int64_t *off, const char *fmt, int l, int ndi
   *off += nn_round_up(t->numel);
 }
 
+/* the activation's row of the layer table */
+static nnLayerKind act_kind(nnActivation a) {
+  for (int k = 0; k < NN_LAYER_KINDS; k++)
+    if (nn_layer_row((nnLayerKind)k)->act == (int)a) return (nnLayerKind)k;
+  return NN_LAYER_RELU; /* not reached for a validated activation */
+}
+
+/* one row of the MLP and its tensors */
+static void add_row(nnNet *net, int64_t *off, nnLayerKind kind, int l, int in, int out) {
+  const nnLayerRow *r = nn_layer_row(kind);
+  nnRow *R = &net->rows[net->n_rows++];
+  *R = (nnRow){.kind = kind, .layer = l, .in = in, .out = out, .tensor = -1};
+  if (r->mlp_params == NN_MLP_PARAMS_NONE) return;
+  R->tensor = net->n_tensors;
+  if (r->mlp_params == NN_MLP_PARAMS_WEIGHT)
+    add_tensor(net, off, r->mlp_names[0], l, 2, out, in);
+  else
+    add_tensor(net, off, r->mlp_names[0], l, 1, out, 0);
+  add_tensor(net, off, r->mlp_names[1], l, 1, out, 0);
+}
+
 /* Everything about the network that follows from its architecture, nothing allocated: dims, widths, the
  * tensor table (names, shapes, offsets in parameter order: the LSTM's, then the MLP's, each padded to 64
  * bytes) and n_params. The fields' ranges must be valid (nn_arch_validate's checks before the count). */
@@ -87,24 +108,36 @@ static void layout(const nnArch *arch, nnNet *net) {
     add_tensor(net, &off, "lstm%d.bias_ih", k, 1, 4 * H, 0);
     add_tensor(net, &off, "lstm%d.bias_hh", k, 1, 4 * H, 0);
   }
+  /* the MLP's rows: linear (+ layernorm) + activation per hidden layer, the output linear; each row's
+   * tensors from its row of the layer table */
   for (int l = 0; l < net->n_linear; l++) {
-    add_tensor(net, &off, "l%d.weight", l, 2, net->dims[l + 1], net->dims[l]);
-    add_tensor(net, &off, "l%d.bias", l, 1, net->dims[l + 1], 0);
-    if (arch->layer_norm && l < arch->n_hidden) {
-      add_tensor(net, &off, "ln%d.gain", l, 1, net->dims[l + 1], 0);
-      add_tensor(net, &off, "ln%d.bias", l, 1, net->dims[l + 1], 0);
-    }
+    int hidden = l < arch->n_hidden;
+    add_row(net, &off, NN_LAYER_LINEAR, l, net->dims[l], net->dims[l + 1]);
+    if (hidden && arch->layer_norm) add_row(net, &off, NN_LAYER_LAYERNORM, l, net->dims[l + 1], net->dims[l + 1]);
+    if (hidden) add_row(net, &off, act_kind(arch->activation), l, net->dims[l + 1], net->dims[l + 1]);
+  }
+  /* fused at plan time: a row whose forward can take them runs a following layernorm, then an activation,
+   * in its own pass */
+  for (int i = 0; i < net->n_rows; i++) {
+    if (!nn_layer_row((nnLayerKind)net->rows[i].kind)->mlp_fuse) continue;
+    int k = i + 1;
+    if (k < net->n_rows && net->rows[k].kind == NN_LAYER_LAYERNORM) k++;
+    if (k < net->n_rows && nn_layer_row((nnLayerKind)net->rows[k].kind)->act >= 0) k++;
+    net->rows[i].fuse = k - i - 1;
+    i = k - 1;
   }
   net->n_params = off;
 }
 
 void nn_shape_str(int ndim, const int64_t *shape, char *buf, size_t n) {
-  if (ndim == 2)
-    snprintf(buf, n, "[%lld, %lld]", (long long)shape[0], (long long)shape[1]);
-  else if (ndim == 1)
-    snprintf(buf, n, "[%lld]", (long long)shape[0]);
-  else
+  if (ndim < 1 || ndim > 4) {
     snprintf(buf, n, "(%d dims)", ndim);
+    return;
+  }
+  size_t k = 0;
+  for (int i = 0; i < ndim && k < n; i++)
+    k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "[", (long long)shape[i]);
+  if (k < n) snprintf(buf + k, n - k, "]");
 }
 
 int nn_arch_validate(const nnArch *a) {
@@ -306,14 +339,17 @@ static int parse_arch(const cJSON *root, nnArch *a) {
   return nn_arch_validate(a);
 }
 
-int nn_arch_from_json(const char *json, nnArch *out) {
-  if (!json || !out) return tk_error(TK_EINVAL, "nn_arch_from_json: NULL argument");
+struct cJSON *nn_json_parse(const char *json, const char *what) {
   const char *end = NULL;
   cJSON *root = cJSON_ParseWithOpts(json, &end, 1);
-  if (!root) {
-    size_t off = end ? (size_t)(end - json) : 0;
-    return tk_error(TK_EFORMAT, "nn arch JSON: invalid JSON near byte %zu", off);
-  }
+  if (!root) tk_error(TK_EFORMAT, "%s: invalid JSON near byte %zu", what, end ? (size_t)(end - json) : (size_t)0);
+  return root;
+}
+
+int nn_arch_from_json(const char *json, nnArch *out) {
+  if (!json || !out) return tk_error(TK_EINVAL, "nn_arch_from_json: NULL argument");
+  cJSON *root = nn_json_parse(json, "nn arch JSON");
+  if (!root) return TK_EFORMAT;
   nnArch a;
   nn_arch_default(&a);
   int rc = parse_arch(root, &a);
@@ -467,18 +503,20 @@ void nn_net_init(nnNet *net, uint64_t seed) {
         t->data[i] = (float)tk_rng_range(&r, -bound, bound);
     }
   }
-  for (int l = 0; l < net->n_linear; l++) {
-    nnLayer *L = &net->layer[l];
-    int in = net->dims[l], out = net->dims[l + 1];
+  for (int i = 0; i < net->n_rows; i++) {
+    const nnRow *R = &net->rows[i];
+    if (R->tensor < 0) continue;
+    const nnTensor *t = &net->tensors[R->tensor];
+    if (nn_layer_row((nnLayerKind)R->kind)->mlp_params == NN_MLP_PARAMS_GAIN) {
+      for (int64_t j = 0; j < t[0].numel; j++) /* LayerNorm: gain 1, bias 0 */
+        t[0].data[j] = 1.0f;
+      continue;
+    }
     /* torch.nn.Linear.reset_parameters: kaiming_uniform_(a=sqrt(5)) -> bound 1/sqrt(fan_in); bias same */
-    double bound = 1.0 / sqrt((double)in);
-    for (int64_t i = 0; i < (int64_t)out * in; i++)
-      L->w[i] = (float)tk_rng_range(&r, -bound, bound);
-    for (int i = 0; i < out; i++)
-      L->b[i] = (float)tk_rng_range(&r, -bound, bound);
-    if (L->gain)
-      for (int i = 0; i < out; i++)
-        L->gain[i] = 1.0f;
+    double bound = 1.0 / sqrt((double)R->in);
+    for (int q = 0; q < 2; q++)
+      for (int64_t j = 0; j < t[q].numel; j++)
+        t[q].data[j] = (float)tk_rng_range(&r, -bound, bound);
   }
   net->adam_t = 0;
 }
@@ -572,14 +610,29 @@ nnWork *nn_work_alloc(const nnNet *net, int max_batch, int max_T) {
     if (pass) (ptr) = base + off;                                                                            \
     off += nn_round_up(n);                                                                                   \
   } while (0)
-    for (int l = 0; l < a->n_hidden; l++) {
-      TAKE(w->h[l], B * net->dims[l + 1]);
-      if (a->layer_norm) {
-        TAKE(w->xhat[l], B * net->dims[l + 1]);
-        TAKE(w->rstd[l], B);
+    /* the MLP's rows: an output each (an in-place row's is its input's, the last row's is out), their
+     * scratch */
+    for (int i = 0; i < net->n_rows; i++) {
+      const nnRow *R = &net->rows[i];
+      const nnLayerRow *r = nn_layer_row((nnLayerKind)R->kind);
+      if (i == net->n_rows - 1) {
+        TAKE(w->out, B * net->out_dim);
+        if (pass) w->y[i] = w->out;
+      } else if (r->mlp_in_place) {
+        if (pass) w->y[i] = w->y[i - 1];
+      } else {
+        TAKE(w->y[i], B * R->out);
+      }
+      if (r->mlp_scratch) TAKE(w->scratch[i], B * r->mlp_scratch);
+      /* the per-layer views: h after the activation, xhat and rstd of a LayerNorm */
+      if (pass && R->layer < a->n_hidden) {
+        w->h[R->layer] = w->y[i];
+        if (R->kind == NN_LAYER_LAYERNORM) {
+          w->xhat[R->layer] = w->y[i - 1];
+          w->rstd[R->layer] = w->scratch[i];
+        }
       }
     }
-    TAKE(w->out, B * net->out_dim);
     TAKE(w->dout, B * net->out_dim);
     TAKE(w->dbuf[0], B * net->max_width);
     TAKE(w->dbuf[1], B * net->max_width);

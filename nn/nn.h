@@ -66,7 +66,7 @@ extern "C" {
 #define NN_MAX_PARAMS ((int64_t)1 << 26)
 /* weight, bias (+ gain, bias of LayerNorm) per Linear; weight_ih, weight_hh, bias_ih, bias_hh per LSTM */
 #define NN_MAX_TENSORS (4 * NN_MAX_HIDDEN + 2 + 4 * NN_MAX_RNN_LAYERS)
-#define NN_NAME_MAX 24
+#define NN_NAME_MAX 32 /* room for an encoder's "spatial_softmax15.weight" */
 #define NN_ARCH_FORMAT "demokit.nn_arch" /* "format" key of the JSON form */
 #define NN_ARCH_VERSION 1                /* "version" key of the JSON form */
 
@@ -139,8 +139,24 @@ typedef struct {
   float *db_ih, *db_hh;
 } nnLstmLayer;
 
+/* One row of the trunk's MLP (built from nnArch by nn_net_plan; the kinds are rows of the layer table,
+ * nn/nn_layer.c): linear l, layernorm l, then the activation row (relu, elu, tanh) of hidden layer l, ...,
+ * the output linear. */
+#define NN_MAX_ROWS (3 * NN_MAX_HIDDEN + 1)
+typedef struct {
+  int kind;    /* nnLayerKind */
+  int layer;   /* its Linear's index l (parameters: net->layer[l]) */
+  int in, out; /* widths of a row of its input and output */
+  int tensor;  /* its first parameter tensor in net->tensors (weight or gain, then bias), -1: none */
+  int fuse;    /* forward: how many of the following rows this row's forward runs in the same pass (a
+                  linear's layernorm and activation: 0, 1 or 2; 0 for the fused rows themselves); the
+                  backward pass runs every row on its own */
+} nnRow;
+
 typedef struct {
   nnArch arch;
+  int n_rows;                  /* the MLP as rows of the layer table, in forward order */
+  nnRow rows[NN_MAX_ROWS];
   int n_linear;                /* n_hidden + 1 */
   int dims[NN_MAX_HIDDEN + 2]; /* dims[0] = MLP input (obs_dim, or rnn_hidden after an LSTM),
                                   dims[i+1] = width of Linear i's output */
@@ -168,6 +184,10 @@ typedef struct {
   int batch;                  /* rows of the last forward */
   int stage;                  /* internal: what the last call computed */
   const float *x;             /* input of the last forward (borrowed: keep it alive until backward) */
+  float *y[NN_MAX_ROWS];      /* row i's output [B, rows[i].out] (an in-place row's is its input's; the last
+                                 row's is out) */
+  float *scratch[NN_MAX_ROWS]; /* row i's own (layernorm: rstd [B]), else NULL */
+  struct nnTeam *team;        /* NULL, or the team nn_step trains plain networks with (nn_work_set_team) */
   float *h[NN_MAX_HIDDEN];    /* hidden-layer outputs after activation [B, hidden[l]] */
   float *xhat[NN_MAX_HIDDEN]; /* LayerNorm-normalized pre-activations [B, hidden[l]] (LN only) */
   float *rstd[NN_MAX_HIDDEN]; /* LayerNorm 1/sqrt(var + eps) per row [B] (LN only) */
@@ -321,6 +341,28 @@ int nn_team_threads(const nnTeam *t);
 int nn_team_train_step(nnNet *net, nnTeam *t, const nnAdamOpts *o, const float *x, const float *y, int B,
                        float *loss, double *grad_norm);
 
+/* ---- one entry point to train, one to act, over every trunk --------------------------------------- */
+/* A plain network (B rows), a chunked one (the same: its A is k actions) and a recurrent one (B
+ * sequences of T steps) train through nn_step and act through nn_run; the calls above are kept and give
+ * the same bits (nn_step and nn_run call the same code).
+ * nn_work_set_team: nn_step trains a plain network on this work's batch with team t (data-parallel, as
+ * nn_team_train_step; its results, bit for bit); NULL detaches. The team must be made for the work's
+ * network (checked on use, as the work). The work does not own it: free the team after the last step. */
+int nn_work_set_team(nnWork *w, nnTeam *t);
+/* One training step: zero_grad + loss + backward + (clip +) Adam on x [B, T, obs_dim] against
+ * y [B, T, A] (row b*T + t). A plain network takes T = 1 (B rows: nn_train_step, or nn_team_train_step
+ * with the work's team); a recurrent one B sequences of T <= the work's max_T steps, each from a zero
+ * state, with backpropagation through time (nn_seq_train_step). */
+int nn_step(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *x, const float *y, int B, int T,
+            float *loss, double *grad_norm);
+/* Deterministic actions act [B, T, A] for x [B, T, obs_dim] (row b*T + t). state is the episode's:
+ * nn_rnn_state_size(net, B) floats, zero at its start (0 floats for a plain network: state is ignored).
+ *   plain network: B*T independent rows (nn_act);
+ *   recurrent, state NULL: each of the B sequences from a zero state (nn_seq_act);
+ *   recurrent, state: T steps continuing from it, the state updated in place (nn_rnn_step T times; with
+ *   B > 1, T <= the work's max_T). */
+int nn_run(const nnNet *net, nnWork *w, float *state, const float *x, int B, int T, float *act);
+
 /* ---- image encoders: layers as rows of a table ------------------------------------------------- */
 /* An encoder maps a batch of images x [B, C, H, W] (float32, NCHW: torch's layout, values as given:
  * the caller normalizes) to features [B, F] through a list of layers. Each layer kind is one row of a
@@ -332,7 +374,9 @@ int nn_team_train_step(nnNet *net, nnTeam *t, const nnAdamOpts *o, const float *
  *   spatial_softmax  robomimic's SpatialSoftmax: a 1x1 conv C -> out keypoints (weight [out, C, 1, 1],
  *                    bias [out]), softmax over the H*W positions of each keypoint map (temperature 1),
  *                    expected (x, y) with x = linspace(-1, 1, W) over columns, y = linspace(-1, 1, H)
- *                    over rows; output [out, 2] interleaved (x0, y0, x1, y1, ...)
+ *                    over rows; output [out, 2] interleaved (x0, y0, x1, y1, ...) as robomimic's
+ *                    keypoints (torch_vision_bc_baseline.py concatenates [x0.., y0..] instead: a linear
+ *                    layer after it sees its inputs permuted)
  *   flatten          any shape -> [numel] (a view; no work)
  *   linear           torch.nn.Linear(numel(in), out): weight [out, in], bias [out]; input flattened
  * Tensor names: "<kind><i>.weight" / "<kind><i>.bias" with i the layer's position in the list (conv0,
@@ -341,9 +385,12 @@ int nn_team_train_step(nnNet *net, nnTeam *t, const nnAdamOpts *o, const float *
  * Memory as nnNet: parameters, gradients and Adam moments in one block (acting encoders: parameters
  * only); nn_enc_work_make allocates every activation for up to max_batch images; the convolutions run
  * on oneDNN (its primitives for a batch size are made on the first call with that size and kept in
- * the work: at most NN_ENC_MAX_BATCH_SIZES sizes per work) single-threaded per work: a thread per
- * work; threads share a batch by rows, each backward into its own gradient block, which the caller
- * sums into e->grads in a fixed order.
+ * the work: at most NN_ENC_MAX_BATCH_SIZES sizes per work; a call with one more size is refused with
+ * TK_ERANGE, nothing is evicted) single-threaded per work: each call sets omp_set_num_threads(1) in the
+ * calling thread for its duration (the caller's setting is restored); a thread per work; threads share
+ * a batch by rows, each backward into its own gradient block, which the caller sums into e->grads in a
+ * fixed order. Parameters stay in torch's layouts; activations between convolutions are kept in the
+ * layout oneDNN chose.
  * Same seed, data and batch split -> bit-identical results. */
 #define NN_MAX_ENC_LAYERS 16
 #define NN_MAX_ENC_TENSORS (2 * NN_MAX_ENC_LAYERS)
@@ -362,8 +409,12 @@ typedef enum {
   NN_LAYER_SPATIAL_SOFTMAX = 2,
   NN_LAYER_FLATTEN = 3,
   NN_LAYER_LINEAR = 4,
+  NN_LAYER_LAYERNORM = 5, /* the trunk's rows only (an encoder refuses them, naming the layer) */
+  NN_LAYER_ELU = 6,
+  NN_LAYER_TANH = 7,
 } nnLayerKind;
-const char *nn_layer_kind_name(nnLayerKind k); /* "conv", "relu", "spatial_softmax", "flatten", "linear" */
+/* "conv", "relu", "spatial_softmax", "flatten", "linear", "layernorm", "elu", "tanh" */
+const char *nn_layer_kind_name(nnLayerKind k);
 
 typedef struct {
   nnLayerKind kind;
@@ -429,13 +480,13 @@ int nn_enc_forward(const nnEnc *e, nnEncWork *w, const float *x, int B, float *f
 int nn_enc_backward(const nnEnc *e, nnEncWork *w, const float *dfeat, float *grads, int accumulate);
 /* One Adam step of the encoder from e->grads (as nn_adam_step; weight decay on conv and linear weights).
  * gscale multiplies the gradients first (global-norm clipping across networks: the caller computes the
- * norm with nn_enc_grad_sq). */
+ * norm with nn_enc_grad_sq); o->clip_norm is not applied here. */
 int nn_enc_adam_step(nnEnc *e, const nnAdamOpts *o, float gscale);
 double nn_enc_grad_sq(const nnEnc *e); /* sum of squared gradients */
 void nn_enc_zero_grad(nnEnc *e);
 
 /* Images for an encoder: uint8 frames [H, W, C] (HWC, as datasets and cameras store them) -> float
- * [C, ch, cw] / 255 of the crop at (oy, ox). */
+ * [C, ch, cw] / 255 of the crop at (oy, ox). Unchecked: the caller keeps the crop inside the frame. */
 void nn_image_crop(const uint8_t *hwc, int H, int W, int C, int oy, int ox, int ch, int cw, float *chw);
 
 #ifdef __cplusplus

@@ -51,25 +51,51 @@ NN_CLONES static void bias_act(float *restrict z, const float *restrict b, int B
   }
 }
 
-/* LayerNorm over each row of z + b (pre-activation), then gain/bias and the activation:
- * xhat = (v - mean) * rstd (kept for backward, in place of z), h = act(xhat * g + beta) */
+/* z[N] = act(z), in place (an activation row on its own: the arithmetic of bias_act after the bias) */
+NN_CLONES static void act_only(float *restrict z, size_t N, nnActivation act) {
+  switch (act) {
+  case NN_RELU:
+    for (size_t i = 0; i < N; i++)
+      z[i] = z[i] <= 0.0f ? 0.0f : z[i]; /* NaN kept */
+    break;
+  case NN_ELU:
+    for (size_t i = 0; i < N; i++)
+      z[i] = elu(z[i]);
+    break;
+  case NN_TANH:
+    for (size_t i = 0; i < N; i++)
+      z[i] = tanh_fast(z[i]);
+    break;
+  }
+}
+
+/* LayerNorm over each row of z + b (pre-activation; b NULL: z), then gain/bias and the activation (act
+ * -1: none): xhat = (v - mean) * rstd (kept for backward, in place of z), h = act(xhat * g + beta) */
 NN_CLONES static void ln_act(float *restrict z, const float *restrict b, const float *restrict g,
                              const float *restrict beta, float *restrict rstd, float *restrict h, int B,
-                             int n, nnActivation act) {
+                             int n, int act) {
   for (int i = 0; i < B; i++) {
     float *restrict r = z + (size_t)i * n;
     float *restrict o = h + (size_t)i * n;
     /* row sums in 8 float lanes: vectorizes, fixed order */
     float acc[8] = {0}, s = 0, s2 = 0;
     int j = 0;
-    for (; j + 8 <= n; j += 8)
-      for (int k = 0; k < 8; k++) {
-        r[j + k] += b[j + k];
-        acc[k] += r[j + k];
+    if (b) {
+      for (; j + 8 <= n; j += 8)
+        for (int k = 0; k < 8; k++) {
+          r[j + k] += b[j + k];
+          acc[k] += r[j + k];
+        }
+      for (; j < n; j++) {
+        r[j] += b[j];
+        s += r[j];
       }
-    for (; j < n; j++) {
-      r[j] += b[j];
-      s += r[j];
+    } else {
+      for (; j + 8 <= n; j += 8)
+        for (int k = 0; k < 8; k++)
+          acc[k] += r[j + k];
+      for (; j < n; j++)
+        s += r[j];
     }
     for (int k = 0; k < 8; k++)
       s += acc[k], acc[k] = 0;
@@ -88,7 +114,7 @@ NN_CLONES static void ln_act(float *restrict z, const float *restrict b, const f
       o[j] = r[j] * g[j] + beta[j];
     }
   }
-  for (int i = 0; i < B; i++) {
+  for (int i = 0; i < B && act >= 0; i++) {
     float *restrict o = h + (size_t)i * n;
     switch (act) {
     case NN_RELU:
@@ -194,76 +220,123 @@ int nn_forward(const nnNet *net, nnWork *w, const float *x, int B) {
   return 0;
 }
 
+/* ---- the trunk's rows (columns mlp_* of the layer table, nn_layer.c) ------------------------------ */
+
+/* linear: y = x W^T + b; with a fused layernorm (ln_g) y becomes xhat and ln_y its output, with a fused
+ * activation (act >= 0) applied to the last output in the same pass */
+void nn_mlp_linear_forward(const nnMlpCall *c) {
+  const int B = c->B, n_in = c->in, n_out = c->out;
+  /* narrow outputs (an action head) in blocks of 128 rows: OpenBLAS 0.3.21 takes its fast small-matrix
+   * kernel only up to M*N*K = 64^3 and is 5x slower on B=256 x 7 x 256 than on two halves */
+  int rows = n_out < 16 ? 128 : B;
+  for (int r0 = 0; r0 < B; r0 += rows)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, TK_MIN(rows, B - r0), n_out, n_in, 1.0f,
+                c->x + (size_t)r0 * n_in, n_in, c->W, n_in, 0.0f, c->y + (size_t)r0 * n_out, n_out);
+  if (c->ln_g)
+    ln_act(c->y, c->b, c->ln_g, c->ln_b, c->ln_rstd, c->ln_y, B, n_out, c->act);
+  else if (c->act >= 0)
+    bias_act(c->y, c->b, B, n_out, (nnActivation)c->act);
+  else
+    add_bias(c->y, c->b, B, n_out);
+}
+
+/* dW (+)= dy^T x, db (+)= column sums of dy, dx = dy W */
+void nn_mlp_linear_backward(const nnMlpCall *c) {
+  const int B = c->B, n_in = c->in, n_out = c->out;
+  if (c->dW) {
+    /* beta 1 accumulates into the gradient block, 0 overwrites it */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n_out, n_in, B, 1.0f, c->dy, n_out, c->x, n_in,
+                c->accumulate ? 1.0f : 0.0f, c->dW, n_in);
+    if (!c->accumulate) memset(c->db, 0, sizeof(float) * (size_t)n_out);
+    col_sum_add(c->db, c->dy, B, n_out);
+  }
+  if (c->dx)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, n_in, n_out, 1.0f, c->dy, n_out, c->W, n_in,
+                0.0f, c->dx, n_in);
+}
+
+/* layernorm on its own (a linear before it added its bias): save (its input buffer) becomes xhat */
+void nn_mlp_layernorm_forward(const nnMlpCall *c) {
+  ln_act(c->save, NULL, c->W, c->b, c->scratch, c->y, c->B, c->out, c->act);
+}
+
+/* in place: dy becomes dLoss/d(its input) (dx == dy); dgain (+)= sum dy*xhat, dbias (+)= sum dy */
+void nn_mlp_layernorm_backward(const nnMlpCall *c) {
+  if (c->dW && !c->accumulate) {
+    memset(c->dW, 0, sizeof(float) * (size_t)c->out);
+    memset(c->db, 0, sizeof(float) * (size_t)c->out);
+  }
+  ln_backward(c->dx, c->save, c->scratch, c->W, c->dW, c->db, c->B, c->out, c->dW != NULL);
+}
+
+void nn_mlp_act_forward(const nnMlpCall *c, nnActivation act) { act_only(c->y, (size_t)c->B * c->out, act); }
+
+/* in place (dx == dy), through the output */
+void nn_mlp_act_backward(const nnMlpCall *c, nnActivation act) {
+  act_backward(c->dx, c->y, c->B, c->out, act);
+}
+
+/* ---- the MLP: its rows in order ---------------------------------------------------------------------- */
+
+/* the call for row i of the last forward (buffers, parameters; gradients from the block grads) */
+static nnMlpCall mlp_call(const nnNet *net, const nnWork *w, int i, float *grads) {
+  const nnRow *R = &net->rows[i];
+  nnMlpCall c = {.B = w->batch, .in = R->in, .out = R->out, .act = -1};
+  c.x = i ? w->y[i - 1] : w->x;
+  c.y = w->y[i];
+  c.scratch = w->scratch[i];
+  c.save = i ? w->y[i - 1] : NULL;
+  if (R->tensor >= 0) { /* weight (or gain) and bias */
+    const nnTensor *t = &net->tensors[R->tensor];
+    c.W = t[0].data, c.b = t[1].data;
+    if (grads) c.dW = grads + t[0].offset, c.db = grads + t[1].offset;
+  }
+  return c;
+}
+
 void nn_mlp_forward(const nnNet *net, nnWork *w, const float *x, int B) {
-  const nnArch *a = &net->arch;
   w->x = x;
   w->batch = B;
-  const float *in = x;
-  for (int l = 0; l < net->n_linear; l++) {
-    const nnLayer *L = &net->layer[l];
-    int n_in = net->dims[l], n_out = net->dims[l + 1];
-    int last = l == net->n_linear - 1;
-    float *z = last ? w->out : a->layer_norm ? w->xhat[l] : w->h[l];
-    /* narrow outputs (an action head) in blocks of 128 rows: OpenBLAS 0.3.21 takes its fast small-matrix
-     * kernel only up to M*N*K = 64^3 and is 5x slower on B=256 x 7 x 256 than on two halves */
-    int rows = n_out < 16 ? 128 : B;
-    for (int r0 = 0; r0 < B; r0 += rows)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, TK_MIN(rows, B - r0), n_out, n_in, 1.0f,
-                  in + (size_t)r0 * n_in, n_in, L->w, n_in, 0.0f, z + (size_t)r0 * n_out, n_out);
-    if (last) {
-      add_bias(z, L->b, B, n_out);
-    } else if (a->layer_norm) {
-      ln_act(z, L->b, L->gain, L->beta, w->rstd[l], w->h[l], B, n_out, a->activation);
-    } else {
-      bias_act(z, L->b, B, n_out, a->activation);
+  for (int i = 0; i < net->n_rows;) {
+    const nnRow *R = &net->rows[i];
+    const nnLayerRow *row = nn_layer_row((nnLayerKind)R->kind);
+    nnMlpCall c = mlp_call(net, w, i, NULL);
+    /* the rows this one runs in its pass: a layernorm, then an activation */
+    for (int k = 1; k <= R->fuse; k++) {
+      const nnRow *F = &net->rows[i + k];
+      const nnLayerRow *fr = nn_layer_row((nnLayerKind)F->kind);
+      if (fr->act >= 0) {
+        c.act = fr->act;
+      } else { /* a layernorm */
+        nnMlpCall lc = mlp_call(net, w, i + k, NULL);
+        c.ln_g = lc.W, c.ln_b = lc.b, c.ln_y = lc.y, c.ln_rstd = lc.scratch;
+      }
     }
-    in = last ? NULL : w->h[l];
+    row->mlp_forward(&c);
+    i += 1 + R->fuse;
   }
   w->stage = NN_STAGE_FORWARD;
 }
 
 void nn_mlp_backward(const nnNet *net, nnWork *w, const float *dout, float *dx, float *grads,
                      int accumulate) {
-  const nnArch *a = &net->arch;
-  int B = w->batch, pp = 0;
+  int pp = 0;
   const float *d = dout;
-  for (int l = net->n_linear - 1; l >= 0; l--) {
-    const nnLayer *L = &net->layer[l];
-    int n_in = net->dims[l], n_out = net->dims[l + 1];
-    const float *in = l ? w->h[l - 1] : w->x;
-    if (grads) {
-      float *dw = grads + (L->dw - net->grads), *db = grads + (L->db - net->grads);
-      /* dW[out, in] (+)= d^T in: beta 1 accumulates into the gradient block, 0 overwrites it */
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n_out, n_in, B, 1.0f, d, n_out, in, n_in,
-                  accumulate ? 1.0f : 0.0f, dw, n_in);
-      if (!accumulate) memset(db, 0, sizeof(float) * (size_t)n_out);
-      col_sum_add(db, d, B, n_out);
+  for (int i = net->n_rows - 1; i >= 0; i--) {
+    const nnLayerRow *row = nn_layer_row((nnLayerKind)net->rows[i].kind);
+    nnMlpCall c = mlp_call(net, w, i, grads);
+    c.accumulate = accumulate;
+    c.dy = d;
+    if (row->mlp_dx_in_place) {
+      c.dx = (float *)d; /* a work buffer (dbuf) here: the output row is a linear */
+    } else if (i == 0) {
+      c.dx = dx;
+    } else {
+      c.dx = w->dbuf[pp];
+      pp ^= 1;
     }
-    if (l == 0) {
-      if (dx)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, n_in, n_out, 1.0f, d, n_out, L->w, n_in,
-                    0.0f, dx, n_in);
-      break;
-    }
-    float *dp = w->dbuf[pp];
-    pp ^= 1;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, n_in, n_out, 1.0f, d, n_out, L->w, n_in, 0.0f,
-                dp, n_in);
-    act_backward(dp, w->h[l - 1], B, n_in, a->activation);
-    if (a->layer_norm) {
-      const nnLayer *P = &net->layer[l - 1];
-      float *dg = NULL, *dbe = NULL;
-      if (grads) {
-        dg = grads + (P->dgain - net->grads);
-        dbe = grads + (P->dbeta - net->grads);
-        if (!accumulate) {
-          memset(dg, 0, sizeof(float) * (size_t)n_in);
-          memset(dbe, 0, sizeof(float) * (size_t)n_in);
-        }
-      }
-      ln_backward(dp, w->xhat[l - 1], w->rstd[l - 1], P->gain, dg, dbe, B, n_in, grads != NULL);
-    }
-    d = dp;
+    row->mlp_backward(&c);
+    d = c.dx;
   }
 }
 
@@ -491,6 +564,37 @@ int nn_act(const nnNet *net, nnWork *w, const float *x, int B, float *act) {
   rc = nn_forward(net, w, x, B);
   if (rc) return rc;
   nn_head_act(net, w, B, act);
+  return 0;
+}
+
+/* every trunk: a plain network's B*T rows; a recurrent network's sequences from zero, or T steps on from
+ * the episode's state */
+int nn_run(const nnNet *net, nnWork *w, float *state, const float *x, int B, int T, float *act) {
+  if (!net || !w || !x || !act) return tk_error(TK_EINVAL, "nn_run: NULL network, work, input or output");
+  if (T < 1 || B < 1 || (int64_t)B * T > (1 << 24))
+    return tk_error(TK_ERANGE, "nn_run: %d rows x %d steps (each >= 1, B*T at most %d)", B, T, 1 << 24);
+  if (net->arch.rnn_layers < 1) return nn_act(net, w, x, B * T, act);
+  if (!state) return nn_seq_act(net, w, x, B, T, act);
+  const int D = net->arch.obs_dim, A = net->arch.act_dim;
+  if (B == 1 || T == 1) { /* step t of every row is contiguous */
+    for (int t = 0; t < T; t++) {
+      int rc = nn_rnn_step(net, w, state, x + (size_t)t * D, B, act + (size_t)t * A);
+      if (rc) return rc;
+    }
+    return 0;
+  }
+  /* B rows of T steps: step t gathered (rows b*T + t) into xt, its actions scattered from w->act */
+  if (B > w->max_batch)
+    return tk_error(TK_ERANGE, "nn_run: batch %d not in 1..%d (the work's max_batch)", B, w->max_batch);
+  if (!w->xt) return tk_error(TK_EINVAL, "nn_run: the work was made for another network");
+  for (int t = 0; t < T; t++) {
+    for (int b = 0; b < B; b++)
+      memcpy(w->xt + (size_t)b * D, x + ((size_t)b * T + t) * D, sizeof(float) * (size_t)D);
+    int rc = nn_rnn_step(net, w, state, w->xt, B, w->act);
+    if (rc) return rc;
+    for (int b = 0; b < B; b++)
+      memcpy(act + ((size_t)b * T + t) * A, w->act + (size_t)b * A, sizeof(float) * (size_t)A);
+  }
   return 0;
 }
 

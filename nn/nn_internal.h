@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <oneapi/dnnl/dnnl.h>
+
 #include "nn.h"
 
 /* what the work object holds after the last call (nnWork.stage) */
@@ -79,10 +81,12 @@ float nn_sigmoid(float x);
 
 /* ---- shared internals ------------------------------------------------------------------------ */
 
+/* cJSON_Parse of a whole string; NULL with TK_EFORMAT "<what>: invalid JSON near byte N" */
+struct cJSON *nn_json_parse(const char *json, const char *what);
 int nn_check_batch(const nnNet *net, const nnWork *w, const float *x, int B);
 /* TK_EINVAL naming fn if net was made to act (no gradients or Adam state), else 0 */
 int nn_need_training(const nnNet *net, const char *fn);
-/* "[a, b]", "[a]" or "(n dims)" */
+/* "[a]", "[a, b]" .. "[a, b, c, d]" (ranks 1..4), else "(n dims)" */
 void nn_shape_str(int ndim, const int64_t *shape, char *buf, size_t n);
 int nn_check_work(const nnNet *net, const nnWork *w);
 /* TK_EINVAL naming fn if net is recurrent (the plain MLP entry points refuse it), else 0 */
@@ -111,6 +115,11 @@ void nn_loss_backward(nnNet *net, nnWork *w, int accumulate);
  * (clip +) Adam. */
 int nn_fit_rows(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *y, int N, float *loss,
                 double *grad_norm, const char *fn);
+/* the training steps behind nn_step and the old entry points, errors naming fn */
+int nn_seq_train(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *x, const float *y, int B, int T,
+                 float *loss, double *grad_norm, const char *fn);
+int nn_team_step(nnNet *net, nnTeam *t, const nnAdamOpts *o, const float *x, const float *y, int B,
+                 float *loss, double *grad_norm, const char *fn);
 /* Work with the LSTM buffers for max_batch sequences of max_T steps (recurrent networks) */
 nnWork *nn_work_alloc(const nnNet *net, int max_batch, int max_T);
 
@@ -120,9 +129,173 @@ typedef struct {
   float b1, b2, step, ibc2s, eps, decay;
 } nnAdamK;
 int nn_adam_prepare(nnNet *net, const nnAdamOpts *o, nnAdamK *k);
+int nn_adam_prepare_t(int64_t adam_t, const nnAdamOpts *o, nnAdamK *k); /* the same from the step count */
 /* g2 (NULL or a block laid out as grads): update with grads + g2 (unscaled) and store that sum in grads */
 void nn_adam_span(nnNet *net, const nnAdamK *k, int64_t lo, int64_t hi, float gscale, const float *g2);
+/* what an Adam step updates, whichever object owns it (nnNet, nnEnc): the tensor table (offsets, ranks:
+ * rank >= 2 gets the weight decay) and the four parameter-sized sections */
+typedef struct {
+  const nnTensor *tensors;
+  int n_tensors;
+  float *params, *grads, *m, *v;
+} nnAdamBlock;
+void nn_adam_block_span(const nnAdamBlock *b, const nnAdamK *k, int64_t lo, int64_t hi, float gscale,
+                        const float *g2);
 int nn_adam_check(const nnAdamOpts *o);
 double nn_sum_sq(const float *g, int64_t n);
+
+/* ---- image encoders (nn_layer.c: the layer table; nn_conv.c: oneDNN; nn_enc.c: the encoder) ---------- */
+
+/* A oneDNN primitive (or reorder) with its arguments; the memories' data handles are set before each run
+ * (nn_dnn_set), so one primitive serves whatever buffers a call brings. */
+typedef struct {
+  dnnl_primitive_t p; /* NULL: not needed (a reorder between equal layouts) */
+  int n;
+  dnnl_exec_arg_t a[8];
+  void *scratch; /* its scratchpad (user mode: no allocation while it runs) */
+} nnDnnOp;
+
+/* one activation's layout for one batch size: [B, per-sample shape] plain (NCHW, row-major) or the blocked
+ * layout a convolution chose (channels in blocks of 8 or 16, padded with zeros) */
+typedef struct {
+  int plain;
+  dnnl_memory_desc_t md; /* 4-D [B, C, H, W] for rank-3 shapes (plain: nchw); unused for other ranks */
+  int64_t floats;        /* floats the buffer holds at this batch (blocked: with the channel padding) */
+} nnActLayout;
+
+typedef struct nnConv nnConv; /* nn_conv.c: one convolution's primitives for one batch size */
+
+/* everything made for one batch size, on its first call */
+typedef struct {
+  int B;
+  nnActLayout act[NN_MAX_ENC_LAYERS + 1];    /* [0] the input (plain), [i+1] layer i's output */
+  nnConv *conv[NN_MAX_ENC_LAYERS];           /* conv layers' primitives (NULL for other kinds) */
+  nnDnnOp to_plain[NN_MAX_ENC_LAYERS + 1];   /* act i blocked -> plain (a plain-input layer's input, or
+                                                the encoder's output) */
+  nnDnnOp from_plain[NN_MAX_ENC_LAYERS + 1]; /* plain -> act i blocked (the gradient, backward) */
+} nnEncSize;
+
+struct nnEncWork {
+  int max_batch;
+  int64_t n_params; /* of the encoder it was made for (checked on use, with the arch) */
+  nnEncArch arch;
+  dnnl_engine_t eng; /* this work's CPU engine and in-order stream */
+  dnnl_stream_t st;
+  dnnl_status_t err; /* the first oneDNN failure of the current call (dnnl_success: none) */
+  int nsizes;        /* batch sizes made so far (at most NN_ENC_MAX_BATCH_SIZES) */
+  nnEncSize size[NN_ENC_MAX_BATCH_SIZES];
+  int stage;                          /* NN_STAGE_NONE or NN_STAGE_FORWARD */
+  nnEncSize *cur;                     /* the batch size of the last forward */
+  int B;                              /* rows of the last forward */
+  const float *in[NN_MAX_ENC_LAYERS]; /* layer i's input in the last forward (plain if its row wants it) */
+  float *out[NN_MAX_ENC_LAYERS];      /* layer i's output in the last forward */
+  /* buffers, sized for max_batch (blocked layouts with channels padded to 16) */
+  float *obuf[NN_MAX_ENC_LAYERS];    /* layer i's own output (NULL: an in-place row after layer 0) */
+  float *pin[NN_MAX_ENC_LAYERS];     /* a plain copy of layer i's input when it may arrive blocked */
+  float *scratch[NN_MAX_ENC_LAYERS]; /* the row's own (spatial softmax: the softmax maps) */
+  float *g[2];                       /* backward ping-pong: dLoss/d activation */
+  float *gplain;                     /* a plain-input layer's dLoss/dinput before its reorder to blocked */
+  float *tmpw;                       /* a weight gradient to add when accumulating */
+  void *block_;
+};
+
+/* The arguments of one layer's forward or backward. x, dx are in act[i]'s layout (plain when the row
+ * asks for plain input), y, dy in act[i+1]'s. */
+typedef struct {
+  const nnEnc *e;
+  nnEncWork *w;
+  nnEncSize *sz;
+  int i, B;
+  const nnLayerSpec *spec;
+  const nnShape *in, *out; /* per-sample shapes */
+  const float *W, *b;      /* parameters (NULL for kinds without) */
+  float *dW, *db;          /* their gradients (backward) */
+  int accumulate;          /* add to dW, db (else overwrite) */
+  const float *x;
+  float *y;
+  const float *dy;
+  float *dx;      /* NULL: no input gradient wanted (layer 0) */
+  float *scratch; /* w->scratch[i] */
+} nnLayerCall;
+
+/* a trunk row's parameters: none; weight [out, in] and bias [out] (torch.nn.Linear: uniform in
+ * +-1/sqrt(in)); gain and bias [out] (LayerNorm: 1 and 0) */
+enum { NN_MLP_PARAMS_NONE = 0, NN_MLP_PARAMS_WEIGHT = 1, NN_MLP_PARAMS_GAIN = 2 };
+
+/* The trunk's path of a row (nn_fwd.c): batch-major activations [B, width], one call per row. */
+typedef struct {
+  int B, in, out;     /* rows; widths of the input and the output */
+  const float *W, *b; /* linear: weight [out, in], bias [out]; layernorm: gain, bias [out]; else NULL */
+  float *dW, *db;     /* their gradients (backward; NULL: no parameter gradients wanted) */
+  int accumulate;     /* add to dW, db (else overwrite) */
+  const float *x;     /* input [B, in] */
+  float *y;           /* output [B, out] (== x for an in-place row) */
+  float *scratch;     /* the row's own (layernorm: rstd [B]) */
+  float *save;        /* layernorm: its input buffer, overwritten with xhat (read by its backward) */
+  const float *dy;    /* backward: dLoss/dy */
+  float *dx;          /* backward: dLoss/dx (NULL: not wanted; == dy for an in-place row) */
+  /* forward of a linear that runs the following rows in the same pass (nnRow.fuse) */
+  int act;                  /* an activation after it (nnActivation), else -1 */
+  const float *ln_g, *ln_b; /* a layernorm after it (ln_g NULL: none): gain, bias */
+  float *ln_y, *ln_rstd;    /* the layernorm's output and rstd; y becomes xhat */
+} nnMlpCall;
+
+enum { NN_FIELD_OUT = 1, NN_FIELD_KERNEL = 2, NN_FIELD_STRIDE = 4, NN_FIELD_PAD = 8 };
+
+/* A layer kind: one row. Backward reads the layer's input, its scratch and dy, never its own output
+ * (so an in-place row may overwrite that), except in-place rows, which read their output. */
+typedef struct {
+  const char *name; /* JSON "type" and tensor-name prefix */
+  unsigned fields;  /* NN_FIELD_*: its JSON fields (all required), the others must be 0 */
+  int has_params;   /* weight and bias tensors */
+  int plain_in;     /* wants its input plain (a blocked one is reordered first) */
+  int in_place;     /* its output is its input's buffer and layout */
+  /* validate spec against the per-sample input shape and give the output's; TK_EINVAL/TK_ERANGE with a
+   * message naming layer i and the field */
+  int (*shape)(const nnLayerSpec *s, const nnShape *in, nnShape *out, int i);
+  /* weight and bias shapes (has_params rows); *fan_in for the initialization bound */
+  void (*params)(const nnLayerSpec *s, const nnShape *in, nnTensor *w, nnTensor *b, int64_t *fan_in);
+  int64_t (*scratch)(const nnLayerSpec *s, const nnShape *in, const nnShape *out); /* floats per sample */
+  void (*forward)(const nnLayerCall *c);
+  void (*backward)(const nnLayerCall *c); /* dW, db always; dx when not NULL */
+  /* the trunk (nnNet's MLP, batch-major; NULL: an encoder-only kind). The encoder columns above are NULL
+   * for a trunk-only kind (an encoder refuses it). */
+  int act;                  /* an activation: its nnActivation (fusable after a linear), else -1 */
+  int mlp_fuse;             /* its forward may run a following layernorm/activation in its pass */
+  int mlp_in_place;         /* its forward writes over its input (activations) */
+  int mlp_dx_in_place;      /* its backward turns dy into dx in place (activations, layernorm) */
+  int mlp_scratch;          /* floats of its own per batch row (layernorm: rstd) */
+  int mlp_params;           /* NN_MLP_PARAMS_*: its tensors */
+  const char *mlp_names[2]; /* their names (a printf format of the layer index): weight, bias */
+  void (*mlp_forward)(const nnMlpCall *c);
+  void (*mlp_backward)(const nnMlpCall *c); /* dW, db when not NULL; dx when not NULL */
+} nnLayerRow;
+
+/* the table, indexed by nnLayerKind; NULL for an unknown kind */
+const nnLayerRow *nn_layer_row(nnLayerKind k);
+#define NN_LAYER_KINDS 8
+/* the trunk's rows (nn_fwd.c) */
+void nn_mlp_linear_forward(const nnMlpCall *c);
+void nn_mlp_linear_backward(const nnMlpCall *c);
+void nn_mlp_layernorm_forward(const nnMlpCall *c);
+void nn_mlp_layernorm_backward(const nnMlpCall *c);
+void nn_mlp_act_forward(const nnMlpCall *c, nnActivation act);  /* in place */
+void nn_mlp_act_backward(const nnMlpCall *c, nnActivation act); /* in place, through the output */
+
+/* nn_conv.c */
+/* build layer i's primitives for batch B: src layout act[i] (given), sets act[i+1] (oneDNN's choice);
+ * want_dx: make the backward-data primitive too. The output buffer holds cap floats. */
+int nn_conv_make(nnEncWork *w, const nnEnc *e, int i, int B, const nnActLayout *in, nnActLayout *out,
+                 int64_t cap, int want_dx, nnConv **conv);
+void nn_conv_free(nnConv *c); /* NULL-safe */
+void nn_conv_forward(const nnLayerCall *c);
+void nn_conv_backward(const nnLayerCall *c);
+/* a reorder between two 4-D layouts (op->p NULL when they are equal) */
+int nn_dnn_reorder_make(nnEncWork *w, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
+                        nnDnnOp *op);
+void nn_dnn_reorder_run(nnEncWork *w, nnDnnOp *op, const void *from, void *to);
+void nn_dnn_op_free(nnDnnOp *op);
+int nn_dnn_plain_md(dnnl_memory_desc_t *md, int B, const nnShape *s); /* nchw of a rank-3 shape */
+int nn_dnn_status(dnnl_status_t st, const char *what);                /* tk_error naming it, or 0 */
 
 #endif

@@ -256,15 +256,20 @@ void nn_seq_backward(nnNet *net, nnWork *w, int accumulate) {
   }
 }
 
-int nn_seq_train_step(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *x, const float *y, int B,
-                      int T, float *loss, double *grad_norm) {
-  int rc = check_seq(net, w, x, B, T, "nn_seq_train_step");
-  if (!rc) rc = nn_need_training(net, "nn_seq_train_step");
+int nn_seq_train(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *x, const float *y, int B, int T,
+                 float *loss, double *grad_norm, const char *fn) {
+  int rc = check_seq(net, w, x, B, T, fn);
+  if (!rc) rc = nn_need_training(net, fn);
   if (!rc) rc = nn_adam_check(o);
   if (rc) return rc;
-  if (!y) return tk_error(TK_EINVAL, "nn_seq_train_step: NULL target");
+  if (!y) return tk_error(TK_EINVAL, "%s: NULL target", fn);
   seq_forward(net, w, x, B, T);
-  return nn_fit_rows(net, w, o, y, B * T, loss, grad_norm, "nn_seq_train_step");
+  return nn_fit_rows(net, w, o, y, B * T, loss, grad_norm, fn);
+}
+
+int nn_seq_train_step(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *x, const float *y, int B,
+                      int T, float *loss, double *grad_norm) {
+  return nn_seq_train(net, w, o, x, y, B, T, loss, grad_norm, "nn_seq_train_step");
 }
 
 /* ---- stepwise rollout ---------------------------------------------------------------------------- */

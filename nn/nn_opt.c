@@ -102,7 +102,11 @@ NN_CLONES static void adam_range2(float *restrict p, float *restrict g, const fl
 }
 
 int nn_adam_prepare(nnNet *net, const nnAdamOpts *o, nnAdamK *k) {
-  double t = (double)(net->adam_t + 1); /* the caller counts the step once it is applied */
+  return nn_adam_prepare_t(net->adam_t, o, k);
+}
+
+int nn_adam_prepare_t(int64_t adam_t, const nnAdamOpts *o, nnAdamK *k) {
+  double t = (double)(adam_t + 1); /* the caller counts the step once it is applied */
   double bc1 = 1 - pow(o->beta1, t), bc2 = 1 - pow(o->beta2, t);
   k->b1 = (float)o->beta1;
   k->b2 = (float)o->beta2;
@@ -116,17 +120,24 @@ int nn_adam_prepare(nnNet *net, const nnAdamOpts *o, nnAdamK *k) {
 /* params [lo, hi): decoupled weight decay on weight matrices only (Linear and LSTM weights; not biases, not
  * LayerNorm) */
 void nn_adam_span(nnNet *net, const nnAdamK *k, int64_t lo, int64_t hi, float gs, const float *g2) {
-  for (int i = 0; i < net->n_tensors; i++) {
-    const nnTensor *T = &net->tensors[i];
+  const nnAdamBlock b = {net->tensors, net->n_tensors, net->params, net->grads, net->adam_m, net->adam_v};
+  nn_adam_block_span(&b, k, lo, hi, gs, g2);
+}
+
+/* weights (rank 2: Linear, LSTM; rank 4: conv) decay, vectors (biases, LayerNorm) do not */
+void nn_adam_block_span(const nnAdamBlock *B, const nnAdamK *k, int64_t lo, int64_t hi, float gs,
+                        const float *g2) {
+  for (int i = 0; i < B->n_tensors; i++) {
+    const nnTensor *T = &B->tensors[i];
     int64_t a = TK_MAX(lo, T->offset), b = TK_MIN(hi, T->offset + T->numel);
     if (a >= b) continue;
-    float decay = T->ndim == 2 ? k->decay : 1.0f;
+    float decay = T->ndim >= 2 ? k->decay : 1.0f;
     if (g2)
-      adam_range2(net->params + a, net->grads + a, g2 + a, net->adam_m + a, net->adam_v + a, b - a, k->b1,
-                  k->b2, k->step, k->ibc2s, k->eps, decay);
+      adam_range2(B->params + a, B->grads + a, g2 + a, B->m + a, B->v + a, b - a, k->b1, k->b2, k->step,
+                  k->ibc2s, k->eps, decay);
     else
-      adam_range(net->params + a, net->grads + a, net->adam_m + a, net->adam_v + a, b - a, gs, k->b1, k->b2,
-                 k->step, k->ibc2s, k->eps, decay);
+      adam_range(B->params + a, B->grads + a, B->m + a, B->v + a, b - a, gs, k->b1, k->b2, k->step, k->ibc2s,
+                 k->eps, decay);
   }
 }
 
@@ -149,15 +160,35 @@ int nn_adam_step(nnNet *net, const nnAdamOpts *o, double *grad_norm) {
   return 0;
 }
 
-int nn_train_step(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *x, const float *y, int B,
-                  float *loss, double *grad_norm) {
-  int rc = nn_refuse_rnn(net, "nn_train_step");
-  if (!rc) rc = nn_need_training(net, "nn_train_step");
+/* a plain network's step on B rows of one work, errors naming fn */
+static int train_rows(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *x, const float *y, int B,
+                      float *loss, double *grad_norm, const char *fn) {
+  int rc = nn_refuse_rnn(net, fn);
+  if (!rc) rc = nn_need_training(net, fn);
   if (!rc) rc = nn_adam_check(o);
   if (rc) return rc;
-  if (!y) return tk_error(TK_EINVAL, "nn_train_step: NULL target");
-  rc = nn_forward(net, w, x, B);
-  return rc ? rc : nn_fit_rows(net, w, o, y, B, loss, grad_norm, "nn_train_step");
+  if (!y) return tk_error(TK_EINVAL, "%s: NULL target", fn);
+  rc = nn_check_batch(net, w, x, B);
+  if (rc) return rc;
+  nn_mlp_forward(net, w, x, B);
+  return nn_fit_rows(net, w, o, y, B, loss, grad_norm, fn);
+}
+
+int nn_train_step(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *x, const float *y, int B,
+                  float *loss, double *grad_norm) {
+  return train_rows(net, w, o, x, y, B, loss, grad_norm, "nn_train_step");
+}
+
+/* every trunk: a recurrent network's sequences, a plain network's B*T rows (on the work's team if it
+ * has one) */
+int nn_step(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *x, const float *y, int B, int T,
+            float *loss, double *grad_norm) {
+  if (!net || !w) return tk_error(TK_EINVAL, "nn_step: NULL network or work");
+  if (net->arch.rnn_layers > 0) return nn_seq_train(net, w, o, x, y, B, T, loss, grad_norm, "nn_step");
+  if (T < 1 || (int64_t)B * T > (1 << 24))
+    return tk_error(TK_ERANGE, "nn_step: %d rows x %d steps (T >= 1, B*T at most %d)", B, T, 1 << 24);
+  if (w->team) return nn_team_step(net, w->team, o, x, y, B * T, loss, grad_norm, "nn_step");
+  return train_rows(net, w, o, x, y, B * T, loss, grad_norm, "nn_step");
 }
 
 int nn_fit_rows(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *y, int N, float *loss,

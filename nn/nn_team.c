@@ -245,17 +245,29 @@ nnTeam *nn_team_make(const nnNet *net, int max_batch, int threads) {
 
 int nn_team_threads(const nnTeam *t) { return t ? t->threads : 0; }
 
+int nn_work_set_team(nnWork *w, nnTeam *t) {
+  if (!w) return tk_error(TK_EINVAL, "nn_work_set_team: NULL work");
+  if (t && (t->n_params != w->n_params || t->out_dim != w->out_dim))
+    return tk_error(TK_EINVAL, "nn_work_set_team: the team was made for another network than the work");
+  w->team = t;
+  return 0;
+}
+
 int nn_team_train_step(nnNet *net, nnTeam *T, const nnAdamOpts *o, const float *x, const float *y, int B,
                        float *loss, double *grad_norm) {
-  if (!net || !T || !x || !y) return tk_error(TK_EINVAL, "nn_team_train_step: NULL argument");
-  int rc = nn_refuse_rnn(net, "nn_team_train_step");
-  if (!rc) rc = nn_need_training(net, "nn_team_train_step");
+  return nn_team_step(net, T, o, x, y, B, loss, grad_norm, "nn_team_train_step");
+}
+
+int nn_team_step(nnNet *net, nnTeam *T, const nnAdamOpts *o, const float *x, const float *y, int B,
+                 float *loss, double *grad_norm, const char *fn) {
+  if (!net || !T || !x || !y) return tk_error(TK_EINVAL, "%s: NULL argument", fn);
+  int rc = nn_refuse_rnn(net, fn);
+  if (!rc) rc = nn_need_training(net, fn);
   if (rc) return rc;
   if (T->n_params != net->n_params || T->out_dim != net->out_dim)
-    return tk_error(TK_EINVAL, "nn_team_train_step: the team was made for another network");
+    return tk_error(TK_EINVAL, "%s: the team was made for another network", fn);
   if (B < 1 || B > T->max_batch)
-    return tk_error(TK_ERANGE, "nn_team_train_step: batch %d not in 1..%d (the team's max_batch)", B,
-                    T->max_batch);
+    return tk_error(TK_ERANGE, "%s: batch %d not in 1..%d (the team's max_batch)", fn, B, T->max_batch);
   rc = nn_adam_check(o);
   if (rc) return rc;
   T->net = net;
@@ -270,8 +282,8 @@ int nn_team_train_step(nnNet *net, nnTeam *T, const nnAdamOpts *o, const float *
   step_body(T, 0, &T->main_sense);
   if (loss) *loss = (float)T->loss;
   if (grad_norm) *grad_norm = T->norm;
-  if (!isfinite(T->loss)) return tk_error(TK_ERANGE, "nn_team_train_step: loss is not finite (%g)", T->loss);
-  if (!T->updated) return tk_error(TK_ERANGE, "nn_team_train_step: gradient norm is not finite");
+  if (!isfinite(T->loss)) return tk_error(TK_ERANGE, "%s: loss is not finite (%g)", fn, T->loss);
+  if (!T->updated) return tk_error(TK_ERANGE, "%s: gradient norm is not finite", fn);
   net->adam_t++;
   return 0;
 }

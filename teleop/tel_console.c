@@ -168,10 +168,8 @@ typedef struct {
   double last_action[CAP_MAX_ACT];
   /* intervention mode */
   bcPolicy *pol;
-  nnWork *pol_work;
-  bcBinding pol_bind;
-  float *pol_buf;      /* observation and scratch for the policy */
-  bcEnsemble *pol_ens; /* the policy's episode state: chunk ensemble, LSTM state (restarted at a takeover) */
+  bcActor *pol_actor; /* the policy's work and episode state: chunk ensemble, LSTM state (restarted at a
+                         takeover) */
   int takeover;        /* the operator drives this tick */
   /* robots */
   capLeader *leader;
@@ -216,7 +214,7 @@ static int begin_episode(telRun *r) {
   if (rc) return rc;
   r->ep_t0 = tk_now_s();
   r->ep_missed = 0;
-  if (r->pol_ens) bc_ensemble_reset(r->pol_ens);
+  if (r->pol_actor) bc_actor_reset(r->pol_actor);
   r->con.ep_steps = 0;
   r->con.state = TEL_RECORDING;
   if (!o->quiet) printf("recording demo_%lld (seed %llu)\n", (long long)idx, (unsigned long long)r->ep_seed);
@@ -303,24 +301,17 @@ static int policy_action(telRun *r, double *a) {
   capObs o = {.n = r->spec->nobs};
   for (int k = 0; k < r->spec->nobs; k++)
     o.v[k] = r->obs[k];
-  bc_gather(&r->pol_bind, &o, r->pol_buf);
-  int rc = bc_policy_step(r->pol, r->pol_work, r->pol_ens, r->pol_buf, r->pol_buf + r->pol->obs_dim, a);
+  int rc = bc_actor_step(r->pol_actor, &o, a);
   if (rc) return tk_error_wrap(rc, "%s: policy action", r->o->policy);
   for (int i = 0; i < r->spec->action_dim; i++)
     a[i] = isfinite(a[i]) ? fmax(-1, fmin(1, a[i])) : 0;
   return 0;
 }
 
+/* The policy was loaded before the model (its cameras are rendered): bind it. */
 static int policy_open(telRun *r) {
-  const telOpts *o = r->o;
-  if (!(r->pol = bc_policy_load(o->policy))) return tk_error_wrap(TK_EFORMAT, "--policy");
-  int rc = bc_bind(r->pol, r->model, &r->pol_bind);
-  if (rc) return tk_error_wrap(rc, "%s", o->policy);
   nn_set_threads(1); /* one row per step: the same bits as bc-eval's workers, whatever the cores */
-  r->pol_work = nn_work_make(r->pol->net, 1);
-  r->pol_buf = malloc(sizeof(float) * (size_t)(r->pol->obs_dim + bc_policy_scratch(r->pol)));
-  if (!(r->pol_ens = bc_ensemble_make(r->pol))) return tk_error_wrap(TK_ENOMEM, "policy");
-  if (!r->pol_work || !r->pol_buf) return tk_error(TK_ENOMEM, "out of memory");
+  if (!(r->pol_actor = bc_actor_make(r->pol, r->model))) return tk_error_wrap(TK_EINVAL, "%s", r->o->policy);
   return 0;
 }
 
@@ -490,8 +481,14 @@ static int setup(telRun *r) {
   if (o->rate > 0) co.control_hz = o->rate;
   co.ncams = o->ncams;
   memcpy(co.cams, o->cams, sizeof co.cams);
-  int rc = cap_model_load(&co, &r->model);
-  if (rc) return rc;
+  int rc = 0;
+  if (o->policy) { /* its cameras are rendered too (and recorded: what the policy saw) */
+    if (!(r->pol = bc_policy_load(o->policy))) return tk_error_wrap(TK_EFORMAT, "--policy");
+    rc = bc_policy_model_load(r->pol, &co, &r->model);
+    if (rc) return tk_error_wrap(rc, "%s", o->policy);
+  } else if ((rc = cap_model_load(&co, &r->model))) {
+    return rc;
+  }
   r->spec = cap_spec(r->model);
   if ((rc = cap_env_make(r->model, &r->env))) return rc;
   cap_pad_map_default(&r->map);
@@ -629,7 +626,7 @@ int tel_run(const telOpts *o, telStats *stats) {
       for (int i = 0; i < 6; i++)
         m = fmax(m, fabs(in.motion[i]));
       r.takeover = in.six_dof ? m > 0.05 : in.pad.axis[CAP_AX_LT] > 0.5;
-      if (r.takeover && r.pol_ens) bc_ensemble_reset(r.pol_ens); /* its chunks were about another path */
+      if (r.takeover && r.pol_actor) bc_actor_reset(r.pol_actor); /* its chunks were about another path */
       if (!r.takeover) {
         if ((rc = policy_action(&r, a))) break;
         r.gripper = a[r.spec->action_dim - 1] > 0 ? 1 : -1; /* a takeover starts from the policy's grip */
@@ -734,9 +731,7 @@ done:;
   cap_env_free(r.env);
   cap_model_free(r.model);
   bc_policy_free(r.pol);
-  nn_work_free(r.pol_work);
-  free(r.pol_buf);
-  bc_ensemble_free(r.pol_ens);
+  bc_actor_free(r.pol_actor);
   free(r.obs_mem);
   free(r.state);
   cJSON_free(r.ep_meta);

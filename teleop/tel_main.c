@@ -97,25 +97,6 @@ static void sigint_hook(telConsole *c, void *user) {
   }
 }
 
-/* --camera NAME:WxH, each number whole through tk_opt_int (the model checks the sizes it can render) */
-static int parse_camera(const char *s, capCamera *c) {
-  const char *colon = strchr(s, ':'), *x = colon ? strchr(colon + 1, 'x') : NULL;
-  char w[24], h[24];
-  int64_t wv, hv;
-  memset(c, 0, sizeof *c);
-  if (!colon || !x || colon == s || (size_t)(colon - s) >= sizeof c->name ||
-      (size_t)(x - colon - 1) >= sizeof w || tk_copy_name(h, sizeof h, x + 1, "height"))
-    return tk_error(TK_EINVAL, "--camera %s: expected NAME:WxH (at most %d cameras)", s, CAP_MAX_CAMS);
-  memcpy(w, colon + 1, (size_t)(x - colon - 1));
-  w[x - colon - 1] = 0;
-  if (tk_opt_int("width", w, 1, 65536, &wv) || tk_opt_int("height", h, 1, 65536, &hv))
-    return tk_error_wrap(TK_EINVAL, "--camera %s", s);
-  memcpy(c->name, s, (size_t)(colon - s));
-  c->width = (int)wv;
-  c->height = (int)hv;
-  return 0;
-}
-
 /* The output rule for every file teleop writes: none is one of its inputs; --out is a dataset that is
  * appended to (never replaced), the others are replaced only when of their own kind or with --force. */
 static int check_outputs(const telOpts *o, int force) {
@@ -254,7 +235,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "teleop: --camera %s: at most %d cameras\n", v, CAP_MAX_CAMS);
         return 2;
       }
-      if (parse_camera(v, &o.cams[o.ncams])) {
+      if (cap_camera_parse("--camera", v, &o.cams[o.ncams])) {
         tk_die_msg("teleop");
         return 2;
       }

@@ -38,17 +38,14 @@ int vw_watch_policy(const char *policy, const char *task, uint64_t seed, const c
   capModel *m = NULL;
   capEnv *env = NULL;
   capWindow *win = NULL;
-  nnWork *w = NULL;
-  bcBinding bind;
+  bcActor *actor = NULL;
   uint8_t *strip = NULL;
   double *cols = NULL, *x = NULL;
-  float *buf = NULL;
-  bcEnsemble *ens = NULL;
   int rc = 0;
   if (!task || !task[0])
     rc = tk_error(TK_EINVAL, "%s: the policy names no task: pass --task (%s)", policy, cap_task_names());
-  if (!rc) rc = cap_model_load(&co, &m);
-  if (!rc && (rc = bc_bind(p, m, &bind))) rc = tk_error_wrap(rc, "%s", policy);
+  if (!rc && (rc = bc_policy_model_load(p, &co, &m))) rc = tk_error_wrap(rc, "%s", policy);
+  if (!rc && !(actor = bc_actor_make(p, m))) rc = tk_error_wrap(TK_EINVAL, "%s", policy);
   const capSpec *spec = m ? cap_spec(m) : NULL;
   int W = 1280, H = 720, A = p->act_dim, cap = spec ? spec->horizon : 1;
   if (!rc && SDL_Init(SDL_INIT_VIDEO | SDL_INIT_EVENTS) < 0)
@@ -61,13 +58,10 @@ int vw_watch_policy(const char *policy, const char *task, uint64_t seed, const c
   }
   if (!rc) {
     nn_set_threads(1); /* one row per step: the same bits as bc-eval's workers, whatever the cores */
-    w = nn_work_make(p->net, 1);
     strip = malloc((size_t)W * STRIP_H * 3);
     cols = calloc((size_t)A * (size_t)cap, sizeof(double));
     x = malloc(sizeof(double) * (size_t)cap);
-    buf = malloc(sizeof(float) * (size_t)(p->obs_dim + bc_policy_scratch(p)));
-    ens = bc_ensemble_make(p); /* chunk means, an LSTM state */
-    if (!w || !strip || !cols || !x || !buf || !ens) rc = tk_error(TK_ENOMEM, "out of memory");
+    if (!strip || !cols || !x) rc = tk_error(TK_ENOMEM, "out of memory");
     for (int i = 0; !rc && i < cap; i++)
       x[i] = i;
   }
@@ -88,8 +82,7 @@ int vw_watch_policy(const char *policy, const char *task, uint64_t seed, const c
     }
     if (!paused && tk_now_s() >= next) {
       next += 1.0 / spec->control_hz;
-      bc_gather(&bind, &obs, buf);
-      if ((rc = bc_policy_step(p, w, ens, buf, buf + p->obs_dim, act))) break;
+      if ((rc = bc_actor_step(actor, &obs, act))) break;
       for (int i = 0; i < A; i++)
         act[i] = isfinite(act[i]) ? fmax(-1, fmin(1, act[i])) : 0;
       capStep st;
@@ -104,7 +97,7 @@ int vw_watch_policy(const char *policy, const char *task, uint64_t seed, const c
         snprintf(msg, sizeof msg, "episode %d: %s after %lld steps (seed %llu)", episodes,
                  st.success ? "success" : "failure", (long long)t, (unsigned long long)(seed + episodes - 1));
         if ((rc = cap_env_reset(env, seed + (uint64_t)episodes, &obs))) break;
-        bc_ensemble_reset(ens);
+        bc_actor_reset(actor);
         t = 0;
       }
       if ((rc = action_strip(A, cols, cap, (int)t, W, STRIP_H, strip, x))) break;
@@ -132,12 +125,10 @@ int vw_watch_policy(const char *policy, const char *task, uint64_t seed, const c
   }
   if (!rc && screenshot && win) rc = cap_window_save_png(win, screenshot);
   if (!rc && episodes > 0) printf("viewer: %s: %d of %d episodes succeeded\n", policy, successes, episodes);
-  free(buf);
-  bc_ensemble_free(ens);
+  bc_actor_free(actor);
   free(x);
   free(cols);
   free(strip);
-  nn_work_free(w);
   cap_window_close(win);
   cap_env_free(env);
   cap_model_free(m);

@@ -5,12 +5,15 @@ Needs only h5py and numpy. Copy it anywhere: it does not import demokit.
 
     python3 policy_forward.py POLICY.h5                 check the file, print a summary
     python3 policy_forward.py POLICY.h5 OBS OUT         also compute deterministic actions
+    python3 policy_forward.py POLICY.h5 OBS OUT KEY=FRAMES.npy ...
+                                                        a policy with cameras: each camera's frames
 
 OBS is either a .npy array or a raw little-endian float32 file holding observations [B, obs_dim]
 (the policy's obs_keys concatenated in order; a raw file's B is its size / (4 obs_dim)). For a
 recurrent policy (arch "rnn_layers" > 0) the B rows are the consecutive steps of one episode.
 OUT receives the actions [B, act_dim] in float64: a .npy file if the name ends in ".npy", otherwise
-raw little-endian float64. On success the last line printed starts with "policy_forward ok"; on a
+raw little-endian float64. For a policy with cameras, OBS holds the low-dim keys only and each camera
+key (arch "encoders") gets KEY=FRAMES.npy, uint8 frames [B, H, W, C] as the camera gives them. On success the last line printed starts with "policy_forward ok"; on a
 malformed file the script prints "policy_forward: <file>: <problem>" to stderr and exits with 1.
 
 The file layout (bc/bc.h, bc/README.md):
@@ -22,6 +25,18 @@ The file layout (bc/bc.h, bc/README.md):
   /weights/ln<i>.gain, ln<i>.bias [out]                     LayerNorm of hidden layer i (layer_norm only)
   /weights/lstm<k>.weight_ih [4H, in], weight_hh [4H, H], bias_ih [4H], bias_hh [4H]
                                                             LSTM layer k (rnn_layers > 0; torch.nn.LSTM)
+
+A policy with cameras (arch "encoders": [{"key", "frame": [H, W, C], "crop": [h, w], "encoder":
+{"input": [C, h, w], "layers": [...]}}]) runs each camera's encoder on the centre crop of its frame
+(rows (H - h) // 2.., columns (W - w) // 2..), as float / 255 in [C, h, w] order, through its layers:
+  conv k             torch.nn.Conv2d: /weights/enc<i>.conv<k>.weight [out, in, kh, kw], .bias [out]
+  relu               max(x, 0)
+  spatial_softmax k  1x1 conv (enc<i>.spatial_softmax<k>.weight [K, C, 1, 1], .bias [K]), softmax over
+                     the H*W positions of each map, expected x = sum p * linspace(-1, 1, W)[col],
+                     y = sum p * linspace(-1, 1, H)[row]; output (x0, y0, x1, y1, ...)
+  flatten            reshape to a vector
+  linear k           enc<i>.linear<k>.weight [out, in], .bias [out] on the flattened input
+and the trunk reads [normalized low-dim keys | encoder 0's output | encoder 1's | ...].
 
 A recurrent policy (BC-RNN) first runs its LSTM, torch.nn.LSTM's equations with gates i, f, g, o:
   z = x W_ih^T + b_ih + h W_hh^T + b_hh = [z_i, z_f, z_g, z_o]  (H each)
@@ -99,6 +114,8 @@ def _check_arch(arch):
     for k in ("obs_dim", "act_dim", "hidden", "head"):
         if k not in arch:
             raise PolicyError("arch has no %r" % k)
+    arch = dict(arch)
+    encoders = _check_encoders(arch.pop("encoders")) if "encoders" in arch else []
     for k in arch:
         if k not in ARCH_KEYS:  # the C reader refuses unknown keys too: they are typos
             raise PolicyError("arch has an unknown key %r" % k)
@@ -114,6 +131,7 @@ def _check_arch(arch):
         "rnn_layers": arch.get("rnn_layers", 0),
         "rnn_hidden": arch.get("rnn_hidden", 400),
         "rnn_horizon": arch.get("rnn_horizon", 10),
+        "encoders": encoders,
     }
     if not (_int(a["obs_dim"]) and a["obs_dim"] >= 1 and _int(a["act_dim"]) and a["act_dim"] >= 1):
         raise PolicyError("arch obs_dim/act_dim are not sizes")
@@ -128,6 +146,115 @@ def _check_arch(arch):
     if not all(_int(a[k]) and a[k] >= lo for k, lo in (("rnn_layers", 0), ("rnn_hidden", 1), ("rnn_horizon", 1))):
         raise PolicyError("arch rnn_layers/rnn_hidden/rnn_horizon are not sizes")
     return a
+
+
+MAX_SIDE = 1024  # NN_MAX_IMAGE_SIDE
+LAYER_FIELDS = {"conv": ("out", "kernel", "stride", "pad"), "relu": (), "spatial_softmax": ("out",),
+                "flatten": (), "linear": ("out",)}
+
+
+def _check_encoders(encs):
+    """The cameras of arch "encoders", with every layer's output shape computed."""
+    if not isinstance(encs, list) or not encs:
+        raise PolicyError("arch encoders is not a non-empty list")
+    out = []
+    for i, e in enumerate(encs):
+        if not isinstance(e, dict) or sorted(e) != ["crop", "encoder", "frame", "key"]:
+            raise PolicyError("arch encoders[%d] must have exactly key, frame, crop, encoder" % i)
+        frame, crop, enc = e["frame"], e["crop"], e["encoder"]
+        if not (isinstance(frame, list) and len(frame) == 3 and all(_int(v) and 1 <= v <= MAX_SIDE for v in frame)):
+            raise PolicyError("arch encoders[%d] frame is not [H, W, C]" % i)
+        if not (isinstance(crop, list) and len(crop) == 2 and all(_int(v) and 1 <= v <= MAX_SIDE for v in crop)):
+            raise PolicyError("arch encoders[%d] crop is not [h, w]" % i)
+        if crop[0] > frame[0] or crop[1] > frame[1]:
+            raise PolicyError("arch encoders[%d] crop %s is larger than the frame %s" % (i, crop, frame))
+        if not isinstance(enc, dict) or sorted(enc) != ["input", "layers"]:
+            raise PolicyError("arch encoders[%d] encoder must have exactly input, layers" % i)
+        if enc["input"] != [frame[2], crop[0], crop[1]]:
+            raise PolicyError("arch encoders[%d] input %s is not [C, h, w] of the crop" % (i, enc["input"]))
+        shape = tuple(enc["input"])
+        layers = []
+        for j, l in enumerate(enc["layers"]):
+            if not isinstance(l, dict) or l.get("type") not in LAYER_FIELDS:
+                raise PolicyError("arch encoders[%d] layer %d has no known type" % (i, j))
+            kind = l["type"]
+            if sorted(k for k in l if k != "type") != sorted(LAYER_FIELDS[kind]):
+                raise PolicyError("arch encoders[%d] layer %d (%s) must have exactly %s" % (i, j, kind, LAYER_FIELDS[kind]))
+            if not all(_int(l[k]) and l[k] >= (0 if k == "pad" else 1) for k in LAYER_FIELDS[kind]):
+                raise PolicyError("arch encoders[%d] layer %d (%s) has a field that is not a size" % (i, j, kind))
+            inp = shape
+            if kind == "conv":
+                if len(shape) != 3:
+                    raise PolicyError("arch encoders[%d] layer %d: conv on a %d-D input" % (i, j, len(shape)))
+                k, st, pd = l["kernel"], l["stride"], l["pad"]
+                ho, wo = (shape[1] + 2 * pd - k) // st + 1, (shape[2] + 2 * pd - k) // st + 1
+                if ho < 1 or wo < 1:
+                    raise PolicyError("arch encoders[%d] layer %d: kernel %d does not fit %s" % (i, j, k, shape))
+                shape = (l["out"], ho, wo)
+            elif kind == "spatial_softmax":
+                if len(shape) != 3:
+                    raise PolicyError("arch encoders[%d] layer %d: spatial_softmax on a %d-D input" % (i, j, len(shape)))
+                shape = (l["out"], 2)
+            elif kind == "flatten":
+                shape = (int(np.prod(shape)),)
+            elif kind == "linear":
+                shape = (l["out"],)
+            layers.append((kind, l, inp, shape, "%s%d" % (kind, j)))
+        out.append({"key": e["key"], "frame": frame, "crop": crop, "layers": layers, "out": int(np.prod(shape))})
+    return out
+
+
+def encoder_shapes(a):
+    shapes = {}
+    for i, e in enumerate(a["encoders"]):
+        for kind, l, inp, outp, name in e["layers"]:
+            if kind == "conv":
+                shapes["enc%d.%s.weight" % (i, name)] = (l["out"], inp[0], l["kernel"], l["kernel"])
+            elif kind == "spatial_softmax":
+                shapes["enc%d.%s.weight" % (i, name)] = (l["out"], inp[0], 1, 1)
+            elif kind == "linear":
+                shapes["enc%d.%s.weight" % (i, name)] = (l["out"], int(np.prod(inp)))
+            else:
+                continue
+            shapes["enc%d.%s.bias" % (i, name)] = (l["out"],)
+    return shapes
+
+
+def encode(p, i, frames):
+    """Camera i's features [B, F] from uint8 frames [B, H, W, C]."""
+    e, w = p["arch"]["encoders"][i], p["weights"]
+    H, W, C = e["frame"]
+    h, wd = e["crop"]
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (H, W, C):
+        raise PolicyError("camera %s: frames %s %s, the policy takes uint8 [B, %d, %d, %d]"
+                          % (e["key"], frames.dtype, frames.shape, H, W, C))
+    oy, ox = (H - h) // 2, (W - wd) // 2
+    x = frames[:, oy:oy + h, ox:ox + wd, :].astype(np.float64).transpose(0, 3, 1, 2) / 255.0
+    for kind, l, inp, outp, name in e["layers"]:
+        pre = "enc%d.%s." % (i, name)
+        if kind == "conv":
+            k, st, pd = l["kernel"], l["stride"], l["pad"]
+            xp = np.pad(x, ((0, 0), (0, 0), (pd, pd), (pd, pd)))
+            win = np.lib.stride_tricks.sliding_window_view(xp, (k, k), axis=(2, 3))[:, :, ::st, ::st]
+            win = win[:, :, :outp[1], :outp[2]]  # [B, C, ho, wo, k, k]
+            x = np.einsum("bchwij,ocij->bohw", win, w[pre + "weight"]) + w[pre + "bias"][None, :, None, None]
+        elif kind == "relu":
+            x = np.maximum(x, 0.0)
+        elif kind == "spatial_softmax":
+            B, Cin, Hm, Wm = x.shape
+            m = np.einsum("bchw,kc->bkhw", x, w[pre + "weight"][:, :, 0, 0]) + w[pre + "bias"][None, :, None, None]
+            m = m.reshape(B, -1, Hm * Wm)
+            m = np.exp(m - m.max(axis=2, keepdims=True))
+            m /= m.sum(axis=2, keepdims=True)
+            px = np.tile(np.linspace(-1, 1, Wm), Hm)
+            py = np.repeat(np.linspace(-1, 1, Hm), Wm)
+            x = np.stack([(m * px).sum(axis=2), (m * py).sum(axis=2)], axis=2)  # [B, K, 2]
+        elif kind == "flatten":
+            x = x.reshape(x.shape[0], -1)
+        elif kind == "linear":
+            x = x.reshape(x.shape[0], -1) @ w[pre + "weight"].T + w[pre + "bias"]
+    return x.reshape(x.shape[0], -1)
 
 
 def out_dim(a):
@@ -187,15 +314,16 @@ def load(path):
         keys, dims = _json_attr(f, "obs_keys"), _json_attr(f, "obs_dims")
         if not isinstance(keys, list) or not isinstance(dims, list):
             raise PolicyError("obs_keys and obs_dims must be JSON lists")
-        if len(keys) != len(dims) or not keys:
+        if len(keys) != len(dims) or (not keys and not arch["encoders"]):
             raise PolicyError("%d obs_keys but %d obs_dims" % (len(keys), len(dims)))
         if not all(isinstance(k, str) and k for k in keys):
             raise PolicyError("obs_keys are not all key names")
         if not all(_int(d) and d >= 1 for d in dims):
             raise PolicyError("obs_dims are not all sizes")
-        if sum(dims) != arch["obs_dim"]:
-            raise PolicyError("observation keys add up to %d values but the network takes %d"
-                              % (sum(dims), arch["obs_dim"]))
+        feat = sum(e["out"] for e in arch["encoders"])
+        if sum(dims) + feat != arch["obs_dim"]:
+            raise PolicyError("observation keys add up to %d values but the network takes %d besides %d features"
+                              % (sum(dims), arch["obs_dim"], feat))
         attrs = {"task": _str_attr(f, "task"), "algo": _str_attr(f, "algo")}
         attrs["info"] = _json_attr(f, "info") if "info" in f.attrs else {}
         if not isinstance(attrs["info"], dict):
@@ -214,7 +342,7 @@ def load(path):
             raise PolicyError("attribute 'chunk' (%r) is not 1..64 dividing the network's %d outputs"
                               % (chunk, arch["act_dim"]))
         attrs["chunk"] = int(chunk)
-        D, A = arch["obs_dim"], arch["act_dim"] // int(chunk)
+        D, A = arch["obs_dim"] - feat, arch["act_dim"] // int(chunk)
         stats = {k: _read(n, "normalization", k, (D,)) for k in ("obs_mean", "obs_std")}
         stats.update({k: _read(n, "normalization", k, (A,)) for k in ("act_offset", "act_scale")})
         for k in ("obs_std", "act_scale"):
@@ -226,6 +354,7 @@ def load(path):
             raise PolicyError("group /weights is missing")
         w = f["weights"]
         shapes = tensor_shapes(arch)
+        shapes.update(encoder_shapes(arch))
         weights = {name: _read(w, "weights", name, shape) for name, shape in shapes.items()}
         for name in w:
             if name not in shapes:
@@ -298,10 +427,13 @@ def net_action(p, o):
     return np.tanh(m) if a["tanh"] else m
 
 
-def act(p, obs):
-    """Environment actions [B, act_dim] (float64) for raw observations obs [B, obs_dim]."""
+def act(p, obs, frames=()):
+    """Environment actions [B, act_dim] (float64) for raw observations obs [B, obs_dim] (the low-dim keys)
+    and, for a policy with cameras, each camera's uint8 frames [B, H, W, C] in arch "encoders" order."""
     s = p["stats"]
     x = (np.asarray(obs, dtype=np.float64) - s["obs_mean"]) / s["obs_std"]
+    if p["arch"]["encoders"]:
+        x = np.concatenate([x] + [encode(p, i, f) for i, f in enumerate(frames)], axis=1)
     A = s["act_offset"].shape[0]  # a chunked policy's first action: the first A of its outputs
     return s["act_offset"] + s["act_scale"] * net_action(p, network_output(p, x))[:, :A]
 
@@ -320,7 +452,7 @@ def _read_obs(path, obs_dim):
 
 
 def main(argv):
-    if len(argv) not in (2, 4):
+    if len(argv) < 4 and len(argv) != 2:
         sys.stderr.write(__doc__)
         return 2
     path = argv[1]
@@ -332,15 +464,22 @@ def main(argv):
     a = p["arch"]
     summary = "obs_dim=%d act_dim=%d hidden=%s activation=%s layer_norm=%d head=%s tanh=%d" % (
         a["obs_dim"], a["act_dim"], a["hidden"], a["activation"], a["layer_norm"], a["head"], a["tanh"])
+    if a["encoders"]:
+        summary += " cameras=%s" % ",".join("%s(%dx%d->%dx%d)" % (e["key"], e["frame"][0], e["frame"][1], e["crop"][0],
+                                                                  e["crop"][1]) for e in a["encoders"])
     if a["rnn_layers"]:
         summary += " lstm=%dx%d horizon=%d" % (a["rnn_layers"], a["rnn_hidden"], a["rnn_horizon"])
-    if len(argv) == 4:
+    if len(argv) >= 4:
         try:
-            obs = _read_obs(argv[2], a["obs_dim"])
+            obs = _read_obs(argv[2], a["obs_dim"] - sum(e["out"] for e in a["encoders"]))
+            given = dict(arg.split("=", 1) for arg in argv[4:])
+            want = [e["key"] for e in a["encoders"]]
+            if sorted(given) != sorted(want):
+                raise PolicyError("cameras given %s, the policy reads %s" % (sorted(given), want))
+            out = act(p, obs, [np.load(given[k]) for k in want])
         except (PolicyError, OSError, ValueError) as e:
             sys.stderr.write("policy_forward: %s\n" % e)
             return 1
-        out = act(p, obs)
         if argv[3].endswith(".npy"):
             np.save(argv[3], out)
         else:

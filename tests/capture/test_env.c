@@ -97,9 +97,10 @@ Test(env, same_seed_same_actions_bit_identical) {
   cap_model_free(m);
 }
 
-/* Setting a recorded state reproduces the recorded observation, and the future. */
+/* Setting a recorded state reproduces the recorded observation (both cameras' frames too: the hand's
+ * camera moves with the arm), and the future. */
 Test(env, set_state_reproduces_observation_and_future) {
-  capModel *m = load("lift", 1);
+  capModel *m = load("lift", 2);
   const capSpec *s = cap_spec(m);
   capEnv *a, *b;
   cap_env_make(m, &a);

@@ -795,3 +795,68 @@ Test(memory, no_allocation_in_seq_steps_and_rollout) {
   nn_work_free(w1);
   nn_net_free(net);
 }
+
+/* nn_step and nn_run on a recurrent network: nn_seq_train_step's and nn_seq_act's / nn_rnn_step's bits;
+ * B rows of T steps on from a state (gathered step by step) equal each row stepped alone. */
+Test(entry, nn_step_and_nn_run_are_the_sequence_calls) {
+  const int h[1] = {16};
+  nnArch a = rarch(5, 2, 1, h, NN_ELU, 1, NN_HEAD_GMM, 2, 12);
+  nnNet *n1 = make(&a, 8), *n2 = make(&a, 8);
+  const int B = 6, T = 4, A = 2, D = 5;
+  nnWork *w1 = work_seq(n1, B, T), *w2 = work_seq(n2, B, T);
+  tkRng r;
+  tk_rng_seed(&r, 4);
+  float *x = fmalloc((size_t)B * T * D), *y = fmalloc((size_t)B * T * A);
+  fill(x, (size_t)B * T * D, &r, -1, 1);
+  fill(y, (size_t)B * T * A, &r, -0.9, 0.9);
+  nnAdamOpts o;
+  nn_adam_default(&o);
+  o.clip_norm = 1;
+  for (int s = 0; s < 4; s++) {
+    float l1, l2;
+    double g1, g2;
+    cr_assert_eq(nn_seq_train_step(n1, w1, &o, x, y, B, T, &l1, &g1), 0, "%s", tk_errmsg());
+    cr_assert_eq(nn_step(n2, w2, &o, x, y, B, T, &l2, &g2), 0, "%s", tk_errmsg());
+    cr_assert(l1 == l2 && g1 == g2);
+  }
+  cr_assert_eq(memcmp(n1->params, n2->params, sizeof(float) * (size_t)n1->n_params), 0);
+  float *a1 = fmalloc((size_t)B * T * A), *a2 = fmalloc((size_t)B * T * A);
+  cr_assert_eq(nn_seq_act(n1, w1, x, B, T, a1), 0);
+  cr_assert_eq(nn_run(n1, w2, NULL, x, B, T, a2), 0);
+  cr_assert_eq(memcmp(a1, a2, sizeof(float) * (size_t)B * T * A), 0);
+  /* with a state: every row alone through nn_rnn_step, then all rows at once through nn_run */
+  int64_t ns1 = nn_rnn_state_size(n1, 1), nsB = nn_rnn_state_size(n1, B);
+  float *st1 = calloc((size_t)ns1, sizeof(float)), *stB = calloc((size_t)nsB, sizeof(float));
+  for (int b = 0; b < B; b++) {
+    memset(st1, 0, sizeof(float) * (size_t)ns1);
+    for (int t = 0; t < T; t++)
+      cr_assert_eq(nn_rnn_step(n1, w1, st1, x + ((size_t)b * T + t) * D, 1, a1 + ((size_t)b * T + t) * A), 0);
+  }
+  cr_assert_eq(nn_run(n1, w2, stB, x, B, T, a2), 0, "%s", tk_errmsg());
+  double md = 0;
+  for (int i = 0; i < B * T * A; i++)
+    md = fmax(md, fabs(a1[i] - a2[i]));
+  printf("nn_run of %d rows x %d steps vs each row alone: max difference %.2e\n", B, T, md);
+  cr_assert_lt(md, 1e-5); /* a batch of B rows may round differently in sgemm than one row */
+  /* one row: nn_run continues the state exactly as nn_rnn_step */
+  memset(st1, 0, sizeof(float) * (size_t)ns1);
+  float *s2 = calloc((size_t)ns1, sizeof(float));
+  for (int t = 0; t < T; t++)
+    cr_assert_eq(nn_rnn_step(n1, w1, st1, x + (size_t)t * D, 1, a1 + (size_t)t * A), 0);
+  cr_assert_eq(nn_run(n1, w2, s2, x, 1, T, a2), 0);
+  cr_assert_eq(memcmp(a1, a2, sizeof(float) * (size_t)T * A), 0);
+  cr_assert_eq(memcmp(st1, s2, sizeof(float) * (size_t)ns1), 0);
+  cr_assert_neq(nn_run(n1, w2, s2, x, 1, 0, a2), 0);
+  cr_assert(strstr(tk_errmsg(), "nn_run"), "%s", tk_errmsg());
+  free(s2);
+  free(st1);
+  free(stB);
+  free(a1);
+  free(a2);
+  free(x);
+  free(y);
+  nn_work_free(w1);
+  nn_work_free(w2);
+  nn_net_free(n1);
+  nn_net_free(n2);
+}

@@ -1113,3 +1113,125 @@ Test(memory, no_allocation_in_forward_backward_step) {
   nn_net_free(net);
   nn_net_free(gm);
 }
+
+/* The MLP is a list of rows of the layer table: linear (+ layernorm) + activation per hidden layer and the
+ * output linear; the forward pass fuses a linear with the layernorm and activation after it. Run row by
+ * row (no fusion), forward, backward and training give the same bits. */
+Test(rows, the_mlp_is_rows_and_fusion_changes_no_bit) {
+  const int h[2] = {24, 17};
+  const nnActivation acts[3] = {NN_RELU, NN_ELU, NN_TANH};
+  const nnLayerKind act_rows[3] = {NN_LAYER_RELU, NN_LAYER_ELU, NN_LAYER_TANH};
+  for (int ai = 0; ai < 3; ai++)
+    for (int ln = 0; ln <= 1; ln++) {
+      nnArch a = arch(9, 3, 2, h, acts[ai], ln, NN_HEAD_GMM);
+      nnNet *n1 = make(&a, 5), *n2 = make(&a, 5);
+      cr_assert_eq(n1->n_rows, 2 * (2 + ln) + 1);
+      int i = 0;
+      for (int l = 0; l < 2; l++) {
+        cr_assert_eq(n1->rows[i].kind, NN_LAYER_LINEAR);
+        cr_assert_eq(n1->rows[i].fuse, 1 + ln, "a linear runs its layernorm and activation");
+        cr_assert_str_eq(n1->tensors[n1->rows[i++].tensor].name, l ? "l1.weight" : "l0.weight");
+        if (ln) cr_assert_str_eq(n1->tensors[n1->rows[i++].tensor].name, l ? "ln1.gain" : "ln0.gain");
+        cr_assert_eq(n1->rows[i].kind, act_rows[ai]);
+        cr_assert_eq(n1->rows[i++].tensor, -1);
+      }
+      cr_assert_eq(n1->rows[i].kind, NN_LAYER_LINEAR);
+      cr_assert_eq(n1->rows[i].fuse, 0);
+      for (int k = 0; k < n2->n_rows; k++) /* row by row */
+        n2->rows[k].fuse = 0;
+      tkRng r;
+      tk_rng_seed(&r, 3);
+      if (ln) {
+        shake_ln(n1, &r);
+        nn_copy_params(n2, n1);
+      }
+      nnWork *w1 = work(n1, 40), *w2 = work(n2, 40);
+      float X[40 * 9], Y[40 * 3], dx1[40 * 9], dx2[40 * 9], l1, l2;
+      fill(X, 40 * 9, &r, -2, 2);
+      fill(Y, 40 * 3, &r, -0.9, 0.9);
+      cr_assert_eq(nn_forward(n1, w1, X, 40), 0);
+      cr_assert_eq(nn_forward(n2, w2, X, 40), 0);
+      size_t no = sizeof(float) * 40 * (size_t)n1->out_dim;
+      cr_assert_eq(memcmp(w1->out, w2->out, no), 0, "%s ln %d: forward differs", nn_activation_name(acts[ai]),
+                   ln);
+      float dout[40 * 35];
+      fill(dout, 40 * (size_t)n1->out_dim, &r, -1, 1);
+      nn_zero_grad(n1);
+      nn_zero_grad(n2);
+      cr_assert_eq(nn_backward_out(n1, w1, dout, dx1, 1), 0);
+      cr_assert_eq(nn_backward_out(n2, w2, dout, dx2, 1), 0);
+      cr_assert_eq(memcmp(dx1, dx2, sizeof dx1), 0);
+      cr_assert_eq(memcmp(n1->grads, n2->grads, sizeof(float) * (size_t)n1->n_params), 0);
+      nnAdamOpts o;
+      nn_adam_default(&o);
+      o.lr = 1e-3;
+      for (int s = 0; s < 5; s++) {
+        cr_assert_eq(nn_train_step(n1, w1, &o, X, Y, 40, &l1, NULL), 0, "%s", tk_errmsg());
+        cr_assert_eq(nn_train_step(n2, w2, &o, X, Y, 40, &l2, NULL), 0, "%s", tk_errmsg());
+        cr_assert_eq(memcmp(&l1, &l2, sizeof l1), 0);
+      }
+      cr_assert_eq(memcmp(n1->params, n2->params, sizeof(float) * (size_t)n1->n_params), 0);
+      nn_work_free(w1);
+      nn_work_free(w2);
+      nn_net_free(n1);
+      nn_net_free(n2);
+    }
+  /* the trunk's rows are not an encoder's: refused by name */
+  nnEncArch e;
+  nn_enc_arch_default(&e, 3, 16, 16, 8);
+  e.layer[1].kind = NN_LAYER_ELU;
+  cr_assert_neq(nn_enc_arch_validate(&e), 0);
+  cr_assert(strstr(tk_errmsg(), "layer 1 (elu)"), "%s", tk_errmsg());
+  cr_assert_str_eq(nn_layer_kind_name(NN_LAYER_LAYERNORM), "layernorm");
+}
+
+/* nn_step and nn_run on a plain network: nn_train_step's and nn_act's bits; with a team on the work,
+ * nn_team_train_step's; B rows x T steps are B*T rows. */
+Test(entry, nn_step_and_nn_run_are_the_plain_and_team_calls) {
+  const int h[2] = {32, 32};
+  nnArch a = arch(8, 2, 2, h, NN_TANH, 1, NN_HEAD_GAUSSIAN);
+  nnNet *n1 = make(&a, 42), *n2 = make(&a, 42);
+  nnWork *w1 = work(n1, 64), *w2 = work(n2, 64);
+  nnTeam *t1 = nn_team_make(n1, 64, 2), *t2 = nn_team_make(n2, 64, 2);
+  cr_assert(t1 && t2, "%s", tk_errmsg());
+  tkRng r;
+  tk_rng_seed(&r, 1);
+  float X[64 * 8], Y[64 * 2], A1[64 * 2], A2[64 * 2];
+  nnAdamOpts o;
+  nn_adam_default(&o);
+  o.lr = 1e-3;
+  for (int s = 0; s < 6; s++) {
+    fill(X, 64 * 8, &r, -1, 1);
+    fill(Y, 64 * 2, &r, -0.9, 0.9);
+    float l1, l2;
+    double g1, g2;
+    int team = s >= 3;
+    cr_assert_eq(nn_work_set_team(w2, team ? t2 : NULL), 0);
+    cr_assert_eq(team ? nn_team_train_step(n1, t1, &o, X, Y, 64, &l1, &g1)
+                      : nn_train_step(n1, w1, &o, X, Y, 64, &l1, &g1),
+                 0, "%s", tk_errmsg());
+    cr_assert_eq(nn_step(n2, w2, &o, X, Y, 16, 4, &l2, &g2), 0, "%s", tk_errmsg());
+    cr_assert(l1 == l2 && g1 == g2, "step %d (team %d): loss %g vs %g", s, team, l1, l2);
+  }
+  cr_assert_eq(memcmp(n1->params, n2->params, sizeof(float) * (size_t)n1->n_params), 0);
+  float st = 0;
+  cr_assert_eq(nn_act(n1, w1, X, 64, A1), 0);
+  cr_assert_eq(nn_run(n2, w2, &st, X, 8, 8, A2), 0); /* state ignored: a plain network has none */
+  cr_assert_eq(memcmp(A1, A2, sizeof A1), 0);
+  /* a team made for another network is refused */
+  nnArch b = a;
+  b.hidden[0] = 16;
+  nnNet *n3 = make(&b, 1);
+  nnWork *w3 = work(n3, 8);
+  cr_assert_neq(nn_work_set_team(w3, t1), 0);
+  cr_assert_neq(nn_step(n2, w2, &o, X, Y, 64, 0, NULL, NULL), 0);
+  cr_assert(strstr(tk_errmsg(), "nn_step"), "%s", tk_errmsg());
+  nn_work_free(w3);
+  nn_net_free(n3);
+  nn_team_free(t1);
+  nn_team_free(t2);
+  nn_work_free(w1);
+  nn_work_free(w2);
+  nn_net_free(n1);
+  nn_net_free(n2);
+}

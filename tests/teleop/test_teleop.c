@@ -437,6 +437,92 @@ Test(teleop, rumble_on_episode_end, .timeout = 120) {
 
 /* Intervention mode: a policy drives; the scripted operator takes over after 20 steps. The steps the
  * policy drove carry exactly the policy's actions for the recorded observations; the rest are flagged. */
+/* A policy with a camera drives: teleop renders (and records) the camera the policy names at its frame
+ * size, and every step the policy drove carries exactly the action its actor gives for the recorded frame
+ * and low-dim values. */
+Test(teleop, camera_policy_drives_with_the_frames_it_names, .timeout = 120) {
+  sdl_up();
+  const char *d = tt_tmpdir();
+  char pol[4200], p[4200];
+  snprintf(pol, sizeof pol, "%s/campol.h5", d);
+  snprintf(p, sizeof p, "%s/civ.h5", d);
+  const char *keys[] = {"robot0_eef_pos"};
+  int dims[] = {3};
+  nnArch a;
+  nn_arch_default(&a);
+  a.act_dim = 7;
+  a.n_hidden = 1;
+  a.hidden[0] = 32;
+  a.tanh = 1;
+  bcImage img;
+  memset(&img, 0, sizeof img);
+  snprintf(img.key, sizeof img.key, "agentview_image");
+  img.height = 24;
+  img.width = 32;
+  img.channels = 3;
+  img.crop_h = 20;
+  img.crop_w = 28;
+  nn_enc_arch_default(&img.enc_arch, 3, 20, 28, 4);
+  a.obs_dim = 3 + nn_enc_out_dim(&img.enc_arch);
+  bcPolicy *pl = bc_policy_make_images(&a, 1, keys, dims, 1, &img, 7);
+  cr_assert(pl, "%s", tk_errmsg());
+  snprintf(pl->task, sizeof pl->task, "lift");
+  cr_assert_eq(bc_policy_save(pl, pol), 0, "%s", tk_errmsg());
+  telOpts o;
+  tel_opts_default(&o);
+  o.task = "lift";
+  o.device = "scripted";
+  o.headless = 1;
+  o.fast = 1;
+  o.out = p;
+  o.episodes = 1;
+  o.quiet = 1;
+  o.policy = pol;
+  o.takeover_after = 15;
+  telStats st;
+  cr_assert_eq(tel_run(&o, &st), 0, "%s", tk_errmsg());
+  /* the environment the actor acts in: lift with the policy's camera */
+  capOpts co;
+  cap_opts_default(&co);
+  co.task = "lift";
+  capModel *m = NULL;
+  cr_assert_eq(bc_policy_model_load(pl, &co, &m), 0, "%s", tk_errmsg());
+  const capSpec *spec = cap_spec(m);
+  bcActor *actor = bc_actor_make(pl, m);
+  cr_assert(actor, "%s", tk_errmsg());
+  dsFile *f;
+  cr_assert_eq(ds_open(p, 0, &f), 0, "%s", tk_errmsg());
+  const dsSchema *s = ds_schema(f);
+  int si[CAP_MAX_OBS];
+  for (int k = 0; k < spec->nobs; k++)
+    cr_assert_geq(si[k] = ds_schema_find(s, spec->obs[k].name), 0, "%s recorded", spec->obs[k].name);
+  int ai = ds_schema_find(s, "agentview_image");
+  cr_assert(s->keys[ai].rank == 3 && s->keys[ai].shape[0] == 24 && s->keys[ai].shape[1] == 32,
+            "the camera is recorded at the policy's frame size");
+  dsEpisode e;
+  cr_assert_eq(ds_read_episode(f, 0, &e), 0, "%s", tk_errmsg());
+  for (int64_t t = 0; t < 15 && t < e.num_samples; t++) {
+    cr_assert_eq(e.interventions[t], 0);
+    capObs ob = {.n = spec->nobs};
+    for (int k = 0; k < spec->nobs; k++) {
+      size_t esz = spec->obs[k].dtype == CAP_U8 ? 1 : 8;
+      ob.v[k] = (const uint8_t *)e.obs[si[k]] + (size_t)t * (size_t)ds_key_elems(&s->keys[si[k]]) * esz;
+    }
+    double act[7];
+    cr_assert_eq(bc_actor_step(actor, &ob, act), 0, "%s", tk_errmsg());
+    for (int j = 0; j < 7; j++) {
+      double want = act[j] > 1 ? 1 : act[j] < -1 ? -1 : act[j];
+      cr_assert_float_eq(e.actions[t * 7 + j], want, 1e-9, "step %lld action %d", (long long)t, j);
+    }
+  }
+  ds_episode_free(&e);
+  ds_close(f);
+  bc_actor_free(actor);
+  cap_model_free(m);
+  bc_policy_free(pl);
+  SDL_Quit();
+}
+
 Test(teleop, policy_drives_and_takeovers_are_flagged, .timeout = 120) {
   sdl_up();
   const char *d = tt_tmpdir();

@@ -308,4 +308,28 @@ Test(viewer, watch_a_policy, .timeout = 180) {
   cr_assert_eq(rc, 1, "%s", out);
   cr_assert(strstr(out, "object(16)") && strstr(out, "object(10)"), "%s", out);
   free(out);
+  /* a policy with cameras: the viewer renders what it reads, and a camera the task lacks is refused with
+   * both lists */
+  bcImage ci;
+  memset(&ci, 0, sizeof ci);
+  snprintf(ci.key, sizeof ci.key, "robot0_eye_in_hand_image");
+  ci.height = ci.width = 24;
+  ci.channels = 3;
+  ci.crop_h = ci.crop_w = 20;
+  nn_enc_arch_default(&ci.enc_arch, 3, 20, 20, 4);
+  a.obs_dim = 19 + nn_enc_out_dim(&ci.enc_arch);
+  p = bc_policy_make_images(&a, 4, keys, dims, 1, &ci, 5);
+  cr_assert(p, "%s", tk_errmsg());
+  snprintf(p->task, sizeof p->task, "lift");
+  cr_assert_eq(bc_policy_save(p, pol), 0, "%s", tk_errmsg());
+  snprintf(p->img[0].key, sizeof p->img[0].key, "sideview_image");
+  cr_assert_eq(bc_policy_save(p, bad), 0, "%s", tk_errmsg());
+  bc_policy_free(p);
+  rc = tt_run(&out, TT_XVFB " %s --policy %s --frames 20 --screenshot %s", viewer(), pol, shot);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  rc = tt_run(&out, "%s --policy %s --frames 5", viewer(), bad);
+  cr_assert_eq(rc, 1, "%s", out);
+  cr_assert(strstr(out, "sideview") && strstr(out, "agentview, eye_in_hand"), "%s", out);
+  free(out);
 }
