@@ -315,7 +315,12 @@ Test(images, bc_train_and_bc_eval_with_cameras) {
       found |= !strcmp(q->img[c].key, runs[i][2]);
     cr_expect(found && q->img[0].crop_h == 76, "%s: the policy's cameras", runs[i][1]);
     bc_policy_free(q);
-    rc = run2(p.dir, &out, &err, "%s %s --episodes 2 --json", eval, pol);
+    /* Leak checking off for this child: under the sanitizers LeakSanitizer's stop-the-world tracer once
+     * crashed (SIGSEGV inside the tracer at exit, "Tracer caught signal 11") in a bc-eval that had rendered
+     * cameras in two workers, with Mesa's threads alive; 30 runs outside CI did not repeat it. The camera
+     * acting path's leaks are checked in-process by test_vision.c, and bc-eval's own by test_bc_cli.c. */
+    rc = run2(p.dir, &out, &err, "ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 %s %s --episodes 2 --json", eval,
+              pol);
     cr_expect_eq(rc, 0, "bc-eval %s: %s%s", runs[i][1], out, err);
     cr_expect(strstr(out, "\"episodes\": 2") || strstr(out, "\"episodes\":2"), "%s", out);
   }
