@@ -651,6 +651,7 @@ nnWork *nn_work_alloc(const nnNet *net, int max_batch, int max_T) {
       TAKE(w->dmlp_in, B * H);
       TAKE(w->dgates, B * 4 * H);
       if (a->rnn_layers > 1) TAKE(w->dh_low, B * H);
+      TAKE(w->dxt, B * a->obs_dim);
       TAKE(w->dh_rec, Bs * H);
       TAKE(w->dc, Bs * H);
       TAKE(w->dbias, 4 * H);

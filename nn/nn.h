@@ -210,6 +210,7 @@ typedef struct {
   float *dmlp_in;                  /* dLoss/d mlp_in [B*T, H] */
   float *dgates;                   /* dLoss/d gate pre-activations of one layer [T*B, 4H] */
   float *dh_low;                   /* dLoss/d h of the layer below, time-major [T*B, H] */
+  float *dxt;                      /* dLoss/d input, time-major [T*B, obs_dim] (nn_backward_out's dx) */
   float *dh_rec, *dc;              /* BPTT carries [B, H]: dLoss/dh_t through W_hh, dLoss/dc_t through f */
   float *dbias;                    /* column sums of dgates [4H] */
   void *block_;
@@ -255,7 +256,9 @@ int nn_loss(const nnNet *net, nnWork *w, const float *x, const float *y, int B, 
 int nn_backward(nnNet *net, nnWork *w);
 /* Backpropagate a given dLoss/dout [B, out_dim] after nn_forward (or any call that ran it): parameter
  * gradients are added if param_grads, dLoss/dx [B, obs_dim] is written to dx if not NULL (a critic's
- * dQ/daction for the actor update). */
+ * dQ/daction for the actor update; a camera encoder's input gradient). A recurrent network: after
+ * nn_seq_forward/nn_seq_loss of B sequences of T steps, dout and dx are [B*T, ...] (row b*T + t),
+ * through time; param_grads must be 1 (BPTT computes them on the way). */
 int nn_backward_out(nnNet *net, nnWork *w, const float *dout, float *dx, int param_grads);
 
 /* Deterministic actions [B, A]: MSE output (tanh'd if arch.tanh), GAUSSIAN tanh(mu), GMM the mean of

@@ -348,11 +348,19 @@ int nn_check_work(const nnNet *net, const nnWork *w) {
 }
 
 int nn_backward_out(nnNet *net, nnWork *w, const float *dout, float *dx, int param_grads) {
-  int rc = nn_refuse_rnn(net, "nn_backward_out");
-  if (!rc) rc = nn_check_work(net, w);
+  int rc = nn_check_work(net, w);
   if (!rc && param_grads) rc = nn_need_training(net, "nn_backward_out");
   if (rc) return rc;
   if (!dout) return tk_error(TK_EINVAL, "nn_backward_out: NULL dout");
+  if (net->arch.rnn_layers > 0) {
+    if (w->T < 1 || w->stage == NN_STAGE_NONE)
+      return tk_error(TK_EINVAL, "nn_backward_out: call nn_seq_forward first (a recurrent network)");
+    if (!param_grads)
+      return tk_error(TK_EINVAL, "nn_backward_out: a recurrent network's backward adds parameter gradients");
+    if (dout != w->dout) memcpy(w->dout, dout, sizeof(float) * (size_t)w->batch * net->out_dim);
+    nn_seq_backward(net, w, 1, dx);
+    return 0;
+  }
   if (w->stage == NN_STAGE_NONE)
     return tk_error(TK_EINVAL, "nn_backward_out: no forward pass to differentiate");
   nn_mlp_backward(net, w, dout, dx, param_grads ? net->grads : NULL, 1);
@@ -372,7 +380,7 @@ int nn_backward(nnNet *net, nnWork *w) {
 
 void nn_loss_backward(nnNet *net, nnWork *w, int accumulate) {
   if (net->arch.rnn_layers > 0)
-    nn_seq_backward(net, w, accumulate);
+    nn_seq_backward(net, w, accumulate, NULL);
   else
     nn_mlp_backward(net, w, w->dout, NULL, net->grads, accumulate);
 }

@@ -104,7 +104,7 @@ double nn_head_loss(const nnNet *net, nnWork *w, const float *y, int B, int B_to
 void nn_mlp_backward(const nnNet *net, nnWork *w, const float *dout, float *dx, float *grads, int accumulate);
 /* Backpropagation through time of the last nn_seq_loss (w->dout): the MLP, then the LSTM layers.
  * Gradients go to net->grads, added if accumulate else overwritten. */
-void nn_seq_backward(nnNet *net, nnWork *w, int accumulate);
+void nn_seq_backward(nnNet *net, nnWork *w, int accumulate, float *dx); /* dx [B*T, obs_dim] or NULL */
 /* The mean head loss over the N rows of the last forward against y [N, A]: *loss (if not NULL), dLoss/dout
  * kept for the backward pass (stage LOSS); TK_ERANGE naming fn when it is not finite. */
 int nn_mean_loss(const nnNet *net, nnWork *w, const float *y, int N, float *loss, const char *fn);

@@ -212,7 +212,7 @@ int nn_seq_act(const nnNet *net, nnWork *w, const float *x, int B, int T, float 
 
 /* ---- backpropagation through time ---------------------------------------------------------------- */
 
-void nn_seq_backward(nnNet *net, nnWork *w, int accumulate) {
+void nn_seq_backward(nnNet *net, nnWork *w, int accumulate, float *dx) {
   const nnArch *a = &net->arch;
   int H = a->rnn_hidden, L = a->rnn_layers, T = w->T, B = w->batch / T;
   size_t BH = (size_t)B * H, BG = (size_t)B * 4 * H;
@@ -253,6 +253,14 @@ void nn_seq_backward(nnNet *net, nnWork *w, int accumulate) {
     if (k)
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T * B, H, 4 * H, 1.0f, dG, 4 * H, R->w_ih, n_in,
                   0.0f, w->dh_low, H);
+    else if (dx) { /* dLoss/d input, time-major, then batch-major as the input came */
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T * B, n_in, 4 * H, 1.0f, dG, 4 * H, R->w_ih,
+                  n_in, 0.0f, w->dxt, n_in);
+      for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+          memcpy(dx + ((size_t)b * T + t) * n_in, w->dxt + ((size_t)t * B + b) * n_in,
+                 sizeof(float) * (size_t)n_in);
+    }
   }
 }
 

@@ -114,6 +114,13 @@ static fdStat seq_check(const nnArch *a, uint64_t seed, int B, int T, int corrup
   cr_assert_float_eq(l, ref, 1e-5 * fabs(ref) + 1e-5, "library loss %.8g vs double reference %.8g", l, ref);
   float *g = fmalloc((size_t)net->n_params);
   memcpy(g, net->grads, sizeof(float) * (size_t)net->n_params);
+  /* dLoss/dx through time (a camera encoder's gradient): nn_backward_out on the loss's dout gives the
+   * same parameter gradients, bit for bit, and an input gradient the reference differentiates */
+  float *dx = fmalloc((size_t)N * a->obs_dim);
+  nn_zero_grad(net);
+  cr_assert_eq(nn_backward_out(net, w, w->dout, dx, 1), 0, "%s", tk_errmsg());
+  cr_assert_eq(memcmp(net->grads, g, sizeof(float) * (size_t)net->n_params), 0,
+               "nn_backward_out's parameter gradients differ from nn_backward's");
   if (corrupt >= 0) {
     const nnTensor *Tc = &net->tensors[corrupt];
     int64_t at = Tc->offset;
@@ -131,6 +138,9 @@ static fdStat seq_check(const nnArch *a, uint64_t seed, int B, int T, int corrup
     }
   }
   if (n_lstm_checked) *n_lstm_checked = nl;
+  for (int64_t k = 0; k < (int64_t)N * a->obs_dim; k++)
+    fd_one(net, P, X, &c, &X[k], dx[k], &s, "input");
+  free(dx);
   free(g);
   free(P);
   free(X);
