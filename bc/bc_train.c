@@ -214,12 +214,14 @@ typedef struct {
   const int64_t *last;
 } sampling;
 
-static void gather(const dsLoaded *L, const sampling *sm, const int64_t *rows, int n, float *x, float *y) {
+static void gather(const dsLoaded *L, const sampling *sm, const int64_t *rows, int n, float *x, float *y,
+                   int64_t *fr) {
   const int D = L->obs_dim, A = L->act_dim, k = sm->k, T = sm->T;
   for (int b = 0; b < n; b++)
     for (int t = 0; t < T; t++) {
       const int64_t r = TK_MIN(rows[b] + t, sm->last[rows[b]]);
       const size_t row = (size_t)b * T + t;
+      if (fr) fr[row] = r; /* the frame row a camera reads */
       memcpy(x + row * D, L->obs + r * D, sizeof(float) * (size_t)D);
       for (int c = 0; c < k; c++) {
         int64_t src = TK_MIN(r + c, sm->last[r]);
@@ -229,18 +231,18 @@ static void gather(const dsLoaded *L, const sampling *sm, const int64_t *rows, i
 }
 
 /* Mean loss over the samples starting at rows (in blocks of the work's batch; a policy with cameras: of
- * the vision trainer's, centre crops). */
+ * the vision trainer's, centre crops; fr its frame rows). */
 static double mean_loss(const bcPolicy *p, nnWork *w, bcVisionTrainer *vt, int vt_batch, const dsLoaded *L,
-                        const sampling *sm, const int64_t *rows, int64_t n, float *x, float *y) {
+                        const sampling *sm, const int64_t *rows, int64_t n, float *x, float *y, int64_t *fr) {
   double sum = 0;
   const int mb = vt ? vt_batch : w->max_batch;
   for (int64_t k = 0; k < n; k += mb) {
     int b = (int)TK_MIN(mb, n - k);
-    gather(L, sm, rows + k, b, x, y);
+    gather(L, sm, rows + k, b, x, y, vt ? fr : NULL);
     float l;
-    if (vt ? bc_vt_loss(vt, x, y, rows + k, b, &l)
-           : p->arch.rnn_layers > 0 ? nn_seq_loss(p->net, w, x, y, b, sm->T, &l)
-                                    : nn_loss(p->net, w, x, y, b, &l))
+    if (vt                       ? bc_vt_loss(vt, x, y, fr, b, &l)
+        : p->arch.rnn_layers > 0 ? nn_seq_loss(p->net, w, x, y, b, sm->T, &l)
+                                 : nn_loss(p->net, w, x, y, b, &l))
       return NAN;
     sum += (double)l * b;
   }
@@ -355,6 +357,7 @@ typedef struct {
   bcVisionTrainer *vt; /* a policy with cameras: its training step */
   nnWork *tw, *vw;     /* training work (nn_step; a plain trunk's carries the team); validation work */
   float *x, *y;        /* a batch: inputs (B T obs_dim) and targets (B T act_dim K) */
+  int64_t *fr;         /* a batch's frame rows (B T), for the cameras */
   float *last_good;    /* (n_params) the parameters at the epoch's start */
   float *ema, *live;   /* --ema: the weights' moving average, and the live weights while it is swapped in */
   curves cv;
@@ -374,6 +377,7 @@ static void trainer_free(trainer *t) {
   free(t->last_row);
   free(t->x);
   free(t->y);
+  free(t->fr);
   free(t->role);
   free(t->train);
   free(t->valid);
@@ -443,8 +447,6 @@ static int build_policy(trainer *t, const bcTrainOpts *o) {
   const bcImages *im = &t->img;
   if (im->nkeys > BC_MAX_IMAGES)
     return tk_error(TK_ERANGE, "%d camera keys (at most %d)", im->nkeys, BC_MAX_IMAGES);
-  if (im->nkeys && t->rnn)
-    return tk_error(TK_EINVAL, "--rnn with camera keys is not supported yet (an MLP trunk reads the cameras)");
   for (int i = 0; i < im->nkeys; i++) {
     bcImage *c = &img[i];
     memset(c, 0, sizeof *c);
@@ -455,8 +457,8 @@ static int build_policy(trainer *t, const bcTrainOpts *o) {
     c->crop_h = o->crop_h > 0 ? o->crop_h : c->height - (c->height * 8 + 41) / 84; /* 84 -> 76 */
     c->crop_w = o->crop_w > 0 ? o->crop_w : c->width - (c->width * 8 + 41) / 84;
     if (c->crop_h > c->height || c->crop_w > c->width)
-      return tk_error(TK_EINVAL, "--crop %dx%d is larger than %s's %dx%d frames", c->crop_h, c->crop_w, c->key,
-                      c->height, c->width);
+      return tk_error(TK_EINVAL, "--crop %dx%d is larger than %s's %dx%d frames", c->crop_h, c->crop_w,
+                      c->key, c->height, c->width);
     nn_enc_arch_default(&c->enc_arch, c->channels, c->crop_h, c->crop_w, o->encoder_width);
     int f = nn_enc_out_dim(&c->enc_arch);
     if (f < 0) return tk_error_wrap(TK_EINVAL, "%s: encoder for %dx%d crops", c->key, c->crop_h, c->crop_w);
@@ -518,7 +520,8 @@ static int alloc_training(trainer *t, const bcTrainOpts *o) {
   t->y = malloc(sizeof(float) * (size_t)(xb * t->L.act_dim * K));
   const int64_t np = bc_vt_nparams(t->p);
   t->last_good = malloc(sizeof(float) * (size_t)np);
-  if (!t->x || !t->y || !t->last_good) return tk_error(TK_ENOMEM, "out of memory");
+  t->fr = malloc(sizeof(int64_t) * (size_t)xb);
+  if (!t->x || !t->y || !t->fr || !t->last_good) return tk_error(TK_ENOMEM, "out of memory");
   if (o->ema > 0) {
     if (!(t->ema = malloc(sizeof(float) * 2 * (size_t)np))) return tk_error(TK_ENOMEM, "out of memory");
     t->live = t->ema + np;
@@ -561,16 +564,16 @@ static void print_setup(const trainer *t, const bcTrainOpts *o, const bcTrainRes
 
 /* The b samples of the epoch's rows k0.. into x and y, with observation noise if asked for. */
 static void next_batch(trainer *t, const bcTrainOpts *o, int64_t k0, int b) {
-  gather(&t->L, &t->sm, t->train + k0, b, t->x, t->y);
+  gather(&t->L, &t->sm, t->train + k0, b, t->x, t->y, t->fr);
   if (o->obs_noise > 0)
     for (int64_t i = 0; i < (int64_t)b * t->sm.T * t->L.obs_dim; i++)
       t->x[i] += (float)(o->obs_noise * tk_rng_normal(&t->rng));
 }
 
-/* Forward, loss, backward and Adam on the batch (samples starting at rows); asking for the gradient norm
+/* Forward, loss, backward and Adam on the batch next_batch gathered; asking for the gradient norm
  * makes the step refuse non-finite gradients (nonzero: the parameters were not updated). */
-static int train_step(trainer *t, const bcTrainOpts *o, const int64_t *rows, int b, float *loss, double *gnorm) {
-  if (t->vt) return bc_vt_step(t->vt, &o->adam, t->x, t->y, rows, b, &t->rng, loss, gnorm);
+static int train_step(trainer *t, const bcTrainOpts *o, int b, float *loss, double *gnorm) {
+  if (t->vt) return bc_vt_step(t->vt, &o->adam, t->x, t->y, t->fr, b, &t->rng, loss, gnorm);
   return nn_step(t->p->net, t->tw, &o->adam, t->x, t->y, b, t->rnn ? t->sm.T : 1, loss, gnorm);
 }
 
@@ -589,7 +592,7 @@ static double train_epoch(trainer *t, const bcTrainOpts *o, bcTrainResult *r, in
     next_batch(t, o, k0, b);
     float loss;
     double gnorm = NAN;
-    if (train_step(t, o, t->train + k0, b, &loss, &gnorm)) {
+    if (train_step(t, o, b, &loss, &gnorm)) {
       /* parameters were not updated by the failed step; go back to the epoch's start to be safe */
       bc_vt_load_params(t->p, t->last_good);
       r->stopped_nan = 1;
@@ -697,8 +700,8 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
     if (!(o->given & BC_GIVEN_EPOCHS)) co.epochs = BC_CAMERA_EPOCHS;
     if (!(o->given & BC_GIVEN_EMA)) co.ema = BC_CAMERA_EMA;
     if (!o->quiet && co.given != (BC_GIVEN_LR | BC_GIVEN_EPOCHS | BC_GIVEN_EMA))
-      printf("bc-train: a policy with cameras: lr %g, %d epochs, weight average (ema) %g%s\n", co.adam.lr, co.epochs,
-             co.ema, " (--lr, --epochs, --ema change them)");
+      printf("bc-train: a policy with cameras: lr %g, %d epochs, weight average (ema) %g%s\n", co.adam.lr,
+             co.epochs, co.ema, " (--lr, --epochs, --ema change them)");
     o = &co;
   }
   if ((rc = build_policy(&t, o))) goto done;
@@ -717,7 +720,7 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r) {
     r->epochs_run = ep;
     r->final_train_loss = train_loss;
     r->final_valid_loss =
-        t.nvalid ? mean_loss(t.p, t.vw, t.vt, t.B, &t.L, &t.sm, t.valid, t.nvalid, t.x, t.y) : NAN;
+        t.nvalid ? mean_loss(t.p, t.vw, t.vt, t.B, &t.L, &t.sm, t.valid, t.nvalid, t.x, t.y, t.fr) : NAN;
     curves_push(&t.cv, ep, r->final_train_loss, r->final_valid_loss);
     double succ = NAN, ret = NAN;
     const int eval_now = t.can_eval && (ep % o->eval_every == 0 || ep == o->epochs);

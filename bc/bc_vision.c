@@ -1,4 +1,5 @@
-/* bc/bc_vision.c -- training a policy with cameras (bc.h, bc_vt_*): encoders data-parallel, the trunk after. */
+/* bc/bc_vision.c -- training a policy with cameras (bc.h, bc_vt_*): encoders data-parallel, the trunk (MLP or
+ * LSTM) after. */
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -16,16 +17,18 @@ struct bcVisionTrainer {
   size_t frame_bytes[BC_MAX_IMAGES];
   int chw[BC_MAX_IMAGES];  /* floats of one crop */
   int fdim[BC_MAX_IMAGES]; /* encoder outputs */
-  int max_batch, threads;
+  int max_batch, threads;  /* samples */
+  int T, max_rows;         /* input rows a sample has (an LSTM's sequence length, else 1); max_batch * T */
   nnEncWork *ew[VT_MAX_THREADS][BC_MAX_IMAGES];
-  float *gblk[VT_MAX_THREADS][BC_MAX_IMAGES]; /* gradient blocks of threads 1.. (thread 0: the encoder's own) */
-  float *crops[BC_MAX_IMAGES];                /* [max_batch, C, h, w] */
-  float *feat[BC_MAX_IMAGES];                 /* [max_batch, F] */
-  float *dfeat[BC_MAX_IMAGES];                /* [max_batch, F] */
-  int *oy, *ox;                               /* [BC_MAX_IMAGES * max_batch] crop offsets of this step */
-  float *X, *dX;                              /* the trunk's input and its gradient [max_batch, arch.obs_dim] */
-  nnWork *tw;                                 /* the trunk's work */
-  /* the step the workers run */
+  float
+      *gblk[VT_MAX_THREADS][BC_MAX_IMAGES]; /* gradient blocks of threads 1.. (thread 0: the encoder's own) */
+  float *crops[BC_MAX_IMAGES];              /* [max_rows, C, h, w] */
+  float *feat[BC_MAX_IMAGES];               /* [max_rows, F] */
+  float *dfeat[BC_MAX_IMAGES];              /* [max_rows, F] */
+  int *oy, *ox;                             /* [BC_MAX_IMAGES * max_rows] crop offsets of this step */
+  float *X, *dX;                            /* the trunk's input and its gradient [max_rows, arch.obs_dim] */
+  nnWork *tw;                               /* the trunk's work */
+  /* the step the workers run: B input rows */
   const int64_t *rows;
   int B;
   vtJob job;
@@ -47,9 +50,9 @@ static int run_part(bcVisionTrainer *vt, int t) {
     int rc;
     if (vt->job == JOB_FORWARD) {
       for (int b = lo; b < hi; b++)
-        nn_image_crop(vt->frames[i] + (size_t)vt->rows[b] * vt->frame_bytes[i], c->height, c->width, c->channels,
-                      vt->oy[i * vt->max_batch + b], vt->ox[i * vt->max_batch + b], c->crop_h, c->crop_w,
-                      vt->crops[i] + (size_t)b * vt->chw[i]);
+        nn_image_crop(vt->frames[i] + (size_t)vt->rows[b] * vt->frame_bytes[i], c->height, c->width,
+                      c->channels, vt->oy[i * vt->max_rows + b], vt->ox[i * vt->max_rows + b], c->crop_h,
+                      c->crop_w, vt->crops[i] + (size_t)b * vt->chw[i]);
       rc = nn_enc_forward(c->enc, vt->ew[t][i], vt->crops[i] + (size_t)lo * vt->chw[i], n,
                           vt->feat[i] + (size_t)lo * vt->fdim[i]);
     } else {
@@ -93,10 +96,6 @@ static int run_job(bcVisionTrainer *vt, vtJob job) {
 }
 
 bcVisionTrainer *bc_vt_make(bcPolicy *p, const uint8_t *const *frames, int max_batch, int threads) {
-  if (p->arch.rnn_layers > 0) {
-    tk_error(TK_EINVAL, "a policy with cameras has an MLP trunk (--rnn with cameras is not supported yet)");
-    return NULL;
-  }
   if (p->nimg < 1 || max_batch < 1) {
     tk_error(TK_EINVAL, "bc_vt_make: no cameras or no batch");
     return NULL;
@@ -108,7 +107,10 @@ bcVisionTrainer *bc_vt_make(bcPolicy *p, const uint8_t *const *frames, int max_b
   }
   vt->p = p;
   vt->max_batch = max_batch;
-  vt->threads = TK_MAX(1, TK_MIN(threads, TK_MIN(VT_MAX_THREADS, max_batch)));
+  vt->T = p->arch.rnn_layers > 0 ? p->arch.rnn_horizon : 1;
+  vt->max_rows = max_batch * vt->T;
+  const int R = vt->max_rows;
+  vt->threads = TK_MAX(1, TK_MIN(threads, TK_MIN(VT_MAX_THREADS, R)));
   int ok = 1;
   for (int i = 0; i < p->nimg && ok; i++) {
     const bcImage *c = &p->img[i];
@@ -116,11 +118,11 @@ bcVisionTrainer *bc_vt_make(bcPolicy *p, const uint8_t *const *frames, int max_b
     vt->frame_bytes[i] = (size_t)c->height * c->width * c->channels;
     vt->chw[i] = c->channels * c->crop_h * c->crop_w;
     vt->fdim[i] = nn_enc_out_dim(&c->enc_arch);
-    ok = (vt->crops[i] = malloc(sizeof(float) * (size_t)max_batch * vt->chw[i])) &&
-         (vt->feat[i] = malloc(sizeof(float) * (size_t)max_batch * vt->fdim[i])) &&
-         (vt->dfeat[i] = malloc(sizeof(float) * (size_t)max_batch * vt->fdim[i]));
+    ok = (vt->crops[i] = malloc(sizeof(float) * (size_t)R * vt->chw[i])) &&
+         (vt->feat[i] = malloc(sizeof(float) * (size_t)R * vt->fdim[i])) &&
+         (vt->dfeat[i] = malloc(sizeof(float) * (size_t)R * vt->fdim[i]));
     for (int t = 0; t < vt->threads && ok; t++) {
-      const int rows_t = (max_batch + vt->threads - 1) / vt->threads;
+      const int rows_t = (R + vt->threads - 1) / vt->threads;
       ok = (vt->ew[t][i] = nn_enc_work_make(c->enc, rows_t)) != NULL;
       /* zeroed: the backward pass writes the tensors, never the alignment gaps between them, which the
        * sum and the norm read */
@@ -128,16 +130,17 @@ bcVisionTrainer *bc_vt_make(bcPolicy *p, const uint8_t *const *frames, int max_b
     }
   }
   if (ok)
-    ok = (vt->oy = malloc(sizeof(int) * 2 * BC_MAX_IMAGES * (size_t)max_batch)) &&
-         (vt->X = malloc(sizeof(float) * 2 * (size_t)max_batch * p->arch.obs_dim)) &&
-         (vt->tw = nn_work_make(p->net, max_batch));
+    ok = (vt->oy = malloc(sizeof(int) * 2 * BC_MAX_IMAGES * (size_t)R)) &&
+         (vt->X = malloc(sizeof(float) * 2 * (size_t)R * p->arch.obs_dim)) &&
+         (vt->tw = p->arch.rnn_layers > 0 ? nn_work_make_seq(p->net, max_batch, vt->T)
+                                          : nn_work_make(p->net, max_batch));
   if (!ok) {
     bc_vt_free(vt);
     tk_error(TK_ENOMEM, "out of memory (training a policy with cameras, batch %d)", max_batch);
     return NULL;
   }
-  vt->ox = vt->oy + BC_MAX_IMAGES * max_batch;
-  vt->dX = vt->X + (size_t)max_batch * p->arch.obs_dim;
+  vt->ox = vt->oy + BC_MAX_IMAGES * R;
+  vt->dX = vt->X + (size_t)R * p->arch.obs_dim;
   if (vt->threads > 1) {
     pthread_barrier_init(&vt->start, NULL, (unsigned)vt->threads);
     pthread_barrier_init(&vt->done, NULL, (unsigned)vt->threads);
@@ -187,14 +190,15 @@ void bc_vt_free(bcVisionTrainer *vt) {
   free(vt);
 }
 
-/* Crops (random from rng, else centred), the encoders, and the trunk's input X. */
+/* Crops (random from rng, else centred), the encoders, and the trunk's input X, for B samples (B*T rows). */
 static int forward(bcVisionTrainer *vt, const float *x, const int64_t *rows, int B, tkRng *rng) {
   const bcPolicy *p = vt->p;
   if (B < 1 || B > vt->max_batch) return tk_error(TK_EINVAL, "batch %d (1..%d)", B, vt->max_batch);
+  const int N = B * vt->T;
   for (int i = 0; i < p->nimg; i++) {
     const bcImage *c = &p->img[i];
-    for (int b = 0; b < B; b++) {
-      int *oy = &vt->oy[i * vt->max_batch + b], *ox = &vt->ox[i * vt->max_batch + b];
+    for (int b = 0; b < N; b++) {
+      int *oy = &vt->oy[i * vt->max_rows + b], *ox = &vt->ox[i * vt->max_rows + b];
       if (rng) {
         *oy = (int)tk_rng_below(rng, (uint64_t)(c->height - c->crop_h + 1));
         *ox = (int)tk_rng_below(rng, (uint64_t)(c->width - c->crop_w + 1));
@@ -205,11 +209,11 @@ static int forward(bcVisionTrainer *vt, const float *x, const int64_t *rows, int
     }
   }
   vt->rows = rows;
-  vt->B = B;
+  vt->B = N;
   int rc = run_job(vt, JOB_FORWARD);
   if (rc) return rc;
   const int D = p->obs_dim, I = p->arch.obs_dim;
-  for (int b = 0; b < B; b++) {
+  for (int b = 0; b < N; b++) {
     float *r = vt->X + (size_t)b * I;
     memcpy(r, x + (size_t)b * D, sizeof(float) * (size_t)D);
     r += D;
@@ -221,9 +225,16 @@ static int forward(bcVisionTrainer *vt, const float *x, const int64_t *rows, int
   return 0;
 }
 
+/* the trunk's loss on X: B sequences of T steps, or B rows */
+static int trunk_loss(bcVisionTrainer *vt, const float *y, int B, float *loss) {
+  const nnNet *net = vt->p->net;
+  return net->arch.rnn_layers > 0 ? nn_seq_loss(net, vt->tw, vt->X, y, B, vt->T, loss)
+                                  : nn_loss(net, vt->tw, vt->X, y, B, loss);
+}
+
 int bc_vt_loss(bcVisionTrainer *vt, const float *x, const float *y, const int64_t *rows, int B, float *loss) {
   int rc = forward(vt, x, rows, B, NULL);
-  return rc ? rc : nn_loss(vt->p->net, vt->tw, vt->X, y, B, loss);
+  return rc ? rc : trunk_loss(vt, y, B, loss);
 }
 
 int bc_vt_step(bcVisionTrainer *vt, const nnAdamOpts *o, const float *x, const float *y, const int64_t *rows,
@@ -233,10 +244,10 @@ int bc_vt_step(bcVisionTrainer *vt, const nnAdamOpts *o, const float *x, const f
   int rc = forward(vt, x, rows, B, rng);
   if (rc) return rc;
   nn_zero_grad(net);
-  if ((rc = nn_loss(net, vt->tw, vt->X, y, B, loss))) return rc;
+  if ((rc = trunk_loss(vt, y, B, loss))) return rc;
   if ((rc = nn_backward_out(net, vt->tw, vt->tw->dout, vt->dX, 1))) return rc;
   const int D = p->obs_dim, I = p->arch.obs_dim;
-  for (int b = 0; b < B; b++) {
+  for (int b = 0; b < vt->B; b++) {
     const float *r = vt->dX + (size_t)b * I + D;
     for (int i = 0; i < p->nimg; i++) {
       memcpy(vt->dfeat[i] + (size_t)b * vt->fdim[i], r, sizeof(float) * (size_t)vt->fdim[i]);
@@ -248,7 +259,7 @@ int bc_vt_step(bcVisionTrainer *vt, const nnAdamOpts *o, const float *x, const f
   for (int i = 0; i < p->nimg; i++) {
     nnEnc *e = p->img[i].enc;
     for (int t = 1; t < vt->threads; t++)
-      if ((int64_t)B * t / vt->threads < (int64_t)B * (t + 1) / vt->threads)
+      if ((int64_t)vt->B * t / vt->threads < (int64_t)vt->B * (t + 1) / vt->threads)
         for (int64_t k = 0; k < e->n_params; k++)
           e->grads[k] += vt->gblk[t][i][k];
   }

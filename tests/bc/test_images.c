@@ -286,18 +286,23 @@ Test(images, camera_strings) {
 }
 
 /* The shipped binaries end to end: bc-train on image keys (read from the file, or rendered from a
- * camera-less recording's states) trains a policy with cameras, selecting it by rollouts that render
- * them; bc-eval rolls it out rendering the cameras it names; bad camera strings are usage errors naming
- * the option. */
+ * camera-less recording's states) trains a policy with cameras (an MLP or BC-RNN's LSTM after them),
+ * selecting it by rollouts that render them; bc-eval rolls it out rendering the cameras it names; bad camera
+ * strings are usage errors naming the option. */
 Test(images, bc_train_and_bc_eval_with_cameras) {
   pair p;
   record_pair(&p, 1);
   const char *train = tt_build("bc/bc-train"), *eval = tt_build("bc/bc-eval");
   char *out, *err;
   const char *runs[][3] = {
-      {p.low, "--obs-keys agentview_image,robot0_eef_pos --render-cameras agentview:84x84", "agentview_image"},
-      {p.low, "--render-cameras agentview:84x84 --render-cameras eye_in_hand:84x84", "robot0_eye_in_hand_image"},
-      {p.cam, "--obs-keys agentview_image,robot0_eye_in_hand_image,robot0_eef_pos", "robot0_eye_in_hand_image"}};
+      {p.low, "--obs-keys agentview_image,robot0_eef_pos --render-cameras agentview:84x84",
+       "agentview_image"},
+      {p.low, "--render-cameras agentview:84x84 --render-cameras eye_in_hand:84x84",
+       "robot0_eye_in_hand_image"},
+      {p.cam, "--obs-keys agentview_image,robot0_eye_in_hand_image,robot0_eef_pos",
+       "robot0_eye_in_hand_image"},
+      {p.cam, "--obs-keys agentview_image,robot0_eef_pos --rnn --rnn-hidden 16 --rnn-horizon 3",
+       "agentview_image"}};
   for (size_t i = 0; i < TK_ARRAY_LEN(runs); i++) {
     int rc = run2(p.dir, &out, &err,
                   "%s %s %s -o %s/p%zu.h5 --epochs 2 --batch 16 --encoder-width 4 --hidden 16 --eval-every 1 "
@@ -314,13 +319,14 @@ Test(images, bc_train_and_bc_eval_with_cameras) {
     for (int c = 0; c < q->nimg; c++)
       found |= !strcmp(q->img[c].key, runs[i][2]);
     cr_expect(found && q->img[0].crop_h == 76, "%s: the policy's cameras", runs[i][1]);
+    cr_expect_eq(q->arch.rnn_layers, strstr(runs[i][1], "--rnn") ? 2 : 0, "%s: the trunk", runs[i][1]);
     bc_policy_free(q);
     /* Leak checking off for this child: under the sanitizers LeakSanitizer's stop-the-world tracer once
      * crashed (SIGSEGV inside the tracer at exit, "Tracer caught signal 11") in a bc-eval that had rendered
      * cameras in two workers, with Mesa's threads alive; 30 runs outside CI did not repeat it. The camera
      * acting path's leaks are checked in-process by test_vision.c, and bc-eval's own by test_bc_cli.c. */
-    rc = run2(p.dir, &out, &err, "ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 %s %s --episodes 2 --json", eval,
-              pol);
+    rc = run2(p.dir, &out, &err, "ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 %s %s --episodes 2 --json",
+              eval, pol);
     cr_expect_eq(rc, 0, "bc-eval %s: %s%s", runs[i][1], out, err);
     cr_expect(strstr(out, "\"episodes\": 2") || strstr(out, "\"episodes\":2"), "%s", out);
   }

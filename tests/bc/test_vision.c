@@ -20,14 +20,21 @@ static const int LOW_DIMS[] = {3, 2};
 #define SIDE 32
 #define CROP 28
 
-/* A lift policy reading agentview and eye_in_hand at SIDE x SIDE (crop CROP) and two low-dim keys;
- * weights as initialized, statistics in general position. */
-static bcPolicy *camera_policy(uint64_t seed, int width) {
+/* A lift policy reading agentview and eye_in_hand at SIDE x SIDE (crop CROP) and two low-dim keys, its trunk
+ * an MLP or (rnn_layers > 0) an LSTM of 24 units with sequences of 4; weights as initialized, statistics in
+ * general position. */
+static bcPolicy *camera_policy_rnn(uint64_t seed, int width, int rnn_layers) {
   nnArch a;
   nn_arch_default(&a);
   a.n_hidden = 2;
   a.hidden[0] = 48;
   a.hidden[1] = 40;
+  if (rnn_layers > 0) {
+    a.rnn_layers = rnn_layers;
+    a.rnn_hidden = 24;
+    a.rnn_horizon = 4;
+    a.n_hidden = 1;
+  }
   a.head = NN_HEAD_MSE;
   a.tanh = 1;
   a.act_dim = 7;
@@ -64,6 +71,8 @@ static bcPolicy *camera_policy(uint64_t seed, int width) {
   return p;
 }
 
+static bcPolicy *camera_policy(uint64_t seed, int width) { return camera_policy_rnn(seed, width, 0); }
+
 static char *tmp_path(const char *name) {
   static char buf[8][4096];
   static int k;
@@ -77,8 +86,8 @@ static void write_npy_u8(const char *path, const uint8_t *v, int B, int H, int W
   FILE *f = fopen(path, "wb");
   cr_assert(f);
   char hdr[128];
-  int n = snprintf(hdr, sizeof hdr, "{'descr': '|u1', 'fortran_order': False, 'shape': (%d, %d, %d, %d), }", B, H,
-                   W, C);
+  int n = snprintf(hdr, sizeof hdr, "{'descr': '|u1', 'fortran_order': False, 'shape': (%d, %d, %d, %d), }",
+                   B, H, W, C);
   int total = 10 + n + 1;
   int pad = (64 - total % 64) % 64;
   unsigned short hl = (unsigned short)(n + pad + 1);
@@ -107,8 +116,9 @@ Test(vision, round_trip) {
     cr_expect(q->img[i].height == SIDE && q->img[i].width == SIDE && q->img[i].crop_h == CROP);
     cr_expect_eq(memcmp(&q->img[i].enc_arch, &p->img[i].enc_arch, sizeof(nnEncArch)), 0);
     cr_assert_eq(q->img[i].enc->n_params, p->img[i].enc->n_params);
-    cr_expect_eq(memcmp(q->img[i].enc->params, p->img[i].enc->params, sizeof(float) * p->img[i].enc->n_params),
-                 0, "camera %d's weights", i);
+    cr_expect_eq(
+        memcmp(q->img[i].enc->params, p->img[i].enc->params, sizeof(float) * p->img[i].enc->n_params), 0,
+        "camera %d's weights", i);
     /* torch's Conv2d layout in the file */
     const nnTensor *t = nn_enc_tensor_find(q->img[i].enc, "conv0.weight");
     cr_assert(t);
@@ -118,7 +128,8 @@ Test(vision, round_trip) {
   /* a clone acts like its source: the same parameters */
   bcPolicy *c = bc_policy_clone(q);
   cr_assert(c, "%s", tk_errmsg());
-  cr_expect_eq(memcmp(c->img[1].enc->params, q->img[1].enc->params, sizeof(float) * q->img[1].enc->n_params), 0);
+  cr_expect_eq(memcmp(c->img[1].enc->params, q->img[1].enc->params, sizeof(float) * q->img[1].enc->n_params),
+               0);
   /* the low-dim entry points refuse a camera policy: it needs its frames */
   nnWork *w = nn_work_make(q->net, 1);
   float obs[5] = {0}, scratch[512];
@@ -131,10 +142,9 @@ Test(vision, round_trip) {
   bc_policy_free(p);
 }
 
-/* The C actor on frames the lift task rendered against the numpy reader on the same frames. */
-Test(vision, numpy_forward_matches_on_rendered_frames) {
-  bcPolicy *p = camera_policy(5, 8);
-  const char *path = tmp_path("vision_np.h5");
+/* The C actor on frames the lift task rendered against the numpy reader on the same frames (a recurrent
+ * policy: the steps of one episode, its state carried between them). */
+static void numpy_forward_check(bcPolicy *p, const char *path) {
   cr_assert_eq(bc_policy_save(p, path), 0, "%s", tk_errmsg());
   bcPolicy *q = bc_policy_load(path);
   cr_assert(q, "%s", tk_errmsg());
@@ -171,8 +181,8 @@ Test(vision, numpy_forward_matches_on_rendered_frames) {
   /* the frames differ between steps (the arm moves in both views) */
   cr_expect_neq(memcmp(fr[0], fr[0] + (size_t)(B - 1) * SIDE * SIDE * 3, SIDE * SIDE * 3), 0);
   cr_expect_neq(memcmp(fr[1], fr[1] + (size_t)(B - 1) * SIDE * SIDE * 3, SIDE * SIDE * 3), 0);
-  const char *f0 = tmp_path("vision_f0.npy"), *f1 = tmp_path("vision_f1.npy"), *lo = tmp_path("vision_low.bin"),
-             *out = tmp_path("vision_out.bin");
+  const char *f0 = tmp_path("vision_f0.npy"), *f1 = tmp_path("vision_f1.npy"),
+             *lo = tmp_path("vision_low.bin"), *out = tmp_path("vision_out.bin");
   write_npy_u8(f0, fr[0], B, SIDE, SIDE, 3);
   write_npy_u8(f1, fr[1], B, SIDE, SIDE, 3);
   FILE *f = fopen(lo, "wb");
@@ -197,8 +207,8 @@ Test(vision, numpy_forward_matches_on_rendered_frames) {
   cr_expect(worst <= 1e-4, "numpy and C differ by %g", worst);
   cr_expect(spread > 1e-3, "the actions do not depend on what the cameras see (spread %g)", spread);
   /* a camera missing from the reader's arguments is an error, not a guess */
-  rc = tt_run(&txt, "%s %s %s %s %s agentview_image=%s", py(), tt_src("tests/bc/policy_forward.py"), path, lo, out,
-              f0);
+  rc = tt_run(&txt, "%s %s %s %s %s agentview_image=%s", py(), tt_src("tests/bc/policy_forward.py"), path, lo,
+              out, f0);
   cr_expect_eq(rc, 1, "%s", txt);
   free(txt);
   for (int i = 0; i < 2; i++)
@@ -208,6 +218,14 @@ Test(vision, numpy_forward_matches_on_rendered_frames) {
   cap_model_free(m);
   bc_policy_free(q);
   bc_policy_free(p);
+}
+
+Test(vision, numpy_forward_matches_on_rendered_frames) {
+  numpy_forward_check(camera_policy(5, 8), tmp_path("vision_np.h5"));
+}
+
+Test(vision, numpy_forward_matches_a_recurrent_camera_policy) {
+  numpy_forward_check(camera_policy_rnn(6, 8, 2), tmp_path("vision_np_rnn.h5"));
 }
 
 /* A policy naming a camera the task does not have, and an environment that does not render the policy's
@@ -221,7 +239,8 @@ Test(vision, missing_cameras_refused_with_both_lists) {
   capModel *m = NULL;
   cr_expect_neq(bc_policy_model_load(p, &co, &m), 0);
   const char *e = tk_errmsg();
-  cr_expect(strstr(e, "sideview") && strstr(e, "agentview_image(32x32x3)") && strstr(e, "eye_in_hand"), "%s", e);
+  cr_expect(strstr(e, "sideview") && strstr(e, "agentview_image(32x32x3)") && strstr(e, "eye_in_hand"), "%s",
+            e);
   /* no cameras rendered: bc_bind lists the policy's cameras and "none" */
   cap_opts_default(&co);
   co.task = "lift";
@@ -254,39 +273,47 @@ Test(vision, malformed_camera_policies_refused) {
   mkdir(dir, 0755);
   /* name, python statements on f (h5py.File in r+), a fragment the message must have */
   static const char *const cases[][3] = {
-      {"conv_rank", "w = f['weights/enc0.conv0.weight'][()]; del f['weights/enc0.conv0.weight']; "
-                    "f['weights/enc0.conv0.weight'] = w.reshape(8, 3, 9)",
+      {"conv_rank",
+       "w = f['weights/enc0.conv0.weight'][()]; del f['weights/enc0.conv0.weight']; "
+       "f['weights/enc0.conv0.weight'] = w.reshape(8, 3, 9)",
        "enc0.conv0.weight"},
-      {"conv_in", "w = f['weights/enc1.conv2.weight'][()]; del f['weights/enc1.conv2.weight']; "
-                  "f['weights/enc1.conv2.weight'] = np.zeros((16, 9, 3, 3), 'f4')",
+      {"conv_in",
+       "w = f['weights/enc1.conv2.weight'][()]; del f['weights/enc1.conv2.weight']; "
+       "f['weights/enc1.conv2.weight'] = np.zeros((16, 9, 3, 3), 'f4')",
        "enc1.conv2.weight"},
       {"conv_missing", "del f['weights/enc0.linear9.weight']", "enc0.linear9.weight"},
       {"extra_tensor", "f['weights/enc2.conv0.weight'] = np.zeros((8, 3, 3, 3), 'f4')", "enc2.conv0.weight"},
       {"nan_weight", "w = f['weights/enc0.conv0.bias']; w[0] = np.nan", "enc0.conv0.bias"},
-      {"kernel_too_big", "a = json.loads(f.attrs['arch']); a['encoders'][0]['encoder']['layers'][0]['kernel'] = 99; "
-                         "f.attrs['arch'] = json.dumps(a)",
+      {"kernel_too_big",
+       "a = json.loads(f.attrs['arch']); a['encoders'][0]['encoder']['layers'][0]['kernel'] = 99; "
+       "f.attrs['arch'] = json.dumps(a)",
        "kernel"},
-      {"unknown_layer", "a = json.loads(f.attrs['arch']); a['encoders'][0]['encoder']['layers'][1]['type'] = 'pool'; "
-                        "f.attrs['arch'] = json.dumps(a)",
+      {"unknown_layer",
+       "a = json.loads(f.attrs['arch']); a['encoders'][0]['encoder']['layers'][1]['type'] = 'pool'; "
+       "f.attrs['arch'] = json.dumps(a)",
        "pool"},
-      {"crop_mismatch", "a = json.loads(f.attrs['arch']); a['encoders'][1]['crop'] = [20, 20]; "
-                        "f.attrs['arch'] = json.dumps(a)",
+      {"crop_mismatch",
+       "a = json.loads(f.attrs['arch']); a['encoders'][1]['crop'] = [20, 20]; "
+       "f.attrs['arch'] = json.dumps(a)",
        "crop"},
-      {"frame_huge", "a = json.loads(f.attrs['arch']); a['encoders'][1]['frame'] = [100000, 32, 3]; "
-                     "f.attrs['arch'] = json.dumps(a)",
+      {"frame_huge",
+       "a = json.loads(f.attrs['arch']); a['encoders'][1]['frame'] = [100000, 32, 3]; "
+       "f.attrs['arch'] = json.dumps(a)",
        "encoders[1]"},
-      {"encoders_not_list", "a = json.loads(f.attrs['arch']); a['encoders'] = {}; f.attrs['arch'] = json.dumps(a)",
-       "encoders"},
-      {"huge_channels", "a = json.loads(f.attrs['arch']); a['encoders'][0]['encoder']['layers'][2]['out'] = 1000000; "
-                        "f.attrs['arch'] = json.dumps(a)",
+      {"encoders_not_list",
+       "a = json.loads(f.attrs['arch']); a['encoders'] = {}; f.attrs['arch'] = json.dumps(a)", "encoders"},
+      {"huge_channels",
+       "a = json.loads(f.attrs['arch']); a['encoders'][0]['encoder']['layers'][2]['out'] = 1000000; "
+       "f.attrs['arch'] = json.dumps(a)",
        "encoders[0]"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     char bad[4200], *out = NULL;
     snprintf(bad, sizeof bad, "%s/%s.h5", dir, cases[i][0]);
-    int rc = tt_run(&out,
-                    "cp %s %s && %s -c \"import h5py, json, numpy as np\nf = h5py.File('%s', 'r+')\n%s\nf.close()\"",
-                    good, bad, py(), bad, cases[i][1]);
+    int rc = tt_run(
+        &out,
+        "cp %s %s && %s -c \"import h5py, json, numpy as np\nf = h5py.File('%s', 'r+')\n%s\nf.close()\"",
+        good, bad, py(), bad, cases[i][1]);
     cr_assert_eq(rc, 0, "%s: %s", cases[i][0], out);
     free(out);
     bcPolicy *q = bc_policy_load(bad);
@@ -357,8 +384,8 @@ Test(vision, training_step_learns_from_images_deterministically) {
       }
       float loss;
       double gn;
-      cr_assert_eq(bc_vt_step(vt, &o, x, yb, rows, Bt, &r, &loss, &gn), 0, "run %d step %d loss %g: %s", run, s,
-                   loss, tk_errmsg());
+      cr_assert_eq(bc_vt_step(vt, &o, x, yb, rows, Bt, &r, &loss, &gn), 0, "run %d step %d loss %g: %s", run,
+                   s, loss, tk_errmsg());
       cr_assert(isfinite(gn));
       if (s >= steps - 10) sum += loss / TK_MIN(10, steps);
     }
@@ -391,8 +418,8 @@ Test(vision, training_step_learns_from_images_deterministically) {
       dmax = fmax(dmax, fabs(e1->grads[k] - e2->grads[k]));
       gmax = fmax(gmax, fabs(e1->grads[k]));
     }
-    cr_expect(gmax > 0 && dmax <= 1e-4 * gmax, "camera %d, 1 vs 2 threads: gradients differ by %g (largest %g)", c,
-              dmax, gmax);
+    cr_expect(gmax > 0 && dmax <= 1e-4 * gmax,
+              "camera %d, 1 vs 2 threads: gradients differ by %g (largest %g)", c, dmax, gmax);
   }
   double tmax = 0;
   for (int64_t k = 0; k < pol[1]->net->n_params; k++)
@@ -418,6 +445,90 @@ Test(vision, training_step_learns_from_images_deterministically) {
   cr_expect_eq(memcmp(again->img[0].enc->params, e1->params, sizeof(float) * e1->n_params), 0);
   cr_expect_eq(memcmp(again->net->params, pol[1]->net->params, sizeof(float) * again->net->n_params), 0);
   bc_policy_free(again);
+  for (int run = 0; run < 3; run++)
+    bc_policy_free(pol[run]);
+  free(fr);
+  free(fr2);
+  free(y);
+  free(y2);
+}
+
+/* BC-RNN from cameras: the dot shows only in a sequence's first frame and the action is its side at every
+ * step, so the policy must see it (the encoder learns through the LSTM's input gradient) and remember it
+ * (a policy without memory is blind at 3 of 4 steps: loss >= 3/4 of 0.64/7). One and two threads give the
+ * same step within rounding. */
+Test(vision, recurrent_camera_policy_remembers_what_it_saw) {
+  enum { NS = 128, T = 4, Bs = 16, N = NS * T };
+  uint8_t *fr = malloc((size_t)N * SIDE * SIDE * 3), *fr2 = malloc((size_t)N * SIDE * SIDE * 3);
+  float *y = malloc(sizeof(float) * N * 7), *y2 = malloc(sizeof(float) * N * 7);
+  dot_frames(fr, y, N, 5);
+  dot_frames(fr2, y2, N, 6); /* the second camera: unrelated */
+  for (int n = 0; n < NS; n++)
+    for (int t = 1; t < T;
+         t++) { /* later frames: the noise of another frame without its dot; the first's side */
+      const int64_t r = (int64_t)n * T + t;
+      uint8_t *f = fr + (size_t)r * SIDE * SIDE * 3;
+      for (int i = 0; i < SIDE * SIDE * 3; i++)
+        if (f[i] >= 50) f[i] = (uint8_t)(20 + (i * 7 + r) % 30);
+      memcpy(y + r * 7, y + (size_t)n * T * 7, sizeof(float) * 7);
+    }
+  const uint8_t *frames[2] = {fr, fr2};
+  nnAdamOpts o;
+  nn_adam_default(&o);
+  o.lr = 2e-3;
+  float x[Bs * T * 5] = {0}, yb[Bs * T * 7];
+  int64_t rows[Bs * T];
+  bcPolicy *pol[3];
+  const int threads[3] = {1, 1, 2};
+  double loss_end = 0;
+  for (int run = 0; run < 3; run++) {
+    nn_set_threads(1);
+    pol[run] = camera_policy_rnn(31, 8, 1);
+    bcVisionTrainer *vt = bc_vt_make(pol[run], frames, Bs, threads[run]);
+    cr_assert(vt, "%s", tk_errmsg());
+    tkRng r;
+    tk_rng_seed(&r, 8);
+    const int steps = run == 0 ? 400 : 1;
+    for (int s = 0; s < steps; s++) {
+      for (int b = 0; b < Bs; b++) {
+        const int64_t n = (int64_t)tk_rng_below(&r, NS - 16); /* the last 16 sequences are held out */
+        for (int t = 0; t < T; t++) {
+          rows[b * T + t] = n * T + t;
+          memcpy(yb + (b * T + t) * 7, y + (n * T + t) * 7, sizeof(float) * 7);
+        }
+      }
+      float loss;
+      double gn;
+      cr_assert_eq(bc_vt_step(vt, &o, x, yb, rows, Bs, &r, &loss, &gn), 0, "run %d step %d: %s", run, s,
+                   tk_errmsg());
+      cr_assert(isfinite(gn));
+    }
+    if (run == 0) { /* the held-out sequences, centre crops */
+      for (int b = 0; b < Bs; b++)
+        for (int t = 0; t < T; t++) {
+          const int64_t n = NS - 16 + b;
+          rows[b * T + t] = n * T + t;
+          memcpy(yb + (b * T + t) * 7, y + (n * T + t) * 7, sizeof(float) * 7);
+        }
+      float loss;
+      cr_assert_eq(bc_vt_loss(vt, x, yb, rows, Bs, &loss), 0, "%s", tk_errmsg());
+      loss_end = loss;
+    }
+    bc_vt_free(vt);
+  }
+  printf("recurrent camera policy: held-out loss %.4g after 400 steps (without memory: >= %.4g)\n", loss_end,
+         0.75 * 0.64 / 7);
+  cr_expect(loss_end < 0.02, "held-out loss %g (without memory: >= %g)", loss_end, 0.75 * 0.64 / 7);
+  for (int c = 0; c < 2; c++) {
+    nnEnc *e1 = pol[1]->img[c].enc, *e2 = pol[2]->img[c].enc;
+    double dmax = 0, gmax = 0;
+    for (int64_t k = 0; k < e1->n_params; k++) {
+      dmax = fmax(dmax, fabs(e1->grads[k] - e2->grads[k]));
+      gmax = fmax(gmax, fabs(e1->grads[k]));
+    }
+    cr_expect(gmax > 0 && dmax <= 1e-4 * gmax,
+              "camera %d, 1 vs 2 threads: gradients differ by %g (largest %g)", c, dmax, gmax);
+  }
   for (int run = 0; run < 3; run++)
     bc_policy_free(pol[run]);
   free(fr);
