@@ -100,8 +100,8 @@ void cap_env_eef_quat(const capEnv *e, double quat[4]) {
 }
 
 int cap_env_object_pos(const capEnv *e, double pos[3]) {
-  if (e->cm->body_cube < 0) return tk_error(TK_ENOTFOUND, "task %s has no object", e->cm->spec.task);
-  memcpy(pos, e->d->xpos + 3 * e->cm->body_cube, 3 * sizeof(double));
+  if (!e->cm->nobj) return tk_error(TK_ENOTFOUND, "task %s has no object", e->cm->spec.task);
+  memcpy(pos, e->d->xpos + 3 * e->cm->obj_body[0], 3 * sizeof(double));
   return 0;
 }
 
@@ -206,7 +206,7 @@ int cap_env_reset(capEnv *e, uint64_t seed, capObs *obs) {
     cap_env_eef_pos(e, e->des_pos);
     cap_env_eef_quat(e, e->des_quat);
   }
-  if (cm->body_cube >= 0) e->rest_z = d->xpos[3 * cm->body_cube + 2];
+  if (cm->nobj) e->rest_z = d->xpos[3 * cm->obj_body[0] + 2];
   return cap_env_observe(e, obs);
 }
 
