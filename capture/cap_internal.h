@@ -14,8 +14,8 @@ struct capTaskDef; /* a built-in task's row (cap_task.h) */
 
 /* Task geometry (world frame, meters), from the task's row and its model. */
 typedef struct {
-  double table_z;                /* table top height */
-  double obj_half;               /* the first object's first geom, size[0] (a box: half side; a cylinder: radius) */
+  double table_z;  /* table top height */
+  double obj_half; /* the first object's first geom, size[0] (a box: half side; a cylinder: radius) */
   double x_lo, x_hi, y_lo, y_hi; /* placement box for objects and goals on the table */
   int horizon;
 } capTaskCfg;
@@ -29,8 +29,8 @@ struct capModel {
   char *xml; /* the flattened MJCF (mj_saveLastXML) */
   int nsub;  /* physics steps per control step */
   /* ids (-1 when absent) */
-  int site_eef, mocap_goal; /* mocap_goal: mocap index of the goal body */
-  int nobj;                                             /* the task's objects (capTaskDef.objects) */
+  int site_eef, mocap_goal;                                /* mocap_goal: mocap index of the goal body */
+  int nobj;                                                /* the task's objects (capTaskDef.objects) */
   int obj_body[CAP_MAX_OBJECTS], obj_jnt[CAP_MAX_OBJECTS]; /* their bodies and free joints */
   int arm_jnt[CAP_ARM_DOF], arm_qadr[CAP_ARM_DOF], arm_dadr[CAP_ARM_DOF], arm_act[CAP_ARM_DOF];
   int finger_qadr[2], finger_dadr[2], finger_body[2], act_gripper;

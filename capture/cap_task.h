@@ -59,8 +59,8 @@ typedef struct capTaskDef {
   int (*success)(const capEnv *e);
   double (*reward)(const capEnv *e); /* dense, shaped, below 1 (success and sparse: 1/0, cap_env.c) */
   /* the scripted operator: a (action_dim, EEF mode) comes zeroed with the gripper open (-1); eef, the
-   * goal (already misjudged in misjudge_dims coordinates), the first object (zeros without one). Noise that is
-   * not the task's (hesitation, shaky hands, giving up) is added by cap_expert.c. NULL: no operator. */
+   * goal (already misjudged in misjudge_dims coordinates), the first object (zeros without one). Noise that
+   * is not the task's (hesitation, shaky hands, giving up) is added by cap_expert.c. NULL: no operator. */
   void (*expert)(capExpert *x, const capEnv *e, const double eef[3], const double goal[3],
                  const double cube[3], double *a);
   double (*expert_idle_grip)(const capExpert *x); /* gripper command while hesitating (NULL: open, -1) */

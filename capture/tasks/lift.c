@@ -31,7 +31,9 @@ static void object_obs(const capEnv *e, const double eef[3], double *ob) {
     ob[7 + i] = cp[i] - eef[i];
 }
 
-static int success(const capEnv *e) { return e->d->xpos[3 * e->cm->obj_body[0] + 2] > e->rest_z + LIFT_HEIGHT; }
+static int success(const capEnv *e) {
+  return e->d->xpos[3 * e->cm->obj_body[0] + 2] > e->rest_z + LIFT_HEIGHT;
+}
 
 /* reaching the cube, holding it between the fingers, raising it */
 static double reward(const capEnv *e) {
