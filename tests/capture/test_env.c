@@ -1,6 +1,7 @@
 /* The environment interface: determinism, state round trips, IK tracking, cameras,
  * bad input, a user's own scene, and several threads on one model. */
 #include <criterion/criterion.h>
+#include <mujoco/mujoco.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -58,8 +59,8 @@ Test(env, spec_and_names) {
   cap_model_free(m);
 }
 
-Test(env, same_seed_same_actions_bit_identical) {
-  capModel *m = load("push", 0);
+static void same_seed_same_actions(const char *task) {
+  capModel *m = load(task, 0);
   const capSpec *s = cap_spec(m);
   capEnv *a, *b;
   cr_assert_eq(cap_env_make(m, &a), 0);
@@ -94,6 +95,72 @@ Test(env, same_seed_same_actions_bit_identical) {
   free(sb);
   cap_env_free(a);
   cap_env_free(b);
+  cap_model_free(m);
+}
+
+Test(env, same_seed_same_actions_bit_identical) { same_seed_same_actions("push"); }
+Test(env, same_seed_same_actions_bit_identical_stack) { same_seed_same_actions("stack"); }
+
+/* stack: the object observation is both cubes and the vectors between them and the hand; cube B is
+ * at least 11 cm from cube A on every seed; success is A resting on B, let go, and nothing else. */
+Test(env, stack_observation_placement_and_success) {
+  capModel *m = load("stack", 0);
+  const capSpec *s = cap_spec(m);
+  int ko = -1;
+  for (int k = 0; k < s->nobs; k++)
+    if (!strcmp(s->obs[k].name, "object")) ko = k;
+  cr_assert_eq(s->obs[ko].shape[0], 23);
+  capEnv *e;
+  cap_env_make(m, &e);
+  capObs o;
+  double closest = 1;
+  for (int seed = 0; seed < 200; seed++) {
+    cap_env_reset(e, (uint64_t)seed, &o);
+    const double *ob = o.v[ko], *eef = o.v[0];
+    for (int i = 0; i < 3; i++) {
+      cr_assert_float_eq(ob[14 + i], ob[i] - eef[i], 1e-12);     /* A - eef */
+      cr_assert_float_eq(ob[17 + i], ob[7 + i] - eef[i], 1e-12); /* B - eef */
+      cr_assert_float_eq(ob[20 + i], ob[i] - ob[7 + i], 1e-12);  /* A - B */
+    }
+    closest = fmin(closest, hypot(ob[20], ob[21]));
+  }
+  printf("stack: closest cubes over 200 seeds %.3f m apart\n", closest);
+  cr_assert_gt(closest, 0.11);
+  /* at reset: nothing is stacked */
+  cap_env_reset(e, 3, &o);
+  capStep st;
+  double open[7] = {0, 0, 0, 0, 0, 0, -1};
+  cap_env_step(e, open, &st);
+  cr_assert_eq(st.success, 0);
+  /* A set down on B (by hand, into the state): success once it has settled, with the hand away */
+  mjData *d = cap_env_mujoco_data(e);
+  const double *ob = st.obs.v[ko];
+  double bx = ob[7], by = ob[8], bz = ob[9];
+  const mjModel *mm = cap_model_mujoco(m);
+  int qa = mm->jnt_qposadr[mj_name2id(mm, mjOBJ_JOINT, "cubeA_joint")];
+  d->qpos[qa] = bx + 0.005;
+  d->qpos[qa + 1] = by;
+  d->qpos[qa + 2] = bz + 0.025 + 0.02 + 0.002;
+  int succ = 0;
+  for (int t = 0; t < 10; t++) {
+    cap_env_step(e, open, &st);
+    succ += st.success;
+  }
+  cr_assert_geq(succ, 8, "A resting on B counts as stacked (%d of 10 steps)", succ);
+  /* A floating well above B: not stacked */
+  d->qpos[qa + 2] = bz + 0.2;
+  memset(d->qvel, 0, sizeof(double) * (size_t)mm->nv);
+  cap_env_step(e, open, &st);
+  cr_assert_eq(st.success, 0);
+  /* A on the table beside B: not stacked */
+  d->qpos[qa] = bx + 0.1;
+  d->qpos[qa + 2] = bz - 0.005;
+  memset(d->qvel, 0, sizeof(double) * (size_t)mm->nv);
+  for (int t = 0; t < 10; t++) {
+    cap_env_step(e, open, &st);
+    cr_assert_eq(st.success, 0);
+  }
+  cap_env_free(e);
   cap_model_free(m);
 }
 
