@@ -100,6 +100,7 @@ static void same_seed_same_actions(const char *task) {
 
 Test(env, same_seed_same_actions_bit_identical) { same_seed_same_actions("push"); }
 Test(env, same_seed_same_actions_bit_identical_stack) { same_seed_same_actions("stack"); }
+Test(env, same_seed_same_actions_bit_identical_pick_place) { same_seed_same_actions("pick_place"); }
 
 /* stack: the object observation is both cubes and the vectors between them and the hand; cube B is
  * at least 11 cm from cube A on every seed; success is A resting on B, let go, and nothing else. */
@@ -595,5 +596,74 @@ Test(env, replay_from_the_first_state_is_exact_on_every_task, .timeout = 300) {
     cap_env_free(b);
     cap_model_free(m);
   }
-  cr_assert_geq(ntasks, 4);
+  cr_assert_geq(ntasks, 5);
+}
+
+/* pick_place: the object observation is the can, the bin and the vectors between them and the hand;
+ * the bin (the goal's mocap body, with walls that collide) follows the goal and is at least 16 cm
+ * from the can; success is the can standing inside the walls, let go, and nothing else. */
+Test(env, pick_place_observation_placement_and_success) {
+  capModel *m = load("pick_place", 0);
+  const capSpec *s = cap_spec(m);
+  int ko = -1;
+  for (int k = 0; k < s->nobs; k++)
+    if (!strcmp(s->obs[k].name, "object")) ko = k;
+  cr_assert_eq(s->obs[ko].shape[0], 16);
+  const mjModel *mm = cap_model_mujoco(m);
+  int bin = mj_name2id(mm, mjOBJ_BODY, "bin"), qa = mm->jnt_qposadr[mj_name2id(mm, mjOBJ_JOINT, "can_joint")];
+  cr_assert_geq(bin, 0);
+  capEnv *e;
+  cap_env_make(m, &e);
+  mjData *d = cap_env_mujoco_data(e);
+  capObs o;
+  double closest = 1;
+  for (int seed = 0; seed < 200; seed++) {
+    cap_env_reset(e, (uint64_t)seed, &o);
+    const double *ob = o.v[ko], *eef = o.v[0];
+    double goal[3];
+    cap_env_goal_pos(e, goal);
+    for (int i = 0; i < 3; i++) {
+      cr_assert_float_eq(ob[7 + i], goal[i], 1e-12);
+      cr_assert_float_eq(d->xpos[3 * bin + i], goal[i], 1e-12, "the bin stands at the goal");
+      cr_assert_float_eq(ob[10 + i], ob[i] - eef[i], 1e-12);  /* can - eef */
+      cr_assert_float_eq(ob[13 + i], goal[i] - ob[i], 1e-12); /* bin - can */
+    }
+    closest = fmin(closest, hypot(ob[13], ob[14]));
+  }
+  printf("pick_place: closest can to bin over 200 seeds %.3f m\n", closest);
+  cr_assert_gt(closest, 0.16);
+  cap_env_reset(e, 5, &o);
+  capStep st;
+  double open[7] = {0, 0, 0, 0, 0, 0, -1};
+  cap_env_step(e, open, &st);
+  cr_assert_eq(st.success, 0);
+  double goal[3];
+  cap_env_goal_pos(e, goal);
+  /* the can put down inside the bin, off centre: success once settled */
+  d->qpos[qa] = goal[0] + 0.03;
+  d->qpos[qa + 1] = goal[1] - 0.03;
+  d->qpos[qa + 2] = goal[2] + 0.032;
+  int succ = 0;
+  for (int t = 0; t < 10; t++) {
+    cap_env_step(e, open, &st);
+    succ += st.success;
+  }
+  cr_assert_geq(succ, 8, "the can standing in the bin counts (%d of 10 steps)", succ);
+  /* above the bin: not yet */
+  d->qpos[qa] = goal[0];
+  d->qpos[qa + 1] = goal[1];
+  d->qpos[qa + 2] = goal[2] + 0.2;
+  memset(d->qvel, 0, sizeof(double) * (size_t)mm->nv);
+  cap_env_step(e, open, &st);
+  cr_assert_eq(st.success, 0);
+  /* standing on the table just outside a wall: no */
+  d->qpos[qa] = goal[0] + 0.11;
+  d->qpos[qa + 2] = goal[2] + 0.03;
+  memset(d->qvel, 0, sizeof(double) * (size_t)mm->nv);
+  for (int t = 0; t < 10; t++) {
+    cap_env_step(e, open, &st);
+    cr_assert_eq(st.success, 0);
+  }
+  cap_env_free(e);
+  cap_model_free(m);
 }
