@@ -6,7 +6,8 @@
  *    (nsub per control step, gravity compensation done the same way) -- what the physics
  *    alone costs for that motion.
  * 3. The env loop in two threads on one model.
- * Prints name=value lines. Usage: cap_bench [--steps N] [--task NAME] */
+ * Prints name=value lines. Usage: cap_bench [--steps N] [--task NAME | --all-tasks]
+ * (--all-tasks: every built-in task in turn, each block starting with its task=NAME line) */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -95,19 +96,7 @@ static double run_raw(const capModel *cm, const runArg *r) {
   return secs;
 }
 
-int main(int argc, char **argv) {
-  int steps = 3000;
-  const char *task = "lift";
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--steps") && i + 1 < argc)
-      steps = atoi(argv[++i]);
-    else if (!strcmp(argv[i], "--task") && i + 1 < argc)
-      task = argv[++i];
-    else {
-      fprintf(stderr, "usage: cap_bench [--steps N] [--task NAME]\n");
-      return 2;
-    }
-  }
+static int bench_task(const char *task, int steps) {
   capOpts o;
   cap_opts_default(&o);
   o.task = task;
@@ -152,4 +141,28 @@ int main(int argc, char **argv) {
   free(r.start_step);
   cap_model_free(cm);
   return 0;
+}
+
+int main(int argc, char **argv) {
+  int steps = 3000, all = 0;
+  const char *task = "lift";
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--steps") && i + 1 < argc)
+      steps = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--task") && i + 1 < argc)
+      task = argv[++i];
+    else if (!strcmp(argv[i], "--all-tasks"))
+      all = 1;
+    else {
+      fprintf(stderr, "usage: cap_bench [--steps N] [--task NAME | --all-tasks]\n");
+      return 2;
+    }
+  }
+  if (!all) return bench_task(task, steps);
+  char names[512];
+  snprintf(names, sizeof names, "%s", cap_task_names());
+  int rc = 0;
+  for (char *save = NULL, *t = strtok_r(names, ", ", &save); t && !rc; t = strtok_r(NULL, ", ", &save))
+    rc = bench_task(t, steps);
+  return rc;
 }

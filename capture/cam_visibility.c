@@ -6,11 +6,11 @@
  * S.f64: recorded states (the dataset's `states` rows, float64, native byte order, concatenated
  * over demos; scripts/cam_visibility.sh extracts them). For every state and every camera of the
  * model it renders a segmentation image (MuJoCo's mjRND_SEGMENT, so occlusion by the arm and the
- * image border count as in the RGB image) and counts the pixels of the cube (`cube_geom`) and of
- * the goal marker (`goal_geom` / `target_geom`). A thing is "visible" in a step when it covers at
- * least --min-px pixels. --cam overrides a camera's pose in its body frame (pos, xyaxes as in
- * MJCF) and fovy, to try placements without rebuilding the embedded models.
- * Prints one line per camera and thing: steps visible / steps, median and minimum pixel count. */
+ * image border count as in the RGB image) and counts the pixels of each of the task's objects and of
+ * its goal body (the row's `objects` and `goal_body`: every geom of the body). A thing is "visible" in a step
+ * when it covers at least --min-px pixels. --cam overrides a camera's pose in its body frame (pos, xyaxes as
+ * in MJCF) and fovy, to try placements without rebuilding the embedded models. Prints one line per camera and
+ * thing: steps visible / steps, median and minimum pixel count. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,8 +18,8 @@
 
 #include <mujoco/mujoco.h>
 
-#include "cap.h"
 #include "cap_render.h"
+#include "cap_task.h"
 #include "tk.h"
 
 static int cmp_int(const void *a, const void *b) { return *(const int *)a - *(const int *)b; }
@@ -119,13 +119,20 @@ int main(int argc, char **argv) {
   }
   fclose(f);
 
-  const char *things[2] = {"cube_geom",
-                           mj_name2id(m, mjOBJ_GEOM, "goal_geom") >= 0 ? "goal_geom" : "target_geom"};
-  int gid[2];
-  for (int k = 0; k < 2; k++)
-    gid[k] = mj_name2id(m, mjOBJ_GEOM, things[k]);
+  /* the things: the task's objects, then its goal body (bodies: all their geoms count) */
+  enum { MAXT = CAP_MAX_OBJECTS + 1 };
+  const char *things[MAXT];
+  int bid[MAXT], nt = 0;
+  for (int k = 0; k < cm->nobj; k++) {
+    things[nt] = cm->task->objects[k];
+    bid[nt++] = cm->obj_body[k];
+  }
+  if (cm->task->goal_body) {
+    things[nt] = cm->task->goal_body;
+    bid[nt++] = mj_name2id(m, mjOBJ_BODY, cm->task->goal_body);
+  }
   int32_t *seg = malloc((size_t)size * (size_t)size * sizeof *seg);
-  int *cnt = malloc((size_t)n * sizeof *cnt * 2);
+  int *cnt = malloc((size_t)n * sizeof *cnt * MAXT);
   capObs obs;
   for (int c = 0; c < m->ncam; c++) {
     const char *cname = m->names + m->name_camadr[c];
@@ -145,17 +152,22 @@ int main(int argc, char **argv) {
           fclose(pf);
         }
       }
-      cnt[2 * t] = cnt[2 * t + 1] = 0;
+      for (int k = 0; k < nt; k++)
+        cnt[MAXT * t + k] = 0;
       for (int p = 0; p < size * size; p++)
-        for (int k = 0; k < 2; k++)
-          if (gid[k] >= 0 && seg[p] == gid[k]) cnt[2 * t + k]++;
-      if (per_step && !strcmp(per_step, cname)) printf("step %ld %d %d\n", t, cnt[2 * t], cnt[2 * t + 1]);
+        for (int k = 0; k < nt; k++)
+          if (seg[p] >= 0 && seg[p] < m->ngeom && m->geom_bodyid[seg[p]] == bid[k]) cnt[MAXT * t + k]++;
+      if (per_step && !strcmp(per_step, cname)) {
+        printf("step %ld", t);
+        for (int k = 0; k < nt; k++)
+          printf(" %d", cnt[MAXT * t + k]);
+        printf("\n");
+      }
     }
-    for (int k = 0; k < 2; k++) {
-      if (gid[k] < 0) continue;
+    for (int k = 0; k < nt; k++) {
       int *v = malloc((size_t)n * sizeof *v), vis = 0;
       for (long t = 0; t < n; t++) {
-        v[t] = cnt[2 * t + k];
+        v[t] = cnt[MAXT * t + k];
         vis += v[t] >= min_px;
       }
       qsort(v, (size_t)n, sizeof *v, cmp_int);

@@ -124,7 +124,7 @@ void cap_opts_default(capOpts *o);
 int cap_model_load(const capOpts *o, capModel **out);
 void cap_model_free(capModel *m);
 const capSpec *cap_spec(const capModel *m);
-const char *cap_task_names(void);     /* the built-in tasks: "reach, push, lift" */
+const char *cap_task_names(void);     /* the built-in tasks: "reach, push, lift, ..." */
 int cap_task_known(const char *name); /* 1 when name is one of them */
 /* The MJCF text the model came from (for the dataset's model_file attr). */
 const char *cap_model_xml(const capModel *m);

@@ -66,14 +66,10 @@ double cap_expert_dist(const double *a, const double *b, int n) {
   return sqrt(s);
 }
 
-double cap_expert_yaw_error(const capEnv *e) {
-  const mjData *d = e->d;
-  const capModel *cm = e->cm;
-  const double *R = d->site_xmat + 9 * cm->site_eef; /* columns: site x, y, z axes */
+double cap_expert_yaw_error(const capEnv *e, int k) {
+  const double *R = e->d->site_xmat + 9 * e->cm->site_eef; /* columns: site x, y, z axes */
   double gyaw = atan2(R[3], R[0]);
-  const double *q = d->xquat + 4 * cm->body_cube;
-  double cyaw = atan2(2 * (q[0] * q[3] + q[1] * q[2]), 1 - 2 * (q[2] * q[2] + q[3] * q[3]));
-  double err = cyaw - gyaw;
+  double err = cap_task_object_yaw(e, k) - gyaw;
   while (err > M_PI / 4)
     err -= M_PI / 2;
   while (err < -M_PI / 4)
@@ -99,7 +95,7 @@ int cap_expert_act(capExpert *x, const capEnv *e, double *a) {
   double eef[3], cube[3] = {0, 0, 0}, goal[3];
   cap_env_eef_pos(e, eef);
   cap_env_goal_pos(e, goal);
-  if (cm->body_cube >= 0) cap_env_object_pos(e, cube);
+  if (cm->nobj) cap_env_object_pos(e, cube);
   if (x->misjudge)
     for (int i = 0; i < t->misjudge_dims; i++)
       goal[i] += x->off[i];

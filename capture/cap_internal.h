@@ -8,13 +8,14 @@
 #include "tk.h"
 
 #define CAP_ARM_DOF 7
+#define CAP_MAX_OBJECTS 4 /* free bodies a task's model may name (capTaskDef.objects) */
 
 struct capTaskDef; /* a built-in task's row (cap_task.h) */
 
 /* Task geometry (world frame, meters), from the task's row and its model. */
 typedef struct {
-  double table_z;                /* table top height */
-  double cube_half;              /* half side of the cube */
+  double table_z;  /* table top height */
+  double obj_half; /* the first object's first geom, size[0] (a box: half side; a cylinder: radius) */
   double x_lo, x_hi, y_lo, y_hi; /* placement box for objects and goals on the table */
   int horizon;
 } capTaskCfg;
@@ -28,9 +29,11 @@ struct capModel {
   char *xml; /* the flattened MJCF (mj_saveLastXML) */
   int nsub;  /* physics steps per control step */
   /* ids (-1 when absent) */
-  int site_eef, body_cube, jnt_cube, mocap_goal; /* mocap index of target/goal */
+  int site_eef, mocap_goal;                                /* mocap_goal: mocap index of the goal body */
+  int nobj;                                                /* the task's objects (capTaskDef.objects) */
+  int obj_body[CAP_MAX_OBJECTS], obj_jnt[CAP_MAX_OBJECTS]; /* their bodies and free joints */
   int arm_jnt[CAP_ARM_DOF], arm_qadr[CAP_ARM_DOF], arm_dadr[CAP_ARM_DOF], arm_act[CAP_ARM_DOF];
-  int finger_qadr[2], finger_dadr[2], act_gripper;
+  int finger_qadr[2], finger_dadr[2], finger_body[2], act_gripper;
   double arm_lo[CAP_ARM_DOF], arm_hi[CAP_ARM_DOF];
   double arm_home[CAP_ARM_DOF];      /* home keyframe joint positions (null-space rest pose) */
   double grip_open, grip_closed;     /* gripper actuator ctrl for open / closed */
@@ -60,7 +63,7 @@ struct capEnv {
   int64_t warnings;
   double des_pos[3], des_quat[4]; /* the controller's desired end-effector pose */
   double goal[3];
-  double rest_z; /* the object's resting height at reset (m) */
+  double rest_z; /* the first object's resting height at reset (m) */
   double *low;   /* nlow doubles */
   uint8_t *img[CAP_MAX_CAMS];
   struct capRender *render;

@@ -115,8 +115,6 @@ static int find_ids(capModel *cm) {
   const mjModel *m = cm->m;
   const capTaskDef *t = cm->task;
   cm->site_eef = id_of(m, mjOBJ_SITE, "grip_site");
-  cm->body_cube = id_of(m, mjOBJ_BODY, "cube");
-  cm->jnt_cube = cm->body_cube >= 0 && m->body_jntnum[cm->body_cube] > 0 ? m->body_jntadr[cm->body_cube] : -1;
   int mb = t->goal_body ? id_of(m, mjOBJ_BODY, t->goal_body) : -1;
   cm->mocap_goal = mb >= 0 ? m->body_mocapid[mb] : -1;
   cm->key_home = id_of(m, mjOBJ_KEY, "home");
@@ -125,7 +123,20 @@ static int find_ids(capModel *cm) {
   if (cm->site_eef < 0) missing = "site grip_site";
   if (cm->key_home < 0) missing = "keyframe home";
   if (cm->act_gripper < 0) missing = "actuator act_gripper";
-  if (t->has_cube && cm->jnt_cube < 0) missing = "body cube with a free joint";
+  char obj[CAP_NAME_MAX + 32];
+  cm->nobj = 0;
+  for (int k = 0; k < CAP_MAX_OBJECTS && t->objects[k] && !missing; k++) {
+    int b = id_of(m, mjOBJ_BODY, t->objects[k]);
+    int j = b >= 0 && m->body_jntnum[b] > 0 ? m->body_jntadr[b] : -1;
+    if (j < 0 || m->jnt_type[j] != mjJNT_FREE || m->body_geomnum[b] < 1) {
+      snprintf(obj, sizeof obj, "body %s with a free joint and a geom", t->objects[k]);
+      missing = obj;
+      break;
+    }
+    cm->obj_body[k] = b;
+    cm->obj_jnt[k] = j;
+    cm->nobj = k + 1;
+  }
   char goal[CAP_NAME_MAX + 16];
   snprintf(goal, sizeof goal, "mocap body %s", t->goal_body ? t->goal_body : "");
   if (t->goal_body && cm->mocap_goal < 0) missing = goal;
@@ -154,6 +165,7 @@ static int find_ids(capModel *cm) {
     }
     cm->finger_qadr[i] = m->jnt_qposadr[j];
     cm->finger_dadr[i] = m->jnt_dofadr[j];
+    cm->finger_body[i] = m->jnt_bodyid[j];
   }
   if (missing) return tk_error(TK_EFORMAT, "task model %s lacks %s", cm->spec.task, missing);
   cm->narm = CAP_ARM_DOF;
@@ -293,7 +305,7 @@ int cap_model_load(const capOpts *o, capModel **out) {
       rc = tk_error(TK_EFORMAT, "%s: %d actuators (at most %d)", o->model_path, cm->m->nu, CAP_MAX_ACT);
       goto fail;
     }
-    cm->site_eef = cm->body_cube = cm->jnt_cube = cm->mocap_goal = cm->act_gripper = -1;
+    cm->site_eef = cm->mocap_goal = cm->act_gripper = -1;
     cm->key_home = -1;
     cm->cfg.horizon = o->horizon > 0 ? o->horizon : 1000;
   } else {
@@ -316,17 +328,14 @@ int cap_model_load(const capOpts *o, capModel **out) {
     }
     if ((rc = find_ids(cm))) goto fail;
     cm->cfg.horizon = o->horizon > 0 ? o->horizon : td->horizon;
-    /* geometry from the model: table top height, cube size */
+    /* geometry from the model: table top height, the first object's size */
     int tg = mj_name2id(cm->m, mjOBJ_GEOM, "table_top");
     if (tg < 0) {
       rc = tk_error(TK_EFORMAT, "built-in model %s lacks geom table_top", file);
       goto fail;
     }
     cm->cfg.table_z = cm->m->geom_pos[3 * tg + 2] + cm->m->geom_size[3 * tg + 2];
-    if (cm->body_cube >= 0) {
-      int cg = cm->m->body_geomadr[cm->body_cube];
-      cm->cfg.cube_half = cm->m->geom_size[3 * cg];
-    }
+    if (cm->nobj) cm->cfg.obj_half = cm->m->geom_size[3 * cm->m->body_geomadr[cm->obj_body[0]]];
     /* where objects and goals are placed: the task's box (in front of the arm, within its reach) */
     cm->cfg.x_lo = td->place_lo[0];
     cm->cfg.x_hi = td->place_hi[0];

@@ -236,7 +236,7 @@ int cap_robot_model_init(const capOpts *o, capModel *cm) {
   capRobotCfg *c = calloc(1, sizeof *c);
   if (!c) return tk_error(TK_ENOMEM, "out of memory");
   cm->robot = c;
-  cm->site_eef = cm->body_cube = cm->jnt_cube = cm->mocap_goal = cm->key_home = -1;
+  cm->site_eef = cm->mocap_goal = cm->key_home = -1;
   int rc = cap_robot_cfg_load(o->robot, o->robot_config, 0, c);
   if (rc) return rc;
   capSpec *s = &cm->spec;

@@ -43,7 +43,9 @@ typedef struct capTaskDef {
   int horizon;             /* default episode length, control steps (capOpts.horizon overrides) */
   const char *view_camera; /* the camera the operator watches (the default pad mapping assumes it) */
   /* what the model must have besides the arm, the table and the home keyframe */
-  int has_cube;          /* a body "cube" with a free joint (the object: cm->body_cube, cm->jnt_cube) */
+  /* bodies with a free joint (cm->obj_body[k], cm->obj_jnt[k], in this order; unused slots NULL). The
+   * first is "the object": cap_env_object_pos, e->rest_z, cfg.obj_half and the operator's `cube` */
+  const char *objects[CAP_MAX_OBJECTS];
   const char *goal_body; /* a mocap body that shows the goal (cm->mocap_goal), NULL: none */
   /* where objects and goals are placed (m, world x and y); the end effector's workspace is this box
    * widened by 0.15 m, from the table top + 5 mm to 0.6 m above it */
@@ -57,8 +59,8 @@ typedef struct capTaskDef {
   int (*success)(const capEnv *e);
   double (*reward)(const capEnv *e); /* dense, shaped, below 1 (success and sparse: 1/0, cap_env.c) */
   /* the scripted operator: a (action_dim, EEF mode) comes zeroed with the gripper open (-1); eef, the
-   * goal (already misjudged in misjudge_dims coordinates), the cube (zeros without one). Noise that is
-   * not the task's (hesitation, shaky hands, giving up) is added by cap_expert.c. NULL: no operator. */
+   * goal (already misjudged in misjudge_dims coordinates), the first object (zeros without one). Noise that
+   * is not the task's (hesitation, shaky hands, giving up) is added by cap_expert.c. NULL: no operator. */
   void (*expert)(capExpert *x, const capEnv *e, const double eef[3], const double goal[3],
                  const double cube[3], double *a);
   double (*expert_idle_grip)(const capExpert *x); /* gripper command while hesitating (NULL: open, -1) */
@@ -73,13 +75,24 @@ static inline double cap_clampd(double x, double lo, double hi) { return x < lo 
 double cap_dist3(const double *a, const double *b);
 /* A cube on the table: x, y in the task's placement box, a random yaw within +-45 deg (e->rng). */
 void cap_task_place_cube(capEnv *e);
+/* Object k (capTaskDef.objects) at x, y turned by yaw (rad) about z, at its keyframe height. */
+void cap_task_set_object(capEnv *e, int k, double x, double y, double yaw);
+/* Object k's position (3, world) and yaw about z (rad). */
+const double *cap_task_object_pos(const capEnv *e, int k);
+double cap_task_object_yaw(const capEnv *e, int k);
+/* Bodies b1 and b2 (ids) touch: a contact between their geoms in the current state. */
+int cap_task_bodies_touch(const capEnv *e, int b1, int b2);
+/* A finger touches object k. */
+int cap_task_finger_touches(const capEnv *e, int k);
+/* Object k's linear speed (m/s, from its free joint's velocity). */
+double cap_task_object_speed(const capEnv *e, int k);
 /* Scripted-operator motions (cap_expert.c). toward: the translation action toward p, proportional
  * (gain k per 5 cm, times the operator's overshoot gain), saturating at full stick. keep_down: the
  * rotation action (a[3], a[4]) that keeps the gripper pointing straight down. yaw_error: the yaw of
- * the cube relative to the gripper, modulo 90 degrees. dist: Euclidean distance over n coordinates. */
+ * object k relative to the gripper, modulo 90 degrees. dist: Euclidean distance over n coordinates. */
 void cap_expert_toward(capExpert *x, const double *eef, const double *p, double k, double *a);
 void cap_expert_keep_down(const capEnv *e, double *a);
-double cap_expert_yaw_error(const capEnv *e);
+double cap_expert_yaw_error(const capEnv *e, int k);
 double cap_expert_dist(const double *a, const double *b, int n);
 
 #endif

@@ -45,19 +45,50 @@ double cap_dist3(const double *a, const double *b) {
   return sqrt(dx * dx + dy * dy + dz * dz);
 }
 
-void cap_task_place_cube(capEnv *e) {
+void cap_task_set_object(capEnv *e, int k, double x, double y, double yaw) {
   const capModel *cm = e->cm;
-  const capTaskCfg *c = &cm->cfg;
-  mjData *d = e->d;
-  int qa = cm->m->jnt_qposadr[cm->jnt_cube];
+  double *q = e->d->qpos + cm->m->jnt_qposadr[cm->obj_jnt[k]];
+  q[0] = x;
+  q[1] = y;
+  q[3] = cos(yaw / 2);
+  q[4] = 0;
+  q[5] = 0;
+  q[6] = sin(yaw / 2);
+}
+
+void cap_task_place_cube(capEnv *e) {
+  const capTaskCfg *c = &e->cm->cfg;
   double x = tk_rng_range(&e->rng, c->x_lo, c->x_hi);
   double y = tk_rng_range(&e->rng, c->y_lo, c->y_hi);
-  d->qpos[qa] = x;
-  d->qpos[qa + 1] = y;
   /* a random yaw: the grasp must adapt */
   double yaw = tk_rng_range(&e->rng, -M_PI / 4, M_PI / 4);
-  d->qpos[qa + 3] = cos(yaw / 2);
-  d->qpos[qa + 4] = 0;
-  d->qpos[qa + 5] = 0;
-  d->qpos[qa + 6] = sin(yaw / 2);
+  cap_task_set_object(e, 0, x, y, yaw);
+}
+
+const double *cap_task_object_pos(const capEnv *e, int k) { return e->d->xpos + 3 * e->cm->obj_body[k]; }
+
+double cap_task_object_yaw(const capEnv *e, int k) {
+  const double *q = e->d->xquat + 4 * e->cm->obj_body[k];
+  return atan2(2 * (q[0] * q[3] + q[1] * q[2]), 1 - 2 * (q[2] * q[2] + q[3] * q[3]));
+}
+
+int cap_task_bodies_touch(const capEnv *e, int b1, int b2) {
+  const mjModel *m = e->cm->m;
+  const mjData *d = e->d;
+  for (int i = 0; i < d->ncon; i++) {
+    int g1 = m->geom_bodyid[d->contact[i].geom1], g2 = m->geom_bodyid[d->contact[i].geom2];
+    if ((g1 == b1 && g2 == b2) || (g1 == b2 && g2 == b1)) return 1;
+  }
+  return 0;
+}
+
+int cap_task_finger_touches(const capEnv *e, int k) {
+  const capModel *cm = e->cm;
+  return cap_task_bodies_touch(e, cm->obj_body[k], cm->finger_body[0]) ||
+         cap_task_bodies_touch(e, cm->obj_body[k], cm->finger_body[1]);
+}
+
+double cap_task_object_speed(const capEnv *e, int k) {
+  const double *v = e->d->qvel + e->cm->m->jnt_dofadr[e->cm->obj_jnt[k]];
+  return sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
 }

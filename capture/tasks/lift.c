@@ -15,7 +15,7 @@ enum { PH_APPROACH = 0, PH_DESCEND, PH_CLOSE, PH_LIFT };
 static void reset(capEnv *e) {
   const capModel *cm = e->cm;
   cap_task_place_cube(e);
-  int qa = cm->m->jnt_qposadr[cm->jnt_cube];
+  int qa = cm->m->jnt_qposadr[cm->obj_jnt[0]];
   e->goal[0] = e->d->qpos[qa];
   e->goal[1] = e->d->qpos[qa + 1];
   e->goal[2] = e->d->qpos[qa + 2] + LIFT_HEIGHT;
@@ -24,20 +24,22 @@ static void reset(capEnv *e) {
 /* object (10): cube position (3), cube quaternion (4), cube - grip_site (3) */
 static void object_obs(const capEnv *e, const double eef[3], double *ob) {
   const capModel *cm = e->cm;
-  const double *cp = e->d->xpos + 3 * cm->body_cube, *cq = e->d->xquat + 4 * cm->body_cube;
+  const double *cp = e->d->xpos + 3 * cm->obj_body[0], *cq = e->d->xquat + 4 * cm->obj_body[0];
   memcpy(ob, cp, 3 * sizeof(double));
   memcpy(ob + 3, cq, 4 * sizeof(double));
   for (int i = 0; i < 3; i++)
     ob[7 + i] = cp[i] - eef[i];
 }
 
-static int success(const capEnv *e) { return e->d->xpos[3 * e->cm->body_cube + 2] > e->rest_z + LIFT_HEIGHT; }
+static int success(const capEnv *e) {
+  return e->d->xpos[3 * e->cm->obj_body[0] + 2] > e->rest_z + LIFT_HEIGHT;
+}
 
 /* reaching the cube, holding it between the fingers, raising it */
 static double reward(const capEnv *e) {
   double eef[3];
   cap_env_eef_pos(e, eef);
-  const double *cp = e->d->xpos + 3 * e->cm->body_cube;
+  const double *cp = e->d->xpos + 3 * e->cm->obj_body[0];
   double reach = 1.0 - tanh(10.0 * cap_dist3(eef, cp));
   double grasp = cap_dist3(eef, cp) < 0.02 && cap_env_gripper(e) > 0.3 ? 0.25 : 0.0;
   double lift = cap_clampd((cp[2] - e->rest_z) / LIFT_HEIGHT, 0, 1);
@@ -56,12 +58,12 @@ static void expert(capExpert *x, const capEnv *e, const double eef[3], const dou
     tgt[1] += x->grasp_off[1];
   }
   cap_expert_keep_down(e, a);
-  a[5] = cap_clampd(cap_expert_yaw_error(e) * 3, -1, 1);
+  a[5] = cap_clampd(cap_expert_yaw_error(e, 0) * 3, -1, 1);
   if (x->ph == PH_APPROACH || x->ph == PH_DESCEND) {
     /* one funnel, as people do it: come down as the hand lines up over the cube, so the
      * action is a smooth function of where the hand is (no hover-then-descend switch that
      * a policy without memory could not see) */
-    double xy = cap_expert_dist(eef, tgt, 2), yaw = fabs(cap_expert_yaw_error(e));
+    double xy = cap_expert_dist(eef, tgt, 2), yaw = fabs(cap_expert_yaw_error(e, 0));
     double s = cap_clampd((xy - 0.006) / 0.03, 0, 1);
     s = fmax(s, cap_clampd((yaw - 0.25) / 0.2, 0, 1)); /* fingers close on a cube turned up to ~15 deg */
     double at[3] = {tgt[0], tgt[1], cube[2] + HOVER * s};
@@ -100,7 +102,7 @@ const capTaskDef cap_task_lift = {
     .model = "lift.xml",
     .horizon = 150,
     .view_camera = "agentview",
-    .has_cube = 1,
+    .objects = {"cube"},
     .place_lo = {-0.05, -0.25},
     .place_hi = {0.25, 0.25},
     .object_dim = 10,

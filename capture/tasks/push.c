@@ -13,7 +13,7 @@ static void reset(capEnv *e) {
   const capTaskCfg *c = &cm->cfg;
   const mjData *d = e->d;
   cap_task_place_cube(e);
-  int qa = cm->m->jnt_qposadr[cm->jnt_cube];
+  int qa = cm->m->jnt_qposadr[cm->obj_jnt[0]];
   for (int tries = 0; tries < 100; tries++) { /* a goal at least 12 cm from the cube */
     e->goal[0] = tk_rng_range(&e->rng, c->x_lo, c->x_hi);
     e->goal[1] = tk_rng_range(&e->rng, c->y_lo, c->y_hi);
@@ -26,7 +26,7 @@ static void reset(capEnv *e) {
 /* object (16): cube position (3), cube quaternion (4), goal (3), goal - cube (3), cube - grip_site (3) */
 static void object_obs(const capEnv *e, const double eef[3], double *ob) {
   const capModel *cm = e->cm;
-  const double *cp = e->d->xpos + 3 * cm->body_cube, *cq = e->d->xquat + 4 * cm->body_cube;
+  const double *cp = e->d->xpos + 3 * cm->obj_body[0], *cq = e->d->xquat + 4 * cm->obj_body[0];
   memcpy(ob, cp, 3 * sizeof(double));
   memcpy(ob + 3, cq, 4 * sizeof(double));
   memcpy(ob + 7, e->goal, 3 * sizeof(double));
@@ -37,7 +37,7 @@ static void object_obs(const capEnv *e, const double eef[3], double *ob) {
 }
 
 static int success(const capEnv *e) {
-  const double *cp = e->d->xpos + 3 * e->cm->body_cube;
+  const double *cp = e->d->xpos + 3 * e->cm->obj_body[0];
   double dx = cp[0] - e->goal[0], dy = cp[1] - e->goal[1];
   return sqrt(dx * dx + dy * dy) < SUCCESS_DIST;
 }
@@ -46,7 +46,7 @@ static int success(const capEnv *e) {
 static double reward(const capEnv *e) {
   double eef[3];
   cap_env_eef_pos(e, eef);
-  const double *cp = e->d->xpos + 3 * e->cm->body_cube;
+  const double *cp = e->d->xpos + 3 * e->cm->obj_body[0];
   double dx = cp[0] - e->goal[0], dy = cp[1] - e->goal[1];
   double reach = 1.0 - tanh(10.0 * cap_dist3(eef, cp));
   double push = 1.0 - tanh(5.0 * sqrt(dx * dx + dy * dy));
@@ -60,7 +60,7 @@ static void expert(capExpert *x, const capEnv *e, const double eef[3], const dou
   const capModel *cm = e->cm;
   double dx = goal[0] - cube[0], dy = goal[1] - cube[1], L = sqrt(dx * dx + dy * dy);
   double ux = L > 1e-6 ? dx / L : 1, uy = L > 1e-6 ? dy / L : 0;
-  double half = cm->cfg.cube_half, back = half + 0.05;
+  double half = cm->cfg.obj_half, back = half + 0.05;
   double behind[3] = {cube[0] - ux * back, cube[1] - uy * back, cube[2] + HOVER};
   cap_expert_keep_down(e, a);
   a[6] = 1;
@@ -93,7 +93,7 @@ const capTaskDef cap_task_push = {
     .model = "push.xml",
     .horizon = 200,
     .view_camera = "agentview",
-    .has_cube = 1,
+    .objects = {"cube"},
     .goal_body = "goal",
     /* pushing needs room behind the cube, and the arm cannot reach close to its base */
     .place_lo = {0.03, -0.20},

@@ -54,6 +54,8 @@ static void check(const char *task) {
 Test(expert, reach, .timeout = 600) { check("reach"); }
 Test(expert, push, .timeout = 600) { check("push"); }
 Test(expert, lift, .timeout = 600) { check("lift"); }
+Test(expert, stack, .timeout = 600) { check("stack"); }
+Test(expert, pick_place, .timeout = 600) { check("pick_place"); }
 
 Test(expert, refusals) {
   capOpts o;

@@ -2,6 +2,7 @@
  * files it must refuse. The scene is rendered offscreen (EGL surfaceless or OSMesa): no display. */
 #include <cairo.h>
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -332,4 +333,88 @@ Test(viewer, watch_a_policy, .timeout = 180) {
   cr_assert_eq(rc, 1, "%s", out);
   cr_assert(strstr(out, "sideview") && strstr(out, "agentview, eye_in_hand"), "%s", out);
   free(out);
+}
+
+/* pixels of the scene (top left, 640x440 from y 40) whose colour is dominated by channel ch (0 red,
+ * 1 green, 2 blue) by more than 60 over both others; their mean row in *row (and column in *col) */
+static int dominant_at(const img *im, int ch, double *row, double *col) {
+  int n = 0;
+  double sy = 0, sx = 0;
+  for (int y = 40; y < 480; y++)
+    for (int x = 0; x < 640; x++) {
+      uint32_t p = px(im, x, y);
+      int c[3] = {(int)(p >> 16) & 255, (int)(p >> 8) & 255, (int)p & 255};
+      if (c[ch] > c[(ch + 1) % 3] + 60 && c[ch] > c[(ch + 2) % 3] + 60) {
+        n++;
+        sy += y;
+        sx += x;
+      }
+    }
+  *row = n ? sy / n : 0;
+  if (col) *col = n ? sx / n : 0;
+  return n;
+}
+
+static int dominant(const img *im, int ch, double *row) { return dominant_at(im, ch, row, NULL); }
+
+/* The viewer replays stack: at the first frame the red cube lies on the table apart from the green
+ * one; at the last (the operator has stacked it) the red cube sits right above the green one. */
+Test(viewer, replays_stack, .timeout = 120) {
+  const char *d = tt_tmpdir();
+  char data[4200], a[4200], b[4200];
+  snprintf(data, sizeof data, "%s/s.h5", d);
+  snprintf(a, sizeof a, "%s/a.png", d);
+  snprintf(b, sizeof b, "%s/b.png", d);
+  tt_record(data, "stack", 1, 0, 0, "--camera agentview:84x84");
+  char *out = NULL;
+  int rc = tt_run(&out, "%s %s --demo 0 --frame 0 --export %s && %s %s --demo 0 --frame -1 --export %s",
+                  viewer(), data, a, viewer(), data, b);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  img ia, ib;
+  load(a, &ia);
+  load(b, &ib);
+  double ra, ga, rb, gb;
+  int nra = dominant(&ia, 0, &ra), nga = dominant(&ia, 1, &ga), nrb = dominant(&ib, 0, &rb),
+      ngb = dominant(&ib, 1, &gb);
+  printf("stack: first frame red %d px (row %.0f), green %d px (row %.0f); last frame red %d (row %.0f), "
+         "green %d "
+         "(row %.0f)\n",
+         nra, ra, nga, ga, nrb, rb, ngb, gb);
+  cr_assert_gt(nra, 50, "the red cube is drawn");
+  cr_assert_gt(nga, 50, "the green cube is drawn");
+  cr_assert_gt(nrb, 50);
+  cr_assert_gt(ngb, 50);
+  cr_assert_lt(rb, gb - 5, "at the end the red cube is above the green one (rows %.0f, %.0f)", rb, gb);
+  cr_assert_gt(colours(&ia, 650, 40, 950, 340), 5, "the recorded frame is there");
+  cairo_surface_destroy(ia.s);
+  cairo_surface_destroy(ib.s);
+}
+
+/* The viewer replays pick_place: the blue can is drawn at the first frame and at the last, where the
+ * operator has carried it into the bin, well away from where it stood. */
+Test(viewer, replays_pick_place, .timeout = 120) {
+  const char *d = tt_tmpdir();
+  char data[4200], a[4200], b[4200];
+  snprintf(data, sizeof data, "%s/p.h5", d);
+  snprintf(a, sizeof a, "%s/a.png", d);
+  snprintf(b, sizeof b, "%s/b.png", d);
+  tt_record(data, "pick_place", 1, 0, 0, "--camera agentview:84x84");
+  char *out = NULL;
+  int rc = tt_run(&out, "%s %s --demo 0 --frame 0 --export %s && %s %s --demo 0 --frame -1 --export %s",
+                  viewer(), data, a, viewer(), data, b);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  img ia, ib;
+  load(a, &ia);
+  load(b, &ib);
+  double ya, xa, yb, xb;
+  int na = dominant_at(&ia, 2, &ya, &xa), nb = dominant_at(&ib, 2, &yb, &xb);
+  printf("pick_place: the can %d px at (%.0f, %.0f) first, %d px at (%.0f, %.0f) last\n", na, xa, ya, nb, xb,
+         yb);
+  cr_assert_gt(na, 50, "the can is drawn");
+  cr_assert_gt(nb, 20, "the can is drawn in the bin");
+  cr_assert_gt(hypot(xb - xa, yb - ya), 40, "the can moved in the replay");
+  cairo_surface_destroy(ia.s);
+  cairo_surface_destroy(ib.s);
 }
