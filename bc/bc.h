@@ -68,13 +68,13 @@ typedef struct {
 typedef struct {
   nnArch arch; /* the trunk: its input is [normalized low-dim keys | every camera's features] */
   nnNet *net;
-  int nimg;                  /* cameras (0: a low-dim policy) */
+  int nimg; /* cameras (0: a low-dim policy) */
   bcImage img[BC_MAX_IMAGES];
-  int feat_dim;              /* the cameras' features together */
-  int nkeys; /* low-dim keys (0 allowed when the policy has cameras) */
+  int feat_dim; /* the cameras' features together */
+  int nkeys;    /* low-dim keys (0 allowed when the policy has cameras) */
   char keys[BC_MAX_KEYS][BC_KEY_MAX];
   int key_dim[BC_MAX_KEYS];
-  int obs_dim, act_dim; /* obs_dim: the low-dim keys together (arch.obs_dim = obs_dim + feat_dim) */
+  int obs_dim, act_dim;          /* obs_dim: the low-dim keys together (arch.obs_dim = obs_dim + feat_dim) */
   float *obs_mean, *obs_std;     /* [obs_dim] */
   float *act_offset, *act_scale; /* [act_dim] */
   char task[BC_KEY_MAX];         /* "" when unknown (a foreign dataset's env) */
@@ -163,7 +163,7 @@ int bc_policy_model_load(const bcPolicy *p, capOpts *co, capModel **m);
  * acts through it: low-dim, chunked, recurrent, with cameras. */
 typedef struct bcActor bcActor;
 bcActor *bc_actor_make(const bcPolicy *p, const capModel *m); /* NULL with the binding's error */
-void bc_actor_reset(bcActor *a);                               /* at every episode's start */
+void bc_actor_reset(bcActor *a);                              /* at every episode's start */
 /* The action [act_dim] (environment units) for the observation o (a capObs of m's environment). */
 int bc_actor_step(bcActor *a, const void *cap_obs, double *act);
 void bc_actor_free(bcActor *a); /* NULL-safe */

@@ -123,13 +123,16 @@ int bc_bind(const bcPolicy *p, const capModel *m, bcBinding *b) {
     int found = -1;
     for (int k = 0; k < s->nobs; k++)
       if (!strcmp(s->obs[k].name, c->key) && s->obs[k].dtype == CAP_U8 && s->obs[k].rank == 3 &&
-          s->obs[k].shape[0] == c->height && s->obs[k].shape[1] == c->width && s->obs[k].shape[2] == c->channels)
+          s->obs[k].shape[0] == c->height && s->obs[k].shape[1] == c->width &&
+          s->obs[k].shape[2] == c->channels)
         found = k;
     if (found < 0) {
       list_policy_cams(p, want, sizeof want);
       list_spec_cams(s, have, sizeof have);
-      return tk_error(TK_EINVAL, "the policy's cameras do not fit task '%s': the policy reads %s; the "
-                      "environment renders %s", s->task, want, have);
+      return tk_error(TK_EINVAL,
+                      "the policy's cameras do not fit task '%s': the policy reads %s; the "
+                      "environment renders %s",
+                      s->task, want, have);
     }
     b->img_index[i] = found;
   }
@@ -291,8 +294,9 @@ static void *eval_worker(void *arg) {
   double *state = malloc(sizeof(double) * (size_t)TK_MAX(1, s->state_dim));
   evalTrace tr = {0};
   tr.obs_bytes = obs_row_bytes(s, tr.key_bytes);
-  int rc = !actor ? tk_error_wrap(TK_ENOMEM, "policy") : !state ? tk_error(TK_ENOMEM, "out of memory")
-                                                               : cap_env_make(sh->m, &env);
+  int rc = !actor   ? tk_error_wrap(TK_ENOMEM, "policy")
+           : !state ? tk_error(TK_ENOMEM, "out of memory")
+                    : cap_env_make(sh->m, &env);
   int horizon = sh->o->horizon > 0 ? sh->o->horizon : s->horizon;
   while (!rc) {
     pthread_mutex_lock(&sh->mu);

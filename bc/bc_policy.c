@@ -31,7 +31,8 @@ static int set_keys(bcPolicy *p, int nkeys, const char *const *keys, const int *
 
 /* The cameras: names, frame and crop sizes checked against the encoders' inputs; the encoders made
  * (to train or to act) unless plan_only. Sets p->nimg and p->feat_dim. */
-static int set_images(bcPolicy *p, int nimg, const bcImage *img, uint64_t seed, int trainable, int plan_only) {
+static int set_images(bcPolicy *p, int nimg, const bcImage *img, uint64_t seed, int trainable,
+                      int plan_only) {
   if (nimg < 0 || nimg > BC_MAX_IMAGES)
     return tk_error(TK_ERANGE, "%d cameras (at most %d)", nimg, BC_MAX_IMAGES);
   p->feat_dim = 0;
@@ -44,8 +45,8 @@ static int set_images(bcPolicy *p, int nimg, const bcImage *img, uint64_t seed, 
       if (!strcmp(img[j].key, c->key)) return tk_error(TK_EINVAL, "camera key '%s' given twice", c->key);
     if (c->height < 1 || c->width < 1 || c->height > NN_MAX_IMAGE_SIDE || c->width > NN_MAX_IMAGE_SIDE ||
         c->channels < 1 || c->channels > 4)
-      return tk_error(TK_ERANGE, "camera '%s': frame %dx%dx%d (sides 1..%d, 1..4 channels)", c->key, c->height,
-                      c->width, c->channels, NN_MAX_IMAGE_SIDE);
+      return tk_error(TK_ERANGE, "camera '%s': frame %dx%dx%d (sides 1..%d, 1..4 channels)", c->key,
+                      c->height, c->width, c->channels, NN_MAX_IMAGE_SIDE);
     if (c->crop_h < 1 || c->crop_w < 1 || c->crop_h > c->height || c->crop_w > c->width)
       return tk_error(TK_ERANGE, "camera '%s': crop %dx%d does not fit its %dx%d frame", c->key, c->crop_h,
                       c->crop_w, c->height, c->width);
@@ -62,11 +63,12 @@ static int set_images(bcPolicy *p, int nimg, const bcImage *img, uint64_t seed, 
   p->nimg = nimg;
   p->obs_dim = p->arch.obs_dim - p->feat_dim;
   if (p->obs_dim < 0)
-    return tk_error(TK_EINVAL, "the cameras' features (%d) are more than the network's %d inputs", p->feat_dim,
-                    p->arch.obs_dim);
+    return tk_error(TK_EINVAL, "the cameras' features (%d) are more than the network's %d inputs",
+                    p->feat_dim, p->arch.obs_dim);
   for (int i = 0; !plan_only && i < nimg; i++) {
     const nnEncArch *a = &p->img[i].enc_arch;
-    p->img[i].enc = trainable ? nn_enc_make(a, seed + 1 + (uint64_t)i) : nn_enc_make_acting(a, seed + 1 + (uint64_t)i);
+    p->img[i].enc =
+        trainable ? nn_enc_make(a, seed + 1 + (uint64_t)i) : nn_enc_make_acting(a, seed + 1 + (uint64_t)i);
     if (!p->img[i].enc) return tk_error_wrap(TK_ENOMEM, "camera '%s': encoder", p->img[i].key);
   }
   return 0;
@@ -135,8 +137,8 @@ static int feat_of(int nimg, const bcImage *img) {
   return f;
 }
 
-static bcPolicy *policy_make(const nnArch *arch, int nkeys, const char *const *keys, const int *dims, int nimg,
-                             const bcImage *img, uint64_t seed, int trainable) {
+static bcPolicy *policy_make(const nnArch *arch, int nkeys, const char *const *keys, const int *dims,
+                             int nimg, const bcImage *img, uint64_t seed, int trainable) {
   if (nimg < 0 || nimg > BC_MAX_IMAGES) {
     tk_error(TK_ERANGE, "%d cameras (at most %d)", nimg, BC_MAX_IMAGES);
     return NULL;
@@ -225,7 +227,8 @@ static void to_env(const bcPolicy *p, const float *a, double *act) {
 
 static int refuse_cameras(const bcPolicy *p) {
   if (p->nimg)
-    return tk_error(TK_EINVAL, "a policy with cameras (%s%s) acts through bc_actor_step, which reads the frames",
+    return tk_error(TK_EINVAL,
+                    "a policy with cameras (%s%s) acts through bc_actor_step, which reads the frames",
                     p->img[0].key, p->nimg > 1 ? ", ..." : "");
   return 0;
 }
@@ -438,8 +441,10 @@ static int arch_json(const bcPolicy *p, char **out) {
   cJSON *j = cJSON_Parse(*out), *list = cJSON_CreateArray();
   free(*out);
   *out = NULL;
-  if (j && list) cJSON_AddItemToObject(j, "encoders", list);
-  else cJSON_Delete(list);
+  if (j && list)
+    cJSON_AddItemToObject(j, "encoders", list);
+  else
+    cJSON_Delete(list);
   for (int i = 0; j && !rc && i < p->nimg; i++) {
     const bcImage *c = &p->img[i];
     char *es = NULL;
@@ -493,7 +498,8 @@ static int parse_arch(const char *s, nnArch *arch, int *nimg, bcImage *img, cons
   if (!trunk) rc = tk_error(TK_ENOMEM, "out of memory");
   if (!rc && nn_arch_from_json(trunk, arch)) rc = tk_error_wrap(TK_EFORMAT, "%s: attribute 'arch'", path);
   free(trunk);
-  if (!rc && (!cJSON_IsArray(list) || cJSON_GetArraySize(list) < 1 || cJSON_GetArraySize(list) > BC_MAX_IMAGES))
+  if (!rc &&
+      (!cJSON_IsArray(list) || cJSON_GetArraySize(list) < 1 || cJSON_GetArraySize(list) > BC_MAX_IMAGES))
     rc = tk_error(TK_EFORMAT, "%s: attribute 'arch': \"encoders\" must be a list of 1..%d cameras", path,
                   BC_MAX_IMAGES);
   for (int i = 0; !rc && i < cJSON_GetArraySize(list); i++) {
@@ -521,7 +527,8 @@ static int parse_arch(const char *s, nnArch *arch, int *nimg, bcImage *img, cons
     c->crop_h = crop[0];
     c->crop_w = crop[1];
     char *es = cJSON_PrintUnformatted(enc);
-    if (!es) rc = tk_error(TK_ENOMEM, "out of memory");
+    if (!es)
+      rc = tk_error(TK_ENOMEM, "out of memory");
     else if (nn_enc_arch_from_json(es, &c->enc_arch))
       rc = tk_error_wrap(TK_EFORMAT, "%s: attribute 'arch': encoders[%d] ('%s')", path, i, c->key);
     free(es);

@@ -63,7 +63,8 @@ static void usage(FILE *f) {
       "  --obs-noise S          Gaussian noise (std S, in normalized units) on the training observations\n"
       "                         (default 0)\n"
       "  --ema D                rollouts and the saved policy use an exponential moving average of the\n"
-      "                         weights with decay D (default 0 = off, the live weights; with cameras 0.995)\n"
+      "                         weights with decay D (default 0 = off, the live weights; with cameras "
+      "0.995)\n"
       "  --obs-std-floor S      observation normalization: std = max(std, S) (default 0.1)\n"
       "  --seed S               initialization, split and shuffling (default 0)\n"
       "  --threads T            training threads (default: online cores); same seed and threads,\n"
@@ -204,9 +205,10 @@ static int set_render(cliState *c, const char *v) {
 /* Set one option; v NULL for a flag on the command line, else its value ("true"/"false" for a flag). */
 static int set_opt(cliState *c, const optRow *r, const char *v) {
   bcTrainOpts *o = &c->o;
-  o->given |= !strcmp(r->name, "lr") ? BC_GIVEN_LR : !strcmp(r->name, "epochs") ? BC_GIVEN_EPOCHS
-              : !strcmp(r->name, "ema")                                       ? BC_GIVEN_EMA
-                                                                              : 0u;
+  o->given |= !strcmp(r->name, "lr")       ? BC_GIVEN_LR
+              : !strcmp(r->name, "epochs") ? BC_GIVEN_EPOCHS
+              : !strcmp(r->name, "ema")    ? BC_GIVEN_EMA
+                                           : 0u;
   char *field = (char *)o + r->off;
   char flag[48];
   snprintf(flag, sizeof flag, "--%s", r->name); /* our names: short */

@@ -39,7 +39,6 @@
 static double g_seconds = 2.0;
 static int g_repeats = 3;
 
-
 typedef struct {
   double sps_median, sps_best, gflops_median, us_per_step, loss_first, loss_last;
 } runResult;

@@ -14,7 +14,8 @@ static inline int cmp_d(const void *a, const void *b) {
 
 /* Run a command; the value of key= on the first output line that has it (and line_has, if not NULL),
  * that line copied to line_out (if not NULL); < 0 when none. */
-static inline double run_value(const char *cmd, const char *key, const char *line_has, char *line_out, size_t n) {
+static inline double run_value(const char *cmd, const char *key, const char *line_has, char *line_out,
+                               size_t n) {
   FILE *p = popen(cmd, "r");
   if (!p) return -1;
   char line[4096];

@@ -542,7 +542,6 @@ static double var_window(Var *v, double seconds) {
   return steps / t;
 }
 
-
 /* ---------------------------------------------------------------- checks */
 
 typedef struct {

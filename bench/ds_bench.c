@@ -13,7 +13,6 @@
 
 #include "bench_util.h"
 
-
 typedef struct {
   int demos, steps, cams;
 } benchCfg;

@@ -38,7 +38,6 @@
 static double g_seconds = 3.0;
 static int g_repeats = 3;
 
-
 static const char *const g_keys[2] = {"agentview_image", "robot0_eye_in_hand_image"};
 static const char *const g_low[3] = {"robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos"};
 static const int g_low_dims[3] = {3, 4, 2};
@@ -90,10 +89,9 @@ static double train_flops(const bcPolicy *p) {
   return f;
 }
 
-
 /* samples/s of training at `threads`, median and best over the windows */
-static int train(const uint8_t *const *frames, const float *proprio, const float *act, int threads, double *med,
-                 double *best, double *flops) {
+static int train(const uint8_t *const *frames, const float *proprio, const float *act, int threads,
+                 double *med, double *best, double *flops) {
   bcPolicy *p = make_policy(1);
   bcVisionTrainer *vt = p ? bc_vt_make(p, frames, BATCH, threads) : NULL;
   if (!vt) {
@@ -110,14 +108,14 @@ static int train(const uint8_t *const *frames, const float *proprio, const float
   float x[BATCH * PROPRIO], y[BATCH * ACT], loss = 0;
   double sps[64];
   int rc = 0, nr = g_repeats > 64 ? 64 : g_repeats;
-#define STEP()                                                                                        \
-  do {                                                                                                \
-    for (int b = 0; b < BATCH; b++) {                                                                 \
-      rows[b] = (int64_t)tk_rng_below(&r, N_FRAMES);                                                  \
-      memcpy(x + b * PROPRIO, proprio + rows[b] * PROPRIO, sizeof(float) * PROPRIO);                  \
-      memcpy(y + b * ACT, act + rows[b] * ACT, sizeof(float) * ACT);                                  \
-    }                                                                                                 \
-    rc = rc ? rc : bc_vt_step(vt, &o, x, y, rows, BATCH, &r, &loss, NULL);                            \
+#define STEP()                                                                                               \
+  do {                                                                                                       \
+    for (int b = 0; b < BATCH; b++) {                                                                        \
+      rows[b] = (int64_t)tk_rng_below(&r, N_FRAMES);                                                         \
+      memcpy(x + b * PROPRIO, proprio + rows[b] * PROPRIO, sizeof(float) * PROPRIO);                         \
+      memcpy(y + b * ACT, act + rows[b] * ACT, sizeof(float) * ACT);                                         \
+    }                                                                                                        \
+    rc = rc ? rc : bc_vt_step(vt, &o, x, y, rows, BATCH, &r, &loss, NULL);                                   \
   } while (0)
   for (int i = 0; i < 3; i++)
     STEP();
@@ -186,8 +184,8 @@ static int acting(void) {
     }
   }
   if (!rc)
-    printf("act_b1_ms=%.2f\nrender_2cams_ms=%.2f\ncontrol_step_ms=%.2f\n", 1e3 * t_act / n, 1e3 * t_render / n,
-           1e3 * t_step / n);
+    printf("act_b1_ms=%.2f\nrender_2cams_ms=%.2f\ncontrol_step_ms=%.2f\n", 1e3 * t_act / n,
+           1e3 * t_render / n, 1e3 * t_step / n);
   else
     fprintf(stderr, "vision_bench: acting: %s\n", tk_errmsg());
   bc_actor_free(a);
@@ -216,9 +214,10 @@ int main(int argc, char **argv) {
       for (char *s = strtok(argv[++i], ","); s && ntl < 8; s = strtok(NULL, ","))
         tl[ntl++] = atoi(s);
     } else {
-      fprintf(stderr,
-              "usage: %s [--seconds S] [--repeats R] [--threads 1,2] [--no-anchors] [--anchors DIR] [--no-act]\n",
-              argv[0]);
+      fprintf(
+          stderr,
+          "usage: %s [--seconds S] [--repeats R] [--threads 1,2] [--no-anchors] [--anchors DIR] [--no-act]\n",
+          argv[0]);
       return 2;
     }
   }
@@ -248,8 +247,8 @@ int main(int argc, char **argv) {
       fprintf(stderr, "vision_bench: %s\n", tk_errmsg());
       return 1;
     }
-    printf("ours_t%d_samples_per_s=%.1f\nours_t%d_samples_per_s_best=%.1f\nours_t%d_gflops=%.1f\n", tl[i], med,
-           tl[i], best, tl[i], med * flops / 1e9);
+    printf("ours_t%d_samples_per_s=%.1f\nours_t%d_samples_per_s_best=%.1f\nours_t%d_gflops=%.1f\n", tl[i],
+           med, tl[i], best, tl[i], med * flops / 1e9);
     if (i == 0) printf("train_mflop_per_sample=%.1f\n", flops / 1e6);
     fflush(stdout);
     if (med > ours) ours = med;
@@ -266,8 +265,9 @@ int main(int argc, char **argv) {
   }
   double torch_best = 0;
   for (int t = 1; t <= 2; t++) {
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 '%s' --threads %d --batch %d --seconds %g --repeats %d 2>/dev/null",
-             script, t, BATCH, g_seconds, g_repeats);
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 '%s' --threads %d --batch %d --seconds %g --repeats %d 2>/dev/null", script, t,
+             BATCH, g_seconds, g_repeats);
     double v = run_value(cmd, "samples_per_s", NULL, NULL, 0);
     printf("torch_t%d_samples_per_s=%.1f\n", t, v);
     fflush(stdout);
@@ -275,9 +275,10 @@ int main(int argc, char **argv) {
   }
   if (torch_best > 0) printf("ratio_ours_best_over_torch_best=%.2f\n", ours / torch_best);
   if (!no_act) {
-    snprintf(cmd, sizeof cmd,
-             "/usr/bin/python3 '%s' --threads 1 --batch 1 --forward-only --seconds %g --repeats %d 2>/dev/null",
-             script, g_seconds, g_repeats);
+    snprintf(
+        cmd, sizeof cmd,
+        "/usr/bin/python3 '%s' --threads 1 --batch 1 --forward-only --seconds %g --repeats %d 2>/dev/null",
+        script, g_seconds, g_repeats);
     double v = run_value(cmd, "samples_per_s", NULL, NULL, 0);
     if (v > 0) printf("torch_act_b1_ms=%.2f\n", 1e3 / v);
   }

@@ -113,7 +113,8 @@ static void layout(const nnArch *arch, nnNet *net) {
   for (int l = 0; l < net->n_linear; l++) {
     int hidden = l < arch->n_hidden;
     add_row(net, &off, NN_LAYER_LINEAR, l, net->dims[l], net->dims[l + 1]);
-    if (hidden && arch->layer_norm) add_row(net, &off, NN_LAYER_LAYERNORM, l, net->dims[l + 1], net->dims[l + 1]);
+    if (hidden && arch->layer_norm)
+      add_row(net, &off, NN_LAYER_LAYERNORM, l, net->dims[l + 1], net->dims[l + 1]);
     if (hidden) add_row(net, &off, act_kind(arch->activation), l, net->dims[l + 1], net->dims[l + 1]);
   }
   /* fused at plan time: a row whose forward can take them runs a following layernorm, then an activation,
@@ -342,7 +343,8 @@ static int parse_arch(const cJSON *root, nnArch *a) {
 struct cJSON *nn_json_parse(const char *json, const char *what) {
   const char *end = NULL;
   cJSON *root = cJSON_ParseWithOpts(json, &end, 1);
-  if (!root) tk_error(TK_EFORMAT, "%s: invalid JSON near byte %zu", what, end ? (size_t)(end - json) : (size_t)0);
+  if (!root)
+    tk_error(TK_EFORMAT, "%s: invalid JSON near byte %zu", what, end ? (size_t)(end - json) : (size_t)0);
   return root;
 }
 

@@ -66,7 +66,7 @@ extern "C" {
 #define NN_MAX_PARAMS ((int64_t)1 << 26)
 /* weight, bias (+ gain, bias of LayerNorm) per Linear; weight_ih, weight_hh, bias_ih, bias_hh per LSTM */
 #define NN_MAX_TENSORS (4 * NN_MAX_HIDDEN + 2 + 4 * NN_MAX_RNN_LAYERS)
-#define NN_NAME_MAX 32 /* room for an encoder's "spatial_softmax15.weight" */
+#define NN_NAME_MAX 32                   /* room for an encoder's "spatial_softmax15.weight" */
 #define NN_ARCH_FORMAT "demokit.nn_arch" /* "format" key of the JSON form */
 #define NN_ARCH_VERSION 1                /* "version" key of the JSON form */
 
@@ -155,7 +155,7 @@ typedef struct {
 
 typedef struct {
   nnArch arch;
-  int n_rows;                  /* the MLP as rows of the layer table, in forward order */
+  int n_rows; /* the MLP as rows of the layer table, in forward order */
   nnRow rows[NN_MAX_ROWS];
   int n_linear;                /* n_hidden + 1 */
   int dims[NN_MAX_HIDDEN + 2]; /* dims[0] = MLP input (obs_dim, or rnn_hidden after an LSTM),
@@ -179,24 +179,24 @@ typedef struct {
  * max_T steps, the MLP part sized for max_batch * max_T rows). One per thread using the network. */
 typedef struct {
   int max_batch;
-  int out_dim;                /* of the network it was made for (checked on use) */
-  int64_t n_params;           /* of the network it was made for (checked on use) */
-  int batch;                  /* rows of the last forward */
-  int stage;                  /* internal: what the last call computed */
-  const float *x;             /* input of the last forward (borrowed: keep it alive until backward) */
-  float *y[NN_MAX_ROWS];      /* row i's output [B, rows[i].out] (an in-place row's is its input's; the last
-                                 row's is out) */
+  int out_dim;                 /* of the network it was made for (checked on use) */
+  int64_t n_params;            /* of the network it was made for (checked on use) */
+  int batch;                   /* rows of the last forward */
+  int stage;                   /* internal: what the last call computed */
+  const float *x;              /* input of the last forward (borrowed: keep it alive until backward) */
+  float *y[NN_MAX_ROWS];       /* row i's output [B, rows[i].out] (an in-place row's is its input's; the last
+                                  row's is out) */
   float *scratch[NN_MAX_ROWS]; /* row i's own (layernorm: rstd [B]), else NULL */
-  struct nnTeam *team;        /* NULL, or the team nn_step trains plain networks with (nn_work_set_team) */
-  float *h[NN_MAX_HIDDEN];    /* hidden-layer outputs after activation [B, hidden[l]] */
-  float *xhat[NN_MAX_HIDDEN]; /* LayerNorm-normalized pre-activations [B, hidden[l]] (LN only) */
-  float *rstd[NN_MAX_HIDDEN]; /* LayerNorm 1/sqrt(var + eps) per row [B] (LN only) */
-  float *out;                 /* network output [B, out_dim] */
-  float *dout;                /* dLoss/dout [B, out_dim] */
-  float *dbuf[2];             /* backward ping-pong [B, max_width] */
-  float *act;                 /* head: last actions [B, A] */
-  float *eps;                 /* head: last noise [B, A] */
-  float *logp;                /* head: last per-sample log-probs [B] */
+  struct nnTeam *team;         /* NULL, or the team nn_step trains plain networks with (nn_work_set_team) */
+  float *h[NN_MAX_HIDDEN];     /* hidden-layer outputs after activation [B, hidden[l]] */
+  float *xhat[NN_MAX_HIDDEN];  /* LayerNorm-normalized pre-activations [B, hidden[l]] (LN only) */
+  float *rstd[NN_MAX_HIDDEN];  /* LayerNorm 1/sqrt(var + eps) per row [B] (LN only) */
+  float *out;                  /* network output [B, out_dim] */
+  float *dout;                 /* dLoss/dout [B, out_dim] */
+  float *dbuf[2];              /* backward ping-pong [B, max_width] */
+  float *act;                  /* head: last actions [B, A] */
+  float *eps;                  /* head: last noise [B, A] */
+  float *logp;                 /* head: last per-sample log-probs [B] */
   /* recurrent networks only (NULL otherwise). LSTM caches are time-major: step t of sequence b is row
    * t*B + b; the MLP rows are batch-major (b*T + t) */
   int max_T;                       /* steps per sequence at most (1 for a plain network) */
@@ -372,20 +372,17 @@ int nn_run(const nnNet *net, nnWork *w, float *state, const float *x, int B, int
  * table (nn_layer_kind_name / nn_layer.c): its JSON name and fields, the output shape for an input
  * shape, its parameter tensors, forward and backward. Per-sample shapes have any rank (nnShape).
  * Kinds:
- *   conv             torch.nn.Conv2d(C, out, kernel, stride, pad) with bias: weight [out, C, k, k], bias [out]
- *   relu             elementwise max(x, 0), any shape
- *   spatial_softmax  robomimic's SpatialSoftmax: a 1x1 conv C -> out keypoints (weight [out, C, 1, 1],
- *                    bias [out]), softmax over the H*W positions of each keypoint map (temperature 1),
- *                    expected (x, y) with x = linspace(-1, 1, W) over columns, y = linspace(-1, 1, H)
- *                    over rows; output [out, 2] interleaved (x0, y0, x1, y1, ...) as robomimic's
- *                    keypoints (torch_vision_bc_baseline.py concatenates [x0.., y0..] instead: a linear
- *                    layer after it sees its inputs permuted)
- *   flatten          any shape -> [numel] (a view; no work)
- *   linear           torch.nn.Linear(numel(in), out): weight [out, in], bias [out]; input flattened
- * Tensor names: "<kind><i>.weight" / "<kind><i>.bias" with i the layer's position in the list (conv0,
- * conv2, spatial_softmax8, linear9, ...). Initialization as torch's defaults (weights and biases
- * uniform in +-1/sqrt(fan_in), fan_in = in * kh * kw), from tk_rng seeded with seed.
- * Memory as nnNet: parameters, gradients and Adam moments in one block (acting encoders: parameters
+ *   conv             torch.nn.Conv2d(C, out, kernel, stride, pad) with bias: weight [out, C, k, k], bias
+ * [out] relu             elementwise max(x, 0), any shape spatial_softmax  robomimic's SpatialSoftmax: a 1x1
+ * conv C -> out keypoints (weight [out, C, 1, 1], bias [out]), softmax over the H*W positions of each
+ * keypoint map (temperature 1), expected (x, y) with x = linspace(-1, 1, W) over columns, y = linspace(-1, 1,
+ * H) over rows; output [out, 2] interleaved (x0, y0, x1, y1, ...) as robomimic's keypoints
+ * (torch_vision_bc_baseline.py concatenates [x0.., y0..] instead: a linear layer after it sees its inputs
+ * permuted) flatten          any shape -> [numel] (a view; no work) linear torch.nn.Linear(numel(in), out):
+ * weight [out, in], bias [out]; input flattened Tensor names: "<kind><i>.weight" / "<kind><i>.bias" with i
+ * the layer's position in the list (conv0, conv2, spatial_softmax8, linear9, ...). Initialization as torch's
+ * defaults (weights and biases uniform in +-1/sqrt(fan_in), fan_in = in * kh * kw), from tk_rng seeded with
+ * seed. Memory as nnNet: parameters, gradients and Adam moments in one block (acting encoders: parameters
  * only); nn_enc_work_make allocates every activation for up to max_batch images; the convolutions run
  * on oneDNN (its primitives for a batch size are made on the first call with that size and kept in
  * the work: at most NN_ENC_MAX_BATCH_SIZES sizes per work; a call with one more size is refused with
@@ -401,8 +398,8 @@ int nn_run(const nnNet *net, nnWork *w, float *state, const float *x, int B, int
 #define NN_MAX_IMAGE_SIDE 1024 /* image height/width at most */
 
 typedef struct {
-  int ndim;      /* 1..4 */
-  int64_t d[4];  /* per sample (the batch dimension is not included) */
+  int ndim;     /* 1..4 */
+  int64_t d[4]; /* per sample (the batch dimension is not included) */
 } nnShape;
 int64_t nn_shape_numel(const nnShape *s);
 
@@ -469,9 +466,9 @@ nnEnc *nn_enc_make_acting(const nnEncArch *a, uint64_t seed); /* parameters only
 int nn_enc_add_training(nnEnc *e);
 /* Validate and lay out (tensor names, shapes, n_params) without allocating: every pointer NULL. */
 int nn_enc_plan(const nnEncArch *a, nnEnc *plan);
-void nn_enc_free(nnEnc *e); /* NULL-safe */
+void nn_enc_free(nnEnc *e);                                           /* NULL-safe */
 const nnTensor *nn_enc_tensor_find(const nnEnc *e, const char *name); /* NULL if none */
-int nn_enc_copy_params(nnEnc *dst, const nnEnc *src);                   /* same architecture */
+int nn_enc_copy_params(nnEnc *dst, const nnEnc *src);                 /* same architecture */
 
 typedef struct nnEncWork nnEncWork;
 nnEncWork *nn_enc_work_make(const nnEnc *e, int max_batch);

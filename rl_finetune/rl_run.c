@@ -88,8 +88,10 @@ static int load_task_and_actor(rlRun *R) {
   int rc = 0;
   if (o->policy && !(bc = bc_policy_load(o->policy))) rc = tk_error_wrap(TK_EFORMAT, "--policy");
   if (!rc && bc && bc->nimg)
-    rc = tk_error(TK_EINVAL, "%s: the policy reads cameras (%s%s); rl-finetune fine-tunes low-dim policies only "
-                  "for now", o->policy, bc->img[0].key, bc->nimg > 1 ? ", ..." : "");
+    rc = tk_error(TK_EINVAL,
+                  "%s: the policy reads cameras (%s%s); rl-finetune fine-tunes low-dim policies only "
+                  "for now",
+                  o->policy, bc->img[0].key, bc->nimg > 1 ? ", ..." : "");
   const char *task = o->task ? o->task : bc ? bc->task : NULL;
   if (!rc && (!task || !task[0])) rc = tk_error(TK_EINVAL, "no task: pass --task (%s)", cap_task_names());
   capOpts co;

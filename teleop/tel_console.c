@@ -170,7 +170,7 @@ typedef struct {
   bcPolicy *pol;
   bcActor *pol_actor; /* the policy's work and episode state: chunk ensemble, LSTM state (restarted at a
                          takeover) */
-  int takeover;        /* the operator drives this tick */
+  int takeover;       /* the operator drives this tick */
   /* robots */
   capLeader *leader;
   int need_reset; /* a robot fault ended the episode: reset (torque on) only when the operator asks */
