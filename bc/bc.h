@@ -65,6 +65,39 @@ typedef struct {
   nnEnc *enc; /* NULL in a bcImageSpec */
 } bcImage;
 
+/* Diffusion Policy (Chi et al. 2023): the network is a denoiser. Its input is [the last obs_horizon steps'
+ * inputs (each: normalized low-dim keys | cameras' features), oldest first | a noisy chunk of `horizon`
+ * normalized actions from the current step on | a sinusoidal embedding of the noise level (temb)], its
+ * output the noise (MSE: DDPM's epsilon prediction). Training draws a level k of train_steps (squared-cosine
+ * schedule) per sample; acting starts from Gaussian noise (the episode's seeded generator), denoises in
+ * sample_steps DDIM steps (eta 0; or train_steps DDPM steps), clipping the clean estimate to +-clip, and
+ * executes the first `exec` actions before planning again (receding horizon). Stored in arch as
+ * "diffusion": {...} (bc_diff_to_json); the policy's chunk is `horizon`. */
+#define BC_DIFF_MAX_STEPS 1000
+typedef struct {
+  int obs_horizon;  /* observation steps the denoiser reads (default 2) */
+  int horizon;      /* actions it predicts (default 16); 0: not a diffusion policy */
+  int exec;         /* actions executed per plan (default 8) */
+  int train_steps;  /* noise levels (default 100) */
+  int sample_steps; /* DDIM steps when acting (default 16; DDPM uses train_steps) */
+  int ddpm;         /* 1: DDPM ancestral sampling (posterior variance "fixed small"), else DDIM */
+  int temb;         /* noise-level embedding size (even; default 32) */
+  double clip;      /* the clean estimate is clipped to [-clip, clip] (default 1: actions in [-1, 1]) */
+  double abar[BC_DIFF_MAX_STEPS]; /* cumulative alpha of each level (bc_diff_schedule) */
+} bcDiffusion;
+
+void bc_diff_default(bcDiffusion *d); /* the defaults above, horizon 16 (a diffusion policy) */
+/* Sizes in range and the network fitting them: an MSE head without tanh, no LSTM, arch->act_dim a multiple
+ * of horizon, and arch->obs_dim = obs_horizon * (inputs of a step) + arch->act_dim + temb. Fills abar. */
+int bc_diff_validate(bcDiffusion *d, const nnArch *arch);
+/* The network's inputs per observation step (arch->obs_dim without the noisy chunk and the embedding). */
+int bc_diff_step_inputs(const bcDiffusion *d, const nnArch *arch);
+/* The noise-level embedding (temb floats) of level k: sin(k f_j) then cos(k f_j), f_j = 10000^(-j/(h-1)). */
+void bc_diff_embed(int temb, double k, float *out);
+struct cJSON;
+struct cJSON *bc_diff_to_json(const bcDiffusion *d);
+int bc_diff_from_json(const struct cJSON *j, bcDiffusion *d); /* strict: every key, nothing else */
+
 typedef struct {
   nnArch arch; /* the trunk: its input is [normalized low-dim keys | every camera's features] */
   nnNet *net;
@@ -83,6 +116,7 @@ typedef struct {
   int chunk;                     /* actions predicted per step (action chunking, ACT); the network's output
                                     is chunk x act_dim; attr "chunk", absent = 1 */
   char *info;                    /* JSON object text (malloc'd), "{}" when none */
+  bcDiffusion dif;               /* dif.horizon > 0: a diffusion policy (its network the denoiser) */
 } bcPolicy;
 
 /* A policy with identity statistics and a freshly initialized network (seeded) made to train. keys/dims
@@ -94,6 +128,15 @@ bcPolicy *bc_policy_make(const nnArch *arch, int nkeys, const char *const *keys,
  * from seed + 1 + i. nkeys may be 0 when nimg > 0. */
 bcPolicy *bc_policy_make_images(const nnArch *arch, int nkeys, const char *const *keys, const int *dims,
                                 int nimg, const bcImage *img, uint64_t seed);
+/* A diffusion policy: arch is the denoiser's (bc_diff_validate), chunk = d->horizon. */
+bcPolicy *bc_policy_make_diffusion(const nnArch *arch, int nkeys, const char *const *keys, const int *dims,
+                                   int nimg, const bcImage *img, const bcDiffusion *d, uint64_t seed);
+/* One plan of a diffusion policy: hist [obs_horizon, step inputs] (normalized, oldest first) -> out
+ * [horizon, act_dim] normalized actions. The starting noise is x_T (horizon * act_dim floats) if given,
+ * else drawn from rng (DDPM draws every step's noise from rng too). scratch: bc_diff_scratch(p) floats. */
+int bc_diff_plan(const bcPolicy *p, nnWork *w, const float *hist, tkRng *rng, const float *x_T,
+                 float *scratch, float *out);
+int bc_diff_scratch(const bcPolicy *p);
 void bc_policy_free(bcPolicy *p); /* NULL-safe */
 /* Deep copy to act: network parameters included, made to act (no gradients or Adam state). */
 bcPolicy *bc_policy_clone(const bcPolicy *p);
@@ -163,7 +206,9 @@ int bc_policy_model_load(const bcPolicy *p, capOpts *co, capModel **m);
  * acts through it: low-dim, chunked, recurrent, with cameras. */
 typedef struct bcActor bcActor;
 bcActor *bc_actor_make(const bcPolicy *p, const capModel *m); /* NULL with the binding's error */
-void bc_actor_reset(bcActor *a);                              /* at every episode's start */
+/* At every episode's start; seed: the episode's (a diffusion policy's sampling noise comes from it, so an
+ * episode acts the same in any worker and order). */
+void bc_actor_reset(bcActor *a, uint64_t seed);
 /* The action [act_dim] (environment units) for the observation o (a capObs of m's environment). */
 int bc_actor_step(bcActor *a, const void *cap_obs, double *act);
 void bc_actor_free(bcActor *a); /* NULL-safe */
@@ -264,6 +309,8 @@ typedef struct {
                              of the weights with this decay (warm-up: min(ema, (1 + step) / (10 + step))) */
   int chunk;              /* predict this many actions per step (ACT's action chunking; rollouts average
                              the overlapping predictions); default 1 */
+  int diffusion;          /* --head diffusion: a Diffusion Policy with dif's settings (bcDiffusion) */
+  bcDiffusion dif;        /* bc_diff_default's unless set (--obs-horizon, --action-horizon, ...) */
   int crop_h, crop_w;     /* cameras: random crop size in training (0: the frame minus 10%, 84 -> 76) */
   int encoder_width;      /* cameras: conv channels of the encoder (nn_enc_arch_default; default 32) */
   double obs_std_floor;   /* normalization: std = max(std, floor) (default 0.1: dimensions that

@@ -310,7 +310,7 @@ static void *eval_worker(void *arg) {
     int len = 0, success = 0;
     tr.n = 0;
     rc = cap_env_reset(env, seed, &o);
-    bc_actor_reset(actor);
+    bc_actor_reset(actor, seed);
     while (!rc && len < horizon) {
       if ((rc = bc_actor_step(actor, &o, act))) break;
       for (int i = 0; i < s->action_dim; i++)

@@ -9,6 +9,11 @@
 #include "bc.h"
 #include "ds_h5.h"
 
+/* inputs of one observation step: the network's (a diffusion policy's: one of its obs_horizon steps) */
+static int step_inputs(const bcPolicy *p) {
+  return p->dif.horizon > 0 ? bc_diff_step_inputs(&p->dif, &p->arch) : p->arch.obs_dim;
+}
+
 static int set_keys(bcPolicy *p, int nkeys, const char *const *keys, const int *dims) {
   if (nkeys < (p->nimg ? 0 : 1) || nkeys > BC_MAX_KEYS)
     return tk_error(TK_ERANGE, "%d observation keys (%d..%d allowed)", nkeys, p->nimg ? 0 : 1, BC_MAX_KEYS);
@@ -61,7 +66,7 @@ static int set_images(bcPolicy *p, int nimg, const bcImage *img, uint64_t seed, 
     p->feat_dim += nn_enc_out_dim(&c->enc_arch);
   }
   p->nimg = nimg;
-  p->obs_dim = p->arch.obs_dim - p->feat_dim;
+  p->obs_dim = step_inputs(p) - p->feat_dim;
   if (p->obs_dim < 0)
     return tk_error(TK_EINVAL, "the cameras' features (%d) are more than the network's %d inputs",
                     p->feat_dim, p->arch.obs_dim);
@@ -75,15 +80,21 @@ static int set_images(bcPolicy *p, int nimg, const bcImage *img, uint64_t seed, 
 }
 
 /* Everything but the networks: statistics in one allocation, for obs_dim low-dim values (the trunk's
- * input is those and feat_dim features from the cameras). */
-static bcPolicy *policy_alloc(const nnArch *arch, int feat_dim) {
+ * input is those and feat_dim features from the cameras; a diffusion policy's, obs_horizon steps of them,
+ * the noisy actions and the level's embedding). */
+static bcPolicy *policy_alloc(const nnArch *arch, int feat_dim, const bcDiffusion *dif) {
   if (nn_arch_validate(arch)) return NULL;
-  if (feat_dim < 0 || feat_dim > arch->obs_dim) {
-    tk_error(TK_EINVAL, "the cameras' features (%d) are more than the network's %d inputs", feat_dim,
-             arch->obs_dim);
+  bcDiffusion d;
+  if (dif) {
+    d = *dif;
+    if (bc_diff_validate(&d, arch)) return NULL;
+  }
+  const int in = dif ? bc_diff_step_inputs(&d, arch) : arch->obs_dim;
+  if (feat_dim < 0 || feat_dim > in) {
+    tk_error(TK_EINVAL, "the cameras' features (%d) are more than the network's %d inputs", feat_dim, in);
     return NULL;
   }
-  const int obs_dim = arch->obs_dim - feat_dim;
+  const int obs_dim = in - feat_dim;
   bcPolicy *p = calloc(1, sizeof *p);
   float *stats = calloc((size_t)(2 * obs_dim + 2 * arch->act_dim), sizeof(float));
   char *info = strdup("{}");
@@ -109,6 +120,11 @@ static bcPolicy *policy_alloc(const nnArch *arch, int feat_dim) {
   snprintf(p->algo, sizeof p->algo, "bc");
   p->info = info;
   p->chunk = 1;
+  if (dif) {
+    p->dif = d;
+    p->chunk = d.horizon;
+    p->act_dim = arch->act_dim / d.horizon;
+  }
   return p;
 }
 
@@ -138,7 +154,8 @@ static int feat_of(int nimg, const bcImage *img) {
 }
 
 static bcPolicy *policy_make(const nnArch *arch, int nkeys, const char *const *keys, const int *dims,
-                             int nimg, const bcImage *img, uint64_t seed, int trainable) {
+                             int nimg, const bcImage *img, const bcDiffusion *dif, uint64_t seed,
+                             int trainable) {
   if (nimg < 0 || nimg > BC_MAX_IMAGES) {
     tk_error(TK_ERANGE, "%d cameras (at most %d)", nimg, BC_MAX_IMAGES);
     return NULL;
@@ -148,7 +165,7 @@ static bcPolicy *policy_make(const nnArch *arch, int nkeys, const char *const *k
     tk_error_wrap(TK_EINVAL, "camera encoder");
     return NULL;
   }
-  bcPolicy *p = policy_alloc(arch, feat);
+  bcPolicy *p = policy_alloc(arch, feat, dif);
   if (!p) return NULL;
   if (set_images(p, nimg, img, seed, trainable, 0) || set_keys(p, nkeys, keys, dims) ||
       !(p->net = trainable ? nn_net_make(arch, seed) : nn_net_make_acting(arch, seed))) {
@@ -160,12 +177,17 @@ static bcPolicy *policy_make(const nnArch *arch, int nkeys, const char *const *k
 
 bcPolicy *bc_policy_make(const nnArch *arch, int nkeys, const char *const *keys, const int *dims,
                          uint64_t seed) {
-  return policy_make(arch, nkeys, keys, dims, 0, NULL, seed, 1);
+  return policy_make(arch, nkeys, keys, dims, 0, NULL, NULL, seed, 1);
 }
 
 bcPolicy *bc_policy_make_images(const nnArch *arch, int nkeys, const char *const *keys, const int *dims,
                                 int nimg, const bcImage *img, uint64_t seed) {
-  return policy_make(arch, nkeys, keys, dims, nimg, img, seed, 1);
+  return policy_make(arch, nkeys, keys, dims, nimg, img, NULL, seed, 1);
+}
+
+bcPolicy *bc_policy_make_diffusion(const nnArch *arch, int nkeys, const char *const *keys, const int *dims,
+                                   int nimg, const bcImage *img, const bcDiffusion *d, uint64_t seed) {
+  return policy_make(arch, nkeys, keys, dims, nimg, img, d, seed, 1);
 }
 
 void bc_policy_free(bcPolicy *p) {
@@ -182,7 +204,8 @@ bcPolicy *bc_policy_clone(const bcPolicy *p) {
   const char *keys[BC_MAX_KEYS];
   for (int i = 0; i < p->nkeys; i++)
     keys[i] = p->keys[i];
-  bcPolicy *q = policy_make(&p->arch, p->nkeys, keys, p->key_dim, p->nimg, p->img, 0, 0); /* to act */
+  bcPolicy *q = policy_make(&p->arch, p->nkeys, keys, p->key_dim, p->nimg, p->img,
+                            p->dif.horizon > 0 ? &p->dif : NULL, 0, 0); /* to act */
   if (!q) return NULL;
   nn_copy_params(q->net, p->net);
   for (int i = 0; i < p->nimg; i++)
@@ -251,6 +274,8 @@ static int act_rows(const bcPolicy *p, nnWork *w, const float *obs, int B, float
   const int D = p->obs_dim;
   if (p->arch.rnn_layers > 0)
     return tk_error(TK_EINVAL, "a recurrent policy acts one step at a time with its state (bc_policy_step)");
+  if (p->dif.horizon > 0)
+    return tk_error(TK_EINVAL, "a diffusion policy acts one step at a time with its state (bc_policy_step)");
   int rc = refuse_cameras(p);
   if (rc) return rc;
   bc_policy_normalize(p, obs, B, scratch);
@@ -274,6 +299,12 @@ struct bcEnsemble {
   float *rnn;   /* a recurrent policy's LSTM state (nn_rnn_state_size for one row), else NULL */
   int64_t rnn_n;
   int horizon; /* the state goes back to zero every horizon steps, as in training */
+  /* a diffusion policy: the last obs_horizon steps' inputs, the plan being executed, its noise */
+  float *hist;  /* [obs_horizon, step inputs], oldest first */
+  float *plan;  /* [horizon, act_dim] normalized actions */
+  float *dwork; /* bc_diff_scratch */
+  int plan_i;   /* the next action of the plan to execute (exec: plan again) */
+  tkRng rng;
 };
 
 bcEnsemble *bc_ensemble_make(const bcPolicy *p) {
@@ -288,6 +319,17 @@ bcEnsemble *bc_ensemble_make(const bcPolicy *p) {
   e->pred = e->ring + kA * (size_t)p->chunk;
   e->k = p->chunk;
   e->A = p->act_dim;
+  if (p->dif.horizon > 0) {
+    const int hn = p->dif.obs_horizon * step_inputs(p);
+    if (!(e->hist = malloc(sizeof(float) * (size_t)(hn + p->arch.act_dim + bc_diff_scratch(p))))) {
+      bc_ensemble_free(e);
+      tk_error(TK_ENOMEM, "out of memory");
+      return NULL;
+    }
+    e->plan = e->hist + hn;
+    e->dwork = e->plan + p->arch.act_dim;
+    tk_rng_seed(&e->rng, 0);
+  }
   if (p->arch.rnn_layers > 0) {
     e->rnn_n = nn_rnn_state_size(p->net, 1);
     e->horizon = p->arch.rnn_horizon;
@@ -326,8 +368,35 @@ void bc_ensemble_step(bcEnsemble *e, const double *pred, double *act) {
   e->t++;
 }
 
+/* One step of a diffusion policy from this step's inputs x: into the history (the first step fills it),
+ * a new plan when the last one's exec actions are spent, the plan's next action. */
+static int diffusion_step(const bcPolicy *p, nnWork *w, bcEnsemble *e, const float *x, double *act) {
+  const bcDiffusion *d = &p->dif;
+  const int I = step_inputs(p);
+  if (e->t == 0)
+    for (int k = 0; k < d->obs_horizon; k++)
+      memcpy(e->hist + (size_t)k * I, x, sizeof(float) * (size_t)I);
+  else {
+    memmove(e->hist, e->hist + I, sizeof(float) * (size_t)(d->obs_horizon - 1) * I);
+    memcpy(e->hist + (size_t)(d->obs_horizon - 1) * I, x, sizeof(float) * (size_t)I);
+  }
+  if (e->t == 0 || e->plan_i >= d->exec) {
+    int rc = bc_diff_plan(p, w, e->hist, &e->rng, NULL, e->dwork, e->plan);
+    if (rc) return rc;
+    e->plan_i = 0;
+  }
+  to_env(p, e->plan + (size_t)e->plan_i * p->act_dim, act);
+  e->plan_i++;
+  e->t++;
+  return 0;
+}
+
 /* One step from the trunk's input x [arch.obs_dim] (a [arch.act_dim] scratch): every kind of trunk. */
 static int trunk_step(const bcPolicy *p, nnWork *w, bcEnsemble *e, const float *x, float *a, double *act) {
+  if (p->dif.horizon > 0) {
+    if (!e) return tk_error(TK_EINVAL, "a diffusion policy acts with its episode state (bc_actor_step)");
+    return diffusion_step(p, w, e, x, act);
+  }
   if (!e || !bc_policy_has_state(p)) return act_input(p, w, x, 1, a, act, 1);
   if (p->arch.rnn_layers > 0) return rnn_step(p, w, e, x, a, act);
   int rc = act_input(p, w, x, 1, a, e->pred, p->chunk);
@@ -388,7 +457,11 @@ bcActor *bc_actor_make(const bcPolicy *p, const capModel *m) {
   return a;
 }
 
-void bc_actor_reset(bcActor *a) { bc_ensemble_reset(a->e); }
+void bc_actor_reset(bcActor *a, uint64_t seed) {
+  bc_ensemble_reset(a->e);
+  /* the episode's own noise, apart from any other use of its seed */
+  tk_rng_seed(&a->e->rng, seed ^ 0x6469666675736e21ull);
+}
 
 int bc_actor_step(bcActor *a, const void *cap_obs, double *act) {
   const bcPolicy *p = a->p;
@@ -421,6 +494,7 @@ void bc_ensemble_free(bcEnsemble *e) {
   if (!e) return;
   free(e->ring);
   free(e->rnn);
+  free(e->hist);
   free(e);
 }
 
@@ -434,13 +508,23 @@ static char *json_list_str(const bcPolicy *p, int dims) {
   return s;
 }
 
-/* The arch attribute: the trunk's JSON, plus "encoders" for a policy with cameras. */
+/* The arch attribute: the trunk's JSON, plus "encoders" for a policy with cameras and "diffusion" for a
+ * diffusion policy. */
 static int arch_json(const bcPolicy *p, char **out) {
   int rc = nn_arch_to_json(&p->arch, out);
-  if (rc || p->nimg == 0) return rc;
-  cJSON *j = cJSON_Parse(*out), *list = cJSON_CreateArray();
+  if (rc || (p->nimg == 0 && p->dif.horizon == 0)) return rc;
+  cJSON *j = cJSON_Parse(*out), *list = p->nimg ? cJSON_CreateArray() : NULL;
   free(*out);
   *out = NULL;
+  if (j && p->dif.horizon > 0) {
+    cJSON *dj = bc_diff_to_json(&p->dif);
+    if (!dj) {
+      cJSON_Delete(j);
+      cJSON_Delete(list);
+      return tk_error(TK_ENOMEM, "out of memory");
+    }
+    cJSON_AddItemToObject(j, "diffusion", dj);
+  }
   if (j && list)
     cJSON_AddItemToObject(j, "encoders", list);
   else
@@ -463,7 +547,7 @@ static int arch_json(const bcPolicy *p, char **out) {
     cJSON_AddItemToObject(e, "encoder", enc);
     cJSON_AddItemToArray(list, e);
   }
-  if (!rc && j && cJSON_GetArraySize(list) == p->nimg) *out = cJSON_PrintUnformatted(j);
+  if (!rc && j && (p->nimg == 0 || cJSON_GetArraySize(list) == p->nimg)) *out = cJSON_PrintUnformatted(j);
   cJSON_Delete(j);
   if (!rc && !*out) rc = tk_error(TK_ENOMEM, "out of memory");
   return rc;
@@ -482,14 +566,17 @@ static int int_list(const cJSON *a, int n, int lo, int hi, int *v) {
   return 0;
 }
 
-/* The arch attribute back: the trunk (nn_arch_from_json, strict) and the cameras of "encoders" (each
- * entry exactly key, frame, crop, encoder). */
-static int parse_arch(const char *s, nnArch *arch, int *nimg, bcImage *img, const char *path) {
+/* The arch attribute back: the trunk (nn_arch_from_json, strict), the cameras of "encoders" (each entry
+ * exactly key, frame, crop, encoder) and a diffusion policy's "diffusion" (dif->horizon 0 without). */
+static int parse_arch(const char *s, nnArch *arch, int *nimg, bcImage *img, bcDiffusion *dif,
+                      const char *path) {
   *nimg = 0;
+  memset(dif, 0, sizeof *dif);
   cJSON *j = cJSON_Parse(s);
   cJSON *list = j ? cJSON_DetachItemFromObjectCaseSensitive(j, "encoders") : NULL;
+  cJSON *dj = j ? cJSON_DetachItemFromObjectCaseSensitive(j, "diffusion") : NULL;
   int rc = 0;
-  if (!list) { /* a low-dim policy: the attribute as written */
+  if (!list && !dj) { /* a low-dim policy: the attribute as written */
     cJSON_Delete(j);
     return nn_arch_from_json(s, arch) ? tk_error_wrap(TK_EFORMAT, "%s: attribute 'arch'", path) : 0;
   }
@@ -498,6 +585,9 @@ static int parse_arch(const char *s, nnArch *arch, int *nimg, bcImage *img, cons
   if (!trunk) rc = tk_error(TK_ENOMEM, "out of memory");
   if (!rc && nn_arch_from_json(trunk, arch)) rc = tk_error_wrap(TK_EFORMAT, "%s: attribute 'arch'", path);
   free(trunk);
+  if (!rc && dj && bc_diff_from_json(dj, dif)) rc = tk_error_wrap(TK_EFORMAT, "%s: attribute 'arch'", path);
+  cJSON_Delete(dj);
+  if (!list) return rc;
   if (!rc &&
       (!cJSON_IsArray(list) || cJSON_GetArraySize(list) < 1 || cJSON_GetArraySize(list) > BC_MAX_IMAGES))
     rc = tk_error(TK_EFORMAT, "%s: attribute 'arch': \"encoders\" must be a list of 1..%d cameras", path,
@@ -699,6 +789,7 @@ static bcPolicy *load_from(hid_t f, const char *path) {
   int nimg = 0;
   bcImage img[BC_MAX_IMAGES];
   nnEnc plans[BC_MAX_IMAGES];
+  bcDiffusion dif;
   int rc = read_str_attr(f, "format", &fmt, path);
   if (!rc && strcmp(fmt, BC_POLICY_FORMAT))
     rc = tk_error(TK_EFORMAT, "%s: not a policy file (format '%s', expected '%s')", path, fmt,
@@ -709,7 +800,7 @@ static bcPolicy *load_from(hid_t f, const char *path) {
     rc = tk_error(TK_EFORMAT, "%s: policy format version %lld; this build reads version %d", path,
                   (long long)version, BC_POLICY_VERSION);
   if (!rc) rc = read_str_attr(f, "arch", &arch_s, path);
-  if (!rc) rc = parse_arch(arch_s, &arch, &nimg, img, path);
+  if (!rc) rc = parse_arch(arch_s, &arch, &nimg, img, &dif, path);
   if (!rc) rc = read_str_attr(f, "obs_keys", &keys_s, path);
   if (!rc) rc = read_str_attr(f, "obs_dims", &dims_s, path);
   if (!rc) rc = read_str_attr(f, "task", &task, path);
@@ -717,7 +808,8 @@ static bcPolicy *load_from(hid_t f, const char *path) {
   if (!rc && ds_attr_exists(f, "info")) rc = read_str_attr(f, "info", &info, path);
   int feat = rc ? 0 : feat_of(nimg, img);
   if (!rc && feat < 0) rc = tk_error_wrap(TK_EFORMAT, "%s: attribute 'arch': encoders", path);
-  if (!rc && !(p = policy_alloc(&arch, feat))) rc = tk_error_wrap(TK_EFORMAT, "%s: attribute 'arch'", path);
+  if (!rc && !(p = policy_alloc(&arch, feat, dif.horizon > 0 ? &dif : NULL)))
+    rc = tk_error_wrap(TK_EFORMAT, "%s: attribute 'arch'", path);
   if (!rc && set_images(p, nimg, img, 0, 0, 1)) rc = tk_error_wrap(TK_EFORMAT, "%s: attribute 'arch'", path);
   for (int i = 0; !rc && i < nimg; i++)
     if (nn_enc_plan(&p->img[i].enc_arch, &plans[i]))
@@ -728,6 +820,9 @@ static bcPolicy *load_from(hid_t f, const char *path) {
       rc = tk_error(TK_EFORMAT, "%s: attribute 'chunk' (%lld) is not 1..64 dividing the network's %d outputs",
                     path, (long long)k, arch.act_dim);
   }
+  if (!rc && p->dif.horizon > 0 && p->chunk != p->dif.horizon)
+    rc = tk_error(TK_EFORMAT, "%s: attribute 'chunk' (%d) is not the diffusion horizon (%d)", path, p->chunk,
+                  p->dif.horizon);
   if (!rc) {
     int n = 0, dims[BC_MAX_KEYS];
     char keys[BC_MAX_KEYS][BC_KEY_MAX];

@@ -25,6 +25,7 @@ void bc_train_default(bcTrainOpts *o) {
   o->arch.tanh = 1;
   o->obs_std_floor = 0.1;
   o->chunk = 1;
+  bc_diff_default(&o->dif);
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   o->threads = n > 0 ? (int)n : 1;
   o->eval_every = 20;
@@ -212,10 +213,44 @@ static int normalize(bcPolicy *p, dsLoaded *L, const int64_t *rows, int64_t n, d
 typedef struct {
   int k, T;
   const int64_t *last;
+  const int64_t *first;   /* the first row of each row's demo (a diffusion policy's history) */
+  const bcDiffusion *dif; /* a diffusion policy's settings, else NULL */
 } sampling;
 
+/* A diffusion policy's samples: row r's input is [the obs_horizon rows up to r (before the demo's start its
+ * first row repeats) | its chunk of k actions noised to a level drawn from rng | the level's embedding],
+ * its target the noise (DDPM's epsilon). */
+static void gather_diffusion(const dsLoaded *L, const sampling *sm, const int64_t *rows, int n, float *x,
+                             float *y, tkRng *rng) {
+  const bcDiffusion *d = sm->dif;
+  const int D = L->obs_dim, A = L->act_dim, k = sm->k, H = d->obs_horizon, in = H * D + k * A + d->temb;
+  for (int b = 0; b < n; b++) {
+    const int64_t r = rows[b];
+    float *xr = x + (size_t)b * in, *yr = y + (size_t)b * k * A;
+    for (int j = 0; j < H; j++)
+      memcpy(xr + (size_t)j * D, L->obs + TK_MAX(r - (H - 1) + j, sm->first[r]) * D,
+             sizeof(float) * (size_t)D);
+    const int lvl = (int)tk_rng_below(rng, (uint64_t)d->train_steps);
+    const double sa = sqrt(d->abar[lvl]), sb = sqrt(1.0 - d->abar[lvl]);
+    float *xt = xr + (size_t)H * D;
+    for (int c = 0; c < k; c++) {
+      const float *a0 = L->actions + TK_MIN(r + c, sm->last[r]) * A;
+      for (int i = 0; i < A; i++) {
+        const float e = (float)tk_rng_normal(rng);
+        yr[c * A + i] = e;
+        xt[c * A + i] = (float)(sa * a0[i] + sb * e);
+      }
+    }
+    bc_diff_embed(d->temb, lvl, xt + (size_t)k * A);
+  }
+}
+
 static void gather(const dsLoaded *L, const sampling *sm, const int64_t *rows, int n, float *x, float *y,
-                   int64_t *fr) {
+                   int64_t *fr, tkRng *rng) {
+  if (sm->dif) {
+    gather_diffusion(L, sm, rows, n, x, y, rng);
+    return;
+  }
   const int D = L->obs_dim, A = L->act_dim, k = sm->k, T = sm->T;
   for (int b = 0; b < n; b++)
     for (int t = 0; t < T; t++) {
@@ -236,9 +271,11 @@ static double mean_loss(const bcPolicy *p, nnWork *w, bcVisionTrainer *vt, int v
                         const sampling *sm, const int64_t *rows, int64_t n, float *x, float *y, int64_t *fr) {
   double sum = 0;
   const int mb = vt ? vt_batch : w->max_batch;
+  tkRng rng; /* a diffusion policy's noise: the same every time, so that epochs compare */
+  tk_rng_seed(&rng, 12345);
   for (int64_t k = 0; k < n; k += mb) {
     int b = (int)TK_MIN(mb, n - k);
-    gather(L, sm, rows + k, b, x, y, vt ? fr : NULL);
+    gather(L, sm, rows + k, b, x, y, vt ? fr : NULL, &rng);
     float l;
     if (vt                       ? bc_vt_loss(vt, x, y, fr, b, &l)
         : p->arch.rnn_layers > 0 ? nn_seq_loss(p->net, w, x, y, b, sm->T, &l)
@@ -347,10 +384,11 @@ typedef struct {
   uint8_t *role;          /* (L.ndemos) 1 train, 2 valid, 0 neither */
   int64_t *train, *valid; /* rows of L that start training / validation samples (ntrain, nvalid) */
   int64_t ntrain, nvalid;
-  int64_t *last_row; /* (L.n) the last row of each row's demo */
-  sampling sm;       /* chunk and sequence length of a sample */
-  bcPolicy *p;       /* the policy being trained */
-  capModel *model;   /* the task's model for rollouts (can_eval) */
+  int64_t *last_row;  /* (L.n) the last row of each row's demo */
+  int64_t *first_row; /* (L.n) the first (in last_row's allocation) */
+  sampling sm;        /* chunk and sequence length of a sample */
+  bcPolicy *p;        /* the policy being trained */
+  capModel *model;    /* the task's model for rollouts (can_eval) */
   int can_eval;
   int B, threads, rnn; /* batch, training threads, BC-RNN */
   nnTeam *team;        /* MLP: data-parallel training team */
@@ -425,17 +463,30 @@ static int load_data(trainer *t, const bcTrainOpts *o, bcTrainResult *r) {
  * rows (the data normalized in place), the task and control rate it was recorded at. */
 static int build_policy(trainer *t, const bcTrainOpts *o) {
   dsLoaded *L = &t->L;
-  const int K = o->chunk > 0 ? o->chunk : 1; /* bc_policy_set_chunk checks the range */
-  if (!(t->last_row = malloc(sizeof(int64_t) * (size_t)TK_MAX(L->n, 1))))
+  const int K = o->diffusion ? o->dif.horizon : o->chunk > 0 ? o->chunk : 1; /* checked when made */
+  if (!(t->last_row = malloc(sizeof(int64_t) * 2 * (size_t)TK_MAX(L->n, 1))))
     return tk_error(TK_ENOMEM, "out of memory");
+  t->first_row = t->last_row + TK_MAX(L->n, 1);
   for (int d = 0; d < L->ndemos; d++)
-    for (int64_t i = L->demo_start[d]; i < L->demo_start[d + 1]; i++)
+    for (int64_t i = L->demo_start[d]; i < L->demo_start[d + 1]; i++) {
       t->last_row[i] = L->demo_start[d + 1] - 1;
+      t->first_row[i] = L->demo_start[d];
+    }
   nnArch arch = o->arch;
   t->rnn = arch.rnn_layers > 0;
-  t->sm = (sampling){.k = K, .T = t->rnn ? arch.rnn_horizon : 1, .last = t->last_row};
+  t->sm = (sampling){.k = K, .T = t->rnn ? arch.rnn_horizon : 1, .last = t->last_row, .first = t->first_row};
   arch.obs_dim = L->obs_dim;
   arch.act_dim = L->act_dim * K;
+  if (o->diffusion) { /* the denoiser: [obs_horizon steps | noisy chunk | level embedding] -> noise */
+    if (t->img.nkeys) return tk_error(TK_EINVAL, "--head diffusion with camera keys is not supported yet");
+    if (t->rnn || o->chunk > 1)
+      return tk_error(TK_EINVAL,
+                      "--head diffusion predicts its own chunk (--action-horizon): no --rnn or --chunk");
+    if (o->obs_noise > 0) return tk_error(TK_EINVAL, "--head diffusion: --obs-noise is not supported");
+    arch.head = NN_HEAD_MSE;
+    arch.tanh = 0;
+    arch.obs_dim = o->dif.obs_horizon * L->obs_dim + arch.act_dim + o->dif.temb;
+  }
   int dims[BC_MAX_KEYS];
   const char *names[BC_MAX_KEYS];
   for (int i = 0; i < L->nkeys; i++) {
@@ -464,9 +515,12 @@ static int build_policy(trainer *t, const bcTrainOpts *o) {
     if (f < 0) return tk_error_wrap(TK_EINVAL, "%s: encoder for %dx%d crops", c->key, c->crop_h, c->crop_w);
     arch.obs_dim += f;
   }
-  if (!(t->p = bc_policy_make_images(&arch, L->nkeys, names, dims, im->nkeys, img, o->seed)) ||
+  if (!(t->p = o->diffusion
+                   ? bc_policy_make_diffusion(&arch, L->nkeys, names, dims, 0, NULL, &o->dif, o->seed)
+                   : bc_policy_make_images(&arch, L->nkeys, names, dims, im->nkeys, img, o->seed)) ||
       bc_policy_set_chunk(t->p, K))
     return tk_error_wrap(TK_EINVAL, "bc-train");
+  if (o->diffusion) t->sm.dif = &t->p->dif;
   int rc = normalize(t->p, L, t->train, t->ntrain, o->obs_std_floor, o->dataset);
   if (rc) return rc;
   const char *task = ds_env_name(t->f);
@@ -516,7 +570,7 @@ static int alloc_training(trainer *t, const bcTrainOpts *o) {
       (!t->vt && !(t->vw = t->rnn ? nn_work_make_seq(net, vb, T) : nn_work_make(net, vb))))
     return tk_error_wrap(TK_ENOMEM, "bc-train");
   int64_t xb = (int64_t)TK_MAX(t->B, vb) * T;
-  t->x = malloc(sizeof(float) * (size_t)(xb * TK_MAX(1, t->L.obs_dim)));
+  t->x = malloc(sizeof(float) * (size_t)(xb * TK_MAX(TK_MAX(1, t->L.obs_dim), t->p->arch.obs_dim)));
   t->y = malloc(sizeof(float) * (size_t)(xb * t->L.act_dim * K));
   const int64_t np = bc_vt_nparams(t->p);
   t->last_good = malloc(sizeof(float) * (size_t)np);
@@ -542,10 +596,16 @@ static int open_metrics(trainer *t, const char *prefix) {
 static void print_setup(const trainer *t, const bcTrainOpts *o, const bcTrainResult *r) {
   if (o->quiet) return;
   const nnArch *a = &t->p->arch;
-  char rnn_desc[80] = "";
+  char rnn_desc[128] = "";
   if (t->rnn)
     snprintf(rnn_desc, sizeof rnn_desc, ", LSTM %d x %d, sequences of %d", a->rnn_layers, a->rnn_hidden,
              t->sm.T);
+  const bcDiffusion *d = &t->p->dif;
+  if (d->horizon > 0)
+    snprintf(rnn_desc, sizeof rnn_desc,
+             ", diffusion: %d obs steps, %d actions (%d run), %d levels, %s %d steps", d->obs_horizon,
+             d->horizon, d->exec, d->train_steps, d->ddpm ? "ddpm" : "ddim",
+             d->ddpm ? d->train_steps : d->sample_steps);
   printf("bc-train: %s: %d train demos (%lld samples), %d validation demos (%lld samples), %d failures "
          "skipped; obs %d (%d keys), actions %d; %s head, hidden %d layers%s; %d threads\n",
          o->dataset, r->train_demos, (long long)t->ntrain, r->valid_demos, (long long)t->nvalid,
@@ -564,7 +624,7 @@ static void print_setup(const trainer *t, const bcTrainOpts *o, const bcTrainRes
 
 /* The b samples of the epoch's rows k0.. into x and y, with observation noise if asked for. */
 static void next_batch(trainer *t, const bcTrainOpts *o, int64_t k0, int b) {
-  gather(&t->L, &t->sm, t->train + k0, b, t->x, t->y, t->fr);
+  gather(&t->L, &t->sm, t->train + k0, b, t->x, t->y, t->fr, &t->rng);
   if (o->obs_noise > 0)
     for (int64_t i = 0; i < (int64_t)b * t->sm.T * t->L.obs_dim; i++)
       t->x[i] += (float)(o->obs_noise * tk_rng_normal(&t->rng));

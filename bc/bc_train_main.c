@@ -48,9 +48,16 @@ static void usage(FILE *f) {
       "  --hidden W,W,...|none  hidden layer widths (default 1024,1024, robomimic's; none with --rnn)\n"
       "  --activation relu|elu|tanh   (default relu)\n"
       "  --layer-norm           LayerNorm after each hidden layer\n"
-      "  --head mse|gaussian|gmm      output head (default mse with tanh, robomimic's default; gmm has\n"
+      "  --head mse|gaussian|gmm|diffusion  output head (default mse with tanh, robomimic's default; gmm "
+      "has\n"
       "                         5 modes and tanh means, robomimic's choice for human data)\n"
       "  --gmm-modes K          (default 5)\n"
+      "  --head diffusion       Diffusion Policy (Chi et al.): the MLP denoises a chunk of\n"
+      "                         --action-horizon actions (16) conditioned on the last --obs-horizon\n"
+      "                         observations (2); DDPM training over --diffusion-steps noise levels (100,\n"
+      "                         squared cosine); acting samples with --sampler ddim (--sample-steps, 16)\n"
+      "                         or ddpm, seeded per episode, and runs --exec-horizon actions (8) before\n"
+      "                         planning again. Low-dim keys only so far\n"
       "  --chunk K              predict the next K actions at every step (ACT's action chunking; rollouts\n"
       "                         average what the last K predictions say about the current step); default 1\n"
       "  --rnn                  BC-RNN (robomimic's best on human data): an LSTM of 2 layers x 400\n"
@@ -123,6 +130,12 @@ static const optRow opt_rows[] = {
     {"gmm-modes", OPT_INT, F(arch.gmm_modes), 1, NN_MAX_MODES, 0},
     {"valid-frac", OPT_F64, F(valid_frac), 0, 0.9, 0},
     {"chunk", OPT_INT, F(chunk), 1, 64, 0},
+    {"obs-horizon", OPT_INT, F(dif.obs_horizon), 1, 16, 0},
+    {"action-horizon", OPT_INT, F(dif.horizon), 1, 64, 0},
+    {"exec-horizon", OPT_INT, F(dif.exec), 1, 64, 0},
+    {"diffusion-steps", OPT_INT, F(dif.train_steps), 2, BC_DIFF_MAX_STEPS, 0},
+    {"sample-steps", OPT_INT, F(dif.sample_steps), 1, BC_DIFF_MAX_STEPS, 0},
+    {"sampler", OPT_CHOICE, 0, 0, 0, 0},
     {"rnn-layers", OPT_INT, F(arch.rnn_layers), 0, NN_MAX_RNN_LAYERS, 0},
     {"rnn-hidden", OPT_INT, F(arch.rnn_hidden), 1, NN_MAX_DIM, 0},
     {"rnn-horizon", OPT_INT, F(arch.rnn_horizon), 1, NN_MAX_RNN_HORIZON, 0},
@@ -254,14 +267,19 @@ static int set_opt(cliState *c, const optRow *r, const char *v) {
     break;
   case OPT_CHOICE:
     if (!strcmp(r->name, "head")) {
-      if (!strcmp(v, "mse"))
-        o->arch.head = NN_HEAD_MSE, o->arch.tanh = 1;
+      o->diffusion = !strcmp(v, "diffusion");
+      if (!strcmp(v, "mse") || o->diffusion)
+        o->arch.head = NN_HEAD_MSE, o->arch.tanh = !o->diffusion;
       else if (!strcmp(v, "gaussian"))
         o->arch.head = NN_HEAD_GAUSSIAN;
       else if (!strcmp(v, "gmm"))
         o->arch.head = NN_HEAD_GMM, o->arch.tanh = 1;
       else
-        return tk_error(TK_EINVAL, "--head %s: expected mse, gaussian or gmm", v);
+        return tk_error(TK_EINVAL, "--head %s: expected mse, gaussian, gmm or diffusion", v);
+    } else if (!strcmp(r->name, "sampler")) {
+      if (strcmp(v, "ddim") && strcmp(v, "ddpm"))
+        return tk_error(TK_EINVAL, "--sampler %s: expected ddim or ddpm", v);
+      o->dif.ddpm = !strcmp(v, "ddpm");
     } else {
       if (!strcmp(v, "relu"))
         o->arch.activation = NN_RELU;

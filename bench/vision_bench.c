@@ -172,7 +172,7 @@ static int acting(void) {
     rc = cap_env_observe(env, &o);
     t_render += tk_now_s() - t0;
   }
-  bc_actor_reset(a);
+  bc_actor_reset(a, 1);
   for (int i = 0; i < n && !rc; i++) { /* a control step: physics and rendering, then the policy */
     double t0 = tk_now_s();
     rc = cap_env_step(env, act, &st);
@@ -180,7 +180,7 @@ static int acting(void) {
     t_step += tk_now_s() - t0;
     if (!rc && (st.terminated || st.truncated)) {
       rc = cap_env_reset(env, (uint64_t)i + 2, &o);
-      bc_actor_reset(a);
+      bc_actor_reset(a, (uint64_t)i + 2);
     }
   }
   if (!rc)

@@ -66,6 +66,13 @@ bcPolicy *rl_actor_make(const rlOpts *o, const bcPolicy *bc, const capSpec *spec
   const int ppo = !strcmp(o->algo, "ppo");
   if (bc) {
     a = bc->arch;
+    if (bc->dif.horizon > 0) {
+      tk_error(TK_EINVAL,
+               "%s: a diffusion policy (a denoiser) cannot start the actor, a Gaussian policy; fine-tuning "
+               "diffusion policies is not built yet",
+               o->policy);
+      return NULL;
+    }
     if (bc->chunk > 1) {
       tk_error(TK_EINVAL,
                "%s: a chunked policy (%d actions per step) cannot start the actor; train with --chunk 1",

@@ -214,7 +214,7 @@ static int begin_episode(telRun *r) {
   if (rc) return rc;
   r->ep_t0 = tk_now_s();
   r->ep_missed = 0;
-  if (r->pol_actor) bc_actor_reset(r->pol_actor);
+  if (r->pol_actor) bc_actor_reset(r->pol_actor, r->ep_seed);
   r->con.ep_steps = 0;
   r->con.state = TEL_RECORDING;
   if (!o->quiet) printf("recording demo_%lld (seed %llu)\n", (long long)idx, (unsigned long long)r->ep_seed);
@@ -626,7 +626,8 @@ int tel_run(const telOpts *o, telStats *stats) {
       for (int i = 0; i < 6; i++)
         m = fmax(m, fabs(in.motion[i]));
       r.takeover = in.six_dof ? m > 0.05 : in.pad.axis[CAP_AX_LT] > 0.5;
-      if (r.takeover && r.pol_actor) bc_actor_reset(r.pol_actor); /* its chunks were about another path */
+      if (r.takeover && r.pol_actor) /* its chunks (or plan) were about another path */
+        bc_actor_reset(r.pol_actor, r.ep_seed + (uint64_t)r.con.ep_steps);
       if (!r.takeover) {
         if ((rc = policy_action(&r, a))) break;
         r.gripper = a[r.spec->action_dim - 1] > 0 ? 1 : -1; /* a takeover starts from the policy's grip */

@@ -71,6 +71,7 @@ int vw_watch_policy(const char *policy, const char *task, uint64_t seed, const c
   double act[CAP_MAX_ACT] = {0};
   char msg[200] = "";
   if (!rc) rc = cap_env_reset(env, seed, &obs);
+  if (!rc) bc_actor_reset(actor, seed);
   double next = tk_now_s();
   while (!rc && !quit) {
     SDL_Event ev;
@@ -97,7 +98,7 @@ int vw_watch_policy(const char *policy, const char *task, uint64_t seed, const c
         snprintf(msg, sizeof msg, "episode %d: %s after %lld steps (seed %llu)", episodes,
                  st.success ? "success" : "failure", (long long)t, (unsigned long long)(seed + episodes - 1));
         if ((rc = cap_env_reset(env, seed + (uint64_t)episodes, &obs))) break;
-        bc_actor_reset(actor);
+        bc_actor_reset(actor, seed + (uint64_t)episodes);
         t = 0;
       }
       if ((rc = action_strip(A, cols, cap, (int)t, W, STRIP_H, strip, x))) break;

@@ -7,6 +7,7 @@ Needs only h5py and numpy. Copy it anywhere: it does not import demokit.
     python3 policy_forward.py POLICY.h5 OBS OUT         also compute deterministic actions
     python3 policy_forward.py POLICY.h5 OBS OUT KEY=FRAMES.npy ...
                                                         a policy with cameras: each camera's frames
+    python3 policy_forward.py POLICY.h5 OBS OUT NOISE   a diffusion policy: one DDIM plan
 
 OBS is either a .npy array or a raw little-endian float32 file holding observations [B, obs_dim]
 (the policy's obs_keys concatenated in order; a raw file's B is its size / (4 obs_dim)). For a
@@ -15,6 +16,18 @@ OUT receives the actions [B, act_dim] in float64: a .npy file if the name ends i
 raw little-endian float64. For a policy with cameras, OBS holds the low-dim keys only and each camera
 key (arch "encoders") gets KEY=FRAMES.npy, uint8 frames [B, H, W, C] as the camera gives them. On success the last line printed starts with "policy_forward ok"; on a
 malformed file the script prints "policy_forward: <file>: <problem>" to stderr and exits with 1.
+
+A diffusion policy (arch "diffusion": {obs_horizon, horizon, exec, train_steps, sample_steps, sampler,
+temb, clip, schedule "squaredcos_cap_v2", prediction "epsilon"}): OBS holds its obs_horizon raw
+observations (oldest first), NOISE the starting noise x_T [horizon * act_dim] (float32, .npy or raw),
+and OUT receives the plan [horizon, act_dim] in environment units. The network is the denoiser: its
+input is [the normalized observations | x | emb(k)], emb(k) = [sin(k f_j), cos(k f_j)], f_j =
+10000^(-j / (temb/2 - 1)), its output the noise eps. The schedule: f(t) = cos((t + 0.008) / 1.008 pi/2)^2,
+beta_i = min(1 - f((i+1)/T) / f(i/T), 0.999), abar = cumprod(1 - beta) over T = train_steps. DDIM (eta 0)
+with r = T // sample_steps: for s = sample_steps-1 .. 0, k = s r, abar_prev = abar[k - r] (1 when k < r):
+x0 = clip((x - sqrt(1 - abar_k) eps) / sqrt(abar_k)), eps' = (x - sqrt(abar_k) x0) / sqrt(1 - abar_k),
+x = sqrt(abar_prev) x0 + sqrt(1 - abar_prev) eps'; the plan is clip(x), each action mapped through
+act_offset/act_scale. DDPM sampling draws fresh noise at every step, which this reader does not take.
 
 The file layout (bc/bc.h, bc/README.md):
   /                 attrs  format = "demokit.policy", version = 1, arch = network JSON, obs_keys = JSON
@@ -116,6 +129,7 @@ def _check_arch(arch):
             raise PolicyError("arch has no %r" % k)
     arch = dict(arch)
     encoders = _check_encoders(arch.pop("encoders")) if "encoders" in arch else []
+    diffusion = _check_diffusion(arch.pop("diffusion")) if "diffusion" in arch else None
     for k in arch:
         if k not in ARCH_KEYS:  # the C reader refuses unknown keys too: they are typos
             raise PolicyError("arch has an unknown key %r" % k)
@@ -132,6 +146,7 @@ def _check_arch(arch):
         "rnn_hidden": arch.get("rnn_hidden", 400),
         "rnn_horizon": arch.get("rnn_horizon", 10),
         "encoders": encoders,
+        "diffusion": diffusion,
     }
     if not (_int(a["obs_dim"]) and a["obs_dim"] >= 1 and _int(a["act_dim"]) and a["act_dim"] >= 1):
         raise PolicyError("arch obs_dim/act_dim are not sizes")
@@ -146,6 +161,60 @@ def _check_arch(arch):
     if not all(_int(a[k]) and a[k] >= lo for k, lo in (("rnn_layers", 0), ("rnn_hidden", 1), ("rnn_horizon", 1))):
         raise PolicyError("arch rnn_layers/rnn_hidden/rnn_horizon are not sizes")
     return a
+
+
+DIFFUSION_KEYS = ("obs_horizon", "horizon", "exec", "train_steps", "sample_steps", "sampler", "temb", "clip",
+                  "schedule", "prediction")
+
+
+def _check_diffusion(d):
+    if not isinstance(d, dict) or sorted(d) != sorted(DIFFUSION_KEYS):
+        raise PolicyError("arch diffusion must have exactly %s" % ", ".join(DIFFUSION_KEYS))
+    if d["schedule"] != "squaredcos_cap_v2" or d["prediction"] != "epsilon" or d["sampler"] not in ("ddim", "ddpm"):
+        raise PolicyError("arch diffusion: schedule, prediction or sampler unknown")
+    if not all(_int(d[k]) and d[k] >= 1 for k in DIFFUSION_KEYS[:5] + ("temb",)) or d["temb"] % 2 \
+            or d["train_steps"] < 2 or d["sample_steps"] > d["train_steps"] or d["exec"] > d["horizon"]:
+        raise PolicyError("arch diffusion: sizes out of range")
+    if not isinstance(d["clip"], (int, float)) or not d["clip"] > 0:
+        raise PolicyError("arch diffusion: clip is not positive")
+    T = d["train_steps"]
+    f = [math.cos(((i / T) + 0.008) / 1.008 * math.pi / 2) ** 2 for i in range(T + 1)]
+    betas = np.array([min(1 - f[i + 1] / f[i], 0.999) for i in range(T)])
+    d = dict(d)
+    d["abar"] = np.cumprod(1 - betas)
+    return d
+
+
+def embed(temb, k):
+    h = temb // 2
+    f = np.exp(-math.log(10000.0) * np.arange(h) / (h - 1)) if h > 1 else np.ones(1)
+    return np.concatenate([np.sin(k * f), np.cos(k * f)])
+
+
+def diffusion_plan(p, obs, noise):
+    """One DDIM plan [horizon, act_dim] (environment units) from obs_horizon raw observations and the
+    starting noise."""
+    a, d, s = p["arch"], p["arch"]["diffusion"], p["stats"]
+    if d["sampler"] != "ddim":
+        raise PolicyError("ddpm sampling draws fresh noise at every step: only ddim plans are reproduced")
+    if obs.shape[0] != d["obs_horizon"]:
+        raise PolicyError("a diffusion plan reads %d observations, got %d" % (d["obs_horizon"], obs.shape[0]))
+    hist = ((np.asarray(obs, dtype=np.float64) - s["obs_mean"]) / s["obs_std"]).reshape(-1)
+    x = np.asarray(noise, dtype=np.float64).reshape(-1)
+    if x.size != a["act_dim"]:
+        raise PolicyError("the noise has %d values, the plan %d" % (x.size, a["act_dim"]))
+    T, S, c = d["train_steps"], d["sample_steps"], d["clip"]
+    r = T // S
+    for step in range(S - 1, -1, -1):
+        k = step * r
+        ab = d["abar"][k]
+        ap = d["abar"][k - r] if k - r >= 0 else 1.0
+        eps = network_output(p, np.concatenate([hist, x, embed(d["temb"], k)])[None, :])[0]
+        x0 = np.clip((x - math.sqrt(1 - ab) * eps) / math.sqrt(ab), -c, c)
+        e = (x - math.sqrt(ab) * x0) / math.sqrt(1 - ab)
+        x = math.sqrt(ap) * x0 + math.sqrt(1 - ap) * e
+    A = s["act_offset"].shape[0]
+    return s["act_offset"] + s["act_scale"] * np.clip(x, -c, c).reshape(-1, A)
 
 
 MAX_SIDE = 1024  # NN_MAX_IMAGE_SIDE
@@ -321,7 +390,15 @@ def load(path):
         if not all(_int(d) and d >= 1 for d in dims):
             raise PolicyError("obs_dims are not all sizes")
         feat = sum(e["out"] for e in arch["encoders"])
-        if sum(dims) + feat != arch["obs_dim"]:
+        dif = arch["diffusion"]
+        step_in = arch["obs_dim"]  # a diffusion policy: one of its obs_horizon steps
+        if dif:
+            rest = arch["obs_dim"] - arch["act_dim"] - dif["temb"]
+            if rest < 1 or rest % dif["obs_horizon"] or arch["act_dim"] % dif["horizon"]:
+                raise PolicyError("arch diffusion does not fit the network's %d inputs and %d outputs"
+                                  % (arch["obs_dim"], arch["act_dim"]))
+            step_in = rest // dif["obs_horizon"]
+        if sum(dims) + feat != step_in:
             raise PolicyError("observation keys add up to %d values but the network takes %d besides %d features"
                               % (sum(dims), arch["obs_dim"], feat))
         attrs = {"task": _str_attr(f, "task"), "algo": _str_attr(f, "algo")}
@@ -342,7 +419,7 @@ def load(path):
             raise PolicyError("attribute 'chunk' (%r) is not 1..64 dividing the network's %d outputs"
                               % (chunk, arch["act_dim"]))
         attrs["chunk"] = int(chunk)
-        D, A = arch["obs_dim"] - feat, arch["act_dim"] // int(chunk)
+        D, A = step_in - feat, arch["act_dim"] // int(chunk)
         stats = {k: _read(n, "normalization", k, (D,)) for k in ("obs_mean", "obs_std")}
         stats.update({k: _read(n, "normalization", k, (A,)) for k in ("act_offset", "act_scale")})
         for k in ("obs_std", "act_scale"):
@@ -469,7 +546,27 @@ def main(argv):
                                                                   e["crop"][1]) for e in a["encoders"])
     if a["rnn_layers"]:
         summary += " lstm=%dx%d horizon=%d" % (a["rnn_layers"], a["rnn_hidden"], a["rnn_horizon"])
-    if len(argv) >= 4:
+    d = a["diffusion"]
+    if d:
+        summary += " diffusion=%s(%d obs, %d actions, %d levels, %d steps)" % (
+            d["sampler"], d["obs_horizon"], d["horizon"], d["train_steps"], d["sample_steps"])
+    if len(argv) >= 4 and d:
+        try:
+            A = p["stats"]["act_offset"].shape[0]
+            obs = _read_obs(argv[2], (a["obs_dim"] - a["act_dim"] - d["temb"]) // d["obs_horizon"])
+            if len(argv) != 5:
+                raise PolicyError("a diffusion policy needs the starting noise (NOISE)")
+            noise = np.load(argv[4]) if argv[4].endswith(".npy") else np.fromfile(argv[4], dtype="<f4")
+            out = diffusion_plan(p, obs, noise)
+        except (PolicyError, OSError, ValueError) as e:
+            sys.stderr.write("policy_forward: %s\n" % e)
+            return 1
+        if argv[3].endswith(".npy"):
+            np.save(argv[3], out)
+        else:
+            out.astype("<f8").tofile(argv[3])
+        summary += " B=%d A=%d" % (obs.shape[0], A)
+    elif len(argv) >= 4:
         try:
             obs = _read_obs(argv[2], a["obs_dim"] - sum(e["out"] for e in a["encoders"]))
             given = dict(arg.split("=", 1) for arg in argv[4:])

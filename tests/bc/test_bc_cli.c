@@ -744,6 +744,48 @@ Test(bc_cli, chunked_policy_trains_evaluates_and_rl_refuses_it, .timeout = 180) 
   cr_assert_eq(rc, 2, "--chunk 0 is a usage error: %s", err);
 }
 
+/* --head diffusion: the file holds the denoiser and its settings, bc-eval's rollouts are the same with one
+ * worker or two (each episode's noise comes from its seed), rl-finetune refuses it, and settings that do not
+ * fit are refused. */
+Test(bc_cli, diffusion_policy_trains_evaluates_and_rl_refuses_it, .timeout = 240) {
+  const char *d = tt_tmpdir();
+  char data[4200], pol[4200], args[16384];
+  snprintf(data, sizeof data, "%s/lift.h5", d);
+  snprintf(pol, sizeof pol, "%s/dif.h5", d);
+  tt_record(data, "lift", 6, 0.3, 0, NULL);
+  snprintf(args, sizeof args,
+           "%s -o %s --hidden 32,32 --epochs 4 --eval-every 2 --eval-episodes 2 --head diffusion "
+           "--action-horizon 8 --exec-horizon 4 --sample-steps 5 --diffusion-steps 50 --quiet",
+           data, pol);
+  train_ok(d, args);
+  bcPolicy *p = load_policy(pol);
+  cr_expect(p->dif.horizon == 8 && p->dif.exec == 4 && p->dif.sample_steps == 5 && p->dif.train_steps == 50 &&
+            p->dif.obs_horizon == 2 && p->chunk == 8 && p->act_dim == 7);
+  cr_expect_eq(p->arch.obs_dim, 2 * p->obs_dim + 8 * 7 + 32, "the denoiser's inputs");
+  bc_policy_free(p);
+  char *out1, *out2, *err;
+  int rc = run2(d, &out1, &err, "%s %s --episodes 4 --workers 1 --json", eval_bin(), pol);
+  cr_assert_eq(rc, 0, "bc-eval: %s", err);
+  rc = run2(d, &out2, &err, "%s %s --episodes 4 --workers 2 --json", eval_bin(), pol);
+  cr_assert_eq(rc, 0, "bc-eval: %s", err);
+  /* the same returns and lengths, to the last digit printed */
+  const char *r1 = strstr(out1, "\"mean_return\""), *r2 = strstr(out2, "\"mean_return\"");
+  const char *e1 = r1 ? strstr(r1, "\"seed\"") : NULL, *e2 = r2 ? strstr(r2, "\"seed\"") : NULL;
+  cr_assert(e1 && e2, "%s", out1);
+  cr_expect(e1 - r1 == e2 - r2 && !strncmp(r1, r2, (size_t)(e1 - r1)),
+            "one worker and two roll out otherwise:\n%s\n%s", out1, out2);
+  evaluates_and_rl_refuses(d, pol, data, "diffusion policy");
+  const char *bad[][2] = {{"--rnn", "no --rnn or --chunk"},
+                          {"--exec-horizon 20", "exec 20 not in 1..horizon (16)"},
+                          {"--sample-steps 200", "sample_steps 200 not in 1..train_steps (100)"}};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    rc = run2(d, &out1, &err, "%s %s -o %s/x.h5 --head diffusion --epochs 1 %s", train_bin(), data, d,
+              bad[i][0]);
+    cr_expect_eq(rc, 1, "%s: exit %d: %s", bad[i][0], rc, err);
+    cr_expect(strstr(err, bad[i][1]), "%s: %s", bad[i][0], err);
+  }
+}
+
 /* --rnn: BC-RNN. The policy file holds the LSTM (arch rnn_layers/rnn_hidden/rnn_horizon, no MLP layers
  * unless --hidden is given), training on sequences lowers the loss, the same seed gives the same
  * weights, bc-eval rolls it out with its state, and rl-finetune and --chunk refuse it. */
