@@ -68,11 +68,13 @@ typedef struct {
 /* Diffusion Policy (Chi et al. 2023): the network is a denoiser. Its input is [the last obs_horizon steps'
  * inputs (each: normalized low-dim keys | cameras' features), oldest first | a noisy chunk of `horizon`
  * normalized actions from the current step on | a sinusoidal embedding of the noise level (temb)], its
- * output the noise (MSE: DDPM's epsilon prediction). Training draws a level k of train_steps (squared-cosine
- * schedule) per sample; acting starts from Gaussian noise (the episode's seeded generator), denoises in
- * sample_steps DDIM steps (eta 0; or train_steps DDPM steps), clipping the clean estimate to +-clip, and
- * executes the first `exec` actions before planning again (receding horizon). Stored in arch as
- * "diffusion": {...} (bc_diff_to_json); the policy's chunk is `horizon`. */
+ * output the clean chunk ("sample" prediction, the default: an MLP without FiLM conditioning learns it far
+ * more easily than the noise, whose scale varies 70-fold with the level) or the noise ("epsilon"). Training
+ * draws a level k of train_steps (squared-cosine schedule) per sample; acting starts from Gaussian noise (the
+ * episode's seeded generator), denoises in sample_steps DDIM steps (eta 0; or train_steps DDPM steps),
+ * clipping the clean estimate to +-clip, and executes the first `exec` actions before planning again
+ * (receding horizon). Stored in arch as "diffusion": {...} (bc_diff_to_json); the policy's chunk is
+ * `horizon`. */
 #define BC_DIFF_MAX_STEPS 1000
 typedef struct {
   int obs_horizon;  /* observation steps the denoiser reads (default 2) */
@@ -83,6 +85,8 @@ typedef struct {
   int ddpm;         /* 1: DDPM ancestral sampling (posterior variance "fixed small"), else DDIM */
   int temb;         /* noise-level embedding size (even; default 32) */
   double clip;      /* the clean estimate is clipped to [-clip, clip] (default 1: actions in [-1, 1]) */
+  int sample;       /* 1: the network predicts the clean chunk ("sample", the default), 0: the noise
+                       ("epsilon", DDPM's) */
   double abar[BC_DIFF_MAX_STEPS]; /* cumulative alpha of each level (bc_diff_schedule) */
 } bcDiffusion;
 

@@ -19,6 +19,7 @@ void bc_diff_default(bcDiffusion *d) {
   d->ddpm = 0;
   d->temb = 32;
   d->clip = 1.0;
+  d->sample = 1;
 }
 
 /* The squared-cosine schedule (Nichol & Dhariwal; diffusers' "squaredcos_cap_v2"): beta_i = min(1 -
@@ -91,7 +92,7 @@ cJSON *bc_diff_to_json(const bcDiffusion *d) {
            cJSON_AddStringToObject(j, "sampler", d->ddpm ? "ddpm" : "ddim") &&
            cJSON_AddNumberToObject(j, "temb", d->temb) && cJSON_AddNumberToObject(j, "clip", d->clip) &&
            cJSON_AddStringToObject(j, "schedule", SCHEDULE) &&
-           cJSON_AddStringToObject(j, "prediction", "epsilon");
+           cJSON_AddStringToObject(j, "prediction", d->sample ? "sample" : "epsilon");
   if (!ok) {
     cJSON_Delete(j);
     return NULL;
@@ -134,7 +135,7 @@ int bc_diff_from_json(const cJSON *j, bcDiffusion *d) {
   if (!rc) rc = json_str(j, "sampler", "ddim", "ddpm", &d->ddpm);
   int one;
   if (!rc) rc = json_str(j, "schedule", SCHEDULE, NULL, &one);
-  if (!rc) rc = json_str(j, "prediction", "epsilon", NULL, &one);
+  if (!rc) rc = json_str(j, "prediction", "epsilon", "sample", &d->sample);
   const cJSON *c = cJSON_GetObjectItemCaseSensitive(j, "clip");
   if (!rc && !cJSON_IsNumber(c)) rc = tk_error(TK_EFORMAT, "diffusion: \"clip\" is missing or not a number");
   if (!rc) d->clip = c->valuedouble;
@@ -149,6 +150,12 @@ static int denoise(const bcPolicy *p, nnWork *w, float *in, int hist_n, const fl
   memcpy(in + hist_n, x, sizeof(float) * (size_t)n);
   bc_diff_embed(p->dif.temb, k, in + hist_n + n);
   return nn_run(p->net, w, NULL, in, 1, 1, eps);
+}
+
+/* the clean estimate from the network's output o at x (the sample itself, or from the noise), clipped */
+static double clean(const bcDiffusion *d, float x, float o, double sa, double sb) {
+  const double x0 = d->sample ? (double)o : ((double)x - sb * o) / sa;
+  return fmax(-d->clip, fmin(d->clip, x0));
 }
 
 int bc_diff_plan(const bcPolicy *p, nnWork *w, const float *hist, tkRng *rng, const float *x_T,
@@ -171,7 +178,7 @@ int bc_diff_plan(const bcPolicy *p, nnWork *w, const float *hist, tkRng *rng, co
     if (!d->ddpm) { /* DDIM, eta 0: x_prev = sqrt(ap) x0 + sqrt(1 - ap) eps (eps made consistent with the
                        clip) */
       for (int i = 0; i < n; i++) {
-        double x0 = fmax(-d->clip, fmin(d->clip, ((double)x[i] - sb * eps[i]) / sa));
+        double x0 = clean(d, x[i], eps[i], sa, sb);
         double e = ((double)x[i] - sa * x0) / sb;
         x[i] = (float)(sqrt(ap) * x0 + sqrt(1.0 - ap) * e);
       }
@@ -180,7 +187,7 @@ int bc_diff_plan(const bcPolicy *p, nnWork *w, const float *hist, tkRng *rng, co
       const double c0 = sqrt(ap) * cur_b / (1.0 - at), ct = sqrt(cur_a) * (1.0 - ap) / (1.0 - at);
       const double sd = k > 0 ? sqrt(fmax((1.0 - ap) / (1.0 - at) * cur_b, 1e-20)) : 0.0;
       for (int i = 0; i < n; i++) {
-        double x0 = fmax(-d->clip, fmin(d->clip, ((double)x[i] - sb * eps[i]) / sa));
+        double x0 = clean(d, x[i], eps[i], sa, sb);
         x[i] = (float)(c0 * x0 + ct * x[i] + (k > 0 ? sd * tk_rng_normal(rng) : 0.0));
       }
     }

@@ -219,7 +219,7 @@ typedef struct {
 
 /* A diffusion policy's samples: row r's input is [the obs_horizon rows up to r (before the demo's start its
  * first row repeats) | its chunk of k actions noised to a level drawn from rng | the level's embedding],
- * its target the noise (DDPM's epsilon). */
+ * its target the clean chunk ("sample" prediction) or the noise (DDPM's epsilon). */
 static void gather_diffusion(const dsLoaded *L, const sampling *sm, const int64_t *rows, int n, float *x,
                              float *y, tkRng *rng) {
   const bcDiffusion *d = sm->dif;
@@ -237,7 +237,7 @@ static void gather_diffusion(const dsLoaded *L, const sampling *sm, const int64_
       const float *a0 = L->actions + TK_MIN(r + c, sm->last[r]) * A;
       for (int i = 0; i < A; i++) {
         const float e = (float)tk_rng_normal(rng);
-        yr[c * A + i] = e;
+        yr[c * A + i] = d->sample ? a0[i] : e;
         xt[c * A + i] = (float)(sa * a0[i] + sb * e);
       }
     }

@@ -57,7 +57,8 @@ static void usage(FILE *f) {
       "                         observations (2); DDPM training over --diffusion-steps noise levels (100,\n"
       "                         squared cosine); acting samples with --sampler ddim (--sample-steps, 16)\n"
       "                         or ddpm, seeded per episode, and runs --exec-horizon actions (8) before\n"
-      "                         planning again. Low-dim keys only so far\n"
+      "                         planning again; --prediction sample (the clean chunk, the default)\n"
+      "                         or epsilon (the noise). Low-dim keys only so far\n"
       "  --chunk K              predict the next K actions at every step (ACT's action chunking; rollouts\n"
       "                         average what the last K predictions say about the current step); default 1\n"
       "  --rnn                  BC-RNN (robomimic's best on human data): an LSTM of 2 layers x 400\n"
@@ -136,6 +137,7 @@ static const optRow opt_rows[] = {
     {"diffusion-steps", OPT_INT, F(dif.train_steps), 2, BC_DIFF_MAX_STEPS, 0},
     {"sample-steps", OPT_INT, F(dif.sample_steps), 1, BC_DIFF_MAX_STEPS, 0},
     {"sampler", OPT_CHOICE, 0, 0, 0, 0},
+    {"prediction", OPT_CHOICE, 0, 0, 0, 0},
     {"rnn-layers", OPT_INT, F(arch.rnn_layers), 0, NN_MAX_RNN_LAYERS, 0},
     {"rnn-hidden", OPT_INT, F(arch.rnn_hidden), 1, NN_MAX_DIM, 0},
     {"rnn-horizon", OPT_INT, F(arch.rnn_horizon), 1, NN_MAX_RNN_HORIZON, 0},
@@ -276,6 +278,10 @@ static int set_opt(cliState *c, const optRow *r, const char *v) {
         o->arch.head = NN_HEAD_GMM, o->arch.tanh = 1;
       else
         return tk_error(TK_EINVAL, "--head %s: expected mse, gaussian, gmm or diffusion", v);
+    } else if (!strcmp(r->name, "prediction")) {
+      if (strcmp(v, "sample") && strcmp(v, "epsilon"))
+        return tk_error(TK_EINVAL, "--prediction %s: expected sample or epsilon", v);
+      o->dif.sample = !strcmp(v, "sample");
     } else if (!strcmp(r->name, "sampler")) {
       if (strcmp(v, "ddim") && strcmp(v, "ddpm"))
         return tk_error(TK_EINVAL, "--sampler %s: expected ddim or ddpm", v);

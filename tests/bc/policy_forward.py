@@ -18,14 +18,14 @@ key (arch "encoders") gets KEY=FRAMES.npy, uint8 frames [B, H, W, C] as the came
 malformed file the script prints "policy_forward: <file>: <problem>" to stderr and exits with 1.
 
 A diffusion policy (arch "diffusion": {obs_horizon, horizon, exec, train_steps, sample_steps, sampler,
-temb, clip, schedule "squaredcos_cap_v2", prediction "epsilon"}): OBS holds its obs_horizon raw
+temb, clip, schedule "squaredcos_cap_v2", prediction "sample" or "epsilon"}): OBS holds its obs_horizon raw
 observations (oldest first), NOISE the starting noise x_T [horizon * act_dim] (float32, .npy or raw),
 and OUT receives the plan [horizon, act_dim] in environment units. The network is the denoiser: its
 input is [the normalized observations | x | emb(k)], emb(k) = [sin(k f_j), cos(k f_j)], f_j =
-10000^(-j / (temb/2 - 1)), its output the noise eps. The schedule: f(t) = cos((t + 0.008) / 1.008 pi/2)^2,
+10000^(-j / (temb/2 - 1)), its output the clean chunk (prediction "sample") or the noise eps. The schedule: f(t) = cos((t + 0.008) / 1.008 pi/2)^2,
 beta_i = min(1 - f((i+1)/T) / f(i/T), 0.999), abar = cumprod(1 - beta) over T = train_steps. DDIM (eta 0)
 with r = T // sample_steps: for s = sample_steps-1 .. 0, k = s r, abar_prev = abar[k - r] (1 when k < r):
-x0 = clip((x - sqrt(1 - abar_k) eps) / sqrt(abar_k)), eps' = (x - sqrt(abar_k) x0) / sqrt(1 - abar_k),
+x0 = clip(the output) or clip((x - sqrt(1 - abar_k) eps) / sqrt(abar_k)), eps' = (x - sqrt(abar_k) x0) / sqrt(1 - abar_k),
 x = sqrt(abar_prev) x0 + sqrt(1 - abar_prev) eps'; the plan is clip(x), each action mapped through
 act_offset/act_scale. DDPM sampling draws fresh noise at every step, which this reader does not take.
 
@@ -170,7 +170,8 @@ DIFFUSION_KEYS = ("obs_horizon", "horizon", "exec", "train_steps", "sample_steps
 def _check_diffusion(d):
     if not isinstance(d, dict) or sorted(d) != sorted(DIFFUSION_KEYS):
         raise PolicyError("arch diffusion must have exactly %s" % ", ".join(DIFFUSION_KEYS))
-    if d["schedule"] != "squaredcos_cap_v2" or d["prediction"] != "epsilon" or d["sampler"] not in ("ddim", "ddpm"):
+    if d["schedule"] != "squaredcos_cap_v2" or d["prediction"] not in ("epsilon", "sample") \
+            or d["sampler"] not in ("ddim", "ddpm"):
         raise PolicyError("arch diffusion: schedule, prediction or sampler unknown")
     if not all(_int(d[k]) and d[k] >= 1 for k in DIFFUSION_KEYS[:5] + ("temb",)) or d["temb"] % 2 \
             or d["train_steps"] < 2 or d["sample_steps"] > d["train_steps"] or d["exec"] > d["horizon"]:
@@ -210,7 +211,7 @@ def diffusion_plan(p, obs, noise):
         ab = d["abar"][k]
         ap = d["abar"][k - r] if k - r >= 0 else 1.0
         eps = network_output(p, np.concatenate([hist, x, embed(d["temb"], k)])[None, :])[0]
-        x0 = np.clip((x - math.sqrt(1 - ab) * eps) / math.sqrt(ab), -c, c)
+        x0 = np.clip(eps if d["prediction"] == "sample" else (x - math.sqrt(1 - ab) * eps) / math.sqrt(ab), -c, c)
         e = (x - math.sqrt(ab) * x0) / math.sqrt(1 - ab)
         x = math.sqrt(ap) * x0 + math.sqrt(1 - ap) * e
     A = s["act_offset"].shape[0]

@@ -109,15 +109,16 @@ Test(diffusion, schedule_and_embedding_match_their_closed_forms) {
 
 /* The file keeps the settings; the loaded policy plans bit for bit as the one saved; numpy plans the same
  * from the same observations and starting noise within 1e-4. */
-Test(diffusion, round_trip_and_numpy_plan) {
+static void round_trip_plan(int sample) {
   bcPolicy *p = make_diffusion(7, 0);
-  const char *path = tmp_path("dif.h5");
+  p->dif.sample = sample; /* the network predicts the clean chunk, or the noise */
+  const char *path = tmp_path(sample ? "dif_sample.h5" : "dif_eps.h5");
   cr_assert_eq(bc_policy_save(p, path), 0, "%s", tk_errmsg());
   bcPolicy *q = bc_policy_load(path);
   cr_assert(q, "%s", tk_errmsg());
   cr_expect(q->dif.horizon == 6 && q->dif.exec == 3 && q->dif.train_steps == 40 && q->dif.sample_steps == 8 &&
             q->dif.temb == 8 && q->dif.obs_horizon == 2 && !q->dif.ddpm && q->dif.clip == 1.0 &&
-            q->chunk == 6);
+            q->chunk == 6 && q->dif.sample == sample);
   cr_expect_eq(memcmp(q->dif.abar, p->dif.abar, sizeof(double) * 40), 0);
   float obs[2 * OBS], hist[2 * OBS], xT[6 * ACT], plan_p[6 * ACT], plan_q[6 * ACT];
   tkRng r;
@@ -162,12 +163,18 @@ Test(diffusion, round_trip_and_numpy_plan) {
       double env = q->act_offset[i] + q->act_scale[i] * (double)plan_q[c * ACT + i];
       worst = fmax(worst, fabs(env - ref[c * ACT + i]));
     }
-  cr_expect(worst <= 1e-4, "numpy and C plans differ by %g", worst);
+  cr_expect(worst <= 1e-4, "prediction %s: numpy and C plans differ by %g", sample ? "sample" : "epsilon",
+            worst);
   free(scratch);
   nn_work_free(wp);
   nn_work_free(wq);
   bc_policy_free(q);
   bc_policy_free(p);
+}
+
+Test(diffusion, round_trip_and_numpy_plan) {
+  round_trip_plan(1);
+  round_trip_plan(0);
 }
 
 /* The same generator state gives the same plan, another seed another; DDPM plans stay finite and within
@@ -243,6 +250,7 @@ Test(diffusion, malformed_settings_refused) {
     const char *name, *edit, *want;
   } cases[] = {
       {"schedule", "d['schedule'] = 'linear'", "\"schedule\" must be \"squaredcos_cap_v2\""},
+      {"prediction", "d['prediction'] = 'v'", "\"prediction\" must be \"epsilon\" or \"sample\""},
       {"sampler", "d['sampler'] = 'euler'", "\"sampler\" must be \"ddim\" or \"ddpm\""},
       {"missing", "del d['temb']", "must be an object of exactly"},
       {"extra", "d['eta'] = 0", "must be an object of exactly"},
