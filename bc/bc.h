@@ -360,7 +360,9 @@ int bc_train(const bcTrainOpts *o, bcTrainResult *r);
  * trunk (an MLP, chunked or not, or BC-RNN's LSTM) on the calling thread, then one Adam step over every
  * network with the gradient norm taken over all of them (clipping as torch's clip_grad_norm_ over every
  * parameter). A sample is T input rows: T = 1 for an MLP trunk, arch.rnn_horizon for an LSTM (a sequence,
- * row b*T + t; BPTT carries the gradient back into every step's frames). Everything is allocated in
+ * row b*T + t; BPTT carries the gradient back into every step's frames). A diffusion policy's sample is one
+ * trunk row (x [B, arch.obs_dim], whole) of dif.obs_horizon observation steps: rows[b*T + t] is step t's
+ * frame row, and its features fill step t's slot. Everything is allocated in
  * bc_vt_make for batches of up to max_batch samples. */
 typedef struct bcVisionTrainer bcVisionTrainer;
 /* frames[i]: camera i's frames (p->img[i]'s size), row r at frames[i] + r * frame bytes */

@@ -214,6 +214,8 @@ typedef struct {
   int k, T;
   const int64_t *last;
   const int64_t *first;   /* the first row of each row's demo (a diffusion policy's history) */
+  int feat;               /* the cameras' features after each step's low-dim keys (the vision trainer
+                             fills them; a diffusion row leaves them zero) */
   const bcDiffusion *dif; /* a diffusion policy's settings, else NULL */
 } sampling;
 
@@ -221,18 +223,22 @@ typedef struct {
  * first row repeats) | its chunk of k actions noised to a level drawn from rng | the level's embedding],
  * its target the clean chunk ("sample" prediction) or the noise (DDPM's epsilon). */
 static void gather_diffusion(const dsLoaded *L, const sampling *sm, const int64_t *rows, int n, float *x,
-                             float *y, tkRng *rng) {
+                             float *y, int64_t *fr, tkRng *rng) {
   const bcDiffusion *d = sm->dif;
-  const int D = L->obs_dim, A = L->act_dim, k = sm->k, H = d->obs_horizon, in = H * D + k * A + d->temb;
+  const int D = L->obs_dim, I = D + sm->feat, A = L->act_dim, k = sm->k, H = d->obs_horizon;
+  const int in = H * I + k * A + d->temb;
   for (int b = 0; b < n; b++) {
     const int64_t r = rows[b];
     float *xr = x + (size_t)b * in, *yr = y + (size_t)b * k * A;
-    for (int j = 0; j < H; j++)
-      memcpy(xr + (size_t)j * D, L->obs + TK_MAX(r - (H - 1) + j, sm->first[r]) * D,
-             sizeof(float) * (size_t)D);
+    for (int j = 0; j < H; j++) {
+      const int64_t src = TK_MAX(r - (H - 1) + j, sm->first[r]);
+      memcpy(xr + (size_t)j * I, L->obs + src * D, sizeof(float) * (size_t)D);
+      memset(xr + (size_t)j * I + D, 0, sizeof(float) * (size_t)sm->feat);
+      if (fr) fr[(size_t)b * H + j] = src; /* the frame row a camera reads for this step */
+    }
     const int lvl = (int)tk_rng_below(rng, (uint64_t)d->train_steps);
     const double sa = sqrt(d->abar[lvl]), sb = sqrt(1.0 - d->abar[lvl]);
-    float *xt = xr + (size_t)H * D;
+    float *xt = xr + (size_t)H * I;
     for (int c = 0; c < k; c++) {
       const float *a0 = L->actions + TK_MIN(r + c, sm->last[r]) * A;
       for (int i = 0; i < A; i++) {
@@ -248,7 +254,7 @@ static void gather_diffusion(const dsLoaded *L, const sampling *sm, const int64_
 static void gather(const dsLoaded *L, const sampling *sm, const int64_t *rows, int n, float *x, float *y,
                    int64_t *fr, tkRng *rng) {
   if (sm->dif) {
-    gather_diffusion(L, sm, rows, n, x, y, rng);
+    gather_diffusion(L, sm, rows, n, x, y, fr, rng);
     return;
   }
   const int D = L->obs_dim, A = L->act_dim, k = sm->k, T = sm->T;
@@ -478,7 +484,6 @@ static int build_policy(trainer *t, const bcTrainOpts *o) {
   arch.obs_dim = L->obs_dim;
   arch.act_dim = L->act_dim * K;
   if (o->diffusion) { /* the denoiser: [obs_horizon steps | noisy chunk | level embedding] -> noise */
-    if (t->img.nkeys) return tk_error(TK_EINVAL, "--head diffusion with camera keys is not supported yet");
     if (t->rnn || o->chunk > 1)
       return tk_error(TK_EINVAL,
                       "--head diffusion predicts its own chunk (--action-horizon): no --rnn or --chunk");
@@ -513,14 +518,15 @@ static int build_policy(trainer *t, const bcTrainOpts *o) {
     nn_enc_arch_default(&c->enc_arch, c->channels, c->crop_h, c->crop_w, o->encoder_width);
     int f = nn_enc_out_dim(&c->enc_arch);
     if (f < 0) return tk_error_wrap(TK_EINVAL, "%s: encoder for %dx%d crops", c->key, c->crop_h, c->crop_w);
-    arch.obs_dim += f;
+    arch.obs_dim += f * (o->diffusion ? o->dif.obs_horizon : 1); /* diffusion: every observation step */
   }
   if (!(t->p = o->diffusion
-                   ? bc_policy_make_diffusion(&arch, L->nkeys, names, dims, 0, NULL, &o->dif, o->seed)
+                   ? bc_policy_make_diffusion(&arch, L->nkeys, names, dims, im->nkeys, img, &o->dif, o->seed)
                    : bc_policy_make_images(&arch, L->nkeys, names, dims, im->nkeys, img, o->seed)) ||
       bc_policy_set_chunk(t->p, K))
     return tk_error_wrap(TK_EINVAL, "bc-train");
   if (o->diffusion) t->sm.dif = &t->p->dif;
+  t->sm.feat = t->p->feat_dim;
   int rc = normalize(t->p, L, t->train, t->ntrain, o->obs_std_floor, o->dataset);
   if (rc) return rc;
   const char *task = ds_env_name(t->f);
@@ -574,7 +580,7 @@ static int alloc_training(trainer *t, const bcTrainOpts *o) {
   t->y = malloc(sizeof(float) * (size_t)(xb * t->L.act_dim * K));
   const int64_t np = bc_vt_nparams(t->p);
   t->last_good = malloc(sizeof(float) * (size_t)np);
-  t->fr = malloc(sizeof(int64_t) * (size_t)xb);
+  t->fr = malloc(sizeof(int64_t) * (size_t)xb * (size_t)(t->p->dif.horizon > 0 ? t->p->dif.obs_horizon : 1));
   if (!t->x || !t->y || !t->fr || !t->last_good) return tk_error(TK_ENOMEM, "out of memory");
   if (o->ema > 0) {
     if (!(t->ema = malloc(sizeof(float) * 2 * (size_t)np))) return tk_error(TK_ENOMEM, "out of memory");

@@ -18,7 +18,9 @@ struct bcVisionTrainer {
   int chw[BC_MAX_IMAGES];  /* floats of one crop */
   int fdim[BC_MAX_IMAGES]; /* encoder outputs */
   int max_batch, threads;  /* samples */
-  int T, max_rows;         /* input rows a sample has (an LSTM's sequence length, else 1); max_batch * T */
+  int T, max_rows; /* frame rows a sample has (an LSTM's sequence length, a diffusion policy's observation
+                      steps, else 1); max_batch * T */
+  int dif;         /* a diffusion policy: a sample's T frame rows are the steps of one trunk row */
   nnEncWork *ew[VT_MAX_THREADS][BC_MAX_IMAGES];
   float
       *gblk[VT_MAX_THREADS][BC_MAX_IMAGES]; /* gradient blocks of threads 1.. (thread 0: the encoder's own) */
@@ -26,8 +28,8 @@ struct bcVisionTrainer {
   float *feat[BC_MAX_IMAGES];               /* [max_rows, F] */
   float *dfeat[BC_MAX_IMAGES];              /* [max_rows, F] */
   int *oy, *ox;                             /* [BC_MAX_IMAGES * max_rows] crop offsets of this step */
-  float *X, *dX;                            /* the trunk's input and its gradient [max_rows, arch.obs_dim] */
-  nnWork *tw;                               /* the trunk's work */
+  float *X, *dX; /* the trunk's input and its gradient [max_rows, arch.obs_dim] (diffusion: max_batch rows) */
+  nnWork *tw;    /* the trunk's work */
   /* the step the workers run: B input rows */
   const int64_t *rows;
   int B;
@@ -107,7 +109,8 @@ bcVisionTrainer *bc_vt_make(bcPolicy *p, const uint8_t *const *frames, int max_b
   }
   vt->p = p;
   vt->max_batch = max_batch;
-  vt->T = p->arch.rnn_layers > 0 ? p->arch.rnn_horizon : 1;
+  vt->dif = p->dif.horizon > 0;
+  vt->T = p->arch.rnn_layers > 0 ? p->arch.rnn_horizon : vt->dif ? p->dif.obs_horizon : 1;
   vt->max_rows = max_batch * vt->T;
   const int R = vt->max_rows;
   vt->threads = TK_MAX(1, TK_MIN(threads, TK_MIN(VT_MAX_THREADS, R)));
@@ -190,6 +193,15 @@ void bc_vt_free(bcVisionTrainer *vt) {
   free(vt);
 }
 
+/* Where frame row n's camera features go in the trunk's input (or its gradient) base: after its low-dim keys
+ * in its own row, or (diffusion) in observation step n % T of trunk row n / T. */
+static float *feat_slot(const bcVisionTrainer *vt, float *base, int n) {
+  const bcPolicy *p = vt->p;
+  const int I = p->arch.obs_dim;
+  if (!vt->dif) return base + (size_t)n * I + p->obs_dim;
+  return base + (size_t)(n / vt->T) * I + (size_t)(n % vt->T) * (p->obs_dim + p->feat_dim) + p->obs_dim;
+}
+
 /* Crops (random from rng, else centred), the encoders, and the trunk's input X, for B samples (B*T rows). */
 static int forward(bcVisionTrainer *vt, const float *x, const int64_t *rows, int B, tkRng *rng) {
   const bcPolicy *p = vt->p;
@@ -213,10 +225,11 @@ static int forward(bcVisionTrainer *vt, const float *x, const int64_t *rows, int
   int rc = run_job(vt, JOB_FORWARD);
   if (rc) return rc;
   const int D = p->obs_dim, I = p->arch.obs_dim;
+  if (vt->dif) /* x holds whole trunk rows; the cameras' slots get the features */
+    memcpy(vt->X, x, sizeof(float) * (size_t)B * I);
   for (int b = 0; b < N; b++) {
-    float *r = vt->X + (size_t)b * I;
-    memcpy(r, x + (size_t)b * D, sizeof(float) * (size_t)D);
-    r += D;
+    if (!vt->dif) memcpy(vt->X + (size_t)b * I, x + (size_t)b * D, sizeof(float) * (size_t)D);
+    float *r = feat_slot(vt, vt->X, b);
     for (int i = 0; i < p->nimg; i++) {
       memcpy(r, vt->feat[i] + (size_t)b * vt->fdim[i], sizeof(float) * (size_t)vt->fdim[i]);
       r += vt->fdim[i];
@@ -246,9 +259,8 @@ int bc_vt_step(bcVisionTrainer *vt, const nnAdamOpts *o, const float *x, const f
   nn_zero_grad(net);
   if ((rc = trunk_loss(vt, y, B, loss))) return rc;
   if ((rc = nn_backward_out(net, vt->tw, vt->tw->dout, vt->dX, 1))) return rc;
-  const int D = p->obs_dim, I = p->arch.obs_dim;
   for (int b = 0; b < vt->B; b++) {
-    const float *r = vt->dX + (size_t)b * I + D;
+    const float *r = feat_slot(vt, vt->dX, b);
     for (int i = 0; i < p->nimg; i++) {
       memcpy(vt->dfeat[i] + (size_t)b * vt->fdim[i], r, sizeof(float) * (size_t)vt->fdim[i]);
       r += vt->fdim[i];

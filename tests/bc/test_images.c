@@ -302,6 +302,10 @@ Test(images, bc_train_and_bc_eval_with_cameras) {
       {p.cam, "--obs-keys agentview_image,robot0_eye_in_hand_image,robot0_eef_pos",
        "robot0_eye_in_hand_image"},
       {p.cam, "--obs-keys agentview_image,robot0_eef_pos --rnn --rnn-hidden 16 --rnn-horizon 3",
+       "agentview_image"},
+      {p.cam,
+       "--obs-keys agentview_image,robot0_eef_pos --head diffusion --action-horizon 4 --exec-horizon 2 "
+       "--sample-steps 3",
        "agentview_image"}};
   for (size_t i = 0; i < TK_ARRAY_LEN(runs); i++) {
     int rc = run2(p.dir, &out, &err,
@@ -320,6 +324,7 @@ Test(images, bc_train_and_bc_eval_with_cameras) {
       found |= !strcmp(q->img[c].key, runs[i][2]);
     cr_expect(found && q->img[0].crop_h == 76, "%s: the policy's cameras", runs[i][1]);
     cr_expect_eq(q->arch.rnn_layers, strstr(runs[i][1], "--rnn") ? 2 : 0, "%s: the trunk", runs[i][1]);
+    cr_expect_eq(q->dif.horizon, strstr(runs[i][1], "diffusion") ? 4 : 0, "%s: the head", runs[i][1]);
     bc_policy_free(q);
     /* Leak checking off for this child: under the sanitizers LeakSanitizer's stop-the-world tracer once
      * crashed (SIGSEGV inside the tracer at exit, "Tracer caught signal 11") in a bc-eval that had rendered
