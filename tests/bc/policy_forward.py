@@ -551,30 +551,21 @@ def main(argv):
     if d:
         summary += " diffusion=%s(%d obs, %d actions, %d levels, %d steps)" % (
             d["sampler"], d["obs_horizon"], d["horizon"], d["train_steps"], d["sample_steps"])
-    if len(argv) >= 4 and d:
+    if len(argv) >= 4:
         try:
-            A = p["stats"]["act_offset"].shape[0]
-            obs = _read_obs(argv[2], (a["obs_dim"] - a["act_dim"] - d["temb"]) // d["obs_horizon"])
-            if len(argv) != 5:
-                raise PolicyError("a diffusion policy needs the starting noise (NOISE)")
-            noise = np.load(argv[4]) if argv[4].endswith(".npy") else np.fromfile(argv[4], dtype="<f4")
-            out = diffusion_plan(p, obs, noise)
-        except (PolicyError, OSError, ValueError) as e:
-            sys.stderr.write("policy_forward: %s\n" % e)
-            return 1
-        if argv[3].endswith(".npy"):
-            np.save(argv[3], out)
-        else:
-            out.astype("<f8").tofile(argv[3])
-        summary += " B=%d A=%d" % (obs.shape[0], A)
-    elif len(argv) >= 4:
-        try:
-            obs = _read_obs(argv[2], a["obs_dim"] - sum(e["out"] for e in a["encoders"]))
-            given = dict(arg.split("=", 1) for arg in argv[4:])
-            want = [e["key"] for e in a["encoders"]]
-            if sorted(given) != sorted(want):
-                raise PolicyError("cameras given %s, the policy reads %s" % (sorted(given), want))
-            out = act(p, obs, [np.load(given[k]) for k in want])
+            if d:  # one plan from obs_horizon observations and the starting noise
+                obs = _read_obs(argv[2], (a["obs_dim"] - a["act_dim"] - d["temb"]) // d["obs_horizon"])
+                if len(argv) != 5:
+                    raise PolicyError("a diffusion policy needs the starting noise (NOISE)")
+                noise = np.load(argv[4]) if argv[4].endswith(".npy") else np.fromfile(argv[4], dtype="<f4")
+                out = diffusion_plan(p, obs, noise)
+            else:
+                obs = _read_obs(argv[2], a["obs_dim"] - sum(e["out"] for e in a["encoders"]))
+                given = dict(arg.split("=", 1) for arg in argv[4:])
+                want = [e["key"] for e in a["encoders"]]
+                if sorted(given) != sorted(want):
+                    raise PolicyError("cameras given %s, the policy reads %s" % (sorted(given), want))
+                out = act(p, obs, [np.load(given[k]) for k in want])
         except (PolicyError, OSError, ValueError) as e:
             sys.stderr.write("policy_forward: %s\n" % e)
             return 1

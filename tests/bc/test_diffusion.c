@@ -64,14 +64,6 @@ static bcPolicy *make_diffusion(uint64_t seed, int ddpm) {
   return p;
 }
 
-static char *tmp_path(const char *name) {
-  static char buf[8][4096];
-  static int k;
-  char *b = buf[k++ % 8];
-  snprintf(b, 4096, "%s/%s", tt_tmpdir(), name);
-  return b;
-}
-
 Test(diffusion, schedule_and_embedding_match_their_closed_forms) {
   bcDiffusion d;
   bc_diff_default(&d);
@@ -112,7 +104,7 @@ Test(diffusion, schedule_and_embedding_match_their_closed_forms) {
 static void round_trip_plan(int sample) {
   bcPolicy *p = make_diffusion(7, 0);
   p->dif.sample = sample; /* the network predicts the clean chunk, or the noise */
-  const char *path = tmp_path(sample ? "dif_sample.h5" : "dif_eps.h5");
+  const char *path = tt_tmp_path(sample ? "dif_sample.h5" : "dif_eps.h5");
   cr_assert_eq(bc_policy_save(p, path), 0, "%s", tk_errmsg());
   bcPolicy *q = bc_policy_load(path);
   cr_assert(q, "%s", tk_errmsg());
@@ -140,7 +132,8 @@ static void round_trip_plan(int sample) {
     spread = fmax(spread, fabs(plan_q[i] - xT[i]));
   }
   cr_expect(spread > 0.05, "the plan is the noise it started from");
-  const char *ob = tmp_path("dif_obs.bin"), *nz = tmp_path("dif_noise.bin"), *out = tmp_path("dif_out.bin");
+  const char *ob = tt_tmp_path("dif_obs.bin"), *nz = tt_tmp_path("dif_noise.bin"),
+             *out = tt_tmp_path("dif_out.bin");
   FILE *f = fopen(ob, "wb");
   fwrite(obs, sizeof(float), 2 * OBS, f);
   fclose(f);
@@ -243,7 +236,7 @@ Test(diffusion, seeded_sampling_and_receding_horizon) {
 Test(diffusion, malformed_settings_refused) {
   bcPolicy *p = make_diffusion(17, 0);
   char good[4096];
-  snprintf(good, sizeof good, "%s", tmp_path("dif_good.h5"));
+  snprintf(good, sizeof good, "%s", tt_tmp_path("dif_good.h5"));
   cr_assert_eq(bc_policy_save(p, good), 0, "%s", tk_errmsg());
   bc_policy_free(p);
   static const struct {
@@ -263,7 +256,7 @@ Test(diffusion, malformed_settings_refused) {
       {"not_object", "a['diffusion'] = [1]", "must be an object of exactly"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    const char *bad = tmp_path("dif_bad.h5");
+    const char *bad = tt_tmp_path("dif_bad.h5");
     char *out = NULL;
     int rc = tt_run(
         &out,

@@ -73,14 +73,6 @@ static bcPolicy *camera_policy_rnn(uint64_t seed, int width, int rnn_layers) {
 
 static bcPolicy *camera_policy(uint64_t seed, int width) { return camera_policy_rnn(seed, width, 0); }
 
-static char *tmp_path(const char *name) {
-  static char buf[8][4096];
-  static int k;
-  char *b = buf[k++ % 8];
-  snprintf(b, 4096, "%s/%s", tt_tmpdir(), name);
-  return b;
-}
-
 /* an uint8 array as a .npy file */
 static void write_npy_u8(const char *path, const uint8_t *v, int B, int H, int W, int C) {
   FILE *f = fopen(path, "wb");
@@ -103,7 +95,7 @@ static void write_npy_u8(const char *path, const uint8_t *v, int B, int H, int W
 
 Test(vision, round_trip) {
   bcPolicy *p = camera_policy(3, 8);
-  const char *path = tmp_path("vision_rt.h5");
+  const char *path = tt_tmp_path("vision_rt.h5");
   cr_assert_eq(bc_policy_save(p, path), 0, "%s", tk_errmsg());
   bcPolicy *q = bc_policy_load(path);
   cr_assert(q, "%s", tk_errmsg());
@@ -142,22 +134,44 @@ Test(vision, round_trip) {
   bc_policy_free(p);
 }
 
+/* The lift task with the cameras a policy reads, an environment and the policy's actor. */
+typedef struct {
+  capModel *m;
+  capEnv *env;
+  bcActor *a;
+  int ncams; /* cameras the model renders */
+} liftActor;
+
+static void lift_actor_open(const bcPolicy *p, liftActor *la) {
+  capOpts co;
+  cap_opts_default(&co);
+  co.task = "lift";
+  memset(la, 0, sizeof *la);
+  cr_assert_eq(bc_policy_model_load(p, &co, &la->m), 0, "%s", tk_errmsg());
+  la->ncams = co.ncams;
+  cr_assert_eq(cap_env_make(la->m, &la->env), 0, "%s", tk_errmsg());
+  la->a = bc_actor_make(p, la->m);
+  cr_assert(la->a, "%s", tk_errmsg());
+}
+
+static void lift_actor_close(liftActor *la) {
+  bc_actor_free(la->a);
+  cap_env_free(la->env);
+  cap_model_free(la->m);
+}
+
 /* The C actor on frames the lift task rendered against the numpy reader on the same frames (a recurrent
  * policy: the steps of one episode, its state carried between them). */
 static void numpy_forward_check(bcPolicy *p, const char *path) {
   cr_assert_eq(bc_policy_save(p, path), 0, "%s", tk_errmsg());
   bcPolicy *q = bc_policy_load(path);
   cr_assert(q, "%s", tk_errmsg());
-  capOpts co;
-  cap_opts_default(&co);
-  co.task = "lift";
-  capModel *m = NULL;
-  capEnv *env = NULL;
-  cr_assert_eq(bc_policy_model_load(q, &co, &m), 0, "%s", tk_errmsg());
-  cr_expect_eq(co.ncams, 2, "the policy's cameras are rendered");
-  cr_assert_eq(cap_env_make(m, &env), 0, "%s", tk_errmsg());
-  bcActor *a = bc_actor_make(q, m);
-  cr_assert(a, "%s", tk_errmsg());
+  liftActor la;
+  lift_actor_open(q, &la);
+  cr_expect_eq(la.ncams, 2, "the policy's cameras are rendered");
+  capModel *m = la.m;
+  capEnv *env = la.env;
+  bcActor *a = la.a;
   bcBinding b;
   cr_assert_eq(bc_bind(q, m, &b), 0, "%s", tk_errmsg());
   enum { B = 6 };
@@ -181,8 +195,8 @@ static void numpy_forward_check(bcPolicy *p, const char *path) {
   /* the frames differ between steps (the arm moves in both views) */
   cr_expect_neq(memcmp(fr[0], fr[0] + (size_t)(B - 1) * SIDE * SIDE * 3, SIDE * SIDE * 3), 0);
   cr_expect_neq(memcmp(fr[1], fr[1] + (size_t)(B - 1) * SIDE * SIDE * 3, SIDE * SIDE * 3), 0);
-  const char *f0 = tmp_path("vision_f0.npy"), *f1 = tmp_path("vision_f1.npy"),
-             *lo = tmp_path("vision_low.bin"), *out = tmp_path("vision_out.bin");
+  const char *f0 = tt_tmp_path("vision_f0.npy"), *f1 = tt_tmp_path("vision_f1.npy"),
+             *lo = tt_tmp_path("vision_low.bin"), *out = tt_tmp_path("vision_out.bin");
   write_npy_u8(f0, fr[0], B, SIDE, SIDE, 3);
   write_npy_u8(f1, fr[1], B, SIDE, SIDE, 3);
   FILE *f = fopen(lo, "wb");
@@ -213,19 +227,17 @@ static void numpy_forward_check(bcPolicy *p, const char *path) {
   free(txt);
   for (int i = 0; i < 2; i++)
     free(fr[i]);
-  bc_actor_free(a);
-  cap_env_free(env);
-  cap_model_free(m);
+  lift_actor_close(&la);
   bc_policy_free(q);
   bc_policy_free(p);
 }
 
 Test(vision, numpy_forward_matches_on_rendered_frames) {
-  numpy_forward_check(camera_policy(5, 8), tmp_path("vision_np.h5"));
+  numpy_forward_check(camera_policy(5, 8), tt_tmp_path("vision_np.h5"));
 }
 
 Test(vision, numpy_forward_matches_a_recurrent_camera_policy) {
-  numpy_forward_check(camera_policy_rnn(6, 8, 2), tmp_path("vision_np_rnn.h5"));
+  numpy_forward_check(camera_policy_rnn(6, 8, 2), tt_tmp_path("vision_np_rnn.h5"));
 }
 
 /* A policy naming a camera the task does not have, and an environment that does not render the policy's
@@ -266,10 +278,10 @@ Test(vision, missing_cameras_refused_with_both_lists) {
  * problem, before anything of their declared size is allocated. */
 Test(vision, malformed_camera_policies_refused) {
   bcPolicy *p = camera_policy(13, 8);
-  const char *good = tmp_path("vision_good.h5");
+  const char *good = tt_tmp_path("vision_good.h5");
   cr_assert_eq(bc_policy_save(p, good), 0, "%s", tk_errmsg());
   bc_policy_free(p);
-  const char *dir = tmp_path("vision_bad");
+  const char *dir = tt_tmp_path("vision_bad");
   mkdir(dir, 0755);
   /* name, python statements on f (h5py.File in r+), a fragment the message must have */
   static const char *const cases[][3] = {
@@ -325,6 +337,21 @@ Test(vision, malformed_camera_policies_refused) {
     rc = tt_run(&out, "%s %s %s", py(), tt_src("tests/bc/policy_forward.py"), bad);
     cr_expect_eq(rc, 1, "policy_forward.py accepted %s: %s", cases[i][0], out);
     free(out);
+  }
+}
+
+/* One step on one thread and on two: the same encoder gradients within rounding (the threads' blocks are
+ * summed in another order), and not all zero. */
+static void expect_same_encoder_grads(const bcPolicy *a, const bcPolicy *b) {
+  for (int c = 0; c < a->nimg; c++) {
+    const nnEnc *e1 = a->img[c].enc, *e2 = b->img[c].enc;
+    double dmax = 0, gmax = 0;
+    for (int64_t k = 0; k < e1->n_params; k++) {
+      dmax = fmax(dmax, fabs(e1->grads[k] - e2->grads[k]));
+      gmax = fmax(gmax, fabs(e1->grads[k]));
+    }
+    cr_expect(gmax > 0 && dmax <= 1e-4 * gmax,
+              "camera %d, 1 vs 2 threads: gradients differ by %g (largest %g)", c, dmax, gmax);
   }
 }
 
@@ -411,16 +438,7 @@ Test(vision, training_step_learns_from_images_deterministically) {
   cr_expect(final[0] < 0.02, "training loss %g", final[0]);
   /* runs 1 and 2: the same step on 1 and 2 threads gives the same gradients within rounding (the threads'
    * blocks are summed in another order) */
-  for (int c = 0; c < 2; c++) {
-    nnEnc *e1 = pol[1]->img[c].enc, *e2 = pol[2]->img[c].enc;
-    double dmax = 0, gmax = 0;
-    for (int64_t k = 0; k < e1->n_params; k++) {
-      dmax = fmax(dmax, fabs(e1->grads[k] - e2->grads[k]));
-      gmax = fmax(gmax, fabs(e1->grads[k]));
-    }
-    cr_expect(gmax > 0 && dmax <= 1e-4 * gmax,
-              "camera %d, 1 vs 2 threads: gradients differ by %g (largest %g)", c, dmax, gmax);
-  }
+  expect_same_encoder_grads(pol[1], pol[2]);
   double tmax = 0;
   for (int64_t k = 0; k < pol[1]->net->n_params; k++)
     tmax = fmax(tmax, fabs(pol[1]->net->grads[k] - pol[2]->net->grads[k]));
@@ -519,16 +537,7 @@ Test(vision, recurrent_camera_policy_remembers_what_it_saw) {
   printf("recurrent camera policy: held-out loss %.4g after 400 steps (without memory: >= %.4g)\n", loss_end,
          0.75 * 0.64 / 7);
   cr_expect(loss_end < 0.02, "held-out loss %g (without memory: >= %g)", loss_end, 0.75 * 0.64 / 7);
-  for (int c = 0; c < 2; c++) {
-    nnEnc *e1 = pol[1]->img[c].enc, *e2 = pol[2]->img[c].enc;
-    double dmax = 0, gmax = 0;
-    for (int64_t k = 0; k < e1->n_params; k++) {
-      dmax = fmax(dmax, fabs(e1->grads[k] - e2->grads[k]));
-      gmax = fmax(gmax, fabs(e1->grads[k]));
-    }
-    cr_expect(gmax > 0 && dmax <= 1e-4 * gmax,
-              "camera %d, 1 vs 2 threads: gradients differ by %g (largest %g)", c, dmax, gmax);
-  }
+  expect_same_encoder_grads(pol[1], pol[2]);
   for (int run = 0; run < 3; run++)
     bc_policy_free(pol[run]);
   free(fr);
@@ -625,27 +634,14 @@ Test(vision, diffusion_camera_policy_assembles_its_steps) {
     cr_assert_eq(bc_vt_step(vt, &o, x, y, rows, Bs, NULL, &loss, &gn), 0, "%s", tk_errmsg());
     bc_vt_free(vt);
   }
-  for (int c = 0; c < 2; c++) {
-    nnEnc *e1 = pol[1]->img[c].enc, *e2 = pol[2]->img[c].enc;
-    double dmax = 0, gmax = 0;
-    for (int64_t k = 0; k < e1->n_params; k++) {
-      dmax = fmax(dmax, fabs(e1->grads[k] - e2->grads[k]));
-      gmax = fmax(gmax, fabs(e1->grads[k]));
-    }
-    cr_expect(gmax > 0 && dmax <= 1e-4 * gmax, "camera %d: gradients %g apart (largest %g)", c, dmax, gmax);
-  }
+  expect_same_encoder_grads(pol[1], pol[2]);
   /* the actor plans from what lift renders, the same seed the same actions */
   bcPolicy *p = pol[0];
   snprintf(p->task, sizeof p->task, "lift");
-  capOpts co;
-  cap_opts_default(&co);
-  co.task = "lift";
-  capModel *m = NULL;
-  capEnv *env = NULL;
-  cr_assert_eq(bc_policy_model_load(p, &co, &m), 0, "%s", tk_errmsg());
-  cr_assert_eq(cap_env_make(m, &env), 0, "%s", tk_errmsg());
-  bcActor *ac = bc_actor_make(p, m);
-  cr_assert(ac, "%s", tk_errmsg());
+  liftActor la;
+  lift_actor_open(p, &la);
+  capEnv *env = la.env;
+  bcActor *ac = la.a;
   double act[2][5][7];
   for (int round = 0; round < 2; round++) {
     capObs ob;
@@ -659,9 +655,7 @@ Test(vision, diffusion_camera_policy_assembles_its_steps) {
     }
   }
   cr_expect_eq(memcmp(act[0], act[1], sizeof act[0]), 0, "the same episode seed acted otherwise");
-  bc_actor_free(ac);
-  cap_env_free(env);
-  cap_model_free(m);
+  lift_actor_close(&la);
   for (int run = 0; run < 3; run++)
     bc_policy_free(pol[run]);
   free(x);

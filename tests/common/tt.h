@@ -22,6 +22,15 @@ static inline const char *tt_tmpdir(void) {
   return buf;
 }
 
+/* A file name in a fresh temporary directory (tt_tmpdir); the last 8 names stay valid. */
+static inline char *tt_tmp_path(const char *name) {
+  static _Thread_local char buf[8][4096];
+  static _Thread_local int k;
+  char *b = buf[k++ % 8];
+  snprintf(b, 4096, "%s/%s", tt_tmpdir(), name);
+  return b;
+}
+
 /* Path of a file under the build or source tree (env DK_BUILD / DK_SRC set by meson). */
 static inline const char *tt_build(const char *rel) {
   static _Thread_local char buf[2][4096];
