@@ -163,16 +163,20 @@ int bc_policy_act_chunk(const bcPolicy *p, nnWork *w, const float *obs, int B, f
 /* Make p predict k actions per step: its network's output (arch.act_dim) must be k times the action size.
  * A recurrent policy (arch.rnn_layers > 0) predicts one. */
 int bc_policy_set_chunk(bcPolicy *p, int k);
-/* Whether acting needs an episode's state (a bcEnsemble): chunked and recurrent policies do. */
+/* Whether acting needs an episode's state (a bcEnsemble): chunked, recurrent and diffusion policies do. */
 int bc_policy_has_state(const bcPolicy *p);
 
 /* An episode's acting state. For a chunked policy, temporal ensembling (ACT): the action for step t is
  * the mean of what the predictions made at steps t-k+1..t said about step t. For a recurrent policy, its
  * LSTM state, back to zero every arch.rnn_horizon steps (robomimic's BC-RNN rollouts; training sequences
- * are that long). Reset it at every episode. */
+ * are that long). For a diffusion policy, its observation history, the plan being run and the sampling
+ * noise's generator. Reset it at every episode. */
 typedef struct bcEnsemble bcEnsemble;
 bcEnsemble *bc_ensemble_make(const bcPolicy *p);
 void bc_ensemble_reset(bcEnsemble *e);
+/* The same, and a diffusion policy's sampling noise from seed (the episode's: the episode then acts the same
+ * in any worker and order; bc_ensemble_reset keeps the generator running). */
+void bc_ensemble_reset_seed(bcEnsemble *e, uint64_t seed);
 /* pred: this step's chunk [chunk, act_dim]; act: the action to take now [act_dim]. */
 void bc_ensemble_step(bcEnsemble *e, const double *pred, double *act);
 void bc_ensemble_free(bcEnsemble *e);
@@ -347,7 +351,14 @@ typedef struct {
 void bc_train_default(bcTrainOpts *o);
 /* Defaults that differ for a policy with cameras, chosen by measurement on lift (docs/results.md):
  * unless the user set them (bcTrainOpts.given), these replace lr, epochs and ema. */
-enum { BC_GIVEN_LR = 1, BC_GIVEN_EPOCHS = 2, BC_GIVEN_EMA = 4 };
+enum {
+  BC_GIVEN_LR = 1,
+  BC_GIVEN_EPOCHS = 2,
+  BC_GIVEN_EMA = 4,
+  BC_GIVEN_EXEC = 8,          /* --exec-horizon (else at most the action horizon) */
+  BC_GIVEN_SAMPLE_STEPS = 16, /* --sample-steps (else at most --diffusion-steps) */
+  BC_GIVEN_DIFFUSION = 32     /* any diffusion setting (they need --head diffusion) */
+};
 #define BC_CAMERA_LR 3e-4
 #define BC_CAMERA_EPOCHS 300
 #define BC_CAMERA_EMA 0.995
@@ -368,9 +379,10 @@ typedef struct bcVisionTrainer bcVisionTrainer;
 /* frames[i]: camera i's frames (p->img[i]'s size), row r at frames[i] + r * frame bytes */
 bcVisionTrainer *bc_vt_make(bcPolicy *p, const uint8_t *const *frames, int max_batch, int threads);
 void bc_vt_free(bcVisionTrainer *vt);
-/* One training step on B samples: x [B*T, obs_dim] the normalized low-dim inputs, y [B*T, arch.act_dim]
- * the targets, rows[b*T + t] the frame row of input row b*T + t. Crops are drawn from rng (one per input
- * row and camera). Asking for the gradient norm refuses non-finite gradients (nonzero: nothing updated). */
+/* One training step on B samples: x [B*T, obs_dim] the normalized low-dim inputs (diffusion: [B,
+ * arch.obs_dim] whole rows), y [B*T, arch.act_dim] the targets (diffusion: [B, arch.act_dim]), rows[b*T + t]
+ * the frame row of input row b*T + t. Crops are drawn from rng (one per input row and camera). Asking for the
+ * gradient norm refuses non-finite gradients (nonzero: nothing updated). */
 int bc_vt_step(bcVisionTrainer *vt, const nnAdamOpts *o, const float *x, const float *y, const int64_t *rows,
                int B, tkRng *rng, float *loss, double *grad_norm);
 /* The loss on B samples (B*T rows, as bc_vt_step) with centre crops, nothing updated. */

@@ -141,7 +141,9 @@ int bc_policy_set_chunk(bcPolicy *p, int k) {
 
 int bc_policy_scratch(const bcPolicy *p) { return p->arch.obs_dim + p->arch.act_dim; }
 
-int bc_policy_has_state(const bcPolicy *p) { return p->chunk > 1 || p->arch.rnn_layers > 0; }
+int bc_policy_has_state(const bcPolicy *p) {
+  return p->chunk > 1 || p->arch.rnn_layers > 0 || p->dif.horizon > 0;
+}
 
 static int feat_of(int nimg, const bcImage *img) {
   int f = 0;
@@ -344,6 +346,11 @@ bcEnsemble *bc_ensemble_make(const bcPolicy *p) {
 
 void bc_ensemble_reset(bcEnsemble *e) { e->t = 0; }
 
+void bc_ensemble_reset_seed(bcEnsemble *e, uint64_t seed) {
+  e->t = 0;
+  tk_rng_seed(&e->rng, seed ^ 0x6469666675736e21ull); /* the episode's own noise, apart from other uses */
+}
+
 /* One step of a recurrent policy from the trunk's input x: its LSTM state starts from zero every horizon
  * steps (robomimic's BC-RNN rollouts), as every training sequence did. a [arch.act_dim] is scratch. */
 static int rnn_step(const bcPolicy *p, nnWork *w, bcEnsemble *e, const float *x, float *a, double *act) {
@@ -457,11 +464,7 @@ bcActor *bc_actor_make(const bcPolicy *p, const capModel *m) {
   return a;
 }
 
-void bc_actor_reset(bcActor *a, uint64_t seed) {
-  bc_ensemble_reset(a->e);
-  /* the episode's own noise, apart from any other use of its seed */
-  tk_rng_seed(&a->e->rng, seed ^ 0x6469666675736e21ull);
-}
+void bc_actor_reset(bcActor *a, uint64_t seed) { bc_ensemble_reset_seed(a->e, seed); }
 
 int bc_actor_step(bcActor *a, const void *cap_obs, double *act) {
   const bcPolicy *p = a->p;

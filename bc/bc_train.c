@@ -483,7 +483,8 @@ static int build_policy(trainer *t, const bcTrainOpts *o) {
   t->sm = (sampling){.k = K, .T = t->rnn ? arch.rnn_horizon : 1, .last = t->last_row, .first = t->first_row};
   arch.obs_dim = L->obs_dim;
   arch.act_dim = L->act_dim * K;
-  if (o->diffusion) { /* the denoiser: [obs_horizon steps | noisy chunk | level embedding] -> noise */
+  if (o->diffusion) { /* the denoiser: [obs_horizon steps | noisy chunk | level embedding] -> clean chunk or
+                         noise */
     if (t->rnn || o->chunk > 1)
       return tk_error(TK_EINVAL,
                       "--head diffusion predicts its own chunk (--action-horizon): no --rnn or --chunk");

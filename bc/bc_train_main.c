@@ -58,7 +58,7 @@ static void usage(FILE *f) {
       "                         squared cosine); acting samples with --sampler ddim (--sample-steps, 16)\n"
       "                         or ddpm, seeded per episode, and runs --exec-horizon actions (8) before\n"
       "                         planning again; --prediction sample (the clean chunk, the default)\n"
-      "                         or epsilon (the noise). Low-dim keys only so far\n"
+      "                         or epsilon (the noise); with camera keys too\n"
       "  --chunk K              predict the next K actions at every step (ACT's action chunking; rollouts\n"
       "                         average what the last K predictions say about the current step); default 1\n"
       "  --rnn                  BC-RNN (robomimic's best on human data): an LSTM of 2 layers x 400\n"
@@ -224,6 +224,11 @@ static int set_opt(cliState *c, const optRow *r, const char *v) {
               : !strcmp(r->name, "epochs") ? BC_GIVEN_EPOCHS
               : !strcmp(r->name, "ema")    ? BC_GIVEN_EMA
                                            : 0u;
+  if (r->off >= offsetof(bcTrainOpts, dif) && r->off < offsetof(bcTrainOpts, dif) + sizeof(bcDiffusion))
+    o->given |= BC_GIVEN_DIFFUSION;
+  if (!strcmp(r->name, "sampler") || !strcmp(r->name, "prediction")) o->given |= BC_GIVEN_DIFFUSION;
+  if (!strcmp(r->name, "exec-horizon")) o->given |= BC_GIVEN_EXEC;
+  if (!strcmp(r->name, "sample-steps")) o->given |= BC_GIVEN_SAMPLE_STEPS;
   char *field = (char *)o + r->off;
   char flag[48];
   snprintf(flag, sizeof flag, "--%s", r->name); /* our names: short */
@@ -436,6 +441,17 @@ static int cli(cliState *cs, int argc, char **argv) {
   }
   cs->o.dataset = dataset;
   if (cs->o.arch.rnn_layers > 0 && !cs->hidden_given) cs->o.arch.n_hidden = 0;
+  if ((cs->o.given & BC_GIVEN_DIFFUSION) && !cs->o.diffusion) {
+    fprintf(stderr, "bc-train: the diffusion settings (--obs-horizon, --action-horizon, --exec-horizon, "
+                    "--diffusion-steps, --sample-steps, --sampler, --prediction) need --head diffusion\n");
+    return 2;
+  }
+  /* settings left at their defaults follow the ones given: at most the action horizon run per plan, at
+   * most --diffusion-steps sampling steps */
+  bcDiffusion *d = &cs->o.dif;
+  if (!(cs->o.given & BC_GIVEN_EXEC) && d->exec > d->horizon) d->exec = d->horizon;
+  if (!(cs->o.given & BC_GIVEN_SAMPLE_STEPS) && d->sample_steps > d->train_steps)
+    d->sample_steps = d->train_steps;
   double open_timeout;
   if (tk_env_f64("DK_OPEN_TIMEOUT", 0, 1e6, 30, &open_timeout)) {
     tk_die_msg("bc-train");

@@ -367,22 +367,26 @@ int nn_step(nnNet *net, nnWork *w, const nnAdamOpts *o, const float *x, const fl
 int nn_run(const nnNet *net, nnWork *w, float *state, const float *x, int B, int T, float *act);
 
 /* ---- image encoders: layers as rows of a table ------------------------------------------------- */
+/* clang-format off */
 /* An encoder maps a batch of images x [B, C, H, W] (float32, NCHW: torch's layout, values as given:
  * the caller normalizes) to features [B, F] through a list of layers. Each layer kind is one row of a
  * table (nn_layer_kind_name / nn_layer.c): its JSON name and fields, the output shape for an input
  * shape, its parameter tensors, forward and backward. Per-sample shapes have any rank (nnShape).
  * Kinds:
- *   conv             torch.nn.Conv2d(C, out, kernel, stride, pad) with bias: weight [out, C, k, k], bias
- * [out] relu             elementwise max(x, 0), any shape spatial_softmax  robomimic's SpatialSoftmax: a 1x1
- * conv C -> out keypoints (weight [out, C, 1, 1], bias [out]), softmax over the H*W positions of each
- * keypoint map (temperature 1), expected (x, y) with x = linspace(-1, 1, W) over columns, y = linspace(-1, 1,
- * H) over rows; output [out, 2] interleaved (x0, y0, x1, y1, ...) as robomimic's keypoints
- * (torch_vision_bc_baseline.py concatenates [x0.., y0..] instead: a linear layer after it sees its inputs
- * permuted) flatten          any shape -> [numel] (a view; no work) linear torch.nn.Linear(numel(in), out):
- * weight [out, in], bias [out]; input flattened Tensor names: "<kind><i>.weight" / "<kind><i>.bias" with i
- * the layer's position in the list (conv0, conv2, spatial_softmax8, linear9, ...). Initialization as torch's
- * defaults (weights and biases uniform in +-1/sqrt(fan_in), fan_in = in * kh * kw), from tk_rng seeded with
- * seed. Memory as nnNet: parameters, gradients and Adam moments in one block (acting encoders: parameters
+ *   conv             torch.nn.Conv2d(C, out, kernel, stride, pad) with bias: weight [out, C, k, k], bias [out]
+ *   relu             elementwise max(x, 0), any shape
+ *   spatial_softmax  robomimic's SpatialSoftmax: a 1x1 conv C -> out keypoints (weight [out, C, 1, 1],
+ *                    bias [out]), softmax over the H*W positions of each keypoint map (temperature 1),
+ *                    expected (x, y) with x = linspace(-1, 1, W) over columns, y = linspace(-1, 1, H)
+ *                    over rows; output [out, 2] interleaved (x0, y0, x1, y1, ...) as robomimic's
+ *                    keypoints (torch_vision_bc_baseline.py concatenates [x0.., y0..] instead: a linear
+ *                    layer after it sees its inputs permuted)
+ *   flatten          any shape -> [numel] (a view; no work)
+ *   linear           torch.nn.Linear(numel(in), out): weight [out, in], bias [out]; input flattened
+ * Tensor names: "<kind><i>.weight" / "<kind><i>.bias" with i the layer's position in the list (conv0,
+ * conv2, spatial_softmax8, linear9, ...). Initialization as torch's defaults (weights and biases
+ * uniform in +-1/sqrt(fan_in), fan_in = in * kh * kw), from tk_rng seeded with seed.
+ * Memory as nnNet: parameters, gradients and Adam moments in one block (acting encoders: parameters
  * only); nn_enc_work_make allocates every activation for up to max_batch images; the convolutions run
  * on oneDNN (its primitives for a batch size are made on the first call with that size and kept in
  * the work: at most NN_ENC_MAX_BATCH_SIZES sizes per work; a call with one more size is refused with
@@ -392,6 +396,7 @@ int nn_run(const nnNet *net, nnWork *w, float *state, const float *x, int B, int
  * fixed order. Parameters stay in torch's layouts; activations between convolutions are kept in the
  * layout oneDNN chose.
  * Same seed, data and batch split -> bit-identical results. */
+/* clang-format on */
 #define NN_MAX_ENC_LAYERS 16
 #define NN_MAX_ENC_TENSORS (2 * NN_MAX_ENC_LAYERS)
 #define NN_ENC_MAX_BATCH_SIZES 4

@@ -173,11 +173,13 @@ def _check_diffusion(d):
     if d["schedule"] != "squaredcos_cap_v2" or d["prediction"] not in ("epsilon", "sample") \
             or d["sampler"] not in ("ddim", "ddpm"):
         raise PolicyError("arch diffusion: schedule, prediction or sampler unknown")
-    if not all(_int(d[k]) and d[k] >= 1 for k in DIFFUSION_KEYS[:5] + ("temb",)) or d["temb"] % 2 \
+    # the C loader's bounds, checked before anything is sized by them
+    limits = {"obs_horizon": 16, "horizon": 64, "exec": 64, "train_steps": 1000, "sample_steps": 1000, "temb": 1024}
+    if not all(_int(d[k]) and 1 <= d[k] <= hi for k, hi in limits.items()) or d["temb"] % 2 \
             or d["train_steps"] < 2 or d["sample_steps"] > d["train_steps"] or d["exec"] > d["horizon"]:
         raise PolicyError("arch diffusion: sizes out of range")
-    if not isinstance(d["clip"], (int, float)) or not d["clip"] > 0:
-        raise PolicyError("arch diffusion: clip is not positive")
+    if isinstance(d["clip"], bool) or not isinstance(d["clip"], (int, float)) or not 0 < d["clip"] <= 1e6:
+        raise PolicyError("arch diffusion: clip is not in (0, 1e6]")
     T = d["train_steps"]
     f = [math.cos(((i / T) + 0.008) / 1.008 * math.pi / 2) ** 2 for i in range(T + 1)]
     betas = np.array([min(1 - f[i + 1] / f[i], 0.999) for i in range(T)])
@@ -393,6 +395,8 @@ def load(path):
         feat = sum(e["out"] for e in arch["encoders"])
         dif = arch["diffusion"]
         step_in = arch["obs_dim"]  # a diffusion policy: one of its obs_horizon steps
+        if dif and (arch["head"] != "mse" or arch["tanh"] or arch["rnn_layers"]):
+            raise PolicyError("diffusion: the denoiser must be an MLP with an MSE head without tanh")
         if dif:
             rest = arch["obs_dim"] - arch["act_dim"] - dif["temb"]
             if rest < 1 or rest % dif["obs_horizon"] or arch["act_dim"] % dif["horizon"]:
@@ -415,7 +419,7 @@ def load(path):
         if "normalization" not in f:
             raise PolicyError("group /normalization is missing")
         n = f["normalization"]
-        chunk = f.attrs.get("chunk", 1)
+        chunk = f.attrs.get("chunk", dif["horizon"] if dif else 1)
         if not isinstance(chunk, (int, np.integer)) or not 1 <= int(chunk) <= 64 or arch["act_dim"] % int(chunk):
             raise PolicyError("attribute 'chunk' (%r) is not 1..64 dividing the network's %d outputs"
                               % (chunk, arch["act_dim"]))
@@ -553,6 +557,8 @@ def main(argv):
             d["sampler"], d["obs_horizon"], d["horizon"], d["train_steps"], d["sample_steps"])
     if len(argv) >= 4:
         try:
+            if d and a["encoders"]:
+                raise PolicyError("a diffusion plan with cameras is not reproduced here (low-dim policies only)")
             if d:  # one plan from obs_horizon observations and the starting noise
                 obs = _read_obs(argv[2], (a["obs_dim"] - a["act_dim"] - d["temb"]) // d["obs_horizon"])
                 if len(argv) != 5:

@@ -775,6 +775,21 @@ Test(bc_cli, diffusion_policy_trains_evaluates_and_rl_refuses_it, .timeout = 240
   cr_expect(e1 - r1 == e2 - r2 && !strncmp(r1, r2, (size_t)(e1 - r1)),
             "one worker and two roll out otherwise:\n%s\n%s", out1, out2);
   evaluates_and_rl_refuses(d, pol, data, "diffusion policy");
+  /* settings left at their defaults follow the ones given: 4 actions run at most 4 per plan */
+  snprintf(args, sizeof args,
+           "%s -o %s/h4.h5 --hidden 16 --epochs 1 --eval-every 0 --head diffusion --action-horizon 4 "
+           "--diffusion-steps 10 --quiet",
+           data, d);
+  train_ok(d, args);
+  snprintf(args, sizeof args, "%s/h4.h5", d);
+  p = load_policy(args);
+  cr_expect(p->dif.horizon == 4 && p->dif.exec == 4 && p->dif.train_steps == 10 && p->dif.sample_steps == 10,
+            "exec %d, sample_steps %d", p->dif.exec, p->dif.sample_steps);
+  bc_policy_free(p);
+  /* diffusion settings without the head: a usage error, not silently ignored */
+  rc = run2(d, &out1, &err, "%s %s -o %s/x.h5 --action-horizon 4", train_bin(), data, d);
+  cr_expect_eq(rc, 2, "exit %d: %s", rc, err);
+  cr_expect(strstr(err, "need --head diffusion"), "%s", err);
   const char *bad[][2] = {{"--rnn", "no --rnn or --chunk"},
                           {"--exec-horizon 20", "exec 20 not in 1..horizon (16)"},
                           {"--sample-steps 200", "sample_steps 200 not in 1..train_steps (100)"}};

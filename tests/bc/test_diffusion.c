@@ -226,6 +226,17 @@ Test(diffusion, seeded_sampling_and_receding_horizon) {
                 "step %d action %d: not the plan's", t, i);
   cr_expect(memcmp(act[3], act[0], sizeof act[0]) != 0 && memcmp(act[6], act[3], sizeof act[0]) != 0,
             "no new plan after exec steps");
+  /* an episode reset with its seed acts the same whatever ran before */
+  double again[2][3][ACT];
+  for (int round = 0; round < 2; round++) {
+    bc_ensemble_reset_seed(e, 77);
+    for (int t = 0; t < 3; t++)
+      cr_assert_eq(bc_policy_step(p, w, e, obs, sc, again[round][t]), 0, "%s", tk_errmsg());
+    if (!round) /* more steps in between: the generator moves on */
+      for (int t = 0; t < 5; t++)
+        cr_assert_eq(bc_policy_step(p, w, e, obs, sc, act[0]), 0);
+  }
+  cr_expect_eq(memcmp(again[0], again[1], sizeof again[0]), 0, "the same episode seed acted otherwise");
   free(scratch);
   bc_ensemble_free(e);
   nn_work_free(w);
