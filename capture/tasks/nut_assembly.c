@@ -19,6 +19,11 @@
 #define HOVER 0.08     /* m: the hand comes down from this high above the handle */
 #define GRASP_DZ 0.003 /* m: grip_site this far above the nut's middle: fingertips 3 mm above the table */
 #define CLEAR 0.012    /* m: the nut's bottom this far above the peg's top before it moves sideways */
+/* the hand turns at most this fast (0.25 rad a step): turning faster, the hand's orientation lagged more
+ * than the environment lets its target lead (0.5 rad), the target was rebuilt from the lagging, tilted hand,
+ * and the tilt stayed (a pad has no roll or pitch to take it out): a nut held 0.1 rad tilted does not go
+ * over the peg */
+#define YAW_RATE 0.5
 /* the nut goes down over the peg's top as its hole's centre comes within 2 * ALIGN_XY of the peg's axis
  * (all the way down within ALIGN_XY) and it turns square to the peg (within ALIGN_YAW) */
 #define ALIGN_XY 0.003
@@ -115,18 +120,22 @@ static double grip_yaw(const capEnv *e) {
   return atan2(R[3], R[0]);
 }
 
-/* The turn (rad, about world z) that is err modulo period, within half a turn, that leaves the last wrist
- * joint nearest the middle of its range: with the hand pointing down, turning the hand by d about world z
- * turns that joint by about -d. The nearest turn every time wound the wrist onto its stop after a
- * regrasp or two. */
+/* The turn (rad, about world z) that is err modulo period, within half a turn, that keeps the last wrist
+ * joint nearest the middle of its range, counting each radian of turning half as much: with the hand
+ * pointing down, turning the hand by d about world z turns that joint by about -d. The nearest turn every
+ * time wound the wrist onto its stop after a regrasp or two; the wrist's term alone does not change as
+ * the hand turns, so two turns it rated alike swapped from step to step, and the hand shook in place. */
 static double turn(const capEnv *e, double err, double period) {
   const capModel *cm = e->cm;
   double q = e->d->qpos[cm->arm_qadr[CAP_ARM_DOF - 1]];
-  double mid = 0.5 * (cm->arm_lo[CAP_ARM_DOF - 1] + cm->arm_hi[CAP_ARM_DOF - 1]);
-  double best = wrap(err, period);
+  q -= 0.5 * (cm->arm_lo[CAP_ARM_DOF - 1] + cm->arm_hi[CAP_ARM_DOF - 1]);
+  double best = 0, cost = INFINITY;
   for (int k = -2; k <= 2; k++) {
-    double d = wrap(err, period) + k * period;
-    if (fabs(d) <= M_PI && fabs(q - d - mid) < fabs(q - best - mid)) best = d;
+    double d = wrap(err, period) + k * period, c = fabs(q - d) + 0.5 * fabs(d);
+    if (fabs(d) <= M_PI && c < cost) {
+      best = d;
+      cost = c;
+    }
   }
   return best;
 }
@@ -137,8 +146,8 @@ static double turn(const capEnv *e, double err, double period) {
  * over the top as the hole lines up with the peg's axis (the peg's rounded top edges guide a hole a few
  * millimetres off onto it), slowly near the top; let go once the nut is 6 mm down the peg: it slides
  * down to the base on its own (holding on, shaky hands jammed it half way down), straight up. The
- * wrist turns the way that keeps its last joint nearest mid-range. A nut that did not come along,
- * slipped out, or did not end on the peg's base is grasped again. A misjudging operator aims 7-10 cm
+ * wrist turns at most YAW_RATE, the way that keeps its last joint nearest mid-range. A nut that did not come
+ * along, slipped out, or did not end on the peg's base is grasped again. A misjudging operator aims 7-10 cm
  * beside the peg. */
 static void expert(capExpert *x, const capEnv *e, const double eef[3], const double goal[3],
                    const double nut[3], double *a) {
@@ -153,7 +162,7 @@ static void expert(capExpert *x, const capEnv *e, const double eef[3], const dou
       tgt[1] += x->grasp_off[1];
     }
     double yerr = turn(e, yaw - grip_yaw(e), M_PI); /* the handle lies across the pads either way round */
-    a[5] = cap_clampd(yerr * 3, -1, 1);
+    a[5] = cap_clampd(yerr * 3, -YAW_RATE, YAW_RATE);
     if (x->ph == PH_APPROACH) {
       double xy = cap_expert_dist(eef, tgt, 2);
       double s = cap_clampd((xy - 0.005) / 0.03, 0, 1);
@@ -184,7 +193,7 @@ static void expert(capExpert *x, const capEnv *e, const double eef[3], const dou
   double bottom = nut[2] - NUT_HALF_H, top = tz + PEG_H;
   if (x->ph == PH_CARRY) {
     a[6] = 1;
-    a[5] = cap_clampd(-yerr * 3, -1, 1);
+    a[5] = cap_clampd(-yerr * 3, -YAW_RATE, YAW_RATE);
     /* down over the top as it lines up; once the nut is on the peg, on down whatever the reading */
     double s = cap_clampd((dxy - ALIGN_XY) / ALIGN_XY, 0, 1);
     s = fmax(s, cap_clampd((fabs(yerr) - ALIGN_YAW) / ALIGN_YAW, 0, 1));
