@@ -166,7 +166,7 @@ static void expert(capExpert *x, const capEnv *e, const double eef[3], const dou
     if (x->ph == PH_APPROACH) {
       double xy = cap_expert_dist(eef, tgt, 2);
       double s = cap_clampd((xy - 0.005) / 0.03, 0, 1);
-      s = fmax(s, cap_clampd((fabs(yerr) - 0.15) / 0.2, 0, 1));
+      s = fmax(s, cap_clampd((fabs(yerr) - 0.05) / 0.15, 0, 1));
       double at[3] = {tgt[0], tgt[1], tgt[2] + HOVER * s};
       cap_expert_toward(x, eef, at, 0.6, a);
       if ((fabs(eef[2] - tgt[2]) < 0.006 && xy < 0.01) || x->wait > 60) {
