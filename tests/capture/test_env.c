@@ -101,6 +101,7 @@ static void same_seed_same_actions(const char *task) {
 Test(env, same_seed_same_actions_bit_identical) { same_seed_same_actions("push"); }
 Test(env, same_seed_same_actions_bit_identical_stack) { same_seed_same_actions("stack"); }
 Test(env, same_seed_same_actions_bit_identical_pick_place) { same_seed_same_actions("pick_place"); }
+Test(env, same_seed_same_actions_bit_identical_nut_assembly) { same_seed_same_actions("nut_assembly"); }
 
 /* stack: the object observation is both cubes and the vectors between them and the hand; cube B is
  * at least 11 cm from cube A on every seed; success is A resting on B, let go, and nothing else. */
@@ -596,7 +597,7 @@ Test(env, replay_from_the_first_state_is_exact_on_every_task, .timeout = 300) {
     cap_env_free(b);
     cap_model_free(m);
   }
-  cr_assert_geq(ntasks, 5);
+  cr_assert_geq(ntasks, 6);
 }
 
 /* pick_place: the object observation is the can, the bin and the vectors between them and the hand;
@@ -659,6 +660,103 @@ Test(env, pick_place_observation_placement_and_success) {
   /* standing on the table just outside a wall: no */
   d->qpos[qa] = goal[0] + 0.11;
   d->qpos[qa + 2] = goal[2] + 0.03;
+  memset(d->qvel, 0, sizeof(double) * (size_t)mm->nv);
+  for (int t = 0; t < 10; t++) {
+    cap_env_step(e, open, &st);
+    cr_assert_eq(st.success, 0);
+  }
+  cap_env_free(e);
+  cap_model_free(m);
+}
+
+/* nut_assembly: the object observation is the nut, the peg and the vectors between them, the hand and the
+ * handle; the peg (the goal's mocap body, with geoms that collide) follows the goal, at least 14 cm from
+ * the nut's hole and its handle; the hole leaves 1.5 mm around the peg; success is the nut down around the
+ * peg, let go, and nothing else: not resting on the peg's top, not on the table beside it. */
+Test(env, nut_assembly_observation_placement_and_success) {
+  capModel *m = load("nut_assembly", 0);
+  const capSpec *s = cap_spec(m);
+  int ko = -1;
+  for (int k = 0; k < s->nobs; k++)
+    if (!strcmp(s->obs[k].name, "object")) ko = k;
+  cr_assert_eq(s->obs[ko].shape[0], 19);
+  const mjModel *mm = cap_model_mujoco(m);
+  int peg = mj_name2id(mm, mjOBJ_BODY, "peg"), qa = mm->jnt_qposadr[mj_name2id(mm, mjOBJ_JOINT, "nut_joint")];
+  int wall = mj_name2id(mm, mjOBJ_GEOM, "nut_wall_py"), pg = mj_name2id(mm, mjOBJ_GEOM, "peg_geom");
+  cr_assert_geq(peg, 0);
+  cr_assert(wall >= 0 && pg >= 0);
+  /* the hole: the wall's inner face from the nut's centre, less the peg's half side */
+  double clearance = mm->geom_pos[3 * wall + 1] - mm->geom_size[3 * wall + 1] - mm->geom_size[3 * pg];
+  printf("nut_assembly: clearance %.2f mm on each side\n", clearance * 1e3);
+  cr_assert_float_eq(clearance, 0.0015, 1e-9);
+  capEnv *e;
+  cap_env_make(m, &e);
+  mjData *d = cap_env_mujoco_data(e);
+  capObs o;
+  double closest = 1;
+  for (int seed = 0; seed < 200; seed++) {
+    cap_env_reset(e, (uint64_t)seed, &o);
+    const double *ob = o.v[ko], *eef = o.v[0];
+    double goal[3];
+    cap_env_goal_pos(e, goal);
+    for (int i = 0; i < 3; i++) {
+      cr_assert_float_eq(ob[7 + i], goal[i], 1e-12);
+      cr_assert_float_eq(d->xpos[3 * peg + i], goal[i], 1e-12, "the peg stands at the goal");
+      cr_assert_float_eq(ob[10 + i], ob[i] - eef[i], 1e-12);  /* nut - eef */
+      cr_assert_float_eq(ob[16 + i], ob[i] - goal[i], 1e-12); /* nut - peg */
+    }
+    /* the handle's grasp point: 5.8 cm from the hole's centre along the nut's x, at its height */
+    double hx = ob[13] + eef[0] - ob[0], hy = ob[14] + eef[1] - ob[1];
+    cr_assert_float_eq(hypot(hx, hy), 0.058, 1e-9);
+    cr_assert_float_eq(ob[15] + eef[2], ob[2], 1e-9);
+    closest = fmin(closest, fmin(hypot(ob[16], ob[17]), hypot(ob[0] + hx - goal[0], ob[1] + hy - goal[1])));
+  }
+  printf("nut_assembly: closest nut or handle to the peg over 200 seeds %.3f m\n", closest);
+  cr_assert_gt(closest, 0.14);
+  cap_env_reset(e, 5, &o);
+  capStep st;
+  double open[7] = {0, 0, 0, 0, 0, 0, -1};
+  cap_env_step(e, open, &st);
+  cr_assert_eq(st.success, 0);
+  double goal[3];
+  cap_env_goal_pos(e, goal);
+  /* the nut dropped over the peg from just above its top, a millimetre off its axis: it slides down to
+   * the base, and that is success once it has settled */
+  d->qpos[qa] = goal[0] + 0.001;
+  d->qpos[qa + 1] = goal[1];
+  d->qpos[qa + 2] = goal[2] + 0.06 + 0.01 + 0.003;
+  d->qpos[qa + 3] = 1;
+  d->qpos[qa + 4] = d->qpos[qa + 5] = d->qpos[qa + 6] = 0;
+  memset(d->qvel, 0, sizeof(double) * (size_t)mm->nv);
+  int succ = 0;
+  for (int t = 0; t < 20; t++) {
+    cap_env_step(e, open, &st);
+    succ += st.success;
+  }
+  const double *ob = st.obs.v[ko];
+  printf("nut_assembly: dropped over the peg, the nut ends %.4f m above the base, %.4f m off its axis\n",
+         ob[18] - 0.01, hypot(ob[16], ob[17]));
+  cr_assert_lt(hypot(ob[16], ob[17]), 0.0025, "the peg holds the nut on its axis");
+  cr_assert_geq(succ, 15, "the nut down on the peg's base counts (%d of 20 steps)", succ);
+  /* the same drop 1 cm off: it lands on the peg's top and does not get down, not a success */
+  d->qpos[qa] = goal[0] + 0.01;
+  d->qpos[qa + 2] = goal[2] + 0.06 + 0.01 + 0.003;
+  d->qpos[qa + 3] = 1;
+  d->qpos[qa + 4] = d->qpos[qa + 5] = d->qpos[qa + 6] = 0;
+  memset(d->qvel, 0, sizeof(double) * (size_t)mm->nv);
+  for (int t = 0; t < 20; t++) {
+    cap_env_step(e, open, &st);
+    cr_assert_eq(st.success, 0);
+  }
+  ob = st.obs.v[ko];
+  printf("nut_assembly: dropped 1 cm off, the nut ends %.4f m above the base, tilted %.2f rad\n",
+         ob[18] - 0.01, 2 * acos(fmin(1, sqrt(ob[3] * ob[3] + ob[6] * ob[6]))));
+  cr_assert_gt(ob[18] - 0.01, 0.03, "the nut stays up on the peg's top (%.4f m up)", ob[18] - 0.01);
+  /* lying on the table beside the peg: no */
+  d->qpos[qa] = goal[0] + 0.1;
+  d->qpos[qa + 2] = goal[2] + 0.01;
+  d->qpos[qa + 3] = 1;
+  d->qpos[qa + 4] = d->qpos[qa + 5] = d->qpos[qa + 6] = 0;
   memset(d->qvel, 0, sizeof(double) * (size_t)mm->nv);
   for (int t = 0; t < 10; t++) {
     cap_env_step(e, open, &st);

@@ -56,6 +56,7 @@ Test(expert, push, .timeout = 600) { check("push"); }
 Test(expert, lift, .timeout = 600) { check("lift"); }
 Test(expert, stack, .timeout = 600) { check("stack"); }
 Test(expert, pick_place, .timeout = 600) { check("pick_place"); }
+Test(expert, nut_assembly, .timeout = 600) { check("nut_assembly"); }
 
 Test(expert, refusals) {
   capOpts o;

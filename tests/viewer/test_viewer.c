@@ -418,3 +418,38 @@ Test(viewer, replays_pick_place, .timeout = 120) {
   cairo_surface_destroy(ia.s);
   cairo_surface_destroy(ib.s);
 }
+
+/* The viewer replays nut_assembly: the orange nut and the blue peg are drawn at the first frame, apart;
+ * at the last (the operator has fitted the nut over the peg) the nut is drawn around the peg's foot. */
+Test(viewer, replays_nut_assembly, .timeout = 120) {
+  const char *d = tt_tmpdir();
+  char data[4200], a[4200], b[4200];
+  snprintf(data, sizeof data, "%s/n.h5", d);
+  snprintf(a, sizeof a, "%s/a.png", d);
+  snprintf(b, sizeof b, "%s/b.png", d);
+  tt_record(data, "nut_assembly", 1, 0, 0, "--camera agentview:84x84");
+  char *out = NULL;
+  int rc = tt_run(&out, "%s %s --demo 0 --frame 0 --export %s && %s %s --demo 0 --frame -1 --export %s",
+                  viewer(), data, a, viewer(), data, b);
+  cr_assert_eq(rc, 0, "%s", out);
+  free(out);
+  img ia, ib;
+  load(a, &ia);
+  load(b, &ib);
+  double nya, nxa, nyb, nxb, pya, pxa, pyb, pxb;
+  int nna = dominant_at(&ia, 0, &nya, &nxa), nnb = dominant_at(&ib, 0, &nyb, &nxb),
+      npa = dominant_at(&ia, 2, &pya, &pxa), npb = dominant_at(&ib, 2, &pyb, &pxb);
+  double da = hypot(nxa - pxa, nya - pya), db = hypot(nxb - pxb, nyb - pyb);
+  printf(
+      "nut_assembly: first frame nut %d px at (%.0f, %.0f), peg %d px at (%.0f, %.0f); last frame nut %d px "
+      "at (%.0f, %.0f), peg %d px at (%.0f, %.0f)\n",
+      nna, nxa, nya, npa, pxa, pya, nnb, nxb, nyb, npb, pxb, pyb);
+  cr_assert_gt(nna, 50, "the nut is drawn");
+  cr_assert_gt(npa, 50, "the peg is drawn");
+  cr_assert_gt(nnb, 30, "the nut is drawn on the peg");
+  cr_assert_gt(npb, 50);
+  cr_assert_gt(da, 40, "at the first frame the nut lies away from the peg (%.0f px)", da);
+  cr_assert_lt(db, 25, "at the last frame the nut is around the peg (%.0f px)", db);
+  cairo_surface_destroy(ia.s);
+  cairo_surface_destroy(ib.s);
+}
