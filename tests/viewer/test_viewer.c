@@ -357,23 +357,29 @@ static int dominant_at(const img *im, int ch, double *row, double *col) {
 
 static int dominant(const img *im, int ch, double *row) { return dominant_at(im, ch, row, NULL); }
 
-/* The viewer replays stack: at the first frame the red cube lies on the table apart from the green
- * one; at the last (the operator has stacked it) the red cube sits right above the green one. */
-Test(viewer, replays_stack, .timeout = 120) {
+/* One scripted demo of task (noise 0, an 84x84 agentview camera) recorded, its first and last frames exported
+ * by the viewer and loaded. */
+static void first_and_last(const char *task, img *first, img *last) {
   const char *d = tt_tmpdir();
   char data[4200], a[4200], b[4200];
-  snprintf(data, sizeof data, "%s/s.h5", d);
+  snprintf(data, sizeof data, "%s/%s.h5", d, task);
   snprintf(a, sizeof a, "%s/a.png", d);
   snprintf(b, sizeof b, "%s/b.png", d);
-  tt_record(data, "stack", 1, 0, 0, "--camera agentview:84x84");
+  tt_record(data, task, 1, 0, 0, "--camera agentview:84x84");
   char *out = NULL;
   int rc = tt_run(&out, "%s %s --demo 0 --frame 0 --export %s && %s %s --demo 0 --frame -1 --export %s",
                   viewer(), data, a, viewer(), data, b);
   cr_assert_eq(rc, 0, "%s", out);
   free(out);
+  load(a, first);
+  load(b, last);
+}
+
+/* The viewer replays stack: at the first frame the red cube lies on the table apart from the green
+ * one; at the last (the operator has stacked it) the red cube sits right above the green one. */
+Test(viewer, replays_stack, .timeout = 120) {
   img ia, ib;
-  load(a, &ia);
-  load(b, &ib);
+  first_and_last("stack", &ia, &ib);
   double ra, ga, rb, gb;
   int nra = dominant(&ia, 0, &ra), nga = dominant(&ia, 1, &ga), nrb = dominant(&ib, 0, &rb),
       ngb = dominant(&ib, 1, &gb);
@@ -394,20 +400,8 @@ Test(viewer, replays_stack, .timeout = 120) {
 /* The viewer replays pick_place: the blue can is drawn at the first frame and at the last, where the
  * operator has carried it into the bin, well away from where it stood. */
 Test(viewer, replays_pick_place, .timeout = 120) {
-  const char *d = tt_tmpdir();
-  char data[4200], a[4200], b[4200];
-  snprintf(data, sizeof data, "%s/p.h5", d);
-  snprintf(a, sizeof a, "%s/a.png", d);
-  snprintf(b, sizeof b, "%s/b.png", d);
-  tt_record(data, "pick_place", 1, 0, 0, "--camera agentview:84x84");
-  char *out = NULL;
-  int rc = tt_run(&out, "%s %s --demo 0 --frame 0 --export %s && %s %s --demo 0 --frame -1 --export %s",
-                  viewer(), data, a, viewer(), data, b);
-  cr_assert_eq(rc, 0, "%s", out);
-  free(out);
   img ia, ib;
-  load(a, &ia);
-  load(b, &ib);
+  first_and_last("pick_place", &ia, &ib);
   double ya, xa, yb, xb;
   int na = dominant_at(&ia, 2, &ya, &xa), nb = dominant_at(&ib, 2, &yb, &xb);
   printf("pick_place: the can %d px at (%.0f, %.0f) first, %d px at (%.0f, %.0f) last\n", na, xa, ya, nb, xb,
@@ -422,20 +416,8 @@ Test(viewer, replays_pick_place, .timeout = 120) {
 /* The viewer replays nut_assembly: the orange nut and the blue peg are drawn at the first frame, apart;
  * at the last (the operator has fitted the nut over the peg) the nut is drawn around the peg's foot. */
 Test(viewer, replays_nut_assembly, .timeout = 120) {
-  const char *d = tt_tmpdir();
-  char data[4200], a[4200], b[4200];
-  snprintf(data, sizeof data, "%s/n.h5", d);
-  snprintf(a, sizeof a, "%s/a.png", d);
-  snprintf(b, sizeof b, "%s/b.png", d);
-  tt_record(data, "nut_assembly", 1, 0, 0, "--camera agentview:84x84");
-  char *out = NULL;
-  int rc = tt_run(&out, "%s %s --demo 0 --frame 0 --export %s && %s %s --demo 0 --frame -1 --export %s",
-                  viewer(), data, a, viewer(), data, b);
-  cr_assert_eq(rc, 0, "%s", out);
-  free(out);
   img ia, ib;
-  load(a, &ia);
-  load(b, &ib);
+  first_and_last("nut_assembly", &ia, &ib);
   double nya, nxa, nyb, nxb, pya, pxa, pyb, pxb;
   int nna = dominant_at(&ia, 0, &nya, &nxa), nnb = dominant_at(&ib, 0, &nyb, &nxb),
       npa = dominant_at(&ia, 2, &pya, &pxa), npb = dominant_at(&ib, 2, &pyb, &pxb);
