@@ -103,14 +103,20 @@ Test(env, same_seed_same_actions_bit_identical_stack) { same_seed_same_actions("
 Test(env, same_seed_same_actions_bit_identical_pick_place) { same_seed_same_actions("pick_place"); }
 Test(env, same_seed_same_actions_bit_identical_nut_assembly) { same_seed_same_actions("nut_assembly"); }
 
+/* The index of the "object" observation in a task's spec (asserted present). */
+static int object_key(const capSpec *s) {
+  for (int k = 0; k < s->nobs; k++)
+    if (!strcmp(s->obs[k].name, "object")) return k;
+  cr_assert_fail("the spec has no \"object\" observation");
+  return -1;
+}
+
 /* stack: the object observation is both cubes and the vectors between them and the hand; cube B is
  * at least 11 cm from cube A on every seed; success is A resting on B, let go, and nothing else. */
 Test(env, stack_observation_placement_and_success) {
   capModel *m = load("stack", 0);
   const capSpec *s = cap_spec(m);
-  int ko = -1;
-  for (int k = 0; k < s->nobs; k++)
-    if (!strcmp(s->obs[k].name, "object")) ko = k;
+  const int ko = object_key(s);
   cr_assert_eq(s->obs[ko].shape[0], 23);
   capEnv *e;
   cap_env_make(m, &e);
@@ -606,9 +612,7 @@ Test(env, replay_from_the_first_state_is_exact_on_every_task, .timeout = 300) {
 Test(env, pick_place_observation_placement_and_success) {
   capModel *m = load("pick_place", 0);
   const capSpec *s = cap_spec(m);
-  int ko = -1;
-  for (int k = 0; k < s->nobs; k++)
-    if (!strcmp(s->obs[k].name, "object")) ko = k;
+  const int ko = object_key(s);
   cr_assert_eq(s->obs[ko].shape[0], 16);
   const mjModel *mm = cap_model_mujoco(m);
   int bin = mj_name2id(mm, mjOBJ_BODY, "bin"), qa = mm->jnt_qposadr[mj_name2id(mm, mjOBJ_JOINT, "can_joint")];
@@ -676,9 +680,7 @@ Test(env, pick_place_observation_placement_and_success) {
 Test(env, nut_assembly_observation_placement_and_success) {
   capModel *m = load("nut_assembly", 0);
   const capSpec *s = cap_spec(m);
-  int ko = -1;
-  for (int k = 0; k < s->nobs; k++)
-    if (!strcmp(s->obs[k].name, "object")) ko = k;
+  const int ko = object_key(s);
   cr_assert_eq(s->obs[ko].shape[0], 19);
   const mjModel *mm = cap_model_mujoco(m);
   int peg = mj_name2id(mm, mjOBJ_BODY, "peg"), qa = mm->jnt_qposadr[mj_name2id(mm, mjOBJ_JOINT, "nut_joint")];
