@@ -59,6 +59,19 @@ void cap_expert_toward(capExpert *x, const double *eef, const double *p, double 
     a[i] = cap_clampd((p[i] - eef[i]) * k * x->gain / 0.05, -1, 1);
 }
 
+void cap_expert_try_again(capExpert *x) {
+  x->attempts++;
+  x->ph = 0;
+  x->wait = 0;
+}
+
+void cap_expert_retreat(capExpert *x, const double *eef, double z, int done, double *a) {
+  const double up[3] = {eef[0], eef[1], z};
+  cap_expert_toward(x, eef, up, 0.5, a);
+  a[0] = a[1] = 0;
+  if (x->wait > 20 && !done) cap_expert_try_again(x);
+}
+
 double cap_expert_dist(const double *a, const double *b, int n) {
   double s = 0;
   for (int i = 0; i < n; i++)

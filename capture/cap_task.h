@@ -94,5 +94,11 @@ void cap_expert_toward(capExpert *x, const double *eef, const double *p, double 
 void cap_expert_keep_down(const capEnv *e, double *a);
 double cap_expert_yaw_error(const capEnv *e, int k);
 double cap_expert_dist(const double *a, const double *b, int n);
+/* A grasp that failed (the object did not come along, slipped out, or did not end where it should): count
+ * the attempt and start again from the approach, phase 0 of every task. */
+void cap_expert_try_again(capExpert *x);
+/* The last phase of a pick and place: straight up to height z, no sideways motion; after 20 steps an
+ * object that is not where the task wants it (!done) is picked up again. */
+void cap_expert_retreat(capExpert *x, const double *eef, double z, int done, double *a);
 
 #endif

@@ -87,9 +87,7 @@ static void expert(capExpert *x, const capEnv *e, const double eef[3], const dou
     a[0] = a[1] = 0;
     /* the cube did not come along: open, go back up, try again */
     if (x->wait > 15 && cube[2] < e->rest_z + 0.01) {
-      x->attempts++;
-      x->ph = PH_APPROACH;
-      x->wait = 0;
+      cap_expert_try_again(x);
     }
   }
 }

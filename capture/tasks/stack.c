@@ -139,9 +139,7 @@ static void expert(capExpert *x, const capEnv *e, const double eef[3], const dou
     a[0] *= g;
     a[1] *= g;
     if (x->wait > 15 && !cap_task_finger_touches(e, A)) { /* it did not come along, or fell: again */
-      x->attempts++;
-      x->ph = PH_APPROACH;
-      x->wait = 0;
+      cap_expert_try_again(x);
     } else if ((dxy < 0.006 && fabs(cube[2] - T[2]) < 0.005) || x->wait > 120) {
       x->ph = PH_RELEASE;
       x->wait = 0;
@@ -151,15 +149,8 @@ static void expert(capExpert *x, const capEnv *e, const double eef[3], const dou
       x->ph = PH_RETREAT;
       x->wait = 0;
     }
-  } else { /* PH_RETREAT: straight up, then see */
-    double up[3] = {eef[0], eef[1], T[2] + HOVER};
-    cap_expert_toward(x, eef, up, 0.5, a);
-    a[0] = a[1] = 0;
-    if (x->wait > 20 && !on_b(e)) { /* it fell off: pick it up again */
-      x->attempts++;
-      x->ph = PH_APPROACH;
-      x->wait = 0;
-    }
+  } else { /* PH_RETREAT: straight up, then see (it fell off: pick it up again) */
+    cap_expert_retreat(x, eef, T[2] + HOVER, on_b(e), a);
   }
 }
 
