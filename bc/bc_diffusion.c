@@ -142,7 +142,7 @@ int bc_diff_from_json(const cJSON *j, bcDiffusion *d) {
   return rc;
 }
 
-int bc_diff_scratch(const bcPolicy *p) { return p->arch.obs_dim + 2 * p->arch.act_dim; }
+int bc_diff_scratch(const bcPolicy *p) { return p->arch.obs_dim + p->arch.act_dim; } /* the input row, eps */
 
 /* One denoiser call: eps [n] for the noisy chunk x at level k. */
 static int denoise(const bcPolicy *p, nnWork *w, float *in, int hist_n, const float *x, int k, float *eps) {
@@ -174,17 +174,17 @@ int bc_diff_plan(const bcPolicy *p, nnWork *w, const float *hist, tkRng *rng, co
     int rc = denoise(p, w, in, hist_n, x, k, eps);
     if (rc) return rc;
     const double at = d->abar[k], ap = prev >= 0 ? d->abar[prev] : 1.0;
-    const double sa = sqrt(at), sb = sqrt(1.0 - at);
+    const double sa = sqrt(at), sb = sqrt(1.0 - at), spa = sqrt(ap), spb = sqrt(1.0 - ap);
     if (!d->ddpm) { /* DDIM, eta 0: x_prev = sqrt(ap) x0 + sqrt(1 - ap) eps (eps made consistent with the
                        clip) */
       for (int i = 0; i < n; i++) {
         double x0 = clean(d, x[i], eps[i], sa, sb);
         double e = ((double)x[i] - sa * x0) / sb;
-        x[i] = (float)(sqrt(ap) * x0 + sqrt(1.0 - ap) * e);
+        x[i] = (float)(spa * x0 + spb * e);
       }
     } else { /* DDPM: the posterior mean, plus noise of the "fixed small" variance but at the last step */
       const double cur_a = at / ap, cur_b = 1.0 - cur_a;
-      const double c0 = sqrt(ap) * cur_b / (1.0 - at), ct = sqrt(cur_a) * (1.0 - ap) / (1.0 - at);
+      const double c0 = spa * cur_b / (1.0 - at), ct = sqrt(cur_a) * (1.0 - ap) / (1.0 - at);
       const double sd = k > 0 ? sqrt(fmax((1.0 - ap) / (1.0 - at) * cur_b, 1e-20)) : 0.0;
       for (int i = 0; i < n; i++) {
         double x0 = clean(d, x[i], eps[i], sa, sb);
