@@ -14,6 +14,7 @@ typedef struct {
   int D, A;
   float *s, *a, *r, *s2;
   uint8_t *d;
+  uint8_t *good; /* per row: 1 from a demo that succeeded (the anchor's target), 0 else (online, failures) */
 } rlBuf;
 
 /* ---- the learner --------------------------------------------------------------------------------- */
@@ -58,7 +59,7 @@ struct rlRun {
   rlBuf demo, online;
   int D, A, B;
   float *bs, *ba, *br, *bs2, *x, *y, *eps, *act, *logp, *dact, *dlogp, *dout, *qa, *qb;
-  uint8_t *bd;
+  uint8_t *bd, *bgood; /* the batch's done flags, and whether each row's action is an anchor target */
   /* workers */
   int nw;
   rlWorker wk[RL_MAX_WORKERS];
@@ -97,7 +98,7 @@ static inline float *rl_falloc(size_t n) { return malloc(sizeof(float) * (n ? n 
  * cap overwrites the oldest (never at our sizes). */
 int rl_buf_make(rlBuf *b, int64_t cap, int D, int A);
 void rl_buf_free(rlBuf *b);
-void rl_buf_push(rlBuf *b, const float *s, const float *a, float r, const float *s2, int d);
+void rl_buf_push(rlBuf *b, const float *s, const float *a, float r, const float *s2, int d, int good);
 
 /* SAC (rl_sac.c) */
 /* The actor: a tanh-Gaussian policy with the BC policy's layers (bc), or fresh ones of the scratch

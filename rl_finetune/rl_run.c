@@ -162,14 +162,19 @@ static int load_demos(rlRun *R) {
                   L.obs_dim, L.act_dim, R->D, R->A);
   } else if (!(rc = rl_buf_make(&R->demo, TK_MAX(L.n, 1), R->D, R->A))) {
     float *s = rl_falloc((size_t)R->D), *s2 = rl_falloc((size_t)R->D), *a = rl_falloc((size_t)R->A);
+    int demo = 0;
     for (int64_t k = 0; s && s2 && a && k < L.n; k++) {
+      while (demo + 1 < L.ndemos && k >= L.demo_start[demo + 1])
+        demo++;
+      /* a demo that failed (or does not say) trains the critics but is no target for the actor's anchor */
+      const int good = ds_demo(f, L.demo_pos[demo])->success == 1;
       bc_policy_normalize(R->actor, L.obs + k * R->D, 1, s);
       bc_policy_normalize(R->actor, L.next_obs + k * R->D, 1, s2);
       for (int i = 0; i < R->A; i++) {
         double v = (L.actions[k * R->A + i] - R->actor->act_offset[i]) / R->actor->act_scale[i];
         a[i] = (float)fmax(-1 + 1e-6, fmin(1 - 1e-6, v));
       }
-      rl_buf_push(&R->demo, s, a, L.dones[k] ? 1.0f : 0.0f, s2, L.dones[k]);
+      rl_buf_push(&R->demo, s, a, L.dones[k] ? 1.0f : 0.0f, s2, L.dones[k], good);
     }
     if (!s || !s2 || !a) rc = tk_error(TK_ENOMEM, "out of memory");
     free(s);
@@ -296,7 +301,7 @@ static int step_all(rlRun *R, int horizon) {
     if (R->ppo)
       rl_ppo_store(R, i, w, w->ep_len >= horizon);
     else
-      rl_buf_push(&R->online, w->s, w->a, w->reward, w->s2, w->done);
+      rl_buf_push(&R->online, w->s, w->a, w->reward, w->s2, w->done, 0);
     if (w->done || w->ep_len >= horizon) {
       int rc = worker_reset(w);
       if (rc) return rc;

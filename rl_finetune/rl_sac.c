@@ -24,7 +24,8 @@ int rl_buf_make(rlBuf *b, int64_t cap, int D, int A) {
   b->a = malloc(sizeof(float) * (size_t)(cap * A));
   b->r = malloc(sizeof(float) * (size_t)cap);
   b->d = malloc((size_t)cap);
-  if (!b->s || !b->s2 || !b->a || !b->r || !b->d)
+  b->good = calloc((size_t)cap, 1);
+  if (!b->s || !b->s2 || !b->a || !b->r || !b->d || !b->good)
     return tk_error(TK_ENOMEM, "out of memory (replay buffer of %lld)", (long long)cap);
   return 0;
 }
@@ -35,15 +36,17 @@ void rl_buf_free(rlBuf *b) {
   free(b->a);
   free(b->r);
   free(b->d);
+  free(b->good);
 }
 
-void rl_buf_push(rlBuf *b, const float *s, const float *a, float r, const float *s2, int d) {
+void rl_buf_push(rlBuf *b, const float *s, const float *a, float r, const float *s2, int d, int good) {
   int64_t i = b->n < b->cap ? b->n++ : (int64_t)(b->n % b->cap); /* full: overwrite (never at our sizes) */
   memcpy(b->s + i * b->D, s, sizeof(float) * (size_t)b->D);
   memcpy(b->s2 + i * b->D, s2, sizeof(float) * (size_t)b->D);
   memcpy(b->a + i * b->A, a, sizeof(float) * (size_t)b->A);
   b->r[i] = r;
   b->d[i] = (uint8_t)d;
+  b->good[i] = (uint8_t)good;
 }
 
 /* ---- the actor: the BC policy's layers under a tanh-Gaussian head, and the critics' shape -------- */
@@ -177,6 +180,7 @@ static void sample(rlRun *R) {
     memcpy(R->ba + (size_t)b * R->A, src->a + i * R->A, sizeof(float) * (size_t)R->A);
     R->br[b] = src->r[i];
     R->bd[b] = src->d[i];
+    R->bgood[b] = src->good[i];
   }
 }
 
@@ -287,7 +291,7 @@ static int update_critics(rlRun *R) {
 }
 
 static int update_actor(rlRun *R) {
-  const int B = R->B, E = R->o->ensemble, D = R->D, A = R->A;
+  const int B = R->B, E = R->o->ensemble, A = R->A;
   double alpha = exp(R->log_alpha);
   rl_normals(&R->rng, R->eps, B * A);
   int rc = nn_gauss_sample(R->actor->net, R->aw, R->bs, B, R->eps, R->act, R->logp);
@@ -305,18 +309,18 @@ static int update_actor(rlRun *R) {
   }
   /* TD3+BC's normalization: the Q term has the same weight whatever the scale of Q */
   double lambda = R->o->q_coef / fmax(qabs, 1e-2);
+  if (R->updates % 500 == 0)
+    tk_debug("update %lld: mean |Q| %.4f, lambda %.3f", (long long)R->updates, qabs, lambda);
   for (int i = 0; i < B * A; i++)
     R->dact[i] = (float)(R->dact[i] * lambda);
-  /* the decaying anchor: demo rows (the first nd) toward the demo's action, online rows toward what
-   * the BC policy does there, so the actor leaves BC only where the critic is sure */
-  int nd = R->demo.n > 0 ? (R->online.n > 0 ? B / 2 : B) : 0;
+  /* the decaying anchor: demo rows toward the demo's action, online rows toward what
+   * the BC policy does there, so the actor leaves BC only where the critic is sure (rows of demos that
+   * failed are online rows here: bc-train skips them too) */
   double w = R->o->bc_weight * pow(0.5, (double)R->updates / fmax(R->o->bc_halflife, 1));
   if (w > 1e-6 && R->bc) {
-    if (nd < B &&
-        (rc = nn_act(R->bc->net, R->bw, R->bs + (size_t)nd * D, B - nd, R->qa_act + (size_t)nd * A)))
-      return rc;
+    if ((rc = nn_act(R->bc->net, R->bw, R->bs, B, R->qa_act))) return rc;
     for (int b = 0; b < B; b++) {
-      const float *t = b < nd ? R->ba + (size_t)b * A : R->qa_act + (size_t)b * A;
+      const float *t = R->bgood[b] ? R->ba + (size_t)b * A : R->qa_act + (size_t)b * A;
       for (int k = 0; k < A; k++)
         R->dact[b * A + k] += (float)(2 * w * (R->act[b * A + k] - t[k]) / (B * A));
     }
@@ -398,6 +402,7 @@ int rl_learner_make(rlRun *R) {
   R->ba = rl_falloc((size_t)B * A);
   R->br = rl_falloc((size_t)B);
   R->bd = malloc((size_t)B);
+  R->bgood = malloc((size_t)B);
   R->x = rl_falloc((size_t)B * (D + A));
   R->y = rl_falloc((size_t)B);
   R->eps = rl_falloc((size_t)B * A);
@@ -409,7 +414,7 @@ int rl_learner_make(rlRun *R) {
   R->qa = rl_falloc((size_t)B);
   R->qb = rl_falloc((size_t)B);
   if (!R->qa_act || !R->aw || !R->bs || !R->bs2 || !R->ba || !R->br || !R->bd || !R->x || !R->y || !R->eps ||
-      !R->act || !R->dact || !R->logp || !R->dlogp || !R->dout || !R->qa || !R->qb)
+      !R->act || !R->dact || !R->logp || !R->dlogp || !R->dout || !R->qa || !R->qb || !R->bgood)
     return tk_error(TK_ENOMEM, "out of memory");
   return 0;
 }
@@ -443,6 +448,7 @@ void rl_learner_free(rlRun *R) {
   for (size_t i = 0; i < TK_ARRAY_LEN(bufs); i++)
     free(bufs[i]);
   free(R->bd);
+  free(R->bgood);
 }
 
 /* ---- one update ----------------------------------------------------------------------------------- */
