@@ -1,4 +1,5 @@
-/* viewer/viewer_main.c -- the `viewer` command (headless export today; the window comes next). */
+/* viewer/viewer_main.c -- the `viewer` command: the window, headless exports, watching a policy, and the
+ * report page of a run. */
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>
@@ -35,13 +36,32 @@ static void usage(FILE *f) {
         "       viewer --policy P.h5 [--task NAME] [--seed S]          watch a policy act live\n"
         "A policy file (bc-train's or rl-finetune's) drives the task at its control rate, episode after\n"
         "episode from seed S (default 1000000000, bc-eval's held-out seeds), its actions plotted below.\n"
+        "\n"
+        "       viewer --report DIR [--out FILE]                        the report page of a run\n"
+        "One self-contained HTML page (the plots inline: mail it, open it anywhere) from the files\n"
+        "scripts/demo.sh writes into DIR: the dataset's summary (task, demos, successes, steps, keys,\n"
+        "cameras, size), bc-train's plots and the epoch it chose, bc-eval's success on held-out seeds,\n"
+        "rl-finetune's comparison with scratch (the compare line and plot), and what each number is.\n"
+        "A file that is not there is a line on the page; a damaged one is an error and nothing is written.\n"
+        "  --out FILE        the page (default DIR/report.html)\n"
+        "  --demos FILE      the dataset (default DIR/demos.h5)\n"
+        "  --bc FILE         bc-train's policy (default DIR/policy.h5) with PREFIX.csv, PREFIX_loss.png,\n"
+        "                    PREFIX_success.png beside it (PREFIX: FILE without .h5)\n"
+        "  --bc-eval FILE    bc-eval --json's output (default DIR/bc_eval.json)\n"
+        "  --ft FILE         rl-finetune's --out (default DIR/ft.h5) with FT_compare.csv and\n"
+        "                    FT_compare.png beside it (without --compare: FT.csv)\n"
+        "  --target X        the success rate that counts as arrived: rl-finetune's --target (0.95)\n"
+        "\n"
         "Exit status: 0 done, 1 error (one line naming the file and the problem), 2 usage.\n",
         f);
 }
 
 int main(int argc, char **argv) {
   const char *path = NULL, *out = NULL, *dir = NULL, *shot = NULL, *policy = NULL, *task = NULL,
-             *plot_keys = NULL;
+             *plot_keys = NULL, *report = NULL;
+  vwReportOpts ro;
+  vw_report_default(&ro);
+  int report_opt = 0;            /* a report option given (usage error without --report) */
   uint64_t seed = 1000000000ull; /* bc-eval's held-out seeds */
   int frames = 0, force = 0;
   long long demo = -1, frame = 0;
@@ -70,6 +90,24 @@ int main(int argc, char **argv) {
       policy = argv[++i];
     } else if (!strcmp(a, "--task")) {
       task = argv[++i];
+    } else if (!strcmp(a, "--report")) {
+      report = argv[++i];
+    } else if (!strcmp(a, "--out") || !strcmp(a, "--demos") || !strcmp(a, "--bc") ||
+               !strcmp(a, "--bc-eval") || !strcmp(a, "--ft")) {
+      const char **dst = !strcmp(a, "--out")     ? &ro.out
+                         : !strcmp(a, "--demos") ? &ro.demos
+                         : !strcmp(a, "--bc")    ? &ro.policy
+                         : !strcmp(a, "--ft")    ? &ro.finetune
+                                                 : &ro.bc_eval;
+      *dst = argv[++i];
+      report_opt = 1;
+    } else if (!strcmp(a, "--target")) {
+      if (tk_opt_f64(a, v, 1e-6, 1, &ro.target)) {
+        tk_die_msg("viewer");
+        return 2;
+      }
+      i++;
+      report_opt = 1;
     } else if (!strcmp(a, "--seed")) {
       if (tk_opt_int(a, v, 0, INT64_MAX, &x)) {
         tk_die_msg("viewer");
@@ -104,6 +142,35 @@ int main(int argc, char **argv) {
       usage(stderr);
       return 2;
     }
+  }
+  if (report_opt && !report) {
+    fprintf(stderr, "viewer: --out, --demos, --bc, --bc-eval, --ft and --target go with --report DIR\n");
+    return 2;
+  }
+  if (report) { /* the report page of a run */
+    if (path || out || dir || policy || shot) {
+      fprintf(stderr, "viewer: --report DIR writes the report page; it takes no dataset, export or policy\n");
+      return 2;
+    }
+    double open_timeout;
+    if (tk_env_f64("DK_OPEN_TIMEOUT", 0, 1e6, 30, &open_timeout)) {
+      tk_die_msg("viewer");
+      return 2;
+    }
+    ds_set_open_timeout(open_timeout);
+    ro.dir = report;
+    ro.force = force;
+    vwReportResult res;
+    int rc = vw_report(&ro, &res);
+    if (rc)
+      tk_die_msg("viewer");
+    else if (res.missing)
+      printf("viewer: report %s (%d piece%s not found: said on the page)\n", res.out, res.missing,
+             res.missing == 1 ? "" : "s");
+    else
+      printf("viewer: report %s\n", res.out);
+    tk_plot_cleanup();
+    return rc ? 1 : 0;
   }
   { /* the output rule: no PNG is written over an input, or over a file of another kind without --force */
     const char *in[] = {path, policy};
