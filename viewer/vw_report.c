@@ -841,20 +841,22 @@ static const char STYLE[] =
     "dl{font-size:.9em}dt{font-weight:bold}dd{margin:0 0 .4em 1.5em}code{font-size:.95em}";
 
 static void legend(sbuf *b, double target) {
-  sb_puts(b, "<section id=\"legend\"><h2>What the numbers are</h2><dl>\n"
-             "<dt>demos, successes, steps</dt><dd>Episodes in the dataset; those whose <code>success</code> "
-             "attribute is 1 (the task said it was done when the episode ended); control steps (one action "
-             "each) summed over all demos.</dd>\n"
-             "<dt>observation keys, cameras</dt><dd>What a step records: low-dimensional observations with "
-             "their shapes, and camera images (height x width, RGB).</dd>\n"
-             "<dt>loss curves</dt><dd>bc-train's loss per epoch (the head's: squared error of the normalized "
-             "actions, or their negative log-likelihood for Gaussian and GMM heads) on the training demos "
-             "and on the held-out validation demos.</dd>\n"
-             "<dt>success curve</dt><dd>Rollouts of the policy during training on the selection seeds "
-             "(from 2000000000); the epoch with the best success is the one saved.</dd>\n"
-             "<dt>bc-eval success</dt><dd>The saved policy run on held-out seeds (from 1000000000: never "
-             "used for recording or for choosing the epoch); success is the task's own test; the length is "
-             "the steps an episode took (it ends on success or at the task's horizon).</dd>\n");
+  sb_puts(b,
+          "<section id=\"legend\"><h2>What the numbers are</h2><dl>\n"
+          "<dt>demos, successes, steps</dt><dd>Episodes in the dataset; those whose <code>success</code> "
+          "attribute is 1 (the task said it was done when the episode ended); control steps (one action "
+          "each) summed over all demos.</dd>\n"
+          "<dt>observation keys, cameras</dt><dd>What a step records: low-dimensional observations with "
+          "their shapes, and camera images (height x width, RGB).</dd>\n"
+          "<dt>loss curves</dt><dd>bc-train's loss per epoch (the head's: squared error of the normalized "
+          "actions, or their negative log-likelihood for Gaussian and GMM heads) on the training demos "
+          "and on the held-out validation demos.</dd>\n"
+          "<dt>success curve</dt><dd>Rollouts of the policy during training on the selection seeds "
+          "(from 2000000000); the epoch with the best success is the one saved.</dd>\n"
+          "<dt>bc-eval success</dt><dd>The saved policy run on held-out seeds (from 1000000000; by default "
+          "the demos are recorded from seed 0 and the epoch is chosen on seeds from 2000000000, so no step "
+          "of training saw these episodes); success is the task's own test; the length is the steps an "
+          "episode took (it ends on success or at the task's horizon).</dd>\n");
   sb_printf(b,
             "<dt>fine-tune and scratch</dt><dd>rl-finetune's evaluations (success rate on seeds from "
             "2000000000) against environment steps: the fine-tune starts from the BC policy and learns from "
