@@ -1,6 +1,7 @@
 /* viewer/vw.h -- looking at episodes (prefix vw_): one frame of a demo as an image -- the scene set
  * from the stored state, the recorded camera frames, and plots of the actions, rewards and
- * interventions with a cursor at the frame. Used by the headless export and (later) the window.
+ * interventions with a cursor at the frame. Used by the headless export and the window; also watching
+ * a policy, and the report page of a run (vw_report).
  */
 #ifndef VW_H
 #define VW_H
