@@ -528,7 +528,7 @@ static int section_bc(sbuf *b, sbuf *v, const char *policy_path, const char *eva
       sb_puts(b, ", not the dataset's)");
     }
     sb_puts(b, ".");
-    if (jp && tk_file_exists(policy_path) && !ds_same_file(jp, policy_path)) {
+    if (jp && tk_file_exists(jp) && tk_file_exists(policy_path) && !ds_same_file(jp, policy_path)) {
       sb_puts(b, " It evaluated <code>");
       sb_esc(b, jp);
       sb_puts(b, "</code>, not the policy below.");

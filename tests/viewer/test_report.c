@@ -242,6 +242,7 @@ Test(report, a_run_in_chromium, .timeout = 240) {
   char *ej = slurp(evp, NULL);
   cr_assert(ej && strstr(ej, "\"episodes\":3"), "%s", ej);
   cr_assert(strstr(html, "held-out episodes, seeds 1000000000..1000000002"), "bc-eval's episodes and seeds");
+  cr_assert(!strstr(html, "It evaluated"), "bc-eval evaluated this policy");
   cr_assert(strstr(html, "<th>demos</th><td><b>4</b>"), "the dataset's demos");
   cr_assert(strstr(html, "agentview_image</code> 32x32"), "the camera");
   cr_assert(strstr(html, "train 3, valid 1"), "the masks");
