@@ -869,11 +869,12 @@ static void legend(sbuf *b, double target) {
             100 * target);
 }
 
-static int write_page(const char *path, const sbuf *b) {
-  char tmp[PATH_MAX_];
+static int write_page(const char *out, const sbuf *b) {
+  char path[PATH_MAX_], tmp[PATH_MAX_];
+  int rc = tk_resolve_link(out, path, sizeof path); /* through a symbolic link: its target is replaced */
+  if (rc) return tk_error_wrap(rc, "%s", out);
   int fd = tk_temp_beside(path, tmp, sizeof tmp); /* a name of ours alone, never a user's file */
   if (fd < 0) return tk_error_wrap(fd, "%s", path);
-  int rc = 0;
   for (size_t at = 0; at < b->n && !rc;) {
     ssize_t k = write(fd, b->p + at, b->n - at);
     if (k < 0 && errno == EINTR) continue;
@@ -911,7 +912,10 @@ int vw_report(const vwReportOpts *o, vwReportResult *res) {
   }
   sbuf b = {0};
   char task[DS_NAME_MAX] = "";
-  sb_puts(&b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n<title>demokit report");
+  sb_puts(
+      &b,
+      "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+      "<meta name=\"generator\" content=\"demokit viewer --report, page version 1\">\n<title>demokit report");
   sbuf body = {0};
   int ds_missing = 0, missing = 0;
   sbuf v = {0}; /* one table cell at a time */

@@ -305,6 +305,14 @@ Test(report, missing_damaged_and_markup, .timeout = 60) {
   for (int i = 0; i < (int)TK_ARRAY_LEN(lines); i++)
     cr_assert(strstr(html, lines[i]), "says '%s': %s", lines[i], html);
   cr_assert(!strstr(html, "<img"), "no images");
+  /* through a symbolic link the page it names is replaced, and the link stays */
+  rc = tt_run(NULL, "cd %s && mv report.html real.html && ln -s real.html report.html", dir);
+  cr_assert_eq(rc, 0);
+  rc = run2(dir, &out, &err, "%s --report %s", viewer(), dir);
+  cr_assert_eq(rc, 0, "stdout: %s\nstderr: %s", out, err);
+  cr_assert_eq(tt_run(NULL, "test -L %s/report.html && test -f %s/real.html", dir, dir), 0,
+               "the link stays a link");
+  tt_run(NULL, "rm %s/report.html %s/real.html", dir, dir);
   /* a dataset (synthetic: quick) and an evaluation; the other pieces still missing */
   snprintf(path, sizeof path, "%s/demos.h5", dir);
   run_ok(dir, "dataset synth", "%s synth %s --demos 3 --steps 12", tt_build("dataset/dataset"), path);
