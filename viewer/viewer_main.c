@@ -148,17 +148,17 @@ int main(int argc, char **argv) {
     fprintf(stderr, "viewer: --out, --demos, --bc, --bc-eval, --ft and --target go with --report DIR\n");
     return 2;
   }
+  double open_timeout; /* how long a damaged file may keep HDF5 busy (the dataset and the report read one) */
+  if (tk_env_f64("DK_OPEN_TIMEOUT", 0, 1e6, 30, &open_timeout)) {
+    tk_die_msg("viewer");
+    return 2;
+  }
+  ds_set_open_timeout(open_timeout);
   if (report) { /* the report page of a run */
     if (path || out || dir || policy || shot) {
       fprintf(stderr, "viewer: --report DIR writes the report page; it takes no dataset, export or policy\n");
       return 2;
     }
-    double open_timeout;
-    if (tk_env_f64("DK_OPEN_TIMEOUT", 0, 1e6, 30, &open_timeout)) {
-      tk_die_msg("viewer");
-      return 2;
-    }
-    ds_set_open_timeout(open_timeout);
     ro.dir = report;
     ro.force = force;
     vwReportResult res;
@@ -200,12 +200,6 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  double open_timeout;
-  if (tk_env_f64("DK_OPEN_TIMEOUT", 0, 1e6, 30, &open_timeout)) {
-    tk_die_msg("viewer");
-    return 2;
-  }
-  ds_set_open_timeout(open_timeout);
   dsFile *f;
   if (ds_open(path, 0, &f)) {
     tk_die_msg("viewer");
