@@ -178,12 +178,13 @@ static int plots_shown(const char *dir, const char *page, const char *tag, char 
         f);
   fputs(end, f);
   fclose(f);
-  /* as root: no sandbox; no GPU here; a timeout so it can never hang the suite */
+  /* as root: no sandbox; no GPU here; a timeout so it can never hang the suite; its profile (and what it
+   * puts under HOME) in the test's folder, removed after */
   int rc =
       tt_run(NULL,
-             "timeout -k 5 60 chromium --headless --no-sandbox --disable-gpu --hide-scrollbars "
+             "HOME=%s timeout -k 5 60 chromium --headless --no-sandbox --disable-gpu --hide-scrollbars "
              "--user-data-dir=%s --window-size=1700,2600 --screenshot=%s --dump-dom file://%s >%s 2>%s.err",
-             prof, shot, probe, dom, dom);
+             prof, prof, shot, probe, dom, dom);
   tt_run(NULL, "rm -rf %s", prof);
   cr_assert_eq(rc, 0, "chromium -> exit %d (see %s.err)", rc, dom);
   shown s[8];
