@@ -7,7 +7,7 @@
 # behavior cloning (bc-train: rollouts choose the best epoch) and bc-eval on 50 held-out seeds,
 # with the loss and success curves as PNG.
 # Then a short RL fine-tune (SAC from the policy and the demos) beside the same algorithm from
-# scratch, with the comparison plot.
+# scratch, with the comparison plot. Last, one self-contained report page (viewer --report) of it all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -48,9 +48,12 @@ rm -f "$OUT/ft.h5" "$OUT/ft_scratch.h5" "$OUT/ft_compare.csv" "$OUT/ft_compare.p
 $B/rl_finetune/rl-finetune --policy "$OUT/policy.h5" --demos "$OUT/demos.h5" --steps "$RL_STEPS" \
   --eval-every "$((RL_STEPS / 3))" --eval-episodes 20 --actor-delay "$((RL_STEPS / 3))" --compare --quiet \
   --out "$OUT/ft.h5" | tee "$OUT/rl_summary.txt"
+echo "== viewer --report: one page with the dataset, the BC and fine-tune results and their plots"
+$B/viewer/viewer --report "$OUT"
 echo "== summary"
 echo "dataset: $OUT/demos.h5 ($(du -h "$OUT/demos.h5" | cut -f1))"
 echo "policy: $OUT/policy.h5; metrics $OUT/policy.csv; plots $OUT/policy_loss.png $OUT/policy_success.png"
 /usr/bin/python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print('bc-eval: success %d/%d (%.0f%%), mean length %.1f' % (r['successes'], r['episodes'], 100*r['success_rate'], r['mean_length']))" "$OUT/bc_eval.json"
 echo "fine-tune: $OUT/ft.h5; comparison $OUT/ft_compare.csv $OUT/ft_compare.png"
 grep '^compare:' "$OUT/rl_summary.txt" | head -1
+echo "report: $OUT/report.html (one self-contained page: open it in a browser, or mail it)"

@@ -15,6 +15,7 @@ PKGS=(
   xvfb xauth libxtst6 libx11-dev libgl1-mesa-dri libegl-dev libegl-mesa0 libgl-dev libosmesa6-dev
   umockdev libumockdev-dev libopenmpi-dev openmpi-bin
   libdnnl-dev
+  chromium
 )
 
 missing=()

@@ -1,6 +1,7 @@
 /* viewer/vw.h -- looking at episodes (prefix vw_): one frame of a demo as an image -- the scene set
  * from the stored state, the recorded camera frames, and plots of the actions, rewards and
- * interventions with a cursor at the frame. Used by the headless export and (later) the window.
+ * interventions with a cursor at the frame. Used by the headless export and the window; also watching
+ * a policy, and the report page of a run (vw_report).
  */
 #ifndef VW_H
 #define VW_H
@@ -61,6 +62,31 @@ int vw_window_run(dsFile *f, int pos, const char *plot_keys, const char *screens
 /* Watch a policy file act on a task (NULL: the policy's) in the window, episode after episode from
  * seed, seed + 1, ... (same screenshot/frames as vw_window_run). */
 int vw_watch_policy(const char *policy, const char *task, uint64_t seed, const char *screenshot, int frames);
+
+/* ---- the report page of a run (vw_report.c) ----
+ * One self-contained HTML page (the plots inline as base64 data: URIs: it can be mailed or opened
+ * anywhere) from the files the tools wrote into a folder: the dataset's summary (through ds.h), bc-train's
+ * policy, training log and plots, bc-eval's JSON, rl-finetune's comparison (CSV and plot) and a legend.
+ * A piece that is not there is a line saying so; a piece that is there but damaged is an error naming the
+ * file, and then nothing is written. Every string read from a file is HTML-escaped. */
+typedef struct {
+  const char *dir;      /* the folder (scripts/demo.sh's OUT); the names below default into it (NULL: ".") */
+  const char *demos;    /* the dataset (NULL: DIR/demos.h5) */
+  const char *policy;   /* bc-train's policy (NULL: DIR/policy.h5); its PREFIX.csv, PREFIX_loss.png and
+                           PREFIX_success.png beside it (PREFIX: the path without .h5) */
+  const char *bc_eval;  /* bc-eval --json's output (NULL: DIR/bc_eval.json) */
+  const char *finetune; /* rl-finetune's --out (NULL: DIR/ft.h5); its FT_compare.csv and FT_compare.png
+                           (--compare), else FT.csv */
+  const char *out;      /* the page (NULL: DIR/report.html); through the output rule (ds_output_check) */
+  double target;        /* success rate that counts as arrived: rl-finetune's --target (0.95) */
+  int force;            /* replace an existing output of another kind */
+} vwReportOpts;
+typedef struct {
+  char out[4200]; /* the page written */
+  int missing;    /* pieces that were not there (each a line on the page) */
+} vwReportResult;
+void vw_report_default(vwReportOpts *o);
+int vw_report(const vwReportOpts *o, vwReportResult *res);
 
 #ifdef __cplusplus
 }
