@@ -17,6 +17,10 @@
 #ifndef RL_H
 #define RL_H
 
+/* --compare: the scratch run goes on until it reaches the target or spends this many times the fine-tune's
+ * env steps to it (so the ratio is measured, or an honest floor of this factor) */
+#define RL_COMPARE_FACTOR 10
+
 #include <stdint.h>
 
 #include "bc.h"
@@ -96,6 +100,18 @@ typedef struct {
   double eval_success[512];
   int diverged; /* stopped on a non-finite loss or parameter */
 } rlResult;
+
+/* A run's evaluations: success[i] at env step step[i] (increasing). */
+typedef struct {
+  const int64_t *step;
+  const double *success;
+  int n;
+} rlCurve;
+
+/* The comparison's summary, without the "compare: " prefix: the env steps each run needed to reach the
+ * target and their ratio, or its floor when scratch never arrived within its last evaluation (out: n
+ * bytes, always terminated). */
+void rl_compare_line(double target, const rlCurve *ft, const rlCurve *scratch, char *out, size_t n);
 
 void rl_opts_default(rlOpts *o);
 int rl_run(const rlOpts *o, rlResult *r);

@@ -48,8 +48,12 @@ static void usage(FILE *f) {
       "  --scratch            no BC start and no demos (the same algorithm)\n"
       "  --resume DIR         go on from DIR/checkpoint.h5 (written after every evaluation, at the end\n"
       "                       and on Ctrl-C into OUT_run/; same options as the run that wrote it)\n"
-      "  --compare            fine-tune, then scratch with the same budget and seed: OUT_compare.csv,\n"
-      "                       OUT_compare.png (success against env steps) and a summary line\n"
+      "  --compare            fine-tune, then scratch with the same seed until it reaches the target or\n"
+      "                       spends 10x the fine-tune's steps to it (the fine-tune's budget when that\n"
+      "                       did not arrive): OUT_compare.csv, OUT_compare.png (success against env\n"
+      "                       steps) and a summary line with the ratio, or its floor\n"
+      "  --scratch-steps N    --compare: the scratch run's budget instead (the floor then is N over the\n"
+      "                       fine-tune's steps)\n"
       "  --ensemble E         critics (default 2, sized for a 2-core machine; RLPD uses 10)\n"
       "  --utd U              updates per environment step (default 1)\n"
       "  --batch B            (default 256: half demos, half online)\n"
@@ -115,6 +119,7 @@ static int run(int argc, char **argv) {
   rlOpts o;
   rl_opts_default(&o);
   int compare = 0, scratch = 0, force = 0;
+  int64_t scratch_steps = 0; /* --scratch-steps; 0: 10x the fine-tune's steps to the target */
   const char *resume_dir = NULL;
   const char *metrics = NULL;
   for (int i = 1; i < argc; i++) {
@@ -160,16 +165,16 @@ static int run(int argc, char **argv) {
         int is_int;
         double lo, hi;
       } nums[] = {
-          {"--steps", 1, 1, 1e9},         {"--workers", 1, 1, 64},      {"--seed", 1, 0, 1e15},
-          {"--ensemble", 1, 1, 16},       {"--utd", 1, 1, 100},         {"--batch", 1, 2, 65536},
-          {"--hidden", 1, 1, 65536},      {"--critic-lr", 0, 1e-9, 1},  {"--actor-lr", 0, 1e-9, 1},
-          {"--critic-warmup", 1, 0, 1e7}, {"--eval-every", 1, 1, 1e9},  {"--eval-episodes", 1, 1, 10000},
-          {"--target", 0, 0, 1},          {"--bc-weight", 0, 0, 1e6},   {"--bc-halflife", 0, 1, 1e12},
-          {"--init-alpha", 0, 1e-9, 10},  {"--actor-delay", 1, 0, 1e9}, {"--alpha-lr", 0, 0, 1},
-          {"--q-coef", 0, 0, 1e6},        {"--actor-eps", 0, 1e-12, 1}, {"--rollout", 1, 64, 1e7},
-          {"--ppo-epochs", 1, 1, 100},    {"--clip", 0, 0.01, 1},       {"--gae-lambda", 0, 0, 1},
-          {"--target-kl", 0, 1e-6, 10},   {"--max-std", 0, 1e-3, 10},   {"--value-warmup", 1, 0, 1e6},
-          {"--minibatch", 1, 2, 1e6}};
+          {"--steps", 1, 1, 1e9},         {"--workers", 1, 1, 64},       {"--seed", 1, 0, 1e15},
+          {"--ensemble", 1, 1, 16},       {"--utd", 1, 1, 100},          {"--batch", 1, 2, 65536},
+          {"--hidden", 1, 1, 65536},      {"--critic-lr", 0, 1e-9, 1},   {"--actor-lr", 0, 1e-9, 1},
+          {"--critic-warmup", 1, 0, 1e7}, {"--eval-every", 1, 1, 1e9},   {"--eval-episodes", 1, 1, 10000},
+          {"--target", 0, 0, 1},          {"--bc-weight", 0, 0, 1e6},    {"--bc-halflife", 0, 1, 1e12},
+          {"--init-alpha", 0, 1e-9, 10},  {"--actor-delay", 1, 0, 1e9},  {"--alpha-lr", 0, 0, 1},
+          {"--q-coef", 0, 0, 1e6},        {"--actor-eps", 0, 1e-12, 1},  {"--rollout", 1, 64, 1e7},
+          {"--ppo-epochs", 1, 1, 100},    {"--clip", 0, 0.01, 1},        {"--gae-lambda", 0, 0, 1},
+          {"--target-kl", 0, 1e-6, 10},   {"--max-std", 0, 1e-3, 10},    {"--value-warmup", 1, 0, 1e6},
+          {"--minibatch", 1, 2, 1e6},     {"--scratch-steps", 1, 1, 1e9}};
       int k = -1;
       for (int j = 0; j < (int)TK_ARRAY_LEN(nums); j++)
         if (!strcmp(a, nums[j].name)) k = j;
@@ -215,12 +220,17 @@ static int run(int argc, char **argv) {
       case 25: o.max_std = x; break;
       case 26: o.value_warmup_iters = (int)n; break;
       case 27: o.minibatch = (int)n; break;
+      case 28: scratch_steps = n; break;
       }
     }
   }
   if (!scratch && !o.policy) {
     fprintf(stderr, "rl-finetune: --policy is needed (or --scratch)\n");
     usage(stderr);
+    return 2;
+  }
+  if (scratch_steps && !compare) {
+    fprintf(stderr, "rl-finetune: --scratch-steps sizes --compare's scratch run; add --compare\n");
     return 2;
   }
   if (scratch && compare) {
@@ -319,6 +329,11 @@ static int run(int argc, char **argv) {
     }
     so.checkpoint = scratch_ckpt;
     so.resume = NULL;
+    /* scratch's budget: until it arrives, or 10x what the fine-tune needed (an honest floor of 10x);
+     * the fine-tune's own budget when it did not arrive */
+    so.steps = scratch_steps > 0        ? scratch_steps
+               : r.steps_to_target >= 0 ? RL_COMPARE_FACTOR * TK_MAX(r.steps_to_target, o.eval_every)
+                                        : o.steps;
     if ((rc = rl_run(&so, &rs))) {
       tk_die_msg("rl-finetune");
       tk_plot_cleanup();
@@ -349,20 +364,10 @@ static int run(int argc, char **argv) {
       tk_plot_cleanup();
       return 1;
     }
-    if (r.steps_to_target >= 0 && rs.steps_to_target >= 0)
-      printf(
-          "compare: %.0f%% success after %lld env steps fine-tuned, %lld from scratch: %.1fx fewer samples\n",
-          100 * o.target, (long long)r.steps_to_target, (long long)rs.steps_to_target,
-          (double)rs.steps_to_target / (double)TK_MAX(r.steps_to_target, 1));
-    else if (r.steps_to_target >= 0)
-      printf("compare: %.0f%% success after %lld env steps fine-tuned; scratch never arrived within %lld "
-             "(ratio > %.1fx)\n",
-             100 * o.target, (long long)r.steps_to_target, (long long)rs.env_steps,
-             (double)rs.env_steps / (double)TK_MAX(r.steps_to_target, 1));
-    else
-      printf("compare: neither run reached %.0f%% within %lld env steps (best: fine-tune %.0f%%, scratch "
-             "%.0f%%)\n",
-             100 * o.target, (long long)o.steps, 100 * r.best_success, 100 * rs.best_success);
+    rlCurve cf = {r.eval_step, r.eval_success, r.n_evals}, cs = {rs.eval_step, rs.eval_success, rs.n_evals};
+    char line[512];
+    rl_compare_line(o.target, &cf, &cs, line, sizeof line);
+    printf("compare: %s\n", line);
     printf("compare: %s, %s\n", o.metrics, png);
   }
   tk_plot_cleanup();

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "bc.h"
+#include "rl.h"
 #include "vw.h"
 
 #define PATH_MAX_ 4200
@@ -656,16 +657,17 @@ static int section_bc(sbuf *b, sbuf *v, const char *policy_path, const char *eva
 typedef struct {
   char name[32];
   int n;
-  double step[MAX_EVALS], succ[MAX_EVALS];
-} rlRun;
+  int64_t step[MAX_EVALS]; /* env steps of each evaluation */
+  double succ[MAX_EVALS];
+} vwRun;
 
-static int64_t first_at(const rlRun *r, double target) {
+static int64_t first_at(const vwRun *r, double target) {
   for (int i = 0; i < r->n; i++)
-    if (r->succ[i] >= target) return (int64_t)r->step[i];
+    if (r->succ[i] >= target) return r->step[i];
   return -1;
 }
 
-static int read_runs(const char *path, rlRun *runs, int *nruns) {
+static int read_runs(const char *path, vwRun *runs, int *nruns) {
   csv c;
   int rc = csv_load(path, &c);
   if (rc) return rc;
@@ -677,7 +679,7 @@ static int read_runs(const char *path, rlRun *runs, int *nruns) {
       double st, su;
       const char *name = cell(&c, r, col[0]);
       if ((rc = csv_num(&c, path, r, col[1], &st)) || (rc = csv_num(&c, path, r, col[2], &su))) break;
-      if (isnan(st) || st < 0 || isnan(su) || su < 0 || su > 1) {
+      if (isnan(st) || st < 0 || st > 1e15 || isnan(su) || su < 0 || su > 1) {
         rc = tk_error(TK_EFORMAT, "%s: row %d: env_steps %s, success_rate %s out of range", path, r + 1,
                       cell(&c, r, col[1]), cell(&c, r, col[2]));
         break;
@@ -698,7 +700,7 @@ static int read_runs(const char *path, rlRun *runs, int *nruns) {
         ++*nruns;
       }
       if (runs[k].n < MAX_EVALS) {
-        runs[k].step[runs[k].n] = st;
+        runs[k].step[runs[k].n] = (int64_t)st;
         runs[k].succ[runs[k].n] = su;
         runs[k].n++;
       }
@@ -708,7 +710,7 @@ static int read_runs(const char *path, rlRun *runs, int *nruns) {
   return rc;
 }
 
-static int section_rl_in(sbuf *b, rlRun *runs, const char *ft_path, double target, int *missing) {
+static int section_rl_in(sbuf *b, vwRun *runs, const char *ft_path, double target, int *missing) {
   char cmp_csv[PATH_MAX_], cmp_png[PATH_MAX_], one_csv[PATH_MAX_];
   int rc;
   if ((rc = stem_path(cmp_csv, ft_path, "_compare.csv")) ||
@@ -722,41 +724,18 @@ static int section_rl_in(sbuf *b, rlRun *runs, const char *ft_path, double targe
   } else {
     int nruns = 0;
     if ((rc = read_runs(csv_path, runs, &nruns))) return rc;
-    const rlRun *ft = NULL, *sc = NULL;
+    const vwRun *ft = NULL, *sc = NULL;
     for (int k = 0; k < nruns; k++) {
       if (!strcmp(runs[k].name, "finetune")) ft = &runs[k];
       if (!strcmp(runs[k].name, "scratch")) sc = &runs[k];
     }
     /* the compare line: rl-finetune's words, from the evaluations in the file */
     if (ft && sc) {
-      int64_t a = first_at(ft, target), s = first_at(sc, target);
-      int64_t ft_last = (int64_t)ft->step[ft->n - 1], sc_last = (int64_t)sc->step[sc->n - 1];
-      double fb = 0, sbest = 0;
-      for (int i = 0; i < ft->n; i++)
-        fb = fmax(fb, ft->succ[i]);
-      for (int i = 0; i < sc->n; i++)
-        sbest = fmax(sbest, sc->succ[i]);
+      rlCurve cf = {ft->step, ft->succ, ft->n}, cs = {sc->step, sc->succ, sc->n};
+      char line[512];
+      rl_compare_line(target, &cf, &cs, line, sizeof line);
       sb_puts(b, "<p class=\"headline\" id=\"compare\">compare: ");
-      if (a >= 0 && s >= 0)
-        sb_printf(b,
-                  "%.0f%% success after <b>%lld</b> env steps fine-tuned, <b>%lld</b> from scratch: "
-                  "<b>%.1fx</b> fewer samples",
-                  100 * target, (long long)a, (long long)s, (double)s / (double)TK_MAX(a, 1));
-      else if (a >= 0)
-        sb_printf(b,
-                  "%.0f%% success after <b>%lld</b> env steps fine-tuned; scratch never arrived within %lld "
-                  "(ratio &gt; <b>%.1fx</b>)",
-                  100 * target, (long long)a, (long long)sc_last, (double)sc_last / (double)TK_MAX(a, 1));
-      else if (s >= 0)
-        sb_printf(b,
-                  "%.0f%% success after <b>%lld</b> env steps from scratch; the fine-tune never arrived "
-                  "within %lld (ratio &lt; <b>%.1fx</b>)",
-                  100 * target, (long long)s, (long long)ft_last, (double)s / (double)TK_MAX(ft_last, 1));
-      else
-        sb_printf(b,
-                  "neither run reached %.0f%% within %lld env steps (best: fine-tune <b>%.0f%%</b>, scratch "
-                  "<b>%.0f%%</b>)",
-                  100 * target, (long long)TK_MAX(ft_last, sc_last), 100 * fb, 100 * sbest);
+      sb_esc(b, line);
       sb_puts(b, "</p>\n");
     } else {
       sb_puts(b, "<p class=\"missing\">No comparison with scratch in <code>");
@@ -769,19 +748,20 @@ static int section_rl_in(sbuf *b, rlRun *runs, const char *ft_path, double targe
               "at</th></tr>\n",
               100 * target);
     for (int k = 0; k < nruns; k++) {
-      const rlRun *r = &runs[k];
+      const vwRun *r = &runs[k];
       int bi = 0;
       for (int i = 1; i < r->n; i++)
         if (r->succ[i] > r->succ[bi]) bi = i;
       int64_t at = first_at(r, target);
       sb_puts(b, "<tr><td>");
       sb_esc(b, r == ft ? "fine-tune (from BC + demos)" : r->name);
-      sb_printf(b, "</td><td>%.0f%%</td><td>%.0f%% at %.0f</td><td>%.0f%% at %.0f</td><td>", 100 * r->succ[0],
-                100 * r->succ[bi], r->step[bi], 100 * r->succ[r->n - 1], r->step[r->n - 1]);
+      sb_printf(b, "</td><td>%.0f%%</td><td>%.0f%% at %lld</td><td>%.0f%% at %lld</td><td>", 100 * r->succ[0],
+                100 * r->succ[bi], (long long)r->step[bi], 100 * r->succ[r->n - 1],
+                (long long)r->step[r->n - 1]);
       if (at >= 0)
         sb_printf(b, "<b>%lld</b> env steps", (long long)at);
       else
-        sb_printf(b, "not reached within %.0f env steps", r->step[r->n - 1]);
+        sb_printf(b, "not reached within %lld env steps", (long long)r->step[r->n - 1]);
       sb_puts(b, "</td></tr>\n");
     }
     sb_puts(b, "</table>\n<p>From <code>");
@@ -822,7 +802,7 @@ static int section_rl_in(sbuf *b, rlRun *runs, const char *ft_path, double targe
 
 /* (the runs' evaluations are large: on the heap, freed on every path) */
 static int section_rl(sbuf *b, const char *ft_path, double target, int *missing) {
-  rlRun *runs = calloc(MAX_RUNS, sizeof *runs);
+  vwRun *runs = calloc(MAX_RUNS, sizeof *runs);
   if (!runs) return tk_error(TK_ENOMEM, "out of memory");
   int rc = section_rl_in(b, runs, ft_path, target, missing);
   free(runs);

@@ -430,10 +430,42 @@ Test(rl, compare_writes_both_runs, .timeout = 120) {
   cr_assert(strstr(s->info, "\"scratch\""), "info names the run: %s", s->info);
   bc_policy_free(p);
   bc_policy_free(s);
-  /* a second --compare replaces the comparison instead of appending to it */
+  /* a second --compare replaces the comparison instead of appending to it; --scratch-steps sizes the
+   * scratch run alone */
+  snprintf(args, sizeof args,
+           "--policy %s --demos %s --out %s " SMALL
+           " --actor-delay 100 --no-stop --compare --quiet --scratch-steps 900",
+           f.bc, f.demos, ft);
   finetune_ok(f.dir, args);
   csv_load(csv, &c);
-  cr_assert_eq(c.n, 6, "%s after a second --compare: %d rows", csv, c.n);
+  cr_assert_eq(c.n, 7, "%s after a second --compare: %d rows (3 + 4)", csv, c.n);
+  cr_assert_str_eq(c.run[6], "scratch");
+  cr_assert_eq(c.step[2], 600, "the fine-tune's budget is --steps");
+  cr_assert_eq(c.step[6], 900, "scratch's is --scratch-steps");
+}
+
+/* The compare line, in each case: its ratio, or its floor when scratch never arrived. */
+Test(rl, compare_line) {
+  const int64_t st[4] = {0, 1000, 2000, 3000};
+  const double never[4] = {0.1, 0.2, 0.3, 0.4}, at1000[4] = {0.5, 0.96, 0.9, 0.97},
+               at3000[4] = {0, 0, 0.5, 0.95};
+  char line[512];
+  rlCurve ft = {st, at1000, 4}, sc = {st, at3000, 4}, no = {st, never, 4}, ft_no = {st, never, 3};
+  rl_compare_line(0.95, &ft, &sc, line, sizeof line);
+  cr_assert_str_eq(line,
+                   "95% success after 1000 env steps fine-tuned, 3000 from scratch: 3.0x fewer samples");
+  rl_compare_line(0.95, &ft, &no, line, sizeof line);
+  cr_assert_str_eq(line,
+                   "95% success after 1000 env steps fine-tuned; scratch never arrived within 3000 (ratio "
+                   "> 3.0x; scratch's best 40%)");
+  rl_compare_line(0.95, &ft_no, &sc, line, sizeof line);
+  cr_assert_str_eq(line,
+                   "scratch reached 95% after 3000 env steps; the fine-tune did not within 2000 (best 30%)");
+  rl_compare_line(0.95, &no, &no, line, sizeof line);
+  cr_assert_str_eq(line,
+                   "neither run reached 95% (fine-tune: 3000 env steps, best 40%; scratch: 3000, best 40%)");
+  rl_compare_line(0.95, &ft, &sc, line, 12); /* a short buffer: cut, terminated */
+  cr_assert_str_eq(line, "95% success");
 }
 
 /* ---- refusals ----------------------------------------------------------------------------------- */
@@ -517,6 +549,10 @@ Test(rl, refusals, .timeout = 120) {
   snprintf(args, sizeof args, "--policy %s --out %s --steps 0", f.bc, out_p);
   err = finetune_refused(d, 2, args);
   cr_assert(strstr(err, "--steps"), "%s", err);
+  snprintf(args, sizeof args, "--policy %s --demos %s --out %s --scratch-steps 300 " SMALL, f.bc, f.demos,
+           out_p);
+  err = finetune_refused(d, 2, args);
+  cr_assert(strstr(err, "--scratch-steps") && strstr(err, "--compare"), "%s", err);
   snprintf(args, sizeof args, "--policy %s --out %s --frobnicate 3", f.bc, out_p);
   err = finetune_refused(d, 2, args);
   cr_assert(strstr(err, "frobnicate"), "%s", err);

@@ -334,10 +334,8 @@ Test(report, missing_damaged_and_markup, .timeout = 60) {
   cr_assert(strstr(html, "<th>demos</th><td><b>3</b>") && strstr(html, "synth_reach"), "the dataset");
   cr_assert(strstr(html, "<b>70%</b> success (7 of 10 held-out episodes"), "bc-eval's numbers");
   cr_assert(strstr(html, "mean length <b>42.5</b>"), "bc-eval's mean length");
-  cr_assert(
-      strstr(html,
-             "after <b>100</b> env steps fine-tuned, <b>300</b> from scratch: <b>3.0x</b> fewer samples"),
-      "the compare line: %s", strstr(html, "compare:"));
+  cr_assert(strstr(html, "after 100 env steps fine-tuned, 300 from scratch: 3.0x fewer samples"),
+            "the compare line: %s", strstr(html, "compare:"));
   cr_assert(strstr(html, "&lt;script&gt;alert(1)&lt;/script&gt;") && !strstr(html, "<script>"),
             "a run name is escaped");
   cr_assert(strstr(html, "&lt;i&gt;x&lt;/i&gt;&amp;") && !strstr(html, "<i>x</i>"), "a task name is escaped");
@@ -347,8 +345,7 @@ Test(report, missing_damaged_and_markup, .timeout = 60) {
   cr_assert_eq(rc, 0, "stdout: %s\nstderr: %s", out, err);
   html = slurp(path, NULL);
   cr_assert(
-      strstr(html,
-             "99% success after <b>300</b> env steps from scratch; the fine-tune never arrived within 100"),
+      strstr(html, "scratch reached 99% after 300 env steps; the fine-tune did not within 100 (best 96%)"),
       "%s", strstr(html, "compare:"));
   /* damaged pieces: one line naming the file, exit 1, the page untouched */
   char bad[4200];
