@@ -50,7 +50,8 @@ static void usage(FILE *f) {
       "                    PREFIX_success.png beside it (PREFIX: FILE without .h5)\n"
       "  --bc-eval FILE    bc-eval --json's output (default DIR/bc_eval.json)\n"
       "  --ft FILE         rl-finetune's --out (default DIR/ft.h5) with FT_compare.csv and\n"
-      "                    FT_compare.png beside it (without --compare: FT.csv)\n"
+      "                    FT_compare.png beside it (without --compare: FT.csv), and FT_eval.json\n"
+      "                    (bc-eval FT.h5 --json: the fine-tuned policy on the held-out seeds)\n"
       "  --target X        the success rate that counts as arrived: rl-finetune's --target (0.95)\n"
       "\n"
       "Exit status: 0 done, 1 error (one line naming the file and the problem), 2 usage.\n",

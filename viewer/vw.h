@@ -76,7 +76,7 @@ typedef struct {
                            PREFIX_success.png beside it (PREFIX: the path without .h5) */
   const char *bc_eval;  /* bc-eval --json's output (NULL: DIR/bc_eval.json) */
   const char *finetune; /* rl-finetune's --out (NULL: DIR/ft.h5); its FT_compare.csv and FT_compare.png
-                           (--compare), else FT.csv */
+                           (--compare), else FT.csv, and FT_eval.json (bc-eval FT.h5 --json's output) */
   const char *out;      /* the page (NULL: DIR/report.html); through the output rule (ds_output_check) */
   double target;        /* success rate that counts as arrived: rl-finetune's --target (0.95) */
   int force;            /* replace an existing output of another kind */

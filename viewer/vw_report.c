@@ -472,6 +472,68 @@ static void describe_policy(sbuf *v, const bcPolicy *p) {
   if (p->chunk > 1 && p->dif.horizon == 0) sb_printf(v, ", %d actions per step", p->chunk);
 }
 
+/* A bc-eval --json result as a headline (label: "bc-eval"), or a line saying it is missing. */
+static int eval_headline(sbuf *b, const char *eval_path, const char *label, const char *task,
+                         const char *policy_path, int *missing) {
+  int rc;
+  if (!tk_file_exists(eval_path)) {
+    sb_missing(b, "No bc-eval result", eval_path, "bc-eval POLICY --json > FILE writes it");
+    ++*missing;
+    return 0;
+  }
+  char *text;
+  size_t n;
+  if ((rc = tk_read_text_max(eval_path, JSON_MAX_BYTES, &text, &n))) return rc;
+  cJSON *j = cJSON_ParseWithLength(text, n);
+  free(text);
+  double ep = 0, sc = 0, rate = 0, len = 0, seed = 0;
+  static const char *const need[] = {"episodes", "successes", "success_rate", "mean_length", "seed"};
+  double *dst[] = {&ep, &sc, &rate, &len, &seed};
+  if (!cJSON_IsObject(j)) {
+    int parsed = j != NULL;
+    cJSON_Delete(j);
+    return tk_error(TK_EFORMAT, "%s: %s (bc-eval --json writes one JSON object)", eval_path,
+                    parsed ? "not a JSON object" : "not valid JSON");
+  }
+  for (int i = 0; i < (int)TK_ARRAY_LEN(need); i++)
+    if (!json_num(j, need[i], dst[i])) {
+      cJSON_Delete(j);
+      return tk_error(TK_EFORMAT, "%s: no number \"%s\" (not bc-eval --json's output)", eval_path, need[i]);
+    }
+  if (ep < 1 || sc < 0 || sc > ep || ep != floor(ep) || sc != floor(sc)) {
+    cJSON_Delete(j);
+    return tk_error(TK_EFORMAT, "%s: %g successes of %g episodes", eval_path, sc, ep);
+  }
+  double sl = NAN, mr = NAN, sr = NAN;
+  json_num(j, "std_length", &sl);
+  json_num(j, "mean_return", &mr);
+  json_num(j, "std_return", &sr);
+  sb_puts(b, "<p class=\"headline\">");
+  sb_esc(b, label);
+  sb_printf(b, ": <b>%.0f%%</b> success (%.0f of %.0f held-out episodes, seeds %.0f..%.0f)", 100 * sc / ep,
+            sc, ep, seed, seed + ep - 1);
+  sb_printf(b, ", mean length <b>%.1f</b>", len);
+  if (isfinite(sl)) sb_printf(b, " &plusmn; %.1f", sl);
+  sb_puts(b, " steps");
+  if (isfinite(mr)) sb_printf(b, ", mean return %.2f", mr);
+  if (isfinite(sr)) sb_printf(b, " &plusmn; %.2f", sr);
+  const char *jt = json_str(j, "task"), *jp = json_str(j, "policy");
+  if (jt && task[0] && strcmp(jt, task)) {
+    sb_puts(b, " (on task ");
+    sb_esc(b, jt);
+    sb_puts(b, ", not the dataset's)");
+  }
+  sb_puts(b, ".");
+  if (jp && tk_file_exists(jp) && tk_file_exists(policy_path) && !ds_same_file(jp, policy_path)) {
+    sb_puts(b, " It evaluated <code>");
+    sb_esc(b, jp);
+    sb_puts(b, "</code>, not the policy below.");
+  }
+  sb_puts(b, "</p>\n");
+  cJSON_Delete(j);
+  return 0;
+}
+
 static int section_bc(sbuf *b, sbuf *v, const char *policy_path, const char *eval_path, const char *task,
                       int *missing) {
   char csv_path[PATH_MAX_], loss_path[PATH_MAX_], succ_path[PATH_MAX_];
@@ -482,61 +544,7 @@ static int section_bc(sbuf *b, sbuf *v, const char *policy_path, const char *eva
     return rc;
   sb_puts(b, "<section id=\"bc\"><h2>Behavior cloning</h2>\n");
   /* bc-eval first: the number the section is about */
-  if (!tk_file_exists(eval_path)) {
-    sb_missing(b, "No bc-eval result", eval_path, "bc-eval POLICY --json > FILE writes it");
-    ++*missing;
-  } else {
-    char *text;
-    size_t n;
-    if ((rc = tk_read_text_max(eval_path, JSON_MAX_BYTES, &text, &n))) return rc;
-    cJSON *j = cJSON_ParseWithLength(text, n);
-    free(text);
-    double ep = 0, sc = 0, rate = 0, len = 0, seed = 0;
-    static const char *const need[] = {"episodes", "successes", "success_rate", "mean_length", "seed"};
-    double *dst[] = {&ep, &sc, &rate, &len, &seed};
-    if (!cJSON_IsObject(j)) {
-      int parsed = j != NULL;
-      cJSON_Delete(j);
-      return tk_error(TK_EFORMAT, "%s: %s (bc-eval --json writes one JSON object)", eval_path,
-                      parsed ? "not a JSON object" : "not valid JSON");
-    }
-    for (int i = 0; i < (int)TK_ARRAY_LEN(need); i++)
-      if (!json_num(j, need[i], dst[i])) {
-        cJSON_Delete(j);
-        return tk_error(TK_EFORMAT, "%s: no number \"%s\" (not bc-eval --json's output)", eval_path, need[i]);
-      }
-    if (ep < 1 || sc < 0 || sc > ep || ep != floor(ep) || sc != floor(sc)) {
-      cJSON_Delete(j);
-      return tk_error(TK_EFORMAT, "%s: %g successes of %g episodes", eval_path, sc, ep);
-    }
-    double sl = NAN, mr = NAN, sr = NAN;
-    json_num(j, "std_length", &sl);
-    json_num(j, "mean_return", &mr);
-    json_num(j, "std_return", &sr);
-    sb_printf(b,
-              "<p class=\"headline\">bc-eval: <b>%.0f%%</b> success (%.0f of %.0f held-out episodes, seeds "
-              "%.0f..%.0f)",
-              100 * sc / ep, sc, ep, seed, seed + ep - 1);
-    sb_printf(b, ", mean length <b>%.1f</b>", len);
-    if (isfinite(sl)) sb_printf(b, " &plusmn; %.1f", sl);
-    sb_puts(b, " steps");
-    if (isfinite(mr)) sb_printf(b, ", mean return %.2f", mr);
-    if (isfinite(sr)) sb_printf(b, " &plusmn; %.2f", sr);
-    const char *jt = json_str(j, "task"), *jp = json_str(j, "policy");
-    if (jt && task[0] && strcmp(jt, task)) {
-      sb_puts(b, " (on task ");
-      sb_esc(b, jt);
-      sb_puts(b, ", not the dataset's)");
-    }
-    sb_puts(b, ".");
-    if (jp && tk_file_exists(jp) && tk_file_exists(policy_path) && !ds_same_file(jp, policy_path)) {
-      sb_puts(b, " It evaluated <code>");
-      sb_esc(b, jp);
-      sb_puts(b, "</code>, not the policy below.");
-    }
-    sb_puts(b, "</p>\n");
-    cJSON_Delete(j);
-  }
+  if ((rc = eval_headline(b, eval_path, "bc-eval", task, policy_path, missing))) return rc;
   /* the policy file */
   if (!tk_file_exists(policy_path)) {
     sb_missing(b, "No policy", policy_path, "bc-train DATASET -o FILE writes it");
@@ -743,6 +751,11 @@ static int section_rl_in(sbuf *b, vwRun *runs, const char *ft_path, double targe
       sb_puts(b, "</code> (rl-finetune --compare runs both).</p>\n");
       ++*missing;
     }
+    /* the fine-tuned policy on bc-eval's held-out seeds, next to the BC policy's */
+    char ft_eval[PATH_MAX_];
+    if ((rc = stem_path(ft_eval, ft_path, "_eval.json")) ||
+        (rc = eval_headline(b, ft_eval, "fine-tuned policy, bc-eval", "", ft_path, missing)))
+      return rc;
     sb_printf(b,
               "<table><tr><th>run</th><th>start</th><th>best</th><th>last evaluation</th><th>%.0f%% reached "
               "at</th></tr>\n",
@@ -887,8 +900,10 @@ int vw_report(const vwReportOpts *o, vwReportResult *res) {
     if (stat(dir, &st) || !S_ISDIR(st.st_mode)) return tk_error(TK_ENOTFOUND, "%s: no such directory", dir);
   }
   { /* the output rule: never over an input, a file of another kind only with force */
-    const char *in[] = {demos, policy, eval, ft};
-    if ((rc = ds_output_check(res->out, DS_KIND_TEXT, in, 4, o->force))) return rc;
+    char ft_eval[PATH_MAX_];
+    if ((rc = stem_path(ft_eval, ft, "_eval.json"))) return rc;
+    const char *in[] = {demos, policy, eval, ft, ft_eval};
+    if ((rc = ds_output_check(res->out, DS_KIND_TEXT, in, 5, o->force))) return rc;
   }
   sbuf b = {0};
   char task[DS_NAME_MAX] = "";

@@ -49,7 +49,7 @@ static void run_ok(const char *dir, const char *what, const char *fmt, const cha
 }
 
 /* A tiny run in dir, as scripts/demo.sh makes it: demos.h5, policy.h5 (+ .csv, _loss.png, _success.png),
- * bc_eval.json, ft.h5 (+ _compare.csv, _compare.png). */
+ * bc_eval.json, ft.h5 (+ _compare.csv, _compare.png), ft_eval.json. */
 static void make_run(const char *dir) {
   char demos[4200], pol[4200], cmd[8192];
   snprintf(demos, sizeof demos, "%s/demos.h5", dir);
@@ -67,6 +67,10 @@ static void make_run(const char *dir) {
            "--eval-episodes 2 --critic-warmup 20 --workers 1 --actor-delay 50 --compare --quiet",
            demos, dir);
   run_ok(dir, "rl-finetune --compare", cmd, tt_build("rl_finetune/rl-finetune"), pol);
+  char ft[4200];
+  snprintf(ft, sizeof ft, "%s/ft.h5", dir);
+  snprintf(cmd, sizeof cmd, "(%%s %%s --episodes 2 --seed 1000000005 --json --quiet > %s/ft_eval.json)", dir);
+  run_ok(dir, "bc-eval of the fine-tuned policy", cmd, tt_build("bc/bc-eval"), ft);
 }
 
 /* ---- what Chromium shows ------------------------------------------------------------------------- */
@@ -249,6 +253,9 @@ Test(report, a_run_in_chromium, .timeout = 240) {
   cr_assert(strstr(html, "train 3, valid 1"), "the masks");
   cr_assert(strstr(html, "epoch <b>") && strstr(html, "of 4"), "the epoch bc-train chose");
   cr_assert(strstr(html, "id=\"compare\">compare: "), "the compare line");
+  cr_assert(strstr(html, "fine-tuned policy, bc-eval: <b>") &&
+                strstr(html, "of 2 held-out episodes, seeds 1000000005..1000000006"),
+            "the fine-tuned policy's bc-eval");
   cr_assert(strstr(html, "What the numbers are"), "the legend");
   /* self-contained: nothing loaded from anywhere else */
   cr_assert(!strstr(html, "src=\"http") && !strstr(html, "<link") && !strstr(html, "<script") &&
