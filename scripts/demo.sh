@@ -6,8 +6,9 @@
 # train/valid split and an outside reader's check (h5py, opened as robomimic opens it); then
 # behavior cloning (bc-train: rollouts choose the best epoch) and bc-eval on 50 held-out seeds,
 # with the loss and success curves as PNG.
-# Then a short RL fine-tune (SAC from the policy and the demos) beside the same algorithm from
-# scratch, with the comparison plot. Last, one self-contained report page (viewer --report) of it all.
+# Then an RL fine-tune (SAC from the policy and the demos) until 90% success on 50 evaluation
+# seeds, beside the same algorithm from scratch on the same budget, with the comparison plot, and
+# bc-eval of the fine-tuned policy on the held-out seeds. Last, one self-contained report page (viewer --report) of it all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -15,7 +16,10 @@ OUT=${OUT:-out}
 EPISODES=${EPISODES:-10}  # at the real rate
 TOTAL=${TOTAL:-50}        # demos in all (the rest recorded unpaced)
 EPOCHS=${EPOCHS:-200}
-RL_STEPS=${RL_STEPS:-3000}
+RL_STEPS=${RL_STEPS:-25000}           # the fine-tune's budget (env steps)
+SCRATCH_STEPS=${SCRATCH_STEPS:-25000} # scratch's (rl-finetune's own default, 10x the fine-tune's
+                                      # steps to the target, would take ~30 minutes here)
+RL_TARGET=${RL_TARGET:-0.9}           # the success rate that counts as arrived
 mkdir -p "$OUT"
 rm -rf "$OUT/demos.h5" "$OUT/demos.h5.staging"
 B=build
@@ -42,18 +46,21 @@ rm -f "$OUT/policy.h5"
 $B/bc/bc-train "$OUT/demos.h5" -o "$OUT/policy.h5" --epochs "$EPOCHS" --filter-key train --hidden 256,256
 echo "== bc-eval: 50 held-out seeds"
 $B/bc/bc-eval "$OUT/policy.h5" --episodes 50 --json | tee "$OUT/bc_eval.json"
-echo "== rl-finetune --compare: a short SAC fine-tune from the policy and the demos, then the same"
-echo "   algorithm from scratch, $RL_STEPS env steps each"
+echo "== rl-finetune --compare: SAC from the policy and the demos until $(awk "BEGIN{print 100*$RL_TARGET}")% success on 50"
+echo "   evaluation seeds (at most $RL_STEPS env steps), then the same algorithm from scratch for $SCRATCH_STEPS"
 rm -f "$OUT/ft.h5" "$OUT/ft_scratch.h5" "$OUT/ft_compare.csv" "$OUT/ft_compare.png"
 $B/rl_finetune/rl-finetune --policy "$OUT/policy.h5" --demos "$OUT/demos.h5" --steps "$RL_STEPS" \
-  --eval-every "$((RL_STEPS / 3))" --eval-episodes 20 --actor-delay "$((RL_STEPS / 3))" --compare --quiet \
-  --out "$OUT/ft.h5" | tee "$OUT/rl_summary.txt"
+  --target "$RL_TARGET" --eval-every 2500 --eval-episodes 50 --compare --scratch-steps "$SCRATCH_STEPS" \
+  --quiet --out "$OUT/ft.h5" | tee "$OUT/rl_summary.txt"
+echo "== bc-eval of the fine-tuned policy: the same 50 held-out seeds as the BC policy's"
+$B/bc/bc-eval "$OUT/ft.h5" --episodes 50 --json | tee "$OUT/ft_eval.json"
 echo "== viewer --report: one page with the dataset, the BC and fine-tune results and their plots"
-$B/viewer/viewer --report "$OUT"
+$B/viewer/viewer --report "$OUT" --target "$RL_TARGET"
 echo "== summary"
 echo "dataset: $OUT/demos.h5 ($(du -h "$OUT/demos.h5" | cut -f1))"
 echo "policy: $OUT/policy.h5; metrics $OUT/policy.csv; plots $OUT/policy_loss.png $OUT/policy_success.png"
 /usr/bin/python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print('bc-eval: success %d/%d (%.0f%%), mean length %.1f' % (r['successes'], r['episodes'], 100*r['success_rate'], r['mean_length']))" "$OUT/bc_eval.json"
 echo "fine-tune: $OUT/ft.h5; comparison $OUT/ft_compare.csv $OUT/ft_compare.png"
+/usr/bin/python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print('fine-tuned, bc-eval: success %d/%d (%.0f%%), mean length %.1f' % (r['successes'], r['episodes'], 100*r['success_rate'], r['mean_length']))" "$OUT/ft_eval.json"
 grep '^compare:' "$OUT/rl_summary.txt" | head -1
 echo "report: $OUT/report.html (one self-contained page: open it in a browser, or mail it)"
