@@ -87,21 +87,12 @@ static int cmd_info(int argc, char **argv) {
   printf("env_args: %s\n", ds_env_args(f));
   printf("demos: %d\nsteps: %lld\n", nd, (long long)ds_total_samples(f));
   if (nd > 0) {
-    int64_t mn = INT64_MAX, mx = 0;
-    int succ = 0, known = 0;
-    for (int i = 0; i < nd; i++) {
-      const dsDemoInfo *d = ds_demo(f, i);
-      mn = TK_MIN(mn, d->num_samples);
-      mx = TK_MAX(mx, d->num_samples);
-      if (d->success >= 0) {
-        known++;
-        succ += d->success;
-      }
-    }
-    printf("length: min %lld, mean %.1f, max %lld\n", (long long)mn, (double)ds_total_samples(f) / nd,
-           (long long)mx);
-    if (known)
-      printf("success: %d/%d (%.1f%%)\n", succ, known, 100.0 * succ / known);
+    dsDemoStats st;
+    ds_demo_stats(f, &st);
+    printf("length: min %lld, mean %.1f, max %lld\n", (long long)st.min_len, (double)ds_total_samples(f) / nd,
+           (long long)st.max_len);
+    if (st.known)
+      printf("success: %d/%d (%.1f%%)\n", st.successes, st.known, 100.0 * st.successes / st.known);
     else
       printf("success: not recorded\n");
   }

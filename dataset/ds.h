@@ -180,6 +180,13 @@ const char *ds_env_name(const dsFile *f);
 const char *ds_env_args(const dsFile *f); /* the JSON text */
 int64_t ds_total_samples(const dsFile *f);
 int ds_is_native(const dsFile *f); /* written by this toolkit */
+/* Demo lengths and outcomes: the shortest and longest demo (0 and 0 without demos), how many say
+ * whether they succeeded (success attribute 0 or 1) and how many succeeded. */
+typedef struct {
+  int64_t min_len, max_len;
+  int known, successes;
+} dsDemoStats;
+void ds_demo_stats(const dsFile *f, dsDemoStats *st);
 int ds_num_masks(const dsFile *f);
 const char *ds_mask_name(const dsFile *f, int m);
 /* Demo positions named by a mask (malloc'd). */

@@ -97,6 +97,19 @@ const char *ds_env_name(const dsFile *f) { return f->env_name; }
 const char *ds_env_args(const dsFile *f) { return f->env_args ? f->env_args : ""; }
 int64_t ds_total_samples(const dsFile *f) { return f->total; }
 int ds_is_native(const dsFile *f) { return f->native; }
+void ds_demo_stats(const dsFile *f, dsDemoStats *st) {
+  memset(st, 0, sizeof *st);
+  st->min_len = f->ndemos > 0 ? INT64_MAX : 0;
+  for (int i = 0; i < f->ndemos; i++) {
+    const dsDemoInfo *d = &f->demos[i];
+    st->min_len = TK_MIN(st->min_len, d->num_samples);
+    st->max_len = TK_MAX(st->max_len, d->num_samples);
+    if (d->success >= 0) {
+      st->known++;
+      st->successes += d->success;
+    }
+  }
+}
 int ds_num_masks(const dsFile *f) { return f->nmasks; }
 const char *ds_mask_name(const dsFile *f, int m) { return m >= 0 && m < f->nmasks ? f->mask_names[m] : NULL; }
 

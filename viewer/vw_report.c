@@ -322,17 +322,11 @@ static int section_dataset(sbuf *b, sbuf *v, const char *path, char *task_out, s
   int rc = ds_open(path, 0, &f);
   if (rc) return rc;
   const dsSchema *s = ds_schema(f);
-  int nd = ds_num_demos(f), succ = 0, known = 0;
-  int64_t mn = INT64_MAX, mx = 0;
-  for (int i = 0; i < nd; i++) {
-    const dsDemoInfo *d = ds_demo(f, i);
-    mn = TK_MIN(mn, d->num_samples);
-    mx = TK_MAX(mx, d->num_samples);
-    if (d->success >= 0) {
-      known++;
-      succ += d->success;
-    }
-  }
+  int nd = ds_num_demos(f);
+  dsDemoStats st;
+  ds_demo_stats(f, &st);
+  const int64_t mn = st.min_len, mx = st.max_len;
+  const int succ = st.successes, known = st.known;
   snprintf(task_out, task_n, "%s", ds_env_name(f));
   char t[512];
   sb_puts(b, "<table>\n");
