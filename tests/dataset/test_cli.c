@@ -37,7 +37,8 @@ Test(cli, synth_info_validate_split_check) {
   snprintf(cmd, sizeof cmd, "%s info %%s%%s", bin());
   char *out = run_ok(cmd, p, "");
   cr_assert(strstr(out, "demos: 12") && strstr(out, "steps: 480") && strstr(out, "agentview_image") &&
-                strstr(out, "success:") && strstr(out, "recorded rate") && strstr(out, "action_dim: 7"),
+                strstr(out, "success:") && strstr(out, "recorded rate") && strstr(out, "action_dim: 7") &&
+                strstr(out, "length: min 40, mean 40.0, max 40"),
             "%s", out);
   free(out);
   snprintf(cmd, sizeof cmd, "%s validate %%s%%s", bin());
