@@ -182,6 +182,10 @@ int main(int argc, char **argv) {
         wl[k], (long long)r.env_steps, wl[k], (long long)r.updates, wl[k], r.env_steps_per_s, wl[k],
         r.updates_per_s, wl[k], r.seconds);
     if (wl[k] > 1 && w1_env > 0) printf("rl_w%d_speedup_over_w1=%.2f\n", wl[k], r.env_steps_per_s / w1_env);
+    const double loop = r.act_seconds + r.learn_seconds;
+    if (loop > 0) /* of the loop's time (acting and learning; this run's one evaluation left out) */
+      printf("rl_w%d_learner_fraction=%.2f\nrl_w%d_acting_fraction=%.2f\n", wl[k], r.learn_seconds / loop,
+             wl[k], r.act_seconds / loop);
     if (r.diverged) printf("rl_w%d_diverged=1\n", wl[k]);
     fflush(stdout);
   }

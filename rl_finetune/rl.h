@@ -95,6 +95,9 @@ typedef struct {
   double initial_success; /* evaluation before any RL step */
   double seconds;
   double env_steps_per_s, updates_per_s;
+  /* where the wall time went (s): the workers' env steps and acting, the learner's updates, the
+   * evaluations (with the checkpoints after them) and, for SAC, the critics' warm-up on the demos */
+  double act_seconds, learn_seconds, eval_seconds, warmup_seconds;
   int n_evals;
   int64_t eval_step[512];
   double eval_success[512];

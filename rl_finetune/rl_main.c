@@ -111,8 +111,13 @@ static void summary_line(const char *label, const rlResult *r, const rlOpts *o) 
     printf("%s: did not reach %.0f%% within %lld env steps (start %.0f%%, best %.0f%% at %lld)\n", label,
            100 * o->target, (long long)r->env_steps, 100 * r->initial_success, 100 * r->best_success,
            (long long)r->best_step);
-  printf("%s: %.0f env steps/s, %.0f updates/s, %.1f s\n", label, r->env_steps_per_s, r->updates_per_s,
+  printf("%s: %.0f env steps/s, %.0f updates/s, %.1f s", label, r->env_steps_per_s, r->updates_per_s,
          r->seconds);
+  if (r->seconds > 0)
+    printf(" (acting %.0f%%, learning %.0f%%, evaluations and checkpoints %.0f%%, critic warm-up %.0f%%)",
+           100 * r->act_seconds / r->seconds, 100 * r->learn_seconds / r->seconds,
+           100 * r->eval_seconds / r->seconds, 100 * r->warmup_seconds / r->seconds);
+  printf("\n");
 }
 
 static int run(int argc, char **argv) {

@@ -388,14 +388,18 @@ static int act(rlRun *R, rlResult *res) {
 static int sac_iteration(rlRun *R, rlResult *res) {
   const rlOpts *o = R->o;
   R->random_actions = !o->policy && res->env_steps < o->random_steps;
+  double t = tk_now_s();
   int rc = act(R, res);
+  res->act_seconds += tk_now_s() - t;
   if (rc) return rc;
   if (R->online.n < R->B / 2 && R->demo.n == 0) return 0;
   const int actor_on = !o->policy || res->env_steps > o->actor_delay;
+  t = tk_now_s();
   for (int u = 0; u < o->utd * R->nw && !rc; u++) {
     rc = rl_sac_update(R, actor_on);
     res->updates = ++R->updates;
   }
+  res->learn_seconds += tk_now_s() - t;
   return rc ? diverged(R, res, rc) : 0;
 }
 
@@ -404,12 +408,16 @@ static int sac_iteration(rlRun *R, rlResult *res) {
 static int ppo_iteration(rlRun *R, rlResult *res) {
   const rlOpts *o = R->o;
   int rc = 0;
+  double t = tk_now_s();
   for (R->pt = 0; R->pt < R->pT; R->pt++)
     if ((rc = act(R, res))) return rc;
+  res->act_seconds += tk_now_s() - t;
+  t = tk_now_s();
   int64_t iter = res->env_steps / ((int64_t)R->pN * rl_mpi_size()); /* iterations done, this one included */
   double kl;
   int epochs;
   rc = rl_ppo_update(R, iter > o->value_warmup_iters, &kl, &epochs);
+  res->learn_seconds += tk_now_s() - t;
   res->updates = R->updates;
   if (rc) return diverged(R, res, rc);
   if (epochs) tk_debug("%s: iteration %lld: %d actor epochs, KL %.4f", o->label, (long long)iter, epochs, kl);
@@ -591,10 +599,16 @@ int rl_run(const rlOpts *opts, rlResult *res) {
     goto done;
   const double t0 = tk_now_s();
   int64_t next_eval = o->eval_every;
-  if (o->resume)
+  if (o->resume) {
     rc = resume(R, res, &next_eval);
-  else if (!(rc = warm_up_critics(R)))
-    rc = evaluate_all(R, res, 0, csv, t0);
+  } else {
+    double t = tk_now_s();
+    rc = warm_up_critics(R);
+    res->warmup_seconds += tk_now_s() - t;
+    t = tk_now_s();
+    if (!rc) rc = evaluate_all(R, res, 0, csv, t0);
+    res->eval_seconds += tk_now_s() - t;
+  }
   if (rc) goto done;
 
   /* the loop: the workers act and the learner updates (SAC: utd updates per env step; PPO: a rollout,
@@ -605,8 +619,11 @@ int rl_run(const rlOpts *opts, rlResult *res) {
     if ((rc = R->ppo ? ppo_iteration(R, res) : sac_iteration(R, res))) break;
     if (res->env_steps >= next_eval) {
       next_eval += o->eval_every;
-      if ((rc = evaluate_all(R, res, res->env_steps, csv, t0))) break;
-      if (o->checkpoint && (rc = rl_ckpt_save(R, res, next_eval, o->checkpoint))) break;
+      double t = tk_now_s();
+      rc = evaluate_all(R, res, res->env_steps, csv, t0);
+      if (!rc && o->checkpoint) rc = rl_ckpt_save(R, res, next_eval, o->checkpoint);
+      res->eval_seconds += tk_now_s() - t;
+      if (rc) break;
     }
     clock_show(R, res, &clk);
   }

@@ -420,6 +420,19 @@ Test(rl, compare_writes_both_runs, .timeout = 120) {
     compare_line |= !strncmp(l, "compare:", 8);
   cr_assert(compare_line, "a line starting with 'compare:': %s", out);
   cr_assert(strstr(out, "finetune:") && strstr(out, "scratch:"), "summary lines of both runs: %s", out);
+  /* where the time went: shares of the run's wall time, each of them used */
+  int pa = -1, pl = -1, pe = -1, pw = -1;
+  static char summary[16384];
+  snprintf(summary, sizeof summary, "%s", out);
+  const char *share = strstr(summary, "(acting ");
+  int got =
+      share ? sscanf(share,
+                     "(acting %d%%, learning %d%%, evaluations and checkpoints %d%%, critic warm-up %d%%)",
+                     &pa, &pl, &pe, &pw)
+            : 0;
+  cr_assert(got == 4 && pa > 0 && pl > 0 && pe > 0 && pw >= 0 && pa + pl + pe + pw >= 90 &&
+                pa + pl + pe + pw <= 102,
+            "where the time went: %d %d %d %d in %s", pa, pl, pe, pw, summary);
   /* both policies are saved; the scratch one on the fine-tuned run's task, with its own layers */
   bcPolicy *p = load_policy(ft), *s = load_policy(scr);
   cr_assert_str_eq(p->algo, "sac");
