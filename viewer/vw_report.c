@@ -844,16 +844,20 @@ static void legend(sbuf *b, double target) {
           "the demos are recorded from seed 0 and the epoch is chosen on seeds from 2000000000, so no step "
           "of training saw these episodes); success is the task's own test; the length is the steps an "
           "episode took (it ends on success or at the task's horizon).</dd>\n");
-  sb_printf(b,
-            "<dt>fine-tune and scratch</dt><dd>rl-finetune's evaluations (success rate on seeds from "
-            "2000000000) against environment steps: the fine-tune starts from the BC policy and learns from "
-            "the demos and its own experience, scratch is the same algorithm from a random network with the "
-            "same budget. <i>start</i> is the evaluation before any RL step, <i>reached at</i> the first "
-            "evaluation at or above the target (%.0f%%, rl-finetune's <code>--target</code>).</dd>\n"
-            "<dt>compare</dt><dd>The env steps each run needed to reach the target; the ratio (scratch over "
-            "fine-tune) is how many times fewer samples the fine-tune needed. A run that did not arrive "
-            "counts with the steps it had, so the ratio is then a bound.</dd>\n</dl></section>\n",
-            100 * target);
+  sb_printf(
+      b,
+      "<dt>fine-tune and scratch</dt><dd>rl-finetune's evaluations (success rate on seeds from "
+      "2000000000) against environment steps: the fine-tune starts from the BC policy and learns from "
+      "the demos and its own experience, scratch is the same algorithm from a random network, run "
+      "until it reaches the target or has spent 10x the fine-tune's steps to it (or "
+      "<code>--scratch-steps</code>). <i>start</i> is the evaluation before any RL step, <i>reached at</i> "
+      "the first "
+      "evaluation at or above the target (%.0f%%, rl-finetune's <code>--target</code>).</dd>\n"
+      "<dt>compare</dt><dd>The env steps each run needed to reach the target; the ratio (scratch over "
+      "fine-tune) is how many times fewer samples the fine-tune needed. A run that did not arrive "
+      "counts with the steps it had, so the ratio is then a bound (a floor when scratch did not arrive)."
+      "</dd>\n</dl></section>\n",
+      100 * target);
 }
 
 static int write_page(const char *out, const sbuf *b) {
