@@ -455,6 +455,19 @@ Test(rl, compare_writes_both_runs, .timeout = 120) {
   cr_assert_str_eq(c.run[6], "scratch");
   cr_assert_eq(c.step[2], 600, "the fine-tune's budget is --steps");
   cr_assert_eq(c.step[6], 900, "scratch's is --scratch-steps");
+  /* by default scratch gets 10x the fine-tune's steps to the target (here: arrived at once, so 10x one
+   * evaluation period) */
+  snprintf(
+      args, sizeof args,
+      "--policy %s --demos %s --out %s --hidden 32 --batch 32 --steps 200 --eval-every 100 "
+      "--eval-episodes 2 --critic-warmup 20 --workers 2 --actor-delay 100 --target 0 --no-stop --compare "
+      "--quiet",
+      f.bc, f.demos, ft);
+  out = finetune_ok(f.dir, args);
+  csv_load(csv, &c);
+  cr_assert_eq(c.n, 3 + 11, "%s: 3 fine-tune rows and 11 of scratch: %d", csv, c.n);
+  cr_assert_eq(c.step[c.n - 1], 1000, "scratch ran 10x the fine-tune's evaluation period");
+  cr_assert(strstr(out, "0% success after 0 env steps fine-tuned, 0 from scratch"), "%s", out);
 }
 
 /* The compare line, in each case: its ratio, or its floor when scratch never arrived. */
