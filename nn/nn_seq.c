@@ -227,18 +227,40 @@ void nn_groupnorm_backward(const nnSeqCall *c) {
     }
 }
 
-/* ---- mish: x tanh(softplus(x)), softplus as torch's (x above 20: x) ---------------------------------- */
+/* ---- mish: x tanh(softplus(x)) ---------------------------------------------------------------------
+ * With m = e^-|x| (one expm1 of a non-positive argument, the vectorizable kernel of nn_internal.h):
+ * tanh(softplus(x)) = (n^2 + 2n) / (n^2 + 2n + 2) for n = e^x, i.e. (1 + 2m) / (1 + 2m + 2m^2) for x > 0
+ * and (m^2 + 2m) / (m^2 + 2m + 2) for x <= 0 (no cancellation either way); sigmoid(x) = 1 / (1 + m) or
+ * m / (1 + m). d mish / dx = t + x sigmoid(x) (1 - t^2). */
 
-static inline float mish(float x) {
-  const float sp = x > 20.0f ? x : log1pf(expf(x));
-  return x * tanhf(sp);
+static inline void mish_parts(float x, float *t, float *sg) {
+  const float m = nn_expm1_neg_inline(-fabsf(x)) + 1.0f;
+  const float p = x > 0 ? 1.0f + 2.0f * m : m * (m + 2.0f), q = x > 0 ? 2.0f * m * m : 2.0f;
+  *t = p / (p + q);
+  *sg = (x > 0 ? 1.0f : m) / (1.0f + m);
 }
 
-/* d mish / dx = tanh(sp) + x sigmoid(x) (1 - tanh(sp)^2) */
+static inline float mish(float x) {
+  float t, sg;
+  mish_parts(x, &t, &sg);
+  return x * t;
+}
+
 static inline float mish_grad(float x) {
-  const float sp = x > 20.0f ? x : log1pf(expf(x)), t = tanhf(sp);
-  const float sg = 1.0f / (1.0f + expf(-x));
+  float t, sg;
+  mish_parts(x, &t, &sg);
   return t + x * sg * (1.0f - t * t);
+}
+
+NN_CLONES static void mish_fwd(const float *restrict x, float *restrict y, int64_t n) {
+  for (int64_t i = 0; i < n; i++)
+    y[i] = mish(x[i]);
+}
+
+NN_CLONES static void mish_bwd(const float *restrict x, const float *restrict dy, float *restrict dx,
+                               int64_t n) {
+  for (int64_t i = 0; i < n; i++)
+    dx[i] += dy[i] * mish_grad(x[i]);
 }
 
 int64_t nn_mish_sizes(const nnSeqCall *c, int64_t *scratch, int64_t *col, int64_t *tmp) {
@@ -247,17 +269,11 @@ int64_t nn_mish_sizes(const nnSeqCall *c, int64_t *scratch, int64_t *col, int64_
   return 0;
 }
 
-void nn_mish_forward(const nnSeqCall *c) {
-  const int64_t n = (int64_t)c->B * c->cout * c->lout;
-  for (int64_t i = 0; i < n; i++)
-    c->y[i] = mish(c->x[i]);
-}
+void nn_mish_forward(const nnSeqCall *c) { mish_fwd(c->x, c->y, (int64_t)c->B * c->cout * c->lout); }
 
 void nn_mish_backward(const nnSeqCall *c) {
   if (!c->dx) return;
-  const int64_t n = (int64_t)c->B * c->cout * c->lout;
-  for (int64_t i = 0; i < n; i++)
-    c->dx[i] += c->dy[i] * mish_grad(c->x[i]);
+  mish_bwd(c->x, c->dy, c->dx, (int64_t)c->B * c->cout * c->lout);
 }
 
 /* ---- film: e = Mish(cond) W^T + b [B, 2C] (W [2C, cdim]); y = e[:C] x + e[C:] per channel ------------ */
@@ -269,15 +285,10 @@ int64_t nn_film_sizes(const nnSeqCall *c, int64_t *scratch, int64_t *col, int64_
   return c->cdim;
 }
 
-static void mish_rows(const float *cond, int64_t n, float *out) {
-  for (int64_t i = 0; i < n; i++)
-    out[i] = mish(cond[i]);
-}
-
 void nn_film_forward(const nnSeqCall *c) {
   const int B = c->B, C = c->cout, L = c->lout, D = c->cdim;
   float *e = c->scratch;
-  mish_rows(c->cond, (int64_t)B * D, c->col);
+  mish_fwd(c->cond, c->col, (int64_t)B * D);
   for (int b = 0; b < B; b++)
     memcpy(e + (int64_t)b * 2 * C, c->b, sizeof(float) * 2 * (size_t)C);
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, 2 * C, D, 1.0f, c->col, D, c->W, D, 1.0f, e, 2 * C);
@@ -313,7 +324,7 @@ void nn_film_backward(const nnSeqCall *c) {
       }
     }
   if (c->dW) {
-    mish_rows(c->cond, (int64_t)B * D, c->col);
+    mish_fwd(c->cond, c->col, (int64_t)B * D);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 2 * C, D, B, 1.0f, de, 2 * C, c->col, D,
                 c->accumulate ? 1.0f : 0.0f, c->dW, D);
     if (!c->accumulate) memset(c->db, 0, sizeof(float) * 2 * (size_t)C);
