@@ -324,7 +324,7 @@ typedef struct {
   int diffusion;          /* --head diffusion: a Diffusion Policy with dif's settings (bcDiffusion) */
   bcDiffusion dif;        /* bc_diff_default's unless set (--obs-horizon, --action-horizon, ...) */
   nnUnetArch unet;        /* dif.unet (--denoiser unet): levels, channels, kernel, groups (--unet-dims,
-                             --unet-kernel; default 64,128,256, 5, 8); horizon and temb follow dif */
+                             --unet-kernel; default 32,64,128, 5, 8); horizon and temb follow dif */
   int crop_h, crop_w;     /* cameras: random crop size in training (0: the frame minus 10%, 84 -> 76) */
   int encoder_width;      /* cameras: conv channels of the encoder (nn_enc_arch_default; default 32) */
   double obs_std_floor;   /* normalization: std = max(std, floor) (default 0.1: dimensions that

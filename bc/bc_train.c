@@ -26,7 +26,7 @@ void bc_train_default(bcTrainOpts *o) {
   o->obs_std_floor = 0.1;
   o->chunk = 1;
   bc_diff_default(&o->dif);
-  o->unet = (nnUnetArch){.levels = 3, .down = {64, 128, 256}, .kernel = 5, .groups = 8};
+  o->unet = (nnUnetArch){.levels = 3, .down = {32, 64, 128}, .kernel = 5, .groups = 8};
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   o->threads = n > 0 ? (int)n : 1;
   o->eval_every = 20;

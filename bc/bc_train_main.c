@@ -62,7 +62,7 @@ static void usage(FILE *f) {
       "  --denoiser mlp|unet    the denoiser (default mlp: --hidden's layers): unet is the paper's 1-D\n"
       "                         temporal conv U-Net with FiLM conditioning (ConditionalUnet1D; --hidden\n"
       "                         unused); --action-horizon must be divisible by 2^(levels - 1)\n"
-      "  --unet-dims C,C,...    its channels per level (default 64,128,256; the paper's 256,512,1024)\n"
+      "  --unet-dims C,C,...    its channels per level (default 32,64,128; the paper's 256,512,1024)\n"
       "  --unet-kernel K        its convolutions' kernel (odd; default 5, the paper's), GroupNorm 8 groups\n"
       "  --chunk K              predict the next K actions at every step (ACT's action chunking; rollouts\n"
       "                         average what the last K predictions say about the current step); default 1\n"
