@@ -336,6 +336,11 @@ Test(unet, names_shapes_json_and_errors) {
     cr_expect(strstr(tk_errmsg(), bad[i].want) && !strchr(tk_errmsg(), '\n'), "%s: %s", bad[i].json,
               tk_errmsg());
   }
+  const int d4[] = {8, 16, 32, 64}; /* the most levels: every node, value and tensor fits its table */
+  nnArch a4 = unet_arch(4, d4, 15, 8, 64, 7, 40, 1024);
+  cr_expect_eq(nn_net_plan(&a4, &plan), 0, "%s", tk_errmsg());
+  printf("unet of 4 levels: %d nodes, %d values, %d tensors\n", plan.unet.n_nodes, plan.unet.n_vals,
+         plan.n_tensors);
   a.n_hidden = 1;
   cr_expect_neq(nn_arch_validate(&a), 0);
   cr_expect(strstr(tk_errmsg(), "no hidden layers"), "%s", tk_errmsg());
