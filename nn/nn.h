@@ -1,7 +1,7 @@
 /* nn/nn.h -- small float32 networks for behavior cloning and SAC, on OpenBLAS (prefix nn_).
  *
- * Networks are MLPs: [Linear (+LayerNorm) + activation] x hidden layers + Linear output, with a head
- * that turns the output into actions and a loss:
+ * Networks are MLPs: [Linear (+LayerNorm) + activation] x hidden layers + Linear output (or a 1-D temporal
+ * U-Net, nnUnetArch below), with a head that turns the output into actions and a loss:
  *   MSE       output = action (optionally tanh-bounded); loss = mean squared error over batch and dims
  *             (torch.nn.MSELoss).
  *   GAUSSIAN  tanh-squashed diagonal Gaussian (SAC's actor). Output = [mu (A), raw log-std (A)];
