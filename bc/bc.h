@@ -87,12 +87,15 @@ typedef struct {
   double clip;      /* the clean estimate is clipped to [-clip, clip] (default 1: actions in [-1, 1]) */
   int sample;       /* 1: the network predicts the clean chunk ("sample", the default), 0: the noise
                        ("epsilon", DDPM's) */
+  int unet;         /* the denoiser: 1 a 1-D temporal U-Net with FiLM (arch.unet, nn.h), 0 an MLP (the
+                       default; files without "denoiser" have one) */
   double abar[BC_DIFF_MAX_STEPS]; /* cumulative alpha of each level (bc_diff_schedule) */
 } bcDiffusion;
 
 void bc_diff_default(bcDiffusion *d); /* the defaults above, horizon 16 (a diffusion policy) */
 /* Sizes in range and the network fitting them: an MSE head without tanh, no LSTM, arch->act_dim a multiple
- * of horizon, and arch->obs_dim = obs_horizon * (inputs of a step) + arch->act_dim + temb. Fills abar. */
+ * of horizon, and arch->obs_dim = obs_horizon * (inputs of a step) + arch->act_dim + temb; a U-Net exactly
+ * when d->unet, of d's horizon and temb. Fills abar. */
 int bc_diff_validate(bcDiffusion *d, const nnArch *arch);
 /* The network's inputs per observation step (arch->obs_dim without the noisy chunk and the embedding). */
 int bc_diff_step_inputs(const bcDiffusion *d, const nnArch *arch);
@@ -100,7 +103,8 @@ int bc_diff_step_inputs(const bcDiffusion *d, const nnArch *arch);
 void bc_diff_embed(int temb, double k, float *out);
 struct cJSON;
 struct cJSON *bc_diff_to_json(const bcDiffusion *d);
-int bc_diff_from_json(const struct cJSON *j, bcDiffusion *d); /* strict: every key, nothing else */
+/* strict: every key, nothing else; "denoiser" ("mlp" or "unet") may be absent (an MLP: files before it) */
+int bc_diff_from_json(const struct cJSON *j, bcDiffusion *d);
 
 typedef struct {
   nnArch arch; /* the trunk: its input is [normalized low-dim keys | every camera's features] */
@@ -319,6 +323,8 @@ typedef struct {
                              the overlapping predictions); default 1 */
   int diffusion;          /* --head diffusion: a Diffusion Policy with dif's settings (bcDiffusion) */
   bcDiffusion dif;        /* bc_diff_default's unless set (--obs-horizon, --action-horizon, ...) */
+  nnUnetArch unet;        /* dif.unet (--denoiser unet): levels, channels, kernel, groups (--unet-dims,
+                             --unet-kernel; default 32,64,128, 5, 8); horizon and temb follow dif */
   int crop_h, crop_w;     /* cameras: random crop size in training (0: the frame minus 10%, 84 -> 76) */
   int encoder_width;      /* cameras: conv channels of the encoder (nn_enc_arch_default; default 32) */
   double obs_std_floor;   /* normalization: std = max(std, floor) (default 0.1: dimensions that

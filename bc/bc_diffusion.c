@@ -60,7 +60,15 @@ int bc_diff_validate(bcDiffusion *d, const nnArch *arch) {
   if (!(d->clip > 0 && d->clip <= 1e6))
     return tk_error(TK_ERANGE, "diffusion: clip %g not in (0, 1e6]", d->clip);
   if (arch->head != NN_HEAD_MSE || arch->tanh || arch->rnn_layers > 0)
-    return tk_error(TK_EINVAL, "diffusion: the denoiser must be an MLP with an MSE head without tanh");
+    return tk_error(TK_EINVAL,
+                    "diffusion: the denoiser must be an MLP or U-Net with an MSE head without tanh");
+  if (d->unet != (arch->unet.levels > 0))
+    return tk_error(TK_EINVAL, "diffusion: the denoiser is \"%s\" but the network is %s",
+                    d->unet ? "unet" : "mlp", arch->unet.levels > 0 ? "a U-Net" : "an MLP");
+  if (d->unet && (arch->unet.horizon != d->horizon || arch->unet.temb != d->temb))
+    return tk_error(TK_EINVAL,
+                    "diffusion: the U-Net's horizon %d and embedding %d are not the policy's %d and %d",
+                    arch->unet.horizon, arch->unet.temb, d->horizon, d->temb);
   if (arch->act_dim % d->horizon)
     return tk_error(TK_EINVAL, "diffusion: the network's %d outputs are not %d actions", arch->act_dim,
                     d->horizon);
@@ -92,7 +100,8 @@ cJSON *bc_diff_to_json(const bcDiffusion *d) {
            cJSON_AddStringToObject(j, "sampler", d->ddpm ? "ddpm" : "ddim") &&
            cJSON_AddNumberToObject(j, "temb", d->temb) && cJSON_AddNumberToObject(j, "clip", d->clip) &&
            cJSON_AddStringToObject(j, "schedule", SCHEDULE) &&
-           cJSON_AddStringToObject(j, "prediction", d->sample ? "sample" : "epsilon");
+           cJSON_AddStringToObject(j, "prediction", d->sample ? "sample" : "epsilon") &&
+           cJSON_AddStringToObject(j, "denoiser", d->unet ? "unet" : "mlp");
   if (!ok) {
     cJSON_Delete(j);
     return NULL;
@@ -122,10 +131,11 @@ static int json_str(const cJSON *j, const char *k, const char *a, const char *b,
 
 int bc_diff_from_json(const cJSON *j, bcDiffusion *d) {
   memset(d, 0, sizeof *d);
-  if (!cJSON_IsObject(j) || cJSON_GetArraySize(j) != 10)
+  const int has_denoiser = cJSON_IsObject(j) && cJSON_GetObjectItemCaseSensitive(j, "denoiser") != NULL;
+  if (!cJSON_IsObject(j) || cJSON_GetArraySize(j) != 10 + has_denoiser)
     return tk_error(TK_EFORMAT,
                     "diffusion: must be an object of exactly obs_horizon, horizon, exec, train_steps, "
-                    "sample_steps, sampler, temb, clip, schedule, prediction");
+                    "sample_steps, sampler, temb, clip, schedule, prediction (and denoiser)");
   int rc = json_int(j, "obs_horizon", &d->obs_horizon);
   if (!rc) rc = json_int(j, "horizon", &d->horizon);
   if (!rc) rc = json_int(j, "exec", &d->exec);
@@ -136,6 +146,7 @@ int bc_diff_from_json(const cJSON *j, bcDiffusion *d) {
   int one;
   if (!rc) rc = json_str(j, "schedule", SCHEDULE, NULL, &one);
   if (!rc) rc = json_str(j, "prediction", "epsilon", "sample", &d->sample);
+  if (!rc && has_denoiser) rc = json_str(j, "denoiser", "mlp", "unet", &d->unet);
   const cJSON *c = cJSON_GetObjectItemCaseSensitive(j, "clip");
   if (!rc && !cJSON_IsNumber(c)) rc = tk_error(TK_EFORMAT, "diffusion: \"clip\" is missing or not a number");
   if (!rc) d->clip = c->valuedouble;

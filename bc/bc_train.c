@@ -26,6 +26,7 @@ void bc_train_default(bcTrainOpts *o) {
   o->obs_std_floor = 0.1;
   o->chunk = 1;
   bc_diff_default(&o->dif);
+  o->unet = (nnUnetArch){.levels = 3, .down = {32, 64, 128}, .kernel = 5, .groups = 8};
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   o->threads = n > 0 ? (int)n : 1;
   o->eval_every = 20;
@@ -492,6 +493,13 @@ static int build_policy(trainer *t, const bcTrainOpts *o) {
     arch.head = NN_HEAD_MSE;
     arch.tanh = 0;
     arch.obs_dim = o->dif.obs_horizon * L->obs_dim + arch.act_dim + o->dif.temb;
+    if (o->dif.unet) { /* the U-Net: its shape from the options, its horizon and embedding the policy's */
+      arch.unet = o->unet;
+      arch.unet.horizon = o->dif.horizon;
+      arch.unet.temb = o->dif.temb;
+      arch.n_hidden = 0;
+      arch.layer_norm = 0;
+    }
   }
   int dims[BC_MAX_KEYS];
   const char *names[BC_MAX_KEYS];
@@ -603,14 +611,22 @@ static int open_metrics(trainer *t, const char *prefix) {
 static void print_setup(const trainer *t, const bcTrainOpts *o, const bcTrainResult *r) {
   if (o->quiet) return;
   const nnArch *a = &t->p->arch;
-  char rnn_desc[128] = "";
+  char rnn_desc[256] = "";
   if (t->rnn)
     snprintf(rnn_desc, sizeof rnn_desc, ", LSTM %d x %d, sequences of %d", a->rnn_layers, a->rnn_hidden,
              t->sm.T);
   const bcDiffusion *d = &t->p->dif;
+  char unet[96] = "";
+  if (a->unet.levels > 0) {
+    int n = snprintf(unet, sizeof unet, " U-Net denoiser, channels");
+    for (int i = 0; i < a->unet.levels; i++)
+      n += snprintf(unet + n, sizeof unet - (size_t)n, "%s%d", i ? "," : " ", a->unet.down[i]);
+    snprintf(unet + n, sizeof unet - (size_t)n, " kernel %d, %lld parameters", a->unet.kernel,
+             (long long)t->p->net->n_params);
+  }
   if (d->horizon > 0)
     snprintf(rnn_desc, sizeof rnn_desc,
-             ", diffusion: %d obs steps, %d actions (%d run), %d levels, %s %d steps", d->obs_horizon,
+             ", diffusion:%s %d obs steps, %d actions (%d run), %d levels, %s %d steps", unet, d->obs_horizon,
              d->horizon, d->exec, d->train_steps, d->ddpm ? "ddpm" : "ddim",
              d->ddpm ? d->train_steps : d->sample_steps);
   printf("bc-train: %s: %d train demos (%lld samples), %d validation demos (%lld samples), %d failures "

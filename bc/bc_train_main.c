@@ -52,13 +52,18 @@ static void usage(FILE *f) {
       "has\n"
       "                         5 modes and tanh means, robomimic's choice for human data)\n"
       "  --gmm-modes K          (default 5)\n"
-      "  --head diffusion       Diffusion Policy (Chi et al.): the MLP denoises a chunk of\n"
+      "  --head diffusion       Diffusion Policy (Chi et al.): the denoiser denoises a chunk of\n"
       "                         --action-horizon actions (16) conditioned on the last --obs-horizon\n"
       "                         observations (2); DDPM training over --diffusion-steps noise levels (100,\n"
       "                         squared cosine); acting samples with --sampler ddim (--sample-steps, 16)\n"
       "                         or ddpm, seeded per episode, and runs --exec-horizon actions (8) before\n"
       "                         planning again; --prediction sample (the clean chunk, the default)\n"
       "                         or epsilon (the noise); with camera keys too\n"
+      "  --denoiser mlp|unet    the denoiser (default mlp: --hidden's layers): unet is the paper's 1-D\n"
+      "                         temporal conv U-Net with FiLM conditioning (ConditionalUnet1D; --hidden\n"
+      "                         unused); --action-horizon must be divisible by 2^(levels - 1)\n"
+      "  --unet-dims C,C,...    its channels per level (default 32,64,128; the paper's 256,512,1024)\n"
+      "  --unet-kernel K        its convolutions' kernel (odd; default 5, the paper's), GroupNorm 8 groups\n"
       "  --chunk K              predict the next K actions at every step (ACT's action chunking; rollouts\n"
       "                         average what the last K predictions say about the current step); default 1\n"
       "  --rnn                  BC-RNN (robomimic's best on human data): an LSTM of 2 layers x 400\n"
@@ -138,6 +143,9 @@ static const optRow opt_rows[] = {
     {"sample-steps", OPT_INT, F(dif.sample_steps), 1, BC_DIFF_MAX_STEPS, 0},
     {"sampler", OPT_CHOICE, 0, 0, 0, 0},
     {"prediction", OPT_CHOICE, 0, 0, 0, 0},
+    {"denoiser", OPT_CHOICE, 0, 0, 0, 0},
+    {"unet-dims", OPT_LIST, 0, 0, 0, TK_JSON_INT},
+    {"unet-kernel", OPT_INT, F(unet.kernel), 1, 15, 0},
     {"rnn-layers", OPT_INT, F(arch.rnn_layers), 0, NN_MAX_RNN_LAYERS, 0},
     {"rnn-hidden", OPT_INT, F(arch.rnn_hidden), 1, NN_MAX_DIM, 0},
     {"rnn-horizon", OPT_INT, F(arch.rnn_horizon), 1, NN_MAX_RNN_HORIZON, 0},
@@ -163,6 +171,25 @@ static const optRow *find_opt(const char *name) {
     if (!*r && !*q) return &opt_rows[i];
   }
   return NULL;
+}
+
+/* --unet-dims C,C,...: 1..NN_UNET_MAX_LEVELS channel counts */
+static int set_unet_dims(nnUnetArch *u, const char *v) {
+  char *buf = strdup(v);
+  if (!buf) return tk_error(TK_ENOMEM, "--unet-dims: out of memory");
+  int n = 0, rc = 0;
+  for (char *save = NULL, *t = strtok_r(buf, ",", &save); t && !rc; t = strtok_r(NULL, ",", &save)) {
+    int64_t w;
+    if (n >= NN_UNET_MAX_LEVELS || tk_opt_int("--unet-dims", t, 1, 4096, &w))
+      rc = tk_error(TK_EINVAL, "--unet-dims %s: expected 1..%d channel counts in [1, 4096] like 64,128,256",
+                    v, NN_UNET_MAX_LEVELS);
+    else
+      u->down[n++] = (int)w;
+  }
+  free(buf);
+  if (!rc && !n) rc = tk_error(TK_EINVAL, "--unet-dims: no channel counts given");
+  if (!rc) u->levels = n;
+  return rc;
 }
 
 /* --hidden W,W,... (or none): every width through tk_opt_int */
@@ -226,7 +253,9 @@ static int set_opt(cliState *c, const optRow *r, const char *v) {
                                            : 0u;
   if (r->off >= offsetof(bcTrainOpts, dif) && r->off < offsetof(bcTrainOpts, dif) + sizeof(bcDiffusion))
     o->given |= BC_GIVEN_DIFFUSION;
-  if (!strcmp(r->name, "sampler") || !strcmp(r->name, "prediction")) o->given |= BC_GIVEN_DIFFUSION;
+  if (!strcmp(r->name, "sampler") || !strcmp(r->name, "prediction") || !strcmp(r->name, "denoiser") ||
+      !strncmp(r->name, "unet-", 5))
+    o->given |= BC_GIVEN_DIFFUSION;
   if (!strcmp(r->name, "exec-horizon")) o->given |= BC_GIVEN_EXEC;
   if (!strcmp(r->name, "sample-steps")) o->given |= BC_GIVEN_SAMPLE_STEPS;
   char *field = (char *)o + r->off;
@@ -262,6 +291,7 @@ static int set_opt(cliState *c, const optRow *r, const char *v) {
       return set_hidden(&o->arch, v);
     }
     if (!strcmp(r->name, "render-cameras")) return set_render(c, v);
+    if (!strcmp(r->name, "unet-dims")) return set_unet_dims(&o->unet, v);
     free(c->keys_buf);
     if (!(c->keys_buf = strdup(v))) return tk_error(TK_ENOMEM, "--obs-keys: out of memory");
     o->nobs_keys = 0;
@@ -287,6 +317,10 @@ static int set_opt(cliState *c, const optRow *r, const char *v) {
       if (strcmp(v, "sample") && strcmp(v, "epsilon"))
         return tk_error(TK_EINVAL, "--prediction %s: expected sample or epsilon", v);
       o->dif.sample = !strcmp(v, "sample");
+    } else if (!strcmp(r->name, "denoiser")) {
+      if (strcmp(v, "mlp") && strcmp(v, "unet"))
+        return tk_error(TK_EINVAL, "--denoiser %s: expected mlp or unet", v);
+      o->dif.unet = !strcmp(v, "unet");
     } else if (!strcmp(r->name, "sampler")) {
       if (strcmp(v, "ddim") && strcmp(v, "ddpm"))
         return tk_error(TK_EINVAL, "--sampler %s: expected ddim or ddpm", v);
@@ -443,7 +477,8 @@ static int cli(cliState *cs, int argc, char **argv) {
   if (cs->o.arch.rnn_layers > 0 && !cs->hidden_given) cs->o.arch.n_hidden = 0;
   if ((cs->o.given & BC_GIVEN_DIFFUSION) && !cs->o.diffusion) {
     fprintf(stderr, "bc-train: the diffusion settings (--obs-horizon, --action-horizon, --exec-horizon, "
-                    "--diffusion-steps, --sample-steps, --sampler, --prediction) need --head diffusion\n");
+                    "--diffusion-steps, --sample-steps, --sampler, --prediction, --denoiser, --unet-dims, "
+                    "--unet-kernel) need --head diffusion\n");
     return 2;
   }
   /* settings left at their defaults follow the ones given: at most the action horizon run per plan, at

@@ -4,8 +4,10 @@
  *   training samples/s at batch 100 (the denoiser's MLP and the MSE policy's, data-parallel over --threads);
  *   acting at batch 1, one thread: the MLP's action, one diffusion plan, and the diffusion policy's mean
  *   cost per control step (a plan every 8 steps).
+ * With --unet C,C,...: the diffusion policy's denoiser is the 1-D U-Net of those channels (kernel 5, 8
+ * groups; bc-train --denoiser unet) instead of the MLP.
  * Prints name=value lines (meson test --benchmark diffusion).
- *   dif_bench [--seconds S] [--threads T] */
+ *   dif_bench [--seconds S] [--threads T] [--unet C,C,...] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,8 @@
 static const char *const KEYS[] = {"object", "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos"};
 static const int DIMS[] = {10, 3, 4, 2};
 
+static nnUnetArch g_unet; /* levels 0: the MLP denoiser */
+
 static bcPolicy *make(int diffusion) {
   nnArch a;
   nn_arch_default(&a); /* hidden 1024,1024, relu, mse */
@@ -30,6 +34,13 @@ static bcPolicy *make(int diffusion) {
   a.tanh = 0;
   a.act_dim = d.horizon * ACT;
   a.obs_dim = d.obs_horizon * OBS + a.act_dim + d.temb;
+  if (g_unet.levels > 0) {
+    d.unet = 1;
+    a.n_hidden = 0;
+    a.unet = g_unet;
+    a.unet.horizon = d.horizon;
+    a.unet.temb = d.temb;
+  }
   return bc_policy_make_diffusion(&a, 4, KEYS, DIMS, 0, NULL, &d, 1);
 }
 
@@ -72,8 +83,12 @@ int main(int argc, char **argv) {
       seconds = strtod(argv[++i], NULL);
     else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
       threads = (int)strtol(argv[++i], NULL, 10);
-    else {
-      fprintf(stderr, "usage: %s [--seconds S] [--threads T]\n", argv[0]);
+    else if (!strcmp(argv[i], "--unet") && i + 1 < argc) {
+      g_unet = (nnUnetArch){.kernel = 5, .groups = 8};
+      for (char *s = argv[++i], *e; *s && g_unet.levels < NN_UNET_MAX_LEVELS; s = *e ? e + 1 : e)
+        g_unet.down[g_unet.levels++] = (int)strtol(s, &e, 10);
+    } else {
+      fprintf(stderr, "usage: %s [--seconds S] [--threads T] [--unet C,C,...]\n", argv[0]);
       return 2;
     }
   }
@@ -87,10 +102,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "dif_bench: %s\n", tk_errmsg());
     return 1;
   }
-  printf(
-      "model=lift obs %d act %d hidden 1024,1024; diffusion obs_horizon %d horizon %d exec %d ddim %d steps; "
-      "batch %d threads %d\n",
-      OBS, ACT, dif->dif.obs_horizon, dif->dif.horizon, dif->dif.exec, dif->dif.sample_steps, B, threads);
+  printf("model=lift obs %d act %d hidden 1024,1024; diffusion (%s denoiser, %lld parameters) obs_horizon %d "
+         "horizon %d exec %d ddim %d steps; batch %d threads %d\n",
+         OBS, ACT, g_unet.levels ? "U-Net" : "MLP", (long long)dif->net->n_params, dif->dif.obs_horizon,
+         dif->dif.horizon, dif->dif.exec, dif->dif.sample_steps, B, threads);
   double rm = train_rate(mlp, threads, seconds), rd = train_rate(dif, threads, seconds);
   if (rm < 0 || rd < 0) {
     fprintf(stderr, "dif_bench: training: %s\n", tk_errmsg());

@@ -89,6 +89,15 @@ static void add_row(nnNet *net, int64_t *off, nnLayerKind kind, int l, int in, i
 static void layout(const nnArch *arch, nnNet *net) {
   memset(net, 0, sizeof *net);
   net->arch = *arch;
+  if (arch->unet.levels > 0) { /* a U-Net: nodes of its own, no MLP rows (nn_unet.c) */
+    net->dims[0] = arch->obs_dim;
+    net->out_dim = nn_arch_out_dim(arch);
+    net->max_width = TK_MAX(arch->obs_dim, net->out_dim);
+    int64_t off = 0;
+    nn_unet_layout(arch, net, &off);
+    net->n_params = off;
+    return;
+  }
   net->n_linear = arch->n_hidden + 1;
   net->dims[0] = arch->rnn_layers > 0 ? arch->rnn_hidden : arch->obs_dim; /* the MLP's input */
   for (int i = 0; i < arch->n_hidden; i++)
@@ -176,6 +185,10 @@ int nn_arch_validate(const nnArch *a) {
   }
   if (a->rnn_layers < 0 || a->rnn_layers > NN_MAX_RNN_LAYERS)
     return tk_error(TK_ERANGE, "nn arch: rnn_layers %d not in 0..%d", a->rnn_layers, NN_MAX_RNN_LAYERS);
+  if (a->unet.levels != 0) {
+    int rc = nn_unet_validate(a);
+    if (rc) return rc;
+  }
   if (a->rnn_layers > 0) {
     if (a->rnn_hidden < 1 || a->rnn_hidden > NN_MAX_DIM)
       return tk_error(TK_ERANGE, "nn arch: rnn_hidden %d not in 1..%d", a->rnn_hidden, NN_MAX_DIM);
@@ -233,6 +246,14 @@ int nn_arch_to_json(const nnArch *a, char **json) {
     ok &= cJSON_AddNumberToObject(o, "rnn_hidden", a->rnn_hidden) != NULL;
     ok &= cJSON_AddNumberToObject(o, "rnn_horizon", a->rnn_horizon) != NULL;
   }
+  if (a->unet.levels > 0) {
+    const nnUnetArch *u = &a->unet;
+    cJSON *uj = cJSON_AddObjectToObject(o, "unet");
+    ok &= uj != NULL && cJSON_AddItemToObject(uj, "down_dims", cJSON_CreateIntArray(u->down, u->levels)) &&
+          cJSON_AddNumberToObject(uj, "kernel", u->kernel) &&
+          cJSON_AddNumberToObject(uj, "groups", u->groups) &&
+          cJSON_AddNumberToObject(uj, "horizon", u->horizon) && cJSON_AddNumberToObject(uj, "temb", u->temb);
+  }
   char *s = ok ? cJSON_PrintUnformatted(o) : NULL;
   cJSON_Delete(o);
   if (!s) return tk_error(TK_ENOMEM, "nn_arch_to_json: out of memory");
@@ -266,6 +287,32 @@ static int json_num(const cJSON *v, const char *key, double *out) {
     return tk_error(TK_EFORMAT, "nn arch JSON: \"%s\" must be a finite number", key);
   *out = v->valuedouble;
   return 0;
+}
+
+/* "unet": exactly down_dims, kernel, groups, horizon, temb (sizes checked by nn_arch_validate) */
+static int parse_unet(const cJSON *v, nnUnetArch *u) {
+  static const char *keys[] = {"down_dims", "kernel", "groups", "horizon", "temb"};
+  if (!cJSON_IsObject(v) || cJSON_GetArraySize(v) != (int)TK_ARRAY_LEN(keys))
+    return tk_error(TK_EFORMAT,
+                    "nn arch JSON: \"unet\" must be an object of exactly down_dims, kernel, groups, "
+                    "horizon, temb");
+  for (size_t i = 0; i < TK_ARRAY_LEN(keys); i++)
+    if (!cJSON_GetObjectItemCaseSensitive(v, keys[i]))
+      return tk_error(TK_EFORMAT, "nn arch JSON: \"unet\" has no \"%s\"", keys[i]);
+  const cJSON *d = cJSON_GetObjectItemCaseSensitive(v, "down_dims");
+  if (!cJSON_IsArray(d) || cJSON_GetArraySize(d) < 1 || cJSON_GetArraySize(d) > NN_UNET_MAX_LEVELS)
+    return tk_error(TK_EFORMAT, "nn arch JSON: unet \"down_dims\" must be a list of 1..%d channel counts",
+                    NN_UNET_MAX_LEVELS);
+  u->levels = cJSON_GetArraySize(d);
+  int rc = 0;
+  for (int i = 0; i < u->levels && !rc; i++)
+    rc = json_int(cJSON_GetArrayItem(d, i), "unet down_dims[]", 1, 4096, &u->down[i]);
+  if (!rc) rc = json_int(cJSON_GetObjectItemCaseSensitive(v, "kernel"), "unet kernel", 1, 15, &u->kernel);
+  if (!rc) rc = json_int(cJSON_GetObjectItemCaseSensitive(v, "groups"), "unet groups", 1, 4096, &u->groups);
+  if (!rc)
+    rc = json_int(cJSON_GetObjectItemCaseSensitive(v, "horizon"), "unet horizon", 1, 1024, &u->horizon);
+  if (!rc) rc = json_int(cJSON_GetObjectItemCaseSensitive(v, "temb"), "unet temb", 2, 1024, &u->temb);
+  return rc;
 }
 
 static int parse_arch(const cJSON *root, nnArch *a) {
@@ -333,6 +380,8 @@ static int parse_arch(const cJSON *root, nnArch *a) {
       rc = json_int(v, k, 1, NN_MAX_DIM, &a->rnn_hidden);
     else if (!strcmp(k, "rnn_horizon"))
       rc = json_int(v, k, 1, NN_MAX_RNN_HORIZON, &a->rnn_horizon);
+    else if (!strcmp(k, "unet"))
+      rc = parse_unet(v, &a->unet);
     else
       return tk_error(TK_EFORMAT, "nn arch JSON: unknown key \"%s\"", k);
     if (rc) return rc;
@@ -520,6 +569,7 @@ void nn_net_init(nnNet *net, uint64_t seed) {
       for (int64_t j = 0; j < t[q].numel; j++)
         t[q].data[j] = (float)tk_rng_range(&r, -bound, bound);
   }
+  if (a->unet.levels > 0) nn_unet_init(net, &r);
   net->adam_t = 0;
 }
 
@@ -634,6 +684,10 @@ nnWork *nn_work_alloc(const nnNet *net, int max_batch, int max_T) {
           w->rstd[R->layer] = w->scratch[i];
         }
       }
+    }
+    if (a->unet.levels > 0) {
+      TAKE(w->out, B * net->out_dim);
+      TAKE(w->unet, nn_unet_work_floats(net, (int)B));
     }
     TAKE(w->dout, B * net->out_dim);
     TAKE(w->dbuf[0], B * net->max_width);

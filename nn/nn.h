@@ -1,7 +1,7 @@
 /* nn/nn.h -- small float32 networks for behavior cloning and SAC, on OpenBLAS (prefix nn_).
  *
- * Networks are MLPs: [Linear (+LayerNorm) + activation] x hidden layers + Linear output, with a head
- * that turns the output into actions and a loss:
+ * Networks are MLPs: [Linear (+LayerNorm) + activation] x hidden layers + Linear output (or a 1-D temporal
+ * U-Net, nnUnetArch below), with a head that turns the output into actions and a loss:
  *   MSE       output = action (optionally tanh-bounded); loss = mean squared error over batch and dims
  *             (torch.nn.MSELoss).
  *   GAUSSIAN  tanh-squashed diagonal Gaussian (SAC's actor). Output = [mu (A), raw log-std (A)];
@@ -64,13 +64,46 @@ extern "C" {
 /* parameters of a network at most (64 Mi floats: 256 MiB to act, 1 GiB to train; robomimic's largest
  * low-dim networks have under 15 Mi). nn_arch_validate refuses more, naming the tensor that passes it */
 #define NN_MAX_PARAMS ((int64_t)1 << 26)
-/* weight, bias (+ gain, bias of LayerNorm) per Linear; weight_ih, weight_hh, bias_ih, bias_hh per LSTM */
-#define NN_MAX_TENSORS (4 * NN_MAX_HIDDEN + 2 + 4 * NN_MAX_RNN_LAYERS)
-#define NN_NAME_MAX 32                   /* room for an encoder's "spatial_softmax15.weight" */
+/* weight, bias (+ gain, bias of LayerNorm) per Linear; weight_ih, weight_hh, bias_ih, bias_hh per LSTM; a
+ * U-Net's tensors (at most 12 per residual block, 16 blocks, and the step encoder, resampling and final
+ * convolutions: under 224) */
+#define NN_MAX_TENSORS 256
+#define NN_NAME_MAX 48                   /* room for a U-Net's "down_modules.0.0.blocks.0.block.0.weight" */
 #define NN_ARCH_FORMAT "demokit.nn_arch" /* "format" key of the JSON form */
 #define NN_ARCH_VERSION 1                /* "version" key of the JSON form */
 
 typedef enum { NN_RELU = 0, NN_ELU = 1, NN_TANH = 2 } nnActivation; /* ELU with alpha 1 */
+
+/* clang-format off */
+/* A 1-D temporal convolutional U-Net in place of the MLP (Chi et al. 2023, Diffusion Policy's
+ * ConditionalUnet1D with cond_predict_scale, i.e. FiLM), a denoiser of action chunks. Its input row
+ * [obs_dim] is [global conditioning (obs_dim - act_dim - temb) | sample [horizon, C] time-major, C =
+ * act_dim / horizon | sinusoidal step embedding (temb)], its output the chunk [horizon, C] (MSE head).
+ * Inside, activations are [B, channels, time] (torch's NCL):
+ *   step encoder   Linear(temb, 4 temb) -> Mish -> Linear(4 temb, temb): the step features
+ *   cond           [step features | global conditioning] (cond_dim = obs_dim - act_dim)
+ *   residual block (in -> out at length L): conv1d(k) -> GroupNorm -> Mish -> FiLM(cond) -> conv1d(k) ->
+ *                  GroupNorm -> Mish, plus x (in == out) or a 1x1 conv1d of x; FiLM: Mish(cond) -> Linear(
+ *                  cond_dim, 2 out) = [scale | bias], y = scale x + bias per channel
+ *   down level i   two blocks (in -> down[i], down[i] -> down[i]), kept as skip i, then (not the last level)
+ *                  conv1d(down[i], down[i], 3, stride 2, pad 1): L -> L/2
+ *   mid            two blocks down[n-1] -> down[n-1]
+ *   up level j     (j = 0..n-2, i = n-2-j) [x | skip i+1] -> block (2 down[i+1] -> down[i]) -> block ->
+ *                  ConvTranspose1d(down[i], down[i], 4, stride 2, pad 1): L -> 2L
+ *   final          conv1d(down[0], down[0], k) -> GroupNorm -> Mish -> conv1d(down[0], C, 1)
+ * Tensor names and shapes are ConditionalUnet1D's state_dict's ("diffusion_step_encoder.1.weight",
+ * "down_modules.0.0.blocks.0.block.0.weight" [out, in, k], "up_modules.0.2.conv.weight" [in, out, 4],
+ * ...); initialization as torch's defaults (uniform in +-1/sqrt(fan_in); GroupNorm 1 and 0). */
+/* clang-format on */
+#define NN_UNET_MAX_LEVELS 4
+typedef struct {
+  int levels;                   /* 0: no U-Net (the MLP); else the number of down levels, 1..4 */
+  int down[NN_UNET_MAX_LEVELS]; /* channels of each level (ConditionalUnet1D's down_dims), 1..4096 */
+  int kernel;                   /* odd, 1..15 (ConditionalUnet1D's kernel_size) */
+  int groups;                   /* GroupNorm groups (n_groups), dividing every level's channels */
+  int horizon;                  /* the sample's length; divisible by 2^(levels - 1) */
+  int temb;                     /* the step embedding's size at the input's end (even, 2..1024) */
+} nnUnetArch;
 typedef enum { NN_HEAD_MSE = 0, NN_HEAD_GAUSSIAN = 1, NN_HEAD_GMM = 2 } nnHead;
 
 /* Architecture; everything needed to rebuild a network (saved as JSON next to the weights). */
@@ -90,6 +123,7 @@ typedef struct {
   int rnn_layers;  /* 0: a plain MLP; 1..NN_MAX_RNN_LAYERS: an LSTM of that many layers before the MLP */
   int rnn_hidden;  /* LSTM width H (robomimic BC-RNN: 400) */
   int rnn_horizon; /* training sequence length, and the rollout's state-reset period (robomimic: 10) */
+  nnUnetArch unet; /* unet.levels > 0: the network is that U-Net (n_hidden 0, MSE head, no tanh or LSTM) */
 } nnArch;
 
 /* Defaults: hidden 256,256 ReLU, no LayerNorm, MSE, tanh off, K 5, min_std 1e-4, log-std [-5, 2],
@@ -102,7 +136,9 @@ const char *nn_activation_name(nnActivation a); /* "relu", "elu", "tanh" */
 const char *nn_head_name(nnHead h);             /* "mse", "gaussian", "gmm" */
 /* JSON form: {"format":"demokit.nn_arch","version":1,"obs_dim":..,"act_dim":..,"hidden":[..],
  * "activation":"relu","layer_norm":false,"head":"gmm","tanh":true,"gmm_modes":5,"gmm_min_std":1e-4,
- * "log_std_min":-5,"log_std_max":2} plus "rnn_layers","rnn_hidden","rnn_horizon" when rnn_layers > 0.
+ * "log_std_min":-5,"log_std_max":2} plus "rnn_layers","rnn_hidden","rnn_horizon" when rnn_layers > 0 and
+ * "unet":{"down_dims":[64,128,256],"kernel":5,"groups":8,"horizon":16,"temb":32} (exactly those keys) for a
+ * U-Net.
  * *json is malloc'd (free()). */
 int nn_arch_to_json(const nnArch *a, char **json);
 /* Parses and validates; format, version, obs_dim, act_dim, hidden and head are required, the others
@@ -115,7 +151,7 @@ typedef struct {
                              LSTM layer k (first in parameter order): "lstm<k>.weight_ih" [4H, in],
                              "lstm<k>.weight_hh" [4H, H], "lstm<k>.bias_ih" [4H], "lstm<k>.bias_hh" [4H]
                              (torch.nn.LSTM's tensors and gate order i, f, g, o) */
-  int ndim;               /* 2 for weights, 1 for vectors, 4 for conv weights */
+  int ndim;               /* 2 for weights, 1 for vectors, 4 for conv weights, 3 for a U-Net's */
   int64_t shape[4];       /* weights [out, in] (torch nn.Linear layout), vectors [n], conv weights
                              [out, in, kh, kw] (torch nn.Conv2d layout) */
   int64_t numel;
@@ -153,9 +189,40 @@ typedef struct {
                   backward pass runs every row on its own */
 } nnRow;
 
+/* A U-Net as a list of nodes in forward order (nn_unet.c builds it from nnUnetArch): a row of the layer
+ * table (conv1d, conv_transpose1d, groupnorm, mish, film, linear) from value `in` to value `out`, or the
+ * wiring: add (in + in2), concat (channels of in, then in2), cond ([in | the input's conditioning]). Values
+ * are per-sample buffers [channels, length] (val[v] floats a sample) that the work holds with their
+ * gradients. */
+#define NN_UNET_MAX_NODES 200
+#define NN_UNET_MAX_VALS 256
+typedef struct {
+  int op;           /* nnUnetOp (nn_internal.h) */
+  int kind;         /* a row: its nnLayerKind */
+  int in, in2, out; /* values; in2: add's and concat's second operand, film's conditioning, else -1 */
+  int cin, cout;    /* channels in and out (a linear: widths) */
+  int lin, lout;    /* lengths in and out (a linear: 1) */
+  int kernel, stride, pad, groups;
+  int tensor;  /* its first parameter tensor (weight, then bias), -1: none */
+  int scratch; /* a value of its own kept from forward to backward (groupnorm: mean and rstd per
+                  group; film: scale and bias), -1: none */
+} nnUnetNode;
+typedef struct {
+  int n_nodes;
+  nnUnetNode node[NN_UNET_MAX_NODES];
+  int n_vals;
+  int64_t val_size[NN_UNET_MAX_VALS]; /* floats per sample */
+  int64_t val_off[NN_UNET_MAX_VALS];  /* their offsets per sample (x max_batch in a work) */
+  int64_t per_sample;                 /* floats per sample of every value */
+  int64_t col, tmp;                   /* floats per sample of the two shared scratch buffers */
+  int v_x, v_emb, v_cond, v_y;        /* the sample [C, T], the step embedding, cond, the output [C, T] */
+  int cond_obs;                       /* the input's conditioning values (obs_dim - act_dim - temb) */
+} nnUnet;
+
 typedef struct {
   nnArch arch;
-  int n_rows; /* the MLP as rows of the layer table, in forward order */
+  nnUnet unet; /* arch.unet.levels > 0: the network (n_rows 0) */
+  int n_rows;  /* the MLP as rows of the layer table, in forward order */
   nnRow rows[NN_MAX_ROWS];
   int n_linear;                /* n_hidden + 1 */
   int dims[NN_MAX_HIDDEN + 2]; /* dims[0] = MLP input (obs_dim, or rnn_hidden after an LSTM),
@@ -213,6 +280,7 @@ typedef struct {
   float *dxt;                      /* dLoss/d input, time-major [T*B, obs_dim] (nn_backward_out's dx) */
   float *dh_rec, *dc;              /* BPTT carries [B, H]: dLoss/dh_t through W_hh, dLoss/dc_t through f */
   float *dbias;                    /* column sums of dgates [4H] */
+  float *unet;                     /* a U-Net's values, their gradients, scratch (nn_unet.c), else NULL */
   void *block_;
 } nnWork;
 
@@ -417,8 +485,15 @@ typedef enum {
   NN_LAYER_LAYERNORM = 5, /* the trunk's rows only (an encoder refuses them, naming the layer) */
   NN_LAYER_ELU = 6,
   NN_LAYER_TANH = 7,
+  /* a U-Net's rows only (nnUnet; an encoder refuses them), on [B, channels, length] */
+  NN_LAYER_CONV1D = 8,           /* torch.nn.Conv1d(in, out, k, stride, pad): weight [out, in, k], bias */
+  NN_LAYER_CONV_TRANSPOSE1D = 9, /* torch.nn.ConvTranspose1d(in, out, k, stride, pad): weight [in, out, k] */
+  NN_LAYER_GROUPNORM = 10,       /* torch.nn.GroupNorm(groups, C), eps 1e-5: weight, bias [C] */
+  NN_LAYER_MISH = 11,            /* x tanh(softplus(x)) (torch.nn.Mish) */
+  NN_LAYER_FILM = 12,            /* Mish(cond) -> Linear(cond_dim, 2C) = [scale | bias]; scale x + bias */
 } nnLayerKind;
-/* "conv", "relu", "spatial_softmax", "flatten", "linear", "layernorm", "elu", "tanh" */
+/* "conv", "relu", "spatial_softmax", "flatten", "linear", "layernorm", "elu", "tanh", "conv1d",
+ * "conv_transpose1d", "groupnorm", "mish", "film" */
 const char *nn_layer_kind_name(nnLayerKind k);
 
 typedef struct {

@@ -295,6 +295,10 @@ static nnMlpCall mlp_call(const nnNet *net, const nnWork *w, int i, float *grads
 }
 
 void nn_mlp_forward(const nnNet *net, nnWork *w, const float *x, int B) {
+  if (net->arch.unet.levels > 0) {
+    nn_unet_forward(net, w, x, B);
+    return;
+  }
   w->x = x;
   w->batch = B;
   for (int i = 0; i < net->n_rows;) {
@@ -320,6 +324,10 @@ void nn_mlp_forward(const nnNet *net, nnWork *w, const float *x, int B) {
 
 void nn_mlp_backward(const nnNet *net, nnWork *w, const float *dout, float *dx, float *grads,
                      int accumulate) {
+  if (net->arch.unet.levels > 0) {
+    nn_unet_backward(net, w, dout, dx, grads, accumulate);
+    return;
+  }
   int pp = 0;
   const float *d = dout;
   for (int i = net->n_rows - 1; i >= 0; i--) {

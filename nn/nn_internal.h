@@ -240,6 +240,25 @@ typedef struct {
   float *ln_y, *ln_rstd;    /* the layernorm's output and rstd; y becomes xhat */
 } nnMlpCall;
 
+/* A U-Net row's call (nn_seq.c): activations [B, channels, length] (torch's NCL), batch-major. */
+typedef struct {
+  int B;
+  int cin, cout, lin, lout;        /* [B, cin, lin] -> [B, cout, lout] */
+  int kernel, stride, pad, groups; /* convolutions' geometry; groupnorm's groups */
+  int cdim;                        /* film: the conditioning's size */
+  const float *W, *b;              /* parameters (NULL: none) */
+  float *dW, *db;                  /* their gradients (backward; NULL: none wanted) */
+  int accumulate;                  /* add to dW, db (else overwrite) */
+  const float *x;                  /* input */
+  float *y;                        /* output (forward) */
+  const float *cond;               /* film: the conditioning [B, cdim] */
+  float *dcond;                    /* film: dLoss/dcond, added to */
+  float *scratch;                  /* the row's own, kept from forward to backward */
+  float *col, *tmp;                /* shared scratch (nnUnet.col, .tmp floats per sample) */
+  const float *dy;                 /* backward: dLoss/dy */
+  float *dx;                       /* backward: dLoss/dx, ADDED to (NULL: not wanted) */
+} nnSeqCall;
+
 enum { NN_FIELD_OUT = 1, NN_FIELD_KERNEL = 2, NN_FIELD_STRIDE = 4, NN_FIELD_PAD = 8 };
 
 /* A layer kind: one row. Backward reads the layer's input, its scratch and dy, never its own output
@@ -269,11 +288,19 @@ typedef struct {
   const char *mlp_names[2]; /* their names (a printf format of the layer index): weight, bias */
   void (*mlp_forward)(const nnMlpCall *c);
   void (*mlp_backward)(const nnMlpCall *c); /* dW, db when not NULL; dx when not NULL */
+  /* a U-Net's rows (NULL: not one): parameters (weight rank 3, [out, in, k] or a transposed convolution's
+   * [in, out, k]; 1: vectors [C]; 2: a linear's [out, in]), per-sample floats of its own scratch and of the
+   * shared col and tmp buffers, forward and backward (dx added to) */
+  int seq_weight_rank; /* 0: no parameters */
+  int seq_gain;        /* weight 1 and bias 0 (groupnorm), else uniform in +-1/sqrt(fan_in) */
+  int64_t (*seq_sizes)(const nnSeqCall *c, int64_t *scratch, int64_t *col, int64_t *tmp); /* fan_in */
+  void (*seq_forward)(const nnSeqCall *c);
+  void (*seq_backward)(const nnSeqCall *c);
 } nnLayerRow;
 
 /* the table, indexed by nnLayerKind; NULL for an unknown kind */
 const nnLayerRow *nn_layer_row(nnLayerKind k);
-#define NN_LAYER_KINDS 8
+#define NN_LAYER_KINDS 13
 /* the trunk's rows (nn_fwd.c) */
 void nn_mlp_linear_forward(const nnMlpCall *c);
 void nn_mlp_linear_backward(const nnMlpCall *c);
@@ -281,6 +308,39 @@ void nn_mlp_layernorm_forward(const nnMlpCall *c);
 void nn_mlp_layernorm_backward(const nnMlpCall *c);
 void nn_mlp_act_forward(const nnMlpCall *c, nnActivation act);  /* in place */
 void nn_mlp_act_backward(const nnMlpCall *c, nnActivation act); /* in place, through the output */
+
+/* nn_seq.c: the U-Net's row kernels */
+int64_t nn_conv1d_sizes(const nnSeqCall *c, int64_t *scratch, int64_t *col, int64_t *tmp);
+void nn_conv1d_forward(const nnSeqCall *c);
+void nn_conv1d_backward(const nnSeqCall *c);
+int64_t nn_convt1d_sizes(const nnSeqCall *c, int64_t *scratch, int64_t *col, int64_t *tmp);
+void nn_convt1d_forward(const nnSeqCall *c);
+void nn_convt1d_backward(const nnSeqCall *c);
+int64_t nn_groupnorm_sizes(const nnSeqCall *c, int64_t *scratch, int64_t *col, int64_t *tmp);
+void nn_groupnorm_forward(const nnSeqCall *c);
+void nn_groupnorm_backward(const nnSeqCall *c);
+int64_t nn_mish_sizes(const nnSeqCall *c, int64_t *scratch, int64_t *col, int64_t *tmp);
+void nn_mish_forward(const nnSeqCall *c);
+void nn_mish_backward(const nnSeqCall *c);
+int64_t nn_film_sizes(const nnSeqCall *c, int64_t *scratch, int64_t *col, int64_t *tmp);
+void nn_film_forward(const nnSeqCall *c);
+void nn_film_backward(const nnSeqCall *c);
+int64_t nn_seq_linear_sizes(const nnSeqCall *c, int64_t *scratch, int64_t *col, int64_t *tmp);
+void nn_seq_linear_forward(const nnSeqCall *c);
+void nn_seq_linear_backward(const nnSeqCall *c);
+
+/* nn_unet.c: the U-Net (nnArch.unet) */
+enum { NN_UNET_ROW = 0, NN_UNET_ADD = 1, NN_UNET_CONCAT = 2, NN_UNET_COND = 3 };
+int nn_unet_validate(const nnArch *a);                          /* the unet fields, TK_E* with a message */
+void nn_unet_layout(const nnArch *a, nnNet *net, int64_t *off); /* nodes, values and tensors */
+void nn_unet_init(nnNet *net, tkRng *r);                        /* torch's default initialization */
+int64_t nn_unet_work_floats(const nnNet *net, int max_batch);   /* values, gradients and scratch */
+/* forward of x [B, obs_dim] into w->out (w->x = x, w->batch = B, stage FORWARD) */
+void nn_unet_forward(const nnNet *net, nnWork *w, const float *x, int B);
+/* backward from dout [B, act_dim]: parameter gradients into grads (NULL: none), added if accumulate;
+ * dx [B, obs_dim] if not NULL */
+void nn_unet_backward(const nnNet *net, nnWork *w, const float *dout, float *dx, float *grads,
+                      int accumulate);
 
 /* nn_conv.c */
 /* build layer i's primitives for batch B: src layout act[i] (given), sets act[i+1] (oneDNN's choice);

@@ -2,7 +2,9 @@
  * shape, parameter shapes, forward and backward (conv runs on oneDNN (nn_conv.c); spatial_softmax and
  * linear on cblas_sgemm over plain data; relu on whatever layout its input has; flatten is a view). For the
  * trunk (nnNet's MLP): tensor names, initialization, whether it fuses the rows after it, and the
- * batch-major forward and backward (linear, layernorm, relu, elu, tanh; their kernels are in nn_fwd.c). */
+ * batch-major forward and backward (linear, layernorm, relu, elu, tanh; their kernels are in nn_fwd.c). For
+ * a U-Net (nn_unet.c): parameter ranks, sizes, forward and backward on [B, channels, length] (conv1d,
+ * conv_transpose1d, groupnorm, mish, film, linear; their kernels are in nn_seq.c). */
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
@@ -336,7 +338,11 @@ static const nnLayerRow rows[NN_LAYER_KINDS] = {
                          .mlp_params = NN_MLP_PARAMS_WEIGHT,
                          .mlp_names = {"l%d.weight", "l%d.bias"},
                          .mlp_forward = nn_mlp_linear_forward,
-                         .mlp_backward = nn_mlp_linear_backward},
+                         .mlp_backward = nn_mlp_linear_backward,
+                         .seq_weight_rank = 2,
+                         .seq_sizes = nn_seq_linear_sizes,
+                         .seq_forward = nn_seq_linear_forward,
+                         .seq_backward = nn_seq_linear_backward},
     [NN_LAYER_LAYERNORM] = {.name = "layernorm",
                             .act = -1,
                             .mlp_dx_in_place = 1,
@@ -357,6 +363,37 @@ static const nnLayerRow rows[NN_LAYER_KINDS] = {
                        .mlp_dx_in_place = 1,
                        .mlp_forward = tanh_mlp_forward,
                        .mlp_backward = tanh_mlp_backward},
+    /* the U-Net's rows (nn_seq.c) */
+    [NN_LAYER_CONV1D] = {.name = "conv1d",
+                         .act = -1,
+                         .seq_weight_rank = 3,
+                         .seq_sizes = nn_conv1d_sizes,
+                         .seq_forward = nn_conv1d_forward,
+                         .seq_backward = nn_conv1d_backward},
+    [NN_LAYER_CONV_TRANSPOSE1D] = {.name = "conv_transpose1d",
+                                   .act = -1,
+                                   .seq_weight_rank = 3,
+                                   .seq_sizes = nn_convt1d_sizes,
+                                   .seq_forward = nn_convt1d_forward,
+                                   .seq_backward = nn_convt1d_backward},
+    [NN_LAYER_GROUPNORM] = {.name = "groupnorm",
+                            .act = -1,
+                            .seq_weight_rank = 1,
+                            .seq_gain = 1,
+                            .seq_sizes = nn_groupnorm_sizes,
+                            .seq_forward = nn_groupnorm_forward,
+                            .seq_backward = nn_groupnorm_backward},
+    [NN_LAYER_MISH] = {.name = "mish",
+                       .act = -1,
+                       .seq_sizes = nn_mish_sizes,
+                       .seq_forward = nn_mish_forward,
+                       .seq_backward = nn_mish_backward},
+    [NN_LAYER_FILM] = {.name = "film",
+                       .act = -1,
+                       .seq_weight_rank = 2,
+                       .seq_sizes = nn_film_sizes,
+                       .seq_forward = nn_film_forward,
+                       .seq_backward = nn_film_backward},
 };
 
 const nnLayerRow *nn_layer_row(nnLayerKind k) { return (unsigned)k < NN_LAYER_KINDS ? &rows[k] : NULL; }

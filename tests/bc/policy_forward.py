@@ -28,6 +28,7 @@ with r = T // sample_steps: for s = sample_steps-1 .. 0, k = s r, abar_prev = ab
 x0 = clip(the output) or clip((x - sqrt(1 - abar_k) eps) / sqrt(abar_k)), eps' = (x - sqrt(abar_k) x0) / sqrt(1 - abar_k),
 x = sqrt(abar_prev) x0 + sqrt(1 - abar_prev) eps'; the plan is clip(x), each action mapped through
 act_offset/act_scale. DDPM sampling draws fresh noise at every step, which this reader does not take.
+With "denoiser": "unet" (absent: "mlp") the network is a 1-D temporal U-Net (arch "unet", below).
 
 The file layout (bc/bc.h, bc/README.md):
   /                 attrs  format = "demokit.policy", version = 1, arch = network JSON, obs_keys = JSON
@@ -63,6 +64,23 @@ The network (computed here in float64; the C library computes in float32):
                                            (mean/var over the row, biased variance)
                             x = act(z)   act = relu | elu (alpha 1) | tanh
   output:                   o = x W_n^T + b_n          (n = number of hidden layers)
+A U-Net (arch "unet": {"down_dims": [d_0, ..], "kernel": k, "groups": G, "horizon": T, "temb": E}, the
+denoiser of "denoiser": "unet"; Diffusion Policy's ConditionalUnet1D with cond_predict_scale, its
+state_dict's tensor names) reads the row [global cond (obs_dim - act_dim - E) | sample [T, C] | step
+embedding (E)], C = act_dim / T, and returns the chunk [T, C]; inside, activations are [channels, T]:
+  step features s = L3(mish(L1(emb)))   L1 = diffusion_step_encoder.1 (E -> 4E), L3 = .3 (4E -> E)
+  cond = [s | global cond];   mish(x) = x tanh(log(1 + e^x))
+  block P (in -> out): h = mish(GN(conv_k(x)))  (P.blocks.0.block.0 conv, .block.1 GroupNorm(G), eps 1e-5)
+                       [scale | bias] = P.cond_encoder.1(mish(cond)); h = scale h + bias (per channel)
+                       h = mish(GN(conv_k(h)))  (P.blocks.1.block.*); out = h + x, or + P.residual_conv(x)
+  down i: x = block down_modules.i.0 (-> d_i), block .i.1; skip_i = x; but at the last level
+          x = down_modules.i.2.conv(x) (Conv1d(d_i, d_i, 3, stride 2, pad 1))
+  mid: blocks mid_modules.0, .1
+  up j = 0..n-2 (i = n-2-j): x = [x | skip_{i+1}] (channels), blocks up_modules.j.0 (-> d_i), .j.1,
+          x = up_modules.j.2.conv(x) (ConvTranspose1d(d_i, d_i, 4, stride 2, pad 1), weight [in, out, 4])
+  final: x = mish(GN(final_conv.0.block.0(x))) (block.1 the GroupNorm); out = final_conv.1(x) (1x1 -> C)
+  convolutions are torch's Conv1d (weight [out, in, k], padding k // 2).
+
 The deterministic action a from the output o (A = act_dim):
   mse       a = o (tanh(o) if arch "tanh")                      o has A values
   gaussian  a = tanh(mu), o = [mu (A), raw log-std (A)]
@@ -84,7 +102,9 @@ LN_EPS = 1e-5
 ACTIVATIONS = ("relu", "elu", "tanh")
 HEADS = ("mse", "gaussian", "gmm")
 ARCH_KEYS = ("format", "version", "obs_dim", "act_dim", "hidden", "activation", "layer_norm", "head", "tanh",
-             "gmm_modes", "gmm_min_std", "log_std_min", "log_std_max", "rnn_layers", "rnn_hidden", "rnn_horizon")
+             "gmm_modes", "gmm_min_std", "log_std_min", "log_std_max", "rnn_layers", "rnn_hidden", "rnn_horizon",
+             "unet")
+UNET_KEYS = ("down_dims", "kernel", "groups", "horizon", "temb")
 
 
 class PolicyError(Exception):
@@ -147,7 +167,13 @@ def _check_arch(arch):
         "rnn_horizon": arch.get("rnn_horizon", 10),
         "encoders": encoders,
         "diffusion": diffusion,
+        "unet": _check_unet(arch["unet"], arch["obs_dim"], arch["act_dim"]) if "unet" in arch else None,
     }
+    if diffusion and (diffusion["denoiser"] == "unet") != (a["unet"] is not None):
+        raise PolicyError("arch diffusion: the denoiser is %r but the network %s a U-Net"
+                          % (diffusion["denoiser"], "is" if a["unet"] else "is not"))
+    if a["unet"] and (a["hidden"] or a["head"] != "mse" or a.get("tanh") or arch.get("rnn_layers", 0)):
+        raise PolicyError("arch unet: a U-Net has an MSE head without tanh, no LSTM and no hidden layers")
     if not (_int(a["obs_dim"]) and a["obs_dim"] >= 1 and _int(a["act_dim"]) and a["act_dim"] >= 1):
         raise PolicyError("arch obs_dim/act_dim are not sizes")
     if not isinstance(a["hidden"], list) or not all(_int(h) and h >= 1 for h in a["hidden"]):
@@ -163,13 +189,29 @@ def _check_arch(arch):
     return a
 
 
+def _check_unet(u, obs_dim, act_dim):
+    if not isinstance(u, dict) or sorted(u) != sorted(UNET_KEYS):
+        raise PolicyError("arch unet must have exactly %s" % ", ".join(UNET_KEYS))
+    d = u["down_dims"]
+    if not isinstance(d, list) or not 1 <= len(d) <= 4 or not all(_int(c) and 1 <= c <= 4096 for c in d):
+        raise PolicyError("arch unet: down_dims must be 1..4 channel counts")
+    if not all(_int(u[k]) for k in ("kernel", "groups", "horizon", "temb")) or u["kernel"] % 2 == 0 \
+            or not 1 <= u["kernel"] <= 15 or u["groups"] < 1 or any(c % u["groups"] for c in d) \
+            or not 1 <= u["horizon"] <= 1024 or u["horizon"] % (1 << (len(d) - 1)) or u["temb"] % 2 \
+            or not 2 <= u["temb"] <= 1024 or act_dim % u["horizon"] or obs_dim < act_dim + u["temb"]:
+        raise PolicyError("arch unet: sizes out of range")
+    return u
+
+
 DIFFUSION_KEYS = ("obs_horizon", "horizon", "exec", "train_steps", "sample_steps", "sampler", "temb", "clip",
                   "schedule", "prediction")
 
 
 def _check_diffusion(d):
-    if not isinstance(d, dict) or sorted(d) != sorted(DIFFUSION_KEYS):
-        raise PolicyError("arch diffusion must have exactly %s" % ", ".join(DIFFUSION_KEYS))
+    if not isinstance(d, dict) or sorted(k for k in d if k != "denoiser") != sorted(DIFFUSION_KEYS):
+        raise PolicyError("arch diffusion must have exactly %s (and denoiser)" % ", ".join(DIFFUSION_KEYS))
+    if d.get("denoiser", "mlp") not in ("mlp", "unet"):
+        raise PolicyError("arch diffusion: denoiser %r is not mlp or unet" % (d["denoiser"],))
     if d["schedule"] != "squaredcos_cap_v2" or d["prediction"] not in ("epsilon", "sample") \
             or d["sampler"] not in ("ddim", "ddpm"):
         raise PolicyError("arch diffusion: schedule, prediction or sampler unknown")
@@ -185,6 +227,7 @@ def _check_diffusion(d):
     betas = np.array([min(1 - f[i + 1] / f[i], 0.999) for i in range(T)])
     d = dict(d)
     d["abar"] = np.cumprod(1 - betas)
+    d["denoiser"] = d.get("denoiser", "mlp")
     return d
 
 
@@ -334,8 +377,124 @@ def out_dim(a):
     return {"mse": A, "gaussian": 2 * A, "gmm": a["gmm_modes"] * (2 * A + 1)}[a["head"]]
 
 
+def unet_plan(a):
+    """The U-Net as (kind, name, shapes...) steps: its tensors and its forward from one description."""
+    u = a["unet"]
+    E, k, n, d = u["temb"], u["kernel"], len(u["down_dims"]), u["down_dims"]
+    C = a["act_dim"] // u["horizon"]
+    D = a["obs_dim"] - a["act_dim"]  # cond: [step features (E) | global cond]
+    shapes = {"diffusion_step_encoder.1.weight": (4 * E, E), "diffusion_step_encoder.1.bias": (4 * E,),
+              "diffusion_step_encoder.3.weight": (E, 4 * E), "diffusion_step_encoder.3.bias": (E,)}
+
+    def block(P, cin, cout):
+        shapes.update({P + ".blocks.0.block.0.weight": (cout, cin, k), P + ".blocks.0.block.0.bias": (cout,),
+                       P + ".blocks.0.block.1.weight": (cout,), P + ".blocks.0.block.1.bias": (cout,),
+                       P + ".cond_encoder.1.weight": (2 * cout, D), P + ".cond_encoder.1.bias": (2 * cout,),
+                       P + ".blocks.1.block.0.weight": (cout, cout, k), P + ".blocks.1.block.0.bias": (cout,),
+                       P + ".blocks.1.block.1.weight": (cout,), P + ".blocks.1.block.1.bias": (cout,)})
+        if cin != cout:
+            shapes.update({P + ".residual_conv.weight": (cout, cin, 1), P + ".residual_conv.bias": (cout,)})
+        return ("block", P, cin, cout)
+
+    steps, cin = [], C
+    for i in range(n):
+        steps += [block("down_modules.%d.0" % i, cin, d[i]), block("down_modules.%d.1" % i, d[i], d[i]),
+                  ("skip",)]
+        if i < n - 1:
+            P = "down_modules.%d.2.conv" % i
+            shapes.update({P + ".weight": (d[i], d[i], 3), P + ".bias": (d[i],)})
+            steps.append(("down", P))
+        cin = d[i]
+    steps += [block("mid_modules.0", d[-1], d[-1]), block("mid_modules.1", d[-1], d[-1])]
+    for j in range(n - 1):
+        i = n - 2 - j
+        steps += [("cat", i + 1), block("up_modules.%d.0" % j, 2 * d[i + 1], d[i]),
+                  block("up_modules.%d.1" % j, d[i], d[i])]
+        P = "up_modules.%d.2.conv" % j
+        shapes.update({P + ".weight": (d[i], d[i], 4), P + ".bias": (d[i],)})
+        steps.append(("up", P))
+    shapes.update({"final_conv.0.block.0.weight": (d[0], d[0], k), "final_conv.0.block.0.bias": (d[0],),
+                   "final_conv.0.block.1.weight": (d[0],), "final_conv.0.block.1.bias": (d[0],),
+                   "final_conv.1.weight": (C, d[0], 1), "final_conv.1.bias": (C,)})
+    return shapes, steps
+
+
+def _mish(x):
+    return x * np.tanh(np.logaddexp(0.0, x))
+
+
+def _conv1d(x, w, b, stride=1, pad=None):
+    """torch.nn.Conv1d on x [Ci, L]: w [Co, Ci, k]."""
+    k = w.shape[2]
+    pad = k // 2 if pad is None else pad
+    xp = np.pad(x, ((0, 0), (pad, pad)))
+    Lo = (xp.shape[1] - k) // stride + 1
+    cols = np.stack([xp[:, t * stride:t * stride + k] for t in range(Lo)], axis=0)  # [Lo, Ci, k]
+    return np.einsum("oik,tik->ot", w, cols) + b[:, None]
+
+
+def _conv_transpose1d(x, w, b, stride, pad):
+    """torch.nn.ConvTranspose1d on x [Ci, L]: w [Ci, Co, k]; y[o, t s - p + j] += x[i, t] w[i, o, j]."""
+    Ci, L = x.shape
+    k = w.shape[2]
+    full = np.zeros((w.shape[1], (L - 1) * stride + k))
+    for t in range(L):
+        full[:, t * stride:t * stride + k] += np.einsum("i,iok->ok", x[:, t], w)
+    return full[:, pad:full.shape[1] - pad] + b[:, None]
+
+
+def _group_norm(x, g, w, b):
+    C, L = x.shape
+    z = x.reshape(g, -1)
+    z = (z - z.mean(axis=1, keepdims=True)) / np.sqrt(z.var(axis=1, keepdims=True) + 1e-5)
+    return z.reshape(C, L) * w[:, None] + b[:, None]
+
+
+def unet_output(p, row):
+    """The U-Net's chunk [act_dim] for one input row [obs_dim] (float64)."""
+    a, w = p["arch"], p["weights"]
+    u = a["unet"]
+    E, T, G = u["temb"], u["horizon"], u["groups"]
+    C = a["act_dim"] // T
+    co = a["obs_dim"] - a["act_dim"] - E
+    x = row[co:co + T * C].reshape(T, C).T  # [C, T]
+    emb = row[co + T * C:]
+    s = w["diffusion_step_encoder.1.weight"] @ emb + w["diffusion_step_encoder.1.bias"]
+    s = w["diffusion_step_encoder.3.weight"] @ _mish(s) + w["diffusion_step_encoder.3.bias"]
+    cond = np.concatenate([s, row[:co]])
+
+    def block(P, h, cin, cout):
+        out = _mish(_group_norm(_conv1d(h, w[P + ".blocks.0.block.0.weight"], w[P + ".blocks.0.block.0.bias"]), G,
+                                w[P + ".blocks.0.block.1.weight"], w[P + ".blocks.0.block.1.bias"]))
+        e = w[P + ".cond_encoder.1.weight"] @ _mish(cond) + w[P + ".cond_encoder.1.bias"]
+        out = e[:cout, None] * out + e[cout:, None]
+        out = _mish(_group_norm(_conv1d(out, w[P + ".blocks.1.block.0.weight"], w[P + ".blocks.1.block.0.bias"]), G,
+                                w[P + ".blocks.1.block.1.weight"], w[P + ".blocks.1.block.1.bias"]))
+        res = h if cin == cout else _conv1d(h, w[P + ".residual_conv.weight"], w[P + ".residual_conv.bias"])
+        return out + res
+
+    skips = []
+    for st in unet_plan(a)[1]:
+        if st[0] == "block":
+            x = block(st[1], x, st[2], st[3])
+        elif st[0] == "skip":
+            skips.append(x)
+        elif st[0] == "down":
+            x = _conv1d(x, w[st[1] + ".weight"], w[st[1] + ".bias"], stride=2, pad=1)
+        elif st[0] == "cat":
+            x = np.concatenate([x, skips[st[1]]], axis=0)
+        else:
+            x = _conv_transpose1d(x, w[st[1] + ".weight"], w[st[1] + ".bias"], 2, 1)
+    x = _mish(_group_norm(_conv1d(x, w["final_conv.0.block.0.weight"], w["final_conv.0.block.0.bias"]), G,
+                          w["final_conv.0.block.1.weight"], w["final_conv.0.block.1.bias"]))
+    x = _conv1d(x, w["final_conv.1.weight"], w["final_conv.1.bias"])
+    return x.T.reshape(-1)
+
+
 def tensor_shapes(a):
     """Every tensor of the architecture, in the C library's order: name -> shape."""
+    if a["unet"]:
+        return unet_plan(a)[0]
     shapes = {}
     H = a["rnn_hidden"]
     for k in range(a["rnn_layers"]):
@@ -396,7 +555,7 @@ def load(path):
         dif = arch["diffusion"]
         step_in = arch["obs_dim"]  # a diffusion policy: one of its obs_horizon steps
         if dif and (arch["head"] != "mse" or arch["tanh"] or arch["rnn_layers"]):
-            raise PolicyError("diffusion: the denoiser must be an MLP with an MSE head without tanh")
+            raise PolicyError("diffusion: the denoiser must be an MLP or U-Net with an MSE head without tanh")
         if dif:
             rest = arch["obs_dim"] - arch["act_dim"] - dif["temb"]
             if rest < 1 or rest % dif["obs_horizon"] or arch["act_dim"] % dif["horizon"]:
@@ -481,6 +640,8 @@ def network_output(p, x):
     """MLP output [B, out_dim] for normalized inputs x [B, obs_dim] (float64); a recurrent policy's rows
     are one episode's steps."""
     a, w = p["arch"], p["weights"]
+    if a["unet"]:
+        return np.stack([unet_output(p, r) for r in x])
     if a["rnn_layers"]:
         x = lstm(p, x)
     n_hidden = len(a["hidden"])
@@ -555,6 +716,9 @@ def main(argv):
     if d:
         summary += " diffusion=%s(%d obs, %d actions, %d levels, %d steps)" % (
             d["sampler"], d["obs_horizon"], d["horizon"], d["train_steps"], d["sample_steps"])
+    if a["unet"]:
+        summary += " unet=%s(k%d, %d groups)" % (",".join(map(str, a["unet"]["down_dims"])), a["unet"]["kernel"],
+                                                 a["unet"]["groups"])
     if len(argv) >= 4:
         try:
             if d and a["encoders"]:

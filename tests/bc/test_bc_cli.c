@@ -786,13 +786,33 @@ Test(bc_cli, diffusion_policy_trains_evaluates_and_rl_refuses_it, .timeout = 240
   cr_expect(p->dif.horizon == 4 && p->dif.exec == 4 && p->dif.train_steps == 10 && p->dif.sample_steps == 10,
             "exec %d, sample_steps %d", p->dif.exec, p->dif.sample_steps);
   bc_policy_free(p);
+  /* --denoiser unet: a small U-Net trains, its file says so, bc-eval rolls it out */
+  snprintf(
+      args, sizeof args,
+      "%s -o %s/unet.h5 --epochs 1 --eval-every 0 --head diffusion --denoiser unet --unet-dims 8,16 "
+      "--unet-kernel 3 --action-horizon 8 --exec-horizon 4 --sample-steps 4 --diffusion-steps 20 --quiet",
+      data, d);
+  train_ok(d, args);
+  snprintf(args, sizeof args, "%s/unet.h5", d);
+  p = load_policy(args);
+  cr_expect(p->dif.unet == 1 && p->arch.unet.levels == 2 && p->arch.unet.down[1] == 16 &&
+                p->arch.unet.kernel == 3 && p->arch.unet.horizon == 8 && p->arch.n_hidden == 0,
+            "the U-Net's description");
+  bc_policy_free(p);
+  rc = run2(d, &out1, &err, "%s %s/unet.h5 --episodes 2 --json", eval_bin(), d);
+  cr_expect_eq(rc, 0, "bc-eval of a U-Net policy: %s", err);
+  rc = run2(d, &out1, &err, "%s %s -o %s/x.h5 --head diffusion --denoiser cnn", train_bin(), data, d);
+  cr_expect(rc == 2 && strstr(err, "expected mlp or unet"), "exit %d: %s", rc, err);
+  rc = run2(d, &out1, &err, "%s %s -o %s/x.h5 --denoiser unet", train_bin(), data, d);
+  cr_expect(rc == 2 && strstr(err, "need --head diffusion"), "exit %d: %s", rc, err);
   /* diffusion settings without the head: a usage error, not silently ignored */
   rc = run2(d, &out1, &err, "%s %s -o %s/x.h5 --action-horizon 4", train_bin(), data, d);
   cr_expect_eq(rc, 2, "exit %d: %s", rc, err);
   cr_expect(strstr(err, "need --head diffusion"), "%s", err);
   const char *bad[][2] = {{"--rnn", "no --rnn or --chunk"},
                           {"--exec-horizon 20", "exec 20 not in 1..horizon (16)"},
-                          {"--sample-steps 200", "sample_steps 200 not in 1..train_steps (100)"}};
+                          {"--sample-steps 200", "sample_steps 200 not in 1..train_steps (100)"},
+                          {"--denoiser unet --action-horizon 6", "divisible by 2^(levels - 1) = 4"}};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     rc = run2(d, &out1, &err, "%s %s -o %s/x.h5 --head diffusion --epochs 1 %s", train_bin(), data, d,
               bad[i][0]);
