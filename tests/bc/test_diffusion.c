@@ -97,6 +97,47 @@ static void numpy_plan(const char *path, const float *obs, const float *xT, int 
   fclose(f);
 }
 
+/* The saved policy p and the loaded q plan bit for bit the same from observations and starting noise drawn
+ * from seed (n values of noise); the plan moved away from the noise; numpy plans the same from the file at
+ * path within 1e-4 (its description line must hold want). plan_q: q's plan, in [-1, 1]. */
+static void plans_agree(const bcPolicy *p, const bcPolicy *q, const char *path, uint64_t seed, int n,
+                        const char *want, float *plan_q) {
+  float obs[2 * OBS], hist[2 * OBS], xT[64 * ACT], plan_p[64 * ACT];
+  double ref[64 * ACT];
+  cr_assert(n <= 64 * ACT);
+  tkRng r;
+  tk_rng_seed(&r, seed);
+  for (int i = 0; i < 2 * OBS; i++)
+    obs[i] = (float)tk_rng_range(&r, -1.5, 1.5);
+  for (int i = 0; i < n; i++)
+    xT[i] = (float)tk_rng_normal(&r);
+  bc_policy_normalize(q, obs, 2, hist);
+  nnWork *wp = nn_work_make(p->net, 1), *wq = nn_work_make(q->net, 1);
+  float *scratch = malloc(sizeof(float) * (size_t)bc_diff_scratch(q));
+  cr_assert(wp && wq && scratch);
+  cr_assert_eq(bc_diff_plan(p, wp, hist, NULL, xT, scratch, plan_p), 0, "%s", tk_errmsg());
+  cr_assert_eq(bc_diff_plan(q, wq, hist, NULL, xT, scratch, plan_q), 0, "%s", tk_errmsg());
+  cr_expect_eq(memcmp(plan_p, plan_q, sizeof(float) * (size_t)n), 0, "the loaded policy plans otherwise");
+  double spread = 0, worst = 0;
+  for (int i = 0; i < n; i++) {
+    cr_expect(isfinite(plan_q[i]) && fabsf(plan_q[i]) <= 1.0f, "plan[%d] = %g", i, plan_q[i]);
+    spread = fmax(spread, fabs(plan_q[i] - xT[i]));
+  }
+  cr_expect(spread > 0.05, "the plan is the noise it started from");
+  numpy_plan(path, obs, xT, n, want, ref);
+  for (int c = 0; c < n / ACT; c++)
+    for (int i = 0; i < ACT; i++)
+      worst = fmax(worst,
+                   fabs(q->act_offset[i] + q->act_scale[i] * (double)plan_q[c * ACT + i] - ref[c * ACT + i]));
+  printf("%s (prediction %s): numpy and C plans differ by %.3g at most\n", want,
+         q->dif.sample ? "sample" : "epsilon", worst);
+  cr_expect(worst <= 1e-4, "%s, prediction %s: numpy and C plans differ by %g", want,
+            q->dif.sample ? "sample" : "epsilon", worst);
+  free(scratch);
+  nn_work_free(wp);
+  nn_work_free(wq);
+}
+
 Test(diffusion, schedule_and_embedding_match_their_closed_forms) {
   bcDiffusion d;
   bc_diff_default(&d);
@@ -145,55 +186,8 @@ static void round_trip_plan(int sample) {
             q->dif.temb == 8 && q->dif.obs_horizon == 2 && !q->dif.ddpm && q->dif.clip == 1.0 &&
             q->chunk == 6 && q->dif.sample == sample);
   cr_expect_eq(memcmp(q->dif.abar, p->dif.abar, sizeof(double) * 40), 0);
-  float obs[2 * OBS], hist[2 * OBS], xT[6 * ACT], plan_p[6 * ACT], plan_q[6 * ACT];
-  tkRng r;
-  tk_rng_seed(&r, 99);
-  for (int i = 0; i < 2 * OBS; i++)
-    obs[i] = (float)tk_rng_range(&r, -1.5, 1.5);
-  for (int i = 0; i < 6 * ACT; i++)
-    xT[i] = (float)tk_rng_normal(&r);
-  bc_policy_normalize(q, obs, 2, hist);
-  nnWork *wp = nn_work_make(p->net, 1), *wq = nn_work_make(q->net, 1);
-  float *scratch = malloc(sizeof(float) * (size_t)bc_diff_scratch(q));
-  cr_assert(wp && wq && scratch);
-  cr_assert_eq(bc_diff_plan(p, wp, hist, NULL, xT, scratch, plan_p), 0, "%s", tk_errmsg());
-  cr_assert_eq(bc_diff_plan(q, wq, hist, NULL, xT, scratch, plan_q), 0, "%s", tk_errmsg());
-  cr_expect_eq(memcmp(plan_p, plan_q, sizeof plan_p), 0, "the loaded policy plans otherwise");
-  double spread = 0;
-  for (int i = 0; i < 6 * ACT; i++) {
-    cr_expect(isfinite(plan_q[i]) && fabsf(plan_q[i]) <= 1.0f, "plan[%d] = %g", i, plan_q[i]);
-    spread = fmax(spread, fabs(plan_q[i] - xT[i]));
-  }
-  cr_expect(spread > 0.05, "the plan is the noise it started from");
-  const char *ob = tt_tmp_path("dif_obs.bin"), *nz = tt_tmp_path("dif_noise.bin"),
-             *out = tt_tmp_path("dif_out.bin");
-  FILE *f = fopen(ob, "wb");
-  fwrite(obs, sizeof(float), 2 * OBS, f);
-  fclose(f);
-  f = fopen(nz, "wb");
-  fwrite(xT, sizeof(float), 6 * ACT, f);
-  fclose(f);
-  char *txt = NULL;
-  int rc = tt_run(&txt, "%s %s %s %s %s %s", py(), tt_src("tests/bc/policy_forward.py"), path, ob, out, nz);
-  cr_assert_eq(rc, 0, "%s", txt);
-  cr_expect(strstr(txt, "diffusion=ddim(2 obs, 6 actions, 40 levels, 8 steps)"), "%s", txt);
-  free(txt);
-  double ref[6 * ACT];
-  f = fopen(out, "rb");
-  cr_assert(f);
-  cr_assert_eq(fread(ref, sizeof(double), 6 * ACT, f), (size_t)6 * ACT);
-  fclose(f);
-  double worst = 0;
-  for (int c = 0; c < 6; c++)
-    for (int i = 0; i < ACT; i++) {
-      double env = q->act_offset[i] + q->act_scale[i] * (double)plan_q[c * ACT + i];
-      worst = fmax(worst, fabs(env - ref[c * ACT + i]));
-    }
-  cr_expect(worst <= 1e-4, "prediction %s: numpy and C plans differ by %g", sample ? "sample" : "epsilon",
-            worst);
-  free(scratch);
-  nn_work_free(wp);
-  nn_work_free(wq);
+  float plan_q[6 * ACT];
+  plans_agree(p, q, path, 99, 6 * ACT, "diffusion=ddim(2 obs, 6 actions, 40 levels, 8 steps)", plan_q);
   bc_policy_free(q);
   bc_policy_free(p);
 }
@@ -219,35 +213,14 @@ Test(diffusion, unet_round_trip_and_numpy_plan) {
     cr_expect(q->dif.unet == 1 && q->arch.unet.levels == 3 && q->arch.unet.down[2] == 16 && q->chunk == 8);
     cr_expect(nn_tensor_find(q->net, "up_modules.1.2.conv.weight") &&
               nn_tensor_find(q->net, "down_modules.0.0.cond_encoder.1.weight"));
-    float obs[2 * OBS], hist[2 * OBS], xT[N], plan_p[N], plan_q[N];
-    tkRng r;
-    tk_rng_seed(&r, 98);
+    float plan_q[N], obs[2 * OBS];
+    plans_agree(p, q, path, 98, N, "unet=8,16,16(k5, 4 groups)", plan_q);
     for (int i = 0; i < 2 * OBS; i++)
-      obs[i] = (float)tk_rng_range(&r, -1.5, 1.5);
-    for (int i = 0; i < N; i++)
-      xT[i] = (float)tk_rng_normal(&r);
-    bc_policy_normalize(q, obs, 2, hist);
-    nnWork *wp = nn_work_make(p->net, 1), *wq = nn_work_make(q->net, 1);
-    float *scratch = malloc(sizeof(float) * (size_t)bc_diff_scratch(q));
-    cr_assert(wp && wq && scratch);
-    cr_assert_eq(bc_diff_plan(p, wp, hist, NULL, xT, scratch, plan_p), 0, "%s", tk_errmsg());
-    cr_assert_eq(bc_diff_plan(q, wq, hist, NULL, xT, scratch, plan_q), 0, "%s", tk_errmsg());
-    cr_expect_eq(memcmp(plan_p, plan_q, sizeof plan_p), 0, "the loaded policy plans otherwise");
-    double spread = 0, ref[N], worst = 0;
-    for (int i = 0; i < N; i++)
-      spread = fmax(spread, fabs(plan_q[i] - xT[i]));
-    cr_expect(spread > 0.05, "the plan is the noise it started from");
-    numpy_plan(path, obs, xT, N, "unet=8,16,16(k5, 4 groups)", ref);
-    for (int c = 0; c < 8; c++)
-      for (int i = 0; i < ACT; i++)
-        worst = fmax(
-            worst, fabs(q->act_offset[i] + q->act_scale[i] * (double)plan_q[c * ACT + i] - ref[c * ACT + i]));
-    printf("unet (prediction %s): numpy and C plans differ by %.3g at most\n", sample ? "sample" : "epsilon",
-           worst);
-    cr_expect(worst <= 1e-4, "numpy and C plans differ by %g", worst);
-    /* the acting path: the first action is the plan's first, from the episode's noise */
+      obs[i] = (float)(0.05 * i - 0.7);
+    /* the acting path runs its plans */
     bcEnsemble *e = bc_ensemble_make(q);
-    cr_assert(e, "%s", tk_errmsg());
+    nnWork *wq = nn_work_make(q->net, 1);
+    cr_assert(e && wq, "%s", tk_errmsg());
     float sc[4096];
     double act[ACT];
     for (int t = 0; t < 5; t++)
@@ -255,8 +228,6 @@ Test(diffusion, unet_round_trip_and_numpy_plan) {
     for (int i = 0; i < ACT; i++)
       cr_expect(isfinite(act[i]));
     bc_ensemble_free(e);
-    free(scratch);
-    nn_work_free(wp);
     nn_work_free(wq);
     bc_policy_free(q);
     bc_policy_free(p);
