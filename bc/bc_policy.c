@@ -561,8 +561,9 @@ static int int_list(const cJSON *a, int n, int lo, int hi, int *v) {
   if (!cJSON_IsArray(a) || cJSON_GetArraySize(a) != n) return -1;
   for (int i = 0; i < n; i++) {
     const cJSON *x = cJSON_GetArrayItem(a, i);
-    if (!cJSON_IsNumber(x) || x->valuedouble != (double)(int)x->valuedouble || x->valuedouble < lo ||
-        x->valuedouble > hi)
+    /* the range first: casting a number outside int's range is undefined */
+    if (!cJSON_IsNumber(x) || !(x->valuedouble >= lo && x->valuedouble <= hi) ||
+        x->valuedouble != floor(x->valuedouble))
       return -1;
     v[i] = (int)x->valuedouble;
   }

@@ -312,6 +312,10 @@ Test(vision, malformed_camera_policies_refused) {
        "a = json.loads(f.attrs['arch']); a['encoders'][1]['frame'] = [100000, 32, 3]; "
        "f.attrs['arch'] = json.dumps(a)",
        "encoders[1]"},
+      {"frame_beyond_int", /* 1e20 does not fit an int: refused before any cast (UBSan's float-cast) */
+       "a = json.loads(f.attrs['arch']); a['encoders'][1]['frame'] = [1e20, 32, 3]; "
+       "f.attrs['arch'] = json.dumps(a)",
+       "encoders[1]"},
       {"encoders_not_list",
        "a = json.loads(f.attrs['arch']); a['encoders'] = {}; f.attrs['arch'] = json.dumps(a)", "encoders"},
       {"huge_channels",
