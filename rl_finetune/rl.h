@@ -20,6 +20,10 @@
 /* --compare: the scratch run goes on until it reaches the target or spends this many times the fine-tune's
  * env steps to it (so the ratio is measured, or an honest floor of this factor) */
 #define RL_COMPARE_FACTOR 10
+/* Seeds of rl-finetune's evaluations: its own, apart from bc-train's selection seeds (BC_SELECT_SEED_BASE,
+ * on which the BC policy's epoch was chosen, so its success there is flattered) and bc-eval's held-out
+ * ones (BC_EVAL_SEED_BASE) */
+#define RL_EVAL_SEED_BASE 4000000000ull
 
 #include <stdint.h>
 

@@ -356,8 +356,9 @@ static int run(int argc, char **argv) {
     }
     tkSeries s[2] = {{"fine-tune from BC + demos", fx, fy, r.n_evals}, {"scratch", sx, sy, rs.n_evals}};
     char title[256];
-    snprintf(title, sizeof title, "%s on %s: success rate on %d evaluation seeds (2000000000+)",
-             strcmp(o.algo, "ppo") ? "SAC" : "PPO", so.task, o.eval_episodes);
+    snprintf(title, sizeof title, "%s on %s: success rate on %d evaluation seeds (%llu+)",
+             strcmp(o.algo, "ppo") ? "SAC" : "PPO", so.task, o.eval_episodes,
+             (unsigned long long)RL_EVAL_SEED_BASE);
     tkPlotOpts po = {.title = title,
                      .xlabel = "environment steps",
                      .ylabel = "success rate",

@@ -462,7 +462,7 @@ static int evaluate(rlRun *R, rlResult *res, int64_t step, FILE *csv, double t0)
   bcEvalOpts eo;
   bc_eval_default(&eo);
   eo.episodes = o->eval_episodes;
-  eo.seed = BC_SELECT_SEED_BASE;
+  eo.seed = RL_EVAL_SEED_BASE;
   eo.workers = R->nw;
   eo.quiet = 1;
   bcEvalResult er;

@@ -847,7 +847,8 @@ static void legend(sbuf *b, double target) {
   sb_printf(
       b,
       "<dt>fine-tune and scratch</dt><dd>rl-finetune's evaluations (success rate on seeds from "
-      "2000000000) against environment steps: the fine-tune starts from the BC policy and learns from "
+      "4000000000, apart from bc-train's selection seeds and bc-eval's held-out ones) against environment "
+      "steps: the fine-tune starts from the BC policy and learns from "
       "the demos and its own experience, scratch is the same algorithm from a random network, run "
       "until it reaches the target or has spent 10x the fine-tune's steps to it (or "
       "<code>--scratch-steps</code>). <i>start</i> is the evaluation before any RL step, <i>reached at</i> "

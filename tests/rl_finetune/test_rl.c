@@ -187,10 +187,10 @@ Test(rl, finetune_end_to_end, .timeout = 120) {
   bc_policy_free(p);
   bc_policy_free(b);
 
-  /* bc-eval reads it, and the selection seeds give the kept evaluation's success again */
+  /* bc-eval reads it, and rl-finetune's evaluation seeds give the kept evaluation's success again */
   double s, r;
-  bc_eval_json(f.dir, ft, BC_SELECT_SEED_BASE, 4, &s, &r);
-  cr_assert_float_eq(s, c.succ[best], 1e-4, "bc-eval on the selection seeds: %g, the CSV %g", s,
+  bc_eval_json(f.dir, ft, RL_EVAL_SEED_BASE, 4, &s, &r);
+  cr_assert_float_eq(s, c.succ[best], 1e-4, "bc-eval on the evaluation seeds: %g, the CSV %g", s,
                      c.succ[best]);
   cr_assert_float_eq(r, c.ret[best], 1.5e-4, "bc-eval mean_return %g, the CSV %g", r, c.ret[best]);
   bc_eval_json(f.dir, ft, BC_EVAL_SEED_BASE, 2, &s, &r);
@@ -233,7 +233,7 @@ static void check_exact_start(const char *bc_extra, int gaussian) {
 
   /* step 0 equals bc-eval on the same seeds (and every later evaluation too: the actor is fixed) */
   double s, r;
-  bc_eval_json(f.dir, f.bc, BC_SELECT_SEED_BASE, 4, &s, &r);
+  bc_eval_json(f.dir, f.bc, RL_EVAL_SEED_BASE, 4, &s, &r);
   printf("BC %s: bc-eval success %.4f return %.4f; rl-finetune step 0: %.4f %.4f\n",
          gaussian ? "gaussian" : "mse-tanh", s, r, c.succ[0], c.ret[0]);
   cr_assert_float_eq(c.succ[0], s, 1e-4, "step-0 success %g, bc-eval %g", c.succ[0], s);

@@ -10,6 +10,7 @@
 
 #include "bc.h"
 #include "tk.h"
+#include "rl.h"
 #include "rl_tt.h"
 
 /* 900 env steps in iterations of 300 (2 workers x 150), evaluations at 0, 300, 600, 900 */
@@ -66,7 +67,7 @@ Test(ppo, from_bc_end_to_end, .timeout = 180) {
   cr_assert_eq(r.updates[1], 0, "actor updates after the warm-up iteration: %lld", r.updates[1]);
   cr_assert_gt(r.updates[3], 0, "the actor moved afterwards");
   /* the start is the BC policy exactly: the step-0 evaluation is bc-eval's on the same seeds */
-  double bc0 = eval_success(f.dir, f.bc, BC_SELECT_SEED_BASE, 4);
+  double bc0 = eval_success(f.dir, f.bc, RL_EVAL_SEED_BASE, 4);
   cr_assert_float_eq(r.succ[0], bc0, 1e-9, "PPO's start %g, the BC policy %g", r.succ[0], bc0);
   /* the kept policy: algo ppo, a Gaussian head with the std clamped, the BC layers */
   bcPolicy *p = bc_policy_load(ft);
