@@ -16,9 +16,9 @@ OUT=${OUT:-out}
 EPISODES=${EPISODES:-10}  # at the real rate
 TOTAL=${TOTAL:-50}        # demos in all (the rest recorded unpaced)
 EPOCHS=${EPOCHS:-200}
-RL_STEPS=${RL_STEPS:-25000}           # the fine-tune's budget (env steps)
-SCRATCH_STEPS=${SCRATCH_STEPS:-25000} # scratch's (rl-finetune's own default, 10x the fine-tune's
-                                      # steps to the target, would take ~30 minutes here)
+RL_STEPS=${RL_STEPS:-30000}           # the fine-tune's budget (env steps; it stops at the target)
+SCRATCH_STEPS=${SCRATCH_STEPS:-30000} # scratch's (rl-finetune's own default, 10x the fine-tune's
+                                      # steps to the target, would take ~40 minutes here)
 RL_TARGET=${RL_TARGET:-0.9}           # the success rate that counts as arrived
 mkdir -p "$OUT"
 rm -rf "$OUT/demos.h5" "$OUT/demos.h5.staging"
