@@ -115,6 +115,9 @@ typedef struct {
   int n;
 } rlCurve;
 
+/* The env step of the first evaluation at or above target; -1: none. */
+int64_t rl_curve_arrival(const rlCurve *c, double target);
+
 /* The comparison's summary, without the "compare: " prefix: the env steps each run needed to reach the
  * target and their ratio, or its floor when scratch never arrived within its last evaluation (out: n
  * bytes, always terminated). */

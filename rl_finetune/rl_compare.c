@@ -5,7 +5,7 @@
 
 #include "rl.h"
 
-static int64_t first_at(const rlCurve *c, double target) {
+int64_t rl_curve_arrival(const rlCurve *c, double target) {
   for (int i = 0; i < c->n; i++)
     if (c->success[i] >= target) return c->step[i];
   return -1;
@@ -19,7 +19,7 @@ static double best_of(const rlCurve *c) {
 }
 
 void rl_compare_line(double target, const rlCurve *ft, const rlCurve *sc, char *out, size_t n) {
-  const int64_t a = first_at(ft, target), s = first_at(sc, target);
+  const int64_t a = rl_curve_arrival(ft, target), s = rl_curve_arrival(sc, target);
   const int64_t ft_last = ft->n > 0 ? ft->step[ft->n - 1] : 0, sc_last = sc->n > 0 ? sc->step[sc->n - 1] : 0;
   const double pct = 100 * target;
   if (a >= 0 && s >= 0)

@@ -663,12 +663,6 @@ typedef struct {
   double succ[MAX_EVALS];
 } vwRun;
 
-static int64_t first_at(const vwRun *r, double target) {
-  for (int i = 0; i < r->n; i++)
-    if (r->succ[i] >= target) return r->step[i];
-  return -1;
-}
-
 static int read_runs(const char *path, vwRun *runs, int *nruns) {
   csv c;
   int rc = csv_load(path, &c);
@@ -759,7 +753,8 @@ static int section_rl_in(sbuf *b, vwRun *runs, const char *ft_path, double targe
       int bi = 0;
       for (int i = 1; i < r->n; i++)
         if (r->succ[i] > r->succ[bi]) bi = i;
-      int64_t at = first_at(r, target);
+      const rlCurve cr = {r->step, r->succ, r->n};
+      const int64_t at = rl_curve_arrival(&cr, target);
       sb_puts(b, "<tr><td>");
       sb_esc(b, r == ft ? "fine-tune (from BC + demos)" : r->name);
       sb_printf(b, "</td><td>%.0f%%</td><td>%.0f%% at %lld</td><td>%.0f%% at %lld</td><td>", 100 * r->succ[0],
