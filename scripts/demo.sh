@@ -56,11 +56,15 @@ echo "== bc-eval of the fine-tuned policy: the same 50 held-out seeds as the BC 
 $B/bc/bc-eval "$OUT/ft.h5" --episodes 50 --json | tee "$OUT/ft_eval.json"
 echo "== viewer --report: one page with the dataset, the BC and fine-tune results and their plots"
 $B/viewer/viewer --report "$OUT" --target "$RL_TARGET"
+# LABEL: success k/n (p%), mean length L -- from a bc-eval --json file
+eval_line() {
+  /usr/bin/python3 -c "import json,sys; r=json.load(open(sys.argv[2])); print('%s: success %d/%d (%.0f%%), mean length %.1f' % (sys.argv[1], r['successes'], r['episodes'], 100*r['success_rate'], r['mean_length']))" "$1" "$2"
+}
 echo "== summary"
 echo "dataset: $OUT/demos.h5 ($(du -h "$OUT/demos.h5" | cut -f1))"
 echo "policy: $OUT/policy.h5; metrics $OUT/policy.csv; plots $OUT/policy_loss.png $OUT/policy_success.png"
-/usr/bin/python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print('bc-eval: success %d/%d (%.0f%%), mean length %.1f' % (r['successes'], r['episodes'], 100*r['success_rate'], r['mean_length']))" "$OUT/bc_eval.json"
+eval_line "bc-eval" "$OUT/bc_eval.json"
 echo "fine-tune: $OUT/ft.h5; comparison $OUT/ft_compare.csv $OUT/ft_compare.png"
-/usr/bin/python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print('fine-tuned, bc-eval: success %d/%d (%.0f%%), mean length %.1f' % (r['successes'], r['episodes'], 100*r['success_rate'], r['mean_length']))" "$OUT/ft_eval.json"
+eval_line "fine-tuned, bc-eval" "$OUT/ft_eval.json"
 grep '^compare:' "$OUT/rl_summary.txt" | head -1
 echo "report: $OUT/report.html (one self-contained page: open it in a browser, or mail it)"
