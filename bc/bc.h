@@ -106,12 +106,13 @@ struct cJSON *bc_diff_to_json(const bcDiffusion *d);
 /* strict: every key, nothing else; "denoiser" ("mlp" or "unet") may be absent (an MLP: files before it) */
 int bc_diff_from_json(const struct cJSON *j, bcDiffusion *d);
 
-typedef struct {
-  nnArch arch; /* the trunk: its input is [normalized low-dim keys | every camera's features] */
+typedef struct bcPolicy {
+  nnArch arch; /* the trunk: its input is [normalized low-dim keys | every camera's features] (a residual
+                  policy's: [normalized low-dim keys | the base policy's action, normalized]) */
   nnNet *net;
   int nimg; /* cameras (0: a low-dim policy) */
   bcImage img[BC_MAX_IMAGES];
-  int feat_dim; /* the cameras' features together */
+  int feat_dim; /* the cameras' features together (a residual policy: the base's action) */
   int nkeys;    /* low-dim keys (0 allowed when the policy has cameras) */
   char keys[BC_MAX_KEYS][BC_KEY_MAX];
   int key_dim[BC_MAX_KEYS];
@@ -125,6 +126,13 @@ typedef struct {
                                     is chunk x act_dim; attr "chunk", absent = 1 */
   char *info;                    /* JSON object text (malloc'd), "{}" when none */
   bcDiffusion dif;               /* dif.horizon > 0: a diffusion policy (its network the denoiser) */
+  /* A residual policy (rl-finetune's --scheme residual): base is a frozen policy of any kind, which acts
+   * first; this policy's network reads [its keys | base's action, normalized to [-1, 1]] and corrects it:
+   * a = clip(a_base + residual_scale * tanh-output, -1, 1) in the normalized action space (the base's
+   * act_offset/act_scale, which this policy shares). Saved as the group /base of the same file.
+   * base NULL: an ordinary policy. The policy owns base. */
+  struct bcPolicy *base;
+  double residual_scale;
 } bcPolicy;
 
 /* A policy with identity statistics and a freshly initialized network (seeded) made to train. keys/dims
@@ -148,6 +156,15 @@ int bc_diff_scratch(const bcPolicy *p);
 void bc_policy_free(bcPolicy *p); /* NULL-safe */
 /* Deep copy to act: network parameters included, made to act (no gradients or Adam state). */
 bcPolicy *bc_policy_clone(const bcPolicy *p);
+/* A residual policy on base (taken over: freed with the policy, also on failure): arch->obs_dim must be
+ * the keys' sum plus base->act_dim and arch->act_dim base->act_dim; the statistics are identity for the
+ * keys and the base's for the actions. scale in (0, 2]. Made to train. */
+bcPolicy *bc_policy_make_residual(const nnArch *arch, int nkeys, const char *const *keys, const int *dims,
+                                  bcPolicy *base, double scale, uint64_t seed);
+/* a = clip(a_base + scale * d, -1, 1) for A values in the normalized action space; mask (may be NULL):
+ * 1 where a was not clipped (where da/dd = scale). In environment units a residual policy acts
+ * act_base + act_scale * (a - a_base): with no correction, the base's action bit for bit. */
+void bc_residual_apply(double scale, const float *a_base, const float *d, int A, float *a, uint8_t *mask);
 int bc_policy_set_info(bcPolicy *p, const char *json); /* replaces info; json must be an object */
 /* Write atomically (temp file, fsync, rename, directory fsync). */
 int bc_policy_save(const bcPolicy *p, const char *path);

@@ -59,6 +59,7 @@ static int camera_of_key(const char *key, char *cam, size_t n) {
 }
 
 int bc_policy_cameras(const bcPolicy *p, capOpts *co) {
+  if (p->base) return bc_policy_cameras(p->base, co); /* a residual policy: its base's */
   for (int i = 0; i < p->nimg; i++) {
     const bcImage *c = &p->img[i];
     char cam[CAP_NAME_MAX];
@@ -83,6 +84,7 @@ int bc_policy_cameras(const bcPolicy *p, capOpts *co) {
 }
 
 int bc_policy_model_load(const bcPolicy *p, capOpts *co, capModel **m) {
+  if (p->base) p = p->base; /* a residual policy reads the cameras of its base */
   int rc = bc_policy_cameras(p, co);
   if (!rc) rc = cap_model_load(co, m);
   if (rc && p->nimg) {

@@ -40,7 +40,7 @@ static int set_images(bcPolicy *p, int nimg, const bcImage *img, uint64_t seed, 
                       int plan_only) {
   if (nimg < 0 || nimg > BC_MAX_IMAGES)
     return tk_error(TK_ERANGE, "%d cameras (at most %d)", nimg, BC_MAX_IMAGES);
-  p->feat_dim = 0;
+  p->feat_dim = p->base ? p->base->act_dim : 0; /* a residual policy's inputs after its keys */
   for (int i = 0; i < nimg; i++) {
     const bcImage *c = &img[i];
     bcImage *d = &p->img[i];
@@ -142,6 +142,7 @@ int bc_policy_set_chunk(bcPolicy *p, int k) {
 int bc_policy_scratch(const bcPolicy *p) { return p->arch.obs_dim + p->arch.act_dim; }
 
 int bc_policy_has_state(const bcPolicy *p) {
+  if (p->base) return bc_policy_has_state(p->base);
   return p->chunk > 1 || p->arch.rnn_layers > 0 || p->dif.horizon > 0;
 }
 
@@ -194,6 +195,7 @@ bcPolicy *bc_policy_make_diffusion(const nnArch *arch, int nkeys, const char *co
 
 void bc_policy_free(bcPolicy *p) {
   if (!p) return;
+  bc_policy_free(p->base);
   for (int i = 0; i < p->nimg; i++)
     nn_enc_free(p->img[i].enc);
   nn_net_free(p->net);
@@ -206,8 +208,20 @@ bcPolicy *bc_policy_clone(const bcPolicy *p) {
   const char *keys[BC_MAX_KEYS];
   for (int i = 0; i < p->nkeys; i++)
     keys[i] = p->keys[i];
-  bcPolicy *q = policy_make(&p->arch, p->nkeys, keys, p->key_dim, p->nimg, p->img,
-                            p->dif.horizon > 0 ? &p->dif : NULL, 0, 0); /* to act */
+  bcPolicy *q;
+  if (p->base) { /* a residual policy: its base cloned, its inputs the keys and the base's action */
+    bcPolicy *b = bc_policy_clone(p->base);
+    q = b ? policy_alloc(&p->arch, p->base->act_dim, NULL) : NULL;
+    if (q) q->base = b;
+    if (!q || set_keys(q, p->nkeys, keys, p->key_dim) || !(q->net = nn_net_make_acting(&p->arch, 0))) {
+      if (!q) bc_policy_free(b);
+      bc_policy_free(q);
+      return NULL;
+    }
+  } else {
+    q = policy_make(&p->arch, p->nkeys, keys, p->key_dim, p->nimg, p->img,
+                    p->dif.horizon > 0 ? &p->dif : NULL, 0, 0); /* to act */
+  }
   if (!q) return NULL;
   nn_copy_params(q->net, p->net);
   for (int i = 0; i < p->nimg; i++)
@@ -218,11 +232,53 @@ bcPolicy *bc_policy_clone(const bcPolicy *p) {
   memcpy(q->task, p->task, sizeof q->task);
   memcpy(q->algo, p->algo, sizeof q->algo);
   q->control_hz = p->control_hz;
+  q->residual_scale = p->residual_scale;
   if (bc_policy_set_info(q, p->info)) {
     bc_policy_free(q);
     return NULL;
   }
   return q;
+}
+
+bcPolicy *bc_policy_make_residual(const nnArch *arch, int nkeys, const char *const *keys, const int *dims,
+                                  bcPolicy *base, double scale, uint64_t seed) {
+  if (!base) {
+    tk_error(TK_EINVAL, "a residual policy needs a base policy");
+    return NULL;
+  }
+  if (base->base) {
+    bc_policy_free(base);
+    tk_error(TK_EINVAL, "the base of a residual policy cannot be a residual policy itself");
+    return NULL;
+  }
+  if (!(scale > 0 && scale <= 2) || arch->act_dim != base->act_dim) {
+    tk_error(TK_EINVAL, "residual policy: scale %g (0..2] and %d outputs (the base acts with %d)", scale,
+             arch->act_dim, base->act_dim);
+    bc_policy_free(base);
+    return NULL;
+  }
+  bcPolicy *p = policy_alloc(arch, base->act_dim, NULL);
+  if (!p || set_keys(p, nkeys, keys, dims) || !(p->net = nn_net_make(arch, seed))) {
+    bc_policy_free(p);
+    bc_policy_free(base);
+    return NULL;
+  }
+  memcpy(p->act_offset, base->act_offset, sizeof(float) * (size_t)base->act_dim);
+  memcpy(p->act_scale, base->act_scale, sizeof(float) * (size_t)base->act_dim);
+  memcpy(p->task, base->task, sizeof p->task);
+  p->control_hz = base->control_hz;
+  p->base = base;
+  p->residual_scale = scale;
+  return p;
+}
+
+void bc_residual_apply(double scale, const float *a_base, const float *d, int A, float *a, uint8_t *mask) {
+  for (int i = 0; i < A; i++) {
+    double v = (double)a_base[i] + scale * (double)d[i];
+    int in = v > -1 && v < 1;
+    a[i] = (float)(in ? v : v <= -1 ? -1 : 1);
+    if (mask) mask[i] = (uint8_t)in;
+  }
 }
 
 int bc_policy_set_info(bcPolicy *p, const char *json) {
@@ -251,6 +307,7 @@ static void to_env(const bcPolicy *p, const float *a, double *act) {
 }
 
 static int refuse_cameras(const bcPolicy *p) {
+  if (p->base) return tk_error(TK_EINVAL, "a residual policy acts through bc_actor_step, with its base");
   if (p->nimg)
     return tk_error(TK_EINVAL,
                     "a policy with cameras (%s%s) acts through bc_actor_step, which reads the frames",
@@ -423,6 +480,8 @@ int bc_policy_step(const bcPolicy *p, nnWork *w, bcEnsemble *e, const float *obs
 /* ---- acting in an environment ---------------------------------------------------------------- */
 struct bcActor {
   const bcPolicy *p;
+  bcActor *base; /* a residual policy's base, acting first */
+  double *abase; /* [act_dim] its action */
   bcBinding b;
   nnWork *w;
   bcEnsemble *e;
@@ -444,13 +503,18 @@ bcActor *bc_actor_make(const bcPolicy *p, const capModel *m) {
     free(a);
     return NULL;
   }
+  if (p->base && !(a->base = bc_actor_make(p->base, m))) {
+    free(a);
+    return NULL;
+  }
   int64_t crop = 1;
   for (int i = 0; i < p->nimg; i++)
     crop = TK_MAX(crop, (int64_t)p->img[i].channels * p->img[i].crop_h * p->img[i].crop_w);
   a->w = nn_work_make(p->net, 1);
   a->e = bc_ensemble_make(p);
+  a->abase = malloc(sizeof(double) * (size_t)p->act_dim);
   a->raw = malloc(sizeof(float) * (size_t)(TK_MAX(1, p->obs_dim) + p->arch.obs_dim + p->arch.act_dim + crop));
-  int ok = a->w && a->e && a->raw;
+  int ok = a->w && a->e && a->raw && a->abase;
   for (int i = 0; ok && i < p->nimg; i++)
     ok = (a->ew[i] = nn_enc_work_make(p->img[i].enc, 1)) != NULL;
   if (!ok) {
@@ -464,11 +528,35 @@ bcActor *bc_actor_make(const bcPolicy *p, const capModel *m) {
   return a;
 }
 
-void bc_actor_reset(bcActor *a, uint64_t seed) { bc_ensemble_reset_seed(a->e, seed); }
+void bc_actor_reset(bcActor *a, uint64_t seed) {
+  bc_ensemble_reset_seed(a->e, seed);
+  if (a->base) bc_actor_reset(a->base, seed);
+}
+
+/* A residual policy's step: the base acts, then the correction from [keys | base action] */
+static int residual_step(bcActor *a, const capObs *o, double *act) {
+  const bcPolicy *p = a->p;
+  const int A = p->act_dim, D = p->obs_dim;
+  int rc = bc_actor_step(a->base, o, a->abase);
+  if (rc) return rc;
+  bc_gather(&a->b, o, a->raw);
+  bc_policy_normalize(p, a->raw, 1, a->x);
+  for (int i = 0; i < A; i++)
+    a->x[D + i] = (float)((a->abase[i] - p->act_offset[i]) / p->act_scale[i]);
+  if ((rc = nn_run(p->net, a->w, NULL, a->x, 1, 1, a->a))) return rc;
+  float n[CAP_MAX_ACT];
+  bc_residual_apply(p->residual_scale, a->x + D, a->a, A, n, NULL);
+  /* the base's action plus the correction in environment units: no correction is the base's action bit
+   * for bit (not its round trip through the normalization) */
+  for (int i = 0; i < A; i++)
+    act[i] = a->abase[i] + (double)p->act_scale[i] * ((double)n[i] - (double)a->x[D + i]);
+  return 0;
+}
 
 int bc_actor_step(bcActor *a, const void *cap_obs, double *act) {
   const bcPolicy *p = a->p;
   const capObs *o = cap_obs;
+  if (p->base) return residual_step(a, o, act);
   bc_gather(&a->b, o, a->raw);
   bc_policy_normalize(p, a->raw, 1, a->x);
   float *feat = a->x + p->obs_dim;
@@ -485,6 +573,8 @@ int bc_actor_step(bcActor *a, const void *cap_obs, double *act) {
 
 void bc_actor_free(bcActor *a) {
   if (!a) return;
+  bc_actor_free(a->base);
+  free(a->abase);
   for (int i = 0; i < BC_MAX_IMAGES; i++)
     nn_enc_work_free(a->ew[i]);
   nn_work_free(a->w);
@@ -636,9 +726,8 @@ static int write_vec(hid_t g, const char *name, const float *v, int n) {
   return ds_write_whole(g, name, DS_F32, 0, NULL, n, v, 0);
 }
 
-static int save_to(const bcPolicy *p, const char *tmp) {
-  hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (f < 0) return ds_h5_fail(TK_EIO, "%s: cannot create", tmp);
+/* The policy's attributes and groups into f (the file, or a residual policy's /base group). */
+static int write_policy(hid_t f, const bcPolicy *p, const char *tmp) {
   char *arch = NULL, *keys = json_list_str(p, 0), *dims = json_list_str(p, 1);
   int rc = arch_json(p, &arch);
   if (!rc && (!keys || !dims)) rc = tk_error(TK_ENOMEM, "out of memory");
@@ -675,13 +764,28 @@ static int save_to(const bcPolicy *p, const char *tmp) {
       rc = ds_write_whole(g, name, DS_F32, t->ndim - 1, t->shape + 1, t->shape[0], t->data, 0);
     }
   if (g >= 0) H5Gclose(g);
+  if (!rc && p->base) {
+    if (ds_attr_write_f64(f, "residual_scale", p->residual_scale))
+      rc = ds_h5_fail(TK_EIO, "%s: cannot write attributes", tmp);
+    g = rc ? -1 : H5Gcreate2(f, "base", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (!rc && g < 0) rc = ds_h5_fail(TK_EIO, "%s: cannot create /base", tmp);
+    if (!rc) rc = write_policy(g, p->base, tmp);
+    if (g >= 0) H5Gclose(g);
+  }
+  return rc;
+}
+
+static int save_to(const bcPolicy *p, const char *tmp) {
+  hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (f < 0) return ds_h5_fail(TK_EIO, "%s: cannot create", tmp);
+  int rc = write_policy(f, p, tmp);
   if (H5Fclose(f) < 0 && !rc) rc = ds_h5_fail(TK_EIO, "%s: cannot close", tmp);
   return rc;
 }
 
-int bc_policy_save(const bcPolicy *p, const char *path) {
-  ds_h5_init();
-  /* a file that could not be loaded back is never written */
+/* A file that could not be loaded back is never written: every parameter finite. */
+static int params_finite(const bcPolicy *p, const char *path) {
+  if (p->base && params_finite(p->base, path)) return tk_error_wrap(TK_ERANGE, "base policy");
   for (int64_t i = 0; i < p->net->n_params; i++)
     if (!isfinite(p->net->params[i]))
       return tk_error(TK_ERANGE, "%s: policy not saved: parameter %lld is not finite", path, (long long)i);
@@ -690,11 +794,18 @@ int bc_policy_save(const bcPolicy *p, const char *path) {
       if (!isfinite(p->img[c].enc->params[i]))
         return tk_error(TK_ERANGE, "%s: policy not saved: camera '%s' parameter %lld is not finite", path,
                         p->img[c].key, (long long)i);
+  return 0;
+}
+
+int bc_policy_save(const bcPolicy *p, const char *path) {
+  ds_h5_init();
+  int rc = params_finite(p, path);
+  if (rc) return rc;
   char tmp[4200];
   int fd = tk_temp_beside(path, tmp, sizeof tmp); /* a name of ours alone, never a user's file */
   if (fd < 0) return tk_error_wrap(fd, "%s: policy not saved", path);
   close(fd);
-  int rc = save_to(p, tmp);
+  rc = save_to(p, tmp);
   if (!rc) rc = tk_durable_rename(tmp, path); /* fsyncs the file, renames, fsyncs the directory */
   if (rc) {
     unlink(tmp);
@@ -785,7 +896,7 @@ static int parse_keys(const char *ks, const char *ds, const char *path, int min,
   return rc;
 }
 
-static bcPolicy *load_from(hid_t f, const char *path) {
+static bcPolicy *load_from(hid_t f, const char *path, int depth) {
   char *fmt = NULL, *arch_s = NULL, *keys_s = NULL, *dims_s = NULL, *task = NULL, *algo = NULL, *info = NULL;
   bcPolicy *p = NULL;
   int64_t version = 0;
@@ -812,8 +923,37 @@ static bcPolicy *load_from(hid_t f, const char *path) {
   if (!rc && ds_attr_exists(f, "info")) rc = read_str_attr(f, "info", &info, path);
   int feat = rc ? 0 : feat_of(nimg, img);
   if (!rc && feat < 0) rc = tk_error_wrap(TK_EFORMAT, "%s: attribute 'arch': encoders", path);
+  /* a residual policy: its base in /base (one level), its inputs the keys and the base's action */
+  bcPolicy *base = NULL;
+  double rscale = 0;
+  if (!rc && H5Lexists(f, "base", H5P_DEFAULT) > 0) {
+    char bpath[4200];
+    snprintf(bpath, sizeof bpath, "%s (/base)", path);
+    hid_t g = H5Gopen2(f, "base", H5P_DEFAULT);
+    if (depth > 0)
+      rc = tk_error(TK_EFORMAT, "%s: a residual policy's base is a residual policy itself", path);
+    else if (g < 0)
+      rc = tk_error(TK_EFORMAT, "%s: /base is not a group", path);
+    else if (!(base = load_from(g, bpath, depth + 1)))
+      rc = TK_EFORMAT;
+    if (g >= 0) H5Gclose(g);
+    if (!rc && (ds_attr_read_f64(f, "residual_scale", &rscale) || !(rscale > 0 && rscale <= 2)))
+      rc = tk_error(TK_EFORMAT, "%s: attribute 'residual_scale' is missing or not in (0, 2]", path);
+    if (!rc && nimg)
+      rc = tk_error(TK_EFORMAT, "%s: a residual policy reads no cameras itself (its base does)", path);
+    if (!rc && arch.act_dim != base->act_dim)
+      rc = tk_error(TK_EFORMAT, "%s: the residual acts with %d values, its base with %d", path, arch.act_dim,
+                    base->act_dim);
+    if (!rc) feat = base->act_dim;
+  }
   if (!rc && !(p = policy_alloc(&arch, feat, dif.horizon > 0 ? &dif : NULL)))
     rc = tk_error_wrap(TK_EFORMAT, "%s: attribute 'arch'", path);
+  if (p) {
+    p->base = base;
+    p->residual_scale = rscale;
+  } else {
+    bc_policy_free(base);
+  }
   if (!rc && set_images(p, nimg, img, 0, 0, 1)) rc = tk_error_wrap(TK_EFORMAT, "%s: attribute 'arch'", path);
   for (int i = 0; !rc && i < nimg; i++)
     if (nn_enc_plan(&p->img[i].enc_arch, &plans[i]))
@@ -924,7 +1064,7 @@ bcPolicy *bc_policy_load(const char *path) {
     ds_h5_fail(TK_EFORMAT, "%s: cannot open", path);
     return NULL;
   }
-  bcPolicy *p = load_from(f, path);
+  bcPolicy *p = load_from(f, path, 0);
   H5Fclose(f);
   H5Eclear2(H5E_DEFAULT);
   return p;

@@ -34,15 +34,28 @@ extern "C" {
 #endif
 
 typedef struct {
-  const char *algo;    /* "sac" (default) or "ppo" */
-  const char *task;    /* built-in task (default: the policy's) */
-  const char *policy;  /* BC policy to start from (NULL: from scratch) */
-  const char *demos;   /* demos for the demo half of each batch (NULL: none) */
-  const char *out;     /* best policy (policy.h5 format, algo "sac") */
-  const char *metrics; /* CSV of evaluations (NULL: none) */
-  const char *label;   /* name of this run in messages and the CSV ("finetune", "scratch") */
-  int64_t steps;       /* environment steps (default 100000) */
-  int workers;         /* default: online cores */
+  const char *algo;         /* "sac" (default) or "ppo" */
+  const char *scheme;       /* how the BC policy is fine-tuned (SAC): "finetune" (the actor is the BC policy's
+                               network, trained; MLP policies with an MSE-tanh or Gaussian head), "residual" (the
+                               BC policy is frozen and acts first; a small actor adds a bounded correction to its
+                               action: any policy bc-train makes), or "auto" (the default: finetune where the
+                               policy's head allows, residual for the others) */
+  double residual_scale;    /* residual: the largest correction, in the normalized action space (0.5) */
+  const char *actor_update; /* SAC's actor step: "q" (ascend the critics' Q, normalized by mean |Q| as
+                               TD3+BC, plus the entropy term) or "awr" (advantage-weighted regression: the
+                               mean action is pulled toward the batch's own actions, each weighted by
+                               exp of its standardized advantage Q(s, a) - Q(s, mean action) (at most 20);
+                               no gradient of Q with respect to the action, so the critics' errors there
+                               cannot be climbed; the std stays at init_std) */
+  double awr_temp;          /* awr: the standardized advantage is divided by this (1) */
+  const char *task;         /* built-in task (default: the policy's) */
+  const char *policy;       /* BC policy to start from (NULL: from scratch) */
+  const char *demos;        /* demos for the demo half of each batch (NULL: none) */
+  const char *out;          /* best policy (policy.h5 format, algo "sac") */
+  const char *metrics;      /* CSV of evaluations (NULL: none) */
+  const char *label;        /* name of this run in messages and the CSV ("finetune", "scratch") */
+  int64_t steps;            /* environment steps (default 100000) */
+  int workers;              /* default: online cores */
   uint64_t seed;
   int ensemble;         /* critics (default 2: a 2-core machine; RLPD uses 10) */
   int utd;              /* updates per environment step (default 1) */

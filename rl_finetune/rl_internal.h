@@ -41,6 +41,8 @@ typedef struct {
   char err[TK_ERRMSG_MAX];
   float reward;
   int done;
+  bcActor *base; /* residual: the frozen base policy acting in this worker's environment */
+  double ab[CAP_MAX_ACT], ab2[CAP_MAX_ACT]; /* its action at s and at s2 (environment units) */
 } rlWorker;
 
 struct rlRun {
@@ -78,10 +80,16 @@ struct rlRun {
   int li, lj;                  /* JOB_TARGET: the two target members */
   nnWork *lw[RL_MAX_ENSEMBLE]; /* per thread */
   float *ldx[RL_MAX_ENSEMBLE], *ldact[RL_MAX_ENSEMBLE];
+  float *qdata, *qpi; /* awr: the critics' mean Q at the batch's actions and at the policy's mean action */
   double lqabs[RL_MAX_ENSEMBLE];
   int lrc[RL_MAX_ENSEMBLE];
   char lerr[RL_MAX_ENSEMBLE][256];
   bcPolicy *bc; /* the starting policy, frozen (anchor) */
+  /* residual (R->actor->base set): each state row is [the actor's keys (Ds) | the base's action (A)], both
+   * normalized, and the actor's sample d becomes the action clip(a_base + scale d) (rmask: not clipped) */
+  int res, Ds;
+  int awr;
+  uint8_t *rmask;
   nnWork *bw;
   float *qa_act;
   /* PPO: the value function is q[0]; one rollout of pT steps of every worker, row t * nw + i */
@@ -104,6 +112,15 @@ void rl_buf_push(rlBuf *b, const float *s, const float *a, float r, const float 
 /* The actor: a tanh-Gaussian policy with the BC policy's layers (bc), or fresh ones of the scratch
  * keys and identity statistics (stats); NULL with a message if bc cannot start it. */
 bcPolicy *rl_actor_make(const rlOpts *o, const bcPolicy *bc, const capSpec *spec, const bcPolicy *stats);
+/* Whether the BC policy can start the tanh-Gaussian actor (0 with the reason in tk_errmsg). */
+int rl_actor_can_start(const rlOpts *o, const bcPolicy *bc);
+/* The residual actor on base (taken over): a tanh-Gaussian MLP reading [keys | base's action] whose
+ * mean starts at zero (the base's action) and whose std starts at init_std in the action space. */
+bcPolicy *rl_residual_make(const rlOpts *o, bcPolicy *base, int nkeys, const char *const *keys,
+                           const int *dims, const float *mean, const float *std);
+/* Rows [B, R->D] with the actor's samples d [B, A] in act: act becomes the residual's action (and
+ * R->rmask, when mask is set). Nothing without a residual. */
+void rl_residual_rows(rlRun *R, const float *x, float *act, int B, int mask);
 /* The learner's networks, threads and buffers, sized by R->D, A, B, nw (rl_learner_free: half-built too). */
 int rl_learner_make(rlRun *R);
 void rl_learner_free(rlRun *R);

@@ -33,7 +33,18 @@ static void usage(FILE *f) {
       "DAPG demo term for many cheap workers), and measures what that saves: --compare runs the same\n"
       "algorithm from scratch beside it and reports the env steps each needed to reach the target success.\n"
       "\n"
-      "  --policy FILE        BC policy to start from (bc-train's; heads mse with tanh, or gaussian)\n"
+      "  --policy FILE        BC policy to start from (any bc-train makes; see --scheme)\n"
+      "  --scheme S           finetune: the actor is the BC policy's network, trained (MLP policies with\n"
+      "                       an MSE-tanh or Gaussian head); residual: the BC policy stays frozen and acts\n"
+      "                       first, a small actor adds a bounded correction (any policy: BC-RNN, chunked,\n"
+      "                       GMM, diffusion, cameras); OUT then holds both; auto (default): finetune\n"
+      "                       where the head allows, else residual\n"
+      "  --residual-scale X   residual: the largest correction, in [-1, 1] action units (default 0.5)\n"
+      "  --actor-update U     q: the actor ascends the critics' Q (TD3+BC-normalized, with SAC's entropy\n"
+      "                       term); awr: advantage-weighted regression of the mean action onto the\n"
+      "                       batch's actions, weights exp(standardized advantage / --awr-temp) (no\n"
+      "                       gradient of Q in the action; the std stays at its start) (default q)\n"
+      "  --awr-temp T         (default 1)\n"
       "  --demos FILE         demonstrations: half of every batch (failures and interventions included)\n"
       "  --task NAME          task (default: the policy's)\n"
       "  --algo sac|ppo       the algorithm (default sac, the sample-efficient one)\n"
@@ -148,7 +159,7 @@ static int run(int argc, char **argv) {
       return 2;
     } else if (!strcmp(a, "--policy") || !strcmp(a, "--demos") || !strcmp(a, "--task") ||
                !strcmp(a, "--out") || !strcmp(a, "--metrics") || !strcmp(a, "--algo") ||
-               !strcmp(a, "--resume")) {
+               !strcmp(a, "--resume") || !strcmp(a, "--scheme") || !strcmp(a, "--actor-update")) {
       i++;
       if (!strcmp(a, "--policy")) o.policy = v;
       if (!strcmp(a, "--demos")) o.demos = v;
@@ -163,6 +174,20 @@ static int run(int argc, char **argv) {
         o.algo = v;
       }
       if (!strcmp(a, "--resume")) resume_dir = v;
+      if (!strcmp(a, "--actor-update")) {
+        if (strcmp(v, "q") && strcmp(v, "awr")) {
+          fprintf(stderr, "rl-finetune: --actor-update %s: q or awr\n", v);
+          return 2;
+        }
+        o.actor_update = v;
+      }
+      if (!strcmp(a, "--scheme")) {
+        if (strcmp(v, "auto") && strcmp(v, "finetune") && strcmp(v, "residual")) {
+          fprintf(stderr, "rl-finetune: --scheme %s: auto, finetune or residual\n", v);
+          return 2;
+        }
+        o.scheme = v;
+      }
     } else {
       /* every numeric option: integers (is_int) through tk_opt_int, the rest through tk_opt_f64 */
       struct {
@@ -170,16 +195,17 @@ static int run(int argc, char **argv) {
         int is_int;
         double lo, hi;
       } nums[] = {
-          {"--steps", 1, 1, 1e9},         {"--workers", 1, 1, 64},       {"--seed", 1, 0, 1e15},
-          {"--ensemble", 1, 1, 16},       {"--utd", 1, 1, 100},          {"--batch", 1, 2, 65536},
-          {"--hidden", 1, 1, 65536},      {"--critic-lr", 0, 1e-9, 1},   {"--actor-lr", 0, 1e-9, 1},
-          {"--critic-warmup", 1, 0, 1e7}, {"--eval-every", 1, 1, 1e9},   {"--eval-episodes", 1, 1, 10000},
-          {"--target", 0, 0, 1},          {"--bc-weight", 0, 0, 1e6},    {"--bc-halflife", 0, 1, 1e12},
-          {"--init-alpha", 0, 1e-9, 10},  {"--actor-delay", 1, 0, 1e9},  {"--alpha-lr", 0, 0, 1},
-          {"--q-coef", 0, 0, 1e6},        {"--actor-eps", 0, 1e-12, 1},  {"--rollout", 1, 64, 1e7},
-          {"--ppo-epochs", 1, 1, 100},    {"--clip", 0, 0.01, 1},        {"--gae-lambda", 0, 0, 1},
-          {"--target-kl", 0, 1e-6, 10},   {"--max-std", 0, 1e-3, 10},    {"--value-warmup", 1, 0, 1e6},
-          {"--minibatch", 1, 2, 1e6},     {"--scratch-steps", 1, 1, 1e9}};
+          {"--steps", 1, 1, 1e9},         {"--workers", 1, 1, 64},        {"--seed", 1, 0, 1e15},
+          {"--ensemble", 1, 1, 16},       {"--utd", 1, 1, 100},           {"--batch", 1, 2, 65536},
+          {"--hidden", 1, 1, 65536},      {"--critic-lr", 0, 1e-9, 1},    {"--actor-lr", 0, 1e-9, 1},
+          {"--critic-warmup", 1, 0, 1e7}, {"--eval-every", 1, 1, 1e9},    {"--eval-episodes", 1, 1, 10000},
+          {"--target", 0, 0, 1},          {"--bc-weight", 0, 0, 1e6},     {"--bc-halflife", 0, 1, 1e12},
+          {"--init-alpha", 0, 1e-9, 10},  {"--actor-delay", 1, 0, 1e9},   {"--alpha-lr", 0, 0, 1},
+          {"--q-coef", 0, 0, 1e6},        {"--actor-eps", 0, 1e-12, 1},   {"--rollout", 1, 64, 1e7},
+          {"--ppo-epochs", 1, 1, 100},    {"--clip", 0, 0.01, 1},         {"--gae-lambda", 0, 0, 1},
+          {"--target-kl", 0, 1e-6, 10},   {"--max-std", 0, 1e-3, 10},     {"--value-warmup", 1, 0, 1e6},
+          {"--minibatch", 1, 2, 1e6},     {"--scratch-steps", 1, 1, 1e9}, {"--residual-scale", 0, 1e-3, 2},
+          {"--awr-temp", 0, 1e-3, 1e3}};
       int k = -1;
       for (int j = 0; j < (int)TK_ARRAY_LEN(nums); j++)
         if (!strcmp(a, nums[j].name)) k = j;
@@ -226,6 +252,8 @@ static int run(int argc, char **argv) {
       case 26: o.value_warmup_iters = (int)n; break;
       case 27: o.minibatch = (int)n; break;
       case 28: scratch_steps = n; break;
+      case 29: o.residual_scale = x; break;
+      case 30: o.awr_temp = x; break;
       }
     }
   }

@@ -43,6 +43,10 @@ void rl_opts_default(rlOpts *o) {
   o->target = 0.95;
   o->stop_at_target = 1;
   o->algo = "sac";
+  o->scheme = "auto";
+  o->residual_scale = 0.5;
+  o->actor_update = "q";
+  o->awr_temp = 1;
   o->rollout = 4096;
   o->minibatch = 1024;
   o->ppo_epochs = 5;
@@ -69,6 +73,16 @@ static int run_opts(const rlOpts *o, rlOpts *oc, rlResult *res) {
     return tk_error(TK_ERANGE, "--workers %d: 1..%d", o->workers, RL_MAX_WORKERS);
   if (!o->algo || (strcmp(o->algo, "sac") && strcmp(o->algo, "ppo")))
     return tk_error(TK_EINVAL, "--algo %s: sac or ppo", o->algo ? o->algo : "(none)");
+  if (!o->scheme ||
+      (strcmp(o->scheme, "auto") && strcmp(o->scheme, "finetune") && strcmp(o->scheme, "residual")))
+    return tk_error(TK_EINVAL, "--scheme %s: auto, finetune or residual", o->scheme ? o->scheme : "(none)");
+  if (!o->actor_update || (strcmp(o->actor_update, "q") && strcmp(o->actor_update, "awr")))
+    return tk_error(TK_EINVAL, "--actor-update %s: q or awr", o->actor_update ? o->actor_update : "(none)");
+  if (!(o->residual_scale > 0 && o->residual_scale <= 2))
+    return tk_error(TK_ERANGE, "--residual-scale %g: in (0, 2]", o->residual_scale);
+  if (!strcmp(o->scheme, "residual") && !strcmp(o->algo, "ppo"))
+    return tk_error(TK_EINVAL,
+                    "--scheme residual is SAC's; PPO fine-tunes the policy itself (--scheme finetune)");
   *oc = *o;
   if (!strcmp(o->algo, "ppo")) oc->ensemble = 1; /* the value function */
   if (rl_mpi_rank() > 0) {
@@ -80,25 +94,79 @@ static int run_opts(const rlOpts *o, rlOpts *oc, rlResult *res) {
   return 0;
 }
 
-/* The task's model (one per process) and the actor: from the BC policy, or from scratch on robomimic's
- * low-dim keys of the task with identity statistics; bound to the task's observations. */
+/* Whether this run is residual: --scheme residual, or auto with a policy that cannot start the actor. */
+static int use_residual(const rlOpts *o, const bcPolicy *bc) {
+  if (!bc || !strcmp(o->scheme, "finetune")) return 0;
+  if (!strcmp(o->scheme, "residual")) return 1;
+  return !strcmp(o->algo, "sac") && !rl_actor_can_start(o, bc);
+}
+
+/* The residual actor on bc (taken over): it reads the base's low-dim keys with the base's statistics; a
+ * base with cameras alone gets robomimic's low-dim keys of the task (the simulator's state: the critics
+ * need the object) with identity statistics. */
+static bcPolicy *residual_actor(rlRun *R, bcPolicy *bc) {
+  const char *keys[BC_MAX_KEYS];
+  int dims[BC_MAX_KEYS], n = 0;
+  float mean[NN_MAX_DIM], std[NN_MAX_DIM];
+  if (bc->nkeys > 0 && bc->nimg == 0) {
+    for (int i = 0; i < bc->nkeys; i++) {
+      keys[i] = bc->keys[i];
+      dims[i] = bc->key_dim[i];
+    }
+    n = bc->nkeys;
+    memcpy(mean, bc->obs_mean, sizeof(float) * (size_t)bc->obs_dim);
+    memcpy(std, bc->obs_std, sizeof(float) * (size_t)bc->obs_dim);
+  } else {
+    const char *want[] = {"object", "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos"};
+    int D = 0;
+    for (int i = 0; i < 4; i++)
+      for (int k = 0; k < R->spec->nobs; k++)
+        if (!strcmp(R->spec->obs[k].name, want[i])) {
+          keys[n] = want[i];
+          dims[n++] = R->spec->obs[k].shape[0];
+          D += R->spec->obs[k].shape[0];
+        }
+    for (int i = 0; i < D; i++) {
+      mean[i] = 0;
+      std[i] = 1;
+    }
+  }
+  return rl_residual_make(R->o, bc, n, keys, dims, mean, std);
+}
+
+/* The task's model (one per process) and the actor: from the BC policy (its network trained, or frozen
+ * under a residual actor), or from scratch on robomimic's low-dim keys of the task with identity
+ * statistics; bound to the task's observations. */
 static int load_task_and_actor(rlRun *R) {
   const rlOpts *o = R->o;
   bcPolicy *bc = NULL, *stats = NULL;
   int rc = 0;
   if (o->policy && !(bc = bc_policy_load(o->policy))) rc = tk_error_wrap(TK_EFORMAT, "--policy");
-  if (!rc && bc && bc->nimg)
+  if (!rc && bc && bc->base)
+    rc = tk_error(TK_EINVAL, "%s: a residual policy (from rl-finetune); start from its base policy instead",
+                  o->policy);
+  if (!rc && bc) R->res = use_residual(o, bc);
+  if (!rc && bc && !R->res && bc->nimg)
     rc = tk_error(TK_EINVAL,
-                  "%s: the policy reads cameras (%s%s); rl-finetune fine-tunes low-dim policies only "
-                  "for now",
+                  "%s: the policy reads cameras (%s%s); it cannot start --scheme finetune's actor: "
+                  "use --scheme residual",
                   o->policy, bc->img[0].key, bc->nimg > 1 ? ", ..." : "");
   const char *task = o->task ? o->task : bc ? bc->task : NULL;
   if (!rc && (!task || !task[0])) rc = tk_error(TK_EINVAL, "no task: pass --task (%s)", cap_task_names());
   capOpts co;
   cap_opts_default(&co);
   co.task = task;
-  if (!rc) rc = cap_model_load(&co, &R->model);
+  if (!rc) rc = bc ? bc_policy_model_load(bc, &co, &R->model) : cap_model_load(&co, &R->model);
   if (!rc) R->spec = cap_spec(R->model);
+  if (!rc && R->res) { /* the base is the residual actor's from here on */
+    if (!(R->actor = residual_actor(R, bc))) rc = tk_error_wrap(TK_EINVAL, "residual actor");
+    bc = NULL;
+    if (!rc && (rc = bc_bind(R->actor, R->model, &R->bind))) rc = tk_error_wrap(rc, "%s", o->policy);
+    if (!rc && !o->quiet)
+      printf("%s: residual actor on the frozen %s (corrections up to %g of the action range's half)\n",
+             o->label, o->policy, o->residual_scale);
+    return rc;
+  }
   if (!rc && !bc) { /* from scratch: robomimic's low-dim keys of the task, identity statistics */
     const char *want[] = {"object", "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos"};
     const char *keys[4];
@@ -127,12 +195,105 @@ static int load_task_and_actor(rlRun *R) {
 /* The sizes everything else is allocated by, and the learner's random stream (each rank its own). */
 static void size_run(rlRun *R) {
   const rlOpts *o = R->o;
-  R->D = R->actor->obs_dim;
+  R->Ds = R->actor->obs_dim;
+  R->D = R->res ? R->actor->arch.obs_dim : R->actor->obs_dim; /* residual: and the base's action */
   R->A = R->actor->act_dim;
   R->B = R->ppo ? o->minibatch : o->batch;
   R->nw = o->workers;
   tk_rng_seed(&R->rng,
               o->seed * 0x9E3779B97F4A7C15ull + 17 + (uint64_t)rl_mpi_rank() * 0x5851F42D4C957F2Dull);
+}
+
+/* A base with cameras along the demos: each demo's recorded states set in an environment that renders
+ * the base's cameras, the base acting on what it sees there with its episode state; after the last row,
+ * the demo's last action stepped from its last state. o as demo_base_actions's. */
+static int demo_base_actions_replayed(rlRun *R, dsFile *f, const dsLoaded *L, float *o) {
+  const bcPolicy *b = R->actor->base;
+  const int A = R->A, S = R->spec->state_dim;
+  capEnv *env = NULL;
+  bcActor *ac = bc_actor_make(b, R->model);
+  int64_t longest = 0;
+  for (int d = 0; d < L->ndemos; d++)
+    longest = TK_MAX(longest, L->demo_start[d + 1] - L->demo_start[d]);
+  double *st = malloc(sizeof(double) * (size_t)(TK_MAX(longest, 1) * S));
+  int rc = !ac ? tk_error_wrap(TK_EINVAL, "base policy") : !st ? tk_error(TK_ENOMEM, "out of memory") : 0;
+  if (!rc) rc = cap_env_make(R->model, &env);
+  for (int d = 0; !rc && d < L->ndemos; d++) {
+    const int64_t k0 = L->demo_start[d], n = L->demo_start[d + 1] - k0;
+    const dsDemoInfo *di = ds_demo(f, L->demo_pos[d]);
+    int64_t cols = 0;
+    if (n == 0) continue;
+    if (!di->has_states)
+      rc = tk_error(TK_EINVAL, "%s has no states: a base with cameras is acted on the demos' replayed states",
+                    di->name);
+    if (!rc && (rc = ds_read_column(f, L->demo_pos[d], "states", st, n * S, &cols)) == 0 && cols != S)
+      rc = tk_error(TK_EINVAL, "%s: states of %lld values, task '%s' has %d", di->name, (long long)cols,
+                    R->spec->task, S);
+    bc_actor_reset(ac, 0x5eed0000ull + (uint64_t)d);
+    capObs ob;
+    double act[CAP_MAX_ACT];
+    for (int64_t t = 0; !rc && t <= n; t++) {
+      if (t < n) {
+        rc = cap_env_set_state(env, st + t * S, &ob);
+      } else { /* the state after the last row: its action stepped from its state */
+        capStep sp;
+        double a[CAP_MAX_ACT];
+        for (int i = 0; i < A; i++)
+          a[i] = L->actions[(k0 + n - 1) * A + i];
+        if (!(rc = cap_env_set_state(env, st + (n - 1) * S, &ob)) && !(rc = cap_env_step(env, a, &sp)))
+          ob = sp.obs;
+      }
+      if (!rc) rc = bc_actor_step(ac, &ob, act);
+      for (int i = 0; !rc && i < A; i++)
+        o[(k0 + t + d) * A + i] = (float)((act[i] - b->act_offset[i]) / b->act_scale[i]);
+    }
+  }
+  cap_env_free(env);
+  bc_actor_free(ac);
+  free(st);
+  return rc;
+}
+
+/* Residual: what the frozen base does along each demo, acted step by step with its episode state (an
+ * LSTM's, a chunk's ensemble, a diffusion plan) on the demo's observations: out [(n + ndemos) * A]
+ * normalized, demo d's rows at demo_start[d] + d, each demo followed by the action after its last step.
+ * A base with cameras acts on the demos' states replayed (demo_base_actions_replayed). */
+static int demo_base_actions(rlRun *R, dsFile *f, const dsLoaded *L, float **out) {
+  const bcPolicy *b = R->actor->base;
+  const int A = R->A;
+  if (b->nimg) {
+    float *o = rl_falloc((size_t)(L->n + L->ndemos) * A);
+    int rc = o ? demo_base_actions_replayed(R, f, L, o) : tk_error(TK_ENOMEM, "out of memory");
+    if (rc)
+      free(o);
+    else
+      *out = o;
+    return rc;
+  }
+  bcEnsemble *e = bc_ensemble_make(b);
+  nnWork *w = nn_work_make(b->net, 1);
+  float *scratch = rl_falloc((size_t)bc_policy_scratch(b) + (size_t)b->obs_dim);
+  float *o = rl_falloc((size_t)(L->n + L->ndemos) * A);
+  int rc = e && w && scratch && o ? 0 : tk_error(TK_ENOMEM, "out of memory");
+  for (int d = 0; !rc && d < L->ndemos; d++) {
+    const int64_t k0 = L->demo_start[d], k1 = d + 1 < L->ndemos ? L->demo_start[d + 1] : L->n;
+    bc_ensemble_reset_seed(e, 0x5eed0000ull + (uint64_t)d);
+    for (int64_t k = k0; !rc && k <= k1; k++) { /* k1: the state after the last step */
+      const float *obs = k < k1 ? L->obs + k * R->Ds : L->next_obs + (k1 - 1) * R->Ds;
+      double act[CAP_MAX_ACT];
+      if (k1 > k0 && !(rc = bc_policy_step(b, w, e, obs, scratch, act)))
+        for (int i = 0; i < A; i++)
+          o[(k + d) * A + i] = (float)((act[i] - b->act_offset[i]) / b->act_scale[i]);
+    }
+  }
+  bc_ensemble_free(e);
+  nn_work_free(w);
+  free(scratch);
+  if (rc)
+    free(o);
+  else
+    *out = o;
+  return rc;
 }
 
 /* Load the demos into the demo buffer: normalized with the actor's statistics, sparse rewards. */
@@ -157,9 +318,12 @@ static int load_demos(rlRun *R) {
     ds_close(f);
     return rc;
   }
-  if (L.obs_dim != R->D || L.act_dim != R->A) {
+  float *base_act = NULL; /* residual: the base's action at every demo row and after its last */
+  if (L.obs_dim != R->Ds || L.act_dim != R->A) {
     rc = tk_error(TK_EINVAL, "%s: observations %d and actions %d, the policy takes %d and %d", o->demos,
-                  L.obs_dim, L.act_dim, R->D, R->A);
+                  L.obs_dim, L.act_dim, R->Ds, R->A);
+  } else if (R->res && (rc = demo_base_actions(R, f, &L, &base_act))) {
+    rc = tk_error_wrap(rc, "%s", o->demos);
   } else if (!(rc = rl_buf_make(&R->demo, TK_MAX(L.n, 1), R->D, R->A))) {
     float *s = rl_falloc((size_t)R->D), *s2 = rl_falloc((size_t)R->D), *a = rl_falloc((size_t)R->A);
     int demo = 0;
@@ -168,8 +332,13 @@ static int load_demos(rlRun *R) {
         demo++;
       /* a demo that failed (or does not say) trains the critics but is no target for the actor's anchor */
       const int good = ds_demo(f, L.demo_pos[demo])->success == 1;
-      bc_policy_normalize(R->actor, L.obs + k * R->D, 1, s);
-      bc_policy_normalize(R->actor, L.next_obs + k * R->D, 1, s2);
+      bc_policy_normalize(R->actor, L.obs + k * R->Ds, 1, s);
+      bc_policy_normalize(R->actor, L.next_obs + k * R->Ds, 1, s2);
+      if (R->res) { /* row k's base action; the next row's is k + 1's (k + demo + 1 with one extra per demo)
+                     */
+        memcpy(s + R->Ds, base_act + (k + demo) * R->A, sizeof(float) * (size_t)R->A);
+        memcpy(s2 + R->Ds, base_act + (k + demo + 1) * R->A, sizeof(float) * (size_t)R->A);
+      }
       for (int i = 0; i < R->A; i++) {
         double v = (L.actions[k * R->A + i] - R->actor->act_offset[i]) / R->actor->act_scale[i];
         a[i] = (float)fmax(-1 + 1e-6, fmin(1 - 1e-6, v));
@@ -181,6 +350,7 @@ static int load_demos(rlRun *R) {
     free(s2);
     free(a);
   }
+  free(base_act);
   ds_loaded_free(&L);
   ds_close(f);
   return rc;
@@ -240,14 +410,26 @@ static int warm_up_critics(rlRun *R) {
 }
 
 /* ---- workers ------------------------------------------------------------------------------------- */
+
+/* The actor's input for an observation: its keys normalized, and (residual) what the base does there. */
+static int worker_state(rlWorker *w, const capObs *o, float *s, double *act) {
+  rlRun *R = w->run;
+  bc_gather(&R->bind, o, w->raw);
+  bc_policy_normalize(R->actor, w->raw, 1, s);
+  if (!R->res) return 0;
+  int rc = bc_actor_step(w->base, o, act);
+  for (int i = 0; !rc && i < R->A; i++)
+    s[R->Ds + i] = (float)((act[i] - R->actor->act_offset[i]) / R->actor->act_scale[i]);
+  return rc;
+}
+
 static int worker_reset(rlWorker *w) {
   uint64_t seed = w->seed_base + (uint64_t)w->episodes++;
   w->ep_len = 0;
   int rc = cap_env_reset(w->env, seed, &w->obs);
   if (rc) return rc;
-  bc_gather(&w->run->bind, &w->obs, w->raw);
-  bc_policy_normalize(w->run->actor, w->raw, 1, w->s);
-  return 0;
+  if (w->base) bc_actor_reset(w->base, seed);
+  return worker_state(w, &w->obs, w->s, w->ab);
 }
 
 /* One environment step with the current actor; the transition is left in the worker. */
@@ -262,16 +444,17 @@ static int worker_step(rlWorker *w) {
     rl_normals(&w->rng, eps, A);
     int rc = nn_gauss_sample(R->actor->net, w->w, w->s, 1, eps, w->a, NULL);
     if (rc) return rc;
+    rl_residual_rows(R, w->s, w->a, 1, 0);
   }
   double act[CAP_MAX_ACT];
-  for (int i = 0; i < A; i++)
-    act[i] = fmax(-1, fmin(1, R->actor->act_offset[i] + R->actor->act_scale[i] * w->a[i]));
+  for (int i = 0; i < A; i++) /* residual: as the saved policy acts (bc.h), the base's action + correction */
+    act[i] = fmax(-1, fmin(1, R->res ? w->ab[i] + R->actor->act_scale[i] * ((double)w->a[i] - w->s[R->Ds + i])
+                                     : R->actor->act_offset[i] + R->actor->act_scale[i] * w->a[i]));
   capStep st;
   int rc = cap_env_step(w->env, act, &st);
   if (rc) return rc;
   w->ep_len++;
-  bc_gather(&R->bind, &st.obs, w->raw);
-  bc_policy_normalize(R->actor, w->raw, 1, w->s2);
+  if ((rc = worker_state(w, &st.obs, w->s2, w->ab2))) return rc;
   w->reward = st.success ? 1.0f : 0.0f;
   w->done = st.success || st.terminated;
   return 0;
@@ -307,6 +490,7 @@ static int step_all(rlRun *R, int horizon) {
       if (rc) return rc;
     } else {
       memcpy(w->s, w->s2, sizeof(float) * (size_t)R->D);
+      memcpy(w->ab, w->ab2, sizeof w->ab);
     }
   }
   return 0;
@@ -331,6 +515,8 @@ static int start_workers(rlRun *R) {
     w->raw = w->s2 + D;
     w->a = w->raw + D;
     int rc = 0;
+    if (R->res && !(w->base = bc_actor_make(R->actor->base, R->model)))
+      return tk_error_wrap(TK_EINVAL, "worker");
     if ((rc = cap_env_make(R->model, &w->env)) || !(w->w = nn_work_make(R->actor->net, 1)) ||
         (rc = worker_reset(w)))
       return rc ? rc : tk_error_wrap(TK_ENOMEM, "worker");
@@ -358,6 +544,7 @@ static void stop_workers(rlRun *R) {
   for (int i = 0; i < R->nw; i++) {
     rlWorker *w = &R->wk[i];
     cap_env_free(w->env);
+    bc_actor_free(w->base);
     nn_work_free(w->w);
     free(w->s);
   }

@@ -63,42 +63,30 @@ static void init_log_std(nnNet *net, double std) {
     dl->b[A + i] = (float)raw;
 }
 
+int rl_actor_can_start(const rlOpts *o, const bcPolicy *bc) {
+  const nnArch *a = &bc->arch;
+  const char *why = bc->base                 ? "a residual policy (fine-tune its base instead)"
+                    : bc->nimg > 0           ? "a policy with cameras"
+                    : bc->dif.horizon > 0    ? "a diffusion policy (a denoiser)"
+                    : bc->chunk > 1          ? "a chunked policy"
+                    : a->rnn_layers > 0      ? "a recurrent (BC-RNN) policy, which acts with memory,"
+                    : a->head == NN_HEAD_GMM ? "a GMM policy"
+                    : a->head == NN_HEAD_MSE && !a->tanh ? "an MSE policy without tanh"
+                                                         : NULL;
+  if (!why) return 1;
+  tk_error(TK_EINVAL,
+           "%s: %s cannot start the tanh-Gaussian actor of --scheme finetune; use --scheme residual",
+           o->policy, why);
+  return 0;
+}
+
 /* The actor: a tanh-Gaussian policy with the BC policy's layers (or fresh ones). */
 bcPolicy *rl_actor_make(const rlOpts *o, const bcPolicy *bc, const capSpec *spec, const bcPolicy *stats) {
   nnArch a;
   const int ppo = !strcmp(o->algo, "ppo");
   if (bc) {
     a = bc->arch;
-    if (bc->dif.horizon > 0) {
-      tk_error(TK_EINVAL,
-               "%s: a diffusion policy (a denoiser) cannot start the actor, a Gaussian policy; fine-tuning "
-               "diffusion policies is not built yet",
-               o->policy);
-      return NULL;
-    }
-    if (bc->chunk > 1) {
-      tk_error(TK_EINVAL,
-               "%s: a chunked policy (%d actions per step) cannot start the actor; train with --chunk 1",
-               o->policy, bc->chunk);
-      return NULL;
-    }
-    if (a.rnn_layers > 0) {
-      tk_error(TK_EINVAL,
-               "%s: a recurrent (BC-RNN) policy cannot start the actor, which acts without memory; "
-               "train without --rnn",
-               o->policy);
-      return NULL;
-    }
-    if (a.head == NN_HEAD_GMM) {
-      tk_error(TK_EINVAL,
-               "%s: a GMM policy cannot start SAC's Gaussian actor; train with --head mse or gaussian",
-               o->policy);
-      return NULL;
-    }
-    if (a.head == NN_HEAD_MSE && !a.tanh) {
-      tk_error(TK_EINVAL, "%s: an MSE policy without tanh cannot start the tanh-Gaussian actor", o->policy);
-      return NULL;
-    }
+    if (!rl_actor_can_start(o, bc)) return NULL;
     a.head = NN_HEAD_GAUSSIAN;
     if (ppo && bc->arch.head == NN_HEAD_MSE) a.log_std_max = log(o->max_std); /* PPO's clamped std */
   } else {
@@ -155,6 +143,40 @@ bcPolicy *rl_actor_make(const rlOpts *o, const bcPolicy *bc, const capSpec *spec
   return p;
 }
 
+bcPolicy *rl_residual_make(const rlOpts *o, bcPolicy *base, int nkeys, const char *const *keys,
+                           const int *dims, const float *mean, const float *std) {
+  const int A = base->act_dim;
+  nnArch a;
+  nn_arch_default(&a);
+  a.obs_dim = A;
+  for (int i = 0; i < nkeys; i++)
+    a.obs_dim += dims[i];
+  a.act_dim = A;
+  a.n_hidden = 2;
+  a.hidden[0] = a.hidden[1] = o->hidden;
+  a.head = NN_HEAD_GAUSSIAN;
+  bcPolicy *p = bc_policy_make_residual(&a, nkeys, keys, dims, base, o->residual_scale, o->seed ^ 0x7e51ull);
+  if (!p) return NULL;
+  memcpy(p->obs_mean, mean, sizeof(float) * (size_t)p->obs_dim);
+  memcpy(p->obs_std, std, sizeof(float) * (size_t)p->obs_dim);
+  snprintf(p->algo, sizeof p->algo, "%s", o->algo);
+  /* the mean's rows start at zero (the base's action exactly); the std gives init_std in the action */
+  nnLayer *dl = &p->net->layer[p->net->n_linear - 1];
+  const int in = p->net->dims[p->net->n_linear - 1];
+  memset(dl->w, 0, sizeof(float) * (size_t)A * (size_t)in);
+  memset(dl->b, 0, sizeof(float) * (size_t)A);
+  init_log_std(p->net, fmin(0.9, o->init_std / o->residual_scale));
+  return p;
+}
+
+void rl_residual_rows(rlRun *R, const float *x, float *act, int B, int mask) {
+  if (!R->res) return;
+  const int A = R->A;
+  for (int b = 0; b < B; b++)
+    bc_residual_apply(R->o->residual_scale, x + (size_t)b * R->D + R->Ds, act + (size_t)b * A, A,
+                      act + (size_t)b * A, mask ? R->rmask + (size_t)b * A : NULL);
+}
+
 static int critic_arch(const rlRun *R, nnArch *c) {
   nn_arch_default(c);
   c->obs_dim = R->ppo ? R->D : R->D + R->A; /* PPO: the value function V(s) */
@@ -196,7 +218,7 @@ void rl_normals(tkRng *rng, float *v, int n) {
     v[i] = (float)tk_rng_normal(rng);
 }
 
-enum { JOB_TARGET = 1, JOB_GRAD = 2, JOB_STEP = 4, JOB_ACTOR_Q = 3 };
+enum { JOB_TARGET = 1, JOB_GRAD = 2, JOB_STEP = 4, JOB_ACTOR_Q = 3, JOB_QMEAN = 5 };
 
 /* Thread k's share of a learner job. */
 static int team_job(rlRun *R, int k) {
@@ -224,6 +246,12 @@ static int team_job(rlRun *R, int k) {
       else
         nn_polyak(R->qt[e], R->q[e], (float)R->o->tau);
     }
+  } else if (R->ljob == JOB_QMEAN) { /* thread k's members' Q at R->x, summed over them / E, in ldact[k] */
+    memset(R->ldact[k], 0, sizeof(float) * (size_t)B);
+    for (int e = k; e < E && !rc; e += R->T)
+      if (!(rc = nn_forward(R->q[e], w, R->x, B)))
+        for (int b = 0; b < B; b++)
+          R->ldact[k][b] += w->out[b] / (float)E;
   } else if (R->ljob == JOB_ACTOR_Q) {
     R->lqabs[k] = 0;
     memset(R->ldact[k], 0, sizeof(float) * (size_t)(B * A));
@@ -268,6 +296,7 @@ static int update_critics(rlRun *R) {
   rl_normals(&R->rng, R->eps, B * R->A);
   int rc = nn_gauss_sample(R->actor->net, R->aw, R->bs2, B, R->eps, R->act, R->logp);
   if (rc) return rc;
+  rl_residual_rows(R, R->bs2, R->act, B, 0);
   concat(R, R->bs2, R->act, R->x);
   int i = 0, j = E > 1 ? 1 : 0;
   if (E > 2) { /* two distinct members at random (RLPD) */
@@ -290,12 +319,91 @@ static int update_critics(rlRun *R) {
   return team_run(R, JOB_STEP);
 }
 
+/* The ensemble's mean Q at R->x into q [B] (the threads' shares summed in a fixed order). */
+static int q_mean(rlRun *R, float *q) {
+  int rc = team_run(R, JOB_QMEAN);
+  if (rc) return rc;
+  for (int b = 0; b < R->B; b++) {
+    float s = 0;
+    for (int k = 0; k < R->T; k++)
+      s += R->ldact[k][b];
+    q[b] = s;
+  }
+  return 0;
+}
+
+/* The decaying anchor's gradient added to R->dact (dLoss/da at the actions in R->act): demo rows toward
+ * the demo's action, online rows toward what the BC policy does there, so the actor leaves BC only where
+ * the critic is sure (rows of demos that failed are online rows here: bc-train skips them too). */
+static int add_anchor(rlRun *R) {
+  const int B = R->B, A = R->A;
+  double w = R->o->bc_weight * pow(0.5, (double)R->updates / fmax(R->o->bc_halflife, 1));
+  if (!(w > 1e-6) || !(R->bc || R->res)) return 0;
+  /* the BC policy's action: the frozen clone's, or a residual's base action in the row */
+  int rc;
+  if (!R->res && (rc = nn_act(R->bc->net, R->bw, R->bs, B, R->qa_act))) return rc;
+  for (int b = 0; b < B; b++) {
+    const float *t = R->bgood[b] ? R->ba + (size_t)b * A
+                     : R->res    ? R->bs + (size_t)b * R->D + R->Ds
+                                 : R->qa_act + (size_t)b * A;
+    for (int k = 0; k < A; k++)
+      R->dact[b * A + k] += (float)(2 * w * (R->act[b * A + k] - t[k]) / (B * A));
+  }
+  return 0;
+}
+
+/* AWR: loss = mean_b w_b ||a_mean(s_b) - a_b||^2 / A + anchor, w_b = exp(min(z_b / temp, log 20)) with z
+ * the batch's standardized advantages Q(s_b, a_b) - Q(s_b, a_mean(s_b)), normalized to mean 1. The
+ * policy's mean action (noise zero) moves; its std does not. */
+static int update_actor_awr(rlRun *R) {
+  const int B = R->B, A = R->A;
+  memset(R->eps, 0, sizeof(float) * (size_t)(B * A));
+  int rc = nn_gauss_sample(R->actor->net, R->aw, R->bs, B, R->eps, R->act, R->logp);
+  if (rc) return rc;
+  rl_residual_rows(R, R->bs, R->act, B, 1);
+  concat(R, R->bs, R->act, R->x);
+  if ((rc = q_mean(R, R->qpi))) return rc;
+  concat(R, R->bs, R->ba, R->x);
+  if ((rc = q_mean(R, R->qdata))) return rc;
+  double m = 0, v = 0;
+  for (int b = 0; b < B; b++)
+    m += (double)(R->qdata[b] - R->qpi[b]) / B;
+  for (int b = 0; b < B; b++)
+    v += pow(R->qdata[b] - R->qpi[b] - m, 2) / B;
+  double sd = sqrt(v) + 1e-6, wsum = 0;
+  for (int b = 0; b < B; b++) {
+    double z = (R->qdata[b] - R->qpi[b] - m) / sd;
+    R->qa[b] = (float)exp(fmin(z / R->o->awr_temp, log(20.0)));
+    wsum += R->qa[b];
+  }
+  if (R->updates % 500 == 0)
+    tk_debug("update %lld: awr advantage mean %.4g std %.4g", (long long)R->updates, m, sd);
+  for (int b = 0; b < B; b++) {
+    double wb = R->qa[b] * B / wsum;
+    for (int k = 0; k < A; k++)
+      R->dact[b * A + k] = (float)(2 * wb * (R->act[b * A + k] - R->ba[b * A + k]) / (B * A));
+  }
+  if ((rc = add_anchor(R))) return rc;
+  if (R->res)
+    for (int i = 0; i < B * A; i++)
+      R->dact[i] *= R->rmask[i] ? (float)R->o->residual_scale : 0.0f;
+  nn_zero_grad(R->actor->net);
+  rc = nn_gauss_backward(R->actor->net, R->aw, R->dact, NULL);
+  if (rl_mpi_any(rc)) return rc ? rc : tk_error(TK_ERANGE, "another rank's actor update failed");
+  rl_mpi_mean_f(R->actor->net->grads, R->actor->net->n_params);
+  double gn;
+  if ((rc = nn_adam_step(R->actor->net, &R->aopt, &gn))) return tk_error_wrap(rc, "actor");
+  return 0;
+}
+
 static int update_actor(rlRun *R) {
+  if (R->awr) return update_actor_awr(R);
   const int B = R->B, E = R->o->ensemble, A = R->A;
   double alpha = exp(R->log_alpha);
   rl_normals(&R->rng, R->eps, B * A);
   int rc = nn_gauss_sample(R->actor->net, R->aw, R->bs, B, R->eps, R->act, R->logp);
   if (rc) return rc;
+  rl_residual_rows(R, R->bs, R->act, B, 1);
   concat(R, R->bs, R->act, R->x);
   memset(R->dact, 0, sizeof(float) * (size_t)(B * A));
   for (int b = 0; b < B; b++)
@@ -313,18 +421,10 @@ static int update_actor(rlRun *R) {
     tk_debug("update %lld: mean |Q| %.4f, lambda %.3f", (long long)R->updates, qabs, lambda);
   for (int i = 0; i < B * A; i++)
     R->dact[i] = (float)(R->dact[i] * lambda);
-  /* the decaying anchor: demo rows toward the demo's action, online rows toward what
-   * the BC policy does there, so the actor leaves BC only where the critic is sure (rows of demos that
-   * failed are online rows here: bc-train skips them too) */
-  double w = R->o->bc_weight * pow(0.5, (double)R->updates / fmax(R->o->bc_halflife, 1));
-  if (w > 1e-6 && R->bc) {
-    if ((rc = nn_act(R->bc->net, R->bw, R->bs, B, R->qa_act))) return rc;
-    for (int b = 0; b < B; b++) {
-      const float *t = R->bgood[b] ? R->ba + (size_t)b * A : R->qa_act + (size_t)b * A;
-      for (int k = 0; k < A; k++)
-        R->dact[b * A + k] += (float)(2 * w * (R->act[b * A + k] - t[k]) / (B * A));
-    }
-  }
+  if ((rc = add_anchor(R))) return rc;
+  if (R->res) /* the gradient through a = clip(a_base + scale d) */
+    for (int i = 0; i < B * A; i++)
+      R->dact[i] *= R->rmask[i] ? (float)R->o->residual_scale : 0.0f;
   double mean_logp = 0;
   for (int b = 0; b < B; b++) {
     R->dlogp[b] = (float)(alpha / B);
@@ -357,8 +457,13 @@ int rl_learner_make(rlRun *R) {
   const rlOpts *o = R->o;
   const int B = R->B, D = R->D, A = R->A;
   /* the anchor is frozen: its clone is made to act (parameters only) */
-  if (o->policy && (!(R->bc = bc_policy_clone(R->actor)) || !(R->bw = nn_work_make(R->bc->net, o->batch))))
+  if (o->policy && !R->res &&
+      (!(R->bc = bc_policy_clone(R->actor)) || !(R->bw = nn_work_make(R->bc->net, o->batch))))
     return tk_error_wrap(TK_ENOMEM, "anchor policy");
+  if (!(R->rmask = malloc((size_t)B * (size_t)A))) return tk_error(TK_ENOMEM, "out of memory");
+  R->awr = !R->ppo && !strcmp(o->actor_update, "awr");
+  if (!(R->qdata = rl_falloc((size_t)B)) || !(R->qpi = rl_falloc((size_t)B)))
+    return tk_error(TK_ENOMEM, "out of memory");
   R->qa_act = rl_falloc((size_t)o->batch * (size_t)A);
   R->log_alpha = log(o->init_alpha);
   R->target_entropy = -A;
@@ -449,6 +554,9 @@ void rl_learner_free(rlRun *R) {
     free(bufs[i]);
   free(R->bd);
   free(R->bgood);
+  free(R->rmask);
+  free(R->qdata);
+  free(R->qpi);
 }
 
 /* ---- one update ----------------------------------------------------------------------------------- */

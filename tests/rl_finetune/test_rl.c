@@ -197,6 +197,104 @@ Test(rl, finetune_end_to_end, .timeout = 120) {
   cr_assert(s >= 0 && s <= 1);
 }
 
+/* --scheme residual (auto's choice for every policy the finetune actor cannot start): from a BC-RNN, a
+ * chunked, a GMM, a diffusion and a camera policy the run starts exactly at the base policy (its first
+ * evaluation is the base's on the same seeds), writes one file holding the residual and the frozen base
+ * (whose kind it keeps), and bc-eval acts it on the same seeds with the kept evaluation's figures. The
+ * camera policy's demos are replayed from their states to see what the base does along them. */
+Test(rl, residual_from_every_policy_kind, .timeout = 300) {
+  fixture f;
+  make_fixture(&f, NULL);
+  char cam_demos[4200];
+  snprintf(cam_demos, sizeof cam_demos, "%s/lift_cam.h5", f.dir);
+  tt_record(cam_demos, "lift", 6, 0.3, 0, "--camera agentview:32x32");
+  static const struct {
+    const char *name, *bc_args;
+    int cams;
+  } kinds[] = {
+      {"rnn", "--rnn --rnn-hidden 16 --rnn-horizon 5 --hidden none", 0},
+      {"chunk", "--chunk 4", 0},
+      {"gmm", "--head gmm", 0},
+      {"diffusion", "--head diffusion --epochs 5 --sample-steps 4", 0},
+      {"camera", "--obs-keys agentview_image,robot0_eef_pos,robot0_gripper_qpos --epochs 3 --encoder-width 8",
+       1},
+  };
+  for (size_t k = 0; k < TK_ARRAY_LEN(kinds); k++) {
+    char bc[4200], ft[4200], csv[4300], args[16384];
+    const char *demos = kinds[k].cams ? cam_demos : f.demos;
+    snprintf(bc, sizeof bc, "%s/%s_bc.h5", f.dir, kinds[k].name);
+    snprintf(ft, sizeof ft, "%s/%s_ft.h5", f.dir, kinds[k].name);
+    snprintf(csv, sizeof csv, "%s/%s_ft.csv", f.dir, kinds[k].name);
+    train_bc(f.dir, demos, bc, kinds[k].bc_args);
+    snprintf(args, sizeof args,
+             "--policy %s --demos %s --out %s " SMALL " --actor-delay 100 --no-stop --seed 3", bc, demos, ft);
+    char *out = finetune_ok(f.dir, args);
+    cr_assert(strstr(out, "residual actor"), "%s: auto chose the residual scheme: %s", kinds[k].name, out);
+    rlCsv c;
+    csv_load(csv, &c);
+    check_run_rows(&c, csv, "finetune");
+
+    /* the start is the base policy: its bc-eval on rl-finetune's evaluation seeds */
+    double s0, r0;
+    bc_eval_json(f.dir, bc, RL_EVAL_SEED_BASE, 4, &s0, &r0);
+    cr_assert_float_eq(c.succ[0], s0, 1e-4, "%s: first evaluation %g, the base's %g", kinds[k].name,
+                       c.succ[0], s0);
+    cr_assert_float_eq(c.ret[0], r0, 1e-3 * fmax(1, fabs(r0)), "%s: first mean return %g, the base's %g",
+                       kinds[k].name, c.ret[0], r0);
+
+    /* one file: the residual (a Gaussian head on [keys | base action]) and the base, as trained */
+    bcPolicy *p = load_policy(ft), *b = load_policy(bc);
+    cr_assert(p->base, "%s: %s holds its base", kinds[k].name, ft);
+    cr_assert(p->residual_scale > 0 && p->residual_scale <= 2);
+    cr_assert_eq(p->arch.head, NN_HEAD_GAUSSIAN);
+    cr_assert_eq(p->arch.obs_dim, p->obs_dim + p->act_dim);
+    cr_assert_eq(p->base->arch.rnn_layers, b->arch.rnn_layers);
+    cr_assert_eq(p->base->chunk, b->chunk);
+    cr_assert_eq(p->base->arch.head, b->arch.head);
+    cr_assert_eq(p->base->dif.horizon, b->dif.horizon);
+    cr_assert_eq(p->base->nimg, b->nimg);
+    if (b->nimg) /* a camera base: the residual and the critics read the task's low-dim state */
+      cr_assert(p->nkeys == 4 && !strcmp(p->keys[0], "object"), "%s: keys %s..", kinds[k].name, p->keys[0]);
+    cr_assert_eq(p->base->net->n_params, b->net->n_params);
+    cr_assert_eq(memcmp(p->base->net->params, b->net->params, sizeof(float) * (size_t)b->net->n_params), 0,
+                 "%s: the base is frozen", kinds[k].name);
+    bc_policy_free(p);
+    bc_policy_free(b);
+
+    /* bc-eval acts the file: the kept evaluation again on the evaluation seeds */
+    int best = 0;
+    for (int i = 1; i < c.n; i++)
+      if (c.succ[i] > c.succ[best]) best = i;
+    double s, r;
+    bc_eval_json(f.dir, ft, RL_EVAL_SEED_BASE, 4, &s, &r);
+    cr_assert_float_eq(s, c.succ[best], 1e-4, "%s: bc-eval %g, the CSV's best %g", kinds[k].name, s,
+                       c.succ[best]);
+    cr_assert_float_eq(r, c.ret[best], 1e-3 * fmax(1, fabs(r)), "%s: bc-eval return %g, the CSV's %g",
+                       kinds[k].name, r, c.ret[best]);
+  }
+
+  /* refusals: --scheme finetune from a BC-RNN policy, residual with PPO, a residual policy as the start */
+  char rnn[4200], rft[4200], out_p[4200], args[16384];
+  snprintf(rnn, sizeof rnn, "%s/rnn_bc.h5", f.dir);
+  snprintf(rft, sizeof rft, "%s/rnn_ft.h5", f.dir);
+  snprintf(out_p, sizeof out_p, "%s/refused.h5", f.dir);
+  snprintf(args, sizeof args, "--policy %s --demos %s --out %s --scheme finetune " SMALL, rnn, f.demos,
+           out_p);
+  char *err = finetune_refused(f.dir, 1, args);
+  cr_assert(strstr(err, rnn) && strstr(err, "recurrent") && strstr(err, "--scheme residual"), "%s", err);
+  snprintf(args, sizeof args, "--policy %s --demos %s --out %s --scheme residual --algo ppo " SMALL, f.bc,
+           f.demos, out_p);
+  err = finetune_refused(f.dir, 1, args);
+  cr_assert(strstr(err, "residual") && strstr(err, "PPO"), "%s", err);
+  snprintf(args, sizeof args, "--policy %s --demos %s --out %s " SMALL, rft, f.demos, out_p);
+  err = finetune_refused(f.dir, 1, args);
+  cr_assert(strstr(err, rft) && strstr(err, "residual"), "%s", err);
+  snprintf(args, sizeof args, "--policy %s --out %s --scheme sideways " SMALL, f.bc, out_p);
+  err = finetune_refused(f.dir, 2, args);
+  cr_assert(strstr(err, "sideways") && strstr(err, "residual"), "%s", err);
+  cr_assert_eq(file_size(out_p), -1, "a refused run writes no policy");
+}
+
 /* A target that is reached at the first evaluation ends the run there (stop_at_target is the default). */
 Test(rl, target_reached_stops, .timeout = 120) {
   fixture f;
@@ -517,9 +615,10 @@ Test(rl, refusals, .timeout = 120) {
   cr_assert(strstr(err, "push") && strstr(err, "lift") && strstr(err, push),
             "names both tasks and the file: %s", err);
 
-  /* a GMM head cannot start the Gaussian actor */
+  /* a GMM head cannot start the Gaussian actor of --scheme finetune (auto takes the residual scheme) */
   train_bc(d, f.demos, gmm, "--head gmm --epochs 2");
-  snprintf(args, sizeof args, "--policy %s --demos %s --out %s " SMALL, gmm, f.demos, out_p);
+  snprintf(args, sizeof args, "--policy %s --demos %s --out %s --scheme finetune " SMALL, gmm, f.demos,
+           out_p);
   err = finetune_refused(d, 1, args);
   cr_assert(strstr(err, gmm) && (strstr(err, "GMM") || strstr(err, "gmm")), "names the file and the head: %s",
             err);
@@ -540,7 +639,8 @@ Test(rl, refusals, .timeout = 120) {
     bc_policy_free(q);
     bc_policy_free(b);
   }
-  snprintf(args, sizeof args, "--policy %s --demos %s --out %s " SMALL, notanh, f.demos, out_p);
+  snprintf(args, sizeof args, "--policy %s --demos %s --out %s --scheme finetune " SMALL, notanh, f.demos,
+           out_p);
   err = finetune_refused(d, 1, args);
   cr_assert(strstr(err, notanh) && strstr(err, "tanh"), "names the file and tanh: %s", err);
 
