@@ -452,6 +452,12 @@ static int json_num(const cJSON *j, const char *key, double *v) {
 }
 
 static void describe_policy(sbuf *v, const bcPolicy *p) {
+  if (p->base) { /* rl-finetune's residual: the frozen base, then the correction */
+    describe_policy(v, p->base);
+    sb_printf(v, "; a residual actor (MLP %d-%d) corrects it by up to %g", p->arch.hidden[0], p->arch.hidden[1],
+              p->residual_scale);
+    return;
+  }
   const nnArch *a = &p->arch;
   if (p->dif.horizon > 0)
     sb_printf(v, "Diffusion Policy (horizon %d, %d executed per plan), denoiser ", p->dif.horizon,
