@@ -171,6 +171,12 @@ typedef struct {
   bcActor *pol_actor; /* the policy's work and episode state: chunk ensemble, LSTM state (restarted at a
                          takeover) */
   int takeover;       /* the operator drives this tick */
+  /* on a robot with a leader arm: the operator takes over by moving the leader away from where it rested
+   * while the policy drove, and hands back by letting go (the leader still for half a second) */
+  double leader_rest[CAP_MAX_ACT], leader_prev[CAP_MAX_ACT];
+  int leader_still;        /* ticks the leader has not moved */
+  double act_s, act_max_s; /* the policy's acting time this episode: total and longest tick */
+  int64_t act_n;
   /* robots */
   capLeader *leader;
   int need_reset; /* a robot fault ended the episode: reset (torque on) only when the operator asks */
@@ -215,6 +221,12 @@ static int begin_episode(telRun *r) {
   r->ep_t0 = tk_now_s();
   r->ep_missed = 0;
   if (r->pol_actor) bc_actor_reset(r->pol_actor, r->ep_seed);
+  r->takeover = 0;
+  r->leader_still = 0;
+  r->act_s = r->act_max_s = 0;
+  r->act_n = 0;
+  if (r->leader && cap_leader_action(r->leader, r->leader_rest) == 0)
+    memcpy(r->leader_prev, r->leader_rest, sizeof r->leader_prev);
   r->con.ep_steps = 0;
   r->con.state = TEL_RECORDING;
   if (!o->quiet) printf("recording demo_%lld (seed %llu)\n", (long long)idx, (unsigned long long)r->ep_seed);
@@ -238,6 +250,9 @@ static int end_episode(telRun *r, dsOutcome out, const char *why) {
                    : out == DS_FAILURE ? 0.8
                                        : 0.2,
                    out == DS_SUCCESS ? 150 : 400);
+  if (!r->o->quiet && r->act_n > 0) /* what the policy costs the control loop */
+    printf("policy: %.2f ms per tick on average, %.2f ms at most, of the %.1f ms control period\n",
+           1e3 * r->act_s / (double)r->act_n, 1e3 * r->act_max_s, 1e3 / r->spec->control_hz);
   if (!r->o->quiet)
     printf("ended: %s (%s, %lld steps, %lld missed deadlines)\n",
            out == DS_SUCCESS   ? "success"
@@ -301,11 +316,50 @@ static int policy_action(telRun *r, double *a) {
   capObs o = {.n = r->spec->nobs};
   for (int k = 0; k < r->spec->nobs; k++)
     o.v[k] = r->obs[k];
+  double t0 = tk_now_s();
   int rc = bc_actor_step(r->pol_actor, &o, a);
+  double dt = tk_now_s() - t0;
+  r->act_s += dt;
+  r->act_max_s = fmax(r->act_max_s, dt);
+  r->act_n++;
   if (rc) return tk_error_wrap(rc, "%s: policy action", r->o->policy);
+  if (cap_model_is_robot(r->model)) /* a non-finite target holds the arm where it is */
+    for (int i = 0; i < r->spec->action_dim; i++)
+      if (!isfinite(a[i])) return cap_env_hold_action(r->env, a);
   for (int i = 0; i < r->spec->action_dim; i++)
     a[i] = isfinite(a[i]) ? fmax(-1, fmin(1, a[i])) : 0;
   return 0;
+}
+
+/* Whether the operator drives this tick (intervention mode). a: what the device (or the leader arm) asks
+ * for. A leader arm takes over once it is moved more than 0.05 rad from where it rested while the policy
+ * drove, and hands back once still (under 0.002 rad per tick) for half a second; without one, the left
+ * trigger of a pad (on a robot: any jog input), any motion of a six-dof device or the keyboard. */
+static int operator_drives(telRun *r, const capInputState *in, const double *a) {
+  if (r->leader) {
+    const int n = r->spec->action_dim;
+    double away = 0, moved = 0;
+    for (int i = 0; i < n; i++) {
+      away = fmax(away, fabs(a[i] - r->leader_rest[i]));
+      moved = fmax(moved, fabs(a[i] - r->leader_prev[i]));
+    }
+    memcpy(r->leader_prev, a, sizeof(double) * (size_t)n);
+    r->leader_still = moved < 0.002 ? r->leader_still + 1 : 0;
+    if (r->takeover && r->leader_still >= (int)(0.5 * r->spec->control_hz)) {
+      memcpy(r->leader_rest, a, sizeof(double) * (size_t)n); /* handed back: it rests here now */
+      return 0;
+    }
+    return r->takeover || away > 0.05;
+  }
+  double m = 0;
+  for (int i = 0; i < 6; i++)
+    m = fmax(m, fabs(in->motion[i]));
+  if (in->six_dof) return m > 0.05;
+  if (!cap_model_is_robot(r->model)) return in->pad.axis[CAP_AX_LT] > 0.5;
+  const double dz = r->map.deadzone;
+  for (int k = 0; k < CAP_NAXES; k++)
+    if (fabs(in->pad.axis[k]) >= dz) return 1;
+  return (in->pad.buttons & (CAP_BTN_LB | CAP_BTN_RB)) != 0;
 }
 
 /* The policy was loaded before the model (its cameras are rendered): bind it. */
@@ -320,13 +374,15 @@ static int policy_open(telRun *r) {
 static void scripted_leader(telRun *r, capPadState *p) {
   double lo[CAP_MAX_ACT], hi[CAP_MAX_ACT], q[CAP_MAX_ACT];
   int n = cap_model_joints(r->model, NULL, lo, hi);
-  double t = (double)r->con.ep_steps / r->spec->control_hz;
+  int len = r->o->max_steps > 0 ? r->o->max_steps : 100;
+  /* with a policy: hands off the leader (the policy drives), then take over by moving it */
+  int after = !r->pol ? 0 : r->o->takeover_after > 0 ? r->o->takeover_after : (int)(0.4 * len);
+  double t = (double)TK_MAX(0, r->con.ep_steps - after) / r->spec->control_hz;
   for (int i = 0; i < n; i++) {
     q[i] = r->leader_q0[i] + 0.3 * sin(2 * M_PI * 0.3 * t + 0.9 * i) - 0.3 * sin(0.9 * i);
     q[i] = fmax(lo[i] + 0.05, fmin(hi[i] - 0.05, q[i]));
   }
   cap_leader_sim_pose(r->leader, q);
-  int len = r->o->max_steps > 0 ? r->o->max_steps : 100;
   if (r->con.ep_steps >= len - 1) p->buttons = CAP_BTN_A;
 }
 
@@ -468,7 +524,6 @@ static int setup(telRun *r) {
     return tk_error(TK_EINVAL, "%s input comes from the console window: drop --headless", drv->name);
   if (o->robot && o->fast) return tk_error(TK_EINVAL, "--fast: a robot moves in real time");
   if (o->leader && !o->robot) return tk_error(TK_EINVAL, "--leader drives a --robot");
-  if (o->robot && o->policy) return tk_error(TK_EINVAL, "--policy with --robot is not supported yet");
   if (o->robot && (drv->caps & CAP_INPUT_SCRIPTED) &&
       (!o->leader || strncmp(o->leader, "simbus", 6) || o->leader_config))
     return tk_error(TK_EINVAL, "the scripted operator moves a simulated leader arm: --leader simbus");
@@ -622,10 +677,7 @@ int tel_run(const telOpts *o, telStats *stats) {
     if (r.pol && r.con.state == TEL_RECORDING && connected) {
       /* intervention mode: the policy drives unless the operator holds the takeover control
        * (left trigger on a pad, any motion on a six-dof device or the keyboard) */
-      double m = 0;
-      for (int i = 0; i < 6; i++)
-        m = fmax(m, fabs(in.motion[i]));
-      r.takeover = in.six_dof ? m > 0.05 : in.pad.axis[CAP_AX_LT] > 0.5;
+      r.takeover = operator_drives(&r, &in, a);
       if (r.takeover && r.pol_actor) /* its chunks (or plan) were about another path */
         bc_actor_reset(r.pol_actor, r.ep_seed + (uint64_t)r.con.ep_steps);
       if (!r.takeover) {

@@ -87,6 +87,61 @@ Test(robot_teleop, scripted_leader_follower_records_and_tracks, .timeout = 120) 
   cr_assert_eq(n, 2);
 }
 
+/* A learned policy drives the arm (through the safety layer) and the scripted operator takes over by
+ * moving the leader arm: demos recorded leader-follower, bc-train on the recording's keys, then teleop
+ * --policy on the simulated bus. The policy drives the first steps (none flagged), the operator the rest
+ * (every one flagged) from shortly after it starts moving the leader; a policy for another task is
+ * refused with both sides. */
+Test(robot_teleop, policy_drives_the_arm_and_the_operator_takes_over, .timeout = 120) {
+  const char *d = tt_tmpdir();
+  char arm[4200], pol[4200], run[4200], *out, *err;
+  snprintf(arm, sizeof arm, "%s/arm3.h5", d);
+  snprintf(pol, sizeof pol, "%s/arm_policy.h5", d);
+  snprintf(run, sizeof run, "%s/arm_run.h5", d);
+  int rc = run2(d, &out, &err,
+                "%s --robot simbus --leader simbus --device scripted --headless --episodes 3 --max-steps 60 "
+                "--quiet --out %s",
+                teleop(), arm);
+  cr_assert_eq(rc, 0, "teleop: %s\n%s", out, err);
+  rc = run2(d, &out, &err, "%s %s -o %s --hidden 32,32 --epochs 5 --eval-every 0 --quiet",
+            tt_build("bc/bc-train"), arm, pol);
+  cr_assert_eq(rc, 0, "bc-train: %s\n%s", out, err);
+  rc = run2(d, &out, &err,
+            "%s --robot simbus --leader simbus --device scripted --headless --episodes 1 --max-steps 60 "
+            "--takeover-after 20 --policy %s --out %s",
+            teleop(), pol, run);
+  cr_assert_eq(rc, 0, "teleop --policy: %s\n%s", out, err);
+  cr_assert(strstr(out, "policy: ") && strstr(out, "ms per tick"), "the policy's time per tick: %s", out);
+  cr_assert(strstr(out, "the operator took over for"), "%s", out);
+  char *flags = NULL;
+  rc = tt_run(&flags,
+              "%s -c \"import h5py; d = h5py.File('%s', 'r')['data/demo_0']; "
+              "print(''.join(str(int(x)) for x in d['interventions'][:]))\"",
+              py(), run);
+  cr_assert_eq(rc, 0, "%s", flags);
+  size_t n = strcspn(flags, "\n"), first = strcspn(flags, "1");
+  cr_assert_eq(n, 59, "59 steps: %s", flags);
+  cr_assert(first >= 20 && first <= 30, "the policy drives until the leader has moved (from step 20): %s",
+            flags);
+  for (size_t i = first; i < n; i++)
+    cr_assert_eq(flags[i], '1', "every step after the takeover is the operator's: %s", flags);
+  free(flags);
+
+  /* a lift policy on the arm: both sides' action sizes */
+  char lift[4200], lpol[4200];
+  snprintf(lift, sizeof lift, "%s/lift2.h5", d);
+  snprintf(lpol, sizeof lpol, "%s/lift_policy.h5", d);
+  tt_record(lift, "lift", 2, 0.3, 0, NULL);
+  rc = run2(d, &out, &err, "%s %s -o %s --hidden 8 --epochs 1 --eval-every 0 --quiet",
+            tt_build("bc/bc-train"), lift, lpol);
+  cr_assert_eq(rc, 0, "%s", err);
+  rc = run2(d, &out, &err,
+            "%s --robot simbus --leader simbus --device scripted --headless --policy %s --out %s/x.h5",
+            teleop(), lpol, d);
+  cr_assert_eq(rc, 1, "refused: %s\n%s", out, err);
+  cr_assert(strstr(err, lpol) && strstr(err, "7 values") && strstr(err, "takes 6"), "both sides: %s", err);
+}
+
 /* The episode metadata names the robot config as the user typed it: built with cJSON (a path with a quote
  * made the hand-built JSON invalid, a long one was cut at 512 bytes), so validate finds a JSON object. */
 Test(robot_teleop, ep_meta_is_json_for_any_config_path, .timeout = 120) {
