@@ -43,6 +43,14 @@ int cap_env_make(const capModel *cm, capEnv **out) {
     int rrc = cap_robot_env_make(e);
     if (!rrc && cm->m && !(e->d = mj_makeData(cm->m))) rrc = tk_error(TK_ENOMEM, "out of memory");
     if (!rrc && e->d) mj_forward(cm->m, e->d);
+    const capRobotCfg *rc = cm->robot;
+    for (int i = 0; i < rc->n; i++) { /* the arm model's joints of the config's names */
+      int j = cm->m ? mj_name2id(cm->m, mjOBJ_JOINT, rc->j[i].name) : -1;
+      e->robot_qadr[i] = j >= 0 ? cm->m->jnt_qposadr[j] : -1;
+    }
+    for (int c = 0; c < cm->opts.ncams && !rrc; c++)
+      if (!(e->img[c] = malloc((size_t)cm->opts.cams[c].width * (size_t)cm->opts.cams[c].height * 3)))
+        rrc = tk_error(TK_ENOMEM, "out of memory for camera images");
     if (rrc) {
       cap_env_free(e);
       return rrc;
@@ -154,8 +162,24 @@ static void fill_obs(capEnv *e, capObs *obs) {
                                                  : (const void *)e->img[k - (cm->spec.nobs - cm->opts.ncams)];
 }
 
+/* A robot's view: the arm model posed from the joint positions just read (obs->v[0]), kinematics, and
+ * the simulated bus's cameras rendered from it, after the three low-dim keys. */
+static int robot_view(capEnv *e, int rc, capObs *obs) {
+  const capModel *cm = e->cm;
+  if (rc || !obs || !e->d) return rc;
+  const double *q = obs->v[0];
+  for (int i = 0; i < cm->robot->n; i++)
+    if (e->robot_qadr[i] >= 0) e->d->qpos[e->robot_qadr[i]] = q[i];
+  mj_forward(cm->m, e->d);
+  if ((rc = render_cams(e))) return tk_error_wrap(rc, "robot camera");
+  for (int c = 0; c < cm->opts.ncams; c++)
+    obs->v[obs->n + c] = e->img[c];
+  obs->n += cm->opts.ncams;
+  return 0;
+}
+
 int cap_env_observe(capEnv *e, capObs *obs) {
-  if (e->robot) return cap_robot_observe(e, obs);
+  if (e->robot) return robot_view(e, cap_robot_observe(e, obs), obs);
   int rc = render_cams(e);
   fill_obs(e, obs);
   return rc;
@@ -183,7 +207,7 @@ static void place(capEnv *e, uint64_t seed) {
 }
 
 int cap_env_reset(capEnv *e, uint64_t seed, capObs *obs) {
-  if (e->robot) return cap_robot_reset(e, obs); /* a real arm starts where it is */
+  if (e->robot) return robot_view(e, cap_robot_reset(e, obs), obs); /* a real arm starts where it is */
   const capModel *cm = e->cm;
   mjData *d = e->d;
   if (cm->key_home >= 0)
@@ -375,7 +399,7 @@ static int check_stable(capEnv *e) {
 }
 
 int cap_env_step(capEnv *e, const double *action, capStep *out) {
-  if (e->robot) return cap_robot_step(e, action, out);
+  if (e->robot) return robot_view(e, cap_robot_step(e, action, out), &out->obs);
   const capModel *cm = e->cm;
   const mjModel *m = cm->m;
   mjData *d = e->d;
@@ -477,7 +501,8 @@ int cap_env_set_state(capEnv *e, const double *s, capObs *obs) {
 
 /* ---- cameras ---- */
 int cap_env_render(capEnv *e, const char *camera, int width, int height, uint8_t *rgb) {
-  if (e->robot) return tk_error(TK_EINVAL, "camera %s: robots have no rendered cameras", camera);
+  if (e->robot && !e->cm->opts.ncams)
+    return tk_error(TK_EINVAL, "camera %s: this robot has no rendered cameras", camera);
   if (!e->render) {
     int mw = TK_MAX(e->cm->m->vis.global.offwidth, width),
         mh = TK_MAX(e->cm->m->vis.global.offheight, height);

@@ -68,10 +68,12 @@ struct capEnv {
   uint8_t *img[CAP_MAX_CAMS];
   struct capRender *render;
   int unstable;
-  struct capRobot *robot; /* a servo-bus robot (cap_robot.c) */
+  struct capRobot *robot;      /* a servo-bus robot (cap_robot.c) */
+  int robot_qadr[CAP_MAX_ACT]; /* each robot joint's qpos address in the arm model (-1: no such joint) */
 };
 
-/* The empty scene a robot's console window draws its HUD over (cap_model.c). */
+/* The servo arm's model (capture/models/servo_arm.xml), posed from a robot's joint positions: the
+ * console's view, and the simulated bus's rendered cameras (cap_model.c). */
 mjModel *cap_robot_display_model(void);
 
 /* The task's success criterion holds now. */

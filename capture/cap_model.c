@@ -79,19 +79,14 @@ static mjModel *load_vfs(const capEmbeddedFile *files, int n_files, const char *
   return m;
 }
 
-/* A robot's console has no simulation to show: an empty, lit floor for the window to draw the HUD
- * over (the window needs a model). */
-static const char ROBOT_DISPLAY_XML[] =
-    "<mujoco model=\"robot_console\"><visual><global offwidth=\"640\" offheight=\"480\"/></visual>"
-    "<worldbody><light pos=\"0 0 3\" dir=\"0 0 -1\"/>"
-    "<geom type=\"plane\" size=\"1 1 0.1\" rgba=\"0.25 0.27 0.3 1\"/></worldbody></mujoco>";
-
+/* A robot has no simulation: the servo arm's model, posed from the arm's joint positions every tick (the
+ * console draws it under the HUD; the simulated bus renders its cameras from it). */
 mjModel *cap_robot_display_model(void) {
-  static const capEmbeddedFile scene = {"robot_console.xml", ROBOT_DISPLAY_XML};
   char err[512];
   cap_mujoco_lock();
-  mjModel *m = load_vfs(&scene, 1, scene.name, err, sizeof err);
+  mjModel *m = load_vfs(cap_embedded_models, cap_n_embedded_models, "servo_arm.xml", err, sizeof err);
   cap_mujoco_unlock();
+  if (!m) tk_error(TK_EFORMAT, "servo_arm.xml: %s", err);
   return m;
 }
 
@@ -271,9 +266,19 @@ int cap_model_load(const capOpts *o, capModel **out) {
   cm->opts.model_path = NULL;
   if (o->robot) { /* a servo-bus arm: no simulation */
     cm->opts.robot = cm->opts.robot_config = NULL;
-    int rrc = o->ncams ? tk_error(TK_EINVAL, "robot %s: cameras are not supported on robots yet", o->robot)
-                       : cap_robot_model_init(o, cm);
-    if (!rrc && !(cm->m = cap_robot_display_model())) rrc = tk_error(TK_ENOMEM, "robot: the console's scene");
+    int rrc = cap_robot_model_init(o, cm);
+    if (!rrc && !(cm->m = cap_robot_display_model()))
+      rrc = tk_error_wrap(TK_EFORMAT, "robot: the arm's model");
+    for (int c = 0; !rrc && c < o->ncams; c++) /* the simulated bus's cameras are the arm model's */
+      if (mj_name2id(cm->m, mjOBJ_CAMERA, o->cams[c].name) < 0) {
+        char have[512] = "";
+        size_t off = 0;
+        for (int i = 0; i < cm->m->ncam && off < sizeof have; i++)
+          off += (size_t)snprintf(have + off, sizeof have - off, "%s%s", i ? ", " : "",
+                                  mj_id2name(cm->m, mjOBJ_CAMERA, i));
+        rrc = tk_error(TK_ENOTFOUND, "robot %s: no camera '%s' on the simulated arm (cameras: %s)", o->robot,
+                       o->cams[c].name, have);
+      }
     if (rrc) {
       cap_model_free(cm);
       return rrc;

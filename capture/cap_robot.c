@@ -258,6 +258,21 @@ int cap_robot_model_init(const capOpts *o, capModel *cm) {
     s->obs[k].rank = 1;
     s->obs[k].shape[0] = c->n;
   }
+  if (o->ncams && !c->simbus)
+    return tk_error(
+        TK_EINVAL,
+        "robot %s: cameras on a real arm come from USB (V4L2) devices, which are not supported yet "
+        "(the simulated bus renders its cameras)",
+        o->robot);
+  for (int k = 0; k < o->ncams; k++) { /* rendered from the arm's model, posed from the servos */
+    capObsSpec *os = &s->obs[s->nobs++];
+    if (cap_camera_key(o->cams[k].name, os->name, sizeof os->name)) return TK_ERANGE;
+    os->dtype = CAP_U8;
+    os->rank = 3;
+    os->shape[0] = o->cams[k].height;
+    os->shape[1] = o->cams[k].width;
+    os->shape[2] = 3;
+  }
   return 0;
 }
 

@@ -87,11 +87,12 @@ Test(robot_teleop, scripted_leader_follower_records_and_tracks, .timeout = 120) 
   cr_assert_eq(n, 2);
 }
 
-/* A learned policy drives the arm (through the safety layer) and the scripted operator takes over by
- * moving the leader arm: demos recorded leader-follower, bc-train on the recording's keys, then teleop
- * --policy on the simulated bus. The policy drives the first steps (none flagged), the operator the rest
- * (every one flagged) from shortly after it starts moving the leader; a policy for another task is
- * refused with both sides. */
+/* The robot loop on the simulated bus with a rendered camera ([7/7 robot loop]'s acceptance): demos recorded
+ * leader-follower with the agentview camera (the arm's model posed from the servos' positions), bc-train
+ * on the recording's keys with the image, then teleop --policy: the image policy drives the arm through
+ * the safety layer for the first steps (none flagged) and the scripted operator takes over by moving the
+ * leader (every step from shortly after it starts moving flagged); a policy for another task is refused
+ * with both sides. */
 Test(robot_teleop, policy_drives_the_arm_and_the_operator_takes_over, .timeout = 120) {
   const char *d = tt_tmpdir();
   char arm[4200], pol[4200], run[4200], *out, *err;
@@ -100,11 +101,36 @@ Test(robot_teleop, policy_drives_the_arm_and_the_operator_takes_over, .timeout =
   snprintf(run, sizeof run, "%s/arm_run.h5", d);
   int rc = run2(d, &out, &err,
                 "%s --robot simbus --leader simbus --device scripted --headless --episodes 3 --max-steps 60 "
-                "--quiet --out %s",
+                "--camera agentview:84x84 --quiet --out %s",
                 teleop(), arm);
   cr_assert_eq(rc, 0, "teleop: %s\n%s", out, err);
-  rc = run2(d, &out, &err, "%s %s -o %s --hidden 32,32 --epochs 5 --eval-every 0 --quiet",
-            tt_build("bc/bc-train"), arm, pol);
+  char *frames = NULL;
+  rc = tt_run(&frames,
+              "%s -c \"import h5py, numpy as np; f = h5py.File('%s', 'r')\n"
+              "for n in sorted(f['data']):\n"
+              "    a = f['data'][n]['obs/agentview_image'][:]\n"
+              "    print(n, a.dtype, a.shape[1:], '%%.1f %%.2f' %% (a[0].std(), np.abs(a[0].astype(int) - "
+              "a[-1]).mean()))\"",
+              py(), arm);
+  cr_assert_eq(rc, 0, "%s", frames);
+  int demos = 0;
+  for (char *line = strtok(frames, "\n"); line; line = strtok(NULL, "\n")) {
+    char name[32], dtype[16], shape[32];
+    double sd, diff;
+    cr_assert_eq(sscanf(line, "%31s %15s (%31[^)]) %lf %lf", name, dtype, shape, &sd, &diff), 5, "%s", line);
+    cr_assert_str_eq(dtype, "uint8", "%s", line);
+    cr_assert_str_eq(shape, "84, 84, 3", "%s", line);
+    cr_assert_gt(sd, 10, "the frame is not uniform: %s", line);
+    cr_assert_gt(diff, 1, "the first and last frames differ as the arm moves: %s", line);
+    demos++;
+  }
+  cr_assert_eq(demos, 3, "%s", frames);
+  free(frames);
+  rc = run2(
+      d, &out, &err,
+      "%s %s -o %s --obs-keys agentview_image,robot0_joint_pos --hidden 32,32 --epochs 3 --encoder-width 8 "
+      "--eval-every 0 --quiet",
+      tt_build("bc/bc-train"), arm, pol);
   cr_assert_eq(rc, 0, "bc-train: %s\n%s", out, err);
   rc = run2(d, &out, &err,
             "%s --robot simbus --leader simbus --device scripted --headless --episodes 1 --max-steps 60 "
