@@ -88,6 +88,7 @@ struct rlRun {
   /* residual (R->actor->base set): each state row is [the actor's keys (Ds) | the base's action (A)], both
    * normalized, and the actor's sample d becomes the action clip(a_base + scale d) (rmask: not clipped) */
   int res, Ds;
+  int stats_from_demos; /* residual on a camera base: its keys' statistics come from the demos */
   int awr;
   uint8_t *rmask;
   nnWork *bw;

@@ -102,8 +102,8 @@ static int use_residual(const rlOpts *o, const bcPolicy *bc) {
 }
 
 /* The residual actor on bc (taken over): it reads the base's low-dim keys with the base's statistics; a
- * base with cameras alone gets robomimic's low-dim keys of the task (the simulator's state: the critics
- * need the object) with identity statistics. */
+ * base with cameras gets robomimic's low-dim keys of the task (the simulator's state: the critics need the
+ * object), normalized with the demos' statistics (load_demos; identity without demos). */
 static bcPolicy *residual_actor(rlRun *R, bcPolicy *bc) {
   const char *keys[BC_MAX_KEYS];
   int dims[BC_MAX_KEYS], n = 0;
@@ -130,6 +130,7 @@ static bcPolicy *residual_actor(rlRun *R, bcPolicy *bc) {
       mean[i] = 0;
       std[i] = 1;
     }
+    R->stats_from_demos = 1;
   }
   return rl_residual_make(R->o, bc, n, keys, dims, mean, std);
 }
@@ -296,6 +297,22 @@ static int demo_base_actions(rlRun *R, dsFile *f, const dsLoaded *L, float **out
   return rc;
 }
 
+/* The actor's key statistics from the demos' observations: mean, std floored at 0.1 (bc-train's default
+ * --obs-std-floor). */
+static int demo_stats(bcPolicy *p, const dsLoaded *L) {
+  const int D = p->obs_dim;
+  for (int i = 0; i < D; i++) {
+    double m = 0, v = 0;
+    for (int64_t k = 0; k < L->n; k++)
+      m += L->obs[k * D + i] / (double)L->n;
+    for (int64_t k = 0; k < L->n; k++)
+      v += pow(L->obs[k * D + i] - m, 2) / (double)L->n;
+    p->obs_mean[i] = (float)m;
+    p->obs_std[i] = (float)fmax(sqrt(v), 0.1);
+  }
+  return 0;
+}
+
 /* Load the demos into the demo buffer: normalized with the actor's statistics, sparse rewards. */
 static int load_demos(rlRun *R) {
   const rlOpts *o = R->o;
@@ -323,6 +340,8 @@ static int load_demos(rlRun *R) {
     rc = tk_error(TK_EINVAL, "%s: observations %d and actions %d, the policy takes %d and %d", o->demos,
                   L.obs_dim, L.act_dim, R->Ds, R->A);
   } else if (R->res && (rc = demo_base_actions(R, f, &L, &base_act))) {
+    rc = tk_error_wrap(rc, "%s", o->demos);
+  } else if (R->stats_from_demos && L.n > 0 && (rc = demo_stats(R->actor, &L))) {
     rc = tk_error_wrap(rc, "%s", o->demos);
   } else if (!(rc = rl_buf_make(&R->demo, TK_MAX(L.n, 1), R->D, R->A))) {
     float *s = rl_falloc((size_t)R->D), *s2 = rl_falloc((size_t)R->D), *a = rl_falloc((size_t)R->A);
