@@ -22,7 +22,16 @@ void rl_compare_line(double target, const rlCurve *ft, const rlCurve *sc, char *
   const int64_t a = rl_curve_arrival(ft, target), s = rl_curve_arrival(sc, target);
   const int64_t ft_last = ft->n > 0 ? ft->step[ft->n - 1] : 0, sc_last = sc->n > 0 ? sc->step[sc->n - 1] : 0;
   const double pct = 100 * target;
-  if (a >= 0 && s >= 0)
+  if (a == 0 && s >= 0) /* the BC policy was there before any RL: no ratio to speak of */
+    snprintf(out, n,
+             "the BC policy was at %.0f%% before any RL step; scratch reached it after %lld env steps", pct,
+             (long long)s);
+  else if (a == 0)
+    snprintf(
+        out, n,
+        "the BC policy was at %.0f%% before any RL step; scratch never arrived within %lld (best %.0f%%)",
+        pct, (long long)sc_last, 100 * best_of(sc));
+  else if (a >= 0 && s >= 0)
     snprintf(out, n, "%.0f%% success after %lld env steps fine-tuned, %lld from scratch: %.1fx fewer samples",
              pct, (long long)a, (long long)s, (double)s / (double)(a > 1 ? a : 1));
   else if (a >= 0)

@@ -588,6 +588,14 @@ Test(rl, compare_line) {
   rl_compare_line(0.95, &no, &no, line, sizeof line);
   cr_assert_str_eq(line,
                    "neither run reached 95% (fine-tune: 3000 env steps, best 40%; scratch: 3000, best 40%)");
+  const double at0[4] = {0.97, 0.99, 0.98, 0.99}; /* the BC policy already there: no ratio */
+  rlCurve bc = {st, at0, 4};
+  rl_compare_line(0.95, &bc, &sc, line, sizeof line);
+  cr_assert_str_eq(line,
+                   "the BC policy was at 95% before any RL step; scratch reached it after 3000 env steps");
+  rl_compare_line(0.95, &bc, &no, line, sizeof line);
+  cr_assert_str_eq(
+      line, "the BC policy was at 95% before any RL step; scratch never arrived within 3000 (best 40%)");
   rl_compare_line(0.95, &ft, &sc, line, 12); /* a short buffer: cut, terminated */
   cr_assert_str_eq(line, "95% success");
 }
