@@ -454,8 +454,8 @@ static int json_num(const cJSON *j, const char *key, double *v) {
 static void describe_policy(sbuf *v, const bcPolicy *p) {
   if (p->base) { /* rl-finetune's residual: the frozen base, then the correction */
     describe_policy(v, p->base);
-    sb_printf(v, "; a residual actor (MLP %d-%d) corrects it by up to %g", p->arch.hidden[0], p->arch.hidden[1],
-              p->residual_scale);
+    sb_printf(v, "; a residual actor (MLP %d-%d) corrects it by up to %g", p->arch.hidden[0],
+              p->arch.hidden[1], p->residual_scale);
     return;
   }
   const nnArch *a = &p->arch;
@@ -784,6 +784,8 @@ static int section_rl_in(sbuf *b, vwRun *runs, const char *ft_path, double targe
       sb_esc(b, ft_path);
       sb_puts(b, "</code> (");
       sb_esc(b, p->algo);
+      if (p->base)
+        sb_printf(b, ", a residual actor correcting the frozen BC policy by up to %g", p->residual_scale);
       if (cJSON_IsObject(info) && json_num(info, "env_steps", &st) &&
           json_num(info, "selection_success", &su))
         sb_printf(b, ", the evaluation at %.0f env steps: %.0f%%", st, 100 * su);
