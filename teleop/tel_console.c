@@ -146,6 +146,8 @@ typedef struct {
   double gripper;
   /* current observation and state, copied (the env's buffers change when it steps) */
   uint8_t *obs_mem;
+  uint8_t *preview; /* the HUD's camera strip: every camera's latest frame side by side, 2x up to 128 px */
+  int preview_w, preview_h;
   void *obs[CAP_MAX_OBS];
   size_t obs_bytes[CAP_MAX_OBS];
   double *state;
@@ -492,6 +494,24 @@ static int draw(telRun *r, double rate, int64_t missed) {
                      "RB + / LB -: last joint | A success | B failure | X discard | Y reset | "
                      "Start start/pause | Back quit";
   }
+  if (r->preview) { /* what the cameras see (and the recording stores) now */
+    int x0 = 0;
+    memset(r->preview, 0, (size_t)r->preview_w * (size_t)r->preview_h * 3);
+    for (int k = 0; k < r->spec->nobs; k++) {
+      const capObsSpec *c = &r->spec->obs[k];
+      if (c->dtype != CAP_U8) continue;
+      const int H = c->shape[0], W = c->shape[1], z = H <= 128 && W <= 128 ? 2 : 1;
+      const uint8_t *src = r->obs[k];
+      for (int y = 0; y < H * z && y < r->preview_h; y++)
+        for (int x = 0; x < W * z; x++)
+          memcpy(r->preview + ((size_t)y * r->preview_w + (size_t)(x0 + x)) * 3,
+                 src + ((size_t)(y / z) * W + (size_t)(x / z)) * 3, 3);
+      x0 += W * z + 4;
+    }
+    h.strip_rgb = r->preview;
+    h.strip_w = r->preview_w;
+    h.strip_h = r->preview_h;
+  }
   int64_t saved = __atomic_load_n(&r->last_saved, __ATOMIC_SEQ_CST);
   char msg[64];
   if (r->message[0]) { /* the HUD copies its strings: the run's own buffer can be shown as is */
@@ -594,6 +614,15 @@ static int setup(telRun *r) {
   r->state = malloc(sizeof(double) * (size_t)(r->spec->state_dim + 1));
   if (!r->obs_mem || !r->state) return tk_error(TK_ENOMEM, "out of memory");
   uint8_t *p = r->obs_mem;
+  for (int k = 0; k < r->spec->nobs; k++) { /* the window's camera strip: sized for every camera, once */
+    const capObsSpec *c = &r->spec->obs[k];
+    if (c->dtype != CAP_U8 || o->headless) continue;
+    const int z = c->shape[0] <= 128 && c->shape[1] <= 128 ? 2 : 1;
+    r->preview_w += (r->preview_w ? 4 : 0) + c->shape[1] * z;
+    r->preview_h = TK_MAX(r->preview_h, c->shape[0] * z);
+  }
+  if (r->preview_w > 0 && !(r->preview = malloc((size_t)r->preview_w * (size_t)r->preview_h * 3 + 12)))
+    return tk_error(TK_ENOMEM, "out of memory");
   for (int k = 0; k < r->spec->nobs; k++) {
     r->obs[k] = p;
     p += (r->obs_bytes[k] + 63) & ~(size_t)63;
@@ -786,6 +815,7 @@ done:;
   bc_policy_free(r.pol);
   bc_actor_free(r.pol_actor);
   free(r.obs_mem);
+  free(r.preview);
   free(r.state);
   cJSON_free(r.ep_meta);
   return rc;

@@ -708,21 +708,22 @@ Test(bc_cli, train_refuses_missing_and_non_hdf5, .timeout = 60) {
   cr_assert(strstr(out, "--json") && strstr(out, "--save"), "%s", out);
 }
 
-/* bc-eval rolls the policy out; rl-finetune, whose actor acts one step at a time without memory,
- * refuses it with a message that says why (why) and names the file. */
+/* bc-eval rolls the policy out; rl-finetune --scheme finetune, whose actor is the policy's own network
+ * acting one step at a time without memory, refuses it with a message that says why (why), names the
+ * file and points to --scheme residual (which the default, auto, takes: tests/rl_finetune). */
 static void evaluates_and_rl_refuses(const char *d, const char *pol, const char *data, const char *why) {
   char *out, *err;
   int rc = run2(d, &out, &err, "%s %s --episodes 3 --workers 2 --json", eval_bin(), pol);
   cr_assert_eq(rc, 0, "bc-eval: %s", err);
   cr_assert(strstr(out, "\"success_rate\""), "%s", out);
-  rc = run2(d, &out, &err, "%s --policy %s --demos %s --steps 100 --out %s/ft.h5",
+  rc = run2(d, &out, &err, "%s --policy %s --demos %s --steps 100 --scheme finetune --out %s/ft.h5",
             tt_build("rl_finetune/rl-finetune"), pol, data, d);
   cr_assert_eq(rc, 1, "rl-finetune: exit %d\n%s", rc, err);
-  cr_assert(strstr(err, why) && strstr(err, pol), "%s", err);
+  cr_assert(strstr(err, why) && strstr(err, pol) && strstr(err, "--scheme residual"), "%s", err);
 }
 
 /* --chunk K: the policy predicts K actions per step (saved as attr chunk), bc-eval rolls it out with
- * temporal ensembling, and rl-finetune, whose actor acts one step at a time, refuses it. */
+ * temporal ensembling, and rl-finetune's finetune scheme, whose actor acts one step at a time, refuses it. */
 Test(bc_cli, chunked_policy_trains_evaluates_and_rl_refuses_it, .timeout = 180) {
   const char *d = tt_tmpdir();
   char data[4200], pol[4200], args[16384];
@@ -745,8 +746,8 @@ Test(bc_cli, chunked_policy_trains_evaluates_and_rl_refuses_it, .timeout = 180) 
 }
 
 /* --head diffusion: the file holds the denoiser and its settings, bc-eval's rollouts are the same with one
- * worker or two (each episode's noise comes from its seed), rl-finetune refuses it, and settings that do not
- * fit are refused. */
+ * worker or two (each episode's noise comes from its seed), rl-finetune --scheme finetune refuses it, and
+ * settings that do not fit are refused. */
 Test(bc_cli, diffusion_policy_trains_evaluates_and_rl_refuses_it, .timeout = 240) {
   const char *d = tt_tmpdir();
   char data[4200], pol[4200], args[16384];
