@@ -101,6 +101,22 @@ static int use_residual(const rlOpts *o, const bcPolicy *bc) {
   return !strcmp(o->algo, "sac") && !rl_actor_can_start(o, bc);
 }
 
+/* robomimic's low-dim keys the task has (object, robot0_eef_pos, robot0_eef_quat, robot0_gripper_qpos):
+ * keys and dims (room for 4), *n of them; returns their values together. */
+static int task_low_dim_keys(const capSpec *spec, const char **keys, int *dims, int *n) {
+  static const char *const want[] = {"object", "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos"};
+  int D = 0;
+  *n = 0;
+  for (int i = 0; i < 4; i++)
+    for (int k = 0; k < spec->nobs; k++)
+      if (!strcmp(spec->obs[k].name, want[i])) {
+        keys[*n] = want[i];
+        dims[(*n)++] = spec->obs[k].shape[0];
+        D += spec->obs[k].shape[0];
+      }
+  return D;
+}
+
 /* The residual actor on bc (taken over): it reads the base's low-dim keys with the base's statistics; a
  * base with cameras gets robomimic's low-dim keys of the task (the simulator's state: the critics need the
  * object), normalized with the demos' statistics (load_demos; identity without demos). */
@@ -117,15 +133,7 @@ static bcPolicy *residual_actor(rlRun *R, bcPolicy *bc) {
     memcpy(mean, bc->obs_mean, sizeof(float) * (size_t)bc->obs_dim);
     memcpy(std, bc->obs_std, sizeof(float) * (size_t)bc->obs_dim);
   } else {
-    const char *want[] = {"object", "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos"};
-    int D = 0;
-    for (int i = 0; i < 4; i++)
-      for (int k = 0; k < R->spec->nobs; k++)
-        if (!strcmp(R->spec->obs[k].name, want[i])) {
-          keys[n] = want[i];
-          dims[n++] = R->spec->obs[k].shape[0];
-          D += R->spec->obs[k].shape[0];
-        }
+    int D = task_low_dim_keys(R->spec, keys, dims, &n);
     for (int i = 0; i < D; i++) {
       mean[i] = 0;
       std[i] = 1;
@@ -169,16 +177,8 @@ static int load_task_and_actor(rlRun *R) {
     return rc;
   }
   if (!rc && !bc) { /* from scratch: robomimic's low-dim keys of the task, identity statistics */
-    const char *want[] = {"object", "robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos"};
     const char *keys[4];
-    int dims[4], n = 0, D = 0;
-    for (int i = 0; i < 4; i++)
-      for (int k = 0; k < R->spec->nobs; k++)
-        if (!strcmp(R->spec->obs[k].name, want[i])) {
-          keys[n] = want[i];
-          dims[n++] = R->spec->obs[k].shape[0];
-          D += R->spec->obs[k].shape[0];
-        }
+    int dims[4], n = 0, D = task_low_dim_keys(R->spec, keys, dims, &n);
     nnArch a;
     nn_arch_default(&a);
     a.obs_dim = D;
