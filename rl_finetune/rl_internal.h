@@ -96,7 +96,7 @@ struct rlRun {
   /* PPO: the value function is q[0]; one rollout of pT steps of every worker, row t * nw + i */
   int ppo;
   int pT, pN, pt;
-  float *ps, *ps2, *pa, *plogp, *pr, *pv, *pv2, *padv, *pret, *mb_s, *mb_a, *mb_y, *mb_lp;
+  float *ps, *ps2, *pa, *plogp, *pr, *pv, *pv2, *padv, *pret, *mb_s, *mb_a, *mb_y, *mb_lp, *mb_dout;
   uint8_t *pdone, *pbound;
   int *perm;
 };
@@ -138,6 +138,10 @@ int rl_ckpt_load(rlRun *R, rlResult *res, int64_t *next_eval, const char *path);
 int rl_ppo_alloc(rlRun *R);
 void rl_ppo_free(rlRun *R);
 void rl_ppo_store(rlRun *R, int i, const rlWorker *w, int bound); /* worker i's step at time R->pt */
+/* PPO's policy: a Gaussian around the actor's tanh'd mean, N(tanh(mu), std), sampled unsquashed (a [A], to be
+ * clipped to [-1, 1] when acted) so that its log-density is exact; eps [A] standard normals, w made for
+ * the actor's network. */
+int rl_ppo_sample(const rlRun *R, nnWork *w, const float *s, const float *eps, float *a);
 /* Advantages and returns of the rollout, then the value (and, if actor_on, the actor) epochs. */
 int rl_ppo_update(rlRun *R, int actor_on, double *kl, int *epochs);
 

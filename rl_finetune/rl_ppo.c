@@ -38,18 +38,19 @@ int rl_ppo_alloc(rlRun *R) {
   R->mb_a = fa((size_t)2 * B * A);
   R->mb_y = fa((size_t)B);
   R->mb_lp = fa((size_t)2 * B);
+  R->mb_dout = fa((size_t)2 * B * (size_t)nn_arch_out_dim(&R->actor->net->arch));
   R->pdone = malloc(N);
   R->pbound = malloc(N);
   R->perm = malloc(sizeof(int) * N);
   if (!R->ps || !R->ps2 || !R->pa || !R->plogp || !R->pr || !R->pv || !R->pv2 || !R->padv || !R->pret ||
-      !R->mb_s || !R->mb_a || !R->mb_y || !R->mb_lp || !R->pdone || !R->pbound || !R->perm)
+      !R->mb_s || !R->mb_a || !R->mb_y || !R->mb_lp || !R->mb_dout || !R->pdone || !R->pbound || !R->perm)
     return tk_error(TK_ENOMEM, "out of memory (PPO rollout of %d steps)", R->pN);
   return 0;
 }
 
 void rl_ppo_free(rlRun *R) {
   float *f[] = {R->ps,   R->ps2,  R->pa,   R->pv,   R->pv2,  R->plogp, R->pr,
-                R->padv, R->pret, R->mb_s, R->mb_a, R->mb_y, R->mb_lp};
+                R->padv, R->pret, R->mb_s, R->mb_a, R->mb_y, R->mb_lp, R->mb_dout};
   for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
     free(f[i]);
   free(R->pdone);
@@ -80,11 +81,55 @@ static int values(rlRun *R, const float *s, float *v) {
   return 0;
 }
 
+/* ---- the policy: N(tanh(mu), std), unsquashed ---------------------------------------------------
+ * The actor's Gaussian head gives mu and the log-std (lo + (hi - lo)(tanh(raw) + 1)/2, as nn's). The
+ * tanh-Gaussian's density needs atanh of the action, which a saturated command (a gripper at +-1, tanh
+ * of a large mu in float) turns into +-7 and a log-density hundreds of nats below its neighbours: the
+ * ratio and KL of such rows swing with any step, every iteration stopped after one minibatch, and the
+ * learning rate shrank to nothing (PPO stayed flat on lift). Sampling around the squashed mean and
+ * clipping only when acting keeps the density exact and smooth; the deterministic action (tanh(mu),
+ * what bc-eval runs) is the same. */
+static double head_log_std(const nnArch *a, double raw, double *dls) {
+  double t = tanh(raw), half = 0.5 * (a->log_std_max - a->log_std_min);
+  if (dls) *dls = half * (1 - t * t);
+  return a->log_std_min + half * (t + 1);
+}
+
+/* log p(a | o) of one row (o: the head's outputs [2A]); with d (not NULL), d(-log p)/do [2A] times g. */
+static double row_log_prob(const nnArch *ar, const float *o, const float *a, double g, float *d) {
+  const int A = ar->act_dim;
+  double lp = 0;
+  for (int j = 0; j < A; j++) {
+    double dls, ls = head_log_std(ar, o[A + j], &dls), m = tanh(o[j]), sd = exp(ls), z = (a[j] - m) / sd;
+    lp += -0.5 * z * z - ls - 0.9189385332046727;
+    if (d) {
+      d[j] = (float)(g * -(z / sd) * (1 - m * m));
+      d[A + j] = (float)(g * (1 - z * z) * dls);
+    }
+  }
+  return lp;
+}
+
+int rl_ppo_sample(const rlRun *R, nnWork *w, const float *s, const float *eps, float *a) {
+  const nnNet *net = R->actor->net;
+  int rc = nn_forward(net, w, s, 1);
+  if (rc) return rc;
+  const nnArch *ar = &net->arch;
+  for (int j = 0; j < ar->act_dim; j++)
+    a[j] = (float)(tanh(w->out[j]) + exp(head_log_std(ar, w->out[ar->act_dim + j], NULL)) * eps[j]);
+  return 0;
+}
+
 static int log_probs(rlRun *R, float *lp) {
+  const nnNet *net = R->actor->net;
+  const int O = nn_arch_out_dim(&net->arch);
   for (int k = 0; k < R->pN; k += R->B) {
     int n = TK_MIN(R->B, R->pN - k);
-    int rc = nn_log_prob(R->actor->net, R->aw, R->ps + (size_t)k * R->D, R->pa + (size_t)k * R->A, n, lp + k);
+    int rc = nn_forward(net, R->aw, R->ps + (size_t)k * R->D, n);
     if (rc) return rc;
+    for (int b = 0; b < n; b++)
+      lp[k + b] = (float)row_log_prob(&net->arch, R->aw->out + (size_t)b * O, R->pa + (size_t)(k + b) * R->A,
+                                      0, NULL);
   }
   return 0;
 }
@@ -171,7 +216,11 @@ static int actor_epoch(rlRun *R, double *kl, int *stop) {
       memcpy(R->mb_a + (size_t)(B + b) * A, R->demo.a + r * A, sizeof(float) * (size_t)A);
     }
     nnNet *net = R->actor->net;
-    int rc = nn_log_prob(net, R->aw, R->mb_s, R->mb_a, B, R->mb_lp);
+    const int O = nn_arch_out_dim(&net->arch);
+    int rc = nn_forward(net, R->aw, R->mb_s, B + nd);
+    for (int b = 0; !rc && b < B; b++)
+      R->mb_lp[b] =
+          (float)row_log_prob(&net->arch, R->aw->out + (size_t)b * O, R->mb_a + (size_t)b * A, 0, NULL);
     /* stop this iteration once the policy has moved too far from the one that collected the rollout
      * (decided on every rank's mean, so every rank stops at the same minibatch) */
     double now_kl = 0; /* Schulman's k3 estimator, (r - 1) - log r: never negative, low variance */
@@ -186,28 +235,22 @@ static int actor_epoch(rlRun *R, double *kl, int *stop) {
       *stop = 1;
       break;
     }
-    float loss;
-    /* d(-log p_b)/dout / (B + nd) per row, then each row scaled to its weight in the PPO loss */
-    rc = nn_loss(net, R->aw, R->mb_s, R->mb_a, B + nd, &loss);
-    if (rl_mpi_any(rc))
-      return rc ? tk_error_wrap(rc, "actor") : tk_error(TK_ERANGE, "another rank's actor loss");
     double w_demo = R->o->bc_weight * pow(0.5, (double)R->updates / fmax(R->o->bc_halflife, 1));
-    const int O = nn_arch_out_dim(&net->arch);
     for (int b = 0; b < B; b++) {
       int r = R->perm[k + b];
       double d = (double)R->mb_lp[b] - R->plogp[r], ratio = exp(fmin(d, 20.0)), adv = R->padv[r];
-      /* loss_b = -min(ratio adv, clip(ratio) adv) / B; its gradient flows only while unclipped */
+      /* loss_b = -min(ratio adv, clip(ratio) adv) / B; its gradient (adv ratio d(-log p_b)/dout / B) flows
+       * only while unclipped */
       int active = adv >= 0 ? ratio < 1 + clip : ratio > 1 - clip;
-      double scale = active ? adv * ratio * (double)(B + nd) / B : 0;
-      for (int j = 0; j < O; j++)
-        R->aw->dout[(size_t)b * O + j] *= (float)scale;
+      row_log_prob(&net->arch, R->aw->out + (size_t)b * O, R->mb_a + (size_t)b * A,
+                   active ? adv * ratio / B : 0, R->mb_dout + (size_t)b * O);
     }
     /* the DAPG-style demo term on the policy's mean action: w * mean ||tanh(mu) - a_demo||^2. (The
      * demos' negative log-likelihood, DAPG's own term, explodes on demo actions saturated at +-1: a
      * gripper command of 1 is atanh(1 - 1e-6) = 7.3 before the squash, tens of stds from any mean.) */
     for (int b = B; b < B + nd; b++) {
       const float *o = R->aw->out + (size_t)b * O, *ad = R->mb_a + (size_t)b * A;
-      float *d = R->aw->dout + (size_t)b * O;
+      float *d = R->mb_dout + (size_t)b * O;
       for (int j = 0; j < O; j++)
         d[j] = 0;
       for (int j = 0; j < A; j++) {
@@ -216,7 +259,7 @@ static int actor_epoch(rlRun *R, double *kl, int *stop) {
       }
     }
     nn_zero_grad(net);
-    rc = nn_backward(net, R->aw);
+    rc = nn_backward_out(net, R->aw, R->mb_dout, NULL, 1);
     if (rl_mpi_any(rc))
       return rc ? tk_error_wrap(rc, "actor") : tk_error(TK_ERANGE, "another rank's actor update");
     rl_mpi_mean_f(net->grads, net->n_params);

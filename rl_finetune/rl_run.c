@@ -461,14 +461,16 @@ static int worker_step(rlWorker *w) {
   } else {
     float eps[CAP_MAX_ACT];
     rl_normals(&w->rng, eps, A);
-    int rc = nn_gauss_sample(R->actor->net, w->w, w->s, 1, eps, w->a, NULL);
+    int rc = R->ppo ? rl_ppo_sample(R, w->w, w->s, eps, w->a) /* unsquashed: clipped below */
+                    : nn_gauss_sample(R->actor->net, w->w, w->s, 1, eps, w->a, NULL);
     if (rc) return rc;
     rl_residual_rows(R, w->s, w->a, 1, 0);
   }
   double act[CAP_MAX_ACT];
   for (int i = 0; i < A; i++) /* residual: as the saved policy acts (bc.h), the base's action + correction */
-    act[i] = fmax(-1, fmin(1, R->res ? w->ab[i] + R->actor->act_scale[i] * ((double)w->a[i] - w->s[R->Ds + i])
-                                     : R->actor->act_offset[i] + R->actor->act_scale[i] * w->a[i]));
+    act[i] = fmax(
+        -1, fmin(1, R->res ? w->ab[i] + R->actor->act_scale[i] * ((double)w->a[i] - w->s[R->Ds + i])
+                           : R->actor->act_offset[i] + R->actor->act_scale[i] * fmax(-1, fmin(1, w->a[i]))));
   capStep st;
   int rc = cap_env_step(w->env, act, &st);
   if (rc) return rc;
