@@ -1,8 +1,10 @@
 /* rl_finetune/rl_ppo.c -- PPO from a BC policy (the on-policy algorithm, for many cheap workers).
  *
- * The actor is the same tanh-Gaussian policy SAC starts from (the BC layers; the std starts at
- * init_std and is clamped to max_std by the head's log-std range), the value function is a LayerNorm
- * MLP of the observation. Every iteration the workers run `rollout` steps with the current policy;
+ * The actor is the network SAC starts from (the BC layers under a Gaussian head; the std starts at
+ * init_std and is clamped to max_std by the head's log-std range), but its policy here is a Gaussian
+ * around the squashed mean, N(tanh(mu), std), sampled unsquashed and clipped only when acted (see
+ * row_log_prob: the tanh-Gaussian's density is useless at saturated commands); the value function is a
+ * LayerNorm MLP of the observation. Every iteration the workers run `rollout` steps with the current policy;
  * advantages are GAE(gamma, lambda) with the value bootstrapped at the horizon (a truncation, not a
  * terminal state), normalized over all ranks. The value is fitted first; the actor is not moved for
  * value_warmup_iters iterations (the critic warm-up that keeps a cold value function from unlearning
