@@ -45,6 +45,7 @@ static void usage(FILE *f) {
       "                       batch's actions, weights exp(standardized advantage / --awr-temp) (no\n"
       "                       gradient of Q in the action; the std stays at its start) (default q)\n"
       "  --awr-temp T         (default 1)\n"
+      "  --init-std S         the actor's exploration std at the start, in [-1, 1] action units (0.2)\n"
       "  --demos FILE         demonstrations: half of every batch (failures and interventions included)\n"
       "  --task NAME          task (default: the policy's)\n"
       "  --algo sac|ppo       the algorithm (default sac, the sample-efficient one)\n"
@@ -205,7 +206,7 @@ static int run(int argc, char **argv) {
           {"--ppo-epochs", 1, 1, 100},    {"--clip", 0, 0.01, 1},         {"--gae-lambda", 0, 0, 1},
           {"--target-kl", 0, 1e-6, 10},   {"--max-std", 0, 1e-3, 10},     {"--value-warmup", 1, 0, 1e6},
           {"--minibatch", 1, 2, 1e6},     {"--scratch-steps", 1, 1, 1e9}, {"--residual-scale", 0, 1e-3, 2},
-          {"--awr-temp", 0, 1e-3, 1e3}};
+          {"--awr-temp", 0, 1e-3, 1e3},   {"--init-std", 0, 1e-3, 1}};
       int k = -1;
       for (int j = 0; j < (int)TK_ARRAY_LEN(nums); j++)
         if (!strcmp(a, nums[j].name)) k = j;
@@ -254,6 +255,7 @@ static int run(int argc, char **argv) {
       case 28: scratch_steps = n; break;
       case 29: o.residual_scale = x; break;
       case 30: o.awr_temp = x; break;
+      case 31: o.init_std = x; break;
       }
     }
   }
