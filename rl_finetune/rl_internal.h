@@ -99,6 +99,7 @@ struct rlRun {
   float *ps, *ps2, *pa, *plogp, *pr, *pv, *pv2, *padv, *pret, *mb_s, *mb_a, *mb_y, *mb_lp, *mb_dout;
   uint8_t *pdone, *pbound;
   int *perm;
+  int64_t *pgood, npgood; /* the demo term's rows: those of demos that succeeded (as bc-train's) */
 };
 
 static inline float *rl_falloc(size_t n) { return malloc(sizeof(float) * (n ? n : 1)); }

@@ -44,8 +44,13 @@ int rl_ppo_alloc(rlRun *R) {
   R->pdone = malloc(N);
   R->pbound = malloc(N);
   R->perm = malloc(sizeof(int) * N);
+  R->pgood = malloc(sizeof(int64_t) * (size_t)(R->demo.n + 1));
+  R->npgood = 0;
+  for (int64_t i = 0; R->pgood && i < R->demo.n; i++)
+    if (R->demo.good[i]) R->pgood[R->npgood++] = i;
   if (!R->ps || !R->ps2 || !R->pa || !R->plogp || !R->pr || !R->pv || !R->pv2 || !R->padv || !R->pret ||
-      !R->mb_s || !R->mb_a || !R->mb_y || !R->mb_lp || !R->mb_dout || !R->pdone || !R->pbound || !R->perm)
+      !R->mb_s || !R->mb_a || !R->mb_y || !R->mb_lp || !R->mb_dout || !R->pdone || !R->pbound || !R->perm ||
+      !R->pgood)
     return tk_error(TK_ENOMEM, "out of memory (PPO rollout of %d steps)", R->pN);
   return 0;
 }
@@ -58,6 +63,7 @@ void rl_ppo_free(rlRun *R) {
   free(R->pdone);
   free(R->pbound);
   free(R->perm);
+  free(R->pgood);
 }
 
 void rl_ppo_store(rlRun *R, int i, const rlWorker *w, int bound) {
@@ -201,7 +207,9 @@ static int value_epoch(rlRun *R) {
 /* One pass of the actor over the rollout; *kl gets the mean KL estimate over its minibatches. */
 static int actor_epoch(rlRun *R, double *kl, int *stop) {
   const int B = R->B, D = R->D, A = R->A;
-  const int nd = R->demo.n > 0 ? B : 0; /* demo rows appended to every minibatch */
+  /* demo rows appended to every minibatch: of demos that succeeded only (a failed demo's actions are no
+   * target; on push its 7 failures ran to the horizon and made half the demo rows) */
+  const int nd = R->npgood > 0 ? B : 0;
   const double clip = R->o->clip;
   double kl_sum = 0;
   int nmb = 0;
@@ -213,7 +221,7 @@ static int actor_epoch(rlRun *R, double *kl, int *stop) {
       memcpy(R->mb_a + (size_t)b * A, R->pa + (size_t)r * A, sizeof(float) * (size_t)A);
     }
     for (int b = 0; b < nd; b++) {
-      int64_t r = (int64_t)tk_rng_below(&R->rng, (uint64_t)R->demo.n);
+      int64_t r = R->pgood[tk_rng_below(&R->rng, (uint64_t)R->npgood)];
       memcpy(R->mb_s + (size_t)(B + b) * D, R->demo.s + r * D, sizeof(float) * (size_t)D);
       memcpy(R->mb_a + (size_t)(B + b) * A, R->demo.a + r * A, sizeof(float) * (size_t)A);
     }
