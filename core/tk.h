@@ -194,6 +194,24 @@ int tk_env_int(const char *name, int64_t lo, int64_t hi, int64_t dflt, int64_t *
  * a bad value is a usage error there, never silently the default. */
 int tk_env_check(void);
 
+/* ---- growing strings ---------------------------------------------------------- */
+/* Zero-initialized: empty. p is NUL-terminated once anything was added. A failed allocation sets oom,
+ * after which every call adds nothing (check oom once at the end). */
+typedef struct {
+  char *p;
+  size_t n, cap;
+  int oom;
+} tkStr;
+/* Room for `more` bytes and the NUL: where they go (p + n), NULL after a failed allocation. The caller
+ * writes them, then adds them to n and terminates. */
+char *tk_str_reserve(tkStr *b, size_t more);
+void tk_str_put(tkStr *b, const char *s, size_t n);
+void tk_str_puts(tkStr *b, const char *s);
+void tk_str_printf(tkStr *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+tkStr *tk_str_reset(tkStr *b);          /* empty again, keeping its memory */
+const char *tk_str_get(const tkStr *b); /* its text, "" when empty or after a failed allocation */
+void tk_str_free(tkStr *b);             /* and empty */
+
 /* ---- names and strings that must fit --------------------------------------- */
 /* Copy src into dst[n] whole, or refuse: TK_ERANGE "<what> '<src...>' is longer than <n-1> bytes".
  * The one rule for every fixed-size name buffer: never cut silently. */

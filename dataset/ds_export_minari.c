@@ -24,7 +24,6 @@
 #include <libgen.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,67 +37,35 @@
 #define MINARI_IMAGE_MIN 32    /* is_image_space: both of the first two dims at least this */
 #define MINARI_ID_MAX 512
 
-/* ---- a growing string for the space JSON (cJSON prints no Infinity; Python's json does) ---- */
-typedef struct {
-  char *s;
-  size_t n, cap;
-  int oom;
-} sBuf;
-
-static void sb_add(sBuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void sb_add(sBuf *b, const char *fmt, ...) {
-  if (b->oom) return;
-  for (;;) {
-    va_list ap;
-    va_start(ap, fmt);
-    int w = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? b->cap - b->n : 0, fmt, ap);
-    va_end(ap);
-    if (w < 0) {
-      b->oom = 1;
-      return;
-    }
-    if (b->s && b->n + (size_t)w < b->cap) {
-      b->n += (size_t)w;
-      return;
-    }
-    size_t cap = TK_MAX(b->cap * 2, b->n + (size_t)w + 256);
-    char *p = realloc(b->s, cap);
-    if (!p) {
-      b->oom = 1;
-      return;
-    }
-    b->s = p;
-    b->cap = cap;
-  }
-}
+/* ---- the space JSON, a tkStr (cJSON prints no Infinity; Python's json does) ---- */
 
 /* numpy's tolist() of a full array: nested lists of v, shape[0] x shape[1] x ... */
-static void sb_nested(sBuf *b, const int64_t *shape, int rank, const char *v) {
+static void sb_nested(tkStr *b, const int64_t *shape, int rank, const char *v) {
   if (rank == 0) {
-    sb_add(b, "%s", v);
+    tk_str_printf(b, "%s", v);
     return;
   }
-  sb_add(b, "[");
+  tk_str_printf(b, "[");
   for (int64_t i = 0; i < shape[0] && !b->oom; i++) {
-    if (i) sb_add(b, ", ");
+    if (i) tk_str_printf(b, ", ");
     sb_nested(b, shape + 1, rank - 1, v);
   }
-  sb_add(b, "]");
+  tk_str_printf(b, "]");
 }
 
 /* {"type": "Box", "dtype": ..., "shape": [...], "low": [...], "high": [...]} (serialization.py) */
-static void sb_box(sBuf *b, dsDtype t, int rank, const int64_t *shape, const char *low, const char *high) {
-  sb_add(b, "{\"type\": \"Box\", \"dtype\": \"%s\", \"shape\": [", ds_dtype_name(t));
+static void sb_box(tkStr *b, dsDtype t, int rank, const int64_t *shape, const char *low, const char *high) {
+  tk_str_printf(b, "{\"type\": \"Box\", \"dtype\": \"%s\", \"shape\": [", ds_dtype_name(t));
   for (int i = 0; i < rank; i++)
-    sb_add(b, "%s%lld", i ? ", " : "", (long long)shape[i]);
-  sb_add(b, "], \"low\": ");
+    tk_str_printf(b, "%s%lld", i ? ", " : "", (long long)shape[i]);
+  tk_str_printf(b, "], \"low\": ");
   sb_nested(b, shape, rank, low);
-  sb_add(b, ", \"high\": ");
+  tk_str_printf(b, ", \"high\": ");
   sb_nested(b, shape, rank, high);
-  sb_add(b, "}");
+  tk_str_printf(b, "}");
 }
 
-static void sb_key_box(sBuf *b, const dsKeySpec *k) {
+static void sb_key_box(tkStr *b, const dsKeySpec *k) {
   if (k->dtype == DS_U8)
     sb_box(b, k->dtype, k->rank, k->shape, "0", "255");
   else
@@ -304,16 +271,16 @@ static int write_metadata(dsExportJob *j, const keyPlan *kp, const char *id, int
   dsFile *f = j->f;
   const dsSchema *s = ds_schema(f);
   dsConvertResult *r = j->res;
-  sBuf obs = {0}, act = {0};
+  tkStr obs = {0}, act = {0};
   if (kp->n == 1) {
     sb_key_box(&obs, &s->keys[kp->idx[0]]);
   } else {
-    sb_add(&obs, "{\"type\": \"Dict\", \"subspaces\": {");
+    tk_str_printf(&obs, "{\"type\": \"Dict\", \"subspaces\": {");
     for (int k = 0; k < kp->n; k++) {
-      sb_add(&obs, "%s\"%s\": ", k ? ", " : "", s->keys[kp->idx[k]].name);
+      tk_str_printf(&obs, "%s\"%s\": ", k ? ", " : "", s->keys[kp->idx[k]].name);
       sb_key_box(&obs, &s->keys[kp->idx[k]]);
     }
-    sb_add(&obs, "}}");
+    tk_str_printf(&obs, "}}");
   }
   int64_t ashape[1] = {s->action_dim};
   if (unit_actions)
@@ -339,8 +306,8 @@ static int write_metadata(dsExportJob *j, const keyPlan *kp, const char *id, int
     cJSON_AddNumberToObject(m, "total_steps", (double)r->steps);
     cJSON_AddStringToObject(m, "data_format", "hdf5");
     cJSON_AddBoolToObject(m, "jpeg_encoding", 0);
-    cJSON_AddStringToObject(m, "observation_space", obs.s);
-    cJSON_AddStringToObject(m, "action_space", act.s);
+    cJSON_AddStringToObject(m, "observation_space", obs.p);
+    cJSON_AddStringToObject(m, "action_space", act.p);
     cJSON_AddStringToObject(m, "minari_version", MINARI_VERSION);
     cJSON_AddNumberToObject(m, "dataset_size", size >= 0 ? round((double)size / 1e5) / 10 : 0);
     cJSON_AddStringToObject(m, "description", desc);
@@ -359,8 +326,8 @@ static int write_metadata(dsExportJob *j, const keyPlan *kp, const char *id, int
   cJSON_Delete(skipped);
   char *txt = rc ? NULL : cJSON_Print(m);
   cJSON_Delete(m);
-  free(obs.s);
-  free(act.s);
+  tk_str_free(&obs);
+  tk_str_free(&act);
   if (!rc && !txt) rc = tk_error(TK_ENOMEM, "out of memory");
   if (!rc) {
     size_t l = strlen(txt);

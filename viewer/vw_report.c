@@ -6,7 +6,6 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,79 +29,26 @@ void vw_report_default(vwReportOpts *o) {
   o->target = 0.95;
 }
 
-/* ---- the page in memory ------------------------------------------------------------------------ */
-typedef struct {
-  char *p;
-  size_t n, cap;
-  int oom;
-} sbuf;
-
-static void sb_grow(sbuf *b, size_t more) {
-  if (b->oom || b->n + more + 1 <= b->cap) return;
-  size_t cap = b->cap ? b->cap : 65536;
-  while (cap < b->n + more + 1)
-    cap *= 2;
-  char *q = realloc(b->p, cap);
-  if (!q) {
-    b->oom = 1;
-    return;
-  }
-  b->p = q;
-  b->cap = cap;
-}
-
-static void sb_put(sbuf *b, const char *s, size_t n) {
-  sb_grow(b, n);
-  if (b->oom) return;
-  memcpy(b->p + b->n, s, n);
-  b->n += n;
-  b->p[b->n] = 0;
-}
-
-static void sb_puts(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
-
-/* Empty again (a scratch buffer for one table cell); its text, never NULL. */
-static sbuf *sb_reset(sbuf *b) {
-  b->n = 0;
-  if (b->p) b->p[0] = 0;
-  return b;
-}
-static const char *sb_str(const sbuf *b) { return b->p && !b->oom ? b->p : ""; }
-
-/* Text of our own (numbers, markup): never a string read from a file (those go through sb_esc). */
-static void __attribute__((format(printf, 2, 3))) sb_printf(sbuf *b, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  int k = vsnprintf(NULL, 0, fmt, ap);
-  va_end(ap);
-  if (k < 0) return;
-  sb_grow(b, (size_t)k);
-  if (b->oom) return;
-  va_start(ap, fmt);
-  vsnprintf(b->p + b->n, (size_t)k + 1, fmt, ap);
-  va_end(ap);
-  b->n += (size_t)k;
-}
+/* ---- the page in memory (a tkStr; the escaping and base64 below are the page's own) ---------- */
 
 /* A string from a file or the command line, HTML-escaped (text and attribute values alike). */
-static void sb_esc(sbuf *b, const char *s) {
+static void sb_esc(tkStr *b, const char *s) {
   for (; s && *s; s++) {
     switch (*s) {
-    case '&': sb_puts(b, "&amp;"); break;
-    case '<': sb_puts(b, "&lt;"); break;
-    case '>': sb_puts(b, "&gt;"); break;
-    case '"': sb_puts(b, "&quot;"); break;
-    case '\'': sb_puts(b, "&#39;"); break;
-    default: sb_put(b, s, 1);
+    case '&': tk_str_puts(b, "&amp;"); break;
+    case '<': tk_str_puts(b, "&lt;"); break;
+    case '>': tk_str_puts(b, "&gt;"); break;
+    case '"': tk_str_puts(b, "&quot;"); break;
+    case '\'': tk_str_puts(b, "&#39;"); break;
+    default: tk_str_put(b, s, 1);
     }
   }
 }
 
-static void sb_b64(sbuf *b, const unsigned char *d, size_t n) {
+static void sb_b64(tkStr *b, const unsigned char *d, size_t n) {
   static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  sb_grow(b, (n + 2) / 3 * 4);
-  if (b->oom) return;
-  char *o = b->p + b->n;
+  char *o = tk_str_reserve(b, (n + 2) / 3 * 4);
+  if (!o) return;
   size_t i = 0;
   for (; i + 2 < n; i += 3) {
     unsigned v = (unsigned)d[i] << 16 | (unsigned)d[i + 1] << 8 | d[i + 2];
@@ -119,22 +65,22 @@ static void sb_b64(sbuf *b, const unsigned char *d, size_t n) {
 }
 
 /* "<p class="missing">what</p>" for a piece that is not there */
-static void sb_missing(sbuf *b, const char *what, const char *path, const char *hint) {
-  sb_puts(b, "<p class=\"missing\">");
+static void sb_missing(tkStr *b, const char *what, const char *path, const char *hint) {
+  tk_str_puts(b, "<p class=\"missing\">");
   sb_esc(b, what);
-  sb_puts(b, ": <code>");
+  tk_str_puts(b, ": <code>");
   sb_esc(b, path);
-  sb_puts(b, "</code> not found");
+  tk_str_puts(b, "</code> not found");
   if (hint) {
-    sb_puts(b, " (");
+    tk_str_puts(b, " (");
     sb_esc(b, hint);
-    sb_puts(b, ")");
+    tk_str_puts(b, ")");
   }
-  sb_puts(b, ".</p>\n");
+  tk_str_puts(b, ".</p>\n");
 }
 
-static void sb_row(sbuf *b, const char *name, const char *value_html) {
-  sb_printf(b, "<tr><th>%s</th><td>%s</td></tr>\n", name, value_html);
+static void sb_row(tkStr *b, const char *name, const char *value_html) {
+  tk_str_printf(b, "<tr><th>%s</th><td>%s</td></tr>\n", name, value_html);
 }
 
 static void size_text(int64_t bytes, char *buf, size_t n) {
@@ -311,11 +257,11 @@ static int csv_num(const csv *c, const char *path, int row, int col, double *v) 
 }
 
 /* ---- the dataset ----------------------------------------------------------------------------------- */
-static int section_dataset(sbuf *b, sbuf *v, const char *path, char *task_out, size_t task_n) {
-  sb_puts(b, "<section id=\"dataset\"><h2>Dataset</h2>\n");
+static int section_dataset(tkStr *b, tkStr *v, const char *path, char *task_out, size_t task_n) {
+  tk_str_puts(b, "<section id=\"dataset\"><h2>Dataset</h2>\n");
   if (!tk_file_exists(path)) {
     sb_missing(b, "No dataset", path, "teleop --out writes it");
-    sb_puts(b, "</section>\n");
+    tk_str_puts(b, "</section>\n");
     return 1;
   }
   dsFile *f;
@@ -329,114 +275,114 @@ static int section_dataset(sbuf *b, sbuf *v, const char *path, char *task_out, s
   const int succ = st.successes, known = st.known;
   snprintf(task_out, task_n, "%s", ds_env_name(f));
   char t[512];
-  sb_puts(b, "<table>\n");
-  sb_reset(v);
-  sb_puts(v, "<code>");
+  tk_str_puts(b, "<table>\n");
+  tk_str_reset(v);
+  tk_str_puts(v, "<code>");
   sb_esc(v, path);
   size_text(tk_file_size(path), t, sizeof t);
-  sb_printf(v, "</code>, %s", t);
-  sb_puts(v, ds_is_native(f) ? " (demokit format, robomimic layout)"
-                             : " (robomimic layout, written by another tool)");
-  sb_row(b, "file", sb_str(v));
-  sb_reset(v);
+  tk_str_printf(v, "</code>, %s", t);
+  tk_str_puts(v, ds_is_native(f) ? " (demokit format, robomimic layout)"
+                                 : " (robomimic layout, written by another tool)");
+  sb_row(b, "file", tk_str_get(v));
+  tk_str_reset(v);
   sb_esc(v, ds_env_name(f));
-  sb_row(b, "task", sb_str(v));
-  sb_reset(v);
-  sb_printf(v, "<b>%d</b>", nd);
-  sb_row(b, "demos", sb_str(v));
-  sb_reset(v);
+  sb_row(b, "task", tk_str_get(v));
+  tk_str_reset(v);
+  tk_str_printf(v, "<b>%d</b>", nd);
+  sb_row(b, "demos", tk_str_get(v));
+  tk_str_reset(v);
   if (known)
-    sb_printf(v, "<b>%d</b> of %d (%.0f%%)%s", succ, known, 100.0 * succ / known,
-              known < nd ? " (the others do not say)" : "");
+    tk_str_printf(v, "<b>%d</b> of %d (%.0f%%)%s", succ, known, 100.0 * succ / known,
+                  known < nd ? " (the others do not say)" : "");
   else
-    sb_puts(v, "not recorded");
-  sb_row(b, "successes", sb_str(v));
-  sb_reset(v);
-  sb_printf(v, "<b>%lld</b>", (long long)ds_total_samples(f));
+    tk_str_puts(v, "not recorded");
+  sb_row(b, "successes", tk_str_get(v));
+  tk_str_reset(v);
+  tk_str_printf(v, "<b>%lld</b>", (long long)ds_total_samples(f));
   if (nd)
-    sb_printf(v, " (per demo: min %lld, mean %.1f, max %lld)", (long long)mn,
-              (double)ds_total_samples(f) / nd, (long long)mx);
-  sb_row(b, "steps", sb_str(v));
+    tk_str_printf(v, " (per demo: min %lld, mean %.1f, max %lld)", (long long)mn,
+                  (double)ds_total_samples(f) / nd, (long long)mx);
+  sb_row(b, "steps", tk_str_get(v));
   { /* the rate, devices and operators of the demos (the distinct values) */
     double hz = nd ? ds_demo(f, 0)->control_hz : 0;
     int same_hz = 1;
     for (int i = 1; i < nd; i++)
       same_hz &= ds_demo(f, i)->control_hz == hz;
-    sb_reset(v);
+    tk_str_reset(v);
     if (!nd || hz <= 0)
-      sb_puts(v, "not recorded");
+      tk_str_puts(v, "not recorded");
     else
-      sb_printf(v, "%g Hz%s", hz, same_hz ? "" : " (the first demo's; others differ)");
-    sb_row(b, "control rate", sb_str(v));
+      tk_str_printf(v, "%g Hz%s", hz, same_hz ? "" : " (the first demo's; others differ)");
+    sb_row(b, "control rate", tk_str_get(v));
     for (int which = 0; which < 2; which++) {
-      sb_reset(v);
+      tk_str_reset(v);
       for (int i = 0; i < nd; i++) {
         const char *x = which ? ds_demo(f, i)->operator_name : ds_demo(f, i)->device;
         int seen = 0;
         for (int j = 0; j < i && !seen; j++)
           seen = !strcmp(x, which ? ds_demo(f, j)->operator_name : ds_demo(f, j)->device);
         if (seen || !x[0]) continue;
-        if (v->n) sb_puts(v, ", ");
+        if (v->n) tk_str_puts(v, ", ");
         sb_esc(v, x);
       }
-      if (!v->n) sb_puts(v, "not recorded");
-      sb_row(b, which ? "operator" : "device", sb_str(v));
+      if (!v->n) tk_str_puts(v, "not recorded");
+      sb_row(b, which ? "operator" : "device", tk_str_get(v));
     }
   }
   for (int img = 0; img < 2; img++) {
-    sb_reset(v);
+    tk_str_reset(v);
     for (int k = 0; k < s->nkeys; k++) {
       const dsKeySpec *key = &s->keys[k];
       if (ds_key_is_image(key) != img) continue;
-      if (v->n) sb_puts(v, ", ");
-      sb_puts(v, "<code>");
+      if (v->n) tk_str_puts(v, ", ");
+      tk_str_puts(v, "<code>");
       sb_esc(v, key->name);
-      sb_puts(v, "</code> ");
+      tk_str_puts(v, "</code> ");
       if (img)
-        sb_printf(v, "%lldx%lld", (long long)key->shape[0], (long long)key->shape[1]);
+        tk_str_printf(v, "%lldx%lld", (long long)key->shape[0], (long long)key->shape[1]);
       else {
-        sb_puts(v, "(");
+        tk_str_puts(v, "(");
         for (int i = 0; i < key->rank; i++)
-          sb_printf(v, i ? ",%lld" : "%lld", (long long)key->shape[i]);
-        sb_puts(v, ")");
+          tk_str_printf(v, i ? ",%lld" : "%lld", (long long)key->shape[i]);
+        tk_str_puts(v, ")");
       }
     }
-    if (!v->n) sb_puts(v, "none");
-    sb_row(b, img ? "cameras" : "observation keys", sb_str(v));
+    if (!v->n) tk_str_puts(v, "none");
+    sb_row(b, img ? "cameras" : "observation keys", tk_str_get(v));
   }
-  sb_reset(v);
-  sb_printf(v, "%d", s->action_dim);
-  if (s->state_dim) sb_printf(v, "; simulator states: %d", s->state_dim);
-  sb_row(b, "action size", sb_str(v));
+  tk_str_reset(v);
+  tk_str_printf(v, "%d", s->action_dim);
+  if (s->state_dim) tk_str_printf(v, "; simulator states: %d", s->state_dim);
+  sb_row(b, "action size", tk_str_get(v));
   if (ds_num_masks(f)) {
-    sb_reset(v);
+    tk_str_reset(v);
     for (int m = 0; m < ds_num_masks(f) && !rc; m++) {
       int *pos = NULL, n = 0;
       if ((rc = ds_mask(f, ds_mask_name(f, m), &pos, &n))) break;
       free(pos);
-      if (m) sb_puts(v, ", ");
+      if (m) tk_str_puts(v, ", ");
       sb_esc(v, ds_mask_name(f, m));
-      sb_printf(v, " %d", n);
+      tk_str_printf(v, " %d", n);
     }
-    sb_row(b, "masks (demos)", sb_str(v));
+    sb_row(b, "masks (demos)", tk_str_get(v));
   }
-  sb_puts(b, "</table>\n</section>\n");
+  tk_str_puts(b, "</table>\n</section>\n");
   ds_close(f);
   if (!rc && (b->oom || v->oom)) rc = tk_error(TK_ENOMEM, "out of memory");
   return rc;
 }
 
 /* ---- behavior cloning ------------------------------------------------------------------------------ */
-static void sb_figure(sbuf *b, const char *id, const png *p, const char *path, const char *caption) {
-  sb_printf(b, "<figure><img id=\"%s\" width=\"%d\" height=\"%d\" alt=\"", id, p->w, p->h);
+static void sb_figure(tkStr *b, const char *id, const png *p, const char *path, const char *caption) {
+  tk_str_printf(b, "<figure><img id=\"%s\" width=\"%d\" height=\"%d\" alt=\"", id, p->w, p->h);
   sb_esc(b, path);
-  sb_puts(b, "\" src=\"data:image/png;base64,");
+  tk_str_puts(b, "\" src=\"data:image/png;base64,");
   sb_b64(b, p->data, p->n);
-  sb_puts(b, "\"><figcaption>");
-  sb_puts(b, caption);
-  sb_puts(b, " (<code>");
+  tk_str_puts(b, "\"><figcaption>");
+  tk_str_puts(b, caption);
+  tk_str_puts(b, " (<code>");
   sb_esc(b, path);
-  sb_puts(b, "</code>)</figcaption></figure>\n");
+  tk_str_puts(b, "</code>)</figcaption></figure>\n");
 }
 
 static const char *json_str(const cJSON *j, const char *key) {
@@ -451,29 +397,29 @@ static int json_num(const cJSON *j, const char *key, double *v) {
   return 1;
 }
 
-static void describe_policy(sbuf *v, const bcPolicy *p) {
+static void describe_policy(tkStr *v, const bcPolicy *p) {
   if (p->base) { /* rl-finetune's residual: the frozen base, then the correction */
     describe_policy(v, p->base);
-    sb_printf(v, "; a residual actor (MLP %d-%d) corrects it by up to %g", p->arch.hidden[0],
-              p->arch.hidden[1], p->residual_scale);
+    tk_str_printf(v, "; a residual actor (MLP %d-%d) corrects it by up to %g", p->arch.hidden[0],
+                  p->arch.hidden[1], p->residual_scale);
     return;
   }
   const nnArch *a = &p->arch;
   if (p->dif.horizon > 0)
-    sb_printf(v, "Diffusion Policy (horizon %d, %d executed per plan), denoiser ", p->dif.horizon,
-              p->dif.exec);
-  if (a->rnn_layers > 0) sb_printf(v, "LSTM %dx%d, then ", a->rnn_layers, a->rnn_hidden);
-  sb_puts(v, "MLP ");
+    tk_str_printf(v, "Diffusion Policy (horizon %d, %d executed per plan), denoiser ", p->dif.horizon,
+                  p->dif.exec);
+  if (a->rnn_layers > 0) tk_str_printf(v, "LSTM %dx%d, then ", a->rnn_layers, a->rnn_hidden);
+  tk_str_puts(v, "MLP ");
   for (int i = 0; i < a->n_hidden; i++)
-    sb_printf(v, i ? "-%d" : "%d", a->hidden[i]);
-  sb_printf(v, " %s%s, %s head%s", nn_activation_name(a->activation), a->layer_norm ? " + LayerNorm" : "",
-            nn_head_name(a->head), a->tanh && a->head != NN_HEAD_GAUSSIAN ? " (tanh)" : "");
-  if (a->head == NN_HEAD_GMM) sb_printf(v, ", %d modes", a->gmm_modes);
-  if (p->chunk > 1 && p->dif.horizon == 0) sb_printf(v, ", %d actions per step", p->chunk);
+    tk_str_printf(v, i ? "-%d" : "%d", a->hidden[i]);
+  tk_str_printf(v, " %s%s, %s head%s", nn_activation_name(a->activation), a->layer_norm ? " + LayerNorm" : "",
+                nn_head_name(a->head), a->tanh && a->head != NN_HEAD_GAUSSIAN ? " (tanh)" : "");
+  if (a->head == NN_HEAD_GMM) tk_str_printf(v, ", %d modes", a->gmm_modes);
+  if (p->chunk > 1 && p->dif.horizon == 0) tk_str_printf(v, ", %d actions per step", p->chunk);
 }
 
 /* A bc-eval --json result as a headline (label: "bc-eval"), or a line saying it is missing. */
-static int eval_headline(sbuf *b, const char *eval_path, const char *label, const char *task,
+static int eval_headline(tkStr *b, const char *eval_path, const char *label, const char *task,
                          const char *policy_path, int *missing) {
   int rc;
   if (!tk_file_exists(eval_path)) {
@@ -508,33 +454,33 @@ static int eval_headline(sbuf *b, const char *eval_path, const char *label, cons
   json_num(j, "std_length", &sl);
   json_num(j, "mean_return", &mr);
   json_num(j, "std_return", &sr);
-  sb_puts(b, "<p class=\"headline\">");
+  tk_str_puts(b, "<p class=\"headline\">");
   sb_esc(b, label);
-  sb_printf(b, ": <b>%.0f%%</b> success (%.0f of %.0f held-out episodes, seeds %.0f..%.0f)", 100 * sc / ep,
-            sc, ep, seed, seed + ep - 1);
-  sb_printf(b, ", mean length <b>%.1f</b>", len);
-  if (isfinite(sl)) sb_printf(b, " &plusmn; %.1f", sl);
-  sb_puts(b, " steps");
-  if (isfinite(mr)) sb_printf(b, ", mean return %.2f", mr);
-  if (isfinite(sr)) sb_printf(b, " &plusmn; %.2f", sr);
+  tk_str_printf(b, ": <b>%.0f%%</b> success (%.0f of %.0f held-out episodes, seeds %.0f..%.0f)",
+                100 * sc / ep, sc, ep, seed, seed + ep - 1);
+  tk_str_printf(b, ", mean length <b>%.1f</b>", len);
+  if (isfinite(sl)) tk_str_printf(b, " &plusmn; %.1f", sl);
+  tk_str_puts(b, " steps");
+  if (isfinite(mr)) tk_str_printf(b, ", mean return %.2f", mr);
+  if (isfinite(sr)) tk_str_printf(b, " &plusmn; %.2f", sr);
   const char *jt = json_str(j, "task"), *jp = json_str(j, "policy");
   if (jt && task[0] && strcmp(jt, task)) {
-    sb_puts(b, " (on task ");
+    tk_str_puts(b, " (on task ");
     sb_esc(b, jt);
-    sb_puts(b, ", not the dataset's)");
+    tk_str_puts(b, ", not the dataset's)");
   }
-  sb_puts(b, ".");
+  tk_str_puts(b, ".");
   if (jp && tk_file_exists(jp) && tk_file_exists(policy_path) && !ds_same_file(jp, policy_path)) {
-    sb_puts(b, " It evaluated <code>");
+    tk_str_puts(b, " It evaluated <code>");
     sb_esc(b, jp);
-    sb_puts(b, "</code>, not the policy below.");
+    tk_str_puts(b, "</code>, not the policy below.");
   }
-  sb_puts(b, "</p>\n");
+  tk_str_puts(b, "</p>\n");
   cJSON_Delete(j);
   return 0;
 }
 
-static int section_bc(sbuf *b, sbuf *v, const char *policy_path, const char *eval_path, const char *task,
+static int section_bc(tkStr *b, tkStr *v, const char *policy_path, const char *eval_path, const char *task,
                       int *missing) {
   char csv_path[PATH_MAX_], loss_path[PATH_MAX_], succ_path[PATH_MAX_];
   int rc;
@@ -542,7 +488,7 @@ static int section_bc(sbuf *b, sbuf *v, const char *policy_path, const char *eva
       (rc = stem_path(loss_path, policy_path, "_loss.png")) ||
       (rc = stem_path(succ_path, policy_path, "_success.png")))
     return rc;
-  sb_puts(b, "<section id=\"bc\"><h2>Behavior cloning</h2>\n");
+  tk_str_puts(b, "<section id=\"bc\"><h2>Behavior cloning</h2>\n");
   /* bc-eval first: the number the section is about */
   if ((rc = eval_headline(b, eval_path, "bc-eval", task, policy_path, missing))) return rc;
   /* the policy file */
@@ -552,54 +498,54 @@ static int section_bc(sbuf *b, sbuf *v, const char *policy_path, const char *eva
   } else {
     bcPolicy *p = bc_policy_load(policy_path);
     if (!p) return TK_EFORMAT;
-    sb_puts(b, "<table>\n");
-    sb_reset(v);
-    sb_puts(v, "<code>");
+    tk_str_puts(b, "<table>\n");
+    tk_str_reset(v);
+    tk_str_puts(v, "<code>");
     sb_esc(v, policy_path);
-    sb_puts(v, "</code> (");
+    tk_str_puts(v, "</code> (");
     sb_esc(v, p->algo);
-    sb_puts(v, " on ");
+    tk_str_puts(v, " on ");
     sb_esc(v, p->task[0] ? p->task : "an unknown task");
-    sb_puts(v, ")");
-    sb_row(b, "policy", sb_str(v));
-    sb_reset(v);
+    tk_str_puts(v, ")");
+    sb_row(b, "policy", tk_str_get(v));
+    tk_str_reset(v);
     describe_policy(v, p);
-    sb_row(b, "network", sb_str(v));
-    sb_reset(v);
+    sb_row(b, "network", tk_str_get(v));
+    tk_str_reset(v);
     for (int k = 0; k < p->nkeys; k++) {
-      if (k) sb_puts(v, ", ");
-      sb_puts(v, "<code>");
+      if (k) tk_str_puts(v, ", ");
+      tk_str_puts(v, "<code>");
       sb_esc(v, p->keys[k]);
-      sb_puts(v, "</code>");
+      tk_str_puts(v, "</code>");
     }
     for (int k = 0; k < p->nimg; k++) {
-      if (v->n) sb_puts(v, ", ");
-      sb_puts(v, "<code>");
+      if (v->n) tk_str_puts(v, ", ");
+      tk_str_puts(v, "<code>");
       sb_esc(v, p->img[k].key);
-      sb_printf(v, "</code> %dx%d camera", p->img[k].height, p->img[k].width);
+      tk_str_printf(v, "</code> %dx%d camera", p->img[k].height, p->img[k].width);
     }
-    sb_row(b, "inputs", sb_str(v));
+    sb_row(b, "inputs", tk_str_get(v));
     cJSON *info = cJSON_Parse(p->info);
     double epoch, epochs, sel, tr, va;
     if (cJSON_IsObject(info) && json_num(info, "epoch", &epoch) && json_num(info, "epochs", &epochs)) {
-      sb_reset(v);
-      sb_printf(v, "epoch <b>%.0f</b> of %.0f", epoch, epochs);
+      tk_str_reset(v);
+      tk_str_printf(v, "epoch <b>%.0f</b> of %.0f", epoch, epochs);
       const char *how = json_str(info, "selection");
       if (how) {
-        sb_puts(v, ", by ");
+        tk_str_puts(v, ", by ");
         sb_esc(v, how);
       }
       if (json_num(info, "selection_success", &sel))
-        sb_printf(v, " (%.0f%% on the selection seeds)", 100 * sel);
+        tk_str_printf(v, " (%.0f%% on the selection seeds)", 100 * sel);
       if (json_num(info, "train_demos", &tr) && json_num(info, "valid_demos", &va))
-        sb_printf(v, "; trained on %.0f demos, %.0f held out for validation", tr, va);
+        tk_str_printf(v, "; trained on %.0f demos, %.0f held out for validation", tr, va);
       if (json_num(info, "skipped_failures", &sel) && sel > 0)
-        sb_printf(v, " (%.0f failed demos left out)", sel);
-      sb_row(b, "chosen", sb_str(v));
+        tk_str_printf(v, " (%.0f failed demos left out)", sel);
+      sb_row(b, "chosen", tk_str_get(v));
     }
     cJSON_Delete(info);
     bc_policy_free(p);
-    sb_puts(b, "</table>\n");
+    tk_str_puts(b, "</table>\n");
   }
   /* bc-train's metrics: the last epoch's losses, the rollouts */
   if (!tk_file_exists(csv_path)) {
@@ -625,16 +571,16 @@ static int section_bc(sbuf *b, sbuf *v, const char *policy_path, const char *eva
     int rows = c.nrows - 1;
     csv_free(&c);
     if (rc) return rc;
-    sb_printf(b, "<p>Training: %d epochs logged", rows);
+    tk_str_printf(b, "<p>Training: %d epochs logged", rows);
     if (rows) {
-      sb_printf(b, "; at the last, train loss %.4g", tl);
-      if (!isnan(vl)) sb_printf(b, ", validation loss %.4g", vl);
+      tk_str_printf(b, "; at the last, train loss %.4g", tl);
+      if (!isnan(vl)) tk_str_printf(b, ", validation loss %.4g", vl);
     }
     if (evals)
-      sb_printf(b, "; %d rollout evaluations, best %.0f%% at epoch %.0f", evals, 100 * best, best_ep);
+      tk_str_printf(b, "; %d rollout evaluations, best %.0f%% at epoch %.0f", evals, 100 * best, best_ep);
     else
-      sb_puts(b, "; no rollouts during training");
-    sb_puts(b, ".</p>\n");
+      tk_str_puts(b, "; no rollouts during training");
+    tk_str_puts(b, ".</p>\n");
   }
   /* the curves */
   png lp = {0}, sp = {0};
@@ -643,10 +589,10 @@ static int section_bc(sbuf *b, sbuf *v, const char *policy_path, const char *eva
     free(lp.data);
     return rc;
   }
-  sb_puts(b, "<div class=\"figs\">\n");
+  tk_str_puts(b, "<div class=\"figs\">\n");
   if (have_l) sb_figure(b, "bc_loss", &lp, loss_path, "Training and validation loss per epoch");
   if (have_s) sb_figure(b, "bc_success", &sp, succ_path, "Rollout success during training (selection seeds)");
-  sb_puts(b, "</div>\n");
+  tk_str_puts(b, "</div>\n");
   if (!have_l) {
     sb_missing(b, "No loss curve", loss_path, "bc-train writes it beside the policy");
     ++*missing;
@@ -657,7 +603,7 @@ static int section_bc(sbuf *b, sbuf *v, const char *policy_path, const char *eva
   }
   free(lp.data);
   free(sp.data);
-  sb_puts(b, "</section>\n");
+  tk_str_puts(b, "</section>\n");
   return b->oom || v->oom ? tk_error(TK_ENOMEM, "out of memory") : 0;
 }
 
@@ -712,13 +658,13 @@ static int read_runs(const char *path, vwRun *runs, int *nruns) {
   return rc;
 }
 
-static int section_rl_in(sbuf *b, vwRun *runs, const char *ft_path, double target, int *missing) {
+static int section_rl_in(tkStr *b, vwRun *runs, const char *ft_path, double target, int *missing) {
   char cmp_csv[PATH_MAX_], cmp_png[PATH_MAX_], one_csv[PATH_MAX_];
   int rc;
   if ((rc = stem_path(cmp_csv, ft_path, "_compare.csv")) ||
       (rc = stem_path(cmp_png, ft_path, "_compare.png")) || (rc = stem_path(one_csv, ft_path, ".csv")))
     return rc;
-  sb_puts(b, "<section id=\"rl\"><h2>RL fine-tuning</h2>\n");
+  tk_str_puts(b, "<section id=\"rl\"><h2>RL fine-tuning</h2>\n");
   const char *csv_path = tk_file_exists(cmp_csv) ? cmp_csv : tk_file_exists(one_csv) ? one_csv : NULL;
   if (!csv_path) {
     sb_missing(b, "No fine-tune run", cmp_csv, "rl-finetune --compare writes it; without --compare, FT.csv");
@@ -736,13 +682,13 @@ static int section_rl_in(sbuf *b, vwRun *runs, const char *ft_path, double targe
       rlCurve cf = {ft->step, ft->succ, ft->n}, cs = {sc->step, sc->succ, sc->n};
       char line[512];
       rl_compare_line(target, &cf, &cs, line, sizeof line);
-      sb_puts(b, "<p class=\"headline\" id=\"compare\">compare: ");
+      tk_str_puts(b, "<p class=\"headline\" id=\"compare\">compare: ");
       sb_esc(b, line);
-      sb_puts(b, "</p>\n");
+      tk_str_puts(b, "</p>\n");
     } else {
-      sb_puts(b, "<p class=\"missing\">No comparison with scratch in <code>");
+      tk_str_puts(b, "<p class=\"missing\">No comparison with scratch in <code>");
       sb_esc(b, csv_path);
-      sb_puts(b, "</code> (rl-finetune --compare runs both).</p>\n");
+      tk_str_puts(b, "</code> (rl-finetune --compare runs both).</p>\n");
       ++*missing;
     }
     /* the fine-tuned policy on bc-eval's held-out seeds, next to the BC policy's */
@@ -750,10 +696,11 @@ static int section_rl_in(sbuf *b, vwRun *runs, const char *ft_path, double targe
     if ((rc = stem_path(ft_eval, ft_path, "_eval.json")) ||
         (rc = eval_headline(b, ft_eval, "fine-tuned policy, bc-eval", "", ft_path, missing)))
       return rc;
-    sb_printf(b,
-              "<table><tr><th>run</th><th>start</th><th>best</th><th>last evaluation</th><th>%.0f%% reached "
-              "at</th></tr>\n",
-              100 * target);
+    tk_str_printf(
+        b,
+        "<table><tr><th>run</th><th>start</th><th>best</th><th>last evaluation</th><th>%.0f%% reached "
+        "at</th></tr>\n",
+        100 * target);
     for (int k = 0; k < nruns; k++) {
       const vwRun *r = &runs[k];
       int bi = 0;
@@ -761,57 +708,57 @@ static int section_rl_in(sbuf *b, vwRun *runs, const char *ft_path, double targe
         if (r->succ[i] > r->succ[bi]) bi = i;
       const rlCurve cr = {r->step, r->succ, r->n};
       const int64_t at = rl_curve_arrival(&cr, target);
-      sb_puts(b, "<tr><td>");
+      tk_str_puts(b, "<tr><td>");
       sb_esc(b, r == ft ? "fine-tune (from BC + demos)" : r->name);
-      sb_printf(b, "</td><td>%.0f%%</td><td>%.0f%% at %lld</td><td>%.0f%% at %lld</td><td>", 100 * r->succ[0],
-                100 * r->succ[bi], (long long)r->step[bi], 100 * r->succ[r->n - 1],
-                (long long)r->step[r->n - 1]);
+      tk_str_printf(b, "</td><td>%.0f%%</td><td>%.0f%% at %lld</td><td>%.0f%% at %lld</td><td>",
+                    100 * r->succ[0], 100 * r->succ[bi], (long long)r->step[bi], 100 * r->succ[r->n - 1],
+                    (long long)r->step[r->n - 1]);
       if (at >= 0)
-        sb_printf(b, "<b>%lld</b> env steps", (long long)at);
+        tk_str_printf(b, "<b>%lld</b> env steps", (long long)at);
       else
-        sb_printf(b, "not reached within %lld env steps", (long long)r->step[r->n - 1]);
-      sb_puts(b, "</td></tr>\n");
+        tk_str_printf(b, "not reached within %lld env steps", (long long)r->step[r->n - 1]);
+      tk_str_puts(b, "</td></tr>\n");
     }
-    sb_puts(b, "</table>\n<p>From <code>");
+    tk_str_puts(b, "</table>\n<p>From <code>");
     sb_esc(b, csv_path);
-    sb_puts(b, "</code>");
+    tk_str_puts(b, "</code>");
     if (tk_file_exists(ft_path)) { /* the best fine-tuned policy and where it came from */
       bcPolicy *p = bc_policy_load(ft_path);
       if (!p) return TK_EFORMAT;
       cJSON *info = cJSON_Parse(p->info);
       double st, su;
-      sb_puts(b, "; the best fine-tuned policy is <code>");
+      tk_str_puts(b, "; the best fine-tuned policy is <code>");
       sb_esc(b, ft_path);
-      sb_puts(b, "</code> (");
+      tk_str_puts(b, "</code> (");
       sb_esc(b, p->algo);
       if (p->base)
-        sb_printf(b, ", a residual actor correcting the frozen BC policy by up to %g", p->residual_scale);
+        tk_str_printf(b, ", a residual actor correcting the frozen BC policy by up to %g", p->residual_scale);
       if (cJSON_IsObject(info) && json_num(info, "env_steps", &st) &&
           json_num(info, "selection_success", &su))
-        sb_printf(b, ", the evaluation at %.0f env steps: %.0f%%", st, 100 * su);
-      sb_puts(b, ")");
+        tk_str_printf(b, ", the evaluation at %.0f env steps: %.0f%%", st, 100 * su);
+      tk_str_puts(b, ")");
       cJSON_Delete(info);
       bc_policy_free(p);
     }
-    sb_puts(b, ".</p>\n");
+    tk_str_puts(b, ".</p>\n");
   }
   if (tk_file_exists(cmp_png)) {
     png p;
     if ((rc = png_load(cmp_png, &p))) return rc;
-    sb_puts(b, "<div class=\"figs\">\n");
+    tk_str_puts(b, "<div class=\"figs\">\n");
     sb_figure(b, "rl_compare", &p, cmp_png, "Success rate against environment steps: fine-tune and scratch");
-    sb_puts(b, "</div>\n");
+    tk_str_puts(b, "</div>\n");
     free(p.data);
   } else if (csv_path) {
     sb_missing(b, "No comparison plot", cmp_png, "rl-finetune --compare draws it");
     ++*missing;
   }
-  sb_puts(b, "</section>\n");
+  tk_str_puts(b, "</section>\n");
   return b->oom ? tk_error(TK_ENOMEM, "out of memory") : 0;
 }
 
 /* (the runs' evaluations are large: on the heap, freed on every path) */
-static int section_rl(sbuf *b, const char *ft_path, double target, int *missing) {
+static int section_rl(tkStr *b, const char *ft_path, double target, int *missing) {
   vwRun *runs = calloc(MAX_RUNS, sizeof *runs);
   if (!runs) return tk_error(TK_ENOMEM, "out of memory");
   int rc = section_rl_in(b, runs, ft_path, target, missing);
@@ -830,24 +777,24 @@ static const char STYLE[] =
     "border:1px solid #ddd}figcaption{font-size:.9em;color:#555}"
     "dl{font-size:.9em}dt{font-weight:bold}dd{margin:0 0 .4em 1.5em}code{font-size:.95em}";
 
-static void legend(sbuf *b, double target) {
-  sb_puts(b,
-          "<section id=\"legend\"><h2>What the numbers are</h2><dl>\n"
-          "<dt>demos, successes, steps</dt><dd>Episodes in the dataset; those whose <code>success</code> "
-          "attribute is 1 (the task said it was done when the episode ended); control steps (one action "
-          "each) summed over all demos.</dd>\n"
-          "<dt>observation keys, cameras</dt><dd>What a step records: low-dimensional observations with "
-          "their shapes, and camera images (height x width, RGB).</dd>\n"
-          "<dt>loss curves</dt><dd>bc-train's loss per epoch (the head's: squared error of the normalized "
-          "actions, or their negative log-likelihood for Gaussian and GMM heads) on the training demos "
-          "and on the held-out validation demos.</dd>\n"
-          "<dt>success curve</dt><dd>Rollouts of the policy during training on the selection seeds "
-          "(from 2000000000); the epoch with the best success is the one saved.</dd>\n"
-          "<dt>bc-eval success</dt><dd>The saved policy run on held-out seeds (from 1000000000; by default "
-          "the demos are recorded from seed 0 and the epoch is chosen on seeds from 2000000000, so no step "
-          "of training saw these episodes); success is the task's own test; the length is the steps an "
-          "episode took (it ends on success or at the task's horizon).</dd>\n");
-  sb_printf(
+static void legend(tkStr *b, double target) {
+  tk_str_puts(
+      b, "<section id=\"legend\"><h2>What the numbers are</h2><dl>\n"
+         "<dt>demos, successes, steps</dt><dd>Episodes in the dataset; those whose <code>success</code> "
+         "attribute is 1 (the task said it was done when the episode ended); control steps (one action "
+         "each) summed over all demos.</dd>\n"
+         "<dt>observation keys, cameras</dt><dd>What a step records: low-dimensional observations with "
+         "their shapes, and camera images (height x width, RGB).</dd>\n"
+         "<dt>loss curves</dt><dd>bc-train's loss per epoch (the head's: squared error of the normalized "
+         "actions, or their negative log-likelihood for Gaussian and GMM heads) on the training demos "
+         "and on the held-out validation demos.</dd>\n"
+         "<dt>success curve</dt><dd>Rollouts of the policy during training on the selection seeds "
+         "(from 2000000000); the epoch with the best success is the one saved.</dd>\n"
+         "<dt>bc-eval success</dt><dd>The saved policy run on held-out seeds (from 1000000000; by default "
+         "the demos are recorded from seed 0 and the epoch is chosen on seeds from 2000000000, so no step "
+         "of training saw these episodes); success is the task's own test; the length is the steps an "
+         "episode took (it ends on success or at the task's horizon).</dd>\n");
+  tk_str_printf(
       b,
       "<dt>fine-tune and scratch</dt><dd>rl-finetune's evaluations (success rate on seeds from "
       "4000000000, apart from bc-train's selection seeds and bc-eval's held-out ones) against environment "
@@ -864,7 +811,7 @@ static void legend(sbuf *b, double target) {
       100 * target);
 }
 
-static int write_page(const char *out, const sbuf *b) {
+static int write_page(const char *out, const tkStr *b) {
   char path[PATH_MAX_], tmp[PATH_MAX_];
   int rc = tk_resolve_link(out, path, sizeof path); /* through a symbolic link: its target is replaced */
   if (rc) return tk_error_wrap(rc, "%s", out);
@@ -907,15 +854,15 @@ int vw_report(const vwReportOpts *o, vwReportResult *res) {
     const char *in[] = {demos, policy, eval, ft, ft_eval};
     if ((rc = ds_output_check(res->out, DS_KIND_TEXT, in, 5, o->force))) return rc;
   }
-  sbuf b = {0};
+  tkStr b = {0};
   char task[DS_NAME_MAX] = "";
-  sb_puts(
+  tk_str_puts(
       &b,
       "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
       "<meta name=\"generator\" content=\"demokit viewer --report, page version 1\">\n<title>demokit report");
-  sbuf body = {0};
+  tkStr body = {0};
   int ds_missing = 0, missing = 0;
-  sbuf v = {0}; /* one table cell at a time */
+  tkStr v = {0}; /* one table cell at a time */
   rc = section_dataset(&body, &v, demos, task, sizeof task);
   if (rc > 0) ds_missing = rc, rc = 0;
   if (!rc) rc = section_bc(&body, &v, policy, eval, task, &missing);
@@ -923,27 +870,27 @@ int vw_report(const vwReportOpts *o, vwReportResult *res) {
   if (!rc) {
     legend(&body, o->target);
     if (task[0]) {
-      sb_puts(&b, ": ");
+      tk_str_puts(&b, ": ");
       sb_esc(&b, task);
     }
-    sb_printf(&b, "</title>\n<style>%s</style>\n</head><body>\n<h1>demokit report", STYLE);
+    tk_str_printf(&b, "</title>\n<style>%s</style>\n</head><body>\n<h1>demokit report", STYLE);
     if (task[0]) {
-      sb_puts(&b, ": ");
+      tk_str_puts(&b, ": ");
       sb_esc(&b, task);
     }
-    sb_puts(&b, "</h1>\n<p>From the files in <code>");
+    tk_str_puts(&b, "</h1>\n<p>From the files in <code>");
     sb_esc(&b, dir);
-    sb_puts(&b, "</code>, written by <code>viewer --report</code>.</p>\n");
-    sb_put(&b, body.p ? body.p : "", body.n);
-    sb_puts(&b, "</body></html>\n");
+    tk_str_puts(&b, "</code>, written by <code>viewer --report</code>.</p>\n");
+    tk_str_put(&b, body.p ? body.p : "", body.n);
+    tk_str_puts(&b, "</body></html>\n");
     if (b.oom || body.oom)
       rc = tk_error(TK_ENOMEM, "out of memory");
     else
       rc = write_page(res->out, &b);
   }
-  free(b.p);
-  free(body.p);
-  free(v.p);
+  tk_str_free(&b);
+  tk_str_free(&body);
+  tk_str_free(&v);
   res->missing = ds_missing + missing;
   return rc;
 }
