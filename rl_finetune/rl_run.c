@@ -155,11 +155,6 @@ static int load_task_and_actor(rlRun *R) {
     rc = tk_error(TK_EINVAL, "%s: a residual policy (from rl-finetune); start from its base policy instead",
                   o->policy);
   if (!rc && bc) R->res = use_residual(o, bc);
-  if (!rc && bc && !R->res && bc->nimg)
-    rc = tk_error(TK_EINVAL,
-                  "%s: the policy reads cameras (%s%s); it cannot start --scheme finetune's actor: "
-                  "use --scheme residual",
-                  o->policy, bc->img[0].key, bc->nimg > 1 ? ", ..." : "");
   const char *task = o->task ? o->task : bc ? bc->task : NULL;
   if (!rc && (!task || !task[0])) rc = tk_error(TK_EINVAL, "no task: pass --task (%s)", cap_task_names());
   capOpts co;

@@ -65,8 +65,7 @@ static void init_log_std(nnNet *net, double std) {
 
 int rl_actor_can_start(const rlOpts *o, const bcPolicy *bc) {
   const nnArch *a = &bc->arch;
-  const char *why = bc->base                 ? "a residual policy (fine-tune its base instead)"
-                    : bc->nimg > 0           ? "a policy with cameras"
+  const char *why = bc->nimg > 0             ? "a policy with cameras"
                     : bc->dif.horizon > 0    ? "a diffusion policy (a denoiser)"
                     : bc->chunk > 1          ? "a chunked policy"
                     : a->rnn_layers > 0      ? "a recurrent (BC-RNN) policy, which acts with memory,"
